@@ -1,0 +1,1 @@
+"""Boards, builds on open toolchains (yowasp yosys + nextpnr), flashing, and the ``tritium`` CLI."""

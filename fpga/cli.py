@@ -1,0 +1,165 @@
+"""The ``tritium`` command line: one entry point for models now, and for gateware and boards later.
+
+Subcommands import what they need when they run, so ``tritium inspect`` does not pay for Amaranth.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+# A random model for the demo until the trained tiny models ship: TinyShakespeare's 65 characters.
+DEMO_CONFIG = dict(vocab_size=65, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
+                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                   rope_theta=10000.0, hidden_act="relu2", tie_word_embeddings=True)
+
+
+def _console():
+    from rich.console import Console
+    return Console(highlight=False)
+
+
+def _load_model(checkpoint: Path, integer: bool):
+    from model import load_weights
+    from model.bitnet import BitNetModel
+    from model.integer import IntegerModel
+
+    weights = load_weights(checkpoint)
+    return IntegerModel(weights) if integer else BitNetModel(weights)
+
+
+def cmd_inspect(args) -> int:
+    from rich.table import Table
+
+    from model import load_weights
+
+    weights = load_weights(args.checkpoint)
+    cfg = weights.config
+    table = Table(title=f"{args.checkpoint}", show_header=False)
+    for field in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                  "num_attention_heads", "num_key_value_heads", "dim_per_head", "hidden_act",
+                  "max_position_embeddings", "rope_theta", "rms_norm_eps", "tie_word_embeddings",
+                  "linear_class", "quantization_mode"):
+        table.add_row(field, str(getattr(cfg, field)))
+    ternary = weights.ternary_weight_count()
+    embed = weights.embed_tokens.size
+    head = 0 if cfg.tie_word_embeddings else weights.lm_head.size
+    norms = weights.norm.size + sum(sum(cfg.norm_shapes().values()) for _ in weights.layers)
+    table.add_row("ternary weights", f"{ternary:,}")
+    table.add_row("ternary zero fraction", f"{weights.ternary_zero_fraction():.3f}")
+    table.add_row("embedding / LM head values", f"{embed:,} / {head:,}" + (" (tied)" if not head else ""))
+    table.add_row("norm gains", f"{norms:,}")
+    table.add_row("parameters", f"{ternary + embed + head + norms:,}")
+    ternary_bits = 2 * ternary
+    int8_bits = 8 * (embed + head) + 16 * (cfg.vocab_size * (1 if not head else 2))
+    kv_bits = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.max_position_embeddings * (
+        8 * cfg.dim_per_head + 22)
+    table.add_row("ternary weights at 2 bits", f"{ternary_bits / 8 / 1024:,.1f} KiB")
+    table.add_row("int8 embedding/LM head + row scales", f"{int8_bits / 8 / 1024:,.1f} KiB")
+    table.add_row("KV cache (int8 + 22-bit scales, full context)", f"{kv_bits / 8 / 1024:,.1f} KiB")
+    _console().print(table)
+    return 0
+
+
+def _encode(args, checkpoint: Path) -> tuple[list[int], object]:
+    if args.ids is not None:
+        return [int(t) for t in args.ids.split(",") if t.strip()], None
+    from model.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(checkpoint)
+    return tokenizer.encode(args.prompt).ids, tokenizer
+
+
+def cmd_generate(args) -> int:
+    console = _console()
+    model = _load_model(args.checkpoint, args.integer)
+    prompt, tokenizer = _encode(args, args.checkpoint)
+    start = time.perf_counter()
+    new = model.generate(prompt, args.n, temperature=args.temperature, seed=args.seed, top_k=args.top_k)
+    elapsed = time.perf_counter() - start
+    kind = "integer (hardware arithmetic)" if args.integer else "float (transformers semantics)"
+    if tokenizer is None:
+        console.print(" ".join(map(str, new)))
+    else:
+        console.print(f"[bold]{args.prompt}[/bold]" + tokenizer.decode(new), markup=True)
+    console.print(f"[dim]{len(new)} tokens, {kind} NumPy model, {len(new) / elapsed:.1f} tok/s on the "
+                  "host CPU (not a hardware figure)[/dim]")
+    return 0
+
+
+def cmd_random_model(args) -> int:
+    from model import BitNetConfig, random_checkpoint
+    from model.tokenizer import char_tokenizer_json
+
+    config = BitNetConfig(**DEMO_CONFIG)
+    random_checkpoint(args.output, config, seed=args.seed, packed=not args.master,
+                      tokenizer_json=char_tokenizer_json())
+    _console().print(f"wrote a random (untrained) BitNet b1.58 model to {args.output}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from rich.table import Table
+
+    from model import load_weights
+    from model.compare import compare_models
+
+    weights = load_weights(args.checkpoint)
+    stats = compare_models(weights, positions=args.positions, seed=args.seed)
+    table = Table(title=f"integer vs float: {args.checkpoint}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in stats.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    _console().print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tritium", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("inspect", help="config, parameter count, sparsity and memory of a checkpoint")
+    p.add_argument("checkpoint", type=Path)
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("generate", help="generate text with the float or integer NumPy model")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", help="prompt text (needs the checkpoint's tokenizer.json)")
+    source.add_argument("--ids", help="prompt as comma-separated token ids")
+    p.add_argument("-n", type=int, default=50, help="new tokens (default 50)")
+    p.add_argument("--integer", action="store_true", help="use the integer (hardware) model")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("random-model", help="write a random (untrained) demo model in HF layout")
+    p.add_argument("output", type=Path)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--master", action="store_true",
+                   help="write float master weights (quantized online) instead of packed ternary")
+    p.set_defaults(func=cmd_random_model)
+
+    p = sub.add_parser("compare", help="integer vs float model: top-1 agreement and logit error")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--positions", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_compare)
+    return parser
+
+
+def main(argv=None) -> int:
+    from model import CheckpointError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (CheckpointError, ValueError) as e:
+        print(f"tritium {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
