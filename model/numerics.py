@@ -22,7 +22,7 @@ WEIGHT_CODE_BITS = 2          # stored code = w + 1 (0: -1, 1: 0, 2: +1; 3 is in
 # §2 the absmax quantizer
 NORM_BITS = 18                # normalized operands are signed 18-bit: |x| < 2^17 (MULT18X18)
 NORM_MAX_BITLEN = NORM_BITS - 1
-RECIP_SHIFT = 33              # R = floor(2^33 / m_n) with m_n in [2^16, 2^17): R in (2^16, 2^17]
+RECIP_SHIFT = 33              # R = ceil(2^33 / m_n) with m_n in [2^16, 2^17): R in (2^16, 2^17]
 
 # §3 scales: value = mant * 2^exp, mant in [2^15, 2^16) or 0
 SCALE_BITS = 16
@@ -100,8 +100,9 @@ def absmax_quantize(u) -> tuple[np.ndarray, int]:
     """Per-token int8 codes q_i ≈ round(127 u_i / max|u|) and m = max|u| (§2).
 
     m = 0 gives all zeros. Otherwise u and m are brought to 17 bits (m_n in [2^16, 2^17), shift e
-    left or right, truncating magnitudes), R = floor(2^33 / m_n), and
-    q_i = sign(u_i) * ((|u_n,i| * R * 127 + 2^32) >> 33), which never exceeds 127.
+    left or right, truncating magnitudes), R = ceil(2^33 / m_n), and
+    q_i = sign(u_i) * ((|u_n,i| * R * 127 + 2^32) >> 33), which never exceeds 127. R rounds up,
+    so exact ties round away from zero and values less than 2^-9 below a half may too.
     """
     u = np.asarray(u, dtype=np.int64)
     m = int(np.abs(u).max(initial=0))
@@ -110,7 +111,7 @@ def absmax_quantize(u) -> tuple[np.ndarray, int]:
     e = int(bitlen(m)) - NORM_MAX_BITLEN
     un = truncate_magnitude(u, e)
     mn = int(truncate_magnitude(m, e))
-    recip = (1 << RECIP_SHIFT) // mn
+    recip = -(-(1 << RECIP_SHIFT) // mn)
     q = np.sign(un) * ((np.abs(un) * recip * ACT_MAX + (1 << (RECIP_SHIFT - 1))) >> RECIP_SHIFT)
     return q, m
 

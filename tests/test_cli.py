@@ -1,0 +1,51 @@
+"""The ``tritium`` command line, run in-process through its ``main``."""
+
+import pytest
+
+from fpga.cli import main
+
+
+@pytest.fixture(scope="module")
+def demo_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "demo"
+    assert main(["random-model", str(path), "--seed", "1"]) == 0
+    return path
+
+
+def test_inspect(demo_model, capsys):
+    assert main(["inspect", str(demo_model)]) == 0
+    out = capsys.readouterr().out
+    assert "ternary weights" in out and "ternary zero fraction" in out
+    # 4 layers x (q, o: 128x128; k, v: 64x128; gate, up, down: 384x128)
+    assert "786,432" in out
+
+
+@pytest.mark.parametrize("integer", [False, True], ids=["float", "integer"])
+def test_generate_text(demo_model, integer, capsys):
+    args = ["generate", "--checkpoint", str(demo_model), "--prompt", "ROMEO:", "-n", "12"]
+    assert main(args + (["--integer"] if integer else [])) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("ROMEO:") and "12 tokens" in out
+
+
+def test_generate_ids_with_sampling(demo_model, capsys):
+    args = ["generate", "--checkpoint", str(demo_model), "--ids", "1,2,3", "-n", "5",
+            "--temperature", "0.8", "--top-k", "5", "--seed", "3", "--integer"]
+    assert main(args) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert main(args) == 0
+    assert capsys.readouterr().out.splitlines()[0] == first
+    assert len(first.split()) == 5
+
+
+def test_compare(demo_model, capsys):
+    assert main(["compare", "--checkpoint", str(demo_model), "--positions", "32"]) == 0
+    assert "top-1 agreement" in capsys.readouterr().out
+
+
+def test_errors_exit_nonzero_with_one_line(tmp_path, demo_model, capsys):
+    assert main(["inspect", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tritium inspect: error:") and "not a checkpoint directory" in err
+    assert main(["generate", "--checkpoint", str(demo_model), "--ids", "99", "-n", "2"]) == 2
+    assert "outside the vocabulary" in capsys.readouterr().err
