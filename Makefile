@@ -28,6 +28,8 @@ demo: $(VENV)/.installed $(DEMO_MODEL)/config.json
 	$(BIN)/tritium inspect $(DEMO_MODEL)
 	$(BIN)/tritium generate --checkpoint $(DEMO_MODEL) --prompt "ROMEO:" -n 60
 	$(BIN)/tritium generate --checkpoint $(DEMO_MODEL) --prompt "ROMEO:" -n 60 --integer
+	$(BIN)/tritium generate --checkpoint $(DEMO_MODEL) --prompt "ROMEO:" -n 60 --integer \
+		--temperature 1.0 --top-k 20 --seed 1
 	$(BIN)/tritium compare --checkpoint $(DEMO_MODEL) --positions 256
 
 test: $(VENV)/.installed-test

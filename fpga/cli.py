@@ -11,7 +11,7 @@ from pathlib import Path
 # A random model for the demo until the trained tiny models ship: TinyShakespeare's 65 characters.
 DEMO_CONFIG = dict(vocab_size=65, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                   rope_theta=10000.0, hidden_act="relu2", tie_word_embeddings=True)
+                   rope_theta=10000.0, hidden_act="relu2", tie_word_embeddings=False)
 
 
 def _console():

@@ -1,6 +1,6 @@
 """The integer BitNet b1.58: exactly what the hardware computes (docs/numerics.md).
 
-Constants are prepared once from a float checkpoint (:class:`IntegerModel.from_weights`); after
+Constants are prepared once from a float checkpoint (``IntegerModel(weights)``); after
 that every step is integer arithmetic from :mod:`model.numerics`. The block functions here
 (:func:`rms_quantize`, :func:`ternary_matmul`, :func:`attend`, :func:`gated_activation`,
 :func:`lm_head_logits`, :func:`sample`) are the golden references the gateware tests call.
@@ -243,10 +243,6 @@ class IntegerModel:
         self.rope_cos, self.rope_sin = nx.rope_int_tables(cfg.dim_per_head, cfg.rope_theta,
                                                           cfg.max_position_embeddings)
         self.score_coef = nx.scale_from_float(math.log2(math.e) / math.sqrt(cfg.dim_per_head))
-
-    @classmethod
-    def from_weights(cls, weights: Weights) -> "IntegerModel":
-        return cls(weights)
 
     @classmethod
     def from_checkpoint(cls, path) -> "IntegerModel":
