@@ -18,7 +18,6 @@ from . import numerics as nx
 from .bitnet import check_context, check_tokens
 from .checkpoint import Weights, load_weights
 
-
 # -- offline constant preparation (floats allowed only here) ------------------------------------
 
 @dataclasses.dataclass(frozen=True)

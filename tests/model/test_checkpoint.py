@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 
 from model import CheckpointError, load_weights, random_checkpoint, save_checkpoint
-from model.checkpoint import (absmean_ternarize, pack_ternary, read_safetensors, read_tensors,
-                              unpack_ternary, write_checkpoint)
+from model.checkpoint import (
+    absmean_ternarize,
+    pack_ternary,
+    read_safetensors,
+    read_tensors,
+    unpack_ternary,
+    write_checkpoint,
+)
 from model.config import BitNetConfig
 
 from ..conftest import CONFIGS

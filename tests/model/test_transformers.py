@@ -6,7 +6,7 @@ Skipped cleanly where torch/transformers are absent; .ci/run installs them so CI
 import numpy as np
 import pytest
 
-from model import load_checkpoint, random_checkpoint, save_checkpoint, load_weights
+from model import load_checkpoint, load_weights, random_checkpoint, save_checkpoint
 
 from ..conftest import CONFIGS
 
@@ -31,7 +31,7 @@ def first_rounding_tie(model, ids, monkeypatch) -> int:
     float32 sums of x*s differ in the last bit), and the flipped code reaches every later position
     through the KV cache. Before it the two implementations must agree to round-off.
     """
-    import model.bitnet as bitnet
+    from model import bitnet
 
     ties = []
     quantize = bitnet.quantize_activations
