@@ -44,7 +44,7 @@ def cmd_inspect(args) -> int:
     ternary = weights.ternary_weight_count()
     embed = weights.embed_tokens.size
     head = 0 if cfg.tie_word_embeddings else weights.lm_head.size
-    norms = weights.norm.size + sum(sum(cfg.norm_shapes().values()) for _ in weights.layers)
+    norms = weights.norm.size + cfg.num_hidden_layers * sum(cfg.norm_shapes().values())
     table.add_row("ternary weights", f"{ternary:,}")
     table.add_row("ternary zero fraction", f"{weights.ternary_zero_fraction():.3f}")
     table.add_row("embedding / LM head values", f"{embed:,} / {head:,}" + (" (tied)" if not head else ""))

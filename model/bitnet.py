@@ -9,9 +9,10 @@ float32 in the same order (docs/reference-model.md lists the correspondences).
 import numpy as np
 
 from .checkpoint import TernaryLinear, Weights, load_weights
+from .numerics import ACT_BITS
 
-ACT_QMAX = 127      # int8 absmax: scale = 127 / max|x|
-ACT_QMIN = -128
+ACT_QMAX = (1 << (ACT_BITS - 1)) - 1    # int8 absmax: scale = 127 / max|x|
+ACT_QMIN = -(1 << (ACT_BITS - 1))       # transformers clamps to [-128, 127]
 ACT_FLOOR = 1e-5    # max|x| is clamped to at least this
 
 
@@ -75,6 +76,15 @@ def check_context(cached: int, new: int, limit: int):
     if cached + new > limit:
         raise ValueError(f"{cached} cached + {new} new positions exceed max_position_embeddings "
                          f"({limit})")
+
+
+def check_prompt(prompt_ids, max_new_tokens: int, config) -> np.ndarray:
+    """A generate() prompt: valid ids, not empty, and room for the new tokens in the context."""
+    ids = check_tokens(prompt_ids, config.vocab_size)
+    if len(ids) == 0:
+        raise ValueError("generate needs a prompt of at least one token")
+    check_context(0, len(ids) + max_new_tokens - 1, config.max_position_embeddings)
+    return ids
 
 
 class KVCache:
@@ -169,10 +179,7 @@ class BitNetModel:
 
         The prompt is processed once; each new token then costs one position against the KV cache.
         """
-        ids = check_tokens(prompt_ids, self.config.vocab_size)
-        if len(ids) == 0:
-            raise ValueError("generate needs a prompt of at least one token")
-        check_context(0, len(ids) + max_new_tokens - 1, self.config.max_position_embeddings)
+        ids = check_prompt(prompt_ids, max_new_tokens, self.config)
         rng = np.random.default_rng(seed)
         cache = self.new_cache()
         logits = self.forward(ids, cache)[-1]

@@ -27,14 +27,21 @@ from pathlib import Path
 import numpy as np
 
 from .config import BitNetConfig, CheckpointError
+from .numerics import WEIGHT_CODE_BITS
 
-CODES_PER_BYTE = 4
+CODES_PER_BYTE = 8 // WEIGHT_CODE_BITS
+CODE_MASK = (1 << WEIGHT_CODE_BITS) - 1
 ABSMEAN_FLOOR = 1e-5  # transformers WeightQuant: mean|W|.clamp_(min=1e-5)
 
 _DTYPES = {
     "F64": np.float64, "F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32,
     "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
 }
+
+
+def field_name(hf_name: str) -> str:
+    """The attribute a HF module name maps to: ``self_attn.q_proj`` -> ``q_proj``."""
+    return hf_name.rsplit(".", 1)[-1]
 
 
 @dataclasses.dataclass
@@ -64,10 +71,10 @@ class Layer:
     ffn_sub_norm: np.ndarray
 
     def linear(self, hf_name: str) -> TernaryLinear:
-        return getattr(self, hf_name.split(".")[-1])
+        return getattr(self, field_name(hf_name))
 
     def norm(self, hf_name: str) -> np.ndarray:
-        return getattr(self, hf_name.split(".")[-1])
+        return getattr(self, field_name(hf_name))
 
 
 @dataclasses.dataclass
@@ -79,13 +86,15 @@ class Weights:
     norm: np.ndarray           # [hidden]
     lm_head: np.ndarray        # [vocab, hidden]; the same array as embed_tokens when tied
 
+    def ternary_linears(self):
+        """Every BitLinear of every layer."""
+        return (layer.linear(n) for layer in self.layers for n in self.config.linear_shapes())
+
     def ternary_weight_count(self) -> int:
-        return sum(lin.codes.size for layer in self.layers
-                   for lin in (layer.linear(n) for n in self.config.linear_shapes()))
+        return sum(lin.codes.size for lin in self.ternary_linears())
 
     def ternary_zero_fraction(self) -> float:
-        zeros = sum(int((lin.codes == 0).sum()) for layer in self.layers
-                    for lin in (layer.linear(n) for n in self.config.linear_shapes()))
+        zeros = sum(int((lin.codes == 0).sum()) for lin in self.ternary_linears())
         return zeros / max(1, self.ternary_weight_count())
 
 
@@ -110,16 +119,16 @@ def pack_ternary(codes: np.ndarray) -> np.ndarray:
     stored = (codes + 1).astype(np.uint8)
     for i in range(CODES_PER_BYTE):
         part = stored[i * block:(i + 1) * block]
-        packed[:len(part)] |= part << (2 * i)
+        packed[:len(part)] |= part << (WEIGHT_CODE_BITS * i)
     return packed
 
 
 def unpack_ternary(packed: np.ndarray, rows: int) -> np.ndarray:
     """Inverse of :func:`pack_ternary`: int8 codes [rows, ...]; a stored code of 3 is an error."""
     packed = np.asarray(packed, dtype=np.uint8)
-    fields = [(packed >> (2 * i)) & 3 for i in range(CODES_PER_BYTE)]
+    fields = [(packed >> (WEIGHT_CODE_BITS * i)) & CODE_MASK for i in range(CODES_PER_BYTE)]
     stored = np.concatenate(fields, axis=0)[:rows]
-    if (stored == 3).any():
+    if (stored == CODE_MASK).any():
         raise ValueError("packed ternary weight holds the invalid 2-bit code 3")
     return stored.astype(np.int8) - 1
 
@@ -242,9 +251,9 @@ def _assemble(config: BitNetConfig, src: _TensorSource) -> Weights:
     layers = []
     for i in range(config.num_hidden_layers):
         p = f"model.layers.{i}"
-        linears = {n.split(".")[-1]: src.linear(f"{p}.{n}", s, config)
+        linears = {field_name(n): src.linear(f"{p}.{n}", s, config)
                    for n, s in config.linear_shapes().items()}
-        norms = {n.split(".")[-1]: src.get(f"{p}.{n}.weight", (s,))
+        norms = {field_name(n): src.get(f"{p}.{n}.weight", (s,))
                  for n, s in config.norm_shapes().items()}
         layers.append(Layer(**linears, **norms))
     norm = src.get("model.norm.weight", (h,))

@@ -15,8 +15,8 @@ import math
 import numpy as np
 
 from . import numerics as nx
-from .bitnet import check_context, check_tokens
-from .checkpoint import Weights, load_weights
+from .bitnet import check_context, check_prompt, check_tokens
+from .checkpoint import Weights, field_name, load_weights
 
 # -- offline constant preparation (floats allowed only here) ------------------------------------
 
@@ -230,8 +230,8 @@ class IntegerModel:
         def linear(lin):
             return IntLinear(lin.codes.astype(np.int64), nx.scale_from_float(lin.gamma))
 
-        self.layers = [IntLayer(**{n.split(".")[-1]: linear(layer.linear(n)) for n in cfg.linear_shapes()},
-                                **{n.split(".")[-1]: Gain.from_float(layer.norm(n))
+        self.layers = [IntLayer(**{field_name(n): linear(layer.linear(n)) for n in cfg.linear_shapes()},
+                                **{field_name(n): Gain.from_float(layer.norm(n))
                                    for n in cfg.norm_shapes()})
                        for layer in weights.layers]
         self.embed = RowScaledInt8.from_float(weights.embed_tokens)
@@ -312,10 +312,7 @@ class IntegerModel:
     def generate(self, prompt_ids, max_new_tokens: int, temperature: float = 0.0, seed: int = 0,
                  top_k: int | None = None) -> list[int]:
         """New tokens: greedy at temperature 0, else xorshift32-seeded sampling as §8 defines."""
-        ids = check_tokens(prompt_ids, self.config.vocab_size)
-        if len(ids) == 0:
-            raise ValueError("generate needs a prompt of at least one token")
-        check_context(0, len(ids) + max_new_tokens - 1, self.config.max_position_embeddings)
+        ids = check_prompt(prompt_ids, max_new_tokens, self.config)
         coef = None if temperature <= 0 else nx.scale_from_float(math.log2(math.e) / temperature)
         state = nx.xorshift_seed(seed)
         cache = self.new_cache()

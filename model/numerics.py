@@ -16,7 +16,7 @@ import numpy as np
 
 # §1 activations and weights
 ACT_BITS = 8
-ACT_MAX = 127                 # quantized activations are in [-127, 127]; -128 never occurs
+ACT_MAX = (1 << (ACT_BITS - 1)) - 1   # quantized activations are in [-127, 127]; -128 never occurs
 WEIGHT_CODE_BITS = 2          # stored code = w + 1 (0: -1, 1: 0, 2: +1; 3 is invalid), as HF packs
 
 # §2 the absmax quantizer

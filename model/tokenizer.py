@@ -1,7 +1,6 @@
 """Tokenizers: any Hugging Face ``tokenizer.json`` through ``tokenizers``, and the character-level
 tokenizer the shipped tiny models use (one token per character, saved as a ``tokenizer.json``)."""
 
-import json
 from pathlib import Path
 
 from .config import CheckpointError
@@ -36,6 +35,3 @@ def load_tokenizer(directory):
     except Exception as e:  # tokenizers raises plain Exception subclasses
         raise CheckpointError(f"{path}: not a valid tokenizer.json ({e})") from None
 
-
-def tokenizer_vocab_size(tokenizer_json: str) -> int:
-    return len(json.loads(tokenizer_json)["model"]["vocab"])
