@@ -1,0 +1,278 @@
+"""Ternary matmul array: ``Y[N×T] = W[N×K] · X[K×T]`` for ternary W and int8 X (docs/numerics.md §1).
+
+Shape: an output-stationary grid of ``rows × cols`` processing elements, each a ``simd``-lane
+ternary dot product (select / negate / zero per lane, then a registered adder tree; no multipliers)
+feeding one accumulator. Rows are output channels, columns are tokens.
+
+Data movement (one *beat* = one ``w`` and one ``x`` transfer, joined):
+
+* ``x`` carries ``cols × simd`` activations (``simd`` consecutive K-elements of each of ``cols``
+  tokens) and ``last``, which closes a tile (one ``rows × cols`` block of Y). Activations flow
+  systolically: row ``r`` sees a beat ``r`` cycles after row 0.
+* ``w`` carries ``rows × simd`` 2-bit weight codes (``w + 1``, the packed-checkpoint code; code 3 acts
+  as 0). Row ``r``'s codes pass through an ``r``-deep delay line so they meet their activations.
+* ``o`` emits one transfer per row of a finished tile, rows in order ``0 … rows-1``: ``cols`` exact
+  accumulators (``acc_width`` bits, derived from ``k_max``), the ``row`` index and ``last`` on the
+  final row. Rows finish one cycle apart, so a tile drains in ``rows`` cycles.
+
+Backpressure: the whole array advances together. It stops only when a row is about to finish into a
+result register that ``o`` has not yet emptied; inputs are then not accepted (``ready`` low). No
+result is lost or duplicated however ``o.ready`` and the input ``valid``\\ s behave.
+
+Latency: the row-0 result of a tile is presented on ``o`` ``latency = 3 + ceil(log2(simd))`` cycles
+after the tile's last beat is accepted. Throughput: one beat per cycle while a tile has at least
+``rows`` beats (``ceil(K/simd) >= rows``); shorter tiles are limited by the ``rows`` cycles ``o`` needs
+to drain each. :meth:`cycles` gives the count for a whole matmul; :func:`tile_beats` produces the beat
+sequence (zero-padded tiles) and :func:`assemble` puts the outputs back into ``Y``.
+"""
+
+import math
+
+import numpy as np
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import ceil_log2
+
+from model.numerics import WEIGHT_CODE_BITS
+
+CODE_MINUS, CODE_ZERO, CODE_PLUS = 0, 1, 2   # stored code = w + 1
+
+
+def accumulator_width(k_max: int, act_width: int) -> int:
+    """Signed width that holds any sum of ``k_max`` products of a ternary and an ``act_width``-bit value."""
+    return math.ceil(math.log2(k_max * (1 << (act_width - 1)))) + 1
+
+
+class TernaryArray(wiring.Component):
+    """``rows × cols`` PEs of ``simd`` ternary lanes each; see the module docstring.
+
+    Parameters
+    ----------
+    rows : int
+        Output channels computed in parallel.
+    cols : int
+        Tokens computed in parallel (1 for decode / GEMV).
+    simd : int
+        K-lanes per PE, a power of two.
+    k_max : int
+        Largest reduction length K; the accumulator width is derived from it.
+    act_width : int
+        Activation width in bits (8 for BitNet b1.58).
+
+    Members
+    -------
+    w : In(stream.Signature(ArrayLayout(ArrayLayout(unsigned(2), simd), rows)))
+    x : In(stream.Signature(StructLayout({"data": ArrayLayout(ArrayLayout(signed(act_width), simd), cols), "last": 1})))
+    o : Out(stream.Signature(StructLayout({"data": ArrayLayout(signed(acc_width), cols), "row": range(rows), "last": 1})))
+    """
+
+    def __init__(self, *, rows: int, cols: int, simd: int, k_max: int, act_width: int = 8):
+        for name, value in (("rows", rows), ("cols", cols), ("simd", simd), ("k_max", k_max),
+                            ("act_width", act_width)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if simd & (simd - 1):
+            lower = 1 << (simd.bit_length() - 1)
+            raise ValueError(f"simd must be a power of two (adder tree), not {simd}; "
+                             f"{lower} or {lower * 2} would fit")
+        if act_width < 2:
+            raise ValueError(f"act_width must be at least 2 bits, not {act_width}")
+        if k_max < simd:
+            raise ValueError(f"k_max ({k_max}) must be at least simd ({simd})")
+        self._rows, self._cols, self._simd = rows, cols, simd
+        self._k_max, self._act_width = k_max, act_width
+        self._acc_width = accumulator_width(k_max, act_width)
+        if self._acc_width > 48:
+            raise ValueError(f"k_max {k_max} needs a {self._acc_width}-bit accumulator; at most 48 "
+                             f"bits are supported (k_max <= {2 ** 47 >> (act_width - 1)})")
+        super().__init__({
+            "w": In(stream.Signature(self.w_layout)),
+            "x": In(stream.Signature(self.x_layout)),
+            "o": Out(stream.Signature(self.o_layout)),
+        })
+
+    rows = property(lambda self: self._rows)
+    cols = property(lambda self: self._cols)
+    simd = property(lambda self: self._simd)
+    k_max = property(lambda self: self._k_max)
+    act_width = property(lambda self: self._act_width)
+    acc_width = property(lambda self: self._acc_width)
+
+    @property
+    def w_layout(self):
+        return data.ArrayLayout(data.ArrayLayout(unsigned(WEIGHT_CODE_BITS), self._simd), self._rows)
+
+    @property
+    def x_layout(self):
+        return data.StructLayout({
+            "data": data.ArrayLayout(data.ArrayLayout(signed(self._act_width), self._simd), self._cols),
+            "last": 1,
+        })
+
+    @property
+    def o_layout(self):
+        return data.StructLayout({
+            "data": data.ArrayLayout(signed(self._acc_width), self._cols),
+            "row": range(self._rows),
+            "last": 1,
+        })
+
+    @property
+    def tree_levels(self) -> int:
+        return ceil_log2(self._simd)
+
+    @property
+    def latency(self) -> int:
+        """Cycles from accepting a tile's last beat to its row-0 result on ``o``."""
+        return 3 + self.tree_levels
+
+    @property
+    def lanes(self) -> int:
+        return self._rows * self._cols * self._simd
+
+    def beats(self, n: int, k: int, t: int) -> int:
+        return -(-n // self._rows) * -(-t // self._cols) * -(-k // self._simd)
+
+    def cycles(self, n: int, k: int, t: int) -> int:
+        """Cycles from the first beat accepted to the last output transfer, with no stalls from
+        outside: tiles start every max(ceil(k/simd), rows) cycles, the last drains in rows cycles."""
+        tiles = -(-n // self._rows) * -(-t // self._cols)
+        chunks = -(-k // self._simd)
+        return (tiles - 1) * max(chunks, self._rows) + chunks + self.latency + self._rows - 1
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols, simd, levels = self._rows, self._cols, self._simd, self.tree_levels
+
+        advance = Signal()          # every pipeline register moves this cycle
+        beat = Signal()             # a joined w/x beat enters this cycle
+        m.d.comb += [
+            self.w.ready.eq(advance & self.x.valid),
+            self.x.ready.eq(advance & self.w.valid),
+            beat.eq(advance & self.w.valid & self.x.valid),
+        ]
+
+        # Activations flow down the rows; each row's weights wait in a delay line as deep as its row.
+        x_regs = [Signal(self.x_layout, name=f"x_row{r}") for r in range(rows)]
+        x_valid = [Signal(name=f"x_valid_row{r}") for r in range(rows)]
+        w_regs = []
+        for r in range(rows):
+            line = [Signal(data.ArrayLayout(unsigned(WEIGHT_CODE_BITS), simd), name=f"w_row{r}_d{d}")
+                    for d in range(r + 1)]
+            with m.If(advance):
+                m.d.sync += line[0].eq(self.w.payload[r])
+                m.d.sync += [line[d].eq(line[d - 1]) for d in range(1, r + 1)]
+            w_regs.append(line[-1])
+        with m.If(advance):
+            m.d.sync += [x_regs[0].eq(self.x.payload), x_valid[0].eq(beat)]
+            for r in range(1, rows):
+                m.d.sync += [x_regs[r].eq(x_regs[r - 1]), x_valid[r].eq(x_valid[r - 1])]
+
+        # Results wait here until ``o`` takes them, in row order.
+        result = [Signal(data.ArrayLayout(signed(self._acc_width), cols), name=f"result_row{r}")
+                  for r in range(rows)]
+        result_valid = [Signal(name=f"result_valid_row{r}") for r in range(rows)]
+        out_row = Signal(range(rows))
+        take = Signal()
+        blocked = []
+
+        for r in range(rows):
+            # Stage 1: select / negate / zero per lane; then the adder tree, one register per level.
+            valid = [Signal(name=f"v_row{r}_s{s}") for s in range(levels + 1)]
+            last = [Signal(name=f"last_row{r}_s{s}") for s in range(levels + 1)]
+            with m.If(advance):
+                m.d.sync += [valid[0].eq(x_valid[r]), last[0].eq(x_regs[r].last)]
+                m.d.sync += [valid[s].eq(valid[s - 1]) for s in range(1, levels + 1)]
+                m.d.sync += [last[s].eq(last[s - 1]) for s in range(1, levels + 1)]
+            sums = []
+            for c in range(cols):
+                level = []
+                for s in range(simd):
+                    a, code = x_regs[r].data[c][s], w_regs[r][s]
+                    p = Signal(signed(self._act_width + 1), name=f"p_r{r}_c{c}_l{s}")
+                    with m.If(advance):
+                        m.d.sync += p.eq(Mux(code == CODE_PLUS, a, Mux(code == CODE_MINUS, -a, 0)))
+                    level.append(p)
+                for depth in range(levels):
+                    width = self._act_width + 2 + depth
+                    nxt = []
+                    for i in range(0, len(level), 2):
+                        t = Signal(signed(width), name=f"sum_r{r}_c{c}_d{depth}_{i // 2}")
+                        with m.If(advance):
+                            m.d.sync += t.eq(level[i] + level[i + 1])
+                        nxt.append(t)
+                    level = nxt
+                sums.append(level[0])
+
+            # Accumulate; on a tile's last beat hand the total to the result register.
+            finishing = Signal(name=f"finishing_row{r}")
+            m.d.comb += finishing.eq(valid[-1] & last[-1])
+            draining = Signal(name=f"draining_row{r}")
+            m.d.comb += draining.eq(take & (out_row == r))
+            blocked.append(finishing & result_valid[r] & ~draining)
+            with m.If(draining):
+                m.d.sync += result_valid[r].eq(0)
+            for c in range(cols):
+                acc = Signal(signed(self._acc_width), name=f"acc_r{r}_c{c}")
+                with m.If(advance & valid[-1]):
+                    with m.If(last[-1]):
+                        m.d.sync += [acc.eq(0), result[r][c].eq(acc + sums[c])]
+                    with m.Else():
+                        m.d.sync += acc.eq(acc + sums[c])
+            with m.If(advance & finishing):
+                m.d.sync += result_valid[r].eq(1)
+
+        # Emit results in row order; ``take`` frees the emitted row's register.
+        with m.Switch(out_row):
+            for r in range(rows):
+                with m.Case(r):
+                    m.d.comb += [self.o.valid.eq(result_valid[r]), self.o.payload.data.eq(result[r])]
+        m.d.comb += [
+            self.o.payload.row.eq(out_row),
+            self.o.payload.last.eq(out_row == rows - 1),
+            take.eq(self.o.valid & self.o.ready),
+            advance.eq(~Cat(*blocked).any()),
+        ]
+        with m.If(take):
+            m.d.sync += out_row.eq(Mux(out_row == rows - 1, 0, out_row + 1))
+        return m
+
+
+def tile_beats(weights: np.ndarray, acts: np.ndarray, rows: int, cols: int, simd: int):
+    """The beats that compute ``weights [N×K] (ternary) · acts [K×T] (int)``, zero-padded to whole
+    tiles: a list of ``(w_codes [rows][simd], x [cols][simd], last)``, tiles in row-major order
+    (all column tiles of row tile 0 first)."""
+    n, k = weights.shape
+    k2, t = acts.shape
+    if k != k2:
+        raise ValueError(f"inner dimensions differ: W is {n}x{k}, X is {k2}x{t}")
+    n_pad, k_pad, t_pad = -(-n // rows) * rows, -(-k // simd) * simd, -(-t // cols) * cols
+    w = np.zeros((n_pad, k_pad), dtype=np.int64)
+    w[:n, :k] = weights
+    x = np.zeros((k_pad, t_pad), dtype=np.int64)
+    x[:k, :t] = acts
+    codes = w + 1
+    beats = []
+    for r0 in range(0, n_pad, rows):
+        for c0 in range(0, t_pad, cols):
+            for k0 in range(0, k_pad, simd):
+                beats.append((codes[r0:r0 + rows, k0:k0 + simd].tolist(),
+                              x[k0:k0 + simd, c0:c0 + cols].T.tolist(),
+                              k0 + simd == k_pad))
+    return beats
+
+
+def assemble(outputs, n: int, t: int, rows: int, cols: int) -> np.ndarray:
+    """Y [n×t] from the array's output rows (``(row, data[cols])`` in emission order)."""
+    n_pad, t_pad = -(-n // rows) * rows, -(-t // cols) * cols
+    y = np.zeros((n_pad, t_pad), dtype=np.int64)
+    tiles = [(r0, c0) for r0 in range(0, n_pad, rows) for c0 in range(0, t_pad, cols)]
+    if len(outputs) != len(tiles) * rows:
+        raise ValueError(f"expected {len(tiles) * rows} output rows, got {len(outputs)}")
+    for i, (row, values) in enumerate(outputs):
+        r0, c0 = tiles[i // rows]
+        if row != i % rows:
+            raise ValueError(f"output {i} is row {row}, expected row {i % rows}")
+        y[r0 + row, c0:c0 + cols] = values
+    return y[:n, :t]
