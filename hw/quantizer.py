@@ -70,8 +70,9 @@ class AbsmaxQuantizer(wiring.Component):
     lanes = property(lambda self: self._lanes)
     depth = property(lambda self: self._depth)
 
-    # normalize (1) + divide (QUOTIENT_BITS) + read, normalize, multiply, round (4)
-    latency = 1 + QUOTIENT_BITS + 4
+    # find the shift, normalize m (2) + divide (QUOTIENT_BITS) + issue the read, memory,
+    # normalize, multiply, round into the output register (5)
+    latency = 2 + QUOTIENT_BITS + 5
 
     def elaborate(self, platform):
         m = Module()

@@ -19,8 +19,7 @@ async def stream_put(ctx, stream, payloads, rng: random.Random | None = None, ga
         ctx.set(stream.valid, 0)
 
 
-async def stream_get(ctx, stream, count: int, rng: random.Random | None = None, stall: float = 0.0,
-                     on_transfer=None):
+async def stream_get(ctx, stream, count: int, rng: random.Random | None = None, stall: float = 0.0):
     """Receive ``count`` payloads (as Python values); with ``rng``, hold ``ready`` low at random."""
     received = []
     while len(received) < count:
@@ -29,14 +28,13 @@ async def stream_get(ctx, stream, count: int, rng: random.Random | None = None, 
         _, _, valid, payload = await ctx.tick().sample(stream.valid, stream.payload)
         if ready and valid:
             received.append(payload)
-            if on_transfer is not None:
-                on_transfer()
     ctx.set(stream.ready, 0)
     return received
 
 
-def run(dut, benches, *, max_cycles: int, vcd_name: str):
-    """Simulate ``dut`` with the testbench coroutines; fail after ``max_cycles``.
+def run(dut, benches, *, max_cycles: int, vcd_name: str, background=()):
+    """Simulate ``dut`` with the testbench coroutines (and ``background`` ones that never end);
+    fail after ``max_cycles``.
 
     With ``TRITIUM_VCD=1`` a waveform is written to ``build/vcd/<vcd_name>.vcd``.
     """
@@ -44,6 +42,8 @@ def run(dut, benches, *, max_cycles: int, vcd_name: str):
     sim.add_clock(1e-8)
     for bench in benches:
         sim.add_testbench(bench)
+    for bench in background:
+        sim.add_testbench(bench, background=True)
 
     async def watchdog(ctx):
         for _ in range(max_cycles):

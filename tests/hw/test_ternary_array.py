@@ -1,0 +1,121 @@
+# amaranth: UnusedElaboratable=no
+"""TernaryArray in the Amaranth simulator, bit for bit against model.integer.ternary_matmul."""
+
+import random
+
+import numpy as np
+import pytest
+
+from hw.testing import run, stream_get, stream_put
+from hw.ternary_array import TernaryArray, accumulator_width, assemble, tile_beats
+from model.integer import ternary_matmul
+from model.numerics import acc_bits
+
+
+def run_matmul(dut, weights, acts, seed, gap=0.0, stall=0.0):
+    """Drive W·X through ``dut`` with random input gaps and output stalls; return (Y, cycles)."""
+    n, t = weights.shape[0], acts.shape[1]
+    beats = tile_beats(weights, acts, dut.rows, dut.cols, dut.simd)
+    rows_out = -(-n // dut.rows) * -(-t // dut.cols) * dut.rows
+    rng = random.Random(seed)
+    outputs, edges = [], {"x": [], "o": []}
+
+    async def count(ctx):
+        """Index of every clock edge that transfers on ``x`` and on ``o`` (sampled at the edge)."""
+        edge = 0
+        async for _, _, xv, xr, ov, orr in ctx.tick().sample(dut.x.valid, dut.x.ready,
+                                                            dut.o.valid, dut.o.ready):
+            if xv and xr:
+                edges["x"].append(edge)
+            if ov and orr:
+                edges["o"].append(edge)
+            edge += 1
+
+    async def put_w(ctx):
+        await stream_put(ctx, dut.w, [b[0] for b in beats], rng, gap)
+
+    async def put_x(ctx):
+        await stream_put(ctx, dut.x, [{"data": b[1], "last": b[2]} for b in beats], rng, gap)
+
+    async def get(ctx):
+        got = await stream_get(ctx, dut.o, rows_out, rng, stall)
+        outputs.extend((int(p.row), [int(v) for v in p.data]) for p in got)
+        assert [bool(p.last) for p in got] == [(i % dut.rows) == dut.rows - 1 for i in range(rows_out)]
+
+    run(dut, [put_w, put_x, get], background=[count], max_cycles=20 * (len(beats) + rows_out) + 100,
+        vcd_name=f"ternary_array_r{dut.rows}c{dut.cols}s{dut.simd}_{seed}")
+    # cycles from the first beat's transfer to the last result's transfer, both included
+    return assemble(outputs, n, t, dut.rows, dut.cols), edges["o"][-1] - edges["x"][0] + 1
+
+
+SHAPES = [  # (rows, cols, simd, k_max), (n, k, t)
+    ((3, 2, 4, 64), (7, 37, 5)),
+    ((4, 1, 8, 128), (9, 128, 1)),
+    ((2, 3, 1, 16), (5, 16, 4)),
+    ((1, 1, 2, 8), (1, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "r{}c{}s{}k{}-n{}k{}t{}".format(*s[0], *s[1]))
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_matmul_with_backpressure(shape, seed):
+    (rows, cols, simd, k_max), (n, k, t) = shape
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    w, x = rng.integers(-1, 2, (n, k)), rng.integers(-128, 128, (k, t))
+    dut = TernaryArray(rows=rows, cols=cols, simd=simd, k_max=k_max)
+    y, _ = run_matmul(dut, w, x, seed, gap=0.3, stall=0.4)
+    assert (y == ternary_matmul(w, x)).all()
+
+
+@pytest.mark.parametrize("case", ["all_plus_127", "all_minus_minus128", "all_zero_weights", "k_max"])
+def test_edge_cases_at_the_accumulator_bound(case):
+    dut = TernaryArray(rows=2, cols=2, simd=4, k_max=24)
+    n, k, t = 3, 24, 3
+    w = np.ones((n, k), dtype=np.int64)
+    x = np.full((k, t), 127)
+    if case == "all_minus_minus128":
+        w, x = -w, np.full((k, t), -128)
+    elif case == "all_zero_weights":
+        w = np.zeros((n, k), dtype=np.int64)
+    elif case == "k_max":
+        x = np.random.default_rng(0).integers(-128, 128, (k, t))
+        w[1] = -1
+    y, _ = run_matmul(dut, w, x, seed=0)
+    assert (y == ternary_matmul(w, x)).all()
+    if case == "all_minus_minus128":          # the largest sum K·128 fits the derived width
+        assert y.max() == 128 * 24 < 2 ** (dut.acc_width - 1)
+
+
+@pytest.mark.parametrize("rows, cols, simd, n, k, t", [(4, 2, 8, 8, 256, 4), (2, 1, 4, 6, 64, 1),
+                                                      (8, 1, 4, 8, 16, 1)])
+def test_cycle_count_matches_the_formula(rows, cols, simd, n, k, t):
+    dut = TernaryArray(rows=rows, cols=cols, simd=simd, k_max=k)
+    rng = np.random.default_rng(5)
+    w, x = rng.integers(-1, 2, (n, k)), rng.integers(-128, 128, (k, t))
+    y, cycles = run_matmul(dut, w, x, seed=0)
+    assert (y == ternary_matmul(w, x)).all()
+    assert cycles == dut.cycles(n, k, t)
+
+
+def test_latency_is_documented():
+    dut = TernaryArray(rows=1, cols=1, simd=8, k_max=8)
+    _, cycles = run_matmul(dut, np.ones((1, 8), dtype=np.int64), np.ones((8, 1), dtype=np.int64), seed=0)
+    assert cycles == 1 + dut.latency     # one beat, then ``latency`` cycles to the result
+
+
+def test_accumulator_width_matches_the_contract():
+    for k in (1, 8, 100, 512, 2560):
+        assert accumulator_width(k, 8) == acc_bits(k)
+        assert TernaryArray(rows=1, cols=1, simd=1, k_max=k).acc_width == acc_bits(k)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(rows=0, cols=1, simd=1, k_max=8), r"^rows must be a positive integer, not 0$"),
+    (dict(rows=1, cols=1, simd=6, k_max=8), r"^simd must be a power of two \(adder tree\), not 6; 4 or 8 would fit$"),
+    (dict(rows=1, cols=1, simd=8, k_max=4), r"^k_max \(4\) must be at least simd \(8\)$"),
+    (dict(rows=1, cols=1, simd=1, k_max=2 ** 45), r"^k_max 35184372088832 needs a 53-bit accumulator"),
+])
+def test_parameter_validation(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TernaryArray(**kwargs)
