@@ -16,8 +16,10 @@ Data movement (one *beat* = one ``w`` and one ``x`` transfer, joined):
   final row. Rows finish one cycle apart, so a tile drains in ``rows`` cycles.
 
 Backpressure: the whole array advances together. It stops only when a row is about to finish into a
-result register that ``o`` has not yet emptied; inputs are then not accepted (``ready`` low). No
-result is lost or duplicated however ``o.ready`` and the input ``valid``\\ s behave.
+result register that ``o`` has not yet emptied; inputs are then not accepted (``ready`` low). A
+tile's last beat is admitted only ``rows`` cycles after the previous tile's, so that stall can never
+wait on a row that is itself stalled. No result is lost or duplicated however ``o.ready`` and the
+input ``valid``\\ s behave.
 
 Latency: the row-0 result of a tile is presented on ``o`` ``latency = 3 + ceil(log2(simd))`` cycles
 after the tile's last beat is accepted. Throughput: one beat per cycle while a tile has at least
@@ -26,22 +28,15 @@ to drain each. :meth:`cycles` gives the count for a whole matmul; :func:`tile_be
 sequence (zero-padded tiles) and :func:`assemble` puts the outputs back into ``Y``.
 """
 
-import math
-
 import numpy as np
 from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
-from model.numerics import WEIGHT_CODE_BITS
+from model.numerics import WEIGHT_CODE_BITS, acc_bits
 
 CODE_MINUS, CODE_ZERO, CODE_PLUS = 0, 1, 2   # stored code = w + 1
-
-
-def accumulator_width(k_max: int, act_width: int) -> int:
-    """Signed width that holds any sum of ``k_max`` products of a ternary and an ``act_width``-bit value."""
-    return math.ceil(math.log2(k_max * (1 << (act_width - 1)))) + 1
 
 
 class TernaryArray(wiring.Component):
@@ -82,10 +77,10 @@ class TernaryArray(wiring.Component):
             raise ValueError(f"k_max ({k_max}) must be at least simd ({simd})")
         self._rows, self._cols, self._simd = rows, cols, simd
         self._k_max, self._act_width = k_max, act_width
-        self._acc_width = accumulator_width(k_max, act_width)
+        self._acc_width = acc_bits(k_max, act_width)
         if self._acc_width > 48:
             raise ValueError(f"k_max {k_max} needs a {self._acc_width}-bit accumulator; at most 48 "
-                             f"bits are supported (k_max <= {2 ** 47 >> (act_width - 1)})")
+                             f"bits are supported (k_max <= {(1 << (48 - act_width)) - 1})")
         super().__init__({
             "w": In(stream.Signature(self.w_layout)),
             "x": In(stream.Signature(self.x_layout)),
@@ -147,11 +142,24 @@ class TernaryArray(wiring.Component):
 
         advance = Signal()          # every pipeline register moves this cycle
         beat = Signal()             # a joined w/x beat enters this cycle
+
+        # A tile's last beat enters only ``rows`` advancing cycles after the previous one: then
+        # every row has finished tile j before any row finishes tile j+1, so a full result register
+        # can only wait on ``o``, never on a row still in the pipeline (which the global stall
+        # would freeze: a deadlock when tiles are shorter than ``rows`` beats).
+        since_tile_end = Signal(range(rows), init=rows - 1)
+        admit = Signal()
         m.d.comb += [
-            self.w.ready.eq(advance & self.x.valid),
-            self.x.ready.eq(advance & self.w.valid),
-            beat.eq(advance & self.w.valid & self.x.valid),
+            admit.eq(~self.x.payload.last | (since_tile_end == rows - 1)),
+            self.w.ready.eq(advance & self.x.valid & admit),
+            self.x.ready.eq(advance & self.w.valid & admit),
+            beat.eq(advance & self.w.valid & self.x.valid & admit),
         ]
+        with m.If(advance):
+            with m.If(beat & self.x.payload.last):
+                m.d.sync += since_tile_end.eq(0)
+            with m.Elif(since_tile_end != rows - 1):
+                m.d.sync += since_tile_end.eq(since_tile_end + 1)
 
         # Activations flow down the rows; each row's weights wait in a delay line as deep as its row.
         x_regs = [Signal(self.x_layout, name=f"x_row{r}") for r in range(rows)]

@@ -51,11 +51,16 @@ SIGMOID_FRAC = 16             # table entries Q0.16
 XORSHIFT_BITS = 32
 
 
-def acc_bits(k: int) -> int:
-    """Signed accumulator width for K ternary x int8 products: ceil(log2(K*128)) + 1 (§1)."""
+def acc_bits(k: int, act_bits: int = ACT_BITS) -> int:
+    """Signed accumulator width for K products of a ternary and an ``act_bits``-bit value (§1).
+
+    The extreme sum is K * 2^(act_bits-1) (all -1 weights times -128), which needs
+    bitlen(K * 128) magnitude bits plus a sign: ceil(log2(K*128)) + 1 falls one short when K is a
+    power of two.
+    """
     if k < 1:
         raise ValueError(f"reduction length K must be >= 1, not {k}")
-    return math.ceil(math.log2(k * 128)) + 1
+    return (k << (act_bits - 1)).bit_length() + 1
 
 
 def bitlen(x) -> np.ndarray:
