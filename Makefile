@@ -1,6 +1,7 @@
 # Two commands do all the set-up on a fresh Debian machine with Python 3.11:
 #   make demo   - create .venv, install tritium, run the demo on the default model
-#   make test   - create .venv, install tritium with test + torch extras, run the whole suite
+#   make test   - create .venv, install tritium with every extra, run the whole suite
+#                 (Icarus, if installed - apt-get install iverilog - joins Verilator in the cocotb runs)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,7 +19,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 # torch is pinned to the CPU build (2.13.0); transformers + accelerate load BitNet checkpoints.
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test,torch]"
+	$(BIN)/pip install --quiet -e ".[test,torch,sim,fpga]"
 	touch $@ $(VENV)/.installed
 
 $(DEMO_MODEL)/config.json: | $(VENV)/.installed

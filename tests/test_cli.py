@@ -49,3 +49,25 @@ def test_errors_exit_nonzero_with_one_line(tmp_path, demo_model, capsys):
     assert err.startswith("tritium inspect: error:") and "not a checkpoint directory" in err
     assert main(["generate", "--checkpoint", str(demo_model), "--ids", "99", "-n", "2"]) == 2
     assert "outside the vocabulary" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("block, args, module", [
+    ("array", ["--rows", "2", "--cols", "1", "--simd", "4", "--k-max", "64"], "ternary_array"),
+    ("quantizer", ["--width", "16", "--lanes", "2", "--max-length", "8"], "absmax_quantizer"),
+])
+def test_verilog(block, args, module, tmp_path, capsys):
+    out = tmp_path / f"{block}.v"
+    assert main(["verilog", block, *args, "-o", str(out)]) == 0
+    text = out.read_text()
+    assert f"module {module}(" in text and "endmodule" in text
+    table = capsys.readouterr().out
+    assert "o__payload" in table and "clk" in table
+
+
+def test_verilog_refuses_bad_parameters_in_one_line(tmp_path, capsys):
+    out = tmp_path / "x.v"
+    assert main(["verilog", "array", "--simd", "12", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err == ("tritium verilog: error: simd must be a power of two (adder tree), not 12; "
+                   "8 or 16 would fit\n")
+    assert not out.exists()

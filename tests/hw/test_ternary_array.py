@@ -6,8 +6,8 @@ import random
 import numpy as np
 import pytest
 
-from hw.testing import run, stream_get, stream_put
 from hw.ternary_array import TernaryArray, assemble, tile_beats
+from hw.testing import run, stream_get, stream_put
 from model.integer import ternary_matmul
 from model.numerics import acc_bits
 
