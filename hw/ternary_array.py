@@ -1,8 +1,11 @@
 """Ternary matmul array: ``Y[N×T] = W[N×K] · X[K×T]`` for ternary W and int8 X (docs/numerics.md §1).
 
 Shape: an output-stationary grid of ``rows × cols`` processing elements, each a ``simd``-lane
-ternary dot product (select / negate / zero per lane, then a registered adder tree; no multipliers)
-feeding one accumulator. Rows are output channels, columns are tokens.
+ternary dot product feeding one accumulator. No multipliers and no per-lane negation: a lane
+contributes ``a``, ``~a`` (= −a − 1) or 0, and each row adds its count of −1 weights once per beat
+(shared by all columns); the adder tree has a register after every level (``LEVELS_PER_STAGE``:
+two levels per stage saved flip-flops but cost ~15% more LUTs, as Yosys then builds the merged
+additions from LUTs instead of carry chains). Rows are output channels, columns are tokens.
 
 Data movement (one *beat* = one ``w`` and one ``x`` transfer, joined):
 
@@ -21,7 +24,7 @@ tile's last beat is admitted only ``rows`` cycles after the previous tile's, so 
 wait on a row that is itself stalled. No result is lost or duplicated however ``o.ready`` and the
 input ``valid``\\ s behave.
 
-Latency: the row-0 result of a tile is presented on ``o`` ``latency = 3 + ceil(log2(simd))`` cycles
+Latency: the row-0 result of a tile is presented on ``o`` ``latency = 2 + max(1, ceil(log2(simd)))`` cycles
 after the tile's last beat is accepted. Throughput: one beat per cycle while a tile has at least
 ``rows`` beats (``ceil(K/simd) >= rows``); shorter tiles are limited by the ``rows`` cycles ``o`` needs
 to drain each. :meth:`cycles` gives the count for a whole matmul; :func:`tile_beats` produces the beat
@@ -37,6 +40,7 @@ from amaranth.utils import ceil_log2
 from model.numerics import WEIGHT_CODE_BITS, acc_bits
 
 CODE_MINUS, CODE_ZERO, CODE_PLUS = 0, 1, 2   # stored code = w + 1
+LEVELS_PER_STAGE = 1                         # adder-tree levels between pipeline registers
 
 
 class TernaryArray(wiring.Component):
@@ -118,9 +122,14 @@ class TernaryArray(wiring.Component):
         return ceil_log2(self._simd)
 
     @property
+    def tree_stages(self) -> int:
+        """Pipeline registers through the products and adder tree (at least one)."""
+        return max(1, -(-self.tree_levels // LEVELS_PER_STAGE))
+
+    @property
     def latency(self) -> int:
         """Cycles from accepting a tile's last beat to its row-0 result on ``o``."""
-        return 3 + self.tree_levels
+        return 2 + self.tree_stages
 
     @property
     def lanes(self) -> int:
@@ -186,32 +195,49 @@ class TernaryArray(wiring.Component):
         blocked = []
 
         for r in range(rows):
-            # Stage 1: select / negate / zero per lane; then the adder tree, one register per level.
-            valid = [Signal(name=f"v_row{r}_s{s}") for s in range(levels + 1)]
-            last = [Signal(name=f"last_row{r}_s{s}") for s in range(levels + 1)]
+            # Products need no carry chain: a -1 lane contributes ~a (= -a - 1), a 0 lane (or the
+            # unused code 3) contributes 0, and the row adds its count of -1 lanes once, for all
+            # columns (it depends on the weights only). The adder tree is registered every
+            # ``LEVELS_PER_STAGE`` levels; the products themselves only when there is no tree.
+            stages = self.tree_stages
+            valid = [Signal(name=f"v_row{r}_s{s}") for s in range(stages)]
+            last = [Signal(name=f"last_row{r}_s{s}") for s in range(stages)]
             with m.If(advance):
                 m.d.sync += [valid[0].eq(x_valid[r]), last[0].eq(x_regs[r].last)]
-                m.d.sync += [valid[s].eq(valid[s - 1]) for s in range(1, levels + 1)]
-                m.d.sync += [last[s].eq(last[s - 1]) for s in range(1, levels + 1)]
+                m.d.sync += [valid[s].eq(valid[s - 1]) for s in range(1, stages)]
+                m.d.sync += [last[s].eq(last[s - 1]) for s in range(1, stages)]
+            negatives = Cat(*(w_regs[r][s] == CODE_MINUS for s in range(simd)))
+            count = [Signal(range(simd + 1), name=f"negatives_row{r}_s{s}") for s in range(stages)]
+            with m.If(advance):
+                m.d.sync += count[0].eq(sum(negatives[s] for s in range(simd)))
+                m.d.sync += [count[s].eq(count[s - 1]) for s in range(1, stages)]
             sums = []
             for c in range(cols):
                 level = []
                 for s in range(simd):
                     a, code = x_regs[r].data[c][s], w_regs[r][s]
-                    p = Signal(signed(self._act_width + 1), name=f"p_r{r}_c{c}_l{s}")
-                    with m.If(advance):
-                        m.d.sync += p.eq(Mux(code == CODE_PLUS, a, Mux(code == CODE_MINUS, -a, 0)))
+                    p = Signal(signed(self._act_width), name=f"p_r{r}_c{c}_l{s}")
+                    m.d.comb += p.eq(Mux(code == CODE_PLUS, a, Mux(code == CODE_MINUS, ~a, 0)))
                     level.append(p)
+                if levels == 0:
+                    registered = Signal(signed(self._act_width), name=f"sum_r{r}_c{c}")
+                    with m.If(advance):
+                        m.d.sync += registered.eq(level[0])
+                    level = [registered]
                 for depth in range(levels):
-                    width = self._act_width + 2 + depth
+                    registered = (depth + 1) % LEVELS_PER_STAGE == 0 or depth == levels - 1
                     nxt = []
                     for i in range(0, len(level), 2):
-                        t = Signal(signed(width), name=f"sum_r{r}_c{c}_d{depth}_{i // 2}")
-                        with m.If(advance):
-                            m.d.sync += t.eq(level[i] + level[i + 1])
+                        t = Signal(signed(self._act_width + 1 + depth),
+                                   name=f"sum_r{r}_c{c}_d{depth}_{i // 2}")
+                        if registered:
+                            with m.If(advance):
+                                m.d.sync += t.eq(level[i] + level[i + 1])
+                        else:
+                            m.d.comb += t.eq(level[i] + level[i + 1])
                         nxt.append(t)
                     level = nxt
-                sums.append(level[0])
+                sums.append(level[0] + count[-1])
 
             # Accumulate; on a tile's last beat hand the total to the result register.
             finishing = Signal(name=f"finishing_row{r}")
