@@ -147,6 +147,30 @@ def cmd_verilog(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from rich.table import Table
+
+    from fpga.bench import bench_array
+
+    util, synth = bench_array(quick=args.quick, docs=args.docs)
+    table = Table(title="TernaryArray utilization (simulation)")
+    for column in ("case", "array", "N×K×T", "cycles", "utilization"):
+        table.add_column(column)
+    for u in util:
+        table.add_row(u["kind"], "×".join(map(str, u["array"])), "×".join(map(str, u["shape"])),
+                      str(u["cycles"]), f"{100 * u['utilization']:.1f}%")
+    _console().print(table)
+    table = Table(title="TernaryArray synthesis")
+    for column in ("part", "array", "LUT4/lane", "FF/lane", "fmax MHz"):
+        table.add_column(column)
+    for s in synth:
+        table.add_row(s["family"], "×".join(map(str, s["array"])), f"{s['luts_per_lane']:.1f}",
+                      f"{s['ffs_per_lane']:.1f}", f"{s['fmax']:.1f}")
+    _console().print(table)
+    _console().print(f"wrote {args.docs / 'benchmarks.md'} and {args.docs / 'bench-array.png'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tritium", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -190,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
         b.add_argument("-o", "--output", type=Path, required=True)
         b.add_argument("--name", help="Verilog module name")
         b.set_defaults(func=cmd_verilog)
+
+    p = sub.add_parser("bench", help="measure and write docs/benchmarks.md")
+    p.add_argument("what", choices=["array"])
+    p.add_argument("--quick", action="store_true", help="a smaller synthesis sweep")
+    p.add_argument("--docs", type=Path, default=Path(__file__).resolve().parent.parent / "docs",
+                   help="where benchmarks.md and the plot go")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("compare", help="integer vs float model: top-1 agreement and logit error")
     p.add_argument("--checkpoint", type=Path, required=True)

@@ -1,11 +1,14 @@
 """Amaranth-simulator helpers shared by the hw tests and benchmarks: stream drivers with random gaps
-and stalls, and a runner with a cycle budget (an unbounded wait would hang CI)."""
+and stalls, a runner with a cycle budget (an unbounded wait would hang CI), and a TernaryArray matmul
+driver that measures cycles."""
 
 import os
 import random
 from pathlib import Path
 
 from amaranth.sim import Simulator
+
+from hw.ternary_array import assemble, tile_beats
 
 
 async def stream_put(ctx, stream, payloads, rng: random.Random | None = None, gap: float = 0.0):
@@ -57,3 +60,40 @@ def run(dut, benches, *, max_cycles: int, vcd_name: str, background=()):
             sim.run()
     else:
         sim.run()
+
+
+def run_matmul(dut, weights, acts, seed, gap=0.0, stall=0.0):
+    """Drive ``weights · acts`` through a TernaryArray ``dut`` with random input gaps and output
+    stalls; return Y and the cycles from the first beat's transfer to the last result's, inclusive."""
+    n, t = weights.shape[0], acts.shape[1]
+    beats = tile_beats(weights, acts, dut.rows, dut.cols, dut.simd)
+    rows_out = -(-n // dut.rows) * -(-t // dut.cols) * dut.rows
+    rng = random.Random(seed)
+    outputs, edges = [], {"x": [], "o": []}
+
+    async def count(ctx):
+        """Index of every clock edge that transfers on ``x`` and on ``o`` (sampled at the edge)."""
+        edge = 0
+        async for _, _, xv, xr, ov, orr in ctx.tick().sample(dut.x.valid, dut.x.ready,
+                                                            dut.o.valid, dut.o.ready):
+            if xv and xr:
+                edges["x"].append(edge)
+            if ov and orr:
+                edges["o"].append(edge)
+            edge += 1
+
+    async def put_w(ctx):
+        await stream_put(ctx, dut.w, [b[0] for b in beats], rng, gap)
+
+    async def put_x(ctx):
+        await stream_put(ctx, dut.x, [{"data": b[1], "last": b[2]} for b in beats], rng, gap)
+
+    async def get(ctx):
+        got = await stream_get(ctx, dut.o, rows_out, rng, stall)
+        outputs.extend((int(p.row), [int(v) for v in p.data]) for p in got)
+        assert [bool(p.last) for p in got] == [(i % dut.rows) == dut.rows - 1 for i in range(rows_out)]
+
+    run(dut, [put_w, put_x, get], background=[count], max_cycles=20 * (len(beats) + rows_out) + 100,
+        vcd_name=f"ternary_array_r{dut.rows}c{dut.cols}s{dut.simd}_{seed}")
+    # cycles from the first beat's transfer to the last result's transfer, both included
+    return assemble(outputs, n, t, dut.rows, dut.cols), edges["o"][-1] - edges["x"][0] + 1

