@@ -33,6 +33,7 @@ sequence (zero-padded tiles) and :func:`assemble` puts the outputs back into ``Y
 
 import numpy as np
 from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Assert
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -58,6 +59,9 @@ class TernaryArray(wiring.Component):
         Largest reduction length K; the accumulator width is derived from it.
     act_width : int
         Activation width in bits (8 for BitNet b1.58).
+    assertions : bool
+        Add ``Assert`` statements (simulation and formal only) that no accumulator addition
+        overflows; with at most ``ceil(k_max/simd)`` beats per tile none can.
 
     Members
     -------
@@ -66,7 +70,8 @@ class TernaryArray(wiring.Component):
     o : Out(stream.Signature(StructLayout({"data": ArrayLayout(signed(acc_width), cols), "row": range(rows), "last": 1})))
     """
 
-    def __init__(self, *, rows: int, cols: int, simd: int, k_max: int, act_width: int = 8):
+    def __init__(self, *, rows: int, cols: int, simd: int, k_max: int, act_width: int = 8,
+                 assertions: bool = False):
         for name, value in (("rows", rows), ("cols", cols), ("simd", simd), ("k_max", k_max),
                             ("act_width", act_width)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -80,7 +85,7 @@ class TernaryArray(wiring.Component):
         if k_max < simd:
             raise ValueError(f"k_max ({k_max}) must be at least simd ({simd})")
         self._rows, self._cols, self._simd = rows, cols, simd
-        self._k_max, self._act_width = k_max, act_width
+        self._k_max, self._act_width, self._assertions = k_max, act_width, assertions
         self._acc_width = acc_bits(k_max, act_width)
         if self._acc_width > 48:
             raise ValueError(f"k_max {k_max} needs a {self._acc_width}-bit accumulator; at most 48 "
@@ -249,6 +254,13 @@ class TernaryArray(wiring.Component):
                 m.d.sync += result_valid[r].eq(0)
             for c in range(cols):
                 acc = Signal(signed(self._acc_width), name=f"acc_r{r}_c{c}")
+                if self._assertions:
+                    total = Signal(signed(self._acc_width + 1), name=f"total_r{r}_c{c}")
+                    limit = 1 << (self._acc_width - 1)
+                    m.d.comb += total.eq(acc + sums[c])
+                    with m.If(advance & valid[-1]):
+                        m.d.comb += Assert((total >= -limit) & (total < limit),
+                                           f"accumulator row {r} column {c} overflows")
                 with m.If(advance & valid[-1]):
                     with m.If(last[-1]):
                         m.d.sync += [acc.eq(0), result[r][c].eq(acc + sums[c])]

@@ -4,7 +4,7 @@ output stream rule and bounds. Not unbounded proofs: k-induction of the counting
 invariants about the in-flight pipeline that are not written yet."""
 
 import pytest
-from amaranth import Elaboratable, Module, ResetSignal, Signal
+from amaranth import Elaboratable, Module, Mux, ResetSignal, Signal
 from amaranth.hdl import Assert, Assume
 
 from hw import formal
@@ -28,14 +28,24 @@ def stream_holds(m, stream, name):
 
 
 class ArrayHarness(Elaboratable):
-    def __init__(self):
-        self.dut = TernaryArray(rows=3, cols=1, simd=2, k_max=4)
+    """Free inputs, within the array's contract: at most ceil(k_max/simd) beats per tile."""
+
+    def __init__(self, narrow_accumulator=False):
+        self.dut = TernaryArray(rows=3, cols=1, simd=2, k_max=4, assertions=True)
+        if narrow_accumulator:             # the off-by-one ceil(log2(K*128)) + 1 width
+            self.dut._acc_width -= 1
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.dut = dut = self.dut
         m.d.comb += Assume(~ResetSignal())     # registers start at their reset values
         stream_holds(m, dut.o, "o")
+        beats_max = -(-dut.k_max // dut.simd)
+        beats = Signal(range(beats_max + 1))
+        transfer = dut.x.valid & dut.x.ready
+        m.d.comb += Assume(~(transfer & (beats == beats_max - 1) & ~dut.x.payload.last))
+        with m.If(transfer):
+            m.d.sync += beats.eq(Mux(dut.x.payload.last, 0, beats + 1))
         # No result without a tile: outputs never run ahead of the tiles accepted.
         tiles = Signal(8)
         emitted = Signal(8)
@@ -75,10 +85,18 @@ def port_values(dut):
     return out
 
 
-def test_array_output_stream_and_count(tmp_path):
+def test_array_output_stream_count_and_accumulator_bound(tmp_path):
     harness = ArrayHarness()        # 24 cycles: several whole tiles of up to 2 beats, 3 rows
     ok, log = formal.prove(harness, port_values(harness.dut), workdir=tmp_path, mode="bmc", depth=24)
     assert ok, log[-3000:]
+
+
+def test_accumulator_check_finds_a_one_bit_short_accumulator(tmp_path):
+    """K = 4 = k_max with all -1 weights and -128 activations sums to +512: 10 bits cannot hold it."""
+    harness = ArrayHarness(narrow_accumulator=True)
+    ok, log = formal.prove(harness, port_values(harness.dut), workdir=tmp_path, mode="bmc", depth=24)
+    # the failed assertion is named by its line: the only Assert in hw/ternary_array.py is this one
+    assert not ok and "DONE (FAIL" in log and "hw/ternary_array.py" in log, log[-3000:]
 
 
 def test_quantizer_output_stream_and_code_range(tmp_path):

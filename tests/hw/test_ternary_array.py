@@ -26,7 +26,7 @@ def test_random_matmul_with_backpressure(shape, seed):
     print(f"seed {seed}")
     rng = np.random.default_rng(seed)
     w, x = rng.integers(-1, 2, (n, k)), rng.integers(-128, 128, (k, t))
-    dut = TernaryArray(rows=rows, cols=cols, simd=simd, k_max=k_max)
+    dut = TernaryArray(rows=rows, cols=cols, simd=simd, k_max=k_max, assertions=True)
     y, _ = run_matmul(dut, w, x, seed, gap=0.3, stall=0.4)
     assert (y == ternary_matmul(w, x)).all()
 
@@ -34,7 +34,7 @@ def test_random_matmul_with_backpressure(shape, seed):
 @pytest.mark.parametrize("case", ["all_plus_127", "all_minus_minus128", "all_zero_weights", "k_max"])
 @pytest.mark.parametrize("k", [24, 32])      # 32: K·128 is a power of two, the tightest width
 def test_edge_cases_at_the_accumulator_bound(case, k):
-    dut = TernaryArray(rows=2, cols=2, simd=4, k_max=k)
+    dut = TernaryArray(rows=2, cols=2, simd=4, k_max=k, assertions=True)
     n, t = 3, 3
     w = np.ones((n, k), dtype=np.int64)
     x = np.full((k, t), 127)
