@@ -14,15 +14,21 @@ async def reset(dut, cycles: int = 2):
     dut.rst.value = 0
 
 
-class StreamSource:
-    """Drives ``<name>__valid/payload``; idles before a transfer with probability ``gap``."""
-
-    def __init__(self, dut, name: str, layout, rng: random.Random, gap: float = 0.0):
+class _StreamPort:
+    def __init__(self, dut, name: str, layout, rng: random.Random):
         self.clk = dut.clk
         self.valid = getattr(dut, f"{name}__valid")
         self.ready = getattr(dut, f"{name}__ready")
         self.payload = getattr(dut, f"{name}__payload")
-        self.layout, self.rng, self.gap = layout, rng, gap
+        self.layout, self.rng = layout, rng
+
+
+class StreamSource(_StreamPort):
+    """Drives ``<name>__valid/payload``; idles before a transfer with probability ``gap``."""
+
+    def __init__(self, dut, name: str, layout, rng: random.Random, gap: float = 0.0):
+        super().__init__(dut, name, layout, rng)
+        self.gap = gap
         self.valid.value = 0
 
     async def send(self, items):
@@ -40,15 +46,12 @@ class StreamSource:
             self.valid.value = 0
 
 
-class StreamSink:
+class StreamSink(_StreamPort):
     """Holds ``<name>__ready`` low with probability ``stall``; returns payloads as layout views."""
 
     def __init__(self, dut, name: str, layout, rng: random.Random, stall: float = 0.0):
-        self.clk = dut.clk
-        self.valid = getattr(dut, f"{name}__valid")
-        self.ready = getattr(dut, f"{name}__ready")
-        self.payload = getattr(dut, f"{name}__payload")
-        self.layout, self.rng, self.stall = layout, rng, stall
+        super().__init__(dut, name, layout, rng)
+        self.stall = stall
         self.ready.value = 0
 
     async def receive(self, count: int) -> list:

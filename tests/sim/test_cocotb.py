@@ -14,23 +14,19 @@ SEEDS = [int(os.environ["TRITIUM_SEED"])] if os.environ.get("TRITIUM_SEED") else
 
 pytestmark = pytest.mark.skipif(not SIMULATORS, reason="no HDL simulator (verilator or iverilog)")
 
-ARRAYS = {"r4c2s4k64": dict(rows=4, cols=2, simd=4, k_max=64),
-          "r3c1s8k40": dict(rows=3, cols=1, simd=8, k_max=40)}
-QUANTIZERS = {"w20l4": dict(width=20, lanes=4, max_length=32),
-              "w8l1": dict(width=8, lanes=1, max_length=12)}
+# design name: (component, parameters, cocotb bench module)
+DESIGNS = {
+    "ternary_array_r4c2s4k64": (TernaryArray, dict(rows=4, cols=2, simd=4, k_max=64), "sim.tb_ternary_array"),
+    "ternary_array_r3c1s8k40": (TernaryArray, dict(rows=3, cols=1, simd=8, k_max=40), "sim.tb_ternary_array"),
+    "quantizer_w20l4": (AbsmaxQuantizer, dict(width=20, lanes=4, max_length=32), "sim.tb_quantizer"),
+    "quantizer_w8l1": (AbsmaxQuantizer, dict(width=8, lanes=1, max_length=12), "sim.tb_quantizer"),
+}
 
 
 @pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("name", ARRAYS)
+@pytest.mark.parametrize("design", DESIGNS)
 @pytest.mark.parametrize("seed", SEEDS)
-def test_ternary_array_cocotb(simulator, name, seed, tmp_path):
-    run(TernaryArray, ARRAYS[name], design=f"ternary_array_{name}", bench="sim.tb_ternary_array",
-        simulator=simulator, seed=seed, test_dir=tmp_path)
-
-
-@pytest.mark.parametrize("simulator", SIMULATORS)
-@pytest.mark.parametrize("name", QUANTIZERS)
-@pytest.mark.parametrize("seed", SEEDS)
-def test_quantizer_cocotb(simulator, name, seed, tmp_path):
-    run(AbsmaxQuantizer, QUANTIZERS[name], design=f"quantizer_{name}", bench="sim.tb_quantizer",
-        simulator=simulator, seed=seed, test_dir=tmp_path)
+def test_cocotb(simulator, design, seed, tmp_path):
+    component, params, bench = DESIGNS[design]
+    run(component, params, design=design, bench=bench, simulator=simulator, seed=seed,
+        test_dir=tmp_path)
