@@ -140,9 +140,6 @@ class TernaryArray(wiring.Component):
     def lanes(self) -> int:
         return self._rows * self._cols * self._simd
 
-    def beats(self, n: int, k: int, t: int) -> int:
-        return -(-n // self._rows) * -(-t // self._cols) * -(-k // self._simd)
-
     def cycles(self, n: int, k: int, t: int) -> int:
         """Cycles from the first beat accepted to the last output transfer, with no stalls from
         outside: tiles start every max(ceil(k/simd), rows) cycles, the last drains in rows cycles."""
