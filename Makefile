@@ -1,13 +1,13 @@
 # Two commands do all the set-up on a fresh Debian machine with Python 3.11:
-#   make demo   - create .venv, install tritium, run the demo on the default model
+#   make demo   - create .venv, install tritium, run the demo on the shipped ulx3s model
 #   make test   - create .venv, install tritium with every extra, run the whole suite
 #                 (Icarus, if installed - apt-get install iverilog - joins Verilator in the cocotb runs)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEMO_MODEL := build/demo-model
+DEMO_MODEL := models/ulx3s
 
-.PHONY: demo test clean
+.PHONY: demo test models clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,16 +22,20 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test,torch,sim,fpga]"
 	touch $@ $(VENV)/.installed
 
-$(DEMO_MODEL)/config.json: | $(VENV)/.installed
-	$(BIN)/tritium random-model $(DEMO_MODEL)
-
-demo: $(VENV)/.installed $(DEMO_MODEL)/config.json
+demo: $(VENV)/.installed
 	$(BIN)/tritium inspect $(DEMO_MODEL)
-	$(BIN)/tritium generate --checkpoint $(DEMO_MODEL) --prompt "ROMEO:" -n 60
-	$(BIN)/tritium generate --checkpoint $(DEMO_MODEL) --prompt "ROMEO:" -n 60 --integer
-	$(BIN)/tritium generate --checkpoint $(DEMO_MODEL) --prompt "ROMEO:" -n 60 --integer \
-		--temperature 1.0 --top-k 20 --seed 1
-	$(BIN)/tritium compare --checkpoint $(DEMO_MODEL) --positions 256
+	$(BIN)/tritium generate --checkpoint $(DEMO_MODEL) --prompt "ROMEO:" -n 200
+	$(BIN)/tritium generate --checkpoint $(DEMO_MODEL) --prompt "ROMEO:" -n 200 --integer
+	$(BIN)/tritium generate --checkpoint $(DEMO_MODEL) --prompt "ROMEO:" -n 200 --integer \
+		--temperature 0.8 --top-k 20 --seed 1
+	$(BIN)/tritium compare --checkpoint $(DEMO_MODEL) --validation --positions 512
+
+# Retrain the shipped models and their full-precision baselines from scratch (about 2 h on 2 cores),
+# then measure them into docs/models.md.
+models: $(VENV)/.installed-test
+	for m in ulx3s small; do for p in ternary float; do \
+		$(BIN)/tritium train --config $$m --precision $$p --restart || exit 1; done; done
+	$(BIN)/tritium report models
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -p no:cacheprovider

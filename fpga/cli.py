@@ -32,6 +32,7 @@ def cmd_inspect(args) -> int:
     from rich.table import Table
 
     from model import load_weights
+    from model.memory import memory_budget
 
     weights = load_weights(args.checkpoint)
     cfg = weights.config
@@ -50,13 +51,9 @@ def cmd_inspect(args) -> int:
     table.add_row("embedding / LM head values", f"{embed:,} / {head:,}" + (" (tied)" if not head else ""))
     table.add_row("norm gains", f"{norms:,}")
     table.add_row("parameters", f"{ternary + embed + head + norms:,}")
-    ternary_bits = 2 * ternary
-    int8_bits = 8 * (embed + head) + 16 * (cfg.vocab_size * (1 if not head else 2))
-    kv_bits = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.max_position_embeddings * (
-        8 * cfg.dim_per_head + 22)
-    table.add_row("ternary weights at 2 bits", f"{ternary_bits / 8 / 1024:,.1f} KiB")
-    table.add_row("int8 embedding/LM head + row scales", f"{int8_bits / 8 / 1024:,.1f} KiB")
-    table.add_row("KV cache (int8 + 22-bit scales, full context)", f"{kv_bits / 8 / 1024:,.1f} KiB")
+    for part, bits in memory_budget(cfg).items():
+        if bits:
+            table.add_row(f"memory: {part}", f"{bits / 8 / 1024:,.1f} KiB")
     _console().print(table)
     return 0
 
@@ -105,13 +102,53 @@ def cmd_compare(args) -> int:
     from model.compare import compare_models
 
     weights = load_weights(args.checkpoint)
-    stats = compare_models(weights, positions=args.positions, seed=args.seed)
+    tokens = None
+    if args.validation:
+        from model.train import load_splits
+
+        tokens = load_splits()[1]
+    stats = compare_models(weights, positions=args.positions, seed=args.seed, token_ids=tokens)
     table = Table(title=f"integer vs float: {args.checkpoint}")
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in stats.items():
         table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     _console().print(table)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from model.train import train
+
+    console = _console()
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(),
+                  console=console) as progress:
+        task = progress.add_task(f"train {args.config} ({args.precision})", total=None, loss=float("nan"))
+
+        def advance(step, total, loss):
+            progress.update(task, completed=step, total=total, loss=loss)
+
+        metrics = train(args.config, out=args.output, precision=args.precision, steps=args.steps,
+                        work=args.work, resume=not args.restart, threads=args.threads,
+                        progress=advance, log=progress.console.print)
+    console.print(f"final validation loss {metrics['final_val_loss']:.4f} nats/char after "
+                  f"{metrics['steps']} steps ({metrics['train_seconds'] / 60:.1f} min)")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from rich.progress import Progress
+
+    from model.report import write_report
+
+    with Progress(console=_console()) as progress:
+        task = progress.add_task("evaluate models", total=None)
+        path = write_report(args.output, positions=args.positions,
+                            progress=lambda: progress.advance(task))
+    _console().print(f"wrote {path}")
     return 0
 
 
@@ -222,10 +259,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where benchmarks.md and the plot go")
     p.set_defaults(func=cmd_bench)
 
+    p = sub.add_parser("train", help="quantization-aware training of a shipped tiny model (torch)")
+    p.add_argument("--config", required=True, choices=["ulx3s", "small"])
+    p.add_argument("--precision", choices=["ternary", "float"], default="ternary",
+                   help="float: the full-precision baseline (metrics only)")
+    p.add_argument("--steps", type=int, help="override the model's step count")
+    p.add_argument("-o", "--output", type=Path, help="checkpoint directory (default models/CONFIG)")
+    p.add_argument("--work", type=Path, help="resumable state (default build/train/CONFIG-PRECISION)")
+    p.add_argument("--restart", action="store_true", help="ignore a saved state and start over")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("report", help="measure the shipped models and write docs/models.md")
+    p.add_argument("what", choices=["models"])
+    p.add_argument("--positions", type=int, default=4096, help="validation positions (default 4096)")
+    p.add_argument("-o", "--output", type=Path,
+                   default=Path(__file__).resolve().parent.parent / "docs" / "models.md")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("compare", help="integer vs float model: top-1 agreement and logit error")
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--positions", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--validation", action="store_true",
+                   help="TinyShakespeare's validation text (default: uniform random tokens)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random tokens")
     p.set_defaults(func=cmd_compare)
     return parser
 

@@ -336,6 +336,14 @@ def random_master_tensors(config: BitNetConfig, seed: int) -> dict[str, np.ndarr
     return out
 
 
+def pack_master_checkpoint(directory, config: BitNetConfig, master: dict[str, np.ndarray],
+                           tokenizer_json: str | None = None) -> Path:
+    """Ternarize float master weights exactly as loading them online would, then write them packed."""
+    online = config.replace(linear_class="autobitlinear", quantization_mode="online")
+    return save_checkpoint(_assemble(online, _TensorSource(Path(directory), master)), directory,
+                           tokenizer_json)
+
+
 def random_checkpoint(directory, config: BitNetConfig, seed: int = 0, packed: bool = True,
                       tokenizer_json: str | None = None) -> Path:
     """Write a random model: packed (ternarized offline) or as float master weights (online)."""
@@ -343,7 +351,4 @@ def random_checkpoint(directory, config: BitNetConfig, seed: int = 0, packed: bo
     if not packed:
         cfg = config.replace(linear_class="autobitlinear", quantization_mode="online")
         return write_checkpoint(directory, cfg, master, tokenizer_json)
-    # Ternarize the master weights exactly as loading them online would, then write them packed.
-    online = config.replace(linear_class="autobitlinear", quantization_mode="online")
-    return save_checkpoint(_assemble(online, _TensorSource(Path(directory), master)), directory,
-                           tokenizer_json)
+    return pack_master_checkpoint(directory, config, master, tokenizer_json)

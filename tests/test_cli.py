@@ -38,9 +38,11 @@ def test_generate_ids_with_sampling(demo_model, capsys):
     assert len(first.split()) == 5
 
 
-def test_compare(demo_model, capsys):
-    assert main(["compare", "--checkpoint", str(demo_model), "--positions", "32"]) == 0
-    assert "top-1 agreement" in capsys.readouterr().out
+@pytest.mark.parametrize("text", [[], ["--validation"]], ids=["random", "validation"])
+def test_compare(demo_model, text, capsys):
+    assert main(["compare", "--checkpoint", str(demo_model), "--positions", "32"] + text) == 0
+    out = capsys.readouterr().out
+    assert "top-1 agreement" in out and "positions" in out
 
 
 def test_errors_exit_nonzero_with_one_line(tmp_path, demo_model, capsys):

@@ -1,0 +1,62 @@
+"""On-chip memory a BitNet b1.58 model needs at the widths the integer contract stores, and what
+each board offers; the shipped tiny models are sized with it (docs/models.md prints the tables).
+
+Every stored width comes from model/numerics.py: 2-bit ternary codes, int8 embedding/LM-head codes
+with a 16-bit mantissa per row, 16-bit norm gains, int8 keys and values with one scale per token
+and kv head (mantissa plus exponent), the Q15.16 residual. Block-RAM rounding (a memory uses whole
+blocks) is not counted: the figures are bits, the board capacities are bits (a vendor's
+"kbit" of block RAM is 1,024 bits).
+"""
+
+import dataclasses
+
+from . import numerics as nx
+from .config import BitNetConfig
+
+SCALE_EXP_BITS = 8   # a stored scale is a 16-bit mantissa and an 8-bit exponent
+STORED_SCALE_BITS = nx.SCALE_BITS + SCALE_EXP_BITS
+
+
+@dataclasses.dataclass(frozen=True)
+class Board:
+    name: str
+    part: str
+    onchip_bits: int     # memory the bitstream (or a boot loader) can fill, all kinds together
+    memories: str        # what that memory is
+
+
+BOARDS = {
+    "ulx3s": Board("ULX3S 85F", "ECP5 LFE5U-85F", 208 * 18 * 1024, "208 × 18 kbit EBR"),
+    "icebreaker": Board("iCEBreaker", "iCE40 UP5K", 4 * 256 * 1024 + 30 * 4 * 1024,
+                        "4 × 256 kbit SPRAM (loaded from flash at boot) + 30 × 4 kbit EBR"),
+    "tangnano9k": Board("Tang Nano 9K", "GW1NR-9", 26 * 18 * 1024, "26 × 18 kbit BSRAM"),
+}
+
+
+def memory_budget(config: BitNetConfig, context: int | None = None) -> dict[str, int]:
+    """Bits of on-chip memory by part, for a KV cache of ``context`` positions (default: all)."""
+    cfg = config
+    context = cfg.max_position_embeddings if context is None else context
+    layers, h, ffn = cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size
+    kv_width = cfg.num_key_value_heads * cfg.dim_per_head
+    ternary = layers * sum(o * i for o, i in cfg.linear_shapes().values())
+    table = cfg.vocab_size * (h * nx.ACT_BITS + nx.SCALE_BITS)
+    widest = max(h, ffn, cfg.num_attention_heads * cfg.dim_per_head)
+    budget = {
+        "ternary weights": ternary * nx.WEIGHT_CODE_BITS,
+        "weight scales": layers * len(cfg.linear_shapes()) * STORED_SCALE_BITS,
+        "embedding": table,
+        "LM head": 0 if cfg.tie_word_embeddings else table,
+        "norm gains": (layers * sum(cfg.norm_shapes().values()) + h) * nx.GAIN_BITS,
+        "KV cache": layers * 2 * context * (kv_width * nx.ACT_BITS
+                                             + cfg.num_key_value_heads * STORED_SCALE_BITS),
+        # residual (Q15.16), two int8 operand vectors, one row of accumulators, attention weights
+        "buffers": (h * nx.RES_BITS + 2 * widest * nx.ACT_BITS
+                    + widest * nx.acc_bits(widest) + context * nx.EXP_FRAC),
+    }
+    budget["total"] = sum(budget.values())
+    return budget
+
+
+def ternary_weight_count(config: BitNetConfig) -> int:
+    return config.num_hidden_layers * sum(o * i for o, i in config.linear_shapes().values())
