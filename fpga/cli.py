@@ -157,6 +157,9 @@ def _component(args):
         from hw.ternary_array import TernaryArray
         return TernaryArray(rows=args.rows, cols=args.cols, simd=args.simd, k_max=args.k_max,
                             act_width=args.act_width)
+    if args.block == "scale-unit":
+        from hw.scale_unit import ScaleUnit
+        return ScaleUnit(exp_bits=args.exp_bits, int_bits=args.int_bits)
     from hw.quantizer import AbsmaxQuantizer
     return AbsmaxQuantizer(width=args.width, lanes=args.lanes, max_length=args.max_length)
 
@@ -165,7 +168,8 @@ def cmd_verilog(args) -> int:
     from amaranth.back import verilog
 
     component = _component(args)       # parameters are validated here, before any output
-    name = args.name or {"array": "ternary_array", "quantizer": "absmax_quantizer"}[args.block]
+    name = args.name or {"array": "ternary_array", "quantizer": "absmax_quantizer",
+                              "scale-unit": "scale_unit"}[args.block]
     text = verilog.convert(component, name=name, emit_src=False)
     args.output.write_text(text)
     from amaranth import Shape
@@ -247,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--width", type=int, default=24)
     b.add_argument("--lanes", type=int, default=1)
     b.add_argument("--max-length", type=int, default=512)
+    b = blocks.add_parser("scale-unit", help="ScaleUnit: multiply, add, reciprocal, rsqrt of scales")
+    b.add_argument("--exp-bits", type=int, default=12)
+    b.add_argument("--int-bits", type=int, default=48)
     for b in blocks.choices.values():
         b.add_argument("-o", "--output", type=Path, required=True)
         b.add_argument("--name", help="Verilog module name")

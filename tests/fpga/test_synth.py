@@ -29,3 +29,13 @@ def test_benchmark_sections_are_replaced_not_duplicated(tmp_path):
     assert text.startswith("# Benchmarks")
     assert "second" in text and "first" not in text and "kept" in text
     assert text.count("<!-- bench:array -->") == 1
+
+
+def test_target_summary_names_the_misses():
+    util = [dict(kind="GEMM", utilization=0.985), dict(kind="GEMV", utilization=0.952)]
+    synth_rows = [dict(family="ecp5-85f", array=(2, 1, 8), luts_per_lane=30.7, fmax=145.0),
+                  dict(family="ice40-up5k", array=(4, 1, 16), luts_per_lane=25.5, fmax=20.0)]
+    text = "\n".join(bench.target_summary(util, synth_rows))
+    assert "lowest 98.5%" in text and "lowest 95.2%" in text
+    assert "all but ecp5-85f 2×1×8 (30.7)" in text
+    assert "below target: ice40-up5k 4×1×16 (20.0 MHz)" in text

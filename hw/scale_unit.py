@@ -1,0 +1,244 @@
+"""The engine's scalar arithmetic on scales, exactly ``model.numerics`` §3.
+
+A scale is ``mant · 2^exp`` with a 16-bit mantissa (``mant`` in [2^15, 2^16), or 0 for the scale
+0) and a signed exponent. Every dequantization factor the integer model uses is built from a
+handful of these operations per token and layer (``rms_quantize``: two from-ints, six products,
+one sum and one rsqrt), so one small sequential unit serves the whole engine:
+
+=========  ===================================  ===========================  ==================
+op         result                               numerics function            cycles (accept→out)
+=========  ===================================  ===========================  ==================
+MUL        a · b                                ``scale_mul(a, b)``          ``NORMALIZE + 1``
+ADD        a + b                                ``scale_add(a, b)``          ``NORMALIZE + 1``
+FROM_INT   n · 2^a.exp                          ``scale_from_int(n, a.exp)`` ``NORMALIZE + 1``
+RECIP      1 / a                                ``scale_recip(a)``           ``DIVIDE + NORMALIZE + 1``
+RSQRT      1 / sqrt(a)                          ``scale_rsqrt(a)``           ``SQRT + DIVIDE + 2·NORMALIZE + 1``
+=========  ===================================  ===========================  ==================
+
+Every result goes through one normalizer (``scale_from_int``: bit length, shift with round half up,
+renormalize on carry; 3 cycles). RECIP divides the constant 2^31 by the mantissa with a restoring
+divider, one quotient bit per cycle; RSQRT takes the integer square root of ``mant · 2^(30 + odd)``
+one result bit per cycle, normalizes it and takes its reciprocal. There are no multipliers but
+MUL's one 16×16 product.
+
+``o.payload.invalid`` is set (and ``mant``, ``exp`` are 0) where numerics raises or the exponent does
+not fit ``exp_bits``: RECIP or RSQRT of the scale 0, or a result exponent out of range.
+The unit takes one command at a time (``i.ready`` is low while it works); ``cycles(op)`` is the
+number of clock edges from the edge that accepts a command to the first edge its result is valid.
+"""
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from model.numerics import SCALE_ALIGN_BITS, SCALE_BITS
+
+RECIP_DIVIDEND_SHIFT = 2 * SCALE_BITS - 1   # 1/a = floor(2^31 / mant) · 2^(-31 - exp)
+RSQRT_SHIFT = 30                            # isqrt(mant · 2^(30 + odd)): a 23-bit root
+ROOT_BITS = (SCALE_BITS + 1 + RSQRT_SHIFT + 1) // 2
+ADD_BITS = SCALE_BITS + SCALE_ALIGN_BITS + 1          # two aligned mantissas and their carry
+QUOTIENT_BITS = RECIP_DIVIDEND_SHIFT + 1              # floor(2^31 / mant) for any mant >= 1
+EXP_GUARD_BITS = 7                                    # headroom of internal exponent arithmetic
+
+
+class ScaleOp(enum.Enum, shape=3):
+    MUL = 0
+    ADD = 1
+    FROM_INT = 2
+    RECIP = 3
+    RSQRT = 4
+
+
+def scale_layout(exp_bits: int) -> data.StructLayout:
+    return data.StructLayout({"mant": unsigned(SCALE_BITS), "exp": signed(exp_bits)})
+
+
+class ScaleUnit(wiring.Component):
+    """See the module docstring.
+
+    Parameters
+    ----------
+    exp_bits : int
+        Signed exponent width of operands and results (6 to 24 bits).
+    int_bits : int
+        Width of FROM_INT's unsigned integer operand ``n`` (1 to 64 bits).
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout({"op": ScaleOp, "a": scale, "b": scale, "n": unsigned(int_bits)})))
+    o : Out(stream.Signature(StructLayout({"mant": unsigned(16), "exp": signed(exp_bits), "invalid": 1})))
+    """
+
+    NORMALIZE = 3                  # bit length and rounding, carry, hand-over
+    DIVIDE = QUOTIENT_BITS + 1     # one quotient bit a cycle, then the quotient to the normalizer
+    SQRT = ROOT_BITS + 1           # one root bit a cycle, then the root to the normalizer
+
+    def __init__(self, *, exp_bits: int = 12, int_bits: int = 48):
+        for name, value, low, high in (("exp_bits", exp_bits, 6, 24), ("int_bits", int_bits, 1, 64)):
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer from {low} to {high}, not {value!r}")
+        self._exp_bits, self._int_bits = exp_bits, int_bits
+        scale = scale_layout(exp_bits)
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({
+                "op": ScaleOp, "a": scale, "b": scale, "n": unsigned(int_bits)}))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "mant": unsigned(SCALE_BITS), "exp": signed(exp_bits), "invalid": 1}))),
+        })
+
+    exp_bits = property(lambda self: self._exp_bits)
+    int_bits = property(lambda self: self._int_bits)
+    exp_range = property(lambda self: range(-(1 << (self._exp_bits - 1)), 1 << (self._exp_bits - 1)))
+
+    @classmethod
+    def cycles(cls, op: ScaleOp) -> int:
+        return {ScaleOp.RECIP: cls.DIVIDE + cls.NORMALIZE + 1,
+                ScaleOp.RSQRT: cls.SQRT + cls.DIVIDE + 2 * cls.NORMALIZE + 1
+                }.get(ScaleOp(op), cls.NORMALIZE + 1)
+
+    def elaborate(self, platform):
+        m = Module()
+        value_bits = max(self._int_bits, ADD_BITS, QUOTIENT_BITS, 2 * SCALE_BITS)
+        exp_wide = signed(self._exp_bits + EXP_GUARD_BITS)
+        cmd = self.i.payload
+
+        op = Signal(ScaleOp)
+        a_mant = Signal(SCALE_BITS)
+        a_exp = Signal(exp_wide)
+        value = Signal(value_bits)          # the normalizer's operand: value · 2^value_exp
+        value_exp = Signal(exp_wide)
+        bitlen = Signal(range(value_bits + 1))
+        mant = Signal(SCALE_BITS + 1)       # rounded mantissa, 2^16 before the carry fix
+        mant_exp = Signal(exp_wide)
+        invalid = Signal()
+        second_pass = Signal()              # RSQRT: the root is normalized, the reciprocal is next
+
+        # Restoring divider for floor(2^31 / divisor): bring down one dividend bit a cycle.
+        divisor = Signal(SCALE_BITS)
+        remainder = Signal(SCALE_BITS + 1)
+        quotient = Signal(QUOTIENT_BITS)
+        step = Signal(range(max(QUOTIENT_BITS, ROOT_BITS)))
+        # Bit-by-bit integer square root of radicand < 2^47.
+        radicand = Signal(2 * ROOT_BITS)
+        root = Signal(2 * ROOT_BITS)        # the partial root, shifted; < 2^ROOT_BITS at the end
+        bit = Signal(2 * ROOT_BITS)         # the current power of four
+
+        def start_divide(mant_in, exp_in):
+            m.d.sync += [divisor.eq(mant_in), remainder.eq(0), quotient.eq(0),
+                         step.eq(QUOTIENT_BITS - 1),
+                         value_exp.eq(-RECIP_DIVIDEND_SHIFT - exp_in)]
+
+        for b in range(value_bits):
+            with m.If(value[b]):
+                m.d.comb += bitlen.eq(b + 1)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(self.i.valid):
+                    a_exp_in, b_exp_in = cmd.a.exp.as_signed(), cmd.b.exp.as_signed()
+                    m.d.sync += [op.eq(cmd.op), a_mant.eq(cmd.a.mant), a_exp.eq(a_exp_in),
+                                 invalid.eq(0), second_pass.eq(0)]
+                    with m.Switch(cmd.op):
+                        with m.Case(ScaleOp.MUL):
+                            m.d.sync += [value.eq(cmd.a.mant * cmd.b.mant),
+                                         value_exp.eq(a_exp_in + b_exp_in)]
+                            m.next = "BITLEN"
+                        with m.Case(ScaleOp.ADD):
+                            # A zero operand takes the other's exponent; align both to the larger
+                            # with SCALE_ALIGN_BITS guard bits (shifts of 41+ leave nothing).
+                            ea = Mux(cmd.a.mant == 0, b_exp_in, a_exp_in)
+                            eb = Mux(cmd.b.mant == 0, a_exp_in, b_exp_in)
+                            top = Mux(ea > eb, ea, eb)
+
+                            def aligned(mant_in, exp_in):
+                                distance = (top - exp_in).as_unsigned()
+                                far = distance >= ADD_BITS
+                                shifted = Cat(Const(0, SCALE_ALIGN_BITS), mant_in) >> distance[:6]
+                                return Mux(far, 0, shifted)
+                            m.d.sync += [value.eq(aligned(cmd.a.mant, ea) + aligned(cmd.b.mant, eb)),
+                                         value_exp.eq(top - SCALE_ALIGN_BITS)]
+                            m.next = "BITLEN"
+                        with m.Case(ScaleOp.FROM_INT):
+                            m.d.sync += [value.eq(cmd.n), value_exp.eq(a_exp_in)]
+                            m.next = "BITLEN"
+                        with m.Case(ScaleOp.RECIP):
+                            start_divide(cmd.a.mant, a_exp_in)
+                            m.next = "DIVIDE"
+                        with m.Case(ScaleOp.RSQRT):
+                            odd = cmd.a.exp[0]
+                            m.d.sync += [radicand.eq(Cat(Const(0, RSQRT_SHIFT), Mux(odd, cmd.a.mant << 1,
+                                                                                    cmd.a.mant))),
+                                         root.eq(0), bit.eq(1 << (2 * ROOT_BITS - 2)),
+                                         step.eq(ROOT_BITS - 1),
+                                         value_exp.eq((a_exp_in - odd - RSQRT_SHIFT) >> 1)]
+                            m.next = "SQRT"
+                        with m.Default():
+                            m.d.sync += invalid.eq(1)
+                            m.next = "DONE"
+
+            with m.State("DIVIDE"):
+                dividend_bit = Mux(step == RECIP_DIVIDEND_SHIFT, 1, 0)
+                trial = Cat(dividend_bit, remainder)
+                fits = trial >= divisor
+                m.d.sync += [remainder.eq(Mux(fits, trial - divisor, trial)),
+                             quotient.eq(Cat(fits, quotient)), step.eq(step - 1)]
+                with m.If(divisor == 0):
+                    m.d.sync += invalid.eq(1)
+                    m.next = "DONE"
+                with m.Elif(step == 0):
+                    m.next = "DIVIDED"
+            with m.State("DIVIDED"):
+                m.d.sync += value.eq(quotient)
+                m.next = "BITLEN"
+
+            with m.State("SQRT"):
+                candidate = root + bit
+                fits = radicand >= candidate
+                m.d.sync += [radicand.eq(Mux(fits, radicand - candidate, radicand)),
+                             root.eq(Mux(fits, (root >> 1) + bit, root >> 1)),
+                             bit.eq(bit >> 2), step.eq(step - 1)]
+                with m.If(step == 0):
+                    m.next = "ROOTED"
+            with m.State("ROOTED"):
+                m.d.sync += [value.eq(root), second_pass.eq(1)]
+                m.next = "BITLEN"
+
+            with m.State("BITLEN"):
+                # scale_from_int: shift = bitlen - 16; round half up where it shifts right.
+                right, left = Signal(range(value_bits + 1)), Signal(range(SCALE_BITS + 1))
+                m.d.comb += [right.eq(bitlen - SCALE_BITS), left.eq(SCALE_BITS - bitlen)]
+                with m.If(bitlen > SCALE_BITS):
+                    half = Const(1, value_bits + 1) << (right - 1)[:len(right)]
+                    m.d.sync += [mant.eq((value + half) >> right),
+                                 mant_exp.eq(value_exp + right)]
+                with m.Else():
+                    m.d.sync += [mant.eq(value << left), mant_exp.eq(value_exp - left)]
+                with m.If(value == 0):
+                    m.d.sync += mant_exp.eq(0)
+                m.next = "CARRY"
+            with m.State("CARRY"):
+                carry = mant[SCALE_BITS]
+                m.d.sync += [mant.eq(Mux(carry, mant >> 1, mant)), mant_exp.eq(mant_exp + carry)]
+                m.next = "RESULT"
+            with m.State("RESULT"):
+                with m.If((op == ScaleOp.RSQRT) & second_pass):
+                    m.d.sync += second_pass.eq(0)
+                    with m.If(mant == 0):
+                        m.d.sync += invalid.eq(1)
+                        m.next = "DONE"
+                    with m.Else():
+                        start_divide(mant, mant_exp)
+                        m.next = "DIVIDE"
+                with m.Else():
+                    m.next = "DONE"
+
+            with m.State("DONE"):
+                limit = 1 << (self._exp_bits - 1)
+                bad = invalid | (mant_exp < -limit) | (mant_exp >= limit)
+                m.d.comb += [self.o.valid.eq(1), self.o.payload.invalid.eq(bad),
+                             self.o.payload.mant.eq(Mux(bad, 0, mant)),
+                             self.o.payload.exp.eq(Mux(bad, 0, mant_exp))]
+                with m.If(self.o.ready):
+                    m.next = "IDLE"
+        return m

@@ -1,0 +1,179 @@
+# amaranth: UnusedElaboratable=no
+"""ScaleUnit in the Amaranth simulator, bit for bit against model.numerics §3."""
+
+import random
+
+import numpy as np
+import pytest
+
+from hw.scale_unit import ScaleOp, ScaleUnit
+from hw.testing import run, stream_get, stream_put
+from model import numerics as nx
+
+FUNCTIONS = {
+    ScaleOp.MUL: lambda a, b, n: nx.scale_mul(a, b),
+    ScaleOp.ADD: lambda a, b, n: nx.scale_add(a, b),
+    ScaleOp.FROM_INT: lambda a, b, n: nx.scale_from_int(n, a[1]),
+    ScaleOp.RECIP: lambda a, b, n: nx.scale_recip(a),
+    ScaleOp.RSQRT: lambda a, b, n: nx.scale_rsqrt(a),
+}
+
+
+def expected(dut, op, a, b, n):
+    """(mant, exp, invalid) as numerics computes it; invalid where it raises or the exponent
+    does not fit the unit."""
+    try:
+        mant, exp = (int(v) for v in FUNCTIONS[op](a, b, n))
+    except ZeroDivisionError:
+        return 0, 0, True
+    if exp not in dut.exp_range:
+        return 0, 0, True
+    return mant, exp, False
+
+
+def command(op, a, b, n=0):
+    return {"op": op, "a": {"mant": a[0], "exp": a[1]}, "b": {"mant": b[0], "exp": b[1]}, "n": n}
+
+
+def run_commands(dut, commands, seed, gap=0.0, stall=0.0):
+    """Send the commands with random gaps and stalls; return the results as (mant, exp, invalid)."""
+    rng = random.Random(seed)
+    got = []
+
+    async def put(ctx):
+        await stream_put(ctx, dut.i, [command(*c) for c in commands], rng, gap)
+
+    async def get(ctx):
+        got.extend(await stream_get(ctx, dut.o, len(commands), rng, stall))
+
+    run(dut, [put, get], max_cycles=100 * len(commands) + 100, vcd_name=f"scale_unit_{seed}")
+    return [(int(p.mant), int(p.exp), bool(p.invalid)) for p in got]
+
+
+def random_scale(rng, exps):
+    """A normalized scale (mantissa in [2^15, 2^16)) over ``exps``, sometimes 0, 2^15 or 2^16 - 1."""
+    kind = rng.random()
+    if kind < 0.08:
+        return 0, 0
+    mant = (1 << 15) if kind < 0.16 else (1 << 16) - 1 if kind < 0.24 else \
+        rng.randrange(1 << 15, 1 << 16)
+    return mant, rng.randrange(exps.start, exps.stop)
+
+
+def random_int(rng, bits):
+    kind = rng.random()
+    if kind < 0.1:
+        return 0
+    if kind < 0.3:    # just below a power of two: rounding carries into a new bit
+        return (1 << rng.randrange(1, bits + 1)) - 1
+    return rng.getrandbits(rng.randrange(1, bits + 1))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_commands_with_backpressure(seed):
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    dut = ScaleUnit(exp_bits=10, int_bits=48)
+    exps = range(-300, 250)     # products and sums run off the 10-bit range now and then
+    commands = [(rng.choice(list(ScaleOp)), random_scale(rng, exps), random_scale(rng, exps),
+                 random_int(rng, 48)) for _ in range(120)]
+    got = run_commands(dut, commands, seed, gap=0.3, stall=0.3)
+    for c, g in zip(commands, got):
+        assert g == expected(dut, *c), f"{c[0].name} a={c[1]} b={c[2]} n={c[3]}"
+
+
+def test_edge_cases():
+    dut = ScaleUnit(exp_bits=8, int_bits=20)
+    top, bottom = dut.exp_range.stop - 1, dut.exp_range.start
+    one = (1 << 15, -15)
+    commands = [
+        (ScaleOp.MUL, (0xFFFF, 0), (0xFFFF, 0), 0),           # product rounds up to 2^32: carry
+        (ScaleOp.MUL, (1 << 15, top), (1 << 15, 17), 0),     # exponent overflows
+        (ScaleOp.MUL, (1 << 15, bottom), (1 << 15, -1), 0),  # and underflows
+        (ScaleOp.MUL, (0, 0), (0xABCD, 3), 0),               # zero times anything
+        (ScaleOp.ADD, (0, 0), (0, 0), 0),
+        (ScaleOp.ADD, (0, 5), (0x8001, -40), 0),             # a zero operand takes the other's exponent
+        (ScaleOp.ADD, (0xFFFF, 0), (0xFFFF, 0), 0),          # carry into a new bit
+        (ScaleOp.ADD, (0x8000, 60), (0xFFFF, 0), 0),         # far apart: the small one vanishes
+        (ScaleOp.ADD, (0x8000, 40), (0xFFFF, 0), 0),         # 40 apart: a guard bit's worth left
+        (ScaleOp.FROM_INT, (0, -7), (0, 0), 0),
+        (ScaleOp.FROM_INT, (0, -7), (0, 0), (1 << 20) - 1),  # rounds up to 2^20: carry
+        (ScaleOp.FROM_INT, (0, 3), (0, 0), 1),               # shifted left to 16 bits
+        (ScaleOp.FROM_INT, (0, 3), (0, 0), 0x17FFF),         # a tie, rounded half up
+        (ScaleOp.RECIP, (0, 0), (0, 0), 0),                  # 1/0
+        (ScaleOp.RECIP, one, (0, 0), 0),
+        (ScaleOp.RECIP, (1 << 15, 9), (0, 0), 0),            # a power of two: quotient 2^16
+        (ScaleOp.RECIP, (0xFFFF, -20), (0, 0), 0),
+        (ScaleOp.RECIP, (1, 0), (0, 0), 0),                  # an unnormalized mantissa: 2^31
+        (ScaleOp.RSQRT, (0, 0), (0, 0), 0),                  # 1/sqrt(0)
+        (ScaleOp.RSQRT, one, (0, 0), 0),
+        (ScaleOp.RSQRT, (1 << 15, -14), (0, 0), 0),          # odd exponent
+        (ScaleOp.RSQRT, (0xFFFF, 101), (0, 0), 0),
+        (ScaleOp.RSQRT, (0xFFFF, bottom), (0, 0), 0),
+        (ScaleOp.RSQRT, (3, 0), (0, 0), 0),
+    ]
+    got = run_commands(dut, commands, seed=0)
+    for c, g in zip(commands, got):
+        assert g == expected(dut, *c), f"{c[0].name} a={c[1]} b={c[2]} n={c[3]}"
+    assert got[0][2] is False and got[1][2] is True and got[13][2] is True and got[18][2] is True
+
+
+def test_rms_chain_matches_numerics():
+    """The scale arithmetic of one rms_quantize (model.integer) on the unit, step by step."""
+    rng = np.random.default_rng(3)
+    print("seed 3")
+    x = rng.integers(-(1 << 20), 1 << 20, 96)
+    e, xn = nx.normalize(x)
+    square_sum = int((xn * xn).sum())
+    inv_len, x_scale, eps = nx.scale_from_float(1 / 96), nx.RES_UNIT, nx.scale_from_float(1e-5)
+    mean_square = nx.scale_mul(nx.scale_mul(nx.scale_from_int(square_sum, 2 * e), inv_len),
+                               nx.scale_mul(x_scale, x_scale))
+    want = nx.scale_rsqrt(nx.scale_add(mean_square, eps))
+
+    dut = ScaleUnit()
+    zero = (0, 0)
+
+    def on_unit(op, a=zero, b=zero, n=0):
+        mant, exp, invalid = run_commands(dut, [(op, a, b, n)], seed=0)[0]
+        assert not invalid
+        return mant, exp
+    s = on_unit(ScaleOp.FROM_INT, (0, 2 * e), n=square_sum)
+    s = on_unit(ScaleOp.MUL, s, inv_len)
+    s = on_unit(ScaleOp.MUL, s, on_unit(ScaleOp.MUL, x_scale, x_scale))
+    s = on_unit(ScaleOp.RSQRT, on_unit(ScaleOp.ADD, s, eps))
+    assert s == tuple(int(v) for v in want)
+
+
+@pytest.mark.parametrize("op", list(ScaleOp))
+def test_cycles(op):
+    """Clock edges from accepting a command to its result being valid: ScaleUnit.cycles(op)."""
+    dut = ScaleUnit()
+    edges = {"i": [], "o": []}
+
+    async def count(ctx):
+        edge = 0
+        async for _, _, iv, ir, ov in ctx.tick().sample(dut.i.valid, dut.i.ready, dut.o.valid):
+            if iv and ir:
+                edges["i"].append(edge)
+            if ov and not edges["o"]:
+                edges["o"].append(edge)
+            edge += 1
+
+    async def put(ctx):
+        await stream_put(ctx, dut.i, [command(op, (0xC000, -3), (0x9000, 4), 12345)])
+
+    async def get(ctx):
+        await stream_get(ctx, dut.o, 1)
+
+    run(dut, [put, get], background=[count], max_cycles=200, vcd_name=f"scale_unit_cycles_{op.name}")
+    assert edges["o"][0] - edges["i"][0] == ScaleUnit.cycles(op)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"exp_bits": 4}, "exp_bits must be an integer from 6 to 24, not 4"),
+    ({"int_bits": 0}, "int_bits must be an integer from 1 to 64, not 0"),
+    ({"exp_bits": True}, "exp_bits must be an integer"),
+])
+def test_parameters_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ScaleUnit(**kwargs)
