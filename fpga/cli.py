@@ -157,6 +157,9 @@ def _component(args):
         from hw.ternary_array import TernaryArray
         return TernaryArray(rows=args.rows, cols=args.cols, simd=args.simd, k_max=args.k_max,
                             act_width=args.act_width)
+    if args.block == "rms-quantizer":
+        from hw.rms_quantizer import RmsQuantizer
+        return RmsQuantizer(width=args.width, lanes=args.lanes, max_length=args.max_length)
     if args.block == "scale-unit":
         from hw.scale_unit import ScaleUnit
         return ScaleUnit(exp_bits=args.exp_bits, int_bits=args.int_bits)
@@ -169,7 +172,7 @@ def cmd_verilog(args) -> int:
 
     component = _component(args)       # parameters are validated here, before any output
     name = args.name or {"array": "ternary_array", "quantizer": "absmax_quantizer",
-                              "scale-unit": "scale_unit"}[args.block]
+                              "scale-unit": "scale_unit", "rms-quantizer": "rms_quantizer"}[args.block]
     text = verilog.convert(component, name=name, emit_src=False)
     args.output.write_text(text)
     from amaranth import Shape
@@ -249,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--act-width", type=int, default=8)
     b = blocks.add_parser("quantizer", help="AbsmaxQuantizer: per-token int8 absmax quantizer")
     b.add_argument("--width", type=int, default=24)
+    b.add_argument("--lanes", type=int, default=1)
+    b.add_argument("--max-length", type=int, default=512)
+    b = blocks.add_parser("rms-quantizer", help="RmsQuantizer: RMSNorm folded into the int8 quantizer")
+    b.add_argument("--width", type=int, default=32)
     b.add_argument("--lanes", type=int, default=1)
     b.add_argument("--max-length", type=int, default=512)
     b = blocks.add_parser("scale-unit", help="ScaleUnit: multiply, add, reciprocal, rsqrt of scales")

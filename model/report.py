@@ -54,6 +54,7 @@ def evaluate_model(directory, positions: int = 4096, progress=None) -> dict:
             "agreement": float(1 - disagree.mean()),
             "largest_disagreement_margin": float(margins.max(initial=0.0)),
             "float_logit_std": float(ref.std()),
+            "relative_rms_error": float(np.sqrt(((got - ref) ** 2).mean() / (ref ** 2).mean())),
             "float_accuracy": float((ref.argmax(-1) == targets).mean()),
             "integer_accuracy": float((got.argmax(-1) == targets).mean())}
 
@@ -98,7 +99,9 @@ def model_section(name: str, directory: Path, evaluation: dict, texts: dict[str,
                   f"{s['batch']} × {cfg.max_position_embeddings} characters ({training['tokens_seen']:,} "
                   f"characters seen), AdamW, peak learning rate {s['learning_rate']}, seed {s['seed']}, "
                   f"{training['threads']} thread(s), {training['train_seconds'] / 60:.0f} min on the CPU "
-                  f"(torch {training['torch']}). Validation: {training['validation']['split']}.", ""]
+                  f"(torch {training['torch']}). Validation: {training['validation']['split']} "
+                  f"({training['validation']['windows']} random windows, "
+                  f"{training['validation']['positions']:,} positions).", ""]
     lines += ["| model | validation loss: final; best |", "|---|---|"]
     for label, run in (("full-precision baseline (same network, float linears, torch)", baseline),
                        ("BitNet b1.58 QAT (torch, fake-quantized)", training)):
@@ -115,7 +118,11 @@ def model_section(name: str, directory: Path, evaluation: dict, texts: dict[str,
               f"{100 * evaluation['agreement']:.2f}%** (target ≥ 99%); at every position where they "
               f"disagree the float model's top two logits are within "
               f"{evaluation['largest_disagreement_margin']:.3f} of each other (float logits have a "
-              f"standard deviation of {evaluation['float_logit_std']:.2f}).", "",
+              f"standard deviation of {evaluation['float_logit_std']:.2f}). The integer logits differ from "
+              f"the float ones by a relative RMS error of {100 * evaluation['relative_rms_error']:.1f}%: "
+              "the integer model keeps K and V as int8 with per-head scales, stores the embedding and "
+              "LM head as int8 rows, and computes RMSNorm, softmax and the scales in fixed point "
+              "(docs/numerics.md), so near-ties can flip.", "",
               f"### Greedy samples ({SAMPLE_PROMPT!r})", ""]
     for kind, text in texts.items():
         lines += [f"{kind}:", "", "```", text, "```", ""]

@@ -57,6 +57,7 @@ def test_errors_exit_nonzero_with_one_line(tmp_path, demo_model, capsys):
     ("array", ["--rows", "2", "--cols", "1", "--simd", "4", "--k-max", "64"], "ternary_array"),
     ("quantizer", ["--width", "16", "--lanes", "2", "--max-length", "8"], "absmax_quantizer"),
     ("scale-unit", ["--exp-bits", "10", "--int-bits", "40"], "scale_unit"),
+    ("rms-quantizer", ["--width", "32", "--lanes", "2", "--max-length", "64"], "rms_quantizer"),
 ])
 def test_verilog(block, args, module, tmp_path, capsys):
     out = tmp_path / f"{block}.v"

@@ -1,0 +1,199 @@
+# amaranth: UnusedElaboratable=no
+"""RmsQuantizer in the Amaranth simulator, bit for bit against model.integer.rms_quantize."""
+
+import random
+
+import numpy as np
+import pytest
+from amaranth import Elaboratable, Module, signed
+from amaranth.lib import data, memory, wiring
+
+from hw.rms_quantizer import RmsQuantizer
+from hw.testing import run, stream_get, stream_put
+from model import numerics as nx
+from model.integer import Gain, rms_quantize
+
+
+class WithGainMemory(Elaboratable):
+    """The quantizer with its gain vector in a memory on the ``gain`` read port."""
+
+    def __init__(self, dut: RmsQuantizer, gains: np.ndarray):
+        self.dut = dut
+        rows = np.zeros(dut.depth * dut.lanes, dtype=np.int64)
+        rows[:len(gains)] = gains
+        self.rows = rows.reshape(dut.depth, dut.lanes).tolist()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = self.dut
+        m.submodules.gains = gains = memory.Memory(
+            shape=data.ArrayLayout(signed(16), self.dut.lanes), depth=self.dut.depth, init=self.rows)
+        wiring.connect(m, self.dut.gain, gains.read_port())
+        return m
+
+
+def as_scale(s):
+    return {"mant": int(s[0]), "exp": int(s[1])}
+
+
+def run_tokens(dut, gain: Gain, x_scale, eps, tokens, seed, gap=0.0, stall=0.0):
+    """Quantize each token (a multiple of lanes long); return per token (codes, (mant, exp, invalid))
+    and the edges of each token's first input transfer and of its scale becoming valid."""
+    lanes = dut.lanes
+    beats, sizes = [], []
+    for token in tokens:
+        rows = np.asarray(token).reshape(-1, lanes)
+        beats.append([{"data": r.tolist(), "last": i == len(rows) - 1} for i, r in enumerate(rows)])
+        sizes.append(len(rows))
+    rng = random.Random(seed)
+    codes, scales, edges = [], [], {"i": [], "scale": []}
+
+    async def count(ctx):
+        edge, first = 0, True
+        async for _, _, iv, ir, last, sv in ctx.tick().sample(
+                dut.i.valid, dut.i.ready, dut.i.payload.last, dut.scale.valid):
+            if iv and ir:
+                if first:
+                    edges["i"].append(edge)
+                first = bool(last)
+            if sv and len(edges["scale"]) < len(edges["i"]):
+                edges["scale"].append(edge)
+            edge += 1
+
+    async def put(ctx):
+        for name, value in (("x_scale", x_scale), ("inv_len", gain.inv_len), ("eps", eps)):
+            ctx.set(getattr(dut, name), as_scale(value))
+        ctx.set(dut.gain_exp, gain.exp)
+        for token in beats:
+            await stream_put(ctx, dut.i, token, rng, gap)
+
+    async def get_codes(ctx):
+        got = await stream_get(ctx, dut.o, sum(sizes), rng, stall)
+        start = 0
+        for size in sizes:
+            part = got[start:start + size]
+            assert [bool(p.last) for p in part] == [False] * (size - 1) + [True]
+            codes.append(np.array([[int(v) for v in p.data] for p in part]).reshape(-1))
+            start += size
+
+    async def get_scales(ctx):
+        got = await stream_get(ctx, dut.scale, len(tokens), rng, stall)
+        scales.extend((int(p.mant), int(p.exp), bool(p.invalid)) for p in got)
+
+    harness = WithGainMemory(dut, gain.values)
+    run(harness, [put, get_codes, get_scales], background=[count],
+        max_cycles=sum(dut.cycles(n) + 60 * n for n in sizes) + 200,
+        vcd_name=f"rms_quantizer_w{dut.width}_l{lanes}_{seed}")
+    return list(zip(codes, scales)), edges
+
+
+def check(results, tokens, gain, x_scale, eps):
+    for index, ((codes, scale), x) in enumerate(zip(results, tokens)):
+        want_codes, want_scale = rms_quantize(np.asarray(x), x_scale, gain, eps)
+        assert (codes == want_codes).all(), f"token {index}: codes differ"
+        assert scale == (int(want_scale[0]), int(want_scale[1]), False), f"token {index}: scale differs"
+
+
+def random_token(rng, n, width):
+    """Magnitudes from a few bits to the full width, sometimes with zeros and extremes."""
+    bits = int(rng.integers(2, width))
+    x = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), n)
+    if rng.random() < 0.3:
+        x[rng.integers(0, n, n // 4)] = 0
+    if rng.random() < 0.2:
+        x[int(rng.integers(0, n))] = -(1 << (width - 1)) if rng.random() < 0.5 else (1 << (width - 1)) - 1
+    return x
+
+
+@pytest.mark.parametrize("lanes, n, seed", [(1, 24, 1), (2, 40, 2), (4, 64, 3)])
+def test_random_tokens_with_backpressure(lanes, n, seed):
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    gain = Gain.from_float(rng.uniform(-2.0, 3.0, n))
+    eps = nx.scale_from_float(1e-5)
+    dut = RmsQuantizer(width=32, lanes=lanes, max_length=n)
+    tokens = [random_token(rng, n, 32) for _ in range(6)]
+    results, _ = run_tokens(dut, gain, nx.RES_UNIT, eps, tokens, seed, gap=0.3, stall=0.3)
+    check(results, tokens, gain, nx.RES_UNIT, eps)
+
+
+def test_edge_cases():
+    """All zero; one element; the extremes; gains of zero (m = 0 with S > 0); a large eps; another
+    input scale (the FFN sub-norm's)."""
+    n = 16
+    rng = np.random.default_rng(4)
+    print("seed 4")
+    gain = Gain.from_float(rng.uniform(0.5, 1.5, n))
+    tokens = [np.zeros(n, dtype=np.int64), np.eye(1, n, 5, dtype=np.int64)[0] * -3,
+              np.full(n, (1 << 31) - 1), np.full(n, -(1 << 31)),
+              np.array([(1 << 31) - 1, -(1 << 31)] * (n // 2)), rng.integers(-8, 8, n)]
+    for x_scale, eps in ((nx.RES_UNIT, nx.scale_from_float(1e-6)),
+                         (nx.scale_from_float(3.7e-9), nx.scale_from_float(0.5))):
+        dut = RmsQuantizer(width=32, lanes=2, max_length=n)
+        results, _ = run_tokens(dut, gain, x_scale, eps, tokens, seed=0)
+        check(results, tokens, gain, x_scale, eps)
+    zero_gain = Gain(np.zeros(n, dtype=np.int64), 0, nx.scale_from_float(1 / n))
+    dut = RmsQuantizer(width=32, lanes=2, max_length=n)
+    results, _ = run_tokens(dut, zero_gain, nx.RES_UNIT, eps, tokens[1:3], seed=0)
+    check(results, tokens[1:3], zero_gain, nx.RES_UNIT, eps)
+
+
+@pytest.mark.parametrize("lanes, n", [(1, 12), (4, 32)])
+def test_cycles(lanes, n):
+    """From a token's first input transfer to its scale being valid: RmsQuantizer.cycles(beats)."""
+    rng = np.random.default_rng(5)
+    gain = Gain.from_float(rng.uniform(0.5, 1.5, n))
+    dut = RmsQuantizer(width=32, lanes=lanes, max_length=n)
+    tokens = [rng.integers(-(1 << 20), 1 << 20, n) for _ in range(2)]
+    results, edges = run_tokens(dut, gain, nx.RES_UNIT, nx.scale_from_float(1e-5), tokens, seed=0)
+    check(results, tokens, gain, nx.RES_UNIT, nx.scale_from_float(1e-5))
+    assert [s - i for i, s in zip(edges["i"], edges["scale"])] == [dut.cycles(n // lanes)] * 2
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"width": 64, "max_length": 8}, "width must be between 2 and 48 bits, not 64"),
+    ({"max_length": 0}, "max_length must be a positive integer, not 0"),
+    ({"max_length": 1 << 40}, "too long for a 64-bit sum of squares; at most 1073741823 would fit"),
+])
+def test_parameters_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RmsQuantizer(**kwargs)
+
+
+def test_overlong_token_is_cut_and_flagged():
+    n, lanes = 8, 2
+    rng = np.random.default_rng(6)
+    print("seed 6")
+    gain = Gain.from_float(rng.uniform(0.5, 1.5, n))
+    dut = RmsQuantizer(width=32, lanes=lanes, max_length=n)
+    long_token, short_token = rng.integers(-1000, 1000, n + 4), rng.integers(-1000, 1000, n)
+    flags = []
+
+    async def watch(ctx):
+        async for _, _, sv, sr, flag in ctx.tick().sample(dut.scale.valid, dut.scale.ready, dut.overflow):
+            if sv and sr:
+                flags.append(bool(flag))
+
+    harness = WithGainMemory(dut, gain.values)
+    got = {}
+
+    async def put(ctx):
+        for name, value in (("x_scale", nx.RES_UNIT), ("inv_len", gain.inv_len), ("eps", (0, 0))):
+            ctx.set(getattr(dut, name), as_scale(value))
+        ctx.set(dut.gain_exp, gain.exp)
+        for token in (long_token, short_token):
+            rows = token.reshape(-1, lanes)
+            await stream_put(ctx, dut.i, [{"data": r.tolist(), "last": i == len(rows) - 1}
+                                          for i, r in enumerate(rows)])
+
+    async def get_codes(ctx):
+        got["codes"] = await stream_get(ctx, dut.o, 2 * n // lanes)
+
+    async def get_scales(ctx):
+        await stream_get(ctx, dut.scale, 2)
+
+    run(harness, [put, get_codes, get_scales], background=[watch], max_cycles=2000, vcd_name="rms_quantizer_overflow")
+    codes = np.array([[int(v) for v in p.data] for p in got["codes"]]).reshape(2, n)
+    assert flags == [True, False]
+    for row, token in zip(codes, (long_token[:n], short_token)):
+        assert (row == rms_quantize(token, nx.RES_UNIT, gain, (0, 0))[0]).all()
