@@ -100,7 +100,7 @@ def model_section(name: str, directory: Path, evaluation: dict, texts: dict[str,
                   f"characters seen), AdamW, peak learning rate {s['learning_rate']}, seed {s['seed']}, "
                   f"{training['threads']} thread(s), {training['train_seconds'] / 60:.0f} min on the CPU "
                   f"(torch {training['torch']}). Validation: {training['validation']['split']} "
-                  f"({training['validation']['windows']} random windows, "
+                  f"({training['validation']['windows']} evenly spaced windows, "
                   f"{training['validation']['positions']:,} positions).", ""]
     lines += ["| model | validation loss: final; best |", "|---|---|"]
     for label, run in (("full-precision baseline (same network, float linears, torch)", baseline),
