@@ -30,7 +30,8 @@ demo: $(VENV)/.installed
 		--temperature 0.8 --top-k 20 --seed 1
 	$(BIN)/tritium compare --checkpoint $(DEMO_MODEL) --validation --positions 512
 
-# Retrain the shipped models and their full-precision baselines from scratch (about 2 h on 2 cores),
+# Retrain the shipped models and their full-precision baselines from scratch (measured on 2 cores,
+# one thread each: ulx3s 101 min, its baseline 95 min, small 7 and 6 min; docs/models.md),
 # then measure them into docs/models.md.
 models: $(VENV)/.installed-test
 	for m in ulx3s small; do for p in ternary float; do \

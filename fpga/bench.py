@@ -4,6 +4,7 @@ docs/benchmarks.md (between markers, so other benchmarks keep theirs) and a plot
 """
 
 import datetime
+import os
 import platform
 import re
 import tempfile
@@ -97,9 +98,20 @@ def plot(synth_rows: list[dict], path: Path):
     fig.savefig(path, dpi=100)
 
 
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def markdown(util_rows, synth_rows, command: str) -> str:
     date = datetime.date.today().isoformat()
-    machine = f"{platform.machine()}, {platform.processor() or 'unknown CPU'}, Python {platform.python_version()}"
+    machine = f"{platform.machine()}, {cpu_name()} × {os.cpu_count()}, Python {platform.python_version()}"
     lines = [
         "## TernaryArray", "",
         f"Produced by `{command}` on {date} ({machine}; yowasp yosys + nextpnr).", "",
