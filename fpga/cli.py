@@ -160,6 +160,9 @@ def _component(args):
     if args.block == "rms-quantizer":
         from hw.rms_quantizer import RmsQuantizer
         return RmsQuantizer(width=args.width, lanes=args.lanes, max_length=args.max_length)
+    if args.block == "sampler":
+        from hw.sampler import Sampler
+        return Sampler(logit_width=args.logit_width, vocab_max=args.vocab_max, k_max=args.k_max)
     if args.block == "scale-unit":
         from hw.scale_unit import ScaleUnit
         return ScaleUnit(exp_bits=args.exp_bits, int_bits=args.int_bits)
@@ -172,7 +175,8 @@ def cmd_verilog(args) -> int:
 
     component = _component(args)       # parameters are validated here, before any output
     name = args.name or {"array": "ternary_array", "quantizer": "absmax_quantizer",
-                              "scale-unit": "scale_unit", "rms-quantizer": "rms_quantizer"}[args.block]
+                              "scale-unit": "scale_unit", "rms-quantizer": "rms_quantizer",
+                              "sampler": "sampler"}[args.block]
     text = verilog.convert(component, name=name, emit_src=False)
     args.output.write_text(text)
     from amaranth import Shape
@@ -258,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--width", type=int, default=32)
     b.add_argument("--lanes", type=int, default=1)
     b.add_argument("--max-length", type=int, default=512)
+    b = blocks.add_parser("sampler", help="Sampler: greedy argmax or seeded top-k sampling")
+    b.add_argument("--logit-width", type=int, default=40)
+    b.add_argument("--vocab-max", type=int, default=128)
+    b.add_argument("--k-max", type=int, default=32)
     b = blocks.add_parser("scale-unit", help="ScaleUnit: multiply, add, reciprocal, rsqrt of scales")
     b.add_argument("--exp-bits", type=int, default=12)
     b.add_argument("--int-bits", type=int, default=48)
