@@ -2,7 +2,7 @@
 each board offers; the shipped tiny models are sized with it (docs/models.md prints the tables).
 
 Every stored width comes from model/numerics.py: 2-bit ternary codes, int8 embedding/LM-head codes
-with a 16-bit mantissa per row, 16-bit norm gains, int8 keys and values with one scale per token
+with a 16-bit mantissa per row, 16-bit norm gains, Q1.14 cos/sin tables for every position, the softmax (and SiLU) tables, int8 keys and values with one scale per token
 and kv head (mantissa plus exponent), the Q15.16 residual. Block-RAM rounding (a memory uses whole
 blocks) is not counted: the figures are bits, the board capacities are bits (a vendor's
 "kbit" of block RAM is 1,024 bits).
@@ -48,6 +48,9 @@ def memory_budget(config: BitNetConfig, context: int | None = None) -> dict[str,
         "embedding": table,
         "LM head": 0 if cfg.tie_word_embeddings else table,
         "norm gains": (layers * sum(cfg.norm_shapes().values()) + h) * nx.GAIN_BITS,
+        "RoPE tables": 2 * cfg.max_position_embeddings * (cfg.dim_per_head // 2) * nx.ROPE_BITS,
+        "exp2 and sigmoid tables": nx.EXP2_TABLE.size * (nx.EXP_FRAC + 1) + (
+            nx.SIGMOID_TABLE.size * nx.SIGMOID_FRAC if cfg.hidden_act == "silu" else 0),
         "KV cache": layers * 2 * context * (kv_width * nx.ACT_BITS
                                              + cfg.num_key_value_heads * STORED_SCALE_BITS),
         # residual (Q15.16), two int8 operand vectors, one row of accumulators, attention weights

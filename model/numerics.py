@@ -35,6 +35,7 @@ GAIN_BITS = 16                # RMSNorm gains: int16 with a per-vector exponent
 
 # §5 RoPE
 ROPE_FRAC = 14                # cos/sin tables: int16 Q1.14
+ROPE_BITS = 16
 
 # §6 attention and softmax (base 2)
 SCORE_FRAC = 8                # attention logits in log2 units, Q.8

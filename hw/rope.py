@@ -1,0 +1,133 @@
+"""Rotary position embedding of one head at a time, exactly ``model.numerics.rope_rotate``
+(docs/numerics.md §5).
+
+A head's ``head_dim`` accumulators arrive on ``i`` one per beat, in order; the first half is ``a``,
+the second ``b`` (HF's rotate_half layout: element ``j`` pairs with ``j + head_dim/2``). After the
+whole head is in, ``o`` emits the rotated head in the same order, one element per beat:
+``a'_j = (a_j·cos_j − b_j·sin_j + 2^13) >> 14`` then ``b'_j = (b_j·cos_j + a_j·sin_j + 2^13) >> 14``,
+with ``cos``/``sin`` of the current ``position`` from Q1.14 tables (``model.numerics.rope_int_tables``,
+in on-chip ROM: ``2 × positions × head_dim/2`` 16-bit entries). ``last`` marks a head's final
+element. ``position`` must hold while a head is in flight.
+
+Throughput: ``head_dim`` cycles in, then ``head_dim`` cycles out (input waits while a head is
+emitted). **Latency** ``latency`` cycles from a head's last input transfer to its first output
+being offered.
+"""
+
+from amaranth import Module, Mux, Signal, signed
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from model.numerics import ROPE_BITS, ROPE_FRAC, rope_int_tables
+
+
+class Rope(wiring.Component):
+    """See the module docstring.
+
+    Parameters
+    ----------
+    width : int
+        Signed width of the accumulators (2 to 40 bits); outputs are ``width + 1`` bits.
+    head_dim : int
+        Elements per head (even).
+    positions : int
+        Table length (the model's context).
+    theta : float
+        RoPE base.
+
+    Members
+    -------
+    i : In(stream.Signature(signed(width)))
+    o : Out(stream.Signature(StructLayout({"data": signed(width + 1), "last": 1})))
+    position : In(range(positions))
+    """
+
+    latency = 4
+
+    def __init__(self, *, width: int, head_dim: int, positions: int, theta: float):
+        for name, value, low, high in (("width", width, 2, 40), ("head_dim", head_dim, 2, 1024),
+                                       ("positions", positions, 1, 1 << 16)):
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer from {low} to {high}, not {value!r}")
+        if head_dim % 2:
+            raise ValueError(f"head_dim must be even (rotate_half pairs), not {head_dim}")
+        if not theta > 0:
+            raise ValueError(f"theta must be positive, not {theta!r}")
+        self._width, self._head_dim, self._positions, self._theta = width, head_dim, positions, theta
+        super().__init__({
+            "i": In(stream.Signature(signed(width))),
+            "o": Out(stream.Signature(data.StructLayout({"data": signed(width + 1), "last": 1}))),
+            "position": In(range(positions)),
+        })
+
+    width = property(lambda self: self._width)
+    head_dim = property(lambda self: self._head_dim)
+    positions = property(lambda self: self._positions)
+
+    def elaborate(self, platform):
+        m = Module()
+        width, half = self._width, self._head_dim // 2
+        cos, sin = rope_int_tables(self._head_dim, self._theta, self._positions)
+        tables = {}
+        for name, table in (("cos", cos), ("sin", sin)):
+            tables[name] = memory.Memory(shape=signed(ROPE_BITS), depth=table.size,
+                                         init=[int(v) for v in table.reshape(-1)])
+            m.submodules[f"{name}_table"] = tables[name]
+        m.submodules.a_buffer = a_buffer = memory.Memory(shape=signed(width), depth=half, init=[])
+        m.submodules.b_buffer = b_buffer = memory.Memory(shape=signed(width), depth=half, init=[])
+        a_write, b_write = a_buffer.write_port(), b_buffer.write_port()
+        a_read, b_read = a_buffer.read_port(), b_buffer.read_port()
+        cos_read, sin_read = tables["cos"].read_port(), tables["sin"].read_port()
+
+        taken = Signal(range(self._head_dim + 1))        # elements of the head stored
+        emit = Signal(range(self._head_dim + 1))         # next output element to read
+        issue = Signal()
+        advance = Signal()
+        m.d.comb += advance.eq(~self.o.valid | self.o.ready)
+
+        pair = Signal(range(half))
+        m.d.comb += pair.eq(Mux(emit >= half, emit - half, emit))
+        table_addr = self.position * half + pair
+        for port in (a_read, b_read):
+            m.d.comb += [port.addr.eq(pair), port.en.eq(advance)]
+        for port in (cos_read, sin_read):
+            m.d.comb += [port.addr.eq(table_addr), port.en.eq(advance)]
+
+        # read (memories) -> products (register) -> sum and round (output register)
+        s1_valid, s1_second, s1_last = Signal(), Signal(), Signal()
+        s2_valid, s2_second, s2_last = Signal(), Signal(), Signal()
+        product_bits = width + ROPE_BITS
+        a_cos, b_sin, b_cos, a_sin = (Signal(signed(product_bits), name=n)
+                                      for n in ("a_cos", "b_sin", "b_cos", "a_sin"))
+        with m.If(advance):
+            m.d.sync += [s1_valid.eq(issue), s1_second.eq(emit >= half),
+                         s1_last.eq(emit == self._head_dim - 1),
+                         s2_valid.eq(s1_valid), s2_second.eq(s1_second), s2_last.eq(s1_last),
+                         a_cos.eq(a_read.data * cos_read.data), b_sin.eq(b_read.data * sin_read.data),
+                         b_cos.eq(b_read.data * cos_read.data), a_sin.eq(a_read.data * sin_read.data)]
+            total = Mux(s2_second, b_cos + a_sin, a_cos - b_sin) + (1 << (ROPE_FRAC - 1))
+            m.d.sync += [self.o.valid.eq(s2_valid), self.o.payload.last.eq(s2_last),
+                         self.o.payload.data.eq(total >> ROPE_FRAC)]
+
+        with m.FSM():
+            with m.State("TAKE"):
+                m.d.comb += self.i.ready.eq(1)
+                with m.If(self.i.valid):
+                    with m.If(taken < half):
+                        m.d.comb += [a_write.addr.eq(taken), a_write.data.eq(self.i.payload),
+                                     a_write.en.eq(1)]
+                    with m.Else():
+                        m.d.comb += [b_write.addr.eq(taken - half), b_write.data.eq(self.i.payload),
+                                     b_write.en.eq(1)]
+                    m.d.sync += taken.eq(taken + 1)
+                    with m.If(taken == self._head_dim - 1):
+                        m.d.sync += emit.eq(0)
+                        m.next = "EMIT"
+            with m.State("EMIT"):
+                m.d.comb += issue.eq(emit < self._head_dim)
+                with m.If(advance & issue):
+                    m.d.sync += emit.eq(emit + 1)
+                with m.If(~issue & ~s1_valid & ~s2_valid & advance):
+                    m.d.sync += taken.eq(0)
+                    m.next = "TAKE"
+        return m

@@ -1,0 +1,87 @@
+# amaranth: UnusedElaboratable=no
+"""Rope in the Amaranth simulator, bit for bit against model.numerics.rope_rotate."""
+
+import random
+
+import numpy as np
+import pytest
+
+from hw.rope import Rope
+from hw.testing import run, stream_get, stream_put
+from model import numerics as nx
+
+
+def run_heads(dut, heads, seed, gap=0.0, stall=0.0):
+    """Each head is (values [head_dim], position); returns the rotated heads and the edges of each
+    head's last input transfer and first output offered."""
+    rng = random.Random(seed)
+    outputs, edges = [], {"last_in": [], "first_out": []}
+    d = dut.head_dim
+
+    async def count(ctx):
+        edge, taken, offered = 0, 0, 0
+        async for _, _, iv, ir, ov, orr in ctx.tick().sample(dut.i.valid, dut.i.ready,
+                                                            dut.o.valid, dut.o.ready):
+            if iv and ir:
+                taken += 1
+                if taken % d == 0:
+                    edges["last_in"].append(edge)
+            if ov and len(edges["first_out"]) < len(edges["last_in"]) and offered % d == 0:
+                edges["first_out"].append(edge)
+            if ov and orr:
+                offered += 1
+            edge += 1
+
+    async def put(ctx):
+        for index, (values, position) in enumerate(heads):
+            ctx.set(dut.position, position)
+            await stream_put(ctx, dut.i, [int(v) for v in values], rng, gap)
+            while len(outputs) < (index + 1) * d:
+                await ctx.tick()    # the position holds until the head is out
+
+    async def get(ctx):
+        for _ in heads:
+            got = await stream_get(ctx, dut.o, d, rng, stall)
+            assert [bool(p.last) for p in got] == [False] * (d - 1) + [True]
+            outputs.extend(int(p.data) for p in got)
+
+    run(dut, [put, get], background=[count], max_cycles=len(heads) * 12 * d + 100,
+        vcd_name=f"rope_d{d}_{seed}")
+    return np.array(outputs).reshape(len(heads), d), edges
+
+
+def expected(dut, heads, theta):
+    cos, sin = nx.rope_int_tables(dut.head_dim, theta, dut.positions)
+    return np.stack([nx.rope_rotate(values, cos[p], sin[p]) for values, p in heads])
+
+
+@pytest.mark.parametrize("width, head_dim, positions, theta, seed", [
+    (16, 8, 32, 10000.0, 1), (24, 12, 40, 500000.0, 2), (20, 32, 256, 10000.0, 3)])
+def test_random_heads_with_backpressure(width, head_dim, positions, theta, seed):
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    dut = Rope(width=width, head_dim=head_dim, positions=positions, theta=theta)
+    lim = 1 << (width - 1)
+    heads = [(rng.integers(-lim, lim, head_dim), int(rng.integers(0, positions))) for _ in range(8)]
+    heads.append((np.full(head_dim, -lim), positions - 1))       # the extremes
+    heads.append((np.array([-lim, lim - 1] * (head_dim // 2)), 0))
+    got, _ = run_heads(dut, heads, seed, gap=0.3, stall=0.3)
+    assert np.array_equal(got, expected(dut, heads, theta))
+
+
+def test_latency():
+    dut = Rope(width=12, head_dim=4, positions=8, theta=10000.0)
+    heads = [(np.array([100, -200, 300, -400]), 3), (np.array([1, 2, 3, 4]), 7)]
+    got, edges = run_heads(dut, heads, seed=0)
+    assert np.array_equal(got, expected(dut, heads, 10000.0))
+    assert [o - i for i, o in zip(edges["last_in"], edges["first_out"])] == [Rope.latency] * 2
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"width": 16, "head_dim": 7, "positions": 8, "theta": 1e4}, "head_dim must be even"),
+    ({"width": 16, "head_dim": 8, "positions": 0, "theta": 1e4}, "positions must be an integer"),
+    ({"width": 16, "head_dim": 8, "positions": 8, "theta": 0.0}, "theta must be positive"),
+])
+def test_parameters_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Rope(**kwargs)
