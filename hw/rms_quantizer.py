@@ -17,9 +17,9 @@ signed ``width``-bit values, ``last`` on its final beat. Then:
 ``x_scale``, ``gain_exp``, ``inv_len`` (the scale 1/n) and ``eps`` are per-norm constants from the
 sequencer; they must hold from a token's first beat until its ``scale`` is taken.
 
-Cycles per token of ``b`` beats with no stalls: ``b`` (load) ``+ b + 3`` (feed) and then, in
-parallel, the AbsmaxQuantizer's ``latency + b`` for the codes and ``SCALE_CYCLES`` for ``D``
-(:meth:`cycles`). The next token is loaded once ``D`` is taken.
+Cycles per token of ``b`` beats with no stalls: ``b`` (load) ``+ b + 4`` (feed, zero check) and
+then, in parallel, the AbsmaxQuantizer's ``latency + b`` for the codes and ``SCALE_CYCLES`` for
+``D`` (:meth:`cycles`). The next token is loaded once ``D`` is taken.
 """
 
 from amaranth import Module, Mux, Signal, signed, unsigned
@@ -29,23 +29,24 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import ACT_BITS, GAIN_BITS, INV_ACT_MAX, NORM_BITS, NORM_MAX_BITLEN
 
 from .quantizer import AbsmaxQuantizer
-from .scale_unit import ScaleOp, ScaleUnit, scale_layout
+from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
 
-# The dequant scale as ScaleUnit commands: (result, op, a, b, (n, exponent of n) for FROM_INT).
-# Operands name earlier results or the inputs x_scale, inv_len, eps, inv_act_max.
+# The dequant scale as ScaleUnit commands (hw.scale_unit.ScaleProgram): (result, op, a, b, integer).
+# Operands name earlier results or the inputs x_scale, inv_len, eps, inv_act_max; FROM_INT's integer
+# is sum_sq · 2^(2e) or peak · 2^(e - gain_exp).
 PROGRAM = (
-    ("square_sum", ScaleOp.FROM_INT, None, None, ("sum_sq", "two_e")),
+    ("square_sum", ScaleOp.FROM_INT, None, None, "sum_sq"),
     ("mean_sum", ScaleOp.MUL, "square_sum", "inv_len", None),
     ("x_scale_sq", ScaleOp.MUL, "x_scale", "x_scale", None),
     ("mean_square", ScaleOp.MUL, "mean_sum", "x_scale_sq", None),
     ("with_eps", ScaleOp.ADD, "mean_square", "eps", None),
     ("inv_rms", ScaleOp.RSQRT, "with_eps", None, None),
-    ("peak_int", ScaleOp.FROM_INT, None, None, ("peak", "e_minus_gain_exp")),
+    ("peak_int", ScaleOp.FROM_INT, None, None, "peak"),
     ("peak", ScaleOp.MUL, "peak_int", "x_scale", None),
     ("peak_rms", ScaleOp.MUL, "peak", "inv_rms", None),
     ("dequant", ScaleOp.MUL, "peak_rms", "inv_act_max", None),
 )
-SCALE_CYCLES = sum(ScaleUnit.cycles(op) + 1 for _, op, *_ in PROGRAM)   # + taking each result
+SCALE_CYCLES = ScaleProgram.cycles(PROGRAM)
 
 
 class RmsQuantizer(wiring.Component):
@@ -108,7 +109,7 @@ class RmsQuantizer(wiring.Component):
 
     def cycles(self, beats: int) -> int:
         """Clock edges from a token's first input transfer to its ``scale`` being valid, no stalls."""
-        return 2 * beats + 3 + SCALE_CYCLES
+        return 2 * beats + 4 + SCALE_CYCLES
 
     def elaborate(self, platform):
         m = Module()
@@ -179,13 +180,11 @@ class RmsQuantizer(wiring.Component):
 
         # -- scale program --------------------------------------------------------------------
         scale = scale_layout(len(self.gain_exp))
-        results = {name: Signal(scale, name=f"r_{name}") for name, *_ in PROGRAM}
+        program = ScaleProgram(PROGRAM, len(self.gain_exp))
         sources = {"x_scale": self.x_scale, "inv_len": self.inv_len, "eps": self.eps,
-                   "inv_act_max": scale.const({"mant": INV_ACT_MAX[0], "exp": INV_ACT_MAX[1]}),
-                   **results}
+                   "inv_act_max": scale.const({"mant": INV_ACT_MAX[0], "exp": INV_ACT_MAX[1]})}
         integers = {"sum_sq": (sum_sq, 2 * e), "peak": (u_peak, e - self.gain_exp)}
-        step = Signal(range(len(PROGRAM)))
-        invalid = Signal()
+        dequant = program.results["dequant"]
 
         with m.FSM():
             with m.State("LOAD"):
@@ -213,47 +212,22 @@ class RmsQuantizer(wiring.Component):
                 with m.If(advance & issue):
                     m.d.sync += read_addr.eq(read_addr + 1)
                 with m.If(~issue & ~s1_valid & advance):
-                    m.d.sync += [step.eq(0), invalid.eq(0)]
-                    m.next = "ISSUE"
-            with m.State("ISSUE"):
+                    m.d.sync += program.start()
+                    m.next = "CHECK"
+            with m.State("CHECK"):
                 with m.If(u_peak == 0):
                     m.next = "ZERO"
                 with m.Else():
-                    m.d.comb += unit.i.valid.eq(1)
-                    with m.Switch(step):
-                        for index, (_, op, a, b, integer) in enumerate(PROGRAM):
-                            with m.Case(index):
-                                m.d.comb += unit.i.payload.op.eq(op)
-                                if a:
-                                    m.d.comb += unit.i.payload.a.eq(sources[a])
-                                if b:
-                                    m.d.comb += unit.i.payload.b.eq(sources[b])
-                                if integer:
-                                    n, exp = integers[integer[0]]
-                                    m.d.comb += [unit.i.payload.n.eq(n), unit.i.payload.a.exp.eq(exp)]
-                    with m.If(unit.i.ready):
-                        m.next = "RESULT"
-            with m.State("RESULT"):
-                m.d.comb += unit.o.ready.eq(1)
-                with m.If(unit.o.valid):
-                    with m.Switch(step):
-                        for index, (name, *_) in enumerate(PROGRAM):
-                            with m.Case(index):
-                                m.d.sync += [results[name].mant.eq(unit.o.payload.mant),
-                                             results[name].exp.eq(unit.o.payload.exp)]
-                    m.d.sync += [invalid.eq(invalid | unit.o.payload.invalid), step.eq(step + 1)]
-                    with m.If(step == len(PROGRAM) - 1):
-                        m.next = "DONE"
-                    with m.Else():
-                        m.next = "ISSUE"
+                    m.next = "ISSUE"
+            program.states(m, unit, sources, integers, "ISSUE", "RESULT", "DONE")
             with m.State("ZERO"):
-                m.d.sync += [results["dequant"].eq(0), invalid.eq(0)]
+                m.d.sync += [dequant.eq(0), program.invalid.eq(0)]
                 m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += [self.scale.valid.eq(1),
-                             self.scale.payload.mant.eq(results["dequant"].mant),
-                             self.scale.payload.exp.eq(results["dequant"].exp),
-                             self.scale.payload.invalid.eq(invalid)]
+                             self.scale.payload.mant.eq(dequant.mant),
+                             self.scale.payload.exp.eq(dequant.exp),
+                             self.scale.payload.invalid.eq(program.invalid)]
                 with m.If(self.scale.ready):
                     m.d.sync += [length.eq(0), x_peak.eq(0), overflowed.eq(0)]
                     m.next = "LOAD"

@@ -242,3 +242,61 @@ class ScaleUnit(wiring.Component):
                 with m.If(self.o.ready):
                     m.next = "IDLE"
         return m
+
+
+class ScaleProgram:
+    """A straight-line program of ScaleUnit commands, run as two states of the caller's FSM.
+
+    ``program`` rows are ``(result, op, a, b, integer)``: ``a`` and ``b`` name earlier results or
+    entries of ``sources`` (scale-layout values); ``integer`` names an entry of ``integers``, an
+    ``(n, exp)`` pair for FROM_INT (``n · 2^exp``). Results are registers (``results[name]``);
+    ``invalid`` is the OR of the unit's invalid flags over the run.
+    """
+
+    def __init__(self, program, exp_bits: int):
+        self.program = program
+        layout = scale_layout(exp_bits)
+        self.results = {name: Signal(layout, name=f"r_{name}") for name, *_ in program}
+        self.step = Signal(range(len(program)))
+        self.invalid = Signal()
+
+    def start(self):
+        """Statements (sync) that make the next run begin at the first command."""
+        return [self.step.eq(0), self.invalid.eq(0)]
+
+    @staticmethod
+    def cycles(program) -> int:
+        """Clock edges from entering the issue state to leaving the result state for the last time."""
+        return sum(ScaleUnit.cycles(op) + 1 for _, op, *_ in program)
+
+    def states(self, m, unit, sources: dict, integers: dict, issue: str, result: str, done: str):
+        sources = {**sources, **self.results}
+        with m.State(issue):
+            m.d.comb += unit.i.valid.eq(1)
+            with m.Switch(self.step):
+                for index, (_, op, a, b, integer) in enumerate(self.program):
+                    with m.Case(index):
+                        m.d.comb += unit.i.payload.op.eq(op)
+                        if a:
+                            m.d.comb += unit.i.payload.a.eq(sources[a])
+                        if b:
+                            m.d.comb += unit.i.payload.b.eq(sources[b])
+                        if integer:
+                            n, exp = integers[integer]
+                            m.d.comb += [unit.i.payload.n.eq(n), unit.i.payload.a.exp.eq(exp)]
+            with m.If(unit.i.ready):
+                m.next = result
+        with m.State(result):
+            m.d.comb += unit.o.ready.eq(1)
+            with m.If(unit.o.valid):
+                with m.Switch(self.step):
+                    for index, (name, *_) in enumerate(self.program):
+                        with m.Case(index):
+                            m.d.sync += [self.results[name].mant.eq(unit.o.payload.mant),
+                                         self.results[name].exp.eq(unit.o.payload.exp)]
+                m.d.sync += [self.invalid.eq(self.invalid | unit.o.payload.invalid),
+                             self.step.eq(self.step + 1)]
+                with m.If(self.step == len(self.program) - 1):
+                    m.next = done
+                with m.Else():
+                    m.next = issue
