@@ -1,0 +1,114 @@
+# amaranth: UnusedElaboratable=no
+"""GatedActivation in the Amaranth simulator, bit for bit against model.integer.gated_activation."""
+
+import random
+
+import numpy as np
+import pytest
+
+from hw.gated_activation import GatedActivation
+from hw.testing import run, stream_get, stream_put
+from model.integer import gated_activation
+
+
+def as_scale(s):
+    return {"mant": int(s[0]), "exp": int(s[1])}
+
+
+def run_vectors(dut, vectors, seed, gap=0.0, stall=0.0):
+    """Each vector is (gate, up, gate_scale, up_scale); returns per vector (values, scale) and the
+    edges of each vector's first input transfer and last output transfer."""
+    lanes = dut.lanes
+    rng = random.Random(seed)
+    results, edges = [], {"first_in": [], "last_out": []}
+
+    async def count(ctx):
+        edge, first = 0, True
+        async for _, _, iv, ir, il, ov, orr, ol in ctx.tick().sample(
+                dut.i.valid, dut.i.ready, dut.i.payload.last, dut.o.valid, dut.o.ready, dut.o.payload.last):
+            if iv and ir:
+                if first:
+                    edges["first_in"].append(edge)
+                first = bool(il)
+            if ov and orr and ol:
+                edges["last_out"].append(edge)
+            edge += 1
+
+    async def put(ctx):
+        for index, (gate, up, gate_scale, up_scale) in enumerate(vectors):
+            ctx.set(dut.gate_scale, as_scale(gate_scale))
+            ctx.set(dut.up_scale, as_scale(up_scale))
+            g, u = np.asarray(gate).reshape(-1, lanes), np.asarray(up).reshape(-1, lanes)
+            await stream_put(ctx, dut.i, [{"gate": a.tolist(), "up": b.tolist(), "last": i == len(g) - 1}
+                                          for i, (a, b) in enumerate(zip(g, u))], rng, gap)
+            while len(results) <= index:
+                await ctx.tick()    # the scales hold until the vector is out
+
+    async def get(ctx):
+        for gate, *_ in vectors:
+            (scale,) = await stream_get(ctx, dut.scale, 1, rng, stall)
+            beats = await stream_get(ctx, dut.o, len(gate) // lanes, rng, stall)
+            assert [bool(p.last) for p in beats] == [False] * (len(beats) - 1) + [True]
+            values = np.array([[int(v) for v in p.data] for p in beats]).reshape(-1)
+            results.append((values, (int(scale.mant), int(scale.exp), bool(scale.invalid))))
+
+    run(dut, [put, get], background=[count],
+        max_cycles=sum(dut.cycles(len(v[0]) // lanes) + 20 * len(v[0]) for v in vectors) + 100,
+        vcd_name=f"gated_activation_l{lanes}_{seed}")
+    return results, edges
+
+
+def check(results, vectors):
+    for index, ((values, scale), (gate, up, gate_scale, up_scale)) in enumerate(zip(results, vectors)):
+        want, want_scale = gated_activation(np.asarray(gate), gate_scale, np.asarray(up), up_scale, "relu2")
+        assert np.array_equal(values, want), f"vector {index}: values differ"
+        assert scale == (int(want_scale[0]), int(want_scale[1]), False), f"vector {index}: scale differs"
+
+
+def random_vector(rng, n, width):
+    bits_gate, bits_up = (int(b) for b in rng.integers(2, width + 1, 2))
+    gate = rng.integers(-(1 << (bits_gate - 1)), 1 << (bits_gate - 1), n)
+    up = rng.integers(-(1 << (bits_up - 1)), 1 << (bits_up - 1), n)
+    scales = [(int(rng.integers(1 << 15, 1 << 16)), int(rng.integers(-60, -10))) for _ in range(2)]
+    return gate, up, *scales
+
+
+@pytest.mark.parametrize("width, lanes, seed", [(20, 1, 1), (16, 4, 2), (24, 2, 3)])
+def test_random_vectors_with_backpressure(width, lanes, seed):
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    dut = GatedActivation(width=width, lanes=lanes, max_length=16 * lanes)
+    vectors = [random_vector(rng, 16 * lanes, width) for _ in range(6)]
+    results, _ = run_vectors(dut, vectors, seed, gap=0.3, stall=0.3)
+    check(results, vectors)
+
+
+def test_edge_cases():
+    """No positive gate (all products 0); the extremes; small values (no shift)."""
+    n, lim = 8, 1 << 19
+    s = (1 << 15, -30)
+    vectors = [(np.full(n, -5), np.arange(n), s, s),
+               (np.full(n, -lim), np.full(n, -lim), s, s),
+               (np.full(n, lim - 1), np.array([-lim, lim - 1] * (n // 2)), s, s),
+               (np.arange(n) - 3, np.arange(n) - 4, s, (0xFFFF, -45))]
+    dut = GatedActivation(width=20, lanes=2, max_length=n)
+    results, _ = run_vectors(dut, vectors, seed=0)
+    check(results, vectors)
+
+
+def test_cycles():
+    rng = np.random.default_rng(5)
+    dut = GatedActivation(width=16, lanes=2, max_length=12)
+    vectors = [random_vector(rng, 12, 16) for _ in range(2)]
+    results, edges = run_vectors(dut, vectors, seed=0)
+    check(results, vectors)
+    assert [o - i for i, o in zip(edges["first_in"], edges["last_out"])] == [dut.cycles(6)] * 2
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"width": 16, "max_length": 8, "kind": "silu"}, "only 'relu2' gating is in hardware yet"),
+    ({"width": 40, "max_length": 8}, "width must be an integer from 2 to 32, not 40"),
+])
+def test_parameters_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        GatedActivation(**kwargs)
