@@ -160,6 +160,9 @@ def _component(args):
     if args.block == "rms-quantizer":
         from hw.rms_quantizer import RmsQuantizer
         return RmsQuantizer(width=args.width, lanes=args.lanes, max_length=args.max_length)
+    if args.block == "attention":
+        from hw.attention import AttentionHead
+        return AttentionHead(head_dim=args.head_dim, lanes=args.lanes, max_positions=args.max_positions)
     if args.block == "sampler":
         from hw.sampler import Sampler
         return Sampler(logit_width=args.logit_width, vocab_max=args.vocab_max, k_max=args.k_max)
@@ -176,7 +179,7 @@ def cmd_verilog(args) -> int:
     component = _component(args)       # parameters are validated here, before any output
     name = args.name or {"array": "ternary_array", "quantizer": "absmax_quantizer",
                               "scale-unit": "scale_unit", "rms-quantizer": "rms_quantizer",
-                              "sampler": "sampler"}[args.block]
+                              "sampler": "sampler", "attention": "attention_head"}[args.block]
     text = verilog.convert(component, name=name, emit_src=False)
     args.output.write_text(text)
     from amaranth import Shape
@@ -262,6 +265,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--width", type=int, default=32)
     b.add_argument("--lanes", type=int, default=1)
     b.add_argument("--max-length", type=int, default=512)
+    b = blocks.add_parser("attention", help="AttentionHead: one head over the KV cache")
+    b.add_argument("--head-dim", type=int, default=32)
+    b.add_argument("--lanes", type=int, default=8)
+    b.add_argument("--max-positions", type=int, default=256)
     b = blocks.add_parser("sampler", help="Sampler: greedy argmax or seeded top-k sampling")
     b.add_argument("--logit-width", type=int, default=40)
     b.add_argument("--vocab-max", type=int, default=128)

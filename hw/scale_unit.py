@@ -300,3 +300,46 @@ class ScaleProgram:
                     m.next = done
                 with m.Else():
                     m.next = issue
+
+
+class NormalizedScaleMultiplier(wiring.Component):
+    """``scale_mul(a, b)`` at one product per cycle for normalized operands (mantissa in
+    [2^15, 2^16)) or zero scales, the only ones the engine's datapath makes: the 32-bit product's
+    leading one is then at bit 30 or 31, so normalizing is a choice of two shifts.
+
+    Two pipeline stages, no backpressure: ``o`` follows ``i`` ``latency`` cycles later.
+    ``o.invalid`` flags a nonzero product of an unnormalized operand (its result would differ from
+    ``scale_mul``).
+    """
+
+    latency = 2
+
+    def __init__(self, exp_bits: int = 12):
+        layout = scale_layout(exp_bits)
+        super().__init__({
+            "i": In(data.StructLayout({"a": layout, "b": layout, "valid": 1})),
+            "o": Out(data.StructLayout({"mant": unsigned(SCALE_BITS), "exp": signed(exp_bits),
+                                        "invalid": 1, "valid": 1})),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        exp_bits = len(self.o.exp)
+        product = Signal(2 * SCALE_BITS)
+        exp_sum = Signal(signed(exp_bits + 1))
+        valid = Signal()
+        m.d.sync += [product.eq(self.i.a.mant * self.i.b.mant),
+                     exp_sum.eq(self.i.a.exp + self.i.b.exp), valid.eq(self.i.valid)]
+        top = product[2 * SCALE_BITS - 1]
+        rounded = Signal(SCALE_BITS + 1)
+        m.d.comb += rounded.eq(Mux(top, (product + (1 << (SCALE_BITS - 1))) >> SCALE_BITS,
+                                   (product + (1 << (SCALE_BITS - 2))) >> (SCALE_BITS - 1)))
+        carry = rounded[SCALE_BITS]
+        exp = exp_sum + Mux(top, SCALE_BITS, SCALE_BITS - 1) + carry
+        zero = product == 0
+        limit = 1 << (exp_bits - 1)
+        bad = ~zero & ((~top & ~product[2 * SCALE_BITS - 2]) | (exp < -limit) | (exp >= limit))
+        m.d.sync += [self.o.mant.eq(Mux(zero | bad, 0, Mux(carry, rounded >> 1, rounded))),
+                     self.o.exp.eq(Mux(zero | bad, 0, exp)), self.o.invalid.eq(bad),
+                     self.o.valid.eq(valid)]
+        return m

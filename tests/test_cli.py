@@ -59,6 +59,7 @@ def test_errors_exit_nonzero_with_one_line(tmp_path, demo_model, capsys):
     ("scale-unit", ["--exp-bits", "10", "--int-bits", "40"], "scale_unit"),
     ("rms-quantizer", ["--width", "32", "--lanes", "2", "--max-length", "64"], "rms_quantizer"),
     ("sampler", ["--vocab-max", "65", "--k-max", "8"], "sampler"),
+    ("attention", ["--head-dim", "16", "--lanes", "4", "--max-positions", "32"], "attention_head"),
 ])
 def test_verilog(block, args, module, tmp_path, capsys):
     out = tmp_path / f"{block}.v"
