@@ -1,0 +1,166 @@
+"""A BitLinear's matrix product with its weights on chip: ``acc = W_m · x`` for any of a model's
+ternary matrices ``W_m``, fed from a weight ROM into a :class:`~hw.ternary_array.TernaryArray`
+(one column: decode, one token at a time).
+
+The ROM holds every matrix in the array's beat order (``tile_beats``): per tile of ``rows`` output
+channels, ``ceil(K/simd)`` words of ``rows × simd`` 2-bit codes (``w + 1``; zero-padded to whole
+tiles), the matrices one after another. One word per cycle is exactly what the array consumes,
+so the array is fed every cycle.
+
+``x`` loads the int8 activation vector into a buffer, ``simd`` per beat (``last`` on its final
+beat); it stays there for any number of products (q, k and v share one ``x``; so do gate and up).
+A ``start`` transfer names the matrix; ``o`` then carries its ``N`` accumulators in order (``last``
+on the final one; padded rows are dropped). One product at a time: ``start`` is taken again once
+the previous product's last result is out.
+"""
+
+from collections.abc import Sequence
+
+import numpy as np
+from amaranth import Module, Signal, signed
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from model.numerics import ACT_BITS
+
+from .ternary_array import TernaryArray, tile_beats
+
+
+class TernaryLinear(wiring.Component):
+    """See the module docstring.
+
+    Parameters
+    ----------
+    matrices : sequence of int arrays [N, K] with values in {-1, 0, +1}
+        The ternary matrices, addressed by their index.
+    rows, simd : int
+        The TernaryArray's output channels and K-lanes per cycle.
+
+    Members
+    -------
+    x : In(stream.Signature(StructLayout({"data": ArrayLayout(signed(8), simd), "last": 1})))
+    start : In(stream.Signature(range(len(matrices))))
+    o : Out(stream.Signature(StructLayout({"data": signed(acc_width), "last": 1})))
+    """
+
+    def __init__(self, matrices: Sequence[np.ndarray], *, rows: int, simd: int):
+        if not matrices:
+            raise ValueError("at least one matrix is needed")
+        shapes = []
+        for index, w in enumerate(matrices):
+            w = np.asarray(w)
+            if w.ndim != 2 or not w.size or not np.isin(w, (-1, 0, 1)).all():
+                raise ValueError(f"matrix {index} must be a non-empty 2-D array of -1, 0, +1")
+            shapes.append(w.shape)
+        k_max = max(k for _, k in shapes)
+        self._array = TernaryArray(rows=rows, cols=1, simd=simd, k_max=max(k_max, simd))
+        self._matrices = [np.asarray(w, dtype=np.int64) for w in matrices]
+        self._shapes = shapes
+        self._rows, self._simd = rows, simd
+        self._k_words = [-(-k // simd) for _, k in shapes]
+        self._tiles = [-(-n // rows) for n, _ in shapes]
+        self._bases = np.cumsum([0] + [t * w for t, w in zip(self._tiles, self._k_words)]).tolist()
+        super().__init__({
+            "x": In(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(signed(ACT_BITS), simd), "last": 1}))),
+            "start": In(stream.Signature(range(len(matrices)))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "data": signed(self._array.acc_width), "last": 1}))),
+        })
+
+    shapes = property(lambda self: list(self._shapes))
+    rows = property(lambda self: self._rows)
+    simd = property(lambda self: self._simd)
+    acc_width = property(lambda self: self._array.acc_width)
+    rom_words = property(lambda self: self._bases[-1])
+    rom_word_bits = property(lambda self: 2 * self._rows * self._simd)
+
+    def cycles(self, index: int) -> int:
+        """Clock edges from the ``start`` transfer to the last result's, with ``o`` always ready:
+        two to look the matrix up and read its first word, the array's cycles, less the padded rows
+        of the last tile (dropped)."""
+        n, k = self._shapes[index]
+        return 2 + self._array.cycles(n, k, 1) - (self._tiles[index] * self._rows - n)
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, simd = self._rows, self._simd
+        m.submodules.array = array = self._array
+        words = []
+        for w in self._matrices:
+            beats = tile_beats(w, np.zeros((w.shape[1], 1), dtype=np.int64), rows, 1, simd)
+            words += [codes for codes, _, _ in beats]
+        m.submodules.weights = weights = memory.Memory(shape=array.w_layout, depth=len(words),
+                                                       init=words)
+        m.submodules.x_buffer = x_buffer = memory.Memory(
+            shape=data.ArrayLayout(signed(ACT_BITS), simd), depth=max(self._k_words), init=[])
+        w_read, x_read, x_write = weights.read_port(), x_buffer.read_port(), x_buffer.write_port()
+
+        # -- x: load the activation vector ---------------------------------------------------
+        x_addr = Signal(range(max(self._k_words) + 1))
+        m.d.comb += [x_write.addr.eq(x_addr), x_write.data.eq(self.x.payload.data)]
+
+        # -- the product's constants, chosen by the matrix index --------------------------------
+        matrix = Signal(range(len(self._shapes)))
+        base = Signal(range(self.rom_words + 1))
+        k_words = Signal(range(max(self._k_words) + 1))
+        tiles = Signal(range(max(self._tiles) + 1))
+        n_out = Signal(range(max(n for n, _ in self._shapes) + 1))
+        with m.Switch(matrix):
+            for index, (n, _) in enumerate(self._shapes):
+                with m.Case(index):
+                    m.d.comb += [base.eq(self._bases[index]), k_words.eq(self._k_words[index]),
+                                 tiles.eq(self._tiles[index]), n_out.eq(n)]
+
+        # -- feed: address (word, tile) -> ROM and x buffer -> array ----------------------------
+        tile = Signal(range(max(self._tiles) + 1))
+        word = Signal(range(max(self._k_words) + 1))
+        address = Signal(range(self.rom_words + 1))
+        issue = Signal()
+        advance = Signal()
+        s1_valid, s1_last = Signal(), Signal()
+        m.d.comb += [advance.eq(~s1_valid | array.w.ready),
+                     w_read.addr.eq(address), w_read.en.eq(advance),
+                     x_read.addr.eq(word), x_read.en.eq(advance),
+                     array.w.valid.eq(s1_valid), array.x.valid.eq(s1_valid),
+                     array.w.payload.eq(w_read.data),
+                     array.x.payload.data[0].eq(x_read.data), array.x.payload.last.eq(s1_last)]
+        with m.If(advance):
+            m.d.sync += [s1_valid.eq(issue), s1_last.eq(word == k_words - 1)]
+            with m.If(issue):
+                m.d.sync += address.eq(address + 1)
+                with m.If(word == k_words - 1):
+                    m.d.sync += [word.eq(0), tile.eq(tile + 1)]
+                with m.Else():
+                    m.d.sync += word.eq(word + 1)
+
+        # -- results: drop the padded rows --------------------------------------------------------
+        produced = Signal(range(max(t * rows for t in self._tiles) + 1))
+        real = produced < n_out
+        m.d.comb += [self.o.payload.data.eq(array.o.payload.data[0]),
+                     self.o.payload.last.eq(produced == n_out - 1),
+                     self.o.valid.eq(array.o.valid & real),
+                     array.o.ready.eq(self.o.ready | ~real)]
+        with m.If(array.o.valid & array.o.ready):
+            m.d.sync += produced.eq(produced + 1)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [self.x.ready.eq(1), self.start.ready.eq(~self.x.valid)]
+                with m.If(self.x.valid):
+                    m.d.comb += x_write.en.eq(x_addr < max(self._k_words))
+                    m.d.sync += x_addr.eq(x_addr + 1)
+                    with m.If(self.x.payload.last):
+                        m.d.sync += x_addr.eq(0)
+                with m.Elif(self.start.valid):
+                    m.d.sync += [matrix.eq(self.start.payload), tile.eq(0), word.eq(0),
+                                 produced.eq(0)]
+                    m.next = "LOOKUP"
+            with m.State("LOOKUP"):
+                m.d.sync += address.eq(base)
+                m.next = "FEED"
+            with m.State("FEED"):
+                m.d.comb += issue.eq(tile < tiles)
+                with m.If(produced == tiles * rows):
+                    m.next = "IDLE"
+        return m
