@@ -1,0 +1,120 @@
+# amaranth: UnusedElaboratable=no
+"""TokenTable in the Amaranth simulator: the embedding as IntegerModel.embed_token computes it, the
+logits as model.integer.lm_head_logits."""
+
+import random
+
+import numpy as np
+import pytest
+
+from hw.testing import run, stream_get, stream_put
+from hw.token_table import TokenTable
+from model import numerics as nx
+from model.integer import RowScaledInt8, lm_head_logits
+
+
+def embedding(table, token):
+    row_scale = nx.scale_from_int(table.rows[token], table.exp)
+    return nx.saturate(nx.apply_scale(table.codes[token], row_scale, nx.RES_FRAC), nx.RES_BITS)
+
+
+def random_table(rng, vocab, hidden):
+    weights = rng.normal(0, 1, (vocab, hidden)) * rng.uniform(0.01, 3, (vocab, 1))
+    weights[0] = 0        # an all-zero row: codes 0, row scale 0
+    return RowScaledInt8.from_float(weights)
+
+
+def run_table(dut, tokens, vectors, seed, gap=0.0, stall=0.0):
+    rng = random.Random(seed)
+    rows, logits = [], []
+
+    async def put_tokens(ctx):
+        await stream_put(ctx, dut.token, [int(t) for t in tokens], rng, gap)
+
+    async def put_vectors(ctx):
+        for x in vectors:
+            words = np.asarray(x).reshape(-1, dut.lanes)
+            await stream_put(ctx, dut.x, [{"data": w.tolist(), "last": i == len(words) - 1}
+                                          for i, w in enumerate(words)], rng, gap)
+
+    async def get_rows(ctx):
+        for _ in tokens:
+            beats = await stream_get(ctx, dut.embedding, dut.words, rng, stall)
+            assert [bool(p.last) for p in beats] == [False] * (dut.words - 1) + [True]
+            rows.append(np.array([[int(v) for v in p.data] for p in beats]).reshape(-1))
+
+    async def get_logits(ctx):
+        for _ in vectors:
+            beats = await stream_get(ctx, dut.logits, dut.vocab, rng, stall)
+            assert [bool(p.last) for p in beats] == [False] * (dut.vocab - 1) + [True]
+            logits.append(np.array([int(p.logit) for p in beats]))
+
+    benches = [put_tokens, get_rows] * bool(tokens) + [put_vectors, get_logits] * bool(vectors)
+    budget = 10 * (len(tokens) * (dut.words + 8) + len(vectors) * (dut.logit_cycles() + dut.words)) + 100
+    run(dut, benches, max_cycles=budget, vcd_name=f"token_table_l{dut.lanes}_{seed}")
+    return rows, logits
+
+
+@pytest.mark.parametrize("vocab, hidden, lanes, seed", [(13, 12, 4, 1), (7, 9, 3, 2), (20, 16, 16, 3)])
+def test_embedding_and_logits_together_with_backpressure(vocab, hidden, lanes, seed):
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    table = random_table(rng, vocab, hidden)
+    dut = TokenTable(table, lanes=lanes)
+    tokens = list(rng.integers(0, vocab, 8)) + [0, vocab - 1]
+    vectors = [rng.integers(-127, 128, hidden) for _ in range(3)] + [np.full(hidden, -127)]
+    rows, logits = run_table(dut, tokens, vectors, seed, gap=0.3, stall=0.3)
+    for token, row in zip(tokens, rows):
+        assert np.array_equal(row, embedding(table, token)), f"token {token}"
+    for x, got in zip(vectors, logits):
+        assert np.array_equal(got, lm_head_logits(table, x))
+
+
+def test_one_use_each():
+    rng = np.random.default_rng(4)
+    table = random_table(rng, 9, 8)
+    head_only = TokenTable(table, lanes=2, embedding=False)
+    x = rng.integers(-127, 128, 8)
+    _, logits = run_table(head_only, [], [x], seed=0)
+    assert np.array_equal(logits[0], lm_head_logits(table, x))
+    assert not hasattr(head_only, "token")
+    embed_only = TokenTable(table, lanes=8, lm_head=False)
+    rows, _ = run_table(embed_only, [3, 8], [], seed=0)
+    assert np.array_equal(rows[1], embedding(table, 8))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lanes": 5}, "lanes must divide hidden 8, not 5"),
+    ({"lanes": 2, "embedding": False, "lm_head": False}, "at least one of"),
+])
+def test_parameters_are_checked(kwargs, message):
+    table = RowScaledInt8.from_float(np.ones((3, 8)))
+    with pytest.raises(ValueError, match=message):
+        TokenTable(table, **kwargs)
+
+
+def test_logit_cycles():
+    rng = np.random.default_rng(5)
+    table = random_table(rng, 6, 8)
+    dut = TokenTable(table, lanes=4, embedding=False)
+    edges = {"x": [], "logit": []}
+
+    async def count(ctx):
+        edge = 0
+        async for _, _, xv, xr, xl, lv, lr, ll in ctx.tick().sample(
+                dut.x.valid, dut.x.ready, dut.x.payload.last,
+                dut.logits.valid, dut.logits.ready, dut.logits.payload.last):
+            if xv and xr and xl:
+                edges["x"].append(edge)
+            if lv and lr and ll:
+                edges["logit"].append(edge)
+            edge += 1
+
+    async def put(ctx):
+        await stream_put(ctx, dut.x, [{"data": [1, 2, 3, 4], "last": 0}, {"data": [5, 6, 7, 8], "last": 1}])
+
+    async def get(ctx):
+        await stream_get(ctx, dut.logits, 6)
+
+    run(dut, [put, get], background=[count], max_cycles=200, vcd_name="token_table_cycles")
+    assert edges["logit"][0] - edges["x"][0] == dut.logit_cycles()
