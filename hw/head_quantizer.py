@@ -1,0 +1,109 @@
+"""Per-head int8 quantization of q, k or v, exactly ``model.integer.quantize_heads``
+(docs/numerics.md §6): each head's accumulators (real value ``acc · acc_scale``) become int8 codes
+(:class:`~hw.quantizer.AbsmaxQuantizer`) and one scale
+``(scale_from_int(m, 0) · acc_scale) · (1/127)`` with ``m`` the head's ``max|acc|``, made by a
+three-command :class:`~hw.scale_unit.ScaleProgram` while the codes stream out.
+
+A head arrives on ``i`` (``lanes`` values per beat, ``last`` on its final beat); its codes leave on
+``o`` (``last`` likewise) and its scale on ``scale``. A head's first code beat is held until its
+peak is latched for the scale program, which runs once the previous head's scale is taken.
+``acc_scale`` must hold from a head's first beat until its scale is out.
+"""
+
+from amaranth import Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from model.numerics import ACT_BITS, INV_ACT_MAX
+
+from .quantizer import AbsmaxQuantizer
+from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
+
+PROGRAM = (
+    ("peak", ScaleOp.FROM_INT, None, None, "peak"),
+    ("peak_scaled", ScaleOp.MUL, "peak", "acc_scale", None),
+    ("scale", ScaleOp.MUL, "peak_scaled", "inv_act_max", None),
+)
+
+
+class HeadQuantizer(wiring.Component):
+    """See the module docstring.
+
+    Parameters
+    ----------
+    width : int
+        Signed width of the accumulators (2 to 48).
+    lanes : int
+        Elements per beat.
+    head_dim : int
+        Elements per head.
+    exp_bits : int
+        Exponent width of the scales.
+
+    Members
+    -------
+    i : In(stream.Signature(StructLayout({"data": lanes × signed(width), "last": 1})))
+    acc_scale : In(scale layout)
+    o : Out(stream.Signature(StructLayout({"data": lanes × signed(8), "last": 1})))
+    scale : Out(stream.Signature(StructLayout({"mant": 16, "exp": signed(exp_bits), "invalid": 1})))
+    """
+
+    def __init__(self, *, width: int, lanes: int = 1, head_dim: int, exp_bits: int = 12):
+        for name, value, low, high in (("width", width, 2, 48), ("lanes", lanes, 1, 1024),
+                                       ("head_dim", head_dim, 1, 1 << 16)):
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer from {low} to {high}, not {value!r}")
+        self._width, self._lanes, self._head_dim = width, lanes, head_dim
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(signed(width), lanes), "last": 1}))),
+            "acc_scale": In(scale_layout(exp_bits)),
+            "o": Out(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(signed(ACT_BITS), lanes), "last": 1}))),
+            "scale": Out(stream.Signature(data.StructLayout({
+                "mant": unsigned(16), "exp": signed(exp_bits), "invalid": 1}))),
+        })
+
+    width = property(lambda self: self._width)
+    lanes = property(lambda self: self._lanes)
+    head_dim = property(lambda self: self._head_dim)
+
+    def elaborate(self, platform):
+        m = Module()
+        exp_bits = len(self.acc_scale.exp)
+        m.submodules.quantizer = quantizer = AbsmaxQuantizer(
+            width=self._width, lanes=self._lanes, max_length=self._head_dim)
+        m.submodules.scale_unit = unit = ScaleUnit(exp_bits=exp_bits, int_bits=self._width)
+        wiring.connect(m, wiring.flipped(self.i), quantizer.i)
+
+        first = Signal(init=1)          # the next code beat starts a head
+        latched = Signal()              # that head's peak is in the scale program
+        peak = Signal(self._width)
+        hold = first & ~latched
+        m.d.comb += [self.o.payload.data.eq(quantizer.o.payload.data),
+                     self.o.payload.last.eq(quantizer.o.payload.last),
+                     self.o.valid.eq(quantizer.o.valid & ~hold),
+                     quantizer.o.ready.eq(self.o.ready & ~hold)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += first.eq(self.o.payload.last)
+            with m.If(first):
+                m.d.sync += latched.eq(0)
+
+        program = ScaleProgram(PROGRAM, exp_bits)
+        scale = scale_layout(exp_bits)
+        sources = {"acc_scale": self.acc_scale,
+                   "inv_act_max": scale.const({"mant": INV_ACT_MAX[0], "exp": INV_ACT_MAX[1]})}
+        result = program.results["scale"]
+        with m.FSM():
+            with m.State("WAIT"):
+                with m.If(quantizer.o.valid & hold):
+                    m.d.sync += [peak.eq(quantizer.o.payload.peak), latched.eq(1)] + program.start()
+                    m.next = "ISSUE"
+            program.states(m, unit, sources, {"peak": (peak, 0)}, "ISSUE", "RESULT", "SCALE")
+            with m.State("SCALE"):
+                m.d.comb += [self.scale.valid.eq(1), self.scale.payload.mant.eq(result.mant),
+                             self.scale.payload.exp.eq(result.exp),
+                             self.scale.payload.invalid.eq(program.invalid)]
+                with m.If(self.scale.ready):
+                    m.next = "WAIT"
+        return m

@@ -1,0 +1,68 @@
+# amaranth: UnusedElaboratable=no
+"""HeadQuantizer in the Amaranth simulator, bit for bit against model.integer.quantize_heads."""
+
+import random
+
+import numpy as np
+import pytest
+
+from hw.head_quantizer import HeadQuantizer
+from hw.testing import run, stream_get, stream_put
+from model import numerics as nx
+from model.integer import quantize_heads
+
+
+def run_heads(dut, heads, acc_scale, seed, gap=0.0, stall=0.0):
+    rng = random.Random(seed)
+    lanes, beats = dut.lanes, dut.head_dim // dut.lanes
+    codes, scales = [], []
+
+    async def put(ctx):
+        ctx.set(dut.acc_scale, {"mant": int(acc_scale[0]), "exp": int(acc_scale[1])})
+        for head in heads:
+            rows = np.asarray(head).reshape(-1, lanes)
+            await stream_put(ctx, dut.i, [{"data": r.tolist(), "last": i == beats - 1}
+                                          for i, r in enumerate(rows)], rng, gap)
+
+    async def get_codes(ctx):
+        for _ in heads:
+            got = await stream_get(ctx, dut.o, beats, rng, stall)
+            assert [bool(p.last) for p in got] == [False] * (beats - 1) + [True]
+            codes.append(np.array([[int(v) for v in p.data] for p in got]).reshape(-1))
+
+    async def get_scales(ctx):
+        for _ in heads:
+            (s,) = await stream_get(ctx, dut.scale, 1, rng, stall)
+            scales.append((int(s.mant), int(s.exp), bool(s.invalid)))
+
+    run(dut, [put, get_codes, get_scales], max_cycles=len(heads) * (8 * beats + 120) + 100,
+        vcd_name=f"head_quantizer_l{lanes}_{seed}")
+    return np.stack(codes), scales
+
+
+def check(heads, acc_scale, codes, scales):
+    want_codes, (mants, exps) = quantize_heads(np.asarray(heads), acc_scale)
+    assert np.array_equal(codes, want_codes)
+    assert scales == [(int(a), int(b), False) for a, b in zip(mants, exps)]
+
+
+@pytest.mark.parametrize("width, lanes, head_dim, seed", [(18, 1, 8, 1), (24, 4, 16, 2), (20, 1, 1, 3)])
+def test_random_heads_with_backpressure(width, lanes, head_dim, seed):
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    dut = HeadQuantizer(width=width, lanes=lanes, head_dim=head_dim)
+    lim = 1 << (width - 1)
+    heads = [rng.integers(-lim, lim, head_dim) >> int(rng.integers(0, width - 1)) for _ in range(8)]
+    heads += [np.zeros(head_dim, dtype=np.int64), np.full(head_dim, -lim)]
+    acc_scale = nx.scale_from_float(float(rng.uniform(1e-6, 1e-2)))
+    codes, scales = run_heads(dut, heads, acc_scale, seed, gap=0.3, stall=0.3)
+    check(heads, acc_scale, codes, scales)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"width": 1, "head_dim": 8}, "width must be an integer from 2 to 48, not 1"),
+    ({"width": 16, "head_dim": 0}, "head_dim must be an integer"),
+])
+def test_parameters_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        HeadQuantizer(**kwargs)
