@@ -203,6 +203,20 @@ def cmd_bench(args) -> int:
 
     from fpga.bench import bench_array
 
+    if args.what == "blocks":
+        from fpga.bench_blocks import bench_blocks
+
+        rows = bench_blocks(docs=args.docs)
+        table = Table(title="engine blocks (ulx3s model sizes)")
+        for column in ("block", "part", "LUT4", "FF", "DSP", "BRAM", "fmax MHz"):
+            table.add_column(column)
+        for r in rows:
+            table.add_row(r["block"], r["family"], *(("failed", "", "", "", "") if "error" in r else (
+                str(r["luts"]), str(r["ffs"]), str(r["dsp"]), str(r["ram"]), f"{r['fmax']:.1f}")))
+        _console().print(table)
+        _console().print(f"wrote {args.docs / 'benchmarks.md'}")
+        return 0
+
     util, synth = bench_array(quick=args.quick, docs=args.docs)
     table = Table(title="TernaryArray utilization (simulation)")
     for column in ("case", "array", "N×K×T", "cycles", "utilization"):
@@ -282,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         b.set_defaults(func=cmd_verilog)
 
     p = sub.add_parser("bench", help="measure and write docs/benchmarks.md")
-    p.add_argument("what", choices=["array"])
+    p.add_argument("what", choices=["array", "blocks"])
     p.add_argument("--quick", action="store_true", help="a smaller synthesis sweep")
     p.add_argument("--docs", type=Path, default=Path(__file__).resolve().parent.parent / "docs",
                    help="where benchmarks.md and the plot go")

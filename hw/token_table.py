@@ -22,9 +22,14 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.integer import RowScaledInt8
-from model.numerics import ACT_BITS, RES_BITS, SCALE_BITS
+from model.numerics import ACT_BITS, ACT_MAX, RES_BITS, SCALE_BITS
 
 from .dequantizer import Dequantizer
+
+
+def logit_width(hidden: int) -> int:
+    """Signed bits of an integer logit: ``|codes · x| <= 127² · hidden``, times a 16-bit mantissa."""
+    return (ACT_MAX * ACT_MAX * hidden).bit_length() + SCALE_BITS + 1
 
 
 class TokenTable(wiring.Component):
@@ -50,7 +55,7 @@ class TokenTable(wiring.Component):
     def __init__(self, table: RowScaledInt8, *, lanes: int, embedding: bool = True,
                  lm_head: bool = True):
         codes = np.asarray(table.codes)
-        if codes.ndim != 2 or np.abs(codes).max(initial=0) > (1 << (ACT_BITS - 1)) - 1:
+        if codes.ndim != 2 or np.abs(codes).max(initial=0) > ACT_MAX:
             raise ValueError("table codes must be int8 values in a [vocab, hidden] array")
         vocab, hidden = codes.shape
         if not isinstance(lanes, int) or lanes < 1 or hidden % lanes:
@@ -76,8 +81,7 @@ class TokenTable(wiring.Component):
     hidden = property(lambda self: self._hidden)
     lanes = property(lambda self: self._lanes)
     words = property(lambda self: self._words)
-    # |codes · x| <= 127 · 127 · hidden, times a 16-bit mantissa
-    logit_width = property(lambda self: (127 * 127 * self._hidden).bit_length() + SCALE_BITS + 1)
+    logit_width = property(lambda self: logit_width(self._hidden))
 
     def logit_cycles(self) -> int:
         """Clock edges from the last ``x`` beat's transfer to the last logit's, ``logits`` ready."""

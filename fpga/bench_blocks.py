@@ -1,0 +1,110 @@
+"""``tritium bench blocks``: LUTs, FFs, DSPs, block RAMs and fmax of the engine's vector units,
+each synthesized alone (fpga/synth.py) at the sizes the shipped ``ulx3s`` model needs, on ECP5-85F
+and iCE40 UP5K. Writes its section of docs/benchmarks.md.
+"""
+
+import datetime
+import functools
+import platform
+import tempfile
+from pathlib import Path
+
+from .bench import DOCS, TARGET_FMAX, cpu_name, write_section
+
+MODEL = Path(__file__).resolve().parent.parent / "models" / "ulx3s"
+FAMILIES = ("ecp5-85f", "ice40-up5k")
+
+
+def blocks() -> list[tuple[str, str, object]]:
+    """(name, parameters as text, factory) for each block at the ulx3s model's sizes."""
+    from hw.attention import AttentionHead
+    from hw.dequantizer import Dequantizer
+    from hw.gated_activation import GatedActivation
+    from hw.rms_quantizer import RmsQuantizer
+    from hw.rope import Rope
+    from hw.sampler import Sampler
+    from hw.scale_unit import ScaleUnit
+    from hw.token_table import TokenTable, logit_width
+    from model import load_weights
+    from model.integer import RowScaledInt8
+    from model.numerics import acc_bits
+
+    weights = load_weights(MODEL)
+    cfg = weights.config
+    hidden, d, ffn, ctx = cfg.hidden_size, cfg.dim_per_head, cfg.intermediate_size, cfg.max_position_embeddings
+    acc = acc_bits(max(hidden, ffn))
+    simd = 16
+    table = RowScaledInt8.from_float(weights.lm_head)
+    logits = logit_width(hidden)
+    return [
+        ("ScaleUnit", "exp 12 bits, n 48 bits", functools.partial(ScaleUnit, exp_bits=12, int_bits=48)),
+        ("RmsQuantizer", f"32-bit input, {simd} lanes, {ffn} long",
+         functools.partial(RmsQuantizer, width=32, lanes=simd, max_length=ffn)),
+        ("Dequantizer", f"{acc}-bit input, 1 lane", functools.partial(Dequantizer, width=acc, lanes=1)),
+        ("Rope", f"{acc}-bit, head {d}, {ctx} positions",
+         functools.partial(Rope, width=acc, head_dim=d, positions=ctx, theta=cfg.rope_theta)),
+        ("GatedActivation", f"{acc}-bit, 1 lane, {ffn} long",
+         functools.partial(GatedActivation, width=acc, lanes=1, max_length=ffn)),
+        ("AttentionHead", f"head {d}, 8 lanes, {ctx} positions",
+         functools.partial(AttentionHead, head_dim=d, lanes=8, max_positions=ctx)),
+        ("TokenTable (LM head)", f"{cfg.vocab_size} × {hidden}, {simd} lanes",
+         functools.partial(TokenTable, table, lanes=simd, embedding=False)),
+        ("Sampler", f"{logits}-bit logits, vocab {cfg.vocab_size}, top-k ≤ 32",
+         functools.partial(Sampler, logit_width=logits, vocab_max=cfg.vocab_size, k_max=32)),
+    ]
+
+
+def measure(progress=None) -> list[dict]:
+    from .synth import synthesize
+
+    rows = []
+    for name, params, factory in blocks():
+        for family in FAMILIES:
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    res = synthesize(factory, {}, family, Path(tmp), freq_mhz=TARGET_FMAX[family])
+                except RuntimeError as error:     # e.g. the part is too small for the block
+                    last = [line for line in str(error).splitlines() if "ERROR" in line][-1:]
+                    rows.append(dict(block=name, params=params, family=family,
+                                     error=last[0] if last else str(error).splitlines()[0]))
+                    continue
+                finally:
+                    if progress:
+                        progress()
+            rows.append(dict(block=name, params=params, family=family, luts=res.luts, ffs=res.ffs,
+                             dsp=res.pnr_dsp, ram=res.pnr_ram, fmax=res.fmax_mhz, seconds=res.seconds))
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    date = datetime.date.today().isoformat()
+    lines = ["## Engine blocks", "",
+             f"Produced by `tritium bench blocks` on {date} ({platform.machine()}, {cpu_name()}, "
+             f"Python {platform.python_version()}; yowasp yosys + nextpnr). Each block alone at the "
+             "sizes the shipped `ulx3s` model needs; LUT4 equivalents and FFs from Yosys (ECP5 counts "
+             "a CCU2C as 2 LUT4), DSP and block RAM from nextpnr, fmax from nextpnr on the block "
+             "wrapped with a scan chain (fpga/synth.py).", "",
+             "| block | parameters | part | LUT4 eq. | FF | DSP | BRAM | fmax MHz | target | time s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['block']} | {r['params']} | {r['family']} | failed: {r['error']} "
+                         "| | | | | | |")
+            continue
+        lines.append(f"| {r['block']} | {r['params']} | {r['family']} | {r['luts']} | {r['ffs']} | "
+                     f"{r['dsp']} | {r['ram']} | {r['fmax']:.1f} | {TARGET_FMAX[r['family']]:.0f} | "
+                     f"{r['seconds']:.0f} |")
+    slow = [r for r in rows if "error" not in r and r["fmax"] < TARGET_FMAX[r["family"]]]
+    lines += ["", "Below the part's target fmax: " + (", ".join(
+        f"{r['block']} on {r['family']} ({r['fmax']:.1f} MHz)" for r in slow) if slow else "none."), ""]
+    return "\n".join(lines)
+
+
+def bench_blocks(docs: Path = DOCS) -> list[dict]:
+    from rich.progress import Progress
+
+    with Progress() as progress:
+        task = progress.add_task("bench blocks", total=len(blocks()) * len(FAMILIES))
+        rows = measure(lambda: progress.advance(task))
+    write_section("blocks", markdown(rows), docs / "benchmarks.md")
+    return rows
