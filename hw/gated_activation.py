@@ -25,6 +25,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import NORM_BITS, NORM_MAX_BITLEN
 
+from .arith import magnitude, max_tree
 from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
 
 PROGRAM = (
@@ -105,9 +106,6 @@ class GatedActivation(wiring.Component):
         m.submodules.buffer = buffer = memory.Memory(shape=pair, depth=self._depth, init=[])
         wr, rd = buffer.write_port(), buffer.read_port()
 
-        def magnitude(v):
-            return Mux(v < 0, -v, v).as_unsigned()
-
         length = Signal(range(self._depth + 1))
         gate_peak = Signal(width)          # max(gate, 0)
         up_peak = Signal(width)            # max|up|
@@ -155,6 +153,9 @@ class GatedActivation(wiring.Component):
                              up_n[lane].eq(Mux(up < 0, -up_shifted, up_shifted)),
                              self.o.payload.data[lane].eq(square_n[lane] * up_n[lane])]
 
+        gate_max = max_tree(m, [Mux(g > 0, g, 0).as_unsigned()[:width] for g in self.i.payload.gate],
+                            width, "beat_gate_max")
+        up_max = max_tree(m, [magnitude(u)[:width] for u in self.i.payload.up], width, "beat_up_max")
         with m.FSM():
             with m.State("LOAD"):
                 m.d.comb += self.i.ready.eq(1)
@@ -163,13 +164,6 @@ class GatedActivation(wiring.Component):
                         m.d.comb += [wr.addr.eq(length), wr.data.gate.eq(self.i.payload.gate),
                                      wr.data.up.eq(self.i.payload.up), wr.en.eq(1)]
                         m.d.sync += length.eq(length + 1)
-                        gate_max = up_max = None
-                        for lane in range(lanes):
-                            g = Mux(self.i.payload.gate[lane] > 0, self.i.payload.gate[lane], 0)
-                            g = g.as_unsigned()[:width]
-                            u = magnitude(self.i.payload.up[lane])[:width]
-                            gate_max = g if gate_max is None else Mux(g > gate_max, g, gate_max)
-                            up_max = u if up_max is None else Mux(u > up_max, u, up_max)
                         with m.If(gate_max > gate_peak):
                             m.d.sync += gate_peak.eq(gate_max)
                         with m.If(up_max > up_peak):

@@ -26,6 +26,8 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ACT_BITS, NORM_MAX_BITLEN, RECIP_SHIFT
 
+from .arith import magnitude, max_tree
+
 QUOTIENT_BITS = RECIP_SHIFT - NORM_MAX_BITLEN + 2   # R = ceil(2^33 / m_n) < 2^18: 18 bits
 
 
@@ -84,9 +86,6 @@ class AbsmaxQuantizer(wiring.Component):
         wr = buffer.write_port()
         rd = buffer.read_port()
 
-        def magnitude(v):
-            return Mux(v < 0, -v, v).as_unsigned()[:width]
-
         peak = Signal(unsigned(width))
         length = Signal(range(self._depth + 1))   # beats stored
         overflowed = Signal()
@@ -97,13 +96,8 @@ class AbsmaxQuantizer(wiring.Component):
         step = Signal(range(QUOTIENT_BITS))       # dividend bit brought down next
         read_addr = Signal(range(self._depth + 1))
 
-        # Running max over the lanes of the incoming beat.
-        beat_max = Signal(unsigned(width))
-        candidates = [magnitude(self.i.payload.data[lane]) for lane in range(lanes)]
-        running = candidates[0]
-        for c in candidates[1:]:
-            running = Mux(c > running, c, running)
-        m.d.comb += beat_max.eq(running)
+        # The largest magnitude among the lanes of the incoming beat.
+        beat_max = max_tree(m, [magnitude(v)[:width] for v in self.i.payload.data], width, "beat_max")
 
         # Priority encoder: bit length of peak.
         bitlen = Signal(range(width + 1))
@@ -136,7 +130,7 @@ class AbsmaxQuantizer(wiring.Component):
                          s3_valid.eq(s2_valid), s3_last.eq(s2_last)]
             for lane in range(lanes):
                 u = rd.data[lane]
-                m.d.sync += [s2_mag[lane].eq(normalize(magnitude(u))), s2_neg[lane].eq(u < 0),
+                m.d.sync += [s2_mag[lane].eq(normalize(magnitude(u)[:width])), s2_neg[lane].eq(u < 0),
                              s3_prod[lane].eq(s2_mag[lane] * recip), s3_neg[lane].eq(s2_neg[lane])]
                 scaled = (s3_prod[lane] << 7) - s3_prod[lane] + (1 << (RECIP_SHIFT - 1))
                 code = scaled[RECIP_SHIFT:RECIP_SHIFT + ACT_BITS - 1]

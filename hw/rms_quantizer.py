@@ -28,6 +28,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ACT_BITS, GAIN_BITS, INV_ACT_MAX, NORM_BITS, NORM_MAX_BITLEN
 
+from .arith import magnitude, max_tree
 from .quantizer import AbsmaxQuantizer
 from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
 
@@ -122,16 +123,6 @@ class RmsQuantizer(wiring.Component):
             shape=data.ArrayLayout(signed(width), lanes), depth=self._depth, init=[])
         wr, rd = buffer.write_port(), buffer.read_port()
 
-        def magnitude(v):
-            return Mux(v < 0, -v, v).as_unsigned()
-
-        def running_max(values, bits):
-            best = magnitude(values[0])[:bits]
-            for v in values[1:]:
-                mag = magnitude(v)[:bits]
-                best = Mux(mag > best, mag, best)
-            return best
-
         # Codes go straight out of the AbsmaxQuantizer (its peak is the m tracked here as well).
         m.d.comb += [self.o.payload.data.eq(quantizer.o.payload.data),
                      self.o.payload.last.eq(quantizer.o.payload.last),
@@ -166,7 +157,8 @@ class RmsQuantizer(wiring.Component):
         u = [Signal(signed(self.product_bits + 1), name=f"u{lane}") for lane in range(lanes)]
         m.d.comb += [u[lane].eq(x_n[lane] * self.gain.data[lane]) for lane in range(lanes)]
         squares = sum(x_n[lane] * x_n[lane] for lane in range(lanes))
-        beat_u_peak = running_max(u, self.product_bits)
+        beat_u_peak = max_tree(m, [magnitude(v)[:self.product_bits] for v in u], self.product_bits,
+                               "beat_u_peak")
 
         with m.If(advance):
             m.d.sync += [s1_valid.eq(issue), s1_last.eq(read_addr == length - 1),
@@ -186,6 +178,8 @@ class RmsQuantizer(wiring.Component):
         integers = {"sum_sq": (sum_sq, 2 * e), "peak": (u_peak, e - self.gain_exp)}
         dequant = program.results["dequant"]
 
+        beat_peak = max_tree(m, [magnitude(v)[:width] for v in self.i.payload.data], width,
+                             "beat_x_peak")
         with m.FSM():
             with m.State("LOAD"):
                 m.d.comb += self.i.ready.eq(1)
@@ -195,7 +189,6 @@ class RmsQuantizer(wiring.Component):
                     with m.If(length < self._depth):
                         m.d.comb += [wr.addr.eq(length), wr.data.eq(self.i.payload.data), wr.en.eq(1)]
                         m.d.sync += length.eq(length + 1)
-                        beat_peak = running_max(self.i.payload.data, width)
                         with m.If(beat_peak > x_peak):
                             m.d.sync += x_peak.eq(beat_peak)
                     with m.Else():

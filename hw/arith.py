@@ -1,0 +1,32 @@
+"""Small combinational helpers shared by the blocks."""
+
+from amaranth import Mux, Signal
+
+
+def magnitude(value):
+    """|value| as an unsigned value (one bit wider than a signed input needs at its minimum)."""
+    return Mux(value < 0, -value, value).as_unsigned()
+
+
+def max_tree(m, values, width: int, name: str):
+    """The largest of ``values`` (unsigned, ``width`` bits) by a tree of comparators, each level in a
+    comb signal: ``ceil(log2 n)`` comparators deep, and each value emitted once (a chain of
+    ``Mux(a > b, a, b)`` expressions would repeat ``b`` at every level, 2^n terms)."""
+    level = []
+    for index, value in enumerate(values):
+        node = Signal(width, name=f"{name}_in{index}")
+        m.d.comb += node.eq(value)
+        level.append(node)
+    depth = 0
+    while len(level) > 1:
+        depth += 1
+        pairs = []
+        for index in range(0, len(level) - 1, 2):
+            a, b = level[index], level[index + 1]
+            node = Signal(width, name=f"{name}_l{depth}_{index // 2}")
+            m.d.comb += node.eq(Mux(b > a, b, a))
+            pairs.append(node)
+        if len(level) % 2:
+            pairs.append(level[-1])
+        level = pairs
+    return level[0]
