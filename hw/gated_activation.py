@@ -19,13 +19,13 @@ Cycles for ``b`` beats with no stalls: ``b`` in, ``1 + PROGRAM_CYCLES`` for the 
 vector's ``b`` beats after a ``latency``-cycle pipeline (:meth:`cycles`).
 """
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.numerics import NORM_BITS, NORM_MAX_BITLEN
 
-from .arith import magnitude, max_tree
+from .arith import magnitude, max_tree, store_beat
 from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
 
 PROGRAM = (
@@ -160,14 +160,9 @@ class GatedActivation(wiring.Component):
             with m.State("LOAD"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
-                    with m.If(length < self._depth):
-                        m.d.comb += [wr.addr.eq(length), wr.data.gate.eq(self.i.payload.gate),
-                                     wr.data.up.eq(self.i.payload.up), wr.en.eq(1)]
-                        m.d.sync += length.eq(length + 1)
-                        with m.If(gate_max > gate_peak):
-                            m.d.sync += gate_peak.eq(gate_max)
-                        with m.If(up_max > up_peak):
-                            m.d.sync += up_peak.eq(up_max)
+                    store_beat(m, wr, length, self._depth,
+                               Cat(self.i.payload.gate.as_value(), self.i.payload.up.as_value()),
+                               [(gate_max, gate_peak), (up_max, up_peak)])
                     with m.If(self.i.payload.last):
                         m.next = "SHIFTS"
             with m.State("SHIFTS"):

@@ -26,7 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ACT_BITS, NORM_MAX_BITLEN, RECIP_SHIFT
 
-from .arith import magnitude, max_tree
+from .arith import magnitude, max_tree, store_beat
 
 QUOTIENT_BITS = RECIP_SHIFT - NORM_MAX_BITLEN + 2   # R = ceil(2^33 / m_n) < 2^18: 18 bits
 
@@ -141,13 +141,8 @@ class AbsmaxQuantizer(wiring.Component):
             with m.State("LOAD"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
-                    with m.If(length < self._depth):
-                        m.d.comb += [wr.addr.eq(length), wr.data.eq(self.i.payload.data), wr.en.eq(1)]
-                        m.d.sync += length.eq(length + 1)
-                        with m.If(beat_max > peak):
-                            m.d.sync += peak.eq(beat_max)
-                    with m.Else():
-                        m.d.sync += overflowed.eq(1)
+                    store_beat(m, wr, length, self._depth, self.i.payload.data, [(beat_max, peak)],
+                               overflowed)
                     with m.If(self.i.payload.last):
                         m.next = "NORMALIZE"
             with m.State("NORMALIZE"):

@@ -28,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ACT_BITS, GAIN_BITS, INV_ACT_MAX, NORM_BITS, NORM_MAX_BITLEN
 
-from .arith import magnitude, max_tree
+from .arith import magnitude, max_tree, store_beat
 from .quantizer import AbsmaxQuantizer
 from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
 
@@ -186,13 +186,8 @@ class RmsQuantizer(wiring.Component):
                 with m.If(self.i.valid):
                     with m.If(length == 0):
                         m.d.sync += self.overflow.eq(0)
-                    with m.If(length < self._depth):
-                        m.d.comb += [wr.addr.eq(length), wr.data.eq(self.i.payload.data), wr.en.eq(1)]
-                        m.d.sync += length.eq(length + 1)
-                        with m.If(beat_peak > x_peak):
-                            m.d.sync += x_peak.eq(beat_peak)
-                    with m.Else():
-                        m.d.sync += overflowed.eq(1)
+                    store_beat(m, wr, length, self._depth, self.i.payload.data, [(beat_peak, x_peak)],
+                               overflowed)
                     with m.If(self.i.payload.last):
                         m.next = "SHIFT"
             with m.State("SHIFT"):

@@ -174,6 +174,12 @@ class Sampler(wiring.Component):
         running = Signal(sum_bits)
         threshold = Signal(sum_bits)
 
+        def scan():
+            """Passes 2 and 3: issue the next stored z while any is left."""
+            m.d.comb += scan_on.eq(scan_addr < count)
+            with m.If(scan_on):
+                m.d.sync += scan_addr.eq(scan_addr + 1)
+
         with m.FSM():
             with m.State("TAKE"):
                 m.d.comb += self.i.ready.eq(1)
@@ -201,9 +207,7 @@ class Sampler(wiring.Component):
                 m.d.sync += token.eq(best_index)
                 m.next = "DONE"
             with m.State("SUM"):
-                m.d.comb += scan_on.eq(scan_addr < count)
-                with m.If(scan_on):
-                    m.d.sync += scan_addr.eq(scan_addr + 1)
+                scan()
                 with m.If(s2_valid):
                     m.d.sync += total.eq(total + p)
                 with m.If(~scan_on & ~s1_valid & ~s2_valid):
@@ -217,9 +221,7 @@ class Sampler(wiring.Component):
                 with m.Else():
                     m.next = "PICK"
             with m.State("PICK"):
-                m.d.comb += scan_on.eq(scan_addr < count)
-                with m.If(scan_on):
-                    m.d.sync += scan_addr.eq(scan_addr + 1)
+                scan()
                 with m.If(s2_valid):
                     m.d.sync += running.eq(running + p)
                     with m.If(running + p > threshold):
