@@ -1,43 +1,47 @@
 """The MLP's gated activation ``act(gate) ⊙ up`` from the gate and up accumulators, exactly
-``model.integer.gated_activation`` (docs/numerics.md §7), for ``hidden_act = "relu2"``.
+``model.integer.gated_activation`` (docs/numerics.md §7), for ``hidden_act`` ``"relu2"`` or
+``"silu"``.
 
 ``gate`` and ``up`` (real values ``acc · gate_scale`` and ``acc · up_scale``) arrive together on
 ``i``, ``lanes`` of each per beat, ``last`` on a vector's final beat. Then:
 
-1. **Load**: both are stored while ``max(gate, 0)`` and ``max|up|`` are tracked; the shifts that
-   bring ``relu(gate)²`` and ``up`` to 17 bits (``normalize``) follow from them.
-2. **Scale**: a :class:`~hw.scale_unit.ScaleUnit` runs :data:`PROGRAM` for the result's scale
-   ``gate_scale² · 2^e_sq · up_scale · 2^e_up``, which goes out on ``scale``.
-3. **Emit**: once the scale is taken, ``o`` carries ``(relu(gate)² >> e_sq) · (up >> e_up)`` (magnitudes
-   truncated, as ``normalize``), one beat per cycle: 17 × 18-bit products, 35-bit signed results,
-   the input of the FFN sub-norm's :class:`~hw.rms_quantizer.RmsQuantizer`.
+1. **Load**: both are stored while the shifts that bring the activation and ``up`` to 17 bits
+   (``normalize``) are found from their maxima. relu² stores the gate (``max(gate, 0)²`` is the
+   largest square); SiLU stores ``silu_q10(apply_scale(gate, gate_scale, 10))``, computed on the way
+   in: one multiply, a rounding shift, the 2048-entry sigmoid table (``latency_in`` cycles).
+2. **Scale**: a :class:`~hw.scale_unit.ScaleUnit` runs the activation's program (:data:`PROGRAMS`)
+   for the result's scale, which goes out on ``scale``: relu² ``gate_scale² · 2^e_act · up_scale ·
+   2^e_up``, SiLU ``2^(e_act − 10) · up_scale · 2^e_up``.
+3. **Emit**: once the scale is taken, ``o`` carries ``(act >> e_act) · (up >> e_up)`` (magnitudes
+   truncated, as ``normalize``), one beat per cycle: ``out_bits``-bit signed products, the input of
+   the FFN sub-norm's :class:`~hw.rms_quantizer.RmsQuantizer`.
 
-SiLU gating (``hidden_act = "silu"``, a Q.10 input and a sigmoid table) is not built yet: the
-shipped models use relu².
-
-Cycles for ``b`` beats with no stalls: ``b`` in, ``1 + PROGRAM_CYCLES`` for the scale, then the
-vector's ``b`` beats after a ``latency``-cycle pipeline (:meth:`cycles`).
+SiLU's Q.10 input comes from a right shift of ``gate · mant``; a ``gate_scale`` of 64 or more would
+need a left shift (numerics allows it): ``scale.invalid`` flags it. Cycles for ``b`` beats with no
+stalls: :meth:`cycles`.
 """
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from model.numerics import NORM_BITS, NORM_MAX_BITLEN
+from model.numerics import (NORM_BITS, NORM_MAX_BITLEN, SIGMOID_FRAC, SIGMOID_RANGE,
+                            SIGMOID_STEP_BITS, SIGMOID_TABLE, SILU_FRAC)
 
 from .arith import magnitude, max_tree, store_beat
 from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
 
-PROGRAM = (
-    ("gate_sq", ScaleOp.MUL, "gate_scale", "gate_scale", None),
-    ("square_unit", ScaleOp.FROM_INT, None, None, "square_shift"),
-    ("act", ScaleOp.MUL, "gate_sq", "square_unit", None),
+UP_PROGRAM = (
     ("up_unit", ScaleOp.FROM_INT, None, None, "up_shift"),
     ("up", ScaleOp.MUL, "up_scale", "up_unit", None),
     ("product", ScaleOp.MUL, "act", "up", None),
 )
-PROGRAM_CYCLES = ScaleProgram.cycles(PROGRAM)
-OUT_BITS = NORM_MAX_BITLEN + NORM_BITS       # unsigned 17-bit square times signed 18-bit up
+PROGRAMS = {
+    "relu2": (("gate_sq", ScaleOp.MUL, "gate_scale", "gate_scale", None),
+              ("act_unit", ScaleOp.FROM_INT, None, None, "act_shift"),
+              ("act", ScaleOp.MUL, "gate_sq", "act_unit", None)) + UP_PROGRAM,
+    "silu": (("act", ScaleOp.FROM_INT, None, None, "act_shift"),) + UP_PROGRAM,
+}
 
 
 class GatedActivation(wiring.Component):
@@ -52,7 +56,7 @@ class GatedActivation(wiring.Component):
     max_length : int
         Longest vector in elements (the MLP's intermediate size).
     kind : str
-        ``"relu2"`` (``"silu"`` is refused for now).
+        ``"relu2"`` or ``"silu"``.
     exp_bits : int
         Exponent width of the scales.
 
@@ -61,10 +65,10 @@ class GatedActivation(wiring.Component):
     i : In(stream.Signature(StructLayout({"gate": lanes × signed(width), "up": lanes × signed(width), "last": 1})))
     gate_scale, up_scale : In(scale layout)
     scale : Out(stream.Signature(StructLayout({"mant": 16, "exp": signed(exp_bits), "invalid": 1})))
-    o : Out(stream.Signature(StructLayout({"data": lanes × signed(35), "last": 1})))
+    o : Out(stream.Signature(StructLayout({"data": lanes × signed(out_bits), "last": 1})))
     """
 
-    latency = 3
+    latency = 3            # emit: read, normalize, multiply
 
     def __init__(self, *, width: int, lanes: int = 1, max_length: int, kind: str = "relu2",
                  exp_bits: int = 12):
@@ -72,9 +76,9 @@ class GatedActivation(wiring.Component):
                                        ("max_length", max_length, 1, 1 << 20)):
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer from {low} to {high}, not {value!r}")
-        if kind != "relu2":
-            raise ValueError(f"kind {kind!r} is not built: only 'relu2' gating is in hardware yet")
-        self._width, self._lanes = width, lanes
+        if kind not in PROGRAMS:
+            raise ValueError(f"kind must be one of {sorted(PROGRAMS)}, not {kind!r}")
+        self._width, self._lanes, self._kind = width, lanes, kind
         self._depth = -(-max_length // lanes)
         scale = scale_layout(exp_bits)
         super().__init__({
@@ -85,32 +89,57 @@ class GatedActivation(wiring.Component):
             "scale": Out(stream.Signature(data.StructLayout({
                 "mant": unsigned(16), "exp": signed(exp_bits), "invalid": 1}))),
             "o": Out(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(signed(OUT_BITS), lanes), "last": 1}))),
+                "data": data.ArrayLayout(signed(self.out_bits), lanes), "last": 1}))),
         })
 
     width = property(lambda self: self._width)
     lanes = property(lambda self: self._lanes)
     depth = property(lambda self: self._depth)
+    kind = property(lambda self: self._kind)
+    # relu²: an unsigned 17-bit square; SiLU: a signed 18-bit value; times a signed 18-bit up
+    out_bits = property(lambda self: NORM_BITS + (NORM_MAX_BITLEN if self._kind == "relu2" else NORM_BITS))
+    latency_in = property(lambda self: 2 if self._kind == "silu" else 0)
+    # SiLU's Q.10 input: gate · mant shifted right by at least 0
+    act_bits = property(lambda self: self._width if self._kind == "relu2" else self._width + 17)
 
     def cycles(self, beats: int) -> int:
         """Clock edges from a vector's first input transfer to its last output, no stalls."""
-        return beats + 1 + PROGRAM_CYCLES + 1 + self.latency + beats - 1
+        return (beats + self.latency_in + 1 + ScaleProgram.cycles(PROGRAMS[self._kind]) + 1
+                + self.latency + beats - 1)
 
     def elaborate(self, platform):
         m = Module()
-        width, lanes = self._width, self._lanes
+        width, lanes, silu = self._width, self._lanes, self._kind == "silu"
+        act_bits = self.act_bits
         exp_bits = len(self.scale.payload.exp)
         m.submodules.scale_unit = unit = ScaleUnit(exp_bits=exp_bits, int_bits=1)
-        pair = data.StructLayout({"gate": data.ArrayLayout(signed(width), lanes),
+        pair = data.StructLayout({"act": data.ArrayLayout(signed(act_bits), lanes),
                                   "up": data.ArrayLayout(signed(width), lanes)})
         m.submodules.buffer = buffer = memory.Memory(shape=pair, depth=self._depth, init=[])
         wr, rd = buffer.write_port(), buffer.read_port()
 
         length = Signal(range(self._depth + 1))
-        gate_peak = Signal(width)          # max(gate, 0)
+        act_peak = Signal(act_bits)        # relu²: max(gate, 0); SiLU: max|silu|
         up_peak = Signal(width)            # max|up|
-        square_peak = Signal(2 * width)
-        m.d.comb += square_peak.eq(gate_peak * gate_peak)
+        invalid = Signal()
+
+        # -- load: the activation's input side (relu²: the gate itself; SiLU: silu_q10) ----------
+        stored_valid, stored_last = Signal(), Signal()
+        stored_act = [Signal(signed(act_bits), name=f"stored_act{lane}") for lane in range(lanes)]
+        stored_up = [Signal(signed(width), name=f"stored_up{lane}") for lane in range(lanes)]
+        take = Signal()
+        if silu:
+            self._silu_front(m, take, stored_valid, stored_last, stored_act, stored_up, invalid)
+        else:
+            m.d.comb += [stored_valid.eq(take), stored_last.eq(self.i.payload.last)]
+            m.d.comb += [stored_act[lane].eq(self.i.payload.gate[lane]) for lane in range(lanes)]
+            m.d.comb += [stored_up[lane].eq(self.i.payload.up[lane]) for lane in range(lanes)]
+        if silu:
+            act_max = max_tree(m, [magnitude(v)[:act_bits] for v in stored_act], act_bits, "beat_act_max")
+        else:
+            act_max = max_tree(m, [Mux(v > 0, v, 0).as_unsigned()[:act_bits] for v in stored_act],
+                               act_bits, "beat_act_max")
+        up_max = max_tree(m, [magnitude(u)[:width] for u in stored_up], width, "beat_up_max")
 
         def bitlen(value, name):
             result = Signal(range(len(value) + 1), name=name)
@@ -124,55 +153,65 @@ class GatedActivation(wiring.Component):
             length_ = bitlen(value, f"{name}_bitlen")
             shift = Signal(range(max(len(value) - NORM_MAX_BITLEN, 0) + 1), name=name)
             return shift, Mux(length_ > NORM_MAX_BITLEN, length_ - NORM_MAX_BITLEN, 0)
-        e_sq, e_sq_next = shift_for(square_peak, "e_sq")
+        act_extreme = Signal(2 * act_bits if not silu else act_bits)
+        m.d.comb += act_extreme.eq(act_peak * act_peak if not silu else act_peak)
+        e_act, e_act_next = shift_for(act_extreme, "e_act")
         e_up, e_up_next = shift_for(up_peak, "e_up")
 
-        program = ScaleProgram(PROGRAM, exp_bits)
+        program = ScaleProgram(PROGRAMS[self._kind], exp_bits)
         sources = {"gate_scale": self.gate_scale, "up_scale": self.up_scale}
-        integers = {"square_shift": (1, e_sq), "up_shift": (1, e_up)}
+        integers = {"act_shift": (1, e_act - SILU_FRAC if silu else e_act), "up_shift": (1, e_up)}
         result = program.results["product"]
 
-        # -- emit: read (memory) -> relu² and up_n (register) -> product (output register) -------
+        # -- emit: read (memory) -> act_n and up_n (register) -> product (output register) -------
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         read_addr = Signal(range(self._depth + 1))
         issue = Signal()
         s1_valid, s1_last, s2_valid, s2_last = Signal(), Signal(), Signal(), Signal()
         m.d.comb += [rd.addr.eq(read_addr), rd.en.eq(advance)]
-        square_n = [Signal(NORM_MAX_BITLEN, name=f"square_n{lane}") for lane in range(lanes)]
+        act_n = [Signal(signed(NORM_BITS), name=f"act_n{lane}") for lane in range(lanes)]
         up_n = [Signal(signed(NORM_BITS), name=f"up_n{lane}") for lane in range(lanes)]
+
+        def truncated(value, shift):
+            shifted = (magnitude(value) >> shift)[:NORM_BITS]
+            return Mux(value < 0, -shifted, shifted)
         with m.If(advance):
             m.d.sync += [s1_valid.eq(issue), s1_last.eq(read_addr == length - 1),
                          s2_valid.eq(s1_valid), s2_last.eq(s1_last),
                          self.o.valid.eq(s2_valid), self.o.payload.last.eq(s2_last)]
             for lane in range(lanes):
-                gate, up = rd.data.gate[lane], rd.data.up[lane]
-                relu = Mux(gate > 0, gate, 0).as_unsigned()[:width]
-                up_shifted = (magnitude(up) >> e_up)[:NORM_BITS]
-                m.d.sync += [square_n[lane].eq((relu * relu) >> e_sq),
-                             up_n[lane].eq(Mux(up < 0, -up_shifted, up_shifted)),
-                             self.o.payload.data[lane].eq(square_n[lane] * up_n[lane])]
+                act, up = rd.data.act[lane], rd.data.up[lane]
+                if silu:
+                    m.d.sync += act_n[lane].eq(truncated(act, e_act))
+                else:
+                    relu = Mux(act > 0, act, 0).as_unsigned()[:width]
+                    m.d.sync += act_n[lane].eq((relu * relu) >> e_act)
+                m.d.sync += [up_n[lane].eq(truncated(up, e_up)),
+                             self.o.payload.data[lane].eq(act_n[lane] * up_n[lane])]
 
-        gate_max = max_tree(m, [Mux(g > 0, g, 0).as_unsigned()[:width] for g in self.i.payload.gate],
-                            width, "beat_gate_max")
-        up_max = max_tree(m, [magnitude(u)[:width] for u in self.i.payload.up], width, "beat_up_max")
         with m.FSM():
             with m.State("LOAD"):
-                m.d.comb += self.i.ready.eq(1)
-                with m.If(self.i.valid):
+                # After a vector's last beat nothing more is taken until it has been stored.
+                closing = Signal()
+                m.d.comb += [self.i.ready.eq(~closing), take.eq(self.i.valid & ~closing)]
+                with m.If(take & self.i.payload.last):
+                    m.d.sync += closing.eq(1)
+                with m.If(stored_valid):
                     store_beat(m, wr, length, self._depth,
-                               Cat(self.i.payload.gate.as_value(), self.i.payload.up.as_value()),
-                               [(gate_max, gate_peak), (up_max, up_peak)])
-                    with m.If(self.i.payload.last):
+                               Cat(*(v for v in stored_act), *(v for v in stored_up)),
+                               [(act_max, act_peak), (up_max, up_peak)])
+                    with m.If(stored_last):
+                        m.d.sync += closing.eq(0)
                         m.next = "SHIFTS"
             with m.State("SHIFTS"):
-                m.d.sync += [e_sq.eq(e_sq_next), e_up.eq(e_up_next)] + program.start()
+                m.d.sync += [e_act.eq(e_act_next), e_up.eq(e_up_next)] + program.start()
                 m.next = "ISSUE"
             program.states(m, unit, sources, integers, "ISSUE", "RESULT", "SCALE")
             with m.State("SCALE"):
                 m.d.comb += [self.scale.valid.eq(1), self.scale.payload.mant.eq(result.mant),
                              self.scale.payload.exp.eq(result.exp),
-                             self.scale.payload.invalid.eq(program.invalid)]
+                             self.scale.payload.invalid.eq(program.invalid | invalid)]
                 with m.If(self.scale.ready):
                     m.d.sync += read_addr.eq(0)
                     m.next = "EMIT"
@@ -181,7 +220,40 @@ class GatedActivation(wiring.Component):
                 with m.If(advance & issue):
                     m.d.sync += read_addr.eq(read_addr + 1)
                 with m.If(~issue & ~s1_valid & ~s2_valid & advance):
-                    m.d.sync += [length.eq(0), gate_peak.eq(0), up_peak.eq(0)]
+                    m.d.sync += [length.eq(0), act_peak.eq(0), up_peak.eq(0), invalid.eq(0)]
                     m.next = "LOAD"
         return m
 
+    def _silu_front(self, m, take, valid, last, act, up, invalid):
+        """silu_q10(apply_scale(gate, gate_scale, 10)) on the way in: the Q.10 input and the table
+        address (stage 1, registered), the table read and the product (stage 2, registered)."""
+        width, lanes = self._width, self._lanes
+        table = memory.Memory(shape=unsigned(SIGMOID_FRAC), depth=SIGMOID_TABLE.size,
+                              init=[int(v) for v in SIGMOID_TABLE])
+        m.submodules.sigmoid = table
+        product_bits = width + 17
+        shift = Signal(signed(len(self.gate_scale.exp) + 2))
+        m.d.comb += shift.eq(-(self.gate_scale.exp + SILU_FRAC))
+        right = Signal(range(product_bits + 2))
+        m.d.comb += right.eq(Mux(shift > product_bits + 1, product_bits + 1, shift))
+        s1_valid, s1_last = Signal(), Signal()
+        s1_x = [Signal(signed(product_bits), name=f"silu_x{lane}") for lane in range(lanes)]
+        s1_up = [Signal(signed(width), name=f"silu_up{lane}") for lane in range(lanes)]
+        m.d.sync += [s1_valid.eq(take), s1_last.eq(self.i.payload.last), valid.eq(s1_valid),
+                     last.eq(s1_last)]
+        with m.If(take & (shift < 0)):
+            m.d.sync += invalid.eq(1)
+        top = (1 << SIGMOID_STEP_BITS) * 2 * SIGMOID_RANGE - 1
+        for lane in range(lanes):
+            product = Signal(signed(product_bits), name=f"silu_product{lane}")
+            m.d.comb += product.eq(self.i.payload.gate[lane] * self.gate_scale.mant)
+            rounding = Const(1, product_bits + 1) << (right - 1)[:len(right)]
+            x = Signal(signed(product_bits), name=f"silu_q10_{lane}")
+            m.d.comb += x.eq(Mux(shift > 0, (product + rounding) >> right, product))
+            index = (x >> (SILU_FRAC - SIGMOID_STEP_BITS)) + (SIGMOID_RANGE << SIGMOID_STEP_BITS)
+            port = table.read_port()
+            m.d.comb += port.addr.eq(Mux(index < 0, 0, Mux(index > top, top, index)))
+            m.d.sync += [s1_x[lane].eq(x), s1_up[lane].eq(self.i.payload.up[lane]),
+                         act[lane].eq((s1_x[lane] * port.data + (1 << (SIGMOID_FRAC - 1)))
+                                      >> SIGMOID_FRAC),
+                         up[lane].eq(s1_up[lane])]

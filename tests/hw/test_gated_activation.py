@@ -8,6 +8,7 @@ import pytest
 
 from hw.gated_activation import GatedActivation
 from hw.testing import run, stream_get, stream_put
+from model import numerics as nx
 from model.integer import gated_activation
 
 
@@ -58,29 +59,33 @@ def run_vectors(dut, vectors, seed, gap=0.0, stall=0.0):
     return results, edges
 
 
-def check(results, vectors):
+def check(results, vectors, kind="relu2"):
     for index, ((values, scale), (gate, up, gate_scale, up_scale)) in enumerate(zip(results, vectors)):
-        want, want_scale = gated_activation(np.asarray(gate), gate_scale, np.asarray(up), up_scale, "relu2")
+        want, want_scale = gated_activation(np.asarray(gate), gate_scale, np.asarray(up), up_scale, kind)
         assert np.array_equal(values, want), f"vector {index}: values differ"
         assert scale == (int(want_scale[0]), int(want_scale[1]), False), f"vector {index}: scale differs"
 
 
-def random_vector(rng, n, width):
+def random_vector(rng, n, width, kind="relu2"):
     bits_gate, bits_up = (int(b) for b in rng.integers(2, width + 1, 2))
     gate = rng.integers(-(1 << (bits_gate - 1)), 1 << (bits_gate - 1), n)
     up = rng.integers(-(1 << (bits_up - 1)), 1 << (bits_up - 1), n)
     scales = [(int(rng.integers(1 << 15, 1 << 16)), int(rng.integers(-60, -10))) for _ in range(2)]
+    if kind == "silu":    # real gate values of a few units, across the sigmoid table and beyond
+        peak = max(1, int(np.abs(gate).max()))
+        scales[0] = nx.scale_from_float(float(rng.uniform(1, 40)) / peak)
     return gate, up, *scales
 
 
-@pytest.mark.parametrize("width, lanes, seed", [(20, 1, 1), (16, 4, 2), (24, 2, 3)])
-def test_random_vectors_with_backpressure(width, lanes, seed):
+@pytest.mark.parametrize("kind, width, lanes, seed", [
+    ("relu2", 20, 1, 1), ("relu2", 16, 4, 2), ("relu2", 24, 2, 3), ("silu", 20, 1, 4), ("silu", 16, 4, 5)])
+def test_random_vectors_with_backpressure(kind, width, lanes, seed):
     print(f"seed {seed}")
     rng = np.random.default_rng(seed)
-    dut = GatedActivation(width=width, lanes=lanes, max_length=16 * lanes)
-    vectors = [random_vector(rng, 16 * lanes, width) for _ in range(6)]
+    dut = GatedActivation(width=width, lanes=lanes, max_length=16 * lanes, kind=kind)
+    vectors = [random_vector(rng, 16 * lanes, width, kind) for _ in range(6)]
     results, _ = run_vectors(dut, vectors, seed, gap=0.3, stall=0.3)
-    check(results, vectors)
+    check(results, vectors, kind)
 
 
 def test_edge_cases():
@@ -96,17 +101,18 @@ def test_edge_cases():
     check(results, vectors)
 
 
-def test_cycles():
+@pytest.mark.parametrize("kind", ["relu2", "silu"])
+def test_cycles(kind):
     rng = np.random.default_rng(5)
-    dut = GatedActivation(width=16, lanes=2, max_length=12)
-    vectors = [random_vector(rng, 12, 16) for _ in range(2)]
+    dut = GatedActivation(width=16, lanes=2, max_length=12, kind=kind)
+    vectors = [random_vector(rng, 12, 16, kind) for _ in range(2)]
     results, edges = run_vectors(dut, vectors, seed=0)
-    check(results, vectors)
+    check(results, vectors, kind)
     assert [o - i for i, o in zip(edges["first_in"], edges["last_out"])] == [dut.cycles(6)] * 2
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"width": 16, "max_length": 8, "kind": "silu"}, "only 'relu2' gating is in hardware yet"),
+    ({"width": 16, "max_length": 8, "kind": "gelu"}, "kind must be one of \\['relu2', 'silu'\\], not 'gelu'"),
     ({"width": 40, "max_length": 8}, "width must be an integer from 2 to 32, not 40"),
 ])
 def test_parameters_are_checked(kwargs, message):
