@@ -1,6 +1,6 @@
 """``tritium bench blocks``: LUTs, FFs, DSPs, block RAMs and fmax of the engine's vector units,
-each synthesized alone (fpga/synth.py) at the sizes the shipped ``ulx3s`` model needs, on ECP5-85F
-and iCE40 UP5K. Writes its section of docs/benchmarks.md.
+each synthesized alone (fpga/synth.py) at the sizes the shipped ``ulx3s`` model needs (vector lanes:
+``LANES``), on ECP5-85F and iCE40 UP5K. Writes its section of docs/benchmarks.md.
 """
 
 import datetime
@@ -13,6 +13,8 @@ from .bench import DOCS, TARGET_FMAX, cpu_name, write_section
 
 MODEL = Path(__file__).resolve().parent.parent / "models" / "ulx3s"
 FAMILIES = ("ecp5-85f", "ice40-up5k")
+PNR_TIMEOUT = 600      # seconds of place and route per block and part
+LANES = 4              # vector lanes of the RMSNorm quantizer and the LM head here (the engine may use simd)
 
 
 def blocks() -> list[tuple[str, str, object]]:
@@ -33,11 +35,11 @@ def blocks() -> list[tuple[str, str, object]]:
     cfg = weights.config
     hidden, d, ffn, ctx = cfg.hidden_size, cfg.dim_per_head, cfg.intermediate_size, cfg.max_position_embeddings
     acc = acc_bits(max(hidden, ffn))
-    simd = 16
+    simd = LANES
     table = RowScaledInt8.from_float(weights.lm_head)
     logits = logit_width(hidden)
     return [
-        ("ScaleUnit", "exp 12 bits, n 48 bits", functools.partial(ScaleUnit, exp_bits=12, int_bits=48)),
+        ("ScaleUnit", "n 48 bits", functools.partial(ScaleUnit, int_bits=48)),
         ("RmsQuantizer", f"32-bit input, {simd} lanes, {ffn} long",
          functools.partial(RmsQuantizer, width=32, lanes=simd, max_length=ffn)),
         ("Dequantizer", f"{acc}-bit input, 1 lane", functools.partial(Dequantizer, width=acc, lanes=1)),
@@ -62,7 +64,8 @@ def measure(progress=None) -> list[dict]:
         for family in FAMILIES:
             with tempfile.TemporaryDirectory() as tmp:
                 try:
-                    res = synthesize(factory, {}, family, Path(tmp), freq_mhz=TARGET_FMAX[family])
+                    res = synthesize(factory, {}, family, Path(tmp), freq_mhz=TARGET_FMAX[family],
+                                     timeout=PNR_TIMEOUT)
                 except RuntimeError as error:     # e.g. the part is too small for the block
                     last = [line for line in str(error).splitlines() if "ERROR" in line][-1:]
                     rows.append(dict(block=name, params=params, family=family,
@@ -81,9 +84,10 @@ def markdown(rows: list[dict]) -> str:
     lines = ["## Engine blocks", "",
              f"Produced by `tritium bench blocks` on {date} ({platform.machine()}, {cpu_name()}, "
              f"Python {platform.python_version()}; yowasp yosys + nextpnr). Each block alone at the "
-             "sizes the shipped `ulx3s` model needs; LUT4 equivalents and FFs from Yosys (ECP5 counts "
-             "a CCU2C as 2 LUT4), DSP and block RAM from nextpnr, fmax from nextpnr on the block "
-             "wrapped with a scan chain (fpga/synth.py).", "",
+             f"sizes the shipped `ulx3s` model needs ({LANES} lanes where a block has lanes); LUT4 "
+             "equivalents and FFs from Yosys (ECP5 counts a CCU2C as 2 LUT4), DSP and block RAM "
+             "from nextpnr, fmax from nextpnr on the block "
+             f"wrapped with a scan chain (fpga/synth.py); place and route gets {PNR_TIMEOUT} s.", "",
              "| block | parameters | part | LUT4 eq. | FF | DSP | BRAM | fmax MHz | target | time s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -104,8 +104,9 @@ def _cell_counts(stat_json: Path) -> dict:
 
 
 def synthesize(component_factory, params: dict, family: str, workdir: Path,
-               freq_mhz: float = 100.0) -> SynthResult:
-    """Synthesize ``component_factory(**params)`` alone (cell counts) and wrapped (place and route)."""
+               freq_mhz: float = 100.0, timeout: float | None = None) -> SynthResult:
+    """Synthesize ``component_factory(**params)`` alone (cell counts) and wrapped (place and route);
+    a place and route that takes longer than ``timeout`` seconds raises RuntimeError."""
     script, nextpnr, device, lut_weights, ff_prefixes = FAMILIES[family]
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -121,9 +122,12 @@ def synthesize(component_factory, params: dict, family: str, workdir: Path,
     # when it reads the netlist.
     _yosys(script.format(source="top.v", top="top", flatten="-noflatten")
            + "write_json top.json\n", workdir)
-    pnr = subprocess.run([tool(nextpnr), *device, "--json", "top.json", "--freq", str(freq_mhz),
-                          "--report", "report.json", "--seed", "1", "--timing-allow-fail"],
-                         cwd=workdir, capture_output=True, text=True)
+    try:
+        pnr = subprocess.run([tool(nextpnr), *device, "--json", "top.json", "--freq", str(freq_mhz),
+                              "--report", "report.json", "--seed", "1", "--timing-allow-fail"],
+                             cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"ERROR: {nextpnr} gave no result within {timeout:.0f} s") from None
     if pnr.returncode:
         raise RuntimeError(f"{nextpnr} failed in {workdir}:\n{pnr.stderr[-2000:]}")
     report = json.loads((workdir / "report.json").read_text())

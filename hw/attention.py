@@ -32,7 +32,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.numerics import (ACT_BITS, ACT_MAX, EXP2_TABLE, EXP_FRAC, EXP_TABLE_BITS, RES_BITS, RES_FRAC,
-                            SCALE_BITS, SCORE_FRAC)
+                            SCALE_BITS, SCALE_EXP_BITS, SCORE_FRAC)
 
 from .dequantizer import Dequantizer
 from .scale_unit import NormalizedScaleMultiplier, ScaleOp, ScaleProgram, ScaleUnit, scale_layout
@@ -63,7 +63,7 @@ class AttentionHead(wiring.Component):
         Exponent width of the scales.
     """
 
-    def __init__(self, *, head_dim: int, lanes: int = 1, max_positions: int, exp_bits: int = 12):
+    def __init__(self, *, head_dim: int, lanes: int = 1, max_positions: int, exp_bits: int = SCALE_EXP_BITS):
         for name, value, low, high in (("head_dim", head_dim, 1, 1024), ("lanes", lanes, 1, 1024),
                                        ("max_positions", max_positions, 1, 1 << 16)):
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:

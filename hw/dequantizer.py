@@ -17,7 +17,7 @@ from amaranth import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from model.numerics import RES_BITS, RES_FRAC, SCALE_BITS
+from model.numerics import RES_BITS, RES_FRAC, SCALE_BITS, SCALE_EXP_BITS
 
 from .scale_unit import scale_layout
 
@@ -48,7 +48,7 @@ class Dequantizer(wiring.Component):
     latency = 3
 
     def __init__(self, *, width: int, lanes: int = 1, frac: int = RES_FRAC, out_bits: int = RES_BITS,
-                 exp_bits: int = 12):
+                 exp_bits: int = SCALE_EXP_BITS):
         for name, value, low, high in (("width", width, 2, 48), ("lanes", lanes, 1, 1024),
                                        ("frac", frac, 0, 32), ("out_bits", out_bits, 2, 48)):
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:

@@ -25,7 +25,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from model.numerics import (NORM_BITS, NORM_MAX_BITLEN, SIGMOID_FRAC, SIGMOID_RANGE,
+from model.numerics import (NORM_BITS, NORM_MAX_BITLEN, SCALE_EXP_BITS, SIGMOID_FRAC, SIGMOID_RANGE,
                             SIGMOID_STEP_BITS, SIGMOID_TABLE, SILU_FRAC)
 
 from .arith import magnitude, max_tree, store_beat
@@ -71,7 +71,7 @@ class GatedActivation(wiring.Component):
     latency = 3            # emit: read, normalize, multiply
 
     def __init__(self, *, width: int, lanes: int = 1, max_length: int, kind: str = "relu2",
-                 exp_bits: int = 12):
+                 exp_bits: int = SCALE_EXP_BITS):
         for name, value, low, high in (("width", width, 2, 32), ("lanes", lanes, 1, 1024),
                                        ("max_length", max_length, 1, 1 << 20)):
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:

@@ -14,7 +14,7 @@ from amaranth import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from model.numerics import ACT_BITS, INV_ACT_MAX
+from model.numerics import ACT_BITS, INV_ACT_MAX, SCALE_EXP_BITS
 
 from .quantizer import AbsmaxQuantizer
 from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
@@ -48,7 +48,7 @@ class HeadQuantizer(wiring.Component):
     scale : Out(stream.Signature(StructLayout({"mant": 16, "exp": signed(exp_bits), "invalid": 1})))
     """
 
-    def __init__(self, *, width: int, lanes: int = 1, head_dim: int, exp_bits: int = 12):
+    def __init__(self, *, width: int, lanes: int = 1, head_dim: int, exp_bits: int = SCALE_EXP_BITS):
         for name, value, low, high in (("width", width, 2, 48), ("lanes", lanes, 1, 1024),
                                        ("head_dim", head_dim, 1, 1 << 16)):
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:

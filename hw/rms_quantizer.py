@@ -26,7 +26,8 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from model.numerics import ACT_BITS, GAIN_BITS, INV_ACT_MAX, NORM_BITS, NORM_MAX_BITLEN
+from model.numerics import (ACT_BITS, GAIN_BITS, INV_ACT_MAX, NORM_BITS, NORM_MAX_BITLEN,
+                            SCALE_EXP_BITS)
 
 from .arith import magnitude, max_tree, store_beat
 from .quantizer import AbsmaxQuantizer
@@ -75,7 +76,7 @@ class RmsQuantizer(wiring.Component):
         High from the end of a token longer than ``max_length`` (cut there) until the next starts.
     """
 
-    def __init__(self, *, width: int = 32, lanes: int = 1, max_length: int, exp_bits: int = 12):
+    def __init__(self, *, width: int = 32, lanes: int = 1, max_length: int, exp_bits: int = SCALE_EXP_BITS):
         for name, value in (("width", width), ("lanes", lanes), ("max_length", max_length)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")

@@ -31,7 +31,7 @@ from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from model.numerics import EXP2_TABLE, EXP_FRAC, EXP_TABLE_BITS, SCORE_FRAC, XORSHIFT_BITS
+from model.numerics import EXP2_TABLE, EXP_FRAC, EXP_TABLE_BITS, SCALE_EXP_BITS, SCORE_FRAC, XORSHIFT_BITS
 
 from .scale_unit import scale_layout
 
@@ -66,7 +66,7 @@ class Sampler(wiring.Component):
     seed : In(32);  seed_load : In(1)
     """
 
-    def __init__(self, *, logit_width: int = 40, vocab_max: int, k_max: int = 32, exp_bits: int = 12):
+    def __init__(self, *, logit_width: int = 40, vocab_max: int, k_max: int = 32, exp_bits: int = SCALE_EXP_BITS):
         for name, value, low, high in (("logit_width", logit_width, 8, 48),
                                        ("vocab_max", vocab_max, 2, 1 << 20),
                                        ("k_max", k_max, 1, 64)):

@@ -31,7 +31,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from model.numerics import SCALE_ALIGN_BITS, SCALE_BITS
+from model.numerics import SCALE_ALIGN_BITS, SCALE_BITS, SCALE_EXP_BITS
 
 RECIP_DIVIDEND_SHIFT = 2 * SCALE_BITS - 1   # 1/a = floor(2^31 / mant) · 2^(-31 - exp)
 RSQRT_SHIFT = 30                            # isqrt(mant · 2^(30 + odd)): a 23-bit root
@@ -73,7 +73,7 @@ class ScaleUnit(wiring.Component):
     DIVIDE = QUOTIENT_BITS + 1     # one quotient bit a cycle, then the quotient to the normalizer
     SQRT = ROOT_BITS + 1           # one root bit a cycle, then the root to the normalizer
 
-    def __init__(self, *, exp_bits: int = 12, int_bits: int = 48):
+    def __init__(self, *, exp_bits: int = SCALE_EXP_BITS, int_bits: int = 48):
         for name, value, low, high in (("exp_bits", exp_bits, 6, 24), ("int_bits", int_bits, 1, 64)):
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                 raise ValueError(f"{name} must be an integer from {low} to {high}, not {value!r}")
@@ -314,7 +314,7 @@ class NormalizedScaleMultiplier(wiring.Component):
 
     latency = 2
 
-    def __init__(self, exp_bits: int = 12):
+    def __init__(self, exp_bits: int = SCALE_EXP_BITS):
         layout = scale_layout(exp_bits)
         super().__init__({
             "i": In(data.StructLayout({"a": layout, "b": layout, "valid": 1})),

@@ -13,8 +13,7 @@ import dataclasses
 from . import numerics as nx
 from .config import BitNetConfig
 
-SCALE_EXP_BITS = 8   # a stored scale is a 16-bit mantissa and an 8-bit exponent
-STORED_SCALE_BITS = nx.SCALE_BITS + SCALE_EXP_BITS
+STORED_SCALE_BITS = nx.SCALE_BITS + nx.SCALE_EXP_BITS    # a stored scale: mantissa and exponent
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,6 +26,7 @@ RECIP_SHIFT = 33              # R = ceil(2^33 / m_n) with m_n in [2^16, 2^17): R
 
 # §3 scales: value = mant * 2^exp, mant in [2^15, 2^16) or 0
 SCALE_BITS = 16
+SCALE_EXP_BITS = 12            # a scale's signed exponent in hardware (registers, KV cache, tables)
 SCALE_ALIGN_BITS = 24         # guard bits when two scales are added
 
 # §4 residual stream and other fixed-point vectors
