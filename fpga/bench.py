@@ -130,16 +130,23 @@ def markdown(util_rows, synth_rows, command: str) -> str:
         "bits). LUT4 equivalents and FFs are the array alone (Yosys; ECP5 counts a CCU2C carry cell as 2 "
         "LUT4); the nextpnr totals include the one-pin scan chain that feeds the inputs "
         "(fpga/synth.py). fmax is nextpnr's post-route estimate.", "",
-        "| part | array r×c×s | lanes | LUT4 eq. | LUT4/lane | FF/lane | nextpnr LUT / FF (with wrapper) | fmax MHz | target | time s |",
+        "| part | array r×c×s | lanes | LUT4 eq. | LUT4/lane | FF/lane | nextpnr LUT / FF or LC (with wrapper) | fmax MHz | target | time s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in synth_rows:
         lines.append(f"| {s['family']} | {'×'.join(map(str, s['array']))} | {s['lanes']} | {s['luts']} "
-                     f"| {s['luts_per_lane']:.1f} | {s['ffs_per_lane']:.1f} | {s['pnr_luts']} / {s['pnr_ffs']} "
+                     f"| {s['luts_per_lane']:.1f} | {s['ffs_per_lane']:.1f} | {pnr_cells(s)} "
                      f"| {s['fmax']:.1f} | {TARGET_FMAX[s['family']]:.0f} | {s['seconds']:.0f} |")
     lines += ["", "![LUTs and fmax vs lanes](bench-array.png)", "", "### Against the targets", ""]
     lines += target_summary(util_rows, synth_rows)
     return "\n".join(lines)
+
+
+def pnr_cells(row) -> str:
+    """nextpnr's LUT / FF totals (ECP5), or its logic cells (iCE40: a LUT and a FF each)."""
+    if row["pnr_ffs"] is None:
+        return f"{row['pnr_luts']} LC"
+    return f"{row['pnr_luts']} / {row['pnr_ffs']}"
 
 
 def target_summary(util_rows, synth_rows) -> list[str]:

@@ -78,8 +78,8 @@ class SynthResult:
     cells: dict            # Yosys cell counts of the block alone
     luts: int              # LUT4 equivalents of the block alone (ECP5: LUT4 + 2 per CCU2C)
     ffs: int               # flip-flops of the block alone
-    pnr_luts: int          # nextpnr: logic cells / LUTs used by the wrapped design
-    pnr_ffs: int
+    pnr_luts: int          # nextpnr: LUTs (ECP5 TRELLIS_COMB) or logic cells (iCE40) of the wrapped design
+    pnr_ffs: int | None    # nextpnr: FFs (ECP5); None on iCE40, whose logic cell holds a LUT and a FF
     pnr_dsp: int
     pnr_ram: int
     fmax_mhz: float        # nextpnr's achieved fmax for clk
@@ -137,7 +137,7 @@ def synthesize(component_factory, params: dict, family: str, workdir: Path,
         pnr_luts, pnr_ffs = used.get("TRELLIS_COMB", 0), used.get("TRELLIS_FF", 0)
         dsp, ram = used.get("MULT18X18D", 0), used.get("DP16KD", 0)
     else:
-        pnr_luts, pnr_ffs = used.get("ICESTORM_LC", 0), used.get("ICESTORM_LC", 0)
+        pnr_luts, pnr_ffs = used.get("ICESTORM_LC", 0), None
         dsp, ram = used.get("ICESTORM_DSP", 0), used.get("ICESTORM_RAM", 0) + used.get("ICESTORM_SPRAM", 0)
     luts = sum(n * lut_weights.get(cell, 0) for cell, n in cells.items())
     ffs = sum(n for cell, n in cells.items() if cell.strip("$_").startswith(ff_prefixes))

@@ -16,6 +16,8 @@ def test_small_array_places_and_routes_on_ice40(tmp_path):
     assert result.cells.get("SB_LUT4", 0) == result.luts > 0
     assert result.ffs > 0
     assert result.pnr_luts >= result.luts        # the wrapper only adds logic
+    assert result.pnr_ffs is None                # iCE40 logic cells hold both
+    assert bench.pnr_cells(dict(pnr_luts=result.pnr_luts, pnr_ffs=None)) == f"{result.pnr_luts} LC"
     assert 1 < result.fmax_mhz < 1000
     assert (tmp_path / "report.json").exists()
 
