@@ -1,24 +1,27 @@
 """``tritium bench blocks``: LUTs, FFs, DSPs, block RAMs and fmax of the engine's vector units,
-each synthesized alone (fpga/synth.py) at the sizes the shipped ``ulx3s`` model needs (vector lanes:
-``LANES``), on ECP5-85F and iCE40 UP5K. Writes its section of docs/benchmarks.md.
+each synthesized alone (fpga/synth.py) at the sizes a shipped model needs on that part (ECP5-85F: the
+``ulx3s`` model; iCE40 UP5K: the ``small`` model; vector lanes: ``LANES``). Writes its section of
+docs/benchmarks.md.
 """
 
 import datetime
 import functools
+import os
 import platform
+import re
 import tempfile
 from pathlib import Path
 
 from .bench import DOCS, TARGET_FMAX, cpu_name, write_section
 
-MODEL = Path(__file__).resolve().parent.parent / "models" / "ulx3s"
-FAMILIES = ("ecp5-85f", "ice40-up5k")
-PNR_TIMEOUT = 600      # seconds of place and route per block and part
+MODELS = Path(__file__).resolve().parent.parent / "models"
+FAMILIES = {"ecp5-85f": "ulx3s", "ice40-up5k": "small"}      # part: the shipped model it serves
+PNR_TIMEOUT = 300      # seconds of place and route per block and part
 LANES = 4              # vector lanes of the RMSNorm quantizer and the LM head here (the engine may use simd)
 
 
-def blocks() -> list[tuple[str, str, object]]:
-    """(name, parameters as text, factory) for each block at the ulx3s model's sizes."""
+def blocks(model: str) -> list[tuple[str, str, object]]:
+    """(name, parameters as text, factory) for each block at the sizes of shipped ``model``."""
     from hw.attention import AttentionHead
     from hw.dequantizer import Dequantizer
     from hw.gated_activation import GatedActivation
@@ -29,17 +32,17 @@ def blocks() -> list[tuple[str, str, object]]:
     from hw.token_table import TokenTable, logit_width
     from model import load_weights
     from model.integer import RowScaledInt8
-    from model.numerics import acc_bits
+    from model.numerics import SCALE_EXP_BITS, acc_bits
 
-    weights = load_weights(MODEL)
+    weights = load_weights(MODELS / model)
     cfg = weights.config
     hidden, d, ffn, ctx = cfg.hidden_size, cfg.dim_per_head, cfg.intermediate_size, cfg.max_position_embeddings
     acc = acc_bits(max(hidden, ffn))
     simd = LANES
-    table = RowScaledInt8.from_float(weights.lm_head)
+    table = RowScaledInt8.from_float(weights.lm_head)     # the embedding when tied
     logits = logit_width(hidden)
     return [
-        ("ScaleUnit", "n 48 bits", functools.partial(ScaleUnit, int_bits=48)),
+        ("ScaleUnit", f"exp {SCALE_EXP_BITS} bits, n 48 bits", functools.partial(ScaleUnit, int_bits=48)),
         ("RmsQuantizer", f"32-bit input, {simd} lanes, {ffn} long",
          functools.partial(RmsQuantizer, width=32, lanes=simd, max_length=ffn)),
         ("Dequantizer", f"{acc}-bit input, 1 lane", functools.partial(Dequantizer, width=acc, lanes=1)),
@@ -47,8 +50,8 @@ def blocks() -> list[tuple[str, str, object]]:
          functools.partial(Rope, width=acc, head_dim=d, positions=ctx, theta=cfg.rope_theta)),
         ("GatedActivation", f"{acc}-bit, 1 lane, {ffn} long",
          functools.partial(GatedActivation, width=acc, lanes=1, max_length=ffn)),
-        ("AttentionHead", f"head {d}, 8 lanes, {ctx} positions",
-         functools.partial(AttentionHead, head_dim=d, lanes=8, max_positions=ctx)),
+        ("AttentionHead", f"head {d}, {min(8, d)} lanes, {ctx} positions",
+         functools.partial(AttentionHead, head_dim=d, lanes=min(8, d), max_positions=ctx)),
         ("TokenTable (LM head)", f"{cfg.vocab_size} × {hidden}, {simd} lanes",
          functools.partial(TokenTable, table, lanes=simd, embedding=False)),
         ("Sampler", f"{logits}-bit logits, vocab {cfg.vocab_size}, top-k ≤ 32",
@@ -56,20 +59,32 @@ def blocks() -> list[tuple[str, str, object]]:
     ]
 
 
+def short_error(text: str) -> str:
+    """nextpnr's reason in a few words: which resource ran out, or the time limit."""
+    lines = [line for line in text.splitlines() if "ERROR" in line] or text.splitlines()[:1]
+    reason = lines[-1]
+    found = re.search(r"no BELs remaining to implement cell type '(\w+)'", reason)
+    if found:
+        return f"does not fit: no {found.group(1)} left"
+    if "Failed to expand region" in reason:
+        return "does not fit: the placer ran out of logic cells"
+    return reason.replace("ERROR: ", "")
+
+
 def measure(progress=None) -> list[dict]:
     from .synth import synthesize
 
     rows = []
-    for name, params, factory in blocks():
-        for family in FAMILIES:
+    for family, model in FAMILIES.items():
+        for name, params, factory in blocks(model):
+            params = f"{model}: {params}"
             with tempfile.TemporaryDirectory() as tmp:
                 try:
                     res = synthesize(factory, {}, family, Path(tmp), freq_mhz=TARGET_FMAX[family],
                                      timeout=PNR_TIMEOUT)
                 except RuntimeError as error:     # e.g. the part is too small for the block
-                    last = [line for line in str(error).splitlines() if "ERROR" in line][-1:]
                     rows.append(dict(block=name, params=params, family=family,
-                                     error=last[0] if last else str(error).splitlines()[0]))
+                                     error=short_error(str(error))))
                     continue
                 finally:
                     if progress:
@@ -82,9 +97,11 @@ def measure(progress=None) -> list[dict]:
 def markdown(rows: list[dict]) -> str:
     date = datetime.date.today().isoformat()
     lines = ["## Engine blocks", "",
-             f"Produced by `tritium bench blocks` on {date} ({platform.machine()}, {cpu_name()}, "
+             f"Produced by `tritium bench blocks` on {date} ({platform.machine()}, {cpu_name()} × "
+             f"{os.cpu_count()}, "
              f"Python {platform.python_version()}; yowasp yosys + nextpnr). Each block alone at the "
-             f"sizes the shipped `ulx3s` model needs ({LANES} lanes where a block has lanes); LUT4 "
+             f"sizes a shipped model needs on that part (ECP5: `ulx3s`, UP5K: `small`; {LANES} lanes "
+             "where a block has lanes, attention lanes up to 8); LUT4 "
              "equivalents and FFs from Yosys (ECP5 counts a CCU2C as 2 LUT4), DSP and block RAM "
              "from nextpnr, fmax from nextpnr on the block "
              f"wrapped with a scan chain (fpga/synth.py); place and route gets {PNR_TIMEOUT} s.", "",
@@ -92,7 +109,7 @@ def markdown(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['block']} | {r['params']} | {r['family']} | failed: {r['error']} "
+            lines.append(f"| {r['block']} | {r['params']} | {r['family']} | {r['error']} "
                          "| | | | | | |")
             continue
         lines.append(f"| {r['block']} | {r['params']} | {r['family']} | {r['luts']} | {r['ffs']} | "
@@ -108,7 +125,7 @@ def bench_blocks(docs: Path = DOCS) -> list[dict]:
     from rich.progress import Progress
 
     with Progress() as progress:
-        task = progress.add_task("bench blocks", total=len(blocks()) * len(FAMILIES))
+        task = progress.add_task("bench blocks", total=sum(len(blocks(m)) for m in FAMILIES.values()))
         rows = measure(lambda: progress.advance(task))
     write_section("blocks", markdown(rows), docs / "benchmarks.md")
     return rows

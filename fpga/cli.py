@@ -207,7 +207,7 @@ def cmd_bench(args) -> int:
         from fpga.bench_blocks import bench_blocks
 
         rows = bench_blocks(docs=args.docs)
-        table = Table(title="engine blocks (ulx3s model sizes)")
+        table = Table(title="engine blocks (ECP5: ulx3s sizes, UP5K: small sizes)")
         for column in ("block", "part", "LUT4", "FF", "DSP", "BRAM", "fmax MHz"):
             table.add_column(column)
         for r in rows:
