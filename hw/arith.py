@@ -45,3 +45,16 @@ def store_beat(m, port, length, depth: int, data, peaks=(), overflowed=None):
     if overflowed is not None:
         with m.Else():
             m.d.sync += overflowed.eq(1)
+
+
+def check_integers(specs):
+    """Constructor parameter checks: each spec is ``(name, value)`` for a positive integer or
+    ``(name, value, low, high)`` for an integer in that range; the first that fails raises a
+    ValueError naming the parameter, what would fit and the value given."""
+    for name, value, *bounds in specs:
+        low, high = bounds or (1, None)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low or (
+                high is not None and value > high):
+            if high is None:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+            raise ValueError(f"{name} must be an integer from {low} to {high}, not {value!r}")

@@ -34,6 +34,7 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import (ACT_BITS, ACT_MAX, EXP2_TABLE, EXP_FRAC, EXP_TABLE_BITS, RES_BITS, RES_FRAC,
                             SCALE_BITS, SCALE_EXP_BITS, SCORE_FRAC)
 
+from .arith import check_integers
 from .dequantizer import Dequantizer
 from .scale_unit import NormalizedScaleMultiplier, ScaleOp, ScaleProgram, ScaleUnit, scale_layout
 
@@ -64,10 +65,8 @@ class AttentionHead(wiring.Component):
     """
 
     def __init__(self, *, head_dim: int, lanes: int = 1, max_positions: int, exp_bits: int = SCALE_EXP_BITS):
-        for name, value, low, high in (("head_dim", head_dim, 1, 1024), ("lanes", lanes, 1, 1024),
-                                       ("max_positions", max_positions, 1, 1 << 16)):
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise ValueError(f"{name} must be an integer from {low} to {high}, not {value!r}")
+        check_integers((("head_dim", head_dim, 1, 1024), ("lanes", lanes, 1, 1024),
+                        ("max_positions", max_positions, 1, 1 << 16)))
         if head_dim % lanes:
             raise ValueError(f"lanes must divide head_dim {head_dim}, not {lanes}; "
                              f"{[d for d in range(1, head_dim + 1) if head_dim % d == 0]} would")

@@ -19,6 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import RES_BITS, RES_FRAC, SCALE_BITS, SCALE_EXP_BITS
 
+from .arith import check_integers
 from .scale_unit import scale_layout
 
 
@@ -49,10 +50,8 @@ class Dequantizer(wiring.Component):
 
     def __init__(self, *, width: int, lanes: int = 1, frac: int = RES_FRAC, out_bits: int = RES_BITS,
                  exp_bits: int = SCALE_EXP_BITS):
-        for name, value, low, high in (("width", width, 2, 48), ("lanes", lanes, 1, 1024),
-                                       ("frac", frac, 0, 32), ("out_bits", out_bits, 2, 48)):
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise ValueError(f"{name} must be an integer from {low} to {high}, not {value!r}")
+        check_integers((("width", width, 2, 48), ("lanes", lanes, 1, 1024),
+                        ("frac", frac, 0, 32), ("out_bits", out_bits, 2, 48)))
         self._width, self._lanes, self._frac, self._out_bits = width, lanes, frac, out_bits
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({

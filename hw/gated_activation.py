@@ -28,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import (NORM_BITS, NORM_MAX_BITLEN, SCALE_EXP_BITS, SIGMOID_FRAC, SIGMOID_RANGE,
                             SIGMOID_STEP_BITS, SIGMOID_TABLE, SILU_FRAC)
 
-from .arith import magnitude, max_tree, store_beat
+from .arith import check_integers, magnitude, max_tree, store_beat
 from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
 
 UP_PROGRAM = (
@@ -72,10 +72,8 @@ class GatedActivation(wiring.Component):
 
     def __init__(self, *, width: int, lanes: int = 1, max_length: int, kind: str = "relu2",
                  exp_bits: int = SCALE_EXP_BITS):
-        for name, value, low, high in (("width", width, 2, 32), ("lanes", lanes, 1, 1024),
-                                       ("max_length", max_length, 1, 1 << 20)):
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise ValueError(f"{name} must be an integer from {low} to {high}, not {value!r}")
+        check_integers((("width", width, 2, 32), ("lanes", lanes, 1, 1024),
+                        ("max_length", max_length, 1, 1 << 20)))
         if kind not in PROGRAMS:
             raise ValueError(f"kind must be one of {sorted(PROGRAMS)}, not {kind!r}")
         self._width, self._lanes, self._kind = width, lanes, kind

@@ -16,6 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ACT_BITS, INV_ACT_MAX, SCALE_EXP_BITS
 
+from .arith import check_integers
 from .quantizer import AbsmaxQuantizer
 from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
 
@@ -49,10 +50,8 @@ class HeadQuantizer(wiring.Component):
     """
 
     def __init__(self, *, width: int, lanes: int = 1, head_dim: int, exp_bits: int = SCALE_EXP_BITS):
-        for name, value, low, high in (("width", width, 2, 48), ("lanes", lanes, 1, 1024),
-                                       ("head_dim", head_dim, 1, 1 << 16)):
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise ValueError(f"{name} must be an integer from {low} to {high}, not {value!r}")
+        check_integers((("width", width, 2, 48), ("lanes", lanes, 1, 1024),
+                        ("head_dim", head_dim, 1, 1 << 16)))
         self._width, self._lanes, self._head_dim = width, lanes, head_dim
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({

@@ -20,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ACT_BITS, SCALE_EXP_BITS
 
+from .arith import check_integers
 from .scale_unit import scale_layout
 
 
@@ -28,10 +29,8 @@ class KvCache(wiring.Component):
 
     def __init__(self, *, layers: int, kv_heads: int, head_dim: int, positions: int, lanes: int = 1,
                  exp_bits: int = SCALE_EXP_BITS):
-        for name, value in (("layers", layers), ("kv_heads", kv_heads), ("head_dim", head_dim),
-                            ("positions", positions), ("lanes", lanes)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        check_integers((("layers", layers), ("kv_heads", kv_heads), ("head_dim", head_dim),
+                        ("positions", positions), ("lanes", lanes)))
         if head_dim % lanes:
             raise ValueError(f"lanes must divide head_dim {head_dim}, not {lanes}")
         self._layers, self._kv_heads, self._head_dim = layers, kv_heads, head_dim

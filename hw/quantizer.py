@@ -26,7 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ACT_BITS, NORM_MAX_BITLEN, RECIP_SHIFT
 
-from .arith import magnitude, max_tree, store_beat
+from .arith import check_integers, magnitude, max_tree, store_beat
 
 QUOTIENT_BITS = RECIP_SHIFT - NORM_MAX_BITLEN + 2   # R = ceil(2^33 / m_n) < 2^18: 18 bits
 
@@ -52,9 +52,7 @@ class AbsmaxQuantizer(wiring.Component):
     """
 
     def __init__(self, *, width: int, lanes: int = 1, max_length: int):
-        for name, value in (("width", width), ("lanes", lanes), ("max_length", max_length)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        check_integers((("width", width), ("lanes", lanes), ("max_length", max_length)))
         if not 2 <= width <= 48:
             raise ValueError(f"width must be between 2 and 48 bits, not {width}")
         self._width, self._lanes = width, lanes

@@ -29,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import (ACT_BITS, GAIN_BITS, INV_ACT_MAX, NORM_BITS, NORM_MAX_BITLEN,
                             SCALE_EXP_BITS)
 
-from .arith import magnitude, max_tree, store_beat
+from .arith import check_integers, magnitude, max_tree, store_beat
 from .quantizer import AbsmaxQuantizer
 from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
 
@@ -77,9 +77,7 @@ class RmsQuantizer(wiring.Component):
     """
 
     def __init__(self, *, width: int = 32, lanes: int = 1, max_length: int, exp_bits: int = SCALE_EXP_BITS):
-        for name, value in (("width", width), ("lanes", lanes), ("max_length", max_length)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        check_integers((("width", width), ("lanes", lanes), ("max_length", max_length)))
         if not 2 <= width <= 48:
             raise ValueError(f"width must be between 2 and 48 bits, not {width}")
         self._width, self._lanes = width, lanes

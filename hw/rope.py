@@ -20,6 +20,8 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ROPE_BITS, ROPE_FRAC, rope_int_tables
 
+from .arith import check_integers
+
 
 class Rope(wiring.Component):
     """See the module docstring.
@@ -45,10 +47,8 @@ class Rope(wiring.Component):
     latency = 4
 
     def __init__(self, *, width: int, head_dim: int, positions: int, theta: float):
-        for name, value, low, high in (("width", width, 2, 40), ("head_dim", head_dim, 2, 1024),
-                                       ("positions", positions, 1, 1 << 16)):
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise ValueError(f"{name} must be an integer from {low} to {high}, not {value!r}")
+        check_integers((("width", width, 2, 40), ("head_dim", head_dim, 2, 1024),
+                        ("positions", positions, 1, 1 << 16)))
         if head_dim % 2:
             raise ValueError(f"head_dim must be even (rotate_half pairs), not {head_dim}")
         if not theta > 0:

@@ -33,6 +33,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import EXP2_TABLE, EXP_FRAC, EXP_TABLE_BITS, SCALE_EXP_BITS, SCORE_FRAC, XORSHIFT_BITS
 
+from .arith import check_integers
 from .scale_unit import scale_layout
 
 
@@ -67,11 +68,9 @@ class Sampler(wiring.Component):
     """
 
     def __init__(self, *, logit_width: int = 40, vocab_max: int, k_max: int = 32, exp_bits: int = SCALE_EXP_BITS):
-        for name, value, low, high in (("logit_width", logit_width, 8, 48),
-                                       ("vocab_max", vocab_max, 2, 1 << 20),
-                                       ("k_max", k_max, 1, 64)):
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise ValueError(f"{name} must be an integer from {low} to {high}, not {value!r}")
+        check_integers((("logit_width", logit_width, 8, 48),
+                        ("vocab_max", vocab_max, 2, 1 << 20),
+                        ("k_max", k_max, 1, 64)))
         self._logit_width, self._vocab_max, self._k_max = logit_width, vocab_max, k_max
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({"logit": signed(logit_width), "last": 1}))),

@@ -33,6 +33,8 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import SCALE_ALIGN_BITS, SCALE_BITS, SCALE_EXP_BITS
 
+from .arith import check_integers
+
 RECIP_DIVIDEND_SHIFT = 2 * SCALE_BITS - 1   # 1/a = floor(2^31 / mant) · 2^(-31 - exp)
 RSQRT_SHIFT = 30                            # isqrt(mant · 2^(30 + odd)): a 23-bit root
 ROOT_BITS = (SCALE_BITS + 1 + RSQRT_SHIFT + 1) // 2
@@ -74,9 +76,7 @@ class ScaleUnit(wiring.Component):
     SQRT = ROOT_BITS + 1           # one root bit a cycle, then the root to the normalizer
 
     def __init__(self, *, exp_bits: int = SCALE_EXP_BITS, int_bits: int = 48):
-        for name, value, low, high in (("exp_bits", exp_bits, 6, 24), ("int_bits", int_bits, 1, 64)):
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise ValueError(f"{name} must be an integer from {low} to {high}, not {value!r}")
+        check_integers((("exp_bits", exp_bits, 6, 24), ("int_bits", int_bits, 1, 64)))
         self._exp_bits, self._int_bits = exp_bits, int_bits
         scale = scale_layout(exp_bits)
         super().__init__({

@@ -40,6 +40,8 @@ from amaranth.utils import ceil_log2
 
 from model.numerics import WEIGHT_CODE_BITS, acc_bits
 
+from .arith import check_integers
+
 CODE_MINUS, CODE_ZERO, CODE_PLUS = 0, 1, 2   # stored code = w + 1
 LEVELS_PER_STAGE = 1                         # adder-tree levels between pipeline registers
 
@@ -72,10 +74,8 @@ class TernaryArray(wiring.Component):
 
     def __init__(self, *, rows: int, cols: int, simd: int, k_max: int, act_width: int = 8,
                  assertions: bool = False):
-        for name, value in (("rows", rows), ("cols", cols), ("simd", simd), ("k_max", k_max),
-                            ("act_width", act_width)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        check_integers((("rows", rows), ("cols", cols), ("simd", simd), ("k_max", k_max),
+                        ("act_width", act_width)))
         if simd & (simd - 1):
             lower = 1 << (simd.bit_length() - 1)
             raise ValueError(f"simd must be a power of two (adder tree), not {simd}; "
