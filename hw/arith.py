@@ -1,6 +1,6 @@
 """Small combinational helpers shared by the blocks."""
 
-from amaranth import Mux, Signal
+from amaranth import Const, Mux, Signal, signed
 
 
 def magnitude(value):
@@ -58,3 +58,24 @@ def check_integers(specs):
             if high is None:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
             raise ValueError(f"{name} must be an integer from {low} to {high}, not {value!r}")
+
+
+def bit_length(m, value, name: str):
+    """A comb signal holding the bit length of unsigned ``value`` (0 for 0): a priority encoder."""
+    result = Signal(range(len(value) + 1), name=name)
+    for b in range(len(value)):
+        with m.If(value[b]):
+            m.d.comb += result.eq(b + 1)
+    return result
+
+
+def rounded_right_shift(m, value, shift, name: str):
+    """``rshift_round(value, shift)`` for ``shift > 0`` (``(value + 2^(shift−1)) >> shift``, signed);
+    ``value`` itself otherwise. Shifts past the value's width give the same result as one bit past
+    it, so the shifter is clamped there."""
+    right = Signal(range(len(value) + 2), name=f"{name}_right")
+    m.d.comb += right.eq(Mux(shift > len(value) + 1, len(value) + 1, shift))
+    half = Const(1, len(value) + 1) << (right - 1)[:len(right)]
+    result = Signal(signed(len(value) + 1), name=name)
+    m.d.comb += result.eq(Mux(shift > 0, (value + half) >> right, value))
+    return result

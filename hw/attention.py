@@ -27,14 +27,14 @@ score scale far outside any model). Where every value scale is zero numerics has
 raises); the unit then outputs zeros. Cycles: :meth:`cycles`.
 """
 
-from amaranth import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.numerics import (ACT_BITS, ACT_MAX, EXP2_TABLE, EXP_FRAC, EXP_TABLE_BITS, RES_BITS, RES_FRAC,
                             SCALE_BITS, SCALE_EXP_BITS, SCORE_FRAC)
 
-from .arith import check_integers
+from .arith import bit_length, check_integers, rounded_right_shift
 from .dequantizer import Dequantizer
 from .scale_unit import NormalizedScaleMultiplier, ScaleOp, ScaleProgram, ScaleUnit, scale_layout
 
@@ -177,11 +177,7 @@ class AttentionHead(wiring.Component):
                      product_valid.eq(coef_mul.o.valid), product_index.eq(index_delay[3])]
         with m.If(coef_mul.o.valid & (coef_mul.o.invalid | bad_delay[1])):
             m.d.sync += invalid.eq(1)
-        right = Signal(range(len(product) + 2))
-        m.d.comb += right.eq(Mux(shift > len(product) + 1, len(product) + 1, shift))
-        z_new = Signal(signed(z_bits))
-        rounding = Const(1, len(product) + 1) << (right - 1)[:len(right)]
-        m.d.comb += z_new.eq(Mux(shift > 0, (product + rounding) >> right, product))
+        z_new = rounded_right_shift(m, product, shift, "z_new")
         z_max = Signal(signed(z_bits))
         z_count = Signal(range(max_positions + 1))
         with m.If(product_valid):
@@ -208,10 +204,7 @@ class AttentionHead(wiring.Component):
         m.d.comb += p.eq(Mux(t2_member, exp2_read.data >> t2_whole, 0))
         p_sum = Signal(p_sum_bits)
         # scale_from_int(p, -15): p <= 2^15 shifts left to a 16-bit mantissa, exactly.
-        p_bitlen = Signal(range(EXP_FRAC + 2))
-        for b in range(EXP_FRAC + 1):
-            with m.If(p[b]):
-                m.d.comb += p_bitlen.eq(b + 1)
+        p_bitlen = bit_length(m, p, "p_bitlen")
         p_scale = Signal(scale)
         p_left = Signal(range(SCALE_BITS + 1))
         m.d.comb += p_left.eq(SCALE_BITS - p_bitlen)

@@ -13,13 +13,13 @@ first cycle its result is offered; ``o`` backpressure stalls all stages. ``scale
 its beats are in flight.
 """
 
-from amaranth import Const, Module, Mux, Signal, signed
+from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.numerics import RES_BITS, RES_FRAC, SCALE_BITS, SCALE_EXP_BITS
 
-from .arith import check_integers
+from .arith import check_integers, rounded_right_shift
 from .scale_unit import scale_layout
 
 
@@ -76,10 +76,8 @@ class Dequantizer(wiring.Component):
 
         shift = Signal(signed(len(self.scale.exp) + 2))          # right shift -(exp + frac)
         m.d.comb += shift.eq(-(self.scale.exp + self._frac))
-        right = Signal(range(product_bits + 2))
         left = Signal(range(left_max + 1))
-        m.d.comb += [right.eq(Mux(shift > product_bits + 1, product_bits + 1, shift)),
-                     left.eq(Mux(shift < -left_max, left_max, -shift))]
+        m.d.comb += left.eq(Mux(shift < -left_max, left_max, -shift))
 
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
@@ -100,11 +98,8 @@ class Dequantizer(wiring.Component):
                 m.d.sync += [product[lane].eq(self.i.payload.data[lane] * self.scale.mant),
                              addend1[lane].eq(self.i.payload.addend[lane]),
                              addend2[lane].eq(addend1[lane])]
-                rounding = Const(1, product_bits + 1) << (right - 1)[:len(right)]
-                with m.If(shift > 0):
-                    m.d.sync += scaled[lane].eq((product[lane] + rounding) >> right)
-                with m.Else():
-                    m.d.sync += scaled[lane].eq(product[lane] << left)
+                rounded = rounded_right_shift(m, product[lane], shift, f"rounded{lane}")
+                m.d.sync += scaled[lane].eq(Mux(shift > 0, rounded, product[lane] << left))
                 total = scaled[lane] + addend2[lane]
                 m.d.sync += self.o.payload.data[lane].eq(
                     Mux(total > limit, limit, Mux(total < -limit - 1, -limit - 1, total)))

@@ -21,14 +21,14 @@ need a left shift (numerics allows it): ``scale.invalid`` flags it. Cycles for `
 stalls: :meth:`cycles`.
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.numerics import (NORM_BITS, NORM_MAX_BITLEN, SCALE_EXP_BITS, SIGMOID_FRAC, SIGMOID_RANGE,
                             SIGMOID_STEP_BITS, SIGMOID_TABLE, SILU_FRAC)
 
-from .arith import check_integers, magnitude, max_tree, store_beat
+from .arith import bit_length, check_integers, magnitude, max_tree, rounded_right_shift, store_beat
 from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
 
 UP_PROGRAM = (
@@ -139,16 +139,9 @@ class GatedActivation(wiring.Component):
                                act_bits, "beat_act_max")
         up_max = max_tree(m, [magnitude(u)[:width] for u in stored_up], width, "beat_up_max")
 
-        def bitlen(value, name):
-            result = Signal(range(len(value) + 1), name=name)
-            for b in range(len(value)):
-                with m.If(value[b]):
-                    m.d.comb += result.eq(b + 1)
-            return result
-
         def shift_for(value, name):
             """normalize's e = max(0, bitlen(max) - 17), registered."""
-            length_ = bitlen(value, f"{name}_bitlen")
+            length_ = bit_length(m, value, f"{name}_bitlen")
             shift = Signal(range(max(len(value) - NORM_MAX_BITLEN, 0) + 1), name=name)
             return shift, Mux(length_ > NORM_MAX_BITLEN, length_ - NORM_MAX_BITLEN, 0)
         act_extreme = Signal(2 * act_bits if not silu else act_bits)
@@ -232,8 +225,6 @@ class GatedActivation(wiring.Component):
         product_bits = width + 17
         shift = Signal(signed(len(self.gate_scale.exp) + 2))
         m.d.comb += shift.eq(-(self.gate_scale.exp + SILU_FRAC))
-        right = Signal(range(product_bits + 2))
-        m.d.comb += right.eq(Mux(shift > product_bits + 1, product_bits + 1, shift))
         s1_valid, s1_last = Signal(), Signal()
         s1_x = [Signal(signed(product_bits), name=f"silu_x{lane}") for lane in range(lanes)]
         s1_up = [Signal(signed(width), name=f"silu_up{lane}") for lane in range(lanes)]
@@ -245,9 +236,7 @@ class GatedActivation(wiring.Component):
         for lane in range(lanes):
             product = Signal(signed(product_bits), name=f"silu_product{lane}")
             m.d.comb += product.eq(self.i.payload.gate[lane] * self.gate_scale.mant)
-            rounding = Const(1, product_bits + 1) << (right - 1)[:len(right)]
-            x = Signal(signed(product_bits), name=f"silu_q10_{lane}")
-            m.d.comb += x.eq(Mux(shift > 0, (product + rounding) >> right, product))
+            x = rounded_right_shift(m, product, shift, f"silu_q10_{lane}")
             index = (x >> (SILU_FRAC - SIGMOID_STEP_BITS)) + (SIGMOID_RANGE << SIGMOID_STEP_BITS)
             port = table.read_port()
             m.d.comb += port.addr.eq(Mux(index < 0, 0, Mux(index > top, top, index)))

@@ -26,7 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ACT_BITS, NORM_MAX_BITLEN, RECIP_SHIFT
 
-from .arith import check_integers, magnitude, max_tree, store_beat
+from .arith import bit_length, check_integers, magnitude, max_tree, store_beat
 
 QUOTIENT_BITS = RECIP_SHIFT - NORM_MAX_BITLEN + 2   # R = ceil(2^33 / m_n) < 2^18: 18 bits
 
@@ -98,10 +98,7 @@ class AbsmaxQuantizer(wiring.Component):
         beat_max = max_tree(m, [magnitude(v)[:width] for v in self.i.payload.data], width, "beat_max")
 
         # Priority encoder: bit length of peak.
-        bitlen = Signal(range(width + 1))
-        for b in range(width):
-            with m.If(peak[b]):
-                m.d.comb += bitlen.eq(b + 1)
+        bitlen = bit_length(m, peak, "bitlen")
 
         def normalize(v):
             """|v| (unsigned, ``width`` bits) with the current shift, top 17 bits kept."""

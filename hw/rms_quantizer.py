@@ -29,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import (ACT_BITS, GAIN_BITS, INV_ACT_MAX, NORM_BITS, NORM_MAX_BITLEN,
                             SCALE_EXP_BITS)
 
-from .arith import check_integers, magnitude, max_tree, store_beat
+from .arith import bit_length, check_integers, magnitude, max_tree, store_beat
 from .quantizer import AbsmaxQuantizer
 from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
 
@@ -135,10 +135,7 @@ class RmsQuantizer(wiring.Component):
         u_peak = Signal(self.product_bits)
 
         # -- load ---------------------------------------------------------------------------
-        bitlen = Signal(range(width + 1))
-        for b in range(width):
-            with m.If(x_peak[b]):
-                m.d.comb += bitlen.eq(b + 1)
+        bitlen = bit_length(m, x_peak, "bitlen")
 
         # -- feed: read (memory) -> normalize and multiply (register) -> quantizer ------------
         advance = Signal()

@@ -27,13 +27,13 @@ for sampling ``1 + (V + 3)`` (pass 2) ``+ 1`` (threshold) ``+ (v + 3)`` (pass 3 
 ``v``), that is ``V + v + 8``.
 """
 
-from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.numerics import EXP2_TABLE, EXP_FRAC, EXP_TABLE_BITS, SCALE_EXP_BITS, SCORE_FRAC, XORSHIFT_BITS
 
-from .arith import check_integers
+from .arith import check_integers, rounded_right_shift
 from .scale_unit import scale_layout
 
 
@@ -114,17 +114,8 @@ class Sampler(wiring.Component):
         m.d.comb += product.eq(logit * self.coef.mant)
         shift = Signal(signed(len(self.coef.exp) + 2))   # right shift -(exp + 8)
         m.d.comb += shift.eq(-(self.coef.exp + SCORE_FRAC))
-        z_in = Signal(z_shape)
-        product_bits = len(product)
-        # Right shifts beyond the product's width all give 0 (or -1 rounded): clamp them there.
-        right = Signal(range(product_bits + 2))
-        m.d.comb += right.eq(Mux(shift > product_bits + 1, product_bits + 1, shift))
-        with m.If(shift > 0):
-            rounded = Signal(signed(product_bits + 2))
-            m.d.comb += rounded.eq(product + (Const(1, product_bits + 1) << (right - 1)[:len(right)]))
-            m.d.comb += z_in.eq(rounded >> right)
-        with m.Else():
-            m.d.comb += z_in.eq(product)    # not shifted left: see the module docstring
+        # not shifted left where numerics would: see the module docstring
+        z_in = rounded_right_shift(m, product, shift, "z_in")
 
         # -- the top-k insertion array: entries sorted by z descending, then index ------------
         entry_z = [Signal(z_shape, name=f"top_z{k}") for k in range(k_max)]

@@ -33,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import SCALE_ALIGN_BITS, SCALE_BITS, SCALE_EXP_BITS
 
-from .arith import check_integers
+from .arith import bit_length, check_integers
 
 RECIP_DIVIDEND_SHIFT = 2 * SCALE_BITS - 1   # 1/a = floor(2^31 / mant) · 2^(-31 - exp)
 RSQRT_SHIFT = 30                            # isqrt(mant · 2^(30 + odd)): a 23-bit root
@@ -107,7 +107,6 @@ class ScaleUnit(wiring.Component):
         a_exp = Signal(exp_wide)
         value = Signal(value_bits)          # the normalizer's operand: value · 2^value_exp
         value_exp = Signal(exp_wide)
-        bitlen = Signal(range(value_bits + 1))
         mant = Signal(SCALE_BITS + 1)       # rounded mantissa, 2^16 before the carry fix
         mant_exp = Signal(exp_wide)
         invalid = Signal()
@@ -128,9 +127,7 @@ class ScaleUnit(wiring.Component):
                          step.eq(QUOTIENT_BITS - 1),
                          value_exp.eq(-RECIP_DIVIDEND_SHIFT - exp_in)]
 
-        for b in range(value_bits):
-            with m.If(value[b]):
-                m.d.comb += bitlen.eq(b + 1)
+        bitlen = bit_length(m, value, "bitlen")
 
         with m.FSM():
             with m.State("IDLE"):
