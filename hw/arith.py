@@ -79,3 +79,16 @@ def rounded_right_shift(m, value, shift, name: str):
     result = Signal(signed(len(value) + 1), name=name)
     m.d.comb += result.eq(Mux(shift > 0, (value + half) >> right, value))
     return result
+
+
+def read_pass(m, issue, address, count, advance, stages):
+    """In the current state: issue ``address`` 0 … ``count``−1 into a read pipeline, one per cycle
+    that ``advance``\\ s; returns the condition that every issued beat has left the pipeline
+    (``stages``: its valid bits)."""
+    m.d.comb += issue.eq(address < count)
+    with m.If(advance & issue):
+        m.d.sync += address.eq(address + 1)
+    drained = ~issue & advance
+    for valid in stages:
+        drained &= ~valid
+    return drained

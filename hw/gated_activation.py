@@ -28,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import (NORM_BITS, NORM_MAX_BITLEN, SCALE_EXP_BITS, SIGMOID_FRAC, SIGMOID_RANGE,
                             SIGMOID_STEP_BITS, SIGMOID_TABLE, SILU_FRAC)
 
-from .arith import bit_length, check_integers, magnitude, max_tree, rounded_right_shift, store_beat
+from .arith import bit_length, check_integers, magnitude, max_tree, read_pass, rounded_right_shift, store_beat
 from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
 
 UP_PROGRAM = (
@@ -207,10 +207,7 @@ class GatedActivation(wiring.Component):
                     m.d.sync += read_addr.eq(0)
                     m.next = "EMIT"
             with m.State("EMIT"):
-                m.d.comb += issue.eq(read_addr < length)
-                with m.If(advance & issue):
-                    m.d.sync += read_addr.eq(read_addr + 1)
-                with m.If(~issue & ~s1_valid & ~s2_valid & advance):
+                with m.If(read_pass(m, issue, read_addr, length, advance, (s1_valid, s2_valid))):
                     m.d.sync += [length.eq(0), act_peak.eq(0), up_peak.eq(0), invalid.eq(0)]
                     m.next = "LOAD"
         return m

@@ -26,7 +26,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ACT_BITS, NORM_MAX_BITLEN, RECIP_SHIFT
 
-from .arith import bit_length, check_integers, magnitude, max_tree, store_beat
+from .arith import bit_length, check_integers, magnitude, max_tree, read_pass, store_beat
 
 QUOTIENT_BITS = RECIP_SHIFT - NORM_MAX_BITLEN + 2   # R = ceil(2^33 / m_n) < 2^18: 18 bits
 
@@ -161,10 +161,8 @@ class AbsmaxQuantizer(wiring.Component):
                     m.d.sync += read_addr.eq(0)
                     m.next = "EMIT"
             with m.State("EMIT"):
-                m.d.comb += issue.eq(read_addr < length)
-                with m.If(advance & issue):
-                    m.d.sync += read_addr.eq(read_addr + 1)
-                with m.If(~issue & ~s1_valid & ~s2_valid & ~s3_valid & advance):
+                drained = read_pass(m, issue, read_addr, length, advance, (s1_valid, s2_valid, s3_valid))
+                with m.If(drained):
                     m.d.sync += [length.eq(0), peak.eq(0), overflowed.eq(0)]
                     m.next = "LOAD"
         m.d.comb += self.o.payload.peak.eq(peak)

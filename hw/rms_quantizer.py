@@ -29,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import (ACT_BITS, GAIN_BITS, INV_ACT_MAX, NORM_BITS, NORM_MAX_BITLEN,
                             SCALE_EXP_BITS)
 
-from .arith import bit_length, check_integers, magnitude, max_tree, store_beat
+from .arith import bit_length, check_integers, magnitude, max_tree, read_pass, store_beat
 from .quantizer import AbsmaxQuantizer
 from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
 
@@ -192,10 +192,7 @@ class RmsQuantizer(wiring.Component):
                              self.overflow.eq(overflowed)]
                 m.next = "FEED"
             with m.State("FEED"):
-                m.d.comb += issue.eq(read_addr < length)
-                with m.If(advance & issue):
-                    m.d.sync += read_addr.eq(read_addr + 1)
-                with m.If(~issue & ~s1_valid & advance):
+                with m.If(read_pass(m, issue, read_addr, length, advance, (s1_valid,))):
                     m.d.sync += program.start()
                     m.next = "CHECK"
             with m.State("CHECK"):

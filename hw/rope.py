@@ -20,7 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ROPE_BITS, ROPE_FRAC, rope_int_tables
 
-from .arith import check_integers
+from .arith import check_integers, read_pass
 
 
 class Rope(wiring.Component):
@@ -124,10 +124,7 @@ class Rope(wiring.Component):
                         m.d.sync += emit.eq(0)
                         m.next = "EMIT"
             with m.State("EMIT"):
-                m.d.comb += issue.eq(emit < self._head_dim)
-                with m.If(advance & issue):
-                    m.d.sync += emit.eq(emit + 1)
-                with m.If(~issue & ~s1_valid & ~s2_valid & advance):
+                with m.If(read_pass(m, issue, emit, self._head_dim, advance, (s1_valid, s2_valid))):
                     m.d.sync += taken.eq(0)
                     m.next = "TAKE"
         return m
