@@ -255,10 +255,11 @@ class IntegerModel:
         row_scale = nx.scale_from_int(self.embed.rows[token], self.embed.exp)
         return nx.saturate(nx.apply_scale(self.embed.codes[token], row_scale, nx.RES_FRAC), nx.RES_BITS)
 
-    def _attention(self, index: int, h: np.ndarray, position: int, cache: IntegerKVCache):
+    def _attention(self, index: int, h: np.ndarray, position: int, cache: IntegerKVCache, trace):
         cfg, layer = self.config, self.layers[index]
         d, heads, kv_heads = cfg.dim_per_head, cfg.num_attention_heads, cfg.num_key_value_heads
         x, scale = rms_quantize(h, nx.RES_UNIT, layer.input_layernorm, self.eps)
+        trace(index, "input_layernorm", codes=x, scale=scale)
         cos, sin = self.rope_cos[position], self.rope_sin[position]
         q_acc = nx.rope_rotate(ternary_matmul(layer.q_proj.codes, x).reshape(heads, d), cos, sin)
         k_acc = nx.rope_rotate(ternary_matmul(layer.k_proj.codes, x).reshape(kv_heads, d), cos, sin)
@@ -266,6 +267,9 @@ class IntegerModel:
         q, q_scales = quantize_heads(q_acc, nx.scale_mul(scale, layer.q_proj.gamma))
         k, k_scales = quantize_heads(k_acc, nx.scale_mul(scale, layer.k_proj.gamma))
         v, v_scales = quantize_heads(v_acc, nx.scale_mul(scale, layer.v_proj.gamma))
+        for name, codes, scales in (("q_proj", q, q_scales), ("k_proj", k, k_scales),
+                                    ("v_proj", v, v_scales)):
+            trace(index, name, head_codes=codes.ravel(), head_scales=scales)
         cache.append(index, k, k_scales, v, v_scales)
         group = heads // kv_heads
         views = [cache.view(index, g) for g in range(kv_heads)]
@@ -273,30 +277,44 @@ class IntegerModel:
             attend(q[hd], (q_scales[0][hd], q_scales[1][hd]), *views[hd // group], self.score_coef)
             for hd in range(heads)])
         x, scale = rms_quantize(out, nx.RES_UNIT, layer.attn_sub_norm, self.eps)
+        trace(index, "attn_sub_norm", input=out, codes=x, scale=scale)
         acc = ternary_matmul(layer.o_proj.codes, x)
         return nx.apply_scale(acc, nx.scale_mul(scale, layer.o_proj.gamma), nx.RES_FRAC)
 
-    def _mlp(self, index: int, h: np.ndarray):
+    def _mlp(self, index: int, h: np.ndarray, trace):
         layer = self.layers[index]
         x, scale = rms_quantize(h, nx.RES_UNIT, layer.post_attention_layernorm, self.eps)
+        trace(index, "post_attention_layernorm", codes=x, scale=scale)
         gate = ternary_matmul(layer.gate_proj.codes, x)
         up = ternary_matmul(layer.up_proj.codes, x)
         hidden, hidden_scale = gated_activation(gate, nx.scale_mul(scale, layer.gate_proj.gamma),
                                                 up, nx.scale_mul(scale, layer.up_proj.gamma),
                                                 self.config.hidden_act)
         x, scale = rms_quantize(hidden, hidden_scale, layer.ffn_sub_norm, self.eps)
+        trace(index, "ffn_sub_norm", input=hidden, codes=x, scale=scale)
         acc = ternary_matmul(layer.down_proj.codes, x)
         return nx.apply_scale(acc, nx.scale_mul(scale, layer.down_proj.gamma), nx.RES_FRAC)
 
-    def step(self, token: int, cache: IntegerKVCache) -> tuple[np.ndarray, tuple]:
-        """One position: integer logits L [vocab] and the logit scale (real logits = L * scale)."""
+    def step(self, token: int, cache: IntegerKVCache, trace=None) -> tuple[np.ndarray, tuple]:
+        """One position: integer logits L [vocab] and the logit scale (real logits = L * scale).
+
+        ``trace(layer, step, **values)``, if given, is called with the intermediate values of each
+        step (named as in ``hw.sequencer.program``): the whole-engine tests compare them with the
+        gateware's taps.
+        """
+        trace = trace or (lambda layer, step, **values: None)
         position = cache.length
         h = self.embed_token(token)
+        trace(0, "embed", h=h)
         for i in range(len(self.layers)):
-            h = nx.saturate(h + self._attention(i, h, position, cache), nx.RES_BITS)
-            h = nx.saturate(h + self._mlp(i, h), nx.RES_BITS)
+            h = nx.saturate(h + self._attention(i, h, position, cache, trace), nx.RES_BITS)
+            trace(i, "o_proj", h=h)
+            h = nx.saturate(h + self._mlp(i, h, trace), nx.RES_BITS)
+            trace(i, "down_proj", h=h)
         x, scale = rms_quantize(h, nx.RES_UNIT, self.norm, self.eps)
-        return lm_head_logits(self.lm_head, x), nx.scale_mul(scale, nx.scale_from_int(1, self.lm_head.exp))
+        logits = lm_head_logits(self.lm_head, x)
+        trace(0, "norm", codes=x, scale=scale, logits=logits)
+        return logits, nx.scale_mul(scale, nx.scale_from_int(1, self.lm_head.exp))
 
     def forward(self, token_ids, cache: IntegerKVCache | None = None) -> np.ndarray:
         """Real-valued logits float32 [T, vocab] (converted from the integer logits at the end)."""

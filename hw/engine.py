@@ -1,0 +1,685 @@
+"""The whole BitNet b1.58 engine: every step of ``model.integer.IntegerModel`` on chip, its
+weights and tables in on-chip memory, stepped by a sequencer through :func:`hw.sequencer.program`.
+
+Commands come in on ``command``; generated tokens leave on ``o``:
+
+- ``TOKEN`` (``token``): one prompt token through every layer at the current position (its keys
+  and values join the KV cache); the position advances.
+- ``GENERATE`` (``count``, ``greedy``, ``coef``, ``top_k``, ``seed``): the generator is seeded
+  (``model.numerics.xorshift_seed``: the host passes the state), then ``count`` tokens: the LM head
+  of the last position, a sample, the token out on ``o`` (``last`` on the final one) and, unless
+  it was the last, the token through every layer. ``coef`` is the scale ``log2(e)/T``
+  (``scale_from_float``); ``greedy`` ignores it.
+- ``RESET``: the position goes back to 0 (the KV cache is overwritten from there).
+
+A command is taken only while ``busy`` is low. Generation stops early when the context is full
+(``full`` goes high). ``error`` is sticky: a block flagged an out-of-contract value (an ``invalid``
+scale, a sampler ``invalid``).
+
+The datapath (ports and cycles of each block in docs/gateware.md)::
+
+    token ─ TokenTable ─► H ─► RmsQuantizer ─► TernaryLinear ─┬─ Rope ─ HeadQuantizer ─► Q buffer, KV cache
+             (embedding)   ▲   ▲  ▲   │ codes                 ├─ HeadQuantizer ─► KV cache (v)
+                           │   │  │   └─► TokenTable (LM head) ─► Sampler ─► o
+                           │   │  │                           ├─ gate buffer ─┐
+                           │   │  └── GatedActivation ◄───────┴─ (up) ────────┘
+                           │   └──── AttentionHead ◄─ Q buffer, KV cache (heads in turn)
+                           └──── Dequantizer (+ H) ◄── (o_proj, down_proj)
+
+Status: ``position``, ``tokens`` (generated since the last GENERATE), ``cycles`` (clock cycles
+while busy) and the same split by phase (``phase_cycles``, :class:`Phase`): the cycles spent in
+each instruction kind, for ``tritium bench engine``.
+
+With ``taps=True`` the ``tap`` port shows every value the engine stores or streams between blocks
+(one event a cycle, no backpressure), tagged with the instruction (``pc``) and a :class:`Tap` kind:
+the whole-engine tests compare them with ``model.integer``'s trace, so a mismatch names the block
+and the element.
+"""
+
+import enum
+import math
+
+import numpy as np
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from model.integer import IntegerModel
+from model.numerics import (ACT_BITS, GAIN_BITS, RES_BITS, RES_UNIT, SCALE_EXP_BITS, XORSHIFT_BITS,
+                            scale_from_float, scale_from_int, xorshift_seed)
+
+from .attention import AttentionHead
+from .dequantizer import Dequantizer
+from .gated_activation import GatedActivation
+from .head_quantizer import HeadQuantizer
+from .kv_cache import KvCache
+from .linear import TernaryLinear
+from .rms_quantizer import RmsQuantizer
+from .rope import Rope
+from .sampler import Sampler
+from .scale_unit import ScaleOp, ScaleUnit, scale_layout
+from .sequencer import MATRICES, NORMS, Op, Route, Sink, Source, head_start, program
+from .token_table import TokenTable
+
+TAP_BITS = 48            # wide enough for every tapped value (logits: logit_width <= 48)
+COUNT_BITS = 16          # GENERATE's count
+CYCLE_BITS = 40
+
+
+class Command(enum.IntEnum):
+    TOKEN = 0
+    GENERATE = 1
+    RESET = 2
+
+
+class Tap(enum.IntEnum):
+    H = 0            # a residual-buffer write (embedding, o_proj / down_proj added in)
+    CODES = 1        # RmsQuantizer codes
+    SCALE = 2        # RmsQuantizer's dequant scale D
+    HEAD_CODES = 3   # HeadQuantizer codes (q, k or v)
+    HEAD_SCALE = 4   # HeadQuantizer's head scale
+    INPUT = 5        # a norm's input from the attention heads or the gated activation
+    LOGIT = 6        # an LM-head logit
+
+
+class Phase(enum.IntEnum):
+    MATMUL = 0       # MATMUL instructions: the product and its output path (RoPE, head quantizer,
+                     # dequantizer) to the last result stored
+    ATTENTION = 1    # the attn_sub_norm NORM: every head attended, its input streamed into the norm
+    VECTOR = 2       # the other NORMs, EMBED, STEP
+    HEAD = 3         # the final norm, the LM head and the sampler
+    CONTROL = 4      # fetching instructions, scale products between them
+
+
+class Packer(wiring.Component):
+    """``ratio`` beats of ``n`` elements into one of ``n·ratio`` (``last`` from the final beat).
+
+    The first ``ratio − 1`` beats wait in registers; the output is offered with the final beat,
+    combinationally (no added latency). A vector must be a whole number of output beats.
+    """
+
+    def __init__(self, shape, n: int, ratio: int):
+        self._shape, self._n, self._ratio = shape, n, ratio
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(shape, n), "last": 1}))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(shape, n * ratio), "last": 1}))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n, ratio = self._n, self._ratio
+        if ratio == 1:
+            wiring.connect(m, wiring.flipped(self.i), wiring.flipped(self.o))
+            return m
+        held = [Signal(data.ArrayLayout(self._shape, n), name=f"held{b}") for b in range(ratio - 1)]
+        count = Signal(range(ratio))
+        final = count == ratio - 1
+        m.d.comb += [self.o.valid.eq(self.i.valid & final),
+                     self.i.ready.eq(~final | self.o.ready),
+                     self.o.payload.last.eq(self.i.payload.last)]
+        for b in range(ratio):
+            for e in range(n):
+                source = self.i.payload.data[e] if b == ratio - 1 else held[b][e]
+                m.d.comb += self.o.payload.data[b * n + e].eq(source)
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += count.eq(Mux(final, 0, count + 1))
+            with m.Switch(count):
+                for b in range(ratio - 1):
+                    with m.Case(b):
+                        m.d.sync += held[b].eq(self.i.payload.data)
+        return m
+
+
+class Engine(wiring.Component):
+    """See the module docstring.
+
+    Parameters
+    ----------
+    model : IntegerModel
+        The integer model whose weights, gains and tables are baked in.
+    rows, simd : int
+        The TernaryArray's output channels and K-lanes per cycle (``simd`` divides hidden and
+        intermediate sizes; a weight word of ``2·rows·simd`` bits a cycle).
+    lanes : int
+        Elements per beat of the vector units and buffers (divides ``simd`` and ``head_dim``).
+    k_max : int
+        The sampler's largest top-k.
+    taps : bool
+        Build the ``tap`` debug port.
+    """
+
+    def __init__(self, model: IntegerModel, *, rows: int = 4, simd: int = 8, lanes: int = 4,
+                 k_max: int = 8, taps: bool = False):
+        cfg = model.config
+        for name, value in (("rows", rows), ("simd", simd), ("lanes", lanes), ("k_max", k_max)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if simd % lanes:
+            raise ValueError(f"lanes must divide simd {simd}, not {lanes}")
+        sizes = {"hidden_size": cfg.hidden_size, "intermediate_size": cfg.intermediate_size}
+        for name, size in sizes.items():
+            if size % simd:
+                raise ValueError(f"simd must divide {name} {size}, not {simd}; "
+                                 f"{[d for d in range(1, size + 1) if size % d == 0]} would")
+        if cfg.dim_per_head % lanes:
+            raise ValueError(f"lanes must divide head_dim {cfg.dim_per_head}, not {lanes}")
+        self._model, self._config = model, cfg
+        self._rows, self._simd, self._lanes, self._k_max = rows, simd, lanes, k_max
+        self._program = program(cfg)
+        self._taps = taps
+        self._linear = TernaryLinear([getattr(layer, name).codes for layer in model.layers
+                                      for name in MATRICES], rows=rows, simd=simd)
+        self._table = TokenTable(model.embed, lanes=lanes, lm_head=model.lm_head is model.embed)
+        self._lm_table = (self._table if model.lm_head is model.embed
+                          else TokenTable(model.lm_head, lanes=lanes, embedding=False))
+        scale = scale_layout(SCALE_EXP_BITS)
+        members = {
+            "command": In(stream.Signature(data.StructLayout({
+                "op": 2, "token": range(cfg.vocab_size), "count": COUNT_BITS, "greedy": 1,
+                "coef": scale, "top_k": range(k_max + 1), "seed": XORSHIFT_BITS}))),
+            "o": Out(stream.Signature(data.StructLayout({"token": range(cfg.vocab_size), "last": 1}))),
+            "busy": Out(1), "full": Out(1), "error": Out(1),
+            "position": Out(range(cfg.max_position_embeddings + 1)),
+            "tokens": Out(COUNT_BITS), "cycles": Out(CYCLE_BITS),
+            "phase_cycles": Out(data.ArrayLayout(CYCLE_BITS, len(Phase))),
+        }
+        if taps:
+            members["tap"] = Out(stream.Signature(data.StructLayout({
+                "pc": range(len(self._program)), "kind": 3,
+                "data": data.ArrayLayout(signed(TAP_BITS), lanes),
+                "mant": 16, "exp": signed(SCALE_EXP_BITS)})))
+        super().__init__(members)
+
+    program = property(lambda self: list(self._program))
+    rows = property(lambda self: self._rows)
+    simd = property(lambda self: self._simd)
+    lanes = property(lambda self: self._lanes)
+    linear = property(lambda self: self._linear)
+
+    def weights_per_cycle(self) -> int:
+        return self._rows * self._simd
+
+    def elaborate(self, platform):
+        m = Module()
+        model, cfg, lanes = self._model, self._config, self._lanes
+        hidden, ffn, d = cfg.hidden_size, cfg.intermediate_size, cfg.dim_per_head
+        heads, kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
+        context = cfg.max_position_embeddings
+        steps = self._program
+        scale = scale_layout(SCALE_EXP_BITS)
+
+        def scale_const(value):
+            return scale.const({"mant": int(value[0]), "exp": int(value[1])})
+
+        # -- blocks --------------------------------------------------------------------------
+        m.submodules.linear = linear = self._linear
+        acc_width = linear.acc_width
+        m.submodules.table = table = self._table
+        if self._lm_table is not table:
+            m.submodules.lm_table = self._lm_table
+        lm_table = self._lm_table
+        m.submodules.gated = gated = GatedActivation(width=acc_width, lanes=lanes, max_length=ffn,
+                                                     kind=cfg.hidden_act)
+        m.submodules.rms = rms = RmsQuantizer(width=max(RES_BITS, gated.out_bits), lanes=lanes,
+                                              max_length=max(hidden, ffn))
+        m.submodules.rope = rope = Rope(width=acc_width, head_dim=d, positions=context,
+                                        theta=cfg.rope_theta)
+        m.submodules.head_quantizer = headq = HeadQuantizer(width=acc_width + 1, lanes=lanes,
+                                                            head_dim=d)
+        m.submodules.kv_cache = kv = KvCache(layers=cfg.num_hidden_layers, kv_heads=kv_heads,
+                                             head_dim=d, positions=context, lanes=lanes)
+        m.submodules.attention = attention = AttentionHead(head_dim=d, lanes=lanes,
+                                                           max_positions=context)
+        m.submodules.dequantizer = deq = Dequantizer(width=acc_width, lanes=lanes)
+        m.submodules.sampler = sampler = Sampler(logit_width=lm_table.logit_width,
+                                                 vocab_max=cfg.vocab_size, k_max=self._k_max)
+        m.submodules.scale_unit = scale_unit = ScaleUnit()
+        m.submodules.acc_packer = acc_packer = Packer(signed(acc_width + 1), 1, lanes)
+        m.submodules.code_packer = code_packer = Packer(signed(ACT_BITS), lanes, self._simd // lanes)
+        for port in ("keys", "values", "key_scales", "value_scales"):
+            wiring.connect(m, getattr(attention, port), getattr(kv, port))
+        wiring.connect(m, code_packer.o, linear.x)
+        wiring.connect(m, lm_table.logits, sampler.i)
+
+        # -- buffers -------------------------------------------------------------------------
+        def buffer(name, shape, depth, init=()):
+            m.submodules[name] = mem = memory.Memory(shape=shape, depth=depth, init=list(init))
+            return mem
+
+        h_buf = buffer("h_buffer", data.ArrayLayout(signed(RES_BITS), lanes), hidden // lanes)
+        gate_buf = buffer("gate_buffer", data.ArrayLayout(signed(acc_width), lanes), ffn // lanes)
+        q_buf = buffer("q_buffer", data.ArrayLayout(signed(ACT_BITS), lanes), heads * d // lanes)
+        q_scales = buffer("q_scales", scale, heads)
+        gains = [getattr(layer, name) for layer in model.layers for name in NORMS] + [model.norm]
+        gain_bases = np.cumsum([0] + [len(g.values) // lanes for g in gains]).tolist()
+        gain_words = np.concatenate([g.values for g in gains]).reshape(-1, lanes).tolist()
+        gain_mem = buffer("gains", data.ArrayLayout(signed(GAIN_BITS), lanes), len(gain_words),
+                          gain_words)
+        h_read, h_write = h_buf.read_port(), h_buf.write_port()
+        gate_read, gate_write = gate_buf.read_port(), gate_buf.write_port()
+        q_read, q_write = q_buf.read_port(), q_buf.write_port()
+        q_scale_read, q_scale_write = q_scales.read_port(), q_scales.write_port()
+        gain_read = gain_mem.read_port()
+
+        # -- sequencer state -----------------------------------------------------------------
+        pc = Signal(range(len(steps)))
+        position = Signal(range(context + 1))
+        token = Signal(range(cfg.vocab_size))
+        remaining = Signal(COUNT_BITS)
+        generating = Signal()
+        greedy, top_k, temperature = Signal(), Signal(range(self._k_max + 1)), Signal(scale)
+        d_scale, acc_scale, gate_scale, gated_scale = (Signal(scale, name=n) for n in (
+            "d_scale", "acc_scale", "gate_scale", "gated_scale"))
+        logit_scale, sampler_coef = Signal(scale), Signal(scale)
+        error = Signal()
+        m.d.comb += [self.position.eq(position), self.error.eq(error),
+                     sampler.greedy.eq(greedy), sampler.top_k.eq(top_k),
+                     sampler.coef.eq(sampler_coef), sampler.seed.eq(self.command.payload.seed)]
+
+        # The current instruction, decoded from the program ROM.
+        op, layer = Signal(range(len(Op))), Signal(range(max(cfg.num_hidden_layers, 1)))
+        index = Signal(range(len(linear.shapes) + len(gains)))
+        source, sink, route = (Signal(range(len(e)), name=n) for e, n in (
+            (Source, "source"), (Sink, "sink"), (Route, "route")))
+        with m.Switch(pc):
+            for i, step in enumerate(steps):
+                with m.Case(i):
+                    m.d.comb += [op.eq(step.op), layer.eq(step.layer), index.eq(step.index),
+                                 source.eq(step.source), sink.eq(step.sink), route.eq(step.route)]
+
+        # Per-matrix and per-norm constants.
+        gamma = Signal(scale)
+        with m.Switch(index):
+            for i, (layer_model, name) in enumerate((lyr, n) for lyr in model.layers for n in MATRICES):
+                with m.Case(i):
+                    m.d.comb += gamma.eq(scale_const(getattr(layer_model, name).gamma))
+        gain_base = Signal(range(len(gain_words) + 1))
+        with m.Switch(index):
+            for i, gain in enumerate(gains):
+                with m.Case(i):
+                    m.d.comb += [gain_base.eq(gain_bases[i]),
+                                 rms.inv_len.eq(scale_const(gain.inv_len)),
+                                 rms.gain_exp.eq(gain.exp)]
+        m.d.comb += [gain_read.addr.eq(gain_base + rms.gain.addr), gain_read.en.eq(rms.gain.en),
+                     rms.gain.data.eq(gain_read.data), rms.eps.eq(scale_const(model.eps)),
+                     rms.x_scale.eq(Mux(source == Source.GATED, gated_scale, scale_const(RES_UNIT)))]
+
+        # -- one scale product at a time on the ScaleUnit -------------------------------------
+        def scale_product(state, a, b, result, next_state):
+            """States ``state`` (issue a·b) and ``state + "_WAIT"`` (store it in ``result``)."""
+            with m.State(state):
+                m.d.comb += [scale_unit.i.valid.eq(1), scale_unit.i.payload.op.eq(ScaleOp.MUL),
+                             scale_unit.i.payload.a.eq(a), scale_unit.i.payload.b.eq(b)]
+                with m.If(scale_unit.i.ready):
+                    m.next = state + "_WAIT"
+            with m.State(state + "_WAIT"):
+                m.d.comb += scale_unit.o.ready.eq(1)
+                with m.If(scale_unit.o.valid):
+                    m.d.sync += [result.mant.eq(scale_unit.o.payload.mant),
+                                 result.exp.eq(scale_unit.o.payload.exp)]
+                    with m.If(scale_unit.o.payload.invalid):
+                        m.d.sync += error.eq(1)
+                    m.next = next_state
+
+        # -- the matmul's output path -----------------------------------------------------------
+        in_matmul = Signal()
+        head_route = (route == Route.Q) | (route == Route.K)
+        group = Mux(route <= Route.V, d, Mux(route == Route.RESIDUAL, hidden, ffn))
+        element = Signal(range(max(hidden, ffn) + 1))
+        m.d.comb += [rope.position.eq(position[:len(rope.position)]),
+                     rope.i.payload.eq(linear.o.payload.data),
+                     acc_packer.i.payload.last.eq(element == group - 1)]
+        with m.If(head_route):
+            m.d.comb += [rope.i.valid.eq(linear.o.valid & in_matmul), linear.o.ready.eq(rope.i.ready & in_matmul),
+                         acc_packer.i.valid.eq(rope.o.valid), rope.o.ready.eq(acc_packer.i.ready),
+                         acc_packer.i.payload.data[0].eq(rope.o.payload.data)]
+        with m.Else():
+            m.d.comb += [acc_packer.i.valid.eq(linear.o.valid & in_matmul),
+                         linear.o.ready.eq(acc_packer.i.ready & in_matmul),
+                         acc_packer.i.payload.data[0].eq(linear.o.payload.data)]
+        with m.If(acc_packer.i.valid & acc_packer.i.ready):
+            m.d.sync += element.eq(Mux(acc_packer.i.payload.last, 0, element + 1))
+        packed = acc_packer.o
+
+        # Q, K, V: per-head int8 codes and scales. A head's scale is taken after its last code,
+        # and the next head's codes after that, so both land at ``head``.
+        head = Signal(range(heads + 1))
+        codes_done = Signal()
+        m.d.comb += [headq.acc_scale.eq(acc_scale), headq.i.payload.last.eq(packed.payload.last),
+                     kv.write_layer.eq(layer), kv.write_head.eq(head[:len(kv.write_head)]),
+                     kv.write_position.eq(position[:len(kv.write_position)])]
+        m.d.comb += [headq.i.payload.data[e].eq(packed.payload.data[e]) for e in range(lanes)]
+        head_beat = Signal(range(d // lanes + 1))
+        with m.If(route <= Route.V):
+            m.d.comb += [headq.i.valid.eq(packed.valid), packed.ready.eq(headq.i.ready),
+                         headq.o.ready.eq(in_matmul & ~codes_done),
+                         headq.scale.ready.eq(in_matmul & codes_done)]
+            code_taken = headq.o.valid & headq.o.ready
+            with m.If(code_taken):
+                m.d.sync += head_beat.eq(Mux(headq.o.payload.last, 0, head_beat + 1))
+                with m.If(headq.o.payload.last):
+                    m.d.sync += codes_done.eq(1)
+            with m.If(headq.scale.valid & headq.scale.ready):
+                m.d.sync += [codes_done.eq(0), head.eq(head + 1)]
+                with m.If(headq.scale.payload.invalid):
+                    m.d.sync += error.eq(1)
+            m.d.comb += [q_write.addr.eq(head * (d // lanes) + head_beat),
+                         q_write.data.eq(headq.o.payload.data),
+                         q_scale_write.addr.eq(head), q_scale_write.data.mant.eq(headq.scale.payload.mant),
+                         q_scale_write.data.exp.eq(headq.scale.payload.exp)]
+            for r, codes_in, scale_in, codes_en, scale_en in (
+                    (Route.Q, None, None, q_write.en, q_scale_write.en),
+                    (Route.K, kv.k, kv.k_scale, None, None),
+                    (Route.V, kv.v, kv.v_scale, None, None)):
+                here = route == r
+                if codes_in is not None:
+                    m.d.comb += [codes_in.valid.eq(code_taken & here),
+                                 codes_in.payload.data.eq(headq.o.payload.data),
+                                 codes_in.payload.last.eq(headq.o.payload.last),
+                                 scale_in.valid.eq(headq.scale.valid & headq.scale.ready & here),
+                                 scale_in.payload.eq(headq.scale.payload)]
+                else:
+                    m.d.comb += [codes_en.eq(code_taken & here),
+                                 scale_en.eq(headq.scale.valid & headq.scale.ready & here)]
+
+        # GATE: packed accumulators into the gate buffer.
+        gate_addr = Signal(range(ffn // lanes + 1))
+        m.d.comb += gate_write.addr.eq(gate_addr)
+        m.d.comb += [gate_write.data[e].eq(packed.payload.data[e]) for e in range(lanes)]
+        with m.If(route == Route.GATE):
+            m.d.comb += [packed.ready.eq(1), gate_write.en.eq(packed.valid)]
+            with m.If(packed.valid):
+                m.d.sync += gate_addr.eq(gate_addr + 1)
+
+        # RESIDUAL and UP: each packed beat joins a buffer word (H, or the gate buffer) read in
+        # the same cycle; the pair goes to the dequantizer (+ H) or the gated activation.
+        join_valid, join_last = Signal(), Signal()
+        join_data = Signal(data.ArrayLayout(signed(acc_width), lanes))
+        join_addr = Signal(range(max(hidden, ffn) // lanes + 1))
+        joins = (route == Route.RESIDUAL) | (route == Route.UP)
+        join_ready = Mux(route == Route.RESIDUAL, deq.i.ready, gated.i.ready)
+        join_advance = ~join_valid | join_ready
+        m.d.comb += [deq.i.valid.eq(join_valid & (route == Route.RESIDUAL)),
+                     deq.i.payload.data.eq(join_data), deq.i.payload.addend.eq(h_read.data),
+                     deq.i.payload.last.eq(join_last), deq.scale.eq(acc_scale),
+                     gated.i.valid.eq(join_valid & (route == Route.UP)),
+                     gated.i.payload.gate.eq(gate_read.data), gated.i.payload.up.eq(join_data),
+                     gated.i.payload.last.eq(join_last),
+                     gated.gate_scale.eq(gate_scale), gated.up_scale.eq(acc_scale),
+                     gate_read.addr.eq(join_addr), gate_read.en.eq(join_advance)]
+        with m.If(joins):
+            m.d.comb += packed.ready.eq(join_advance)
+            with m.If(join_advance):
+                m.d.sync += [join_valid.eq(packed.valid), join_last.eq(packed.payload.last)]
+                m.d.sync += [join_data[e].eq(packed.payload.data[e]) for e in range(lanes)]
+                with m.If(packed.valid):
+                    m.d.sync += join_addr.eq(join_addr + 1)
+        joined = Signal(range(max(hidden, ffn) // lanes + 1))      # beats taken by the sink
+        with m.If(join_valid & join_ready & joins):
+            m.d.sync += joined.eq(joined + 1)
+
+        # H writes: the embedding row, or the dequantizer's sums.
+        h_addr = Signal(range(hidden // lanes + 1))
+        h_source = Signal(data.ArrayLayout(signed(RES_BITS), lanes))
+        h_valid = Signal()
+        with m.If(op == Op.EMBED):
+            m.d.comb += [h_source.eq(table.embedding.payload.data), h_valid.eq(table.embedding.valid)]
+        with m.Else():
+            m.d.comb += [h_source.eq(deq.o.payload.data), h_valid.eq(deq.o.valid)]
+        m.d.comb += [table.embedding.ready.eq(1), deq.o.ready.eq(1),
+                     h_write.addr.eq(h_addr), h_write.data.eq(h_source), h_write.en.eq(h_valid)]
+        with m.If(h_valid):
+            m.d.sync += h_addr.eq(h_addr + 1)
+
+        # -- norm sources: H (read pass), the attention heads, the gated activation -----------
+        in_norm = Signal()
+        read_addr = Signal(range(hidden // lanes + 1))
+        read_valid, read_last = Signal(), Signal()
+        read_advance = ~read_valid | rms.i.ready
+        reading = in_norm & (source == Source.H) & (read_addr < hidden // lanes)
+        m.d.comb += [h_read.addr.eq(Mux(op == Op.NORM, read_addr, join_addr)),
+                     h_read.en.eq(Mux(op == Op.NORM, read_advance, join_advance))]
+        with m.If(read_advance):
+            m.d.sync += [read_valid.eq(reading), read_last.eq(read_addr == hidden // lanes - 1)]
+            with m.If(reading):
+                m.d.sync += read_addr.eq(read_addr + 1)
+
+        att_head = Signal(range(heads + 1))
+        att_kv_head, att_in_group = Signal(range(kv_heads)), Signal(range(heads // kv_heads))
+        q_addr = Signal(range(d // lanes + 1))
+        q_valid = Signal()
+        att_running = Signal()        # a query is in the head (sent, its output not all out)
+        attending = in_norm & (source == Source.ATTENTION) & (att_head < heads)
+        q_advance = ~q_valid | attention.q.ready
+        q_issue = attending & ~att_running & (q_addr < d // lanes)
+        m.d.comb += [q_read.addr.eq(att_head * (d // lanes) + q_addr), q_read.en.eq(q_advance),
+                     attention.q.valid.eq(q_valid), attention.q.payload.eq(q_read.data),
+                     q_scale_read.addr.eq(att_head), q_scale_read.en.eq(1),
+                     attention.q_scale.eq(q_scale_read.data),
+                     attention.score_coef.eq(scale_const(model.score_coef)),
+                     attention.length.eq(position + 1),
+                     kv.read_layer.eq(layer), kv.read_head.eq(att_kv_head)]
+        with m.If(q_advance):
+            m.d.sync += q_valid.eq(q_issue)
+            with m.If(q_issue):
+                m.d.sync += q_addr.eq(q_addr + 1)
+                with m.If(q_addr == d // lanes - 1):
+                    m.d.sync += att_running.eq(1)
+        head_out_last = attention.o.valid & attention.o.ready & attention.o.payload.last
+        with m.If(head_out_last):
+            m.d.sync += [att_running.eq(0), q_addr.eq(0), att_head.eq(att_head + 1),
+                         att_in_group.eq(Mux(att_in_group == heads // kv_heads - 1, 0, att_in_group + 1))]
+            with m.If(att_in_group == heads // kv_heads - 1):
+                m.d.sync += att_kv_head.eq(att_kv_head + 1)
+        with m.If(attention.o.valid & attention.o.ready & attention.o.payload.invalid):
+            m.d.sync += error.eq(1)
+
+        with m.Switch(source):
+            with m.Case(Source.H):
+                m.d.comb += [rms.i.valid.eq(read_valid), rms.i.payload.last.eq(read_last)]
+                m.d.comb += [rms.i.payload.data[e].eq(h_read.data[e]) for e in range(lanes)]
+            with m.Case(Source.ATTENTION):
+                m.d.comb += [rms.i.valid.eq(attention.o.valid & in_norm),
+                             attention.o.ready.eq(rms.i.ready & in_norm),
+                             rms.i.payload.last.eq(attention.o.payload.last & (att_head == heads - 1))]
+                m.d.comb += [rms.i.payload.data[e].eq(attention.o.payload.data[e]) for e in range(lanes)]
+            with m.Case(Source.GATED):
+                m.d.comb += [rms.i.valid.eq(gated.o.valid & in_norm),
+                             gated.o.ready.eq(rms.i.ready & in_norm),
+                             rms.i.payload.last.eq(gated.o.payload.last)]
+                m.d.comb += [rms.i.payload.data[e].eq(gated.o.payload.data[e]) for e in range(lanes)]
+        m.d.comb += gated.scale.ready.eq(1)
+        with m.If(gated.scale.valid):
+            m.d.sync += [gated_scale.mant.eq(gated.scale.payload.mant),
+                         gated_scale.exp.eq(gated.scale.payload.exp)]
+            with m.If(gated.scale.payload.invalid):
+                m.d.sync += error.eq(1)
+
+        # -- norm sinks: the matmul's activation buffer, or the LM head (its last beat held until
+        # the sampler's coefficient is made) -------------------------------------------------
+        release = Signal()
+        norm_codes_done, norm_scale_done = Signal(), Signal()
+        code_last = rms.o.payload.last
+        to_lm = sink == Sink.LM_HEAD
+        m.d.comb += [code_packer.i.payload.eq(rms.o.payload), lm_table.x.payload.eq(rms.o.payload)]
+        with m.If(to_lm):
+            m.d.comb += [lm_table.x.valid.eq(rms.o.valid & (~code_last | release)),
+                         rms.o.ready.eq(lm_table.x.ready & (~code_last | release))]
+        with m.Else():
+            m.d.comb += [code_packer.i.valid.eq(rms.o.valid), rms.o.ready.eq(code_packer.i.ready)]
+        codes_out = rms.o.valid & rms.o.ready
+        with m.If(codes_out & code_last):
+            m.d.sync += norm_codes_done.eq(1)
+        last_pending = rms.o.valid & code_last
+        m.d.comb += rms.scale.ready.eq(in_norm & ~norm_scale_done &
+                                       (norm_codes_done | (to_lm & last_pending)))
+        with m.If(rms.scale.valid & rms.scale.ready):
+            m.d.sync += [d_scale.mant.eq(rms.scale.payload.mant), d_scale.exp.eq(rms.scale.payload.exp),
+                         norm_scale_done.eq(1)]
+            with m.If(rms.scale.payload.invalid):
+                m.d.sync += error.eq(1)
+
+        # -- LM head and sampler --------------------------------------------------------------
+        sampled = sampler.o.valid & sampler.o.ready
+        with m.If(sampled & sampler.o.payload.invalid):
+            m.d.sync += error.eq(1)
+        m.d.comb += [self.o.payload.token.eq(sampler.o.payload.token),
+                     self.o.payload.last.eq(remaining == 1)]
+
+        # -- the sequencer ----------------------------------------------------------------------
+        def fetch(next_pc):
+            m.d.sync += pc.eq(next_pc)
+            m.next = "FETCH"
+
+        lm_unit = scale_const(scale_from_int(1, model.lm_head.exp))
+        with m.FSM(name="sequencer") as fsm:
+            with m.State("IDLE"):
+                m.d.comb += self.command.ready.eq(1)
+                cmd = self.command.payload
+                with m.If(self.command.valid):
+                    with m.Switch(cmd.op):
+                        with m.Case(Command.TOKEN):
+                            m.d.sync += [token.eq(cmd.token), generating.eq(0)]
+                            fetch(0)
+                        with m.Case(Command.GENERATE):
+                            m.d.comb += sampler.seed_load.eq(1)
+                            m.d.sync += [generating.eq(1), remaining.eq(cmd.count),
+                                         greedy.eq(cmd.greedy), top_k.eq(cmd.top_k),
+                                         temperature.eq(cmd.coef), self.tokens.eq(0)]
+                            with m.If(cmd.count != 0):
+                                fetch(head_start(steps))
+                        with m.Case(Command.RESET):
+                            m.d.sync += [position.eq(0), self.full.eq(0)]
+            with m.State("FETCH"):
+                m.d.sync += [h_addr.eq(0), read_addr.eq(0), gate_addr.eq(0), join_addr.eq(0),
+                             joined.eq(0), element.eq(0), head.eq(0), codes_done.eq(0),
+                             att_head.eq(0), att_kv_head.eq(0), att_in_group.eq(0), q_addr.eq(0),
+                             att_running.eq(0), norm_codes_done.eq(0), norm_scale_done.eq(0)]
+                with m.Switch(op):
+                    with m.Case(Op.EMBED):
+                        with m.If(position == context):
+                            m.d.sync += self.full.eq(1)
+                            m.next = "IDLE"
+                        with m.Else():
+                            m.next = "EMBED"
+                    with m.Case(Op.NORM):
+                        m.next = "NORM"
+                    with m.Case(Op.MATMUL):
+                        m.next = "GAMMA"
+                    with m.Case(Op.STEP):
+                        m.d.sync += position.eq(position + 1)
+                        with m.If(generating):
+                            fetch(pc + 1)
+                        with m.Else():
+                            m.next = "IDLE"
+                    with m.Case(Op.SAMPLE):
+                        m.next = "SAMPLE"
+            with m.State("EMBED"):
+                m.d.comb += [table.token.valid.eq(h_addr == 0), table.token.payload.eq(token)]
+                with m.If(h_valid & (h_addr == hidden // lanes - 1)):
+                    fetch(pc + 1)
+            with m.State("NORM"):
+                m.d.comb += in_norm.eq(1)
+                with m.If(norm_scale_done & to_lm):
+                    m.next = "LOGIT_SCALE"
+                with m.Elif(norm_scale_done & norm_codes_done):
+                    fetch(pc + 1)
+            scale_product("LOGIT_SCALE", d_scale, lm_unit, logit_scale, "COEF")
+            scale_product("COEF", logit_scale, temperature, sampler_coef, "RELEASE")
+            with m.State("RELEASE"):
+                m.d.comb += release.eq(1)
+                with m.If(codes_out & code_last):
+                    fetch(pc + 1)
+            scale_product("GAMMA", d_scale, gamma, acc_scale, "START")
+            with m.State("START"):
+                m.d.comb += [linear.start.valid.eq(1), linear.start.payload.eq(index)]
+                with m.If(route == Route.GATE):
+                    m.d.sync += gate_scale.eq(acc_scale)
+                with m.If(linear.start.ready):
+                    m.next = "MATMUL"
+            with m.State("MATMUL"):
+                m.d.comb += in_matmul.eq(1)
+                heads_here = Mux(route == Route.Q, heads, kv_heads)
+                done = Mux(route <= Route.V, head == heads_here,
+                           Mux(route == Route.GATE, gate_addr == ffn // lanes,
+                               Mux(route == Route.UP, joined == ffn // lanes,
+                                   h_addr == hidden // lanes)))
+                with m.If(done):
+                    fetch(pc + 1)
+            with m.State("SAMPLE"):
+                m.d.comb += [self.o.valid.eq(sampler.o.valid), sampler.o.ready.eq(self.o.ready)]
+                with m.If(sampled):
+                    m.d.sync += [remaining.eq(remaining - 1), self.tokens.eq(self.tokens + 1),
+                                 token.eq(sampler.o.payload.token)]
+                    with m.If(remaining == 1):
+                        m.next = "IDLE"
+                    with m.Else():
+                        fetch(0)
+
+        # -- status --------------------------------------------------------------------------
+        busy = ~fsm.ongoing("IDLE")
+        m.d.comb += self.busy.eq(busy)
+        phase = Signal(range(len(Phase)))
+        with m.If(fsm.ongoing("MATMUL")):
+            m.d.comb += phase.eq(Phase.MATMUL)
+        with m.Elif(fsm.ongoing("NORM") & (source == Source.ATTENTION)):
+            m.d.comb += phase.eq(Phase.ATTENTION)
+        with m.Elif((fsm.ongoing("NORM") & to_lm) | fsm.ongoing("SAMPLE") | fsm.ongoing("RELEASE")
+                    | fsm.ongoing("LOGIT_SCALE") | fsm.ongoing("LOGIT_SCALE_WAIT")
+                    | fsm.ongoing("COEF") | fsm.ongoing("COEF_WAIT")):
+            m.d.comb += phase.eq(Phase.HEAD)
+        with m.Elif(fsm.ongoing("NORM") | fsm.ongoing("EMBED")):
+            m.d.comb += phase.eq(Phase.VECTOR)
+        with m.Else():
+            m.d.comb += phase.eq(Phase.CONTROL)
+        with m.If(busy):
+            m.d.sync += self.cycles.eq(self.cycles + 1)
+            with m.Switch(phase):
+                for p in Phase:
+                    with m.Case(p):
+                        m.d.sync += self.phase_cycles[p].eq(self.phase_cycles[p] + 1)
+
+        if self._taps:
+            self._tap(m, pc, h_valid, h_source, codes_out, rms, headq, code_taken, in_norm,
+                      source, lm_table, sampler)
+        return m
+
+    def _tap(self, m, pc, h_valid, h_source, codes_out, rms, headq, code_taken, in_norm, source,
+             lm_table, sampler):
+        tap, lanes = self.tap, self._lanes
+        m.d.comb += tap.payload.pc.eq(pc)
+
+        def event(kind, values=(), scale=None):
+            m.d.comb += [tap.valid.eq(1), tap.payload.kind.eq(kind)]
+            m.d.comb += [tap.payload.data[e].eq(v) for e, v in enumerate(values)]
+            if scale is not None:
+                m.d.comb += [tap.payload.mant.eq(scale.mant), tap.payload.exp.eq(scale.exp)]
+
+        words = lambda payload: [payload[e] for e in range(lanes)]   # noqa: E731
+        with m.If(h_valid):
+            event(Tap.H, words(h_source))
+        with m.Elif(codes_out):
+            event(Tap.CODES, words(rms.o.payload.data))
+        with m.Elif(rms.scale.valid & rms.scale.ready):
+            event(Tap.SCALE, scale=rms.scale.payload)
+        with m.Elif(code_taken):
+            event(Tap.HEAD_CODES, words(headq.o.payload.data))
+        with m.Elif(headq.scale.valid & headq.scale.ready):
+            event(Tap.HEAD_SCALE, scale=headq.scale.payload)
+        with m.Elif(in_norm & (source != Source.H) & rms.i.valid & rms.i.ready):
+            event(Tap.INPUT, words(rms.i.payload.data))
+        with m.Elif(lm_table.logits.valid & lm_table.logits.ready):
+            event(Tap.LOGIT, [lm_table.logits.payload.logit])
+
+
+def command(op: Command, *, token: int = 0, count: int = 0, temperature: float = 0.0,
+            top_k: int | None = None, seed: int = 0) -> dict:
+    """The ``command`` payload (a dict for ``ctx.set`` / the cocotb driver) of one command, with
+    ``model.integer.IntegerModel.generate``'s parameters: temperature 0 is greedy; the seed
+    becomes the generator state (``xorshift_seed``) and the temperature the scale ``log2(e)/T``."""
+    coef = (0, 0) if temperature <= 0 else scale_from_float(math.log2(math.e) / temperature)
+    return {"op": int(op), "token": token, "count": count, "greedy": int(temperature <= 0),
+            "coef": {"mant": int(coef[0]), "exp": int(coef[1])}, "top_k": top_k or 0,
+            "seed": xorshift_seed(seed)}

@@ -1,0 +1,76 @@
+"""Comparing the Engine's taps with ``model.integer``'s trace, step by step (shared by the Amaranth
+test in tests/hw/test_engine.py and the cocotb bench sim/tb_engine.py).
+
+A tap is ``(pc, kind, data, mant, exp)`` (``hw.engine.Tap`` kinds, ``data`` the lanes' values);
+the model's trace is what ``IntegerModel.step(..., trace=...)`` reports. Both are grouped into
+``{(layer, step name): {what: value}}`` per position, so a mismatch names the layer, the step (the
+block) and the element.
+"""
+
+import numpy as np
+
+from hw.engine import Tap
+from hw.sequencer import Op
+
+TAP_NAMES = {Tap.H: "h", Tap.CODES: "codes", Tap.SCALE: "scale", Tap.HEAD_CODES: "head_codes",
+             Tap.HEAD_SCALE: "head_scales", Tap.INPUT: "input", Tap.LOGIT: "logits"}
+
+
+def model_trace(model, cache, token) -> dict:
+    """One position's trace: ``model.step(token, cache)``'s values by (layer, step), as flat
+    integer lists (a scale is ``[mant, exp]``, head scales ``[mant, exp, mant, exp, …]``)."""
+    steps = {}
+
+    def record(layer, step, **values):
+        for what, value in values.items():
+            if what in ("scale", "head_scales"):
+                value = np.stack([np.atleast_1d(value[0]), np.atleast_1d(value[1])], axis=1)
+            steps.setdefault((layer, step), {})[what] = [int(v) for v in np.ravel(value)]
+
+    model.step(token, cache, trace=record)
+    return steps
+
+
+def group_taps(program, taps) -> list[dict]:
+    """Taps grouped like :func:`model_trace`, one dict per position (a position starts with an
+    EMBED step's first tap). Logits count for the LM head's norm step (they stream while the
+    sequencer is on to SAMPLE)."""
+    head_norm = next(s for s in program if s.op == Op.NORM and s.layer == 0 and s.name == "norm")
+    positions = []
+    previous_pc = None
+    for pc, kind, values, mant, exp in taps:
+        step = program[pc]
+        if step.op == Op.EMBED and previous_pc != pc:
+            positions.append({})
+        previous_pc = pc
+        if kind == Tap.LOGIT:
+            step = head_norm
+        group = positions[-1].setdefault((step.layer, step.name), {})
+        what = TAP_NAMES[Tap(kind)]
+        if kind in (Tap.SCALE, Tap.HEAD_SCALE):
+            group.setdefault(what, []).extend([mant, exp])
+        elif kind == Tap.LOGIT:
+            group.setdefault(what, []).append(values[0])
+        else:
+            group.setdefault(what, []).extend(values)
+    return positions
+
+
+def compare(engine_steps: dict, model_steps: dict, position: int) -> list[str]:
+    """Every difference as a line naming the position, layer, step, value and first element."""
+    problems = []
+    for key, expected in model_steps.items():
+        got = engine_steps.get(key, {})
+        for what, want in expected.items():
+            have = got.get(what)
+            if have is None:
+                problems.append(f"position {position} layer {key[0]} {key[1]} {what}: no taps")
+            elif have != want:
+                first = next((i for i, (a, b) in enumerate(zip(have, want)) if a != b),
+                             min(len(have), len(want)))
+                problems.append(
+                    f"position {position} layer {key[0]} {key[1]} {what}: element {first} differs "
+                    f"(engine {have[first] if first < len(have) else 'missing'}, "
+                    f"model {want[first] if first < len(want) else 'missing'}; "
+                    f"{len(have)} vs {len(want)} values)")
+    return problems

@@ -1,0 +1,89 @@
+# amaranth: UnusedElaboratable=no
+"""The whole Engine in the Amaranth simulator on tiny random models: every intermediate value of
+every position equals model.integer's (taps), and the generated tokens equal
+IntegerModel.generate's, greedy and sampled."""
+
+import numpy as np
+import pytest
+
+from hw.engine import Command, Engine, command
+from hw.testing import run
+from model.checkpoint import load_weights, random_checkpoint
+from model.config import BitNetConfig
+from model.integer import IntegerModel
+from sim.engine_trace import compare, group_taps, model_trace
+
+
+def tiny_model(tmp_path, seed, **overrides):
+    fields = dict(vocab_size=11, hidden_size=16, intermediate_size=24, num_hidden_layers=1,
+                  num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8,
+                  tie_word_embeddings=True)
+    fields.update(overrides)
+    config = BitNetConfig(**fields)
+    return IntegerModel(load_weights(random_checkpoint(tmp_path / "model", config, seed=seed)))
+
+
+def run_engine(engine, commands, expect_tokens, max_cycles):
+    """Send ``commands``; return (generated tokens, taps)."""
+    tokens, taps = [], []
+
+    async def drive(ctx):
+        for payload in commands:
+            ctx.set(engine.command.payload, payload)
+            ctx.set(engine.command.valid, 1)
+            await ctx.tick().until(engine.command.ready)
+            ctx.set(engine.command.valid, 0)
+            await ctx.tick()
+            await ctx.tick().until(~engine.busy)
+
+    async def collect(ctx):
+        ctx.set(engine.o.ready, 1)
+        while len(tokens) < expect_tokens:
+            _, _, valid, payload = await ctx.tick().sample(engine.o.valid, engine.o.payload)
+            if valid:
+                tokens.append(int(payload.token))
+
+    async def watch(ctx):
+        async for _, _, valid, tap in ctx.tick().sample(engine.tap.valid, engine.tap.payload):
+            if valid:
+                taps.append((int(tap.pc), int(tap.kind), [int(v) for v in tap.data],
+                             int(tap.mant), int(tap.exp)))
+
+    run(engine, [drive, collect], background=[watch], max_cycles=max_cycles,
+        vcd_name="engine")
+    return tokens, taps
+
+
+def check_taps(engine, model, prompt, generated, taps):
+    cache = model.new_cache()
+    positions = group_taps(engine.program, taps)
+    feed = list(prompt) + list(generated[:-1])
+    assert len(positions) == len(feed), f"{len(positions)} positions tapped, {len(feed)} expected"
+    problems = []
+    for position, (token, engine_steps) in enumerate(zip(feed, positions)):
+        expected = model_trace(model, cache, token)
+        if position < len(prompt) - 1:
+            del expected[(0, "norm")]       # the LM head runs only for the positions sampled
+        problems += compare(engine_steps, expected, position)
+    assert not problems, "\n".join(problems[:20])
+
+
+@pytest.mark.parametrize("seed, overrides, params, temperature, top_k", [
+    (1, {}, dict(rows=2, simd=8, lanes=4), 0.0, None),
+    (2, dict(hidden_act="silu", tie_word_embeddings=False, num_attention_heads=4,
+             num_key_value_heads=2, num_hidden_layers=2), dict(rows=3, simd=4, lanes=2), 0.8, 3),
+])
+def test_engine_matches_integer_model(tmp_path, seed, overrides, params, temperature, top_k):
+    print(f"seed {seed}")
+    model = tiny_model(tmp_path, seed, **overrides)
+    rng = np.random.default_rng(seed)
+    prompt = rng.integers(0, model.config.vocab_size, 3).tolist()
+    count = 4
+    expected = model.generate(prompt, count, temperature=temperature, seed=seed, top_k=top_k)
+    engine = Engine(model, taps=True, k_max=4, **params)
+    commands = ([command(Command.RESET)] + [command(Command.TOKEN, token=t) for t in prompt]
+                + [command(Command.GENERATE, count=count, temperature=temperature, top_k=top_k,
+                           seed=seed)])
+    tokens, taps = run_engine(engine, commands, count, max_cycles=200_000)
+    check_taps(engine, model, prompt, tokens, taps)
+    assert tokens == expected
