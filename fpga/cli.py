@@ -173,13 +173,37 @@ def _component(args):
     return AbsmaxQuantizer(width=args.width, lanes=args.lanes, max_length=args.max_length)
 
 
+def engine_from_args(args):
+    """The Engine for ``--model`` with the array/vector sizes given or their defaults."""
+    from hw.engine import Engine, default_parameters
+
+    model = _load_model(args.model, integer=True)
+    if args.cols != 1:
+        raise SystemExit(f"--cols must be 1, not {args.cols}: the engine decodes one position at a "
+                         "time (a one-column TernaryArray); batched prompt columns are not built")
+    params = default_parameters(model.config)
+    params.update({k: v for k, v in (("rows", args.rows), ("simd", args.simd), ("lanes", args.lanes))
+                   if v is not None})
+    try:
+        return Engine(model, k_max=args.k_max, **params), model
+    except ValueError as e:
+        raise SystemExit(f"engine: {e}") from None
+
+
 def cmd_verilog(args) -> int:
     from amaranth.back import verilog
 
-    component = _component(args)       # parameters are validated here, before any output
+    if args.block == "engine":
+        component, _ = engine_from_args(args)
+        _console().print(f"Engine: rows {component.rows}, simd {component.simd}, lanes "
+                         f"{component.lanes}; {component.linear.rom_words} weight words of "
+                         f"{component.linear.rom_word_bits} bits")
+    else:
+        component = _component(args)       # parameters are validated here, before any output
     name = args.name or {"array": "ternary_array", "quantizer": "absmax_quantizer",
                               "scale-unit": "scale_unit", "rms-quantizer": "rms_quantizer",
-                              "sampler": "sampler", "attention": "attention_head"}[args.block]
+                              "sampler": "sampler", "attention": "attention_head",
+                              "engine": "tritium_engine"}[args.block]
     text = verilog.convert(component, name=name, emit_src=False)
     args.output.write_text(text)
     from amaranth import Shape
@@ -236,6 +260,16 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def add_engine_arguments(p):
+    p.add_argument("--model", type=Path, default=Path("models/small"), help="checkpoint directory "
+                   "(default models/small)")
+    p.add_argument("--rows", type=int, help="TernaryArray rows (default: by model size)")
+    p.add_argument("--cols", type=int, default=1, help="TernaryArray columns (1: decode)")
+    p.add_argument("--simd", type=int, help="TernaryArray K-lanes (default: by model size)")
+    p.add_argument("--lanes", type=int, help="vector-unit lanes (default: by model size)")
+    p.add_argument("--k-max", type=int, default=8, help="largest top-k of the sampler (default 8)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tritium", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -290,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = blocks.add_parser("scale-unit", help="ScaleUnit: multiply, add, reciprocal, rsqrt of scales")
     b.add_argument("--exp-bits", type=int, default=12)
     b.add_argument("--int-bits", type=int, default=48)
+    b = blocks.add_parser("engine", help="Engine: the whole BitNet engine, a model's weights baked in")
+    add_engine_arguments(b)
     for b in blocks.choices.values():
         b.add_argument("-o", "--output", type=Path, required=True)
         b.add_argument("--name", help="Verilog module name")

