@@ -222,6 +222,62 @@ def cmd_verilog(args) -> int:
     return 0
 
 
+def cmd_sim(args) -> int:
+    from rich.table import Table
+
+    from fpga.simulate import engine_params, run_engine
+    from hw.engine import Phase
+
+    console = _console()
+    prompt, tokenizer = _encode(args, args.model)
+    if not prompt:
+        raise SystemExit("tritium sim: the prompt is empty")
+    if args.cols != 1:
+        raise SystemExit(f"--cols must be 1, not {args.cols}: the engine decodes one position at a "
+                         "time (a one-column TernaryArray)")
+    params = engine_params(args.model, args.rows, args.simd, args.lanes, args.k_max)
+    run = dict(prompt=prompt, count=args.n, temperature=args.temperature, top_k=args.top_k,
+               seed=args.seed)
+    with console.status("") as status:
+        def say(text):
+            status.update(f"[dim]{text}[/dim]")
+        from fpga.simulate import build_engine
+        _, _, seconds = build_engine(params, say)
+    console.print(f"[dim]engine rows {params['rows']}, simd {params['simd']}, lanes "
+                  f"{params['lanes']}: Verilator model ready in {seconds:.0f} s[/dim]")
+    if tokenizer is not None:
+        console.print(f"[bold]{args.prompt}[/bold]", end="")
+    [result] = run_engine(params, [run], echo=tokenizer is not None)
+    if tokenizer is None:
+        console.print(" ".join(map(str, result["tokens"])))
+    if args.check:
+        model = _load_model(args.model, integer=True)
+        want = model.generate(prompt, args.n, temperature=args.temperature, seed=args.seed,
+                              top_k=args.top_k)
+        same = want == result["tokens"]
+        console.print(f"integer model: {'the same tokens' if same else 'DIFFERENT tokens: ' + str(want)}")
+        if not same:
+            return 1
+    table = Table(title="engine clock cycles per token (Verilator)")
+    counts = {"prompt": len(prompt), "decode": max(1, args.n)}
+    table.add_column("")
+    for name, count in counts.items():
+        table.add_column(f"{name} ({count} tokens)", justify="right")
+    for key in ("cycles", *(p.name.lower() for p in Phase)):
+        table.add_row("all" if key == "cycles" else key,
+                      *(f"{result[name][key] / count:,.0f}" for name, count in counts.items()))
+    console.print(table)
+    total = result["prompt"]["cycles"] + result["decode"]["cycles"]
+    console.print(f"[dim]{total:,} cycles simulated in {result['seconds']:.1f} s: "
+                  f"{total / result['seconds']:,.0f} cycles/s. Decode includes the LM head and sampler "
+                  "of every new token and the layers of all but the last.[/dim]")
+    if result["error"] or result["full"]:
+        console.print("[red]the engine flagged " + ("an error" if result["error"] else
+                      "a full context") + "[/red]")
+        return 1
+    return 0
+
+
 def cmd_bench(args) -> int:
     from rich.table import Table
 
@@ -330,6 +386,20 @@ def build_parser() -> argparse.ArgumentParser:
         b.add_argument("-o", "--output", type=Path, required=True)
         b.add_argument("--name", help="Verilog module name")
         b.set_defaults(func=cmd_verilog)
+
+    p = sub.add_parser("sim", help="run the gateware in simulation")
+    sims = p.add_subparsers(dest="what", required=True)
+    b = sims.add_parser("generate", help="the Engine generating text in Verilator, cycles per token")
+    add_engine_arguments(b)
+    source = b.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", help="prompt text (needs the checkpoint's tokenizer.json)")
+    source.add_argument("--ids", help="prompt as comma-separated token ids")
+    b.add_argument("-n", type=int, default=64, help="new tokens (default 64)")
+    b.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    b.add_argument("--top-k", type=int, default=None)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--check", action="store_true", help="also run the integer model and compare")
+    b.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("bench", help="measure and write docs/benchmarks.md")
     p.add_argument("what", choices=["array", "blocks"])

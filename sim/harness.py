@@ -63,8 +63,9 @@ def waves_requested() -> bool:
     return os.environ.get("TRITIUM_WAVES", "") not in ("", "0")
 
 
-def build(component_factory, params: dict, *, design: str, simulator: str):
-    """Generate Verilog for ``component_factory(**params)`` and build it for ``simulator`` (cached).
+def build(component_factory, params: dict, *, design: str, simulator: str, log_file=None):
+    """Generate Verilog for ``component_factory(**params)`` and build it for ``simulator`` (cached;
+    the build's output to ``log_file`` if given).
 
     Returns the runner (which must also run the tests) and the build directory."""
     from cocotb_tools.runner import get_runner
@@ -105,7 +106,8 @@ def build(component_factory, params: dict, *, design: str, simulator: str):
         os.environ["MAKEFLAGS"] = f"{flags or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
         try:
             runner.build(sources=sources, hdl_toplevel=design, build_dir=build_dir,
-                         timescale=TIMESCALE, waves=waves and simulator != "icarus", build_args=args)
+                         timescale=TIMESCALE, waves=waves and simulator != "icarus", build_args=args,
+                         log_file=log_file)
         finally:
             if flags is None:
                 del os.environ["MAKEFLAGS"]
