@@ -182,8 +182,7 @@ def engine_from_args(args):
         raise SystemExit(f"--cols must be 1, not {args.cols}: the engine decodes one position at a "
                          "time (a one-column TernaryArray); batched prompt columns are not built")
     params = default_parameters(model.config)
-    params.update({k: v for k, v in (("rows", args.rows), ("simd", args.simd), ("lanes", args.lanes))
-                   if v is not None})
+    params.update({k: getattr(args, k) for k in params if getattr(args, k) is not None})
     try:
         return Engine(model, k_max=args.k_max, **params), model
     except ValueError as e:
@@ -196,8 +195,9 @@ def cmd_verilog(args) -> int:
     if args.block == "engine":
         component, _ = engine_from_args(args)
         _console().print(f"Engine: rows {component.rows}, simd {component.simd}, lanes "
-                         f"{component.lanes}; {component.linear.rom_words} weight words of "
-                         f"{component.linear.rom_word_bits} bits")
+                         f"{component.lanes}, attention lanes {component.attention_lanes}, LM-head "
+                         f"lanes {component.head_lanes}; {component.linear.rom_words} weight words "
+                         f"of {component.linear.rom_word_bits} bits")
     else:
         component = _component(args)       # parameters are validated here, before any output
     name = args.name or {"array": "ternary_array", "quantizer": "absmax_quantizer",
@@ -225,7 +225,7 @@ def cmd_verilog(args) -> int:
 def cmd_sim(args) -> int:
     from rich.table import Table
 
-    from fpga.simulate import engine_params, run_engine
+    from fpga.simulate import SIZES, engine_params, run_engine
     from hw.engine import Phase
 
     console = _console()
@@ -235,7 +235,7 @@ def cmd_sim(args) -> int:
     if args.cols != 1:
         raise SystemExit(f"--cols must be 1, not {args.cols}: the engine decodes one position at a "
                          "time (a one-column TernaryArray)")
-    params = engine_params(args.model, args.rows, args.simd, args.lanes, args.k_max)
+    params = engine_params(args.model, args.k_max, **{k: getattr(args, k) for k in SIZES})
     run = dict(prompt=prompt, count=args.n, temperature=args.temperature, top_k=args.top_k,
                seed=args.seed)
     with console.status("") as status:
@@ -243,8 +243,8 @@ def cmd_sim(args) -> int:
             status.update(f"[dim]{text}[/dim]")
         from fpga.simulate import build_engine
         _, _, seconds = build_engine(params, say)
-    console.print(f"[dim]engine rows {params['rows']}, simd {params['simd']}, lanes "
-                  f"{params['lanes']}: Verilator model ready in {seconds:.0f} s[/dim]")
+    console.print(f"[dim]engine {', '.join(f'{k} {params[k]}' for k in SIZES)}: Verilator model "
+                  f"ready in {seconds:.0f} s[/dim]")
     if tokenizer is not None:
         console.print(f"[bold]{args.prompt}[/bold]", end="")
     [result] = run_engine(params, [run], echo=tokenizer is not None)
@@ -323,6 +323,9 @@ def add_engine_arguments(p):
     p.add_argument("--cols", type=int, default=1, help="TernaryArray columns (1: decode)")
     p.add_argument("--simd", type=int, help="TernaryArray K-lanes (default: by model size)")
     p.add_argument("--lanes", type=int, help="vector-unit lanes (default: by model size)")
+    p.add_argument("--attention-lanes", type=int, help="attention and KV-cache lanes (default: by "
+                   "model size)")
+    p.add_argument("--head-lanes", type=int, help="LM-head lanes (default: by model size)")
     p.add_argument("--k-max", type=int, default=8, help="largest top-k of the sampler (default 8)")
 
 

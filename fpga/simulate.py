@@ -13,19 +13,23 @@ from sim.engine_trace import engine_factory
 from sim.harness import build
 
 
-def engine_params(model_dir: Path, rows=None, simd=None, lanes=None, k_max: int = 8) -> dict:
-    """The cocotb harness's JSON parameters: the model's default sizes unless given."""
+SIZES = ("rows", "simd", "lanes", "attention_lanes", "head_lanes")
+
+
+def engine_params(model_dir: Path, k_max: int = 8, **sizes) -> dict:
+    """The cocotb harness's JSON parameters: the model's default sizes (``SIZES``) unless given."""
     from hw.engine import default_parameters
     from model.checkpoint import load_weights
 
     params = default_parameters(load_weights(model_dir).config)
-    params.update({k: v for k, v in (("rows", rows), ("simd", simd), ("lanes", lanes)) if v})
+    params.update({k: v for k, v in sizes.items() if v})
     return dict(model=str(Path(model_dir).resolve()), k_max=k_max, taps=False, **params)
 
 
 def design_name(params: dict) -> str:
     name = "".join(c if c.isalnum() else "_" for c in Path(params["model"]).name)
-    return f"engine_{name}_r{params['rows']}s{params['simd']}l{params['lanes']}"
+    return (f"engine_{name}_r{params['rows']}s{params['simd']}l{params['lanes']}"
+            f"a{params['attention_lanes']}h{params['head_lanes']}")
 
 
 def build_engine(params: dict, status=None) -> tuple:

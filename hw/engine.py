@@ -41,7 +41,7 @@ import math
 
 import numpy as np
 from amaranth import Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.integer import IntegerModel
@@ -64,6 +64,7 @@ from .token_table import TokenTable
 TAP_BITS = 48            # wide enough for every tapped value (logits: logit_width <= 48)
 COUNT_BITS = 16          # GENERATE's count
 CYCLE_BITS = 40
+RESULT_FIFO_DEPTH = 128  # matmul results queued ahead of the output path (> a norm's D latency)
 
 
 class Command(enum.IntEnum):
@@ -136,12 +137,47 @@ def default_parameters(config) -> dict:
     """The array and vector sizes used when none are given: ``rows × simd`` = 8×16 for models of
     hidden size 128 and up, 4×8 below (simd the largest power of two dividing the hidden and
     intermediate sizes, up to that), ``lanes`` the largest power of two up to 8 dividing ``simd``
-    and ``head_dim``."""
+    and ``head_dim``; the attention heads (and KV cache words) and the LM head as wide as a power
+    of two up to 32 allows (a whole head of 32, a sixth of the ulx3s model's hidden vector)."""
     big = config.hidden_size >= 128
     simd = next(s for s in (16, 8, 4, 2, 1) if s <= (16 if big else 8)
                 and config.hidden_size % s == 0 and config.intermediate_size % s == 0)
     lanes = next(n for n in (8, 4, 2, 1) if simd % n == 0 and config.dim_per_head % n == 0)
-    return {"rows": 8 if big else 4, "simd": simd, "lanes": lanes}
+    attention_lanes = next(n for n in (32, 16, 8, 4, 2, 1)
+                           if config.dim_per_head % n == 0 and n % lanes == 0)
+    head_lanes = next(n for n in (32, 16, 8, 4, 2, 1) if config.hidden_size % n == 0 and n % lanes == 0)
+    return {"rows": 8 if big else 4, "simd": simd, "lanes": lanes,
+            "attention_lanes": attention_lanes, "head_lanes": head_lanes}
+
+
+class Unpacker(wiring.Component):
+    """One beat of ``n·ratio`` elements out as ``ratio`` beats of ``n`` (``last`` on the final one
+    of a final beat). Combinational: the input beat is taken with its last part."""
+
+    def __init__(self, shape, n: int, ratio: int):
+        self._shape, self._n, self._ratio = shape, n, ratio
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(shape, n * ratio), "last": 1}))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(shape, n), "last": 1}))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n, ratio = self._n, self._ratio
+        count = Signal(range(ratio))
+        final = count == ratio - 1
+        m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready & final),
+                     self.o.payload.last.eq(self.i.payload.last & final)]
+        with m.Switch(count):
+            for b in range(ratio):
+                with m.Case(b):
+                    m.d.comb += [self.o.payload.data[e].eq(self.i.payload.data[b * n + e])
+                                 for e in range(n)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += count.eq(Mux(final, 0, count + 1))
+        return m
 
 
 class Engine(wiring.Component):
@@ -163,9 +199,13 @@ class Engine(wiring.Component):
     """
 
     def __init__(self, model: IntegerModel, *, rows: int = 4, simd: int = 8, lanes: int = 4,
+                 attention_lanes: int | None = None, head_lanes: int | None = None,
                  k_max: int = 8, taps: bool = False):
+        attention_lanes = attention_lanes or lanes
+        head_lanes = head_lanes or lanes
         cfg = model.config
-        for name, value in (("rows", rows), ("simd", simd), ("lanes", lanes), ("k_max", k_max)):
+        for name, value in (("rows", rows), ("simd", simd), ("lanes", lanes), ("k_max", k_max),
+                            ("attention_lanes", attention_lanes), ("head_lanes", head_lanes)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
         if simd % lanes:
@@ -175,17 +215,24 @@ class Engine(wiring.Component):
             if size % simd:
                 raise ValueError(f"simd must divide {name} {size}, not {simd}; "
                                  f"{[d for d in range(1, size + 1) if size % d == 0]} would")
-        if cfg.dim_per_head % lanes:
-            raise ValueError(f"lanes must divide head_dim {cfg.dim_per_head}, not {lanes}")
+        if cfg.dim_per_head % attention_lanes or attention_lanes % lanes:
+            raise ValueError(f"attention_lanes must divide head_dim {cfg.dim_per_head} and be a "
+                             f"multiple of lanes {lanes}, not {attention_lanes}")
+        if cfg.hidden_size % head_lanes or head_lanes % lanes:
+            raise ValueError(f"head_lanes must divide hidden_size {cfg.hidden_size} and be a "
+                             f"multiple of lanes {lanes}, not {head_lanes}")
         self._model, self._config = model, cfg
         self._rows, self._simd, self._lanes, self._k_max = rows, simd, lanes, k_max
+        self._attention_lanes, self._head_lanes = attention_lanes, head_lanes
         self._program = program(cfg)
         self._taps = taps
         self._linear = TernaryLinear([getattr(layer, name).codes for layer in model.layers
                                       for name in MATRICES], rows=rows, simd=simd)
-        self._table = TokenTable(model.embed, lanes=lanes, lm_head=model.lm_head is model.embed)
-        self._lm_table = (self._table if model.lm_head is model.embed
-                          else TokenTable(model.lm_head, lanes=lanes, embedding=False))
+        # One table for both uses when they are tied and equally wide; else one for each.
+        shared = model.lm_head is model.embed and head_lanes == lanes
+        self._table = TokenTable(model.embed, lanes=lanes, lm_head=shared)
+        self._lm_table = (self._table if shared
+                          else TokenTable(model.lm_head, lanes=head_lanes, embedding=False))
         scale = scale_layout(SCALE_EXP_BITS)
         members = {
             "command": In(stream.Signature(data.StructLayout({
@@ -200,7 +247,7 @@ class Engine(wiring.Component):
         if taps:
             members["tap"] = Out(stream.Signature(data.StructLayout({
                 "pc": range(len(self._program)), "kind": 3,
-                "data": data.ArrayLayout(signed(TAP_BITS), lanes),
+                "data": data.ArrayLayout(signed(TAP_BITS), max(lanes, attention_lanes)),
                 "mant": 16, "exp": signed(SCALE_EXP_BITS)})))
         super().__init__(members)
 
@@ -208,6 +255,8 @@ class Engine(wiring.Component):
     rows = property(lambda self: self._rows)
     simd = property(lambda self: self._simd)
     lanes = property(lambda self: self._lanes)
+    attention_lanes = property(lambda self: self._attention_lanes)
+    head_lanes = property(lambda self: self._head_lanes)
     linear = property(lambda self: self._linear)
 
     def weights_per_cycle(self) -> int:
@@ -215,7 +264,7 @@ class Engine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        model, cfg, lanes = self._model, self._config, self._lanes
+        model, cfg, lanes, att_lanes = self._model, self._config, self._lanes, self._attention_lanes
         hidden, ffn, d = cfg.hidden_size, cfg.intermediate_size, cfg.dim_per_head
         heads, kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
         context = cfg.max_position_embeddings
@@ -238,21 +287,26 @@ class Engine(wiring.Component):
                                               max_length=max(hidden, ffn))
         m.submodules.rope = rope = Rope(width=acc_width, head_dim=d, positions=context,
                                         theta=cfg.rope_theta)
-        m.submodules.head_quantizer = headq = HeadQuantizer(width=acc_width + 1, lanes=lanes,
+        m.submodules.head_quantizer = headq = HeadQuantizer(width=acc_width + 1, lanes=att_lanes,
                                                             head_dim=d)
         m.submodules.kv_cache = kv = KvCache(layers=cfg.num_hidden_layers, kv_heads=kv_heads,
-                                             head_dim=d, positions=context, lanes=lanes)
-        m.submodules.attention = attention = AttentionHead(head_dim=d, lanes=lanes,
+                                             head_dim=d, positions=context, lanes=att_lanes)
+        m.submodules.attention = attention = AttentionHead(head_dim=d, lanes=att_lanes,
                                                            max_positions=context)
         m.submodules.dequantizer = deq = Dequantizer(width=acc_width, lanes=lanes)
         m.submodules.sampler = sampler = Sampler(logit_width=lm_table.logit_width,
                                                  vocab_max=cfg.vocab_size, k_max=self._k_max)
         m.submodules.scale_unit = scale_unit = ScaleUnit()
-        m.submodules.acc_packer = acc_packer = Packer(signed(acc_width + 1), 1, lanes)
+        m.submodules.head_packer = head_packer = Packer(signed(acc_width + 1), 1, att_lanes)
+        m.submodules.vector_packer = vector_packer = Packer(signed(acc_width + 1), 1, lanes)
         m.submodules.code_packer = code_packer = Packer(signed(ACT_BITS), lanes, self._simd // lanes)
+        m.submodules.lm_packer = lm_packer = Packer(signed(ACT_BITS), lanes, self._head_lanes // lanes)
+        m.submodules.attention_unpacker = unpacker = Unpacker(signed(RES_BITS), lanes,
+                                                              att_lanes // lanes)
         for port in ("keys", "values", "key_scales", "value_scales"):
             wiring.connect(m, getattr(attention, port), getattr(kv, port))
         wiring.connect(m, code_packer.o, linear.x)
+        wiring.connect(m, lm_packer.o, lm_table.x)
         wiring.connect(m, lm_table.logits, sampler.i)
 
         # -- buffers -------------------------------------------------------------------------
@@ -262,7 +316,7 @@ class Engine(wiring.Component):
 
         h_buf = buffer("h_buffer", data.ArrayLayout(signed(RES_BITS), lanes), hidden // lanes)
         gate_buf = buffer("gate_buffer", data.ArrayLayout(signed(acc_width), lanes), ffn // lanes)
-        q_buf = buffer("q_buffer", data.ArrayLayout(signed(ACT_BITS), lanes), heads * d // lanes)
+        q_buf = buffer("q_buffer", data.ArrayLayout(signed(ACT_BITS), att_lanes), heads * d // att_lanes)
         q_scales = buffer("q_scales", scale, heads)
         gains = [getattr(layer, name) for layer in model.layers for name in NORMS] + [model.norm]
         gain_bases = np.cumsum([0] + [len(g.values) // lanes for g in gains]).tolist()
@@ -307,8 +361,11 @@ class Engine(wiring.Component):
             for i, (layer_model, name) in enumerate((lyr, n) for lyr in model.layers for n in MATRICES):
                 with m.Case(i):
                     m.d.comb += gamma.eq(scale_const(getattr(layer_model, name).gamma))
+        # The RmsQuantizer's constants are those of the latest NORM: its D is made after the codes,
+        # while the next instruction runs.
+        norm_index, norm_gated = Signal(range(len(gains))), Signal()
         gain_base = Signal(range(len(gain_words) + 1))
-        with m.Switch(index):
+        with m.Switch(norm_index):
             for i, gain in enumerate(gains):
                 with m.Case(i):
                     m.d.comb += [gain_base.eq(gain_bases[i]),
@@ -316,15 +373,16 @@ class Engine(wiring.Component):
                                  rms.gain_exp.eq(gain.exp)]
         m.d.comb += [gain_read.addr.eq(gain_base + rms.gain.addr), gain_read.en.eq(rms.gain.en),
                      rms.gain.data.eq(gain_read.data), rms.eps.eq(scale_const(model.eps)),
-                     rms.x_scale.eq(Mux(source == Source.GATED, gated_scale, scale_const(RES_UNIT)))]
+                     rms.x_scale.eq(Mux(norm_gated, gated_scale, scale_const(RES_UNIT)))]
 
         # -- one scale product at a time on the ScaleUnit -------------------------------------
-        def scale_product(state, a, b, result, next_state):
-            """States ``state`` (issue a·b) and ``state + "_WAIT"`` (store it in ``result``)."""
+        def scale_product(state, a, b, result, next_state, when=1):
+            """States ``state`` (issue a·b once ``when``) and ``state + "_WAIT"`` (store it in
+            ``result``)."""
             with m.State(state):
-                m.d.comb += [scale_unit.i.valid.eq(1), scale_unit.i.payload.op.eq(ScaleOp.MUL),
+                m.d.comb += [scale_unit.i.valid.eq(when), scale_unit.i.payload.op.eq(ScaleOp.MUL),
                              scale_unit.i.payload.a.eq(a), scale_unit.i.payload.b.eq(b)]
-                with m.If(scale_unit.i.ready):
+                with m.If(scale_unit.i.valid & scale_unit.i.ready):
                     m.next = state + "_WAIT"
             with m.State(state + "_WAIT"):
                 m.d.comb += scale_unit.o.ready.eq(1)
@@ -336,36 +394,51 @@ class Engine(wiring.Component):
                     m.next = next_state
 
         # -- the matmul's output path -----------------------------------------------------------
+        # The products queue in a FIFO, so the array runs on while the scale D·γ is made (the
+        # norm's D comes after its codes) and while the output path is slower than the array.
+        m.submodules.results = results = fifo.SyncFIFOBuffered(width=acc_width, depth=RESULT_FIFO_DEPTH)
+        m.d.comb += [results.w_data.eq(linear.o.payload.data), results.w_en.eq(linear.o.valid),
+                     linear.o.ready.eq(results.w_rdy)]
         in_matmul = Signal()
         head_route = (route == Route.Q) | (route == Route.K)
         group = Mux(route <= Route.V, d, Mux(route == Route.RESIDUAL, hidden, ffn))
         element = Signal(range(max(hidden, ffn) + 1))
         m.d.comb += [rope.position.eq(position[:len(rope.position)]),
-                     rope.i.payload.eq(linear.o.payload.data),
-                     acc_packer.i.payload.last.eq(element == group - 1)]
+                     rope.i.payload.eq(results.r_data.as_signed())]
+        # One accumulator a cycle (through RoPE for q and k) into a packer: heads for the head
+        # quantizer (attention lanes), vectors for the residual, gate and up paths (lanes).
+        out_valid, out_ready = Signal(), Signal()
+        out_data = Signal(signed(acc_width + 1))
         with m.If(head_route):
-            m.d.comb += [rope.i.valid.eq(linear.o.valid & in_matmul), linear.o.ready.eq(rope.i.ready & in_matmul),
-                         acc_packer.i.valid.eq(rope.o.valid), rope.o.ready.eq(acc_packer.i.ready),
-                         acc_packer.i.payload.data[0].eq(rope.o.payload.data)]
+            m.d.comb += [rope.i.valid.eq(results.r_rdy & in_matmul),
+                         results.r_en.eq(rope.i.ready & in_matmul),
+                         out_valid.eq(rope.o.valid), rope.o.ready.eq(out_ready),
+                         out_data.eq(rope.o.payload.data)]
         with m.Else():
-            m.d.comb += [acc_packer.i.valid.eq(linear.o.valid & in_matmul),
-                         linear.o.ready.eq(acc_packer.i.ready & in_matmul),
-                         acc_packer.i.payload.data[0].eq(linear.o.payload.data)]
-        with m.If(acc_packer.i.valid & acc_packer.i.ready):
-            m.d.sync += element.eq(Mux(acc_packer.i.payload.last, 0, element + 1))
-        packed = acc_packer.o
+            m.d.comb += [out_valid.eq(results.r_rdy & in_matmul),
+                         results.r_en.eq(out_ready & in_matmul), out_data.eq(results.r_data.as_signed())]
+        to_heads = route <= Route.V
+        for packer, here in ((head_packer, to_heads), (vector_packer, ~to_heads)):
+            m.d.comb += [packer.i.valid.eq(out_valid & here), packer.i.payload.data[0].eq(out_data),
+                         packer.i.payload.last.eq(element == group - 1)]
+            with m.If(here):
+                m.d.comb += out_ready.eq(packer.i.ready)
+        with m.If(out_valid & out_ready):
+            m.d.sync += element.eq(Mux(element == group - 1, 0, element + 1))
+        head_packed, packed = head_packer.o, vector_packer.o
 
         # Q, K, V: per-head int8 codes and scales. A head's scale is taken after its last code,
         # and the next head's codes after that, so both land at ``head``.
         head = Signal(range(heads + 1))
         codes_done = Signal()
-        m.d.comb += [headq.acc_scale.eq(acc_scale), headq.i.payload.last.eq(packed.payload.last),
+        m.d.comb += [headq.acc_scale.eq(acc_scale), headq.i.payload.last.eq(head_packed.payload.last),
                      kv.write_layer.eq(layer), kv.write_head.eq(head[:len(kv.write_head)]),
                      kv.write_position.eq(position[:len(kv.write_position)])]
-        m.d.comb += [headq.i.payload.data[e].eq(packed.payload.data[e]) for e in range(lanes)]
-        head_beat = Signal(range(d // lanes + 1))
-        with m.If(route <= Route.V):
-            m.d.comb += [headq.i.valid.eq(packed.valid), packed.ready.eq(headq.i.ready),
+        m.d.comb += [headq.i.payload.data[e].eq(head_packed.payload.data[e])
+                     for e in range(att_lanes)]
+        head_beat = Signal(range(d // att_lanes + 1))
+        with m.If(to_heads):
+            m.d.comb += [headq.i.valid.eq(head_packed.valid), head_packed.ready.eq(headq.i.ready),
                          headq.o.ready.eq(in_matmul & ~codes_done),
                          headq.scale.ready.eq(in_matmul & codes_done)]
             code_taken = headq.o.valid & headq.o.ready
@@ -377,7 +450,7 @@ class Engine(wiring.Component):
                 m.d.sync += [codes_done.eq(0), head.eq(head + 1)]
                 with m.If(headq.scale.payload.invalid):
                     m.d.sync += error.eq(1)
-            m.d.comb += [q_write.addr.eq(head * (d // lanes) + head_beat),
+            m.d.comb += [q_write.addr.eq(head * (d // att_lanes) + head_beat),
                          q_write.data.eq(headq.o.payload.data),
                          q_scale_write.addr.eq(head), q_scale_write.data.mant.eq(headq.scale.payload.mant),
                          q_scale_write.data.exp.eq(headq.scale.payload.exp)]
@@ -460,13 +533,13 @@ class Engine(wiring.Component):
 
         att_head = Signal(range(heads + 1))
         att_kv_head, att_in_group = Signal(range(kv_heads)), Signal(range(heads // kv_heads))
-        q_addr = Signal(range(d // lanes + 1))
+        q_addr = Signal(range(d // att_lanes + 1))
         q_valid = Signal()
         att_running = Signal()        # a query is in the head (sent, its output not all out)
         attending = in_norm & (source == Source.ATTENTION) & (att_head < heads)
         q_advance = ~q_valid | attention.q.ready
-        q_issue = attending & ~att_running & (q_addr < d // lanes)
-        m.d.comb += [q_read.addr.eq(att_head * (d // lanes) + q_addr), q_read.en.eq(q_advance),
+        q_issue = attending & ~att_running & (q_addr < d // att_lanes)
+        m.d.comb += [q_read.addr.eq(att_head * (d // att_lanes) + q_addr), q_read.en.eq(q_advance),
                      attention.q.valid.eq(q_valid), attention.q.payload.eq(q_read.data),
                      q_scale_read.addr.eq(att_head), q_scale_read.en.eq(1),
                      attention.q_scale.eq(q_scale_read.data),
@@ -477,8 +550,11 @@ class Engine(wiring.Component):
             m.d.sync += q_valid.eq(q_issue)
             with m.If(q_issue):
                 m.d.sync += q_addr.eq(q_addr + 1)
-                with m.If(q_addr == d // lanes - 1):
+                with m.If(q_addr == d // att_lanes - 1):
                     m.d.sync += att_running.eq(1)
+        m.d.comb += [unpacker.i.valid.eq(attention.o.valid), attention.o.ready.eq(unpacker.i.ready),
+                     unpacker.i.payload.data.eq(attention.o.payload.data),
+                     unpacker.i.payload.last.eq(attention.o.payload.last & (att_head == heads - 1))]
         head_out_last = attention.o.valid & attention.o.ready & attention.o.payload.last
         with m.If(head_out_last):
             m.d.sync += [att_running.eq(0), q_addr.eq(0), att_head.eq(att_head + 1),
@@ -493,10 +569,10 @@ class Engine(wiring.Component):
                 m.d.comb += [rms.i.valid.eq(read_valid), rms.i.payload.last.eq(read_last)]
                 m.d.comb += [rms.i.payload.data[e].eq(h_read.data[e]) for e in range(lanes)]
             with m.Case(Source.ATTENTION):
-                m.d.comb += [rms.i.valid.eq(attention.o.valid & in_norm),
-                             attention.o.ready.eq(rms.i.ready & in_norm),
-                             rms.i.payload.last.eq(attention.o.payload.last & (att_head == heads - 1))]
-                m.d.comb += [rms.i.payload.data[e].eq(attention.o.payload.data[e]) for e in range(lanes)]
+                m.d.comb += [rms.i.valid.eq(unpacker.o.valid & in_norm),
+                             unpacker.o.ready.eq(rms.i.ready & in_norm),
+                             rms.i.payload.last.eq(unpacker.o.payload.last)]
+                m.d.comb += [rms.i.payload.data[e].eq(unpacker.o.payload.data[e]) for e in range(lanes)]
             with m.Case(Source.GATED):
                 m.d.comb += [rms.i.valid.eq(gated.o.valid & in_norm),
                              gated.o.ready.eq(rms.i.ready & in_norm),
@@ -512,24 +588,26 @@ class Engine(wiring.Component):
         # -- norm sinks: the matmul's activation buffer, or the LM head (its last beat held until
         # the sampler's coefficient is made) -------------------------------------------------
         release = Signal()
-        norm_codes_done, norm_scale_done = Signal(), Signal()
+        norm_codes_done, d_valid = Signal(), Signal()     # of the latest NORM
+        norm_pc = Signal(range(len(steps)))
         code_last = rms.o.payload.last
         to_lm = sink == Sink.LM_HEAD
-        m.d.comb += [code_packer.i.payload.eq(rms.o.payload), lm_table.x.payload.eq(rms.o.payload)]
+        m.d.comb += [code_packer.i.payload.eq(rms.o.payload), lm_packer.i.payload.eq(rms.o.payload)]
         with m.If(to_lm):
-            m.d.comb += [lm_table.x.valid.eq(rms.o.valid & (~code_last | release)),
-                         rms.o.ready.eq(lm_table.x.ready & (~code_last | release))]
+            m.d.comb += [lm_packer.i.valid.eq(rms.o.valid & (~code_last | release)),
+                         rms.o.ready.eq(lm_packer.i.ready & (~code_last | release))]
         with m.Else():
             m.d.comb += [code_packer.i.valid.eq(rms.o.valid), rms.o.ready.eq(code_packer.i.ready)]
         codes_out = rms.o.valid & rms.o.ready
         with m.If(codes_out & code_last):
             m.d.sync += norm_codes_done.eq(1)
         last_pending = rms.o.valid & code_last
-        m.d.comb += rms.scale.ready.eq(in_norm & ~norm_scale_done &
-                                       (norm_codes_done | (to_lm & last_pending)))
+        # D is taken after the codes (the next matmul may be under way by then), or with the LM
+        # head's last code held.
+        m.d.comb += rms.scale.ready.eq(~d_valid & (norm_codes_done | (to_lm & last_pending)))
         with m.If(rms.scale.valid & rms.scale.ready):
             m.d.sync += [d_scale.mant.eq(rms.scale.payload.mant), d_scale.exp.eq(rms.scale.payload.exp),
-                         norm_scale_done.eq(1)]
+                         d_valid.eq(1)]
             with m.If(rms.scale.payload.invalid):
                 m.d.sync += error.eq(1)
 
@@ -568,7 +646,7 @@ class Engine(wiring.Component):
                 m.d.sync += [h_addr.eq(0), read_addr.eq(0), gate_addr.eq(0), join_addr.eq(0),
                              joined.eq(0), element.eq(0), head.eq(0), codes_done.eq(0),
                              att_head.eq(0), att_kv_head.eq(0), att_in_group.eq(0), q_addr.eq(0),
-                             att_running.eq(0), norm_codes_done.eq(0), norm_scale_done.eq(0)]
+                             att_running.eq(0)]
                 with m.Switch(op):
                     with m.Case(Op.EMBED):
                         with m.If(position == context):
@@ -577,9 +655,11 @@ class Engine(wiring.Component):
                         with m.Else():
                             m.next = "EMBED"
                     with m.Case(Op.NORM):
+                        m.d.sync += [norm_codes_done.eq(0), d_valid.eq(0), norm_pc.eq(pc),
+                                     norm_index.eq(index), norm_gated.eq(source == Source.GATED)]
                         m.next = "NORM"
                     with m.Case(Op.MATMUL):
-                        m.next = "GAMMA"
+                        m.next = "START"
                     with m.Case(Op.STEP):
                         m.d.sync += position.eq(position + 1)
                         with m.If(generating):
@@ -594,9 +674,9 @@ class Engine(wiring.Component):
                     fetch(pc + 1)
             with m.State("NORM"):
                 m.d.comb += in_norm.eq(1)
-                with m.If(norm_scale_done & to_lm):
+                with m.If(d_valid & to_lm):
                     m.next = "LOGIT_SCALE"
-                with m.Elif(norm_scale_done & norm_codes_done):
+                with m.Elif(norm_codes_done & ~to_lm):
                     fetch(pc + 1)
             scale_product("LOGIT_SCALE", d_scale, lm_unit, logit_scale, "COEF")
             scale_product("COEF", logit_scale, temperature, sampler_coef, "RELEASE")
@@ -604,15 +684,15 @@ class Engine(wiring.Component):
                 m.d.comb += release.eq(1)
                 with m.If(codes_out & code_last):
                     fetch(pc + 1)
-            scale_product("GAMMA", d_scale, gamma, acc_scale, "START")
             with m.State("START"):
                 m.d.comb += [linear.start.valid.eq(1), linear.start.payload.eq(index)]
-                with m.If(route == Route.GATE):
-                    m.d.sync += gate_scale.eq(acc_scale)
                 with m.If(linear.start.ready):
-                    m.next = "MATMUL"
+                    m.next = "GAMMA"
+            scale_product("GAMMA", d_scale, gamma, acc_scale, "MATMUL", when=d_valid)
             with m.State("MATMUL"):
                 m.d.comb += in_matmul.eq(1)
+                with m.If(route == Route.GATE):
+                    m.d.sync += gate_scale.eq(acc_scale)
                 heads_here = Mux(route == Route.Q, heads, kv_heads)
                 done = Mux(route <= Route.V, head == heads_here,
                            Mux(route == Route.GATE, gate_addr == ffn // lanes,
@@ -654,13 +734,14 @@ class Engine(wiring.Component):
                         m.d.sync += self.phase_cycles[p].eq(self.phase_cycles[p] + 1)
 
         if self._taps:
-            self._tap(m, pc, h_valid, h_source, codes_out, rms, headq, code_taken, in_norm,
-                      source, lm_table, sampler)
+            self._tap(m, pc, norm_pc, h_valid, h_source, codes_out, rms, headq, code_taken,
+                      in_norm, source, lm_table)
         return m
 
-    def _tap(self, m, pc, h_valid, h_source, codes_out, rms, headq, code_taken, in_norm, source,
-             lm_table, sampler):
+    def _tap(self, m, pc, norm_pc, h_valid, h_source, codes_out, rms, headq, code_taken, in_norm,
+             source, lm_table):
         tap, lanes = self.tap, self._lanes
+        att_lanes = self._attention_lanes
         m.d.comb += tap.payload.pc.eq(pc)
 
         def event(kind, values=(), scale=None):
@@ -676,8 +757,9 @@ class Engine(wiring.Component):
             event(Tap.CODES, words(rms.o.payload.data))
         with m.Elif(rms.scale.valid & rms.scale.ready):
             event(Tap.SCALE, scale=rms.scale.payload)
+            m.d.comb += tap.payload.pc.eq(norm_pc)        # D may come during the next matmul
         with m.Elif(code_taken):
-            event(Tap.HEAD_CODES, words(headq.o.payload.data))
+            event(Tap.HEAD_CODES, [headq.o.payload.data[e] for e in range(att_lanes)])
         with m.Elif(headq.scale.valid & headq.scale.ready):
             event(Tap.HEAD_SCALE, scale=headq.scale.payload)
         with m.Elif(in_norm & (source != Source.H) & rms.i.valid & rms.i.ready):

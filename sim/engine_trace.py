@@ -31,10 +31,12 @@ def model_trace(model, cache, token) -> dict:
     return steps
 
 
-def group_taps(program, taps) -> list[dict]:
-    """Taps grouped like :func:`model_trace`, one dict per position (a position starts with an
-    EMBED step's first tap). Logits count for the LM head's norm step (they stream while the
-    sequencer is on to SAMPLE)."""
+def group_taps(engine, taps) -> list[dict]:
+    """``engine``'s taps grouped like :func:`model_trace`, one dict per position (a position starts
+    with an EMBED step's first tap). Logits count for the LM head's norm step (they stream while
+    the sequencer is on to SAMPLE)."""
+    program = engine.program
+    widths = {Tap.HEAD_CODES: engine.attention_lanes, Tap.LOGIT: 1}
     head_norm = next(s for s in program if s.op == Op.NORM and s.layer == 0 and s.name == "norm")
     positions = []
     previous_pc = None
@@ -49,10 +51,8 @@ def group_taps(program, taps) -> list[dict]:
         what = TAP_NAMES[Tap(kind)]
         if kind in (Tap.SCALE, Tap.HEAD_SCALE):
             group.setdefault(what, []).extend([mant, exp])
-        elif kind == Tap.LOGIT:
-            group.setdefault(what, []).append(values[0])
         else:
-            group.setdefault(what, []).extend(values)
+            group.setdefault(what, []).extend(values[:widths.get(kind, engine.lanes)])
     return positions
 
 
@@ -76,8 +76,9 @@ def compare(engine_steps: dict, model_steps: dict, position: int) -> list[str]:
     return problems
 
 
-def engine_factory(model: str, rows: int, simd: int, lanes: int, k_max: int = 8,
-                   taps: bool = False, with_model: bool = False):
+def engine_factory(model: str, rows: int, simd: int, lanes: int, attention_lanes: int | None = None,
+                   head_lanes: int | None = None, k_max: int = 8, taps: bool = False,
+                   with_model: bool = False):
     """The Engine for the checkpoint directory ``model`` (JSON-able parameters, for the cocotb
     harness's build cache); with ``with_model`` also the IntegerModel."""
     from hw.engine import Engine
@@ -85,5 +86,6 @@ def engine_factory(model: str, rows: int, simd: int, lanes: int, k_max: int = 8,
     from model.integer import IntegerModel
 
     integer = IntegerModel(load_weights(model))
-    engine = Engine(integer, rows=rows, simd=simd, lanes=lanes, k_max=k_max, taps=taps)
+    engine = Engine(integer, rows=rows, simd=simd, lanes=lanes, attention_lanes=attention_lanes,
+                    head_lanes=head_lanes, k_max=k_max, taps=taps)
     return (engine, integer) if with_model else engine

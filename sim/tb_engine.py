@@ -137,7 +137,7 @@ async def check(dut):
             watcher = cocotb.start_soon(bench.watch_taps(taps, 0))
             await bench.send(command(Command.TOKEN, token=run["prompt"][0]))
             await watcher
-            steps = group_taps(bench.engine.program, taps)
+            steps = group_taps(bench.engine, taps)
             expected = model_trace(model, model.new_cache(), run["prompt"][0])
             del expected[(0, "norm")]          # a prompt token: no LM head
             problems = compare(steps[0], expected, 0)

@@ -56,7 +56,7 @@ def run_engine(engine, commands, expect_tokens, max_cycles):
 
 def check_taps(engine, model, prompt, generated, taps):
     cache = model.new_cache()
-    positions = group_taps(engine.program, taps)
+    positions = group_taps(engine, taps)
     feed = list(prompt) + list(generated[:-1])
     assert len(positions) == len(feed), f"{len(positions)} positions tapped, {len(feed)} expected"
     problems = []
@@ -69,9 +69,11 @@ def check_taps(engine, model, prompt, generated, taps):
 
 
 @pytest.mark.parametrize("seed, overrides, params, temperature, top_k", [
-    (1, {}, dict(rows=2, simd=8, lanes=4), 0.0, None),
+    (1, {}, dict(rows=2, simd=8, lanes=2, attention_lanes=8, head_lanes=4), 0.0, None),
     (2, dict(hidden_act="silu", tie_word_embeddings=False, num_attention_heads=4,
              num_key_value_heads=2, num_hidden_layers=2), dict(rows=3, simd=4, lanes=2), 0.8, 3),
+    (3, dict(num_attention_heads=4, num_key_value_heads=4, intermediate_size=32),
+     dict(rows=4, simd=16, lanes=4, attention_lanes=4, head_lanes=16), 1.0, None),
 ])
 def test_engine_matches_integer_model(tmp_path, seed, overrides, params, temperature, top_k):
     print(f"seed {seed}")

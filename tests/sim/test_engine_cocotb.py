@@ -21,7 +21,7 @@ SEED = int(os.environ.get("TRITIUM_SEED", "5"))
 pytestmark = pytest.mark.skipif("verilator" not in available_simulators(), reason="no Verilator")
 
 # An unusual shape: SiLU, untied embeddings, 3 query heads on 1 kv head, an odd vocabulary,
-# 3 layers, array 3×4 with 2 vector lanes.
+# 3 layers, array 3×4 with 2 vector lanes, 8 attention lanes and 16 LM-head lanes.
 ODD_CONFIG = dict(vocab_size=37, hidden_size=48, intermediate_size=80, num_hidden_layers=3,
                   num_attention_heads=3, num_key_value_heads=1, max_position_embeddings=48,
                   hidden_act="silu", tie_word_embeddings=False, rope_theta=500.0)
@@ -64,7 +64,8 @@ def test_small_model_generates_the_integer_models_tokens(tmp_path):
 
 
 def test_odd_random_model_generates_the_integer_models_tokens(tmp_path):
-    params = dict(model=str(odd_model()), taps=True, k_max=4, rows=3, simd=4, lanes=2)
+    params = dict(model=str(odd_model()), taps=True, k_max=4, rows=3, simd=4, lanes=2,
+                  attention_lanes=8, head_lanes=16)
     runs = [dict(prompt=[5, 36, 0], count=32),
             dict(prompt=[1], count=33, temperature=0.7, top_k=4, seed=SEED),
             dict(prompt=[30, 2, 2, 9, 17], count=10, temperature=1.5, seed=SEED + 2)]
