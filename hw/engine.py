@@ -40,7 +40,7 @@ import enum
 import math
 
 import numpy as np
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -84,12 +84,12 @@ class Tap(enum.IntEnum):
 
 
 class Phase(enum.IntEnum):
-    MATMUL = 0       # MATMUL instructions: the product and its output path (RoPE, head quantizer,
-                     # dequantizer) to the last result stored
-    ATTENTION = 1    # the attn_sub_norm NORM: every head attended, its input streamed into the norm
-    VECTOR = 2       # the other NORMs, EMBED, STEP
-    HEAD = 3         # the final norm, the LM head and the sampler
-    CONTROL = 4      # fetching instructions, scale products between them
+    """What a busy cycle is spent on, the first that applies: the critical path of a token."""
+    MATMUL = 0       # the TernaryLinear is busy (a product under way)
+    ATTENTION = 1    # the array idle: the heads attended (the attn_sub_norm NORM)
+    VECTOR = 2       # the array idle: another NORM, EMBED, a matmul's output path draining
+    HEAD = 3         # the array idle: the final norm, the LM head, the sampler
+    CONTROL = 4      # the array idle: fetching instructions, scale products between them
 
 
 class Packer(wiring.Component):
@@ -714,15 +714,14 @@ class Engine(wiring.Component):
         busy = ~fsm.ongoing("IDLE")
         m.d.comb += self.busy.eq(busy)
         phase = Signal(range(len(Phase)))
-        with m.If(fsm.ongoing("MATMUL")):
+        head_states = ("SAMPLE", "RELEASE", "LOGIT_SCALE", "LOGIT_SCALE_WAIT", "COEF", "COEF_WAIT")
+        with m.If(linear.busy):
             m.d.comb += phase.eq(Phase.MATMUL)
         with m.Elif(fsm.ongoing("NORM") & (source == Source.ATTENTION)):
             m.d.comb += phase.eq(Phase.ATTENTION)
-        with m.Elif((fsm.ongoing("NORM") & to_lm) | fsm.ongoing("SAMPLE") | fsm.ongoing("RELEASE")
-                    | fsm.ongoing("LOGIT_SCALE") | fsm.ongoing("LOGIT_SCALE_WAIT")
-                    | fsm.ongoing("COEF") | fsm.ongoing("COEF_WAIT")):
+        with m.Elif((fsm.ongoing("NORM") & to_lm) | Cat(fsm.ongoing(n) for n in head_states).any()):
             m.d.comb += phase.eq(Phase.HEAD)
-        with m.Elif(fsm.ongoing("NORM") | fsm.ongoing("EMBED")):
+        with m.Elif(Cat(fsm.ongoing(n) for n in ("NORM", "EMBED", "MATMUL")).any()):
             m.d.comb += phase.eq(Phase.VECTOR)
         with m.Else():
             m.d.comb += phase.eq(Phase.CONTROL)

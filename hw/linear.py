@@ -41,6 +41,8 @@ class TernaryLinear(wiring.Component):
     x : In(stream.Signature(StructLayout({"data": ArrayLayout(signed(8), simd), "last": 1})))
     start : In(stream.Signature(range(len(matrices))))
     o : Out(stream.Signature(StructLayout({"data": signed(acc_width), "last": 1})))
+    busy : Out(1)
+        High from a ``start`` transfer until the product's last result is out.
     """
 
     def __init__(self, matrices: Sequence[np.ndarray], *, rows: int, simd: int):
@@ -66,6 +68,7 @@ class TernaryLinear(wiring.Component):
             "start": In(stream.Signature(range(len(matrices)))),
             "o": Out(stream.Signature(data.StructLayout({
                 "data": signed(self._array.acc_width), "last": 1}))),
+            "busy": Out(1),
         })
 
     shapes = property(lambda self: list(self._shapes))
@@ -144,7 +147,8 @@ class TernaryLinear(wiring.Component):
         with m.If(array.o.valid & array.o.ready):
             m.d.sync += produced.eq(produced + 1)
 
-        with m.FSM():
+        with m.FSM() as fsm:
+            m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
             with m.State("IDLE"):
                 m.d.comb += [self.x.ready.eq(1), self.start.ready.eq(~self.x.valid)]
                 with m.If(self.x.valid):

@@ -9,9 +9,9 @@ with ``cos``/``sin`` of the current ``position`` from Q1.14 tables (``model.nume
 in on-chip ROM: ``2 × positions × head_dim/2`` 16-bit entries). ``last`` marks a head's final
 element. ``position`` must hold while a head is in flight.
 
-Throughput: ``head_dim`` cycles in, then ``head_dim`` cycles out (input waits while a head is
-emitted). **Latency** ``latency`` cycles from a head's last input transfer to its first output
-being offered.
+Throughput: one element a cycle: the head buffers have two banks, so the next head is taken
+while one is emitted (``position`` must then hold for both). **Latency** ``latency`` cycles from a
+head's last input transfer to its first output being offered.
 """
 
 from amaranth import Module, Mux, Signal, signed
@@ -44,7 +44,7 @@ class Rope(wiring.Component):
     position : In(range(positions))
     """
 
-    latency = 4
+    latency = 5            # bank full, start, read, products, sum
 
     def __init__(self, *, width: int, head_dim: int, positions: int, theta: float):
         check_integers((("width", width, 2, 40), ("head_dim", head_dim, 2, 1024),
@@ -73,8 +73,9 @@ class Rope(wiring.Component):
             tables[name] = memory.Memory(shape=signed(ROPE_BITS), depth=table.size,
                                          init=[int(v) for v in table.reshape(-1)])
             m.submodules[f"{name}_table"] = tables[name]
-        m.submodules.a_buffer = a_buffer = memory.Memory(shape=signed(width), depth=half, init=[])
-        m.submodules.b_buffer = b_buffer = memory.Memory(shape=signed(width), depth=half, init=[])
+        # Two banks: a head is taken into one while the previous one is emitted from the other.
+        m.submodules.a_buffer = a_buffer = memory.Memory(shape=signed(width), depth=2 * half, init=[])
+        m.submodules.b_buffer = b_buffer = memory.Memory(shape=signed(width), depth=2 * half, init=[])
         a_write, b_write = a_buffer.write_port(), b_buffer.write_port()
         a_read, b_read = a_buffer.read_port(), b_buffer.read_port()
         cos_read, sin_read = tables["cos"].read_port(), tables["sin"].read_port()
@@ -88,8 +89,9 @@ class Rope(wiring.Component):
         pair = Signal(range(half))
         m.d.comb += pair.eq(Mux(emit >= half, emit - half, emit))
         table_addr = self.position * half + pair
+        write_bank, read_bank, full = Signal(), Signal(), Signal(2)
         for port in (a_read, b_read):
-            m.d.comb += [port.addr.eq(pair), port.en.eq(advance)]
+            m.d.comb += [port.addr.eq(read_bank * half + pair), port.en.eq(advance)]
         for port in (cos_read, sin_read):
             m.d.comb += [port.addr.eq(table_addr), port.en.eq(advance)]
 
@@ -109,22 +111,31 @@ class Rope(wiring.Component):
             m.d.sync += [self.o.valid.eq(s2_valid), self.o.payload.last.eq(s2_last),
                          self.o.payload.data.eq(total >> ROPE_FRAC)]
 
+        # -- take: a head into the write bank, while that bank is free ---------------------------
+        m.d.comb += self.i.ready.eq(~full.bit_select(write_bank, 1))
+        with m.If(self.i.valid & self.i.ready):
+            with m.If(taken < half):
+                m.d.comb += [a_write.addr.eq(write_bank * half + taken), a_write.data.eq(self.i.payload),
+                             a_write.en.eq(1)]
+            with m.Else():
+                m.d.comb += [b_write.addr.eq(write_bank * half + taken - half),
+                             b_write.data.eq(self.i.payload), b_write.en.eq(1)]
+            m.d.sync += taken.eq(taken + 1)
+            with m.If(taken == self._head_dim - 1):
+                m.d.sync += [taken.eq(0), write_bank.eq(~write_bank)]
+        filled = (self.i.valid & self.i.ready & (taken == self._head_dim - 1)).as_unsigned() << write_bank
+        emptied = Signal(2)
+
+        # -- emit: the read bank's head, once it is full -----------------------------------------
         with m.FSM():
-            with m.State("TAKE"):
-                m.d.comb += self.i.ready.eq(1)
-                with m.If(self.i.valid):
-                    with m.If(taken < half):
-                        m.d.comb += [a_write.addr.eq(taken), a_write.data.eq(self.i.payload),
-                                     a_write.en.eq(1)]
-                    with m.Else():
-                        m.d.comb += [b_write.addr.eq(taken - half), b_write.data.eq(self.i.payload),
-                                     b_write.en.eq(1)]
-                    m.d.sync += taken.eq(taken + 1)
-                    with m.If(taken == self._head_dim - 1):
-                        m.d.sync += emit.eq(0)
-                        m.next = "EMIT"
+            with m.State("WAIT"):
+                with m.If(full.bit_select(read_bank, 1)):
+                    m.d.sync += emit.eq(0)
+                    m.next = "EMIT"
             with m.State("EMIT"):
                 with m.If(read_pass(m, issue, emit, self._head_dim, advance, (s1_valid, s2_valid))):
-                    m.d.sync += taken.eq(0)
-                    m.next = "TAKE"
+                    m.d.comb += emptied.eq(1 << read_bank)
+                    m.d.sync += read_bank.eq(~read_bank)
+                    m.next = "WAIT"
+        m.d.sync += full.eq((full | filled) & ~emptied)
         return m

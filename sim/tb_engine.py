@@ -153,26 +153,30 @@ async def check(dut):
         assert not result["error"], f"run {number}: the engine flagged an error"
 
 
+def text_printer(model_dir):
+    """A function printing a token's text at once (to the terminal, past cocotb's logging)."""
+    from model.tokenizer import load_tokenizer
+    tokenizer = load_tokenizer(model_dir)
+
+    def echo(token):
+        sys.__stdout__.write(tokenizer.decode([token]))
+        sys.__stdout__.flush()
+    return echo
+
+
 @cocotb.test()
 async def generate(dut):
     """The runs, measured; results (tokens, cycles by phase, wall time) to JOB["result"]."""
     bench = EngineBench(dut)
     await bench.start()
-    decode = None
-    if JOB.get("echo"):
-        from model.tokenizer import load_tokenizer
-        tokenizer = load_tokenizer(PARAMS["model"])
-
-        def decode(token):
-            sys.__stdout__.write(tokenizer.decode([token]))
-            sys.__stdout__.flush()
+    echo = text_printer(PARAMS["model"]) if JOB.get("echo") else None
     results = []
     for run in JOB["runs"]:
         start = time.perf_counter()
-        result = await bench.generate(run, echo=decode)
+        result = await bench.generate(run, echo=echo)
         result["seconds"] = time.perf_counter() - start
         results.append(result)
-    if decode:
+    if echo:
         sys.__stdout__.write("\n")
     with open(JOB["result"], "w") as f:
         json.dump(results, f)
