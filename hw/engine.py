@@ -54,6 +54,7 @@ from .gated_activation import GatedActivation
 from .head_quantizer import HeadQuantizer
 from .kv_cache import KvCache
 from .linear import TernaryLinear
+from .packing import Packer, Unpacker
 from .rms_quantizer import RmsQuantizer
 from .rope import Rope
 from .sampler import Sampler
@@ -92,47 +93,6 @@ class Phase(enum.IntEnum):
     CONTROL = 4      # the array idle: fetching instructions, scale products between them
 
 
-class Packer(wiring.Component):
-    """``ratio`` beats of ``n`` elements into one of ``n·ratio`` (``last`` from the final beat).
-
-    The first ``ratio − 1`` beats wait in registers; the output is offered with the final beat,
-    combinationally (no added latency). A vector must be a whole number of output beats.
-    """
-
-    def __init__(self, shape, n: int, ratio: int):
-        self._shape, self._n, self._ratio = shape, n, ratio
-        super().__init__({
-            "i": In(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(shape, n), "last": 1}))),
-            "o": Out(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(shape, n * ratio), "last": 1}))),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        n, ratio = self._n, self._ratio
-        if ratio == 1:
-            wiring.connect(m, wiring.flipped(self.i), wiring.flipped(self.o))
-            return m
-        held = [Signal(data.ArrayLayout(self._shape, n), name=f"held{b}") for b in range(ratio - 1)]
-        count = Signal(range(ratio))
-        final = count == ratio - 1
-        m.d.comb += [self.o.valid.eq(self.i.valid & final),
-                     self.i.ready.eq(~final | self.o.ready),
-                     self.o.payload.last.eq(self.i.payload.last)]
-        for b in range(ratio):
-            for e in range(n):
-                source = self.i.payload.data[e] if b == ratio - 1 else held[b][e]
-                m.d.comb += self.o.payload.data[b * n + e].eq(source)
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += count.eq(Mux(final, 0, count + 1))
-            with m.Switch(count):
-                for b in range(ratio - 1):
-                    with m.Case(b):
-                        m.d.sync += held[b].eq(self.i.payload.data)
-        return m
-
-
 def default_parameters(config) -> dict:
     """The array and vector sizes used when none are given: ``rows × simd`` = 8×16 for models of
     hidden size 128 and up, 4×8 below (simd the largest power of two dividing the hidden and
@@ -148,36 +108,6 @@ def default_parameters(config) -> dict:
     head_lanes = next(n for n in (32, 16, 8, 4, 2, 1) if config.hidden_size % n == 0 and n % lanes == 0)
     return {"rows": 8 if big else 4, "simd": simd, "lanes": lanes,
             "attention_lanes": attention_lanes, "head_lanes": head_lanes}
-
-
-class Unpacker(wiring.Component):
-    """One beat of ``n·ratio`` elements out as ``ratio`` beats of ``n`` (``last`` on the final one
-    of a final beat). Combinational: the input beat is taken with its last part."""
-
-    def __init__(self, shape, n: int, ratio: int):
-        self._shape, self._n, self._ratio = shape, n, ratio
-        super().__init__({
-            "i": In(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(shape, n * ratio), "last": 1}))),
-            "o": Out(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(shape, n), "last": 1}))),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        n, ratio = self._n, self._ratio
-        count = Signal(range(ratio))
-        final = count == ratio - 1
-        m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready & final),
-                     self.o.payload.last.eq(self.i.payload.last & final)]
-        with m.Switch(count):
-            for b in range(ratio):
-                with m.Case(b):
-                    m.d.comb += [self.o.payload.data[e].eq(self.i.payload.data[b * n + e])
-                                 for e in range(n)]
-        with m.If(self.o.valid & self.o.ready):
-            m.d.sync += count.eq(Mux(final, 0, count + 1))
-        return m
 
 
 class Engine(wiring.Component):
