@@ -53,6 +53,7 @@ from .dequantizer import Dequantizer
 from .gated_activation import GatedActivation
 from .head_quantizer import HeadQuantizer
 from .kv_cache import KvCache
+from .flash_loader import FlashLoader, SpiSignature, flash_image
 from .linear import TernaryLinear
 from .packing import Packer, Unpacker
 from .rms_quantizer import RmsQuantizer
@@ -124,13 +125,20 @@ class Engine(wiring.Component):
         Elements per beat of the vector units and buffers (divides ``simd`` and ``head_dim``).
     k_max : int
         The sampler's largest top-k.
+    attention_lanes, head_lanes : int
+        Elements per beat of the attention heads (and KV-cache words) and of the LM head
+        (multiples of ``lanes``; default ``lanes``).
+    flash_offset : int or None
+        Where the weights are: ``None`` builds them into the design (ECP5, Gowin block RAM);
+        a byte address makes them a RAM (iCE40 SPRAM) filled after reset from SPI flash at that
+        offset (:meth:`flash_image`) through the ``flash`` port; commands wait for it.
     taps : bool
         Build the ``tap`` debug port.
     """
 
     def __init__(self, model: IntegerModel, *, rows: int = 4, simd: int = 8, lanes: int = 4,
                  attention_lanes: int | None = None, head_lanes: int | None = None,
-                 k_max: int = 8, taps: bool = False):
+                 k_max: int = 8, flash_offset: int | None = None, taps: bool = False):
         attention_lanes = attention_lanes or lanes
         head_lanes = head_lanes or lanes
         cfg = model.config
@@ -157,7 +165,10 @@ class Engine(wiring.Component):
         self._program = program(cfg)
         self._taps = taps
         self._linear = TernaryLinear([getattr(layer, name).codes for layer in model.layers
-                                      for name in MATRICES], rows=rows, simd=simd)
+                                      for name in MATRICES], rows=rows, simd=simd,
+                                     loaded=flash_offset is not None)
+        self._loader = None if flash_offset is None else FlashLoader(
+            offset=flash_offset, words=self._linear.rom_words, word_bits=self._linear.rom_word_bits)
         # One table for both uses when they are tied and equally wide; else one for each.
         shared = model.lm_head is model.embed and head_lanes == lanes
         self._table = TokenTable(model.embed, lanes=lanes, lm_head=shared)
@@ -174,6 +185,8 @@ class Engine(wiring.Component):
             "tokens": Out(COUNT_BITS), "cycles": Out(CYCLE_BITS),
             "phase_cycles": Out(data.ArrayLayout(CYCLE_BITS, len(Phase))),
         }
+        if flash_offset is not None:
+            members["flash"] = Out(SpiSignature)
         if taps:
             members["tap"] = Out(stream.Signature(data.StructLayout({
                 "pc": range(len(self._program)), "kind": 3,
@@ -192,6 +205,10 @@ class Engine(wiring.Component):
     def weights_per_cycle(self) -> int:
         return self._rows * self._simd
 
+    def flash_image(self) -> bytes:
+        """The ternary weights as the flash loader reads them (to be written at ``flash_offset``)."""
+        return flash_image(self._linear.weight_words(), self._linear.rom_word_bits)
+
     def elaborate(self, platform):
         m = Module()
         model, cfg, lanes, att_lanes = self._model, self._config, self._lanes, self._attention_lanes
@@ -206,6 +223,13 @@ class Engine(wiring.Component):
 
         # -- blocks --------------------------------------------------------------------------
         m.submodules.linear = linear = self._linear
+        weights_ready = 1
+        if self._loader is not None:
+            m.submodules.loader = loader = self._loader
+            wiring.connect(m, wiring.flipped(self.flash), loader.spi)
+            m.d.comb += [linear.load.valid.eq(loader.o.valid), linear.load.payload.eq(loader.o.payload),
+                         loader.o.ready.eq(linear.load.ready)]
+            weights_ready = linear.ready
         acc_width = linear.acc_width
         m.submodules.table = table = self._table
         if self._lm_table is not table:
@@ -556,9 +580,9 @@ class Engine(wiring.Component):
         lm_unit = scale_const(scale_from_int(1, model.lm_head.exp))
         with m.FSM(name="sequencer") as fsm:
             with m.State("IDLE"):
-                m.d.comb += self.command.ready.eq(1)
+                m.d.comb += self.command.ready.eq(weights_ready)
                 cmd = self.command.payload
-                with m.If(self.command.valid):
+                with m.If(self.command.valid & weights_ready):
                     with m.Switch(cmd.op):
                         with m.Case(Command.TOKEN):
                             m.d.sync += [token.eq(cmd.token), generating.eq(0)]
@@ -642,7 +666,7 @@ class Engine(wiring.Component):
 
         # -- status --------------------------------------------------------------------------
         busy = ~fsm.ongoing("IDLE")
-        m.d.comb += self.busy.eq(busy)
+        m.d.comb += self.busy.eq(busy | ~weights_ready)
         phase = Signal(range(len(Phase)))
         head_states = ("SAMPLE", "RELEASE", "LOGIT_SCALE", "LOGIT_SCALE_WAIT", "COEF", "COEF_WAIT")
         with m.If(linear.busy):

@@ -12,6 +12,10 @@ beat); it stays there for any number of products (q, k and v share one ``x``; so
 A ``start`` transfer names the matrix; ``o`` then carries its ``N`` accumulators in order (``last``
 on the final one; padded rows are dropped). One product at a time: ``start`` is taken again once
 the previous product's last result is out.
+
+With ``loaded=True`` the weight memory is a RAM filled after reset from the ``load`` stream, for
+boards whose block RAM the bitstream cannot initialise (the iCE40 UP5K's SPRAM): an
+:class:`~hw.flash_loader.FlashLoader` reads the words from SPI flash.
 """
 
 from collections.abc import Sequence
@@ -35,9 +39,14 @@ class TernaryLinear(wiring.Component):
         The ternary matrices, addressed by their index.
     rows, simd : int
         The TernaryArray's output channels and K-lanes per cycle.
+    loaded : bool
+        The weights are not built into the design: a RAM (an iCE40's SPRAM) is filled after reset
+        from ``load`` (the words of :meth:`weight_words`, in order); ``start`` waits for it.
 
     Members
     -------
+    load : In(stream.Signature(rows × simd 2-bit codes))      (with ``loaded``)
+    ready : Out(1)     the weight RAM is filled                 (with ``loaded``)
     x : In(stream.Signature(StructLayout({"data": ArrayLayout(signed(8), simd), "last": 1})))
     start : In(stream.Signature(range(len(matrices))))
     o : Out(stream.Signature(StructLayout({"data": signed(acc_width), "last": 1})))
@@ -45,7 +54,8 @@ class TernaryLinear(wiring.Component):
         High from a ``start`` transfer until the product's last result is out.
     """
 
-    def __init__(self, matrices: Sequence[np.ndarray], *, rows: int, simd: int):
+    def __init__(self, matrices: Sequence[np.ndarray], *, rows: int, simd: int,
+                 loaded: bool = False):
         if not matrices:
             raise ValueError("at least one matrix is needed")
         shapes = []
@@ -62,7 +72,11 @@ class TernaryLinear(wiring.Component):
         self._k_words = [-(-k // simd) for _, k in shapes]
         self._tiles = [-(-n // rows) for n, _ in shapes]
         self._bases = np.cumsum([0] + [t * w for t, w in zip(self._tiles, self._k_words)]).tolist()
+        self._loaded = loaded
+        members = {"load": In(stream.Signature(self._array.w_layout)),
+                   "ready": Out(1)} if loaded else {}
         super().__init__({
+            **members,
             "x": In(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(signed(ACT_BITS), simd), "last": 1}))),
             "start": In(stream.Signature(range(len(matrices)))),
@@ -77,6 +91,27 @@ class TernaryLinear(wiring.Component):
     acc_width = property(lambda self: self._array.acc_width)
     rom_words = property(lambda self: self._bases[-1])
     rom_word_bits = property(lambda self: 2 * self._rows * self._simd)
+
+    def weight_words(self) -> list[int]:
+        """The weight memory's contents, word by word in address order (the ``load`` order), as
+        integers of ``rom_word_bits`` bits."""
+        layout = self._array.w_layout
+        words = []
+        for w in self._matrices:
+            beats = tile_beats(w, np.zeros((w.shape[1], 1), dtype=np.int64), self._rows, 1, self._simd)
+            words += [layout.const(codes).as_value().value for codes, _, _ in beats]
+        return words
+
+    def _load(self, m, write, depth, loading):
+        """Fill the weight RAM from ``load``, one word a beat in address order, after reset."""
+        address = Signal(range(depth + 1))
+        m.d.comb += [self.load.ready.eq(loading), self.ready.eq(~loading),
+                     write.addr.eq(address), write.data.eq(self.load.payload),
+                     write.en.eq(self.load.valid & loading)]
+        with m.If(self.load.valid & loading):
+            m.d.sync += address.eq(address + 1)
+            with m.If(address == depth - 1):
+                m.d.sync += loading.eq(0)
 
     def cycles(self, index: int) -> int:
         """Clock edges from the ``start`` transfer to the last result's, with ``o`` always ready:
@@ -94,7 +129,10 @@ class TernaryLinear(wiring.Component):
             beats = tile_beats(w, np.zeros((w.shape[1], 1), dtype=np.int64), rows, 1, simd)
             words += [codes for codes, _, _ in beats]
         m.submodules.weights = weights = memory.Memory(shape=array.w_layout, depth=len(words),
-                                                       init=words)
+                                                       init=[] if self._loaded else words)
+        loading = Signal(init=self._loaded)      # the weight RAM is being filled from ``load``
+        if self._loaded:
+            self._load(m, weights.write_port(), len(words), loading)
         m.submodules.x_buffer = x_buffer = memory.Memory(
             shape=data.ArrayLayout(signed(ACT_BITS), simd), depth=max(self._k_words), init=[])
         w_read, x_read, x_write = weights.read_port(), x_buffer.read_port(), x_buffer.write_port()
@@ -150,7 +188,7 @@ class TernaryLinear(wiring.Component):
         with m.FSM() as fsm:
             m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
             with m.State("IDLE"):
-                m.d.comb += [self.x.ready.eq(1), self.start.ready.eq(~self.x.valid)]
+                m.d.comb += [self.x.ready.eq(1), self.start.ready.eq(~self.x.valid & ~loading)]
                 with m.If(self.x.valid):
                     m.d.comb += x_write.en.eq(x_addr < max(self._k_words))
                     m.d.sync += x_addr.eq(x_addr + 1)

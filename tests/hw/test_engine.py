@@ -5,6 +5,8 @@ IntegerModel.generate's, greedy and sampled."""
 
 import numpy as np
 import pytest
+from amaranth import Module
+from amaranth.lib import wiring
 
 from hw.engine import Command, Engine, command
 from hw.testing import run
@@ -12,6 +14,7 @@ from model.checkpoint import load_weights, random_checkpoint
 from model.config import BitNetConfig
 from model.integer import IntegerModel
 from sim.engine_trace import compare, group_taps, model_trace
+from sim.spi_flash import SpiFlashModel
 
 
 def tiny_model(tmp_path, seed, **overrides):
@@ -23,8 +26,8 @@ def tiny_model(tmp_path, seed, **overrides):
     return IntegerModel(load_weights(random_checkpoint(tmp_path / "model", config, seed=seed)))
 
 
-def run_engine(engine, commands, expect_tokens, max_cycles):
-    """Send ``commands``; return (generated tokens, taps)."""
+def run_engine(engine, commands, expect_tokens, max_cycles, top=None):
+    """Send ``commands`` (to ``engine`` inside ``top``, if given); return (generated tokens, taps)."""
     tokens, taps = [], []
 
     async def drive(ctx):
@@ -49,7 +52,7 @@ def run_engine(engine, commands, expect_tokens, max_cycles):
                 taps.append((int(tap.pc), int(tap.kind), [int(v) for v in tap.data],
                              int(tap.mant), int(tap.exp)))
 
-    run(engine, [drive, collect], background=[watch], max_cycles=max_cycles,
+    run(top or engine, [drive, collect], background=[watch], max_cycles=max_cycles,
         vcd_name="engine")
     return tokens, taps
 
@@ -89,3 +92,19 @@ def test_engine_matches_integer_model(tmp_path, seed, overrides, params, tempera
     tokens, taps = run_engine(engine, commands, count, max_cycles=200_000)
     check_taps(engine, model, prompt, tokens, taps)
     assert tokens == expected
+
+
+def test_engine_loads_its_weights_from_spi_flash(tmp_path):
+    """The UP5K way: weights in a RAM filled from (a model of) SPI flash at boot."""
+    model = tiny_model(tmp_path, 4)
+    prompt, count, offset = [3, 1], 3, 37
+    engine = Engine(model, rows=2, simd=8, lanes=4, flash_offset=offset, taps=True)
+    top = Module()
+    top.submodules.engine = engine
+    top.submodules.flash = flash = SpiFlashModel(bytes(offset) + engine.flash_image())
+    wiring.connect(top, engine.flash, flash.spi)
+    commands = [command(Command.TOKEN, token=t) for t in prompt] + [command(Command.GENERATE,
+                                                                          count=count)]
+    tokens, taps = run_engine(engine, commands, count, max_cycles=400_000, top=top)
+    check_taps(engine, model, prompt, tokens, taps)
+    assert tokens == model.generate(prompt, count)
