@@ -96,15 +96,19 @@ class TernaryLinear(wiring.Component):
         """The weight memory's contents, word by word in address order (the ``load`` order), as
         integers of ``rom_word_bits`` bits."""
         layout = self._array.w_layout
+        return [layout.const(codes).as_value().value for codes in self._word_codes()]
+
+    def _word_codes(self) -> list:
+        """Each weight word's codes (``rows × simd``), the matrices' tiles in beat order."""
         words = []
         for w in self._matrices:
             beats = tile_beats(w, np.zeros((w.shape[1], 1), dtype=np.int64), self._rows, 1, self._simd)
-            words += [layout.const(codes).as_value().value for codes, _, _ in beats]
+            words += [codes for codes, _, _ in beats]
         return words
 
-    def _load(self, m, write, depth, loading):
-        """Fill the weight RAM from ``load``, one word a beat in address order, after reset."""
-        address = Signal(range(depth + 1))
+    def _load(self, m, write, address, depth, loading):
+        """Fill the weight RAM from ``load``, one word a beat in address order, after reset (the
+        write uses the read's ``address`` register: one address, as a single-port RAM has)."""
         m.d.comb += [self.load.ready.eq(loading), self.ready.eq(~loading),
                      write.addr.eq(address), write.data.eq(self.load.payload),
                      write.en.eq(self.load.valid & loading)]
@@ -124,15 +128,13 @@ class TernaryLinear(wiring.Component):
         m = Module()
         rows, simd = self._rows, self._simd
         m.submodules.array = array = self._array
-        words = []
-        for w in self._matrices:
-            beats = tile_beats(w, np.zeros((w.shape[1], 1), dtype=np.int64), rows, 1, simd)
-            words += [codes for codes, _, _ in beats]
+        words = self._word_codes()
         m.submodules.weights = weights = memory.Memory(shape=array.w_layout, depth=len(words),
                                                        init=[] if self._loaded else words)
+        address = Signal(range(self.rom_words + 1))
         loading = Signal(init=self._loaded)      # the weight RAM is being filled from ``load``
         if self._loaded:
-            self._load(m, weights.write_port(), len(words), loading)
+            self._load(m, weights.write_port(), address, len(words), loading)
         m.submodules.x_buffer = x_buffer = memory.Memory(
             shape=data.ArrayLayout(signed(ACT_BITS), simd), depth=max(self._k_words), init=[])
         w_read, x_read, x_write = weights.read_port(), x_buffer.read_port(), x_buffer.write_port()
@@ -156,7 +158,6 @@ class TernaryLinear(wiring.Component):
         # -- feed: address (word, tile) -> ROM and x buffer -> array ----------------------------
         tile = Signal(range(max(self._tiles) + 1))
         word = Signal(range(max(self._k_words) + 1))
-        address = Signal(range(self.rom_words + 1))
         issue = Signal()
         advance = Signal()
         s1_valid, s1_last = Signal(), Signal()
