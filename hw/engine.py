@@ -26,9 +26,17 @@ The datapath (ports and cycles of each block in docs/gateware.md)::
                            │   └──── AttentionHead ◄─ Q buffer, KV cache (heads in turn)
                            └──── Dequantizer (+ H) ◄── (o_proj, down_proj)
 
+Matmul results queue in a FIFO (``RESULT_FIFO_DEPTH``), so a product starts as soon as its
+activation codes are in, while the norm's scale ``D`` is still being made and while the output
+path (RoPE, per-head quantization, the residual add) drains; the sequencer waits for the output
+path before the next instruction.
+
+With ``flash_offset`` the weights are not built in: the engine first fills its weight RAM from SPI
+flash (``flash`` port, :class:`~hw.flash_loader.FlashLoader`) and is ``busy`` until then.
+
 Status: ``position``, ``tokens`` (generated since the last GENERATE), ``cycles`` (clock cycles
-while busy) and the same split by phase (``phase_cycles``, :class:`Phase`): the cycles spent in
-each instruction kind, for ``tritium bench engine``.
+while busy) and the same split by :class:`Phase` (``phase_cycles``: the array busy, else what the
+sequencer is waiting on), for ``tritium sim generate`` and ``tritium bench engine``.
 
 With ``taps=True`` the ``tap`` port shows every value the engine stores or streams between blocks
 (one event a cycle, no backpressure), tagged with the instruction (``pc``) and a :class:`Tap` kind:
@@ -485,36 +493,41 @@ class Engine(wiring.Component):
             with m.If(reading):
                 m.d.sync += read_addr.eq(read_addr + 1)
 
-        att_head = Signal(range(heads + 1))
-        att_kv_head, att_in_group = Signal(range(kv_heads)), Signal(range(heads // kv_heads))
-        q_addr = Signal(range(d // att_lanes + 1))
-        q_valid = Signal()
-        att_running = Signal()        # a query is in the head (sent, its output not all out)
-        attending = in_norm & (source == Source.ATTENTION) & (att_head < heads)
+        # The heads in turn: the next head's query is offered while the previous one is summed
+        # and output (AttentionHead takes it once its values are summed). Its scale and kv head
+        # follow the head being scored; the outputs arrive in head order.
+        words = d // att_lanes
+        q_head = Signal(range(heads + 1))              # the next query word: head, word
+        q_addr = Signal(range(words + 1))
+        q_valid, q_word_head, q_word = Signal(), Signal(range(heads)), Signal(range(words))
+        scoring_head = Signal(range(heads))            # the query in AttentionHead
+        out_head = Signal(range(heads + 1))            # the head whose output is next
+        attending = in_norm & (source == Source.ATTENTION) & (q_head < heads)
         q_advance = ~q_valid | attention.q.ready
-        q_issue = attending & ~att_running & (q_addr < d // att_lanes)
-        m.d.comb += [q_read.addr.eq(att_head * (d // att_lanes) + q_addr), q_read.en.eq(q_advance),
+        q_issue = attending
+        m.d.comb += [q_read.addr.eq(q_head * words + q_addr), q_read.en.eq(q_advance),
                      attention.q.valid.eq(q_valid), attention.q.payload.eq(q_read.data),
-                     q_scale_read.addr.eq(att_head), q_scale_read.en.eq(1),
+                     q_scale_read.addr.eq(scoring_head), q_scale_read.en.eq(1),
                      attention.q_scale.eq(q_scale_read.data),
                      attention.score_coef.eq(scale_const(model.score_coef)),
-                     attention.length.eq(position + 1),
-                     kv.read_layer.eq(layer), kv.read_head.eq(att_kv_head)]
+                     attention.length.eq(position + 1), kv.read_layer.eq(layer)]
+        with m.Switch(scoring_head):
+            for h in range(heads):
+                with m.Case(h):
+                    m.d.comb += kv.read_head.eq(h // (heads // kv_heads))
         with m.If(q_advance):
-            m.d.sync += q_valid.eq(q_issue)
+            m.d.sync += [q_valid.eq(q_issue), q_word_head.eq(q_head), q_word.eq(q_addr)]
             with m.If(q_issue):
-                m.d.sync += q_addr.eq(q_addr + 1)
-                with m.If(q_addr == d // att_lanes - 1):
-                    m.d.sync += att_running.eq(1)
+                m.d.sync += q_addr.eq(Mux(q_addr == words - 1, 0, q_addr + 1))
+                with m.If(q_addr == words - 1):
+                    m.d.sync += q_head.eq(q_head + 1)
+        with m.If(attention.q.valid & attention.q.ready & (q_word == 0)):
+            m.d.sync += scoring_head.eq(q_word_head)
         m.d.comb += [unpacker.i.valid.eq(attention.o.valid), attention.o.ready.eq(unpacker.i.ready),
                      unpacker.i.payload.data.eq(attention.o.payload.data),
-                     unpacker.i.payload.last.eq(attention.o.payload.last & (att_head == heads - 1))]
-        head_out_last = attention.o.valid & attention.o.ready & attention.o.payload.last
-        with m.If(head_out_last):
-            m.d.sync += [att_running.eq(0), q_addr.eq(0), att_head.eq(att_head + 1),
-                         att_in_group.eq(Mux(att_in_group == heads // kv_heads - 1, 0, att_in_group + 1))]
-            with m.If(att_in_group == heads // kv_heads - 1):
-                m.d.sync += att_kv_head.eq(att_kv_head + 1)
+                     unpacker.i.payload.last.eq(attention.o.payload.last & (out_head == heads - 1))]
+        with m.If(attention.o.valid & attention.o.ready & attention.o.payload.last):
+            m.d.sync += out_head.eq(out_head + 1)
         with m.If(attention.o.valid & attention.o.ready & attention.o.payload.invalid):
             m.d.sync += error.eq(1)
 
@@ -599,8 +612,7 @@ class Engine(wiring.Component):
             with m.State("FETCH"):
                 m.d.sync += [h_addr.eq(0), read_addr.eq(0), gate_addr.eq(0), join_addr.eq(0),
                              joined.eq(0), element.eq(0), head.eq(0), codes_done.eq(0),
-                             att_head.eq(0), att_kv_head.eq(0), att_in_group.eq(0), q_addr.eq(0),
-                             att_running.eq(0)]
+                             q_head.eq(0), q_addr.eq(0), out_head.eq(0)]
                 with m.Switch(op):
                     with m.Case(Op.EMBED):
                         with m.If(position == context):

@@ -63,16 +63,21 @@ def random_cache(rng, positions, d, spread=2.0):
     return keys, key_scales, values, value_scales
 
 
-def run_queries(dut, cache, queries, seed, gap=0.0, stall=0.0):
+def run_queries(dut, cache, queries, seed, gap=0.0, stall=0.0, overlap=False):
     """Each query is (q codes [d], q scale, length); returns the head outputs [d] and, per query,
-    the edges of its last q beat and first output offered."""
+    the edges of its last q beat and first output offered. With ``overlap`` the next query is
+    offered as soon as the head takes queries again (its scale and length set then), not after
+    the previous output."""
     rng = random.Random(seed)
-    outputs, edges = [], {"q": [], "o": []}
+    outputs, edges = [], {"q": [], "o": [], "end": 0}
     score_coef = nx.scale_from_float(math.log2(math.e) / math.sqrt(dut.head_dim))
 
     async def count(ctx):
         edge, beats = 0, 0
-        async for _, _, qv, qr, ov in ctx.tick().sample(dut.q.valid, dut.q.ready, dut.o.valid):
+        async for _, _, qv, qr, ov, orr in ctx.tick().sample(dut.q.valid, dut.q.ready, dut.o.valid,
+                                                             dut.o.ready):
+            if ov and orr:
+                edges["end"] = edge
             if qv and qr:
                 beats += 1
                 if beats % dut.words == 0:
@@ -84,10 +89,12 @@ def run_queries(dut, cache, queries, seed, gap=0.0, stall=0.0):
     async def put(ctx):
         ctx.set(dut.score_coef, {"mant": score_coef[0], "exp": score_coef[1]})
         for index, (q, q_scale, length) in enumerate(queries):
+            if overlap:
+                await ctx.tick().until(dut.q.ready)
             ctx.set(dut.q_scale, {"mant": int(q_scale[0]), "exp": int(q_scale[1])})
             ctx.set(dut.length, length)
             await stream_put(ctx, dut.q, np.asarray(q).reshape(-1, dut.lanes).tolist(), rng, gap)
-            while len(outputs) <= index:
+            while not overlap and len(outputs) <= index:
                 await ctx.tick()
 
     async def get(ctx):
@@ -166,3 +173,21 @@ def test_cycles(lanes):
 def test_parameters_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
         AttentionHead(**kwargs)
+
+
+@pytest.mark.parametrize("lanes, stall", [(1, 0.0), (4, 0.5)])
+def test_next_query_while_the_previous_output_is_made(lanes, stall):
+    """The next query is scored while the previous one's row scale is made and its output leaves."""
+    print("seed 6")
+    rng = np.random.default_rng(6)
+    d, positions = 8, 12
+    dut = AttentionHead(head_dim=d, lanes=lanes, max_positions=positions)
+    cache = random_cache(rng, positions, d)
+    queries = random_queries(rng, d, positions, 4) + [(np.full(d, 3), (1 << 15, -20), 1)]
+    got, edges = run_queries(dut, cache, queries, seed=6, stall=stall, overlap=True)
+    for g, want in zip(got, expected(dut, cache, queries)):
+        assert np.array_equal(g, want)
+    # faster than one query after another: each query's beats, its cycles, its output beats
+    one_by_one = sum(2 * dut.words + dut.cycles(n) for _, _, n in queries)
+    print(f"{edges['end']} cycles for {len(queries)} queries, {one_by_one} one after another")
+    assert stall or edges["end"] < one_by_one
