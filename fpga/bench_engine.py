@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODELS = ("ulx3s", "small")
 SHORT_PROMPT, SHORT_TOKENS = "First Ci", 16
 TARGET_RATIO = 1.3
+POSITION_LABELS = ("1", "16", "¼ context", "½ context", "last")
 
 
 def weights_per_token(model_dir: Path) -> int:
@@ -46,18 +47,19 @@ def measure(name: str, status=None) -> dict:
     context = load_weights(model_dir).config.max_position_embeddings
     encode = load_tokenizer(model_dir).encode
     short = encode(SHORT_PROMPT).ids
-    runs = [dict(prompt=short, count=SHORT_TOKENS), dict(prompt=encode("\n").ids, count=context - 1)]
+    # whole context: the prompt at position 0, the generated tokens fed back at 1 … context − 1
+    runs = [dict(prompt=short, count=SHORT_TOKENS), dict(prompt=encode("\n").ids, count=context)]
     short_run, long_run = run_engine(params, runs, status=status)
-    per_token = np.diff([0] + long_run["token_cycles"])       # token i: body at position i + head
+    per_token = np.diff([0] + long_run["token_cycles"])    # [p]: the layers at position p + head
     bound = weights_per_token(model_dir) / (params["rows"] * params["simd"])
     cycles = long_run["prompt"]["cycles"] + long_run["decode"]["cycles"] \
         + short_run["prompt"]["cycles"] + short_run["decode"]["cycles"]
-    positions = sorted({1, 16, 64, context // 2, context - 1})
+    positions = dict(zip(POSITION_LABELS, (1, 16, context // 4, context // 2, context - 1)))
     return {
         "model": name, "params": params, "bound": bound, "context": context,
         "short": {k: v / SHORT_TOKENS for k, v in short_run["decode"].items()},
         "short_positions": (len(short), len(short) + SHORT_TOKENS - 1),
-        "at": {p: int(per_token[p - 1]) for p in positions if p - 1 < len(per_token)},
+        "at": {label: (p, int(per_token[p])) for label, p in positions.items()},
         "mean": float(per_token[1:].mean()),
         "sim_speed": cycles / (short_run["seconds"] + long_run["seconds"]),
         "error": short_run["error"] or long_run["error"],
@@ -75,14 +77,14 @@ def markdown(results: list, command: str) -> str:
         "The **weight-read bound** is one position's ternary weights ÷ `rows·simd` weights a cycle. "
         "*Decode cycles per token* at position p: the layers at p and the LM head and sampler.", "",
         "| model | rows×simd, lanes (attention, LM head) | bound | "
-        + " | ".join(f"p = {p}" for p in results[0]["at"]) + " | mean | mean / bound |",
-        "|---|---|---|" + "---|" * len(results[0]["at"]) + "---|---|",
+        + " | ".join(f"position {label}" for label in POSITION_LABELS) + " | mean | mean / bound |",
+        "|---|---|---|" + "---|" * len(POSITION_LABELS) + "---|---|",
     ]
     for r in results:
         p = r["params"]
         sizes = f"{p['rows']}×{p['simd']}, {p['lanes']} ({p['attention_lanes']}, {p['head_lanes']})"
         row = [r["model"], sizes, f"{r['bound']:,.0f}"]
-        row += [f"{r['at'][q]:,} ({r['at'][q] / r['bound']:.2f}×)" if q in r["at"] else "" for q in results[0]["at"]]
+        row += [f"{c:,} ({c / r['bound']:.2f}×, p {p})" for p, c in r["at"].values()]
         row += [f"{r['mean']:,.0f}", f"{r['mean'] / r['bound']:.2f}×"]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Where the cycles go at a short context (decode, mean per token over positions "
@@ -107,8 +109,8 @@ def markdown(results: list, command: str) -> str:
     for r in results:
         short = r["short"]["cycles"] / r["bound"]
         lines.append(f"- {r['model']}: {short:.2f}× at positions {r['short_positions'][0]}–"
-                     f"{r['short_positions'][1]}, {r['at'][max(r['at'])] / r['bound']:.2f}× at the "
-                     f"last position; " + ("met" if short <= TARGET_RATIO else "not met") + " at a "
+                     f"{r['short_positions'][1]}, {r['at']['last'][1] / r['bound']:.2f}× at the "
+                     f"last position ({r['at']['last'][0]}); " + ("met" if short <= TARGET_RATIO else "not met") + " at a "
                      "short context.")
     return "\n".join(lines)
 

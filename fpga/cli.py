@@ -289,11 +289,11 @@ def cmd_bench(args) -> int:
         with _console().status("") as status:
             results = bench_engine(args.docs, lambda text: status.update(f"[dim]{text}[/dim]"))
         table = Table(title="Engine decode, clock cycles per token (Verilator)")
-        for column in ("model", "bound", *(f"p={p}" for p in results[0]["at"]), "short ctx", "sim cycles/s"):
+        for column in ("model", "bound", *(f"p {label}" for label in results[0]["at"]), "short ctx",
+                       "sim cycles/s"):
             table.add_column(column, justify="right")
         for r in results:
-            table.add_row(r["model"], f"{r['bound']:,.0f}",
-                          *(f"{r['at'][p]:,}" if p in r["at"] else "" for p in results[0]["at"]),
+            table.add_row(r["model"], f"{r['bound']:,.0f}", *(f"{c:,}" for _, c in r["at"].values()),
                           f"{r['short']['cycles']:,.0f}", f"{r['sim_speed']:,.0f}")
         _console().print(table)
         _console().print(f"wrote {args.docs / 'benchmarks.md'}")

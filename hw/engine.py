@@ -105,13 +105,14 @@ class Phase(enum.IntEnum):
 def default_parameters(config) -> dict:
     """The array and vector sizes used when none are given: ``rows × simd`` = 8×16 for models of
     hidden size 128 and up, 4×8 below (simd the largest power of two dividing the hidden and
-    intermediate sizes, up to that), ``lanes`` the largest power of two up to 8 dividing ``simd``
-    and ``head_dim``; the attention heads (and KV cache words) and the LM head as wide as a power
+    intermediate sizes, up to that), ``lanes`` the largest power of two up to 16 (8 below 128)
+    dividing ``simd`` and ``head_dim``; the attention heads (and KV cache words) and the LM head as wide as a power
     of two up to 32 allows (a whole head of 32, a sixth of the ulx3s model's hidden vector)."""
     big = config.hidden_size >= 128
     simd = next(s for s in (16, 8, 4, 2, 1) if s <= (16 if big else 8)
                 and config.hidden_size % s == 0 and config.intermediate_size % s == 0)
-    lanes = next(n for n in (8, 4, 2, 1) if simd % n == 0 and config.dim_per_head % n == 0)
+    lanes = next(n for n in (16 if big else 8, 8, 4, 2, 1)
+                 if simd % n == 0 and config.dim_per_head % n == 0)
     attention_lanes = next(n for n in (32, 16, 8, 4, 2, 1)
                            if config.dim_per_head % n == 0 and n % lanes == 0)
     head_lanes = next(n for n in (32, 16, 8, 4, 2, 1) if config.hidden_size % n == 0 and n % lanes == 0)
@@ -337,6 +338,12 @@ class Engine(wiring.Component):
                      rms.gain.data.eq(gain_read.data), rms.eps.eq(scale_const(model.eps)),
                      rms.x_scale.eq(Mux(norm_gated, gated_scale, scale_const(RES_UNIT)))]
 
+        def take_scale(register, payload):
+            """Store a block's result scale; an ``invalid`` one sets ``error``."""
+            m.d.sync += [register.mant.eq(payload.mant), register.exp.eq(payload.exp)]
+            with m.If(payload.invalid):
+                m.d.sync += error.eq(1)
+
         # -- one scale product at a time on the ScaleUnit -------------------------------------
         def scale_product(state, a, b, result, next_state, when=1):
             """States ``state`` (issue a·b once ``when``) and ``state + "_WAIT"`` (store it in
@@ -349,10 +356,7 @@ class Engine(wiring.Component):
             with m.State(state + "_WAIT"):
                 m.d.comb += scale_unit.o.ready.eq(1)
                 with m.If(scale_unit.o.valid):
-                    m.d.sync += [result.mant.eq(scale_unit.o.payload.mant),
-                                 result.exp.eq(scale_unit.o.payload.exp)]
-                    with m.If(scale_unit.o.payload.invalid):
-                        m.d.sync += error.eq(1)
+                    take_scale(result, scale_unit.o.payload)
                     m.next = next_state
 
         # -- the matmul's output path -----------------------------------------------------------
@@ -547,10 +551,7 @@ class Engine(wiring.Component):
                 m.d.comb += [rms.i.payload.data[e].eq(gated.o.payload.data[e]) for e in range(lanes)]
         m.d.comb += gated.scale.ready.eq(1)
         with m.If(gated.scale.valid):
-            m.d.sync += [gated_scale.mant.eq(gated.scale.payload.mant),
-                         gated_scale.exp.eq(gated.scale.payload.exp)]
-            with m.If(gated.scale.payload.invalid):
-                m.d.sync += error.eq(1)
+            take_scale(gated_scale, gated.scale.payload)
 
         # -- norm sinks: the matmul's activation buffer, or the LM head (its last beat held until
         # the sampler's coefficient is made) -------------------------------------------------
@@ -573,10 +574,8 @@ class Engine(wiring.Component):
         # head's last code held.
         m.d.comb += rms.scale.ready.eq(~d_valid & (norm_codes_done | (to_lm & last_pending)))
         with m.If(rms.scale.valid & rms.scale.ready):
-            m.d.sync += [d_scale.mant.eq(rms.scale.payload.mant), d_scale.exp.eq(rms.scale.payload.exp),
-                         d_valid.eq(1)]
-            with m.If(rms.scale.payload.invalid):
-                m.d.sync += error.eq(1)
+            take_scale(d_scale, rms.scale.payload)
+            m.d.sync += d_valid.eq(1)
 
         # -- LM head and sampler --------------------------------------------------------------
         sampled = sampler.o.valid & sampler.o.ready
