@@ -141,13 +141,16 @@ class Engine(wiring.Component):
         Where the weights are: ``None`` builds them into the design (ECP5, Gowin block RAM);
         a byte address makes them a RAM (iCE40 SPRAM) filled after reset from SPI flash at that
         offset (:meth:`flash_image`) through the ``flash`` port; commands wait for it.
+    spram : bool
+        With ``flash_offset``: that RAM is the iCE40 UP5K's SPRAM (instantiated primitives).
     taps : bool
         Build the ``tap`` debug port.
     """
 
     def __init__(self, model: IntegerModel, *, rows: int = 4, simd: int = 8, lanes: int = 4,
                  attention_lanes: int | None = None, head_lanes: int | None = None,
-                 k_max: int = 8, flash_offset: int | None = None, taps: bool = False):
+                 k_max: int = 8, flash_offset: int | None = None, spram: bool = False,
+                 taps: bool = False):
         attention_lanes = attention_lanes or lanes
         head_lanes = head_lanes or lanes
         cfg = model.config
@@ -175,7 +178,7 @@ class Engine(wiring.Component):
         self._taps = taps
         self._linear = TernaryLinear([getattr(layer, name).codes for layer in model.layers
                                       for name in MATRICES], rows=rows, simd=simd,
-                                     loaded=flash_offset is not None)
+                                     loaded=flash_offset is not None, spram=spram)
         self._loader = None if flash_offset is None else FlashLoader(
             offset=flash_offset, words=self._linear.rom_words, word_bits=self._linear.rom_word_bits)
         # One table for both uses when they are tied and equally wide; else one for each.

@@ -27,6 +27,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ACT_BITS
 
+from .spram import Ice40Spram
 from .ternary_array import TernaryArray, tile_beats
 
 
@@ -40,8 +41,10 @@ class TernaryLinear(wiring.Component):
     rows, simd : int
         The TernaryArray's output channels and K-lanes per cycle.
     loaded : bool
-        The weights are not built into the design: a RAM (an iCE40's SPRAM) is filled after reset
-        from ``load`` (the words of :meth:`weight_words`, in order); ``start`` waits for it.
+        The weights are not built into the design: a RAM is filled after reset from ``load`` (the
+        words of :meth:`weight_words`, in order); ``start`` waits for it.
+    spram : bool
+        With ``loaded``: the RAM is the iCE40 UP5K's SPRAM (:class:`~hw.spram.Ice40Spram`).
 
     Members
     -------
@@ -55,7 +58,7 @@ class TernaryLinear(wiring.Component):
     """
 
     def __init__(self, matrices: Sequence[np.ndarray], *, rows: int, simd: int,
-                 loaded: bool = False):
+                 loaded: bool = False, spram: bool = False):
         if not matrices:
             raise ValueError("at least one matrix is needed")
         shapes = []
@@ -72,7 +75,9 @@ class TernaryLinear(wiring.Component):
         self._k_words = [-(-k // simd) for _, k in shapes]
         self._tiles = [-(-n // rows) for n, _ in shapes]
         self._bases = np.cumsum([0] + [t * w for t, w in zip(self._tiles, self._k_words)]).tolist()
-        self._loaded = loaded
+        if spram and not loaded:
+            raise ValueError("spram needs loaded=True: the bitstream cannot initialise SPRAM")
+        self._loaded, self._spram = loaded, spram
         members = {"load": In(stream.Signature(self._array.w_layout)),
                    "ready": Out(1)} if loaded else {}
         super().__init__({
@@ -106,12 +111,33 @@ class TernaryLinear(wiring.Component):
             words += [codes for codes, _, _ in beats]
         return words
 
-    def _load(self, m, write, address, depth, loading):
-        """Fill the weight RAM from ``load``, one word a beat in address order, after reset (the
-        write uses the read's ``address`` register: one address, as a single-port RAM has)."""
+    def _weight_memory(self, m, words, address, loading):
+        """The weight ROM, or the RAM (``loaded``: a Memory, or the iCE40's SPRAM) with the load
+        logic; one ``address`` for reads and writes, as a single-port RAM has. Returns the read
+        enable and the read data."""
+        read_en = Signal()
+        if self._spram:
+            m.submodules.weights = ram = Ice40Spram(width=self.rom_word_bits, depth=len(words))
+            m.d.comb += [ram.addr.eq(address), ram.read_en.eq(read_en & ~loading)]
+            write_data, write_en, read_data = ram.write_data, ram.write_en, ram.read_data
+        else:
+            m.submodules.weights = weights = memory.Memory(
+                shape=self._array.w_layout, depth=len(words), init=[] if self._loaded else words)
+            read = weights.read_port()
+            m.d.comb += [read.addr.eq(address), read.en.eq(read_en)]
+            read_data = read.data
+            if self._loaded:
+                write = weights.write_port()
+                m.d.comb += write.addr.eq(address)
+                write_data, write_en = write.data, write.en
+        if self._loaded:
+            self._load(m, write_data, write_en, address, len(words), loading)
+        return read_en, read_data
+
+    def _load(self, m, write_data, write_en, address, depth, loading):
+        """Fill the weight RAM from ``load``, one word a beat in address order, after reset."""
         m.d.comb += [self.load.ready.eq(loading), self.ready.eq(~loading),
-                     write.addr.eq(address), write.data.eq(self.load.payload),
-                     write.en.eq(self.load.valid & loading)]
+                     write_data.eq(self.load.payload), write_en.eq(self.load.valid & loading)]
         with m.If(self.load.valid & loading):
             m.d.sync += address.eq(address + 1)
             with m.If(address == depth - 1):
@@ -129,15 +155,12 @@ class TernaryLinear(wiring.Component):
         rows, simd = self._rows, self._simd
         m.submodules.array = array = self._array
         words = self._word_codes()
-        m.submodules.weights = weights = memory.Memory(shape=array.w_layout, depth=len(words),
-                                                       init=[] if self._loaded else words)
         address = Signal(range(self.rom_words + 1))
         loading = Signal(init=self._loaded)      # the weight RAM is being filled from ``load``
-        if self._loaded:
-            self._load(m, weights.write_port(), address, len(words), loading)
+        w_read_en, w_read_data = self._weight_memory(m, words, address, loading)
         m.submodules.x_buffer = x_buffer = memory.Memory(
             shape=data.ArrayLayout(signed(ACT_BITS), simd), depth=max(self._k_words), init=[])
-        w_read, x_read, x_write = weights.read_port(), x_buffer.read_port(), x_buffer.write_port()
+        x_read, x_write = x_buffer.read_port(), x_buffer.write_port()
 
         # -- x: load the activation vector ---------------------------------------------------
         x_addr = Signal(range(max(self._k_words) + 1))
@@ -162,10 +185,10 @@ class TernaryLinear(wiring.Component):
         advance = Signal()
         s1_valid, s1_last = Signal(), Signal()
         m.d.comb += [advance.eq(~s1_valid | array.w.ready),
-                     w_read.addr.eq(address), w_read.en.eq(advance),
+                     w_read_en.eq(advance),
                      x_read.addr.eq(word), x_read.en.eq(advance),
                      array.w.valid.eq(s1_valid), array.x.valid.eq(s1_valid),
-                     array.w.payload.eq(w_read.data),
+                     array.w.payload.eq(w_read_data),
                      array.x.payload.data[0].eq(x_read.data), array.x.payload.last.eq(s1_last)]
         with m.If(advance):
             m.d.sync += [s1_valid.eq(issue), s1_last.eq(word == k_words - 1)]

@@ -8,9 +8,12 @@ block) and the element.
 """
 
 import numpy as np
+from amaranth import Module
+from amaranth.lib import wiring
 
 from hw.engine import Tap
 from hw.sequencer import Op
+from sim.spi_flash import SpiFlashModel
 
 TAP_NAMES = {Tap.H: "h", Tap.CODES: "codes", Tap.SCALE: "scale", Tap.HEAD_CODES: "head_codes",
              Tap.HEAD_SCALE: "head_scales", Tap.INPUT: "input", Tap.LOGIT: "logits"}
@@ -78,14 +81,46 @@ def compare(engine_steps: dict, model_steps: dict, position: int) -> list[str]:
 
 def engine_factory(model: str, rows: int, simd: int, lanes: int, attention_lanes: int | None = None,
                    head_lanes: int | None = None, k_max: int = 8, taps: bool = False,
-                   with_model: bool = False):
+                   flash_offset: int | None = None, spram: bool = False, with_model: bool = False):
     """The Engine for the checkpoint directory ``model`` (JSON-able parameters, for the cocotb
-    harness's build cache); with ``with_model`` also the IntegerModel."""
+    harness's build cache); with ``flash_offset`` inside an :class:`EngineWithFlash`; with
+    ``with_model`` the Engine itself and the IntegerModel."""
     from hw.engine import Engine
     from model.checkpoint import load_weights
     from model.integer import IntegerModel
 
     integer = IntegerModel(load_weights(model))
     engine = Engine(integer, rows=rows, simd=simd, lanes=lanes, attention_lanes=attention_lanes,
-                    head_lanes=head_lanes, k_max=k_max, taps=taps)
-    return (engine, integer) if with_model else engine
+                    head_lanes=head_lanes, k_max=k_max, taps=taps, flash_offset=flash_offset,
+                    spram=spram)
+    if with_model:
+        return engine, integer
+    return engine if flash_offset is None else EngineWithFlash(engine, flash_offset)
+
+
+class EngineWithFlash(wiring.Component):
+    """An Engine that loads its weights from SPI flash, with the flash (a SpiFlashModel holding
+    ``bytes(offset)`` then the engine's flash image) beside it: the Engine's ports but ``flash``."""
+
+    def __init__(self, engine, offset: int):
+        self._engine, self._offset = engine, offset
+        members = {name: member for name, member in engine.signature.members.items()
+                   if name != "flash"}
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = engine = self._engine
+        m.submodules.flash = flash = SpiFlashModel(bytes(self._offset) + engine.flash_image())
+        wiring.connect(m, engine.flash, flash.spi)
+        for path, member in self.signature.members.flatten():
+            outer, inner = self, engine
+            for part in path:
+                outer, inner = _member(outer, part), _member(inner, part)
+            if member.is_port:
+                m.d.comb += (outer.eq(inner) if member.flow == wiring.Out else inner.eq(outer))
+        return m
+
+
+def _member(obj, part):
+    return obj[part] if isinstance(part, int) else getattr(obj, part)

@@ -63,9 +63,10 @@ def waves_requested() -> bool:
     return os.environ.get("TRITIUM_WAVES", "") not in ("", "0")
 
 
-def build(component_factory, params: dict, *, design: str, simulator: str, log_file=None):
-    """Generate Verilog for ``component_factory(**params)`` and build it for ``simulator`` (cached;
-    the build's output to ``log_file`` if given).
+def build(component_factory, params: dict, *, design: str, simulator: str, log_file=None,
+          extra_sources=()):
+    """Generate Verilog for ``component_factory(**params)`` and build it for ``simulator`` with
+    ``extra_sources`` (cached; the build's output to ``log_file`` if given).
 
     Returns the runner (which must also run the tests) and the build directory."""
     from cocotb_tools.runner import get_runner
@@ -84,7 +85,9 @@ def build(component_factory, params: dict, *, design: str, simulator: str, log_f
         # Icarus in its default -g2012 mode leaves Amaranth's combinational blocks unevaluated
         # at time 0 (their trigger is an initialized reg): outputs read X. -g2005 runs them.
         args = ["-g2005"]
-    key = hashlib.sha256(json.dumps([design, params, waves, args], sort_keys=True).encode())
+    extra_sources = [Path(f).resolve() for f in extra_sources]     # e.g. primitive models
+    key = hashlib.sha256(json.dumps([design, params, waves, args, [f.read_text() for f in extra_sources]],
+                                    sort_keys=True).encode())
     build_dir = BUILD_ROOT / f"{design}-{key.hexdigest()[:12]}-{simulator}"
     build_dir.mkdir(parents=True, exist_ok=True)
     with open(build_dir / ".lock", "w") as lock:
@@ -93,7 +96,7 @@ def build(component_factory, params: dict, *, design: str, simulator: str, log_f
         text = verilog.convert(component_factory(**params), name=design, emit_src=False)
         if not source.exists() or source.read_text() != text:
             source.write_text(text)
-        sources = [source]
+        sources = [source, *extra_sources]
         if simulator == "icarus" and waves:
             dump = build_dir / "tritium_waves.v"
             dump.write_text(ICARUS_DUMP.format(top=design))

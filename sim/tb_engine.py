@@ -50,7 +50,7 @@ class EngineBench:
         for _ in range(3):
             await RisingEdge(dut.clk)
         dut.rst.value = 0
-        await RisingEdge(dut.clk)
+        await self.idle()          # an engine that loads its weights from flash is busy until then
 
     async def send(self, payload: dict):
         """One command, then wait until the engine is idle again."""

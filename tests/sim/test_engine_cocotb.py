@@ -35,11 +35,12 @@ def odd_model() -> Path:
     return path
 
 
-def run_bench(params: dict, runs: list, tmp_path):
+def run_bench(params: dict, runs: list, tmp_path, design=None, extra_sources=()):
     from cocotb_tools.runner import get_results
 
-    design = "engine_" + Path(params["model"]).name.replace("-", "_")
-    runner, build_dir = build(engine_factory, params, design=design, simulator="verilator")
+    design = design or "engine_" + Path(params["model"]).name.replace("-", "_")
+    runner, build_dir = build(engine_factory, params, design=design, simulator="verilator",
+                              extra_sources=extra_sources)
     print(f"{design}: build {build_dir}, run {tmp_path}, seed {SEED}")
     results = runner.test(test_module="sim.tb_engine", testcase="check", hdl_toplevel=design,
                           build_dir=build_dir, test_dir=tmp_path, seed=SEED,
@@ -70,3 +71,13 @@ def test_odd_random_model_generates_the_integer_models_tokens(tmp_path):
             dict(prompt=[1], count=33, temperature=0.7, top_k=4, seed=SEED),
             dict(prompt=[30, 2, 2, 9, 17], count=10, temperature=1.5, seed=SEED + 2)]
     run_bench(params, runs, tmp_path)
+
+
+def test_weights_from_spi_flash_into_spram(tmp_path):
+    """The UP5K way: the weights in SPRAM (SB_SPRAM256KA instances, sim/SB_SPRAM256KA.v here),
+    filled at boot from a SPI flash (an Amaranth model in the same Verilator build)."""
+    params = dict(model=str(odd_model()), taps=True, k_max=4, rows=3, simd=4, lanes=2,
+                  attention_lanes=8, head_lanes=16, flash_offset=4096, spram=True)
+    runs = [dict(prompt=[7, 7, 1], count=32, temperature=0.9, top_k=3, seed=SEED)]
+    run_bench(params, runs, tmp_path, design="engine_odd_silu_flash",
+              extra_sources=[ROOT / "sim" / "SB_SPRAM256KA.v"])
