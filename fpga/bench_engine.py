@@ -3,7 +3,8 @@ weight-read bound, with the breakdown by phase; the simulator's speed. Writes do
 
 Two runs per shipped model (its default engine sizes, greedy):
 
-- **short context**: an 8-token prompt, then 16 tokens: decode cycles per token by phase
+- **short context**: an 8-token prompt, then 16 tokens: decode cycles per token by phase over
+  positions 8–22
   (``hw.engine.Phase``, the critical path: the array busy, else what it waits on);
 - **whole context**: a 1-token prompt, then tokens to the end of the context: the cycles of each
   token at chosen positions (attention grows with the position).
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from fpga.bench import cpu_name, write_section
-from fpga.simulate import engine_params, run_engine
+from fpga.simulate import engine_params, per_token_counters, run_engine
 from hw.engine import Phase
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,15 +51,15 @@ def measure(name: str, status=None) -> dict:
     # whole context: the prompt at position 0, the generated tokens fed back at 1 … context − 1
     runs = [dict(prompt=short, count=SHORT_TOKENS), dict(prompt=encode("\n").ids, count=context)]
     short_run, long_run = run_engine(params, runs, status=status)
-    per_token = np.diff([0] + long_run["token_cycles"])    # [p]: the layers at position p + head
+    per_token = np.diff([0] + [t["cycles"] for t in long_run["token_counters"]])
+    # per_token[p]: the layers at position p and an LM head
     bound = weights_per_token(model_dir) / (params["rows"] * params["simd"])
-    cycles = long_run["prompt"]["cycles"] + long_run["decode"]["cycles"] \
-        + short_run["prompt"]["cycles"] + short_run["decode"]["cycles"]
+    cycles = sum(run["prompt"]["cycles"] + run["decode"]["cycles"] for run in (short_run, long_run))
     positions = dict(zip(POSITION_LABELS, (1, 16, context // 4, context // 2, context - 1)))
     return {
         "model": name, "params": params, "bound": bound, "context": context,
-        "short": {k: v / SHORT_TOKENS for k, v in short_run["decode"].items()},
-        "short_positions": (len(short), len(short) + SHORT_TOKENS - 1),
+        "short": per_token_counters(short_run),
+        "short_positions": (len(short), len(short) + SHORT_TOKENS - 2),
         "at": {label: (p, int(per_token[p])) for label, p in positions.items()},
         "mean": float(per_token[1:].mean()),
         "sim_speed": cycles / (short_run["seconds"] + long_run["seconds"]),
@@ -87,8 +88,9 @@ def markdown(results: list, command: str) -> str:
         row += [f"{c:,} ({c / r['bound']:.2f}×, p {p})" for p, c in r["at"].values()]
         row += [f"{r['mean']:,.0f}", f"{r['mean'] / r['bound']:.2f}×"]
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "Where the cycles go at a short context (decode, mean per token over positions "
-              "given; a cycle counts for the first phase that applies):", "",
+    lines += ["", "Where the cycles go at a short context (decode: the mean over the positions "
+              "given of the layers at one position and an LM head; a cycle counts for the first "
+              "phase that applies):", "",
               "| model | positions | cycles/token | / bound | "
               + " | ".join(p.name.lower() for p in Phase) + " |",
               "|---|---|---|---|" + "---|" * len(Phase)]

@@ -225,7 +225,7 @@ def cmd_verilog(args) -> int:
 def cmd_sim(args) -> int:
     from rich.table import Table
 
-    from fpga.simulate import SIZES, engine_params, run_engine
+    from fpga.simulate import SIZES, engine_params, per_token_counters, run_engine
     from hw.engine import Phase
 
     console = _console()
@@ -259,18 +259,20 @@ def cmd_sim(args) -> int:
         if not same:
             return 1
     table = Table(title="engine clock cycles per token (Verilator)")
-    counts = {"prompt": len(prompt), "decode": max(1, args.n)}
+    columns = {f"prompt: layers ({len(prompt)} tokens)": {k: v / len(prompt) for k, v in
+                                                          result["prompt"].items()}}
+    if args.n >= 2:
+        columns[f"decode: layers + LM head (positions {len(prompt)}–{len(prompt) + args.n - 2})"] = \
+            per_token_counters(result)
     table.add_column("")
-    for name, count in counts.items():
-        table.add_column(f"{name} ({count} tokens)", justify="right")
+    for name in columns:
+        table.add_column(name, justify="right")
     for key in ("cycles", *(p.name.lower() for p in Phase)):
-        table.add_row("all" if key == "cycles" else key,
-                      *(f"{result[name][key] / count:,.0f}" for name, count in counts.items()))
+        table.add_row("all" if key == "cycles" else key, *(f"{c[key]:,.0f}" for c in columns.values()))
     console.print(table)
     total = result["prompt"]["cycles"] + result["decode"]["cycles"]
     console.print(f"[dim]{total:,} cycles simulated in {result['seconds']:.1f} s: "
-                  f"{total / result['seconds']:,.0f} cycles/s. Decode includes the LM head and sampler "
-                  "of every new token and the layers of all but the last.[/dim]")
+                  f"{total / result['seconds']:,.0f} cycles/s.[/dim]")
     if result["error"] or result["full"]:
         console.print("[red]the engine flagged " + ("an error" if result["error"] else
                       "a full context") + "[/red]")

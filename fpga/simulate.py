@@ -60,3 +60,10 @@ def run_engine(params: dict, runs: list, *, echo: bool = False, status=None) -> 
     if not result.exists():
         raise RuntimeError(f"the engine simulation wrote no result; see {test_dir}")
     return json.loads(result.read_text())
+
+
+def per_token_counters(run: dict) -> dict:
+    """Mean cycles (all, and by phase) of a run's generated tokens after the first: each costs the
+    layers at one position and an LM head (the first costs only the LM head)."""
+    first, last = run["token_counters"][0], run["token_counters"][-1]
+    return {k: (last[k] - first[k]) / (len(run["token_counters"]) - 1) for k in first}

@@ -106,7 +106,7 @@ class EngineBench:
                 await FallingEdge(dut.clk)
                 if dut.o__valid.value:
                     tokens.append(int(data.Const(self.o_layout, int(dut.o__payload.value)).token))
-                    times.append(int(dut.cycles.value))
+                    times.append(self.counters())
                     if echo:
                         echo(tokens[-1])
                     await RisingEdge(dut.clk)
@@ -118,7 +118,8 @@ class EngineBench:
         await collector
         await self.idle()
         end = self.counters()
-        return {"tokens": tokens, "token_cycles": [t - prompt["cycles"] for t in times],
+        # token i > 0 costs the layers at position len(prompt) + i − 1 and an LM head
+        return {"tokens": tokens, "token_counters": [{k: t[k] - prompt[k] for k in t} for t in times],
                 "prompt": {k: prompt[k] - first[k] for k in first},
                 "decode": {k: end[k] - prompt[k] for k in first},
                 "error": int(dut.error.value), "full": int(dut.full.value)}
