@@ -183,8 +183,10 @@ def engine_from_args(args):
                          "time (a one-column TernaryArray); batched prompt columns are not built")
     params = default_parameters(model.config)
     params.update({k: getattr(args, k) for k in params if getattr(args, k) is not None})
+    flash = getattr(args, "flash_offset", None)
     try:
-        return Engine(model, k_max=args.k_max, **params), model
+        return Engine(model, k_max=args.k_max, flash_offset=flash, spram=getattr(args, "spram", False),
+                      **params), model
     except ValueError as e:
         raise SystemExit(f"engine: {e}") from None
 
@@ -193,6 +195,9 @@ def cmd_verilog(args) -> int:
     from amaranth.back import verilog
 
     if args.block == "engine":
+        if args.spram and args.flash_offset is None:
+            raise SystemExit("tritium verilog engine: --spram needs --flash-offset (SPRAM is filled "
+                             "from flash at boot)")
         component, _ = engine_from_args(args)
         _console().print(f"Engine: rows {component.rows}, simd {component.simd}, lanes "
                          f"{component.lanes}, attention lanes {component.attention_lanes}, LM-head "
@@ -206,6 +211,10 @@ def cmd_verilog(args) -> int:
                               "engine": "tritium_engine"}[args.block]
     text = verilog.convert(component, name=name, emit_src=False)
     args.output.write_text(text)
+    if args.block == "engine" and args.flash_offset is not None:
+        image = args.output.with_suffix(".weights.bin")
+        image.write_bytes(component.flash_image())
+        _console().print(f"{image}: the weights image to write at flash byte {args.flash_offset}")
     from amaranth import Shape
     from rich.table import Table
 
@@ -402,6 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--int-bits", type=int, default=48)
     b = blocks.add_parser("engine", help="Engine: the whole BitNet engine, a model's weights baked in")
     add_engine_arguments(b)
+    b.add_argument("--flash-offset", type=int, help="load the weights at boot from SPI flash at this "
+                   "byte address (and write the image beside the Verilog) instead of building them in")
+    b.add_argument("--spram", action="store_true", help="with --flash-offset: keep them in iCE40 SPRAM")
     for b in blocks.choices.values():
         b.add_argument("-o", "--output", type=Path, required=True)
         b.add_argument("--name", help="Verilog module name")
