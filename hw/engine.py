@@ -556,17 +556,19 @@ class Engine(wiring.Component):
         with m.If(gated.scale.valid):
             take_scale(gated_scale, gated.scale.payload)
 
-        # -- norm sinks: the matmul's activation buffer, or the LM head (its last beat held until
-        # the sampler's coefficient is made) -------------------------------------------------
+        # -- norm sinks: the matmul's activation buffer, or the LM head (when sampling, its last
+        # beat is held until the sampler's coefficient is made from D) -----------------------
         release = Signal()
         norm_codes_done, d_valid = Signal(), Signal()     # of the latest NORM
+        first_norm = Signal(init=1)                         # no NORM since reset
         norm_pc = Signal(range(len(steps)))
         code_last = rms.o.payload.last
         to_lm = sink == Sink.LM_HEAD
         m.d.comb += [code_packer.i.payload.eq(rms.o.payload), lm_packer.i.payload.eq(rms.o.payload)]
         with m.If(to_lm):
-            m.d.comb += [lm_packer.i.valid.eq(rms.o.valid & (~code_last | release)),
-                         rms.o.ready.eq(lm_packer.i.ready & (~code_last | release))]
+            # greedy needs no coefficient: nothing is held back
+            m.d.comb += [lm_packer.i.valid.eq(rms.o.valid & (~code_last | release | greedy)),
+                         rms.o.ready.eq(lm_packer.i.ready & (~code_last | release | greedy))]
         with m.Else():
             m.d.comb += [code_packer.i.valid.eq(rms.o.valid), rms.o.ready.eq(code_packer.i.ready)]
         codes_out = rms.o.valid & rms.o.ready
@@ -623,9 +625,14 @@ class Engine(wiring.Component):
                         with m.Else():
                             m.next = "EMBED"
                     with m.Case(Op.NORM):
-                        m.d.sync += [norm_codes_done.eq(0), d_valid.eq(0), norm_pc.eq(pc),
-                                     norm_index.eq(index), norm_gated.eq(source == Source.GATED)]
-                        m.next = "NORM"
+                        # the RmsQuantizer takes a new vector once the previous one's D is out
+                        with m.If(d_valid | first_norm):
+                            m.d.sync += [norm_codes_done.eq(0), d_valid.eq(0), norm_pc.eq(pc),
+                                         norm_index.eq(index), first_norm.eq(0),
+                                         norm_gated.eq(source == Source.GATED)]
+                            m.next = "NORM"
+                        with m.Else():
+                            m.next = "FETCH"
                     with m.Case(Op.MATMUL):
                         m.next = "START"
                     with m.Case(Op.STEP):
@@ -642,9 +649,9 @@ class Engine(wiring.Component):
                     fetch(pc + 1)
             with m.State("NORM"):
                 m.d.comb += in_norm.eq(1)
-                with m.If(d_valid & to_lm):
+                with m.If(to_lm & ~greedy & d_valid):
                     m.next = "LOGIT_SCALE"
-                with m.Elif(norm_codes_done & ~to_lm):
+                with m.Elif(norm_codes_done & (~to_lm | greedy)):
                     fetch(pc + 1)
             scale_product("LOGIT_SCALE", d_scale, lm_unit, logit_scale, "COEF")
             scale_product("COEF", logit_scale, temperature, sampler_coef, "RELEASE")
@@ -679,7 +686,8 @@ class Engine(wiring.Component):
                         fetch(0)
 
         # -- status --------------------------------------------------------------------------
-        busy = ~fsm.ongoing("IDLE")
+        # busy until every block is done: a greedy LM head's D comes after the token
+        busy = ~fsm.ongoing("IDLE") | (~d_valid & ~first_norm)
         m.d.comb += self.busy.eq(busy | ~weights_ready)
         phase = Signal(range(len(Phase)))
         head_states = ("SAMPLE", "RELEASE", "LOGIT_SCALE", "LOGIT_SCALE_WAIT", "COEF", "COEF_WAIT")

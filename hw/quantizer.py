@@ -5,7 +5,7 @@ The quantizer stores it while tracking ``m = max|u|``, then
 
 1. normalizes ``m`` to 17 magnitude bits (``m_n``, leading one at bit 16: one priority encoder and
    shifter),
-2. computes ``R = ceil(2^33 / m_n)`` with a restoring divider, one quotient bit per cycle (18 cycles),
+2. computes ``R = ceil(2^33 / m_n)`` with a restoring divider, two quotient bits a cycle (9 cycles),
 3. reads the token back and emits ``q = sign(u)·((|u_n|·R·127 + 2^32) >> 33)`` per lane, where
    ``|u_n|`` is ``|u|`` normalized by the same shift (truncating): one 17×18-bit multiply per lane,
    ``·127`` as ``(p << 7) − p``.
@@ -29,6 +29,7 @@ from model.numerics import ACT_BITS, NORM_MAX_BITLEN, RECIP_SHIFT
 from .arith import bit_length, check_integers, magnitude, max_tree, read_pass, store_beat
 
 QUOTIENT_BITS = RECIP_SHIFT - NORM_MAX_BITLEN + 2   # R = ceil(2^33 / m_n) < 2^18: 18 bits
+assert QUOTIENT_BITS % 2 == 0                        # the divider makes two bits a cycle
 
 
 class AbsmaxQuantizer(wiring.Component):
@@ -70,9 +71,9 @@ class AbsmaxQuantizer(wiring.Component):
     lanes = property(lambda self: self._lanes)
     depth = property(lambda self: self._depth)
 
-    # find the shift, normalize m (2) + divide (QUOTIENT_BITS) + issue the read, memory,
-    # normalize, multiply, round into the output register (5)
-    latency = 2 + QUOTIENT_BITS + 5
+    # find the shift, normalize m (2) + divide (two quotient bits a cycle) + issue the read,
+    # memory, normalize, multiply, round into the output register (5)
+    latency = 2 + QUOTIENT_BITS // 2 + 5
 
     def elaborate(self, platform):
         m = Module()
@@ -151,13 +152,18 @@ class AbsmaxQuantizer(wiring.Component):
                              remainder.eq(dividend >> QUOTIENT_BITS)]
                 m.next = "DIVIDE"
             with m.State("DIVIDE"):
+                # two restoring steps a cycle: dividend bits ``step`` (odd) and ``step − 1``
                 dividend = Signal(RECIP_SHIFT + 2)
                 m.d.comb += dividend.eq((1 << RECIP_SHIFT) + peak_norm - 1)
-                trial = Cat(dividend.bit_select(step, 1), remainder)
-                fits = trial >= peak_norm
-                m.d.sync += [remainder.eq(Mux(fits, trial - peak_norm, trial)),
-                             recip.eq(Cat(fits, recip)), step.eq(step - 1)]
-                with m.If(step == 0):
+                trial_high = Cat(dividend.bit_select(step, 1), remainder)
+                fits_high = trial_high >= peak_norm
+                middle = Signal(NORM_MAX_BITLEN + 1)
+                m.d.comb += middle.eq(Mux(fits_high, trial_high - peak_norm, trial_high))
+                trial_low = Cat(dividend.bit_select(step ^ 1, 1), middle)
+                fits_low = trial_low >= peak_norm
+                m.d.sync += [remainder.eq(Mux(fits_low, trial_low - peak_norm, trial_low)),
+                             recip.eq(Cat(fits_low, fits_high, recip)), step.eq(step - 2)]
+                with m.If(step == 1):
                     m.d.sync += read_addr.eq(0)
                     m.next = "EMIT"
             with m.State("EMIT"):

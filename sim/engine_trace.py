@@ -50,7 +50,11 @@ def group_taps(engine, taps) -> list[dict]:
         previous_pc = pc
         if kind == Tap.LOGIT:
             step = head_norm
-        group = positions[-1].setdefault((step.layer, step.name), {})
+        position = positions[-1]
+        if kind == Tap.SCALE and step is head_norm and len(positions) > 1 \
+                and (head_norm.layer, head_norm.name) not in position:
+            position = positions[-2]     # greedy: D comes after the next position has begun
+        group = position.setdefault((step.layer, step.name), {})
         what = TAP_NAMES[Tap(kind)]
         if kind in (Tap.SCALE, Tap.HEAD_SCALE):
             group.setdefault(what, []).extend([mant, exp])
