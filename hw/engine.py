@@ -214,9 +214,6 @@ class Engine(wiring.Component):
     head_lanes = property(lambda self: self._head_lanes)
     linear = property(lambda self: self._linear)
 
-    def weights_per_cycle(self) -> int:
-        return self._rows * self._simd
-
     def flash_image(self) -> bytes:
         """The ternary weights as the flash loader reads them (to be written at ``flash_offset``)."""
         return flash_image(self._linear.weight_words(), self._linear.rom_word_bits)
