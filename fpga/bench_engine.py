@@ -31,10 +31,7 @@ TARGET_RATIO = 1.3
 POSITION_LABELS = ("1", "16", "¼ context", "½ context", "last")
 
 
-def weights_per_token(model_dir: Path) -> int:
-    from model.checkpoint import load_weights
-
-    weights = load_weights(model_dir)
+def weights_per_token(weights) -> int:
     return sum(int(np.prod(layer.linear(name).codes.shape)) for layer in weights.layers
                for name in weights.config.linear_shapes())
 
@@ -45,7 +42,8 @@ def measure(name: str, status=None) -> dict:
 
     model_dir = ROOT / "models" / name
     params = engine_params(model_dir)
-    context = load_weights(model_dir).config.max_position_embeddings
+    weights = load_weights(model_dir)
+    context = weights.config.max_position_embeddings
     encode = load_tokenizer(model_dir).encode
     short = encode(SHORT_PROMPT).ids
     # whole context: the prompt at position 0, the generated tokens fed back at 1 … context − 1
@@ -53,7 +51,7 @@ def measure(name: str, status=None) -> dict:
     short_run, long_run = run_engine(params, runs, status=status)
     per_token = np.diff([0] + [t["cycles"] for t in long_run["token_counters"]])
     # per_token[p]: the layers at position p and an LM head
-    bound = weights_per_token(model_dir) / (params["rows"] * params["simd"])
+    bound = weights_per_token(weights) / (params["rows"] * params["simd"])
     cycles = sum(run["prompt"]["cycles"] + run["decode"]["cycles"] for run in (short_run, long_run))
     positions = dict(zip(POSITION_LABELS, (1, 16, context // 4, context // 2, context - 1)))
     return {

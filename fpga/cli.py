@@ -234,7 +234,7 @@ def cmd_verilog(args) -> int:
 def cmd_sim(args) -> int:
     from rich.table import Table
 
-    from fpga.simulate import SIZES, engine_params, per_token_counters, run_engine
+    from fpga.simulate import SIZES, build_engine, engine_params, per_token_counters, run_engine
     from hw.engine import Phase
 
     console = _console()
@@ -250,13 +250,12 @@ def cmd_sim(args) -> int:
     with console.status("") as status:
         def say(text):
             status.update(f"[dim]{text}[/dim]")
-        from fpga.simulate import build_engine
-        _, _, seconds = build_engine(params, say)
+        built = build_engine(params, say)
     console.print(f"[dim]engine {', '.join(f'{k} {params[k]}' for k in SIZES)}: Verilator model "
-                  f"ready in {seconds:.0f} s[/dim]")
+                  f"ready in {built[2]:.0f} s[/dim]")
     if tokenizer is not None:
         console.print(f"[bold]{args.prompt}[/bold]", end="")
-    [result] = run_engine(params, [run], echo=tokenizer is not None)
+    [result] = run_engine(params, [run], echo=tokenizer is not None, built=built)
     if tokenizer is None:
         console.print(" ".join(map(str, result["tokens"])))
     if args.check:

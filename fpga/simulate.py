@@ -43,10 +43,11 @@ def build_engine(params: dict, status=None) -> tuple:
     return runner, build_dir, time.perf_counter() - started
 
 
-def run_engine(params: dict, runs: list, *, echo: bool = False, status=None) -> list:
+def run_engine(params: dict, runs: list, *, echo: bool = False, status=None, built=None) -> list:
     """Each run (``prompt`` ids, ``count``, ``temperature``, ``top_k``, ``seed``) from position 0
-    on the engine in Verilator; per run: tokens, cycles (prompt and decode, by phase), seconds."""
-    runner, build_dir, _ = build_engine(params, status)
+    on the engine in Verilator (``built``: what :func:`build_engine` returned, else it is called);
+    per run: tokens, counters at each token and for the prompt and decode (by phase), seconds."""
+    runner, build_dir, _ = built or build_engine(params, status)
     test_dir = Path(tempfile.mkdtemp(prefix="tritium-sim-"))
     result = test_dir / "result.json"
     if status:

@@ -56,6 +56,7 @@ from model.integer import IntegerModel
 from model.numerics import (ACT_BITS, GAIN_BITS, RES_BITS, RES_UNIT, SCALE_EXP_BITS, XORSHIFT_BITS,
                             scale_from_float, scale_from_int, xorshift_seed)
 
+from .arith import read_pass
 from .attention import AttentionHead
 from .dequantizer import Dequantizer
 from .gated_activation import GatedActivation
@@ -487,15 +488,14 @@ class Engine(wiring.Component):
         # -- norm sources: H (read pass), the attention heads, the gated activation -----------
         in_norm = Signal()
         read_addr = Signal(range(hidden // lanes + 1))
-        read_valid, read_last = Signal(), Signal()
+        read_valid, read_last, reading = Signal(), Signal(), Signal()
         read_advance = ~read_valid | rms.i.ready
-        reading = in_norm & (source == Source.H) & (read_addr < hidden // lanes)
+        with m.If(in_norm & (source == Source.H)):
+            read_pass(m, reading, read_addr, hidden // lanes, read_advance, (read_valid,))
         m.d.comb += [h_read.addr.eq(Mux(op == Op.NORM, read_addr, join_addr)),
                      h_read.en.eq(Mux(op == Op.NORM, read_advance, join_advance))]
         with m.If(read_advance):
             m.d.sync += [read_valid.eq(reading), read_last.eq(read_addr == hidden // lanes - 1)]
-            with m.If(reading):
-                m.d.sync += read_addr.eq(read_addr + 1)
 
         # The heads in turn: the next head's query is offered while the previous one is summed
         # and output (AttentionHead takes it once its values are summed). Its scale and kv head
@@ -508,7 +508,6 @@ class Engine(wiring.Component):
         out_head = Signal(range(heads + 1))            # the head whose output is next
         attending = in_norm & (source == Source.ATTENTION) & (q_head < heads)
         q_advance = ~q_valid | attention.q.ready
-        q_issue = attending
         m.d.comb += [q_read.addr.eq(q_head * words + q_addr), q_read.en.eq(q_advance),
                      attention.q.valid.eq(q_valid), attention.q.payload.eq(q_read.data),
                      q_scale_read.addr.eq(scoring_head), q_scale_read.en.eq(1),
@@ -520,8 +519,8 @@ class Engine(wiring.Component):
                 with m.Case(h):
                     m.d.comb += kv.read_head.eq(h // (heads // kv_heads))
         with m.If(q_advance):
-            m.d.sync += [q_valid.eq(q_issue), q_word_head.eq(q_head), q_word.eq(q_addr)]
-            with m.If(q_issue):
+            m.d.sync += [q_valid.eq(attending), q_word_head.eq(q_head), q_word.eq(q_addr)]
+            with m.If(attending):
                 m.d.sync += q_addr.eq(Mux(q_addr == words - 1, 0, q_addr + 1))
                 with m.If(q_addr == words - 1):
                     m.d.sync += q_head.eq(q_head + 1)

@@ -120,11 +120,13 @@ def build(component_factory, params: dict, *, design: str, simulator: str, log_f
 
 
 def run(component_factory, params: dict, *, design: str, bench: str, simulator: str, seed: int,
-        test_dir: Path):
-    """Build (cached) and run the cocotb module ``bench`` (e.g. ``sim.tb_quantizer``); assert it passed."""
+        test_dir: Path, testcase=None, extra_env=None, extra_sources=()):
+    """Build (cached) and run the cocotb module ``bench`` (e.g. ``sim.tb_quantizer``; only
+    ``testcase`` if given, with ``extra_env`` beside ``TB_PARAMS``); assert it passed."""
     from cocotb_tools.runner import get_results
 
-    runner, build_dir = build(component_factory, params, design=design, simulator=simulator)
+    runner, build_dir = build(component_factory, params, design=design, simulator=simulator,
+                              extra_sources=extra_sources)
     print(f"{design} on {simulator}: seed {seed}, build {build_dir}, run {test_dir}")
     waves, plusargs = waves_requested(), []
     if waves and simulator == "icarus":
@@ -132,9 +134,10 @@ def run(component_factory, params: dict, *, design: str, bench: str, simulator: 
     if waves:
         print(f"waveform: {test_dir} (waves.fst on Icarus, dump.vcd on Verilator)")
     results = runner.test(
-        test_module=bench, hdl_toplevel=design, build_dir=build_dir, test_dir=test_dir, seed=seed,
-        extra_env={"TB_PARAMS": json.dumps(params)}, waves=waves, plusargs=plusargs,
-        timescale=TIMESCALE)
+        test_module=bench, testcase=testcase, hdl_toplevel=design, build_dir=build_dir,
+        test_dir=test_dir, seed=seed, extra_env={"TB_PARAMS": json.dumps(params), **(extra_env or {})},
+        waves=waves, plusargs=plusargs, timescale=TIMESCALE)
     tests, failed = get_results(results)
     assert tests > 0, f"{bench} ran no test"
+    assert testcase is None or tests == 1, f"{bench}.{testcase} ran {tests} tests, not 1"
     assert failed == 0, f"{failed} of {tests} cocotb tests failed in {bench} (seed {seed}); see {test_dir}"

@@ -77,8 +77,8 @@ class EngineBench:
         return {"cycles": int(self.dut.cycles.value),
                 **{p.name.lower(): int(phases[p]) for p in Phase}}
 
-    async def watch_taps(self, taps: list, until_pc: int):
-        """Record taps until the sequencer leaves the first position (pc ``until_pc`` seen)."""
+    async def watch_taps(self, taps: list):
+        """Record taps cycle by cycle until the engine is idle again (one TOKEN command)."""
         dut = self.dut
         while True:
             await RisingEdge(dut.clk)
@@ -135,7 +135,7 @@ async def check(dut):
         if number == 0 and bench.tap_layout is not None:
             taps = []
             await bench.send(command(Command.RESET))
-            watcher = cocotb.start_soon(bench.watch_taps(taps, 0))
+            watcher = cocotb.start_soon(bench.watch_taps(taps))
             await bench.send(command(Command.TOKEN, token=run["prompt"][0]))
             await watcher
             steps = group_taps(bench.engine, taps)

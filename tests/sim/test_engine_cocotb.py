@@ -13,7 +13,7 @@ from model.checkpoint import load_weights, random_checkpoint
 from model.config import BitNetConfig
 from model.tokenizer import load_tokenizer
 from sim.engine_trace import engine_factory
-from sim.harness import BUILD_ROOT, available_simulators, build
+from sim.harness import BUILD_ROOT, available_simulators, run
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = int(os.environ.get("TRITIUM_SEED", "5"))
@@ -36,18 +36,9 @@ def odd_model() -> Path:
 
 
 def run_bench(params: dict, runs: list, tmp_path, design=None, extra_sources=()):
-    from cocotb_tools.runner import get_results
-
-    design = design or "engine_" + Path(params["model"]).name.replace("-", "_")
-    runner, build_dir = build(engine_factory, params, design=design, simulator="verilator",
-                              extra_sources=extra_sources)
-    print(f"{design}: build {build_dir}, run {tmp_path}, seed {SEED}")
-    results = runner.test(test_module="sim.tb_engine", testcase="check", hdl_toplevel=design,
-                          build_dir=build_dir, test_dir=tmp_path, seed=SEED,
-                          extra_env={"TB_PARAMS": json.dumps(params),
-                                     "TB_JOB": json.dumps({"runs": runs})})
-    tests, failed = get_results(results)
-    assert tests == 1 and failed == 0, f"the engine bench failed; see {tmp_path}"
+    run(engine_factory, params, design=design or "engine_" + Path(params["model"]).name.replace("-", "_"),
+        bench="sim.tb_engine", testcase="check", simulator="verilator", seed=SEED, test_dir=tmp_path,
+        extra_env={"TB_JOB": json.dumps({"runs": runs})}, extra_sources=extra_sources)
 
 
 def test_small_model_generates_the_integer_models_tokens(tmp_path):
