@@ -12,6 +12,8 @@ Commands come in on ``command``; generated tokens leave on ``o``:
   (``scale_from_float``); ``greedy`` ignores it.
 - ``RESET``: the position goes back to 0 (the KV cache is overwritten from there).
 
+``stop`` (a pulse) during a generation makes the next token out the last one (``last`` set).
+
 A command is taken only while ``busy`` is low. Generation stops early when the context is full
 (``full`` goes high). ``error`` is sticky: a block flagged an out-of-contract value (an ``invalid``
 scale, a sampler ``invalid``).
@@ -103,6 +105,18 @@ class Phase(enum.IntEnum):
     CONTROL = 4      # the array idle: fetching instructions, scale products between them
 
 
+def command_layout(config, k_max: int) -> data.StructLayout:
+    """The ``command`` stream's payload (see the module docstring)."""
+    return data.StructLayout({"op": 2, "token": range(config.vocab_size), "count": COUNT_BITS,
+                              "greedy": 1, "coef": scale_layout(SCALE_EXP_BITS),
+                              "top_k": range(k_max + 1), "seed": XORSHIFT_BITS})
+
+
+def token_layout(config) -> data.StructLayout:
+    """The ``o`` stream's payload: a generated token, ``last`` on a GENERATE's final one."""
+    return data.StructLayout({"token": range(config.vocab_size), "last": 1})
+
+
 def default_parameters(config) -> dict:
     """The array and vector sizes used when none are given: ``rows × simd`` = 8×16 for models of
     hidden size 128 and up, 4×8 below (simd the largest power of two dividing the hidden and
@@ -187,13 +201,10 @@ class Engine(wiring.Component):
         self._table = TokenTable(model.embed, lanes=lanes, lm_head=shared)
         self._lm_table = (self._table if shared
                           else TokenTable(model.lm_head, lanes=head_lanes, embedding=False))
-        scale = scale_layout(SCALE_EXP_BITS)
         members = {
-            "command": In(stream.Signature(data.StructLayout({
-                "op": 2, "token": range(cfg.vocab_size), "count": COUNT_BITS, "greedy": 1,
-                "coef": scale, "top_k": range(k_max + 1), "seed": XORSHIFT_BITS}))),
-            "o": Out(stream.Signature(data.StructLayout({"token": range(cfg.vocab_size), "last": 1}))),
-            "busy": Out(1), "full": Out(1), "error": Out(1),
+            "command": In(stream.Signature(command_layout(cfg, k_max))),
+            "o": Out(stream.Signature(token_layout(cfg))),
+            "stop": In(1), "busy": Out(1), "full": Out(1), "error": Out(1),
             "position": Out(range(cfg.max_position_embeddings + 1)),
             "tokens": Out(COUNT_BITS), "cycles": Out(CYCLE_BITS),
             "phase_cycles": Out(data.ArrayLayout(CYCLE_BITS, len(Phase))),
@@ -211,6 +222,7 @@ class Engine(wiring.Component):
     rows = property(lambda self: self._rows)
     simd = property(lambda self: self._simd)
     lanes = property(lambda self: self._lanes)
+    k_max = property(lambda self: self._k_max)
     attention_lanes = property(lambda self: self._attention_lanes)
     head_lanes = property(lambda self: self._head_lanes)
     linear = property(lambda self: self._linear)
@@ -680,6 +692,8 @@ class Engine(wiring.Component):
                         m.next = "IDLE"
                     with m.Else():
                         fetch(0)
+        with m.If(self.stop & (remaining > 1)):
+            m.d.sync += remaining.eq(1)
 
         # -- status --------------------------------------------------------------------------
         # busy until every block is done: a greedy LM head's D comes after the token

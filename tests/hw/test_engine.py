@@ -9,21 +9,9 @@ from amaranth import Module
 from amaranth.lib import wiring
 
 from hw.engine import Command, Engine, command
-from hw.testing import run
-from model.checkpoint import load_weights, random_checkpoint
-from model.config import BitNetConfig
-from model.integer import IntegerModel
+from hw.testing import run, tiny_model
 from sim.engine_trace import compare, group_taps, model_trace
 from sim.spi_flash import SpiFlashModel
-
-
-def tiny_model(tmp_path, seed, **overrides):
-    fields = dict(vocab_size=11, hidden_size=16, intermediate_size=24, num_hidden_layers=1,
-                  num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8,
-                  tie_word_embeddings=True)
-    fields.update(overrides)
-    config = BitNetConfig(**fields)
-    return IntegerModel(load_weights(random_checkpoint(tmp_path / "model", config, seed=seed)))
 
 
 def run_engine(engine, commands, expect_tokens, max_cycles, top=None):

@@ -1,0 +1,91 @@
+"""The SoC: the engine behind a UART that speaks the byte protocol (:mod:`hw.protocol`), in one
+clock domain. A board top (``fpga.boards``) adds the PLL, the reset and the pins; the simulated
+"virtual board" (``tritium chat --sim``) is this component alone.
+
+::
+
+    rx ─ UartRx ─ FIFO ─┐                  ┌─ command ─► Engine ─ o (tokens) ─┐
+                        └─► HostLink ◄─────┴─ status ◄──────────────────────────┘
+    tx ◄─ UartTx ◄──────────┘
+
+``leds``: 0 a heartbeat (1 Hz), 1 the engine busy (also while the weights load from flash),
+2 generating, 3 a protocol error answered since the last RESET or an engine error, 4 the context full.
+"""
+
+from amaranth import Cat, Module, Signal
+from amaranth.lib import fifo, wiring
+from amaranth.lib.wiring import In, Out, connect
+
+from model.integer import IntegerModel
+
+from .engine import Engine
+from .flash_loader import SpiSignature
+from .host_link import HostLink
+from .uart import FRAME_BITS, UartRx, UartTx, divisor_for
+
+LEDS = 5
+RX_FIFO_DEPTH = 16          # bytes that may arrive while a request waits (the host sends one at a time)
+TIMEOUT_BYTES = 16          # a frame whose bytes stop for this many byte times is dropped
+
+
+class Soc(wiring.Component):
+    """See the module docstring.
+
+    Parameters
+    ----------
+    model : IntegerModel
+        The engine's model.
+    clock_hz : float
+        The clock frequency (for the UART divisor and the heartbeat).
+    baud : int
+        The UART's rate; ``clock_hz / baud`` must be within 2% of an integer of at least 4.
+    engine : dict
+        :class:`~hw.engine.Engine`'s keyword arguments (rows, simd, lanes, ...).
+    """
+
+    def __init__(self, model: IntegerModel, *, clock_hz: float, baud: int, engine: dict | None = None):
+        self._divisor = divisor_for(clock_hz, baud)
+        self._clock_hz, self._baud = clock_hz, baud
+        self._engine = Engine(model, **(engine or {}))
+        timeout = TIMEOUT_BYTES * FRAME_BITS * self._divisor
+        self._link = HostLink(model.config, k_max=self._engine.k_max, timeout=timeout)
+        members = {"rx": In(1, init=1), "tx": Out(1, init=1), "leds": Out(LEDS)}
+        if "flash" in self._engine.signature.members:
+            members["flash"] = Out(SpiSignature)
+        super().__init__(members)
+
+    engine = property(lambda self: self._engine)
+    divisor = property(lambda self: self._divisor)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = engine = self._engine
+        m.submodules.link = link = self._link
+        m.submodules.uart_rx = uart_rx = UartRx(self._divisor)
+        m.submodules.uart_tx = uart_tx = UartTx(self._divisor)
+        m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(width=8, depth=RX_FIFO_DEPTH)
+        m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx)]
+        # a byte is lost when the FIFO is full: the receiver's overrun then pulses
+        m.d.comb += [rx_fifo.w_data.eq(uart_rx.o.payload), rx_fifo.w_en.eq(uart_rx.o.valid),
+                     uart_rx.o.ready.eq(rx_fifo.w_rdy)]
+        m.d.comb += [link.rx.payload.eq(rx_fifo.r_data), link.rx.valid.eq(rx_fifo.r_rdy),
+                     rx_fifo.r_en.eq(link.rx.ready),
+                     link.rx_lost.eq(uart_rx.overrun | uart_rx.framing)]
+        connect(m, link.tx, uart_tx.i)
+        connect(m, link.command, engine.command)
+        connect(m, engine.o, link.tokens_in)
+        m.d.comb += [engine.stop.eq(link.stop), link.busy.eq(engine.busy), link.full.eq(engine.full),
+                     link.error.eq(engine.error), link.position.eq(engine.position),
+                     link.tokens.eq(engine.tokens), link.cycles.eq(engine.cycles)]
+        if "flash" in engine.signature.members:
+            connect(m, wiring.flipped(self.flash), engine.flash)
+
+        half_second = max(1, int(self._clock_hz // 2))
+        heartbeat, blink = Signal(range(half_second)), Signal()
+        with m.If(heartbeat == 0):
+            m.d.sync += [heartbeat.eq(half_second - 1), blink.eq(~blink)]
+        with m.Else():
+            m.d.sync += heartbeat.eq(heartbeat - 1)
+        m.d.comb += self.leds.eq(Cat(blink, engine.busy, link.generating, link.fault | engine.error,
+                                     engine.full))
+        return m
