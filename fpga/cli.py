@@ -288,6 +288,115 @@ def cmd_sim(args) -> int:
     return 0
 
 
+def _board(name):
+    from fpga.boards import BOARDS
+
+    if name not in BOARDS:
+        raise ValueError(f"no board {name!r}; boards: {', '.join(BOARDS)}")
+    return BOARDS[name]
+
+
+def cmd_build(args) -> int:
+    from fpga.build import BuildError, build
+
+    board = _board(args.board)
+    console = _console()
+    try:
+        with console.status("") as status:
+            report = build(board, root=args.root, model_dir=args.model,
+                           status=lambda text: status.update(f"[dim]{board.name}: {text}[/dim]"))
+    except BuildError as e:
+        console.print(f"[red]tritium build: {e}[/red]")
+        return 1
+    _print_build_report(console, report)
+    return 0
+
+
+def _print_build_report(console, report):
+    from rich.table import Table
+
+    table = Table(title=f"{report['board']}: {report['model']}, built in {report['seconds']:.0f} s")
+    table.add_column("resource")
+    table.add_column("used", justify="right")
+    table.add_column("available", justify="right")
+    for name, (used, available) in report["resources"].items():
+        table.add_row(name, f"{used:,}", f"{available:,}")
+    console.print(table)
+    console.print(f"fmax {report['fmax_mhz']:.1f} MHz for a {report['target_mhz']} MHz clock: "
+                  f"timing {'met' if report['timing_met'] else 'NOT met'}; bitstream {report['bitstream']}")
+
+
+def cmd_flash(args) -> int:
+    from fpga.flash import flash
+
+    board = _board(args.board)
+    flash(board, bitstream=args.bitstream, to_flash=args.flash, dry_run=args.dry_run, root=args.root)
+    return 0
+
+
+def cmd_chat(args) -> int:
+    from fpga.chat import BoardLink, Conversation
+    from model.tokenizer import load_tokenizer
+
+    board = _board(args.board)
+    model_dir = args.model or Path(__file__).resolve().parent.parent / board.model
+    tokenizer = load_tokenizer(model_dir)
+    console = _console()
+    virtual = None
+    if args.sim:
+        from sim.virtual_board import VirtualBoard, soc_params
+
+        with console.status("") as status:
+            virtual = VirtualBoard(soc_params(model_dir, board.engine_parameters(), board.clock_mhz * 1e6),
+                                   status=lambda text: status.update(f"[dim]{text}[/dim]"))
+        port_name, baud = virtual.path, virtual.params["baud"]
+    else:
+        if not args.port:
+            raise ValueError("give --port (the board's serial port) or --sim")
+        port_name, baud = args.port, args.baud or board.baud
+    import serial
+
+    try:
+        with serial.Serial(port_name, baud, timeout=0.05) as port:
+            link = BoardLink(port, timeout=args.timeout)
+            status = link.status()
+            if status["vocab"] != tokenizer.get_vocab_size():
+                raise ValueError(f"the board's model has {status['vocab']} tokens, the tokenizer of "
+                                 f"{model_dir} {tokenizer.get_vocab_size()}: a different model")
+            link.reset()
+            conversation = Conversation(link, tokenizer, status["context"])
+            prompts = [args.prompt] if args.prompt is not None else None
+            while True:
+                text = prompts.pop(0) if prompts else (None if prompts is not None else _ask(console))
+                if text is None:
+                    break
+                started = time.perf_counter()
+                console.print(f"[bold]{text}[/bold]", end="")
+                new = conversation.turn(text, args.n, echo=lambda piece: console.print(piece, end=""),
+                                        temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+                elapsed = time.perf_counter() - started
+                cycles, tokens = conversation.cycles[-1]
+                console.print()
+                clock = board.clock_mhz * 1e6
+                console.print(f"[dim]{len(new)} tokens in {elapsed:.2f} s here ({len(new) / elapsed:.1f} "
+                              f"tok/s{' simulated' if args.sim else ''}); {cycles / max(tokens, 1):,.0f} "
+                              f"engine cycles a token = {clock * tokens / max(cycles, 1):,.0f} tok/s at "
+                              f"{board.clock_mhz} MHz[/dim]")
+                if args.ids:
+                    console.print(" ".join(map(str, new)))
+    finally:
+        if virtual:
+            virtual.close()
+    return 0
+
+
+def _ask(console):
+    try:
+        return console.input("[bold]> [/bold]") or None
+    except EOFError:
+        return None
+
+
 def cmd_bench(args) -> int:
     from rich.table import Table
 
@@ -431,6 +540,39 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--check", action="store_true", help="also run the integer model and compare")
     b.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("build", help="a board's bitstream on the yowasp tools, with a report")
+    p.add_argument("--board", required=True, help="ulx3s-85f, ulx3s-45f, ulx3s-25f, icebreaker, "
+                   "tang-nano-9k, tang-primer-20k")
+    p.add_argument("--model", type=Path, help="checkpoint directory (default: the board's model)")
+    p.add_argument("--root", type=Path, default=Path("build"), help="builds go to ROOT/BOARD")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("flash", help="program a board with openFPGALoader")
+    p.add_argument("--board", required=True)
+    p.add_argument("--bitstream", type=Path, help="default: the last tritium build's")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--flash", action="store_true", help="write the SPI flash (kept at power-off)")
+    target.add_argument("--sram", action="store_true", help="load the FPGA only (the default)")
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument("--root", type=Path, default=Path("build"))
+    p.set_defaults(func=cmd_flash)
+
+    p = sub.add_parser("chat", help="talk to a board (or its simulation, --sim) over the byte protocol")
+    p.add_argument("--board", default="ulx3s-85f", help="the board (its model and clock; default "
+                   "ulx3s-85f)")
+    p.add_argument("--port", help="the board's serial port, e.g. /dev/ttyUSB0")
+    p.add_argument("--baud", type=int, help="default: the board's")
+    p.add_argument("--sim", action="store_true", help="the SoC in Verilator behind a pseudo-terminal")
+    p.add_argument("--model", type=Path, help="checkpoint directory (default: the board's model)")
+    p.add_argument("--prompt", help="one turn with this prompt (default: ask, turn after turn)")
+    p.add_argument("-n", type=int, default=64, help="tokens a turn (default 64)")
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--top-k", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ids", action="store_true", help="also print the token ids")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a response")
+    p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("bench", help="measure and write docs/benchmarks.md")
     p.add_argument("what", choices=["array", "blocks", "engine"])

@@ -1,0 +1,97 @@
+"""Boards: each module pairs an amaranth-boards platform with an engine configuration and a shipped
+model (``BOARDS`` by name), and :class:`BoardTop` is the design a board runs: the oscillator
+through the PLL (:mod:`hw.clocking`), reset from a button and the PLL lock, the SoC
+(:class:`hw.soc.Soc`) on the board's USB UART, its LEDs, and (iCE40) the SPI flash with the
+weights.
+"""
+
+import dataclasses
+import importlib
+from pathlib import Path
+
+from amaranth import Const, Elaboratable, Module
+from amaranth.build import ResourceError
+
+from hw.clocking import ClockReset, pll_settings
+from hw.soc import LEDS, Soc
+from model.checkpoint import load_weights
+from model.integer import IntegerModel
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclasses.dataclass(frozen=True)
+class Board:
+    name: str                   # on the command line: tritium build --board NAME
+    platform: str               # "amaranth_boards.module:Class"
+    family: str                 # "ecp5", "ice40" or "gowin" (PLL and report parsing)
+    model: str                  # the shipped model it runs (a directory under the repository)
+    engine: dict                # hw.engine.Engine's parameters
+    clock_mhz: float            # the SoC clock (the PLL's output; the oscillator's: no PLL)
+    baud: int                   # the UART rate
+    loader_board: str           # openFPGALoader's -b name
+    reset_button: str | None = None     # a platform resource that resets the SoC while pressed
+    flash_offset: int | None = None     # weights in SPI flash at this byte offset (else built in)
+    note: str = ""              # what does not fit, with numbers (docs/boards.md)
+
+    def platform_class(self):
+        module, name = self.platform.split(":")
+        return getattr(importlib.import_module(module), name)
+
+    def load_model(self, directory=None) -> IntegerModel:
+        return IntegerModel(load_weights(Path(directory) if directory else REPO / self.model))
+
+    def engine_parameters(self) -> dict:
+        params = dict(self.engine)
+        if self.flash_offset is not None:
+            params.update(flash_offset=self.flash_offset, spram=self.family == "ice40")
+        return params
+
+
+class BoardTop(Elaboratable):
+    """The whole design for ``board`` running ``model`` (``engine`` overrides the board's engine
+    parameters, e.g. for a smoke build with a tiny model)."""
+
+    def __init__(self, board: Board, model: IntegerModel, engine: dict | None = None):
+        self.board, self.model = board, model
+        params = board.engine_parameters()
+        params.update(engine or {})
+        self.engine_parameters = params
+        self.soc = Soc(model, clock_hz=board.clock_mhz * 1e6, baud=board.baud, engine=params)
+
+    def elaborate(self, platform):
+        m = Module()
+        board = self.board
+        clk = platform.request(platform.default_clk, 0)
+        input_mhz = platform.default_clk_frequency / 1e6
+        settings = (None if abs(board.clock_mhz - input_mhz) < 1e-6
+                    else pll_settings(board.family, input_mhz, board.clock_mhz))
+        reset = platform.request(board.reset_button, 0).i if board.reset_button else Const(0)
+        m.submodules.clocking = clocking = ClockReset(clk.i, reset, settings,
+                                                      device=getattr(platform, "family", ""))
+        platform.add_clock_constraint(clocking.clk, board.clock_mhz * 1e6)
+        m.submodules.soc = soc = self.soc
+        uart = platform.request("uart", 0)
+        m.d.comb += [soc.rx.eq(uart.rx.i), uart.tx.o.eq(soc.tx)]
+        for index in range(LEDS):
+            try:
+                led = platform.request("led", index)
+            except ResourceError:
+                break
+            m.d.comb += led.o.eq(soc.leds[index])
+        if board.flash_offset is not None:
+            spi = platform.request("spi_flash_1x", 0)
+            m.d.comb += [spi.cs.o.eq(~soc.flash.cs_n), spi.clk.o.eq(soc.flash.sck),
+                         spi.copi.o.eq(soc.flash.mosi), soc.flash.miso.eq(spi.cipo.i)]
+        return m
+
+
+def _collect():
+    boards = {}
+    for module in ("ulx3s", "icebreaker", "tang_nano_9k", "tang_primer_20k"):
+        for board in importlib.import_module(f"{__name__}.{module}").BOARDS:
+            boards[board.name] = board
+    return boards
+
+
+BOARDS = _collect()

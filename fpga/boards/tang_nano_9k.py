@@ -1,0 +1,10 @@
+"""Sipeed Tang Nano 9K (Gowin GW1NR-9, 27 MHz oscillator, BL702 USB UART, 6 LEDs; Apicula
+toolchain): the small model's weights in block RAM."""
+
+from . import Board
+
+BOARDS = [
+    Board("tang-nano-9k", "amaranth_boards.tang_nano_9k:TangNano9kPlatform", "gowin", "models/small",
+          dict(rows=4, simd=8, lanes=1, attention_lanes=1, head_lanes=1, k_max=4),
+          clock_mhz=27.0, baud=1_000_000, loader_board="tangnano9k"),
+]

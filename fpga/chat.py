@@ -1,0 +1,125 @@
+"""``tritium chat``: the host end of the byte protocol (hw/protocol.py) over a serial port, to a board
+or to the virtual board (``--sim``: the SoC in Verilator behind a pseudo-terminal).
+
+:class:`BoardLink` sends requests and reads responses; :meth:`BoardLink.generate` streams tokens as
+they arrive. A conversation continues the board's context: each turn sends the last generated
+token (the engine has not run it through the layers yet) and the new prompt, and resets the
+context when the next turn would not fit.
+"""
+
+import time
+
+from hw.engine import command
+from hw.protocol import Error, FrameReader, Request, Response, frame, generate_frame, prompt_frames
+
+READ_CHUNK = 256
+
+
+class ProtocolError(RuntimeError):
+    pass
+
+
+class BoardLink:
+    """Requests and responses over ``port`` (a pyserial ``Serial`` or anything with ``read`` and
+    ``write``); ``timeout`` seconds without the expected response raise ProtocolError."""
+
+    def __init__(self, port, *, timeout: float = 30.0):
+        self.port, self.timeout = port, timeout
+        self.reader = FrameReader()
+        self.pending = []
+
+    def _responses(self):
+        """Responses as they arrive (waits up to ``timeout`` for each)."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            if self.pending:
+                deadline = time.monotonic() + self.timeout
+                yield self.pending.pop(0)
+                continue
+            data = self.port.read(READ_CHUNK)
+            if data:
+                self.pending += self.reader.feed(data)
+            elif time.monotonic() > deadline:
+                raise ProtocolError(f"no response from the board within {self.timeout} s")
+
+    def request(self, data: bytes, answer: Response):
+        """Send ``data``; return the fields of the first ``answer`` (an ERROR raises)."""
+        self.port.write(data)
+        for kind, fields in self._responses():
+            if kind == Response.ERROR:
+                code, request = fields
+                raise ProtocolError(f"the board answered error {_error_name(code)} to request "
+                                    f"{_request_name(request)}")
+            if kind == answer:
+                return fields
+
+    def status(self) -> dict:
+        position, tokens, flags, vocab, context, cycles = self.request(frame(Request.STATUS),
+                                                                        Response.STATUS)
+        return dict(position=position, tokens=tokens, flags=flags, vocab=vocab, context=context,
+                    cycles=cycles)
+
+    def reset(self) -> None:
+        self.request(frame(Request.RESET), Response.OK)
+
+    def prompt(self, tokens) -> int:
+        """Send prompt tokens; returns the position after them."""
+        position = None
+        for data in prompt_frames(tokens):
+            (position,) = self.request(data, Response.OK)
+        return position
+
+    def generate(self, count: int, *, temperature: float = 0.0, top_k=None, seed: int = 0):
+        """Yield each generated token as it arrives; then ``self.done`` holds DONE's fields."""
+        fields = command(0, count=count, temperature=temperature, top_k=top_k, seed=seed)
+        self.port.write(generate_frame(count, greedy=fields["greedy"], top_k=fields["top_k"],
+                                       seed=fields["seed"],
+                                       coef=(fields["coef"]["mant"], fields["coef"]["exp"])))
+        for kind, values in self._responses():
+            if kind == Response.TOKEN:
+                yield values[0]
+            elif kind == Response.DONE:
+                self.done = dict(zip(("tokens", "position", "flags"), values))
+                return
+            elif kind == Response.ERROR:
+                raise ProtocolError(f"the board answered error {_error_name(values[0])}")
+
+
+def _error_name(code):
+    return Error(code).name if code in Error._value2member_map_ else str(code)
+
+
+def _request_name(kind):
+    return Request(kind).name if kind in Request._value2member_map_ else str(kind)
+
+
+class Conversation:
+    """Turns of prompt and generated text on one board context (see the module docstring)."""
+
+    def __init__(self, link: BoardLink, tokenizer, context: int):
+        self.link, self.tokenizer, self.context = link, tokenizer, context
+        self.carry = []         # the last generated token, not yet through the layers
+        self.position = 0
+        self.cycles = []        # (cycles, tokens) of each turn's generation, for tok/s
+
+    def turn(self, text: str, count: int, echo=None, **sampling) -> list[int]:
+        ids = self.carry + self.tokenizer.encode(text).ids
+        if self.position + len(ids) + count > self.context:
+            self.link.reset()
+            self.position, ids = 0, self.tokenizer.encode(text).ids
+            if len(ids) + count > self.context:
+                raise ValueError(f"a prompt of {len(ids)} tokens and {count} new ones exceed the "
+                                 f"context of {self.context}")
+        self.position = self.link.prompt(ids)
+        before = self.link.status()["cycles"]
+        new = []
+        for token in self.link.generate(count, **sampling):
+            new.append(token)
+            if echo:
+                echo(self.tokenizer.decode([token]))
+        done = self.link.done
+        cycles = (self.link.status()["cycles"] - before) & 0xFFFFFFFF
+        self.cycles.append((cycles, len(new)))
+        self.position = done["position"]
+        self.carry = new[-1:]
+        return new

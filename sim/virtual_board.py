@@ -1,0 +1,69 @@
+"""The SoC in Verilator as a virtual board: ``soc_factory`` for the harness, and :func:`open_board`,
+which starts ``sim/tb_soc.py``'s ``bridge`` test in the background and returns a pyserial port on
+the pseudo-terminal it serves, so ``tritium chat --sim`` talks the byte protocol over the SoC's
+simulated UART pins exactly as it would to a board.
+
+The virtual board's UART runs at ``clock_hz / SIM_DIVISOR`` baud (a fast line: the simulator's time
+goes into the engine, not into bits); tokens per second are stated from cycles (STATUS), not from
+the simulator's wall clock.
+"""
+
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+SIM_DIVISOR = 8
+DESIGN = "soc"
+
+
+def soc_factory(model: str, engine: dict, clock_hz: float, baud: int, taps: bool = False):
+    """The Soc of ``model`` (a checkpoint directory) with ``engine``'s parameters."""
+    from hw.soc import Soc
+    from model.checkpoint import load_weights
+    from model.integer import IntegerModel
+
+    return Soc(IntegerModel(load_weights(Path(model))), clock_hz=clock_hz, baud=baud, engine=engine)
+
+
+def soc_params(model, engine: dict, clock_hz: float = 25e6) -> dict:
+    return {"model": str(model), "engine": dict(engine), "clock_hz": clock_hz,
+            "baud": int(clock_hz // SIM_DIVISOR)}
+
+
+class VirtualBoard:
+    """A running ``bridge`` simulation; :meth:`close` ends it."""
+
+    def __init__(self, params: dict, *, simulator: str = "verilator", status=None, timeout: float = 900):
+        from sim.harness import build
+
+        self.params, self._dir = params, Path(tempfile.mkdtemp(prefix="tritium-board-"))
+        self.pty_file, self.stop_file = self._dir / "pty", self._dir / "stop"
+        if status:
+            status(f"building the virtual board in {simulator} (cached per design; log {self._dir})")
+        runner, build_dir = build(soc_factory, params, design=DESIGN, simulator=simulator,
+                                  log_file=self._dir / "build.log")
+        env = {"TB_PARAMS": json.dumps(params), "TB_PTY": str(self.pty_file),
+               "TB_STOP": str(self.stop_file), "COCOTB_LOG_LEVEL": "WARNING",
+               "GPI_LOG_LEVEL": "WARNING"}
+        self.error = None
+
+        def serve():
+            try:
+                runner.test(test_module="sim.tb_soc", testcase="bridge", hdl_toplevel=DESIGN,
+                            build_dir=build_dir, test_dir=self._dir, extra_env=env)
+            except Exception as exc:       # noqa: BLE001 - reported by the caller
+                self.error = exc
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.pty_file.exists():
+            if self.error or not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the virtual board did not start ({self.error}); see {self._dir}")
+            time.sleep(0.2)
+        self.path = self.pty_file.read_text()
+
+    def close(self):
+        self.stop_file.touch()
+        self._thread.join(timeout=60)

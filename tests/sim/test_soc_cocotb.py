@@ -1,0 +1,49 @@
+"""The SoC through its UART pins (cocotb, sim/tb_soc.py), and ``tritium chat --sim``: the tokens
+that come back over the byte protocol are exactly IntegerModel.generate's."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from fpga.cli import main
+from model.checkpoint import load_weights, random_checkpoint
+from model.config import BitNetConfig
+from model.integer import IntegerModel
+from model.tokenizer import load_tokenizer
+from sim.harness import BUILD_ROOT, available_simulators, run
+from sim.virtual_board import soc_factory, soc_params
+
+ROOT = Path(__file__).resolve().parents[2]
+SEED = int(os.environ.get("TRITIUM_SEED", "5"))
+TINY = dict(vocab_size=11, hidden_size=16, intermediate_size=24, num_hidden_layers=1,
+            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=16,
+            tie_word_embeddings=True)
+
+
+def tiny_model() -> Path:
+    """A random model under build/ (a fixed path keeps the simulator builds cached)."""
+    path = BUILD_ROOT / "models" / "soc-tiny"
+    if not (path / "config.json").exists():
+        random_checkpoint(path, BitNetConfig(**TINY), seed=2)
+    return path
+
+
+@pytest.mark.parametrize("simulator", available_simulators())
+def test_protocol_over_the_uart(simulator, tmp_path):
+    params = soc_params(tiny_model(), dict(rows=2, simd=4, lanes=2), clock_hz=8e6)
+    run(soc_factory, params, design="soc", bench="sim.tb_soc", testcase="protocol",
+        simulator=simulator, seed=SEED, test_dir=tmp_path)
+
+
+@pytest.mark.skipif("verilator" not in available_simulators(), reason="no Verilator")
+def test_chat_sim_generates_the_integer_models_tokens(capsys):
+    model_dir = ROOT / "models" / "small"
+    prompt = "ROMEO:"
+    expected = IntegerModel(load_weights(model_dir)).generate(
+        load_tokenizer(model_dir).encode(prompt).ids, 12, temperature=0.8, top_k=5, seed=3)
+    assert main(["chat", "--sim", "--board", "ulx3s-25f", "--prompt", prompt, "-n", "12",
+                 "--temperature", "0.8", "--top-k", "5", "--seed", "3", "--ids"]) == 0
+    out = capsys.readouterr().out
+    ids = [int(t) for t in out.strip().splitlines()[-1].split()]
+    assert ids == expected, out
