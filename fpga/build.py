@@ -57,12 +57,16 @@ def tool_environment(family: str) -> dict:
     return env
 
 
-def build_options(family: str) -> dict:
+def build_options(board: Board) -> dict:
     nextpnr = "--report nextpnr.json --timing-allow-fail --seed 1"
     # yowasp's ABC9 exits with an error on some of our designs (fpga/synth.py): classic ABC
-    return {"ecp5": {"synth_opts": "-noabc9", "nextpnr_opts": nextpnr},
-            "ice40": {"synth_opts": "-dsp", "nextpnr_opts": nextpnr},
-            "gowin": {"nextpnr_opts": nextpnr}}[family]
+    options = {"ecp5": {"synth_opts": "-noabc9", "nextpnr_opts": nextpnr},
+               "ice40": {"synth_opts": "-dsp", "nextpnr_opts": nextpnr},
+               "gowin": {"nextpnr_opts": nextpnr}}[board.family]
+    if board.distributed_ram:
+        options["script_after_read"] = (f'setattr -set ram_style "distributed" '
+                                         f'{" ".join(board.distributed_ram)}')
+    return options
 
 
 def read_report(family: str, path: Path) -> dict:
@@ -95,7 +99,7 @@ def build(board: Board, *, root: Path = Path("build"), model_dir=None, engine: d
     if status:
         status("elaborating")
     plan = platform.build(top, name="top", build_dir=str(directory), do_build=False,
-                          **build_options(board.family))
+                          **build_options(board))
     if "flash" in top.soc.engine.signature.members:
         (directory / "weights.bin").write_bytes(top.soc.engine.flash_image())
 

@@ -8,7 +8,7 @@ the ``sync`` domain from it. A target equal to the oscillator needs no PLL.
 
 import dataclasses
 
-from amaranth import ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module, Signal
+from amaranth import ClockSignal, Const, Elaboratable, Instance, Module, Signal
 from amaranth.lib.cdc import ResetSynchronizer
 
 # (input divider range, feedback range, output divider values, PFD MHz range, VCO MHz range)
@@ -32,13 +32,16 @@ class PllSettings:
     feedback_div: int
     output_div: int
 
-    @property
-    def output_mhz(self) -> float:
-        return self.input_mhz * self.feedback_div / self.input_div
-
+    # ECP5 and Gowin feed the output back (output = input · feedback / input_div, VCO = output ·
+    # output_div); the iCE40 (SIMPLE feedback) feeds the VCO back (output = VCO / output_div).
     @property
     def vco_mhz(self) -> float:
-        return self.output_mhz * self.output_div
+        pfd = self.input_mhz / self.input_div
+        return pfd * self.feedback_div * (1 if self.family == "ice40" else self.output_div)
+
+    @property
+    def output_mhz(self) -> float:
+        return self.vco_mhz / self.output_div
 
 
 def pll_settings(family: str, input_mhz: float, target_mhz: float, tolerance: float = 0.01) -> PllSettings:
@@ -53,13 +56,13 @@ def pll_settings(family: str, input_mhz: float, target_mhz: float, tolerance: fl
         if not pfd_lo <= pfd <= pfd_hi:
             continue
         for feedback_div in feedbacks:
-            out = pfd * feedback_div
             for output_div in outputs:
-                if not vco_lo <= out * output_div <= vco_hi:
+                settings = PllSettings(family, input_mhz, input_div, feedback_div, output_div)
+                if not vco_lo <= settings.vco_mhz <= vco_hi:
                     continue
-                key = (abs(out - target_mhz), -out * output_div)
+                key = (abs(settings.output_mhz - target_mhz), -settings.vco_mhz)
                 if best is None or key < best[0]:
-                    best = key, PllSettings(family, input_mhz, input_div, feedback_div, output_div)
+                    best = key, settings
     if best is None or best[0][0] > tolerance * target_mhz:
         near = f" (nearest {best[1].output_mhz:.3f} MHz)" if best else ""
         raise ValueError(f"the {family} PLL cannot make {target_mhz} MHz from {input_mhz} MHz{near}")
@@ -112,8 +115,8 @@ def pll_instance(settings: PllSettings, clk_in, clk_out, locked, *, device: str 
 
 
 class ClockReset(Elaboratable):
-    """The ``sync`` domain at ``settings``' frequency (``None``: the oscillator itself), reset
-    until the PLL locks and while ``reset`` is high (synchronized)."""
+    """Drives the ``sync`` domain (which its parent defines) at ``settings``' frequency (``None``:
+    the oscillator itself), reset until the PLL locks and while ``reset`` is high (synchronized)."""
 
     def __init__(self, clk_in, reset, settings: PllSettings | None, *, device: str = ""):
         self.clk_in, self.reset, self.settings, self.device = clk_in, reset, settings, device
@@ -121,7 +124,6 @@ class ClockReset(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        m.domains.sync = ClockDomain("sync")
         locked = Signal()
         if self.settings is None:
             m.d.comb += [self.clk.eq(self.clk_in), locked.eq(1)]

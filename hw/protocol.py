@@ -135,15 +135,18 @@ class FrameReader:
                 return out
             self.skipped += start
             del self._buffer[:start]
-            if len(self._buffer) < 3 or len(self._buffer) < 4 + self._buffer[2]:
+            if len(self._buffer) < 3:
                 return out
             kind, length = self._buffer[1], self._buffer[2]
-            body = bytes(self._buffer[1:3 + length])
-            good = (crc8(body) == self._buffer[3 + length] and kind in Response._value2member_map_
-                    and struct.calcsize(RESPONSE_FORMATS[Response(kind)]) == length)
-            if not good:     # a false SYNC or a damaged frame: resynchronize after this byte
+            known = (kind in Response._value2member_map_
+                     and struct.calcsize(RESPONSE_FORMATS[Response(kind)]) == length)
+            if known and len(self._buffer) < 4 + length:
+                return out
+            if not known or crc8(bytes(self._buffer[1:3 + length])) != self._buffer[3 + length]:
+                # a false SYNC or a damaged frame: resynchronize after this byte
                 self.skipped += 1
                 del self._buffer[:1]
                 continue
+            payload = bytes(self._buffer[3:3 + length])
             del self._buffer[:4 + length]
-            out.append((Response(kind), struct.unpack(RESPONSE_FORMATS[Response(kind)], body[2:])))
+            out.append((Response(kind), struct.unpack(RESPONSE_FORMATS[Response(kind)], payload)))

@@ -9,7 +9,7 @@ import dataclasses
 import importlib
 from pathlib import Path
 
-from amaranth import Const, Elaboratable, Module
+from amaranth import ClockDomain, Const, Elaboratable, Module
 from amaranth.build import ResourceError
 
 from hw.clocking import ClockReset, pll_settings
@@ -33,6 +33,9 @@ class Board:
     reset_button: str | None = None     # a platform resource that resets the SoC while pressed
     flash_offset: int | None = None     # weights in SPI flash at this byte offset (else built in)
     note: str = ""              # what does not fit, with numbers (docs/boards.md)
+    # memories (Yosys paths, "module/memory") put in LUT RAM rather than block RAM: shallow, wide
+    # buffers that would each take block RAMs the weights and KV cache need
+    distributed_ram: tuple = ()
 
     def platform_class(self):
         module, name = self.platform.split(":")
@@ -67,9 +70,11 @@ class BoardTop(Elaboratable):
         settings = (None if abs(board.clock_mhz - input_mhz) < 1e-6
                     else pll_settings(board.family, input_mhz, board.clock_mhz))
         reset = platform.request(board.reset_button, 0).i if board.reset_button else Const(0)
+        m.domains.sync = ClockDomain("sync")
         m.submodules.clocking = clocking = ClockReset(clk.i, reset, settings,
                                                       device=getattr(platform, "family", ""))
-        platform.add_clock_constraint(clocking.clk, board.clock_mhz * 1e6)
+        if settings is not None:        # the oscillator's pin has its own constraint
+            platform.add_clock_constraint(clocking.clk, board.clock_mhz * 1e6)
         m.submodules.soc = soc = self.soc
         uart = platform.request("uart", 0)
         m.d.comb += [soc.rx.eq(uart.rx.i), uart.tx.o.eq(soc.tx)]

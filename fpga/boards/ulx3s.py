@@ -1,9 +1,15 @@
 """Radiona ULX3S (Lattice ECP5, 25 MHz oscillator, FT231X USB UART, 8 LEDs). The primary board:
-the 85F holds the ulx3s model's weights in block RAM (built into the bitstream); the 25F and 45F
-hold the small model's. Each SoC clock is the measured post-route fmax rounded down to one the
+the 85F holds the ulx3s model's weights in block RAM (built into the bitstream), the 45F the small
+model's. The 25F holds no engine: at the smallest vector sizes a tiny model's SoC takes 24,890
+LUTs of its 24,288 and 48 of its 28 multipliers (docs/boards.md). Each SoC clock is the measured post-route fmax rounded down to one the
 PLL makes (docs/boards.md)."""
 
 from . import Board
+
+# 217 block RAMs with every memory in block RAM (208 on the 85F): these four shallow buffers go to
+# LUT RAM instead (12 block RAMs; measured by tritium build --board ulx3s-85f)
+SHALLOW_BUFFERS = ("top.soc.engine.rms/buffer", "top.soc.engine.rms.quantizer/buffer",
+                   "top.soc.engine.attention/z_buffer", "top.soc.engine.sampler/z_buffer")
 
 ENGINE_85F = dict(rows=8, simd=16, lanes=4, attention_lanes=8, head_lanes=8)
 ENGINE_SMALL = dict(rows=4, simd=8, lanes=2, attention_lanes=4, head_lanes=4)
@@ -11,11 +17,8 @@ ENGINE_SMALL = dict(rows=4, simd=8, lanes=2, attention_lanes=4, head_lanes=4)
 BOARDS = [
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "models/ulx3s",
           ENGINE_85F, clock_mhz=25.0, baud=1_000_000, loader_board="ulx3s",
-          reset_button="button_pwr"),
+          reset_button="button_pwr", distributed_ram=SHALLOW_BUFFERS),
     Board("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "models/small",
-          ENGINE_SMALL, clock_mhz=25.0, baud=1_000_000, loader_board="ulx3s",
-          reset_button="button_pwr"),
-    Board("ulx3s-25f", "amaranth_boards.ulx3s:ULX3S_25F_Platform", "ecp5", "models/small",
           ENGINE_SMALL, clock_mhz=25.0, baud=1_000_000, loader_board="ulx3s",
           reset_button="button_pwr"),
 ]

@@ -42,7 +42,7 @@ def test_chat_sim_generates_the_integer_models_tokens(capsys):
     prompt = "ROMEO:"
     expected = IntegerModel(load_weights(model_dir)).generate(
         load_tokenizer(model_dir).encode(prompt).ids, 12, temperature=0.8, top_k=5, seed=3)
-    assert main(["chat", "--sim", "--board", "ulx3s-25f", "--prompt", prompt, "-n", "12",
+    assert main(["chat", "--sim", "--board", "ulx3s-45f", "--prompt", prompt, "-n", "12",
                  "--temperature", "0.8", "--top-k", "5", "--seed", "3", "--ids"]) == 0
     out = capsys.readouterr().out
     ids = [int(t) for t in out.strip().splitlines()[-1].split()]

