@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh Debian machine with Python 3.11:
 #   make demo   - create .venv, install tritium, run the demo on the shipped ulx3s model (NumPy
-#                 models, then the whole engine in Verilator)
+#                 models, then the ULX3S-85F SoC in Verilator, talked to over its UART protocol)
 #   make test   - create .venv, install tritium with every extra, run the whole suite
 #                 (Icarus, if installed - apt-get install iverilog - joins Verilator in the cocotb runs)
 PYTHON ?= python3
@@ -35,7 +35,7 @@ demo: $(VENV)/.installed-demo
 	$(BIN)/tritium generate --checkpoint $(DEMO_MODEL) --prompt "ROMEO:" -n 200 --integer \
 		--temperature 0.8 --top-k 20 --seed 1
 	$(BIN)/tritium compare --checkpoint $(DEMO_MODEL) --validation --positions 512
-	$(BIN)/tritium sim generate --model $(DEMO_MODEL) --prompt "ROMEO:" -n 48 --check
+	$(BIN)/tritium chat --sim --board ulx3s-85f --prompt "ROMEO:" -n 48 --check
 
 # Retrain the shipped models and their full-precision baselines from scratch (measured on 2 cores,
 # one thread each: ulx3s 101 min, its baseline 95 min, small 7 and 6 min; docs/models.md),

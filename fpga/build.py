@@ -9,6 +9,7 @@ build with the figures.
 
 import json
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -82,6 +83,17 @@ def read_report(family: str, path: Path) -> dict:
             "clocks": fmax}
 
 
+def log_utilization(family: str, log: Path) -> dict:
+    """(used, available) of each resource from nextpnr's log (written before placement, so also
+    for a design that does not fit)."""
+    used = {}
+    names = {cell: key for key, cell in RESOURCES[family].items() if cell}
+    for match in re.finditer(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", log.read_text(), re.M):
+        if match.group(1) in names:
+            used[names[match.group(1)]] = (int(match.group(2)), int(match.group(3)))
+    return used
+
+
 def build(board: Board, *, root: Path = Path("build"), model_dir=None, engine: dict | None = None,
           status=None) -> dict:
     """Build ``board``'s bitstream (its shipped model unless ``model_dir``; ``engine`` overrides
@@ -117,17 +129,29 @@ def build(board: Board, *, root: Path = Path("build"), model_dir=None, engine: d
         if status:
             status(f"{STAGES[done][0]}, {time.perf_counter() - start:.0f} s")
         worker.join(timeout=1.0)
+    log = directory / "top.tim"
     if error:
-        logs = [p for p in (directory / "top.tim", directory / "top.rpt") if p.exists()]
-        tail = "".join(p.read_text()[-1500:] for p in logs)
-        raise BuildError(f"the {board.name} build failed: {error[0]}\n{tail}")
-    result = read_report(board.family, directory / "nextpnr.json")
+        used = log_utilization(board.family, log) if log.exists() else {}
+        over = {name: counts for name, counts in used.items() if counts[0] > counts[1]}
+        if over:      # placement ran out of a resource: a report that says which
+            result = {"resources": used, "fmax_mhz": None, "clocks": {}, "fits": False}
+        else:
+            logs = [p for p in (log, directory / "top.rpt") if p.exists()]
+            tail = "".join(p.read_text()[-1500:] for p in logs)
+            raise BuildError(f"the {board.name} build failed: {error[0]}\n{tail}")
+    else:
+        result = read_report(board.family, directory / "nextpnr.json")
+        result["fits"] = True
     result.update(board=board.name, model=str(model_dir or board.model), target_mhz=board.clock_mhz,
                   seconds=round(time.perf_counter() - start, 1),
                   bitstream=str(directory / BITSTREAMS[board.family]),
                   engine=top.engine_parameters)
     result["timing_met"] = result["fmax_mhz"] is not None and result["fmax_mhz"] >= board.clock_mhz
     (directory / "report.json").write_text(json.dumps(result, indent=1))
+    if not result["fits"]:
+        raise BuildError(f"{board.name} does not fit: " + ", ".join(
+            f"{name} {used:,} of {available:,}" for name, (used, available) in result["resources"].items()
+            if used > available) + f" (report: {directory / 'report.json'})")
     if not result["timing_met"]:
         raise BuildError(f"timing not met on {board.name}: post-route fmax {result['fmax_mhz']:.1f} MHz "
                          f"< the {board.clock_mhz} MHz clock (report: {directory / 'report.json'})")

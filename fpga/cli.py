@@ -366,6 +366,8 @@ def cmd_chat(args) -> int:
             link.reset()
             conversation = Conversation(link, tokenizer, status["context"])
             prompts = [args.prompt] if args.prompt is not None else None
+            if args.check and prompts is None:
+                raise ValueError("--check needs --prompt (one turn from an empty context)")
             while True:
                 text = prompts.pop(0) if prompts else (None if prompts is not None else _ask(console))
                 if text is None:
@@ -384,6 +386,14 @@ def cmd_chat(args) -> int:
                               f"{board.clock_mhz} MHz[/dim]")
                 if args.ids:
                     console.print(" ".join(map(str, new)))
+                if args.check:
+                    expected = _load_model(model_dir, True).generate(
+                        tokenizer.encode(text).ids, args.n, temperature=args.temperature,
+                        seed=args.seed, top_k=args.top_k)
+                    if new != expected:
+                        console.print(f"[red]differs from the integer model: {new} != {expected}[/red]")
+                        return 1
+                    console.print("[green]the same tokens as the integer model (model/integer.py)[/green]")
     finally:
         if virtual:
             virtual.close()
@@ -402,6 +412,22 @@ def cmd_bench(args) -> int:
 
     from fpga.bench import bench_array
 
+    if args.what == "boards":
+        from fpga.bench_boards import bench_boards
+
+        with _console().status("") as status:
+            rows = bench_boards(args.boards, root=args.root, rebuild=args.rebuild, docs=args.docs,
+                                status=lambda text: status.update(f"[dim]{text}[/dim]"))
+        table = Table(title="boards (tok/s = clock / simulated cycles per token)")
+        for column in ("board", "fits", "fmax MHz", "clock MHz", "cycles/token", "tok/s"):
+            table.add_column(column, justify="right")
+        for r in rows:
+            fmax = r["report"].get("fmax_mhz")
+            table.add_row(r["board"], str(r["report"].get("fits", False)), f"{fmax:.1f}" if fmax else "—",
+                          str(r["clock_mhz"]), f"{r['cycles_per_token']:,.0f}", f"{r['tok_s_clock']:,.0f}")
+        _console().print(table)
+        _console().print(f"wrote {args.docs / 'benchmarks.md'}")
+        return 0
     if args.what == "engine":
         from fpga.bench_engine import bench_engine
 
@@ -571,11 +597,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ids", action="store_true", help="also print the token ids")
+    p.add_argument("--check", action="store_true", help="with --prompt: compare the tokens with the "
+                   "integer model's")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a response")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("bench", help="measure and write docs/benchmarks.md")
-    p.add_argument("what", choices=["array", "blocks", "engine"])
+    p.add_argument("what", choices=["array", "blocks", "engine", "boards"])
+    p.add_argument("--boards", nargs="*", help="boards: only these (default all)")
+    p.add_argument("--rebuild", action="store_true", help="boards: build even where a report exists")
+    p.add_argument("--root", type=Path, default=Path("build"), help="boards: the builds' root")
     p.add_argument("--quick", action="store_true", help="a smaller synthesis sweep")
     p.add_argument("--docs", type=Path, default=Path(__file__).resolve().parent.parent / "docs",
                    help="where benchmarks.md and the plot go")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from amaranth import ClockDomain, Const, Elaboratable, Module
 from amaranth.build import ResourceError
+from amaranth.lib import io
 
 from hw.clocking import ClockReset, pll_settings
 from hw.soc import LEDS, Soc
@@ -65,29 +66,38 @@ class BoardTop(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         board = self.board
-        clk = platform.request(platform.default_clk, 0)
+
+        def buffer(name, direction, resource):
+            m.submodules[name] = io_buffer = io.Buffer(direction, resource)
+            return io_buffer
+
+        clk = buffer("clk_buffer", "i", platform.request(platform.default_clk, 0, dir="-")).i
         input_mhz = platform.default_clk_frequency / 1e6
         settings = (None if abs(board.clock_mhz - input_mhz) < 1e-6
                     else pll_settings(board.family, input_mhz, board.clock_mhz))
-        reset = platform.request(board.reset_button, 0).i if board.reset_button else Const(0)
+        reset = (buffer("reset_buffer", "i", platform.request(board.reset_button, 0, dir="-")).i
+                 if board.reset_button else Const(0))
         m.domains.sync = ClockDomain("sync")
-        m.submodules.clocking = clocking = ClockReset(clk.i, reset, settings,
+        m.submodules.clocking = clocking = ClockReset(clk, reset, settings,
                                                       device=getattr(platform, "family", ""))
         if settings is not None:        # the oscillator's pin has its own constraint
             platform.add_clock_constraint(clocking.clk, board.clock_mhz * 1e6)
         m.submodules.soc = soc = self.soc
-        uart = platform.request("uart", 0)
-        m.d.comb += [soc.rx.eq(uart.rx.i), uart.tx.o.eq(soc.tx)]
+        uart = platform.request("uart", 0, dir="-")
+        m.d.comb += [soc.rx.eq(buffer("rx_buffer", "i", uart.rx).i),
+                     buffer("tx_buffer", "o", uart.tx).o.eq(soc.tx)]
         for index in range(LEDS):
             try:
-                led = platform.request("led", index)
+                led = platform.request("led", index, dir="-")
             except ResourceError:
                 break
-            m.d.comb += led.o.eq(soc.leds[index])
+            m.d.comb += buffer(f"led_buffer_{index}", "o", led).o.eq(soc.leds[index])
         if board.flash_offset is not None:
-            spi = platform.request("spi_flash_1x", 0)
-            m.d.comb += [spi.cs.o.eq(~soc.flash.cs_n), spi.clk.o.eq(soc.flash.sck),
-                         spi.copi.o.eq(soc.flash.mosi), soc.flash.miso.eq(spi.cipo.i)]
+            spi = platform.request("spi_flash_1x", 0, dir="-")
+            m.d.comb += [buffer("cs_buffer", "o", spi.cs).o.eq(~soc.flash.cs_n),
+                         buffer("sck_buffer", "o", spi.clk).o.eq(soc.flash.sck),
+                         buffer("copi_buffer", "o", spi.copi).o.eq(soc.flash.mosi),
+                         soc.flash.miso.eq(buffer("cipo_buffer", "i", spi.cipo).i)]
         return m
 
 

@@ -1,0 +1,150 @@
+"""``tritium bench boards``: per board, the build's resource use and post-route fmax (``tritium build``,
+run unless a report exists or with ``--rebuild``), the SoC's clock cycles per token from its
+simulation (the virtual board of ``tritium chat --sim``: the same byte protocol, the engine's cycle
+counter read over STATUS), tokens per second = clock ÷ cycles per token, and the UART's own limit.
+Writes docs/benchmarks.md (section ``boards``) and docs/bench-boards.png, beside ZyboGPT.
+"""
+
+import datetime
+import json
+import platform
+from pathlib import Path
+
+from fpga.bench import cpu_name, write_section
+from fpga.boards import BOARDS
+from fpga.build import BuildError, build
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMPT, TOKENS = "ROMEO:", 32
+TARGETS = {"ulx3s-85f": 10_000, "icebreaker": 1_000}
+ZYBOGPT = ("ZyboGPT (Zybo Z7-20, Vivado)", "115 K parameters", 3_072)
+RESPONSE_TOKEN_BYTES = 6      # a TOKEN frame: SYNC, kind, length, two bytes, CRC
+UART_FRAME_BITS = 10
+
+
+def board_report(board, root: Path, rebuild: bool, status=None) -> dict:
+    path = root / board.name / "report.json"
+    if rebuild or not path.exists():
+        try:
+            build(board, root=root, status=status)
+        except BuildError as e:
+            if not path.exists():
+                return {"error": str(e).splitlines()[0]}
+    return json.loads(path.read_text())
+
+
+def simulated_cycles(board, status=None) -> dict:
+    """Cycles per generated token of the board's SoC (Verilator), greedy, from PROMPT."""
+    import serial
+
+    from fpga.chat import BoardLink, Conversation
+    from model.tokenizer import load_tokenizer
+    from sim.virtual_board import VirtualBoard, soc_params
+
+    model_dir = ROOT / board.model
+    virtual = VirtualBoard(soc_params(model_dir, board.engine_parameters(), board.clock_mhz * 1e6),
+                           status=status)
+    try:
+        with serial.Serial(virtual.path, virtual.params["baud"], timeout=0.05) as port:
+            link = BoardLink(port, timeout=600)
+            conversation = Conversation(link, load_tokenizer(model_dir), link.status()["context"])
+            if status:
+                status(f"{board.name}: generating {TOKENS} tokens in simulation")
+            conversation.turn(PROMPT, TOKENS)
+            cycles, tokens = conversation.cycles[-1]
+    finally:
+        virtual.close()
+    return {"cycles_per_token": cycles / tokens, "tokens": tokens}
+
+
+def bench_boards(names=None, *, root=Path("build"), rebuild=False, docs=ROOT / "docs", status=None):
+    rows = []
+    for name in names or BOARDS:
+        board = BOARDS[name]
+        if status:
+            status(f"{name}: build")
+        row = {"board": name, "model": board.model, "engine": board.engine_parameters(),
+               "clock_mhz": board.clock_mhz, "baud": board.baud,
+               "report": board_report(board, root, rebuild, status)}
+        row.update(simulated_cycles(board, status))
+        row["tok_s_clock"] = board.clock_mhz * 1e6 / row["cycles_per_token"]
+        fmax = row["report"].get("fmax_mhz")
+        row["tok_s_fmax"] = fmax * 1e6 / row["cycles_per_token"] if fmax else None
+        row["uart_tok_s"] = board.baud / (UART_FRAME_BITS * RESPONSE_TOKEN_BYTES)
+        rows.append(row)
+    write_section("boards", render(rows), docs / "benchmarks.md")
+    plot(rows, docs / "bench-boards.png")
+    return rows
+
+
+def _resources(report):
+    if "error" in report:
+        return ["—"] * 4
+    out = []
+    for key in ("luts", "ffs", "ram", "dsp"):
+        used = report["resources"].get(key)
+        out.append("—" if used is None else
+                   f"{used[0]:,}/{used[1]:,}" + (" **over**" if used[0] > used[1] else ""))
+    return out
+
+
+def render(rows) -> str:
+    today = datetime.date.today().isoformat()
+    lines = [
+        "## Boards: resources, fmax, tokens per second",
+        "",
+        f"`tritium bench boards` on {today}, {cpu_name()} ({platform.machine()}), yowasp yosys + "
+        "nextpnr; cycles per token from the SoC simulated in Verilator behind the byte protocol "
+        f"(prompt {PROMPT!r}, {TOKENS} greedy tokens, the engine's busy cycles over STATUS).",
+        "tok/s = clock ÷ cycles per token (the design's clock; at the post-route fmax in brackets). "
+        "The UART limit is baud ÷ (10 bits × 6 bytes a TOKEN frame).",
+        "",
+        "| board | model | LUT | FF | block RAM | DSP | fmax MHz | clock MHz | cycles/token | tok/s "
+        "| UART limit tok/s | target | build s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        rep = r["report"]
+        fmax = rep.get("fmax_mhz")
+        fits = rep.get("fits", "error" not in rep)
+        tok_s = (f"{r['tok_s_clock']:,.0f} ({r['tok_s_fmax']:,.0f})" if fits and fmax
+                 else f"— (does not fit; {r['tok_s_clock']:,.0f} at {r['clock_mhz']} MHz if it did)")
+        target = TARGETS.get(r["board"])
+        cells = [r["board"], Path(r["model"]).name, *_resources(rep),
+                 f"{fmax:.1f}" if fmax else "—", f"{r['clock_mhz']}", f"{r['cycles_per_token']:,.0f}",
+                 tok_s, f"{r['uart_tok_s']:,.0f}", f"≥ {target:,}" if target else "—",
+                 f"{rep['seconds']:.0f}" if "seconds" in rep else "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    name, size, rate = ZYBOGPT
+    lines += [f"| {name} | {size} | | | | | | | | {rate:,} (reported) | | | |", ""]
+    for r in rows:
+        if "error" in r["report"]:
+            lines.append(f"- {r['board']}: {r['report']['error']}")
+    lines.append("")
+    lines.append("![tokens per second by board](bench-boards.png)")
+    return "\n".join(lines)
+
+
+def plot(rows, path: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["board"] for r in rows] + ["ZyboGPT"]
+    values = [r["tok_s_clock"] if r["report"].get("fits") else 0 for r in rows] + [ZYBOGPT[2]]
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    bars = ax.bar(names, values, color=["tab:blue"] * len(rows) + ["tab:gray"])
+    for bar, r in zip(bars, rows):
+        if not r["report"].get("fits"):
+            ax.annotate("does not fit", (bar.get_x() + bar.get_width() / 2, 0), ha="center",
+                        va="bottom", fontsize=8, rotation=90)
+    for board, target in TARGETS.items():
+        if board in names:
+            i = names.index(board)
+            ax.hlines(target, i - 0.4, i + 0.4, colors="tab:red", linestyles="dashed")
+    ax.set_ylabel("tokens / s (dashed: target)")
+    ax.set_yscale("log")
+    ax.set_ylim(100, 20_000)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
