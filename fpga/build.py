@@ -36,7 +36,8 @@ RESOURCES = {
     "ecp5": {"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "ram": "DP16KD", "dsp": "MULT18X18D"},
     "ice40": {"luts": "ICESTORM_LC", "ffs": None, "ram": "ICESTORM_RAM", "dsp": "ICESTORM_DSP",
               "spram": "ICESTORM_SPRAM"},
-    "gowin": {"luts": "LUT4", "ffs": "DFF", "ram": "BSRAM", "dsp": "MULT18X18"},
+    # nextpnr-gowin (apycula 0.15) counts SLICEs: a LUT4 with its flip-flop
+    "gowin": {"luts": "SLICE", "ffs": None, "ram": "BSRAM", "dsp": "MULT18X18"},
 }
 
 
