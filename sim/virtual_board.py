@@ -14,17 +14,48 @@ import threading
 import time
 from pathlib import Path
 
+from amaranth import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
 SIM_DIVISOR = 8
 DESIGN = "soc"
 
 
-def soc_factory(model: str, engine: dict, clock_hz: float, baud: int, taps: bool = False):
-    """The Soc of ``model`` (a checkpoint directory) with ``engine``'s parameters."""
+def soc_factory(model: str, engine: dict, clock_hz: float, baud: int):
+    """The Soc of ``model`` (a checkpoint directory) with ``engine``'s parameters; one that loads
+    its weights from flash gets a flash model holding them (:class:`SocWithFlash`)."""
     from hw.soc import Soc
     from model.checkpoint import load_weights
     from model.integer import IntegerModel
 
-    return Soc(IntegerModel(load_weights(Path(model))), clock_hz=clock_hz, baud=baud, engine=engine)
+    soc = Soc(IntegerModel(load_weights(Path(model))), clock_hz=clock_hz, baud=baud, engine=engine)
+    return soc if engine.get("flash_offset") is None else SocWithFlash(soc, engine["flash_offset"])
+
+
+class SocWithFlash(wiring.Component):
+    """A Soc whose engine loads its weights from SPI flash, with a SpiFlashModel holding them at
+    ``offset``: the Soc's ports but ``flash``."""
+
+    def __init__(self, soc, offset: int):
+        self._soc, self._offset = soc, offset
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1),
+                          "leds": Out(len(soc.leds))})
+
+    def elaborate(self, platform):
+        from sim.spi_flash import SpiFlashModel
+
+        m = Module()
+        m.submodules.soc = soc = self._soc
+        m.submodules.flash = flash = SpiFlashModel(bytes(self._offset) + soc.engine.flash_image())
+        wiring.connect(m, soc.flash, flash.spi)
+        m.d.comb += [soc.rx.eq(self.rx), self.tx.eq(soc.tx), self.leds.eq(soc.leds)]
+        return m
+
+
+def extra_sources(engine: dict) -> list:
+    """Verilog models of the primitives the design instantiates (the iCE40 SPRAM)."""
+    return [Path(__file__).parent / "SB_SPRAM256KA.v"] if engine.get("spram") else []
 
 
 def soc_params(model, engine: dict, clock_hz: float = 25e6) -> dict:
@@ -43,7 +74,8 @@ class VirtualBoard:
         if status:
             status(f"building the virtual board in {simulator} (cached per design; log {self._dir})")
         runner, build_dir = build(soc_factory, params, design=DESIGN, simulator=simulator,
-                                  log_file=self._dir / "build.log")
+                                  log_file=self._dir / "build.log",
+                                  extra_sources=extra_sources(params["engine"]))
         env = {"TB_PARAMS": json.dumps(params), "TB_PTY": str(self.pty_file),
                "TB_STOP": str(self.stop_file), "COCOTB_LOG_LEVEL": "WARNING",
                "GPI_LOG_LEVEL": "WARNING"}
