@@ -62,7 +62,8 @@ def tool_environment(family: str) -> dict:
 def build_options(board: Board) -> dict:
     nextpnr = "--report nextpnr.json --timing-allow-fail --seed 1"
     # yowasp's ABC9 exits with an error on some of our designs (fpga/synth.py): classic ABC
-    options = {"ecp5": {"synth_opts": "-noabc9", "nextpnr_opts": nextpnr},
+    # router2: router1 had 127,796 arcs left after 22 minutes on the ulx3s-85f SoC, and slowing
+    options = {"ecp5": {"synth_opts": "-noabc9", "nextpnr_opts": nextpnr + " --router router2"},
                "ice40": {"synth_opts": "-dsp", "nextpnr_opts": nextpnr},
                "gowin": {"nextpnr_opts": nextpnr}}[board.family]
     if board.distributed_ram:
