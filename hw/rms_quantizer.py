@@ -17,8 +17,8 @@ signed ``width``-bit values, ``last`` on its final beat. Then:
 ``x_scale``, ``gain_exp``, ``inv_len`` (the scale 1/n) and ``eps`` are per-norm constants from the
 sequencer; they must hold from a token's first beat until its ``scale`` is taken.
 
-Cycles per token of ``b`` beats with no stalls: ``b`` (load) ``+ b + 4`` (feed, zero check) and
-then, in parallel, the AbsmaxQuantizer's ``latency + b`` for the codes and ``SCALE_CYCLES`` for
+Cycles per token of ``b`` beats with no stalls: ``b`` (load) ``+ b + 5`` (feed: read, normalize,
+multiply; zero check) and then, in parallel, the AbsmaxQuantizer's ``latency + b`` for the codes and ``SCALE_CYCLES`` for
 ``D`` (:meth:`cycles`). The next token is loaded once ``D`` is taken.
 """
 
@@ -109,7 +109,7 @@ class RmsQuantizer(wiring.Component):
 
     def cycles(self, beats: int) -> int:
         """Clock edges from a token's first input transfer to its ``scale`` being valid, no stalls."""
-        return 2 * beats + 4 + SCALE_CYCLES
+        return 2 * beats + 5 + SCALE_CYCLES
 
     def elaborate(self, platform):
         m = Module()
@@ -137,31 +137,35 @@ class RmsQuantizer(wiring.Component):
         # -- load ---------------------------------------------------------------------------
         bitlen = bit_length(m, x_peak, "bitlen")
 
-        # -- feed: read (memory) -> normalize and multiply (register) -> quantizer ------------
+        # -- feed: read (memory) -> normalize (register) -> multiply (register) -> quantizer -----
+        # (normalizing and multiplying in one cycle after the block RAM's read was the SoC's
+        # critical path: 21 MHz on the ECP5)
         advance = Signal()
         m.d.comb += advance.eq(~quantizer.i.valid | quantizer.i.ready)
         read_addr = Signal(range(self._depth + 1))
         issue = Signal()
-        s1_valid, s1_last = Signal(), Signal()
+        s1_valid, s1_last, s2_valid, s2_last = Signal(), Signal(), Signal(), Signal()
         m.d.comb += [rd.addr.eq(read_addr), rd.en.eq(advance),
                      self.gain.addr.eq(read_addr), self.gain.en.eq(advance)]
         x_n = [Signal(signed(NORM_BITS), name=f"x_n{lane}") for lane in range(lanes)]
-        for lane in range(lanes):
-            x = rd.data[lane]
-            shifted = (magnitude(x) >> e)[:NORM_BITS]
-            m.d.comb += x_n[lane].eq(Mux(x < 0, -shifted, shifted))
+        gains = [Signal.like(self.gain.data[lane], name=f"gain{lane}") for lane in range(lanes)]
         u = [Signal(signed(self.product_bits + 1), name=f"u{lane}") for lane in range(lanes)]
-        m.d.comb += [u[lane].eq(x_n[lane] * self.gain.data[lane]) for lane in range(lanes)]
+        m.d.comb += [u[lane].eq(x_n[lane] * gains[lane]) for lane in range(lanes)]
         squares = sum(x_n[lane] * x_n[lane] for lane in range(lanes))
         beat_u_peak = max_tree(m, [magnitude(v)[:self.product_bits] for v in u], self.product_bits,
                                "beat_u_peak")
 
         with m.If(advance):
             m.d.sync += [s1_valid.eq(issue), s1_last.eq(read_addr == length - 1),
-                         quantizer.i.valid.eq(s1_valid), quantizer.i.payload.last.eq(s1_last)]
+                         s2_valid.eq(s1_valid), s2_last.eq(s1_last),
+                         quantizer.i.valid.eq(s2_valid), quantizer.i.payload.last.eq(s2_last)]
             for lane in range(lanes):
-                m.d.sync += quantizer.i.payload.data[lane].eq(u[lane])
-            with m.If(s1_valid):
+                x = rd.data[lane]
+                shifted = (magnitude(x) >> e)[:NORM_BITS]
+                m.d.sync += [x_n[lane].eq(Mux(x < 0, -shifted, shifted)),
+                             gains[lane].eq(self.gain.data[lane]),
+                             quantizer.i.payload.data[lane].eq(u[lane])]
+            with m.If(s2_valid):
                 m.d.sync += sum_sq.eq(sum_sq + squares)
                 with m.If(beat_u_peak > u_peak):
                     m.d.sync += u_peak.eq(beat_u_peak)
@@ -192,7 +196,7 @@ class RmsQuantizer(wiring.Component):
                              self.overflow.eq(overflowed)]
                 m.next = "FEED"
             with m.State("FEED"):
-                with m.If(read_pass(m, issue, read_addr, length, advance, (s1_valid,))):
+                with m.If(read_pass(m, issue, read_addr, length, advance, (s1_valid, s2_valid))):
                     m.d.sync += program.start()
                     m.next = "CHECK"
             with m.State("CHECK"):
