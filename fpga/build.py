@@ -17,6 +17,7 @@ from pathlib import Path
 from hw.formal import tool
 
 from .boards import Board, BoardTop
+from .synth import ECP5_LUT_MAPPING
 
 # Environment variables Amaranth's toolchains read, per family: (variable, yowasp tool).
 TOOLS = {
@@ -61,9 +62,14 @@ def tool_environment(family: str) -> dict:
 
 def build_options(board: Board) -> dict:
     nextpnr = "--report nextpnr.json --timing-allow-fail --seed 1"
-    # yowasp's ABC9 exits with an error on some of our designs (fpga/synth.py): classic ABC
-    # router2: router1 had 127,796 arcs left after 22 minutes on the ulx3s-85f SoC, and slowing
-    options = {"ecp5": {"synth_opts": "-noabc9", "nextpnr_opts": nextpnr + " --router router2"},
+    # ECP5: synth_ecp5 maps LUTs with ABC9 only, and yowasp's ABC9 fails on some of our designs
+    # (an assertion in abc_ops reintegration on the ulx3s-85f SoC): stop before its LUT mapping,
+    # map with the classic ABC, resume (as fpga/synth.py does). router2: router1 still had 127,796
+    # arcs to route after 22 minutes on the ulx3s-85f SoC, and slowing.
+    ecp5 = {"synth_opts": "-run :map_luts",
+            "script_after_synth": ECP5_LUT_MAPPING + "synth_ecp5 -top top -run map_cells:",
+            "nextpnr_opts": nextpnr + " --router router2"}
+    options = {"ecp5": ecp5,
                "ice40": {"synth_opts": "-dsp", "nextpnr_opts": nextpnr},
                "gowin": {"nextpnr_opts": nextpnr}}[board.family]
     if board.distributed_ram:

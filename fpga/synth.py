@@ -21,12 +21,13 @@ from hw.formal import tool
 # Yosys scripts per family ({top} and {flatten} filled in). ECP5: synth_ecp5 always maps LUTs
 # with ABC9, and yowasp's ABC9 exits silently with an error on some of our designs; the script runs
 # synth_ecp5 up to its LUT mapping, maps with the classic ``abc -lut 4`` instead, and resumes.
-ECP5_SCRIPT = """read_verilog {source}
-synth_ecp5 -top {top} {flatten} -run :map_luts
-techmap -map +/lattice/latches_map.v
+ECP5_LUT_MAPPING = """techmap -map +/lattice/latches_map.v
 abc -lut 4
 clean
-synth_ecp5 -top {top} {flatten} -run map_cells:
+"""
+ECP5_SCRIPT = """read_verilog {source}
+synth_ecp5 -top {top} {flatten} -run :map_luts
+""" + ECP5_LUT_MAPPING + """synth_ecp5 -top {top} {flatten} -run map_cells:
 """
 ICE40_SCRIPT = """read_verilog {source}
 synth_ice40 -top {top} {flatten}
