@@ -136,7 +136,7 @@ def plot(rows, path: Path):
     bars = ax.bar(names, values, color=["tab:blue"] * len(rows) + ["tab:gray"])
     for bar, r in zip(bars, rows):
         if not r["report"].get("fits"):
-            ax.annotate("does not fit", (bar.get_x() + bar.get_width() / 2, 0), ha="center",
+            ax.annotate("does not fit", (bar.get_x() + bar.get_width() / 2, 120), ha="center",
                         va="bottom", fontsize=8, rotation=90)
     for board, target in TARGETS.items():
         if board in names:

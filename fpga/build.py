@@ -144,9 +144,10 @@ def build(board: Board, *, root: Path = Path("build"), model_dir=None, engine: d
         if over:      # placement ran out of a resource: a report that says which
             result = {"resources": used, "fmax_mhz": None, "clocks": {}, "fits": False}
         else:
-            logs = [p for p in (log, directory / "top.rpt") if p.exists()]
-            tail = "".join(p.read_text()[-1500:] for p in logs)
-            raise BuildError(f"the {board.name} build failed: {error[0]}\n{tail}")
+            logs = [p.read_text() for p in (log, directory / "top.rpt") if p.exists()]
+            reasons = [line for text in logs for line in text.splitlines() if line.startswith("ERROR")]
+            raise BuildError(f"the {board.name} build failed: {reasons[0] if reasons else error[0]}\n"
+                             + "".join(text[-1500:] for text in logs))
     else:
         result = read_report(board.family, directory / "nextpnr.json")
         result["fits"] = True
