@@ -28,8 +28,8 @@ def board_report(board, root: Path, rebuild: bool, status=None) -> dict:
         try:
             build(board, root=root, status=status)
         except BuildError as e:
-            if not path.exists():
-                return {"error": str(e).splitlines()[0]}
+            if not path.exists():       # no figures at all: keep the reason (--rebuild retries)
+                path.write_text(json.dumps({"error": str(e).splitlines()[0], "fits": False}))
     return json.loads(path.read_text())
 
 
