@@ -107,8 +107,9 @@ def render(rows) -> str:
         rep = r["report"]
         fmax = rep.get("fmax_mhz")
         fits = rep.get("fits", "error" not in rep)
+        why = "not placed here" if "error" in rep else "does not fit"
         tok_s = (f"{r['tok_s_clock']:,.0f} ({r['tok_s_fmax']:,.0f})" if fits and fmax
-                 else f"— (does not fit; {r['tok_s_clock']:,.0f} at {r['clock_mhz']} MHz if it did)")
+                 else f"— ({why}; {r['tok_s_clock']:,.0f} at {r['clock_mhz']} MHz if it did)")
         target = TARGETS.get(r["board"])
         cells = [r["board"], Path(r["model"]).name, *_resources(rep),
                  f"{fmax:.1f}" if fmax else "—", f"{r['clock_mhz']}", f"{r['cycles_per_token']:,.0f}",
@@ -118,6 +119,13 @@ def render(rows) -> str:
     name, size, rate = ZYBOGPT
     lines += [f"| {name} | {size} | | | | | | | | {rate:,} (reported) | | | |", ""]
     for r in rows:
+        target = TARGETS.get(r["board"])
+        if target:
+            measured = (f"{r['tok_s_clock']:,.0f} tok/s, {target / r['tok_s_clock']:.1f}× short"
+                        if r["report"].get("fits") else "the SoC does not fit")
+            lines.append(f"- target ≥ {target:,} tok/s on {r['board']}: "
+                         f"{'met' if r['report'].get('fits') and r['tok_s_clock'] >= target else 'not met'}"
+                         f" ({measured})")
         if "error" in r["report"]:
             lines.append(f"- {r['board']}: {r['report']['error']}")
     lines.append("")
