@@ -15,6 +15,14 @@ from hw.protocol import Error, FrameReader, Request, Response, frame, generate_f
 READ_CHUNK = 256
 
 
+def generate_request(count: int, *, temperature: float = 0.0, top_k=None, seed: int = 0) -> bytes:
+    """A GENERATE frame with ``IntegerModel.generate``'s parameters (``hw.engine.command`` turns
+    the temperature and seed into the sampler's scale and generator state)."""
+    fields = command(0, count=count, temperature=temperature, top_k=top_k, seed=seed)
+    return generate_frame(count, greedy=fields["greedy"], top_k=fields["top_k"], seed=fields["seed"],
+                          coef=(fields["coef"]["mant"], fields["coef"]["exp"]))
+
+
 class ProtocolError(RuntimeError):
     pass
 
@@ -71,10 +79,7 @@ class BoardLink:
 
     def generate(self, count: int, *, temperature: float = 0.0, top_k=None, seed: int = 0):
         """Yield each generated token as it arrives; then ``self.done`` holds DONE's fields."""
-        fields = command(0, count=count, temperature=temperature, top_k=top_k, seed=seed)
-        self.port.write(generate_frame(count, greedy=fields["greedy"], top_k=fields["top_k"],
-                                       seed=fields["seed"],
-                                       coef=(fields["coef"]["mant"], fields["coef"]["exp"])))
+        self.port.write(generate_request(count, temperature=temperature, top_k=top_k, seed=seed))
         for kind, values in self._responses():
             if kind == Response.TOKEN:
                 yield values[0]

@@ -19,9 +19,8 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge, Timer
 
-from hw.engine import command
-from hw.protocol import (Error, FrameReader, Request, Response, frame, generate_frame,
-                         prompt_frames)
+from fpga.chat import generate_request
+from hw.protocol import Error, FrameReader, Request, Response, frame, prompt_frames
 from model.checkpoint import load_weights
 from model.integer import IntegerModel
 
@@ -89,12 +88,6 @@ class UartHost:
         end = next(i for i, (kind, _) in enumerate(self.responses) if kind == until) + 1
         got, self.responses = self.responses[:end], self.responses[end:]
         return got
-
-
-def generate_request(count, temperature=0.0, top_k=None, seed=0):
-    fields = command(0, count=count, temperature=temperature, top_k=top_k, seed=seed)
-    return generate_frame(count, greedy=fields["greedy"], top_k=fields["top_k"], seed=fields["seed"],
-                          coef=(fields["coef"]["mant"], fields["coef"]["exp"]))
 
 
 def tokens_of(responses):

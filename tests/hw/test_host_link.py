@@ -8,10 +8,10 @@ from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import connect
 
-from hw.engine import Engine, command
+from fpga.chat import generate_request
+from hw.engine import Engine
 from hw.host_link import HostLink
-from hw.protocol import (Error, Flag, FrameReader, Request, Response, frame, generate_frame,
-                         prompt_frames)
+from hw.protocol import Error, Flag, FrameReader, Request, Response, frame, prompt_frames
 from hw.testing import run, tiny_model
 
 TIMEOUT = 200
@@ -78,12 +78,6 @@ def converse(dut, script, max_cycles):
                 responses.extend(reader.feed(bytes([int(byte)])))
 
     run(dut, [host], background=[device], max_cycles=max_cycles, vcd_name="host_link")
-
-
-def generate_request(count, temperature=0.0, top_k=None, seed=0):
-    fields = command(0, count=count, temperature=temperature, top_k=top_k, seed=seed)
-    return generate_frame(count, greedy=fields["greedy"], coef=(fields["coef"]["mant"], fields["coef"]["exp"]),
-                          top_k=fields["top_k"], seed=fields["seed"])
 
 
 def test_prompt_generate_status(tmp_path):
