@@ -13,13 +13,14 @@ from pathlib import Path
 from fpga.bench import cpu_name, write_section
 from fpga.boards import BOARDS
 from fpga.build import BuildError, build
+from hw.protocol import TOKEN_BYTES, Response, frame
+from hw.uart import FRAME_BITS
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT, TOKENS = "ROMEO:", 32
 TARGETS = {"ulx3s-85f": 10_000, "icebreaker": 1_000}
 ZYBOGPT = ("ZyboGPT (Zybo Z7-20, Vivado)", "115 K parameters", 3_072)
-RESPONSE_TOKEN_BYTES = 6      # a TOKEN frame: SYNC, kind, length, two bytes, CRC
-UART_FRAME_BITS = 10
+TOKEN_FRAME_BYTES = len(frame(Response.TOKEN, bytes(TOKEN_BYTES)))   # SYNC, kind, length, token, CRC
 
 
 def board_report(board, root: Path, rebuild: bool, status=None) -> dict:
@@ -70,7 +71,7 @@ def bench_boards(names=None, *, root=Path("build"), rebuild=False, docs=ROOT / "
         row["tok_s_clock"] = board.clock_mhz * 1e6 / row["cycles_per_token"]
         fmax = row["report"].get("fmax_mhz")
         row["tok_s_fmax"] = fmax * 1e6 / row["cycles_per_token"] if fmax else None
-        row["uart_tok_s"] = board.baud / (UART_FRAME_BITS * RESPONSE_TOKEN_BYTES)
+        row["uart_tok_s"] = board.baud / (FRAME_BITS * TOKEN_FRAME_BYTES)
         rows.append(row)
     write_section("boards", render(rows), docs / "benchmarks.md")
     plot(rows, docs / "bench-boards.png")
@@ -97,7 +98,7 @@ def render(rows) -> str:
         "nextpnr; cycles per token from the SoC simulated in Verilator behind the byte protocol "
         f"(prompt {PROMPT!r}, {TOKENS} greedy tokens, the engine's busy cycles over STATUS).",
         "tok/s = clock ÷ cycles per token (the design's clock; at the post-route fmax in brackets). "
-        "The UART limit is baud ÷ (10 bits × 6 bytes a TOKEN frame).",
+        f"The UART limit is baud ÷ ({FRAME_BITS} bits × {TOKEN_FRAME_BYTES} bytes a TOKEN frame).",
         "",
         "| board | model | LUT | FF | block RAM | DSP | fmax MHz | clock MHz | cycles/token | tok/s "
         "| UART limit tok/s | target | build s |",
