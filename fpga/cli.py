@@ -326,6 +326,54 @@ def _print_build_report(console, report):
                   f"timing {'met' if report['timing_met'] else 'NOT met'}; bitstream {report['bitstream']}")
 
 
+def cmd_explore(args) -> int:
+    from rich.progress import Progress
+
+    from fpga import explore
+    from model import load_weights
+
+    console = _console()
+    if args.refit:
+        from fpga.resource_fit import refit
+
+        with console.status("") as status:
+            model = refit(args.synthesize, args.root / "explore-fit",
+                          lambda text: status.update(f"[dim]{text}[/dim]"))
+        console.print(f"fitted on {model['points']} synthesis runs; largest residual: "
+                      + ", ".join(f"{k} {v}%" for k, v in model["residual_percent"].items()))
+        if not args.board:
+            return 0
+    if not args.board:
+        raise ValueError("--board is required (or --refit alone)")
+    board = _board(args.board)
+    cfg = load_weights(args.model or Path(__file__).resolve().parent.parent / board.model).config
+    sizes = {name: getattr(args, name) for name in explore.SIZE_OPTIONS}
+    title = f"{board.name}: {args.model or board.model}"
+    current = explore.board_point(board, cfg)
+    if all(sizes.values()):                     # one point: its prediction, or why it is refused
+        point = explore.evaluate(board, cfg, sizes, args.buffers or "block")
+        console.print(explore.table(board, [point], [point], point, f"{title}: {point.label()}"))
+        if not point.fits:
+            console.print(f"[red]refused: {point.label()} {point.refusal()}[/red]")
+            return 1
+        console.print(f"{point.tokens_per_second:,.0f} tok/s at {board.clock_mhz} MHz "
+                      f"(prefill {point.prefill_tokens_per_second:,.0f} tok/s)")
+        return 0
+    count = len(explore.candidates(cfg, **{k: v for k, v in sizes.items() if v}))
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"{board.name}: {count * 2} points", total=count * 2)
+        points = explore.sweep(board, cfg, lambda: progress.advance(task),
+                               **{k: v for k, v in sizes.items() if v})
+    front = explore.pareto(points)
+    console.print(explore.table(board, points, front, current, f"{title}: the Pareto front "
+                                f"(tok/s against LUTs) at {board.clock_mhz} MHz"))
+    console.print(explore.summary(points, current))
+    args.plot.parent.mkdir(parents=True, exist_ok=True)
+    explore.plot(points, front, current, args.plot, title)
+    console.print(f"plot: {args.plot}")
+    return 0
+
+
 def cmd_flash(args) -> int:
     from fpga.flash import flash
 
@@ -425,6 +473,25 @@ def cmd_bench(args) -> int:
             fmax = r["report"].get("fmax_mhz")
             table.add_row(r["board"], str(r["report"].get("fits", False)), f"{fmax:.1f}" if fmax else "—",
                           str(r["clock_mhz"]), f"{r['cycles_per_token']:,.0f}", f"{r['tok_s_clock']:,.0f}")
+        _console().print(table)
+        _console().print(f"wrote {args.docs / 'benchmarks.md'}")
+        return 0
+    if args.what == "explore":
+        from fpga.bench_explore import bench_explore, label
+
+        with _console().status("") as status:
+            result = bench_explore(args.docs, args.root, remeasure=args.remeasure,
+                                   rebuild=args.rebuild,
+                                   status=lambda text: status.update(f"[dim]{text}[/dim]"))
+        table = Table(title="explorer: predicted against measured")
+        for column in ("what", "sizes", "measured", "predicted", "error"):
+            table.add_column(column, justify="right")
+        for c in result["cycles"]:
+            table.add_row(f"{c['model']} {c['kind']} cycles", label(c["params"]),
+                          f"{c['measured']:,.0f}", f"{c['predicted']:,.0f}", f"{c['error']:+.2%}")
+        for b in result["builds"]:
+            table.add_row(f"{b['name']} LUTs", label(b["params"]), f"{b['measured']['luts']:,}",
+                          f"{b['predicted']['luts']:,}", f"{b['error']['luts']:+.1%}")
         _console().print(table)
         _console().print(f"wrote {args.docs / 'benchmarks.md'}")
         return 0
@@ -602,10 +669,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for a response")
     p.set_defaults(func=cmd_chat)
 
+    p = sub.add_parser("explore", help="a board's design space: predicted cycles, resources, "
+                       "tok/s; the Pareto front")
+    p.add_argument("--board", help="the board (its part, clock and memory options)")
+    p.add_argument("--model", type=Path, help="checkpoint directory (default: the board's model)")
+    for name in ("rows", "simd", "lanes", "attention_lanes", "head_lanes"):
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int,
+                       help=f"pin {name} (all five: one point)")
+    p.add_argument("--buffers", choices=["block", "lut"], help="one point: the shallow buffers in "
+                   "block RAM or LUT RAM (default block)")
+    p.add_argument("--plot", type=Path, default=Path("build/explore.png"),
+                   help="tok/s against LUTs (default build/explore.png)")
+    p.add_argument("--refit", action="store_true", help="refit the resource model to the stored "
+                   "synthesis runs (fpga/data/)")
+    p.add_argument("--synthesize", action="store_true", help="with --refit: run the synthesis "
+                   "points again first (about 40 minutes)")
+    p.add_argument("--root", type=Path, default=Path("build"), help="--synthesize works here")
+    p.set_defaults(func=cmd_explore)
+
     p = sub.add_parser("bench", help="measure and write docs/benchmarks.md")
-    p.add_argument("what", choices=["array", "blocks", "engine", "boards"])
+    p.add_argument("what", choices=["array", "blocks", "engine", "boards", "explore"])
     p.add_argument("--boards", nargs="*", help="boards: only these (default all)")
-    p.add_argument("--rebuild", action="store_true", help="boards: build even where a report exists")
+    p.add_argument("--rebuild", action="store_true", help="boards, explore: build even where a "
+                   "report exists")
+    p.add_argument("--remeasure", action="store_true", help="explore: simulate again rather than "
+                   "use fpga/data/validation.json's cycle counts")
     p.add_argument("--root", type=Path, default=Path("build"), help="boards: the builds' root")
     p.add_argument("--quick", action="store_true", help="a smaller synthesis sweep")
     p.add_argument("--docs", type=Path, default=Path(__file__).resolve().parent.parent / "docs",

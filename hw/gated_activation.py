@@ -96,14 +96,20 @@ class GatedActivation(wiring.Component):
     kind = property(lambda self: self._kind)
     # relu²: an unsigned 17-bit square; SiLU: a signed 18-bit value; times a signed 18-bit up
     out_bits = property(lambda self: NORM_BITS + (NORM_MAX_BITLEN if self._kind == "relu2" else NORM_BITS))
-    latency_in = property(lambda self: 2 if self._kind == "silu" else 0)
+    latency_in = property(lambda self: 2 if self._kind == "silu" else 0)   # (cycles_of)
     # SiLU's Q.10 input: gate · mant shifted right by at least 0
     act_bits = property(lambda self: self._width if self._kind == "relu2" else self._width + 17)
 
     def cycles(self, beats: int) -> int:
         """Clock edges from a vector's first input transfer to its last output, no stalls."""
-        return (beats + self.latency_in + 1 + ScaleProgram.cycles(PROGRAMS[self._kind]) + 1
-                + self.latency + beats - 1)
+        return self.cycles_of(self._kind, beats)
+
+    @classmethod
+    def cycles_of(cls, kind: str, beats: int) -> int:
+        """:meth:`cycles` of a unit of ``kind`` (for a cycle model without a unit)."""
+        latency_in = 2 if kind == "silu" else 0
+        return (beats + latency_in + 1 + ScaleProgram.cycles(PROGRAMS[kind]) + 1
+                + cls.latency + beats - 1)
 
     def elaborate(self, platform):
         m = Module()

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from fpga.bench_explore import CYCLE_TOLERANCE
+from fpga.cycle_model import mean_cycles
+from fpga.simulate import per_token_counters
 from hw.engine import default_parameters
 from model.checkpoint import load_weights, random_checkpoint
 from model.config import BitNetConfig
@@ -35,10 +38,14 @@ def odd_model() -> Path:
     return path
 
 
-def run_bench(params: dict, runs: list, tmp_path, design=None, extra_sources=()):
+def run_bench(params: dict, runs: list, tmp_path, design=None, extra_sources=()) -> list:
+    """The runs on the engine in Verilator (tokens checked in the bench); each run's counters."""
+    result = tmp_path / "counters.json"
     run(engine_factory, params, design=design or "engine_" + Path(params["model"]).name.replace("-", "_"),
         bench="sim.tb_engine", testcase="check", simulator="verilator", seed=SEED, test_dir=tmp_path,
-        extra_env={"TB_JOB": json.dumps({"runs": runs})}, extra_sources=extra_sources)
+        extra_env={"TB_JOB": json.dumps({"runs": runs, "result": str(result)})},
+        extra_sources=extra_sources)
+    return json.loads(result.read_text())["runs"]
 
 
 def test_small_model_generates_the_integer_models_tokens(tmp_path):
@@ -61,7 +68,15 @@ def test_odd_random_model_generates_the_integer_models_tokens(tmp_path):
     runs = [dict(prompt=[5, 36, 0], count=32),
             dict(prompt=[1], count=33, temperature=0.7, top_k=4, seed=SEED),
             dict(prompt=[30, 2, 2, 9, 17], count=10, temperature=1.5, seed=SEED + 2)]
-    run_bench(params, runs, tmp_path)
+    counters = run_bench(params, runs, tmp_path)
+    # the cycle model (fpga/cycle_model.py) on a shape it was never compared with: the greedy run
+    config = load_weights(odd_model()).config
+    greedy, prompt = counters[0], len(runs[0]["prompt"])
+    prefill = mean_cycles(config, params, range(prompt), decode=False)["cycles"]
+    decode = mean_cycles(config, params, range(prompt, prompt + runs[0]["count"] - 1))["cycles"]
+    measured_decode = per_token_counters(greedy)["cycles"]
+    assert prefill == pytest.approx(greedy["prompt"]["cycles"] / prompt, rel=CYCLE_TOLERANCE)
+    assert decode == pytest.approx(measured_decode, rel=CYCLE_TOLERANCE)
 
 
 def test_weights_from_spi_flash_into_spram(tmp_path):

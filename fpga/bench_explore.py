@@ -1,0 +1,210 @@
+"""``tritium bench explore``: the explorer's predictions against measurements. Writes its section of
+docs/benchmarks.md and the measurements to ``fpga/data/validation.json`` (which the tests hold the
+models to).
+
+- **Cycles**: each configuration of ``CYCLE_CONFIGS`` runs in Verilator (the engine alone,
+  ``tritium sim generate``'s harness), greedy, twice: an 8-token prompt then 16 tokens, and a
+  48-token prompt then 8 tokens. Measured and predicted: the mean cycles of a prompt token
+  (prefill) and of a generated token (decode) over the same positions, by phase.
+- **Resources**: each build of ``BUILDS`` is placed and routed by ``tritium build``'s flow
+  (reports under ``--root``; built when missing); nextpnr's LUT/FF/block RAM/DSP counts and fmax
+  against the prediction. None of these configurations is among the fit's synthesis runs.
+
+The weight-read bound (one position's ternary weights ÷ ``rows·simd``) is shown beside each.
+"""
+
+import datetime
+import json
+import platform
+from pathlib import Path
+
+from .bench import cpu_name, write_section
+from .cycle_model import mean_cycles, weight_bound
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data" / "validation.json"
+SIZES = ("rows", "simd", "lanes", "attention_lanes", "head_lanes")
+CYCLE_CONFIGS = [      # model, rows, simd, lanes, attention lanes, head lanes
+    ("ulx3s", 8, 16, 16, 32, 32), ("small", 4, 8, 8, 16, 32), ("ulx3s", 8, 16, 4, 8, 8),
+    ("small", 4, 8, 2, 4, 4), ("small", 4, 8, 1, 1, 1), ("small", 2, 8, 1, 2, 2),
+    ("small", 8, 8, 2, 4, 4), ("ulx3s", 4, 16, 2, 4, 4), ("ulx3s", 16, 32, 8, 16, 16),
+    ("small", 8, 16, 4, 8, 8),
+]
+TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\nAll:\nSpeak, speak.\n"
+        "First Citizen:\nYou are all resolved rather to die than to famish?")
+RUNS = ((8, 16), (48, 8))       # prompt tokens, generated tokens
+# name, board, model (None: the board's; "tiny": tests' tiny model), engine sizes (None: board's)
+TINY = dict(seed=2, max_position_embeddings=16)
+BUILDS = [
+    ("ulx3s-85f", "ulx3s-85f", None, None),
+    ("ulx3s-45f", "ulx3s-45f", None, None),
+    ("small-2x8", "ulx3s-45f", "small", dict(rows=2, simd=8, lanes=1, attention_lanes=2, head_lanes=2)),
+    ("small-8x8", "ulx3s-45f", "small", dict(rows=8, simd=8, lanes=2, attention_lanes=4, head_lanes=4)),
+    ("tiny-2x4", "ulx3s-45f", "tiny", dict(rows=2, simd=4, lanes=2, attention_lanes=2, head_lanes=2)),
+    ("ulx3s-4x16", "ulx3s-85f", "ulx3s", dict(rows=4, simd=16, lanes=2, attention_lanes=4, head_lanes=4)),
+]
+CYCLE_TOLERANCE, LUT_TOLERANCE = 0.05, 0.15
+
+
+def measure_cycles(config, status=None) -> dict:
+    from fpga.simulate import engine_params, per_token_counters, run_engine
+    from model.tokenizer import load_tokenizer
+
+    name, *sizes = config
+    model_dir = ROOT / "models" / name
+    ids = load_tokenizer(model_dir).encode(TEXT).ids
+    params = engine_params(model_dir, **dict(zip(SIZES, sizes)))
+    runs = run_engine(params, [dict(prompt=ids[:n], count=count) for n, count in RUNS],
+                      status=status)
+    result = {"model": name, "params": {k: params[k] for k in SIZES}, "runs": []}
+    for (n, count), run in zip(RUNS, runs):
+        decode = per_token_counters(run)
+        result["runs"].append({"prompt": n, "generated": count,
+                               "prefill": {k: v / n for k, v in run["prompt"].items()},
+                               "decode": decode})
+    return result
+
+
+def predicted_cycles(cfg, params: dict, run: dict) -> dict:
+    """The model at the run's positions: prefill 0…n−1, decode n…n+count−2 (token i > 0 of the
+    generation costs position n + i − 1 and an LM head)."""
+    n, count = run["prompt"], run["generated"]
+    return {"prefill": mean_cycles(cfg, params, range(n), decode=False),
+            "decode": mean_cycles(cfg, params, range(n, n + count - 1))}
+
+
+def build_model_dir(model, root: Path):
+    if model == "tiny":
+        from hw.testing import tiny_model
+        tiny_model(root / "tiny", TINY["seed"], max_position_embeddings=TINY["max_position_embeddings"])
+        return root / "tiny" / "model"
+    return None if model is None else ROOT / "models" / model
+
+
+def measure_build(entry, root: Path, rebuild: bool, status=None) -> dict:
+    from fpga.boards import BOARDS
+    from fpga.build import BuildError, build
+
+    name, board_name, model, engine = entry
+    board = BOARDS[board_name]
+    report_path = root / name / board.name / "report.json"
+    if rebuild or not report_path.exists():
+        try:
+            build(board, root=root / name, model_dir=build_model_dir(model, root / name),
+                  engine=engine, status=status)
+        except BuildError:          # timing or fit: the report has the figures
+            if not report_path.exists():
+                raise
+    report = json.loads(report_path.read_text())
+    return {"name": name, "board": board.name, "model": model or board.model,
+            "params": {k: report["engine"][k] for k in SIZES},
+            "measured": {k: used for k, (used, _) in report["resources"].items()},
+            "fmax_mhz": report["fmax_mhz"], "seconds": report["seconds"]}
+
+
+def predicted_resources(entry: dict, root: Path) -> dict:
+    from fpga.boards import BOARDS
+    from fpga.memory_map import distributed_names
+    from fpga.resource_model import predict
+    from model.checkpoint import load_weights
+
+    board = BOARDS[entry["board"]]
+    source = dict((b[0], b[2]) for b in BUILDS).get(entry["name"])
+    model_dir = build_model_dir(source, root / entry["name"]) if source else ROOT / board.model
+    cfg = load_weights(model_dir).config
+    return predict(cfg, entry["params"], board.family, frozenset(distributed_names(board.distributed_ram)))
+
+
+def compare(data: dict, root: Path) -> dict:
+    """Predictions beside the stored measurements, with errors."""
+    from model.checkpoint import load_weights
+
+    cycles = []
+    for entry in data["cycles"]:
+        cfg = load_weights(ROOT / "models" / entry["model"]).config
+        for run in entry["runs"]:
+            predicted = predicted_cycles(cfg, entry["params"], run)
+            for kind in ("prefill", "decode"):
+                measured, model = run[kind]["cycles"], predicted[kind]["cycles"]
+                cycles.append({"model": entry["model"], "params": entry["params"], "kind": kind,
+                               "positions": (f"0–{run['prompt'] - 1}" if kind == "prefill" else
+                                             f"{run['prompt']}–{run['prompt'] + run['generated'] - 2}"),
+                               "measured": measured, "predicted": model,
+                               "error": model / measured - 1,
+                               "bound": weight_bound(cfg, entry["params"]),
+                               "phases": {k: (run[kind][k], predicted[kind][k])
+                                          for k in ("matmul", "attention", "vector", "head", "control")}})
+    builds = []
+    for entry in data["builds"]:
+        predicted = predicted_resources(entry, root)
+        builds.append({**entry, "predicted": predicted,
+                       "error": {k: predicted[k] / entry["measured"][k] - 1
+                                 for k in ("luts", "ffs", "ram", "dsp") if entry["measured"].get(k)}})
+    return {"cycles": cycles, "builds": builds}
+
+
+def label(params: dict) -> str:
+    return (f"{params['rows']}×{params['simd']}, {params['lanes']}/{params['attention_lanes']}/"
+            f"{params['head_lanes']}")
+
+
+def markdown(result: dict, data: dict) -> str:
+    date = data["date"]
+    lines = ["## Explorer: predictions against measurements", "",
+             f"`tritium bench explore` on {date}, {data['machine']}. The cycle model "
+             "(fpga/cycle_model.py) and the resource model (fpga/resource_model.py, fitted by "
+             "`tritium explore --refit` to synthesis runs that are not among these builds) against "
+             "Verilator's cycle counts and nextpnr's placed designs (docs/performance.md). "
+             f"Targets: cycles within ±{CYCLE_TOLERANCE:.0%}, LUTs within ±{LUT_TOLERANCE:.0%}.", "",
+             "### Cycles per token (greedy; sizes: rows×simd, lanes vector/attention/LM head)", "",
+             "| model | sizes | tokens | positions | measured | predicted | error | weight-read bound | "
+             "measured / bound |", "|---|---|---|---|---|---|---|---|---|"]
+    for c in result["cycles"]:
+        lines.append(f"| {c['model']} | {label(c['params'])} | {c['kind']} | {c['positions']} | "
+                     f"{c['measured']:,.0f} | {c['predicted']:,.0f} | {c['error']:+.2%} | "
+                     f"{c['bound']:,.0f} | {c['measured'] / c['bound']:.2f}× |")
+    worst = max(result["cycles"], key=lambda c: abs(c["error"]))
+    configs = {(c["model"], label(c["params"])) for c in result["cycles"]}
+    lines += ["", f"{len(configs)} configurations, {len(result['cycles'])} comparisons; the largest "
+              f"error {worst['error']:+.2%} ({worst['model']} {label(worst['params'])}, "
+              f"{worst['kind']}).", "",
+              "### Resources of placed designs (ECP5, nextpnr)", "",
+              "| build | board | model | sizes | LUT measured / predicted (error) | FF | block RAM | "
+              "DSP | fmax MHz | weight-read bound |", "|---|---|---|---|---|---|---|---|---|---|"]
+    from model.checkpoint import load_weights
+    for b in result["builds"]:
+        m, p, e = b["measured"], b["predicted"], b["error"]
+        source = dict((x[0], x[2]) for x in BUILDS).get(b["name"])
+        bound = "—"
+        if source != "tiny":
+            cfg = load_weights(ROOT / (b["model"] if "/" in b["model"] else f"models/{b['model']}")).config
+            bound = f"{weight_bound(cfg, b['params']):,.0f} cycles"
+        cells = [f"{m[k]:,} / {p[k]:,} ({e[k]:+.1%})" if k in e else "—" for k in ("luts", "ffs", "ram", "dsp")]
+        lines.append(f"| {b['name']} | {b['board']} | {b['model']} | {label(b['params'])} | "
+                     + " | ".join(cells) + f" | {b['fmax_mhz']:.1f} | {bound} |")
+    worst = max(result["builds"], key=lambda b: abs(b["error"]["luts"]))
+    lines += ["", f"{len(result['builds'])} builds; the largest LUT error "
+              f"{worst['error']['luts']:+.1%} ({worst['name']}).", ""]
+    return "\n".join(lines)
+
+
+def bench_explore(docs: Path, root: Path, *, remeasure: bool, rebuild: bool, status=None) -> dict:
+    """Measure what is missing (or everything with ``remeasure``/``rebuild``), compare, write."""
+    data = json.loads(DATA.read_text()) if DATA.exists() and not remeasure else None
+    if data is None:
+        data = {"cycles": [], "builds": []}
+    done = {(c["model"], tuple(c["params"][k] for k in SIZES)) for c in data["cycles"]}
+    for config in CYCLE_CONFIGS:
+        if (config[0], tuple(config[1:])) not in done:
+            data["cycles"].append(measure_cycles(config, status))
+    built = {b["name"] for b in data["builds"]}
+    for entry in BUILDS:
+        if rebuild or entry[0] not in built:
+            data["builds"] = [b for b in data["builds"] if b["name"] != entry[0]]
+            data["builds"].append(measure_build(entry, root, rebuild, status))
+    data.update(date=datetime.date.today().isoformat(),
+                machine=f"{cpu_name()} ({platform.machine()})", command="tritium bench explore")
+    DATA.write_text(json.dumps(data, indent=1) + "\n")
+    result = compare(data, root)
+    write_section("explore", markdown(result, data), docs / "benchmarks.md")
+    return result

@@ -1,0 +1,269 @@
+"""The engine's clock cycles per token, predicted from the architecture (docs/performance.md).
+
+Every term is a block's documented timing (``TernaryArray.cycles``, ``AbsmaxQuantizer.latency``,
+``RmsQuantizer.cycles``, ``AttentionHead.cycles``, ``GatedActivation.cycles``,
+``TokenTable.logit_cycles``, ``Sampler.cycles``, ``ScaleUnit.cycles``, ``Rope.latency``, ...) put
+together the way :class:`hw.engine.Engine`'s sequencer runs the program of
+:func:`hw.sequencer.program`: one instruction after another, a matmul's results queued in the
+result FIFO while its output path (RoPE, the per-head quantizer, the residual add, the gated
+activation) drains them one a cycle. Nothing here is fitted to a simulation; the validation
+(``tritium bench explore``) sets these predictions beside Verilator's counts.
+
+Cycles are split by the engine's own :class:`hw.engine.Phase` rules (the array busy first, then
+what the sequencer waits on), so each phase can be checked against the engine's counters.
+"""
+
+import dataclasses
+import functools
+
+from hw.attention import ROW_PROGRAM, SCORE_LATENCY, WEIGHT_LATENCY
+from hw.dequantizer import Dequantizer
+from hw.engine import RESULT_FIFO_DEPTH, Phase
+from hw.gated_activation import GatedActivation
+from hw.head_quantizer import PROGRAM as HEAD_PROGRAM
+from hw.quantizer import AbsmaxQuantizer
+from hw.rms_quantizer import SCALE_CYCLES
+from hw.rope import Rope
+from hw.sampler import Sampler
+from hw.scale_unit import ScaleOp, ScaleProgram, ScaleUnit
+from hw.sequencer import Op, Route, Source, program
+from hw.ternary_array import TernaryArray
+
+FETCH = 1               # the sequencer's FETCH state, once per instruction
+START = 1               # a MATMUL's START state (the start transfer)
+LOOKUP = 2              # TernaryLinear: look the matrix up, read its first weight word
+SCALE_PRODUCT = ScaleUnit.cycles(ScaleOp.MUL) + 2   # issue, multiply, store (D·γ, logit scale, coef)
+TABLE_ROW = 4           # TokenTable: a row in hidden/lanes + 4 cycles
+GREEDY = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """The engine's sizes (``hw.engine.Engine``'s parameters)."""
+    rows: int
+    simd: int
+    lanes: int
+    attention_lanes: int
+    head_lanes: int
+
+    @classmethod
+    def of(cls, params: dict) -> "Sizes":
+        return cls(*(params[f.name] for f in dataclasses.fields(cls)))
+
+
+def phases(**cycles) -> dict:
+    counts = {p.name.lower(): 0 for p in Phase}
+    counts.update(cycles)
+    return counts
+
+
+def add(total: dict, part: dict) -> dict:
+    for key, value in part.items():
+        total[key] = total.get(key, 0) + value
+    return total
+
+
+# -- the matmul and its output path -------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def _array(rows: int, simd: int, k: int) -> TernaryArray:
+    return TernaryArray(rows=rows, cols=1, simd=simd, k_max=max(k, simd))
+
+
+def matmul_cycles(n: int, k: int, rows: int, simd: int) -> int:
+    """``TernaryLinear.cycles``: start transfer to last result, ``o`` always ready."""
+    array = _array(rows, simd, k)
+    tiles = -(-n // rows)
+    return LOOKUP + array.cycles(n, k, 1) - (tiles * rows - n)
+
+
+def _produced(n: int, k: int, rows: int, simd: int) -> list[int]:
+    """When each of the ``n`` results leaves the array (from the start transfer), no stalls."""
+    array = _array(rows, simd, k)
+    chunks = -(-k // simd)
+    period = max(chunks, rows)
+    return [LOOKUP + (i // rows) * period + chunks + array.latency + i % rows - 1 for i in range(n)]
+
+
+@functools.lru_cache(maxsize=None)
+def output_path(n: int, k: int, route: Route, d_wait: int, sizes: Sizes, head_dim: int,
+                hidden: int) -> tuple[int, int]:
+    """(array busy, the MATMUL instruction's cycles) from the start transfer: results queue in the
+    FIFO and leave one a cycle once ``D·γ`` is made (``d_wait`` cycles after the start, the
+    norm's D) and the route takes them; the instruction ends when the route's last write is done."""
+    produced = _produced(n, k, sizes.rows, sizes.simd)
+    enabled = max(d_wait, 0) + SCALE_PRODUCT
+    heads = route in (Route.Q, Route.K, Route.V)
+    words = head_dim // sizes.attention_lanes
+    # per head: the RoPE bank's emission end and the head quantizer's state
+    rope_free = [0, 0]          # each of RoPE's two banks: free from this cycle
+    quantizer_free = 0          # the quantizer takes a new head's input from this cycle
+    scale_taken = 0             # the previous head's scale taken (the next one latches after)
+    out = -1                    # the previous element's FIFO read
+    queued = []                 # FIFO reads, to stall the array when it is full
+    delay = 0
+    busy_end = 0
+    end = 0
+    for i, ready in enumerate(produced):
+        if i >= RESULT_FIFO_DEPTH:                    # the array stalls on a full FIFO
+            delay = max(delay, queued[i - RESULT_FIFO_DEPTH] + 1 - ready)
+        ready += delay
+        busy_end = ready
+        t = max(ready + 1, out + 1, enabled)
+        if heads and i % head_dim == 0:
+            bank = (i // head_dim) % 2
+            if route != Route.V:
+                t = max(t, rope_free[bank])
+            else:
+                t = max(t, quantizer_free - sizes.attention_lanes + 1)
+        out = t
+        queued.append(t)
+        if heads and i % head_dim == head_dim - 1:
+            last_in = t
+            if route != Route.V:             # RoPE emits the head after its last element
+                emit = max(last_in + Rope.latency, quantizer_free - sizes.attention_lanes + 1)
+                last_in = emit + head_dim - 1
+                rope_free[(i // head_dim) % 2] = last_in + 1
+            latch = max(last_in + AbsmaxQuantizer.latency, scale_taken) + 1
+            codes_end = latch + words
+            scale_valid = latch + ScaleProgram.cycles(HEAD_PROGRAM) + 1
+            scale_taken = max(codes_end + 1, scale_valid) + 1
+            quantizer_free = codes_end + 1
+            end = scale_taken
+    if not heads:
+        tail = {Route.RESIDUAL: 1 + Dequantizer.latency + 1, Route.GATE: 1, Route.UP: 2}[route]
+        end = out + tail
+    return busy_end, end
+
+
+# -- the vector steps ---------------------------------------------------------------------------
+
+def norm_from_buffer(beats: int) -> int:
+    """A NORM of ``beats`` beats already in a buffer: read pass, RmsQuantizer load and feed, the
+    quantizer's latency and its codes out (the instruction ends with the last code)."""
+    return 1 + beats + (beats + 5) + AbsmaxQuantizer.latency + beats + 1
+
+
+def norm_scale_after_codes(beats: int) -> int:
+    """How long after a NORM's last code its scale D is out (``RmsQuantizer.cycles``)."""
+    return (1 + 2 * beats + 5 + SCALE_CYCLES) - norm_from_buffer(beats)
+
+
+def attention_cycles(cfg, sizes: Sizes, length: int) -> int:
+    """The attn_sub_norm NORM: every query head through the AttentionHead over ``length``
+    positions, the last head's output into the RmsQuantizer, its feed, latency and codes. The
+    next head's query, scores and weights overlap the previous head's row scale and output, but
+    its values wait until that output has left (they reuse the accumulators)."""
+    words = cfg.dim_per_head // sizes.attention_lanes
+    scores = 1 + length * words + SCORE_LATENCY
+    weights = 1 + length + WEIGHT_LATENCY
+    values = length * words + 2
+    row_scale = ScaleProgram.cycles(ROW_PROGRAM) + 1
+    period = max(words + scores + weights + values, max(values, row_scale) + words)
+    beats = cfg.hidden_size // sizes.lanes
+    last_out = (max(values, row_scale) - values + Dequantizer.latency
+                + cfg.dim_per_head // sizes.lanes)
+    return (2 + cfg.num_attention_heads * period + last_out
+            + (beats + 5) + AbsmaxQuantizer.latency + beats + 1)
+
+
+def gated_norm_cycles(cfg, sizes: Sizes) -> int:
+    """The ffn_sub_norm NORM: the gated activation's scale and emit pass (its input came with
+    up_proj) into the RmsQuantizer, then its feed, latency and codes."""
+    beats = cfg.intermediate_size // sizes.lanes
+    emit = GatedActivation.cycles_of(cfg.hidden_act, beats) - beats   # last input to last output
+    return 1 + emit + (beats + 5) + AbsmaxQuantizer.latency + beats + 1
+
+
+def lm_head_cycles(cfg, sizes: Sizes, greedy: bool = GREEDY) -> int:
+    """The final NORM into the LM head and the SAMPLE: the norm's codes, the logits of every row
+    (``TokenTable.logit_cycles``), the sampler (greedy: 2; sampled: the scale products first and
+    ``Sampler.cycles`` for a token in the middle of the vocabulary)."""
+    beats = cfg.hidden_size // sizes.lanes
+    logits = cfg.vocab_size * (cfg.hidden_size // sizes.head_lanes) + 2
+    cycles = norm_from_buffer(beats) + logits
+    if greedy:
+        return cycles + Sampler.cycles(cfg.vocab_size, 0, True)
+    return (cycles + max(0, norm_scale_after_codes(beats)) + 2 * SCALE_PRODUCT
+            + Sampler.cycles(cfg.vocab_size, cfg.vocab_size // 2, False))
+
+
+# -- a position --------------------------------------------------------------------------------
+
+def body_cycles(cfg, sizes: Sizes, position: int) -> dict:
+    """Cycles by phase of the layers at ``position`` (EMBED to STEP: a prompt token)."""
+    steps = program(cfg)
+    shapes = dict(zip(("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                       "down_proj"), cfg.linear_shapes().values()))
+    total = phases()
+    d_wait = 0              # cycles from the end of the latest NORM to its D
+    for step in steps:
+        if step.op == Op.STEP:
+            add(total, phases(control=FETCH))
+            break
+        if step.op == Op.EMBED:
+            add(total, phases(control=FETCH, vector=cfg.hidden_size // sizes.lanes + TABLE_ROW))
+        elif step.op == Op.NORM:
+            beats = cfg.hidden_size // sizes.lanes
+            if step.source == Source.ATTENTION:
+                add(total, phases(control=FETCH,
+                                  attention=attention_cycles(cfg, sizes, position + 1)))
+            elif step.source == Source.GATED:
+                beats = cfg.intermediate_size // sizes.lanes
+                add(total, phases(control=FETCH, vector=gated_norm_cycles(cfg, sizes)))
+            else:
+                add(total, phases(control=FETCH, vector=norm_from_buffer(beats)))
+            d_wait = norm_scale_after_codes(beats)
+        elif step.op == Op.MATMUL:
+            n, k = shapes[step.name]
+            busy, end = output_path(n, k, step.route, d_wait - FETCH - START, sizes,
+                                    cfg.dim_per_head, cfg.hidden_size)
+            add(total, phases(control=FETCH + START, matmul=busy, vector=max(0, end - busy)))
+            d_wait = 0
+    return total
+
+
+def head_cycles(cfg, sizes: Sizes, greedy: bool = GREEDY) -> dict:
+    """The final norm, LM head and sample of a generated token."""
+    return phases(control=2 * FETCH, head=lm_head_cycles(cfg, sizes, greedy))
+
+
+def token_cycles(cfg, params: dict, position: int, *, decode: bool = True,
+                 greedy: bool = GREEDY) -> dict:
+    """Predicted cycles by phase (and ``cycles``) of one token at ``position``: prefill (a prompt
+    token, the layers only) or decode (the layers and an LM head and sample)."""
+    sizes = Sizes.of(params)
+    total = body_cycles(cfg, sizes, position)
+    if decode:
+        add(total, head_cycles(cfg, sizes, greedy))
+    total["cycles"] = sum(total[p.name.lower()] for p in Phase)
+    return total
+
+
+def mean_cycles(cfg, params: dict, positions, *, decode: bool = True) -> dict:
+    """The mean of :func:`token_cycles` over ``positions`` (only attention depends on the
+    position: the rest is computed once)."""
+    positions = list(positions)
+    sizes = Sizes.of(params)
+    total = token_cycles(cfg, params, 0, decode=decode)
+    attention = (sum(attention_cycles(cfg, sizes, p + 1) for p in positions) / len(positions)
+                 * cfg.num_hidden_layers)
+    shift = attention - total["attention"]
+    return {**total, "attention": attention, "cycles": total["cycles"] + shift}
+
+
+def weight_bound(cfg, params: dict) -> float:
+    """The weight-read bound: one position's ternary weights ÷ ``rows · simd`` a cycle."""
+    weights = cfg.num_hidden_layers * sum(n * k for n, k in cfg.linear_shapes().values())
+    return weights / (params["rows"] * params["simd"])
+
+
+def context_mean(cfg, params: dict) -> float:
+    """Decode cycles a token averaged over the whole context (attention grows with it)."""
+    context = cfg.max_position_embeddings
+    step = max(1, context // 16)
+    return mean_cycles(cfg, params, range(0, context, step))["cycles"]
+
+
+__all__ = ["Sizes", "token_cycles", "mean_cycles", "weight_bound", "context_mean",
+           "matmul_cycles"]

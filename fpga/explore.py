@@ -1,0 +1,204 @@
+"""``tritium explore``: the design space of a board and a model, from the cycle model
+(:mod:`fpga.cycle_model`) and the resource model (:mod:`fpga.resource_model`): every array and lane
+size the engine accepts, with its shallow buffers in block RAM or in LUT RAM; per point the cycles
+per token (prefill and decode, by phase), LUT/FF/RAM/DSP, the clock and tok/s; the points that do
+not fit are refused with the resource that runs out; the Pareto front (tok/s against LUTs) as a
+table, and a plot.
+"""
+
+import dataclasses
+import itertools
+
+from .cycle_model import mean_cycles, weight_bound
+from .resource_model import RESOURCES, overflows, part_of, predict
+
+# The board flow's shallow buffers that may go to LUT RAM instead of block RAM (memory banking:
+# Board.distributed_ram; the ULX3S-85F needs them there to fit its block RAM).
+SHALLOW_BUFFERS = ("rms/buffer", "rms/quantizer/buffer", "attention/z_buffer", "sampler/z_buffer")
+ROWS = (1, 2, 4, 8, 16, 32, 64)
+POWERS = (1, 2, 4, 8, 16, 32, 64)
+MAX_LANES = 32
+POSITIONS = 16          # decode and prefill are averaged over this many positions of the context
+
+
+@dataclasses.dataclass
+class Point:
+    params: dict                # hw.engine.Engine sizes
+    buffers: str                # "block" or "lut": where the shallow buffers are
+    decode: dict                # mean cycles per generated token over the context, by phase
+    prefill: dict               # mean cycles per prompt token
+    bound: float                # the weight-read bound, cycles per token
+    resources: dict             # predicted luts, ffs, ram, dsp
+    over: list                  # (resource, predicted, available) that do not fit
+    clock_mhz: float
+
+    @property
+    def fits(self) -> bool:
+        return not self.over
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.clock_mhz * 1e6 / self.decode["cycles"]
+
+    @property
+    def prefill_tokens_per_second(self) -> float:
+        return self.clock_mhz * 1e6 / self.prefill["cycles"]
+
+    def label(self) -> str:
+        p = self.params
+        return (f"{p['rows']}×{p['simd']}, lanes {p['lanes']}/{p['attention_lanes']}/"
+                f"{p['head_lanes']}" + (", LUT-RAM buffers" if self.buffers == "lut" else ""))
+
+    def refusal(self) -> str:
+        return "does not fit: " + ", ".join(f"{name} {used:,} of {available:,}"
+                                           for name, used, available in self.over)
+
+
+def candidates(cfg, *, rows=ROWS, simd=None, lanes=None, attention_lanes=None,
+               head_lanes=None) -> list[dict]:
+    """Every engine size ``hw.engine.Engine`` accepts for ``cfg`` (powers of two; a size given
+    pins it)."""
+    d, hidden, ffn = cfg.dim_per_head, cfg.hidden_size, cfg.intermediate_size
+
+    def choose(given, options):
+        return [given] if given else list(options)
+    points = []
+    for s in choose(simd, (s for s in POWERS if hidden % s == 0 and ffn % s == 0)):
+        for n in choose(lanes, (n for n in POWERS if s % n == 0 and d % n == 0
+                                and n <= MAX_LANES)):
+            for a in choose(attention_lanes, (a for a in POWERS if d % a == 0 and a % n == 0
+                                              and a <= MAX_LANES)):
+                for h in choose(head_lanes, (h for h in POWERS if hidden % h == 0 and h % n == 0
+                                             and h <= MAX_LANES)):
+                    for r in rows:
+                        points.append(dict(rows=r, simd=s, lanes=n, attention_lanes=a, head_lanes=h))
+    return points
+
+
+def evaluate(board, cfg, params: dict, buffers: str = "block") -> Point:
+    """One point on ``board``: cycles, resources, what does not fit, tok/s at the board's clock."""
+    loaded = board.flash_offset is not None
+    memory = dict(loaded=loaded, spram=loaded and board.family == "ice40")
+    distributed = frozenset(f"engine/{name}" for name in SHALLOW_BUFFERS) if buffers == "lut" \
+        else frozenset()
+    context = cfg.max_position_embeddings
+    positions = range(0, context, max(1, context // POSITIONS))
+    resources = predict(cfg, params, board.family, distributed, **memory)
+    return Point(params=params, buffers=buffers,
+                 decode=mean_cycles(cfg, params, positions),
+                 prefill=mean_cycles(cfg, params, positions, decode=False),
+                 bound=weight_bound(cfg, params), resources=resources,
+                 over=overflows(resources, part_of(board)), clock_mhz=board.clock_mhz)
+
+
+def sweep(board, cfg, progress=None, **pinned) -> list[Point]:
+    """Every candidate size with the shallow buffers in block RAM and in LUT RAM."""
+    sizes = candidates(cfg, **pinned)
+    points = []
+    for params, buffers in itertools.product(sizes, ("block", "lut")):
+        points.append(evaluate(board, cfg, params, buffers))
+        if progress:
+            progress()
+    return points
+
+
+def pareto(points: list[Point]) -> list[Point]:
+    """The fitting points no other fitting point beats on both tok/s and LUTs, by LUTs."""
+    fitting = sorted((p for p in points if p.fits),
+                     key=lambda p: (p.resources["luts"], -p.tokens_per_second))
+    front, best = [], 0.0
+    for point in fitting:
+        if point.tokens_per_second > best:
+            front.append(point)
+            best = point.tokens_per_second
+    return front
+
+
+def table(board, points: list[Point], front: list[Point], current: Point, title: str):
+    """A rich table of the Pareto front, the board's own configuration marked."""
+    from rich.table import Table
+
+    part = part_of(board)
+    result = Table(title=title)
+    for name in ("rows×simd", "lanes (vec/att/head)", "buffers", "LUT", "FF", "BRAM", "DSP",
+                 "decode cycles/token", "matmul/attn/vector/head/control", "× bound",
+                 "prefill cycles", "tok/s"):
+        result.add_column(name, justify="left" if "lanes" in name or name == "buffers" else "right")
+    shown = front + ([current] if current not in front else [])
+    for point in shown:
+        p, r, c = point.params, point.resources, point.decode
+        mark = " (board)" if point is current else ""
+        result.add_row(
+            f"{p['rows']}×{p['simd']}{mark}",
+            f"{p['lanes']}/{p['attention_lanes']}/{p['head_lanes']}", point.buffers,
+            *(f"{r[k]:,} ({r[k] / getattr(part, k):.0%})" for k in RESOURCES),
+            f"{c['cycles']:,.0f}",
+            "/".join(f"{c[k]:,.0f}" for k in ("matmul", "attention", "vector", "head", "control")),
+            f"{c['cycles'] / point.bound:.2f}", f"{point.prefill['cycles']:,.0f}",
+            f"{point.tokens_per_second:,.0f}",
+            style="bold" if point is current else None)
+    return result
+
+
+def plot(points: list[Point], front: list[Point], current: Point, path, title: str):
+    """tok/s against LUTs: the fitting points, the front, the refused points, the board's."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 5))
+    fitting = [p for p in points if p.fits]
+    refused = [p for p in points if not p.fits]
+    axes.scatter([p.resources["luts"] for p in refused], [p.tokens_per_second for p in refused],
+                 s=8, marker="x", color="0.75", label="does not fit")
+    axes.scatter([p.resources["luts"] for p in fitting], [p.tokens_per_second for p in fitting],
+                 s=10, color="tab:blue", label="fits")
+    axes.plot([p.resources["luts"] for p in front], [p.tokens_per_second for p in front],
+              "-o", color="tab:red", markersize=4, label="Pareto front")
+    axes.scatter([current.resources["luts"]], [current.tokens_per_second], s=120, marker="*",
+                 color="black", zorder=5, label=f"board: {current.label()}")
+    axes.set_xlabel("LUTs (predicted)")
+    axes.set_ylabel("tokens/s (predicted, decode, mean over the context)")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def board_point(board, cfg) -> Point:
+    """The board's own configuration (fpga/boards), evaluated."""
+    params = {k: board.engine[k] for k in ("rows", "simd", "lanes", "attention_lanes", "head_lanes")}
+    buffers = "lut" if board.distributed_ram else "block"
+    return evaluate(board, cfg, params, buffers)
+
+
+def best(points: list[Point]) -> Point | None:
+    """The fastest fitting point (fewest LUTs among equals)."""
+    fitting = [p for p in points if p.fits]
+    return max(fitting, key=lambda p: (round(p.tokens_per_second, 6), -p.resources["luts"]),
+               default=None)
+
+
+SIZE_OPTIONS = ("rows", "simd", "lanes", "attention_lanes", "head_lanes")
+
+
+def summary(points: list[Point], current: Point) -> str:
+    """How many points fit, why the others do not, the fastest, and the board's against it."""
+    refused = [p for p in points if not p.fits]
+    reasons = {}
+    for point in refused:
+        for name, _, _ in point.over:
+            reasons[name] = reasons.get(name, 0) + 1
+    fastest = best(points)
+    lines = [f"{len(points)} points: {len(points) - len(refused)} fit, {len(refused)} refused ("
+             + ", ".join(f"{n} {name}" for name, n in sorted(reasons.items(), key=lambda x: -x[1]))
+             + " too many)"]
+    if fastest:
+        lines.append(f"fastest that fits: {fastest.label()}: {fastest.tokens_per_second:,.0f} tok/s, "
+                     f"{fastest.resources['luts']:,} LUTs")
+    state = "fits" if current.fits else current.refusal()
+    lines.append(f"the board's configuration: {current.label()}: "
+                 f"{current.tokens_per_second:,.0f} tok/s ({state})")
+    return "\n".join(lines)

@@ -1,0 +1,175 @@
+"""Every memory of a board's SoC, from the model config and the engine sizes, and how Yosys maps
+each to the FPGA: block RAM (how many blocks), LUT RAM, or logic (docs/performance.md).
+
+The list is written from the blocks (``tests/fpga/test_explore.py`` checks it against the
+memories of the elaborated design); the mapping follows what Yosys's ``memory_libmap`` does with
+our memories on ECP5, iCE40 and Gowin: shallow RAMs go to LUT RAM, small ROMs to logic, the rest to
+block RAM in the aspect ratio that needs the fewest blocks.
+"""
+
+import dataclasses
+import functools
+
+from hw.engine import RESULT_FIFO_DEPTH
+from hw.protocol import MAX_PAYLOAD, TOKEN_BYTES
+from hw.rms_quantizer import RmsQuantizer
+from hw.soc import RX_FIFO_DEPTH
+from hw.token_table import logit_width
+from model.numerics import (ACT_BITS, ACT_MAX, EXP2_TABLE, EXP_FRAC, GAIN_BITS, NORM_BITS,
+                            NORM_MAX_BITLEN, RES_BITS, ROPE_BITS, SCALE_BITS, SCALE_EXP_BITS, SIGMOID_FRAC, SIGMOID_TABLE,
+                            WEIGHT_CODE_BITS, acc_bits)
+
+SCALE_WORD = SCALE_BITS + SCALE_EXP_BITS        # a scale in a memory: mantissa and exponent
+SILU_SHIFT_BITS = 17       # GatedActivation: SiLU's Q.10 input, gate · mant (act_bits = width + 17)
+SAMPLER_Z_EXTRA = 17       # Sampler: z_bits = logit_width + 17
+LUT_RAM_DEPTH = 32          # RAMs this shallow go to LUT RAM
+LOGIC_ROM_BITS = 2048       # ROMs this small become logic
+# Block RAM aspect ratios (width, depth) per family: ECP5 DP16KD / PDPW16KD (18 Kbit),
+# iCE40 SB_RAM40_4K (4 Kbit), Gowin BSRAM (18 Kbit).
+BLOCK_SHAPES = {
+    "ecp5": ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512)),
+    "ice40": ((2, 2048), (4, 1024), (8, 512), (16, 256)),
+    "gowin": ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512)),
+}
+# the widest a ROM may be (ECP5: DP16KD's 18 bits a port; 36 needs PDPW16KD's write port)
+ROM_WIDTH_MAX = {"ecp5": 18, "ice40": 16, "gowin": 18}
+# LUT RAM: bits of one primitive (ECP5 TRELLIS_DPR16X4 16×4; Gowin RAM16SDP4; iCE40 has none:
+# its shallow RAMs become flip-flops and logic)
+LUT_RAM_BITS = {"ecp5": 64, "gowin": 64, "ice40": 0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Memory:
+    name: str           # the Yosys path below the engine, e.g. "linear/weights"
+    width: int
+    depth: int
+    rom: bool = False
+
+    @property
+    def bits(self) -> int:
+        return self.width * self.depth
+
+
+def weight_words(cfg, rows: int, simd: int) -> int:
+    """Words of ``rows·simd`` weight codes: every matrix in whole tiles of ``rows`` rows."""
+    shapes = cfg.linear_shapes().values()
+    return cfg.num_hidden_layers * sum(-(-n // rows) * -(-k // simd) for n, k in shapes)
+
+
+def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
+    """The memories of ``hw.engine.Engine`` (and its blocks) for ``cfg`` at ``params``' sizes;
+    ``loaded``: the weights are a RAM filled from flash (not in the list when they are SPRAM)."""
+    rows, simd, lanes = params["rows"], params["simd"], params["lanes"]
+    att, head = params["attention_lanes"], params["head_lanes"]
+    hidden, ffn, d = cfg.hidden_size, cfg.intermediate_size, cfg.dim_per_head
+    layers, heads, kv, context = (cfg.num_hidden_layers, cfg.num_attention_heads,
+                                  cfg.num_key_value_heads, cfg.max_position_embeddings)
+    vocab, longest = cfg.vocab_size, max(hidden, ffn)
+    acc = acc_bits(longest)                       # TernaryLinear's accumulators
+    relu2 = cfg.hidden_act == "relu2"
+    # GatedActivation's act_bits and out_bits, RmsQuantizer's width, Sampler's z_bits
+    gated_act = acc if relu2 else acc + SILU_SHIFT_BITS
+    rms_width = max(RES_BITS, NORM_BITS + (NORM_MAX_BITLEN if relu2 else NORM_BITS))
+    sampler_z = logit_width(hidden) + SAMPLER_Z_EXTRA
+    dot_bits = (d * ACT_MAX * ACT_MAX).bit_length() + 1
+    mems = [
+        Memory("linear/weights", WEIGHT_CODE_BITS * rows * simd, weight_words(cfg, rows, simd),
+               rom=not loaded),
+        Memory("linear/x_buffer", ACT_BITS * simd, longest // simd),
+        Memory("table/codes", ACT_BITS * lanes, vocab * hidden // lanes, rom=True),
+        Memory("table/rows", SCALE_BITS, vocab, rom=True),
+    ]
+    if not (cfg.tie_word_embeddings and head == lanes):
+        mems += [Memory("lm_table/codes", ACT_BITS * head, vocab * hidden // head, rom=True),
+                 Memory("lm_table/rows", SCALE_BITS, vocab, rom=True)]
+    mems += [
+        Memory("gated/buffer", (gated_act + acc) * lanes, ffn // lanes),
+        Memory("rms/quantizer/buffer", RmsQuantizer.product_bits * lanes, longest // lanes),
+        Memory("rms/buffer", rms_width * lanes, longest // lanes),
+        Memory("rope/cos_table", ROPE_BITS, context * d // 2, rom=True),
+        Memory("rope/sin_table", ROPE_BITS, context * d // 2, rom=True),
+        Memory("rope/a_buffer", acc, d),
+        Memory("rope/b_buffer", acc, d),
+        Memory("head_quantizer/quantizer/buffer", (acc + 1) * att, d // att),
+        Memory("kv_cache/k_codes", ACT_BITS * att, layers * kv * context * d // att),
+        Memory("kv_cache/k_scales", SCALE_WORD, layers * kv * context),
+        Memory("kv_cache/v_codes", ACT_BITS * att, layers * kv * context * d // att),
+        Memory("kv_cache/v_scales", SCALE_WORD, layers * kv * context),
+        Memory("attention/z_buffer", dot_bits + SCALE_BITS + 1, context),
+        Memory("attention/weight_buffer", SCALE_WORD, context),
+        Memory("attention/exp2", EXP_FRAC + 1, len(EXP2_TABLE), rom=True),
+        Memory("sampler/z_buffer", sampler_z, vocab),
+        Memory("sampler/exp2", EXP_FRAC + 1, len(EXP2_TABLE), rom=True),
+        Memory("h_buffer", RES_BITS * lanes, hidden // lanes),
+        Memory("gate_buffer", acc * lanes, ffn // lanes),
+        Memory("q_buffer", ACT_BITS * att, heads * d // att),
+        Memory("q_scales", SCALE_WORD, heads),
+        Memory("gains", GAIN_BITS * lanes, (layers * (3 * hidden + ffn) + hidden) // lanes,
+               rom=True),
+        Memory("results/storage", acc, RESULT_FIFO_DEPTH - 1),
+    ]
+    if cfg.hidden_act == "silu":
+        mems.append(Memory("gated/sigmoid", SIGMOID_FRAC, SIGMOID_TABLE.size, rom=True))
+    return mems
+
+
+def soc_memories(cfg, params: dict, *, loaded: bool = False, spram: bool = False) -> list[Memory]:
+    """The SoC's memories (``hw.soc.Soc``): the engine's (as ``engine/...``), HostLink's token
+    buffer, the UART receive FIFO. With ``spram`` the weights are in SPRAM, not listed."""
+    mems = [dataclasses.replace(m, name=f"engine/{m.name}")
+            for m in engine_memories(cfg, params, loaded=loaded)
+            if not (spram and m.name == "linear/weights")]
+    return mems + [Memory("link/buffer", 16, MAX_PAYLOAD // TOKEN_BYTES),
+                   Memory("rx_fifo/storage", 8, RX_FIFO_DEPTH - 1)]
+
+
+@dataclasses.dataclass
+class Mapped:
+    memory: Memory
+    kind: str           # "block", "lut", "logic"
+    blocks: int = 0     # block RAMs
+    lut_rams: int = 0   # LUT RAM primitives
+    mux_bits: int = 0   # read data bits chosen among blocks stacked in depth (a LUT mux each)
+
+
+@functools.lru_cache(maxsize=None)
+def block_slices(width: int, depth: int, family: str, rom: bool = False) -> tuple:
+    """How Yosys cuts a ``width × depth`` memory into block RAMs: its data bits in slices, each in
+    the aspect ratio ``(w, d)`` that suits it (a 32-bit ECP5 ROM 7,680 deep: 18 bits in eight
+    1024-deep blocks, 9 in four 2048-deep, 4 in two 4096-deep, 1 in one: 15 blocks); the cut that
+    needs the fewest blocks."""
+    shapes = [(w, d) for w, d in BLOCK_SHAPES[family] if not (rom and w > ROM_WIDTH_MAX[family])]
+    cost, choice = [0] * (width + 1), [None] * (width + 1)
+    for bits in range(1, width + 1):
+        cost[bits], choice[bits] = min((-(-depth // d) + cost[max(0, bits - w)], (w, d))
+                                       for w, d in shapes)
+    slices, bits = [], width
+    while bits > 0:
+        slices.append(choice[bits])
+        bits -= choice[bits][0]
+    return tuple(slices)
+
+
+def blocks_for(width: int, depth: int, family: str, rom: bool = False) -> int:
+    return sum(-(-depth // d) for _, d in block_slices(width, depth, family, rom))
+
+
+def map_memory(memory: Memory, family: str, distributed: bool = False) -> Mapped:
+    """Where Yosys puts ``memory`` (``distributed``: forced to LUT RAM by ``ram_style``)."""
+    if memory.rom and memory.bits <= LOGIC_ROM_BITS:
+        return Mapped(memory, "logic")
+    lut_bits = LUT_RAM_BITS[family]
+    if not memory.rom and (distributed or memory.depth <= LUT_RAM_DEPTH):
+        if not lut_bits:
+            return Mapped(memory, "logic")
+        return Mapped(memory, "lut", lut_rams=-(-memory.width // 4) * -(-memory.depth // 16))
+    slices = block_slices(memory.width, memory.depth, family, memory.rom)
+    stacked = [(w, -(-memory.depth // d)) for w, d in slices]
+    return Mapped(memory, "block", blocks=sum(n for _, n in stacked),
+                  mux_bits=sum(w * (n - 1) for w, n in stacked))
+
+
+def distributed_names(paths) -> set:
+    """``Board.distributed_ram``'s Yosys paths ("top.soc.engine.rms/buffer") as memory names."""
+    return {p.removeprefix("top.soc.").replace(".", "/") for p in paths}
+

@@ -1,0 +1,177 @@
+"""The synthesis runs the resource model is fitted to, and the fit (``tritium explore fit``).
+
+Each run synthesizes a whole SoC (``fpga.boards.BoardTop``: the engine, HostLink, UART, PLL) with
+the board flow's own Yosys script and packs it with nextpnr (``--pack-only``: the cell counts after
+packing are the ones nextpnr reports for a placed design; placement does not change them), at one
+point of a design of experiments that moves each engine size in turn, on three models. The counts
+go to ``fpga/data/synthesis_runs.json``; the least-squares fit of each resource over the features of
+:func:`fpga.resource_model.features` goes to ``fpga/data/resource_model.json``.
+
+None of these points is one of the validation builds (``tritium bench explore``), which are placed
+and routed separately.
+"""
+
+import datetime
+import json
+import platform
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .bench import cpu_name
+from .boards import BOARDS, BoardTop
+from .build import RESOURCES, build_options, tool_environment
+
+DATA = Path(__file__).resolve().parent / "data"
+RUNS = DATA / "synthesis_runs.json"
+MODEL = DATA / "resource_model.json"
+REPO = Path(__file__).resolve().parent.parent
+
+# A random model between the shipped ones, made by hw.testing.tiny_model (seed, config overrides).
+TINY = {"seed": 3, "vocab_size": 40, "hidden_size": 32, "intermediate_size": 64,
+        "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+        "max_position_embeddings": 32}
+
+# (model, engine sizes, memories forced to LUT RAM): each size moved from a base point in turn.
+POINTS = [
+    ("small", dict(rows=4, simd=8, lanes=1, attention_lanes=1, head_lanes=1), ()),
+    ("small", dict(rows=2, simd=4, lanes=1, attention_lanes=1, head_lanes=1), ()),
+    ("small", dict(rows=4, simd=8, lanes=4, attention_lanes=4, head_lanes=4), ()),
+    ("small", dict(rows=4, simd=8, lanes=8, attention_lanes=16, head_lanes=32), ()),
+    ("small", dict(rows=16, simd=8, lanes=2, attention_lanes=4, head_lanes=4), ()),
+    ("small", dict(rows=4, simd=32, lanes=2, attention_lanes=4, head_lanes=4), ()),
+    ("small", dict(rows=4, simd=8, lanes=2, attention_lanes=16, head_lanes=2), ()),
+    ("small", dict(rows=4, simd=8, lanes=2, attention_lanes=2, head_lanes=16), ()),
+    ("small", dict(rows=8, simd=16, lanes=4, attention_lanes=8, head_lanes=8), ()),
+    ("small", dict(rows=8, simd=8, lanes=1, attention_lanes=2, head_lanes=2),
+     ("rms/buffer", "rms/quantizer/buffer")),
+    ("tiny", dict(rows=2, simd=8, lanes=2, attention_lanes=4, head_lanes=4), ()),
+    ("tiny", dict(rows=8, simd=32, lanes=1, attention_lanes=1, head_lanes=8), ()),
+    ("ulx3s", dict(rows=4, simd=8, lanes=2, attention_lanes=2, head_lanes=2), ()),
+    ("ulx3s", dict(rows=8, simd=16, lanes=2, attention_lanes=4, head_lanes=4),
+     ("rms/buffer", "rms/quantizer/buffer", "attention/z_buffer", "sampler/z_buffer")),
+]
+FIT_BOARD = "ulx3s-85f"       # the largest ECP5: every point packs into it
+
+
+def model_dir(name: str, root: Path) -> Path:
+    if name == "tiny":
+        from hw.testing import tiny_model
+        overrides = {k: v for k, v in TINY.items() if k != "seed"}
+        tiny_model(root / "tiny", TINY["seed"], **overrides)
+        return root / "tiny" / "model"
+    return REPO / "models" / name
+
+
+def yosys_paths(names) -> tuple:
+    """Memory names ("rms/buffer") as the ``ram_style`` paths of ``Board.distributed_ram``."""
+    paths = []
+    for name in names:
+        module, _, memory = name.rpartition("/")
+        paths.append(f"top.soc.engine.{module.replace('/', '.')}/{memory}" if module
+                     else f"top.soc.engine/{memory}")
+    return tuple(paths)
+
+
+def pack_counts(family: str, log: str) -> dict:
+    """Cell counts from nextpnr's "Device utilisation" (after packing)."""
+    names = {cell: key for key, cell in RESOURCES[family].items() if cell}
+    counts = {}
+    for match in re.finditer(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", log, re.M):
+        if match.group(1) in names:
+            counts[names[match.group(1)]] = int(match.group(2))
+    return counts
+
+
+def synthesize(point, root: Path) -> dict:
+    """Yosys (the board flow's script) and nextpnr --pack-only on one point; its counts."""
+    import dataclasses
+
+    name, engine, distributed = point
+    board = dataclasses.replace(BOARDS[FIT_BOARD], distributed_ram=yosys_paths(distributed))
+    directory = root / f"{name}_{'_'.join(str(v) for v in engine.values())}"
+    model = board.load_model(model_dir(name, root))
+    top = BoardTop(board, model, engine)
+    started = time.perf_counter()
+    plan = board.platform_class()().build(top, name="top", build_dir=str(directory), do_build=False,
+                                          **build_options(board))
+    plan.extract(str(directory))
+    env = tool_environment(board.family)
+    subprocess.run([env["YOSYS"], "-q", "-l", "top.rpt", "top.ys"], cwd=directory, env=env,
+                   check=True, capture_output=True)
+    pnr = subprocess.run([env["NEXTPNR_ECP5"], "--85k", "--package", "CABGA381", "--json", "top.json",
+                          "--pack-only", "--log", "pack.log"], cwd=directory, env=env,
+                         capture_output=True, text=True)
+    if pnr.returncode:
+        raise RuntimeError(f"nextpnr --pack-only failed in {directory}: {pnr.stderr[-1500:]}")
+    counts = pack_counts(board.family, (directory / "pack.log").read_text())
+    return {"model": name, "engine": engine, "distributed": list(distributed), "family": "ecp5",
+            "counts": counts, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def run_points(root: Path, status=None) -> list:
+    """Every point of ``POINTS``, written to ``RUNS`` as they finish."""
+    runs = []
+    for i, point in enumerate(POINTS):
+        if status:
+            status(f"synthesis run {i + 1}/{len(POINTS)}: {point[0]} {point[1]}")
+        runs.append(synthesize(point, root))
+        RUNS.write_text(json.dumps({
+            "command": "tritium explore fit --synthesize", "date": datetime.date.today().isoformat(),
+            "machine": f"{cpu_name()} ({platform.machine()})", "board": FIT_BOARD,
+            "runs": runs}, indent=1) + "\n")
+    return runs
+
+
+def fit(runs: list) -> dict:
+    """Least squares of each resource on the features (non-negative where a feature is a cost)."""
+    from .resource_model import FEATURES, features
+
+    from model.checkpoint import load_weights
+    import tempfile
+
+    rows, targets = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in runs:
+            cfg = load_weights(model_dir(run["model"], Path(tmp))).config
+            f = features(cfg, run["engine"], "ecp5", {f"engine/{n}" for n in run["distributed"]})
+            rows.append([f[name] for name in FEATURES])
+            for key, value in run["counts"].items():
+                targets.setdefault(key, []).append(value)
+    matrix = np.array(rows, dtype=float)
+    model = {"features": list(FEATURES), "family": "ecp5", "points": len(runs), "coefficients": {},
+             "residual_percent": {}}
+    for key in ("luts", "ffs", "dsp"):
+        y = np.array(targets[key], dtype=float)
+        coef = _nonnegative_lstsq(matrix, y)
+        predicted = matrix @ coef
+        model["coefficients"][key] = {n: round(float(c), 4) for n, c in zip(FEATURES, coef)}
+        model["residual_percent"][key] = round(float(np.max(np.abs(predicted / np.maximum(y, 1) - 1)))
+                                               * 100, 2)
+    return model
+
+
+def _nonnegative_lstsq(a: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Least squares with every coefficient ≥ 0 (active set: drop the most negative, refit)."""
+    active = list(range(a.shape[1]))
+    while True:
+        coef = np.zeros(a.shape[1])
+        coef[active] = np.linalg.lstsq(a[:, active], y, rcond=None)[0]
+        negative = [i for i in active if coef[i] < 0]
+        if not negative:
+            return coef
+        active.remove(min(negative, key=lambda i: coef[i]))
+
+
+def refit(synthesize_again: bool, root: Path, status=None) -> dict:
+    """``tritium explore fit``: (re)run the synthesis points if asked, fit, store the model."""
+    if synthesize_again or not RUNS.exists():
+        run_points(root, status)
+    runs = json.loads(RUNS.read_text())["runs"]
+    model = fit(runs)
+    model["command"] = "tritium explore fit"
+    MODEL.write_text(json.dumps(model, indent=1) + "\n")
+    return model

@@ -1,0 +1,104 @@
+"""LUTs, flip-flops, block RAMs and DSPs of a board's SoC at given engine sizes, predicted without
+synthesis (docs/performance.md).
+
+- **Block RAM and LUT RAM** are counted from the design's memories (:mod:`fpga.memory_map`), as
+  Yosys maps them: nothing fitted.
+- **LUTs, flip-flops and DSPs** are linear in :data:`FEATURES` — the array's ternary lanes and rows,
+  the three lane counts, the LUT RAM primitives, the block RAMs' read muxes, the ROM bits in logic —
+  with coefficients fitted once to whole-SoC synthesis runs (``tritium explore fit``; the runs and
+  the coefficients are in ``fpga/data/``). The fit is for ECP5 (nextpnr's TRELLIS_COMB after
+  packing: a LUT4, half a carry cell, half a LUT RAM); other families scale it by the ratio measured
+  on one of their builds (``FAMILY_SCALE``).
+"""
+
+import dataclasses
+import functools
+import json
+from pathlib import Path
+
+from .memory_map import map_memory, soc_memories
+
+DATA = Path(__file__).resolve().parent / "data"
+FEATURES = ("fixed", "array", "rows", "lanes", "attention_lanes", "head_lanes", "lut_ram",
+            "block_mux", "logic_rom")
+RESOURCES = ("luts", "ffs", "ram", "dsp")
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """An FPGA's resources as nextpnr counts them."""
+    name: str
+    family: str
+    luts: int           # ECP5 TRELLIS_COMB, iCE40 logic cells, Gowin LUT4s
+    ffs: int
+    ram: int            # block RAMs (ECP5 DP16KD 18 Kbit, iCE40 4 Kbit, Gowin BSRAM 18 Kbit)
+    dsp: int            # ECP5 MULT18X18D, iCE40 SB_MAC16, Gowin MULT18X18
+    spram: int = 0      # iCE40 UP5K 256 Kbit SPRAM (the weights, when loaded from flash)
+
+
+PARTS = {
+    "LFE5U-85F": Part("LFE5U-85F", "ecp5", 83_640, 83_640, 208, 156),
+    "LFE5U-45F": Part("LFE5U-45F", "ecp5", 43_848, 43_848, 108, 72),
+    "LFE5U-25F": Part("LFE5U-25F", "ecp5", 24_288, 24_288, 56, 28),
+    "iCE40UP5K": Part("iCE40UP5K", "ice40", 5_280, 5_280, 30, 8, spram=4),
+    "GW1NR-9C": Part("GW1NR-9C", "gowin", 8_640, 6_480, 26, 20),
+    "GW2A-18C": Part("GW2A-18C", "gowin", 20_736, 15_552, 46, 48),
+}
+
+
+def part_of(board) -> Part:
+    """The FPGA on ``board`` (an ``fpga.boards.Board``), from its amaranth-boards platform."""
+    platform = board.platform_class()
+    return PARTS[platform.family if board.family == "gowin" else platform.device]
+
+
+@functools.lru_cache(maxsize=None)
+def coefficients() -> dict:
+    path = DATA / "resource_model.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `tritium explore fit`")
+    return json.loads(path.read_text())
+
+
+def memory_use(cfg, params: dict, family: str, distributed=frozenset(), *, loaded=False,
+               spram=False) -> dict:
+    """Block RAMs, LUT RAM primitives, block-RAM mux bits and ROM bits in logic of the SoC."""
+    use = {"ram": 0, "lut_ram": 0, "block_mux": 0, "logic_rom": 0}
+    for memory in soc_memories(cfg, params, loaded=loaded, spram=spram):
+        mapped = map_memory(memory, family, memory.name in distributed)
+        use["ram"] += mapped.blocks
+        use["lut_ram"] += mapped.lut_rams
+        use["block_mux"] += mapped.mux_bits
+        if mapped.kind == "logic":          # small ROMs; iCE40's shallow RAMs (no LUT RAM)
+            use["logic_rom"] += memory.bits
+    return use
+
+
+def features(cfg, params: dict, family: str, distributed=frozenset(), **memory_options) -> dict:
+    """The values of :data:`FEATURES` for the SoC at ``params``."""
+    use = memory_use(cfg, params, family, distributed, **memory_options)
+    return {"fixed": 1, "array": params["rows"] * params["simd"], "rows": params["rows"],
+            "lanes": params["lanes"], "attention_lanes": params["attention_lanes"],
+            "head_lanes": params["head_lanes"], "lut_ram": use["lut_ram"],
+            "block_mux": use["block_mux"], "logic_rom": use["logic_rom"]}
+
+
+def predict(cfg, params: dict, family: str, distributed=frozenset(), **memory_options) -> dict:
+    """Predicted ``luts``, ``ffs``, ``ram``, ``dsp`` (and ``spram``) of the SoC on ``family``."""
+    model = coefficients()
+    values = features(cfg, params, "ecp5", distributed, **memory_options)
+    predicted = {}
+    for resource, coef in model["coefficients"].items():
+        predicted[resource] = sum(coef[name] * values[name] for name in FEATURES)
+        predicted[resource] *= model.get("family_scale", {}).get(family, {}).get(resource, 1.0)
+    predicted["ram"] = memory_use(cfg, params, family, distributed, **memory_options)["ram"]
+    if memory_options.get("spram"):
+        predicted["spram"] = 4        # the UP5K's SPRAMs hold the weights (hw.spram)
+    return {k: int(round(v)) for k, v in predicted.items()}
+
+
+def overflows(predicted: dict, part: Part) -> list[tuple[str, int, int]]:
+    """(resource, predicted, available) for each resource ``predicted`` needs more of than
+    ``part`` has."""
+    return [(name, predicted[name], getattr(part, name)) for name in (*RESOURCES, "spram")
+            if name in predicted and predicted[name] > getattr(part, name)]
