@@ -36,25 +36,18 @@ def board_report(board, root: Path, rebuild: bool, status=None) -> dict:
 
 def simulated_cycles(board, status=None) -> dict:
     """Cycles per generated token of the board's SoC (Verilator), greedy, from PROMPT."""
-    import serial
-
-    from fpga.chat import BoardLink, Conversation
+    from fpga.chat import Conversation
     from model.tokenizer import load_tokenizer
-    from sim.virtual_board import VirtualBoard, soc_params
+    from sim.virtual_board import open_board, soc_params
 
     model_dir = ROOT / board.model
-    virtual = VirtualBoard(soc_params(model_dir, board.engine_parameters(), board.clock_mhz * 1e6),
-                           status=status)
-    try:
-        with serial.Serial(virtual.path, virtual.params["baud"], timeout=0.05) as port:
-            link = BoardLink(port, timeout=600)
-            conversation = Conversation(link, load_tokenizer(model_dir), link.status()["context"])
-            if status:
-                status(f"{board.name}: generating {TOKENS} tokens in simulation")
-            conversation.turn(PROMPT, TOKENS)
-            cycles, tokens = conversation.cycles[-1]
-    finally:
-        virtual.close()
+    params = soc_params(model_dir, board.engine_parameters(), board.clock_mhz * 1e6)
+    with open_board(params, timeout=600, status=status) as link:
+        conversation = Conversation(link, load_tokenizer(model_dir), link.status()["context"])
+        if status:
+            status(f"{board.name}: generating {TOKENS} tokens in simulation")
+        conversation.turn(PROMPT, TOKENS)
+        cycles, tokens = conversation.cycles[-1]
     return {"cycles_per_token": cycles / tokens, "tokens": tokens}
 
 

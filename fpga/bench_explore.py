@@ -33,15 +33,19 @@ CYCLE_CONFIGS = [      # model, rows, simd, lanes, attention lanes, head lanes
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\nAll:\nSpeak, speak.\n"
         "First Citizen:\nYou are all resolved rather to die than to famish?")
 RUNS = ((8, 16), (48, 8))       # prompt tokens, generated tokens
-# name, board, model (None: the board's; "tiny": tests' tiny model), engine sizes (None: board's)
+# name, board (its part and memory options), model ("tiny": the tests' tiny model), engine sizes
 TINY = dict(seed=2, max_position_embeddings=16)
 BUILDS = [
-    ("ulx3s-85f", "ulx3s-85f", None, None),
-    ("ulx3s-45f", "ulx3s-45f", None, None),
     ("small-2x8", "ulx3s-45f", "small", dict(rows=2, simd=8, lanes=1, attention_lanes=2, head_lanes=2)),
     ("small-8x8", "ulx3s-45f", "small", dict(rows=8, simd=8, lanes=2, attention_lanes=4, head_lanes=4)),
     ("tiny-2x4", "ulx3s-45f", "tiny", dict(rows=2, simd=4, lanes=2, attention_lanes=2, head_lanes=2)),
     ("ulx3s-4x16", "ulx3s-85f", "ulx3s", dict(rows=4, simd=16, lanes=2, attention_lanes=4, head_lanes=4)),
+    # the boards' configurations before the explorer (built in the boards issue)
+    ("ulx3s-8x16", "ulx3s-85f", "ulx3s", dict(rows=8, simd=16, lanes=4, attention_lanes=8, head_lanes=8)),
+    ("small-4x8", "ulx3s-45f", "small", dict(rows=4, simd=8, lanes=2, attention_lanes=4, head_lanes=4)),
+    # the explorer's choices
+    ("ulx3s-4x64", "ulx3s-85f", "ulx3s", dict(rows=4, simd=64, lanes=2, attention_lanes=16, head_lanes=16)),
+    ("small-4x32", "ulx3s-45f", "small", dict(rows=4, simd=32, lanes=2, attention_lanes=4, head_lanes=16)),
 ]
 CYCLE_TOLERANCE, LUT_TOLERANCE = 0.05, 0.15
 
@@ -73,12 +77,12 @@ def predicted_cycles(cfg, params: dict, run: dict) -> dict:
             "decode": mean_cycles(cfg, params, range(n, n + count - 1))}
 
 
-def build_model_dir(model, root: Path):
+def build_model_dir(model: str, root: Path) -> Path:
     if model == "tiny":
         from hw.testing import tiny_model
         tiny_model(root / "tiny", TINY["seed"], max_position_embeddings=TINY["max_position_embeddings"])
         return root / "tiny" / "model"
-    return None if model is None else ROOT / "models" / model
+    return ROOT / "models" / model
 
 
 def measure_build(entry, root: Path, rebuild: bool, status=None) -> dict:
@@ -96,7 +100,7 @@ def measure_build(entry, root: Path, rebuild: bool, status=None) -> dict:
             if not report_path.exists():
                 raise
     report = json.loads(report_path.read_text())
-    return {"name": name, "board": board.name, "model": model or board.model,
+    return {"name": name, "board": board.name, "model": model,
             "params": {k: report["engine"][k] for k in SIZES},
             "measured": {k: used for k, (used, _) in report["resources"].items()},
             "fmax_mhz": report["fmax_mhz"], "seconds": report["seconds"]}
@@ -109,9 +113,7 @@ def predicted_resources(entry: dict, root: Path) -> dict:
     from model.checkpoint import load_weights
 
     board = BOARDS[entry["board"]]
-    source = dict((b[0], b[2]) for b in BUILDS).get(entry["name"])
-    model_dir = build_model_dir(source, root / entry["name"]) if source else ROOT / board.model
-    cfg = load_weights(model_dir).config
+    cfg = load_weights(build_model_dir(entry["model"], root / entry["name"])).config
     return predict(cfg, entry["params"], board.family, frozenset(distributed_names(board.distributed_ram)))
 
 
@@ -174,10 +176,9 @@ def markdown(result: dict, data: dict) -> str:
     from model.checkpoint import load_weights
     for b in result["builds"]:
         m, p, e = b["measured"], b["predicted"], b["error"]
-        source = dict((x[0], x[2]) for x in BUILDS).get(b["name"])
         bound = "—"
-        if source != "tiny":
-            cfg = load_weights(ROOT / (b["model"] if "/" in b["model"] else f"models/{b['model']}")).config
+        if b["model"] != "tiny":
+            cfg = load_weights(ROOT / "models" / b["model"]).config
             bound = f"{weight_bound(cfg, b['params']):,.0f} cycles"
         cells = [f"{m[k]:,} / {p[k]:,} ({e[k]:+.1%})" if k in e else "—" for k in ("luts", "ffs", "ram", "dsp")]
         lines.append(f"| {b['name']} | {b['board']} | {b['model']} | {label(b['params'])} | "

@@ -7,6 +7,7 @@ token (the engine has not run it through the layers yet) and the new prompt, and
 context when the next turn would not fit.
 """
 
+import contextlib
 import time
 
 from hw.engine import command
@@ -25,6 +26,16 @@ def generate_request(count: int, *, temperature: float = 0.0, top_k=None, seed: 
 
 class ProtocolError(RuntimeError):
     pass
+
+
+@contextlib.contextmanager
+def serial_link(port_name: str, baud: int, timeout: float):
+    """A :class:`BoardLink` on the serial port ``port_name`` (a board's, or the virtual board's
+    pseudo-terminal), closed after."""
+    import serial
+
+    with serial.Serial(port_name, baud, timeout=0.05) as port:
+        yield BoardLink(port, timeout=timeout)
 
 
 class BoardLink:

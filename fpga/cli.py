@@ -343,8 +343,16 @@ def cmd_explore(args) -> int:
                       + ", ".join(f"{k} {v}%" for k, v in model["residual_percent"].items()))
         if not args.board:
             return 0
+    if args.project:
+        from fpga import projection
+
+        rows = projection.project()
+        console.print(projection.table(rows))
+        projection.write(rows)
+        console.print("wrote docs/performance.md (the projection)")
+        return 0
     if not args.board:
-        raise ValueError("--board is required (or --refit alone)")
+        raise ValueError("--board is required (or --refit or --project alone)")
     board = _board(args.board)
     cfg = load_weights(args.model or Path(__file__).resolve().parent.parent / board.model).config
     sizes = {name: getattr(args, name) for name in explore.SIZE_OPTIONS}
@@ -352,7 +360,7 @@ def cmd_explore(args) -> int:
     current = explore.board_point(board, cfg)
     if all(sizes.values()):                     # one point: its prediction, or why it is refused
         point = explore.evaluate(board, cfg, sizes, args.buffers or "block")
-        console.print(explore.table(board, [point], [point], point, f"{title}: {point.label()}"))
+        console.print(explore.point_table(board, point, f"{title}: {point.label()} (predicted)"))
         if not point.fits:
             console.print(f"[red]refused: {point.label()} {point.refusal()}[/red]")
             return 1
@@ -365,9 +373,9 @@ def cmd_explore(args) -> int:
         points = explore.sweep(board, cfg, lambda: progress.advance(task),
                                **{k: v for k, v in sizes.items() if v})
     front = explore.pareto(points)
-    console.print(explore.table(board, points, front, current, f"{title}: the Pareto front "
+    console.print(explore.table(board, front, current, f"{title}: the Pareto front "
                                 f"(tok/s against LUTs) at {board.clock_mhz} MHz"))
-    console.print(explore.summary(points, current))
+    console.print(explore.summary(board, points, current))
     args.plot.parent.mkdir(parents=True, exist_ok=True)
     explore.plot(points, front, current, args.plot, title)
     console.print(f"plot: {args.plot}")
@@ -383,68 +391,63 @@ def cmd_flash(args) -> int:
 
 
 def cmd_chat(args) -> int:
-    from fpga.chat import BoardLink, Conversation
+    import contextlib
+
+    from fpga.chat import Conversation, serial_link
     from model.tokenizer import load_tokenizer
 
     board = _board(args.board)
     model_dir = args.model or Path(__file__).resolve().parent.parent / board.model
     tokenizer = load_tokenizer(model_dir)
     console = _console()
-    virtual = None
-    if args.sim:
-        from sim.virtual_board import VirtualBoard, soc_params
+    if not args.sim and not args.port:
+        raise ValueError("give --port (the board's serial port) or --sim")
+    with contextlib.ExitStack() as stack:
+        if args.sim:
+            from sim.virtual_board import open_board, soc_params
 
-        with console.status("") as status:
-            virtual = VirtualBoard(soc_params(model_dir, board.engine_parameters(), board.clock_mhz * 1e6),
-                                   status=lambda text: status.update(f"[dim]{text}[/dim]"))
-        port_name, baud = virtual.path, virtual.params["baud"]
-    else:
-        if not args.port:
-            raise ValueError("give --port (the board's serial port) or --sim")
-        port_name, baud = args.port, args.baud or board.baud
-    import serial
-
-    try:
-        with serial.Serial(port_name, baud, timeout=0.05) as port:
-            link = BoardLink(port, timeout=args.timeout)
-            status = link.status()
-            if status["vocab"] != tokenizer.get_vocab_size():
-                raise ValueError(f"the board's model has {status['vocab']} tokens, the tokenizer of "
-                                 f"{model_dir} {tokenizer.get_vocab_size()}: a different model")
-            link.reset()
-            conversation = Conversation(link, tokenizer, status["context"])
-            prompts = [args.prompt] if args.prompt is not None else None
-            if args.check and prompts is None:
-                raise ValueError("--check needs --prompt (one turn from an empty context)")
-            while True:
-                text = prompts.pop(0) if prompts else (None if prompts is not None else _ask(console))
-                if text is None:
-                    break
-                started = time.perf_counter()
-                console.print(f"[bold]{text}[/bold]", end="")
-                new = conversation.turn(text, args.n, echo=lambda piece: console.print(piece, end=""),
-                                        temperature=args.temperature, top_k=args.top_k, seed=args.seed)
-                elapsed = time.perf_counter() - started
-                cycles, tokens = conversation.cycles[-1]
-                console.print()
-                clock = board.clock_mhz * 1e6
-                console.print(f"[dim]{len(new)} tokens in {elapsed:.2f} s here ({len(new) / elapsed:.1f} "
-                              f"tok/s{' simulated' if args.sim else ''}); {cycles / max(tokens, 1):,.0f} "
-                              f"engine cycles a token = {clock * tokens / max(cycles, 1):,.0f} tok/s at "
-                              f"{board.clock_mhz} MHz[/dim]")
-                if args.ids:
-                    console.print(" ".join(map(str, new)))
-                if args.check:
-                    expected = _load_model(model_dir, True).generate(
-                        tokenizer.encode(text).ids, args.n, temperature=args.temperature,
-                        seed=args.seed, top_k=args.top_k)
-                    if new != expected:
-                        console.print(f"[red]differs from the integer model: {new} != {expected}[/red]")
-                        return 1
-                    console.print("[green]the same tokens as the integer model (model/integer.py)[/green]")
-    finally:
-        if virtual:
-            virtual.close()
+            params = soc_params(model_dir, board.engine_parameters(), board.clock_mhz * 1e6)
+            with console.status("") as status:
+                link = stack.enter_context(open_board(
+                    params, timeout=args.timeout,
+                    status=lambda text: status.update(f"[dim]{text}[/dim]")))
+        else:
+            link = stack.enter_context(serial_link(args.port, args.baud or board.baud, args.timeout))
+        status = link.status()
+        if status["vocab"] != tokenizer.get_vocab_size():
+            raise ValueError(f"the board's model has {status['vocab']} tokens, the tokenizer of "
+                             f"{model_dir} {tokenizer.get_vocab_size()}: a different model")
+        link.reset()
+        conversation = Conversation(link, tokenizer, status["context"])
+        prompts = [args.prompt] if args.prompt is not None else None
+        if args.check and prompts is None:
+            raise ValueError("--check needs --prompt (one turn from an empty context)")
+        while True:
+            text = prompts.pop(0) if prompts else (None if prompts is not None else _ask(console))
+            if text is None:
+                break
+            started = time.perf_counter()
+            console.print(f"[bold]{text}[/bold]", end="")
+            new = conversation.turn(text, args.n, echo=lambda piece: console.print(piece, end=""),
+                                    temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+            elapsed = time.perf_counter() - started
+            cycles, tokens = conversation.cycles[-1]
+            console.print()
+            clock = board.clock_mhz * 1e6
+            console.print(f"[dim]{len(new)} tokens in {elapsed:.2f} s here ({len(new) / elapsed:.1f} "
+                          f"tok/s{' simulated' if args.sim else ''}); {cycles / max(tokens, 1):,.0f} "
+                          f"engine cycles a token = {clock * tokens / max(cycles, 1):,.0f} tok/s at "
+                          f"{board.clock_mhz} MHz[/dim]")
+            if args.ids:
+                console.print(" ".join(map(str, new)))
+            if args.check:
+                expected = _load_model(model_dir, True).generate(
+                    tokenizer.encode(text).ids, args.n, temperature=args.temperature,
+                    seed=args.seed, top_k=args.top_k)
+                if new != expected:
+                    console.print(f"[red]differs from the integer model: {new} != {expected}[/red]")
+                    return 1
+                console.print("[green]the same tokens as the integer model (model/integer.py)[/green]")
     return 0
 
 
@@ -685,6 +688,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthesize", action="store_true", help="with --refit: run the synthesis "
                    "points again first (about 40 minutes)")
     p.add_argument("--root", type=Path, default=Path("build"), help="--synthesize works here")
+    p.add_argument("--project", action="store_true", help="the BitNet b1.58 2B4T projection on "
+                   "larger parts (docs/performance.md)")
     p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser("bench", help="measure and write docs/benchmarks.md")

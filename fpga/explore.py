@@ -10,6 +10,7 @@ import dataclasses
 import itertools
 
 from .cycle_model import mean_cycles, weight_bound
+from .memory_map import block_slices, soc_memories
 from .resource_model import RESOURCES, overflows, part_of, predict
 
 # The board flow's shallow buffers that may go to LUT RAM instead of block RAM (memory banking:
@@ -31,6 +32,7 @@ class Point:
     resources: dict             # predicted luts, ffs, ram, dsp
     over: list                  # (resource, predicted, available) that do not fit
     clock_mhz: float
+    cfg: object = dataclasses.field(repr=False, default=None)
 
     @property
     def fits(self) -> bool:
@@ -88,7 +90,7 @@ def evaluate(board, cfg, params: dict, buffers: str = "block") -> Point:
                  decode=mean_cycles(cfg, params, positions),
                  prefill=mean_cycles(cfg, params, positions, decode=False),
                  bound=weight_bound(cfg, params), resources=resources,
-                 over=overflows(resources, part_of(board)), clock_mhz=board.clock_mhz)
+                 over=overflows(resources, part_of(board)), clock_mhz=board.clock_mhz, cfg=cfg)
 
 
 def sweep(board, cfg, progress=None, **pinned) -> list[Point]:
@@ -114,29 +116,55 @@ def pareto(points: list[Point]) -> list[Point]:
     return front
 
 
-def table(board, points: list[Point], front: list[Point], current: Point, title: str):
+PHASES = ("matmul", "attention", "vector", "head", "control")
+
+
+def table(board, front: list[Point], current: Point, title: str):
     """A rich table of the Pareto front, the board's own configuration marked."""
     from rich.table import Table
 
     part = part_of(board)
     result = Table(title=title)
-    for name in ("rows×simd", "lanes (vec/att/head)", "buffers", "LUT", "FF", "BRAM", "DSP",
-                 "decode cycles/token", "matmul/attn/vector/head/control", "× bound",
-                 "prefill cycles", "tok/s"):
-        result.add_column(name, justify="left" if "lanes" in name or name == "buffers" else "right")
+    for name in ("array", "lanes v/a/h", "buffers", "LUT", "FF", "BRAM", "DSP", "decode cycles",
+                 "by phase (" + "/".join(p[:3] for p in PHASES) + ")", "× bound", "prefill",
+                 "tok/s"):
+        result.add_column(name, justify="left" if name in ("lanes v/a/h", "buffers") else "right")
     shown = front + ([current] if current not in front else [])
     for point in shown:
         p, r, c = point.params, point.resources, point.decode
-        mark = " (board)" if point is current else ""
         result.add_row(
-            f"{p['rows']}×{p['simd']}{mark}",
+            f"{p['rows']}×{p['simd']}" + (" board" if point is current else ""),
             f"{p['lanes']}/{p['attention_lanes']}/{p['head_lanes']}", point.buffers,
-            *(f"{r[k]:,} ({r[k] / getattr(part, k):.0%})" for k in RESOURCES),
-            f"{c['cycles']:,.0f}",
-            "/".join(f"{c[k]:,.0f}" for k in ("matmul", "attention", "vector", "head", "control")),
+            *(f"{r[k]:,} {r[k] / getattr(part, k):.0%}" for k in RESOURCES),
+            f"{c['cycles']:,.0f}", "/".join(f"{c[k]:,.0f}" for k in PHASES),
             f"{c['cycles'] / point.bound:.2f}", f"{point.prefill['cycles']:,.0f}",
-            f"{point.tokens_per_second:,.0f}",
-            style="bold" if point is current else None)
+            f"{point.tokens_per_second:,.0f}", style="bold" if point is current else None)
+    return result
+
+
+def point_table(board, point: Point, title: str):
+    """One point in full: resources against the part, cycles by phase, tok/s."""
+    from rich.table import Table
+
+    part = part_of(board)
+    result = Table(title=title)
+    for name in ("", "prefill (a prompt token)", "decode (a generated token)"):
+        result.add_column(name, justify="right")
+    for phase in (*PHASES, "cycles"):
+        result.add_row(f"{phase} cycles" if phase != "cycles" else "cycles per token",
+                       f"{point.prefill[phase]:,.0f}", f"{point.decode[phase]:,.0f}")
+    result.add_row("weight-read bound", f"{point.bound:,.0f}", f"{point.bound:,.0f}")
+    result.add_row(f"tok/s at {point.clock_mhz:g} MHz", f"{point.prefill_tokens_per_second:,.0f}",
+                   f"{point.tokens_per_second:,.0f}")
+    weights = next(m for m in soc_memories(point.cfg, point.params) if m.name == "engine/linear/weights")
+    slices = block_slices(weights.width, weights.depth, board.family, weights.rom)
+    result.add_row("weight memory", "", f"{weights.width}-bit words × {weights.depth:,}: "
+                   f"{len(slices)} block RAMs side by side, "
+                   f"{sum(-(-weights.depth // d) for _, d in slices)} in all")
+    for name in RESOURCES:
+        used, available = point.resources[name], getattr(part, name)
+        result.add_row(f"{name} ({part.name})", "", f"{used:,} of {available:,}"
+                       + (" [red]does not fit[/red]" if used > available else ""))
     return result
 
 
@@ -181,23 +209,46 @@ def best(points: list[Point]) -> Point | None:
                default=None)
 
 
+# What a recommendation leaves free for the model's error (docs/performance.md: LUTs within 15%,
+# block RAM within 2) and for placement and routing.
+LUT_HEADROOM = 0.85
+RAM_HEADROOM = 2
+
+
+def comfortable(point: Point, part) -> bool:
+    r = point.resources
+    return (r["luts"] <= LUT_HEADROOM * part.luts and r["ffs"] <= LUT_HEADROOM * part.ffs
+            and r["ram"] + RAM_HEADROOM <= part.ram and r["dsp"] <= part.dsp)
+
+
+def recommend(board, points: list[Point]) -> Point | None:
+    """The explorer's choice for ``board``: the fastest point that fits with headroom (fewest
+    LUTs among equals)."""
+    part = part_of(board)
+    return best([p for p in points if p.fits and comfortable(p, part)])
+
+
 SIZE_OPTIONS = ("rows", "simd", "lanes", "attention_lanes", "head_lanes")
 
 
-def summary(points: list[Point], current: Point) -> str:
+def summary(board, points: list[Point], current: Point) -> str:
     """How many points fit, why the others do not, the fastest, and the board's against it."""
     refused = [p for p in points if not p.fits]
     reasons = {}
     for point in refused:
         for name, _, _ in point.over:
             reasons[name] = reasons.get(name, 0) + 1
-    fastest = best(points)
+    fastest, choice = best(points), recommend(board, points)
     lines = [f"{len(points)} points: {len(points) - len(refused)} fit, {len(refused)} refused ("
              + ", ".join(f"{n} {name}" for name, n in sorted(reasons.items(), key=lambda x: -x[1]))
              + " too many)"]
     if fastest:
         lines.append(f"fastest that fits: {fastest.label()}: {fastest.tokens_per_second:,.0f} tok/s, "
                      f"{fastest.resources['luts']:,} LUTs")
+    if choice:
+        lines.append(f"recommended (fastest with {1 - LUT_HEADROOM:.0%} of the LUTs and "
+                     f"{RAM_HEADROOM} block RAMs to spare): {choice.label()}: "
+                     f"{choice.tokens_per_second:,.0f} tok/s, {choice.resources['luts']:,} LUTs")
     state = "fits" if current.fits else current.refusal()
     lines.append(f"the board's configuration: {current.label()}: "
                  f"{current.tokens_per_second:,.0f} tok/s ({state})")

@@ -96,3 +96,47 @@ def bandwidth_for(cfg: BitNetConfig, tokens_per_second: float, position: int) ->
     """Off-chip GB/s a decode rate needs at ``position``."""
     t = traffic(cfg, position)
     return tokens_per_second * (t["weights"] + t["lm_head"] + t["kv_cache"]) / 1e9
+
+
+COLUMNS = ("platform", "memory (peak)", "position", "MB a token (weights + LM head + KV)",
+           "bandwidth-bound tok/s", "ternary lanes to keep up", "array", "array LUTs (share)",
+           "engine-bound tok/s (cycle model)")
+
+
+def cells(row: dict) -> list[str]:
+    p, a = row["platform"], row["array"]
+    return [p.name, f"{p.memory}: {p.bandwidth_gbs:g} GB/s", f"{row['position']:,}",
+            f"{row['bytes'] / 1e6:,.0f} ({row['weights'] / 1e6:,.0f} + {row['lm_head'] / 1e6:,.0f} + "
+            f"{row['kv_cache'] / 1e6:,.0f})", f"{row['bandwidth_tps']:,.1f}",
+            f"{row['lanes_needed']:,.0f} at {p.clock_mhz:g} MHz", f"{a['rows']}×{a['simd']}",
+            f"{row['array_luts']:,.0f} ({row['array_share']:.0%})", f"{row['compute_tps']:,.1f}"]
+
+
+def table(rows: list[dict]):
+    from rich.table import Table
+
+    result = Table(title="Projection (not a measurement): BitNet b1.58 2B4T, decode")
+    for name in COLUMNS:
+        result.add_column(name, justify="left" if name in ("platform", "memory (peak)") else "right")
+    for row in rows:
+        result.add_row(*cells(row))
+    return result
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cells(row)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write(rows: list[dict]):
+    """The projection's section of docs/performance.md."""
+    from .bench import DOCS, write_section
+
+    bandwidths = ", ".join(f"{tps:g} tok/s {bandwidth_for(BITNET_2B4T, tps, 1024):,.1f} GB/s"
+                           for tps in (1, 10, 100))
+    text = ("Written by `tritium explore --project`: BitNet b1.58 2B4T decode (greedy; the "
+            "explorer's cycle model with the LM head and attention at the engine's 32 lanes, "
+            "vector units at 16), the array sized to the memory's bandwidth. Off-chip bandwidth a "
+            f"decode rate needs at position 1,024: {bandwidths}.\n\n" + markdown(rows))
+    write_section("projection", text, DOCS / "performance.md")

@@ -1,4 +1,4 @@
-"""The synthesis runs the resource model is fitted to, and the fit (``tritium explore fit``).
+"""The synthesis runs the resource model is fitted to, and the fit (``tritium explore --refit``).
 
 Each run synthesizes a whole SoC (``fpga.boards.BoardTop``: the engine, HostLink, UART, PLL) with
 the board flow's own Yosys script and packs it with nextpnr (``--pack-only``: the cell counts after
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bench import cpu_name
+from .bench import cpu_name, write_section
 from .boards import BOARDS, BoardTop
 from .build import RESOURCES, build_options, tool_environment
 
@@ -55,6 +55,10 @@ POINTS = [
      ("rms/buffer", "rms/quantizer/buffer", "attention/z_buffer", "sampler/z_buffer")),
 ]
 FIT_BOARD = "ulx3s-85f"       # the largest ECP5: every point packs into it
+# One measured build of each other family (``tritium build --board B``, 2026-11-24; docs/boards.md):
+# its counts over the ECP5 model's prediction of the same design scale that family's predictions.
+FAMILY_BUILDS = {"ice40": ("icebreaker", {"luts": 25_993, "ram": 96, "dsp": 44}),
+                 "gowin": ("tang-nano-9k", {"luts": 27_506})}
 
 
 def model_dir(name: str, root: Path) -> Path:
@@ -120,7 +124,7 @@ def run_points(root: Path, status=None) -> list:
             status(f"synthesis run {i + 1}/{len(POINTS)}: {point[0]} {point[1]}")
         runs.append(synthesize(point, root))
         RUNS.write_text(json.dumps({
-            "command": "tritium explore fit --synthesize", "date": datetime.date.today().isoformat(),
+            "command": "tritium explore --refit --synthesize", "date": datetime.date.today().isoformat(),
             "machine": f"{cpu_name()} ({platform.machine()})", "board": FIT_BOARD,
             "runs": runs}, indent=1) + "\n")
     return runs
@@ -151,7 +155,32 @@ def fit(runs: list) -> dict:
         model["coefficients"][key] = {n: round(float(c), 4) for n, c in zip(FEATURES, coef)}
         model["residual_percent"][key] = round(float(np.max(np.abs(predicted / np.maximum(y, 1) - 1)))
                                                * 100, 2)
+    model["family_scale"] = family_scales(model)
     return model
+
+
+def family_scales(model: dict) -> dict:
+    """Measured ÷ predicted for each family's build in ``FAMILY_BUILDS`` (with the ECP5 fit)."""
+    from model.checkpoint import load_weights
+
+    from .memory_map import distributed_names
+    from .resource_model import FEATURES, features, memory_use
+
+    scales = {}
+    for family, (name, measured) in FAMILY_BUILDS.items():
+        board = BOARDS[name]
+        cfg = load_weights(REPO / board.model).config
+        params = board.engine_parameters()
+        loaded = board.flash_offset is not None
+        options = dict(loaded=loaded, spram=loaded and family == "ice40")
+        distributed = frozenset(distributed_names(board.distributed_ram))
+        values = features(cfg, params, "ecp5", distributed, **options)
+        predicted = {key: sum(coef[n] * values[n] for n in FEATURES)
+                     for key, coef in model["coefficients"].items()}
+        predicted["ram"] = memory_use(cfg, params, family, distributed, **options)["ram"]
+        scales[family] = {key: round(value / predicted[key], 3) for key, value in measured.items()}
+        scales[family]["build"] = name
+    return scales
 
 
 def _nonnegative_lstsq(a: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -172,6 +201,23 @@ def refit(synthesize_again: bool, root: Path, status=None) -> dict:
         run_points(root, status)
     runs = json.loads(RUNS.read_text())["runs"]
     model = fit(runs)
-    model["command"] = "tritium explore fit"
+    model["command"] = "tritium explore --refit"
     MODEL.write_text(json.dumps(model, indent=1) + "\n")
+    write_section("resource-fit", markdown(model, runs), REPO / "docs" / "performance.md")
     return model
+
+
+def markdown(model: dict, runs: list) -> str:
+    """The coefficients and the fit's residuals, for docs/performance.md."""
+    features = model["features"]
+    lines = [f"Fitted by `tritium explore --refit` to {model['points']} runs "
+             f"(`fpga/data/synthesis_runs.json`); the largest residual over the runs: "
+             + ", ".join(f"{k} {v}%" for k, v in model["residual_percent"].items()) + ".", "",
+             "| resource | " + " | ".join(features) + " |", "|---|" + "---|" * len(features)]
+    for resource, coef in model["coefficients"].items():
+        lines.append(f"| {resource} | " + " | ".join(f"{coef[f]:,.4g}" for f in features) + " |")
+    lines += ["", "Other families (measured ÷ predicted on one build): " + "; ".join(
+        f"{family} ({scale['build']}): " + ", ".join(f"{k} × {v}" for k, v in scale.items()
+                                                    if k != "build")
+        for family, scale in model["family_scale"].items()) + "."]
+    return "\n".join(lines)

@@ -16,7 +16,10 @@ import functools
 import json
 from pathlib import Path
 
-from .memory_map import map_memory, soc_memories
+from hw.spram import SPRAM_DEPTH, SPRAM_WIDTH
+from model.numerics import WEIGHT_CODE_BITS
+
+from .memory_map import map_memory, soc_memories, weight_words
 
 DATA = Path(__file__).resolve().parent / "data"
 FEATURES = ("fixed", "array", "rows", "lanes", "attention_lanes", "head_lanes", "lut_ram",
@@ -87,13 +90,16 @@ def predict(cfg, params: dict, family: str, distributed=frozenset(), **memory_op
     """Predicted ``luts``, ``ffs``, ``ram``, ``dsp`` (and ``spram``) of the SoC on ``family``."""
     model = coefficients()
     values = features(cfg, params, "ecp5", distributed, **memory_options)
-    predicted = {}
-    for resource, coef in model["coefficients"].items():
-        predicted[resource] = sum(coef[name] * values[name] for name in FEATURES)
-        predicted[resource] *= model.get("family_scale", {}).get(family, {}).get(resource, 1.0)
+    predicted = {resource: sum(coef[name] * values[name] for name in FEATURES)
+                 for resource, coef in model["coefficients"].items()}
     predicted["ram"] = memory_use(cfg, params, family, distributed, **memory_options)["ram"]
-    if memory_options.get("spram"):
-        predicted["spram"] = 4        # the UP5K's SPRAMs hold the weights (hw.spram)
+    for resource, scale in model.get("family_scale", {}).get(family, {}).items():
+        if resource in predicted:
+            predicted[resource] *= scale
+    if memory_options.get("spram"):   # the weights in SPRAM primitives side by side (hw.spram)
+        words = weight_words(cfg, params["rows"], params["simd"])
+        width = WEIGHT_CODE_BITS * params["rows"] * params["simd"]
+        predicted["spram"] = -(-width // SPRAM_WIDTH) * -(-words // SPRAM_DEPTH)
     return {k: int(round(v)) for k, v in predicted.items()}
 
 

@@ -53,28 +53,21 @@ def test_chat_sim_generates_the_integer_models_tokens(capsys):
 def test_conversation_continues_the_context():
     """Two turns on the virtual board: the second continues the first (its last token and the new
     text), exactly as the integer model would on the whole sequence; then a reset when it fills."""
-    import serial
-
-    from fpga.chat import BoardLink, Conversation
-    from sim.virtual_board import VirtualBoard
+    from fpga.chat import Conversation
+    from sim.virtual_board import open_board
 
     model_dir = ROOT / "models" / "small"
     model, tokenizer = IntegerModel(load_weights(model_dir)), load_tokenizer(model_dir)
-    board = VirtualBoard(soc_params(model_dir, dict(rows=4, simd=8, lanes=2, attention_lanes=4,
-                                                    head_lanes=4)))
-    try:
-        with serial.Serial(board.path, board.params["baud"], timeout=0.05) as port:
-            link = BoardLink(port, timeout=120)
-            assert link.status()["context"] == model.config.max_position_embeddings == 128
-            chat = Conversation(link, tokenizer, 128)
-            first = chat.turn("KING:", 10, temperature=0.7, top_k=4, seed=9)
-            second = chat.turn("\nQUEEN:", 10, temperature=0.7, top_k=4, seed=9)
-            ids = tokenizer.encode("KING:").ids
-            assert first == model.generate(ids, 10, temperature=0.7, top_k=4, seed=9)
-            whole = ids + first + tokenizer.encode("\nQUEEN:").ids
-            assert second == model.generate(whole, 10, temperature=0.7, top_k=4, seed=9)
-            assert chat.position == len(whole) + 9
-            third = chat.turn("A" * 100, 20)           # does not fit after the others: a reset
-            assert third == model.generate(tokenizer.encode("A" * 100).ids, 20)
-    finally:
-        board.close()
+    params = soc_params(model_dir, dict(rows=4, simd=8, lanes=2, attention_lanes=4, head_lanes=4))
+    with open_board(params, timeout=120) as link:
+        assert link.status()["context"] == model.config.max_position_embeddings == 128
+        chat = Conversation(link, tokenizer, 128)
+        first = chat.turn("KING:", 10, temperature=0.7, top_k=4, seed=9)
+        second = chat.turn("\nQUEEN:", 10, temperature=0.7, top_k=4, seed=9)
+        ids = tokenizer.encode("KING:").ids
+        assert first == model.generate(ids, 10, temperature=0.7, top_k=4, seed=9)
+        whole = ids + first + tokenizer.encode("\nQUEEN:").ids
+        assert second == model.generate(whole, 10, temperature=0.7, top_k=4, seed=9)
+        assert chat.position == len(whole) + 9
+        third = chat.turn("A" * 100, 20)           # does not fit after the others: a reset
+        assert third == model.generate(tokenizer.encode("A" * 100).ids, 20)
