@@ -86,24 +86,32 @@ def build_model_dir(model: str, root: Path) -> Path:
 
 
 def measure_build(entry, root: Path, rebuild: bool, status=None) -> dict:
+    """A build's nextpnr counts and fmax (built unless its report is there). A build that packs but
+    does not place or route keeps the counts nextpnr logged after packing, with the reason."""
     from fpga.boards import BOARDS
-    from fpga.build import BuildError, build
+    from fpga.build import BuildError, build, log_utilization
 
     name, board_name, model, engine = entry
     board = BOARDS[board_name]
-    report_path = root / name / board.name / "report.json"
+    directory = root / name / board.name
+    report_path = directory / "report.json"
+    reason = None
     if rebuild or not report_path.exists():
         try:
             build(board, root=root / name, model_dir=build_model_dir(model, root / name),
                   engine=engine, status=status)
-        except BuildError:          # timing or fit: the report has the figures
-            if not report_path.exists():
-                raise
-    report = json.loads(report_path.read_text())
-    return {"name": name, "board": board.name, "model": model,
-            "params": {k: report["engine"][k] for k in SIZES},
-            "measured": {k: used for k, (used, _) in report["resources"].items()},
-            "fmax_mhz": report["fmax_mhz"], "seconds": report["seconds"]}
+        except BuildError as error:        # timing or fit: the report has the figures
+            reason = str(error).splitlines()[0]
+    result = {"name": name, "board": board.name, "model": model, "params": engine}
+    if report_path.exists():
+        report = json.loads(report_path.read_text())
+        return {**result, "measured": {k: used for k, (used, _) in report["resources"].items()},
+                "fmax_mhz": report["fmax_mhz"], "seconds": report["seconds"]}
+    log = directory / "top.tim"
+    if not log.exists():
+        raise RuntimeError(f"{name}: no report and no nextpnr log in {directory}: {reason}")
+    return {**result, "measured": {k: used for k, (used, _) in log_utilization(board.family, log).items()},
+            "fmax_mhz": None, "seconds": None, "not_routed": reason or "no report"}
 
 
 def predicted_resources(entry: dict, root: Path) -> dict:
@@ -181,8 +189,9 @@ def markdown(result: dict, data: dict) -> str:
             cfg = load_weights(ROOT / "models" / b["model"]).config
             bound = f"{weight_bound(cfg, b['params']):,.0f} cycles"
         cells = [f"{m[k]:,} / {p[k]:,} ({e[k]:+.1%})" if k in e else "—" for k in ("luts", "ffs", "ram", "dsp")]
+        fmax = f"{b['fmax_mhz']:.1f}" if b["fmax_mhz"] else f"not routed ({b.get('not_routed', '')})"
         lines.append(f"| {b['name']} | {b['board']} | {b['model']} | {label(b['params'])} | "
-                     + " | ".join(cells) + f" | {b['fmax_mhz']:.1f} | {bound} |")
+                     + " | ".join(cells) + f" | {fmax} | {bound} |")
     worst = max(result["builds"], key=lambda b: abs(b["error"]["luts"]))
     lines += ["", f"{len(result['builds'])} builds; the largest LUT error "
               f"{worst['error']['luts']:+.1%} ({worst['name']}).", ""]

@@ -11,7 +11,7 @@ import itertools
 
 from .cycle_model import mean_cycles, weight_bound
 from .memory_map import block_slices, soc_memories
-from .resource_model import RESOURCES, overflows, part_of, predict
+from .resource_model import RESOURCES, fmax_class, overflows, part_of, predict
 
 # The board flow's shallow buffers that may go to LUT RAM instead of block RAM (memory banking:
 # Board.distributed_ram; the ULX3S-85F needs them there to fit its block RAM).
@@ -156,6 +156,7 @@ def point_table(board, point: Point, title: str):
     result.add_row("weight-read bound", f"{point.bound:,.0f}", f"{point.bound:,.0f}")
     result.add_row(f"tok/s at {point.clock_mhz:g} MHz", f"{point.prefill_tokens_per_second:,.0f}",
                    f"{point.tokens_per_second:,.0f}")
+    result.add_row("fmax class", "", f"{part.family}: {fmax_class(part.family)}")
     weights = next(m for m in soc_memories(point.cfg, point.params) if m.name == "engine/linear/weights")
     slices = block_slices(weights.width, weights.depth, board.family, weights.rom)
     result.add_row("weight memory", "", f"{weights.width}-bit words × {weights.depth:,}: "

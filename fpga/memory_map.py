@@ -31,7 +31,8 @@ BLOCK_SHAPES = {
     "ice40": ((2, 2048), (4, 1024), (8, 512), (16, 256)),
     "gowin": ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512)),
 }
-# the widest a ROM may be (ECP5: DP16KD's 18 bits a port; 36 needs PDPW16KD's write port)
+# the widest slice of a ROM stacked in depth (ECP5: DP16KD's 18 bits a port); a ROM no deeper than
+# one block reads 36 bits through both ports (Yosys: 128×260 in 4 blocks, 256×960 in 15)
 ROM_WIDTH_MAX = {"ecp5": 18, "ice40": 16, "gowin": 18}
 # LUT RAM: bits of one primitive (ECP5 TRELLIS_DPR16X4 16×4; Gowin RAM16SDP4; iCE40 has none:
 # its shallow RAMs become flip-flops and logic)
@@ -138,7 +139,8 @@ def block_slices(width: int, depth: int, family: str, rom: bool = False) -> tupl
     the aspect ratio ``(w, d)`` that suits it (a 32-bit ECP5 ROM 7,680 deep: 18 bits in eight
     1024-deep blocks, 9 in four 2048-deep, 4 in two 4096-deep, 1 in one: 15 blocks); the cut that
     needs the fewest blocks."""
-    shapes = [(w, d) for w, d in BLOCK_SHAPES[family] if not (rom and w > ROM_WIDTH_MAX[family])]
+    shapes = [(w, d) for w, d in BLOCK_SHAPES[family]
+              if not (rom and w > ROM_WIDTH_MAX[family] and depth > d)]
     cost, choice = [0] * (width + 1), [None] * (width + 1)
     for bits in range(1, width + 1):
         cost[bits], choice[bits] = min((-(-depth // d) + cost[max(0, bits - w)], (w, d))

@@ -99,7 +99,7 @@ def bandwidth_for(cfg: BitNetConfig, tokens_per_second: float, position: int) ->
 
 
 COLUMNS = ("platform", "memory (peak)", "position", "MB a token (weights + LM head + KV)",
-           "bandwidth-bound tok/s", "ternary lanes to keep up", "array", "array LUTs (share)",
+           "bandwidth-bound tok/s", "ternary lanes to keep up", "array", "the array's LUTs (share of the part)",
            "engine-bound tok/s (cycle model)")
 
 

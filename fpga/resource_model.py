@@ -108,3 +108,15 @@ def overflows(predicted: dict, part: Part) -> list[tuple[str, int, int]]:
     ``part`` has."""
     return [(name, predicted[name], getattr(part, name)) for name in (*RESOURCES, "spram")
             if name in predicted and predicted[name] > getattr(part, name)]
+
+
+@functools.lru_cache(maxsize=None)
+def fmax_class(family: str) -> str:
+    """What is known of ``family``'s fmax: the range over the placed SoCs in
+    ``fpga/data/validation.json`` (fmax is not predicted per point: docs/performance.md)."""
+    path = DATA / "validation.json"
+    builds = json.loads(path.read_text())["builds"] if path.exists() else []
+    fmax = [b["fmax_mhz"] for b in builds if b["fmax_mhz"] and family == "ecp5"]
+    if not fmax:
+        return "not measured (no SoC of this family fits)"
+    return f"{min(fmax):.1f}–{max(fmax):.1f} MHz over {len(fmax)} placed SoCs"

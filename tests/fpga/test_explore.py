@@ -56,7 +56,7 @@ def test_memory_list_is_the_designs(tmp_path, shape):
 
 
 # Block RAMs Yosys (synth_ecp5) made of one memory alone, measured here (width, depth, ROM).
-YOSYS_DP16KD = {(32, 7680, True): 15, (16, 2080, True): 3, (16, 3072, False): 3,
+YOSYS_DP16KD = {(32, 7680, True): 15, (128, 260, True): 4, (256, 960, True): 15, (16, 2080, True): 3, (16, 3072, False): 3,
                 (54, 65, False): 2, (16, 1120, True): 2, (16, 256, True): 1, (28, 384, False): 1,
                 (16, 127, False): 1, (32, 64, False): 1}
 
