@@ -106,12 +106,14 @@ def measure_build(entry, root: Path, rebuild: bool, status=None) -> dict:
     if report_path.exists():
         report = json.loads(report_path.read_text())
         return {**result, "measured": {k: used for k, (used, _) in report["resources"].items()},
-                "fmax_mhz": report["fmax_mhz"], "seconds": report["seconds"]}
+                "fmax_mhz": report["fmax_mhz"], "seconds": report["seconds"],
+                "source": f"tritium bench explore ({board.name} flow, fpga/build.py)"}
     log = directory / "top.tim"
     if not log.exists():
         raise RuntimeError(f"{name}: no report and no nextpnr log in {directory}: {reason}")
     return {**result, "measured": {k: used for k, (used, _) in log_utilization(board.family, log).items()},
-            "fmax_mhz": None, "seconds": None, "not_routed": reason or "no report"}
+            "fmax_mhz": None, "seconds": None, "not_routed": reason or "no report",
+            "source": "tritium bench explore (nextpnr's counts after packing: it did not route)"}
 
 
 def predicted_resources(entry: dict, root: Path) -> dict:
@@ -194,7 +196,10 @@ def markdown(result: dict, data: dict) -> str:
                      + " | ".join(cells) + f" | {fmax} | {bound} |")
     worst = max(result["builds"], key=lambda b: abs(b["error"]["luts"]))
     lines += ["", f"{len(result['builds'])} builds; the largest LUT error "
-              f"{worst['error']['luts']:+.1%} ({worst['name']}).", ""]
+              f"{worst['error']['luts']:+.1%} ({worst['name']}). A build that did not route keeps "
+              "nextpnr's counts after packing (the same counts a placed design reports)."]
+    lines += ["", "Where the measurements come from:", ""] + [
+        f"- {b['name']}: {b['source']}" for b in data["builds"] if b.get("source")] + [""]
     return "\n".join(lines)
 
 

@@ -212,7 +212,7 @@ def best(points: list[Point]) -> Point | None:
 
 # What a recommendation leaves free for the model's error (docs/performance.md: LUTs within 15%,
 # block RAM within 2) and for placement and routing.
-LUT_HEADROOM = 0.85
+LUT_HEADROOM = 0.80
 RAM_HEADROOM = 2
 
 
