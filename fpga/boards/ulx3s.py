@@ -12,14 +12,16 @@ SHALLOW_BUFFERS = ("top.soc.engine.rms/buffer", "top.soc.engine.rms.quantizer/bu
                    "top.soc.engine.attention/z_buffer", "top.soc.engine.sampler/z_buffer")
 
 ENGINE_85F = dict(rows=8, simd=16, lanes=4, attention_lanes=8, head_lanes=8)
-ENGINE_SMALL = dict(rows=4, simd=8, lanes=2, attention_lanes=4, head_lanes=4)
+# The explorer's choice for the 45F (tritium explore --board ulx3s-45f; docs/performance.md):
+# 34,720 LUTs, 48 block RAMs, 72 multipliers, fmax 22.4 MHz (4×8 with lanes 2/4/4 before it)
+ENGINE_SMALL = dict(rows=2, simd=32, lanes=2, attention_lanes=4, head_lanes=16)
 
 BOARDS = [
     # 21.5 MHz post-route at 25 MHz (the LM head's logits into the sampler's top-k registers)
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "models/ulx3s",
           ENGINE_85F, clock_mhz=20.0, baud=1_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=SHALLOW_BUFFERS),
-    # 21.2 MHz post-route (the LM head's table read and dot product in one cycle)
+    # 22.4 MHz post-route
     Board("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "models/small",
           ENGINE_SMALL, clock_mhz=20.0, baud=1_000_000, loader_board="ulx3s",
           reset_button="button_pwr"),
