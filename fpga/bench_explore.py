@@ -19,11 +19,10 @@ import platform
 from pathlib import Path
 
 from .bench import cpu_name, write_section
-from .cycle_model import mean_cycles, weight_bound
+from .cycle_model import SIZES, mean_cycles, weight_bound
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data" / "validation.json"
-SIZES = ("rows", "simd", "lanes", "attention_lanes", "head_lanes")
 CYCLE_CONFIGS = [      # model, rows, simd, lanes, attention lanes, head lanes
     ("ulx3s", 8, 16, 16, 32, 32), ("small", 4, 8, 8, 16, 32), ("ulx3s", 8, 16, 4, 8, 8),
     ("small", 4, 8, 2, 4, 4), ("small", 4, 8, 1, 1, 1), ("small", 2, 8, 1, 2, 2),

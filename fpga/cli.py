@@ -234,7 +234,8 @@ def cmd_verilog(args) -> int:
 def cmd_sim(args) -> int:
     from rich.table import Table
 
-    from fpga.simulate import SIZES, build_engine, engine_params, per_token_counters, run_engine
+    from fpga.cycle_model import SIZES
+    from fpga.simulate import build_engine, engine_params, per_token_counters, run_engine
     from hw.engine import Phase
 
     console = _console()
@@ -355,7 +356,7 @@ def cmd_explore(args) -> int:
         raise ValueError("--board is required (or --refit or --project alone)")
     board = _board(args.board)
     cfg = load_weights(args.model or Path(__file__).resolve().parent.parent / board.model).config
-    sizes = {name: getattr(args, name) for name in explore.SIZE_OPTIONS}
+    sizes = {name: getattr(args, name) for name in explore.SIZES}
     title = f"{board.name}: {args.model or board.model}"
     current = explore.board_point(board, cfg)
     if all(sizes.values()):                     # one point: its prediction, or why it is refused
@@ -676,7 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "tok/s; the Pareto front")
     p.add_argument("--board", help="the board (its part, clock and memory options)")
     p.add_argument("--model", type=Path, help="checkpoint directory (default: the board's model)")
-    for name in ("rows", "simd", "lanes", "attention_lanes", "head_lanes"):
+    for name in ("rows", "simd", "lanes", "attention_lanes", "head_lanes"):    # cycle_model.SIZES
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int,
                        help=f"pin {name} (all five: one point)")
     p.add_argument("--buffers", choices=["block", "lut"], help="one point: the shallow buffers in "

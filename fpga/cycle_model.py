@@ -26,7 +26,7 @@ from hw.rms_quantizer import SCALE_CYCLES
 from hw.rope import Rope
 from hw.sampler import Sampler
 from hw.scale_unit import ScaleOp, ScaleProgram, ScaleUnit
-from hw.sequencer import Op, Route, Source, program
+from hw.sequencer import MATRICES, Op, Route, Source, program
 from hw.ternary_array import TernaryArray
 
 FETCH = 1               # the sequencer's FETCH state, once per instruction
@@ -48,7 +48,10 @@ class Sizes:
 
     @classmethod
     def of(cls, params: dict) -> "Sizes":
-        return cls(*(params[f.name] for f in dataclasses.fields(cls)))
+        return cls(*(params[name] for name in SIZES))
+
+
+SIZES = tuple(f.name for f in dataclasses.fields(Sizes))      # the engine parameters that size it
 
 
 def phases(**cycles) -> dict:
@@ -65,29 +68,17 @@ def add(total: dict, part: dict) -> dict:
 
 # -- the matmul and its output path -------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)
-def _array(rows: int, simd: int, k: int) -> TernaryArray:
-    return TernaryArray(rows=rows, cols=1, simd=simd, k_max=max(k, simd))
-
-
-def matmul_cycles(n: int, k: int, rows: int, simd: int) -> int:
-    """``TernaryLinear.cycles``: start transfer to last result, ``o`` always ready."""
-    array = _array(rows, simd, k)
-    tiles = -(-n // rows)
-    return LOOKUP + array.cycles(n, k, 1) - (tiles * rows - n)
-
-
 def _produced(n: int, k: int, rows: int, simd: int) -> list[int]:
     """When each of the ``n`` results leaves the array (from the start transfer), no stalls."""
-    array = _array(rows, simd, k)
     chunks = -(-k // simd)
     period = max(chunks, rows)
-    return [LOOKUP + (i // rows) * period + chunks + array.latency + i % rows - 1 for i in range(n)]
+    latency = TernaryArray.latency_of(simd)
+    return [LOOKUP + (i // rows) * period + chunks + latency + i % rows - 1 for i in range(n)]
 
 
 @functools.lru_cache(maxsize=None)
-def output_path(n: int, k: int, route: Route, d_wait: int, sizes: Sizes, head_dim: int,
-                hidden: int) -> tuple[int, int]:
+def output_path(n: int, k: int, route: Route, d_wait: int, sizes: Sizes,
+                head_dim: int) -> tuple[int, int]:
     """(array busy, the MATMUL instruction's cycles) from the start transfer: results queue in the
     FIFO and leave one a cycle once ``D·γ`` is made (``d_wait`` cycles after the start, the
     norm's D) and the route takes them; the instruction ends when the route's last write is done."""
@@ -193,8 +184,7 @@ def lm_head_cycles(cfg, sizes: Sizes, greedy: bool = GREEDY) -> int:
 def body_cycles(cfg, sizes: Sizes, position: int) -> dict:
     """Cycles by phase of the layers at ``position`` (EMBED to STEP: a prompt token)."""
     steps = program(cfg)
-    shapes = dict(zip(("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                       "down_proj"), cfg.linear_shapes().values()))
+    shapes = dict(zip(MATRICES, cfg.linear_shapes().values()))
     total = phases()
     d_wait = 0              # cycles from the end of the latest NORM to its D
     for step in steps:
@@ -217,7 +207,7 @@ def body_cycles(cfg, sizes: Sizes, position: int) -> dict:
         elif step.op == Op.MATMUL:
             n, k = shapes[step.name]
             busy, end = output_path(n, k, step.route, d_wait - FETCH - START, sizes,
-                                    cfg.dim_per_head, cfg.hidden_size)
+                                    cfg.dim_per_head)
             add(total, phases(control=FETCH + START, matmul=busy, vector=max(0, end - busy)))
             d_wait = 0
     return total
@@ -256,14 +246,3 @@ def weight_bound(cfg, params: dict) -> float:
     """The weight-read bound: one position's ternary weights ÷ ``rows · simd`` a cycle."""
     weights = cfg.num_hidden_layers * sum(n * k for n, k in cfg.linear_shapes().values())
     return weights / (params["rows"] * params["simd"])
-
-
-def context_mean(cfg, params: dict) -> float:
-    """Decode cycles a token averaged over the whole context (attention grows with it)."""
-    context = cfg.max_position_embeddings
-    step = max(1, context // 16)
-    return mean_cycles(cfg, params, range(0, context, step))["cycles"]
-
-
-__all__ = ["Sizes", "token_cycles", "mean_cycles", "weight_bound", "context_mean",
-           "matmul_cycles"]

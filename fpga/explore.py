@@ -9,7 +9,7 @@ table, and a plot.
 import dataclasses
 import itertools
 
-from .cycle_model import mean_cycles, weight_bound
+from .cycle_model import SIZES, mean_cycles, weight_bound
 from .memory_map import block_slices, soc_memories
 from .resource_model import RESOURCES, fmax_class, overflows, part_of, predict
 
@@ -198,7 +198,7 @@ def plot(points: list[Point], front: list[Point], current: Point, path, title: s
 
 def board_point(board, cfg) -> Point:
     """The board's own configuration (fpga/boards), evaluated."""
-    params = {k: board.engine[k] for k in ("rows", "simd", "lanes", "attention_lanes", "head_lanes")}
+    params = {k: board.engine[k] for k in SIZES}
     buffers = "lut" if board.distributed_ram else "block"
     return evaluate(board, cfg, params, buffers)
 
@@ -228,8 +228,6 @@ def recommend(board, points: list[Point]) -> Point | None:
     part = part_of(board)
     return best([p for p in points if p.fits and comfortable(p, part)])
 
-
-SIZE_OPTIONS = ("rows", "simd", "lanes", "attention_lanes", "head_lanes")
 
 
 def summary(board, points: list[Point], current: Point) -> str:

@@ -13,11 +13,11 @@ from sim.engine_trace import engine_factory
 from sim.harness import build
 
 
-SIZES = ("rows", "simd", "lanes", "attention_lanes", "head_lanes")
 
 
 def engine_params(model_dir: Path, k_max: int = 8, **sizes) -> dict:
-    """The cocotb harness's JSON parameters: the model's default sizes (``SIZES``) unless given."""
+    """The cocotb harness's JSON parameters: the model's default sizes (``fpga.cycle_model.SIZES``)
+    unless given."""
     from hw.engine import default_parameters
     from model.checkpoint import load_weights
 

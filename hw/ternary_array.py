@@ -134,7 +134,12 @@ class TernaryArray(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from accepting a tile's last beat to its row-0 result on ``o``."""
-        return 2 + self.tree_stages
+        return self.latency_of(self._simd)
+
+    @staticmethod
+    def latency_of(simd: int) -> int:
+        """:attr:`latency` of an array ``simd`` lanes wide (for a cycle model without an array)."""
+        return 2 + max(1, -(-ceil_log2(simd) // LEVELS_PER_STAGE))
 
     @property
     def lanes(self) -> int:
