@@ -360,6 +360,7 @@ def cmd_explore(args) -> int:
     title = f"{board.name}: {args.model or board.model}"
     current = explore.board_point(board, cfg)
     if all(sizes.values()):                     # one point: its prediction, or why it is refused
+        explore.candidates(cfg, **sizes)        # a size the engine does not take: ValueError
         point = explore.evaluate(board, cfg, sizes, args.buffers or "block")
         console.print(explore.point_table(board, point, f"{title}: {point.label()} (predicted)"))
         if not point.fits:

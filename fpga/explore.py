@@ -56,14 +56,19 @@ class Point:
                                            for name, used, available in self.over)
 
 
-def candidates(cfg, *, rows=ROWS, simd=None, lanes=None, attention_lanes=None,
+def candidates(cfg, *, rows=None, simd=None, lanes=None, attention_lanes=None,
                head_lanes=None) -> list[dict]:
     """Every engine size ``hw.engine.Engine`` accepts for ``cfg`` (powers of two; a size given
-    pins it)."""
+    pins it). A pinned size the engine does not accept raises ValueError, naming what would."""
     d, hidden, ffn = cfg.dim_per_head, cfg.hidden_size, cfg.intermediate_size
+    pinned = dict(rows=rows, simd=simd, lanes=lanes, attention_lanes=attention_lanes,
+                  head_lanes=head_lanes)
 
     def choose(given, options):
-        return [given] if given else list(options)
+        options = list(options)
+        return ([given] if given in options else []) if given else options
+    if rows is not None and (not isinstance(rows, int) or rows < 1):
+        raise ValueError(f"rows must be a positive integer, not {rows!r}")
     points = []
     for s in choose(simd, (s for s in POWERS if hidden % s == 0 and ffn % s == 0)):
         for n in choose(lanes, (n for n in POWERS if s % n == 0 and d % n == 0
@@ -72,8 +77,16 @@ def candidates(cfg, *, rows=ROWS, simd=None, lanes=None, attention_lanes=None,
                                               and a <= MAX_LANES)):
                 for h in choose(head_lanes, (h for h in POWERS if hidden % h == 0 and h % n == 0
                                              and h <= MAX_LANES)):
-                    for r in rows:
+                    for r in [rows] if rows else ROWS:
                         points.append(dict(rows=r, simd=s, lanes=n, attention_lanes=a, head_lanes=h))
+    if not points:
+        free = candidates(cfg)
+        for name, value in pinned.items():
+            allowed = sorted({p[name] for p in free})
+            if value and value not in allowed:
+                raise ValueError(f"{name} {value} is not a size the engine takes for this model; "
+                                 f"{allowed} would be (powers of two, docs/engine.md)")
+        raise ValueError(f"no engine has these sizes together: {pinned}; see hw.engine.Engine")
     return points
 
 

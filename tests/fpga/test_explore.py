@@ -168,6 +168,12 @@ def test_explore_command_refuses_and_sweeps(tmp_path, capsys):
     assert main(["explore", "--board", "ulx3s-45f", "--rows", "64", "--simd", "32", "--lanes", "2",
                  "--attention-lanes", "4", "--head-lanes", "4"]) == 1
     assert "does not fit: luts" in capsys.readouterr().out
+    assert main(["explore", "--board", "ulx3s-45f", "--rows", "4", "--simd", "3", "--lanes", "1",
+                 "--attention-lanes", "1", "--head-lanes", "1"]) == 2
+    assert "simd 3 is not a size the engine takes" in capsys.readouterr().err
+    assert main(["explore", "--board", "ulx3s-45f", "--rows", "8", "--simd", "8", "--lanes", "2",
+                 "--plot", str(tmp_path / "pinned.png")]) == 0        # rows pinned too
+    capsys.readouterr()
     plot = tmp_path / "explore.png"
     assert main(["explore", "--board", "ulx3s-45f", "--simd", "8", "--lanes", "2",
                  "--plot", str(plot)]) == 0
