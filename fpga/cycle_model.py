@@ -22,7 +22,7 @@ from hw.engine import RESULT_FIFO_DEPTH, Phase
 from hw.gated_activation import GatedActivation
 from hw.head_quantizer import PROGRAM as HEAD_PROGRAM
 from hw.quantizer import AbsmaxQuantizer
-from hw.rms_quantizer import SCALE_CYCLES
+from hw.rms_quantizer import RmsQuantizer
 from hw.rope import Rope
 from hw.sampler import Sampler
 from hw.scale_unit import ScaleOp, ScaleProgram, ScaleUnit
@@ -129,15 +129,23 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: Sizes,
 
 # -- the vector steps ---------------------------------------------------------------------------
 
+def feed_and_codes(beats: int) -> int:
+    """From a NORM's last input beat into the RmsQuantizer to its last code: the feed (read,
+    normalize, multiply; zero check), the AbsmaxQuantizer's latency, the codes out, and the
+    instruction seeing them done."""
+    return (beats + 5) + AbsmaxQuantizer.latency + beats + 1
+
+
 def norm_from_buffer(beats: int) -> int:
-    """A NORM of ``beats`` beats already in a buffer: read pass, RmsQuantizer load and feed, the
-    quantizer's latency and its codes out (the instruction ends with the last code)."""
-    return 1 + beats + (beats + 5) + AbsmaxQuantizer.latency + beats + 1
+    """A NORM of ``beats`` beats already in a buffer: the read pass loading the RmsQuantizer, then
+    :func:`feed_and_codes` (the instruction ends with the last code)."""
+    return 1 + beats + feed_and_codes(beats)
 
 
 def norm_scale_after_codes(beats: int) -> int:
-    """How long after a NORM's last code its scale D is out (``RmsQuantizer.cycles``)."""
-    return (1 + 2 * beats + 5 + SCALE_CYCLES) - norm_from_buffer(beats)
+    """How long after a NORM's last code its scale D is out (``RmsQuantizer.cycles`` from the first
+    beat, which the read pass offers one cycle in)."""
+    return 1 + RmsQuantizer.cycles(beats) - norm_from_buffer(beats)
 
 
 def attention_cycles(cfg, sizes: Sizes, length: int) -> int:
@@ -154,8 +162,7 @@ def attention_cycles(cfg, sizes: Sizes, length: int) -> int:
     beats = cfg.hidden_size // sizes.lanes
     last_out = (max(values, row_scale) - values + Dequantizer.latency
                 + cfg.dim_per_head // sizes.lanes)
-    return (2 + cfg.num_attention_heads * period + last_out
-            + (beats + 5) + AbsmaxQuantizer.latency + beats + 1)
+    return 2 + cfg.num_attention_heads * period + last_out + feed_and_codes(beats)
 
 
 def gated_norm_cycles(cfg, sizes: Sizes) -> int:
@@ -163,7 +170,7 @@ def gated_norm_cycles(cfg, sizes: Sizes) -> int:
     up_proj) into the RmsQuantizer, then its feed, latency and codes."""
     beats = cfg.intermediate_size // sizes.lanes
     emit = GatedActivation.cycles_of(cfg.hidden_act, beats) - beats   # last input to last output
-    return 1 + emit + (beats + 5) + AbsmaxQuantizer.latency + beats + 1
+    return 1 + emit + feed_and_codes(beats)
 
 
 def lm_head_cycles(cfg, sizes: Sizes, greedy: bool = GREEDY) -> int:

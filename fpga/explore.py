@@ -9,13 +9,14 @@ table, and a plot.
 import dataclasses
 import itertools
 
+from .boards.ulx3s import SHALLOW_BUFFERS
 from .cycle_model import SIZES, mean_cycles, weight_bound
-from .memory_map import block_slices, soc_memories
+from .memory_map import block_slices, distributed_names, soc_memories
 from .resource_model import RESOURCES, fmax_class, overflows, part_of, predict
 
-# The board flow's shallow buffers that may go to LUT RAM instead of block RAM (memory banking:
-# Board.distributed_ram; the ULX3S-85F needs them there to fit its block RAM).
-SHALLOW_BUFFERS = ("rms/buffer", "rms/quantizer/buffer", "attention/z_buffer", "sampler/z_buffer")
+# Memory banking: the shallow buffers the board flow may put in LUT RAM instead of block RAM
+# (Board.distributed_ram; the ULX3S-85F needs them there to fit its block RAM).
+LUT_RAM_BUFFERS = frozenset(distributed_names(SHALLOW_BUFFERS))
 ROWS = (1, 2, 4, 8, 16, 32, 64)
 POWERS = (1, 2, 4, 8, 16, 32, 64)
 MAX_LANES = 32
@@ -94,8 +95,7 @@ def evaluate(board, cfg, params: dict, buffers: str = "block") -> Point:
     """One point on ``board``: cycles, resources, what does not fit, tok/s at the board's clock."""
     loaded = board.flash_offset is not None
     memory = dict(loaded=loaded, spram=loaded and board.family == "ice40")
-    distributed = frozenset(f"engine/{name}" for name in SHALLOW_BUFFERS) if buffers == "lut" \
-        else frozenset()
+    distributed = LUT_RAM_BUFFERS if buffers == "lut" else frozenset()
     context = cfg.max_position_embeddings
     positions = range(0, context, max(1, context // POSITIONS))
     resources = predict(cfg, params, board.family, distributed, **memory)
@@ -240,7 +240,6 @@ def recommend(board, points: list[Point]) -> Point | None:
     LUTs among equals)."""
     part = part_of(board)
     return best([p for p in points if p.fits and comfortable(p, part)])
-
 
 
 def summary(board, points: list[Point], current: Point) -> str:

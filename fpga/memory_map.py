@@ -12,16 +12,16 @@ import functools
 
 from hw.engine import RESULT_FIFO_DEPTH
 from hw.protocol import MAX_PAYLOAD, TOKEN_BYTES
+from hw.gated_activation import GatedActivation
 from hw.rms_quantizer import RmsQuantizer
+from hw.sampler import Sampler
 from hw.soc import RX_FIFO_DEPTH
 from hw.token_table import logit_width
-from model.numerics import (ACT_BITS, ACT_MAX, EXP2_TABLE, EXP_FRAC, GAIN_BITS, NORM_BITS,
-                            NORM_MAX_BITLEN, RES_BITS, ROPE_BITS, SCALE_BITS, SCALE_EXP_BITS, SIGMOID_FRAC, SIGMOID_TABLE,
+from model.numerics import (ACT_BITS, ACT_MAX, EXP2_TABLE, EXP_FRAC, GAIN_BITS, RES_BITS,
+                            ROPE_BITS, SCALE_BITS, SCALE_EXP_BITS, SIGMOID_FRAC, SIGMOID_TABLE,
                             WEIGHT_CODE_BITS, acc_bits)
 
 SCALE_WORD = SCALE_BITS + SCALE_EXP_BITS        # a scale in a memory: mantissa and exponent
-SILU_SHIFT_BITS = 17       # GatedActivation: SiLU's Q.10 input, gate · mant (act_bits = width + 17)
-SAMPLER_Z_EXTRA = 17       # Sampler: z_bits = logit_width + 17
 LUT_RAM_DEPTH = 32          # RAMs this shallow go to LUT RAM
 LOGIC_ROM_BITS = 2048       # ROMs this small become logic
 # Block RAM aspect ratios (width, depth) per family: ECP5 DP16KD / PDPW16KD (18 Kbit),
@@ -67,11 +67,9 @@ def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
                                   cfg.num_key_value_heads, cfg.max_position_embeddings)
     vocab, longest = cfg.vocab_size, max(hidden, ffn)
     acc = acc_bits(longest)                       # TernaryLinear's accumulators
-    relu2 = cfg.hidden_act == "relu2"
-    # GatedActivation's act_bits and out_bits, RmsQuantizer's width, Sampler's z_bits
-    gated_act = acc if relu2 else acc + SILU_SHIFT_BITS
-    rms_width = max(RES_BITS, NORM_BITS + (NORM_MAX_BITLEN if relu2 else NORM_BITS))
-    sampler_z = logit_width(hidden) + SAMPLER_Z_EXTRA
+    gated_act = GatedActivation.act_bits_of(cfg.hidden_act, acc)
+    rms_width = max(RES_BITS, GatedActivation.out_bits_of(cfg.hidden_act))     # as the engine's
+    sampler_z = Sampler.z_bits_of(logit_width(hidden))
     dot_bits = (d * ACT_MAX * ACT_MAX).bit_length() + 1
     mems = [
         Memory("linear/weights", WEIGHT_CODE_BITS * rows * simd, weight_words(cfg, rows, simd),

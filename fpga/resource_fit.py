@@ -14,7 +14,6 @@ and routed separately.
 import datetime
 import json
 import platform
-import re
 import subprocess
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import numpy as np
 
 from .bench import cpu_name, write_section
 from .boards import BOARDS, BoardTop
-from .build import RESOURCES, build_options, tool_environment
+from .build import build_options, log_utilization, tool_environment
 
 DATA = Path(__file__).resolve().parent / "data"
 RUNS = DATA / "synthesis_runs.json"
@@ -80,16 +79,6 @@ def yosys_paths(names) -> tuple:
     return tuple(paths)
 
 
-def pack_counts(family: str, log: str) -> dict:
-    """Cell counts from nextpnr's "Device utilisation" (after packing)."""
-    names = {cell: key for key, cell in RESOURCES[family].items() if cell}
-    counts = {}
-    for match in re.finditer(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", log, re.M):
-        if match.group(1) in names:
-            counts[names[match.group(1)]] = int(match.group(2))
-    return counts
-
-
 def synthesize(point, root: Path) -> dict:
     """Yosys (the board flow's script) and nextpnr --pack-only on one point; its counts."""
     import dataclasses
@@ -111,7 +100,7 @@ def synthesize(point, root: Path) -> dict:
                          capture_output=True, text=True)
     if pnr.returncode:
         raise RuntimeError(f"nextpnr --pack-only failed in {directory}: {pnr.stderr[-1500:]}")
-    counts = pack_counts(board.family, (directory / "pack.log").read_text())
+    counts = {key: used for key, (used, _) in log_utilization(board.family, directory / "pack.log").items()}
     return {"model": name, "engine": engine, "distributed": list(distributed), "family": "ecp5",
             "counts": counts, "seconds": round(time.perf_counter() - started, 1)}
 
@@ -131,8 +120,8 @@ def run_points(root: Path, status=None) -> list:
 
 
 def fit(runs: list) -> dict:
-    """Least squares of each resource on the features (non-negative where a feature is a cost)."""
-    from .resource_model import FEATURES, features
+    """Least squares of each resource on the features, every coefficient non-negative."""
+    from .resource_model import FEATURES, features, memory_use
 
     from model.checkpoint import load_weights
     import tempfile
@@ -141,7 +130,8 @@ def fit(runs: list) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for run in runs:
             cfg = load_weights(model_dir(run["model"], Path(tmp))).config
-            f = features(cfg, run["engine"], "ecp5", {f"engine/{n}" for n in run["distributed"]})
+            use = memory_use(cfg, run["engine"], "ecp5", {f"engine/{n}" for n in run["distributed"]})
+            f = features(run["engine"], use)
             rows.append([f[name] for name in FEATURES])
             for key, value in run["counts"].items():
                 targets.setdefault(key, []).append(value)
@@ -164,7 +154,7 @@ def family_scales(model: dict) -> dict:
     from model.checkpoint import load_weights
 
     from .memory_map import distributed_names
-    from .resource_model import FEATURES, features, memory_use
+    from .resource_model import estimate
 
     scales = {}
     for family, (name, measured) in FAMILY_BUILDS.items():
@@ -174,10 +164,7 @@ def family_scales(model: dict) -> dict:
         loaded = board.flash_offset is not None
         options = dict(loaded=loaded, spram=loaded and family == "ice40")
         distributed = frozenset(distributed_names(board.distributed_ram))
-        values = features(cfg, params, "ecp5", distributed, **options)
-        predicted = {key: sum(coef[n] * values[n] for n in FEATURES)
-                     for key, coef in model["coefficients"].items()}
-        predicted["ram"] = memory_use(cfg, params, family, distributed, **options)["ram"]
+        predicted = estimate(model, cfg, params, family, distributed, **options)
         scales[family] = {key: round(value / predicted[key], 3) for key, value in measured.items()}
         scales[family]["build"] = name
     return scales
@@ -196,7 +183,7 @@ def _nonnegative_lstsq(a: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def refit(synthesize_again: bool, root: Path, status=None) -> dict:
-    """``tritium explore fit``: (re)run the synthesis points if asked, fit, store the model."""
+    """``tritium explore --refit``: (re)run the synthesis points if asked, fit, store the model."""
     if synthesize_again or not RUNS.exists():
         run_points(root, status)
     runs = json.loads(RUNS.read_text())["runs"]

@@ -5,10 +5,10 @@ synthesis (docs/performance.md).
   Yosys maps them: nothing fitted.
 - **LUTs, flip-flops and DSPs** are linear in :data:`FEATURES` — the array's ternary lanes and rows,
   the three lane counts, the LUT RAM primitives, the block RAMs' read muxes, the ROM bits in logic —
-  with coefficients fitted once to whole-SoC synthesis runs (``tritium explore fit``; the runs and
-  the coefficients are in ``fpga/data/``). The fit is for ECP5 (nextpnr's TRELLIS_COMB after
+  with coefficients fitted once to whole-SoC synthesis runs (``tritium explore --refit``; the runs
+  and the coefficients are in ``fpga/data/``). The fit is for ECP5 (nextpnr's TRELLIS_COMB after
   packing: a LUT4, half a carry cell, half a LUT RAM); other families scale it by the ratio measured
-  on one of their builds (``FAMILY_SCALE``).
+  on one of their builds (``family_scale`` in ``resource_model.json``).
 """
 
 import dataclasses
@@ -59,7 +59,7 @@ def part_of(board) -> Part:
 def coefficients() -> dict:
     path = DATA / "resource_model.json"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `tritium explore fit`")
+        raise FileNotFoundError(f"{path} is missing: run `tritium explore --refit`")
     return json.loads(path.read_text())
 
 
@@ -77,22 +77,32 @@ def memory_use(cfg, params: dict, family: str, distributed=frozenset(), *, loade
     return use
 
 
-def features(cfg, params: dict, family: str, distributed=frozenset(), **memory_options) -> dict:
-    """The values of :data:`FEATURES` for the SoC at ``params``."""
-    use = memory_use(cfg, params, family, distributed, **memory_options)
+def features(params: dict, use: dict) -> dict:
+    """The values of :data:`FEATURES` for the SoC at ``params`` with ``use`` (:func:`memory_use`
+    on ECP5)."""
     return {"fixed": 1, "array": params["rows"] * params["simd"], "rows": params["rows"],
             "lanes": params["lanes"], "attention_lanes": params["attention_lanes"],
             "head_lanes": params["head_lanes"], "lut_ram": use["lut_ram"],
             "block_mux": use["block_mux"], "logic_rom": use["logic_rom"]}
 
 
+def estimate(model: dict, cfg, params: dict, family: str, distributed=frozenset(),
+             **memory_options) -> dict:
+    """``model``'s ECP5 LUTs, FFs and DSPs and ``family``'s block RAMs, not yet scaled to the
+    family (the fit's own use, before its family scales exist)."""
+    use = memory_use(cfg, params, "ecp5", distributed, **memory_options)
+    values = features(params, use)
+    estimated = {resource: sum(coef[name] * values[name] for name in FEATURES)
+                 for resource, coef in model["coefficients"].items()}
+    estimated["ram"] = (use if family == "ecp5" else
+                        memory_use(cfg, params, family, distributed, **memory_options))["ram"]
+    return estimated
+
+
 def predict(cfg, params: dict, family: str, distributed=frozenset(), **memory_options) -> dict:
     """Predicted ``luts``, ``ffs``, ``ram``, ``dsp`` (and ``spram``) of the SoC on ``family``."""
     model = coefficients()
-    values = features(cfg, params, "ecp5", distributed, **memory_options)
-    predicted = {resource: sum(coef[name] * values[name] for name in FEATURES)
-                 for resource, coef in model["coefficients"].items()}
-    predicted["ram"] = memory_use(cfg, params, family, distributed, **memory_options)["ram"]
+    predicted = estimate(model, cfg, params, family, distributed, **memory_options)
     for resource, scale in model.get("family_scale", {}).get(family, {}).items():
         if resource in predicted:
             predicted[resource] *= scale

@@ -94,11 +94,21 @@ class GatedActivation(wiring.Component):
     lanes = property(lambda self: self._lanes)
     depth = property(lambda self: self._depth)
     kind = property(lambda self: self._kind)
-    # relu²: an unsigned 17-bit square; SiLU: a signed 18-bit value; times a signed 18-bit up
-    out_bits = property(lambda self: NORM_BITS + (NORM_MAX_BITLEN if self._kind == "relu2" else NORM_BITS))
+    out_bits = property(lambda self: self.out_bits_of(self._kind))
     latency_in = property(lambda self: 2 if self._kind == "silu" else 0)   # (cycles_of)
-    # SiLU's Q.10 input: gate · mant shifted right by at least 0
-    act_bits = property(lambda self: self._width if self._kind == "relu2" else self._width + 17)
+    act_bits = property(lambda self: self.act_bits_of(self._kind, self._width))
+
+    @staticmethod
+    def out_bits_of(kind: str) -> int:
+        """:attr:`out_bits` of a unit of ``kind``: relu², an unsigned 17-bit square; SiLU, a
+        signed 18-bit value; times a signed 18-bit up."""
+        return NORM_BITS + (NORM_MAX_BITLEN if kind == "relu2" else NORM_BITS)
+
+    @staticmethod
+    def act_bits_of(kind: str, width: int) -> int:
+        """:attr:`act_bits` of a unit of ``kind`` for ``width``-bit inputs (SiLU's Q.10 input:
+        gate · mant shifted right by at least 0)."""
+        return width if kind == "relu2" else width + 17
 
     def cycles(self, beats: int) -> int:
         """Clock edges from a vector's first input transfer to its last output, no stalls."""

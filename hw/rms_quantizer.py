@@ -107,7 +107,8 @@ class RmsQuantizer(wiring.Component):
     depth = property(lambda self: self._depth)
     product_bits = NORM_BITS + GAIN_BITS - 1     # |x_n · G| < 2^17 · 2^15
 
-    def cycles(self, beats: int) -> int:
+    @staticmethod
+    def cycles(beats: int) -> int:
         """Clock edges from a token's first input transfer to its ``scale`` being valid, no stalls."""
         return 2 * beats + 5 + SCALE_CYCLES
 

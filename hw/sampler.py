@@ -82,7 +82,12 @@ class Sampler(wiring.Component):
     logit_width = property(lambda self: self._logit_width)
     vocab_max = property(lambda self: self._vocab_max)
     k_max = property(lambda self: self._k_max)
-    z_bits = property(lambda self: self._logit_width + 17)
+    z_bits = property(lambda self: self.z_bits_of(self._logit_width))
+
+    @staticmethod
+    def z_bits_of(logit_width: int) -> int:
+        """:attr:`z_bits` for ``logit_width``-bit logits (a logit times a 16-bit mantissa)."""
+        return logit_width + 17
 
     @staticmethod
     def cycles(vocab: int, token: int, greedy: bool) -> int:
