@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from model import paths
+
 # A random model for the demo until the trained tiny models ship: TinyShakespeare's 65 characters.
 DEMO_CONFIG = dict(vocab_size=65, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
@@ -234,7 +236,7 @@ def cmd_verilog(args) -> int:
 def cmd_sim(args) -> int:
     from rich.table import Table
 
-    from fpga.cycle_model import SIZES
+    from fpga.perf.cycle_model import SIZES
     from fpga.simulate import build_engine, engine_params, per_token_counters, run_engine
     from hw.engine import Phase
 
@@ -298,7 +300,7 @@ def _board(name):
 
 
 def cmd_build(args) -> int:
-    from fpga.build import BuildError, build
+    from fpga.flow.build import BuildError, build
 
     board = _board(args.board)
     console = _console()
@@ -330,12 +332,12 @@ def _print_build_report(console, report):
 def cmd_explore(args) -> int:
     from rich.progress import Progress
 
-    from fpga import explore
+    from fpga.perf import explore
     from model import load_weights
 
     console = _console()
     if args.refit:
-        from fpga.resource_fit import refit
+        from fpga.perf.resource_fit import refit
 
         with console.status("") as status:
             model = refit(args.synthesize, args.root / "explore-fit",
@@ -345,7 +347,7 @@ def cmd_explore(args) -> int:
         if not args.board:
             return 0
     if args.project:
-        from fpga import projection
+        from fpga.perf import projection
 
         rows = projection.project()
         console.print(projection.table(rows))
@@ -355,7 +357,7 @@ def cmd_explore(args) -> int:
     if not args.board:
         raise ValueError("--board is required (or --refit or --project alone)")
     board = _board(args.board)
-    cfg = load_weights(args.model or Path(__file__).resolve().parent.parent / board.model).config
+    cfg = load_weights(args.model or paths.REPO / board.model).config
     sizes = {name: getattr(args, name) for name in explore.SIZES}
     title = f"{board.name}: {args.model or board.model}"
     current = explore.board_point(board, cfg)
@@ -385,7 +387,7 @@ def cmd_explore(args) -> int:
 
 
 def cmd_flash(args) -> int:
-    from fpga.flash import flash
+    from fpga.flow.flash import flash
 
     board = _board(args.board)
     flash(board, bitstream=args.bitstream, to_flash=args.flash, dry_run=args.dry_run, root=args.root)
@@ -395,11 +397,11 @@ def cmd_flash(args) -> int:
 def cmd_chat(args) -> int:
     import contextlib
 
-    from fpga.chat import Conversation, serial_link
+    from fpga.host.chat import Conversation, serial_link
     from model.tokenizer import load_tokenizer
 
     board = _board(args.board)
-    model_dir = args.model or Path(__file__).resolve().parent.parent / board.model
+    model_dir = args.model or paths.REPO / board.model
     tokenizer = load_tokenizer(model_dir)
     console = _console()
     if not args.sim and not args.port:
@@ -463,10 +465,10 @@ def _ask(console):
 def cmd_bench(args) -> int:
     from rich.table import Table
 
-    from fpga.bench import bench_array
+    from fpga.bench.array import bench_array
 
     if args.what == "boards":
-        from fpga.bench_boards import bench_boards
+        from fpga.bench.boards import bench_boards
 
         with _console().status("") as status:
             rows = bench_boards(args.boards, root=args.root, rebuild=args.rebuild, docs=args.docs,
@@ -482,7 +484,7 @@ def cmd_bench(args) -> int:
         _console().print(f"wrote {args.docs / 'benchmarks.md'}")
         return 0
     if args.what == "explore":
-        from fpga.bench_explore import bench_explore, label
+        from fpga.bench.explore import bench_explore, label
 
         with _console().status("") as status:
             result = bench_explore(args.docs, args.root, remeasure=args.remeasure,
@@ -501,7 +503,7 @@ def cmd_bench(args) -> int:
         _console().print(f"wrote {args.docs / 'benchmarks.md'}")
         return 0
     if args.what == "engine":
-        from fpga.bench_engine import bench_engine
+        from fpga.bench.engine import bench_engine
 
         with _console().status("") as status:
             results = bench_engine(args.docs, lambda text: status.update(f"[dim]{text}[/dim]"))
@@ -516,7 +518,7 @@ def cmd_bench(args) -> int:
         _console().print(f"wrote {args.docs / 'benchmarks.md'}")
         return 1 if any(r["error"] for r in results) else 0
     if args.what == "blocks":
-        from fpga.bench_blocks import bench_blocks
+        from fpga.bench.blocks import bench_blocks
 
         rows = bench_blocks(docs=args.docs)
         table = Table(title="engine blocks (ECP5: ulx3s sizes, UP5K: small sizes)")
@@ -686,7 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, default=Path("build/explore.png"),
                    help="tok/s against LUTs (default build/explore.png)")
     p.add_argument("--refit", action="store_true", help="refit the resource model to the stored "
-                   "synthesis runs (fpga/data/)")
+                   "synthesis runs (fpga/perf/data/)")
     p.add_argument("--synthesize", action="store_true", help="with --refit: run the synthesis "
                    "points again first (about 40 minutes)")
     p.add_argument("--root", type=Path, default=Path("build"), help="--synthesize works here")
@@ -700,10 +702,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="boards, explore: build even where a "
                    "report exists")
     p.add_argument("--remeasure", action="store_true", help="explore: simulate again rather than "
-                   "use fpga/data/validation.json's cycle counts")
+                   "use fpga/perf/data/validation.json's cycle counts")
     p.add_argument("--root", type=Path, default=Path("build"), help="boards: the builds' root")
     p.add_argument("--quick", action="store_true", help="a smaller synthesis sweep")
-    p.add_argument("--docs", type=Path, default=Path(__file__).resolve().parent.parent / "docs",
+    p.add_argument("--docs", type=Path, default=paths.DOCS,
                    help="where benchmarks.md and the plot go")
     p.set_defaults(func=cmd_bench)
 
@@ -722,7 +724,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["models"])
     p.add_argument("--positions", type=int, default=4096, help="validation positions (default 4096)")
     p.add_argument("-o", "--output", type=Path,
-                   default=Path(__file__).resolve().parent.parent / "docs" / "models.md")
+                   default=paths.DOCS / "models.md")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("compare", help="integer vs float model: top-1 agreement and logit error")

@@ -16,7 +16,7 @@ from sim.harness import build
 
 
 def engine_params(model_dir: Path, k_max: int = 8, **sizes) -> dict:
-    """The cocotb harness's JSON parameters: the model's default sizes (``fpga.cycle_model.SIZES``)
+    """The cocotb harness's JSON parameters: the model's default sizes (``fpga.perf.cycle_model.SIZES``)
     unless given."""
     from hw.engine import default_parameters
     from model.checkpoint import load_weights

@@ -47,7 +47,6 @@ and the element.
 """
 
 import enum
-import math
 
 import numpy as np
 from amaranth import Cat, Module, Mux, Signal, signed
@@ -56,7 +55,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.integer import IntegerModel
 from model.numerics import (ACT_BITS, GAIN_BITS, RES_BITS, RES_UNIT, SCALE_EXP_BITS, XORSHIFT_BITS,
-                            scale_from_float, scale_from_int, xorshift_seed)
+                            sampling_coefficient, scale_from_int, xorshift_seed)
 
 from .arith import read_pass
 from .attention import AttentionHead
@@ -758,7 +757,7 @@ def command(op: Command, *, token: int = 0, count: int = 0, temperature: float =
     """The ``command`` payload (a dict for ``ctx.set`` / the cocotb driver) of one command, with
     ``model.integer.IntegerModel.generate``'s parameters: temperature 0 is greedy; the seed
     becomes the generator state (``xorshift_seed``) and the temperature the scale ``log2(e)/T``."""
-    coef = (0, 0) if temperature <= 0 else scale_from_float(math.log2(math.e) / temperature)
+    coef = sampling_coefficient(temperature) or (0, 0)
     return {"op": int(op), "token": token, "count": count, "greedy": int(temperature <= 0),
             "coef": {"mant": int(coef[0]), "exp": int(coef[1])}, "top_k": top_k or 0,
             "seed": xorshift_seed(seed)}

@@ -35,6 +35,8 @@ outside a frame are skipped until the next SYNC.
 import enum
 import struct
 
+from model.numerics import sampling_coefficient, xorshift_seed
+
 SYNC = 0xA5
 CRC_POLY = 0x07
 MAX_PROMPT_TOKENS = 32
@@ -109,11 +111,13 @@ def prompt_frames(tokens) -> list[bytes]:
                           for i in range(0, len(tokens), MAX_PROMPT_TOKENS))]
 
 
-def generate_frame(count: int, *, greedy: bool, coef: tuple[int, int], top_k: int, seed: int) -> bytes:
-    """A GENERATE frame: ``coef`` (mant, exp) the sampler's ``log2(e)/T`` scale, ``seed`` the
-    generator state (``model.numerics.xorshift_seed``); see :func:`hw.engine.command`."""
-    return frame(Request.GENERATE, struct.pack(GENERATE_FORMAT, count, int(greedy), coef[0], coef[1],
-                                               top_k, seed))
+def generate_frame(count: int, *, temperature: float = 0.0, top_k: int | None = None, seed: int = 0) -> bytes:
+    """A GENERATE frame with ``model.integer.IntegerModel.generate``'s parameters: temperature 0 is
+    greedy, else the sampler's scale is ``log2(e)/T`` (``sampling_coefficient``); the seed becomes
+    the generator state (``xorshift_seed``)."""
+    mant, exp = sampling_coefficient(temperature) or (0, 0)
+    return frame(Request.GENERATE, struct.pack(GENERATE_FORMAT, count, int(temperature <= 0), mant, exp,
+                                               top_k or 0, xorshift_seed(seed)))
 
 
 class FrameReader:

@@ -4,14 +4,11 @@ driver that measures cycles."""
 
 import os
 import random
-from pathlib import Path
 
 from amaranth.sim import Simulator
 
 from hw.ternary_array import assemble, tile_beats
-from model.checkpoint import load_weights, random_checkpoint
-from model.config import BitNetConfig
-from model.integer import IntegerModel
+from model import paths
 
 
 async def stream_put(ctx, stream, payloads, rng: random.Random | None = None, gap: float = 0.0):
@@ -38,17 +35,6 @@ async def stream_get(ctx, stream, count: int, rng: random.Random | None = None, 
     return received
 
 
-def tiny_model(directory: Path, seed: int, **overrides):
-    """A random IntegerModel small enough to simulate a whole engine quickly (checkpoint written
-    under ``directory``); ``overrides`` change BitNetConfig fields."""
-    fields = dict(vocab_size=11, hidden_size=16, intermediate_size=24, num_hidden_layers=1,
-                  num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8,
-                  tie_word_embeddings=True)
-    fields.update(overrides)
-    config = BitNetConfig(**fields)
-    return IntegerModel(load_weights(random_checkpoint(Path(directory) / "model", config, seed=seed)))
-
-
 def run(dut, benches, *, max_cycles: int, vcd_name: str, background=()):
     """Simulate ``dut`` with the testbench coroutines (and ``background`` ones that never end);
     fail after ``max_cycles``.
@@ -68,7 +54,7 @@ def run(dut, benches, *, max_cycles: int, vcd_name: str, background=()):
         raise AssertionError(f"simulation did not finish within {max_cycles} cycles")
     sim.add_testbench(watchdog, background=True)
     if os.environ.get("TRITIUM_VCD"):
-        path = Path("build/vcd") / f"{vcd_name}.vcd"
+        path = paths.BUILD / "vcd" / f"{vcd_name}.vcd"
         path.parent.mkdir(parents=True, exist_ok=True)
         with sim.write_vcd(str(path)):
             sim.run()

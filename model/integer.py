@@ -11,12 +11,14 @@ so ``forward`` over a prompt and ``generate`` share one code path.
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 
 from . import numerics as nx
 from .bitnet import check_context, check_prompt, check_tokens
-from .checkpoint import Weights, field_name, load_weights
+from .checkpoint import Weights, field_name, load_weights, random_checkpoint
+from .config import BitNetConfig
 
 # -- offline constant preparation (floats allowed only here) ------------------------------------
 
@@ -331,7 +333,7 @@ class IntegerModel:
                  top_k: int | None = None) -> list[int]:
         """New tokens: greedy at temperature 0, else xorshift32-seeded sampling as §8 defines."""
         ids = check_prompt(prompt_ids, max_new_tokens, self.config)
-        coef = None if temperature <= 0 else nx.scale_from_float(math.log2(math.e) / temperature)
+        coef = nx.sampling_coefficient(temperature)
         state = nx.xorshift_seed(seed)
         cache = self.new_cache()
         for token in ids:
@@ -343,3 +345,14 @@ class IntegerModel:
             if i + 1 < max_new_tokens:
                 logits, scale = self.step(token, cache)
         return new
+
+
+def tiny_model(directory: Path, seed: int, **overrides):
+    """A random IntegerModel small enough to simulate a whole engine quickly (checkpoint written
+    under ``directory``); ``overrides`` change BitNetConfig fields."""
+    fields = dict(vocab_size=11, hidden_size=16, intermediate_size=24, num_hidden_layers=1,
+                  num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8,
+                  tie_word_embeddings=True)
+    fields.update(overrides)
+    config = BitNetConfig(**fields)
+    return IntegerModel(load_weights(random_checkpoint(Path(directory) / "model", config, seed=seed)))

@@ -279,3 +279,8 @@ def xorshift32(state: int) -> int:
 def xorshift_seed(seed: int) -> int:
     """The generator state for a user seed: its low 32 bits, or 1 where they are 0."""
     return (seed & 0xFFFFFFFF) or 1
+
+
+def sampling_coefficient(temperature: float) -> tuple[int, int] | None:
+    """The sampler's scale ``log2(e)/T`` for a temperature, or None at temperature 0 (greedy)."""
+    return None if temperature <= 0 else scale_from_float(math.log2(math.e) / temperature)

@@ -19,7 +19,8 @@ from .compare import paired_logits
 from .integer import IntegerModel
 from .memory import BOARDS, memory_budget, ternary_weight_count
 from .tokenizer import load_tokenizer
-from .train import MODELS, ROOT, load_splits, validation_windows
+from . import paths
+from .train import MODELS, load_splits, validation_windows
 
 SAMPLE_PROMPT = "ROMEO:"
 SAMPLE_LENGTH = 200
@@ -80,7 +81,7 @@ def model_section(name: str, directory: Path, evaluation: dict, texts: dict[str,
     cfg = load_weights(directory).config
     training, baseline = _read_json(directory / "training.json"), _read_json(directory / "baseline.json")
     budget = memory_budget(cfg)
-    lines = [f"## `{name}` ({directory.relative_to(ROOT)})", "",
+    lines = [f"## `{name}` ({directory.relative_to(paths.REPO)})", "",
              f"hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers, {cfg.num_attention_heads} "
              f"heads of {cfg.dim_per_head} ({cfg.num_key_value_heads} kv), MLP "
              f"{cfg.intermediate_size} ({cfg.hidden_act}), context {cfg.max_position_embeddings}, "
@@ -132,7 +133,7 @@ def model_section(name: str, directory: Path, evaluation: dict, texts: dict[str,
 def write_report(path: Path, names=tuple(MODELS), positions: int = 4096, progress=None) -> Path:
     sections = []
     for name in names:
-        directory = ROOT / "models" / name
+        directory = paths.MODELS / name
         sections.append(model_section(name, directory, evaluate_model(directory, positions, progress),
                                       samples(directory)))
     header = ["# The shipped tiny models", "",

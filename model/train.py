@@ -26,11 +26,11 @@ import numpy as np
 
 from .bitnet import ACT_FLOOR, ACT_QMAX, ACT_QMIN
 from .checkpoint import ABSMEAN_FLOOR, pack_master_checkpoint
+from . import paths
 from .config import BitNetConfig
 from .tokenizer import SHAKESPEARE_ALPHABET, char_tokenizer_json
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "data" / "tinyshakespeare.txt"
+DATA = paths.DATA / "tinyshakespeare.txt"
 VALIDATION_FRACTION = 0.1    # the last 10% of the text (111,540 characters) is the validation split
 
 
@@ -268,8 +268,8 @@ def train(name: str, out: Path | None = None, precision: str = "ternary", steps:
         settings = dataclasses.replace(settings, steps=steps,
                                        warmup=min(settings.warmup, max(1, steps // 10)),
                                        eval_every=min(settings.eval_every, steps))
-    out = Path(out) if out is not None else ROOT / "models" / name
-    work = Path(work) if work is not None else ROOT / "build" / "train" / f"{name}-{precision}"
+    out = Path(out) if out is not None else paths.MODELS / name
+    work = Path(work) if work is not None else paths.BUILD / "train" / f"{name}-{precision}"
     if threads:
         torch.set_num_threads(threads)
     train_ids, val_ids = load_splits()

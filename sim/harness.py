@@ -18,7 +18,9 @@ from pathlib import Path
 
 from amaranth.back import verilog
 
-BUILD_ROOT = Path(__file__).resolve().parent.parent / "build" / "sim"
+from model import paths
+
+BUILD_ROOT = paths.BUILD / "sim"
 TIMESCALE = ("1ns", "1ps")   # Amaranth emits no `timescale
 
 # cocotb's own Icarus dump module declares a SystemVerilog ``string``, which -g2005 rejects; this one

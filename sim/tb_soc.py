@@ -19,8 +19,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge, Timer
 
-from fpga.chat import generate_request
-from hw.protocol import Error, FrameReader, Request, Response, frame, prompt_frames
+from hw.protocol import Error, FrameReader, Request, Response, frame, generate_frame, prompt_frames
 from model.checkpoint import load_weights
 from model.integer import IntegerModel
 
@@ -123,7 +122,7 @@ async def protocol(dut):
     host.responses.clear()                                           # (errors for false SYNCs in it)
 
     await prompt_ok()
-    await host.send(generate_request(count, temperature=0.8, top_k=3, seed=5))
+    await host.send(generate_frame(count, temperature=0.8, top_k=3, seed=5))
     await host.send(prompt_frames(prompt)[0])                        # refused: busy
     got = await host.receive(Response.DONE)
     assert tokens_of(got) == sampled, f"{tokens_of(got)} != the model's {sampled}"
@@ -132,13 +131,13 @@ async def protocol(dut):
     await host.send(frame(Request.RESET))
     assert await host.receive(Response.OK) == [(Response.OK, (0,))]
     await prompt_ok()
-    await host.send(generate_request(count))
+    await host.send(generate_frame(count))
     await host.receive(Response.TOKEN)
     await host.reset()                                              # the SoC reset mid-stream
     await Timer(host.bit_ns * 10 * 2, unit="ns")
     host.reader, host.responses = FrameReader(), []
     await prompt_ok()
-    await host.send(generate_request(count))
+    await host.send(generate_frame(count))
     got = await host.receive(Response.DONE)
     assert tokens_of(got) == greedy, f"{tokens_of(got)} != the model's {greedy}"
     assert got[-1] == (Response.DONE, (count, len(prompt) + count - 1, 0))

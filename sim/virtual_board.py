@@ -1,14 +1,14 @@
 """The SoC in Verilator as a virtual board: ``soc_factory`` for the harness, :class:`VirtualBoard`,
 which runs ``sim/tb_soc.py``'s ``bridge`` test in the background serving a pseudo-terminal, and
-:func:`open_board`, a :class:`~fpga.chat.BoardLink` on it, so ``tritium chat --sim`` talks the
-byte protocol over the SoC's simulated UART pins exactly as it would to a board.
+a pseudo-terminal that ``tritium chat --sim`` opens like a board's serial port
+(``fpga.host.virtual.open_board``), so the host talks the byte protocol over the SoC's simulated
+UART pins exactly as it would to a board.
 
 The virtual board's UART runs at ``clock_hz / SIM_DIVISOR`` baud (a fast line: the simulator's time
 goes into the engine, not into bits); tokens per second are stated from cycles (STATUS), not from
 the simulator's wall clock.
 """
 
-import contextlib
 import json
 import tempfile
 import threading
@@ -100,17 +100,3 @@ class VirtualBoard:
     def close(self):
         self.stop_file.touch()
         self._thread.join(timeout=60)
-
-
-@contextlib.contextmanager
-def open_board(params: dict, *, timeout: float, status=None):
-    """A :class:`~fpga.chat.BoardLink` to a :class:`VirtualBoard` of ``params`` (``soc_params``);
-    the board is closed after."""
-    from fpga.chat import serial_link
-
-    board = VirtualBoard(params, status=status)
-    try:
-        with serial_link(board.path, board.params["baud"], timeout) as link:
-            yield link
-    finally:
-        board.close()

@@ -15,10 +15,10 @@ from amaranth.lib import io
 
 from hw.clocking import ClockReset, pll_settings
 from hw.soc import LEDS, Soc
+from model import paths
 from model.checkpoint import load_weights
 from model.integer import IntegerModel
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Board:
         return getattr(importlib.import_module(module), name)
 
     def load_model(self, directory=None) -> IntegerModel:
-        return IntegerModel(load_weights(Path(directory) if directory else REPO / self.model))
+        return IntegerModel(load_weights(Path(directory) if directory else paths.REPO / self.model))
 
     def engine_parameters(self) -> dict:
         params = dict(self.engine)

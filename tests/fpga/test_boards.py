@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from fpga import synth
+from fpga.flow import synth
 from fpga.boards import BOARDS, BoardTop
-from fpga.build import BITSTREAMS, build, build_options
+from fpga.flow.build import BITSTREAMS, build, build_options
 from fpga.cli import main
-from hw.testing import tiny_model
+from model.integer import tiny_model
 
 
 @pytest.mark.parametrize("name", list(BOARDS))

@@ -1,6 +1,6 @@
 """The design-space explorer: the memory list against the elaborated design, the block-RAM cut
 against Yosys, the cycle and resource models against the stored measurements
-(fpga/data/validation.json, written by ``tritium bench explore``), the sweep, its Pareto front and
+(fpga/perf/data/validation.json, written by ``tritium bench explore``), the sweep, its Pareto front and
 refusals, and the command line."""
 
 import json
@@ -11,16 +11,17 @@ from amaranth import Shape
 from amaranth.hdl import Fragment
 from amaranth.hdl._mem import MemoryInstance
 
-from fpga import explore
-from fpga.bench_explore import (BUILDS, CYCLE_CONFIGS, CYCLE_TOLERANCE, DATA, LUT_TOLERANCE,
-                                ROOT, compare)
+from model import paths
+from fpga.perf import explore
+from fpga.bench.explore import (BUILDS, CYCLE_CONFIGS, CYCLE_TOLERANCE, DATA, LUT_TOLERANCE,
+                                compare)
 from fpga.boards import BOARDS
-from fpga.cycle_model import mean_cycles, weight_bound
-from fpga.memory_map import blocks_for, map_memory, soc_memories
-from fpga.projection import BITNET_2B4T, bandwidth_for, project, traffic
-from fpga.resource_model import PARTS, predict
+from fpga.perf.cycle_model import mean_cycles, weight_bound
+from fpga.perf.memory_map import blocks_for, map_memory, soc_memories
+from fpga.perf.projection import BITNET_2B4T, bandwidth_for, project, traffic
+from fpga.perf.resource_model import PARTS, predict
 from hw.soc import Soc
-from hw.testing import tiny_model
+from model.integer import tiny_model
 from model.checkpoint import load_weights
 from model.integer import IntegerModel
 
@@ -44,7 +45,7 @@ def design_memories(soc) -> dict:
 @pytest.mark.parametrize("shape", ["small", "silu"])
 def test_memory_list_is_the_designs(tmp_path, shape):
     if shape == "small":
-        model = IntegerModel(load_weights(ROOT / "models" / "small"))
+        model = IntegerModel(load_weights(paths.MODELS / "small"))
         params = dict(rows=2, simd=8, lanes=1, attention_lanes=2, head_lanes=2)
     else:       # SiLU (its sigmoid table), untied, lanes that differ everywhere
         model = tiny_model(tmp_path, 4, hidden_act="silu", tie_word_embeddings=False,
@@ -68,7 +69,7 @@ def test_block_ram_cut_is_yosys(shape, blocks):
 
 
 def test_shallow_memories_go_to_lut_ram():
-    model = load_weights(ROOT / "models" / "small").config
+    model = load_weights(paths.MODELS / "small").config
     params = dict(rows=2, simd=8, lanes=1, attention_lanes=2, head_lanes=2)
     lut_rams = sum(map_memory(m, "ecp5").lut_rams for m in soc_memories(model, params))
     assert lut_rams == 74       # Yosys's TRELLIS_DPR16X4 count for this SoC (the small-2x8 build)
@@ -77,7 +78,7 @@ def test_shallow_memories_go_to_lut_ram():
 @pytest.fixture(scope="module")
 def validation():
     data = json.loads(DATA.read_text())
-    return data, compare(data, ROOT / "build" / "explore-validation")
+    return data, compare(data, paths.BUILD / "explore-validation")
 
 
 def test_cycle_model_matches_verilator(validation):
@@ -98,7 +99,7 @@ def test_resource_model_matches_nextpnr(validation):
 
 
 def test_prefill_is_the_layers_and_decode_adds_the_head():
-    config = load_weights(ROOT / "models" / "ulx3s").config
+    config = load_weights(paths.MODELS / "ulx3s").config
     params = BOARDS["ulx3s-85f"].engine
     decode, prefill = (mean_cycles(config, params, [10], decode=d) for d in (True, False))
     assert decode["head"] > 0 and prefill["head"] == 0
@@ -111,7 +112,7 @@ def test_prefill_is_the_layers_and_decode_adds_the_head():
 @pytest.fixture(scope="module")
 def sweep_85f():
     board = BOARDS["ulx3s-85f"]
-    config = load_weights(ROOT / board.model).config
+    config = load_weights(paths.REPO / board.model).config
     return board, config, explore.sweep(board, config, simd=16, lanes=4)
 
 
@@ -144,10 +145,10 @@ def test_points_that_do_not_fit_are_refused_with_the_resource(sweep_85f):
 def test_board_configurations_fit_their_parts():
     for name in ("ulx3s-85f", "ulx3s-45f"):
         board = BOARDS[name]
-        point = explore.board_point(board, load_weights(ROOT / board.model).config)
+        point = explore.board_point(board, load_weights(paths.REPO / board.model).config)
         assert point.fits, (name, point.refusal())
     icebreaker = BOARDS["icebreaker"]
-    point = explore.board_point(icebreaker, load_weights(ROOT / icebreaker.model).config)
+    point = explore.board_point(icebreaker, load_weights(paths.REPO / icebreaker.model).config)
     assert not point.fits and "luts" in point.refusal()       # docs/boards.md: does not fit
 
 
@@ -183,6 +184,6 @@ def test_explore_command_refuses_and_sweeps(tmp_path, capsys):
 
 def test_parts_match_the_boards():
     assert {p.family for p in PARTS.values()} == {"ecp5", "ice40", "gowin"}
-    config = load_weights(ROOT / "models" / "small").config
+    config = load_weights(paths.MODELS / "small").config
     small = predict(config, BOARDS["ulx3s-45f"].engine, "ecp5")
     assert small["luts"] < PARTS["LFE5U-45F"].luts and small["ram"] < PARTS["LFE5U-45F"].ram

@@ -9,7 +9,8 @@ from amaranth import Module
 from amaranth.lib import wiring
 
 from hw.engine import Command, Engine, command
-from hw.testing import run, tiny_model
+from hw.testing import run
+from model.integer import tiny_model
 from sim.engine_trace import compare, group_taps, model_trace
 from sim.spi_flash import SpiFlashModel
 

@@ -7,7 +7,7 @@ import pytest
 from amaranth import Elaboratable, Module, Mux, ResetSignal, Signal
 from amaranth.hdl import Assert, Assume
 
-from hw import formal
+from fpga.flow import formal
 from hw.quantizer import AbsmaxQuantizer
 from hw.ternary_array import TernaryArray
 from model.numerics import ACT_MAX

@@ -8,11 +8,11 @@ from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import connect
 
-from fpga.chat import generate_request
 from hw.engine import Engine
 from hw.host_link import HostLink
-from hw.protocol import Error, Flag, FrameReader, Request, Response, frame, prompt_frames
-from hw.testing import run, tiny_model
+from hw.protocol import Error, Flag, FrameReader, Request, Response, frame, generate_frame, prompt_frames
+from hw.testing import run
+from model.integer import tiny_model
 
 TIMEOUT = 200
 ENGINE = dict(rows=2, simd=4, lanes=2)
@@ -92,7 +92,7 @@ def test_prompt_generate_status(tmp_path):
         for f in frames:
             await send(f)
         assert await receive(2) == [(Response.OK, (32,)), (Response.OK, (35,))]
-        await send(generate_request(6, temperature=0.9, top_k=4, seed=11))
+        await send(generate_frame(6, temperature=0.9, top_k=4, seed=11))
         got = await receive(7)
         assert [t for kind, (t,) in got[:6] if kind == Response.TOKEN] == expected
         assert got[6] == (Response.DONE, (6, 40, 0))
@@ -130,15 +130,15 @@ def test_bad_input_never_wedges(tmp_path):
         await send(frame(Request.STATUS))                         # nothing went into the engine
         (_, (position, *_)), = await receive(1)
         assert position == 0
-        await send(generate_request(3, temperature=1.0, top_k=9))  # k_max is 8
+        await send(generate_frame(3, temperature=1.0, top_k=9))  # k_max is 8
         assert await receive(1) == [(Response.ERROR, (Error.VALUE, Request.GENERATE))]
 
         await send(prompt_frames(prompt)[0])
         assert await receive(1) == [(Response.OK, (3,))]
-        await send(generate_request(12))
+        await send(generate_frame(12))
         first = await receive(1)
         await send(prompt_frames([2])[0])                         # refused during a generation
-        await send(generate_request(2))
+        await send(generate_frame(2))
         await send(frame(Request.STATUS))                         # answered during a generation
         await send(frame(Request.STOP))
         got = first
@@ -155,7 +155,7 @@ def test_bad_input_never_wedges(tmp_path):
         await send(frame(Request.RESET))
         assert await receive(1) == [(Response.OK, (0,))]
         await send(prompt_frames(prompt)[0])
-        await send(generate_request(12))
+        await send(generate_frame(12))
         got = await receive(2)
         await send(frame(Request.RESET))                         # reset mid-stream
         while got[-1][0] != Response.OK:
@@ -165,7 +165,7 @@ def test_bad_input_never_wedges(tmp_path):
         assert [kind for kind, _ in got if kind != Response.TOKEN] == [Response.OK, Response.DONE,
                                                                        Response.OK]
         await send(prompt_frames(prompt)[0])                     # and it still works
-        await send(generate_request(12))
+        await send(generate_frame(12))
         got = await receive(14)
         assert [fields[0] for kind, fields in got[1:13]] == greedy
         assert got[13] == (Response.DONE, (12, 14, 0))

@@ -6,6 +6,7 @@ import hashlib
 import numpy as np
 import pytest
 
+from model import paths
 from model import load_weights
 from model.bitnet import BitNetModel
 from model.memory import BOARDS, memory_budget, ternary_weight_count
@@ -98,7 +99,7 @@ def test_model_sizes_fit_their_boards():
 
 @pytest.mark.parametrize("name", list(training.MODELS))
 def test_shipped_model(name):
-    directory = training.ROOT / "models" / name
+    directory = paths.MODELS / name
     weights = load_weights(directory)
     assert weights.config.replace(linear_class="autobitlinear", quantization_mode="online") == \
         training.MODELS[name].replace(linear_class="autobitlinear", quantization_mode="online")

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fpga.bench_explore import CYCLE_TOLERANCE
-from fpga.cycle_model import mean_cycles
+from model import paths
+from fpga.bench.explore import CYCLE_TOLERANCE
+from fpga.perf.cycle_model import mean_cycles
 from fpga.simulate import per_token_counters
 from hw.engine import default_parameters
 from model.checkpoint import load_weights, random_checkpoint
@@ -18,7 +19,6 @@ from model.tokenizer import load_tokenizer
 from sim.engine_trace import engine_factory
 from sim.harness import BUILD_ROOT, available_simulators, run
 
-ROOT = Path(__file__).resolve().parents[2]
 SEED = int(os.environ.get("TRITIUM_SEED", "5"))
 
 pytestmark = pytest.mark.skipif("verilator" not in available_simulators(), reason="no Verilator")
@@ -49,7 +49,7 @@ def run_bench(params: dict, runs: list, tmp_path, design=None, extra_sources=())
 
 
 def test_small_model_generates_the_integer_models_tokens(tmp_path):
-    model = ROOT / "models" / "small"
+    model = paths.MODELS / "small"
     config = load_weights(model).config
     tokenizer = load_tokenizer(model)
 
@@ -69,7 +69,7 @@ def test_odd_random_model_generates_the_integer_models_tokens(tmp_path):
             dict(prompt=[1], count=33, temperature=0.7, top_k=4, seed=SEED),
             dict(prompt=[30, 2, 2, 9, 17], count=10, temperature=1.5, seed=SEED + 2)]
     counters = run_bench(params, runs, tmp_path)
-    # the cycle model (fpga/cycle_model.py) on a shape it was never compared with: the greedy run
+    # the cycle model (fpga/perf/cycle_model.py) on a shape it was never compared with: the greedy run
     config = load_weights(odd_model()).config
     greedy, prompt = counters[0], len(runs[0]["prompt"])
     prefill = mean_cycles(config, params, range(prompt), decode=False)["cycles"]
@@ -86,4 +86,4 @@ def test_weights_from_spi_flash_into_spram(tmp_path):
                   attention_lanes=8, head_lanes=16, flash_offset=4096, spram=True)
     runs = [dict(prompt=[7, 7, 1], count=32, temperature=0.9, top_k=3, seed=SEED)]
     run_bench(params, runs, tmp_path, design="engine_odd_silu_flash",
-              extra_sources=[ROOT / "sim" / "SB_SPRAM256KA.v"])
+              extra_sources=[paths.REPO / "sim" / "SB_SPRAM256KA.v"])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from model import paths
 from fpga.cli import main
 from model.checkpoint import load_weights, random_checkpoint
 from model.config import BitNetConfig
@@ -14,7 +15,6 @@ from model.tokenizer import load_tokenizer
 from sim.harness import BUILD_ROOT, available_simulators, run
 from sim.virtual_board import soc_factory, soc_params
 
-ROOT = Path(__file__).resolve().parents[2]
 SEED = int(os.environ.get("TRITIUM_SEED", "5"))
 TINY = dict(vocab_size=11, hidden_size=16, intermediate_size=24, num_hidden_layers=1,
             num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=16,
@@ -38,7 +38,7 @@ def test_protocol_over_the_uart(simulator, tmp_path):
 
 @pytest.mark.skipif("verilator" not in available_simulators(), reason="no Verilator")
 def test_chat_sim_generates_the_integer_models_tokens(capsys):
-    model_dir = ROOT / "models" / "small"
+    model_dir = paths.MODELS / "small"
     prompt = "ROMEO:"
     expected = IntegerModel(load_weights(model_dir)).generate(
         load_tokenizer(model_dir).encode(prompt).ids, 12, temperature=0.8, top_k=5, seed=3)
@@ -53,10 +53,10 @@ def test_chat_sim_generates_the_integer_models_tokens(capsys):
 def test_conversation_continues_the_context():
     """Two turns on the virtual board: the second continues the first (its last token and the new
     text), exactly as the integer model would on the whole sequence; then a reset when it fills."""
-    from fpga.chat import Conversation
+    from fpga.host.chat import Conversation
     from sim.virtual_board import open_board
 
-    model_dir = ROOT / "models" / "small"
+    model_dir = paths.MODELS / "small"
     model, tokenizer = IntegerModel(load_weights(model_dir)), load_tokenizer(model_dir)
     params = soc_params(model_dir, dict(rows=4, simd=8, lanes=2, attention_lanes=4, head_lanes=4))
     with open_board(params, timeout=120) as link:

@@ -16,7 +16,7 @@ from pathlib import Path
 from amaranth import Cat, Elaboratable, Module, Signal
 from amaranth.back import verilog
 
-from hw.formal import tool
+from .tools import tool
 
 # Yosys scripts per family ({top} and {flatten} filled in). ECP5: synth_ecp5 always maps LUTs
 # with ABC9, and yowasp's ABC9 exits silently with an error on some of our designs; the script runs

@@ -14,10 +14,10 @@ import threading
 import time
 from pathlib import Path
 
-from hw.formal import tool
+from fpga.boards import Board, BoardTop
 
-from .boards import Board, BoardTop
 from .synth import ECP5_LUT_MAPPING
+from .tools import tool
 
 # Environment variables Amaranth's toolchains read, per family: (variable, yowasp tool).
 TOOLS = {
@@ -64,7 +64,7 @@ def build_options(board: Board) -> dict:
     nextpnr = "--report nextpnr.json --timing-allow-fail --seed 1"
     # ECP5: synth_ecp5 maps LUTs with ABC9 only, and yowasp's ABC9 fails on some of our designs
     # (an assertion in abc_ops reintegration on the ulx3s-85f SoC): stop before its LUT mapping,
-    # map with the classic ABC, resume (as fpga/synth.py does). router2: router1 still had 127,796
+    # map with the classic ABC, resume (as fpga/flow/synth.py does). router2: router1 still had 127,796
     # arcs to route after 22 minutes on the ulx3s-85f SoC, and slowing.
     ecp5 = {"synth_opts": "-run :map_luts",
             "script_after_synth": ECP5_LUT_MAPPING + "synth_ecp5 -top top -run map_cells:",

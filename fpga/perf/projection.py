@@ -131,7 +131,8 @@ def markdown(rows: list[dict]) -> str:
 
 def write(rows: list[dict]):
     """The projection's section of docs/performance.md."""
-    from .bench import DOCS, write_section
+    from fpga.bench import write_section
+    from model import paths
 
     bandwidths = ", ".join(f"{tps:g} tok/s {bandwidth_for(BITNET_2B4T, tps, 1024):,.1f} GB/s"
                            for tps in (1, 10, 100))
@@ -139,4 +140,4 @@ def write(rows: list[dict]):
             "explorer's cycle model with the LM head and attention at the engine's 32 lanes, "
             "vector units at 16), the array sized to the memory's bandwidth. Off-chip bandwidth a "
             f"decode rate needs at position 1,024: {bandwidths}.\n\n" + markdown(rows))
-    write_section("projection", text, DOCS / "performance.md")
+    write_section("projection", text, paths.DOCS / "performance.md")

@@ -1,20 +1,20 @@
 """``tritium bench blocks``: LUTs, FFs, DSPs, block RAMs and fmax of the engine's vector units,
-each synthesized alone (fpga/synth.py) at the sizes a shipped model needs on that part (ECP5-85F: the
+each synthesized alone (fpga/flow/synth.py) at the sizes a shipped model needs on that part (ECP5-85F: the
 ``ulx3s`` model; iCE40 UP5K: the ``small`` model; vector lanes: ``LANES``). Writes its section of
 docs/benchmarks.md.
 """
 
-import datetime
 import functools
 import os
-import platform
 import re
 import tempfile
 from pathlib import Path
 
-from .bench import DOCS, TARGET_FMAX, cpu_name, write_section
+from model import paths
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
+from . import provenance, write_section
+from .array import TARGET_FMAX
+
 FAMILIES = {"ecp5-85f": "ulx3s", "ice40-up5k": "small"}      # part: the shipped model it serves
 PNR_TIMEOUT = 300      # seconds of place and route per block and part
 LANES = 4              # vector lanes of the RMSNorm quantizer and the LM head here (the engine may use simd)
@@ -34,7 +34,7 @@ def blocks(model: str) -> list[tuple[str, str, object]]:
     from model.integer import RowScaledInt8
     from model.numerics import SCALE_EXP_BITS, acc_bits
 
-    weights = load_weights(MODELS / model)
+    weights = load_weights(paths.MODELS / model)
     cfg = weights.config
     hidden, d, ffn, ctx = cfg.hidden_size, cfg.dim_per_head, cfg.intermediate_size, cfg.max_position_embeddings
     acc = acc_bits(max(hidden, ffn))
@@ -72,7 +72,7 @@ def short_error(text: str) -> str:
 
 
 def measure(progress=None) -> list[dict]:
-    from .synth import synthesize
+    from fpga.flow.synth import synthesize
 
     rows = []
     for family, model in FAMILIES.items():
@@ -95,16 +95,13 @@ def measure(progress=None) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    date = datetime.date.today().isoformat()
     lines = ["## Engine blocks", "",
-             f"Produced by `tritium bench blocks` on {date} ({platform.machine()}, {cpu_name()} × "
-             f"{os.cpu_count()}, "
-             f"Python {platform.python_version()}; yowasp yosys + nextpnr). Each block alone at the "
+             f"{provenance('tritium bench blocks')}; yowasp yosys + nextpnr. Each block alone at the "
              f"sizes a shipped model needs on that part (ECP5: `ulx3s`, UP5K: `small`; {LANES} lanes "
              "where a block has lanes, attention lanes up to 8); LUT4 "
              "equivalents and FFs from Yosys (ECP5 counts a CCU2C as 2 LUT4), DSP and block RAM "
              "from nextpnr, fmax from nextpnr on the block "
-             f"wrapped with a scan chain (fpga/synth.py); place and route gets {PNR_TIMEOUT} s.", "",
+             f"wrapped with a scan chain (fpga/flow/synth.py); place and route gets {PNR_TIMEOUT} s.", "",
              "| block | parameters | part | LUT4 eq. | FF | DSP | BRAM | fmax MHz | target | time s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -121,7 +118,7 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def bench_blocks(docs: Path = DOCS) -> list[dict]:
+def bench_blocks(docs: Path = paths.DOCS) -> list[dict]:
     from rich.progress import Progress
 
     with Progress() as progress:

@@ -3,10 +3,6 @@ and place-and-route on yowasp, for a sweep of TernaryArray sizes. Writes its sec
 docs/benchmarks.md (between markers, so other benchmarks keep theirs) and a plot.
 """
 
-import datetime
-import os
-import platform
-import re
 import tempfile
 from pathlib import Path
 
@@ -14,9 +10,10 @@ import numpy as np
 
 from hw.ternary_array import TernaryArray
 from model.integer import ternary_matmul
+from model import paths
 from model.numerics import acc_bits
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+from . import provenance, write_section
 
 # (rows, cols, simd), (N, K, T): GEMM with T >= cols and GEMV (T = 1), K >= 512.
 UTILIZATION_CASES = [
@@ -57,7 +54,7 @@ def measure_utilization(progress=None) -> list[dict]:
 
 
 def measure_synthesis(sweep: dict, progress=None) -> list[dict]:
-    from fpga.synth import synthesize
+    from fpga.flow.synth import synthesize
 
     rows = []
     for family, sizes in sweep.items():
@@ -98,23 +95,10 @@ def plot(synth_rows: list[dict], path: Path):
     fig.savefig(path, dpi=100)
 
 
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what platform knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def markdown(util_rows, synth_rows, command: str) -> str:
-    date = datetime.date.today().isoformat()
-    machine = f"{platform.machine()}, {cpu_name()} × {os.cpu_count()}, Python {platform.python_version()}"
     lines = [
         "## TernaryArray", "",
-        f"Produced by `{command}` on {date} ({machine}; yowasp yosys + nextpnr).", "",
+        f"{provenance(command)}; yowasp yosys + nextpnr.", "",
         "### Utilization (Amaranth simulation, cycle-accurate, no external stalls)", "",
         "useful MACs / (rows·cols·simd · cycles), cycles from the first beat in to the last result out,",
         "fill and drain included; every product checked against `model.integer.ternary_matmul`.", "",
@@ -129,7 +113,7 @@ def markdown(util_rows, synth_rows, command: str) -> str:
         f"k_max = {K_MAX} (accumulators of {acc_bits(K_MAX)} "
         "bits). LUT4 equivalents and FFs are the array alone (Yosys; ECP5 counts a CCU2C carry cell as 2 "
         "LUT4); the nextpnr totals include the one-pin scan chain that feeds the inputs "
-        "(fpga/synth.py). fmax is nextpnr's post-route estimate.", "",
+        "(fpga/flow/synth.py). fmax is nextpnr's post-route estimate.", "",
         "| part | array r×c×s | lanes | LUT4 eq. | LUT4/lane | FF/lane | nextpnr LUT / FF or LC (with wrapper) | fmax MHz | target | time s |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -173,21 +157,7 @@ def target_summary(util_rows, synth_rows) -> list[str]:
     return lines + [""]
 
 
-def write_section(name: str, text: str, path: Path = DOCS / "benchmarks.md"):
-    """Replace (or append) the section between ``<!-- bench:name -->`` markers."""
-    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
-    block = f"{begin}\n{text}\n{end}"
-    old = path.read_text() if path.exists() else (
-        "# Benchmarks\n\nEvery figure here is written by the `tritium bench` command named in its "
-        "section; tests check correctness, not speed.\n")
-    if begin in old:
-        new = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, old, flags=re.S)
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new)
-
-
-def bench_array(quick: bool = False, docs: Path = DOCS) -> tuple[list, list]:
+def bench_array(quick: bool = False, docs: Path = paths.DOCS) -> tuple[list, list]:
     from rich.progress import Progress
 
     sweep = QUICK_SWEEP if quick else SYNTH_SWEEP

@@ -1,5 +1,5 @@
 """``tritium explore``: the design space of a board and a model, from the cycle model
-(:mod:`fpga.cycle_model`) and the resource model (:mod:`fpga.resource_model`): every array and lane
+(:mod:`fpga.perf.cycle_model`) and the resource model (:mod:`fpga.perf.resource_model`): every array and lane
 size the engine accepts, with its shallow buffers in block RAM or in LUT RAM; per point the cycles
 per token (prefill and decode, by phase), LUT/FF/RAM/DSP, the clock and tok/s; the points that do
 not fit are refused with the resource that runs out; the Pareto front (tok/s against LUTs) as a
@@ -9,7 +9,8 @@ table, and a plot.
 import dataclasses
 import itertools
 
-from .boards.ulx3s import SHALLOW_BUFFERS
+from fpga.boards.ulx3s import SHALLOW_BUFFERS
+
 from .cycle_model import SIZES, mean_cycles, weight_bound
 from .memory_map import block_slices, distributed_names, soc_memories
 from .resource_model import RESOURCES, fmax_class, overflows, part_of, predict

@@ -10,10 +10,10 @@ import shlex
 import subprocess
 from pathlib import Path
 
-from hw.formal import tool
+from fpga.boards import Board
 
-from .boards import Board
 from .build import BITSTREAMS
+from .tools import tool
 
 
 def loader() -> str:

@@ -1,12 +1,12 @@
 """LUTs, flip-flops, block RAMs and DSPs of a board's SoC at given engine sizes, predicted without
 synthesis (docs/performance.md).
 
-- **Block RAM and LUT RAM** are counted from the design's memories (:mod:`fpga.memory_map`), as
+- **Block RAM and LUT RAM** are counted from the design's memories (:mod:`fpga.perf.memory_map`), as
   Yosys maps them: nothing fitted.
 - **LUTs, flip-flops and DSPs** are linear in :data:`FEATURES` — the array's ternary lanes and rows,
   the three lane counts, the LUT RAM primitives, the block RAMs' read muxes, the ROM bits in logic —
   with coefficients fitted once to whole-SoC synthesis runs (``tritium explore --refit``; the runs
-  and the coefficients are in ``fpga/data/``). The fit is for ECP5 (nextpnr's TRELLIS_COMB after
+  and the coefficients are in ``fpga/perf/data/``). The fit is for ECP5 (nextpnr's TRELLIS_COMB after
   packing: a LUT4, half a carry cell, half a LUT RAM); other families scale it by the ratio measured
   on one of their builds (``family_scale`` in ``resource_model.json``).
 """
@@ -14,14 +14,13 @@ synthesis (docs/performance.md).
 import dataclasses
 import functools
 import json
-from pathlib import Path
 
 from hw.spram import SPRAM_DEPTH, SPRAM_WIDTH
 from model.numerics import WEIGHT_CODE_BITS
 
+from . import DATA
 from .memory_map import map_memory, soc_memories, weight_words
 
-DATA = Path(__file__).resolve().parent / "data"
 FEATURES = ("fixed", "array", "rows", "lanes", "attention_lanes", "head_lanes", "lut_ram",
             "block_mux", "logic_rom")
 RESOURCES = ("luts", "ffs", "ram", "dsp")
@@ -123,7 +122,7 @@ def overflows(predicted: dict, part: Part) -> list[tuple[str, int, int]]:
 @functools.lru_cache(maxsize=None)
 def fmax_class(family: str) -> str:
     """What is known of ``family``'s fmax: the range over the placed SoCs in
-    ``fpga/data/validation.json`` (fmax is not predicted per point: docs/performance.md)."""
+    ``fpga/perf/data/validation.json`` (fmax is not predicted per point: docs/performance.md)."""
     path = DATA / "validation.json"
     builds = json.loads(path.read_text())["builds"] if path.exists() else []
     fmax = [b["fmax_mhz"] for b in builds if b["fmax_mhz"] and family == "ecp5"]

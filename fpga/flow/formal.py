@@ -7,12 +7,12 @@ solver, adds a ``.sby`` file and runs it; it returns SymbiYosys' verdict and log
 """
 
 import os
-import shutil
 import subprocess
-import sysconfig
 from pathlib import Path
 
 from amaranth.back import rtlil
+
+from .tools import tool
 
 SBY_TEMPLATE = """[options]
 mode {mode}
@@ -28,12 +28,6 @@ prep -top {top}
 [files]
 design.il
 """
-
-
-def tool(name: str) -> str | None:
-    """A console script of this environment (PATH may not include the venv), else PATH's."""
-    local = Path(sysconfig.get_path("scripts")) / name
-    return str(local) if local.exists() else shutil.which(name)
 
 
 def available() -> bool:

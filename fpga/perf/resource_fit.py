@@ -4,32 +4,30 @@ Each run synthesizes a whole SoC (``fpga.boards.BoardTop``: the engine, HostLink
 the board flow's own Yosys script and packs it with nextpnr (``--pack-only``: the cell counts after
 packing are the ones nextpnr reports for a placed design; placement does not change them), at one
 point of a design of experiments that moves each engine size in turn, on three models. The counts
-go to ``fpga/data/synthesis_runs.json``; the least-squares fit of each resource over the features of
-:func:`fpga.resource_model.features` goes to ``fpga/data/resource_model.json``.
+go to ``fpga/perf/data/synthesis_runs.json``; the least-squares fit of each resource over the features of
+:func:`fpga.perf.resource_model.features` goes to ``fpga/perf/data/resource_model.json``.
 
 None of these points is one of the validation builds (``tritium bench explore``), which are placed
 and routed separately.
 """
 
-import datetime
 import json
-import platform
 import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 
-from .bench import cpu_name, write_section
-from .boards import BOARDS, BoardTop
-from .build import build_options, log_utilization, tool_environment
+from fpga.bench import stamp, write_section
+from fpga.boards import BOARDS, BoardTop
+from fpga.flow.build import build_options, log_utilization, tool_environment
+from model import paths
 
-DATA = Path(__file__).resolve().parent / "data"
+from . import DATA
 RUNS = DATA / "synthesis_runs.json"
 MODEL = DATA / "resource_model.json"
-REPO = Path(__file__).resolve().parent.parent
 
-# A random model between the shipped ones, made by hw.testing.tiny_model (seed, config overrides).
+# A random model between the shipped ones, made by model.integer.tiny_model (seed, config overrides).
 TINY = {"seed": 3, "vocab_size": 40, "hidden_size": 32, "intermediate_size": 64,
         "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
         "max_position_embeddings": 32}
@@ -62,11 +60,11 @@ FAMILY_BUILDS = {"ice40": ("icebreaker", {"luts": 25_993, "ram": 96, "dsp": 44})
 
 def model_dir(name: str, root: Path) -> Path:
     if name == "tiny":
-        from hw.testing import tiny_model
+        from model.integer import tiny_model
         overrides = {k: v for k, v in TINY.items() if k != "seed"}
         tiny_model(root / "tiny", TINY["seed"], **overrides)
         return root / "tiny" / "model"
-    return REPO / "models" / name
+    return paths.MODELS / name
 
 
 def yosys_paths(names) -> tuple:
@@ -113,8 +111,7 @@ def run_points(root: Path, status=None) -> list:
             status(f"synthesis run {i + 1}/{len(POINTS)}: {point[0]} {point[1]}")
         runs.append(synthesize(point, root))
         RUNS.write_text(json.dumps({
-            "command": "tritium explore --refit --synthesize", "date": datetime.date.today().isoformat(),
-            "machine": f"{cpu_name()} ({platform.machine()})", "board": FIT_BOARD,
+            "command": "tritium explore --refit --synthesize", **stamp(), "board": FIT_BOARD,
             "runs": runs}, indent=1) + "\n")
     return runs
 
@@ -159,7 +156,7 @@ def family_scales(model: dict) -> dict:
     scales = {}
     for family, (name, measured) in FAMILY_BUILDS.items():
         board = BOARDS[name]
-        cfg = load_weights(REPO / board.model).config
+        cfg = load_weights(paths.REPO / board.model).config
         params = board.engine_parameters()
         loaded = board.flash_offset is not None
         options = dict(loaded=loaded, spram=loaded and family == "ice40")
@@ -190,7 +187,7 @@ def refit(synthesize_again: bool, root: Path, status=None) -> dict:
     model = fit(runs)
     model["command"] = "tritium explore --refit"
     MODEL.write_text(json.dumps(model, indent=1) + "\n")
-    write_section("resource-fit", markdown(model, runs), REPO / "docs" / "performance.md")
+    write_section("resource-fit", markdown(model, runs), paths.DOCS / "performance.md")
     return model
 
 
@@ -198,7 +195,7 @@ def markdown(model: dict, runs: list) -> str:
     """The coefficients and the fit's residuals, for docs/performance.md."""
     features = model["features"]
     lines = [f"Fitted by `tritium explore --refit` to {model['points']} runs "
-             f"(`fpga/data/synthesis_runs.json`); the largest residual over the runs: "
+             f"(`fpga/perf/data/synthesis_runs.json`); the largest residual over the runs: "
              + ", ".join(f"{k} {v}%" for k, v in model["residual_percent"].items()) + ".", "",
              "| resource | " + " | ".join(features) + " |", "|---|" + "---|" * len(features)]
     for resource, coef in model["coefficients"].items():

