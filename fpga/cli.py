@@ -1,294 +1,109 @@
-"""The ``tritium`` command line: one entry point for models now, and for gateware and boards later.
+"""The ``tritium`` command line: the NumPy models, gateware blocks, the engine in simulation, board
+builds and flashing, the design-space explorer, benchmarks, and chat with a board (or its
+simulation) over the byte protocol.
 
+This module parses arguments and dispatches to the module that owns each command's work and
+tables; :func:`main` is the one place known errors become a one-line message and exit code 2.
 Subcommands import what they need when they run, so ``tritium inspect`` does not pay for Amaranth.
 """
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from model import paths
 
-# A random model for the demo until the trained tiny models ship: TinyShakespeare's 65 characters.
-DEMO_CONFIG = dict(vocab_size=65, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
-                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                   rope_theta=10000.0, hidden_act="relu2", tie_word_embeddings=False)
-
 
 def _console():
-    from rich.console import Console
-    return Console(highlight=False)
-
-
-def _load_model(checkpoint: Path, integer: bool):
-    from model import load_weights
-    from model.bitnet import BitNetModel
-    from model.integer import IntegerModel
-
-    weights = load_weights(checkpoint)
-    return IntegerModel(weights) if integer else BitNetModel(weights)
+    from fpga.console import console
+    return console()
 
 
 def cmd_inspect(args) -> int:
-    from rich.table import Table
+    from fpga.models import inspect
 
-    from model import load_weights
-    from model.memory import memory_budget
-
-    weights = load_weights(args.checkpoint)
-    cfg = weights.config
-    table = Table(title=f"{args.checkpoint}", show_header=False)
-    for field in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                  "num_attention_heads", "num_key_value_heads", "dim_per_head", "hidden_act",
-                  "max_position_embeddings", "rope_theta", "rms_norm_eps", "tie_word_embeddings",
-                  "linear_class", "quantization_mode"):
-        table.add_row(field, str(getattr(cfg, field)))
-    ternary = weights.ternary_weight_count()
-    embed = weights.embed_tokens.size
-    head = 0 if cfg.tie_word_embeddings else weights.lm_head.size
-    norms = weights.norm.size + cfg.num_hidden_layers * sum(cfg.norm_shapes().values())
-    table.add_row("ternary weights", f"{ternary:,}")
-    table.add_row("ternary zero fraction", f"{weights.ternary_zero_fraction():.3f}")
-    table.add_row("embedding / LM head values", f"{embed:,} / {head:,}" + (" (tied)" if not head else ""))
-    table.add_row("norm gains", f"{norms:,}")
-    table.add_row("parameters", f"{ternary + embed + head + norms:,}")
-    for part, bits in memory_budget(cfg).items():
-        if bits:
-            table.add_row(f"memory: {part}", f"{bits / 8 / 1024:,.1f} KiB")
-    _console().print(table)
+    inspect(_console(), args.checkpoint)
     return 0
 
 
-def _encode(args, checkpoint: Path) -> tuple[list[int], object]:
+def _encode(args, checkpoint: Path) -> tuple[list[int], str | None]:
+    """The prompt's token ids (``--ids``, or ``--prompt`` through the checkpoint's tokenizer) and
+    its text (None for ids)."""
     if args.ids is not None:
         return [int(t) for t in args.ids.split(",") if t.strip()], None
-    from model.tokenizer import load_tokenizer
+    from model.tokenizer import encode_text, load_tokenizer
 
-    tokenizer = load_tokenizer(checkpoint)
-    return tokenizer.encode(args.prompt).ids, tokenizer
+    return encode_text(load_tokenizer(checkpoint), args.prompt), args.prompt
 
 
 def cmd_generate(args) -> int:
-    console = _console()
-    model = _load_model(args.checkpoint, args.integer)
-    prompt, tokenizer = _encode(args, args.checkpoint)
-    start = time.perf_counter()
-    new = model.generate(prompt, args.n, temperature=args.temperature, seed=args.seed, top_k=args.top_k)
-    elapsed = time.perf_counter() - start
-    kind = "integer (hardware arithmetic)" if args.integer else "float (transformers semantics)"
-    if tokenizer is None:
-        console.print(" ".join(map(str, new)))
-    else:
-        console.print(f"[bold]{args.prompt}[/bold]" + tokenizer.decode(new), markup=True)
-    console.print(f"[dim]{len(new)} tokens, {kind} NumPy model, {len(new) / elapsed:.1f} tok/s on the "
-                  "host CPU (not a hardware figure)[/dim]")
+    from fpga.models import generate
+
+    prompt, text = _encode(args, args.checkpoint)
+    generate(_console(), args.checkpoint, prompt, text=text, integer=args.integer, count=args.n,
+             temperature=args.temperature, seed=args.seed, top_k=args.top_k)
     return 0
 
 
 def cmd_random_model(args) -> int:
-    from model import BitNetConfig, random_checkpoint
-    from model.tokenizer import char_tokenizer_json
+    from fpga.models import random_model
 
-    config = BitNetConfig(**DEMO_CONFIG)
-    random_checkpoint(args.output, config, seed=args.seed, packed=not args.master,
-                      tokenizer_json=char_tokenizer_json())
-    _console().print(f"wrote a random (untrained) BitNet b1.58 model to {args.output}")
+    random_model(_console(), args.output, seed=args.seed, master=args.master)
     return 0
 
 
 def cmd_compare(args) -> int:
-    from rich.table import Table
+    from fpga.models import compare
 
-    from model import load_weights
-    from model.compare import compare_models
-
-    weights = load_weights(args.checkpoint)
-    tokens = None
-    if args.validation:
-        from model.train import load_splits
-
-        tokens = load_splits()[1]
-    stats = compare_models(weights, positions=args.positions, seed=args.seed, token_ids=tokens)
-    table = Table(title=f"integer vs float: {args.checkpoint}")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for key, value in stats.items():
-        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-    _console().print(table)
+    compare(_console(), args.checkpoint, positions=args.positions, seed=args.seed,
+            validation=args.validation)
     return 0
 
 
 def cmd_train(args) -> int:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from fpga.models import train
 
-    from model.train import train
-
-    console = _console()
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(),
-                  console=console) as progress:
-        task = progress.add_task(f"train {args.config} ({args.precision})", total=None, loss=float("nan"))
-
-        def advance(step, total, loss):
-            progress.update(task, completed=step, total=total, loss=loss)
-
-        metrics = train(args.config, out=args.output, precision=args.precision, steps=args.steps,
-                        work=args.work, resume=not args.restart, threads=args.threads,
-                        progress=advance, log=progress.console.print)
-    console.print(f"final validation loss {metrics['final_val_loss']:.4f} nats/char after "
-                  f"{metrics['steps']} steps ({metrics['train_seconds'] / 60:.1f} min)")
+    train(_console(), args.config, precision=args.precision, out=args.output, steps=args.steps,
+          work=args.work, resume=not args.restart, threads=args.threads)
     return 0
 
 
 def cmd_report(args) -> int:
-    from rich.progress import Progress
+    from fpga.models import report
 
-    from model.report import write_report
-
-    with Progress(console=_console()) as progress:
-        task = progress.add_task("evaluate models", total=None)
-        path = write_report(args.output, positions=args.positions,
-                            progress=lambda: progress.advance(task))
-    _console().print(f"wrote {path}")
+    report(_console(), args.output, positions=args.positions)
     return 0
 
 
-def _component(args):
-    if args.block == "array":
-        from hw.ternary_array import TernaryArray
-        return TernaryArray(rows=args.rows, cols=args.cols, simd=args.simd, k_max=args.k_max,
-                            act_width=args.act_width)
-    if args.block == "rms-quantizer":
-        from hw.rms_quantizer import RmsQuantizer
-        return RmsQuantizer(width=args.width, lanes=args.lanes, max_length=args.max_length)
-    if args.block == "attention":
-        from hw.attention import AttentionHead
-        return AttentionHead(head_dim=args.head_dim, lanes=args.lanes, max_positions=args.max_positions)
-    if args.block == "sampler":
-        from hw.sampler import Sampler
-        return Sampler(logit_width=args.logit_width, vocab_max=args.vocab_max, k_max=args.k_max)
-    if args.block == "scale-unit":
-        from hw.scale_unit import ScaleUnit
-        return ScaleUnit(exp_bits=args.exp_bits, int_bits=args.int_bits)
-    from hw.quantizer import AbsmaxQuantizer
-    return AbsmaxQuantizer(width=args.width, lanes=args.lanes, max_length=args.max_length)
-
-
-def engine_from_args(args):
-    """The Engine for ``--model`` with the array/vector sizes given or their defaults."""
-    from hw.engine import Engine, default_parameters
-
-    model = _load_model(args.model, integer=True)
-    if args.cols != 1:
-        raise SystemExit(f"--cols must be 1, not {args.cols}: the engine decodes one position at a "
-                         "time (a one-column TernaryArray); batched prompt columns are not built")
-    params = default_parameters(model.config)
-    params.update({k: getattr(args, k) for k in params if getattr(args, k) is not None})
-    flash = getattr(args, "flash_offset", None)
-    try:
-        return Engine(model, k_max=args.k_max, flash_offset=flash, spram=getattr(args, "spram", False),
-                      **params), model
-    except ValueError as e:
-        raise SystemExit(f"engine: {e}") from None
+def _sizes(args) -> dict:
+    from fpga.perf.cycle_model import SIZES
+    return {k: getattr(args, k) for k in SIZES}
 
 
 def cmd_verilog(args) -> int:
-    from amaranth.back import verilog
+    from fpga.flow import verilog
 
+    console = _console()
     if args.block == "engine":
-        if args.spram and args.flash_offset is None:
-            raise SystemExit("tritium verilog engine: --spram needs --flash-offset (SPRAM is filled "
-                             "from flash at boot)")
-        component, _ = engine_from_args(args)
-        _console().print(f"Engine: rows {component.rows}, simd {component.simd}, lanes "
-                         f"{component.lanes}, attention lanes {component.attention_lanes}, LM-head "
-                         f"lanes {component.head_lanes}; {component.linear.rom_words} weight words "
-                         f"of {component.linear.rom_word_bits} bits")
+        component = verilog.engine(args.model, k_max=args.k_max, sizes=_sizes(args),
+                                   flash_offset=args.flash_offset, spram=args.spram)
+        console.print(verilog.describe_engine(component))
     else:
-        component = _component(args)       # parameters are validated here, before any output
-    name = args.name or {"array": "ternary_array", "quantizer": "absmax_quantizer",
-                              "scale-unit": "scale_unit", "rms-quantizer": "rms_quantizer",
-                              "sampler": "sampler", "attention": "attention_head",
-                              "engine": "tritium_engine"}[args.block]
-    text = verilog.convert(component, name=name, emit_src=False)
-    args.output.write_text(text)
-    if args.block == "engine" and args.flash_offset is not None:
-        image = args.output.with_suffix(".weights.bin")
-        image.write_bytes(component.flash_image())
-        _console().print(f"{image}: the weights image to write at flash byte {args.flash_offset}")
-    from amaranth import Shape
-    from rich.table import Table
-
-    table = Table(title=f"{args.output}: module {name}")
-    for column in ("port", "direction", "bits"):
-        table.add_column(column)
-    table.add_row("clk", "input", "1")
-    table.add_row("rst", "input", "1 (synchronous, active high)")
-    for path, member in component.signature.members.flatten():
-        if member.is_port:
-            table.add_row("__".join(map(str, path)), "input" if member.flow.name == "In" else "output",
-                          str(Shape.cast(member.shape).width))
-    _console().print(table)
+        component = verilog.block(args.block, args)    # parameters are validated here, before any output
+    verilog.write(console, component, args.output, args.name or verilog.MODULES[args.block],
+                  flash_offset=getattr(args, "flash_offset", None))
     return 0
 
 
 def cmd_sim(args) -> int:
-    from rich.table import Table
+    from fpga.simulate import engine_params, generate
 
-    from fpga.perf.cycle_model import SIZES
-    from fpga.simulate import build_engine, engine_params, per_token_counters, run_engine
-    from hw.engine import Phase
-
-    console = _console()
-    prompt, tokenizer = _encode(args, args.model)
+    prompt, text = _encode(args, args.model)
     if not prompt:
-        raise SystemExit("tritium sim: the prompt is empty")
-    if args.cols != 1:
-        raise SystemExit(f"--cols must be 1, not {args.cols}: the engine decodes one position at a "
-                         "time (a one-column TernaryArray)")
-    params = engine_params(args.model, args.k_max, **{k: getattr(args, k) for k in SIZES})
-    run = dict(prompt=prompt, count=args.n, temperature=args.temperature, top_k=args.top_k,
-               seed=args.seed)
-    with console.status("") as status:
-        def say(text):
-            status.update(f"[dim]{text}[/dim]")
-        built = build_engine(params, say)
-    console.print(f"[dim]engine {', '.join(f'{k} {params[k]}' for k in SIZES)}: Verilator model "
-                  f"ready in {built[2]:.0f} s[/dim]")
-    if tokenizer is not None:
-        console.print(f"[bold]{args.prompt}[/bold]", end="")
-    [result] = run_engine(params, [run], echo=tokenizer is not None, built=built)
-    if tokenizer is None:
-        console.print(" ".join(map(str, result["tokens"])))
-    if args.check:
-        model = _load_model(args.model, integer=True)
-        want = model.generate(prompt, args.n, temperature=args.temperature, seed=args.seed,
-                              top_k=args.top_k)
-        same = want == result["tokens"]
-        console.print(f"integer model: {'the same tokens' if same else 'DIFFERENT tokens: ' + str(want)}")
-        if not same:
-            return 1
-    table = Table(title="engine clock cycles per token (Verilator)")
-    columns = {f"prompt: layers ({len(prompt)} tokens)": {k: v / len(prompt) for k, v in
-                                                          result["prompt"].items()}}
-    if args.n >= 2:
-        columns[f"decode: layers + LM head (positions {len(prompt)}–{len(prompt) + args.n - 2})"] = \
-            per_token_counters(result)
-    table.add_column("")
-    for name in columns:
-        table.add_column(name, justify="right")
-    for key in ("cycles", *(p.name.lower() for p in Phase)):
-        table.add_row("all" if key == "cycles" else key, *(f"{c[key]:,.0f}" for c in columns.values()))
-    console.print(table)
-    total = result["prompt"]["cycles"] + result["decode"]["cycles"]
-    console.print(f"[dim]{total:,} cycles simulated in {result['seconds']:.1f} s: "
-                  f"{total / result['seconds']:,.0f} cycles/s.[/dim]")
-    if result["error"] or result["full"]:
-        console.print("[red]the engine flagged " + ("an error" if result["error"] else
-                      "a full context") + "[/red]")
-        return 1
-    return 0
+        raise ValueError("the prompt is empty")
+    params = engine_params(args.model, args.k_max, **_sizes(args))
+    return generate(_console(), params, prompt, text=text, count=args.n, temperature=args.temperature,
+                    top_k=args.top_k, seed=args.seed, check=args.check)
 
 
 def _board(name):
@@ -300,38 +115,23 @@ def _board(name):
 
 
 def cmd_build(args) -> int:
-    from fpga.flow.build import BuildError, build
+    from fpga.console import status
+    from fpga.flow.build import BuildError, build, show_report
 
     board = _board(args.board)
     console = _console()
     try:
-        with console.status("") as status:
-            report = build(board, root=args.root, model_dir=args.model,
-                           status=lambda text: status.update(f"[dim]{board.name}: {text}[/dim]"))
+        with status(console, f"{board.name}: ") as say:
+            report = build(board, root=args.root, model_dir=args.model, status=say)
     except BuildError as e:
         console.print(f"[red]tritium build: {e}[/red]")
         return 1
-    _print_build_report(console, report)
+    show_report(console, report)
     return 0
 
 
-def _print_build_report(console, report):
-    from rich.table import Table
-
-    table = Table(title=f"{report['board']}: {report['model']}, built in {report['seconds']:.0f} s")
-    table.add_column("resource")
-    table.add_column("used", justify="right")
-    table.add_column("available", justify="right")
-    for name, (used, available) in report["resources"].items():
-        table.add_row(name, f"{used:,}", f"{available:,}")
-    console.print(table)
-    console.print(f"fmax {report['fmax_mhz']:.1f} MHz for a {report['target_mhz']} MHz clock: "
-                  f"timing {'met' if report['timing_met'] else 'NOT met'}; bitstream {report['bitstream']}")
-
-
 def cmd_explore(args) -> int:
-    from rich.progress import Progress
-
+    from fpga.console import status
     from fpga.perf import explore
     from model import load_weights
 
@@ -339,9 +139,8 @@ def cmd_explore(args) -> int:
     if args.refit:
         from fpga.perf.resource_fit import refit
 
-        with console.status("") as status:
-            model = refit(args.synthesize, args.root / "explore-fit",
-                          lambda text: status.update(f"[dim]{text}[/dim]"))
+        with status(console) as say:
+            model = refit(args.synthesize, args.root / "explore-fit", say)
         console.print(f"fitted on {model['points']} synthesis runs; largest residual: "
                       + ", ".join(f"{k} {v}%" for k, v in model["residual_percent"].items()))
         if not args.board:
@@ -360,29 +159,9 @@ def cmd_explore(args) -> int:
     cfg = load_weights(args.model or paths.REPO / board.model).config
     sizes = {name: getattr(args, name) for name in explore.SIZES}
     title = f"{board.name}: {args.model or board.model}"
-    current = explore.board_point(board, cfg)
     if all(sizes.values()):                     # one point: its prediction, or why it is refused
-        explore.candidates(cfg, **sizes)        # a size the engine does not take: ValueError
-        point = explore.evaluate(board, cfg, sizes, args.buffers or "block")
-        console.print(explore.point_table(board, point, f"{title}: {point.label()} (predicted)"))
-        if not point.fits:
-            console.print(f"[red]refused: {point.label()} {point.refusal()}[/red]")
-            return 1
-        console.print(f"{point.tokens_per_second:,.0f} tok/s at {board.clock_mhz} MHz "
-                      f"(prefill {point.prefill_tokens_per_second:,.0f} tok/s)")
-        return 0
-    count = len(explore.candidates(cfg, **{k: v for k, v in sizes.items() if v}))
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task(f"{board.name}: {count * 2} points", total=count * 2)
-        points = explore.sweep(board, cfg, lambda: progress.advance(task),
-                               **{k: v for k, v in sizes.items() if v})
-    front = explore.pareto(points)
-    console.print(explore.table(board, front, current, f"{title}: the Pareto front "
-                                f"(tok/s against LUTs) at {board.clock_mhz} MHz"))
-    console.print(explore.summary(board, points, current))
-    args.plot.parent.mkdir(parents=True, exist_ok=True)
-    explore.plot(points, front, current, args.plot, title)
-    console.print(f"plot: {args.plot}")
+        return 0 if explore.show_point(console, board, cfg, sizes, args.buffers or "block", title) else 1
+    explore.show_sweep(console, board, cfg, {k: v for k, v in sizes.items() if v}, title, args.plot)
     return 0
 
 
@@ -397,7 +176,9 @@ def cmd_flash(args) -> int:
 def cmd_chat(args) -> int:
     import contextlib
 
-    from fpga.host.chat import Conversation, serial_link
+    from fpga.console import status
+    from fpga.host.chat import Conversation, chat
+    from fpga.host.link import serial_link
     from model.tokenizer import load_tokenizer
 
     board = _board(args.board)
@@ -406,147 +187,78 @@ def cmd_chat(args) -> int:
     console = _console()
     if not args.sim and not args.port:
         raise ValueError("give --port (the board's serial port) or --sim")
+    if args.check and args.prompt is None:
+        raise ValueError("--check needs --prompt (one turn from an empty context)")
+    if args.prompt is not None:
+        from model.tokenizer import encode_text
+
+        encode_text(tokenizer, args.prompt)        # before minutes of building a virtual board
+    check_model = None
+    if args.check:
+        from fpga.models import load_model
+
+        check_model = load_model(model_dir, integer=True)
     with contextlib.ExitStack() as stack:
         if args.sim:
-            from sim.virtual_board import open_board, soc_params
+            from fpga.host.virtual import open_board, soc_params
 
             params = soc_params(model_dir, board.engine_parameters(), board.clock_mhz * 1e6)
-            with console.status("") as status:
-                link = stack.enter_context(open_board(
-                    params, timeout=args.timeout,
-                    status=lambda text: status.update(f"[dim]{text}[/dim]")))
+            with status(console) as say:
+                link = stack.enter_context(open_board(params, timeout=args.timeout, status=say))
         else:
             link = stack.enter_context(serial_link(args.port, args.baud or board.baud, args.timeout))
-        status = link.status()
-        if status["vocab"] != tokenizer.get_vocab_size():
-            raise ValueError(f"the board's model has {status['vocab']} tokens, the tokenizer of "
+        state = link.status()
+        if state["vocab"] != tokenizer.get_vocab_size():
+            raise ValueError(f"the board's model has {state['vocab']} tokens, the tokenizer of "
                              f"{model_dir} {tokenizer.get_vocab_size()}: a different model")
         link.reset()
-        conversation = Conversation(link, tokenizer, status["context"])
-        prompts = [args.prompt] if args.prompt is not None else None
-        if args.check and prompts is None:
-            raise ValueError("--check needs --prompt (one turn from an empty context)")
-        while True:
-            text = prompts.pop(0) if prompts else (None if prompts is not None else _ask(console))
-            if text is None:
-                break
-            started = time.perf_counter()
-            console.print(f"[bold]{text}[/bold]", end="")
-            new = conversation.turn(text, args.n, echo=lambda piece: console.print(piece, end=""),
-                                    temperature=args.temperature, top_k=args.top_k, seed=args.seed)
-            elapsed = time.perf_counter() - started
-            cycles, tokens = conversation.cycles[-1]
-            console.print()
-            clock = board.clock_mhz * 1e6
-            console.print(f"[dim]{len(new)} tokens in {elapsed:.2f} s here ({len(new) / elapsed:.1f} "
-                          f"tok/s{' simulated' if args.sim else ''}); {cycles / max(tokens, 1):,.0f} "
-                          f"engine cycles a token = {clock * tokens / max(cycles, 1):,.0f} tok/s at "
-                          f"{board.clock_mhz} MHz[/dim]")
-            if args.ids:
-                console.print(" ".join(map(str, new)))
-            if args.check:
-                expected = _load_model(model_dir, True).generate(
-                    tokenizer.encode(text).ids, args.n, temperature=args.temperature,
-                    seed=args.seed, top_k=args.top_k)
-                if new != expected:
-                    console.print(f"[red]differs from the integer model: {new} != {expected}[/red]")
-                    return 1
-                console.print("[green]the same tokens as the integer model (model/integer.py)[/green]")
-    return 0
-
-
-def _ask(console):
-    try:
-        return console.input("[bold]> [/bold]") or None
-    except EOFError:
-        return None
+        return chat(console, Conversation(link, tokenizer, state["context"]), prompt=args.prompt,
+                    count=args.n, clock_mhz=board.clock_mhz, simulated=args.sim, ids=args.ids,
+                    check_model=check_model, temperature=args.temperature, top_k=args.top_k,
+                    seed=args.seed)
 
 
 def cmd_bench(args) -> int:
-    from rich.table import Table
+    from fpga.console import status
 
-    from fpga.bench.array import bench_array
-
+    console = _console()
     if args.what == "boards":
-        from fpga.bench.boards import bench_boards
+        from fpga.bench.boards import bench_boards, table
 
-        with _console().status("") as status:
+        with status(console) as say:
             rows = bench_boards(args.boards, root=args.root, rebuild=args.rebuild, docs=args.docs,
-                                status=lambda text: status.update(f"[dim]{text}[/dim]"))
-        table = Table(title="boards (tok/s = clock / simulated cycles per token)")
-        for column in ("board", "fits", "fmax MHz", "clock MHz", "cycles/token", "tok/s"):
-            table.add_column(column, justify="right")
-        for r in rows:
-            fmax = r["report"].get("fmax_mhz")
-            table.add_row(r["board"], str(r["report"].get("fits", False)), f"{fmax:.1f}" if fmax else "—",
-                          str(r["clock_mhz"]), f"{r['cycles_per_token']:,.0f}", f"{r['tok_s_clock']:,.0f}")
-        _console().print(table)
-        _console().print(f"wrote {args.docs / 'benchmarks.md'}")
+                                status=say)
+        console.print(table(rows))
+        console.print(f"wrote {args.docs / 'benchmarks.md'}")
         return 0
     if args.what == "explore":
-        from fpga.bench.explore import bench_explore, label
+        from fpga.bench.explore import bench_explore, table
 
-        with _console().status("") as status:
+        with status(console) as say:
             result = bench_explore(args.docs, args.root, remeasure=args.remeasure,
-                                   rebuild=args.rebuild,
-                                   status=lambda text: status.update(f"[dim]{text}[/dim]"))
-        table = Table(title="explorer: predicted against measured")
-        for column in ("what", "sizes", "measured", "predicted", "error"):
-            table.add_column(column, justify="right")
-        for c in result["cycles"]:
-            table.add_row(f"{c['model']} {c['kind']} cycles", label(c["params"]),
-                          f"{c['measured']:,.0f}", f"{c['predicted']:,.0f}", f"{c['error']:+.2%}")
-        for b in result["builds"]:
-            table.add_row(f"{b['name']} LUTs", label(b["params"]), f"{b['measured']['luts']:,}",
-                          f"{b['predicted']['luts']:,}", f"{b['error']['luts']:+.1%}")
-        _console().print(table)
-        _console().print(f"wrote {args.docs / 'benchmarks.md'}")
+                                   rebuild=args.rebuild, status=say)
+        console.print(table(result))
+        console.print(f"wrote {args.docs / 'benchmarks.md'}")
         return 0
     if args.what == "engine":
-        from fpga.bench.engine import bench_engine
+        from fpga.bench.engine import bench_engine, table
 
-        with _console().status("") as status:
-            results = bench_engine(args.docs, lambda text: status.update(f"[dim]{text}[/dim]"))
-        table = Table(title="Engine decode, clock cycles per token (Verilator)")
-        for column in ("model", "bound", *(f"p {label}" for label in results[0]["at"]), "short ctx",
-                       "sim cycles/s"):
-            table.add_column(column, justify="right")
-        for r in results:
-            table.add_row(r["model"], f"{r['bound']:,.0f}", *(f"{c:,}" for _, c in r["at"].values()),
-                          f"{r['short']['cycles']:,.0f}", f"{r['sim_speed']:,.0f}")
-        _console().print(table)
-        _console().print(f"wrote {args.docs / 'benchmarks.md'}")
+        with status(console) as say:
+            results = bench_engine(args.docs, say)
+        console.print(table(results))
+        console.print(f"wrote {args.docs / 'benchmarks.md'}")
         return 1 if any(r["error"] for r in results) else 0
     if args.what == "blocks":
-        from fpga.bench.blocks import bench_blocks
+        from fpga.bench.blocks import bench_blocks, table
 
-        rows = bench_blocks(docs=args.docs)
-        table = Table(title="engine blocks (ECP5: ulx3s sizes, UP5K: small sizes)")
-        for column in ("block", "part", "LUT4", "FF", "DSP", "BRAM", "fmax MHz"):
-            table.add_column(column)
-        for r in rows:
-            table.add_row(r["block"], r["family"], *(("failed", "", "", "", "") if "error" in r else (
-                str(r["luts"]), str(r["ffs"]), str(r["dsp"]), str(r["ram"]), f"{r['fmax']:.1f}")))
-        _console().print(table)
-        _console().print(f"wrote {args.docs / 'benchmarks.md'}")
+        console.print(table(bench_blocks(docs=args.docs)))
+        console.print(f"wrote {args.docs / 'benchmarks.md'}")
         return 0
+    from fpga.bench.array import bench_array, tables
 
-    util, synth = bench_array(quick=args.quick, docs=args.docs)
-    table = Table(title="TernaryArray utilization (simulation)")
-    for column in ("case", "array", "N×K×T", "cycles", "utilization"):
-        table.add_column(column)
-    for u in util:
-        table.add_row(u["kind"], "×".join(map(str, u["array"])), "×".join(map(str, u["shape"])),
-                      str(u["cycles"]), f"{100 * u['utilization']:.1f}%")
-    _console().print(table)
-    table = Table(title="TernaryArray synthesis")
-    for column in ("part", "array", "LUT4/lane", "FF/lane", "fmax MHz"):
-        table.add_column(column)
-    for s in synth:
-        table.add_row(s["family"], "×".join(map(str, s["array"])), f"{s['luts_per_lane']:.1f}",
-                      f"{s['ffs_per_lane']:.1f}", f"{s['fmax']:.1f}")
-    _console().print(table)
-    _console().print(f"wrote {args.docs / 'benchmarks.md'} and {args.docs / 'bench-array.png'}")
+    for table in tables(*bench_array(quick=args.quick, docs=args.docs)):
+        console.print(table)
+    console.print(f"wrote {args.docs / 'benchmarks.md'} and {args.docs / 'bench-array.png'}")
     return 0
 
 
@@ -554,7 +266,6 @@ def add_engine_arguments(p):
     p.add_argument("--model", type=Path, default=Path("models/small"), help="checkpoint directory "
                    "(default models/small)")
     p.add_argument("--rows", type=int, help="TernaryArray rows (default: by model size)")
-    p.add_argument("--cols", type=int, default=1, help="TernaryArray columns (1: decode)")
     p.add_argument("--simd", type=int, help="TernaryArray K-lanes (default: by model size)")
     p.add_argument("--lanes", type=int, help="vector-unit lanes (default: by model size)")
     p.add_argument("--attention-lanes", type=int, help="attention and KV-cache lanes (default: by "
@@ -563,8 +274,32 @@ def add_engine_arguments(p):
     p.add_argument("--k-max", type=int, default=8, help="largest top-k of the sampler (default 8)")
 
 
+class _BoardNames:
+    """fpga.boards.BOARDS' names as argparse choices, imported only when a --board is checked or
+    help is shown (the boards import Amaranth)."""
+
+    def _names(self):
+        from fpga.boards import BOARDS
+        return list(BOARDS)
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __contains__(self, name):
+        return name in self._names()
+
+
+BOARD_NAMES = _BoardNames()
+
+
+def _board_argument(p, *flags, help, **options):
+    p.add_argument(*flags, choices=BOARD_NAMES, metavar=options.pop("metavar", "BOARD"),
+                   help=f"{help}; one of %(choices)s", **options)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tritium", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="tritium",
+                                     description=__doc__.split("\n\n")[0].replace("\n", " ").replace("``", ""))
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("inspect", help="config, parameter count, sparsity and memory of a checkpoint")
@@ -642,14 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_sim)
 
     p = sub.add_parser("build", help="a board's bitstream on the yowasp tools, with a report")
-    p.add_argument("--board", required=True, help="ulx3s-85f, ulx3s-45f, ulx3s-25f, icebreaker, "
-                   "tang-nano-9k, tang-primer-20k")
+    _board_argument(p, "--board", required=True, help="the board")
     p.add_argument("--model", type=Path, help="checkpoint directory (default: the board's model)")
     p.add_argument("--root", type=Path, default=Path("build"), help="builds go to ROOT/BOARD")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("flash", help="program a board with openFPGALoader")
-    p.add_argument("--board", required=True)
+    _board_argument(p, "--board", required=True, help="the board")
     p.add_argument("--bitstream", type=Path, help="default: the last tritium build's")
     target = p.add_mutually_exclusive_group()
     target.add_argument("--flash", action="store_true", help="write the SPI flash (kept at power-off)")
@@ -659,8 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_flash)
 
     p = sub.add_parser("chat", help="talk to a board (or its simulation, --sim) over the byte protocol")
-    p.add_argument("--board", default="ulx3s-85f", help="the board (its model and clock; default "
-                   "ulx3s-85f)")
+    _board_argument(p, "--board", default="ulx3s-85f", help="the board: its model and clock "
+                    "(default ulx3s-85f)")
     p.add_argument("--port", help="the board's serial port, e.g. /dev/ttyUSB0")
     p.add_argument("--baud", type=int, help="default: the board's")
     p.add_argument("--sim", action="store_true", help="the SoC in Verilator behind a pseudo-terminal")
@@ -678,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("explore", help="a board's design space: predicted cycles, resources, "
                        "tok/s; the Pareto front")
-    p.add_argument("--board", help="the board (its part, clock and memory options)")
+    _board_argument(p, "--board", help="the board: its part, clock and memory options")
     p.add_argument("--model", type=Path, help="checkpoint directory (default: the board's model)")
     for name in ("rows", "simd", "lanes", "attention_lanes", "head_lanes"):    # cycle_model.SIZES
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int,
@@ -698,7 +432,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="measure and write docs/benchmarks.md")
     p.add_argument("what", choices=["array", "blocks", "engine", "boards", "explore"])
-    p.add_argument("--boards", nargs="*", help="boards: only these (default all)")
+    _board_argument(p, "--boards", nargs="*", metavar="BOARD", help="boards: only these "
+                    "(default all)")
     p.add_argument("--rebuild", action="store_true", help="boards, explore: build even where a "
                    "report exists")
     p.add_argument("--remeasure", action="store_true", help="explore: simulate again rather than "
@@ -738,12 +473,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from fpga.host.link import LinkError
     from model import CheckpointError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, ValueError) as e:
+    except (CheckpointError, ValueError, LinkError) as e:
         print(f"tritium {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -13,8 +13,6 @@ from sim.engine_trace import engine_factory
 from sim.harness import build
 
 
-
-
 def engine_params(model_dir: Path, k_max: int = 8, **sizes) -> dict:
     """The cocotb harness's JSON parameters: the model's default sizes (``fpga.perf.cycle_model.SIZES``)
     unless given."""
@@ -36,10 +34,9 @@ def build_engine(params: dict, status=None) -> tuple:
     """The runner and build directory of the engine's Verilator model (built on first use)."""
     log = Path(tempfile.mkdtemp(prefix="tritium-build-")) / "build.log"
     started = time.perf_counter()
-    if status:
-        status(f"Verilator model of {params['model']} (built once, then cached; log {log})")
     runner, build_dir = build(engine_factory, params, design=design_name(params),
-                              simulator="verilator", log_file=log)
+                              simulator="verilator", log_file=log, status=status,
+                              label=f"the engine of {Path(params['model']).name}")
     return runner, build_dir, time.perf_counter() - started
 
 
@@ -68,3 +65,57 @@ def per_token_counters(run: dict) -> dict:
     layers at one position and an LM head (the first costs only the LM head)."""
     first, last = run["token_counters"][0], run["token_counters"][-1]
     return {k: (last[k] - first[k]) / (len(run["token_counters"]) - 1) for k in first}
+
+
+def generate(console, params: dict, prompt: list[int], *, text=None, count: int, temperature: float = 0.0,
+             top_k=None, seed: int = 0, check: bool = False) -> int:
+    """``tritium sim generate``: the engine of ``params`` generating ``count`` tokens after
+    ``prompt`` in Verilator, echoed as text when ``text`` (the prompt's) is given, else printed as
+    ids; with ``check``, against the integer model's tokens; then cycles per token by phase.
+    Returns the exit code: 1 when the tokens differ or the engine flagged an error."""
+    from rich.table import Table
+
+    from fpga.console import status
+    from fpga.perf.cycle_model import SIZES
+    from hw.engine import Phase
+
+    with status(console) as say:
+        built = build_engine(params, say)
+    console.print(f"[dim]engine {', '.join(f'{k} {params[k]}' for k in SIZES)}: Verilator model "
+                  f"ready in {built[2]:.0f} s[/dim]")
+    if text is not None:
+        console.print(f"[bold]{text}[/bold]", end="")
+    run = dict(prompt=prompt, count=count, temperature=temperature, top_k=top_k, seed=seed)
+    [result] = run_engine(params, [run], echo=text is not None, built=built)
+    if text is None:
+        console.print(" ".join(map(str, result["tokens"])))
+    if check:
+        from model.checkpoint import load_weights
+        from model.integer import IntegerModel
+
+        want = IntegerModel(load_weights(params["model"])).generate(
+            prompt, count, temperature=temperature, seed=seed, top_k=top_k)
+        same = want == result["tokens"]
+        console.print(f"integer model: {'the same tokens' if same else 'DIFFERENT tokens: ' + str(want)}")
+        if not same:
+            return 1
+    table = Table(title="engine clock cycles per token (Verilator)")
+    columns = {f"prompt: layers ({len(prompt)} tokens)": {k: v / len(prompt) for k, v in
+                                                          result["prompt"].items()}}
+    if count >= 2:
+        columns[f"decode: layers + LM head (positions {len(prompt)}–{len(prompt) + count - 2})"] = \
+            per_token_counters(result)
+    table.add_column("")
+    for name in columns:
+        table.add_column(name, justify="right")
+    for key in ("cycles", *(p.name.lower() for p in Phase)):
+        table.add_row("all" if key == "cycles" else key, *(f"{c[key]:,.0f}" for c in columns.values()))
+    console.print(table)
+    total = result["prompt"]["cycles"] + result["decode"]["cycles"]
+    console.print(f"[dim]{total:,} cycles simulated in {result['seconds']:.1f} s: "
+                  f"{total / result['seconds']:,.0f} cycles/s.[/dim]")
+    if result["error"] or result["full"]:
+        console.print("[red]the engine flagged " + ("an error" if result["error"] else
+                      "a full context") + "[/red]")
+        return 1
+    return 0

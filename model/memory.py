@@ -62,3 +62,29 @@ def memory_budget(config: BitNetConfig, context: int | None = None) -> dict[str,
 
 def ternary_weight_count(config: BitNetConfig) -> int:
     return config.num_hidden_layers * sum(o * i for o, i in config.linear_shapes().values())
+
+
+SUMMARY_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
+                  "num_attention_heads", "num_key_value_heads", "dim_per_head", "hidden_act",
+                  "max_position_embeddings", "rope_theta", "rms_norm_eps", "tie_word_embeddings",
+                  "linear_class", "quantization_mode")
+
+
+def checkpoint_summary(weights) -> dict[str, str]:
+    """What ``tritium inspect`` shows of a checkpoint's weights (model/checkpoint.py ``Weights``):
+    its config, parameter counts by kind, the ternary zero fraction and the memory budget."""
+    cfg = weights.config
+    rows = {field: str(getattr(cfg, field)) for field in SUMMARY_FIELDS}
+    ternary = weights.ternary_weight_count()
+    embed = weights.embed_tokens.size
+    head = 0 if cfg.tie_word_embeddings else weights.lm_head.size
+    norms = weights.norm.size + cfg.num_hidden_layers * sum(cfg.norm_shapes().values())
+    rows["ternary weights"] = f"{ternary:,}"
+    rows["ternary zero fraction"] = f"{weights.ternary_zero_fraction():.3f}"
+    rows["embedding / LM head values"] = f"{embed:,} / {head:,}" + (" (tied)" if not head else "")
+    rows["norm gains"] = f"{norms:,}"
+    rows["parameters"] = f"{ternary + embed + head + norms:,}"
+    for part, bits in memory_budget(cfg).items():
+        if bits:
+            rows[f"memory: {part}"] = f"{bits / 8 / 1024:,.1f} KiB"
+    return rows

@@ -35,3 +35,19 @@ def load_tokenizer(directory):
     except Exception as e:  # tokenizers raises plain Exception subclasses
         raise CheckpointError(f"{path}: not a valid tokenizer.json ({e})") from None
 
+
+
+def encode_text(tokenizer, text: str) -> list[int]:
+    """The token ids of user text, or a ValueError naming the characters ``tokenizer`` has no token
+    for: they would become its unknown token (a newline for the character-level models), a prompt
+    the user did not write. Every path that encodes user text goes through here."""
+    encoding = tokenizer.encode(text)
+    unknown = getattr(tokenizer.model, "unk_token", None)
+    unknown_id = tokenizer.token_to_id(unknown) if unknown is not None else None
+    if unknown_id is not None:
+        missing = dict.fromkeys(text[a:b] for i, (a, b) in zip(encoding.ids, encoding.offsets)
+                                if i == unknown_id and text[a:b] != unknown)
+        if missing:
+            raise ValueError(f"the model's tokenizer has no token for {', '.join(map(repr, missing))}"
+                             " in the prompt; leave them out or replace them")
+    return encoding.ids

@@ -66,9 +66,10 @@ def waves_requested() -> bool:
 
 
 def build(component_factory, params: dict, *, design: str, simulator: str, log_file=None,
-          extra_sources=()):
+          extra_sources=(), status=None, label=None):
     """Generate Verilog for ``component_factory(**params)`` and build it for ``simulator`` with
-    ``extra_sources`` (cached; the build's output to ``log_file`` if given).
+    ``extra_sources`` (cached; the build's output to ``log_file`` if given). ``status(text)`` is
+    told each phase, ``label`` (default ``design``) naming what is built.
 
     Returns the runner (which must also run the tests) and the build directory."""
     from cocotb_tools.runner import get_runner
@@ -95,6 +96,8 @@ def build(component_factory, params: dict, *, design: str, simulator: str, log_f
     with open(build_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         source = build_dir / f"{design}.v"
+        if status:
+            status(f"converting {label or design} to Verilog")
         text = verilog.convert(component_factory(**params), name=design, emit_src=False)
         if not source.exists() or source.read_text() != text:
             source.write_text(text)
@@ -109,6 +112,9 @@ def build(component_factory, params: dict, *, design: str, simulator: str, log_f
         # which breaks designs big enough to be split into several C++ files (the engine).
         flags = os.environ.get("MAKEFLAGS")
         os.environ["MAKEFLAGS"] = f"{flags or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
+        if status:
+            status(f"building the {simulator.capitalize()} model (minutes the first time, then cached "
+                   f"in {build_dir.parent})" + (f"; log {log_file}" if log_file else ""))
         try:
             runner.build(sources=sources, hdl_toplevel=design, build_dir=build_dir,
                          timescale=TIMESCALE, waves=waves and simulator != "icarus", build_args=args,

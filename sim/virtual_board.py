@@ -72,11 +72,12 @@ class VirtualBoard:
 
         self.params, self._dir = params, Path(tempfile.mkdtemp(prefix="tritium-board-"))
         self.pty_file, self.stop_file = self._dir / "pty", self._dir / "stop"
-        if status:
-            status(f"building the virtual board in {simulator} (cached per design; log {self._dir})")
         runner, build_dir = build(soc_factory, params, design=DESIGN, simulator=simulator,
                                   log_file=self._dir / "build.log",
-                                  extra_sources=extra_sources(params["engine"]))
+                                  extra_sources=extra_sources(params["engine"]), status=status,
+                                  label="the SoC")
+        if status:
+            status(f"starting the virtual board (simulator output: {self._dir / 'sim.log'})")
         env = {"TB_PARAMS": json.dumps(params), "TB_PTY": str(self.pty_file),
                "TB_STOP": str(self.stop_file), "COCOTB_LOG_LEVEL": "WARNING",
                "GPI_LOG_LEVEL": "WARNING"}
@@ -85,7 +86,8 @@ class VirtualBoard:
         def serve():
             try:
                 runner.test(test_module="sim.tb_soc", testcase="bridge", hdl_toplevel=DESIGN,
-                            build_dir=build_dir, test_dir=self._dir, extra_env=env)
+                            build_dir=build_dir, test_dir=self._dir, extra_env=env,
+                            log_file=self._dir / "sim.log")
             except Exception as exc:       # noqa: BLE001 - reported by the caller
                 self.error = exc
         self._thread = threading.Thread(target=serve, daemon=True)

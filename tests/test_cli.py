@@ -77,3 +77,129 @@ def test_verilog_refuses_bad_parameters_in_one_line(tmp_path, capsys):
     assert err == ("tritium verilog: error: simd must be a power of two (adder tree), not 12; "
                    "8 or 16 would fit\n")
     assert not out.exists()
+
+
+def test_unencodable_prompt_characters_are_named(demo_model, capsys):
+    assert main(["generate", "--checkpoint", str(demo_model), "--prompt", "héllo ☃", "-n", "2"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == ("tritium generate: error: the model's tokenizer has no token for 'é', "
+                            "'☃' in the prompt; leave them out or replace them\n")
+    assert captured.out == ""
+
+
+def test_chat_refuses_an_unencodable_prompt_before_the_port(tmp_path, capsys):
+    assert main(["chat", "--port", str(tmp_path / "none"), "--prompt", "naïve"]) == 2
+    assert capsys.readouterr().err == ("tritium chat: error: the model's tokenizer has no token for "
+                                       "'ï' in the prompt; leave them out or replace them\n")
+
+
+def test_a_missing_serial_port_is_one_line_naming_the_ports_there(tmp_path, monkeypatch, capsys):
+    import serial.tools.list_ports
+
+    class Found:
+        def __init__(self, device):
+            self.device = device
+
+    monkeypatch.setattr(serial.tools.list_ports, "comports",
+                        lambda: [Found("/dev/ttyUSB1"), Found("/dev/ttyACM0")])
+    port = tmp_path / "ttyUSB9"
+    assert main(["chat", "--port", str(port), "--prompt", "ROMEO:"]) == 2
+    assert capsys.readouterr().err == (f"tritium chat: error: cannot open the serial port {port} (No "
+                                       "such file or directory); serial ports here: /dev/ttyACM0, "
+                                       "/dev/ttyUSB1\n")
+
+
+class FakeBoard:
+    """A serial port to a board that answers STATUS, RESET and PROMPT, sends ``tokens`` tokens of
+    a generation and then goes silent (``fail``: its reads raise, as pyserial's do when a board is
+    unplugged)."""
+
+    def __init__(self, vocab, context, tokens=2, fail=False):
+        from hw.protocol import Request, Response, frame
+
+        self.vocab, self.context, self.tokens, self.fail = vocab, context, tokens, fail
+        self.out, self.position, self.silent = bytearray(), 0, False
+        self.Request, self.Response, self.frame = Request, Response, frame
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def write(self, data):
+        import struct
+
+        kind, R = data[1], self.Response
+        if kind == self.Request.STATUS:
+            self.out += self.frame(R.STATUS, struct.pack("<HHBHHI", self.position, 0, 0, self.vocab,
+                                                          self.context, 0))
+        elif kind == self.Request.RESET:
+            self.position = 0
+            self.out += self.frame(R.OK, struct.pack("<H", 0))
+        elif kind == self.Request.PROMPT:
+            self.position += data[2] // 2
+            self.out += self.frame(R.OK, struct.pack("<H", self.position))
+        elif kind == self.Request.GENERATE:
+            for token in range(1, self.tokens + 1):
+                self.out += self.frame(R.TOKEN, struct.pack("<H", token))
+            self.silent = True
+        return len(data)
+
+    def read(self, size):
+        import time
+
+        import serial
+
+        if self.out:
+            data, self.out = bytes(self.out[:size]), self.out[size:]
+            return data
+        if self.silent and self.fail:
+            raise serial.SerialException("device reports readiness to read but returned no data "
+                                         "(device disconnected or multiple access on port?)")
+        time.sleep(0.005)
+        return b""
+
+
+@pytest.mark.parametrize("fail, message", [
+    (False, "no response from the board on /dev/ttyFAKE within 0.3 s"),
+    (True, "reading from /dev/ttyFAKE failed: device reports readiness to read but returned no "
+           "data (device disconnected or multiple access on port?)"),
+], ids=["silent", "unplugged"])
+def test_a_board_lost_mid_stream_is_one_line(fail, message, monkeypatch, capsys):
+    import serial
+
+    from model import paths
+    from model.tokenizer import load_tokenizer
+
+    vocab = load_tokenizer(paths.MODELS / "ulx3s").get_vocab_size()
+    monkeypatch.setattr(serial, "Serial", lambda name, baud, timeout: FakeBoard(vocab, 256, fail=fail))
+    assert main(["chat", "--port", "/dev/ttyFAKE", "--prompt", "ROMEO:", "-n", "8",
+                 "--timeout", "0.3"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"tritium chat: error: {message}\n"
+    assert captured.out.startswith("ROMEO:") and captured.out.endswith("\n")    # the line is ended
+
+
+def test_cols_is_gone(capsys):
+    for command in (["sim", "generate", "--ids", "1"], ["verilog", "engine", "-o", "x.v"]):
+        with pytest.raises(SystemExit) as exit:
+            main([*command, "--cols", "2"])
+        assert exit.value.code == 2
+        assert "unrecognized arguments: --cols 2" in capsys.readouterr().err
+
+
+def test_board_choices_come_from_the_boards(monkeypatch, capsys):
+    from fpga.boards import BOARDS
+
+    monkeypatch.setitem(BOARDS, "test-board", BOARDS["icebreaker"])
+    monkeypatch.setenv("COLUMNS", "1000")          # help on one line
+    for command in ("build", "flash", "chat", "explore"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        shown = capsys.readouterr().out
+        assert ", ".join(BOARDS) in shown and "ulx3s-25f" not in shown, command
+    with pytest.raises(SystemExit) as exit:
+        main(["build", "--board", "ulx3s-25f"])
+    assert exit.value.code == 2
+    assert "invalid choice: 'ulx3s-25f'" in capsys.readouterr().err

@@ -171,3 +171,22 @@ def bench_array(quick: bool = False, docs: Path = paths.DOCS) -> tuple[list, lis
     plot(synth, docs / "bench-array.png")
     write_section("array", markdown(util, synth, command), docs / "benchmarks.md")
     return util, synth
+
+
+def tables(util_rows: list[dict], synth_rows: list[dict]) -> list:
+    """The console's tables of :func:`bench_array`'s results: utilization, then synthesis."""
+    from rich.table import Table
+
+    util = Table(title="TernaryArray utilization (simulation)")
+    for column in ("case", "array", "N×K×T", "cycles", "utilization"):
+        util.add_column(column)
+    for u in util_rows:
+        util.add_row(u["kind"], "×".join(map(str, u["array"])), "×".join(map(str, u["shape"])),
+                     str(u["cycles"]), f"{100 * u['utilization']:.1f}%")
+    synth = Table(title="TernaryArray synthesis")
+    for column in ("part", "array", "LUT4/lane", "FF/lane", "fmax MHz"):
+        synth.add_column(column)
+    for s in synth_rows:
+        synth.add_row(s["family"], "×".join(map(str, s["array"])), f"{s['luts_per_lane']:.1f}",
+                      f"{s['ffs_per_lane']:.1f}", f"{s['fmax']:.1f}")
+    return [util, synth]

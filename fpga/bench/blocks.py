@@ -126,3 +126,16 @@ def bench_blocks(docs: Path = paths.DOCS) -> list[dict]:
         rows = measure(lambda: progress.advance(task))
     write_section("blocks", markdown(rows), docs / "benchmarks.md")
     return rows
+
+
+def table(rows: list[dict]):
+    """The console's table of :func:`bench_blocks`'s rows."""
+    from rich.table import Table
+
+    result = Table(title="engine blocks (ECP5: ulx3s sizes, UP5K: small sizes)")
+    for column in ("block", "part", "LUT4", "FF", "DSP", "BRAM", "fmax MHz"):
+        result.add_column(column)
+    for r in rows:
+        result.add_row(r["block"], r["family"], *(("failed", "", "", "", "") if "error" in r else (
+            str(r["luts"]), str(r["ffs"]), str(r["dsp"]), str(r["ram"]), f"{r['fmax']:.1f}")))
+    return result

@@ -147,3 +147,17 @@ def plot(rows, path: Path):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def table(rows):
+    """The console's table of :func:`bench_boards`'s rows."""
+    from rich.table import Table
+
+    result = Table(title="boards (tok/s = clock / simulated cycles per token)")
+    for column in ("board", "fits", "fmax MHz", "clock MHz", "cycles/token", "tok/s"):
+        result.add_column(column, justify="right")
+    for r in rows:
+        fmax = r["report"].get("fmax_mhz")
+        result.add_row(r["board"], str(r["report"].get("fits", False)), f"{fmax:.1f}" if fmax else "—",
+                       str(r["clock_mhz"]), f"{r['cycles_per_token']:,.0f}", f"{r['tok_s_clock']:,.0f}")
+    return result

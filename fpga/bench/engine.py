@@ -118,3 +118,17 @@ def bench_engine(docs: Path, status=None) -> list:
     write_section("engine", markdown(results, "tritium bench engine"), docs / "benchmarks.md")
     return results
 
+
+
+def table(results: list):
+    """The console's table of :func:`bench_engine`'s results."""
+    from rich.table import Table
+
+    result = Table(title="Engine decode, clock cycles per token (Verilator)")
+    for column in ("model", "bound", *(f"p {label}" for label in results[0]["at"]), "short ctx",
+                   "sim cycles/s"):
+        result.add_column(column, justify="right")
+    for r in results:
+        result.add_row(r["model"], f"{r['bound']:,.0f}", *(f"{c:,}" for _, c in r["at"].values()),
+                       f"{r['short']['cycles']:,.0f}", f"{r['sim_speed']:,.0f}")
+    return result

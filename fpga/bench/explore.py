@@ -222,3 +222,19 @@ def bench_explore(docs: Path, root: Path, *, remeasure: bool, rebuild: bool, sta
     result = compare(data, root)
     write_section("explore", markdown(result, data), docs / "benchmarks.md")
     return result
+
+
+def table(result: dict):
+    """The console's table of :func:`bench_explore`'s result: predicted against measured."""
+    from rich.table import Table
+
+    rows = Table(title="explorer: predicted against measured")
+    for column in ("what", "sizes", "measured", "predicted", "error"):
+        rows.add_column(column, justify="right")
+    for c in result["cycles"]:
+        rows.add_row(f"{c['model']} {c['kind']} cycles", label(c["params"]),
+                     f"{c['measured']:,.0f}", f"{c['predicted']:,.0f}", f"{c['error']:+.2%}")
+    for b in result["builds"]:
+        rows.add_row(f"{b['name']} LUTs", label(b["params"]), f"{b['measured']['luts']:,}",
+                     f"{b['predicted']['luts']:,}", f"{b['error']['luts']:+.1%}")
+    return rows

@@ -165,3 +165,18 @@ def build(board: Board, *, root: Path = Path("build"), model_dir=None, engine: d
         raise BuildError(f"timing not met on {board.name}: post-route fmax {result['fmax_mhz']:.1f} MHz "
                          f"< the {board.clock_mhz} MHz clock (report: {directory / 'report.json'})")
     return result
+
+
+def show_report(console, report: dict):
+    """A build's report on the console: resources used and available, fmax and the bitstream."""
+    from rich.table import Table
+
+    table = Table(title=f"{report['board']}: {report['model']}, built in {report['seconds']:.0f} s")
+    table.add_column("resource")
+    table.add_column("used", justify="right")
+    table.add_column("available", justify="right")
+    for name, (used, available) in report["resources"].items():
+        table.add_row(name, f"{used:,}", f"{available:,}")
+    console.print(table)
+    console.print(f"fmax {report['fmax_mhz']:.1f} MHz for a {report['target_mhz']} MHz clock: "
+                  f"timing {'met' if report['timing_met'] else 'NOT met'}; bitstream {report['bitstream']}")

@@ -3,6 +3,7 @@ virtual board (its pseudo-terminal): :class:`BoardLink` sends requests and reads
 :meth:`BoardLink.generate` streams tokens as they arrive."""
 
 import contextlib
+import os
 import time
 
 from hw.protocol import Error, FrameReader, Request, Response, frame, generate_frame, prompt_frames
@@ -10,28 +11,61 @@ from hw.protocol import Error, FrameReader, Request, Response, frame, generate_f
 READ_CHUNK = 256
 
 
-class ProtocolError(RuntimeError):
-    pass
+class LinkError(RuntimeError):
+    """The board cannot be reached, or the link to it broke."""
+
+
+class ProtocolError(LinkError):
+    """The board did not answer as the protocol says (in time, or with the expected response)."""
+
+
+def serial_ports() -> list[str]:
+    """The serial ports this machine has (pyserial's list)."""
+    from serial.tools.list_ports import comports
+
+    return sorted(port.device for port in comports())
 
 
 @contextlib.contextmanager
 def serial_link(port_name: str, baud: int, timeout: float):
     """A :class:`BoardLink` on the serial port ``port_name`` (a board's, or the virtual board's
-    pseudo-terminal), closed after."""
+    pseudo-terminal), closed after; a port that cannot be opened is a LinkError naming the ports
+    that exist."""
     import serial
 
-    with serial.Serial(port_name, baud, timeout=0.05) as port:
-        yield BoardLink(port, timeout=timeout)
+    try:
+        port = serial.Serial(port_name, baud, timeout=0.05)
+    except (serial.SerialException, OSError) as e:
+        reason = os.strerror(e.errno) if getattr(e, "errno", None) else str(e)
+        ports = serial_ports()
+        raise LinkError(f"cannot open the serial port {port_name} ({reason}); serial ports here: "
+                        + (", ".join(ports) if ports else "none")) from None
+    with port:
+        yield BoardLink(port, timeout=timeout, name=port_name)
 
 
 class BoardLink:
     """Requests and responses over ``port`` (a pyserial ``Serial`` or anything with ``read`` and
-    ``write``); ``timeout`` seconds without the expected response raise ProtocolError."""
+    ``write``); ``timeout`` seconds without the expected response raise ProtocolError, a read or
+    write that fails (a board unplugged) LinkError. ``name`` (the port's) goes into their messages."""
 
-    def __init__(self, port, *, timeout: float = 30.0):
+    def __init__(self, port, *, timeout: float = 30.0, name: str | None = None):
         self.port, self.timeout = port, timeout
+        self.name = name or getattr(port, "port", None) or "the board"
         self.reader = FrameReader()
         self.pending = []
+
+    def _read(self) -> bytes:
+        try:
+            return self.port.read(READ_CHUNK)
+        except OSError as e:          # pyserial's SerialException is an OSError
+            raise LinkError(f"reading from {self.name} failed: {e}") from None
+
+    def _write(self, data: bytes) -> None:
+        try:
+            self.port.write(data)
+        except OSError as e:
+            raise LinkError(f"writing to {self.name} failed: {e}") from None
 
     def _responses(self):
         """Responses as they arrive (waits up to ``timeout`` for each)."""
@@ -41,15 +75,16 @@ class BoardLink:
                 deadline = time.monotonic() + self.timeout
                 yield self.pending.pop(0)
                 continue
-            data = self.port.read(READ_CHUNK)
+            data = self._read()
             if data:
                 self.pending += self.reader.feed(data)
             elif time.monotonic() > deadline:
-                raise ProtocolError(f"no response from the board within {self.timeout} s")
+                raise ProtocolError(f"no response from the board on {self.name} within "
+                                    f"{self.timeout:g} s")
 
     def request(self, data: bytes, answer: Response):
         """Send ``data``; return the fields of the first ``answer`` (an ERROR raises)."""
-        self.port.write(data)
+        self._write(data)
         for kind, fields in self._responses():
             if kind == Response.ERROR:
                 code, request = fields
@@ -76,7 +111,7 @@ class BoardLink:
 
     def generate(self, count: int, *, temperature: float = 0.0, top_k=None, seed: int = 0):
         """Yield each generated token as it arrives; then ``self.done`` holds DONE's fields."""
-        self.port.write(generate_frame(count, temperature=temperature, top_k=top_k, seed=seed))
+        self._write(generate_frame(count, temperature=temperature, top_k=top_k, seed=seed))
         for kind, values in self._responses():
             if kind == Response.TOKEN:
                 yield values[0]

@@ -265,3 +265,36 @@ def summary(board, points: list[Point], current: Point) -> str:
     lines.append(f"the board's configuration: {current.label()}: "
                  f"{current.tokens_per_second:,.0f} tok/s ({state})")
     return "\n".join(lines)
+
+
+def show_point(console, board, cfg, sizes: dict, buffers: str, title: str) -> bool:
+    """``tritium explore`` with all five sizes pinned: the point's prediction, or why it is
+    refused (False). A size the engine does not take is a ValueError."""
+    candidates(cfg, **sizes)
+    point = evaluate(board, cfg, sizes, buffers)
+    console.print(point_table(board, point, f"{title}: {point.label()} (predicted)"))
+    if not point.fits:
+        console.print(f"[red]refused: {point.label()} {point.refusal()}[/red]")
+        return False
+    console.print(f"{point.tokens_per_second:,.0f} tok/s at {board.clock_mhz} MHz "
+                  f"(prefill {point.prefill_tokens_per_second:,.0f} tok/s)")
+    return True
+
+
+def show_sweep(console, board, cfg, pinned: dict, title: str, plot_path):
+    """``tritium explore`` over the sizes not ``pinned``: the Pareto front against the board's own
+    configuration, a summary, and the plot written to ``plot_path``."""
+    from rich.progress import Progress
+
+    current = board_point(board, cfg)
+    count = len(candidates(cfg, **pinned))
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"{board.name}: {count * 2} points", total=count * 2)
+        points = sweep(board, cfg, lambda: progress.advance(task), **pinned)
+    front = pareto(points)
+    console.print(table(board, front, current, f"{title}: the Pareto front "
+                        f"(tok/s against LUTs) at {board.clock_mhz} MHz"))
+    console.print(summary(board, points, current))
+    plot_path.parent.mkdir(parents=True, exist_ok=True)
+    plot(points, front, current, plot_path, title)
+    console.print(f"plot: {plot_path}")

@@ -37,16 +37,19 @@ def test_protocol_over_the_uart(simulator, tmp_path):
 
 
 @pytest.mark.skipif("verilator" not in available_simulators(), reason="no Verilator")
-def test_chat_sim_generates_the_integer_models_tokens(capsys):
+def test_chat_sim_generates_the_integer_models_tokens(capfd):
     model_dir = paths.MODELS / "small"
     prompt = "ROMEO:"
     expected = IntegerModel(load_weights(model_dir)).generate(
         load_tokenizer(model_dir).encode(prompt).ids, 12, temperature=0.8, top_k=5, seed=3)
     assert main(["chat", "--sim", "--board", "ulx3s-45f", "--prompt", prompt, "-n", "12",
                  "--temperature", "0.8", "--top-k", "5", "--seed", "3", "--ids"]) == 0
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out          # the simulator's own output too (a subprocess)
     ids = [int(t) for t in out.strip().splitlines()[-1].split()]
     assert ids == expected, out
+    # off a terminal: a line per phase, and the simulator's own output (its $finish) in a log
+    assert "converting the SoC to Verilog\nbuilding the Verilator model" in out, out
+    assert "$finish" not in out, out
 
 
 @pytest.mark.skipif("verilator" not in available_simulators(), reason="no Verilator")
@@ -54,7 +57,7 @@ def test_conversation_continues_the_context():
     """Two turns on the virtual board: the second continues the first (its last token and the new
     text), exactly as the integer model would on the whole sequence; then a reset when it fills."""
     from fpga.host.chat import Conversation
-    from sim.virtual_board import open_board
+    from fpga.host.virtual import open_board
 
     model_dir = paths.MODELS / "small"
     model, tokenizer = IntegerModel(load_weights(model_dir)), load_tokenizer(model_dir)
