@@ -248,6 +248,14 @@ def cmd_bench(args) -> int:
         console.print(table(results))
         console.print(f"wrote {args.docs / 'benchmarks.md'}")
         return 1 if any(r["error"] for r in results) else 0
+    if args.what == "helpers":
+        from fpga.bench.helpers import bench_helpers, table
+
+        with status(console) as say:
+            rows = bench_helpers(args.docs, say)
+        console.print(table(rows))
+        console.print(f"wrote {args.docs / 'benchmarks.md'}")
+        return 0
     if args.what == "blocks":
         from fpga.bench.blocks import bench_blocks, table
 
@@ -431,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser("bench", help="measure and write docs/benchmarks.md")
-    p.add_argument("what", choices=["array", "blocks", "engine", "boards", "explore"])
+    p.add_argument("what", choices=["array", "blocks", "helpers", "engine", "boards", "explore"])
     _board_argument(p, "--boards", nargs="*", metavar="BOARD", help="boards: only these "
                     "(default all)")
     p.add_argument("--rebuild", action="store_true", help="boards, explore: build even where a "

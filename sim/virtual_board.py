@@ -64,6 +64,10 @@ def soc_params(model, engine: dict, clock_hz: float = 25e6) -> dict:
             "baud": int(clock_hz // SIM_DIVISOR)}
 
 
+class BoardStartError(RuntimeError):
+    """The simulation behind the virtual board did not start serving its pseudo-terminal."""
+
+
 class VirtualBoard:
     """A running ``bridge`` simulation; :meth:`close` ends it."""
 
@@ -95,7 +99,7 @@ class VirtualBoard:
         deadline = time.monotonic() + timeout
         while not self.pty_file.exists():
             if self.error or not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the virtual board did not start ({self.error}); see {self._dir}")
+                raise BoardStartError(f"the virtual board did not start ({self.error}); see {self._dir}")
             time.sleep(0.2)
         self.path = self.pty_file.read_text()
 

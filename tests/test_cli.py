@@ -181,6 +181,19 @@ def test_a_board_lost_mid_stream_is_one_line(fail, message, monkeypatch, capsys)
     assert captured.out.startswith("ROMEO:") and captured.out.endswith("\n")    # the line is ended
 
 
+def test_a_virtual_board_that_does_not_start_is_one_line(monkeypatch, capsys):
+    from fpga.host import virtual
+    from sim.virtual_board import BoardStartError
+
+    def fail(params, status=None):
+        raise BoardStartError("the virtual board did not start (simulator exited); see /tmp/run")
+
+    monkeypatch.setattr(virtual, "VirtualBoard", fail)
+    assert main(["chat", "--sim", "--prompt", "ROMEO:", "-n", "4"]) == 2
+    assert capsys.readouterr().err == ("tritium chat: error: the virtual board did not start "
+                                       "(simulator exited); see /tmp/run\n")
+
+
 def test_cols_is_gone(capsys):
     for command in (["sim", "generate", "--ids", "1"], ["verilog", "engine", "-o", "x.v"]):
         with pytest.raises(SystemExit) as exit:

@@ -4,9 +4,9 @@ pseudo-terminal, with a :class:`~fpga.host.link.BoardLink` on it, for ``tritium 
 
 import contextlib
 
-from sim.virtual_board import VirtualBoard, soc_params
+from sim.virtual_board import BoardStartError, VirtualBoard, soc_params
 
-from .link import serial_link
+from .link import LinkError, serial_link
 
 __all__ = ["open_board", "soc_params"]
 
@@ -15,7 +15,10 @@ __all__ = ["open_board", "soc_params"]
 def open_board(params: dict, *, timeout: float, status=None):
     """A :class:`~fpga.host.link.BoardLink` to a :class:`~sim.virtual_board.VirtualBoard` of
     ``params`` (``sim.virtual_board.soc_params``); the board is closed after."""
-    board = VirtualBoard(params, status=status)
+    try:
+        board = VirtualBoard(params, status=status)
+    except BoardStartError as error:
+        raise LinkError(str(error)) from None
     try:
         with serial_link(board.path, board.params["baud"], timeout) as link:
             yield link

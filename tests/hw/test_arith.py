@@ -1,0 +1,31 @@
+"""The shared combinational helpers against their numerics definitions."""
+
+from amaranth import Module, Signal, signed
+from amaranth.sim import Simulator
+
+from hw.arith import rounded_right_shift
+from model.numerics import rshift_round
+
+WIDTH, SHIFT_BITS = 7, 5        # every 7-bit value with every shift from -16 to 15
+
+
+def test_rounded_right_shift_is_rshift_round_exhaustively():
+    m = Module()
+    value, shift = Signal(signed(WIDTH)), Signal(signed(SHIFT_BITS))
+    result = rounded_right_shift(m, value, shift, "rounded")
+    cases = [(v, s) for v in range(-(1 << (WIDTH - 1)), 1 << (WIDTH - 1))
+             for s in range(-(1 << (SHIFT_BITS - 1)), 1 << (SHIFT_BITS - 1))]
+    wrong = []
+
+    async def bench(ctx):
+        for v, s in cases:
+            ctx.set(value, v)
+            ctx.set(shift, s)
+            expected = int(rshift_round(v, s)) if s > 0 else v
+            if ctx.get(result) != expected:
+                wrong.append((v, s, ctx.get(result), expected))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert wrong == [], f"(value, shift, got, expected): {wrong[:5]}"
