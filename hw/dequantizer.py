@@ -7,7 +7,11 @@ added into the residual (``H ← saturate32(H + apply_scale(acc, D·γ, 16))``).
 
 Per lane: ``x · mant`` (one ``width``×16 multiply), shifted right by ``−(exp + frac)`` with round half
 up, or left (a left shift of more than ``out_bits + 1`` bits is clamped there: a nonzero product then
-saturates either way), then added to ``addend`` and saturated to ``out_bits`` signed bits.
+saturates either way), then added to ``addend`` and saturated to ``out_bits`` signed bits. The
+scaled product is held saturated to ``out_bits + 1`` bits (beyond ±2^out_bits the sum with any
+``addend`` saturates the same way), so the left shift, the add and both saturations are
+``out_bits`` wide, not product-plus-shift wide, and saturation is a check of top bits, not a
+comparator.
 A three-stage pipeline, one beat per cycle: **latency** 3 cycles from a beat's transfer in to the
 first cycle its result is offered; ``o`` backpressure stalls all stages. ``scale`` must hold while
 its beats are in flight.
@@ -19,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import RES_BITS, RES_FRAC, SCALE_BITS, SCALE_EXP_BITS
 
-from .arith import check_integers, rounded_right_shift
+from .arith import bit_length, check_integers, rounded_right_shift
 from .scale_unit import scale_layout
 
 
@@ -72,7 +76,10 @@ class Dequantizer(wiring.Component):
         lanes, out_bits = self._lanes, self._out_bits
         product_bits = self._width + SCALE_BITS + 1
         left_max = out_bits + 1
-        shifted_bits = product_bits + left_max + 1
+        # The scaled product is kept saturated to out_bits + 1 signed bits: beyond ±2^out_bits the
+        # sum with any out_bits addend saturates the same way, so nothing wider is ever needed.
+        scaled_bits = out_bits + 1
+        scaled_max = (1 << (scaled_bits - 1)) - 1
 
         shift = Signal(signed(len(self.scale.exp) + 2))          # right shift -(exp + frac)
         m.d.comb += shift.eq(-(self.scale.exp + self._frac))
@@ -86,21 +93,42 @@ class Dequantizer(wiring.Component):
         s1_valid, s1_last, s2_valid, s2_last = Signal(), Signal(), Signal(), Signal()
         product = [Signal(signed(product_bits), name=f"product{lane}") for lane in range(lanes)]
         addend1 = [Signal(signed(out_bits), name=f"addend1_{lane}") for lane in range(lanes)]
-        scaled = [Signal(signed(shifted_bits), name=f"scaled{lane}") for lane in range(lanes)]
+        scaled = [Signal(signed(scaled_bits), name=f"scaled{lane}") for lane in range(lanes)]
         addend2 = [Signal(signed(out_bits), name=f"addend2_{lane}") for lane in range(lanes)]
-        limit = (1 << (out_bits - 1)) - 1
 
         with m.If(advance):
             m.d.sync += [s1_valid.eq(self.i.valid), s1_last.eq(self.i.payload.last),
                          s2_valid.eq(s1_valid), s2_last.eq(s1_last),
                          self.o.valid.eq(s2_valid), self.o.payload.last.eq(s2_last)]
             for lane in range(lanes):
-                m.d.sync += [product[lane].eq(self.i.payload.data[lane] * self.scale.mant),
+                p = product[lane]
+                m.d.sync += [p.eq(self.i.payload.data[lane] * self.scale.mant),
                              addend1[lane].eq(self.i.payload.addend[lane]),
                              addend2[lane].eq(addend1[lane])]
-                rounded = rounded_right_shift(m, product[lane], shift, f"rounded{lane}")
-                m.d.sync += scaled[lane].eq(Mux(shift > 0, rounded, product[lane] << left))
-                total = scaled[lane] + addend2[lane]
-                m.d.sync += self.o.payload.data[lane].eq(
-                    Mux(total > limit, limit, Mux(total < -limit - 1, -limit - 1, total)))
+                # Right: the rounded value, saturated where its top bits are not all sign bits.
+                rounded = rounded_right_shift(m, p, shift, f"rounded{lane}")
+                right_fits = fits_signed(rounded, scaled_bits)
+                # Left: p << left fits iff p is 0 or its significant bits (those below its sign)
+                # and the shift together stay within out_bits; only the low scaled_bits are shifted.
+                significant = bit_length(m, Mux(p < 0, ~p, p)[:product_bits - 1], f"significant{lane}")
+                left_fits = (p == 0) | (significant + left <= out_bits)
+                fits = Mux(shift > 0, right_fits, left_fits)
+                value = Signal(signed(scaled_bits), name=f"value{lane}")      # the low bits
+                m.d.comb += value.eq(Mux(shift > 0, rounded, p << left))
+                m.d.sync += scaled[lane].eq(Mux(fits, value, Mux(p < 0, -scaled_max - 1, scaled_max)))
+                total = Signal(signed(scaled_bits + 1), name=f"total{lane}")
+                m.d.comb += total.eq(scaled[lane] + addend2[lane])
+                m.d.sync += self.o.payload.data[lane].eq(saturate(total, out_bits))
         return m
+
+
+def fits_signed(value, bits: int):
+    """``value`` (signed) fits ``bits`` signed bits: its bits from ``bits − 1`` up are all equal."""
+    top = value[bits - 1:]
+    return (top == 0) | (top == (1 << len(top)) - 1)
+
+
+def saturate(value, bits: int):
+    """``value`` (signed) clamped to ``bits`` signed bits, by its top bits rather than comparators."""
+    limit = (1 << (bits - 1)) - 1
+    return Mux(fits_signed(value, bits), value, Mux(value[-1], -limit - 1, limit))

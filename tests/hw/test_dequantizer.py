@@ -87,6 +87,19 @@ def test_edge_cases():
     assert got[:4].tolist() == [1, 0, 2, -1]
 
 
+def test_saturation_boundaries_exhaustively():
+    """Every 4-bit x with the extreme and middle addends, small and normalized mantissas, at every
+    shift from 10 left to 20 right, into 6 bits: products that just fit, just overflow, and
+    overflow far, both ways."""
+    dut = Dequantizer(width=4, lanes=1, frac=0, out_bits=6)
+    addends = (-32, -31, -1, 0, 1, 31)
+    x = np.repeat(np.arange(-8, 8), len(addends))
+    addend = np.tile(addends, 16)
+    vectors = [(x, addend, (mant, exp)) for mant in (1, 3, 1 << 15, 0xFFFF) for exp in range(-20, 11)]
+    got, _ = run_vectors(dut, vectors, seed=0)
+    assert np.array_equal(got, expected(vectors, 0, 6))
+
+
 def test_latency():
     dut = Dequantizer(width=8, lanes=1)
     vectors = [(np.arange(4), np.zeros(4, dtype=np.int64), (1 << 15, -15))]
