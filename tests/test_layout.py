@@ -43,3 +43,23 @@ def test_an_import_against_the_flow_is_found(tmp_path):
         (tmp_path / package).mkdir()
     assert violations(tmp_path) == ["hw/block.py:5 imports fpga (hw comes before fpga in "
                                     "model → hw → sim → fpga)"]
+
+
+def test_the_readme_layout_table_names_every_module():
+    """Each module of the four packages appears in its row of README's layout table (sub-packages
+    as ``folder/`` then their modules; cocotb benches as ``tb_*.py``)."""
+    rows = {}
+    for line in (paths.REPO / "README.md").read_text().splitlines():
+        if line.startswith("| `") and "/` |" in line:
+            folder = line.split("`")[1].rstrip("/")
+            rows[folder] = line
+    missing = []
+    for package in FLOW:
+        for path in sorted((paths.REPO / package).rglob("*.py")):
+            relative = path.relative_to(paths.REPO / package)
+            if path.name == "__init__.py" or (package == "sim" and path.name.startswith("tb_")):
+                continue
+            names = [f"`{part}/`" for part in relative.parts[:-1]] + [f"`{relative.name}`"]
+            if not all(name in rows.get(package, "") for name in names):
+                missing.append(f"{package}/{relative}")
+    assert missing == [], f"not in README's layout table: {', '.join(missing)}"
