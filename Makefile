@@ -8,9 +8,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO_MODEL := models/ulx3s
 
-.PHONY: demo test models clean
+.PHONY: demo test models clean prerequisites
 
-$(BIN)/python:
+# What pip cannot install (a C++ compiler and make for Verilator, python3-venv; libusb-1.0 for
+# flashing, a note only): one line each naming the Debian package, before any long step.
+prerequisites:
+	@$(PYTHON) sim/prerequisites.py
+
+$(BIN)/python: | prerequisites
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
@@ -28,7 +33,7 @@ $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[sim]"
 	touch $@ $(VENV)/.installed
 
-demo: $(VENV)/.installed-demo
+demo: prerequisites $(VENV)/.installed-demo
 	$(BIN)/tritium inspect $(DEMO_MODEL)
 	$(BIN)/tritium generate --checkpoint $(DEMO_MODEL) --prompt "ROMEO:" -n 200
 	$(BIN)/tritium generate --checkpoint $(DEMO_MODEL) --prompt "ROMEO:" -n 200 --integer
@@ -45,7 +50,7 @@ models: $(VENV)/.installed-test
 		$(BIN)/tritium train --config $$m --precision $$p --restart || exit 1; done; done
 	$(BIN)/tritium report models
 
-test: $(VENV)/.installed-test
+test: prerequisites $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n 2 -p no:cacheprovider
 
 clean:

@@ -483,11 +483,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from fpga.host.link import LinkError
     from model import CheckpointError
+    from sim.prerequisites import MissingPrerequisite
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CheckpointError, ValueError, LinkError) as e:
+    except (CheckpointError, ValueError, LinkError, MissingPrerequisite) as e:
         print(f"tritium {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -74,6 +74,10 @@ def build(component_factory, params: dict, *, design: str, simulator: str, log_f
     Returns the runner (which must also run the tests) and the build directory."""
     from cocotb_tools.runner import get_runner
 
+    from sim.prerequisites import MissingPrerequisite, missing_compiler
+
+    if simulator == "verilator" and (message := missing_compiler()):
+        raise MissingPrerequisite(message)
     _prepare_environment(simulator)
     waves = waves_requested()
     if simulator == "verilator":

