@@ -36,7 +36,8 @@ path before the next instruction.
 With ``flash_offset`` the weights are not built in: the engine first fills its weight RAM from SPI
 flash (``flash`` port, :class:`~hw.flash_loader.FlashLoader`) and is ``busy`` until then.
 
-Status: ``position``, ``tokens`` (generated since the last GENERATE), ``cycles`` (clock cycles
+Status (one ``status`` member, :func:`status_signature`, that a host interface joins with
+``connect``): ``position``, ``tokens`` (generated since the last GENERATE), ``cycles`` (clock cycles
 while busy) and the same split by :class:`Phase` (``phase_cycles``: the array busy, else what the
 sequencer is waiting on), for ``tritium sim generate`` and ``tritium bench engine``.
 
@@ -114,6 +115,23 @@ def command_layout(config, k_max: int) -> data.StructLayout:
 def token_layout(config) -> data.StructLayout:
     """The ``o`` stream's payload: a generated token, ``last`` on a GENERATE's final one."""
     return data.StructLayout({"token": range(config.vocab_size), "last": 1})
+
+
+# Shallow, wide buffers (memories by their path inside the Engine) that a board may put in LUT RAM
+# rather than block RAM, which its weights and KV cache need: the ULX3S-85F's SoC needs 217 block
+# RAMs of its 208 with every memory in block RAM, 205 with these four in LUT RAM.
+SHALLOW_BUFFERS = ("rms/buffer", "rms/quantizer/buffer", "attention/z_buffer", "sampler/z_buffer")
+
+
+def status_signature(config) -> wiring.Signature:
+    """The engine's state as a host interface reads it (:class:`~hw.host_link.HostLink`), and the
+    host's stop request: ``busy``, ``full`` (the context), ``error`` (sticky), ``position``,
+    ``tokens`` (generated since the last GENERATE) and ``cycles`` (clock cycles while busy) out of
+    the engine; ``stop`` (a pulse) into it."""
+    return wiring.Signature({
+        "stop": In(1), "busy": Out(1), "full": Out(1), "error": Out(1),
+        "position": Out(range(config.max_position_embeddings + 1)),
+        "tokens": Out(COUNT_BITS), "cycles": Out(CYCLE_BITS)})
 
 
 def default_parameters(config) -> dict:
@@ -203,9 +221,7 @@ class Engine(wiring.Component):
         members = {
             "command": In(stream.Signature(command_layout(cfg, k_max))),
             "o": Out(stream.Signature(token_layout(cfg))),
-            "stop": In(1), "busy": Out(1), "full": Out(1), "error": Out(1),
-            "position": Out(range(cfg.max_position_embeddings + 1)),
-            "tokens": Out(COUNT_BITS), "cycles": Out(CYCLE_BITS),
+            "status": Out(status_signature(cfg)),
             "phase_cycles": Out(data.ArrayLayout(CYCLE_BITS, len(Phase))),
         }
         if flash_offset is not None:
@@ -315,7 +331,7 @@ class Engine(wiring.Component):
             "d_scale", "acc_scale", "gate_scale", "gated_scale"))
         logit_scale, sampler_coef = Signal(scale), Signal(scale)
         error = Signal()
-        m.d.comb += [self.position.eq(position), self.error.eq(error),
+        m.d.comb += [self.status.position.eq(position), self.status.error.eq(error),
                      sampler.greedy.eq(greedy), sampler.top_k.eq(top_k),
                      sampler.coef.eq(sampler_coef), sampler.seed.eq(self.command.payload.seed)]
 
@@ -374,6 +390,8 @@ class Engine(wiring.Component):
         # -- the matmul's output path -----------------------------------------------------------
         # The products queue in a FIFO, so the array runs on while the scale D·γ is made (the
         # norm's D comes after its codes) and while the output path is slower than the array.
+        # Wired by hand, not by connect: the array's payload is a struct around the products, and
+        # the read side is routed (through RoPE or not) and held while no matmul runs.
         m.submodules.results = results = fifo.SyncFIFOBuffered(width=acc_width, depth=RESULT_FIFO_DEPTH)
         m.d.comb += [results.w_data.eq(linear.o.payload.data), results.w_en.eq(linear.o.valid),
                      linear.o.ready.eq(results.w_rdy)]
@@ -615,11 +633,11 @@ class Engine(wiring.Component):
                             m.d.comb += sampler.seed_load.eq(1)
                             m.d.sync += [generating.eq(1), remaining.eq(cmd.count),
                                          greedy.eq(cmd.greedy), top_k.eq(cmd.top_k),
-                                         temperature.eq(cmd.coef), self.tokens.eq(0)]
+                                         temperature.eq(cmd.coef), self.status.tokens.eq(0)]
                             with m.If(cmd.count != 0):
                                 fetch(head_start(steps))
                         with m.Case(Command.RESET):
-                            m.d.sync += [position.eq(0), self.full.eq(0)]
+                            m.d.sync += [position.eq(0), self.status.full.eq(0)]
             with m.State("FETCH"):
                 m.d.sync += [h_addr.eq(0), read_addr.eq(0), gate_addr.eq(0), join_addr.eq(0),
                              joined.eq(0), element.eq(0), head.eq(0), codes_done.eq(0),
@@ -627,7 +645,7 @@ class Engine(wiring.Component):
                 with m.Switch(op):
                     with m.Case(Op.EMBED):
                         with m.If(position == context):
-                            m.d.sync += self.full.eq(1)
+                            m.d.sync += self.status.full.eq(1)
                             m.next = "IDLE"
                         with m.Else():
                             m.next = "EMBED"
@@ -685,19 +703,19 @@ class Engine(wiring.Component):
             with m.State("SAMPLE"):
                 m.d.comb += [self.o.valid.eq(sampler.o.valid), sampler.o.ready.eq(self.o.ready)]
                 with m.If(sampled):
-                    m.d.sync += [remaining.eq(remaining - 1), self.tokens.eq(self.tokens + 1),
+                    m.d.sync += [remaining.eq(remaining - 1), self.status.tokens.eq(self.status.tokens + 1),
                                  token.eq(sampler.o.payload.token)]
                     with m.If(remaining == 1):
                         m.next = "IDLE"
                     with m.Else():
                         fetch(0)
-        with m.If(self.stop & (remaining > 1)):
+        with m.If(self.status.stop & (remaining > 1)):
             m.d.sync += remaining.eq(1)
 
         # -- status --------------------------------------------------------------------------
         # busy until every block is done: a greedy LM head's D comes after the token
         busy = ~fsm.ongoing("IDLE") | (~d_valid & ~first_norm)
-        m.d.comb += self.busy.eq(busy | ~weights_ready)
+        m.d.comb += self.status.busy.eq(busy | ~weights_ready)
         phase = Signal(range(len(Phase)))
         head_states = ("SAMPLE", "RELEASE", "LOGIT_SCALE", "LOGIT_SCALE_WAIT", "COEF", "COEF_WAIT")
         with m.If(linear.busy):
@@ -711,7 +729,7 @@ class Engine(wiring.Component):
         with m.Else():
             m.d.comb += phase.eq(Phase.CONTROL)
         with m.If(busy):
-            m.d.sync += self.cycles.eq(self.cycles + 1)
+            m.d.sync += self.status.cycles.eq(self.status.cycles + 1)
             with m.Switch(phase):
                 for p in Phase:
                     with m.Case(p):

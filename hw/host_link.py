@@ -24,7 +24,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .engine import COUNT_BITS, CYCLE_BITS, Command, command_layout, token_layout
+from .engine import Command, command_layout, status_signature, token_layout
 from .protocol import (GENERATE_FORMAT, MAX_PAYLOAD, REQUEST_LENGTHS, RESPONSE_FORMATS,
                        SYNC, TOKEN_BYTES, Error, Request, Response, crc8)
 
@@ -76,10 +76,7 @@ class HostLink(wiring.Component):
             # to and from the engine
             "command": Out(stream.Signature(command_layout(config, k_max))),
             "tokens_in": In(stream.Signature(token_layout(config))),
-            "stop": Out(1),
-            "busy": In(1), "full": In(1), "error": In(1),
-            "position": In(range(config.max_position_embeddings + 1)),
-            "tokens": In(COUNT_BITS), "cycles": In(CYCLE_BITS),
+            "status": In(status_signature(config)),
             # for LEDs
             "generating": Out(1), "fault": Out(1),
         })
@@ -207,9 +204,9 @@ class HostLink(wiring.Component):
         arguments = Signal(16 * 6)              # GENERATE's payload, read a word a cycle
         token, token_full, reset_after, fault = Signal(16), Signal(), Signal(), Signal()
         m.d.comb += [read.addr.eq(word), self.fault.eq(fault)]
-        flags = Cat(self.busy, self.generating, self.full, self.error)
-        status = (self.position, self.tokens, flags, cfg.vocab_size, cfg.max_position_embeddings,
-                  self.cycles)
+        flags = Cat(self.status.busy, self.generating, self.status.full, self.status.error)
+        status_fields = (self.status.position, self.status.tokens, flags, cfg.vocab_size,
+                         cfg.max_position_embeddings, self.status.cycles)
 
         def refuse(code):
             respond(Response.ERROR, code, request.kind)
@@ -233,10 +230,10 @@ class HostLink(wiring.Component):
                                 m.d.sync += word.eq(0)
                                 m.next = "ARGUMENTS"
                             with m.Case(Request.STOP):
-                                respond(Response.OK, self.position)
+                                respond(Response.OK, self.status.position)
                                 m.d.comb += release.eq(1)
                             with m.Case(Request.STATUS):
-                                respond(Response.STATUS, *status)
+                                respond(Response.STATUS, *status_fields)
                                 m.d.comb += release.eq(1)
             with m.State("PROMPT"):
                 m.d.comb += [self.command.valid.eq(1), cmd.op.eq(Command.TOKEN), cmd.token.eq(read.data)]
@@ -245,11 +242,11 @@ class HostLink(wiring.Component):
                     with m.If(word == (request.length >> 1) - 1):
                         m.next = "PROMPT_DONE"
             with m.State("PROMPT_DONE"):
-                with m.If(~self.busy & ~sending):
-                    with m.If(self.full):
+                with m.If(~self.status.busy & ~sending):
+                    with m.If(self.status.full):
                         refuse(Error.FULL)
                     with m.Else():
-                        respond(Response.OK, self.position)
+                        respond(Response.OK, self.status.position)
                         m.d.comb += release.eq(1)
                     m.next = "IDLE"
             with m.State("ARGUMENTS"):
@@ -285,16 +282,16 @@ class HostLink(wiring.Component):
                         with m.Else():
                             with m.Switch(request.kind):
                                 with m.Case(Request.STOP, Request.RESET):
-                                    m.d.comb += [self.stop.eq(1), release.eq(1)]
+                                    m.d.comb += [self.status.stop.eq(1), release.eq(1)]
                                     m.d.sync += reset_after.eq(request.kind == Request.RESET)
                                 with m.Case(Request.STATUS):
-                                    respond(Response.STATUS, *status)
+                                    respond(Response.STATUS, *status_fields)
                                     m.d.comb += release.eq(1)
                                 with m.Default():
                                     refuse(Error.BUSY)
-                    with m.Elif(~self.busy & ~self.tokens_in.valid):
-                        respond(Response.DONE, self.tokens, self.position,
-                                Cat(self.busy, Const(0, 1), self.full, self.error))
+                    with m.Elif(~self.status.busy & ~self.tokens_in.valid):
+                        respond(Response.DONE, self.status.tokens, self.status.position,
+                                Cat(self.status.busy, Const(0, 1), self.status.full, self.status.error))
                         with m.If(reset_after):
                             m.next = "RESET"
                         with m.Else():
@@ -306,7 +303,7 @@ class HostLink(wiring.Component):
                     m.next = "RESET_DONE"
             with m.State("RESET_DONE"):
                 with m.If(~sending):
-                    respond(Response.OK, self.position)
+                    respond(Response.OK, self.status.position)
                     m.next = "IDLE"
         return m
 

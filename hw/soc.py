@@ -66,17 +66,13 @@ class Soc(wiring.Component):
         m.submodules.rx_fifo = rx_fifo = fifo.SyncFIFOBuffered(width=8, depth=RX_FIFO_DEPTH)
         m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx)]
         # a byte is lost when the FIFO is full: the receiver's overrun then pulses
-        m.d.comb += [rx_fifo.w_data.eq(uart_rx.o.payload), rx_fifo.w_en.eq(uart_rx.o.valid),
-                     uart_rx.o.ready.eq(rx_fifo.w_rdy)]
-        m.d.comb += [link.rx.payload.eq(rx_fifo.r_data), link.rx.valid.eq(rx_fifo.r_rdy),
-                     rx_fifo.r_en.eq(link.rx.ready),
-                     link.rx_lost.eq(uart_rx.overrun | uart_rx.framing)]
+        connect(m, uart_rx.o, rx_fifo.w_stream)
+        connect(m, rx_fifo.r_stream, link.rx)
+        m.d.comb += link.rx_lost.eq(uart_rx.overrun | uart_rx.framing)
         connect(m, link.tx, uart_tx.i)
         connect(m, link.command, engine.command)
         connect(m, engine.o, link.tokens_in)
-        m.d.comb += [engine.stop.eq(link.stop), link.busy.eq(engine.busy), link.full.eq(engine.full),
-                     link.error.eq(engine.error), link.position.eq(engine.position),
-                     link.tokens.eq(engine.tokens), link.cycles.eq(engine.cycles)]
+        connect(m, engine.status, link.status)
         if "flash" in engine.signature.members:
             connect(m, wiring.flipped(self.flash), engine.flash)
 
@@ -86,6 +82,6 @@ class Soc(wiring.Component):
             m.d.sync += [heartbeat.eq(half_second - 1), blink.eq(~blink)]
         with m.Else():
             m.d.sync += heartbeat.eq(heartbeat - 1)
-        m.d.comb += self.leds.eq(Cat(blink, engine.busy, link.generating, link.fault | engine.error,
-                                     engine.full))
+        m.d.comb += self.leds.eq(Cat(blink, engine.status.busy, link.generating,
+                                     link.fault | engine.status.error, engine.status.full))
         return m

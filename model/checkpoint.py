@@ -90,12 +90,9 @@ class Weights:
         """Every BitLinear of every layer."""
         return (layer.linear(n) for layer in self.layers for n in self.config.linear_shapes())
 
-    def ternary_weight_count(self) -> int:
-        return sum(lin.codes.size for lin in self.ternary_linears())
-
     def ternary_zero_fraction(self) -> float:
         zeros = sum(int((lin.codes == 0).sum()) for lin in self.ternary_linears())
-        return zeros / max(1, self.ternary_weight_count())
+        return zeros / max(1, self.config.ternary_weights)
 
 
 # -- ternary codes ------------------------------------------------------------------------------

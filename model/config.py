@@ -81,6 +81,12 @@ class BitNetConfig:
         """Checkpoint weights are stored packed (offline mode), not as float master weights."""
         return self.quantization_mode == "offline"
 
+    @property
+    def ternary_weights(self) -> int:
+        """Ternary weights of the whole model: every BitLinear of every layer (one position reads
+        each once)."""
+        return self.num_hidden_layers * sum(o * i for o, i in self.linear_shapes().values())
+
     def linear_shapes(self) -> dict[str, tuple[int, int]]:
         """(out_features, in_features) of every BitLinear in one decoder layer, by HF name."""
         d, h = self.dim_per_head, self.hidden_size

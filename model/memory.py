@@ -38,7 +38,7 @@ def memory_budget(config: BitNetConfig, context: int | None = None) -> dict[str,
     context = cfg.max_position_embeddings if context is None else context
     layers, h, ffn = cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size
     kv_width = cfg.num_key_value_heads * cfg.dim_per_head
-    ternary = layers * sum(o * i for o, i in cfg.linear_shapes().values())
+    ternary = cfg.ternary_weights
     table = cfg.vocab_size * (h * nx.ACT_BITS + nx.SCALE_BITS)
     widest = max(h, ffn, cfg.num_attention_heads * cfg.dim_per_head)
     budget = {
@@ -60,10 +60,6 @@ def memory_budget(config: BitNetConfig, context: int | None = None) -> dict[str,
     return budget
 
 
-def ternary_weight_count(config: BitNetConfig) -> int:
-    return config.num_hidden_layers * sum(o * i for o, i in config.linear_shapes().values())
-
-
 SUMMARY_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
                   "num_attention_heads", "num_key_value_heads", "dim_per_head", "hidden_act",
                   "max_position_embeddings", "rope_theta", "rms_norm_eps", "tie_word_embeddings",
@@ -75,7 +71,7 @@ def checkpoint_summary(weights) -> dict[str, str]:
     its config, parameter counts by kind, the ternary zero fraction and the memory budget."""
     cfg = weights.config
     rows = {field: str(getattr(cfg, field)) for field in SUMMARY_FIELDS}
-    ternary = weights.ternary_weight_count()
+    ternary = cfg.ternary_weights
     embed = weights.embed_tokens.size
     head = 0 if cfg.tie_word_embeddings else weights.lm_head.size
     norms = weights.norm.size + cfg.num_hidden_layers * sum(cfg.norm_shapes().values())

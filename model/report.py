@@ -17,7 +17,7 @@ from .bitnet import BitNetModel
 from .checkpoint import load_weights
 from .compare import paired_logits
 from .integer import IntegerModel
-from .memory import BOARDS, memory_budget, ternary_weight_count
+from .memory import BOARDS, memory_budget
 from .tokenizer import load_tokenizer
 from . import paths
 from .train import MODELS, load_splits, validation_windows
@@ -86,7 +86,7 @@ def model_section(name: str, directory: Path, evaluation: dict, texts: dict[str,
              f"heads of {cfg.dim_per_head} ({cfg.num_key_value_heads} kv), MLP "
              f"{cfg.intermediate_size} ({cfg.hidden_act}), context {cfg.max_position_embeddings}, "
              f"vocabulary {cfg.vocab_size}, embedding {'tied to' if cfg.tie_word_embeddings else 'separate from'} "
-             f"the LM head: **{ternary_weight_count(cfg):,} ternary weights**.", "",
+             f"the LM head: **{cfg.ternary_weights:,} ternary weights**.", "",
              "### Memory at stored widths (bits; KV cache for the full context)", "",
              "| part | bits |", "|---|---:|"]
     lines += [f"| {part} | {bits:,} |" for part, bits in budget.items()]

@@ -69,13 +69,13 @@ class EngineBench:
     async def idle(self):
         """Until ``busy`` is low (waiting on its edge, not cycle by cycle)."""
         await RisingEdge(self.dut.clk)
-        if self.dut.busy.value:
-            await FallingEdge(self.dut.busy)
+        if self.dut.status__busy.value:
+            await FallingEdge(self.dut.status__busy)
         await FallingEdge(self.dut.clk)
 
     def counters(self) -> dict:
         phases = data.Const(self.phase_layout, int(self.dut.phase_cycles.value))
-        return {"cycles": int(self.dut.cycles.value),
+        return {"cycles": int(self.dut.status__cycles.value),
                 **{p.name.lower(): int(phases[p]) for p in Phase}}
 
     async def watch_taps(self, taps: list):
@@ -87,7 +87,7 @@ class EngineBench:
                 tap = data.Const(self.tap_layout, int(dut.tap__payload.value))
                 taps.append((int(tap.pc), int(tap.kind), [int(v) for v in tap.data],
                              int(tap.mant), int(tap.exp)))
-            if not dut.busy.value and taps:
+            if not dut.status__busy.value and taps:
                 return
 
     async def generate(self, run: dict, echo=None) -> dict:
@@ -123,7 +123,7 @@ class EngineBench:
         return {"tokens": tokens, "token_counters": [{k: t[k] - prompt[k] for k in t} for t in times],
                 "prompt": {k: prompt[k] - first[k] for k in first},
                 "decode": {k: end[k] - prompt[k] for k in first},
-                "error": int(dut.error.value), "full": int(dut.full.value)}
+                "error": int(dut.status__error.value), "full": int(dut.status__full.value)}
 
 
 @cocotb.test()

@@ -34,8 +34,8 @@ class Board:
     reset_button: str | None = None     # a platform resource that resets the SoC while pressed
     flash_offset: int | None = None     # weights in SPI flash at this byte offset (else built in)
     note: str = ""              # what does not fit, with numbers (docs/boards.md)
-    # memories (Yosys paths, "module/memory") put in LUT RAM rather than block RAM: shallow, wide
-    # buffers that would each take block RAMs the weights and KV cache need
+    # engine memories (paths inside the Engine, e.g. "rms/buffer"; hw.engine.SHALLOW_BUFFERS) put
+    # in LUT RAM rather than block RAM: shallow, wide buffers whose block RAMs the weights need
     distributed_ram: tuple = ()
 
     def platform_class(self):

@@ -4,12 +4,10 @@ model's. The 25F holds no engine: at the smallest vector sizes a tiny model's So
 LUTs of its 24,288 and 48 of its 28 multipliers (docs/boards.md). Each SoC clock is the measured post-route fmax rounded down to one the
 PLL makes (docs/boards.md)."""
 
+from hw.engine import SHALLOW_BUFFERS
+
 from . import Board
 
-# 217 block RAMs with every memory in block RAM (208 on the 85F): these four shallow buffers go to
-# LUT RAM instead (12 block RAMs; measured by tritium build --board ulx3s-85f)
-SHALLOW_BUFFERS = ("top.soc.engine.rms/buffer", "top.soc.engine.rms.quantizer/buffer",
-                   "top.soc.engine.attention/z_buffer", "top.soc.engine.sampler/z_buffer")
 
 ENGINE_85F = dict(rows=8, simd=16, lanes=4, attention_lanes=8, head_lanes=8)
 # The explorer's choice for the 45F (tritium explore --board ulx3s-45f; docs/performance.md):

@@ -74,8 +74,15 @@ def build_options(board: Board) -> dict:
                "gowin": {"nextpnr_opts": nextpnr}}[board.family]
     if board.distributed_ram:
         options["script_after_read"] = (f'setattr -set ram_style "distributed" '
-                                         f'{" ".join(board.distributed_ram)}')
+                                         f'{" ".join(map(yosys_path, board.distributed_ram))}')
     return options
+
+
+def yosys_path(name: str) -> str:
+    """An engine memory ("rms/quantizer/buffer") as Yosys names it in a board's design
+    ("top.soc.engine.rms.quantizer/buffer")."""
+    module, _, memory = name.rpartition("/")
+    return f"top.soc.engine{'.' if module else ''}{module.replace('/', '.')}/{memory}"
 
 
 def read_report(family: str, path: Path) -> dict:

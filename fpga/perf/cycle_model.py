@@ -251,5 +251,4 @@ def mean_cycles(cfg, params: dict, positions, *, decode: bool = True) -> dict:
 
 def weight_bound(cfg, params: dict) -> float:
     """The weight-read bound: one position's ternary weights ÷ ``rows · simd`` a cycle."""
-    weights = cfg.num_hidden_layers * sum(n * k for n, k in cfg.linear_shapes().values())
-    return weights / (params["rows"] * params["simd"])
+    return cfg.ternary_weights / (params["rows"] * params["simd"])

@@ -9,15 +9,15 @@ table, and a plot.
 import dataclasses
 import itertools
 
-from fpga.boards.ulx3s import SHALLOW_BUFFERS
+from hw.engine import SHALLOW_BUFFERS
 
 from .cycle_model import SIZES, mean_cycles, weight_bound
-from .memory_map import block_slices, distributed_names, soc_memories
+from .memory_map import block_slices, soc_memories, soc_names
 from .resource_model import RESOURCES, fmax_class, overflows, part_of, predict
 
 # Memory banking: the shallow buffers the board flow may put in LUT RAM instead of block RAM
 # (Board.distributed_ram; the ULX3S-85F needs them there to fit its block RAM).
-LUT_RAM_BUFFERS = frozenset(distributed_names(SHALLOW_BUFFERS))
+LUT_RAM_BUFFERS = soc_names(SHALLOW_BUFFERS)
 ROWS = (1, 2, 4, 8, 16, 32, 64)
 POWERS = (1, 2, 4, 8, 16, 32, 64)
 MAX_LANES = 32

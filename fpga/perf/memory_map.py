@@ -169,7 +169,8 @@ def map_memory(memory: Memory, family: str, distributed: bool = False) -> Mapped
                   mux_bits=sum(w * (n - 1) for w, n in stacked))
 
 
-def distributed_names(paths) -> set:
-    """``Board.distributed_ram``'s Yosys paths ("top.soc.engine.rms/buffer") as memory names."""
-    return {p.removeprefix("top.soc.").replace(".", "/") for p in paths}
+def soc_names(engine_memories) -> frozenset:
+    """Engine memories ("rms/buffer", as ``Board.distributed_ram`` names them) as the SoC's memory
+    names here ("engine/rms/buffer")."""
+    return frozenset(f"engine/{name}" for name in engine_memories)
 

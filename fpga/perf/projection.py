@@ -49,7 +49,7 @@ def traffic(cfg: BitNetConfig, position: int) -> dict:
     (int8 codes and a scale per head and position) read for ``position + 1`` positions and one
     position written."""
     layers, d, kv = cfg.num_hidden_layers, cfg.dim_per_head, cfg.num_key_value_heads
-    weights = layers * sum(n * k for n, k in cfg.linear_shapes().values())
+    weights = cfg.ternary_weights
     per_position = layers * 2 * kv * (d * ACT_BITS / 8 + SCALE_BYTES)      # keys and values
     return {"weights": weights * WEIGHT_CODE_BITS / 8,
             "lm_head": cfg.vocab_size * (cfg.hidden_size * ACT_BITS / 8 + SCALE_BITS / 8),

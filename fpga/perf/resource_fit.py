@@ -24,6 +24,7 @@ from fpga.flow.build import build_options, log_utilization, tool_environment
 from model import paths
 
 from . import DATA
+from .memory_map import soc_names
 RUNS = DATA / "synthesis_runs.json"
 MODEL = DATA / "resource_model.json"
 
@@ -67,22 +68,12 @@ def model_dir(name: str, root: Path) -> Path:
     return paths.MODELS / name
 
 
-def yosys_paths(names) -> tuple:
-    """Memory names ("rms/buffer") as the ``ram_style`` paths of ``Board.distributed_ram``."""
-    paths = []
-    for name in names:
-        module, _, memory = name.rpartition("/")
-        paths.append(f"top.soc.engine.{module.replace('/', '.')}/{memory}" if module
-                     else f"top.soc.engine/{memory}")
-    return tuple(paths)
-
-
 def synthesize(point, root: Path) -> dict:
     """Yosys (the board flow's script) and nextpnr --pack-only on one point; its counts."""
     import dataclasses
 
     name, engine, distributed = point
-    board = dataclasses.replace(BOARDS[FIT_BOARD], distributed_ram=yosys_paths(distributed))
+    board = dataclasses.replace(BOARDS[FIT_BOARD], distributed_ram=tuple(distributed))
     directory = root / f"{name}_{'_'.join(str(v) for v in engine.values())}"
     model = board.load_model(model_dir(name, root))
     top = BoardTop(board, model, engine)
@@ -127,7 +118,7 @@ def fit(runs: list) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for run in runs:
             cfg = load_weights(model_dir(run["model"], Path(tmp))).config
-            use = memory_use(cfg, run["engine"], "ecp5", {f"engine/{n}" for n in run["distributed"]})
+            use = memory_use(cfg, run["engine"], "ecp5", soc_names(run["distributed"]))
             f = features(run["engine"], use)
             rows.append([f[name] for name in FEATURES])
             for key, value in run["counts"].items():
@@ -150,7 +141,6 @@ def family_scales(model: dict) -> dict:
     """Measured ÷ predicted for each family's build in ``FAMILY_BUILDS`` (with the ECP5 fit)."""
     from model.checkpoint import load_weights
 
-    from .memory_map import distributed_names
     from .resource_model import estimate
 
     scales = {}
@@ -160,7 +150,7 @@ def family_scales(model: dict) -> dict:
         params = board.engine_parameters()
         loaded = board.flash_offset is not None
         options = dict(loaded=loaded, spram=loaded and family == "ice40")
-        distributed = frozenset(distributed_names(board.distributed_ram))
+        distributed = soc_names(board.distributed_ram)
         predicted = estimate(model, cfg, params, family, distributed, **options)
         scales[family] = {key: round(value / predicted[key], 3) for key, value in measured.items()}
         scales[family]["build"] = name

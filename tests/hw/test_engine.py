@@ -26,7 +26,7 @@ def run_engine(engine, commands, expect_tokens, max_cycles, top=None):
             await ctx.tick().until(engine.command.ready)
             ctx.set(engine.command.valid, 0)
             await ctx.tick()
-            await ctx.tick().until(~engine.busy)
+            await ctx.tick().until(~engine.status.busy)
 
     async def collect(ctx):
         ctx.set(engine.o.ready, 1)

@@ -34,9 +34,7 @@ class LinkedEngine(wiring.Component):
         connect(m, link.tx, wiring.flipped(self.tx))
         connect(m, link.command, engine.command)
         connect(m, engine.o, link.tokens_in)
-        m.d.comb += [engine.stop.eq(link.stop), link.busy.eq(engine.busy), link.full.eq(engine.full),
-                     link.error.eq(engine.error), link.position.eq(engine.position),
-                     link.tokens.eq(engine.tokens), link.cycles.eq(engine.cycles)]
+        connect(m, engine.status, link.status)
         return m
 
 
