@@ -76,8 +76,8 @@ def cmd_report(args) -> int:
 
 
 def _sizes(args) -> dict:
-    from fpga.perf.cycle_model import SIZES
-    return {k: getattr(args, k) for k in SIZES}
+    from hw.engine import EngineSizes
+    return {k: getattr(args, k) for k in EngineSizes.names()}
 
 
 def cmd_verilog(args) -> int:
@@ -157,7 +157,7 @@ def cmd_explore(args) -> int:
         raise ValueError("--board is required (or --refit or --project alone)")
     board = _board(args.board)
     cfg = load_weights(args.model or paths.REPO / board.model).config
-    sizes = {name: getattr(args, name) for name in explore.SIZES}
+    sizes = _sizes(args)
     title = f"{board.name}: {args.model or board.model}"
     if all(sizes.values()):                     # one point: its prediction, or why it is refused
         return 0 if explore.show_point(console, board, cfg, sizes, args.buffers or "block", title) else 1
@@ -270,15 +270,23 @@ def cmd_bench(args) -> int:
     return 0
 
 
+SIZE_HELP = {"rows": "TernaryArray rows", "simd": "TernaryArray K-lanes", "lanes": "vector-unit lanes",
+             "attention_lanes": "attention and KV-cache lanes", "head_lanes": "LM-head lanes"}
+
+
+def _size_arguments(p, help_text: str):
+    """An option for each of hw.engine.EngineSizes' fields (``--attention-lanes`` etc.)."""
+    from hw.engine import EngineSizes
+
+    for name in EngineSizes.names():
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int,
+                       help=help_text.format(SIZE_HELP[name]))
+
+
 def add_engine_arguments(p):
     p.add_argument("--model", type=Path, default=Path("models/small"), help="checkpoint directory "
                    "(default models/small)")
-    p.add_argument("--rows", type=int, help="TernaryArray rows (default: by model size)")
-    p.add_argument("--simd", type=int, help="TernaryArray K-lanes (default: by model size)")
-    p.add_argument("--lanes", type=int, help="vector-unit lanes (default: by model size)")
-    p.add_argument("--attention-lanes", type=int, help="attention and KV-cache lanes (default: by "
-                   "model size)")
-    p.add_argument("--head-lanes", type=int, help="LM-head lanes (default: by model size)")
+    _size_arguments(p, "{} (default: by model size)")
     p.add_argument("--k-max", type=int, default=8, help="largest top-k of the sampler (default 8)")
 
 
@@ -422,9 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "tok/s; the Pareto front")
     _board_argument(p, "--board", help="the board: its part, clock and memory options")
     p.add_argument("--model", type=Path, help="checkpoint directory (default: the board's model)")
-    for name in ("rows", "simd", "lanes", "attention_lanes", "head_lanes"):    # cycle_model.SIZES
-        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int,
-                       help=f"pin {name} (all five: one point)")
+    _size_arguments(p, "pin the {} (all five: one point)")
     p.add_argument("--buffers", choices=["block", "lut"], help="one point: the shallow buffers in "
                    "block RAM or LUT RAM (default block)")
     p.add_argument("--plot", type=Path, default=Path("build/explore.png"),

@@ -14,12 +14,12 @@ from sim.harness import build
 
 
 def engine_params(model_dir: Path, k_max: int = 8, **sizes) -> dict:
-    """The cocotb harness's JSON parameters: the model's default sizes (``fpga.perf.cycle_model.SIZES``)
+    """The cocotb harness's JSON parameters: the model's default sizes (``hw.engine.EngineSizes``)
     unless given."""
-    from hw.engine import default_parameters
+    from hw.engine import EngineSizes
     from model.checkpoint import load_weights
 
-    params = default_parameters(load_weights(model_dir).config)
+    params = EngineSizes.default(load_weights(model_dir).config).as_dict()
     params.update({k: v for k, v in sizes.items() if v})
     return dict(model=str(Path(model_dir).resolve()), k_max=k_max, taps=False, **params)
 
@@ -76,12 +76,11 @@ def generate(console, params: dict, prompt: list[int], *, text=None, count: int,
     from rich.table import Table
 
     from fpga.console import status
-    from fpga.perf.cycle_model import SIZES
-    from hw.engine import Phase
+    from hw.engine import EngineSizes, Phase
 
     with status(console) as say:
         built = build_engine(params, say)
-    console.print(f"[dim]engine {', '.join(f'{k} {params[k]}' for k in SIZES)}: Verilator model "
+    console.print(f"[dim]engine {', '.join(f'{k} {params[k]}' for k in EngineSizes.names())}: Verilator model "
                   f"ready in {built[2]:.0f} s[/dim]")
     if text is not None:
         console.print(f"[bold]{text}[/bold]", end="")

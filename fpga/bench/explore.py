@@ -17,17 +17,19 @@ import json
 from pathlib import Path
 
 from fpga.perf import DATA as PERF_DATA
-from fpga.perf.cycle_model import SIZES, mean_cycles, weight_bound
+from fpga.perf.cycle_model import mean_cycles, weight_bound
+from hw.engine import EngineSizes
 from model import paths
 
 from . import stamp, write_section
 
 DATA = PERF_DATA / "validation.json"
-CYCLE_CONFIGS = [      # model, rows, simd, lanes, attention lanes, head lanes
-    ("ulx3s", 8, 16, 16, 32, 32), ("small", 4, 8, 8, 16, 32), ("ulx3s", 8, 16, 4, 8, 8),
-    ("small", 4, 8, 2, 4, 4), ("small", 4, 8, 1, 1, 1), ("small", 2, 8, 1, 2, 2),
-    ("small", 8, 8, 2, 4, 4), ("ulx3s", 4, 16, 2, 4, 4), ("ulx3s", 16, 32, 8, 16, 16),
-    ("small", 8, 16, 4, 8, 8),
+CYCLE_CONFIGS = [      # model, EngineSizes(rows, simd, lanes, attention lanes, head lanes)
+    ("ulx3s", EngineSizes(8, 16, 16, 32, 32)), ("small", EngineSizes(4, 8, 8, 16, 32)),
+    ("ulx3s", EngineSizes(8, 16, 4, 8, 8)), ("small", EngineSizes(4, 8, 2, 4, 4)),
+    ("small", EngineSizes(4, 8, 1, 1, 1)), ("small", EngineSizes(2, 8, 1, 2, 2)),
+    ("small", EngineSizes(8, 8, 2, 4, 4)), ("ulx3s", EngineSizes(4, 16, 2, 4, 4)),
+    ("ulx3s", EngineSizes(16, 32, 8, 16, 16)), ("small", EngineSizes(8, 16, 4, 8, 8)),
 ]
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\nAll:\nSpeak, speak.\n"
         "First Citizen:\nYou are all resolved rather to die than to famish?")
@@ -35,17 +37,17 @@ RUNS = ((8, 16), (48, 8))       # prompt tokens, generated tokens
 # name, board (its part and memory options), model ("tiny": the tests' tiny model), engine sizes
 TINY = dict(seed=2, max_position_embeddings=16)
 BUILDS = [
-    ("small-2x8", "ulx3s-45f", "small", dict(rows=2, simd=8, lanes=1, attention_lanes=2, head_lanes=2)),
-    ("small-8x8", "ulx3s-45f", "small", dict(rows=8, simd=8, lanes=2, attention_lanes=4, head_lanes=4)),
-    ("tiny-2x4", "ulx3s-45f", "tiny", dict(rows=2, simd=4, lanes=2, attention_lanes=2, head_lanes=2)),
-    ("ulx3s-4x16", "ulx3s-85f", "ulx3s", dict(rows=4, simd=16, lanes=2, attention_lanes=4, head_lanes=4)),
+    ("small-2x8", "ulx3s-45f", "small", EngineSizes(2, 8, 1, 2, 2)),
+    ("small-8x8", "ulx3s-45f", "small", EngineSizes(8, 8, 2, 4, 4)),
+    ("tiny-2x4", "ulx3s-45f", "tiny", EngineSizes(2, 4, 2, 2, 2)),
+    ("ulx3s-4x16", "ulx3s-85f", "ulx3s", EngineSizes(4, 16, 2, 4, 4)),
     # the boards' configurations before the explorer (built in the boards issue)
-    ("ulx3s-8x16", "ulx3s-85f", "ulx3s", dict(rows=8, simd=16, lanes=4, attention_lanes=8, head_lanes=8)),
-    ("small-4x8", "ulx3s-45f", "small", dict(rows=4, simd=8, lanes=2, attention_lanes=4, head_lanes=4)),
+    ("ulx3s-8x16", "ulx3s-85f", "ulx3s", EngineSizes(8, 16, 4, 8, 8)),
+    ("small-4x8", "ulx3s-45f", "small", EngineSizes(4, 8, 2, 4, 4)),
     # the explorer's recommendations with 15% LUT headroom (they did not route), and with 20%
-    ("ulx3s-4x64", "ulx3s-85f", "ulx3s", dict(rows=4, simd=64, lanes=2, attention_lanes=16, head_lanes=16)),
-    ("small-4x32", "ulx3s-45f", "small", dict(rows=4, simd=32, lanes=2, attention_lanes=4, head_lanes=16)),
-    ("small-2x32", "ulx3s-45f", "small", dict(rows=2, simd=32, lanes=2, attention_lanes=4, head_lanes=16)),
+    ("ulx3s-4x64", "ulx3s-85f", "ulx3s", EngineSizes(4, 64, 2, 16, 16)),
+    ("small-4x32", "ulx3s-45f", "small", EngineSizes(4, 32, 2, 4, 16)),
+    ("small-2x32", "ulx3s-45f", "small", EngineSizes(2, 32, 2, 4, 16)),
 ]
 CYCLE_TOLERANCE, LUT_TOLERANCE = 0.05, 0.15
 
@@ -54,13 +56,13 @@ def measure_cycles(config, status=None) -> dict:
     from fpga.simulate import engine_params, per_token_counters, run_engine
     from model.tokenizer import load_tokenizer
 
-    name, *sizes = config
+    name, sizes = config
     model_dir = paths.MODELS / name
     ids = load_tokenizer(model_dir).encode(TEXT).ids
-    params = engine_params(model_dir, **dict(zip(SIZES, sizes)))
+    params = engine_params(model_dir, **sizes.as_dict())
     runs = run_engine(params, [dict(prompt=ids[:n], count=count) for n, count in RUNS],
                       status=status)
-    result = {"model": name, "params": {k: params[k] for k in SIZES}, "runs": []}
+    result = {"model": name, "params": EngineSizes.of(params).as_dict(), "runs": []}
     for (n, count), run in zip(RUNS, runs):
         decode = per_token_counters(run)
         result["runs"].append({"prompt": n, "generated": count,
@@ -99,10 +101,10 @@ def measure_build(entry, root: Path, rebuild: bool, status=None) -> dict:
     if rebuild or not report_path.exists():
         try:
             build(board, root=root / name, model_dir=build_model_dir(model, root / name),
-                  engine=engine, status=status)
+                  engine=engine.as_dict(), status=status)
         except BuildError as error:        # timing or fit: the report has the figures
             reason = str(error).splitlines()[0]
-    result = {"name": name, "board": board.name, "model": model, "params": engine}
+    result = {"name": name, "board": board.name, "model": model, "params": engine.as_dict()}
     if report_path.exists():
         report = json.loads(report_path.read_text())
         return {**result, "measured": {k: used for k, (used, _) in report["resources"].items()},
@@ -208,9 +210,9 @@ def bench_explore(docs: Path, root: Path, *, remeasure: bool, rebuild: bool, sta
     data = json.loads(DATA.read_text()) if DATA.exists() and not remeasure else None
     if data is None:
         data = {"cycles": [], "builds": []}
-    done = {(c["model"], tuple(c["params"][k] for k in SIZES)) for c in data["cycles"]}
+    done = {(c["model"], EngineSizes.of(c["params"])) for c in data["cycles"]}
     for config in CYCLE_CONFIGS:
-        if (config[0], tuple(config[1:])) not in done:
+        if config not in done:
             data["cycles"].append(measure_cycles(config, status))
     built = {b["name"] for b in data["builds"]}
     for entry in BUILDS:

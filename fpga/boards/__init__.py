@@ -14,6 +14,7 @@ from amaranth.build import ResourceError
 from amaranth.lib import io
 
 from hw.clocking import ClockReset, pll_settings
+from hw.engine import EngineSizes
 from hw.soc import LEDS, Soc
 from model import paths
 from model.checkpoint import load_weights
@@ -27,12 +28,13 @@ class Board:
     platform: str               # "amaranth_boards.module:Class"
     family: str                 # "ecp5", "ice40" or "gowin" (PLL and report parsing)
     model: str                  # the shipped model it runs (a directory under the repository)
-    engine: dict                # hw.engine.Engine's parameters
+    engine: EngineSizes         # how wide its engine is built
     clock_mhz: float            # the SoC clock (the PLL's output; the oscillator's: no PLL)
     baud: int                   # the UART rate
     loader_board: str           # openFPGALoader's -b name
     reset_button: str | None = None     # a platform resource that resets the SoC while pressed
     flash_offset: int | None = None     # weights in SPI flash at this byte offset (else built in)
+    k_max: int | None = None   # the sampler's largest top-k (None: the Engine's default)
     note: str = ""              # what does not fit, with numbers (docs/boards.md)
     # engine memories (paths inside the Engine, e.g. "rms/buffer"; hw.engine.SHALLOW_BUFFERS) put
     # in LUT RAM rather than block RAM: shallow, wide buffers whose block RAMs the weights need
@@ -46,7 +48,10 @@ class Board:
         return IntegerModel(load_weights(Path(directory) if directory else paths.REPO / self.model))
 
     def engine_parameters(self) -> dict:
-        params = dict(self.engine)
+        """hw.engine.Engine's keyword arguments for this board."""
+        params = self.engine.as_dict()
+        if self.k_max is not None:
+            params["k_max"] = self.k_max
         if self.flash_offset is not None:
             params.update(flash_offset=self.flash_offset, spram=self.family == "ice40")
         return params

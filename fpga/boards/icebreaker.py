@@ -2,11 +2,13 @@
 small model's weights in the UP5K's SPRAM, loaded from the SPI flash at boot (``tritium flash``
 writes them at ``flash_offset``, after the bitstream)."""
 
+from hw.engine import EngineSizes
+
 from . import Board
 
 BOARDS = [
     Board("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", "models/small",
-          dict(rows=4, simd=8, lanes=1, attention_lanes=1, head_lanes=1, k_max=4),
+          EngineSizes(rows=4, simd=8, lanes=1, attention_lanes=1, head_lanes=1), k_max=4,
           clock_mhz=12.0, baud=1_000_000, loader_board="icebreaker",
           flash_offset=0x100000,
           note="does not fit: the small model's SoC at one vector lane needs 25,993 logic cells of "

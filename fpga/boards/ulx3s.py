@@ -4,15 +4,15 @@ model's. The 25F holds no engine: at the smallest vector sizes a tiny model's So
 LUTs of its 24,288 and 48 of its 28 multipliers (docs/boards.md). Each SoC clock is the measured post-route fmax rounded down to one the
 PLL makes (docs/boards.md)."""
 
-from hw.engine import SHALLOW_BUFFERS
+from hw.engine import SHALLOW_BUFFERS, EngineSizes
 
 from . import Board
 
 
-ENGINE_85F = dict(rows=8, simd=16, lanes=4, attention_lanes=8, head_lanes=8)
+ENGINE_85F = EngineSizes(rows=8, simd=16, lanes=4, attention_lanes=8, head_lanes=8)
 # The explorer's choice for the 45F (tritium explore --board ulx3s-45f; docs/performance.md):
 # 34,720 LUTs, 48 block RAMs, 72 multipliers, fmax 22.4 MHz (4×8 with lanes 2/4/4 before it)
-ENGINE_SMALL = dict(rows=2, simd=32, lanes=2, attention_lanes=4, head_lanes=16)
+ENGINE_SMALL = EngineSizes(rows=2, simd=32, lanes=2, attention_lanes=4, head_lanes=16)
 
 BOARDS = [
     # 21.5 MHz post-route at 25 MHz (the LM head's logits into the sampler's top-k registers)

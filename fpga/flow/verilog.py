@@ -34,14 +34,14 @@ def block(name: str, options):
 
 def engine(model_dir: Path, *, k_max: int, sizes: dict, flash_offset=None, spram: bool = False):
     """The Engine of a checkpoint with the ``sizes`` given (None: the model's default)."""
-    from hw.engine import Engine, default_parameters
+    from hw.engine import Engine, EngineSizes
     from model.checkpoint import load_weights
     from model.integer import IntegerModel
 
     if spram and flash_offset is None:
         raise ValueError("--spram needs --flash-offset (SPRAM is filled from flash at boot)")
     model = IntegerModel(load_weights(model_dir))
-    params = default_parameters(model.config)
+    params = EngineSizes.default(model.config).as_dict()
     params.update({k: v for k, v in sizes.items() if k in params and v is not None})
     try:
         return Engine(model, k_max=k_max, flash_offset=flash_offset, spram=spram, **params)

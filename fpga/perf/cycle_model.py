@@ -18,7 +18,7 @@ import functools
 
 from hw.attention import ROW_PROGRAM, SCORE_LATENCY, WEIGHT_LATENCY
 from hw.dequantizer import Dequantizer
-from hw.engine import RESULT_FIFO_DEPTH, Phase
+from hw.engine import RESULT_FIFO_DEPTH, EngineSizes, Phase
 from hw.gated_activation import GatedActivation
 from hw.head_quantizer import PROGRAM as HEAD_PROGRAM
 from hw.quantizer import AbsmaxQuantizer
@@ -35,23 +35,6 @@ LOOKUP = 2              # TernaryLinear: look the matrix up, read its first weig
 SCALE_PRODUCT = ScaleUnit.cycles(ScaleOp.MUL) + 2   # issue, multiply, store (D·γ, logit scale, coef)
 TABLE_ROW = 4           # TokenTable: a row in hidden/lanes + 4 cycles
 GREEDY = True
-
-
-@dataclasses.dataclass(frozen=True)
-class Sizes:
-    """The engine's sizes (``hw.engine.Engine``'s parameters)."""
-    rows: int
-    simd: int
-    lanes: int
-    attention_lanes: int
-    head_lanes: int
-
-    @classmethod
-    def of(cls, params: dict) -> "Sizes":
-        return cls(*(params[name] for name in SIZES))
-
-
-SIZES = tuple(f.name for f in dataclasses.fields(Sizes))      # the engine parameters that size it
 
 
 def phases(**cycles) -> dict:
@@ -77,7 +60,7 @@ def _produced(n: int, k: int, rows: int, simd: int) -> list[int]:
 
 
 @functools.lru_cache(maxsize=None)
-def output_path(n: int, k: int, route: Route, d_wait: int, sizes: Sizes,
+def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
                 head_dim: int) -> tuple[int, int]:
     """(array busy, the MATMUL instruction's cycles) from the start transfer: results queue in the
     FIFO and leave one a cycle once ``D·γ`` is made (``d_wait`` cycles after the start, the
@@ -148,7 +131,7 @@ def norm_scale_after_codes(beats: int) -> int:
     return 1 + RmsQuantizer.cycles(beats) - norm_from_buffer(beats)
 
 
-def attention_cycles(cfg, sizes: Sizes, length: int) -> int:
+def attention_cycles(cfg, sizes: EngineSizes, length: int) -> int:
     """The attn_sub_norm NORM: every query head through the AttentionHead over ``length``
     positions, the last head's output into the RmsQuantizer, its feed, latency and codes. The
     next head's query, scores and weights overlap the previous head's row scale and output, but
@@ -165,7 +148,7 @@ def attention_cycles(cfg, sizes: Sizes, length: int) -> int:
     return 2 + cfg.num_attention_heads * period + last_out + feed_and_codes(beats)
 
 
-def gated_norm_cycles(cfg, sizes: Sizes) -> int:
+def gated_norm_cycles(cfg, sizes: EngineSizes) -> int:
     """The ffn_sub_norm NORM: the gated activation's scale and emit pass (its input came with
     up_proj) into the RmsQuantizer, then its feed, latency and codes."""
     beats = cfg.intermediate_size // sizes.lanes
@@ -173,7 +156,7 @@ def gated_norm_cycles(cfg, sizes: Sizes) -> int:
     return 1 + emit + feed_and_codes(beats)
 
 
-def lm_head_cycles(cfg, sizes: Sizes, greedy: bool = GREEDY) -> int:
+def lm_head_cycles(cfg, sizes: EngineSizes, greedy: bool = GREEDY) -> int:
     """The final NORM into the LM head and the SAMPLE: the norm's codes, the logits of every row
     (``TokenTable.logit_cycles``), the sampler (greedy: 2; sampled: the scale products first and
     ``Sampler.cycles`` for a token in the middle of the vocabulary)."""
@@ -188,7 +171,7 @@ def lm_head_cycles(cfg, sizes: Sizes, greedy: bool = GREEDY) -> int:
 
 # -- a position --------------------------------------------------------------------------------
 
-def body_cycles(cfg, sizes: Sizes, position: int) -> dict:
+def body_cycles(cfg, sizes: EngineSizes, position: int) -> dict:
     """Cycles by phase of the layers at ``position`` (EMBED to STEP: a prompt token)."""
     steps = program(cfg)
     shapes = dict(zip(MATRICES, cfg.linear_shapes().values()))
@@ -220,7 +203,7 @@ def body_cycles(cfg, sizes: Sizes, position: int) -> dict:
     return total
 
 
-def head_cycles(cfg, sizes: Sizes, greedy: bool = GREEDY) -> dict:
+def head_cycles(cfg, sizes: EngineSizes, greedy: bool = GREEDY) -> dict:
     """The final norm, LM head and sample of a generated token."""
     return phases(control=2 * FETCH, head=lm_head_cycles(cfg, sizes, greedy))
 
@@ -229,7 +212,7 @@ def token_cycles(cfg, params: dict, position: int, *, decode: bool = True,
                  greedy: bool = GREEDY) -> dict:
     """Predicted cycles by phase (and ``cycles``) of one token at ``position``: prefill (a prompt
     token, the layers only) or decode (the layers and an LM head and sample)."""
-    sizes = Sizes.of(params)
+    sizes = EngineSizes.of(params)
     total = body_cycles(cfg, sizes, position)
     if decode:
         add(total, head_cycles(cfg, sizes, greedy))
@@ -241,7 +224,7 @@ def mean_cycles(cfg, params: dict, positions, *, decode: bool = True) -> dict:
     """The mean of :func:`token_cycles` over ``positions`` (only attention depends on the
     position: the rest is computed once)."""
     positions = list(positions)
-    sizes = Sizes.of(params)
+    sizes = EngineSizes.of(params)
     total = token_cycles(cfg, params, 0, decode=decode)
     attention = (sum(attention_cycles(cfg, sizes, p + 1) for p in positions) / len(positions)
                  * cfg.num_hidden_layers)

@@ -11,7 +11,7 @@ import itertools
 
 from hw.engine import SHALLOW_BUFFERS
 
-from .cycle_model import SIZES, mean_cycles, weight_bound
+from .cycle_model import mean_cycles, weight_bound
 from .memory_map import block_slices, soc_memories, soc_names
 from .resource_model import RESOURCES, fmax_class, overflows, part_of, predict
 
@@ -212,7 +212,7 @@ def plot(points: list[Point], front: list[Point], current: Point, path, title: s
 
 def board_point(board, cfg) -> Point:
     """The board's own configuration (fpga/boards), evaluated."""
-    params = {k: board.engine[k] for k in SIZES}
+    params = board.engine.as_dict()
     buffers = "lut" if board.distributed_ram else "block"
     return evaluate(board, cfg, params, buffers)
 

@@ -10,6 +10,7 @@ as keep up with it.
 
 import dataclasses
 
+from hw.engine import EngineSizes
 from model.config import BitNetConfig
 from model.numerics import ACT_BITS, SCALE_BITS, SCALE_EXP_BITS, WEIGHT_CODE_BITS
 
@@ -89,7 +90,7 @@ def _array_for(lanes: float) -> dict:
     rows = 1
     while rows * simd < lanes:
         rows *= 2
-    return dict(rows=rows, simd=simd, lanes=16, attention_lanes=32, head_lanes=32)
+    return EngineSizes(rows, simd, lanes=16, attention_lanes=32, head_lanes=32).as_dict()
 
 
 def bandwidth_for(cfg: BitNetConfig, tokens_per_second: float, position: int) -> float:

@@ -21,6 +21,7 @@ import numpy as np
 from fpga.bench import stamp, write_section
 from fpga.boards import BOARDS, BoardTop
 from fpga.flow.build import build_options, log_utilization, tool_environment
+from hw.engine import SHALLOW_BUFFERS, EngineSizes
 from model import paths
 
 from . import DATA
@@ -35,22 +36,21 @@ TINY = {"seed": 3, "vocab_size": 40, "hidden_size": 32, "intermediate_size": 64,
 
 # (model, engine sizes, memories forced to LUT RAM): each size moved from a base point in turn.
 POINTS = [
-    ("small", dict(rows=4, simd=8, lanes=1, attention_lanes=1, head_lanes=1), ()),
-    ("small", dict(rows=2, simd=4, lanes=1, attention_lanes=1, head_lanes=1), ()),
-    ("small", dict(rows=4, simd=8, lanes=4, attention_lanes=4, head_lanes=4), ()),
-    ("small", dict(rows=4, simd=8, lanes=8, attention_lanes=16, head_lanes=32), ()),
-    ("small", dict(rows=16, simd=8, lanes=2, attention_lanes=4, head_lanes=4), ()),
-    ("small", dict(rows=4, simd=32, lanes=2, attention_lanes=4, head_lanes=4), ()),
-    ("small", dict(rows=4, simd=8, lanes=2, attention_lanes=16, head_lanes=2), ()),
-    ("small", dict(rows=4, simd=8, lanes=2, attention_lanes=2, head_lanes=16), ()),
-    ("small", dict(rows=8, simd=16, lanes=4, attention_lanes=8, head_lanes=8), ()),
-    ("small", dict(rows=8, simd=8, lanes=1, attention_lanes=2, head_lanes=2),
+    ("small", EngineSizes(4, 8, 1, 1, 1), ()),
+    ("small", EngineSizes(2, 4, 1, 1, 1), ()),
+    ("small", EngineSizes(4, 8, 4, 4, 4), ()),
+    ("small", EngineSizes(4, 8, 8, 16, 32), ()),
+    ("small", EngineSizes(16, 8, 2, 4, 4), ()),
+    ("small", EngineSizes(4, 32, 2, 4, 4), ()),
+    ("small", EngineSizes(4, 8, 2, 16, 2), ()),
+    ("small", EngineSizes(4, 8, 2, 2, 16), ()),
+    ("small", EngineSizes(8, 16, 4, 8, 8), ()),
+    ("small", EngineSizes(8, 8, 1, 2, 2),
      ("rms/buffer", "rms/quantizer/buffer")),
-    ("tiny", dict(rows=2, simd=8, lanes=2, attention_lanes=4, head_lanes=4), ()),
-    ("tiny", dict(rows=8, simd=32, lanes=1, attention_lanes=1, head_lanes=8), ()),
-    ("ulx3s", dict(rows=4, simd=8, lanes=2, attention_lanes=2, head_lanes=2), ()),
-    ("ulx3s", dict(rows=8, simd=16, lanes=2, attention_lanes=4, head_lanes=4),
-     ("rms/buffer", "rms/quantizer/buffer", "attention/z_buffer", "sampler/z_buffer")),
+    ("tiny", EngineSizes(2, 8, 2, 4, 4), ()),
+    ("tiny", EngineSizes(8, 32, 1, 1, 8), ()),
+    ("ulx3s", EngineSizes(4, 8, 2, 2, 2), ()),
+    ("ulx3s", EngineSizes(8, 16, 2, 4, 4), SHALLOW_BUFFERS),
 ]
 FIT_BOARD = "ulx3s-85f"       # the largest ECP5: every point packs into it
 # One measured build of each other family (``tritium build --board B``, 2026-11-24; docs/boards.md):
@@ -72,7 +72,8 @@ def synthesize(point, root: Path) -> dict:
     """Yosys (the board flow's script) and nextpnr --pack-only on one point; its counts."""
     import dataclasses
 
-    name, engine, distributed = point
+    name, sizes, distributed = point
+    engine = sizes.as_dict()
     board = dataclasses.replace(BOARDS[FIT_BOARD], distributed_ram=tuple(distributed))
     directory = root / f"{name}_{'_'.join(str(v) for v in engine.values())}"
     model = board.load_model(model_dir(name, root))

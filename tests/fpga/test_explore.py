@@ -100,7 +100,7 @@ def test_resource_model_matches_nextpnr(validation):
 
 def test_prefill_is_the_layers_and_decode_adds_the_head():
     config = load_weights(paths.MODELS / "ulx3s").config
-    params = BOARDS["ulx3s-85f"].engine
+    params = BOARDS["ulx3s-85f"].engine.as_dict()
     decode, prefill = (mean_cycles(config, params, [10], decode=d) for d in (True, False))
     assert decode["head"] > 0 and prefill["head"] == 0
     assert decode["cycles"] - prefill["cycles"] == decode["head"] + 2      # and two fetches
@@ -185,5 +185,5 @@ def test_explore_command_refuses_and_sweeps(tmp_path, capsys):
 def test_parts_match_the_boards():
     assert {p.family for p in PARTS.values()} == {"ecp5", "ice40", "gowin"}
     config = load_weights(paths.MODELS / "small").config
-    small = predict(config, BOARDS["ulx3s-45f"].engine, "ecp5")
+    small = predict(config, BOARDS["ulx3s-45f"].engine.as_dict(), "ecp5")
     assert small["luts"] < PARTS["LFE5U-45F"].luts and small["ram"] < PARTS["LFE5U-45F"].ram

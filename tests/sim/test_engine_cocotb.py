@@ -12,7 +12,7 @@ from model import paths
 from fpga.bench.explore import CYCLE_TOLERANCE
 from fpga.perf.cycle_model import mean_cycles
 from fpga.simulate import per_token_counters
-from hw.engine import default_parameters
+from hw.engine import EngineSizes
 from model.checkpoint import load_weights, random_checkpoint
 from model.config import BitNetConfig
 from model.tokenizer import load_tokenizer
@@ -55,7 +55,7 @@ def test_small_model_generates_the_integer_models_tokens(tmp_path):
 
     def encode(text):
         return tokenizer.encode(text).ids
-    params = dict(model=str(model), taps=True, k_max=8, **default_parameters(config))
+    params = dict(model=str(model), taps=True, k_max=8, **EngineSizes.default(config).as_dict())
     runs = [dict(prompt=encode("ROMEO:"), count=32),
             dict(prompt=encode("First Citizen:\n"), count=32, temperature=0.8, top_k=5, seed=SEED),
             dict(prompt=encode("KING"), count=32, temperature=1.0, seed=SEED + 1)]
