@@ -10,8 +10,9 @@ DEMO_MODEL := models/ulx3s
 
 .PHONY: demo test models clean prerequisites
 
-# What pip cannot install (a C++ compiler and make for Verilator, python3-venv; libusb-1.0 for
-# flashing, a note only): one line each naming the Debian package, before any long step.
+# What pip cannot install (a C++ compiler and make for Verilator, python3-venv): one line each naming
+# the Debian package, before any long step. libusb-1.0 and libftdi1 (flashing only) are a note, not
+# a stop: the test suite flashes with a fake openFPGALoader, and the demo does not flash.
 prerequisites:
 	@$(PYTHON) sim/prerequisites.py
 

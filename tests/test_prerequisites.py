@@ -92,3 +92,32 @@ def test_a_verilator_build_needs_no_python_command(tmp_path, monkeypatch):
                                  design="quantizer_w8l1", simulator="verilator",
                                  log_file=tmp_path / "build.log")
     assert (build_dir / "quantizer_w8l1").exists()
+
+
+def test_a_missing_venv_module_stops_and_flashing_libraries_are_a_note(monkeypatch, capsys):
+    """python3-venv stops the set-up; libusb-1.0 and libftdi1 (flashing only: the suite flashes
+    with a fake openFPGALoader) are a note with exit status 0."""
+    import ctypes.util
+    import importlib.util
+
+    from sim import prerequisites
+
+    monkeypatch.setattr(prerequisites, "missing_compiler", lambda: None)
+    monkeypatch.setattr(prerequisites, "REQUIRED", ((prerequisites.missing_compiler, "build-essential"),
+                                                    (prerequisites.missing_venv, "python3-venv")))
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    assert prerequisites.main([]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "note: libusb-1.0 not found: only tritium flash needs it (openFPGALoader); install it with: "
+        "sudo apt-get install libusb-1.0-0",
+        "note: libftdi1 not found: only tritium flash needs it (openFPGALoader); install it with: "
+        "sudo apt-get install libftdi1-2"]
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ensurepip" else find_spec(name, *a))
+    assert prerequisites.main([]) == 1
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "prerequisite missing: python3's venv module (with ensurepip) is missing: make creates .venv "
+        "with it; install it with: sudo apt-get install python3-venv")
+    assert prerequisites.main(["--packages"]) == 0
+    assert capsys.readouterr().out.split() == ["python3-venv", "libusb-1.0-0", "libftdi1-2"]

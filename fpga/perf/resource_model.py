@@ -11,11 +11,11 @@ synthesis (docs/performance.md).
   on one of their builds (``family_scale`` in ``resource_model.json``).
 """
 
-import dataclasses
 import functools
 import json
 
 from hw.spram import SPRAM_DEPTH, SPRAM_WIDTH
+from model.memory import PARTS, Part
 from model.numerics import WEIGHT_CODE_BITS
 
 from . import DATA
@@ -24,28 +24,6 @@ from .memory_map import map_memory, soc_memories, weight_words
 FEATURES = ("fixed", "array", "rows", "lanes", "attention_lanes", "head_lanes", "lut_ram",
             "block_mux", "logic_rom")
 RESOURCES = ("luts", "ffs", "ram", "dsp")
-
-
-@dataclasses.dataclass(frozen=True)
-class Part:
-    """An FPGA's resources as nextpnr counts them."""
-    name: str
-    family: str
-    luts: int           # ECP5 TRELLIS_COMB, iCE40 logic cells, Gowin LUT4s
-    ffs: int
-    ram: int            # block RAMs (ECP5 DP16KD 18 Kbit, iCE40 4 Kbit, Gowin BSRAM 18 Kbit)
-    dsp: int            # ECP5 MULT18X18D, iCE40 SB_MAC16, Gowin MULT18X18
-    spram: int = 0      # iCE40 UP5K 256 Kbit SPRAM (the weights, when loaded from flash)
-
-
-PARTS = {
-    "LFE5U-85F": Part("LFE5U-85F", "ecp5", 83_640, 83_640, 208, 156),
-    "LFE5U-45F": Part("LFE5U-45F", "ecp5", 43_848, 43_848, 108, 72),
-    "LFE5U-25F": Part("LFE5U-25F", "ecp5", 24_288, 24_288, 56, 28),
-    "iCE40UP5K": Part("iCE40UP5K", "ice40", 5_280, 5_280, 30, 8, spram=4),
-    "GW1NR-9C": Part("GW1NR-9C", "gowin", 8_640, 6_480, 26, 20),
-    "GW2A-18C": Part("GW2A-18C", "gowin", 20_736, 15_552, 46, 48),
-}
 
 
 def part_of(board) -> Part:
