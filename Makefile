@@ -1,4 +1,5 @@
-# Two commands do all the set-up on a fresh Debian machine with Python 3.11:
+# Two commands do all the set-up on a fresh Debian machine with Python 3.11, once what pip cannot
+# install is there (README's apt-get line; `prerequisites` below checks it first):
 #   make demo   - create .venv, install tritium, run the demo on the shipped ulx3s model (NumPy
 #                 models, then the ULX3S-85F SoC in Verilator, talked to over its UART protocol)
 #   make test   - create .venv, install tritium with every extra, run the whole suite

@@ -166,11 +166,25 @@ def cmd_explore(args) -> int:
 
 
 def cmd_flash(args) -> int:
-    from fpga.flow.flash import flash
+    from fpga.flow.flash import FlashError, flash
 
     board = _board(args.board)
-    flash(board, bitstream=args.bitstream, to_flash=args.flash, dry_run=args.dry_run, root=args.root)
+    try:
+        flash(board, bitstream=args.bitstream, to_flash=args.flash, dry_run=args.dry_run,
+              root=args.root, verbose=args.verbose)
+    except FlashError as e:
+        print(f"tritium flash: error: {e}", file=sys.stderr)
+        return 1
     return 0
+
+
+def cmd_doctor(args) -> int:
+    from fpga.boards import BOARDS
+    from fpga.host.doctor import report
+
+    lines, status = report([BOARDS[args.board]] if args.board else list(BOARDS.values()))
+    print("\n".join(lines))
+    return status
 
 
 def cmd_chat(args) -> int:
@@ -186,7 +200,11 @@ def cmd_chat(args) -> int:
     tokenizer = load_tokenizer(model_dir)
     console = _console()
     if not args.sim and not args.port:
-        raise ValueError("give --port (the board's serial port) or --sim")
+        from fpga.host.ports import describe, pick_port
+
+        port = pick_port(board)         # the one plugged in, else LinkError saying what to do
+        args.port = port.device
+        console.print(f"{board.name}: using {describe(port)} (--port chooses another)")
     if args.check and args.prompt is None:
         raise ValueError("--check needs --prompt (one turn from an empty context)")
     if args.prompt is not None:
@@ -405,13 +423,20 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--flash", action="store_true", help="write the SPI flash (kept at power-off)")
     target.add_argument("--sram", action="store_true", help="load the FPGA only (the default)")
     p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument("-v", "--verbose", action="store_true", help="show openFPGALoader's output")
     p.add_argument("--root", type=Path, default=Path("build"))
     p.set_defaults(func=cmd_flash)
+
+    p = sub.add_parser("doctor", help="is this machine ready for the boards: tools, USB bridges, "
+                       "serial ports, permissions (and what to do where not)")
+    _board_argument(p, "--board", help="only this board (default all)")
+    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("chat", help="talk to a board (or its simulation, --sim) over the byte protocol")
     _board_argument(p, "--board", default="ulx3s-85f", help="the board: its model and clock "
                     "(default ulx3s-85f)")
-    p.add_argument("--port", help="the board's serial port, e.g. /dev/ttyUSB0")
+    p.add_argument("--port", help="the board's serial port, e.g. /dev/ttyUSB0 (default: the one "
+                   "plugged in with the board's USB bridge)")
     p.add_argument("--baud", type=int, help="default: the board's")
     p.add_argument("--sim", action="store_true", help="the SoC in Verilator behind a pseudo-terminal")
     p.add_argument("--model", type=Path, help="checkpoint directory (default: the board's model)")

@@ -46,12 +46,12 @@ ROW_PROGRAM = (
     ("top_unit", ScaleOp.FROM_INT, None, None, "top"),
     ("row", ScaleOp.MUL, "top_unit", "inv_sum", None),
 )
-SCORE_LATENCY = 7     # key word read to z written (memory, dot, 2 × 2 scale stages, product, shift)
-WEIGHT_LATENCY = 6    # z read to weight written (memory, table, normalize p, 2 scale stages)
 
 
 class AttentionHead(wiring.Component):
-    """See the module docstring.
+    """One attention head for one query over the KV cache (``model.integer.attend``): scores, base-2
+    softmax weights and the weighted values, one pass each over the positions; :meth:`cycles`
+    from the query's last beat to the first output beat.
 
     Parameters
     ----------
@@ -94,12 +94,24 @@ class AttentionHead(wiring.Component):
     max_positions = property(lambda self: self._max_positions)
 
     def cycles(self, length: int) -> int:
-        """Clock edges from the query's last beat to the first output beat offered, no stalls."""
-        return (1 + length * self._words + SCORE_LATENCY        # scores
-                + 1 + length + WEIGHT_LATENCY                   # weights
-                + max(length * self._words + 2,                 # values, while the row
-                      ScaleProgram.cycles(ROW_PROGRAM) + 1)     # scale is made
-                + Dequantizer.latency)
+        """Clock edges from the query's last beat to the first output beat offered, no stalls: the
+        scores, the weights, the values or the row scale (whichever is longer) and the
+        Dequantizer's :attr:`~hw.dequantizer.Dequantizer.latency`."""
+        passes = self.passes_of(length, self._words)
+        return (passes["scores"] + passes["weights"] + max(passes["values"], passes["row_scale"])
+                + Dequantizer.latency_of())
+
+    @staticmethod
+    def passes_of(length: int, words: int) -> dict:
+        """Clock edges of each pass over ``length`` positions, ``words`` cache words a head (for a
+        cycle model that overlaps heads): ``scores``, ``weights``, ``values`` and, made while the
+        values are summed, ``row_scale``."""
+        # + 7: key word read to z written (memory, dot, 2 × 2 scale stages, product, shift);
+        # + 6: z read to weight written (memory, table, normalize p, 2 scale stages)
+        return {"scores": 1 + length * words + 7,
+                "weights": 1 + length + 6,
+                "values": length * words + 2,
+                "row_scale": ScaleProgram.cycles(ROW_PROGRAM) + 1}
 
     def elaborate(self, platform):
         m = Module()

@@ -28,7 +28,8 @@ from .scale_unit import scale_layout
 
 
 class Dequantizer(wiring.Component):
-    """See the module docstring.
+    """``saturate(addend + apply_scale(x, scale, frac), out_bits)`` per lane, one beat a cycle;
+    :attr:`latency` cycles from a beat in to its result offered.
 
     Parameters
     ----------
@@ -42,15 +43,14 @@ class Dequantizer(wiring.Component):
         Signed width of the result and of ``addend`` (2 to 48).
     exp_bits : int
         Exponent width of ``scale``.
-
-    Members
-    -------
-    i : In(stream.Signature(StructLayout({"data": lanes × signed(width), "addend": lanes × signed(out_bits), "last": 1})))
-    o : Out(stream.Signature(StructLayout({"data": lanes × signed(out_bits), "last": 1})))
-    scale : In(scale layout)
     """
 
-    latency = 3
+    @staticmethod
+    def latency_of() -> int:
+        """Cycles from a beat's transfer in to the first cycle its result is offered."""
+        return 3
+
+    latency = property(lambda self: self.latency_of())
 
     def __init__(self, *, width: int, lanes: int = 1, frac: int = RES_FRAC, out_bits: int = RES_BITS,
                  exp_bits: int = SCALE_EXP_BITS):

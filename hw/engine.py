@@ -141,12 +141,40 @@ class EngineSizes:
     attention heads' and KV words' ``attention_lanes`` and the LM head's ``head_lanes`` — the
     :class:`Engine` parameters that size it (the boards, the explorer, the CLI, simulation and the
     benchmarks all state sizes as this); :meth:`as_dict` gives them as Engine's keyword arguments.
-    :class:`Engine` checks them against a model."""
+    Each is a positive integer (checked here); :meth:`problem` checks them against a model, as
+    :class:`Engine` does."""
     rows: int
     simd: int
     lanes: int
     attention_lanes: int
     head_lanes: int
+
+    def __post_init__(self):
+        for name, value in self.as_dict().items():
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+
+    def problem(self, config) -> str | None:
+        """Why the engine cannot be built at these sizes for ``config``, with the sizes that would
+        do (one line), or None: ``lanes`` divides ``simd``, ``simd`` the hidden and intermediate
+        sizes, ``attention_lanes`` the head dimension and ``head_lanes`` the hidden size, both
+        multiples of ``lanes``."""
+        def divisors(n, multiple_of=1):
+            return [d for d in range(1, n + 1) if n % d == 0 and d % multiple_of == 0]
+        _, simd, lanes, att, head = dataclasses.astuple(self)
+        if simd % lanes:
+            return f"lanes must divide simd {simd}, not {lanes}; {divisors(simd)} would"
+        for name in ("hidden_size", "intermediate_size"):
+            size = getattr(config, name)
+            if size % simd:
+                return f"simd must divide {name} {size}, not {simd}; {divisors(size)} would"
+        if config.dim_per_head % att or att % lanes:
+            return (f"attention_lanes must divide head_dim {config.dim_per_head} and be a multiple "
+                    f"of lanes {lanes}, not {att}; {divisors(config.dim_per_head, lanes)} would")
+        if config.hidden_size % head or head % lanes:
+            return (f"head_lanes must divide hidden_size {config.hidden_size} and be a multiple "
+                    f"of lanes {lanes}, not {head}; {divisors(config.hidden_size, lanes)} would")
+        return None
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -184,7 +212,9 @@ class EngineSizes:
 
 
 class Engine(wiring.Component):
-    """See the module docstring.
+    """The whole BitNet engine: commands in, generated tokens out, every step of
+    ``model.integer.IntegerModel`` on chip, stepped by the sequencer's program; ``status`` reports
+    its state (cycles per token: ``fpga.perf.cycle_model``).
 
     Parameters
     ----------
@@ -217,23 +247,11 @@ class Engine(wiring.Component):
         attention_lanes = attention_lanes or lanes
         head_lanes = head_lanes or lanes
         cfg = model.config
-        for name, value in (("rows", rows), ("simd", simd), ("lanes", lanes), ("k_max", k_max),
-                            ("attention_lanes", attention_lanes), ("head_lanes", head_lanes)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
-        if simd % lanes:
-            raise ValueError(f"lanes must divide simd {simd}, not {lanes}")
-        sizes = {"hidden_size": cfg.hidden_size, "intermediate_size": cfg.intermediate_size}
-        for name, size in sizes.items():
-            if size % simd:
-                raise ValueError(f"simd must divide {name} {size}, not {simd}; "
-                                 f"{[d for d in range(1, size + 1) if size % d == 0]} would")
-        if cfg.dim_per_head % attention_lanes or attention_lanes % lanes:
-            raise ValueError(f"attention_lanes must divide head_dim {cfg.dim_per_head} and be a "
-                             f"multiple of lanes {lanes}, not {attention_lanes}")
-        if cfg.hidden_size % head_lanes or head_lanes % lanes:
-            raise ValueError(f"head_lanes must divide hidden_size {cfg.hidden_size} and be a "
-                             f"multiple of lanes {lanes}, not {head_lanes}")
+        problem = EngineSizes(rows, simd, lanes, attention_lanes, head_lanes).problem(cfg)
+        if problem:
+            raise ValueError(problem)
+        if not isinstance(k_max, int) or k_max < 1:
+            raise ValueError(f"k_max must be a positive integer, not {k_max!r}")
         self._model, self._config = model, cfg
         self._rows, self._simd, self._lanes, self._k_max = rows, simd, lanes, k_max
         self._attention_lanes, self._head_lanes = attention_lanes, head_lanes

@@ -34,13 +34,8 @@ def flash_image(words, word_bits: int) -> bytes:
 
 
 class FlashLoader(wiring.Component):
-    """See the module docstring.
-
-    Members
-    -------
-    spi : Out(SpiSignature)
-    o : Out(stream.Signature(word_bits))
-    done : Out(1)     every word has been sent
+    """Reads ``words`` words of ``word_bits`` bits from SPI flash at ``offset`` once after reset
+    and streams them out; ``done`` once every word is sent, :meth:`cycles` after reset.
     """
 
     def __init__(self, *, offset: int, words: int, word_bits: int, divider: int = 2):

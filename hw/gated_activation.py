@@ -8,7 +8,7 @@
 1. **Load**: both are stored while the shifts that bring the activation and ``up`` to 17 bits
    (``normalize``) are found from their maxima. relu² stores the gate (``max(gate, 0)²`` is the
    largest square); SiLU stores ``silu_q10(apply_scale(gate, gate_scale, 10))``, computed on the way
-   in: one multiply, a rounding shift, the 2048-entry sigmoid table (``latency_in`` cycles).
+   in: one multiply, a rounding shift, the 2048-entry sigmoid table (two cycles).
 2. **Scale**: a :class:`~hw.scale_unit.ScaleUnit` runs the activation's program (:data:`PROGRAMS`)
    for the result's scale, which goes out on ``scale``: relu² ``gate_scale² · 2^e_act · up_scale ·
    2^e_up``, SiLU ``2^(e_act − 10) · up_scale · 2^e_up``.
@@ -45,7 +45,8 @@ PROGRAMS = {
 
 
 class GatedActivation(wiring.Component):
-    """See the module docstring.
+    """``act(gate) ⊙ up`` for relu² or SiLU (``model.integer.gated_activation``) over a
+    vector's beats; :meth:`cycles` from a vector's first input to its last output.
 
     Parameters
     ----------
@@ -59,16 +60,7 @@ class GatedActivation(wiring.Component):
         ``"relu2"`` or ``"silu"``.
     exp_bits : int
         Exponent width of the scales.
-
-    Members
-    -------
-    i : In(stream.Signature(StructLayout({"gate": lanes × signed(width), "up": lanes × signed(width), "last": 1})))
-    gate_scale, up_scale : In(scale layout)
-    scale : Out(stream.Signature(StructLayout({"mant": 16, "exp": signed(exp_bits), "invalid": 1})))
-    o : Out(stream.Signature(StructLayout({"data": lanes × signed(out_bits), "last": 1})))
     """
-
-    latency = 3            # emit: read, normalize, multiply
 
     def __init__(self, *, width: int, lanes: int = 1, max_length: int, kind: str = "relu2",
                  exp_bits: int = SCALE_EXP_BITS):
@@ -95,7 +87,6 @@ class GatedActivation(wiring.Component):
     depth = property(lambda self: self._depth)
     kind = property(lambda self: self._kind)
     out_bits = property(lambda self: self.out_bits_of(self._kind))
-    latency_in = property(lambda self: 2 if self._kind == "silu" else 0)   # (cycles_of)
     act_bits = property(lambda self: self.act_bits_of(self._kind, self._width))
 
     @staticmethod
@@ -114,12 +105,14 @@ class GatedActivation(wiring.Component):
         """Clock edges from a vector's first input transfer to its last output, no stalls."""
         return self.cycles_of(self._kind, beats)
 
-    @classmethod
-    def cycles_of(cls, kind: str, beats: int) -> int:
+    @staticmethod
+    def cycles_of(kind: str, beats: int) -> int:
         """:meth:`cycles` of a unit of ``kind`` (for a cycle model without a unit)."""
-        latency_in = 2 if kind == "silu" else 0
-        return (beats + latency_in + 1 + ScaleProgram.cycles(PROGRAMS[kind]) + 1
-                + cls.latency + beats - 1)
+        # load (SiLU: 2 more, the multiply and the sigmoid table on the way in), the scale
+        # program, then the emit pass: 3 to a product out (read, normalize, multiply) and a
+        # product a cycle
+        load = beats + (2 if kind == "silu" else 0)
+        return load + 1 + ScaleProgram.cycles(PROGRAMS[kind]) + 1 + 3 + beats - 1
 
     def elaborate(self, platform):
         m = Module()

@@ -28,7 +28,9 @@ PROGRAM = (
 
 
 class HeadQuantizer(wiring.Component):
-    """See the module docstring.
+    """Per-head int8 codes and scale of q, k or v (``model.integer.quantize_heads``): an
+    AbsmaxQuantizer and a three-operation scale program, a head at a time; the first code
+    :attr:`latency` cycles after a head's last beat, its scale :meth:`scale_cycles` after that.
 
     Parameters
     ----------
@@ -40,13 +42,6 @@ class HeadQuantizer(wiring.Component):
         Elements per head.
     exp_bits : int
         Exponent width of the scales.
-
-    Members
-    -------
-    i : In(stream.Signature(StructLayout({"data": lanes × signed(width), "last": 1})))
-    acc_scale : In(scale layout)
-    o : Out(stream.Signature(StructLayout({"data": lanes × signed(8), "last": 1})))
-    scale : Out(stream.Signature(StructLayout({"mant": 16, "exp": signed(exp_bits), "invalid": 1})))
     """
 
     def __init__(self, *, width: int, lanes: int = 1, head_dim: int, exp_bits: int = SCALE_EXP_BITS):
@@ -66,6 +61,24 @@ class HeadQuantizer(wiring.Component):
     width = property(lambda self: self._width)
     lanes = property(lambda self: self._lanes)
     head_dim = property(lambda self: self._head_dim)
+
+    @staticmethod
+    def latency_of() -> int:
+        """Cycles from a head's last input beat to its first code offered, no stalls: the
+        AbsmaxQuantizer's latency and one to latch the head's peak for the scale program."""
+        return AbsmaxQuantizer.latency_of() + 1
+
+    latency = property(lambda self: self.latency_of())
+
+    def scale_cycles(self) -> int:
+        """Cycles from a head's peak latched (its first code offered) to its scale valid: the
+        scale program (:data:`PROGRAM`)."""
+        return self.scale_cycles_of()
+
+    @staticmethod
+    def scale_cycles_of() -> int:
+        """:meth:`scale_cycles` without a unit (it does not depend on the widths)."""
+        return ScaleProgram.cycles(PROGRAM)
 
     def elaborate(self, platform):
         m = Module()

@@ -51,7 +51,8 @@ def _pack(fmt: str, values) -> tuple:
 
 
 class HostLink(wiring.Component):
-    """See the module docstring.
+    """The byte protocol's gateware end: decodes request frames from the UART into engine
+    commands and answers with response frames (tokens, status, errors); one request at a time.
 
     Parameters
     ----------

@@ -25,7 +25,8 @@ from .scale_unit import scale_layout
 
 
 class KvCache(wiring.Component):
-    """See the module docstring."""
+    """Int8 keys and values with a scale per position, every layer and kv head; written a head
+    at a time, read by the attention head a word a cycle (one cycle of read latency)."""
 
     def __init__(self, *, layers: int, kv_heads: int, head_dim: int, positions: int, lanes: int = 1,
                  exp_bits: int = SCALE_EXP_BITS):

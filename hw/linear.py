@@ -32,7 +32,10 @@ from .ternary_array import TernaryArray, tile_beats
 
 
 class TernaryLinear(wiring.Component):
-    """See the module docstring.
+    """``acc = W_m · x`` for any of the model's ternary matrices, its weights in a ROM (or a RAM
+    filled from flash) feeding a one-column TernaryArray a word a cycle; :meth:`cycles` per matrix.
+    ``busy`` is high from a ``start`` transfer until the product's last result is out; ``ready``
+    (with ``loaded``) once the weight RAM is filled.
 
     Parameters
     ----------
@@ -45,16 +48,6 @@ class TernaryLinear(wiring.Component):
         words of :meth:`weight_words`, in order); ``start`` waits for it.
     spram : bool
         With ``loaded``: the RAM is the iCE40 UP5K's SPRAM (:class:`~hw.spram.Ice40Spram`).
-
-    Members
-    -------
-    load : In(stream.Signature(rows × simd 2-bit codes))      (with ``loaded``)
-    ready : Out(1)     the weight RAM is filled                 (with ``loaded``)
-    x : In(stream.Signature(StructLayout({"data": ArrayLayout(signed(8), simd), "last": 1})))
-    start : In(stream.Signature(range(len(matrices))))
-    o : Out(stream.Signature(StructLayout({"data": signed(acc_width), "last": 1})))
-    busy : Out(1)
-        High from a ``start`` transfer until the product's last result is out.
     """
 
     def __init__(self, matrices: Sequence[np.ndarray], *, rows: int, simd: int,
@@ -143,12 +136,22 @@ class TernaryLinear(wiring.Component):
             with m.If(address == depth - 1):
                 m.d.sync += loading.eq(0)
 
+    @property
+    def latency(self) -> int:
+        """Clock edges from the ``start`` transfer to the first weight word into the array (the
+        array's own :attr:`~hw.ternary_array.TernaryArray.latency` follows)."""
+        return self.latency_of()
+
+    @staticmethod
+    def latency_of() -> int:
+        """:attr:`latency` without a unit: look the matrix up, read its first word."""
+        return 2
+
     def cycles(self, index: int) -> int:
         """Clock edges from the ``start`` transfer to the last result's, with ``o`` always ready:
-        two to look the matrix up and read its first word, the array's cycles, less the padded rows
-        of the last tile (dropped)."""
+        :attr:`latency`, the array's cycles, less the padded rows of the last tile (dropped)."""
         n, k = self._shapes[index]
-        return 2 + self._array.cycles(n, k, 1) - (self._tiles[index] * self._rows - n)
+        return self.latency + self._array.cycles(n, k, 1) - (self._tiles[index] * self._rows - n)
 
     def elaborate(self, platform):
         m = Module()

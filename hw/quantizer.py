@@ -33,7 +33,10 @@ assert QUOTIENT_BITS % 2 == 0                        # the divider makes two bit
 
 
 class AbsmaxQuantizer(wiring.Component):
-    """See the module docstring.
+    """Per-token int8 absmax codes (``model.numerics.absmax_quantize``): stores a token while
+    tracking its peak, then one reciprocal and a multiply a lane; :attr:`latency` cycles from a
+    token's last beat to its first codes. ``overflow`` is high from the end of a token longer than
+    ``max_length`` until the next token starts.
 
     Parameters
     ----------
@@ -43,13 +46,6 @@ class AbsmaxQuantizer(wiring.Component):
         Elements per beat.
     max_length : int
         Longest token in elements (the buffer holds ``ceil(max_length / lanes)`` beats).
-
-    Members
-    -------
-    i : In(stream.Signature(StructLayout({"data": ArrayLayout(signed(width), lanes), "last": 1})))
-    o : Out(stream.Signature(StructLayout({"data": ArrayLayout(signed(8), lanes), "peak": unsigned(width), "last": 1})))
-    overflow : Out(1)
-        High from the end of a token that exceeded ``max_length`` until the next token starts.
     """
 
     def __init__(self, *, width: int, lanes: int = 1, max_length: int):
@@ -71,9 +67,14 @@ class AbsmaxQuantizer(wiring.Component):
     lanes = property(lambda self: self._lanes)
     depth = property(lambda self: self._depth)
 
-    # find the shift, normalize m (2) + divide (two quotient bits a cycle) + issue the read,
-    # memory, normalize, multiply, round into the output register (5)
-    latency = 2 + QUOTIENT_BITS // 2 + 5
+    @staticmethod
+    def latency_of() -> int:
+        """Cycles from a token's last input beat to its first code: find the shift and normalize
+        m (2), divide (two quotient bits a cycle), issue the read, memory, normalize, multiply and
+        round into the output register (5)."""
+        return 2 + QUOTIENT_BITS // 2 + 5
+
+    latency = property(lambda self: self.latency_of())
 
     def elaborate(self, platform):
         m = Module()

@@ -18,8 +18,9 @@ signed ``width``-bit values, ``last`` on its final beat. Then:
 sequencer; they must hold from a token's first beat until its ``scale`` is taken.
 
 Cycles per token of ``b`` beats with no stalls: ``b`` (load) ``+ b + 5`` (feed: read, normalize,
-multiply; zero check) and then, in parallel, the AbsmaxQuantizer's ``latency + b`` for the codes and ``SCALE_CYCLES`` for
-``D`` (:meth:`cycles`). The next token is loaded once ``D`` is taken.
+multiply; zero check) and then, in parallel, the AbsmaxQuantizer's ``latency + b`` for the codes
+and :data:`PROGRAM`'s ``ScaleProgram.cycles`` for ``D`` (:meth:`cycles`). The next token is loaded
+once ``D`` is taken.
 """
 
 from amaranth import Module, Mux, Signal, signed, unsigned
@@ -48,11 +49,13 @@ PROGRAM = (
     ("peak_rms", ScaleOp.MUL, "peak", "inv_rms", None),
     ("dequant", ScaleOp.MUL, "peak_rms", "inv_act_max", None),
 )
-SCALE_CYCLES = ScaleProgram.cycles(PROGRAM)
 
 
 class RmsQuantizer(wiring.Component):
-    """See the module docstring.
+    """RMSNorm folded into the int8 absmax quantizer (``model.integer.rms_quantize``): codes of
+    ``x ⊙ g`` and the dequantization scale ``D``; :meth:`cycles` from a token's first beat to ``D``.
+    ``overflow`` is high from the end of a token longer than ``max_length`` (cut there) until the
+    next starts.
 
     Parameters
     ----------
@@ -64,16 +67,6 @@ class RmsQuantizer(wiring.Component):
         Longest token in elements (``ceil(max_length / lanes)`` beats are buffered).
     exp_bits : int
         Exponent width of the scales (ScaleUnit).
-
-    Members
-    -------
-    i : In(stream.Signature(StructLayout({"data": ArrayLayout(signed(width), lanes), "last": 1})))
-    gain : Out(memory.ReadPort.Signature(addr_width, ArrayLayout(signed(16), lanes))), flipped
-    o : Out(stream.Signature(StructLayout({"data": ArrayLayout(signed(8), lanes), "last": 1})))
-    scale : Out(stream.Signature(StructLayout({"mant": 16, "exp": signed(exp_bits), "invalid": 1})))
-    x_scale, inv_len, eps : In(scale layout);  gain_exp : In(signed(exp_bits))
-    overflow : Out(1)
-        High from the end of a token longer than ``max_length`` (cut there) until the next starts.
     """
 
     def __init__(self, *, width: int = 32, lanes: int = 1, max_length: int, exp_bits: int = SCALE_EXP_BITS):
@@ -107,10 +100,14 @@ class RmsQuantizer(wiring.Component):
     depth = property(lambda self: self._depth)
     product_bits = NORM_BITS + GAIN_BITS - 1     # |x_n · G| < 2^17 · 2^15
 
-    @staticmethod
-    def cycles(beats: int) -> int:
+    def cycles(self, beats: int) -> int:
         """Clock edges from a token's first input transfer to its ``scale`` being valid, no stalls."""
-        return 2 * beats + 5 + SCALE_CYCLES
+        return self.cycles_of(beats)
+
+    @staticmethod
+    def cycles_of(beats: int) -> int:
+        """:meth:`cycles` without a unit (it does not depend on the widths)."""
+        return 2 * beats + 5 + ScaleProgram.cycles(PROGRAM)
 
     def elaborate(self, platform):
         m = Module()

@@ -24,7 +24,8 @@ from .arith import check_integers, read_pass
 
 
 class Rope(wiring.Component):
-    """See the module docstring.
+    """Rotary position embedding of one head at a time (``model.numerics.rope_rotate``);
+    :attr:`latency` cycles from a head's last beat to its first output.
 
     Parameters
     ----------
@@ -36,15 +37,15 @@ class Rope(wiring.Component):
         Table length (the model's context).
     theta : float
         RoPE base.
-
-    Members
-    -------
-    i : In(stream.Signature(signed(width)))
-    o : Out(stream.Signature(StructLayout({"data": signed(width + 1), "last": 1})))
-    position : In(range(positions))
     """
 
-    latency = 5            # bank full, start, read, products, sum
+    @staticmethod
+    def latency_of() -> int:
+        """Cycles from a head's last input beat to its first output: bank full, start, read,
+        products, sum."""
+        return 5
+
+    latency = property(lambda self: self.latency_of())
 
     def __init__(self, *, width: int, head_dim: int, positions: int, theta: float):
         check_integers((("width", width, 2, 40), ("head_dim", head_dim, 2, 1024),

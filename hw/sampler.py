@@ -46,7 +46,8 @@ def xorshift32(state):
 
 
 class Sampler(wiring.Component):
-    """See the module docstring.
+    """Greedy argmax or seeded top-k sampling over one position's logits
+    (``model.integer.sample``); :meth:`cycles` from the last logit to the token.
 
     Parameters
     ----------
@@ -58,13 +59,6 @@ class Sampler(wiring.Component):
         Largest top-k (entries of the insertion array; 1 to 64).
     exp_bits : int
         Exponent width of ``coef``.
-
-    Members
-    -------
-    i : In(stream.Signature(StructLayout({"logit": signed(logit_width), "last": 1})))
-    o : Out(stream.Signature(StructLayout({"token": range(vocab_max), "invalid": 1})))
-    greedy : In(1);  coef : In(scale);  top_k : In(range(k_max + 1))
-    seed : In(32);  seed_load : In(1)
     """
 
     def __init__(self, *, logit_width: int = 40, vocab_max: int, k_max: int = 32, exp_bits: int = SCALE_EXP_BITS):
@@ -89,8 +83,14 @@ class Sampler(wiring.Component):
         """:attr:`z_bits` for ``logit_width``-bit logits (a logit times a 16-bit mantissa)."""
         return logit_width + 17
 
+    def cycles(self, vocab: int, token: int, greedy: bool) -> int:
+        """Clock edges from the last of ``vocab`` logits to ``token`` being valid (see the module
+        docstring)."""
+        return self.cycles_of(vocab, token, greedy)
+
     @staticmethod
-    def cycles(vocab: int, token: int, greedy: bool) -> int:
+    def cycles_of(vocab: int, token: int, greedy: bool) -> int:
+        """:meth:`cycles` without a sampler (it does not depend on the widths)."""
         return 2 if greedy else vocab + token + 8
 
     def elaborate(self, platform):

@@ -56,7 +56,8 @@ def scale_layout(exp_bits: int) -> data.StructLayout:
 
 
 class ScaleUnit(wiring.Component):
-    """See the module docstring.
+    """MUL, ADD, FROM_INT, RECIP and RSQRT on 16-bit-mantissa scales (``model.numerics`` §3),
+    one command at a time; :meth:`cycles` per operation.
 
     Parameters
     ----------
@@ -64,11 +65,6 @@ class ScaleUnit(wiring.Component):
         Signed exponent width of operands and results (6 to 24 bits).
     int_bits : int
         Width of FROM_INT's unsigned integer operand ``n`` (1 to 64 bits).
-
-    Members
-    -------
-    i : In(stream.Signature(StructLayout({"op": ScaleOp, "a": scale, "b": scale, "n": unsigned(int_bits)})))
-    o : Out(stream.Signature(StructLayout({"mant": unsigned(16), "exp": signed(exp_bits), "invalid": 1})))
     """
 
     NORMALIZE = 3                  # bit length and rounding, carry, hand-over
@@ -90,11 +86,17 @@ class ScaleUnit(wiring.Component):
     int_bits = property(lambda self: self._int_bits)
     exp_range = property(lambda self: range(-(1 << (self._exp_bits - 1)), 1 << (self._exp_bits - 1)))
 
-    @classmethod
-    def cycles(cls, op: ScaleOp) -> int:
-        return {ScaleOp.RECIP: cls.DIVIDE + cls.NORMALIZE + 1,
-                ScaleOp.RSQRT: cls.SQRT + cls.DIVIDE + 2 * cls.NORMALIZE + 1
-                }.get(ScaleOp(op), cls.NORMALIZE + 1)
+    def cycles(self, op: ScaleOp) -> int:
+        """Clock edges from the edge that accepts an ``op`` command to the first its result is valid."""
+        return self.cycles_of(op)
+
+    @staticmethod
+    def cycles_of(op: ScaleOp) -> int:
+        """:meth:`cycles` without a unit (the unit's timing does not depend on its widths)."""
+        unit = ScaleUnit
+        return {ScaleOp.RECIP: unit.DIVIDE + unit.NORMALIZE + 1,
+                ScaleOp.RSQRT: unit.SQRT + unit.DIVIDE + 2 * unit.NORMALIZE + 1
+                }.get(ScaleOp(op), unit.NORMALIZE + 1)
 
     def elaborate(self, platform):
         m = Module()
@@ -264,7 +266,7 @@ class ScaleProgram:
     @staticmethod
     def cycles(program) -> int:
         """Clock edges from entering the issue state to leaving the result state for the last time."""
-        return sum(ScaleUnit.cycles(op) + 1 for _, op, *_ in program)
+        return sum(ScaleUnit.cycles_of(op) + 1 for _, op, *_ in program)
 
     def states(self, m, unit, sources: dict, integers: dict, issue: str, result: str, done: str):
         sources = {**sources, **self.results}
@@ -309,7 +311,10 @@ class NormalizedScaleMultiplier(wiring.Component):
     ``scale_mul``).
     """
 
-    latency = 2
+    @property
+    def latency(self) -> int:
+        """Cycles from ``i`` to ``o`` (two pipeline stages)."""
+        return 2
 
     def __init__(self, exp_bits: int = SCALE_EXP_BITS):
         layout = scale_layout(exp_bits)

@@ -29,7 +29,8 @@ TIMEOUT_BYTES = 16          # a frame whose bytes stop for this many byte times 
 
 
 class Soc(wiring.Component):
-    """See the module docstring.
+    """The engine behind the UART byte protocol in one clock domain, with LEDs (heartbeat,
+    busy, generating, fault, full); what a board top wraps.
 
     Parameters
     ----------

@@ -20,7 +20,8 @@ SPRAM_DEPTH = 16384
 
 
 class Ice40Spram(wiring.Component):
-    """See the module docstring."""
+    """A RAM of up to 16K words of any width on the iCE40 UP5K's SPRAM primitives (one per 16
+    bits of width), a behavioural memory without a platform; reads have one cycle of latency."""
 
     def __init__(self, *, width: int, depth: int):
         check_integers((("width", width, 1, 4 * SPRAM_WIDTH), ("depth", depth, 1, SPRAM_DEPTH)))

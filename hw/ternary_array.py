@@ -47,7 +47,8 @@ LEVELS_PER_STAGE = 1                         # adder-tree levels between pipelin
 
 
 class TernaryArray(wiring.Component):
-    """``rows × cols`` PEs of ``simd`` ternary lanes each; see the module docstring.
+    """``rows × cols`` PEs of ``simd`` ternary lanes each, a weight word and an activation beat a
+    cycle; :attr:`latency` from a tile's last beat to its row-0 result, :meth:`cycles` per product.
 
     Parameters
     ----------
@@ -64,12 +65,6 @@ class TernaryArray(wiring.Component):
     assertions : bool
         Add ``Assert`` statements (simulation and formal only) that no accumulator addition
         overflows; with at most ``ceil(k_max/simd)`` beats per tile none can.
-
-    Members
-    -------
-    w : In(stream.Signature(ArrayLayout(ArrayLayout(unsigned(2), simd), rows)))
-    x : In(stream.Signature(StructLayout({"data": ArrayLayout(ArrayLayout(signed(act_width), simd), cols), "last": 1})))
-    o : Out(stream.Signature(StructLayout({"data": ArrayLayout(signed(acc_width), cols), "row": range(rows), "last": 1})))
     """
 
     def __init__(self, *, rows: int, cols: int, simd: int, k_max: int, act_width: int = 8,

@@ -35,6 +35,25 @@ async def stream_get(ctx, stream, count: int, rng: random.Random | None = None, 
     return received
 
 
+def transfer_edges(streams: dict):
+    """``(count, edges)``: ``count`` is a background testbench that appends to ``edges[name]`` the
+    index of every clock edge (sampled at the edge) that transfers on ``streams[name]``, a stream
+    or ``(stream, "last")`` for only the transfers whose payload has ``last`` set."""
+    edges = {name: [] for name in streams}
+    watched = [(name, *(s if isinstance(s, tuple) else (s, None))) for name, s in streams.items()]
+    signals = [signal for _, stream, last in watched
+               for signal in (stream.valid, stream.ready, stream.payload.last if last else stream.valid)]
+
+    async def count(ctx):
+        edge = 0
+        async for _, _, *values in ctx.tick().sample(*signals):
+            for i, (name, _, _) in enumerate(watched):
+                if all(values[3 * i:3 * i + 3]):
+                    edges[name].append(edge)
+            edge += 1
+    return count, edges
+
+
 def run(dut, benches, *, max_cycles: int, vcd_name: str, background=()):
     """Simulate ``dut`` with the testbench coroutines (and ``background`` ones that never end);
     fail after ``max_cycles``.

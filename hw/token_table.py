@@ -11,7 +11,7 @@ untied one instantiates two, one for each use.
   ``last`` on the final logit.
 
 ROM: ``vocab × hidden/lanes`` words of ``lanes`` int8 codes and ``vocab`` 16-bit row mantissas.
-Cycles: a row in ``hidden/lanes + 4``; the logits in ``vocab · hidden/lanes + 2``
+Cycles: a row in ``hidden/lanes + 4`` (:meth:`row_cycles`); the logits in ``vocab · hidden/lanes + 2``
 (:meth:`logit_cycles`). Each use has its own ROM read ports (a tied table is one dual-port ROM),
 so the two may overlap.
 """
@@ -33,7 +33,8 @@ def logit_width(hidden: int) -> int:
 
 
 class TokenTable(wiring.Component):
-    """See the module docstring.
+    """The int8 token table used as the embedding (a row into the residual stream) and/or the
+    LM head (integer logits of a quantized vector), in on-chip ROM.
 
     Parameters
     ----------
@@ -43,13 +44,6 @@ class TokenTable(wiring.Component):
         Codes per ROM word and per beat (divides hidden).
     embedding, lm_head : bool
         Which uses to build.
-
-    Members
-    -------
-    token : In(stream.Signature(range(vocab)))                     (with ``embedding``)
-    embedding : Out(stream.Signature(StructLayout({"data": lanes × signed(32), "last": 1})))
-    x : In(stream.Signature(StructLayout({"data": lanes × signed(8), "last": 1})))   (with ``lm_head``)
-    logits : Out(stream.Signature(StructLayout({"logit": signed(logit_width), "last": 1})))
     """
 
     def __init__(self, table: RowScaledInt8, *, lanes: int, embedding: bool = True,
@@ -83,9 +77,26 @@ class TokenTable(wiring.Component):
     words = property(lambda self: self._words)
     logit_width = property(lambda self: logit_width(self._hidden))
 
+    def row_cycles(self) -> int:
+        """Clock edges from a ``token`` transfer to its row's last ``embedding`` beat's, that
+        ``embedding`` ready."""
+        return self.row_cycles_of(self._words)
+
+    @staticmethod
+    def row_cycles_of(words: int) -> int:
+        """:meth:`row_cycles` of a table ``words`` beats a row (for a cycle model without a
+        table): the token, a word a cycle (ROM read), the Dequantizer's latency."""
+        return 1 + words + Dequantizer.latency_of()
+
     def logit_cycles(self) -> int:
         """Clock edges from the last ``x`` beat's transfer to the last logit's, ``logits`` ready."""
-        return self._vocab * self._words + 2
+        return self.logit_cycles_of(self._vocab, self._words)
+
+    @staticmethod
+    def logit_cycles_of(vocab: int, words: int) -> int:
+        """:meth:`logit_cycles` of a table of ``vocab`` rows, ``words`` beats a row (for a cycle
+        model without a table): a word a cycle, two to finish."""
+        return vocab * words + 2
 
     def elaborate(self, platform):
         m = Module()

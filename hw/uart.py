@@ -40,7 +40,8 @@ def _check_divisor(divisor):
 
 
 class UartRx(wiring.Component):
-    """See the module docstring. ``rx`` idles high."""
+    """8N1 receiver: a byte on ``o`` after each stop bit; ``overrun`` and ``framing`` pulse on
+    a lost byte or a missing stop bit. ``rx`` idles high."""
 
     def __init__(self, divisor: int):
         _check_divisor(divisor)
@@ -97,7 +98,8 @@ class UartRx(wiring.Component):
 
 
 class UartTx(wiring.Component):
-    """See the module docstring. ``tx`` idles high."""
+    """8N1 transmitter: sends each byte taken on ``i``, ``divisor`` cycles a bit. ``tx`` idles
+    high."""
 
     def __init__(self, divisor: int):
         _check_divisor(divisor)

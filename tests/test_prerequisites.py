@@ -102,8 +102,7 @@ def test_a_missing_venv_module_stops_and_flashing_libraries_are_a_note(monkeypat
 
     from sim import prerequisites
 
-    monkeypatch.setattr(prerequisites, "missing_compiler", lambda: None)
-    monkeypatch.setattr(prerequisites, "REQUIRED", ((prerequisites.missing_compiler, "build-essential"),
+    monkeypatch.setattr(prerequisites, "REQUIRED", ((lambda: None, "build-essential"),   # a compiler
                                                     (prerequisites.missing_venv, "python3-venv")))
     monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
     assert prerequisites.main([]) == 0

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fpga.perf.cycle_model import weight_bound
 from fpga.simulate import engine_params, per_token_counters, run_engine
 from hw.engine import Phase
 from model import paths
@@ -28,11 +29,6 @@ MODELS = ("ulx3s", "small")
 SHORT_PROMPT, SHORT_TOKENS = "First Ci", 16
 TARGET_RATIO = 1.3
 POSITION_LABELS = ("1", "16", "¼ context", "½ context", "last")
-
-
-def weights_per_token(weights) -> int:
-    return sum(int(np.prod(layer.linear(name).codes.shape)) for layer in weights.layers
-               for name in weights.config.linear_shapes())
 
 
 def measure(name: str, status=None) -> dict:
@@ -50,7 +46,7 @@ def measure(name: str, status=None) -> dict:
     short_run, long_run = run_engine(params, runs, status=status)
     per_token = np.diff([0] + [t["cycles"] for t in long_run["token_counters"]])
     # per_token[p]: the layers at position p and an LM head
-    bound = weights_per_token(weights) / (params["rows"] * params["simd"])
+    bound = weight_bound(weights.config, params)
     cycles = sum(run["prompt"]["cycles"] + run["decode"]["cycles"] for run in (short_run, long_run))
     positions = dict(zip(POSITION_LABELS, (1, 16, context // 4, context // 2, context - 1)))
     return {

@@ -120,13 +120,12 @@ def measure_build(entry, root: Path, rebuild: bool, status=None) -> dict:
 
 def predicted_resources(entry: dict, root: Path) -> dict:
     from fpga.boards import BOARDS
-    from fpga.perf.memory_map import soc_names
     from fpga.perf.resource_model import predict
     from model.checkpoint import load_weights
 
     board = BOARDS[entry["board"]]
     cfg = load_weights(build_model_dir(entry["model"], root / entry["name"])).config
-    return predict(cfg, entry["params"], board.family, soc_names(board.distributed_ram))
+    return predict(cfg, entry["params"], board.family, board.distributed_ram)
 
 
 def compare(data: dict, root: Path) -> dict:

@@ -19,6 +19,7 @@ from hw.soc import LEDS, Soc
 from model import paths
 from model.checkpoint import load_weights
 from model.integer import IntegerModel
+from model.memory import PARTS, Part
 
 
 
@@ -43,6 +44,13 @@ class Board:
     def platform_class(self):
         module, name = self.platform.split(":")
         return getattr(importlib.import_module(module), name)
+
+    @property
+    def part(self) -> Part:
+        """The FPGA on the board, from the one table of parts (``model.memory.PARTS``), by the name
+        its amaranth-boards platform gives it (a Gowin platform's ``family`` names the part)."""
+        platform = self.platform_class()
+        return PARTS[platform.family if self.family == "gowin" else platform.device]
 
     def load_model(self, directory=None) -> IntegerModel:
         return IntegerModel(load_weights(Path(directory) if directory else paths.REPO / self.model))

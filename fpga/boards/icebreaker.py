@@ -9,7 +9,8 @@ from . import Board
 BOARDS = [
     Board("icebreaker", "amaranth_boards.icebreaker:ICEBreakerPlatform", "ice40", "models/small",
           EngineSizes(rows=4, simd=8, lanes=1, attention_lanes=1, head_lanes=1), k_max=4,
-          clock_mhz=12.0, baud=1_000_000, loader_board="icebreaker",
+          # openFPGALoader knows the iCEBreaker as ice40_generic (its src/board.hpp)
+          clock_mhz=12.0, baud=1_000_000, loader_board="ice40_generic",
           flash_offset=0x100000,
           note="does not fit: the small model's SoC at one vector lane needs 25,993 logic cells of "
                "the UP5K's 5,280, 96 block RAMs of 30 and 44 DSPs of 8 (tritium build, 2026-11-24)"),

@@ -1,4 +1,4 @@
-"""Sipeed Tang Primer 20K (Gowin GW2A-18 on the dock: 27 MHz oscillator, BL616 USB UART, 6 LEDs;
+"""Sipeed Tang Primer 20K (Gowin GW2A-18 on the dock: 27 MHz oscillator, BL702 USB UART, 6 LEDs;
 Apicula toolchain): the small model's weights in block RAM."""
 
 from hw.engine import EngineSizes

@@ -1,9 +1,12 @@
 """The engine's clock cycles per token, predicted from the architecture (docs/performance.md).
 
-Every term is a block's documented timing (``TernaryArray.cycles``, ``AbsmaxQuantizer.latency``,
-``RmsQuantizer.cycles``, ``AttentionHead.cycles``, ``GatedActivation.cycles``,
-``TokenTable.logit_cycles``, ``Sampler.cycles``, ``ScaleUnit.cycles``, ``Rope.latency``, ...) put
-together the way :class:`hw.engine.Engine`'s sequencer runs the program of
+Every term is a block's documented timing, read through the static twin of its ``latency`` or
+``cycles`` (``TernaryArray.latency_of``, ``TernaryLinear.latency_of``,
+``AbsmaxQuantizer.latency_of``, ``HeadQuantizer.latency_of``, ``HeadQuantizer.scale_cycles_of``,
+``RmsQuantizer.cycles_of``, ``AttentionHead.passes_of``, ``GatedActivation.cycles_of``,
+``TokenTable.row_cycles_of``, ``TokenTable.logit_cycles_of``, ``Sampler.cycles_of``,
+``ScaleUnit.cycles_of``, ``Rope.latency_of``, ``Dequantizer.latency_of``)
+put together the way :class:`hw.engine.Engine`'s sequencer runs the program of
 :func:`hw.sequencer.program`: one instruction after another, a matmul's results queued in the
 result FIFO while its output path (RoPE, the per-head quantizer, the residual add, the gated
 activation) drains them one a cycle. Nothing here is fitted to a simulation; the validation
@@ -16,24 +19,25 @@ what the sequencer waits on), so each phase can be checked against the engine's 
 import dataclasses
 import functools
 
-from hw.attention import ROW_PROGRAM, SCORE_LATENCY, WEIGHT_LATENCY
+from hw.attention import AttentionHead
 from hw.dequantizer import Dequantizer
 from hw.engine import RESULT_FIFO_DEPTH, EngineSizes, Phase
 from hw.gated_activation import GatedActivation
-from hw.head_quantizer import PROGRAM as HEAD_PROGRAM
+from hw.head_quantizer import HeadQuantizer
+from hw.linear import TernaryLinear
 from hw.quantizer import AbsmaxQuantizer
 from hw.rms_quantizer import RmsQuantizer
 from hw.rope import Rope
 from hw.sampler import Sampler
-from hw.scale_unit import ScaleOp, ScaleProgram, ScaleUnit
+from hw.scale_unit import ScaleOp, ScaleUnit
 from hw.sequencer import MATRICES, Op, Route, Source, program
 from hw.ternary_array import TernaryArray
+from hw.token_table import TokenTable
 
 FETCH = 1               # the sequencer's FETCH state, once per instruction
 START = 1               # a MATMUL's START state (the start transfer)
-LOOKUP = 2              # TernaryLinear: look the matrix up, read its first weight word
-SCALE_PRODUCT = ScaleUnit.cycles(ScaleOp.MUL) + 2   # issue, multiply, store (D·γ, logit scale, coef)
-TABLE_ROW = 4           # TokenTable: a row in hidden/lanes + 4 cycles
+LOOKUP = TernaryLinear.latency_of()   # look the matrix up, read its first weight word
+SCALE_PRODUCT = ScaleUnit.cycles_of(ScaleOp.MUL) + 2   # issue, multiply, store (D·γ, logit scale, coef)
 GREEDY = True
 
 
@@ -95,17 +99,17 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
         if heads and i % head_dim == head_dim - 1:
             last_in = t
             if route != Route.V:             # RoPE emits the head after its last element
-                emit = max(last_in + Rope.latency, quantizer_free - sizes.attention_lanes + 1)
+                emit = max(last_in + Rope.latency_of(), quantizer_free - sizes.attention_lanes + 1)
                 last_in = emit + head_dim - 1
                 rope_free[(i // head_dim) % 2] = last_in + 1
-            latch = max(last_in + AbsmaxQuantizer.latency, scale_taken) + 1
+            latch = max(last_in + HeadQuantizer.latency_of(), scale_taken + 1)
             codes_end = latch + words
-            scale_valid = latch + ScaleProgram.cycles(HEAD_PROGRAM) + 1
+            scale_valid = latch + HeadQuantizer.scale_cycles_of() + 1
             scale_taken = max(codes_end + 1, scale_valid) + 1
             quantizer_free = codes_end + 1
             end = scale_taken
     if not heads:
-        tail = {Route.RESIDUAL: 1 + Dequantizer.latency + 1, Route.GATE: 1, Route.UP: 2}[route]
+        tail = {Route.RESIDUAL: 1 + Dequantizer.latency_of() + 1, Route.GATE: 1, Route.UP: 2}[route]
         end = out + tail
     return busy_end, end
 
@@ -116,7 +120,7 @@ def feed_and_codes(beats: int) -> int:
     """From a NORM's last input beat into the RmsQuantizer to its last code: the feed (read,
     normalize, multiply; zero check), the AbsmaxQuantizer's latency, the codes out, and the
     instruction seeing them done."""
-    return (beats + 5) + AbsmaxQuantizer.latency + beats + 1
+    return (beats + 5) + AbsmaxQuantizer.latency_of() + beats + 1
 
 
 def norm_from_buffer(beats: int) -> int:
@@ -128,7 +132,7 @@ def norm_from_buffer(beats: int) -> int:
 def norm_scale_after_codes(beats: int) -> int:
     """How long after a NORM's last code its scale D is out (``RmsQuantizer.cycles`` from the first
     beat, which the read pass offers one cycle in)."""
-    return 1 + RmsQuantizer.cycles(beats) - norm_from_buffer(beats)
+    return 1 + RmsQuantizer.cycles_of(beats) - norm_from_buffer(beats)
 
 
 def attention_cycles(cfg, sizes: EngineSizes, length: int) -> int:
@@ -137,13 +141,11 @@ def attention_cycles(cfg, sizes: EngineSizes, length: int) -> int:
     next head's query, scores and weights overlap the previous head's row scale and output, but
     its values wait until that output has left (they reuse the accumulators)."""
     words = cfg.dim_per_head // sizes.attention_lanes
-    scores = 1 + length * words + SCORE_LATENCY
-    weights = 1 + length + WEIGHT_LATENCY
-    values = length * words + 2
-    row_scale = ScaleProgram.cycles(ROW_PROGRAM) + 1
+    passes = AttentionHead.passes_of(length, words)
+    scores, weights, values, row_scale = (passes[p] for p in ("scores", "weights", "values", "row_scale"))
     period = max(words + scores + weights + values, max(values, row_scale) + words)
     beats = cfg.hidden_size // sizes.lanes
-    last_out = (max(values, row_scale) - values + Dequantizer.latency
+    last_out = (max(values, row_scale) - values + Dequantizer.latency_of()
                 + cfg.dim_per_head // sizes.lanes)
     return 2 + cfg.num_attention_heads * period + last_out + feed_and_codes(beats)
 
@@ -161,12 +163,12 @@ def lm_head_cycles(cfg, sizes: EngineSizes, greedy: bool = GREEDY) -> int:
     (``TokenTable.logit_cycles``), the sampler (greedy: 2; sampled: the scale products first and
     ``Sampler.cycles`` for a token in the middle of the vocabulary)."""
     beats = cfg.hidden_size // sizes.lanes
-    logits = cfg.vocab_size * (cfg.hidden_size // sizes.head_lanes) + 2
+    logits = TokenTable.logit_cycles_of(cfg.vocab_size, cfg.hidden_size // sizes.head_lanes)
     cycles = norm_from_buffer(beats) + logits
     if greedy:
-        return cycles + Sampler.cycles(cfg.vocab_size, 0, True)
+        return cycles + Sampler.cycles_of(cfg.vocab_size, 0, True)
     return (cycles + max(0, norm_scale_after_codes(beats)) + 2 * SCALE_PRODUCT
-            + Sampler.cycles(cfg.vocab_size, cfg.vocab_size // 2, False))
+            + Sampler.cycles_of(cfg.vocab_size, cfg.vocab_size // 2, False))
 
 
 # -- a position --------------------------------------------------------------------------------
@@ -182,7 +184,8 @@ def body_cycles(cfg, sizes: EngineSizes, position: int) -> dict:
             add(total, phases(control=FETCH))
             break
         if step.op == Op.EMBED:
-            add(total, phases(control=FETCH, vector=cfg.hidden_size // sizes.lanes + TABLE_ROW))
+            add(total, phases(control=FETCH,
+                              vector=TokenTable.row_cycles_of(cfg.hidden_size // sizes.lanes)))
         elif step.op == Op.NORM:
             beats = cfg.hidden_size // sizes.lanes
             if step.source == Source.ATTENTION:

@@ -9,15 +9,12 @@ table, and a plot.
 import dataclasses
 import itertools
 
-from hw.engine import SHALLOW_BUFFERS
+from hw.engine import SHALLOW_BUFFERS, EngineSizes
 
 from .cycle_model import mean_cycles, weight_bound
-from .memory_map import block_slices, soc_memories, soc_names
-from .resource_model import RESOURCES, fmax_class, overflows, part_of, predict
+from .memory_map import block_slices, soc_memories
+from .resource_model import RESOURCES, fmax_class, overflows, predict
 
-# Memory banking: the shallow buffers the board flow may put in LUT RAM instead of block RAM
-# (Board.distributed_ram; the ULX3S-85F needs them there to fit its block RAM).
-LUT_RAM_BUFFERS = soc_names(SHALLOW_BUFFERS)
 ROWS = (1, 2, 4, 8, 16, 32, 64)
 POWERS = (1, 2, 4, 8, 16, 32, 64)
 MAX_LANES = 32
@@ -60,27 +57,24 @@ class Point:
 
 def candidates(cfg, *, rows=None, simd=None, lanes=None, attention_lanes=None,
                head_lanes=None) -> list[dict]:
-    """Every engine size ``hw.engine.Engine`` accepts for ``cfg`` (powers of two; a size given
-    pins it). A pinned size the engine does not accept raises ValueError, naming what would."""
-    d, hidden, ffn = cfg.dim_per_head, cfg.hidden_size, cfg.intermediate_size
+    """Every engine size ``hw.engine.Engine`` accepts for ``cfg`` (powers of two, lanes up to
+    :data:`MAX_LANES`, :meth:`EngineSizes.problem` none; a size given pins it). A pinned size the
+    engine does not accept raises ValueError, naming what would."""
     pinned = dict(rows=rows, simd=simd, lanes=lanes, attention_lanes=attention_lanes,
                   head_lanes=head_lanes)
+    lane_counts = [n for n in POWERS if n <= MAX_LANES]
 
     def choose(given, options):
-        options = list(options)
         return ([given] if given in options else []) if given else options
     if rows is not None and (not isinstance(rows, int) or rows < 1):
         raise ValueError(f"rows must be a positive integer, not {rows!r}")
     points = []
-    for s in choose(simd, (s for s in POWERS if hidden % s == 0 and ffn % s == 0)):
-        for n in choose(lanes, (n for n in POWERS if s % n == 0 and d % n == 0
-                                and n <= MAX_LANES)):
-            for a in choose(attention_lanes, (a for a in POWERS if d % a == 0 and a % n == 0
-                                              and a <= MAX_LANES)):
-                for h in choose(head_lanes, (h for h in POWERS if hidden % h == 0 and h % n == 0
-                                             and h <= MAX_LANES)):
-                    for r in [rows] if rows else ROWS:
-                        points.append(dict(rows=r, simd=s, lanes=n, attention_lanes=a, head_lanes=h))
+    for s, n, a, h in itertools.product(choose(simd, POWERS), choose(lanes, lane_counts),
+                                        choose(attention_lanes, lane_counts),
+                                        choose(head_lanes, lane_counts)):
+        if EngineSizes(1, s, n, a, h).problem(cfg) is None:
+            points += [dict(rows=r, simd=s, lanes=n, attention_lanes=a, head_lanes=h)
+                       for r in ([rows] if rows else ROWS)]
     if not points:
         free = candidates(cfg)
         for name, value in pinned.items():
@@ -96,7 +90,9 @@ def evaluate(board, cfg, params: dict, buffers: str = "block") -> Point:
     """One point on ``board``: cycles, resources, what does not fit, tok/s at the board's clock."""
     loaded = board.flash_offset is not None
     memory = dict(loaded=loaded, spram=loaded and board.family == "ice40")
-    distributed = LUT_RAM_BUFFERS if buffers == "lut" else frozenset()
+    # memory banking: the shallow buffers the board flow may put in LUT RAM instead of block RAM
+    # (Board.distributed_ram; the ULX3S-85F needs them there to fit its block RAM)
+    distributed = SHALLOW_BUFFERS if buffers == "lut" else ()
     context = cfg.max_position_embeddings
     positions = range(0, context, max(1, context // POSITIONS))
     resources = predict(cfg, params, board.family, distributed, **memory)
@@ -104,7 +100,7 @@ def evaluate(board, cfg, params: dict, buffers: str = "block") -> Point:
                  decode=mean_cycles(cfg, params, positions),
                  prefill=mean_cycles(cfg, params, positions, decode=False),
                  bound=weight_bound(cfg, params), resources=resources,
-                 over=overflows(resources, part_of(board)), clock_mhz=board.clock_mhz, cfg=cfg)
+                 over=overflows(resources, board.part), clock_mhz=board.clock_mhz, cfg=cfg)
 
 
 def sweep(board, cfg, progress=None, **pinned) -> list[Point]:
@@ -137,7 +133,7 @@ def table(board, front: list[Point], current: Point, title: str):
     """A rich table of the Pareto front, the board's own configuration marked."""
     from rich.table import Table
 
-    part = part_of(board)
+    part = board.part
     result = Table(title=title)
     for name in ("array", "lanes v/a/h", "buffers", "LUT", "FF", "BRAM", "DSP", "decode cycles",
                  "by phase (" + "/".join(p[:3] for p in PHASES) + ")", "× bound", "prefill",
@@ -160,7 +156,7 @@ def point_table(board, point: Point, title: str):
     """One point in full: resources against the part, cycles by phase, tok/s."""
     from rich.table import Table
 
-    part = part_of(board)
+    part = board.part
     result = Table(title=title)
     for name in ("", "prefill (a prompt token)", "decode (a generated token)"):
         result.add_column(name, justify="right")
@@ -239,7 +235,7 @@ def comfortable(point: Point, part) -> bool:
 def recommend(board, points: list[Point]) -> Point | None:
     """The explorer's choice for ``board``: the fastest point that fits with headroom (fewest
     LUTs among equals)."""
-    part = part_of(board)
+    part = board.part
     return best([p for p in points if p.fits and comfortable(p, part)])
 
 

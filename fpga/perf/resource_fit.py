@@ -25,7 +25,7 @@ from hw.engine import SHALLOW_BUFFERS, EngineSizes
 from model import paths
 
 from . import DATA
-from .memory_map import soc_names
+
 RUNS = DATA / "synthesis_runs.json"
 MODEL = DATA / "resource_model.json"
 
@@ -119,7 +119,7 @@ def fit(runs: list) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         for run in runs:
             cfg = load_weights(model_dir(run["model"], Path(tmp))).config
-            use = memory_use(cfg, run["engine"], "ecp5", soc_names(run["distributed"]))
+            use = memory_use(cfg, run["engine"], "ecp5", run["distributed"])
             f = features(run["engine"], use)
             rows.append([f[name] for name in FEATURES])
             for key, value in run["counts"].items():
@@ -151,8 +151,7 @@ def family_scales(model: dict) -> dict:
         params = board.engine_parameters()
         loaded = board.flash_offset is not None
         options = dict(loaded=loaded, spram=loaded and family == "ice40")
-        distributed = soc_names(board.distributed_ram)
-        predicted = estimate(model, cfg, params, family, distributed, **options)
+        predicted = estimate(model, cfg, params, family, board.distributed_ram, **options)
         scales[family] = {key: round(value / predicted[key], 3) for key, value in measured.items()}
         scales[family]["build"] = name
     return scales

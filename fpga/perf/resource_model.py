@@ -15,21 +15,15 @@ import functools
 import json
 
 from hw.spram import SPRAM_DEPTH, SPRAM_WIDTH
-from model.memory import PARTS, Part
+from model.memory import Part
 from model.numerics import WEIGHT_CODE_BITS
 
 from . import DATA
-from .memory_map import map_memory, soc_memories, weight_words
+from .memory_map import map_memory, soc_memories, soc_names, weight_words
 
 FEATURES = ("fixed", "array", "rows", "lanes", "attention_lanes", "head_lanes", "lut_ram",
             "block_mux", "logic_rom")
 RESOURCES = ("luts", "ffs", "ram", "dsp")
-
-
-def part_of(board) -> Part:
-    """The FPGA on ``board`` (an ``fpga.boards.Board``), from its amaranth-boards platform."""
-    platform = board.platform_class()
-    return PARTS[platform.family if board.family == "gowin" else platform.device]
 
 
 @functools.lru_cache(maxsize=None)
@@ -42,10 +36,13 @@ def coefficients() -> dict:
 
 def memory_use(cfg, params: dict, family: str, distributed=frozenset(), *, loaded=False,
                spram=False) -> dict:
-    """Block RAMs, LUT RAM primitives, block-RAM mux bits and ROM bits in logic of the SoC."""
+    """Block RAMs, LUT RAM primitives, block-RAM mux bits and ROM bits in logic of the SoC;
+    ``distributed``: engine memories forced to LUT RAM, named as ``Board.distributed_ram`` names
+    them (``hw.engine.SHALLOW_BUFFERS``)."""
     use = {"ram": 0, "lut_ram": 0, "block_mux": 0, "logic_rom": 0}
+    forced = soc_names(distributed)
     for memory in soc_memories(cfg, params, loaded=loaded, spram=spram):
-        mapped = map_memory(memory, family, memory.name in distributed)
+        mapped = map_memory(memory, family, memory.name in forced)
         use["ram"] += mapped.blocks
         use["lut_ram"] += mapped.lut_rams
         use["block_mux"] += mapped.mux_bits

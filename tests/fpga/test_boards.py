@@ -67,8 +67,8 @@ def test_flash_icebreaker_writes_the_weights_after_the_bitstream(fake_loader, tm
         (root / board.name / name).write_bytes(b"x")
     assert main(["flash", "--board", "icebreaker", "--root", str(root), "--flash"]) == 0
     assert calls(fake_loader) == [
-        ["-b", "icebreaker", "-f", str(root / board.name / "top.bin")],
-        ["-b", "icebreaker", "-f", "-o", hex(board.flash_offset), str(root / board.name / "weights.bin")]]
+        ["-b", "ice40_generic", "-f", str(root / board.name / "top.bin")],
+        ["-b", "ice40_generic", "-f", "-o", hex(board.flash_offset), str(root / board.name / "weights.bin")]]
     assert main(["flash", "--board", "icebreaker", "--root", str(root)]) == 2    # no SRAM-only
 
 

@@ -19,7 +19,8 @@ from fpga.boards import BOARDS
 from fpga.perf.cycle_model import mean_cycles, weight_bound
 from fpga.perf.memory_map import blocks_for, map_memory, soc_memories
 from fpga.perf.projection import BITNET_2B4T, bandwidth_for, project, traffic
-from fpga.perf.resource_model import PARTS, predict
+from fpga.perf.resource_model import predict
+from model.memory import PARTS
 from hw.soc import Soc
 from model.integer import tiny_model
 from model.checkpoint import load_weights

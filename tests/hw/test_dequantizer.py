@@ -105,7 +105,7 @@ def test_latency():
     vectors = [(np.arange(4), np.zeros(4, dtype=np.int64), (1 << 15, -15))]
     got, edges = run_vectors(dut, vectors, seed=0)
     assert np.array_equal(got, expected(vectors, 16, 32))
-    assert edges["o"][0] - edges["i"][0] == Dequantizer.latency
+    assert edges["o"][0] - edges["i"][0] == dut.latency
 
 
 @pytest.mark.parametrize("kwargs, message", [

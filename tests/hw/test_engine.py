@@ -97,3 +97,16 @@ def test_engine_loads_its_weights_from_spi_flash(tmp_path):
     tokens, taps = run_engine(engine, commands, count, max_cycles=400_000, top=top)
     check_taps(engine, model, prompt, tokens, taps)
     assert tokens == model.generate(prompt, count)
+
+
+@pytest.mark.parametrize("sizes, message", [
+    (dict(rows=0, simd=8, lanes=1), r"^rows must be a positive integer, not 0$"),
+    (dict(rows=4, simd=16, lanes=1),
+     r"^simd must divide intermediate_size 24, not 16; \[1, 2, 3, 4, 6, 8, 12, 24\] would$"),
+    (dict(rows=4, simd=8, lanes=2, attention_lanes=3),
+     r"^attention_lanes must divide head_dim 8 and be a multiple of lanes 2, not 3; \[2, 4, 8\] would$"),
+], ids=["rows_zero", "simd_not_dividing", "attention_lanes_not_dividing"])
+def test_engine_sizes_refused_in_one_line(tmp_path, sizes, message):
+    model = tiny_model(tmp_path, 1)
+    with pytest.raises(ValueError, match=message):
+        Engine(model, **sizes)

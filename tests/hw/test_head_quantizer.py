@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hw.head_quantizer import HeadQuantizer
-from hw.testing import run, stream_get, stream_put
+from hw.testing import run, stream_get, stream_put, transfer_edges
 from model import numerics as nx
 from model.integer import quantize_heads
 
@@ -66,3 +66,27 @@ def test_random_heads_with_backpressure(width, lanes, head_dim, seed):
 def test_parameters_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
         HeadQuantizer(**kwargs)
+
+
+@pytest.mark.parametrize("lanes, head_dim", [(2, 8), (6, 6)])
+def test_latency_and_scale_cycles(lanes, head_dim):
+    dut = HeadQuantizer(width=20, lanes=lanes, head_dim=head_dim)
+    beats = head_dim // lanes
+    count, edges = transfer_edges({"last_in": (dut.i, "last"), "codes": dut.o, "scale": dut.scale})
+
+    async def put(ctx):
+        ctx.set(dut.acc_scale, {"mant": 1 << 15, "exp": 0})
+        await stream_put(ctx, dut.i, [{"data": [i + 1] * lanes, "last": i == beats - 1}
+                                      for i in range(beats)])
+
+    async def get_codes(ctx):
+        await stream_get(ctx, dut.o, beats)
+
+    async def get_scale(ctx):
+        await stream_get(ctx, dut.scale, 1)
+
+    run(dut, [put, get_codes, get_scale], background=[count], max_cycles=200,
+        vcd_name=f"head_quantizer_latency_l{lanes}")
+    (last_in,), first_code, (scale,) = edges["last_in"], edges["codes"][0], edges["scale"]
+    assert first_code - last_in == dut.latency
+    assert scale - first_code == dut.scale_cycles()

@@ -74,7 +74,7 @@ def test_latency():
     heads = [(np.array([100, -200, 300, -400]), 3), (np.array([1, 2, 3, 4]), 7)]
     got, edges = run_heads(dut, heads, seed=0)
     assert np.array_equal(got, expected(dut, heads, 10000.0))
-    assert [o - i for i, o in zip(edges["last_in"], edges["first_out"])] == [Rope.latency] * 2
+    assert [o - i for i, o in zip(edges["last_in"], edges["first_out"])] == [dut.latency] * 2
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -138,7 +138,7 @@ def test_cycles(greedy):
     assert got == ([(int(np.argmax(p[0])), False) for p in positions] if greedy
                    else reference(positions, 6))
     assert [t - last for last, t in zip(edges["last"], edges["token"])] == \
-        [Sampler.cycles(24, token, greedy) for token, _ in got]
+        [dut.cycles(24, token, greedy) for token, _ in got]
 
 
 @pytest.mark.parametrize("kwargs, message", [

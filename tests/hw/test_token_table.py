@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from hw.testing import run, stream_get, stream_put
+from hw.testing import run, stream_get, stream_put, transfer_edges
 from hw.token_table import TokenTable
 from model import numerics as nx
 from model.integer import RowScaledInt8, lm_head_logits
@@ -118,3 +118,19 @@ def test_logit_cycles():
 
     run(dut, [put, get], background=[count], max_cycles=200, vcd_name="token_table_cycles")
     assert edges["logit"][0] - edges["x"][0] == dut.logit_cycles()
+
+
+@pytest.mark.parametrize("hidden, lanes", [(8, 4), (12, 3), (16, 16)])
+def test_row_cycles(hidden, lanes):
+    rng = np.random.default_rng(6)
+    dut = TokenTable(random_table(rng, 6, hidden), lanes=lanes, lm_head=False)
+    count, edges = transfer_edges({"token": dut.token, "row": (dut.embedding, "last")})
+
+    async def put(ctx):
+        await stream_put(ctx, dut.token, [3, 5])
+
+    async def get(ctx):
+        await stream_get(ctx, dut.embedding, 2 * dut.words)
+
+    run(dut, [put, get], background=[count], max_cycles=200, vcd_name=f"token_table_row_cycles_l{lanes}")
+    assert [r - t for t, r in zip(edges["token"], edges["row"])] == [dut.row_cycles()] * 2
