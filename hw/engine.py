@@ -188,9 +188,6 @@ class EngineSizes:
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes) -> "EngineSizes":
-        return dataclasses.replace(self, **changes)
-
     @classmethod
     def default(cls, config) -> "EngineSizes":
         """The sizes used when none are given: ``rows × simd`` = 8×16 for models of hidden size
