@@ -129,6 +129,7 @@ def synthesize(component_factory, params: dict, family: str, workdir: Path,
                              cwd=workdir, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"ERROR: {nextpnr} gave no result within {timeout:.0f} s") from None
+    (workdir / "nextpnr.log").write_text(pnr.stderr)      # the critical paths, for inspection
     if pnr.returncode:
         raise RuntimeError(f"{nextpnr} failed in {workdir}:\n{pnr.stderr[-2000:]}")
     report = json.loads((workdir / "report.json").read_text())
