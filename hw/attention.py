@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """One attention head for one query over the KV cache, exactly ``model.integer.attend``
 (docs/numerics.md §6).
 
@@ -8,15 +9,18 @@ addresses are local to the head: ``keys`` and ``values`` (word ``j·W + w`` hold
 ``w·lanes …`` of position ``j``, ``W = head_dim / lanes``), ``key_scales`` and ``value_scales``
 (word ``j``). Then, with no stalls inside:
 
-1. **Scores** (``length · W`` cycles): ``dot_j = q · k_j`` with ``lanes`` int8 products a cycle;
-   per key, two pipelined scale products ``coef_j = (s_kj · s_q) · score_coef``
-   (:class:`~hw.scale_unit.NormalizedScaleMultiplier`) and ``z_j = apply_scale(dot_j, coef_j, 8)``
-   into a buffer, tracking ``max z``.
+1. **Scores** (``length · W`` cycles): ``dot_j = q · k_j`` with ``lanes`` int8 products a cycle
+   summed by a pipelined adder tree; per key, two pipelined scale products
+   ``coef_j = (s_kj · s_q) · score_coef`` (:class:`~hw.scale_unit.NormalizedScaleMultiplier`) and
+   ``z_j = apply_scale(dot_j, coef_j, 8)`` (product, shift, rounding: a stage each) into a buffer,
+   tracking ``max z``.
 2. **Weights** (``length`` cycles): ``p_j = EXP2[δ & 255] >> (δ >> 8)`` for ``δ = max z − z_j``
    (0 beyond 15), ``Σp``, and ``w_j = scale_from_int(p_j, −15) · s_vj`` into a buffer, tracking the
    largest exponent ``E`` of the nonzero ones.
 3. **Values** (``length · W`` cycles): ``o_i = Σ_j (mant_j >> (E − exp_j)) · v_j,i``, ``lanes``
-   16×8-bit products a cycle.
+   16×8-bit products a cycle into ``lanes`` adders; the accumulators are a ring of ``W`` words that
+   turns a word for each word summed or output, so that word is always its first (and one output
+   goes back as 0).
 4. **Row scale**: a ScaleProgram ``scale_from_int(1, E) · 1/scale_from_int(Σp, −15)``, run while
    the values are summed (it needs only Σp and E); then
    ``saturate(apply_scale(o, row scale, 16), 32)`` leaves on ``o`` through a
@@ -25,17 +29,18 @@ addresses are local to the head: ``keys`` and ``values`` (word ``j·W + w`` hold
 Scales must be normalized (mantissa ≥ 2^15) or zero, as the engine makes them; ``invalid`` on
 ``o`` flags otherwise, or a score coefficient of 2^8 or more (``apply_scale`` would shift left: a
 score scale far outside any model). Where every value scale is zero numerics has no ``E`` (it
-raises); the unit then outputs zeros. Cycles: :meth:`cycles`.
+raises); the unit then outputs zeros. Every block-RAM read (the cache's, the buffers', the table's)
+and every multiplier operand and product is registered before it is used. Cycles: :meth:`cycles`.
 """
 
-from amaranth import Array, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, ResetSignal, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.numerics import (ACT_BITS, ACT_MAX, EXP2_TABLE, EXP_FRAC, EXP_TABLE_BITS, RES_BITS, RES_FRAC,
                             SCALE_BITS, SCALE_EXP_BITS, SCORE_FRAC)
 
-from .arith import bit_length, check_integers, rounded_right_shift
+from .arith import check_integers
 from .dequantizer import Dequantizer
 from .scale_unit import NormalizedScaleMultiplier, ScaleOp, ScaleProgram, ScaleUnit, scale_layout
 
@@ -97,31 +102,53 @@ class AttentionHead(wiring.Component):
         """Clock edges from the query's last beat to the first output beat offered, no stalls: the
         scores, the weights, the values or the row scale (whichever is longer) and the
         Dequantizer's :attr:`~hw.dequantizer.Dequantizer.latency`."""
-        passes = self.passes_of(length, self._words)
+        passes = self.passes_of(length, self._words, self._lanes)
         return (passes["scores"] + passes["weights"] + max(passes["values"], passes["row_scale"])
                 + Dequantizer.latency_of())
 
     @staticmethod
-    def passes_of(length: int, words: int) -> dict:
+    def passes_of(length: int, words: int, lanes: int = 1) -> dict:
         """Clock edges of each pass over ``length`` positions, ``words`` cache words a head (for a
         cycle model that overlaps heads): ``scores``, ``weights``, ``values`` and, made while the
-        values are summed, ``row_scale``."""
-        # + 7: key word read to z written (memory, dot, 2 × 2 scale stages, product, shift);
-        # + 6: z read to weight written (memory, table, normalize p, 2 scale stages)
-        return {"scores": 1 + length * words + 7,
-                "weights": 1 + length + 6,
-                "values": length * words + 2,
+        values are summed, ``row_scale``. ``lanes`` matters only beyond 32 (a deeper adder tree)."""
+        stages = AttentionHead.stages_of(lanes)
+        return {"scores": 1 + length * words + stages["z"],
+                "weights": 1 + length + stages["weight"] + 1,
+                "values": length * words + stages["accumulate"] + 1,
                 "row_scale": ScaleProgram.cycles(ROW_PROGRAM) + 1}
+
+    @staticmethod
+    def stages_of(lanes: int) -> dict:
+        """The cycle, counted from a word's issue (the cache's data arrive in cycle 1), in which each
+        pass's pipeline does its work: ``dot`` (dot_j registered), ``coef`` (coef_j out of its
+        products), ``product`` (dot_j · coef_j, where the two meet), ``z`` (z_j written), ``weight``
+        (w_j written) and ``accumulate`` (a value word summed).
+
+        Scores: 1 the key word, 2 registered, 3 its products, then the adder tree (two adder
+        levels a stage, the accumulation into dot last); the key scale registered in 2, then two
+        scale products; z_j = dot_j · coef_j, shifted, rounded. Weights: 1 z_j, 2 registered, 3
+        delta, 4 the table's entry, 5 registered, 6 p_j and its scale, then the product. Values:
+        1 the weight and value word, 2 registered, 3 the exponent distance, 4 the aligned weight,
+        5 the products, summed in 5."""
+        scale_product = NormalizedScaleMultiplier().latency      # an instance's property
+        dot = 4 + (lanes - 1).bit_length() // 2
+        coef = 2 + 2 * scale_product
+        product = max(dot, coef)
+        return {"dot": dot, "coef": coef, "product": product, "z": product + 2,
+                "weight": 6 + scale_product, "accumulate": 5}
 
     def elaborate(self, platform):
         m = Module()
         d, lanes, words, max_positions = self._head_dim, self._lanes, self._words, self._max_positions
         exp_bits = len(self.q_scale.exp)
         scale = scale_layout(exp_bits)
+        word = data.ArrayLayout(signed(ACT_BITS), lanes)
         dot_bits = (d * ACT_MAX_SQUARE).bit_length() + 1
         z_bits = dot_bits + SCALE_BITS + 1
         p_sum_bits = EXP_FRAC + 1 + max_positions.bit_length()
-        out_bits = SCALE_BITS + ACT_BITS + max_positions.bit_length() + 1
+        # |o_i| <= positions · (2^16 - 1) · 2^7: aligned weights below 2^16 times int8 values
+        out_bits = (max_positions * ((1 << SCALE_BITS) - 1) << (ACT_BITS - 1)).bit_length() + 1
+        stages = self.stages_of(lanes)
 
         m.submodules.key_scale_mul = key_mul = NormalizedScaleMultiplier(exp_bits)
         m.submodules.coef_mul = coef_mul = NormalizedScaleMultiplier(exp_bits)
@@ -139,105 +166,136 @@ class AttentionHead(wiring.Component):
         weight_write, weight_read = weight_buffer.write_port(), weight_buffer.read_port()
         exp2_read = exp2.read_port()
 
-        q = [Signal(signed(ACT_BITS), name=f"q{i}") for i in range(d)]
+        # q, a register a word: the words shift in as the query arrives and turn as the scores use
+        # them, so the word in use is always q_words[0] and no multiplexer picks it
+        q_words = [Signal(word, name=f"q_word{k}") for k in range(words)]
         q_taken = Signal(range(words + 1))
+        q_load, q_turn = Signal(), Signal()
+        with m.If(q_load | q_turn):
+            m.d.sync += [q_words[k].eq(q_words[k + 1]) for k in range(words - 1)]
+            m.d.sync += q_words[-1].eq(Mux(q_load, self.q.payload, q_words[0]))
         invalid = Signal()
 
-        # -- pass counters: position j, word w (issue side) --------------------------------------
+        # -- pass counters: position j, word w, cache word j·W + w (issue side) -----------------
         j = Signal(range(max_positions + 1))
         w = Signal(range(words))
+        cache_word = Signal(range(max_positions * words + 1))
         issuing = Signal()
         last_word = w == words - 1
-        m.d.comb += [self.keys.addr.eq(j * words + w), self.values.addr.eq(j * words + w),
+        m.d.comb += [self.keys.addr.eq(cache_word), self.values.addr.eq(cache_word),
                      self.key_scales.addr.eq(j), self.value_scales.addr.eq(j),
                      z_read.addr.eq(j), weight_read.addr.eq(j)]
 
-        # -- scores: word data -> dot (accumulated over W words) -> coef -> z ------------------
-        s1_valid, s1_last_word, s1_first_word = Signal(), Signal(), Signal()
-        s1_index = Signal(range(max_positions))
-        dot = Signal(signed(dot_bits))
-        dot_valid, dot_index = Signal(), Signal(range(max_positions))
-        key_scale = Signal(scale)
+        # -- scores: key word -> products -> adder tree into dot -> times coef -> z (stages_of) --
         scoring = Signal()
-        m.d.sync += [s1_valid.eq(issuing & scoring), s1_last_word.eq(last_word),
-                     s1_first_word.eq(w == 0), s1_index.eq(j)]
-        s1_word = Signal(range(words))
-        m.d.sync += s1_word.eq(w)
-        word_products = sum(Array(q[word * lanes + lane] for word in range(words))[s1_word]
-                            * self.keys.data[lane] for lane in range(lanes))
-        partial = Mux(s1_first_word, 0, dot) + word_products
-        with m.If(s1_valid):
-            m.d.sync += dot.eq(partial)
-        m.d.sync += [dot_valid.eq(s1_valid & s1_last_word), dot_index.eq(s1_index)]
-        with m.If(s1_valid & s1_last_word):
-            m.d.sync += key_scale.eq(self.key_scales.data)
-        # dot_valid: dot_j and s_kj are registered; two scale products follow (2 stages each).
-        m.d.comb += [key_mul.i.a.eq(key_scale), key_mul.i.b.eq(self.q_scale), key_mul.i.valid.eq(dot_valid),
+        s_valid, s_first, s_last = Signal(), Signal(), Signal()
+        m.d.sync += [s_valid.eq(issuing & scoring), s_first.eq(w == 0), s_last.eq(last_word)]
+        s_valids = delay_line(m, s_valid, stages["dot"] - 2, "s_valid")
+        s_firsts = delay_line(m, s_first, stages["dot"] - 2, "s_first")
+        s_lasts = delay_line(m, s_last, stages["dot"] - 2, "s_last")
+        key_word, key_scale = Signal(word), Signal(scale)
+        m.d.sync += [key_word.eq(self.keys.data), key_scale.eq(self.key_scales.data)]
+        m.d.comb += q_turn.eq(s_valids[1])
+        terms = []
+        for lane in range(lanes):
+            product = Signal(signed(2 * ACT_BITS), name=f"key_product{lane}")
+            m.d.sync += product.eq(key_word[lane] * q_words[0][lane])
+            terms.append(product)
+        levels = (lanes - 1).bit_length()
+        for level in range(1, levels + 1):
+            domain = m.d.sync if (levels + 1 - level) % 2 == 0 else m.d.comb
+            pairs = [terms[index:index + 2] for index in range(0, len(terms), 2)]
+            terms = [Signal(signed(2 * ACT_BITS + level), name=f"key_sum{level}_{index}")
+                     for index in range(len(pairs))]
+            for node, pair in zip(terms, pairs):
+                domain += node.eq(sum(pair))
+        dot, dot_valid = Signal(signed(dot_bits)), Signal()
+        with m.If(s_valids[-1]):
+            m.d.sync += dot.eq(Mux(s_firsts[-1], 0, dot) + terms[0])
+        m.d.sync += dot_valid.eq(s_valids[-1] & s_lasts[-1])
+        # coef_j = (s_kj · s_q) · score_coef from the key scale registered in cycle 2
+        m.d.comb += [key_mul.i.a.eq(key_scale), key_mul.i.b.eq(self.q_scale),
+                     key_mul.i.valid.eq(s_valids[1] & s_lasts[1]),
                      coef_mul.i.a.eq(key_mul.o), coef_mul.i.b.eq(self.score_coef),
                      coef_mul.i.valid.eq(key_mul.o.valid)]
-        dot_delay = [Signal(signed(dot_bits), name=f"dot_d{k}") for k in range(4)]
-        index_delay = [Signal(range(max_positions), name=f"index_d{k}") for k in range(4)]
-        bad_delay = [Signal(name=f"bad_d{k}") for k in range(2)]
-        m.d.sync += [dot_delay[0].eq(dot), index_delay[0].eq(dot_index)]
-        for k in range(1, 4):
-            m.d.sync += [dot_delay[k].eq(dot_delay[k - 1]), index_delay[k].eq(index_delay[k - 1])]
-        m.d.sync += [bad_delay[0].eq(key_mul.o.invalid & key_mul.o.valid), bad_delay[1].eq(bad_delay[0])]
-        # coef_mul.o is valid with dot_delay[3]: product, then the rounding shift.
+        with m.If((key_mul.o.valid & key_mul.o.invalid) | (coef_mul.o.valid & coef_mul.o.invalid)):
+            m.d.sync += invalid.eq(1)
+        coef = Signal(scale)
+        m.d.comb += [coef.mant.eq(coef_mul.o.mant), coef.exp.eq(coef_mul.o.exp)]
+        dot_at = delay_line(m, dot, stages["product"] - stages["dot"], "dot")[-1]
+        dot_valid_at = delay_line(m, dot_valid, stages["product"] - stages["dot"], "dot_valid")[-1]
+        coef_at = delay_line(m, coef, stages["product"] - stages["coef"], "coef")[-1]
+        # z = rshift_round(v, s) for v = dot · mant, s = −(exp + 8): ((2v >> s) + 1) >> 1 for s > 0,
+        # (2v >> 0) >> 1 = v otherwise; shifts past 2v's width give what one past it gives
         product = Signal(signed(dot_bits + SCALE_BITS + 1))
         shift = Signal(signed(exp_bits + 2))
-        product_valid, product_index = Signal(), Signal(range(max_positions))
-        m.d.sync += [product.eq(dot_delay[3] * coef_mul.o.mant),
-                     shift.eq(-(coef_mul.o.exp + SCORE_FRAC)),
-                     product_valid.eq(coef_mul.o.valid), product_index.eq(index_delay[3])]
-        with m.If(coef_mul.o.valid & (coef_mul.o.invalid | bad_delay[1])):
-            m.d.sync += invalid.eq(1)
-        z_new = rounded_right_shift(m, product, shift, "z_new")
-        z_max = Signal(signed(z_bits))
+        m.d.comb += shift.eq(-(coef_at.exp + SCORE_FRAC))
+        right = Signal(range(len(product) + 2))
+        rounds, left, product_valid = Signal(), Signal(), Signal()
+        m.d.sync += [product.eq(dot_at * coef_at.mant), product_valid.eq(dot_valid_at),
+                     right.eq(Mux(shift > len(product) + 1, len(product) + 1, Mux(shift > 0, shift, 0))),
+                     rounds.eq(shift > 0), left.eq(shift < 0)]
+        with m.If(product_valid & left):
+            m.d.sync += invalid.eq(1)      # a left shift: coef >= 2^8, outside the contract
+        halved = Signal(signed(len(product) + 1))
+        halved_rounds, halved_valid = Signal(), Signal()
+        m.d.sync += [halved.eq(Cat(0, product).as_signed() >> right), halved_rounds.eq(rounds),
+                     halved_valid.eq(product_valid)]
+        z_new = Signal(signed(z_bits))
+        m.d.comb += z_new.eq((halved + halved_rounds) >> 1)
         z_count = Signal(range(max_positions + 1))
-        with m.If(product_valid):
-            m.d.comb += [z_write.addr.eq(product_index), z_write.data.eq(z_new), z_write.en.eq(1)]
+        with m.If(halved_valid):
+            m.d.comb += [z_write.addr.eq(z_count), z_write.data.eq(z_new), z_write.en.eq(1)]
             m.d.sync += z_count.eq(z_count + 1)
-            with m.If((z_count == 0) | (z_new > z_max)):
-                m.d.sync += z_max.eq(z_new)
-            with m.If(shift < 0):
-                m.d.sync += invalid.eq(1)      # a left shift: coef >= 2^8, outside the contract
+        # max z, a cycle after the write
+        z_last, z_max = Signal(signed(z_bits)), Signal(signed(z_bits))
+        z_last_valid, z_first = Signal(), Signal()
+        m.d.sync += [z_last.eq(z_new), z_last_valid.eq(halved_valid), z_first.eq(z_count == 0)]
+        with m.If(z_last_valid & (z_first | (z_last > z_max))):
+            m.d.sync += z_max.eq(z_last)
 
-        # -- weights: z -> p (table) -> scale_from_int(p, -15) -> times s_vj ------------------
+        # -- weights: z -> delta -> p (table) -> scale_from_int(p, -15) -> times s_vj ---------
         weighing = Signal()
-        t1_valid, t1_index = Signal(), Signal(range(max_positions))
-        t2_valid, t2_index, t2_whole, t2_member = Signal(), Signal(range(max_positions)), Signal(4), Signal()
-        t2_value_scale = Signal(scale)
-        m.d.sync += [t1_valid.eq(issuing & weighing), t1_index.eq(j)]
+        t_valid = Signal()
+        m.d.sync += t_valid.eq(issuing & weighing)
+        t_valids = delay_line(m, t_valid, 5, "t_valid")
+        z_read_data, value_scale = Signal(signed(z_bits)), Signal(scale)
+        m.d.sync += [z_read_data.eq(z_read.data), value_scale.eq(self.value_scales.data)]
         delta = Signal(unsigned(z_bits + 1))
-        m.d.comb += [delta.eq(z_max - z_read.data), exp2_read.addr.eq(delta[:EXP_TABLE_BITS])]
-        m.d.sync += [t2_valid.eq(t1_valid), t2_index.eq(t1_index),
-                     t2_whole.eq(delta[SCORE_FRAC:SCORE_FRAC + 4]),
-                     t2_member.eq(delta[SCORE_FRAC:] <= EXP_FRAC),
-                     t2_value_scale.eq(self.value_scales.data)]
+        m.d.sync += delta.eq(z_max - z_read_data)
+        m.d.comb += exp2_read.addr.eq(delta[:EXP_TABLE_BITS])
+        # p = EXP2[f] >> whole (0 where whole > 15): EXP2[0] = 2^15 and the rest lie in
+        # [2^14, 2^15), so scale_from_int(p, -15) is EXP2[f] with its low `whole` bits cleared,
+        # shifted left once where f != 0, exponent -15 - whole - (f != 0); the scale 0 where
+        # whole > 15 or p = 0 (f != 0 and whole = 15)
+        whole_bits, member_bit, fraction_bit = Signal(4), Signal(), Signal()
+        m.d.sync += [whole_bits.eq(delta[SCORE_FRAC:SCORE_FRAC + 4]),
+                     member_bit.eq(delta[SCORE_FRAC + 4:] == 0),
+                     fraction_bit.eq(delta[:EXP_TABLE_BITS] != 0)]
+        table, whole, member, fraction = Signal(EXP_FRAC + 1), Signal(4), Signal(), Signal()
+        m.d.sync += [table.eq(exp2_read.data), whole.eq(whole_bits), member.eq(member_bit),
+                     fraction.eq(fraction_bit)]
+        live = Signal()
+        kept = Signal(EXP_FRAC + 1)
+        m.d.comb += [live.eq(member & ~(fraction & (whole == EXP_FRAC))),
+                     kept.eq(Cat(table[b] if b >= 2 ** len(whole) - 1 else table[b] & (whole <= b)
+                                 for b in range(EXP_FRAC + 1)))]     # whole <= 15 always holds
         p = Signal(EXP_FRAC + 1)
-        m.d.comb += p.eq(Mux(t2_member, exp2_read.data >> t2_whole, 0))
-        p_sum = Signal(p_sum_bits)
-        # scale_from_int(p, -15): p <= 2^15 shifts left to a 16-bit mantissa, exactly.
-        p_bitlen = bit_length(m, p, "p_bitlen")
         p_scale = Signal(scale)
-        p_left = Signal(range(SCALE_BITS + 1))
-        m.d.comb += p_left.eq(SCALE_BITS - p_bitlen)
-        t3_valid, t3_index = Signal(), Signal(range(max_positions))
-        t3_value_scale = Signal(scale)
-        m.d.sync += [p_scale.mant.eq(p << p_left),
-                     p_scale.exp.eq(Mux(p == 0, 0, -EXP_FRAC - p_left)),
-                     t3_valid.eq(t2_valid), t3_index.eq(t2_index), t3_value_scale.eq(t2_value_scale)]
-        with m.If(t2_valid):
+        m.d.sync += [p.eq(Mux(member, table >> whole, 0)),
+                     p_scale.mant.eq(Mux(live, kept << fraction, 0)),
+                     p_scale.exp.eq(Mux(live, -EXP_FRAC - whole - fraction, 0))]
+        p_sum = Signal(p_sum_bits)
+        with m.If(t_valids[-1]):
             m.d.sync += p_sum.eq(p_sum + p)
-        m.d.comb += [weight_mul.i.a.eq(p_scale), weight_mul.i.b.eq(t3_value_scale),
-                     weight_mul.i.valid.eq(t3_valid)]
-        weight_index = [Signal(range(max_positions), name=f"weight_index{k}") for k in range(2)]
-        m.d.sync += [weight_index[0].eq(t3_index), weight_index[1].eq(weight_index[0])]
+        m.d.comb += [weight_mul.i.a.eq(p_scale),
+                     weight_mul.i.b.eq(delay_line(m, value_scale, 4, "value_scale")[-1]),
+                     weight_mul.i.valid.eq(t_valids[-1])]
         top = Signal(signed(exp_bits))
         live_seen = Signal()
         weights_done = Signal(range(max_positions + 1))
         with m.If(weight_mul.o.valid):
-            m.d.comb += [weight_write.addr.eq(weight_index[1]), weight_write.en.eq(1),
+            m.d.comb += [weight_write.addr.eq(weights_done), weight_write.en.eq(1),
                          weight_write.data.mant.eq(weight_mul.o.mant),
                          weight_write.data.exp.eq(weight_mul.o.exp)]
             m.d.sync += weights_done.eq(weights_done + 1)
@@ -246,26 +304,36 @@ class AttentionHead(wiring.Component):
             with m.If((weight_mul.o.mant != 0) & (~live_seen | (weight_mul.o.exp > top))):
                 m.d.sync += [top.eq(weight_mul.o.exp), live_seen.eq(1)]
 
-        # -- values: weight_j aligned to E, times the value word, into the accumulators --------
+        # -- values: weight_j aligned to E, times the value word, into the accumulator ring -----
         summing = Signal()
-        u1_valid, u1_word = Signal(), Signal(range(words))
-        m.d.sync += [u1_valid.eq(issuing & summing), u1_word.eq(w)]
-        distance = Signal(unsigned(exp_bits + 1))
-        m.d.comb += distance.eq(top - weight_read.data.exp)
-        aligned = Signal(SCALE_BITS)
-        m.d.comb += aligned.eq(Mux((weight_read.data.mant == 0) | (distance >= SCALE_BITS), 0,
-                                   weight_read.data.mant >> distance[:5]))
-        accumulators = [Signal(signed(out_bits), name=f"o{i}") for i in range(d)]
-        clear = Signal()
-        with m.If(clear):
-            m.d.sync += [a.eq(0) for a in accumulators]
-        with m.Elif(u1_valid):
-            with m.Switch(u1_word):
-                for word in range(words):
-                    with m.Case(word):
-                        for lane in range(lanes):
-                            acc = accumulators[word * lanes + lane]
-                            m.d.sync += acc.eq(acc + aligned * self.values.data[lane])
+        u_valid = Signal()
+        m.d.sync += u_valid.eq(issuing & summing)
+        u_valids = delay_line(m, u_valid, stages["accumulate"] - 1, "u_valid")
+        weight, value_word = Signal(scale), Signal(word)
+        m.d.sync += [weight.eq(weight_read.data), value_word.eq(self.values.data)]
+        distance, weight_zero, weight_mant = Signal(unsigned(exp_bits + 1)), Signal(), Signal(SCALE_BITS)
+        m.d.sync += [distance.eq(top - weight.exp), weight_zero.eq(weight.mant == 0),
+                     weight_mant.eq(weight.mant)]
+        aligned = Signal(SCALE_BITS)       # 0 between words, so the products are 0 then
+        m.d.sync += aligned.eq(Mux(~u_valids[2] | weight_zero | (distance >= SCALE_BITS), 0,
+                                   weight_mant >> distance[:4]))
+        value_at = delay_line(m, value_word, 2, "value_word")[-1]
+        value_products = [Signal(signed(SCALE_BITS + ACT_BITS + 1), name=f"value_product{lane}")
+                          for lane in range(lanes)]
+        m.d.sync += [value_products[lane].eq(aligned * value_at[lane]) for lane in range(lanes)]
+        # the ring: its first word is summed (or output) and goes to the back; a word output goes
+        # back as 0, so every query's sums start from 0 (as they do after reset). The back word's
+        # clear and the domain's reset are one synchronous reset, so its flip-flops' own reset
+        # input makes the 0 (no multiplexer after the adders).
+        accumulators = [Signal(data.ArrayLayout(signed(out_bits), lanes), name=f"o_word{k}",
+                               reset_less=k == words - 1) for k in range(words)]
+        emitted_word, back_clear = Signal(), Signal()
+        m.d.comb += back_clear.eq(emitted_word | ResetSignal())
+        with m.If(u_valids[-1] | back_clear):
+            m.d.sync += [accumulators[k].eq(accumulators[k + 1]) for k in range(words - 1)]
+            m.d.sync += [accumulators[-1][lane].eq(Mux(back_clear, 0,
+                                                       accumulators[0][lane] + value_products[lane]))
+                         for lane in range(lanes)]
 
         # -- row scale and output: a second machine, so that the next query is taken and scored
         # while this one's row scale is made and its output leaves ----------------------------
@@ -281,12 +349,9 @@ class AttentionHead(wiring.Component):
             m.d.sync += [row_p_sum.eq(p_sum), row_top.eq(top)]
         m.d.comb += output.scale.eq(row)
         out_word = Signal(range(words + 1))
-        with m.Switch(out_word):
-            for word in range(words):
-                with m.Case(word):
-                    for lane in range(lanes):
-                        m.d.comb += output.i.payload.data[lane].eq(accumulators[word * lanes + lane])
-        m.d.comb += [output.i.payload.last.eq(out_word == words - 1),
+        m.d.comb += [output.i.payload.data.eq(accumulators[0]),
+                     output.i.payload.last.eq(out_word == words - 1),
+                     emitted_word.eq(output.i.valid & output.i.ready),
                      self.o.payload.data.eq(output.o.payload.data),
                      self.o.payload.last.eq(output.o.payload.last),
                      self.o.payload.invalid.eq(out_invalid | program.invalid),
@@ -296,7 +361,11 @@ class AttentionHead(wiring.Component):
             m.d.comb += port.en.eq(1)
         m.d.comb += [z_read.en.eq(1), weight_read.en.eq(1), exp2_read.en.eq(1)]
 
+        def restart_pass():
+            m.d.sync += [j.eq(0), w.eq(0), cache_word.eq(0)]
+
         def advance_position():
+            m.d.sync += cache_word.eq(cache_word + 1)
             with m.If(last_word):
                 m.d.sync += [w.eq(0), j.eq(j + 1)]
             with m.Else():
@@ -304,24 +373,20 @@ class AttentionHead(wiring.Component):
 
         with m.FSM():
             with m.State("Q"):
-                m.d.comb += self.q.ready.eq(1)
+                m.d.comb += [self.q.ready.eq(1), q_load.eq(self.q.valid)]
                 with m.If(self.q.valid):
-                    with m.Switch(q_taken):
-                        for word in range(words):
-                            with m.Case(word):
-                                m.d.sync += [q[word * lanes + lane].eq(self.q.payload[lane])
-                                             for lane in range(lanes)]
                     m.d.sync += q_taken.eq(q_taken + 1)
                     with m.If(q_taken == words - 1):
-                        m.d.sync += [q_taken.eq(0), j.eq(0), w.eq(0), z_count.eq(0), invalid.eq(0)]
+                        m.d.sync += [q_taken.eq(0), z_count.eq(0), invalid.eq(0)]
+                        restart_pass()
                         m.next = "SCORES"
             with m.State("SCORES"):
                 m.d.comb += [scoring.eq(1), issuing.eq(j < self.length)]
                 with m.If(j < self.length):
                     advance_position()
                 with m.If(z_count == self.length):
-                    m.d.sync += [j.eq(0), w.eq(0), p_sum.eq(0), live_seen.eq(0), top.eq(0),
-                                 weights_done.eq(0)]
+                    m.d.sync += [p_sum.eq(0), live_seen.eq(0), top.eq(0), weights_done.eq(0)]
+                    restart_pass()
                     m.next = "WEIGHTS"
             with m.State("WEIGHTS"):
                 m.d.comb += [weighing.eq(1), issuing.eq(j < self.length)]
@@ -329,14 +394,14 @@ class AttentionHead(wiring.Component):
                     m.d.sync += j.eq(j + 1)
                 # the accumulators are free once the previous query's output has left
                 with m.If((weights_done == self.length) & output_idle):
-                    m.d.sync += [j.eq(0), w.eq(0)]
-                    m.d.comb += [clear.eq(1), row_start.eq(1)]
+                    restart_pass()
+                    m.d.comb += row_start.eq(1)
                     m.next = "VALUES"
             with m.State("VALUES"):
                 m.d.comb += [summing.eq(1), issuing.eq(j < self.length)]
                 with m.If(j < self.length):
                     advance_position()
-                with m.Elif(~u1_valid):
+                with m.Elif(~Cat(*u_valids).any()):
                     m.d.comb += values_done.eq(1)
                     m.d.sync += [summed.eq(1), out_invalid.eq(invalid)]
                     m.next = "Q"
@@ -363,3 +428,12 @@ class AttentionHead(wiring.Component):
 
         return m
 
+
+def delay_line(m, value, cycles: int, name: str) -> list:
+    """``value`` and its copies delayed by 1 … ``cycles`` registers, in that order."""
+    line = [value]
+    for k in range(cycles):
+        stage = Signal(value.shape(), name=f"{name}_d{k + 1}")
+        m.d.sync += stage.eq(line[-1])
+        line.append(stage)
+    return line

@@ -5,25 +5,31 @@ This is every place the integer model leaves the accumulator domain for the resi
 embedding row (``apply_scale(codes, row scale, 16)``, addend 0) and the o_proj / down_proj outputs
 added into the residual (``H ← saturate32(H + apply_scale(acc, D·γ, 16))``).
 
-Per lane: ``x · mant`` (one ``width``×16 multiply), shifted right by ``−(exp + frac)`` with round half
-up, or left (a left shift of more than ``out_bits + 1`` bits is clamped there: a nonzero product then
-saturates either way), then added to ``addend`` and saturated to ``out_bits`` signed bits. The
-scaled product is held saturated to ``out_bits + 1`` bits (beyond ±2^out_bits the sum with any
-``addend`` saturates the same way), so the left shift, the add and both saturations are
-``out_bits`` wide, not product-plus-shift wide, and saturation is a check of top bits, not a
-comparator.
-A three-stage pipeline, one beat per cycle: **latency** 3 cycles from a beat's transfer in to the
-first cycle its result is offered; ``o`` backpressure stalls all stages. ``scale`` must hold while
-its beats are in flight.
+Per lane, with ``n = −(exp + frac)`` and ``p = x · mant``:
+``v = p · 2^(1 − n)`` (``p >> (n − 1)`` for ``n ≥ 1``, ``p << (1 − n)`` otherwise), so that
+``rshift_round(p, n) = (v + 1) >> 1`` either way and the result is
+``saturate((v + 2·addend + 1) >> 1, out_bits)``: the rounding increment is the carry into the add.
+``v`` is read from one window of ``out_bits + 2`` bits into ``p · 2^(out_bits + 2)``: one barrel
+shifter for both directions, moving by even amounts, the multiplier taking the offset's low bit
+(``x · 2·mant`` or ``x · mant``, one ``width``×17 multiply, ``2·mant`` shared by the lanes). A
+``v`` that does not fit the window rounds to a magnitude of at least ``2^out_bits``, which
+saturates toward ``p``'s sign with any ``addend``: a flag, set when the product's bits above the
+window are not all sign bits, a check against a mask that all lanes share. So the add and the
+saturation are ``out_bits + 3`` bits wide, and saturation is a check of top bits.
+
+Stages: (1) the product, registered out of the multiplier, beside the window's offset and mask;
+(2) the window and the flag; (3) the add and the saturation. One beat per cycle: **latency** 3
+cycles from a beat's transfer in to the first cycle its result is offered; ``o`` backpressure stalls
+all stages. ``scale`` must hold while its beats are in flight.
 """
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.numerics import RES_BITS, RES_FRAC, SCALE_BITS, SCALE_EXP_BITS
 
-from .arith import bit_length, check_integers, rounded_right_shift
+from .arith import check_integers
 from .scale_unit import scale_layout
 
 
@@ -74,51 +80,56 @@ class Dequantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         lanes, out_bits = self._lanes, self._out_bits
-        product_bits = self._width + SCALE_BITS + 1
-        left_max = out_bits + 1
-        # The scaled product is kept saturated to out_bits + 1 signed bits: beyond ±2^out_bits the
-        # sum with any out_bits addend saturates the same way, so nothing wider is ever needed.
-        scaled_bits = out_bits + 1
-        scaled_max = (1 << (scaled_bits - 1)) - 1
-
-        shift = Signal(signed(len(self.scale.exp) + 2))          # right shift -(exp + frac)
-        m.d.comb += shift.eq(-(self.scale.exp + self._frac))
-        left = Signal(range(left_max + 1))
-        m.d.comb += left.eq(Mux(shift < -left_max, left_max, -shift))
+        product_bits = self._width + SCALE_BITS + 1       # x · mant, doubled for an even r
+        window_bits = out_bits + 2
+        # v's window starts at bit r = out_bits + 1 + n of x · mant · 2^(out_bits + 2). The
+        # multiplier takes r's low bit (mant doubled for an even r), the barrel shifter the rest:
+        # the window starts at bit 2·half of 2^(1 − r mod 2) · x · mant · 2^(out_bits + 1). Past
+        # half_max every window holds only sign bits. For r < 0 the window at 0 overflows for every
+        # product but 0 and −1, whose v (0, −2^(out_bits + 1)) saturates as the true one does.
+        half_max = (window_bits + product_bits - 1) // 2
+        offset_next = Signal(signed(len(self.scale.exp) + 2))
+        m.d.comb += offset_next.eq(out_bits + 1 - self._frac - self.scale.exp)
+        half_next = Signal(range(half_max + 1))
+        m.d.comb += half_next.eq(Mux(offset_next < 0, 0, Mux(offset_next >> 1 > half_max, half_max,
+                                                                offset_next >> 1)))
+        mant = Signal(SCALE_BITS + 1)
+        m.d.comb += mant.eq(Mux(offset_next[0], self.scale.mant, self.scale.mant << 1))
+        half = Signal.like(half_next)
+        # v fits its window iff the product's bits from 2·half up are all sign bits: their mask.
+        above = Signal(product_bits)
 
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         m.d.comb += self.i.ready.eq(advance)
 
         s1_valid, s1_last, s2_valid, s2_last = Signal(), Signal(), Signal(), Signal()
-        product = [Signal(signed(product_bits), name=f"product{lane}") for lane in range(lanes)]
-        addend1 = [Signal(signed(out_bits), name=f"addend1_{lane}") for lane in range(lanes)]
-        scaled = [Signal(signed(scaled_bits), name=f"scaled{lane}") for lane in range(lanes)]
-        addend2 = [Signal(signed(out_bits), name=f"addend2_{lane}") for lane in range(lanes)]
-
+        limit = (1 << (out_bits - 1)) - 1
         with m.If(advance):
             m.d.sync += [s1_valid.eq(self.i.valid), s1_last.eq(self.i.payload.last),
                          s2_valid.eq(s1_valid), s2_last.eq(s1_last),
-                         self.o.valid.eq(s2_valid), self.o.payload.last.eq(s2_last)]
+                         self.o.valid.eq(s2_valid), self.o.payload.last.eq(s2_last),
+                         half.eq(half_next),
+                         above.eq(Const(-1, len(above)) << Cat(Const(0, 1), half_next))]
             for lane in range(lanes):
-                p = product[lane]
-                m.d.sync += [p.eq(self.i.payload.data[lane] * self.scale.mant),
-                             addend1[lane].eq(self.i.payload.addend[lane]),
-                             addend2[lane].eq(addend1[lane])]
-                # Right: the rounded value, saturated where its top bits are not all sign bits.
-                rounded = rounded_right_shift(m, p, shift, f"rounded{lane}")
-                right_fits = fits_signed(rounded, scaled_bits)
-                # Left: p << left fits iff p is 0 or its significant bits (those below its sign)
-                # and the shift together stay within out_bits; only the low scaled_bits are shifted.
-                significant = bit_length(m, Mux(p < 0, ~p, p)[:product_bits - 1], f"significant{lane}")
-                left_fits = (p == 0) | (significant + left <= out_bits)
-                fits = Mux(shift > 0, right_fits, left_fits)
-                value = Signal(signed(scaled_bits), name=f"value{lane}")      # the low bits
-                m.d.comb += value.eq(Mux(shift > 0, rounded, p << left))
-                m.d.sync += scaled[lane].eq(Mux(fits, value, Mux(p < 0, -scaled_max - 1, scaled_max)))
-                total = Signal(signed(scaled_bits + 1), name=f"total{lane}")
-                m.d.comb += total.eq(scaled[lane] + addend2[lane])
-                m.d.sync += self.o.payload.data[lane].eq(saturate(total, out_bits))
+                product = Signal(signed(product_bits), name=f"product{lane}")
+                addend1 = Signal(signed(out_bits), name=f"addend1_{lane}")
+                m.d.sync += [product.eq(self.i.payload.data[lane] * mant),
+                             addend1.eq(self.i.payload.addend[lane])]
+
+                v = Signal(signed(window_bits), name=f"v{lane}")
+                overflow, negative = Signal(name=f"overflow{lane}"), Signal(name=f"negative{lane}")
+                addend2 = Signal(signed(out_bits), name=f"addend2_{lane}")
+                shifted = Cat(Const(0, window_bits - 1), product).as_signed() >> Cat(Const(0, 1), half)
+                not_sign = product.as_unsigned() ^ product[-1].replicate(product_bits)
+                m.d.sync += [v.eq(shifted[:window_bits]), overflow.eq((not_sign & above).any()),
+                             negative.eq(product[-1]), addend2.eq(addend1)]
+
+                total = Signal(signed(window_bits + 1), name=f"total{lane}")
+                m.d.comb += total.eq((v + Cat(Const(1, 1), addend2).as_signed()) >> 1)
+                fits = ~overflow & fits_signed(total, out_bits)
+                low = Mux(overflow, negative, total[-1])
+                m.d.sync += self.o.payload.data[lane].eq(Mux(fits, total, Mux(low, -limit - 1, limit)))
         return m
 
 
@@ -127,8 +138,3 @@ def fits_signed(value, bits: int):
     top = value[bits - 1:]
     return (top == 0) | (top == (1 << len(top)) - 1)
 
-
-def saturate(value, bits: int):
-    """``value`` (signed) clamped to ``bits`` signed bits, by its top bits rather than comparators."""
-    limit = (1 << (bits - 1)) - 1
-    return Mux(fits_signed(value, bits), value, Mux(value[-1], -limit - 1, limit))

@@ -8,27 +8,31 @@
 1. **Load**: both are stored while the shifts that bring the activation and ``up`` to 17 bits
    (``normalize``) are found from their maxima. relu² stores the gate (``max(gate, 0)²`` is the
    largest square); SiLU stores ``silu_q10(apply_scale(gate, gate_scale, 10))``, computed on the way
-   in: one multiply, a rounding shift, the 2048-entry sigmoid table (two cycles).
+   in: one multiply, a rounding shift, the 2048-entry sigmoid table (:attr:`~GatedActivation.FRONT`
+   pipelined cycles). Each beat's maxima are registered a cycle before the running peaks take them;
+   relu² squares its peak in one more cycle.
 2. **Scale**: a :class:`~hw.scale_unit.ScaleUnit` runs the activation's program (:data:`PROGRAMS`)
    for the result's scale, which goes out on ``scale``: relu² ``gate_scale² · 2^e_act · up_scale ·
    2^e_up``, SiLU ``2^(e_act − 10) · up_scale · 2^e_up``.
 3. **Emit**: once the scale is taken, ``o`` carries ``(act >> e_act) · (up >> e_up)`` (magnitudes
    truncated, as ``normalize``), one beat per cycle: ``out_bits``-bit signed products, the input of
-   the FFN sub-norm's :class:`~hw.rms_quantizer.RmsQuantizer`.
+   the FFN sub-norm's :class:`~hw.rms_quantizer.RmsQuantizer`; :attr:`~GatedActivation.EMIT`
+   pipelined cycles from a read to its product (the memory read, its register, the square or the
+   magnitudes, the shifts, the product), ``o`` backpressure stalling them all.
 
 SiLU's Q.10 input comes from a right shift of ``gate · mant``; a ``gate_scale`` of 64 or more would
 need a left shift (numerics allows it): ``scale.invalid`` flags it. Cycles for ``b`` beats with no
 stalls: :meth:`cycles`.
 """
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.numerics import (NORM_BITS, NORM_MAX_BITLEN, SCALE_EXP_BITS, SIGMOID_FRAC, SIGMOID_RANGE,
                             SIGMOID_STEP_BITS, SIGMOID_TABLE, SILU_FRAC)
 
-from .arith import bit_length, check_integers, magnitude, max_tree, read_pass, rounded_right_shift, store_beat
+from .arith import bit_length, check_integers, magnitude, max_tree, read_pass, store_beat
 from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
 
 UP_PROGRAM = (
@@ -61,6 +65,9 @@ class GatedActivation(wiring.Component):
     exp_bits : int
         Exponent width of the scales.
     """
+
+    FRONT = 7      # SiLU on the way in: product, shift, round, table read, its register, product, round
+    EMIT = 5       # read, its register, square or magnitude, shift, product
 
     def __init__(self, *, width: int, lanes: int = 1, max_length: int, kind: str = "relu2",
                  exp_bits: int = SCALE_EXP_BITS):
@@ -108,11 +115,12 @@ class GatedActivation(wiring.Component):
     @staticmethod
     def cycles_of(kind: str, beats: int) -> int:
         """:meth:`cycles` of a unit of ``kind`` (for a cycle model without a unit)."""
-        # load (SiLU: 2 more, the multiply and the sigmoid table on the way in), the scale
-        # program, then the emit pass: 3 to a product out (read, normalize, multiply) and a
-        # product a cycle
-        load = beats + (2 if kind == "silu" else 0)
-        return load + 1 + ScaleProgram.cycles(PROGRAMS[kind]) + 1 + 3 + beats - 1
+        # load: the beats, SiLU's front (FRONT stages), the beat maxima and the peaks (SQUARE for
+        # relu²); the shifts, the scale program, the scale out; then the emit pass: EMIT cycles to
+        # a product out and a product a cycle
+        unit = GatedActivation
+        load = beats + (unit.FRONT if kind == "silu" else 0) + 1 + (1 if kind == "relu2" else 0)
+        return load + 1 + ScaleProgram.cycles(PROGRAMS[kind]) + 1 + unit.EMIT + beats - 1
 
     def elaborate(self, platform):
         m = Module()
@@ -147,48 +155,61 @@ class GatedActivation(wiring.Component):
             act_max = max_tree(m, [Mux(v > 0, v, 0).as_unsigned()[:act_bits] for v in stored_act],
                                act_bits, "beat_act_max")
         up_max = max_tree(m, [magnitude(u)[:width] for u in stored_up], width, "beat_up_max")
+        # The beat and its maxima, registered: the peaks compare against them a cycle later.
+        beat_valid, beat_last = Signal(), Signal()
+        beat_act_max, beat_up_max = Signal(act_bits), Signal(width)
+        beat = Signal(pair)
+        m.d.sync += [beat_valid.eq(stored_valid), beat_last.eq(stored_last),
+                     beat_act_max.eq(act_max), beat_up_max.eq(up_max),
+                     beat.eq(Cat(*(v for v in stored_act), *(v for v in stored_up)))]
 
-        def shift_for(value, name):
-            """normalize's e = max(0, bitlen(max) - 17), registered."""
-            length_ = bit_length(m, value, f"{name}_bitlen")
-            shift = Signal(range(max(len(value) - NORM_MAX_BITLEN, 0) + 1), name=name)
-            return shift, Mux(length_ > NORM_MAX_BITLEN, length_ - NORM_MAX_BITLEN, 0)
-        act_extreme = Signal(2 * act_bits if not silu else act_bits)
-        m.d.comb += act_extreme.eq(act_peak * act_peak if not silu else act_peak)
-        e_act, e_act_next = shift_for(act_extreme, "e_act")
-        e_up, e_up_next = shift_for(up_peak, "e_up")
+        # normalize's e = max(0, bitlen(max) − 17) is the bit length of max >> 17.
+        # relu²: the largest square, registered in SQUARE; SiLU: the largest magnitude.
+        act_extreme = act_peak if silu else Signal(2 * act_bits)
+        e_act = Signal(range(max(len(act_extreme) - NORM_MAX_BITLEN, 0) + 1))
+        e_up = Signal(range(max(width - NORM_MAX_BITLEN, 0) + 1))
+        e_act_next = bit_length(m, act_extreme[NORM_MAX_BITLEN:], "e_act_bitlen")
+        e_up_next = bit_length(m, up_peak[NORM_MAX_BITLEN:], "e_up_bitlen")
 
         program = ScaleProgram(PROGRAMS[self._kind], exp_bits)
         sources = {"gate_scale": self.gate_scale, "up_scale": self.up_scale}
         integers = {"act_shift": (1, e_act - SILU_FRAC if silu else e_act), "up_shift": (1, e_up)}
         result = program.results["product"]
 
-        # -- emit: read (memory) -> act_n and up_n (register) -> product (output register) -------
+        # -- emit: read (memory) -> its register -> square or magnitudes -> act_n and up_n
+        # (shifted) -> product (output register) ---------------------------------------------------
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         read_addr = Signal(range(self._depth + 1))
         issue = Signal()
-        s1_valid, s1_last, s2_valid, s2_last = Signal(), Signal(), Signal(), Signal()
+        valid = [Signal(name=f"s{stage}_valid") for stage in range(1, self.EMIT)]
+        last = [Signal(name=f"s{stage}_last") for stage in range(1, self.EMIT)]
         m.d.comb += [rd.addr.eq(read_addr), rd.en.eq(advance)]
-        act_n = [Signal(signed(NORM_BITS), name=f"act_n{lane}") for lane in range(lanes)]
-        up_n = [Signal(signed(NORM_BITS), name=f"up_n{lane}") for lane in range(lanes)]
-
-        def truncated(value, shift):
-            shifted = (magnitude(value) >> shift)[:NORM_BITS]
-            return Mux(value < 0, -shifted, shifted)
+        read = Signal(pair)
         with m.If(advance):
-            m.d.sync += [s1_valid.eq(issue), s1_last.eq(read_addr == length - 1),
-                         s2_valid.eq(s1_valid), s2_last.eq(s1_last),
-                         self.o.valid.eq(s2_valid), self.o.payload.last.eq(s2_last)]
+            m.d.sync += [valid[0].eq(issue), last[0].eq(read_addr == length - 1), read.eq(rd.data),
+                         self.o.valid.eq(valid[-1]), self.o.payload.last.eq(last[-1])]
+            m.d.sync += [later.eq(earlier)
+                         for chain in (valid, last) for earlier, later in zip(chain, chain[1:])]
             for lane in range(lanes):
-                act, up = rd.data.act[lane], rd.data.up[lane]
+                act, up = read.act[lane], read.up[lane]
+                up_magnitude = Signal(width + 1, name=f"up_magnitude{lane}")
+                up_negative = Signal(name=f"up_negative{lane}")
+                act_n = Signal(signed(NORM_BITS), name=f"act_n{lane}")
+                up_n = Signal(signed(NORM_BITS), name=f"up_n{lane}")
+                m.d.sync += [up_magnitude.eq(magnitude(up)), up_negative.eq(up < 0),
+                             up_n.eq(truncated(up_magnitude, up_negative, e_up)),
+                             self.o.payload.data[lane].eq(act_n * up_n)]
                 if silu:
-                    m.d.sync += act_n[lane].eq(truncated(act, e_act))
+                    act_magnitude = Signal(act_bits + 1, name=f"act_magnitude{lane}")
+                    act_negative = Signal(name=f"act_negative{lane}")
+                    m.d.sync += [act_magnitude.eq(magnitude(act)), act_negative.eq(act < 0),
+                                 act_n.eq(truncated(act_magnitude, act_negative, e_act))]
                 else:
-                    relu = Mux(act > 0, act, 0).as_unsigned()[:width]
-                    m.d.sync += act_n[lane].eq((relu * relu) >> e_act)
-                m.d.sync += [up_n[lane].eq(truncated(up, e_up)),
-                             self.o.payload.data[lane].eq(act_n[lane] * up_n[lane])]
+                    relu = Signal(width, name=f"relu{lane}")
+                    m.d.comb += relu.eq(Mux(act > 0, act, 0).as_unsigned()[:width])
+                    square = Signal(2 * width, name=f"square{lane}")
+                    m.d.sync += [square.eq(relu * relu), act_n.eq(square >> e_act)]
 
         with m.FSM():
             with m.State("LOAD"):
@@ -197,13 +218,16 @@ class GatedActivation(wiring.Component):
                 m.d.comb += [self.i.ready.eq(~closing), take.eq(self.i.valid & ~closing)]
                 with m.If(take & self.i.payload.last):
                     m.d.sync += closing.eq(1)
-                with m.If(stored_valid):
-                    store_beat(m, wr, length, self._depth,
-                               Cat(*(v for v in stored_act), *(v for v in stored_up)),
-                               [(act_max, act_peak), (up_max, up_peak)])
-                    with m.If(stored_last):
+                with m.If(beat_valid):
+                    store_beat(m, wr, length, self._depth, beat,
+                               [(beat_act_max, act_peak), (beat_up_max, up_peak)])
+                    with m.If(beat_last):
                         m.d.sync += closing.eq(0)
-                        m.next = "SHIFTS"
+                        m.next = "SHIFTS" if silu else "SQUARE"
+            if not silu:
+                with m.State("SQUARE"):
+                    m.d.sync += act_extreme.eq(act_peak * act_peak)
+                    m.next = "SHIFTS"
             with m.State("SHIFTS"):
                 m.d.sync += [e_act.eq(e_act_next), e_up.eq(e_up_next)] + program.start()
                 m.next = "ISSUE"
@@ -216,14 +240,16 @@ class GatedActivation(wiring.Component):
                     m.d.sync += read_addr.eq(0)
                     m.next = "EMIT"
             with m.State("EMIT"):
-                with m.If(read_pass(m, issue, read_addr, length, advance, (s1_valid, s2_valid))):
+                with m.If(read_pass(m, issue, read_addr, length, advance, valid)):
                     m.d.sync += [length.eq(0), act_peak.eq(0), up_peak.eq(0), invalid.eq(0)]
                     m.next = "LOAD"
         return m
 
     def _silu_front(self, m, take, valid, last, act, up, invalid):
-        """silu_q10(apply_scale(gate, gate_scale, 10)) on the way in: the Q.10 input and the table
-        address (stage 1, registered), the table read and the product (stage 2, registered)."""
+        """silu_q10(apply_scale(gate, gate_scale, 10)) on the way in, :attr:`FRONT` stages, each
+        registered: the product gate · mant and the shift; twice the product shifted right (the
+        rounding bit kept); the rounded Q.10 input x (its clamped table index addresses the table);
+        the table entry's register; x · entry; the result rounded."""
         width, lanes = self._width, self._lanes
         table = memory.Memory(shape=unsigned(SIGMOID_FRAC), depth=SIGMOID_TABLE.size,
                               init=[int(v) for v in SIGMOID_TABLE])
@@ -231,22 +257,52 @@ class GatedActivation(wiring.Component):
         product_bits = width + 17
         shift = Signal(signed(len(self.gate_scale.exp) + 2))
         m.d.comb += shift.eq(-(self.gate_scale.exp + SILU_FRAC))
-        s1_valid, s1_last = Signal(), Signal()
-        s1_x = [Signal(signed(product_bits), name=f"silu_x{lane}") for lane in range(lanes)]
-        s1_up = [Signal(signed(width), name=f"silu_up{lane}") for lane in range(lanes)]
-        m.d.sync += [s1_valid.eq(take), s1_last.eq(self.i.payload.last), valid.eq(s1_valid),
-                     last.eq(s1_last)]
+        # rshift_round(p, shift) = ((2p >> shift) + 1) >> 1 for shift >= 0 (past the product's
+        # width the same as one past it); a left shift (flagged invalid) leaves p.
+        right = Signal(range(product_bits + 2))
+        m.d.sync += right.eq(Mux(shift < 0, 0, Mux(shift > product_bits + 1, product_bits + 1, shift)))
         with m.If(take & (shift < 0)):
             m.d.sync += invalid.eq(1)
-        top = (1 << SIGMOID_STEP_BITS) * 2 * SIGMOID_RANGE - 1
+        stages = self.FRONT
+        valids = [Signal(name=f"silu{stage}_valid") for stage in range(1, stages)]
+        lasts = [Signal(name=f"silu{stage}_last") for stage in range(1, stages)]
+        m.d.sync += [valids[0].eq(take), lasts[0].eq(self.i.payload.last), valid.eq(valids[-1]),
+                     last.eq(lasts[-1])]
+        m.d.sync += [later.eq(earlier)
+                     for chain in (valids, lasts) for earlier, later in zip(chain, chain[1:])]
+        index_bits = (SIGMOID_TABLE.size - 1).bit_length()
+        step = SILU_FRAC - SIGMOID_STEP_BITS
+        assert SIGMOID_RANGE << SIGMOID_STEP_BITS == SIGMOID_TABLE.size // 2 == 1 << (index_bits - 1)
         for lane in range(lanes):
             product = Signal(signed(product_bits), name=f"silu_product{lane}")
-            m.d.comb += product.eq(self.i.payload.gate[lane] * self.gate_scale.mant)
-            x = rounded_right_shift(m, product, shift, f"silu_q10_{lane}")
-            index = (x >> (SILU_FRAC - SIGMOID_STEP_BITS)) + (SIGMOID_RANGE << SIGMOID_STEP_BITS)
+            halved = Signal(signed(product_bits + 1), name=f"silu_halved{lane}")
+            x = [Signal(signed(product_bits), name=f"silu_x{lane}_{stage}") for stage in range(3)]
+            entry = Signal(SIGMOID_FRAC, name=f"silu_entry{lane}")
+            scaled = Signal(signed(product_bits + SIGMOID_FRAC + 1), name=f"silu_scaled{lane}")
+            ups = [Signal(signed(width), name=f"silu_up{lane}_{stage}") for stage in range(stages - 1)]
             port = table.read_port()
-            m.d.comb += port.addr.eq(Mux(index < 0, 0, Mux(index > top, top, index)))
-            m.d.sync += [s1_x[lane].eq(x), s1_up[lane].eq(self.i.payload.up[lane]),
-                         act[lane].eq((s1_x[lane] * port.data + (1 << (SIGMOID_FRAC - 1)))
-                                      >> SIGMOID_FRAC),
-                         up[lane].eq(s1_up[lane])]
+            # (x >> 4) + 1024, clamped to the table: x >> 4 itself where it fits the index's bits,
+            # with the top bit flipped.
+            index = x[0] >> step
+            fits = fits_signed(index, index_bits)
+            m.d.comb += port.addr.eq(Mux(fits, index[:index_bits] ^ (1 << (index_bits - 1)),
+                                         Mux(index[-1], 0, SIGMOID_TABLE.size - 1)))
+            m.d.sync += [product.eq(self.i.payload.gate[lane] * self.gate_scale.mant),
+                         halved.eq(Cat(Const(0, 1), product).as_signed() >> right),
+                         x[0].eq((halved + 1) >> 1), x[1].eq(x[0]), x[2].eq(x[1]),
+                         entry.eq(port.data), scaled.eq(x[2] * entry),
+                         act[lane].eq((scaled + (1 << (SIGMOID_FRAC - 1))) >> SIGMOID_FRAC),
+                         ups[0].eq(self.i.payload.up[lane]), up[lane].eq(ups[-1])]
+            m.d.sync += [later.eq(earlier) for earlier, later in zip(ups, ups[1:])]
+
+
+def truncated(magnitude_, negative, shift):
+    """``sign · (|value| >> shift)`` to NORM_BITS, from the magnitude and the sign (``normalize``)."""
+    shifted = (magnitude_ >> shift)[:NORM_BITS]
+    return Mux(negative, -shifted, shifted)
+
+
+def fits_signed(value, bits: int):
+    """``value`` (signed) fits ``bits`` signed bits: its bits from ``bits − 1`` up are all equal."""
+    top = value[bits - 1:]
+    return (top == 0) | (top == (1 << len(top)) - 1)

@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import ACT_BITS, INV_ACT_MAX, SCALE_EXP_BITS
 
 from .arith import check_integers
-from .quantizer import AbsmaxQuantizer
+from .quantizer import MAX_LANES, AbsmaxQuantizer
 from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
 
 PROGRAM = (
@@ -37,7 +37,7 @@ class HeadQuantizer(wiring.Component):
     width : int
         Signed width of the accumulators (2 to 48).
     lanes : int
-        Elements per beat.
+        Elements per beat (1 to 64).
     head_dim : int
         Elements per head.
     exp_bits : int
@@ -45,7 +45,7 @@ class HeadQuantizer(wiring.Component):
     """
 
     def __init__(self, *, width: int, lanes: int = 1, head_dim: int, exp_bits: int = SCALE_EXP_BITS):
-        check_integers((("width", width, 2, 48), ("lanes", lanes, 1, 1024),
+        check_integers((("width", width, 2, 48), ("lanes", lanes, 1, MAX_LANES),
                         ("head_dim", head_dim, 1, 1 << 16)))
         self._width, self._lanes, self._head_dim = width, lanes, head_dim
         super().__init__({

@@ -1,35 +1,56 @@
 """Per-token int8 absmax quantizer, exactly ``model.numerics.absmax_quantize`` (docs/numerics.md §2).
 
 A token arrives on ``i`` as beats of ``lanes`` signed ``width``-bit values, ``last`` on its final beat.
-The quantizer stores it while tracking ``m = max|u|``, then
+The quantizer stores each beat as magnitudes and signs while tracking ``m = max|u|`` (the beat's
+maximum by a tree of comparators registered every two levels, :data:`TREE_STAGES` stages whatever
+the lanes, then the running maximum), then
 
 1. normalizes ``m`` to 17 magnitude bits (``m_n``, leading one at bit 16: one priority encoder and
    shifter),
-2. computes ``R = ceil(2^33 / m_n)`` with a restoring divider, two quotient bits a cycle (9 cycles),
+2. computes ``R = ceil(2^33 / m_n) = floor((2^33 − 1) / m_n) + 1`` with a restoring divider of the
+   constant ``2^33 − 1``, two quotient bits a cycle (9 cycles), and the increment in a register,
 3. reads the token back and emits ``q = sign(u)·((|u_n|·R·127 + 2^32) >> 33)`` per lane, where
    ``|u_n|`` is ``|u|`` normalized by the same shift (truncating): one 17×18-bit multiply per lane,
-   ``·127`` as ``(p << 7) − p``.
+   ``·127`` as ``(p << 7) − p``, the sign applied in the output register.
 
 ``o`` carries the codes, ``last``, and ``peak = m`` (the per-token scale the dequant needs; 0 for an
 all-zero token, whose codes are all 0).
 
-Latency: the first output beat is presented ``latency`` cycles after the token's last input beat is
-accepted. Throughput: one beat per cycle in, then one beat per cycle out; a token of ``b`` beats
-occupies the quantizer for about ``2b + latency`` cycles (input is not accepted while a token is
-being divided and emitted). Tokens longer than ``max_length`` elements are cut at ``max_length``
+For ECP5 timing each of these ends in a register of its own: the input magnitudes, every two
+comparator levels of the tree, the running maximum, every two divider steps, the block RAM's read
+data, the shift, the product, the rounding add and the sign.
+
+Latency: the first output beat is presented :attr:`latency` cycles after the token's last input
+beat is accepted. Throughput: one beat per cycle in, then one beat per cycle out; a token of ``b``
+beats occupies the quantizer for about ``2b + latency`` cycles (input is not accepted while a token
+is being divided and emitted). Tokens longer than ``max_length`` elements are cut at ``max_length``
 (the rest of the token is accepted and dropped) and ``overflow`` is raised for that token.
 """
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.numerics import ACT_BITS, NORM_MAX_BITLEN, RECIP_SHIFT
 
-from .arith import bit_length, check_integers, magnitude, max_tree, read_pass, store_beat
+from .arith import bit_length, check_integers, magnitude, read_pass, store_beat
 
-QUOTIENT_BITS = RECIP_SHIFT - NORM_MAX_BITLEN + 2   # R = ceil(2^33 / m_n) < 2^18: 18 bits
+QUOTIENT_BITS = RECIP_SHIFT - NORM_MAX_BITLEN + 2   # R = floor((2^33 − 1) / m_n) + 1 <= 2^17: 18 bits
 assert QUOTIENT_BITS % 2 == 0                        # the divider makes two bits a cycle
+TREE_STAGES = 3                                      # registered stages of the beat's maximum
+MAX_LANES = 4 ** TREE_STAGES                         # two comparator levels a stage
+
+
+def max_pairs(m, values, name: str):
+    """One level of a comparator tree: the larger of each pair of ``values`` (unsigned, equal
+    widths) in comb signals, an odd last value passed on."""
+    level = []
+    for index in range(0, len(values) - 1, 2):
+        a, b = values[index], values[index + 1]
+        node = Signal.like(a, name=f"{name}_{index // 2}")
+        m.d.comb += node.eq(Mux(b > a, b, a))
+        level.append(node)
+    return level + values[len(values) - len(values) % 2:]
 
 
 class AbsmaxQuantizer(wiring.Component):
@@ -43,7 +64,7 @@ class AbsmaxQuantizer(wiring.Component):
     width : int
         Signed input width (2 to 48 bits).
     lanes : int
-        Elements per beat.
+        Elements per beat (1 to 64).
     max_length : int
         Longest token in elements (the buffer holds ``ceil(max_length / lanes)`` beats).
     """
@@ -52,6 +73,8 @@ class AbsmaxQuantizer(wiring.Component):
         check_integers((("width", width), ("lanes", lanes), ("max_length", max_length)))
         if not 2 <= width <= 48:
             raise ValueError(f"width must be between 2 and 48 bits, not {width}")
+        if lanes > MAX_LANES:
+            raise ValueError(f"lanes must be at most {MAX_LANES}, not {lanes}")
         self._width, self._lanes = width, lanes
         self._depth = -(-max_length // lanes)
         super().__init__({
@@ -69,10 +92,11 @@ class AbsmaxQuantizer(wiring.Component):
 
     @staticmethod
     def latency_of() -> int:
-        """Cycles from a token's last input beat to its first code: find the shift and normalize
-        m (2), divide (two quotient bits a cycle), issue the read, memory, normalize, multiply and
-        round into the output register (5)."""
-        return 2 + QUOTIENT_BITS // 2 + 5
+        """Cycles from a token's last input beat to its first code: magnitudes, the maximum tree and
+        the running maximum (``TREE_STAGES + 2``), the shift and ``m_n`` (2), divide (two quotient
+        bits a cycle), issue the read, memory, register, normalize, multiply, round and sign into
+        the output register (6)."""
+        return TREE_STAGES + 2 + 2 + QUOTIENT_BITS // 2 + 6
 
     latency = property(lambda self: self.latency_of())
 
@@ -81,7 +105,8 @@ class AbsmaxQuantizer(wiring.Component):
         width, lanes = self._width, self._lanes
         field = max(width, NORM_MAX_BITLEN)       # shifter field: the leading one goes to its top
 
-        buffer = memory.Memory(shape=data.ArrayLayout(signed(width), lanes), depth=self._depth, init=[])
+        entry = data.StructLayout({"mag": unsigned(width), "neg": 1})
+        buffer = memory.Memory(shape=data.ArrayLayout(entry, lanes), depth=self._depth, init=[])
         m.submodules.buffer = buffer
         wr = buffer.write_port()
         rd = buffer.read_port()
@@ -91,16 +116,11 @@ class AbsmaxQuantizer(wiring.Component):
         overflowed = Signal()
         shift = Signal(range(field + 1))          # left shift that puts peak's leading one at field-1
         peak_norm = Signal(NORM_MAX_BITLEN)       # m_n in [2^16, 2^17)
-        recip = Signal(QUOTIENT_BITS)
+        quotient = Signal(QUOTIENT_BITS)          # floor((2^33 − 1) / m_n)
+        recip = Signal(QUOTIENT_BITS)             # R = quotient + 1
         remainder = Signal(NORM_MAX_BITLEN + 1)
-        step = Signal(range(QUOTIENT_BITS))       # dividend bit brought down next
+        step = Signal(range(QUOTIENT_BITS))       # quotient bit made next (two a cycle, down to 0)
         read_addr = Signal(range(self._depth + 1))
-
-        # The largest magnitude among the lanes of the incoming beat.
-        beat_max = max_tree(m, [magnitude(v)[:width] for v in self.i.payload.data], width, "beat_max")
-
-        # Priority encoder: bit length of peak.
-        bitlen = bit_length(m, peak, "bitlen")
 
         def normalize(v):
             """|v| (unsigned, ``width`` bits) with the current shift, top 17 bits kept."""
@@ -108,67 +128,93 @@ class AbsmaxQuantizer(wiring.Component):
             m.d.comb += wide.eq(v)
             return (wide << shift)[field - NORM_MAX_BITLEN:field]
 
-        # Emit pipeline: read (memory), normalize, multiply, round; ``advance`` moves all of it.
+        # Load pipeline (never stalls): magnitudes, then the buffer write and the maximum tree.
+        in_beat = Signal(data.ArrayLayout(entry, lanes))
+        in_valid = Signal()
+        m.d.sync += in_valid.eq(self.i.valid & self.i.ready)
+        for lane in range(lanes):
+            u = self.i.payload.data[lane]
+            m.d.sync += [in_beat[lane].mag.eq(magnitude(u)[:width]), in_beat[lane].neg.eq(u < 0)]
+        kept = Signal()                           # the beat fits the buffer
+        m.d.comb += kept.eq(in_valid & (length < self._depth))
+        with m.If(in_valid):
+            store_beat(m, wr, length, self._depth, in_beat, (), overflowed)
+        level, level_valid = [in_beat[lane].mag for lane in range(lanes)], kept
+        tree_valid = []
+        for stage in range(TREE_STAGES):
+            level = max_pairs(m, max_pairs(m, level, f"max{stage}a"), f"max{stage}b")
+            registers = [Signal(width, name=f"max{stage}_{index}") for index in range(len(level))]
+            registered_valid = Signal(name=f"max{stage}_valid")
+            m.d.sync += [r.eq(v) for r, v in zip(registers, level)] + [registered_valid.eq(level_valid)]
+            level, level_valid = registers, registered_valid
+            tree_valid.append(registered_valid)
+        with m.If(level_valid & (level[0] > peak)):
+            m.d.sync += peak.eq(level[0])
+        loaded = ~in_valid
+        for valid in tree_valid:
+            loaded &= ~valid
+
+        # Priority encoder: bit length of peak.
+        bitlen = bit_length(m, peak, "bitlen")
+
+        # Emit pipeline: read (memory), register, normalize, multiply, round, sign; ``advance``
+        # moves all of it.
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
-        s1_valid, s1_last = Signal(), Signal()     # memory data valid
-        s2_valid, s2_last = Signal(), Signal()     # normalized magnitudes
-        s3_valid, s3_last = Signal(), Signal()     # products
-        s2_mag = [Signal(NORM_MAX_BITLEN, name=f"s2_mag{lane}") for lane in range(lanes)]
-        s2_neg = [Signal(name=f"s2_neg{lane}") for lane in range(lanes)]
-        s3_prod = [Signal(NORM_MAX_BITLEN + QUOTIENT_BITS, name=f"s3_prod{lane}") for lane in range(lanes)]
-        s3_neg = [Signal(name=f"s3_neg{lane}") for lane in range(lanes)]
+        stages = [(Signal(name=f"s{n}_valid"), Signal(name=f"s{n}_last")) for n in range(1, 6)]
+        s2_entry = Signal(data.ArrayLayout(entry, lanes))
+        s3_mag = [Signal(NORM_MAX_BITLEN, name=f"s3_mag{lane}") for lane in range(lanes)]
+        s4_prod = [Signal(NORM_MAX_BITLEN + QUOTIENT_BITS, name=f"s4_prod{lane}") for lane in range(lanes)]
+        s5_code = [Signal(ACT_BITS - 1, name=f"s5_code{lane}") for lane in range(lanes)]
+        negs = [[Signal(name=f"s{n}_neg{lane}") for lane in range(lanes)] for n in (3, 4, 5)]
         issue = Signal()
         m.d.comb += [rd.addr.eq(read_addr), rd.en.eq(advance)]
 
         with m.If(advance):
-            m.d.sync += [s1_valid.eq(issue), s1_last.eq(read_addr == length - 1),
-                         s2_valid.eq(s1_valid), s2_last.eq(s1_last),
-                         s3_valid.eq(s2_valid), s3_last.eq(s2_last)]
+            m.d.sync += [stages[0][0].eq(issue), stages[0][1].eq(read_addr == length - 1)]
+            for (valid, last), (prev_valid, prev_last) in zip(stages[1:], stages):
+                m.d.sync += [valid.eq(prev_valid), last.eq(prev_last)]
+            m.d.sync += [self.o.valid.eq(stages[-1][0]), self.o.payload.last.eq(stages[-1][1]),
+                         s2_entry.eq(rd.data)]
             for lane in range(lanes):
-                u = rd.data[lane]
-                m.d.sync += [s2_mag[lane].eq(normalize(magnitude(u)[:width])), s2_neg[lane].eq(u < 0),
-                             s3_prod[lane].eq(s2_mag[lane] * recip), s3_neg[lane].eq(s2_neg[lane])]
-                scaled = (s3_prod[lane] << 7) - s3_prod[lane] + (1 << (RECIP_SHIFT - 1))
-                code = scaled[RECIP_SHIFT:RECIP_SHIFT + ACT_BITS - 1]
-                m.d.sync += self.o.payload.data[lane].eq(Mux(s3_neg[lane], -code, code))
-            m.d.sync += [self.o.valid.eq(s3_valid), self.o.payload.last.eq(s3_last)]
+                s3_neg, s4_neg, s5_neg = (negs[k][lane] for k in range(3))
+                scaled = (s4_prod[lane] << 7) - s4_prod[lane] + (1 << (RECIP_SHIFT - 1))
+                code = s5_code[lane]
+                m.d.sync += [s3_mag[lane].eq(normalize(s2_entry[lane].mag)), s3_neg.eq(s2_entry[lane].neg),
+                             s4_prod[lane].eq(s3_mag[lane] * recip), s4_neg.eq(s3_neg),
+                             code.eq(scaled[RECIP_SHIFT:RECIP_SHIFT + ACT_BITS - 1]), s5_neg.eq(s4_neg),
+                             self.o.payload.data[lane].eq(Mux(s5_neg, -code, code))]
 
+        m.d.sync += recip.eq(quotient + 1)
         with m.FSM():
             with m.State("LOAD"):
                 m.d.comb += self.i.ready.eq(1)
-                with m.If(self.i.valid):
-                    store_beat(m, wr, length, self._depth, self.i.payload.data, [(beat_max, peak)],
-                               overflowed)
-                    with m.If(self.i.payload.last):
-                        m.next = "NORMALIZE"
+                with m.If(self.i.valid & self.i.payload.last):
+                    m.next = "NORMALIZE"
             with m.State("NORMALIZE"):
-                m.d.sync += [shift.eq(field - bitlen), self.overflow.eq(overflowed)]
-                m.next = "SHIFTED"
+                with m.If(loaded):
+                    m.d.sync += [shift.eq(field - bitlen), self.overflow.eq(overflowed)]
+                    m.next = "SHIFTED"
             with m.State("SHIFTED"):
-                # m_n, and the divider's start: the top bits of 2^33 + m_n - 1 (below m_n).
-                m_n = normalize(peak)
-                dividend = (1 << RECIP_SHIFT) + m_n - 1
-                m.d.sync += [peak_norm.eq(m_n), recip.eq(0), step.eq(QUOTIENT_BITS - 1),
-                             remainder.eq(dividend >> QUOTIENT_BITS)]
+                # m_n, and the divider's start: the top bits of 2^33 − 1 (below m_n).
+                m.d.sync += [peak_norm.eq(normalize(peak)), quotient.eq(0), step.eq(QUOTIENT_BITS - 1),
+                             remainder.eq((1 << (RECIP_SHIFT - QUOTIENT_BITS)) - 1)]
                 m.next = "DIVIDE"
             with m.State("DIVIDE"):
-                # two restoring steps a cycle: dividend bits ``step`` (odd) and ``step − 1``
-                dividend = Signal(RECIP_SHIFT + 2)
-                m.d.comb += dividend.eq((1 << RECIP_SHIFT) + peak_norm - 1)
-                trial_high = Cat(dividend.bit_select(step, 1), remainder)
+                # two restoring steps a cycle; every dividend bit brought down is a one
+                trial_high = Cat(Const(1, 1), remainder)
                 fits_high = trial_high >= peak_norm
                 middle = Signal(NORM_MAX_BITLEN + 1)
                 m.d.comb += middle.eq(Mux(fits_high, trial_high - peak_norm, trial_high))
-                trial_low = Cat(dividend.bit_select(step ^ 1, 1), middle)
+                trial_low = Cat(Const(1, 1), middle)
                 fits_low = trial_low >= peak_norm
                 m.d.sync += [remainder.eq(Mux(fits_low, trial_low - peak_norm, trial_low)),
-                             recip.eq(Cat(fits_low, fits_high, recip)), step.eq(step - 2)]
+                             quotient.eq(Cat(fits_low, fits_high, quotient)), step.eq(step - 2)]
                 with m.If(step == 1):
                     m.d.sync += read_addr.eq(0)
                     m.next = "EMIT"
             with m.State("EMIT"):
-                drained = read_pass(m, issue, read_addr, length, advance, (s1_valid, s2_valid, s3_valid))
+                drained = read_pass(m, issue, read_addr, length, advance, [v for v, _ in stages])
                 with m.If(drained):
                     m.d.sync += [length.eq(0), peak.eq(0), overflowed.eq(0)]
                     m.next = "LOAD"

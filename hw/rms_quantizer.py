@@ -4,23 +4,29 @@
 A token ``x`` (integers whose real value is ``x · x_scale``) arrives on ``i`` as beats of ``lanes``
 signed ``width``-bit values, ``last`` on its final beat. Then:
 
-1. **Load**: the token is stored while ``max|x|`` is tracked; ``e = max(0, bitlen(max|x|) − 17)``.
+1. **Load**: each beat's magnitudes and signs are registered, then stored while their OR is tracked
+   (its bit length is ``max|x|``'s); ``e = max(0, bitlen(max|x|) − 17)``.
 2. **Feed**: the token is read back with its gains (``gain``: a read port on the engine's gain memory,
-   address = beat index, one cycle read latency), ``x_n = truncate_magnitude(x, e)`` and
-   ``u = x_n ⊙ G`` go to an :class:`~hw.quantizer.AbsmaxQuantizer` one beat per cycle, while
-   ``S = Σ x_n²`` and ``m = max|u|`` accumulate.
+   address = beat index, one cycle read latency) into registers, then ``|x_n| = |x| >> e`` and ``G``
+   negated where ``x < 0`` are registered, and ``u = x_n ⊙ G`` (``|x_n|`` times the signed gain) goes
+   to an :class:`~hw.quantizer.AbsmaxQuantizer` one beat per cycle from the product registers, while
+   ``S = Σ |x_n|²`` accumulates from registered squares.
 3. **Scale**: a :class:`~hw.scale_unit.ScaleUnit` runs the ten-command program :data:`PROGRAM`
    for ``D = m·2^(e − gain_exp)·x_scale · rsqrt(S·2^(2e)·inv_len·x_scale² + eps) · (1/127)``
    (``D = 0`` when ``m = 0``), which goes out on ``scale`` (with ``invalid`` if an exponent left the
-   range); meanwhile the codes leave the AbsmaxQuantizer on ``o``.
+   range); meanwhile the codes leave the AbsmaxQuantizer on ``o``, and ``m = max|u|`` is latched from
+   its first code (the AbsmaxQuantizer's peak) before the program reads it.
+
+Every stage holds at most one carry chain (ECP5 timing discipline): the block RAM's read data and
+the multipliers' operands and products are registered.
 
 ``x_scale``, ``gain_exp``, ``inv_len`` (the scale 1/n) and ``eps`` are per-norm constants from the
 sequencer; they must hold from a token's first beat until its ``scale`` is taken.
 
-Cycles per token of ``b`` beats with no stalls: ``b`` (load) ``+ b + 5`` (feed: read, normalize,
-multiply; zero check) and then, in parallel, the AbsmaxQuantizer's ``latency + b`` for the codes
-and :data:`PROGRAM`'s ``ScaleProgram.cycles`` for ``D`` (:meth:`cycles`). The next token is loaded
-once ``D`` is taken.
+Cycles per token of ``b`` beats with no stalls: ``b + 1`` (load, the last beat's store) ``+ b + 5``
+(feed: read, register, normalize, multiply) and then, in parallel, the AbsmaxQuantizer's
+``latency + b`` for the codes and :data:`PROGRAM`'s ``ScaleProgram.cycles`` for ``D`` (:meth:`cycles`).
+The next token is loaded once ``D`` is taken.
 """
 
 from amaranth import Module, Mux, Signal, signed, unsigned
@@ -30,8 +36,8 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import (ACT_BITS, GAIN_BITS, INV_ACT_MAX, NORM_BITS, NORM_MAX_BITLEN,
                             SCALE_EXP_BITS)
 
-from .arith import bit_length, check_integers, magnitude, max_tree, read_pass, store_beat
-from .quantizer import AbsmaxQuantizer
+from .arith import bit_length, check_integers, magnitude, read_pass, store_beat
+from .quantizer import MAX_LANES, AbsmaxQuantizer
 from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
 
 # The dequant scale as ScaleUnit commands (hw.scale_unit.ScaleProgram): (result, op, a, b, integer).
@@ -50,6 +56,11 @@ PROGRAM = (
     ("dequant", ScaleOp.MUL, "peak_rms", "inv_act_max", None),
 )
 
+# u's peak m is latched from the AbsmaxQuantizer's first code, which leaves it (``latency`` cycles after
+# the feed) before the program reads m (its first FROM_INT of "peak" comes after the rsqrt).
+PEAK_STEP = next(index for index, row in enumerate(PROGRAM) if row[4] == "peak")
+assert AbsmaxQuantizer.latency_of() < ScaleProgram.cycles(PROGRAM[:PEAK_STEP])
+
 
 class RmsQuantizer(wiring.Component):
     """RMSNorm folded into the int8 absmax quantizer (``model.integer.rms_quantize``): codes of
@@ -62,7 +73,7 @@ class RmsQuantizer(wiring.Component):
     width : int
         Signed input width (2 to 48 bits; 32 for the Q15.16 residual stream).
     lanes : int
-        Elements per beat.
+        Elements per beat (1 to 64).
     max_length : int
         Longest token in elements (``ceil(max_length / lanes)`` beats are buffered).
     exp_bits : int
@@ -70,7 +81,7 @@ class RmsQuantizer(wiring.Component):
     """
 
     def __init__(self, *, width: int = 32, lanes: int = 1, max_length: int, exp_bits: int = SCALE_EXP_BITS):
-        check_integers((("width", width), ("lanes", lanes), ("max_length", max_length)))
+        check_integers((("width", width), ("lanes", lanes, 1, MAX_LANES), ("max_length", max_length)))
         if not 2 <= width <= 48:
             raise ValueError(f"width must be between 2 and 48 bits, not {width}")
         self._width, self._lanes = width, lanes
@@ -107,7 +118,7 @@ class RmsQuantizer(wiring.Component):
     @staticmethod
     def cycles_of(beats: int) -> int:
         """:meth:`cycles` without a unit (it does not depend on the widths)."""
-        return 2 * beats + 5 + ScaleProgram.cycles(PROGRAM)
+        return 2 * beats + 6 + ScaleProgram.cycles(PROGRAM)
 
     def elaborate(self, platform):
         m = Module()
@@ -116,57 +127,76 @@ class RmsQuantizer(wiring.Component):
             width=self.product_bits, lanes=lanes, max_length=self._depth * lanes)
         m.submodules.scale_unit = unit = ScaleUnit(exp_bits=len(self.gain_exp),
                                                    int_bits=max(self._sum_bits, self.product_bits))
+        entry = data.StructLayout({"mag": unsigned(width), "neg": 1})
         m.submodules.buffer = buffer = memory.Memory(
-            shape=data.ArrayLayout(signed(width), lanes), depth=self._depth, init=[])
+            shape=data.ArrayLayout(entry, lanes), depth=self._depth, init=[])
         wr, rd = buffer.write_port(), buffer.read_port()
 
-        # Codes go straight out of the AbsmaxQuantizer (its peak is the m tracked here as well).
+        # Codes go straight out of the AbsmaxQuantizer; its peak m is latched from its first code.
         m.d.comb += [self.o.payload.data.eq(quantizer.o.payload.data),
                      self.o.payload.last.eq(quantizer.o.payload.last),
                      self.o.valid.eq(quantizer.o.valid), quantizer.o.ready.eq(self.o.ready)]
 
         length = Signal(range(self._depth + 1))      # beats stored
         overflowed = Signal()
-        x_peak = Signal(width)
+        x_bits = Signal(width)                       # OR of |x|: its bit length is max|x|'s
         e = Signal(range(max(width - NORM_MAX_BITLEN, 0) + 1))
         sum_sq = Signal(self._sum_bits)
         u_peak = Signal(self.product_bits)
+        peak_pending = Signal()                      # u_peak is the next code's peak
+        peak_zero = Signal()
 
-        # -- load ---------------------------------------------------------------------------
-        bitlen = bit_length(m, x_peak, "bitlen")
+        # -- load: magnitudes and signs (register), then the buffer write and OR of |x| ------------
+        in_beat = Signal(data.ArrayLayout(entry, lanes))
+        in_valid = Signal()
+        m.d.sync += in_valid.eq(self.i.valid & self.i.ready)
+        for lane in range(lanes):
+            x = self.i.payload.data[lane]
+            m.d.sync += [in_beat[lane].mag.eq(magnitude(x)[:width]), in_beat[lane].neg.eq(x < 0)]
+        beat_bits = 0
+        for lane in range(lanes):
+            beat_bits |= in_beat[lane].mag
+        with m.If(in_valid):
+            store_beat(m, wr, length, self._depth, in_beat, (), overflowed)
+            with m.If(length < self._depth):
+                m.d.sync += x_bits.eq(x_bits | beat_bits)
+        bitlen = bit_length(m, x_bits, "bitlen")
 
-        # -- feed: read (memory) -> normalize (register) -> multiply (register) -> quantizer -----
-        # (normalizing and multiplying in one cycle after the block RAM's read was the SoC's
-        # critical path: 21 MHz on the ECP5)
+        # -- feed: read (memory) -> register -> normalize -> multiply (the quantizer's input) -----
+        # x_n · G is |x_n| times G negated where x < 0; S sums |x_n|², products registered first.
         advance = Signal()
         m.d.comb += advance.eq(~quantizer.i.valid | quantizer.i.ready)
         read_addr = Signal(range(self._depth + 1))
         issue = Signal()
-        s1_valid, s1_last, s2_valid, s2_last = Signal(), Signal(), Signal(), Signal()
+        s1_valid, s1_last, s2_valid, s2_last, s3_valid, s3_last = (
+            Signal(name=f"s{n}_{kind}") for n in (1, 2, 3) for kind in ("valid", "last"))
         m.d.comb += [rd.addr.eq(read_addr), rd.en.eq(advance),
                      self.gain.addr.eq(read_addr), self.gain.en.eq(advance)]
-        x_n = [Signal(signed(NORM_BITS), name=f"x_n{lane}") for lane in range(lanes)]
+        stored = Signal(data.ArrayLayout(entry, lanes))
         gains = [Signal.like(self.gain.data[lane], name=f"gain{lane}") for lane in range(lanes)]
-        u = [Signal(signed(self.product_bits + 1), name=f"u{lane}") for lane in range(lanes)]
-        m.d.comb += [u[lane].eq(x_n[lane] * gains[lane]) for lane in range(lanes)]
-        squares = sum(x_n[lane] * x_n[lane] for lane in range(lanes))
-        beat_u_peak = max_tree(m, [magnitude(v)[:self.product_bits] for v in u], self.product_bits,
-                               "beat_u_peak")
+        x_mag = [Signal(NORM_MAX_BITLEN, name=f"x_mag{lane}") for lane in range(lanes)]
+        signed_gains = [Signal(signed(GAIN_BITS + 1), name=f"signed_gain{lane}") for lane in range(lanes)]
+        squares = [Signal(2 * NORM_MAX_BITLEN, name=f"square{lane}") for lane in range(lanes)]
 
         with m.If(advance):
             m.d.sync += [s1_valid.eq(issue), s1_last.eq(read_addr == length - 1),
                          s2_valid.eq(s1_valid), s2_last.eq(s1_last),
-                         quantizer.i.valid.eq(s2_valid), quantizer.i.payload.last.eq(s2_last)]
+                         s3_valid.eq(s2_valid), s3_last.eq(s2_last),
+                         quantizer.i.valid.eq(s3_valid), quantizer.i.payload.last.eq(s3_last),
+                         stored.eq(rd.data)]
             for lane in range(lanes):
-                x = rd.data[lane]
-                shifted = (magnitude(x) >> e)[:NORM_BITS]
-                m.d.sync += [x_n[lane].eq(Mux(x < 0, -shifted, shifted)),
-                             gains[lane].eq(self.gain.data[lane]),
-                             quantizer.i.payload.data[lane].eq(u[lane])]
-            with m.If(s2_valid):
-                m.d.sync += sum_sq.eq(sum_sq + squares)
-                with m.If(beat_u_peak > u_peak):
-                    m.d.sync += u_peak.eq(beat_u_peak)
+                gain = gains[lane]
+                m.d.sync += [gain.eq(self.gain.data[lane]),
+                             x_mag[lane].eq((stored[lane].mag >> e)[:NORM_MAX_BITLEN]),
+                             signed_gains[lane].eq(Mux(stored[lane].neg, -gain, gain)),
+                             quantizer.i.payload.data[lane].eq(x_mag[lane] * signed_gains[lane]),
+                             squares[lane].eq(x_mag[lane] * x_mag[lane])]
+            with m.If(quantizer.i.valid):
+                m.d.sync += sum_sq.eq(sum_sq + sum(squares))
+
+        with m.If(peak_pending & quantizer.o.valid):
+            m.d.sync += [u_peak.eq(quantizer.o.payload.peak), peak_zero.eq(quantizer.o.payload.peak == 0),
+                         peak_pending.eq(0)]
 
         # -- scale program --------------------------------------------------------------------
         scale = scale_layout(len(self.gain_exp))
@@ -176,42 +206,30 @@ class RmsQuantizer(wiring.Component):
         integers = {"sum_sq": (sum_sq, 2 * e), "peak": (u_peak, e - self.gain_exp)}
         dequant = program.results["dequant"]
 
-        beat_peak = max_tree(m, [magnitude(v)[:width] for v in self.i.payload.data], width,
-                             "beat_x_peak")
         with m.FSM():
             with m.State("LOAD"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
                     with m.If(length == 0):
                         m.d.sync += self.overflow.eq(0)
-                    store_beat(m, wr, length, self._depth, self.i.payload.data, [(beat_peak, x_peak)],
-                               overflowed)
                     with m.If(self.i.payload.last):
                         m.next = "SHIFT"
             with m.State("SHIFT"):
-                m.d.sync += [e.eq(Mux(bitlen > NORM_MAX_BITLEN, bitlen - NORM_MAX_BITLEN, 0)),
-                             read_addr.eq(0), sum_sq.eq(0), u_peak.eq(0),
-                             self.overflow.eq(overflowed)]
-                m.next = "FEED"
+                with m.If(~in_valid):
+                    m.d.sync += [e.eq(Mux(bitlen > NORM_MAX_BITLEN, bitlen - NORM_MAX_BITLEN, 0)),
+                                 read_addr.eq(0), sum_sq.eq(0), self.overflow.eq(overflowed)]
+                    m.next = "FEED"
             with m.State("FEED"):
-                with m.If(read_pass(m, issue, read_addr, length, advance, (s1_valid, s2_valid))):
-                    m.d.sync += program.start()
-                    m.next = "CHECK"
-            with m.State("CHECK"):
-                with m.If(u_peak == 0):
-                    m.next = "ZERO"
-                with m.Else():
+                with m.If(read_pass(m, issue, read_addr, length, advance, (s1_valid, s2_valid, s3_valid))):
+                    m.d.sync += [peak_pending.eq(1)] + program.start()
                     m.next = "ISSUE"
             program.states(m, unit, sources, integers, "ISSUE", "RESULT", "DONE")
-            with m.State("ZERO"):
-                m.d.sync += [dequant.eq(0), program.invalid.eq(0)]
-                m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += [self.scale.valid.eq(1),
-                             self.scale.payload.mant.eq(dequant.mant),
-                             self.scale.payload.exp.eq(dequant.exp),
-                             self.scale.payload.invalid.eq(program.invalid)]
+                             self.scale.payload.mant.eq(Mux(peak_zero, 0, dequant.mant)),
+                             self.scale.payload.exp.eq(Mux(peak_zero, 0, dequant.exp)),
+                             self.scale.payload.invalid.eq(program.invalid & ~peak_zero)]
                 with m.If(self.scale.ready):
-                    m.d.sync += [length.eq(0), x_peak.eq(0), overflowed.eq(0)]
+                    m.d.sync += [length.eq(0), x_bits.eq(0), overflowed.eq(0)]
                     m.next = "LOAD"
         return m

@@ -5,13 +5,17 @@ The logits ``L_v`` of one position arrive on ``i`` in vocabulary order, one per 
 final one; the chosen token leaves on ``o``.
 
 - **Greedy** (``greedy`` high): the first index of ``max L_v``, known as the last logit arrives.
-- **Sampling**: pass 1 takes the logits and writes ``z_v = apply_scale(L_v, coef, 8)`` (``coef`` is the
-  scale ``logit_scale · log2(e)/T``, one ScaleUnit MUL per token) to a buffer, tracking ``max z`` and
-  the ``top_k`` largest ``(z, v)`` in a sorted insertion array (ties to the lower index), so the k-th
-  of them is the threshold of the kept set. The generator state advances once by xorshift32. Pass 2
-  reads ``z`` back and sums ``p_v = EXP2[δ & 255] >> (δ >> 8)`` (``δ = max z − z_v``; 0 outside the
-  kept set or for ``δ >> 8 > 15``) from a 256-entry table; then ``t = (state · Σp) >> 32``. Pass 3
-  reads ``z`` again and stops at the first ``v`` whose running sum of ``p`` exceeds ``t``.
+- **Sampling**: pass 1 takes the logits and writes ``z_v = apply_scale(L_v, coef, 8)`` (``coef`` is
+  the scale ``logit_scale · log2(e)/T``, one ScaleUnit MUL per token) to a buffer through a pipeline
+  (operands, product, shift, write), keeping ``max z``: the z of the first largest logit, as z rises
+  with L. The generator state advances once by xorshift32. Pass 2 reads z back as
+  ``δ = max z − z_v``: near where ``δ < 16·2^8``; a far z has ``p = 0`` and ranks behind every near
+  one, so it neither counts nor moves the kept set. The near ``(δ, v)`` go through a sorted
+  insertion array of 13-bit δ (ties to the lower index) that holds the ``top_k`` smallest in its
+  last entries, the k-th in the last; ``Σp`` adds ``p_v = EXP2[δ & 255] >> (δ >> 8)`` (a 256-entry
+  table) for each v entering the kept set and subtracts ``p`` of the k-th it pushes out. Then
+  ``t = (state · Σp) >> 32``. Pass 3 reads z again and stops at the first ``v`` whose running sum of
+  ``p`` over the kept set (``(δ, v)`` up to the k-th's) exceeds ``t``.
 
 ``top_k = 0`` keeps every token; ``top_k`` above ``k_max`` or more than ``vocab_max`` logits set
 ``o.payload.invalid`` (and token 0).
@@ -23,17 +27,18 @@ logits stay equal. ``seed_load`` (while idle) sets the state from ``seed``: its 
 those are 0. ``greedy``, ``coef`` and ``top_k`` must hold from a position's first logit to its token.
 
 Cycles from the last logit's transfer to the token being valid (:meth:`cycles`): 2 for greedy;
-for sampling ``1 + (V + 3)`` (pass 2) ``+ 1`` (threshold) ``+ (v + 3)`` (pass 3 up to the chosen
-``v``), that is ``V + v + 8``.
+for sampling ``4`` (the last z through pass 1's pipeline) ``+ (V + 5)`` (pass 2 through the read,
+δ, table and k-th's table stages) ``+ (v + 5)`` (pass 3, issued while the sum and threshold form, up
+to the chosen ``v``'s p and the token), that is ``V + v + 14``.
 """
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.numerics import EXP2_TABLE, EXP_FRAC, EXP_TABLE_BITS, SCALE_EXP_BITS, SCORE_FRAC, XORSHIFT_BITS
 
-from .arith import check_integers, rounded_right_shift
+from .arith import check_integers
 from .scale_unit import scale_layout
 
 
@@ -91,19 +96,21 @@ class Sampler(wiring.Component):
     @staticmethod
     def cycles_of(vocab: int, token: int, greedy: bool) -> int:
         """:meth:`cycles` without a sampler (it does not depend on the widths)."""
-        return 2 if greedy else vocab + token + 8
+        return 2 if greedy else vocab + token + 14
 
     def elaborate(self, platform):
         m = Module()
         z_bits, vocab_max, k_max = self.z_bits, self._vocab_max, self._k_max
         z_shape = signed(z_bits)
         sum_bits = EXP_FRAC + 1 + vocab_max.bit_length()
+        far_from = (EXP_FRAC + 1) << SCORE_FRAC          # δ from here on has p = 0 (δ >> 8 > 15)
+        delta_bits = (far_from - 1).bit_length()          # a near δ; one bit more flags "far"
 
         m.submodules.z_buffer = z_buffer = memory.Memory(shape=z_shape, depth=vocab_max, init=[])
         z_write, z_read = z_buffer.write_port(), z_buffer.read_port()
         m.submodules.exp2 = exp2 = memory.Memory(shape=unsigned(EXP_FRAC + 1), depth=len(EXP2_TABLE),
                                                  init=[int(v) for v in EXP2_TABLE])
-        exp2_read = exp2.read_port()
+        exp2_read, exp2_evicted_read = exp2.read_port(), exp2.read_port()
 
         state = Signal(XORSHIFT_BITS, init=1)
         count = Signal(range(vocab_max + 1))          # logits taken
@@ -113,63 +120,95 @@ class Sampler(wiring.Component):
         invalid = Signal()
         token = Signal(range(vocab_max))
 
-        # -- z = apply_scale(L, coef, 8): round half up where the product shifts right ----------
+        # -- pass 1: z = apply_scale(L, coef, 8) in three stages (operands, product, shift), then
+        # the buffer write; z_max is the z of the first largest logit (z rises with L) --------------
         logit = self.i.payload.logit
+        taken = Signal()                              # a logit within vocab_max transferred
+        new_best = (count == 0) | (logit > best_logit)
+        mul_valid, mul_index, mul_best = Signal(), Signal(range(vocab_max)), Signal()
+        mul_logit, mul_mant = Signal.like(logit), Signal.like(self.coef.mant)
+        m.d.sync += [mul_valid.eq(taken), mul_index.eq(count), mul_best.eq(new_best),
+                     mul_logit.eq(logit), mul_mant.eq(self.coef.mant)]
+        product_valid, product_index, product_best = Signal(), Signal(range(vocab_max)), Signal()
         product = Signal(signed(self._logit_width + 17))
-        m.d.comb += product.eq(logit * self.coef.mant)
-        shift = Signal(signed(len(self.coef.exp) + 2))   # right shift -(exp + 8)
+        m.d.sync += [product_valid.eq(mul_valid), product_index.eq(mul_index), product_best.eq(mul_best),
+                     product.eq(mul_logit * mul_mant)]
+        # rshift_round(product, shift) for shift = −(exp + 8) > 0 is ((product >> (shift − 1)) + 1) >> 1,
+        # with the barrel shift clamped one bit past the product (hw.arith.rounded_right_shift, here
+        # in two stages), that is ((2·product >> shift) + 1) >> 1, which with no shift (shift ≤ 0) is
+        # the product itself; not shifted left where numerics would: see the module docstring
+        shift = Signal(signed(len(self.coef.exp) + 2))
         m.d.comb += shift.eq(-(self.coef.exp + SCORE_FRAC))
-        # not shifted left where numerics would: see the module docstring
-        z_in = rounded_right_shift(m, product, shift, "z_in")
+        right = Signal(range(len(product) + 2))
+        m.d.sync += right.eq(Mux(shift > 0, Mux(shift > len(product) + 1, len(product) + 1, shift), 0))
+        shifted_valid, shifted_index, shifted_best = Signal(), Signal(range(vocab_max)), Signal()
+        shifted = Signal(signed(len(product) + 1))
+        m.d.sync += [shifted_valid.eq(product_valid), shifted_index.eq(product_index),
+                     shifted_best.eq(product_best), shifted.eq((product << 1) >> right)]
+        z_in = Signal(z_shape)
+        m.d.comb += [z_in.eq((shifted + 1) >> 1),
+                     z_write.addr.eq(shifted_index), z_write.data.eq(z_in), z_write.en.eq(shifted_valid)]
+        with m.If(shifted_valid & shifted_best):
+            m.d.sync += z_max.eq(z_in)
 
-        # -- the top-k insertion array: entries sorted by z descending, then index ------------
-        entry_z = [Signal(z_shape, name=f"top_z{k}") for k in range(k_max)]
-        entry_v = [Signal(range(vocab_max), name=f"top_v{k}") for k in range(k_max)]
-        entry_ok = [Signal(name=f"top_ok{k}") for k in range(k_max)]
-        stays = [entry_ok[k] & (entry_z[k] >= z_in) for k in range(k_max)]   # ahead of the new one
-
-        def insert():
-            for k in range(k_max):
-                with m.If(~stays[k]):
-                    if k == 0:
-                        m.d.sync += [entry_z[0].eq(z_in), entry_v[0].eq(count), entry_ok[0].eq(1)]
-                    else:
-                        with m.If(stays[k - 1]):
-                            m.d.sync += [entry_z[k].eq(z_in), entry_v[k].eq(count), entry_ok[k].eq(1)]
-                        with m.Else():
-                            m.d.sync += [entry_z[k].eq(entry_z[k - 1]), entry_v[k].eq(entry_v[k - 1]),
-                                         entry_ok[k].eq(entry_ok[k - 1])]
-
-        # The kept set's last member (top_k > 0): (z, v) kept iff z > z_k or (z == z_k and v <= v_k).
-        kth_z, kth_v, kth_ok = Signal(z_shape), Signal(range(vocab_max)), Signal()
-        with m.Switch(self.top_k):
-            for k in range(1, k_max + 1):
-                with m.Case(k):
-                    m.d.comb += [kth_z.eq(entry_z[k - 1]), kth_v.eq(entry_v[k - 1]),
-                                 kth_ok.eq(entry_ok[k - 1])]
-
-        # -- passes 2 and 3: address -> z (memory) -> table (memory) -> p -----------------------
+        # -- passes 2 and 3: address -> z (memory) -> register -> δ and the table read -> p ---------
         scan_addr = Signal(range(vocab_max + 1))
         scan_on = Signal()
-        s1_valid, s1_index = Signal(), Signal(range(vocab_max))
-        s2_valid, s2_index, s2_whole, s2_member = Signal(), Signal(range(vocab_max)), Signal(5), Signal()
         m.d.comb += [z_read.addr.eq(scan_addr), z_read.en.eq(1)]
-        delta = Signal(unsigned(z_bits + 1))
-        m.d.comb += delta.eq(z_max - z_read.data)
-        kept = (self.top_k == 0) | ~kth_ok | (z_read.data > kth_z) | \
-            ((z_read.data == kth_z) & (s1_index <= kth_v))
-        m.d.comb += [exp2_read.addr.eq(delta[:EXP_TABLE_BITS]), exp2_read.en.eq(1)]
-        far = delta[SCORE_FRAC:] > EXP_FRAC
-        m.d.sync += [s1_valid.eq(scan_on), s1_index.eq(scan_addr[:len(s1_index)]),
-                     s2_valid.eq(s1_valid), s2_index.eq(s1_index),
-                     s2_whole.eq(delta[SCORE_FRAC:SCORE_FRAC + 4]), s2_member.eq(s1_valid & kept & ~far)]
-        p = Signal(EXP_FRAC + 1)
-        m.d.comb += p.eq(Mux(s2_member, exp2_read.data >> s2_whole, 0))
-        total = Signal(sum_bits)
-        running = Signal(sum_bits)
-        threshold = Signal(sum_bits)
+        read_valid, read_index = Signal(), Signal(range(vocab_max))
+        m.d.sync += [read_valid.eq(scan_on), read_index.eq(scan_addr[:len(read_index)])]
+        z_valid, z_index, z_stored = Signal(), Signal(range(vocab_max)), Signal(z_shape)
+        m.d.sync += [z_valid.eq(read_valid), z_index.eq(read_index), z_stored.eq(z_read.data)]
+        # δ = z_max − z (≥ 0): its low bits where it is below 16·2^8, the top bit set where it is not
+        difference = Signal(z_bits + 1)
+        m.d.comb += [difference.eq(z_max - z_stored),
+                     exp2_read.addr.eq(difference[:EXP_TABLE_BITS]), exp2_read.en.eq(1)]
+        delta_valid, delta_index, delta = Signal(), Signal(range(vocab_max)), Signal(delta_bits + 1)
+        m.d.sync += [delta_valid.eq(z_valid), delta_index.eq(z_index),
+                     delta.eq(Cat(difference[:delta_bits], difference[delta_bits:].any()))]
+        near = delta_valid & ~delta[delta_bits]
 
-        def scan():
+        # -- the top-k insertion array over near δ: the kept set sorted by δ ascending, then index,
+        # in its last top_k entries (the k-th, the kept set's last member, is always the last entry);
+        # an empty entry has its top bit set, above every near δ ----------------------------------
+        entry_d = [Signal(delta_bits + 1, init=far_from, name=f"top_d{k}") for k in range(k_max)]
+        entry_v = [Signal(range(vocab_max), name=f"top_v{k}") for k in range(k_max)]
+        entry_on = [Signal(name=f"top_on{k}") for k in range(k_max)]     # one of the last top_k
+        m.d.sync += [entry_on[k].eq(self.top_k >= k_max - k) for k in range(k_max)]
+        stays = [~entry_on[k] | (entry_d[k] <= delta) for k in range(k_max)]   # ahead of the new one
+        kth_d, kth_v = entry_d[-1], entry_v[-1]
+
+        def insert():
+            with m.If(near):
+                for k in range(k_max):
+                    with m.If(~stays[k]):
+                        if k == 0:
+                            m.d.sync += [entry_d[0].eq(delta), entry_v[0].eq(delta_index)]
+                        else:
+                            m.d.sync += [entry_d[k].eq(Mux(stays[k - 1], delta, entry_d[k - 1])),
+                                         entry_v[k].eq(Mux(stays[k - 1], delta_index, entry_v[k - 1]))]
+
+        # -- p = EXP2[δ & 255] >> (δ >> 8) of δ and, in pass 2, of the k-th before the insertion
+        # (which leaves the kept set where the new one enters it), one stage later ----------------
+        picking = Signal()
+        kept = (delta < kth_d) | ((delta == kth_d) & (delta_index <= kth_v))
+        enters = (self.top_k == 0) | ~stays[-1]
+        m.d.comb += [exp2_evicted_read.addr.eq(kth_d[:EXP_TABLE_BITS]), exp2_evicted_read.en.eq(1)]
+        p_valid, adds, add_index, p = Signal(), Signal(), Signal(range(vocab_max)), Signal(EXP_FRAC + 1)
+        evicts, evicted_whole = Signal(), Signal(delta_bits - SCORE_FRAC)
+        m.d.sync += [p_valid.eq(delta_valid), adds.eq(near & Mux(picking, kept, enters)),
+                     add_index.eq(delta_index),
+                     p.eq(exp2_read.data >> delta[SCORE_FRAC:delta_bits]),
+                     evicts.eq(near & ~picking & enters & ~kth_d[delta_bits]),
+                     evicted_whole.eq(kth_d[SCORE_FRAC:delta_bits])]
+        evicted, p_evicted = Signal(), Signal(EXP_FRAC + 1)
+        m.d.sync += [evicted.eq(evicts), p_evicted.eq(exp2_evicted_read.data >> evicted_whole)]
+        total_added, total_evicted, total = Signal(sum_bits), Signal(sum_bits), Signal(sum_bits)
+        remaining = Signal(sum_bits)                  # the threshold less the running sum of p
+        left = Signal(signed(sum_bits + 1))
+        m.d.comb += left.eq(remaining - p)
+
+        def issue():
             """Passes 2 and 3: issue the next stored z while any is left."""
             m.d.comb += scan_on.eq(scan_addr < count)
             with m.If(scan_on):
@@ -181,52 +220,62 @@ class Sampler(wiring.Component):
                 with m.If(self.seed_load & (count == 0)):
                     m.d.sync += state.eq(Mux(self.seed == 0, 1, self.seed))
                 with m.If(self.i.valid):
-                    in_range = count < vocab_max
-                    with m.If(in_range):
-                        m.d.comb += [z_write.addr.eq(count), z_write.data.eq(z_in), z_write.en.eq(1)]
+                    with m.If(count < vocab_max):
+                        m.d.comb += taken.eq(1)
                         m.d.sync += count.eq(count + 1)
-                        insert()
-                        with m.If((count == 0) | (logit > best_logit)):
+                        with m.If(new_best):
                             m.d.sync += [best_logit.eq(logit), best_index.eq(count)]
-                        with m.If((count == 0) | (z_in > z_max)):
-                            m.d.sync += z_max.eq(z_in)
                     with m.Else():
                         m.d.sync += invalid.eq(1)
                     with m.If(self.i.payload.last):
                         with m.If(self.greedy):
                             m.next = "GREEDY"
                         with m.Else():
-                            m.d.sync += [state.eq(xorshift32(state)), scan_addr.eq(0), total.eq(0)]
-                            m.next = "SUM"
+                            m.d.sync += [state.eq(xorshift32(state)), scan_addr.eq(0),
+                                         total_added.eq(0), total_evicted.eq(0)]
+                            m.next = "FLUSH"
             with m.State("GREEDY"):
                 m.d.sync += token.eq(best_index)
                 m.next = "DONE"
+            with m.State("FLUSH"):
+                with m.If(~mul_valid & ~product_valid):   # the last z is written, z_max final
+                    m.next = "SUM"
             with m.State("SUM"):
-                scan()
-                with m.If(s2_valid):
-                    m.d.sync += total.eq(total + p)
-                with m.If(~scan_on & ~s1_valid & ~s2_valid):
-                    m.next = "THRESHOLD"
+                issue()
+                insert()
+                with m.If(adds):
+                    m.d.sync += total_added.eq(total_added + p)
+                with m.If(evicted):
+                    m.d.sync += total_evicted.eq(total_evicted + p_evicted)
+                with m.If(~scan_on & ~read_valid & ~z_valid & ~delta_valid & ~p_valid):
+                    m.d.sync += scan_addr.eq(0)
+                    m.next = "TOTAL"
+            with m.State("TOTAL"):                        # pass 3 issues from here on
+                issue()
+                m.d.sync += total.eq(total_added - total_evicted)
+                m.next = "THRESHOLD"
             with m.State("THRESHOLD"):
-                m.d.sync += [threshold.eq((state * total) >> XORSHIFT_BITS), scan_addr.eq(0),
-                             running.eq(0)]
+                issue()
+                m.d.sync += remaining.eq((state * total) >> XORSHIFT_BITS)
                 with m.If((self.top_k > k_max) | invalid):
                     m.d.sync += invalid.eq(1)
                     m.next = "DONE"
                 with m.Else():
                     m.next = "PICK"
             with m.State("PICK"):
-                scan()
-                with m.If(s2_valid):
-                    m.d.sync += running.eq(running + p)
-                    with m.If(running + p > threshold):
-                        m.d.sync += token.eq(s2_index)
-                        m.next = "DONE"     # the scan pipeline empties before the next SUM
+                m.d.comb += picking.eq(1)
+                issue()
+                with m.If(adds):
+                    with m.If(left < 0):                  # the running sum of p passes the threshold
+                        m.d.sync += token.eq(add_index)
+                        m.next = "DONE"                   # the scan empties before the next pass 2
+                    with m.Else():
+                        m.d.sync += remaining.eq(left)
             with m.State("DONE"):
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.token.eq(Mux(invalid, 0, token)),
                              self.o.payload.invalid.eq(invalid)]
                 with m.If(self.o.ready):
                     m.d.sync += [count.eq(0), invalid.eq(0)] + \
-                        [entry_ok[k].eq(0) for k in range(k_max)]
+                        [entry_d[k][delta_bits].eq(1) for k in range(k_max)]
                     m.next = "TAKE"
         return m

@@ -8,18 +8,21 @@ one sum and one rsqrt), so one small sequential unit serves the whole engine:
 =========  ===================================  ===========================  ==================
 op         result                               numerics function            cycles (accept→out)
 =========  ===================================  ===========================  ==================
-MUL        a · b                                ``scale_mul(a, b)``          ``NORMALIZE + 1``
-ADD        a + b                                ``scale_add(a, b)``          ``NORMALIZE + 1``
+MUL        a · b                                ``scale_mul(a, b)``          ``MULTIPLY + NORMALIZE + 1``
+ADD        a + b                                ``scale_add(a, b)``          ``ALIGN + NORMALIZE + 1``
 FROM_INT   n · 2^a.exp                          ``scale_from_int(n, a.exp)`` ``NORMALIZE + 1``
 RECIP      1 / a                                ``scale_recip(a)``           ``DIVIDE + NORMALIZE + 1``
 RSQRT      1 / sqrt(a)                          ``scale_rsqrt(a)``           ``SQRT + DIVIDE + 2·NORMALIZE + 1``
 =========  ===================================  ===========================  ==================
 
-Every result goes through one normalizer (``scale_from_int``: bit length, shift with round half up,
-renormalize on carry; 3 cycles). RECIP divides the constant 2^31 by the mantissa with a restoring
-divider, one quotient bit per cycle; RSQRT takes the integer square root of ``mant · 2^(30 + odd)``
-one result bit per cycle, normalizes it and takes its reciprocal. There are no multipliers but
-MUL's one 16×16 product.
+Every result goes through one normalizer (``scale_from_int``), a pipeline of three cycles: shift
+the leading one into the top byte by whole bytes; keep the 17 bits from the leading one; round half
+up (``((v >> (s - 1)) + 1) >> 1``, a carry out renormalizes). MUL multiplies the registered
+mantissas (its one 16×16 product, the unit's only multiplier) into the normalizer's operand
+register; ADD takes a cycle to order the operands by exponent and one to align the smaller and add.
+RECIP divides the constant 2^31 by the mantissa with a restoring divider, one quotient bit per
+cycle; RSQRT takes the integer square root of ``mant · 2^(30 + odd)`` one result bit per cycle,
+normalizes it and takes its reciprocal. Divider and square root share one trial subtraction.
 
 ``o.payload.invalid`` is set (and ``mant``, ``exp`` are 0) where numerics raises or the exponent does
 not fit ``exp_bits``: RECIP or RSQRT of the scale 0, or a result exponent out of range.
@@ -33,14 +36,14 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import SCALE_ALIGN_BITS, SCALE_BITS, SCALE_EXP_BITS
 
-from .arith import bit_length, check_integers
+from .arith import check_integers
 
 RECIP_DIVIDEND_SHIFT = 2 * SCALE_BITS - 1   # 1/a = floor(2^31 / mant) · 2^(-31 - exp)
 RSQRT_SHIFT = 30                            # isqrt(mant · 2^(30 + odd)): a 23-bit root
 ROOT_BITS = (SCALE_BITS + 1 + RSQRT_SHIFT + 1) // 2
 ADD_BITS = SCALE_BITS + SCALE_ALIGN_BITS + 1          # two aligned mantissas and their carry
 QUOTIENT_BITS = RECIP_DIVIDEND_SHIFT + 1              # floor(2^31 / mant) for any mant >= 1
-EXP_GUARD_BITS = 7                                    # headroom of internal exponent arithmetic
+EXP_GUARD_BITS = 3                                    # headroom: two exponents summed, normalized by < 64
 
 
 class ScaleOp(enum.Enum, shape=3):
@@ -67,9 +70,11 @@ class ScaleUnit(wiring.Component):
         Width of FROM_INT's unsigned integer operand ``n`` (1 to 64 bits).
     """
 
-    NORMALIZE = 3                  # bit length and rounding, carry, hand-over
-    DIVIDE = QUOTIENT_BITS + 1     # one quotient bit a cycle, then the quotient to the normalizer
-    SQRT = ROOT_BITS + 1           # one root bit a cycle, then the root to the normalizer
+    NORMALIZE = 3                  # leading byte, leading bit, rounding
+    MULTIPLY = 1                   # the registered operands' product
+    ALIGN = 2                      # order by exponent, shift and add
+    DIVIDE = QUOTIENT_BITS         # one quotient bit a cycle
+    SQRT = ROOT_BITS               # one root bit a cycle
 
     def __init__(self, *, exp_bits: int = SCALE_EXP_BITS, int_bits: int = 48):
         check_integers((("exp_bits", exp_bits, 6, 24), ("int_bits", int_bits, 1, 64)))
@@ -94,150 +99,171 @@ class ScaleUnit(wiring.Component):
     def cycles_of(op: ScaleOp) -> int:
         """:meth:`cycles` without a unit (the unit's timing does not depend on its widths)."""
         unit = ScaleUnit
-        return {ScaleOp.RECIP: unit.DIVIDE + unit.NORMALIZE + 1,
-                ScaleOp.RSQRT: unit.SQRT + unit.DIVIDE + 2 * unit.NORMALIZE + 1
-                }.get(ScaleOp(op), unit.NORMALIZE + 1)
+        return {ScaleOp.MUL: unit.MULTIPLY + unit.NORMALIZE + 1,
+                ScaleOp.ADD: unit.ALIGN + unit.NORMALIZE + 1,
+                ScaleOp.FROM_INT: unit.NORMALIZE + 1,
+                ScaleOp.RECIP: unit.DIVIDE + unit.NORMALIZE + 1,
+                ScaleOp.RSQRT: unit.SQRT + unit.DIVIDE + 2 * unit.NORMALIZE + 1}[ScaleOp(op)]
 
     def elaborate(self, platform):
         m = Module()
-        value_bits = max(self._int_bits, ADD_BITS, QUOTIENT_BITS, 2 * SCALE_BITS)
-        exp_wide = signed(self._exp_bits + EXP_GUARD_BITS)
+        exp_bits = self._exp_bits
+        value_bits = -(-max(self._int_bits, ADD_BITS, QUOTIENT_BITS) // 8) * 8   # whole bytes
         cmd = self.i.payload
 
         op = Signal(ScaleOp)
-        a_mant = Signal(SCALE_BITS)
-        a_exp = Signal(exp_wide)
-        value = Signal(value_bits)          # the normalizer's operand: value · 2^value_exp
-        value_exp = Signal(exp_wide)
-        mant = Signal(SCALE_BITS + 1)       # rounded mantissa, 2^16 before the carry fix
-        mant_exp = Signal(exp_wide)
+        mant = Signal(SCALE_BITS + 1)       # a's mantissa, the divisor, the 17 leading bits, the result
+        b_mant = Signal(SCALE_BITS)
+        b_exp = Signal(signed(exp_bits))
+        exp = Signal(signed(exp_bits + EXP_GUARD_BITS))   # the exponent of what is in the works
+        value = Signal(value_bits)          # the normalizer's operand value · 2^exp; 0 between commands
+        distance = Signal(6)                # ADD: how far the smaller operand is shifted right
         invalid = Signal()
         second_pass = Signal()              # RSQRT: the root is normalized, the reciprocal is next
 
-        # Restoring divider for floor(2^31 / divisor): bring down one dividend bit a cycle.
-        divisor = Signal(SCALE_BITS)
-        remainder = Signal(SCALE_BITS + 1)
-        quotient = Signal(QUOTIENT_BITS)
+        # One trial subtraction a cycle serves the restoring divider (floor(2^31 / mant), a quotient
+        # bit a cycle) and the square root (isqrt(radicand · 2^30), a root bit a cycle); both shift
+        # their result bits into ``value``, which starts at 0.
         step = Signal(range(max(QUOTIENT_BITS, ROOT_BITS)))
-        # Bit-by-bit integer square root of radicand < 2^47.
-        radicand = Signal(2 * ROOT_BITS)
-        root = Signal(2 * ROOT_BITS)        # the partial root, shifted; < 2^ROOT_BITS at the end
-        bit = Signal(2 * ROOT_BITS)         # the current power of four
+        radicand = Signal(SCALE_BITS + 2)   # mant · 2^odd, two bits brought down a cycle
+        remainder = Signal(ROOT_BITS + 1)
+        rooting = Signal()
+        trial = Mux(rooting, Cat(radicand[-2:], remainder), Cat(step == QUOTIENT_BITS - 1, remainder))
+        subtrahend = Mux(rooting, Cat(Const(1, 2), value[:ROOT_BITS]), mant[:SCALE_BITS])
+        difference = Signal(len(trial) + 1)
+        m.d.comb += difference.eq(trial - subtrahend)
+        fits = ~difference[-1]
 
-        def start_divide(mant_in, exp_in):
-            m.d.sync += [divisor.eq(mant_in), remainder.eq(0), quotient.eq(0),
-                         step.eq(QUOTIENT_BITS - 1),
-                         value_exp.eq(-RECIP_DIVIDEND_SHIFT - exp_in)]
-
-        bitlen = bit_length(m, value, "bitlen")
+        # One adder updates the exponent: exp ← exp_base + exp_addend (exp itself plus 0 by default).
+        exp_base = Signal.like(exp)
+        exp_addend = Signal(signed(max(exp_bits, 8)))
+        exp_sum = Signal.like(exp)
+        m.d.comb += [exp_base.eq(exp), exp_sum.eq(exp_base + exp_addend)]
 
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
-                    a_exp_in, b_exp_in = cmd.a.exp.as_signed(), cmd.b.exp.as_signed()
-                    m.d.sync += [op.eq(cmd.op), a_mant.eq(cmd.a.mant), a_exp.eq(a_exp_in),
-                                 invalid.eq(0), second_pass.eq(0)]
+                    m.d.sync += [op.eq(cmd.op), mant.eq(cmd.a.mant), b_mant.eq(cmd.b.mant),
+                                 b_exp.eq(cmd.b.exp), exp.eq(cmd.a.exp), second_pass.eq(0),
+                                 invalid.eq(((cmd.op == ScaleOp.RECIP) | (cmd.op == ScaleOp.RSQRT))
+                                            & (cmd.a.mant == 0)),
+                                 radicand.eq(Mux(cmd.a.exp[0], cmd.a.mant << 1, cmd.a.mant)),
+                                 step.eq(Mux(cmd.op == ScaleOp.RSQRT, ROOT_BITS - 1, QUOTIENT_BITS - 1))]
                     with m.Switch(cmd.op):
                         with m.Case(ScaleOp.MUL):
-                            m.d.sync += [value.eq(cmd.a.mant * cmd.b.mant),
-                                         value_exp.eq(a_exp_in + b_exp_in)]
-                            m.next = "BITLEN"
+                            m.next = "MULTIPLY"
                         with m.Case(ScaleOp.ADD):
-                            # A zero operand takes the other's exponent; align both to the larger
-                            # with SCALE_ALIGN_BITS guard bits (shifts of 41+ leave nothing).
-                            ea = Mux(cmd.a.mant == 0, b_exp_in, a_exp_in)
-                            eb = Mux(cmd.b.mant == 0, a_exp_in, b_exp_in)
-                            top = Mux(ea > eb, ea, eb)
-
-                            def aligned(mant_in, exp_in):
-                                distance = (top - exp_in).as_unsigned()
-                                far = distance >= ADD_BITS
-                                shifted = Cat(Const(0, SCALE_ALIGN_BITS), mant_in) >> distance[:6]
-                                return Mux(far, 0, shifted)
-                            m.d.sync += [value.eq(aligned(cmd.a.mant, ea) + aligned(cmd.b.mant, eb)),
-                                         value_exp.eq(top - SCALE_ALIGN_BITS)]
-                            m.next = "BITLEN"
+                            m.next = "ORDER"
                         with m.Case(ScaleOp.FROM_INT):
-                            m.d.sync += [value.eq(cmd.n), value_exp.eq(a_exp_in)]
-                            m.next = "BITLEN"
+                            m.d.sync += value.eq(cmd.n)
+                            m.next = "COARSE"
                         with m.Case(ScaleOp.RECIP):
-                            start_divide(cmd.a.mant, a_exp_in)
                             m.next = "DIVIDE"
                         with m.Case(ScaleOp.RSQRT):
-                            odd = cmd.a.exp[0]
-                            m.d.sync += [radicand.eq(Cat(Const(0, RSQRT_SHIFT), Mux(odd, cmd.a.mant << 1,
-                                                                                    cmd.a.mant))),
-                                         root.eq(0), bit.eq(1 << (2 * ROOT_BITS - 2)),
-                                         step.eq(ROOT_BITS - 1),
-                                         value_exp.eq((a_exp_in - odd - RSQRT_SHIFT) >> 1)]
                             m.next = "SQRT"
                         with m.Default():
                             m.d.sync += invalid.eq(1)
                             m.next = "DONE"
 
+            with m.State("MULTIPLY"):
+                m.d.comb += exp_addend.eq(b_exp)
+                m.d.sync += [value.eq(mant[:SCALE_BITS] * b_mant), exp.eq(exp_sum)]
+                m.next = "COARSE"
+
+            with m.State("ORDER"):
+                # A zero operand takes the other's exponent: the larger operand goes to mant, the
+                # smaller to b_mant (0 if shifted 64+ places), the larger exponent to exp.
+                a_minus_b, b_minus_a = Signal(signed(len(exp) + 1)), Signal(signed(len(exp) + 1))
+                m.d.comb += [a_minus_b.eq(exp - b_exp), b_minus_a.eq(b_exp - exp)]
+                a_zero, b_zero = mant[:SCALE_BITS] == 0, b_mant == 0
+                swap = a_zero | (~b_zero & a_minus_b[-1])
+                gap = Mux(swap, b_minus_a, a_minus_b)
+                far = gap[len(distance):].any()
+                m.d.sync += [mant.eq(Mux(swap, b_mant, mant)),
+                             b_mant.eq(Mux(far, 0, Mux(swap, mant, b_mant))),
+                             exp.eq(Mux(swap, b_exp, exp)), distance.eq(gap)]
+                m.next = "ALIGN"
+            with m.State("ALIGN"):
+                # Both aligned to the larger exponent with SCALE_ALIGN_BITS guard bits (floor).
+                shifted = Signal(SCALE_ALIGN_BITS + SCALE_BITS)
+                m.d.comb += shifted.eq(Cat(Const(0, SCALE_ALIGN_BITS), b_mant) >> distance)
+                m.d.sync += [value.eq(Cat(shifted[:SCALE_ALIGN_BITS],
+                                          mant[:SCALE_BITS] + shifted[SCALE_ALIGN_BITS:])),
+                             exp.eq(exp_sum)]
+                m.d.comb += exp_addend.eq(-SCALE_ALIGN_BITS)
+                m.next = "COARSE"
+
             with m.State("DIVIDE"):
-                dividend_bit = Mux(step == RECIP_DIVIDEND_SHIFT, 1, 0)
-                trial = Cat(dividend_bit, remainder)
-                fits = trial >= divisor
-                m.d.sync += [remainder.eq(Mux(fits, trial - divisor, trial)),
-                             quotient.eq(Cat(fits, quotient)), step.eq(step - 1)]
-                with m.If(divisor == 0):
-                    m.d.sync += invalid.eq(1)
-                    m.next = "DONE"
-                with m.Elif(step == 0):
-                    m.next = "DIVIDED"
-            with m.State("DIVIDED"):
-                m.d.sync += value.eq(quotient)
-                m.next = "BITLEN"
-
-            with m.State("SQRT"):
-                candidate = root + bit
-                fits = radicand >= candidate
-                m.d.sync += [radicand.eq(Mux(fits, radicand - candidate, radicand)),
-                             root.eq(Mux(fits, (root >> 1) + bit, root >> 1)),
-                             bit.eq(bit >> 2), step.eq(step - 1)]
+                m.d.sync += [remainder.eq(Mux(fits, difference, trial)), value.eq(Cat(fits, value)),
+                             step.eq(step - 1), exp.eq(exp_sum)]
+                with m.If(step == QUOTIENT_BITS - 1):   # -RECIP_DIVIDEND_SHIFT - exp
+                    m.d.comb += [exp_base.eq(~exp), exp_addend.eq(1 - RECIP_DIVIDEND_SHIFT)]
                 with m.If(step == 0):
-                    m.next = "ROOTED"
-            with m.State("ROOTED"):
-                m.d.sync += [value.eq(root), second_pass.eq(1)]
-                m.next = "BITLEN"
+                    m.next = "COARSE"
+            with m.State("SQRT"):
+                m.d.comb += rooting.eq(1)
+                m.d.sync += [remainder.eq(Mux(fits, difference, trial)), value.eq(Cat(fits, value)),
+                             radicand.eq(radicand << 2), step.eq(step - 1), exp.eq(exp_sum)]
+                with m.If(step == ROOT_BITS - 1):   # (exp - odd - RSQRT_SHIFT) / 2
+                    m.d.comb += [exp_base.eq(exp >> 1), exp_addend.eq(-(RSQRT_SHIFT // 2))]
+                with m.If(step == 0):
+                    m.next = "COARSE"
 
-            with m.State("BITLEN"):
-                # scale_from_int: shift = bitlen - 16; round half up where it shifts right.
-                right, left = Signal(range(value_bits + 1)), Signal(range(SCALE_BITS + 1))
-                m.d.comb += [right.eq(bitlen - SCALE_BITS), left.eq(SCALE_BITS - bitlen)]
-                with m.If(bitlen > SCALE_BITS):
-                    half = Const(1, value_bits + 1) << (right - 1)[:len(right)]
-                    m.d.sync += [mant.eq((value + half) >> right),
-                                 mant_exp.eq(value_exp + right)]
-                with m.Else():
-                    m.d.sync += [mant.eq(value << left), mant_exp.eq(value_exp - left)]
-                with m.If(value == 0):
-                    m.d.sync += mant_exp.eq(0)
-                m.next = "CARRY"
-            with m.State("CARRY"):
-                carry = mant[SCALE_BITS]
-                m.d.sync += [mant.eq(Mux(carry, mant >> 1, mant)), mant_exp.eq(mant_exp + carry)]
-                m.next = "RESULT"
-            with m.State("RESULT"):
-                with m.If((op == ScaleOp.RSQRT) & second_pass):
-                    m.d.sync += second_pass.eq(0)
-                    with m.If(mant == 0):
-                        m.d.sync += invalid.eq(1)
-                        m.next = "DONE"
-                    with m.Else():
-                        start_divide(mant, mant_exp)
-                        m.next = "DIVIDE"
+            # scale_from_int in three steps: shift the leading one into the top byte by whole
+            # bytes, then to the top bit, keeping 17 bits; round half up (a carry renormalizes).
+            with m.State("COARSE"):
+                chunks = value_bits // 8
+                padded = Cat(Const(0, 16), value)
+                lead = Signal(range(chunks))                        # leading zero bytes
+                coarse = Signal(24)
+                adjust = Signal(signed(8))
+                m.d.comb += lead.eq(chunks - 1)
+                for k in range(1, chunks):
+                    with m.If(value[8 * k:8 * k + 8].any()):
+                        m.d.comb += lead.eq(chunks - 1 - k)
+                with m.Switch(lead):
+                    for k in range(chunks):
+                        with m.Case(k):
+                            m.d.comb += [coarse.eq(padded[value_bits - 8 - 8 * k:value_bits + 16 - 8 * k]),
+                                         adjust.eq(value_bits - SCALE_BITS - 8 * k)]
+                m.d.comb += exp_addend.eq(adjust)
+                m.d.sync += [value[-24:].eq(coarse), exp.eq(exp_sum),     # and ready the divider
+                             remainder.eq(0), step.eq(QUOTIENT_BITS - 1)]   # for RSQRT's second pass
+                m.next = "FINE"
+            with m.State("FINE"):
+                top = value[-24:]
+                lead = Signal(range(8))                             # leading zero bits
+                m.d.comb += lead.eq(7)
+                for k in range(1, 8):
+                    with m.If(top[16 + k]):
+                        m.d.comb += lead.eq(7 - k)
+                with m.Switch(lead):
+                    for k in range(8):
+                        with m.Case(k):
+                            m.d.sync += mant.eq(top[7 - k:24 - k])
+                m.d.comb += exp_addend.eq(-lead)
+                m.d.sync += exp.eq(exp_sum)
+                m.next = "ROUND"
+            with m.State("ROUND"):
+                # ((v >> (s - 1)) + 1) >> 1 on the 17 leading bits; all ones round up to 2^16.
+                rounded = Signal(SCALE_BITS + 1)
+                m.d.comb += rounded.eq(mant[1:] + mant[0])
+                m.d.sync += [mant.eq(Cat(rounded[:SCALE_BITS - 1], rounded[SCALE_BITS - 1:].any())),
+                             exp.eq(Mux(mant == 0, 0, exp_sum)), value.eq(0)]
+                m.d.comb += exp_addend.eq(mant.all())
+                with m.If((op == ScaleOp.RSQRT) & ~second_pass):
+                    m.d.sync += second_pass.eq(1)
+                    m.next = "DIVIDE"
                 with m.Else():
                     m.next = "DONE"
 
             with m.State("DONE"):
-                limit = 1 << (self._exp_bits - 1)
-                bad = invalid | (mant_exp < -limit) | (mant_exp >= limit)
+                high = exp[exp_bits - 1:]
+                bad = invalid | (high.any() & ~high.all())
                 m.d.comb += [self.o.valid.eq(1), self.o.payload.invalid.eq(bad),
                              self.o.payload.mant.eq(Mux(bad, 0, mant)),
-                             self.o.payload.exp.eq(Mux(bad, 0, mant_exp))]
+                             self.o.payload.exp.eq(Mux(bad, 0, exp))]
                 with m.If(self.o.ready):
                     m.next = "IDLE"
         return m

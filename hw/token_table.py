@@ -11,9 +11,15 @@ untied one instantiates two, one for each use.
   ``last`` on the final logit.
 
 ROM: ``vocab × hidden/lanes`` words of ``lanes`` int8 codes and ``vocab`` 16-bit row mantissas.
-Cycles: a row in ``hidden/lanes + 4`` (:meth:`row_cycles`); the logits in ``vocab · hidden/lanes + 2``
-(:meth:`logit_cycles`). Each use has its own ROM read ports (a tied table is one dual-port ROM),
-so the two may overlap.
+Cycles: a row in ``hidden/lanes + 2`` plus the Dequantizer's latency (:meth:`row_cycles`); the
+logits in ``vocab · hidden/lanes + 7`` (:meth:`logit_cycles`). Each use has its own ROM read ports
+(a tied table is one dual-port ROM), so the two may overlap.
+
+Both uses are pipelines that a full output stalls, with the ROM's read data registered before use.
+The LM head keeps ``x`` in a small RAM, read a word a cycle beside the table; then the products
+(each an 18×18 multiply with registered operands and product), the lane sum in two stages (an adder
+level a stage up to 4 lanes, two up to 16), the running dot, and the logit, dot times the row's
+mantissa, each a stage of its own.
 """
 
 import numpy as np
@@ -85,8 +91,9 @@ class TokenTable(wiring.Component):
     @staticmethod
     def row_cycles_of(words: int) -> int:
         """:meth:`row_cycles` of a table ``words`` beats a row (for a cycle model without a
-        table): the token, a word a cycle (ROM read), the Dequantizer's latency."""
-        return 1 + words + Dequantizer.latency_of()
+        table): the token, a word a cycle, the ROM read and its register, the Dequantizer's
+        latency."""
+        return 2 + words + Dequantizer.latency_of()
 
     def logit_cycles(self) -> int:
         """Clock edges from the last ``x`` beat's transfer to the last logit's, ``logits`` ready."""
@@ -95,8 +102,9 @@ class TokenTable(wiring.Component):
     @staticmethod
     def logit_cycles_of(vocab: int, words: int) -> int:
         """:meth:`logit_cycles` of a table of ``vocab`` rows, ``words`` beats a row (for a cycle
-        model without a table): a word a cycle, two to finish."""
-        return vocab * words + 2
+        model without a table): a word a cycle, then seven stages: the ROM read, its word and x's
+        registered, their products, the lane sum in two, the dot, the logit."""
+        return vocab * words + 7
 
     def elaborate(self, platform):
         m = Module()
@@ -122,17 +130,22 @@ class TokenTable(wiring.Component):
         token = Signal(range(self._vocab))
         word = Signal(range(words + 1))
         issue = Signal()
-        s1_valid, s1_last = Signal(), Signal()
+        # Stage 1 is the ROM read; stage 2 registers its word and the row's mantissa.
+        s1_valid, s1_last, s2_valid, s2_last = Signal(), Signal(), Signal(), Signal()
+        s2_codes = Signal(data.ArrayLayout(signed(ACT_BITS), lanes))
+        s2_row = Signal(unsigned(SCALE_BITS))
         advance = Signal()
-        m.d.comb += [advance.eq(~s1_valid | dequantizer.i.ready),
+        m.d.comb += [advance.eq(~s2_valid | dequantizer.i.ready),
                      code_read.addr.eq(token * words + word), code_read.en.eq(advance),
                      row_read.addr.eq(token), row_read.en.eq(1),
-                     dequantizer.i.valid.eq(s1_valid), dequantizer.i.payload.last.eq(s1_last),
-                     dequantizer.i.payload.data.eq(code_read.data),
-                     dequantizer.scale.mant.eq(row_read.data),
+                     dequantizer.i.valid.eq(s2_valid), dequantizer.i.payload.last.eq(s2_last),
+                     dequantizer.i.payload.data.eq(s2_codes),
+                     dequantizer.scale.mant.eq(s2_row),
                      dequantizer.scale.exp.eq(self._table.exp)]
         with m.If(advance):
-            m.d.sync += [s1_valid.eq(issue), s1_last.eq(word == words - 1)]
+            m.d.sync += [s1_valid.eq(issue), s1_last.eq(word == words - 1),
+                         s2_valid.eq(s1_valid), s2_last.eq(s1_last),
+                         s2_codes.eq(code_read.data), s2_row.eq(row_read.data)]
             with m.If(issue):
                 m.d.sync += word.eq(word + 1)
         with m.FSM(name="embedding_fsm"):
@@ -148,53 +161,76 @@ class TokenTable(wiring.Component):
 
     def _lm_head(self, m, code_read, row_read):
         lanes, words, vocab = self._lanes, self._words, self._vocab
-        x = [Signal(signed(ACT_BITS), name=f"x{i}") for i in range(self._hidden)]
-        taken = Signal(range(words + 1))
+        word_layout = data.ArrayLayout(signed(ACT_BITS), lanes)
+        # The vector x, a word of lanes codes per address, read back a word a cycle beside the table.
+        m.submodules.x_words = x_words = memory.Memory(shape=word_layout, depth=words, init=[])
+        x_write, x_read = x_words.write_port(), x_words.read_port()
+        taken = Signal(range(words))
+        address = Signal(range(vocab * words))         # the table word: v · words + word
         v, word = Signal(range(vocab + 1)), Signal(range(words))
         issue = Signal()
         advance = Signal()
         m.d.comb += advance.eq(~self.logits.valid | self.logits.ready)
-        s1_valid, s1_first, s1_last_word, s1_last_v = (Signal(name=f"head_s1_{n}") for n in (
-            "valid", "first", "last_word", "last_v"))
-        s1_word = Signal(range(words), name="head_s1_word")
-        m.d.comb += [code_read.addr.eq(v * words + word), code_read.en.eq(advance),
+        m.d.comb += [x_write.addr.eq(taken), x_write.data.eq(self.x.payload.data),
+                     x_read.addr.eq(word), x_read.en.eq(advance),
+                     code_read.addr.eq(address), code_read.en.eq(advance),
                      row_read.addr.eq(v), row_read.en.eq(advance)]
+
+        def flags(stage):
+            return {n: Signal(name=f"head_s{stage}_{n}") for n in ("valid", "first", "last_word", "last_v")}
+
         dot = Signal(signed(len(self.logits.payload.logit) - SCALE_BITS))
-        x_word = [Signal(signed(ACT_BITS), name=f"x_word{lane}") for lane in range(lanes)]
-        with m.Switch(s1_word):
-            for w in range(words):
-                with m.Case(w):
-                    m.d.comb += [x_word[lane].eq(x[w * lanes + lane]) for lane in range(lanes)]
-        products = sum(x_word[lane] * code_read.data[lane] for lane in range(lanes))
-        partial = Mux(s1_first, 0, dot) + products
+        s1, s2, s3, s4, s5, s6 = (flags(stage) for stage in range(1, 7))
+        x_word = Signal(word_layout, name="head_s2_x")
+        code_word = Signal(word_layout, name="head_s2_codes")
+        products = [Signal(signed(2 * ACT_BITS), name=f"head_s3_product{lane}") for lane in range(lanes)]
+        rows = [Signal(unsigned(SCALE_BITS), name=f"head_s{stage}_row") for stage in range(2, 7)]
+        # The lane sum: an adder tree split over two stages.
+        levels = (lanes - 1).bit_length()
+        half = _add_levels(products, (levels + 1) // 2)
+        sums = [Signal(signed(value.shape().width), name=f"head_s4_sum{i}") for i, value in enumerate(half)]
+        lane_sum = _add_levels(sums, levels // 2)[0]
+        lane_sum_reg = Signal(signed(lane_sum.shape().width), name="head_s5_sum")
         with m.If(advance):
-            m.d.sync += [s1_valid.eq(issue), s1_word.eq(word), s1_first.eq(word == 0),
-                         s1_last_word.eq(word == words - 1), s1_last_v.eq(v == vocab - 1)]
+            m.d.sync += [s1["valid"].eq(issue), s1["first"].eq(word == 0),
+                         s1["last_word"].eq(word == words - 1), s1["last_v"].eq(v == vocab - 1)]
             with m.If(issue):
+                m.d.sync += address.eq(address + 1)
                 with m.If(word == words - 1):
                     m.d.sync += [word.eq(0), v.eq(v + 1)]
                 with m.Else():
                     m.d.sync += word.eq(word + 1)
-            with m.If(s1_valid):
-                m.d.sync += dot.eq(partial)
-            # A row's last word: its dot times its mantissa (read with the word) is the logit.
-            m.d.sync += [self.logits.valid.eq(s1_valid & s1_last_word),
-                         self.logits.payload.last.eq(s1_last_v),
-                         self.logits.payload.logit.eq(partial * row_read.data)]
+            for before, after in zip((s1, s2, s3, s4, s5), (s2, s3, s4, s5, s6)):
+                m.d.sync += [after[n].eq(before[n]) for n in after]
+            # Stage 2 holds the ROM and x words, stage 3 their products, 4 and 5 the lane sum,
+            # 6 the running dot; a row's last word makes its logit, dot times its mantissa.
+            m.d.sync += [x_word.eq(x_read.data), code_word.eq(code_read.data), rows[0].eq(row_read.data),
+                         *(after.eq(before) for before, after in zip(rows, rows[1:])),
+                         *(products[lane].eq(x_word[lane] * code_word[lane]) for lane in range(lanes)),
+                         *(reg.eq(value) for reg, value in zip(sums, half)),
+                         lane_sum_reg.eq(lane_sum)]
+            with m.If(s5["valid"]):
+                m.d.sync += dot.eq(Mux(s5["first"], 0, dot) + lane_sum_reg)
+            m.d.sync += [self.logits.valid.eq(s6["valid"] & s6["last_word"]),
+                         self.logits.payload.last.eq(s6["last_v"]),
+                         self.logits.payload.logit.eq(dot * rows[-1])]
         with m.FSM(name="lm_head_fsm"):
             with m.State("TAKE"):
-                m.d.comb += self.x.ready.eq(1)
+                m.d.comb += [self.x.ready.eq(1), x_write.en.eq(self.x.valid)]
                 with m.If(self.x.valid):
-                    with m.Switch(taken):
-                        for w in range(words):
-                            with m.Case(w):
-                                m.d.sync += [x[w * lanes + lane].eq(self.x.payload.data[lane])
-                                             for lane in range(lanes)]
                     m.d.sync += taken.eq(Mux(self.x.payload.last, 0, taken + 1))
                     with m.If(self.x.payload.last):
-                        m.d.sync += [v.eq(0), word.eq(0)]
+                        m.d.sync += [v.eq(0), word.eq(0), address.eq(0)]
                         m.next = "LOGITS"
             with m.State("LOGITS"):
                 m.d.comb += issue.eq(v < vocab)
                 with m.If(self.logits.valid & self.logits.ready & self.logits.payload.last):
                     m.next = "TAKE"
+
+
+def _add_levels(values, levels: int) -> list:
+    """``values`` after ``levels`` levels of an adder tree (neighbours summed in pairs)."""
+    for _ in range(levels):
+        values = [values[i] + values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values

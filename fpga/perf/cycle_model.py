@@ -119,8 +119,10 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
 def feed_and_codes(beats: int) -> int:
     """From a NORM's last input beat into the RmsQuantizer to its last code: the feed (read,
     normalize, multiply; zero check), the AbsmaxQuantizer's latency, the codes out, and the
-    instruction seeing them done."""
-    return (beats + 5) + AbsmaxQuantizer.latency_of() + beats + 1
+    instruction seeing them done. The feed is ``beats + 7``: the last beat stored, the shift ``e``
+    made, then per beat a read, the registered read data and gains, the registered normalized
+    magnitudes and signed gains, and the products registered into the AbsmaxQuantizer."""
+    return (beats + 7) + AbsmaxQuantizer.latency_of() + beats + 1
 
 
 def norm_from_buffer(beats: int) -> int:
@@ -141,7 +143,7 @@ def attention_cycles(cfg, sizes: EngineSizes, length: int) -> int:
     next head's query, scores and weights overlap the previous head's row scale and output, but
     its values wait until that output has left (they reuse the accumulators)."""
     words = cfg.dim_per_head // sizes.attention_lanes
-    passes = AttentionHead.passes_of(length, words)
+    passes = AttentionHead.passes_of(length, words, sizes.attention_lanes)
     scores, weights, values, row_scale = (passes[p] for p in ("scores", "weights", "values", "row_scale"))
     period = max(words + scores + weights + values, max(values, row_scale) + words)
     beats = cfg.hidden_size // sizes.lanes

@@ -78,18 +78,21 @@ def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
         Memory("table/codes", ACT_BITS * lanes, vocab * hidden // lanes, rom=True),
         Memory("table/rows", SCALE_BITS, vocab, rom=True),
     ]
-    if not (cfg.tie_word_embeddings and head == lanes):
+    lm_table = "table" if cfg.tie_word_embeddings and head == lanes else "lm_table"
+    if lm_table == "lm_table":
         mems += [Memory("lm_table/codes", ACT_BITS * head, vocab * hidden // head, rom=True),
                  Memory("lm_table/rows", SCALE_BITS, vocab, rom=True)]
+    mems.append(Memory(f"{lm_table}/x_words", ACT_BITS * head, hidden // head))
     mems += [
         Memory("gated/buffer", (gated_act + acc) * lanes, ffn // lanes),
-        Memory("rms/quantizer/buffer", RmsQuantizer.product_bits * lanes, longest // lanes),
-        Memory("rms/buffer", rms_width * lanes, longest // lanes),
+        # the quantizers buffer a magnitude and a sign a lane
+        Memory("rms/quantizer/buffer", (RmsQuantizer.product_bits + 1) * lanes, longest // lanes),
+        Memory("rms/buffer", (rms_width + 1) * lanes, longest // lanes),
         Memory("rope/cos_table", ROPE_BITS, context * d // 2, rom=True),
         Memory("rope/sin_table", ROPE_BITS, context * d // 2, rom=True),
         Memory("rope/a_buffer", acc, d),
         Memory("rope/b_buffer", acc, d),
-        Memory("head_quantizer/quantizer/buffer", (acc + 1) * att, d // att),
+        Memory("head_quantizer/quantizer/buffer", (acc + 2) * att, d // att),
         Memory("kv_cache/k_codes", ACT_BITS * att, layers * kv * context * d // att),
         Memory("kv_cache/k_scales", SCALE_WORD, layers * kv * context),
         Memory("kv_cache/v_codes", ACT_BITS * att, layers * kv * context * d // att),

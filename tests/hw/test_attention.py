@@ -191,3 +191,19 @@ def test_next_query_while_the_previous_output_is_made(lanes, stall):
     one_by_one = sum(2 * dut.words + dut.cycles(n) for _, _, n in queries)
     print(f"{edges['end']} cycles for {len(queries)} queries, {one_by_one} one after another")
     assert stall or edges["end"] < one_by_one
+
+
+def test_deep_adder_tree():
+    """33 lanes: the adder tree outlasts the score coefficient's products, so the coefficient waits
+    for the dot product; results and cycles as documented."""
+    print("seed 7")
+    rng = np.random.default_rng(7)
+    d, positions = 33, 3
+    dut = AttentionHead(head_dim=d, lanes=d, max_positions=positions)
+    assert AttentionHead.stages_of(d)["product"] > AttentionHead.stages_of(d)["coef"]
+    cache = random_cache(rng, positions, d)
+    queries = random_queries(rng, d, positions, 2)
+    got, edges = run_queries(dut, cache, queries, seed=7)
+    for g, want in zip(got, expected(dut, cache, queries)):
+        assert np.array_equal(g, want)
+    assert [o - q for q, o in zip(edges["q"], edges["o"])] == [dut.cycles(n) for _, _, n in queries]

@@ -101,6 +101,17 @@ def test_edge_cases():
     check(results, vectors)
 
 
+def test_silu_table_edges():
+    """SiLU inputs on both sides of each end of the sigmoid table and of its middle (a gate scale
+    of 2^-10 makes the Q.10 input the gate itself), where the index is clamped or taken as is."""
+    edges = [16 * i + d for i in (-1025, -1024, -1, 0, 1023, 1024) for d in (-1, 0, 1, 15)]
+    gate = np.array(edges + [0] * (-len(edges) % 4))
+    vectors = [(gate, np.arange(len(gate)) - 7, (1 << 15, -25), (1 << 15, -20))]
+    dut = GatedActivation(width=18, lanes=2, max_length=len(gate), kind="silu")
+    results, _ = run_vectors(dut, vectors, seed=7, gap=0.2, stall=0.2)
+    check(results, vectors, "silu")
+
+
 @pytest.mark.parametrize("kind", ["relu2", "silu"])
 def test_cycles(kind):
     rng = np.random.default_rng(5)

@@ -62,6 +62,7 @@ def test_random_heads_with_backpressure(width, lanes, head_dim, seed):
 @pytest.mark.parametrize("kwargs, message", [
     ({"width": 1, "head_dim": 8}, "width must be an integer from 2 to 48, not 1"),
     ({"width": 16, "head_dim": 0}, "head_dim must be an integer"),
+    ({"width": 16, "lanes": 65, "head_dim": 65}, "lanes must be an integer from 1 to 64, not 65"),
 ])
 def test_parameters_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):

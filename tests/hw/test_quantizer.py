@@ -113,6 +113,7 @@ def test_overlong_token_is_cut_and_flagged():
     (dict(width=1, max_length=4), r"^width must be between 2 and 48 bits, not 1$"),
     (dict(width=8, lanes=0, max_length=4), r"^lanes must be a positive integer, not 0$"),
     (dict(width=8, max_length=-2), r"^max_length must be a positive integer, not -2$"),
+    (dict(width=8, lanes=65, max_length=65), r"^lanes must be at most 64, not 65$"),
 ])
 def test_parameter_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):

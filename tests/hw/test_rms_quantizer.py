@@ -36,9 +36,10 @@ def as_scale(s):
     return {"mant": int(s[0]), "exp": int(s[1])}
 
 
-def run_tokens(dut, gain: Gain, x_scale, eps, tokens, seed, gap=0.0, stall=0.0):
+def run_tokens(dut, gain: Gain, x_scale, eps, tokens, seed, gap=0.0, stall=0.0, scale_stall=None):
     """Quantize each token (a multiple of lanes long); return per token (codes, (mant, exp, invalid))
-    and the edges of each token's first input transfer and of its scale becoming valid."""
+    and the edges of each token's first input transfer and of its scale becoming valid. ``stall``
+    drops ``o.ready`` on random cycles, ``scale_stall`` (``stall`` unless given) ``scale.ready``."""
     lanes = dut.lanes
     beats, sizes = [], []
     for token in tokens:
@@ -77,7 +78,7 @@ def run_tokens(dut, gain: Gain, x_scale, eps, tokens, seed, gap=0.0, stall=0.0):
             start += size
 
     async def get_scales(ctx):
-        got = await stream_get(ctx, dut.scale, len(tokens), rng, stall)
+        got = await stream_get(ctx, dut.scale, len(tokens), rng, stall if scale_stall is None else scale_stall)
         scales.extend((int(p.mant), int(p.exp), bool(p.invalid)) for p in got)
 
     harness = WithGainMemory(dut, gain.values)
@@ -197,3 +198,41 @@ def test_overlong_token_is_cut_and_flagged():
     assert flags == [True, False]
     for row, token in zip(codes, (long_token[:n], short_token)):
         assert (row == rms_quantize(token, nx.RES_UNIT, gain, (0, 0))[0]).all()
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_zero_peaks_with_backpressure(seed):
+    """m = 0 (all-zero tokens, and zero gains) between ordinary tokens, with eps 0 (the program's
+    rsqrt of 0 is invalid, D must still be 0 and valid) and ready dropped on random cycles: D comes
+    from the peak latched off the quantizer's first code."""
+    print(f"seed {seed}")
+    n, lanes = 16, 4
+    rng = np.random.default_rng(seed)
+    gain = Gain.from_float(rng.uniform(-1.5, 1.5, n))
+    gain.values[:8] = 0
+    tokens = []
+    for _ in range(8):
+        kind = rng.integers(0, 3)
+        token = random_token(rng, n, 32) if kind else np.zeros(n, dtype=np.int64)
+        if kind == 1:
+            token[8:] = 0                  # only zero gains see nonzero x: m = 0, S > 0
+        tokens.append(token)
+    dut = RmsQuantizer(width=32, lanes=lanes, max_length=n)
+    results, _ = run_tokens(dut, gain, nx.RES_UNIT, (0, 0), tokens, seed, gap=0.4, stall=0.5)
+    check(results, tokens, gain, nx.RES_UNIT, (0, 0))
+
+
+def test_feed_stalls_behind_slow_codes():
+    """Codes taken on one cycle in ten while scales are taken at once: each token's feed starts while
+    the previous token's codes are still leaving, so the feed pipeline (read, register, normalize,
+    multiply) holds its beats while the AbsmaxQuantizer is not ready."""
+    seed = 9
+    print(f"seed {seed}")
+    n, lanes = 48, 1
+    rng = np.random.default_rng(seed)
+    gain = Gain.from_float(rng.uniform(-2.0, 3.0, n))
+    eps = nx.scale_from_float(1e-5)
+    dut = RmsQuantizer(width=32, lanes=lanes, max_length=n)
+    tokens = [random_token(rng, n, 32) for _ in range(4)]
+    results, _ = run_tokens(dut, gain, nx.RES_UNIT, eps, tokens, seed, gap=0.2, stall=0.9, scale_stall=0.0)
+    check(results, tokens, gain, nx.RES_UNIT, eps)

@@ -163,3 +163,22 @@ def test_small_logits_with_a_large_coefficient_shift_left():
     assert all(-(nx.scale_mul(*p[1])[1] + 8) <= 0 for p in positions)
     got, _ = run_positions(dut, hardware_positions(positions), seed=7)
     assert got == reference(positions, 7)
+
+
+def test_the_near_window_ties_and_short_positions():
+    """z = L here (the scale is 2^-8 and z is Q.8): many z within 16·2^8 of the largest and many
+    ties, so entries enter and leave the kept set and the k-th ties (kept to the lower index); the
+    largest logit sometimes last (max z known only as pass 2 starts), positions of one and two logits."""
+    rng = np.random.default_rng(8)
+    print("seed 8")
+    dut = Sampler(logit_width=40, vocab_max=20, k_max=6)
+    unit = ((1 << 15, -23), (1 << 15, -15))
+    assert nx.scale_mul(*unit) == (1 << 15, -23)
+    positions = []
+    for i in range(30):
+        logits = rng.integers(-12, 3, [1, 2, 20][i % 3]) * int(rng.choice([16, 100, 300]))
+        if rng.random() < 0.3:
+            logits = np.sort(logits)
+        positions.append((logits, unit, int(rng.choice([0, 1, 2, 3, 6]))))
+    got, _ = run_positions(dut, hardware_positions(positions), seed=8, gap=0.2, stall=0.3)
+    assert got == reference(positions, 8)

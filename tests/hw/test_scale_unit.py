@@ -82,6 +82,28 @@ def test_random_commands_with_backpressure(seed):
         assert g == expected(dut.exp_range, *c), f"{c[0].name} a={c[1]} b={c[2]} n={c[3]}"
 
 
+@pytest.mark.parametrize("exp_bits, int_bits, seed", [(6, 1, 11), (12, 48, 12), (24, 20, 13)])
+def test_any_mantissa_any_width(exp_bits, int_bits, seed):
+    """Unnormalized mantissas and exponents close together (ADD shifts of 0 to 40, carries) at the
+    extremes of the parameters, with random gaps and stalls."""
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    dut = ScaleUnit(exp_bits=exp_bits, int_bits=int_bits)
+    near = range(max(dut.exp_range.start, -40), min(dut.exp_range.stop, 40))
+
+    def scale():
+        kind = rng.random()
+        mant = 0 if kind < 0.05 else rng.randrange(1, 1 << 16) if kind < 0.5 else \
+            rng.randrange(1 << 15, 1 << 16)
+        exps = dut.exp_range if rng.random() < 0.3 else near
+        return mant, rng.randrange(exps.start, exps.stop)
+    commands = [(rng.choice(list(ScaleOp)), scale(), scale(), random_int(rng, int_bits))
+                for _ in range(200)]
+    got = run_commands(dut, commands, seed, gap=0.2, stall=0.2)
+    for c, g in zip(commands, got):
+        assert g == expected(dut.exp_range, *c), f"{c[0].name} a={c[1]} b={c[2]} n={c[3]}"
+
+
 def test_edge_cases():
     dut = ScaleUnit(exp_bits=8, int_bits=20)
     top, bottom = dut.exp_range.stop - 1, dut.exp_range.start

@@ -70,6 +70,20 @@ def test_embedding_and_logits_together_with_backpressure(vocab, hidden, lanes, s
         assert np.array_equal(got, lm_head_logits(table, x))
 
 
+@pytest.mark.parametrize("hidden, lanes, seed", [(5, 1, 7), (16, 8, 8), (12, 6, 9)])
+def test_logits_with_ready_dropped_on_random_cycles(hidden, lanes, seed):
+    """The LM head's stages (ROM word and x registered, products, the lane sum in two, the dot,
+    the logit) stalled from the output at random, vectors back to back, lane sums of 0 to 3 levels."""
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    table = random_table(rng, 11, hidden)
+    dut = TokenTable(table, lanes=lanes, embedding=False)
+    vectors = [rng.integers(-127, 128, hidden) for _ in range(3)] + [np.full(hidden, 127)]
+    _, logits = run_table(dut, [], vectors, seed, stall=0.6)
+    for x, got in zip(vectors, logits):
+        assert np.array_equal(got, lm_head_logits(table, x))
+
+
 def test_one_use_each():
     rng = np.random.default_rng(4)
     table = random_table(rng, 9, 8)
