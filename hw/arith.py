@@ -1,11 +1,29 @@
 """Small combinational helpers shared by the blocks."""
 
-from amaranth import Mux, Signal, signed
+from amaranth import Mux, Signal, signed, unsigned
+from amaranth.lib import data
 
 
 def magnitude(value):
     """|value| as an unsigned value (one bit wider than a signed input needs at its minimum)."""
     return Mux(value < 0, -value, value).as_unsigned()
+
+
+def sign_magnitude(width: int) -> data.StructLayout:
+    """A value stored as its ``width``-bit magnitude and its sign (``neg``)."""
+    return data.StructLayout({"mag": unsigned(width), "neg": 1})
+
+
+def register_sign_magnitude(m, i, width: int, lanes: int):
+    """The beat stream ``i`` transfers (``lanes`` signed values), registered as magnitudes and
+    signs: ``(beat, valid)`` one cycle later, ``beat`` an array of :func:`sign_magnitude`."""
+    beat = Signal(data.ArrayLayout(sign_magnitude(width), lanes))
+    valid = Signal()
+    m.d.sync += valid.eq(i.valid & i.ready)
+    for lane in range(lanes):
+        value = i.payload.data[lane]
+        m.d.sync += [beat[lane].mag.eq(magnitude(value)[:width]), beat[lane].neg.eq(value < 0)]
+    return beat, valid
 
 
 def max_tree(m, values, width: int, name: str):

@@ -1,4 +1,3 @@
-# amaranth: UnusedElaboratable=no
 """One attention head for one query over the KV cache, exactly ``model.integer.attend``
 (docs/numerics.md §6).
 
@@ -130,7 +129,7 @@ class AttentionHead(wiring.Component):
         delta, 4 the table's entry, 5 registered, 6 p_j and its scale, then the product. Values:
         1 the weight and value word, 2 registered, 3 the exponent distance, 4 the aligned weight,
         5 the products, summed in 5."""
-        scale_product = NormalizedScaleMultiplier().latency      # an instance's property
+        scale_product = NormalizedScaleMultiplier.latency_of()
         dot = 4 + (lanes - 1).bit_length() // 2
         coef = 2 + 2 * scale_product
         product = max(dot, coef)

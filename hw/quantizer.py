@@ -33,7 +33,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ACT_BITS, NORM_MAX_BITLEN, RECIP_SHIFT
 
-from .arith import bit_length, check_integers, magnitude, read_pass, store_beat
+from .arith import bit_length, check_integers, read_pass, register_sign_magnitude, sign_magnitude, store_beat
 
 QUOTIENT_BITS = RECIP_SHIFT - NORM_MAX_BITLEN + 2   # R = floor((2^33 − 1) / m_n) + 1 <= 2^17: 18 bits
 assert QUOTIENT_BITS % 2 == 0                        # the divider makes two bits a cycle
@@ -105,7 +105,7 @@ class AbsmaxQuantizer(wiring.Component):
         width, lanes = self._width, self._lanes
         field = max(width, NORM_MAX_BITLEN)       # shifter field: the leading one goes to its top
 
-        entry = data.StructLayout({"mag": unsigned(width), "neg": 1})
+        entry = sign_magnitude(width)
         buffer = memory.Memory(shape=data.ArrayLayout(entry, lanes), depth=self._depth, init=[])
         m.submodules.buffer = buffer
         wr = buffer.write_port()
@@ -129,12 +129,7 @@ class AbsmaxQuantizer(wiring.Component):
             return (wide << shift)[field - NORM_MAX_BITLEN:field]
 
         # Load pipeline (never stalls): magnitudes, then the buffer write and the maximum tree.
-        in_beat = Signal(data.ArrayLayout(entry, lanes))
-        in_valid = Signal()
-        m.d.sync += in_valid.eq(self.i.valid & self.i.ready)
-        for lane in range(lanes):
-            u = self.i.payload.data[lane]
-            m.d.sync += [in_beat[lane].mag.eq(magnitude(u)[:width]), in_beat[lane].neg.eq(u < 0)]
+        in_beat, in_valid = register_sign_magnitude(m, self.i, width, lanes)
         kept = Signal()                           # the beat fits the buffer
         m.d.comb += kept.eq(in_valid & (length < self._depth))
         with m.If(in_valid):

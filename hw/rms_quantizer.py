@@ -36,7 +36,7 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import (ACT_BITS, GAIN_BITS, INV_ACT_MAX, NORM_BITS, NORM_MAX_BITLEN,
                             SCALE_EXP_BITS)
 
-from .arith import bit_length, check_integers, magnitude, read_pass, store_beat
+from .arith import bit_length, check_integers, read_pass, register_sign_magnitude, sign_magnitude, store_beat
 from .quantizer import MAX_LANES, AbsmaxQuantizer
 from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
 
@@ -127,7 +127,7 @@ class RmsQuantizer(wiring.Component):
             width=self.product_bits, lanes=lanes, max_length=self._depth * lanes)
         m.submodules.scale_unit = unit = ScaleUnit(exp_bits=len(self.gain_exp),
                                                    int_bits=max(self._sum_bits, self.product_bits))
-        entry = data.StructLayout({"mag": unsigned(width), "neg": 1})
+        entry = sign_magnitude(width)
         m.submodules.buffer = buffer = memory.Memory(
             shape=data.ArrayLayout(entry, lanes), depth=self._depth, init=[])
         wr, rd = buffer.write_port(), buffer.read_port()
@@ -147,12 +147,7 @@ class RmsQuantizer(wiring.Component):
         peak_zero = Signal()
 
         # -- load: magnitudes and signs (register), then the buffer write and OR of |x| ------------
-        in_beat = Signal(data.ArrayLayout(entry, lanes))
-        in_valid = Signal()
-        m.d.sync += in_valid.eq(self.i.valid & self.i.ready)
-        for lane in range(lanes):
-            x = self.i.payload.data[lane]
-            m.d.sync += [in_beat[lane].mag.eq(magnitude(x)[:width]), in_beat[lane].neg.eq(x < 0)]
+        in_beat, in_valid = register_sign_magnitude(m, self.i, width, lanes)
         beat_bits = 0
         for lane in range(lanes):
             beat_bits |= in_beat[lane].mag

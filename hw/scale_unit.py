@@ -337,10 +337,12 @@ class NormalizedScaleMultiplier(wiring.Component):
     ``scale_mul``).
     """
 
-    @property
-    def latency(self) -> int:
+    @staticmethod
+    def latency_of() -> int:
         """Cycles from ``i`` to ``o`` (two pipeline stages)."""
         return 2
+
+    latency = property(lambda self: self.latency_of())
 
     def __init__(self, exp_bits: int = SCALE_EXP_BITS):
         layout = scale_layout(exp_bits)

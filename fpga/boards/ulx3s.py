@@ -17,7 +17,7 @@ ENGINE_SMALL = EngineSizes(rows=2, simd=32, lanes=2, attention_lanes=4, head_lan
 BOARDS = [
     # 21.5 MHz post-route at 25 MHz (the LM head's logits into the sampler's top-k registers)
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "models/ulx3s",
-          ENGINE_85F, clock_mhz=20.0, baud=1_000_000, loader_board="ulx3s",
+          ENGINE_85F, clock_mhz=40.0, baud=1_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=SHALLOW_BUFFERS),
     # 22.4 MHz post-route
     Board("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "models/small",

@@ -16,7 +16,6 @@ Cycles are split by the engine's own :class:`hw.engine.Phase` rules (the array b
 what the sequencer waits on), so each phase can be checked against the engine's counters.
 """
 
-import dataclasses
 import functools
 
 from hw.attention import AttentionHead
