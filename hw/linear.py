@@ -21,7 +21,7 @@ boards whose block RAM the bitstream cannot initialise (the iCE40 UP5K's SPRAM):
 from collections.abc import Sequence
 
 import numpy as np
-from amaranth import Module, Signal, signed
+from amaranth import Module, Mux, Signal, Value, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -181,18 +181,32 @@ class TernaryLinear(wiring.Component):
                     m.d.comb += [base.eq(self._bases[index]), k_words.eq(self._k_words[index]),
                                  tiles.eq(self._tiles[index]), n_out.eq(n)]
 
-        # -- feed: address (word, tile) -> ROM and x buffer -> array ----------------------------
+        # -- feed: address (word, tile) -> ROM and x buffer -> skid buffer -> array --------------
+        # The ROM's read enable (a clock enable on every block RAM of the matrix) comes from one
+        # register, never from the array's ready: a beat the array does not take waits in the skid
+        # register while the read behind it completes, and the reads stop until it has left.
         tile = Signal(range(max(self._tiles) + 1))
         word = Signal(range(max(self._k_words) + 1))
         issue = Signal()
         advance = Signal()
         s1_valid, s1_last = Signal(), Signal()
-        m.d.comb += [advance.eq(~s1_valid | array.w.ready),
+        skid_valid, skid_last = Signal(), Signal()
+        skid_w = Signal(len(Value.cast(w_read_data)))
+        skid_x = Signal(len(Value.cast(x_read.data)))
+        taken = array.w.valid & array.w.ready
+        m.d.comb += [advance.eq(~skid_valid),
                      w_read_en.eq(advance),
                      x_read.addr.eq(word), x_read.en.eq(advance),
-                     array.w.valid.eq(s1_valid), array.x.valid.eq(s1_valid),
-                     array.w.payload.eq(w_read_data),
-                     array.x.payload.data[0].eq(x_read.data), array.x.payload.last.eq(s1_last)]
+                     array.w.valid.eq(s1_valid | skid_valid), array.x.valid.eq(s1_valid | skid_valid),
+                     array.w.payload.eq(Mux(skid_valid, skid_w, w_read_data)),
+                     array.x.payload.data[0].eq(Mux(skid_valid, skid_x, x_read.data)),
+                     array.x.payload.last.eq(Mux(skid_valid, skid_last, s1_last))]
+        with m.If(skid_valid):
+            with m.If(taken):
+                m.d.sync += skid_valid.eq(0)
+        with m.Elif(s1_valid & ~taken):
+            m.d.sync += [skid_valid.eq(1), skid_last.eq(s1_last), skid_w.eq(w_read_data),
+                         skid_x.eq(x_read.data)]
         with m.If(advance):
             m.d.sync += [s1_valid.eq(issue), s1_last.eq(word == k_words - 1)]
             with m.If(issue):
