@@ -15,7 +15,8 @@ ENGINE_85F = EngineSizes(rows=8, simd=16, lanes=4, attention_lanes=8, head_lanes
 ENGINE_SMALL = EngineSizes(rows=2, simd=32, lanes=2, attention_lanes=4, head_lanes=16)
 
 BOARDS = [
-    # 21.5 MHz post-route at 25 MHz (the LM head's logits into the sampler's top-k registers)
+    # 45.3 MHz post-route at 40 MHz (2026-12-04; the gate buffer's read into the gated activation's
+    # maximum tree)
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "models/ulx3s",
           ENGINE_85F, clock_mhz=40.0, baud=1_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=SHALLOW_BUFFERS),
