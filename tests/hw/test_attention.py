@@ -153,17 +153,21 @@ def test_one_position_and_sharp_scores():
             assert np.array_equal(g, want)
 
 
-@pytest.mark.parametrize("lanes", [1, 2, 8])
-def test_cycles(lanes):
-    rng = np.random.default_rng(5)
-    d, positions = 8, 10
-    dut = AttentionHead(head_dim=d, lanes=lanes, max_positions=positions)
+def check_results_and_cycles(dut, rng, positions, count, seed):
+    """``count`` random queries: outputs equal to ``attend``, each taking ``dut.cycles``."""
+    d = dut.head_dim
     cache = random_cache(rng, positions, d)
-    queries = random_queries(rng, d, positions, 3)
-    got, edges = run_queries(dut, cache, queries, seed=0)
+    queries = random_queries(rng, d, positions, count)
+    got, edges = run_queries(dut, cache, queries, seed=seed)
     for g, want in zip(got, expected(dut, cache, queries)):
         assert np.array_equal(g, want)
     assert [o - q for q, o in zip(edges["q"], edges["o"])] == [dut.cycles(n) for _, _, n in queries]
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 8])
+def test_cycles(lanes):
+    dut = AttentionHead(head_dim=8, lanes=lanes, max_positions=10)
+    check_results_and_cycles(dut, np.random.default_rng(5), 10, 3, seed=0)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -197,13 +201,7 @@ def test_deep_adder_tree():
     """33 lanes: the adder tree outlasts the score coefficient's products, so the coefficient waits
     for the dot product; results and cycles as documented."""
     print("seed 7")
-    rng = np.random.default_rng(7)
-    d, positions = 33, 3
-    dut = AttentionHead(head_dim=d, lanes=d, max_positions=positions)
+    d = 33
+    dut = AttentionHead(head_dim=d, lanes=d, max_positions=3)
     assert AttentionHead.stages_of(d)["product"] > AttentionHead.stages_of(d)["coef"]
-    cache = random_cache(rng, positions, d)
-    queries = random_queries(rng, d, positions, 2)
-    got, edges = run_queries(dut, cache, queries, seed=7)
-    for g, want in zip(got, expected(dut, cache, queries)):
-        assert np.array_equal(g, want)
-    assert [o - q for q, o in zip(edges["q"], edges["o"])] == [dut.cycles(n) for _, _, n in queries]
+    check_results_and_cycles(dut, np.random.default_rng(7), 3, 2, seed=7)
