@@ -72,6 +72,7 @@ from .rms_quantizer import RmsQuantizer
 from .rope import Rope
 from .sampler import Sampler
 from .scale_unit import ScaleOp, ScaleUnit, scale_layout
+from .skid_buffer import SkidBuffer
 from .sequencer import MATRICES, NORMS, Op, Route, Sink, Source, head_start, program
 from .token_table import TokenTable
 
@@ -119,9 +120,10 @@ def token_layout(config) -> data.StructLayout:
 
 
 # Shallow, wide buffers (memories by their path inside the Engine) that a board may put in LUT RAM
-# rather than block RAM, which its weights and KV cache need: the ULX3S-85F's SoC needs 217 block
-# RAMs of its 208 with every memory in block RAM, 205 with these four in LUT RAM.
-SHALLOW_BUFFERS = ("rms/buffer", "rms/quantizer/buffer", "attention/z_buffer", "sampler/z_buffer")
+# rather than block RAM, which its weights and KV cache need: the ULX3S-85F's SoC at 8×32 with
+# lanes 8/16/32 needs 210 block RAMs of its 208 even with the first four in LUT RAM, 202 with all.
+SHALLOW_BUFFERS = ("rms/buffer", "rms/quantizer/buffer", "attention/z_buffer", "sampler/z_buffer",
+                   "gated/buffer")
 
 
 def status_signature(config) -> wiring.Signature:
@@ -342,9 +344,25 @@ class Engine(wiring.Component):
                                                               att_lanes // lanes)
         for port in ("keys", "values", "key_scales", "value_scales"):
             wiring.connect(m, getattr(attention, port), getattr(kv, port))
-        wiring.connect(m, code_packer.o, linear.x)
-        wiring.connect(m, lm_packer.o, lm_table.x)
-        wiring.connect(m, lm_table.logits, sampler.i)
+        # Skid buffers at the boundaries where a ready/valid chain would otherwise run through
+        # several blocks in one cycle (and where a block-RAM read would feed a block's logic).
+        def skid(name, shape):
+            m.submodules[name] = buffer = SkidBuffer(shape)
+            return buffer
+        codes_skid = skid("codes_skid", code_packer.o.payload.shape())
+        lm_codes_skid = skid("lm_codes_skid", lm_packer.o.payload.shape())
+        logits_skid = skid("logits_skid", lm_table.logits.payload.shape())
+        rms_in = skid("rms_in", rms.i.payload.shape())
+        headq_in = skid("headq_in", headq.i.payload.shape())
+        deq_in = skid("deq_in", deq.i.payload.shape())
+        gated_in = skid("gated_in", gated.i.payload.shape())
+        for source_port, buffer, sink_port in (
+                (code_packer.o, codes_skid, linear.x), (lm_packer.o, lm_codes_skid, lm_table.x),
+                (lm_table.logits, logits_skid, sampler.i), (None, rms_in, rms.i),
+                (None, headq_in, headq.i), (None, deq_in, deq.i), (None, gated_in, gated.i)):
+            if source_port is not None:
+                wiring.connect(m, source_port, buffer.i)
+            wiring.connect(m, buffer.o, sink_port)
 
         # -- buffers -------------------------------------------------------------------------
         def buffer(name, shape, depth, init=()):
@@ -473,14 +491,14 @@ class Engine(wiring.Component):
         # and the next head's codes after that, so both land at ``head``.
         head = Signal(range(heads + 1))
         codes_done = Signal()
-        m.d.comb += [headq.acc_scale.eq(acc_scale), headq.i.payload.last.eq(head_packed.payload.last),
+        m.d.comb += [headq.acc_scale.eq(acc_scale), headq_in.i.payload.last.eq(head_packed.payload.last),
                      kv.write_layer.eq(layer), kv.write_head.eq(head[:len(kv.write_head)]),
                      kv.write_position.eq(position[:len(kv.write_position)])]
-        m.d.comb += [headq.i.payload.data[e].eq(head_packed.payload.data[e])
+        m.d.comb += [headq_in.i.payload.data[e].eq(head_packed.payload.data[e])
                      for e in range(att_lanes)]
         head_beat = Signal(range(d // att_lanes + 1))
         with m.If(to_heads):
-            m.d.comb += [headq.i.valid.eq(head_packed.valid), head_packed.ready.eq(headq.i.ready),
+            m.d.comb += [headq_in.i.valid.eq(head_packed.valid), head_packed.ready.eq(headq_in.i.ready),
                          headq.o.ready.eq(in_matmul & ~codes_done),
                          headq.scale.ready.eq(in_matmul & codes_done)]
             code_taken = headq.o.valid & headq.o.ready
@@ -526,14 +544,14 @@ class Engine(wiring.Component):
         join_data = Signal(data.ArrayLayout(signed(acc_width), lanes))
         join_addr = Signal(range(max(hidden, ffn) // lanes + 1))
         joins = (route == Route.RESIDUAL) | (route == Route.UP)
-        join_ready = Mux(route == Route.RESIDUAL, deq.i.ready, gated.i.ready)
+        join_ready = Mux(route == Route.RESIDUAL, deq_in.i.ready, gated_in.i.ready)
         join_advance = ~join_valid | join_ready
-        m.d.comb += [deq.i.valid.eq(join_valid & (route == Route.RESIDUAL)),
-                     deq.i.payload.data.eq(join_data), deq.i.payload.addend.eq(h_read.data),
-                     deq.i.payload.last.eq(join_last), deq.scale.eq(acc_scale),
-                     gated.i.valid.eq(join_valid & (route == Route.UP)),
-                     gated.i.payload.gate.eq(gate_read.data), gated.i.payload.up.eq(join_data),
-                     gated.i.payload.last.eq(join_last),
+        m.d.comb += [deq_in.i.valid.eq(join_valid & (route == Route.RESIDUAL)),
+                     deq_in.i.payload.data.eq(join_data), deq_in.i.payload.addend.eq(h_read.data),
+                     deq_in.i.payload.last.eq(join_last), deq.scale.eq(acc_scale),
+                     gated_in.i.valid.eq(join_valid & (route == Route.UP)),
+                     gated_in.i.payload.gate.eq(gate_read.data), gated_in.i.payload.up.eq(join_data),
+                     gated_in.i.payload.last.eq(join_last),
                      gated.gate_scale.eq(gate_scale), gated.up_scale.eq(acc_scale),
                      gate_read.addr.eq(join_addr), gate_read.en.eq(join_advance)]
         with m.If(joins):
@@ -564,7 +582,7 @@ class Engine(wiring.Component):
         in_norm = Signal()
         read_addr = Signal(range(hidden // lanes + 1))
         read_valid, read_last, reading = Signal(), Signal(), Signal()
-        read_advance = ~read_valid | rms.i.ready
+        read_advance = ~read_valid | rms_in.i.ready
         with m.If(in_norm & (source == Source.H)):
             read_pass(m, reading, read_addr, hidden // lanes, read_advance, (read_valid,))
         m.d.comb += [h_read.addr.eq(Mux(op == Op.NORM, read_addr, join_addr)),
@@ -582,9 +600,15 @@ class Engine(wiring.Component):
         scoring_head = Signal(range(heads))            # the query in AttentionHead
         out_head = Signal(range(heads + 1))            # the head whose output is next
         attending = in_norm & (source == Source.ATTENTION) & (q_head < heads)
-        q_advance = ~q_valid | attention.q.ready
+        # the query word (with its head, and whether it is the head's first) through a skid buffer
+        q_skid = skid("q_skid", data.StructLayout({
+            "data": attention.q.payload.shape(), "head": range(heads), "first": 1}))
+        q_advance = ~q_valid | q_skid.i.ready
         m.d.comb += [q_read.addr.eq(q_head * words + q_addr), q_read.en.eq(q_advance),
-                     attention.q.valid.eq(q_valid), attention.q.payload.eq(q_read.data),
+                     q_skid.i.valid.eq(q_valid), q_skid.i.payload.data.eq(q_read.data),
+                     q_skid.i.payload.head.eq(q_word_head), q_skid.i.payload.first.eq(q_word == 0),
+                     attention.q.valid.eq(q_skid.o.valid), q_skid.o.ready.eq(attention.q.ready),
+                     attention.q.payload.eq(q_skid.o.payload.data),
                      q_scale_read.addr.eq(scoring_head), q_scale_read.en.eq(1),
                      attention.q_scale.eq(q_scale_read.data),
                      attention.score_coef.eq(scale_const(model.score_coef)),
@@ -599,8 +623,8 @@ class Engine(wiring.Component):
                 m.d.sync += q_addr.eq(Mux(q_addr == words - 1, 0, q_addr + 1))
                 with m.If(q_addr == words - 1):
                     m.d.sync += q_head.eq(q_head + 1)
-        with m.If(attention.q.valid & attention.q.ready & (q_word == 0)):
-            m.d.sync += scoring_head.eq(q_word_head)
+        with m.If(attention.q.valid & attention.q.ready & q_skid.o.payload.first):
+            m.d.sync += scoring_head.eq(q_skid.o.payload.head)
         m.d.comb += [unpacker.i.valid.eq(attention.o.valid), attention.o.ready.eq(unpacker.i.ready),
                      unpacker.i.payload.data.eq(attention.o.payload.data),
                      unpacker.i.payload.last.eq(attention.o.payload.last & (out_head == heads - 1))]
@@ -611,18 +635,18 @@ class Engine(wiring.Component):
 
         with m.Switch(source):
             with m.Case(Source.H):
-                m.d.comb += [rms.i.valid.eq(read_valid), rms.i.payload.last.eq(read_last)]
-                m.d.comb += [rms.i.payload.data[e].eq(h_read.data[e]) for e in range(lanes)]
+                m.d.comb += [rms_in.i.valid.eq(read_valid), rms_in.i.payload.last.eq(read_last)]
+                m.d.comb += [rms_in.i.payload.data[e].eq(h_read.data[e]) for e in range(lanes)]
             with m.Case(Source.ATTENTION):
-                m.d.comb += [rms.i.valid.eq(unpacker.o.valid & in_norm),
-                             unpacker.o.ready.eq(rms.i.ready & in_norm),
-                             rms.i.payload.last.eq(unpacker.o.payload.last)]
-                m.d.comb += [rms.i.payload.data[e].eq(unpacker.o.payload.data[e]) for e in range(lanes)]
+                m.d.comb += [rms_in.i.valid.eq(unpacker.o.valid & in_norm),
+                             unpacker.o.ready.eq(rms_in.i.ready & in_norm),
+                             rms_in.i.payload.last.eq(unpacker.o.payload.last)]
+                m.d.comb += [rms_in.i.payload.data[e].eq(unpacker.o.payload.data[e]) for e in range(lanes)]
             with m.Case(Source.GATED):
-                m.d.comb += [rms.i.valid.eq(gated.o.valid & in_norm),
-                             gated.o.ready.eq(rms.i.ready & in_norm),
-                             rms.i.payload.last.eq(gated.o.payload.last)]
-                m.d.comb += [rms.i.payload.data[e].eq(gated.o.payload.data[e]) for e in range(lanes)]
+                m.d.comb += [rms_in.i.valid.eq(gated.o.valid & in_norm),
+                             gated.o.ready.eq(rms_in.i.ready & in_norm),
+                             rms_in.i.payload.last.eq(gated.o.payload.last)]
+                m.d.comb += [rms_in.i.payload.data[e].eq(gated.o.payload.data[e]) for e in range(lanes)]
         m.d.comb += gated.scale.ready.eq(1)
         with m.If(gated.scale.valid):
             take_scale(gated_scale, gated.scale.payload)

@@ -30,6 +30,7 @@ from amaranth.lib.wiring import In, Out
 from model.integer import RowScaledInt8
 from model.numerics import ACT_BITS, ACT_MAX, RES_BITS, SCALE_BITS
 
+from .arith import fabric_product
 from .dequantizer import Dequantizer
 
 
@@ -206,7 +207,7 @@ class TokenTable(wiring.Component):
             # 6 the running dot; a row's last word makes its logit, dot times its mantissa.
             m.d.sync += [x_word.eq(x_read.data), code_word.eq(code_read.data), rows[0].eq(row_read.data),
                          *(after.eq(before) for before, after in zip(rows, rows[1:])),
-                         *(products[lane].eq(x_word[lane] * code_word[lane]) for lane in range(lanes)),
+                         *(products[lane].eq(fabric_product(x_word[lane], code_word[lane])) for lane in range(lanes)),
                          *(reg.eq(value) for reg, value in zip(sums, half)),
                          lane_sum_reg.eq(lane_sum)]
             with m.If(s5["valid"]):

@@ -104,7 +104,8 @@ def measure_build(entry, root: Path, rebuild: bool, status=None) -> dict:
                   engine=engine.as_dict(), status=status)
         except BuildError as error:        # timing or fit: the report has the figures
             reason = str(error).splitlines()[0]
-    result = {"name": name, "board": board.name, "model": model, "params": engine.as_dict()}
+    result = {"name": name, "board": board.name, "model": model, "params": engine.as_dict(),
+              "distributed": list(board.distributed_ram)}
     if report_path.exists():
         report = json.loads(report_path.read_text())
         return {**result, "measured": {k: used for k, (used, _) in report["resources"].items()},
@@ -125,7 +126,8 @@ def predicted_resources(entry: dict, root: Path) -> dict:
 
     board = BOARDS[entry["board"]]
     cfg = load_weights(build_model_dir(entry["model"], root / entry["name"])).config
-    return predict(cfg, entry["params"], board.family, board.distributed_ram)
+    # the memories that build put in LUT RAM (the board's list when it was built)
+    return predict(cfg, entry["params"], board.family, tuple(entry["distributed"]))
 
 
 def compare(data: dict, root: Path) -> dict:
