@@ -399,7 +399,8 @@ class Engine(wiring.Component):
                      sampler.greedy.eq(greedy), sampler.top_k.eq(top_k),
                      sampler.coef.eq(sampler_coef), sampler.seed.eq(self.command.payload.seed)]
 
-        # The current instruction, decoded from the program ROM.
+        # The current instruction, decoded from the program ROM into registers (the DECODE state
+        # waits for them after each fetch): the fields fan out across the engine.
         op, layer = Signal(range(len(Op))), Signal(range(max(cfg.num_hidden_layers, 1)))
         index = Signal(range(len(linear.shapes) + len(gains)))
         source, sink, route = (Signal(range(len(e)), name=n) for e, n in (
@@ -407,7 +408,7 @@ class Engine(wiring.Component):
         with m.Switch(pc):
             for i, step in enumerate(steps):
                 with m.Case(i):
-                    m.d.comb += [op.eq(step.op), layer.eq(step.layer), index.eq(step.index),
+                    m.d.sync += [op.eq(step.op), layer.eq(step.layer), index.eq(step.index),
                                  source.eq(step.source), sink.eq(step.sink), route.eq(step.route)]
 
         # Per-matrix and per-norm constants.
@@ -687,7 +688,7 @@ class Engine(wiring.Component):
         # -- the sequencer ----------------------------------------------------------------------
         def fetch(next_pc):
             m.d.sync += pc.eq(next_pc)
-            m.next = "FETCH"
+            m.next = "DECODE"
 
         lm_unit = scale_const(scale_from_int(1, model.lm_head.exp))
         with m.FSM(name="sequencer") as fsm:
@@ -708,6 +709,8 @@ class Engine(wiring.Component):
                                 fetch(head_start(steps))
                         with m.Case(Command.RESET):
                             m.d.sync += [position.eq(0), self.status.full.eq(0)]
+            with m.State("DECODE"):
+                m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.sync += [h_addr.eq(0), read_addr.eq(0), gate_addr.eq(0), join_addr.eq(0),
                              joined.eq(0), element.eq(0), head.eq(0), codes_done.eq(0),

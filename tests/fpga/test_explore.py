@@ -16,7 +16,7 @@ from fpga.perf import explore
 from fpga.bench.explore import (BUILDS, CYCLE_CONFIGS, CYCLE_TOLERANCE, DATA, LUT_TOLERANCE,
                                 compare)
 from fpga.boards import BOARDS
-from fpga.perf.cycle_model import mean_cycles, weight_bound
+from fpga.perf.cycle_model import FETCH, mean_cycles, weight_bound
 from fpga.perf.memory_map import blocks_for, map_memory, soc_memories
 from fpga.perf.projection import BITNET_2B4T, bandwidth_for, project, traffic
 from fpga.perf.resource_model import predict
@@ -104,7 +104,7 @@ def test_prefill_is_the_layers_and_decode_adds_the_head():
     params = BOARDS["ulx3s-85f"].engine.as_dict()
     decode, prefill = (mean_cycles(config, params, [10], decode=d) for d in (True, False))
     assert decode["head"] > 0 and prefill["head"] == 0
-    assert decode["cycles"] - prefill["cycles"] == decode["head"] + 2      # and two fetches
+    assert decode["cycles"] - prefill["cycles"] == decode["head"] + 2 * FETCH      # and two fetches
     later = mean_cycles(config, params, [200])
     assert later["attention"] > decode["attention"] and later["matmul"] == decode["matmul"]
     assert decode["cycles"] > weight_bound(config, params)
