@@ -254,7 +254,7 @@ def cmd_bench(args) -> int:
 
         with status(console) as say:
             result = bench_explore(args.docs, args.root, remeasure=args.remeasure,
-                                   rebuild=args.rebuild, status=say)
+                                   rebuild=args.rebuild, pack_only=args.pack_only, status=say)
         console.print(table(result))
         console.print(f"wrote {args.docs / 'benchmarks.md'}")
         return 0
@@ -475,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "(default all)")
     p.add_argument("--rebuild", action="store_true", help="boards, explore: build even where a "
                    "report exists")
+    p.add_argument("--pack-only", action="store_true", help="explore: measure the builds' resources "
+                   "by synthesis and nextpnr --pack-only (the counts a placed design reports; "
+                   "minutes instead of hours, no fmax)")
     p.add_argument("--remeasure", action="store_true", help="explore: simulate again rather than "
                    "use fpga/perf/data/validation.json's cycle counts")
     p.add_argument("--root", type=Path, default=Path("build"), help="boards: the builds' root")

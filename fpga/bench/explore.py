@@ -48,6 +48,8 @@ BUILDS = [
     ("ulx3s-4x64", "ulx3s-85f", "ulx3s", EngineSizes(4, 64, 2, 16, 16)),
     ("small-4x32", "ulx3s-45f", "small", EngineSizes(4, 32, 2, 4, 16)),
     ("small-2x32", "ulx3s-45f", "small", EngineSizes(2, 32, 2, 4, 16)),
+    # the ULX3S-85F's configuration after the pipelined blocks (fabric int8 products)
+    ("ulx3s-8x32", "ulx3s-85f", "ulx3s", EngineSizes(8, 32, 8, 16, 32)),
 ]
 CYCLE_TOLERANCE, LUT_TOLERANCE = 0.05, 0.15
 
@@ -87,14 +89,28 @@ def build_model_dir(model: str, root: Path) -> Path:
     return paths.MODELS / model
 
 
-def measure_build(entry, root: Path, rebuild: bool, status=None) -> dict:
+def measure_build(entry, root: Path, rebuild: bool, status=None, pack_only: bool = False) -> dict:
     """A build's nextpnr counts and fmax (built unless its report is there). A build that packs but
-    does not place or route keeps the counts nextpnr logged after packing, with the reason."""
+    does not place or route keeps the counts nextpnr logged after packing, with the reason. With
+    ``pack_only``: Yosys and ``nextpnr --pack-only`` alone (the counts a placed design reports, in
+    minutes; no fmax)."""
     from fpga.boards import BOARDS
     from fpga.flow.build import BuildError, build, log_utilization
 
     name, board_name, model, engine = entry
     board = BOARDS[board_name]
+    if pack_only:
+        from fpga.perf.resource_fit import synthesize
+
+        if status:
+            status(f"{name}: synthesis and packing")
+        run = synthesize((model, engine, board.distributed_ram), root / name,
+                         build_model_dir(model, root / name))
+        return {"name": name, "board": board.name, "model": model, "params": engine.as_dict(),
+                "distributed": list(board.distributed_ram), "measured": run["counts"],
+                "fmax_mhz": None, "seconds": run["seconds"], "not_routed": "packed only",
+                "source": "tritium bench explore --pack-only (Yosys with the board flow's script, "
+                          "nextpnr-ecp5 --pack-only)"}
     directory = root / name / board.name
     report_path = directory / "report.json"
     reason = None
@@ -183,7 +199,7 @@ def markdown(result: dict, data: dict) -> str:
     lines += ["", f"{len(configs)} configurations, {len(result['cycles'])} comparisons; the largest "
               f"error {worst['error']:+.2%} ({worst['model']} {label(worst['params'])}, "
               f"{worst['kind']}).", "",
-              "### Resources of placed designs (ECP5, nextpnr)", "",
+              "### Resources (ECP5, nextpnr)", "",
               "| build | board | model | sizes | LUT measured / predicted (error) | FF | block RAM | "
               "DSP | fmax MHz | weight-read bound |", "|---|---|---|---|---|---|---|---|---|---|"]
     from model.checkpoint import load_weights
@@ -199,15 +215,18 @@ def markdown(result: dict, data: dict) -> str:
                      + " | ".join(cells) + f" | {fmax} | {bound} |")
     worst = max(result["builds"], key=lambda b: abs(b["error"]["luts"]))
     lines += ["", f"{len(result['builds'])} builds; the largest LUT error "
-              f"{worst['error']['luts']:+.1%} ({worst['name']}). A build that did not route keeps "
-              "nextpnr's counts after packing (the same counts a placed design reports)."]
+              f"{worst['error']['luts']:+.1%} ({worst['name']}). A build measured by packing only, or that "
+              "did not route, has nextpnr's counts after packing (the same counts a placed design "
+              "reports) and no fmax."]
     lines += ["", "Where the measurements come from:", ""] + [
         f"- {b['name']}: {b['source']}" for b in data["builds"] if b.get("source")] + [""]
     return "\n".join(lines)
 
 
-def bench_explore(docs: Path, root: Path, *, remeasure: bool, rebuild: bool, status=None) -> dict:
-    """Measure what is missing (or everything with ``remeasure``/``rebuild``), compare, write."""
+def bench_explore(docs: Path, root: Path, *, remeasure: bool, rebuild: bool, pack_only: bool = False,
+                  status=None) -> dict:
+    """Measure what is missing (or everything with ``remeasure``/``rebuild``), compare, write;
+    ``pack_only``: builds measured by packing (:func:`measure_build`)."""
     data = json.loads(DATA.read_text()) if DATA.exists() and not remeasure else None
     if data is None:
         data = {"cycles": [], "builds": []}
@@ -219,7 +238,7 @@ def bench_explore(docs: Path, root: Path, *, remeasure: bool, rebuild: bool, sta
     for entry in BUILDS:
         if rebuild or entry[0] not in built:
             data["builds"] = [b for b in data["builds"] if b["name"] != entry[0]]
-            data["builds"].append(measure_build(entry, root, rebuild, status))
+            data["builds"].append(measure_build(entry, root, rebuild, status, pack_only))
     data.update(**stamp(), command="tritium bench explore")
     DATA.write_text(json.dumps(data, indent=1) + "\n")
     result = compare(data, root)

@@ -53,10 +53,11 @@ POINTS = [
     ("ulx3s", EngineSizes(8, 16, 2, 4, 4), SHALLOW_BUFFERS),
 ]
 FIT_BOARD = "ulx3s-85f"       # the largest ECP5: every point packs into it
-# One measured build of each other family (``tritium build --board B``, 2026-11-24; docs/boards.md):
-# its counts over the ECP5 model's prediction of the same design scale that family's predictions.
-FAMILY_BUILDS = {"ice40": ("icebreaker", {"luts": 25_993, "ram": 96, "dsp": 44}),
-                 "gowin": ("tang-nano-9k", {"luts": 27_506})}
+# One measured build of each other family (``tritium build --board B``, 2026-12-04, the pipelined
+# blocks; docs/boards.md): its counts over the ECP5 model's prediction of the same design scale
+# that family's predictions.
+FAMILY_BUILDS = {"ice40": ("icebreaker", {"luts": 22_805, "ram": 98, "dsp": 43}),
+                 "gowin": ("tang-nano-9k", {"luts": 23_496})}
 
 
 def model_dir(name: str, root: Path) -> Path:
@@ -68,15 +69,16 @@ def model_dir(name: str, root: Path) -> Path:
     return paths.MODELS / name
 
 
-def synthesize(point, root: Path) -> dict:
-    """Yosys (the board flow's script) and nextpnr --pack-only on one point; its counts."""
+def synthesize(point, root: Path, model_path: Path | None = None) -> dict:
+    """Yosys (the board flow's script) and nextpnr --pack-only on one point; its counts (those a
+    placed design reports). The model is ``model_path``, else the point's model by name."""
     import dataclasses
 
     name, sizes, distributed = point
     engine = sizes.as_dict()
     board = dataclasses.replace(BOARDS[FIT_BOARD], distributed_ram=tuple(distributed))
     directory = root / f"{name}_{'_'.join(str(v) for v in engine.values())}"
-    model = board.load_model(model_dir(name, root))
+    model = board.load_model(model_path or model_dir(name, root))
     top = BoardTop(board, model, engine)
     started = time.perf_counter()
     plan = board.platform_class()().build(top, name="top", build_dir=str(directory), do_build=False,
