@@ -9,16 +9,14 @@ from hw.engine import SHALLOW_BUFFERS, EngineSizes
 from . import Board
 
 
-# 8×32 with lanes 4/16/32 (2026-12-04): the wider array and attention/LM-head lanes the pipelined
-# blocks and fabric int8 products leave room for (8×16, 4/8/8 before: 16,554 cycles a token, now
-# 11,454); 8/16/32 (10,555 cycles) placed but did not route (docs/boards.md)
-ENGINE_85F = EngineSizes(rows=8, simd=32, lanes=4, attention_lanes=16, head_lanes=32)
+ENGINE_85F = EngineSizes(rows=8, simd=16, lanes=4, attention_lanes=8, head_lanes=8)
 # The explorer's choice for the 45F (tritium explore --board ulx3s-45f; docs/performance.md):
 # 34,720 LUTs, 48 block RAMs, 72 multipliers, fmax 22.4 MHz (4×8 with lanes 2/4/4 before it)
 ENGINE_SMALL = EngineSizes(rows=2, simd=32, lanes=2, attention_lanes=4, head_lanes=16)
 
 BOARDS = [
-    # 43.8 MHz after placement for a 50 MHz clock (2026-12-04): built at 40 MHz (docs/boards.md)
+    # 45.3 MHz post-route at 40 MHz (2026-12-04; the gate buffer's read into the gated activation's
+    # maximum tree)
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "models/ulx3s",
           ENGINE_85F, clock_mhz=40.0, baud=1_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=SHALLOW_BUFFERS),
