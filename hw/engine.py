@@ -356,12 +356,13 @@ class Engine(wiring.Component):
         headq_in = skid("headq_in", headq.i.payload.shape())
         deq_in = skid("deq_in", deq.i.payload.shape())
         gated_in = skid("gated_in", gated.i.payload.shape())
-        for source_port, buffer, sink_port in (
-                (code_packer.o, codes_skid, linear.x), (lm_packer.o, lm_codes_skid, lm_table.x),
-                (lm_table.logits, logits_skid, sampler.i), (None, rms_in, rms.i),
-                (None, headq_in, headq.i), (None, deq_in, deq.i), (None, gated_in, gated.i)):
-            if source_port is not None:
-                wiring.connect(m, source_port, buffer.i)
+        # (the other four are fed below, from the output path and the norm sources)
+        for source_port, buffer in ((code_packer.o, codes_skid), (lm_packer.o, lm_codes_skid),
+                                    (lm_table.logits, logits_skid)):
+            wiring.connect(m, source_port, buffer.i)
+        for buffer, sink_port in ((codes_skid, linear.x), (lm_codes_skid, lm_table.x),
+                                  (logits_skid, sampler.i), (rms_in, rms.i), (headq_in, headq.i),
+                                  (deq_in, deq.i), (gated_in, gated.i)):
             wiring.connect(m, buffer.o, sink_port)
 
         # -- buffers -------------------------------------------------------------------------

@@ -100,6 +100,8 @@ def measure_build(entry, root: Path, rebuild: bool, status=None, pack_only: bool
 
     name, board_name, model, engine = entry
     board = BOARDS[board_name]
+    result = {"name": name, "board": board.name, "model": model, "params": engine.as_dict(),
+              "distributed": list(board.distributed_ram)}
     if pack_only:
         from fpga.perf.resource_fit import synthesize
 
@@ -107,9 +109,8 @@ def measure_build(entry, root: Path, rebuild: bool, status=None, pack_only: bool
             status(f"{name}: synthesis and packing")
         run = synthesize((model, engine, board.distributed_ram), root / name,
                          build_model_dir(model, root / name))
-        return {"name": name, "board": board.name, "model": model, "params": engine.as_dict(),
-                "distributed": list(board.distributed_ram), "measured": run["counts"],
-                "fmax_mhz": None, "seconds": run["seconds"], "not_routed": "packed only",
+        return {**result, "measured": run["counts"], "fmax_mhz": None, "seconds": run["seconds"],
+                "not_routed": "packed only",
                 "source": "tritium bench explore --pack-only (Yosys with the board flow's script, "
                           "nextpnr-ecp5 --pack-only)"}
     directory = root / name / board.name
@@ -121,8 +122,6 @@ def measure_build(entry, root: Path, rebuild: bool, status=None, pack_only: bool
                   engine=engine.as_dict(), status=status)
         except BuildError as error:        # timing or fit: the report has the figures
             reason = str(error).splitlines()[0]
-    result = {"name": name, "board": board.name, "model": model, "params": engine.as_dict(),
-              "distributed": list(board.distributed_ram)}
     if report_path.exists():
         report = json.loads(report_path.read_text())
         return {**result, "measured": {k: used for k, (used, _) in report["resources"].items()},
