@@ -41,7 +41,8 @@ from model.numerics import (ACT_BITS, ACT_MAX, EXP2_TABLE, EXP_FRAC, EXP_TABLE_B
 
 from .arith import check_integers, fabric_product
 from .dequantizer import Dequantizer
-from .scale_unit import NormalizedScaleMultiplier, ScaleOp, ScaleProgram, ScaleUnit, scale_layout
+from .scale_unit import (NormalizedScaleMultiplier, ScaleOp, ScaleProgram, scale_layout,
+                         scale_unit_members, scale_unit_of)
 
 ACT_MAX_SQUARE = ACT_MAX ** 2
 ROW_PROGRAM = (
@@ -67,9 +68,13 @@ class AttentionHead(wiring.Component):
         The context: the largest ``length``.
     exp_bits : int
         Exponent width of the scales.
+    shared_scale : bool
+        Run the scale program on a :class:`~hw.scale_unit.SharedScaleUnit` through the
+        ``scale_unit`` port instead of a ScaleUnit of its own.
     """
 
-    def __init__(self, *, head_dim: int, lanes: int = 1, max_positions: int, exp_bits: int = SCALE_EXP_BITS):
+    def __init__(self, *, head_dim: int, lanes: int = 1, max_positions: int, exp_bits: int = SCALE_EXP_BITS,
+                 shared_scale: bool = False):
         check_integers((("head_dim", head_dim, 1, 1024), ("lanes", lanes, 1, 1024),
                         ("max_positions", max_positions, 1, 1 << 16)))
         if head_dim % lanes:
@@ -90,12 +95,15 @@ class AttentionHead(wiring.Component):
             "value_scales": Out(memory.ReadPort.Signature(addr_width=positions, shape=scale).flip()),
             "o": Out(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(signed(RES_BITS), lanes), "last": 1, "invalid": 1}))),
+            **scale_unit_members(shared_scale, exp_bits, self.p_sum_bits),
         })
 
     head_dim = property(lambda self: self._head_dim)
     lanes = property(lambda self: self._lanes)
     words = property(lambda self: self._words)
     max_positions = property(lambda self: self._max_positions)
+    # Σ p_j, FROM_INT's operand: Q.EXP_FRAC weights below 2, one a position
+    p_sum_bits = property(lambda self: EXP_FRAC + 1 + self._max_positions.bit_length())
 
     def cycles(self, length: int) -> int:
         """Clock edges from the query's last beat to the first output beat offered, no stalls: the
@@ -144,7 +152,7 @@ class AttentionHead(wiring.Component):
         word = data.ArrayLayout(signed(ACT_BITS), lanes)
         dot_bits = (d * ACT_MAX_SQUARE).bit_length() + 1
         z_bits = dot_bits + SCALE_BITS + 1
-        p_sum_bits = EXP_FRAC + 1 + max_positions.bit_length()
+        p_sum_bits = self.p_sum_bits
         # |o_i| <= positions · (2^16 - 1) · 2^7: aligned weights below 2^16 times int8 values
         out_bits = (max_positions * ((1 << SCALE_BITS) - 1) << (ACT_BITS - 1)).bit_length() + 1
         stages = self.stages_of(lanes)
@@ -152,7 +160,7 @@ class AttentionHead(wiring.Component):
         m.submodules.key_scale_mul = key_mul = NormalizedScaleMultiplier(exp_bits)
         m.submodules.coef_mul = coef_mul = NormalizedScaleMultiplier(exp_bits)
         m.submodules.weight_mul = weight_mul = NormalizedScaleMultiplier(exp_bits)
-        m.submodules.scale_unit = unit = ScaleUnit(exp_bits=exp_bits, int_bits=p_sum_bits)
+        unit = scale_unit_of(m, self, exp_bits=exp_bits, int_bits=self.p_sum_bits)
         m.submodules.output = output = Dequantizer(width=out_bits, lanes=lanes, frac=RES_FRAC,
                                                    out_bits=RES_BITS, exp_bits=exp_bits)
         m.submodules.z_buffer = z_buffer = memory.Memory(shape=signed(z_bits), depth=max_positions,

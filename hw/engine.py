@@ -71,7 +71,7 @@ from .packing import Packer, Unpacker
 from .rms_quantizer import RmsQuantizer
 from .rope import Rope
 from .sampler import Sampler
-from .scale_unit import ScaleOp, ScaleUnit, scale_layout
+from .scale_unit import ScaleOp, SharedScaleUnit, scale_layout
 from .skid_buffer import SkidBuffer
 from .sequencer import MATRICES, NORMS, Op, Route, Sink, Source, head_start, program
 from .token_table import TokenTable
@@ -321,21 +321,28 @@ class Engine(wiring.Component):
             m.submodules.lm_table = self._lm_table
         lm_table = self._lm_table
         m.submodules.gated = gated = GatedActivation(width=acc_width, lanes=lanes, max_length=ffn,
-                                                     kind=cfg.hidden_act)
+                                                     kind=cfg.hidden_act, shared_scale=True)
         m.submodules.rms = rms = RmsQuantizer(width=max(RES_BITS, gated.out_bits), lanes=lanes,
-                                              max_length=max(hidden, ffn))
+                                              max_length=max(hidden, ffn), shared_scale=True)
         m.submodules.rope = rope = Rope(width=acc_width, head_dim=d, positions=context,
                                         theta=cfg.rope_theta)
         m.submodules.head_quantizer = headq = HeadQuantizer(width=acc_width + 1, lanes=att_lanes,
-                                                            head_dim=d)
+                                                            head_dim=d, shared_scale=True)
         m.submodules.kv_cache = kv = KvCache(layers=cfg.num_hidden_layers, kv_heads=kv_heads,
                                              head_dim=d, positions=context, lanes=att_lanes)
         m.submodules.attention = attention = AttentionHead(head_dim=d, lanes=att_lanes,
-                                                           max_positions=context)
+                                                           max_positions=context, shared_scale=True)
         m.submodules.dequantizer = deq = Dequantizer(width=acc_width, lanes=lanes)
         m.submodules.sampler = sampler = Sampler(logit_width=lm_table.logit_width,
                                                  vocab_max=cfg.vocab_size, k_max=self._k_max)
-        m.submodules.scale_unit = scale_unit = ScaleUnit()
+        # One ScaleUnit for the engine's own scale products and every block's scale program.
+        # The engine first (its products hold up the sequencer), then the blocks.
+        clients = {"rms": rms, "head_quantizer": headq, "attention": attention, "gated": gated}
+        m.submodules.scale_unit = shared_scale = SharedScaleUnit(
+            {"engine": 1, **{name: len(block.scale_unit.i.payload.n) for name, block in clients.items()}})
+        for name, block in clients.items():
+            wiring.connect(m, block.scale_unit, getattr(shared_scale, name))
+        scale_unit = shared_scale.engine     # the engine's products: MUL only
         m.submodules.head_packer = head_packer = Packer(signed(acc_width + 1), 1, att_lanes)
         m.submodules.vector_packer = vector_packer = Packer(signed(acc_width + 1), 1, lanes)
         m.submodules.code_packer = code_packer = Packer(signed(ACT_BITS), lanes, self._simd // lanes)

@@ -33,7 +33,7 @@ from model.numerics import (NORM_BITS, NORM_MAX_BITLEN, SCALE_EXP_BITS, SIGMOID_
                             SIGMOID_STEP_BITS, SIGMOID_TABLE, SILU_FRAC)
 
 from .arith import bit_length, check_integers, magnitude, max_tree, read_pass, store_beat
-from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
+from .scale_unit import ScaleOp, ScaleProgram, scale_layout, scale_unit_members, scale_unit_of
 
 UP_PROGRAM = (
     ("up_unit", ScaleOp.FROM_INT, None, None, "up_shift"),
@@ -64,13 +64,16 @@ class GatedActivation(wiring.Component):
         ``"relu2"`` or ``"silu"``.
     exp_bits : int
         Exponent width of the scales.
+    shared_scale : bool
+        Run the scale program on a :class:`~hw.scale_unit.SharedScaleUnit` through the
+        ``scale_unit`` port instead of a ScaleUnit of its own.
     """
 
     FRONT = 7      # SiLU on the way in: product, shift, round, table read, its register, product, round
     EMIT = 5       # read, its register, square or magnitude, shift, product
 
     def __init__(self, *, width: int, lanes: int = 1, max_length: int, kind: str = "relu2",
-                 exp_bits: int = SCALE_EXP_BITS):
+                 exp_bits: int = SCALE_EXP_BITS, shared_scale: bool = False):
         check_integers((("width", width, 2, 32), ("lanes", lanes, 1, 1024),
                         ("max_length", max_length, 1, 1 << 20)))
         if kind not in PROGRAMS:
@@ -87,6 +90,7 @@ class GatedActivation(wiring.Component):
                 "mant": unsigned(16), "exp": signed(exp_bits), "invalid": 1}))),
             "o": Out(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(signed(self.out_bits), lanes), "last": 1}))),
+            **scale_unit_members(shared_scale, exp_bits, 1),
         })
 
     width = property(lambda self: self._width)
@@ -127,7 +131,7 @@ class GatedActivation(wiring.Component):
         width, lanes, silu = self._width, self._lanes, self._kind == "silu"
         act_bits = self.act_bits
         exp_bits = len(self.scale.payload.exp)
-        m.submodules.scale_unit = unit = ScaleUnit(exp_bits=exp_bits, int_bits=1)
+        unit = scale_unit_of(m, self, exp_bits=exp_bits, int_bits=1)
         pair = data.StructLayout({"act": data.ArrayLayout(signed(act_bits), lanes),
                                   "up": data.ArrayLayout(signed(width), lanes)})
         m.submodules.buffer = buffer = memory.Memory(shape=pair, depth=self._depth, init=[])

@@ -18,7 +18,7 @@ from model.numerics import ACT_BITS, INV_ACT_MAX, SCALE_EXP_BITS
 
 from .arith import check_integers
 from .quantizer import MAX_LANES, AbsmaxQuantizer
-from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
+from .scale_unit import ScaleOp, ScaleProgram, scale_layout, scale_unit_members, scale_unit_of
 
 PROGRAM = (
     ("peak", ScaleOp.FROM_INT, None, None, "peak"),
@@ -42,9 +42,13 @@ class HeadQuantizer(wiring.Component):
         Elements per head.
     exp_bits : int
         Exponent width of the scales.
+    shared_scale : bool
+        Run the scale program on a :class:`~hw.scale_unit.SharedScaleUnit` through the
+        ``scale_unit`` port instead of a ScaleUnit of its own.
     """
 
-    def __init__(self, *, width: int, lanes: int = 1, head_dim: int, exp_bits: int = SCALE_EXP_BITS):
+    def __init__(self, *, width: int, lanes: int = 1, head_dim: int, exp_bits: int = SCALE_EXP_BITS,
+                 shared_scale: bool = False):
         check_integers((("width", width, 2, 48), ("lanes", lanes, 1, MAX_LANES),
                         ("head_dim", head_dim, 1, 1 << 16)))
         self._width, self._lanes, self._head_dim = width, lanes, head_dim
@@ -56,6 +60,7 @@ class HeadQuantizer(wiring.Component):
                 "data": data.ArrayLayout(signed(ACT_BITS), lanes), "last": 1}))),
             "scale": Out(stream.Signature(data.StructLayout({
                 "mant": unsigned(16), "exp": signed(exp_bits), "invalid": 1}))),
+            **scale_unit_members(shared_scale, exp_bits, width),
         })
 
     width = property(lambda self: self._width)
@@ -85,7 +90,7 @@ class HeadQuantizer(wiring.Component):
         exp_bits = len(self.acc_scale.exp)
         m.submodules.quantizer = quantizer = AbsmaxQuantizer(
             width=self._width, lanes=self._lanes, max_length=self._head_dim)
-        m.submodules.scale_unit = unit = ScaleUnit(exp_bits=exp_bits, int_bits=self._width)
+        unit = scale_unit_of(m, self, exp_bits=exp_bits, int_bits=self._width)
         wiring.connect(m, wiring.flipped(self.i), quantizer.i)
 
         first = Signal(init=1)          # the next code beat starts a head

@@ -38,7 +38,7 @@ from model.numerics import (ACT_BITS, GAIN_BITS, INV_ACT_MAX, NORM_BITS, NORM_MA
 
 from .arith import bit_length, check_integers, read_pass, register_sign_magnitude, sign_magnitude, store_beat
 from .quantizer import MAX_LANES, AbsmaxQuantizer
-from .scale_unit import ScaleOp, ScaleProgram, ScaleUnit, scale_layout
+from .scale_unit import ScaleOp, ScaleProgram, scale_layout, scale_unit_members, scale_unit_of
 
 # The dequant scale as ScaleUnit commands (hw.scale_unit.ScaleProgram): (result, op, a, b, integer).
 # Operands name earlier results or the inputs x_scale, inv_len, eps, inv_act_max; FROM_INT's integer
@@ -78,9 +78,13 @@ class RmsQuantizer(wiring.Component):
         Longest token in elements (``ceil(max_length / lanes)`` beats are buffered).
     exp_bits : int
         Exponent width of the scales (ScaleUnit).
+    shared_scale : bool
+        Run the scale program on a :class:`~hw.scale_unit.SharedScaleUnit` through the
+        ``scale_unit`` port instead of a ScaleUnit of its own.
     """
 
-    def __init__(self, *, width: int = 32, lanes: int = 1, max_length: int, exp_bits: int = SCALE_EXP_BITS):
+    def __init__(self, *, width: int = 32, lanes: int = 1, max_length: int, exp_bits: int = SCALE_EXP_BITS,
+                 shared_scale: bool = False):
         check_integers((("width", width), ("lanes", lanes, 1, MAX_LANES), ("max_length", max_length)))
         if not 2 <= width <= 48:
             raise ValueError(f"width must be between 2 and 48 bits, not {width}")
@@ -104,12 +108,14 @@ class RmsQuantizer(wiring.Component):
             "x_scale": In(scale), "inv_len": In(scale), "eps": In(scale),
             "gain_exp": In(signed(exp_bits)),
             "overflow": Out(1),
+            **scale_unit_members(shared_scale, exp_bits, self.scale_int_bits),
         })
 
     width = property(lambda self: self._width)
     lanes = property(lambda self: self._lanes)
     depth = property(lambda self: self._depth)
     product_bits = NORM_BITS + GAIN_BITS - 1     # |x_n · G| < 2^17 · 2^15
+    scale_int_bits = property(lambda self: max(self._sum_bits, self.product_bits))   # FROM_INT's
 
     def cycles(self, beats: int) -> int:
         """Clock edges from a token's first input transfer to its ``scale`` being valid, no stalls."""
@@ -125,8 +131,7 @@ class RmsQuantizer(wiring.Component):
         width, lanes = self._width, self._lanes
         m.submodules.quantizer = quantizer = AbsmaxQuantizer(
             width=self.product_bits, lanes=lanes, max_length=self._depth * lanes)
-        m.submodules.scale_unit = unit = ScaleUnit(exp_bits=len(self.gain_exp),
-                                                   int_bits=max(self._sum_bits, self.product_bits))
+        unit = scale_unit_of(m, self, exp_bits=len(self.gain_exp), int_bits=self.scale_int_bits)
         entry = sign_magnitude(width)
         m.submodules.buffer = buffer = memory.Memory(
             shape=data.ArrayLayout(entry, lanes), depth=self._depth, init=[])

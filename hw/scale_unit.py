@@ -58,6 +58,33 @@ def scale_layout(exp_bits: int) -> data.StructLayout:
     return data.StructLayout({"mant": unsigned(SCALE_BITS), "exp": signed(exp_bits)})
 
 
+def scale_unit_signature(exp_bits: int, int_bits: int) -> wiring.Signature:
+    """A :class:`ScaleUnit`'s ports: commands in (``i``), results out (``o``). A block that runs its
+    programs on a shared unit holds them flipped (:func:`scale_unit_members`)."""
+    scale = scale_layout(exp_bits)
+    return wiring.Signature({
+        "i": In(stream.Signature(data.StructLayout({
+            "op": ScaleOp, "a": scale, "b": scale, "n": unsigned(int_bits)}))),
+        "o": Out(stream.Signature(data.StructLayout({
+            "mant": unsigned(SCALE_BITS), "exp": signed(exp_bits), "invalid": 1}))),
+    })
+
+
+def scale_unit_members(shared: bool, exp_bits: int, int_bits: int) -> dict:
+    """The signature members of a block with ``shared_scale``: a ``scale_unit`` port to a
+    :class:`SharedScaleUnit` when shared, none when the block has its own unit."""
+    return {"scale_unit": Out(scale_unit_signature(exp_bits, int_bits).flip())} if shared else {}
+
+
+def scale_unit_of(m: Module, block: wiring.Component, *, exp_bits: int, int_bits: int):
+    """The ScaleUnit ``block`` runs its programs on: its ``scale_unit`` port, or a unit of its own
+    added to ``m``."""
+    if "scale_unit" in block.signature.members:
+        return block.scale_unit
+    m.submodules.scale_unit = unit = ScaleUnit(exp_bits=exp_bits, int_bits=int_bits)
+    return unit
+
+
 class ScaleUnit(wiring.Component):
     """MUL, ADD, FROM_INT, RECIP and RSQRT on 16-bit-mantissa scales (``model.numerics`` §3),
     one command at a time; :meth:`cycles` per operation.
@@ -79,13 +106,7 @@ class ScaleUnit(wiring.Component):
     def __init__(self, *, exp_bits: int = SCALE_EXP_BITS, int_bits: int = 48):
         check_integers((("exp_bits", exp_bits, 6, 24), ("int_bits", int_bits, 1, 64)))
         self._exp_bits, self._int_bits = exp_bits, int_bits
-        scale = scale_layout(exp_bits)
-        super().__init__({
-            "i": In(stream.Signature(data.StructLayout({
-                "op": ScaleOp, "a": scale, "b": scale, "n": unsigned(int_bits)}))),
-            "o": Out(stream.Signature(data.StructLayout({
-                "mant": unsigned(SCALE_BITS), "exp": signed(exp_bits), "invalid": 1}))),
-        })
+        super().__init__(scale_unit_signature(exp_bits, int_bits))
 
     exp_bits = property(lambda self: self._exp_bits)
     int_bits = property(lambda self: self._int_bits)
@@ -266,6 +287,71 @@ class ScaleUnit(wiring.Component):
                              self.o.payload.exp.eq(Mux(bad, 0, exp))]
                 with m.If(self.o.ready):
                     m.next = "IDLE"
+        return m
+
+
+class SharedScaleUnit(wiring.Component):
+    """One :class:`ScaleUnit` serving several blocks, one command and its result at a time.
+
+    Each client is a member named after it, with a ScaleUnit's ports (:func:`scale_unit_signature`;
+    its ``int_bits`` its own, zero-extended to the unit's). When the unit is free it takes the
+    command of the first waiting client in ``clients`` order, and it is that client's until the
+    client takes the result: a client sees its own unit's handshakes, later by the cycles others
+    hold the unit (at most one program each, as every client takes its result at once). No latency
+    is added: the choice is made in the cycle the command is taken.
+
+    Parameters
+    ----------
+    clients : dict
+        Client names (valid Python identifiers) to the width of their FROM_INT operand, in priority
+        order.
+    exp_bits : int
+        Signed exponent width of every client's scales.
+    """
+
+    def __init__(self, clients: dict, *, exp_bits: int = SCALE_EXP_BITS):
+        if not clients:
+            raise ValueError("a SharedScaleUnit needs at least one client")
+        for name, int_bits in clients.items():
+            if not name.isidentifier() or name.startswith("_"):
+                raise ValueError(f"client names must be Python identifiers without a leading _, "
+                                 f"not {name!r}")
+            check_integers(((f"int_bits of {name}", int_bits, 1, 64),))
+        self._clients = dict(clients)
+        self._exp_bits = exp_bits
+        super().__init__({name: Out(scale_unit_signature(exp_bits, int_bits))
+                          for name, int_bits in clients.items()})
+
+    clients = property(lambda self: tuple(self._clients))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.unit = unit = ScaleUnit(exp_bits=self._exp_bits,
+                                             int_bits=max(self._clients.values()))
+        ports = [getattr(self, name) for name in self._clients]
+        waiting = Signal(len(ports))
+        choice = Signal(range(len(ports)))      # the first waiting client
+        owner = Signal(range(len(ports)))       # whose command the unit took last
+        m.d.comb += waiting.eq(Cat(port.i.valid for port in ports))
+        for index in reversed(range(len(ports))):
+            with m.If(waiting[index]):
+                m.d.comb += choice.eq(index)
+        with m.If(unit.i.valid & unit.i.ready):
+            m.d.sync += owner.eq(choice)
+        m.d.comb += unit.i.valid.eq(waiting.any())
+        with m.Switch(choice):
+            for index, port in enumerate(ports):
+                with m.Case(index):
+                    m.d.comb += [unit.i.payload.op.eq(port.i.payload.op),
+                                 unit.i.payload.a.eq(port.i.payload.a),
+                                 unit.i.payload.b.eq(port.i.payload.b),
+                                 unit.i.payload.n.eq(port.i.payload.n)]
+        for index, port in enumerate(ports):
+            mine = owner == index
+            m.d.comb += [port.i.ready.eq(unit.i.ready & (choice == index)),
+                         port.o.valid.eq(unit.o.valid & mine), port.o.payload.eq(unit.o.payload)]
+            with m.If(mine):
+                m.d.comb += unit.o.ready.eq(port.o.ready)
         return m
 
 
