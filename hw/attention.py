@@ -23,7 +23,9 @@ addresses are local to the head: ``keys`` and ``values`` (word ``j·W + w`` hold
 4. **Row scale**: a ScaleProgram ``scale_from_int(1, E) · 1/scale_from_int(Σp, −15)``, run while
    the values are summed (it needs only Σp and E); then
    ``saturate(apply_scale(o, row scale, 16), 32)`` leaves on ``o`` through a
-   :class:`~hw.dequantizer.Dequantizer`, ``lanes`` per beat, ``last`` on the head's final beat.
+   :class:`~hw.dequantizer.Dequantizer`, ``out_lanes`` per beat (each accumulator word leaves in
+   ``lanes / out_lanes`` beats, so the Dequantizer is only as wide as what follows needs), ``last``
+   on the head's final beat.
 
 Scales must be normalized (mantissa ≥ 2^15) or zero, as the engine makes them; ``invalid`` on
 ``o`` flags otherwise, or a score coefficient of 2^8 or more (``apply_scale`` would shift left: a
@@ -63,7 +65,9 @@ class AttentionHead(wiring.Component):
     head_dim : int
         Elements per head.
     lanes : int
-        Elements per cache word and per beat (divides ``head_dim``).
+        Elements per cache word and per query beat (divides ``head_dim``).
+    out_lanes : int
+        Elements per output beat (divides ``lanes``; ``lanes`` if not given).
     max_positions : int
         The context: the largest ``length``.
     exp_bits : int
@@ -73,14 +77,20 @@ class AttentionHead(wiring.Component):
         ``scale_unit`` port instead of a ScaleUnit of its own.
     """
 
-    def __init__(self, *, head_dim: int, lanes: int = 1, max_positions: int, exp_bits: int = SCALE_EXP_BITS,
-                 shared_scale: bool = False):
+    def __init__(self, *, head_dim: int, lanes: int = 1, out_lanes: int | None = None,
+                 max_positions: int, exp_bits: int = SCALE_EXP_BITS, shared_scale: bool = False):
         check_integers((("head_dim", head_dim, 1, 1024), ("lanes", lanes, 1, 1024),
                         ("max_positions", max_positions, 1, 1 << 16)))
         if head_dim % lanes:
             raise ValueError(f"lanes must divide head_dim {head_dim}, not {lanes}; "
                              f"{[d for d in range(1, head_dim + 1) if head_dim % d == 0]} would")
+        out_lanes = lanes if out_lanes is None else out_lanes
+        check_integers((("out_lanes", out_lanes, 1, lanes),))
+        if lanes % out_lanes:
+            raise ValueError(f"out_lanes must divide lanes {lanes}, not {out_lanes}; "
+                             f"{[n for n in range(1, lanes + 1) if lanes % n == 0]} would")
         self._head_dim, self._lanes, self._max_positions = head_dim, lanes, max_positions
+        self._out_lanes = out_lanes
         self._words = head_dim // lanes
         scale = scale_layout(exp_bits)
         word = data.ArrayLayout(signed(ACT_BITS), lanes)
@@ -94,13 +104,15 @@ class AttentionHead(wiring.Component):
             "key_scales": Out(memory.ReadPort.Signature(addr_width=positions, shape=scale).flip()),
             "value_scales": Out(memory.ReadPort.Signature(addr_width=positions, shape=scale).flip()),
             "o": Out(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(signed(RES_BITS), lanes), "last": 1, "invalid": 1}))),
+                "data": data.ArrayLayout(signed(RES_BITS), out_lanes), "last": 1, "invalid": 1}))),
             **scale_unit_members(shared_scale, exp_bits, self.p_sum_bits),
         })
 
     head_dim = property(lambda self: self._head_dim)
     lanes = property(lambda self: self._lanes)
+    out_lanes = property(lambda self: self._out_lanes)
     words = property(lambda self: self._words)
+    out_beats = property(lambda self: self._head_dim // self._out_lanes)   # output beats a head
     max_positions = property(lambda self: self._max_positions)
     # Σ p_j, FROM_INT's operand: Q.EXP_FRAC weights below 2, one a position
     p_sum_bits = property(lambda self: EXP_FRAC + 1 + self._max_positions.bit_length())
@@ -161,7 +173,8 @@ class AttentionHead(wiring.Component):
         m.submodules.coef_mul = coef_mul = NormalizedScaleMultiplier(exp_bits)
         m.submodules.weight_mul = weight_mul = NormalizedScaleMultiplier(exp_bits)
         unit = scale_unit_of(m, self, exp_bits=exp_bits, int_bits=self.p_sum_bits)
-        m.submodules.output = output = Dequantizer(width=out_bits, lanes=lanes, frac=RES_FRAC,
+        out_lanes, pieces = self._out_lanes, lanes // self._out_lanes
+        m.submodules.output = output = Dequantizer(width=out_bits, lanes=out_lanes, frac=RES_FRAC,
                                                    out_bits=RES_BITS, exp_bits=exp_bits)
         m.submodules.z_buffer = z_buffer = memory.Memory(shape=signed(z_bits), depth=max_positions,
                                                          init=[])
@@ -356,9 +369,15 @@ class AttentionHead(wiring.Component):
             m.d.sync += [row_p_sum.eq(p_sum), row_top.eq(top)]
         m.d.comb += output.scale.eq(row)
         out_word = Signal(range(words + 1))
-        m.d.comb += [output.i.payload.data.eq(accumulators[0]),
-                     output.i.payload.last.eq(out_word == words - 1),
-                     emitted_word.eq(output.i.valid & output.i.ready),
+        piece = Signal(range(pieces))           # which out_lanes of the first word leave next
+        last_piece = piece == pieces - 1
+        with m.Switch(piece):
+            for k in range(pieces):
+                with m.Case(k):
+                    m.d.comb += [output.i.payload.data[e].eq(accumulators[0][k * out_lanes + e])
+                                 for e in range(out_lanes)]
+        m.d.comb += [output.i.payload.last.eq((out_word == words - 1) & last_piece),
+                     emitted_word.eq(output.i.valid & output.i.ready & last_piece),
                      self.o.payload.data.eq(output.o.payload.data),
                      self.o.payload.last.eq(output.o.payload.last),
                      self.o.payload.invalid.eq(out_invalid | program.invalid),
@@ -427,7 +446,9 @@ class AttentionHead(wiring.Component):
             with m.State("EMIT"):
                 m.d.comb += output.i.valid.eq(out_word < words)
                 with m.If(output.i.ready & (out_word < words)):
-                    m.d.sync += out_word.eq(out_word + 1)
+                    m.d.sync += piece.eq(Mux(last_piece, 0, piece + 1))
+                    with m.If(last_piece):
+                        m.d.sync += out_word.eq(out_word + 1)
                 with m.If(out_word == words):
                     with m.If(output.o.valid & output.o.ready & output.o.payload.last):
                         m.d.sync += [out_word.eq(0), summed.eq(0)]

@@ -67,7 +67,7 @@ from .head_quantizer import HeadQuantizer
 from .kv_cache import KvCache
 from .flash_loader import FlashLoader, SpiSignature, flash_image
 from .linear import TernaryLinear
-from .packing import Packer, Unpacker
+from .packing import Packer
 from .rms_quantizer import RmsQuantizer
 from .rope import Rope
 from .sampler import Sampler
@@ -330,7 +330,7 @@ class Engine(wiring.Component):
                                                             head_dim=d, shared_scale=True)
         m.submodules.kv_cache = kv = KvCache(layers=cfg.num_hidden_layers, kv_heads=kv_heads,
                                              head_dim=d, positions=context, lanes=att_lanes)
-        m.submodules.attention = attention = AttentionHead(head_dim=d, lanes=att_lanes,
+        m.submodules.attention = attention = AttentionHead(head_dim=d, lanes=att_lanes, out_lanes=lanes,
                                                            max_positions=context, shared_scale=True)
         m.submodules.dequantizer = deq = Dequantizer(width=acc_width, lanes=lanes)
         m.submodules.sampler = sampler = Sampler(logit_width=lm_table.logit_width,
@@ -347,8 +347,6 @@ class Engine(wiring.Component):
         m.submodules.vector_packer = vector_packer = Packer(signed(acc_width + 1), 1, lanes)
         m.submodules.code_packer = code_packer = Packer(signed(ACT_BITS), lanes, self._simd // lanes)
         m.submodules.lm_packer = lm_packer = Packer(signed(ACT_BITS), lanes, self._head_lanes // lanes)
-        m.submodules.attention_unpacker = unpacker = Unpacker(signed(RES_BITS), lanes,
-                                                              att_lanes // lanes)
         for port in ("keys", "values", "key_scales", "value_scales"):
             wiring.connect(m, getattr(attention, port), getattr(kv, port))
         # Skid buffers at the boundaries where a ready/valid chain would otherwise run through
@@ -634,9 +632,6 @@ class Engine(wiring.Component):
                     m.d.sync += q_head.eq(q_head + 1)
         with m.If(attention.q.valid & attention.q.ready & q_skid.o.payload.first):
             m.d.sync += scoring_head.eq(q_skid.o.payload.head)
-        m.d.comb += [unpacker.i.valid.eq(attention.o.valid), attention.o.ready.eq(unpacker.i.ready),
-                     unpacker.i.payload.data.eq(attention.o.payload.data),
-                     unpacker.i.payload.last.eq(attention.o.payload.last & (out_head == heads - 1))]
         with m.If(attention.o.valid & attention.o.ready & attention.o.payload.last):
             m.d.sync += out_head.eq(out_head + 1)
         with m.If(attention.o.valid & attention.o.ready & attention.o.payload.invalid):
@@ -647,10 +642,11 @@ class Engine(wiring.Component):
                 m.d.comb += [rms_in.i.valid.eq(read_valid), rms_in.i.payload.last.eq(read_last)]
                 m.d.comb += [rms_in.i.payload.data[e].eq(h_read.data[e]) for e in range(lanes)]
             with m.Case(Source.ATTENTION):
-                m.d.comb += [rms_in.i.valid.eq(unpacker.o.valid & in_norm),
-                             unpacker.o.ready.eq(rms_in.i.ready & in_norm),
-                             rms_in.i.payload.last.eq(unpacker.o.payload.last)]
-                m.d.comb += [rms_in.i.payload.data[e].eq(unpacker.o.payload.data[e]) for e in range(lanes)]
+                # the attention output, lanes a beat; the last head's last beat ends the vector
+                m.d.comb += [rms_in.i.valid.eq(attention.o.valid & in_norm),
+                             attention.o.ready.eq(rms_in.i.ready & in_norm),
+                             rms_in.i.payload.last.eq(attention.o.payload.last & (out_head == heads - 1))]
+                m.d.comb += [rms_in.i.payload.data[e].eq(attention.o.payload.data[e]) for e in range(lanes)]
             with m.Case(Source.GATED):
                 m.d.comb += [rms_in.i.valid.eq(gated.o.valid & in_norm),
                              gated.o.ready.eq(rms_in.i.ready & in_norm),

@@ -144,10 +144,10 @@ def attention_cycles(cfg, sizes: EngineSizes, length: int) -> int:
     words = cfg.dim_per_head // sizes.attention_lanes
     passes = AttentionHead.passes_of(length, words, sizes.attention_lanes)
     scores, weights, values, row_scale = (passes[p] for p in ("scores", "weights", "values", "row_scale"))
-    period = max(words + scores + weights + values, max(values, row_scale) + words)
+    out_beats = cfg.dim_per_head // sizes.lanes          # a head's output, lanes a beat
+    period = max(words + scores + weights + values, max(values, row_scale) + out_beats)
     beats = cfg.hidden_size // sizes.lanes
-    last_out = (max(values, row_scale) - values + Dequantizer.latency_of()
-                + cfg.dim_per_head // sizes.lanes)
+    last_out = max(values, row_scale) - values + Dequantizer.latency_of() + out_beats
     return 2 + cfg.num_attention_heads * period + last_out + feed_and_codes(beats)
 
 

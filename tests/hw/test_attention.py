@@ -99,8 +99,8 @@ def run_queries(dut, cache, queries, seed, gap=0.0, stall=0.0, overlap=False):
 
     async def get(ctx):
         for _ in queries:
-            beats = await stream_get(ctx, dut.o, dut.words, rng, stall)
-            assert [bool(p.last) for p in beats] == [False] * (dut.words - 1) + [True]
+            beats = await stream_get(ctx, dut.o, dut.out_beats, rng, stall)
+            assert [bool(p.last) for p in beats] == [False] * (dut.out_beats - 1) + [True]
             assert not any(p.invalid for p in beats)
             outputs.append(np.array([[int(v) for v in p.data] for p in beats]).reshape(-1))
 
@@ -123,11 +123,13 @@ def random_queries(rng, d, positions, count, spread=2.0):
             for _ in range(count)]
 
 
-@pytest.mark.parametrize("d, lanes, positions, seed", [(8, 1, 12, 1), (16, 4, 20, 2), (12, 12, 9, 3)])
-def test_random_queries_with_backpressure(d, lanes, positions, seed):
+@pytest.mark.parametrize("d, lanes, out_lanes, positions, seed",
+                         [(8, 1, 1, 12, 1), (16, 4, 4, 20, 2), (12, 12, 12, 9, 3), (16, 4, 1, 20, 8),
+                          (12, 12, 4, 9, 9)])
+def test_random_queries_with_backpressure(d, lanes, out_lanes, positions, seed):
     print(f"seed {seed}")
     rng = np.random.default_rng(seed)
-    dut = AttentionHead(head_dim=d, lanes=lanes, max_positions=positions)
+    dut = AttentionHead(head_dim=d, lanes=lanes, out_lanes=out_lanes, max_positions=positions)
     cache = random_cache(rng, positions, d)
     queries = random_queries(rng, d, positions, 5) + [random_queries(rng, d, positions, 1)[0][:2] + (positions,)]
     got, _ = run_queries(dut, cache, queries, seed, gap=0.3, stall=0.3)
@@ -164,15 +166,17 @@ def check_results_and_cycles(dut, rng, positions, count, seed):
     assert [o - q for q, o in zip(edges["q"], edges["o"])] == [dut.cycles(n) for _, _, n in queries]
 
 
-@pytest.mark.parametrize("lanes", [1, 2, 8])
-def test_cycles(lanes):
-    dut = AttentionHead(head_dim=8, lanes=lanes, max_positions=10)
+@pytest.mark.parametrize("lanes, out_lanes", [(1, 1), (2, 2), (8, 8), (8, 2)])
+def test_cycles(lanes, out_lanes):
+    dut = AttentionHead(head_dim=8, lanes=lanes, out_lanes=out_lanes, max_positions=10)
     check_results_and_cycles(dut, np.random.default_rng(5), 10, 3, seed=0)
 
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"head_dim": 12, "lanes": 5, "max_positions": 8}, r"lanes must divide head_dim 12, not 5"),
     ({"head_dim": 8, "max_positions": 0}, "max_positions must be an integer"),
+    ({"head_dim": 8, "lanes": 4, "out_lanes": 3, "max_positions": 4}, r"out_lanes must divide lanes 4, not 3"),
+    ({"head_dim": 8, "lanes": 4, "out_lanes": 8, "max_positions": 4}, "out_lanes must be an integer from 1 to 4"),
 ])
 def test_parameters_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
