@@ -326,7 +326,9 @@ class Engine(wiring.Component):
                                               max_length=max(hidden, ffn), shared_scale=True)
         m.submodules.rope = rope = Rope(width=acc_width, head_dim=d, positions=context,
                                         theta=cfg.rope_theta)
-        m.submodules.head_quantizer = headq = HeadQuantizer(width=acc_width + 1, lanes=att_lanes,
+        # The head quantizer at the vector lanes (results come one a cycle; its codes are packed to
+        # the attention lanes of the query buffer and the KV cache).
+        m.submodules.head_quantizer = headq = HeadQuantizer(width=acc_width + 1, lanes=lanes,
                                                             head_dim=d, shared_scale=True)
         m.submodules.kv_cache = kv = KvCache(layers=cfg.num_hidden_layers, kv_heads=kv_heads,
                                              head_dim=d, positions=context, lanes=att_lanes)
@@ -343,7 +345,11 @@ class Engine(wiring.Component):
         for name, block in clients.items():
             wiring.connect(m, block.scale_unit, getattr(shared_scale, name))
         scale_unit = shared_scale.engine     # the engine's products: MUL only
-        m.submodules.head_packer = head_packer = Packer(signed(acc_width + 1), 1, att_lanes)
+        m.submodules.head_packer = head_packer = Packer(signed(acc_width + 1), 1, lanes)
+        m.submodules.head_code_packer = head_code_packer = Packer(signed(ACT_BITS), lanes,
+                                                                  att_lanes // lanes)
+        wiring.connect(m, headq.o, head_code_packer.i)
+        head_codes = head_code_packer.o
         m.submodules.vector_packer = vector_packer = Packer(signed(acc_width + 1), 1, lanes)
         m.submodules.code_packer = code_packer = Packer(signed(ACT_BITS), lanes, self._simd // lanes)
         m.submodules.lm_packer = lm_packer = Packer(signed(ACT_BITS), lanes, self._head_lanes // lanes)
@@ -502,23 +508,23 @@ class Engine(wiring.Component):
                      kv.write_layer.eq(layer), kv.write_head.eq(head[:len(kv.write_head)]),
                      kv.write_position.eq(position[:len(kv.write_position)])]
         m.d.comb += [headq_in.i.payload.data[e].eq(head_packed.payload.data[e])
-                     for e in range(att_lanes)]
+                     for e in range(lanes)]
         head_beat = Signal(range(d // att_lanes + 1))
         with m.If(to_heads):
             m.d.comb += [headq_in.i.valid.eq(head_packed.valid), head_packed.ready.eq(headq_in.i.ready),
-                         headq.o.ready.eq(in_matmul & ~codes_done),
+                         head_codes.ready.eq(in_matmul & ~codes_done),
                          headq.scale.ready.eq(in_matmul & codes_done)]
-            code_taken = headq.o.valid & headq.o.ready
+            code_taken = head_codes.valid & head_codes.ready
             with m.If(code_taken):
-                m.d.sync += head_beat.eq(Mux(headq.o.payload.last, 0, head_beat + 1))
-                with m.If(headq.o.payload.last):
+                m.d.sync += head_beat.eq(Mux(head_codes.payload.last, 0, head_beat + 1))
+                with m.If(head_codes.payload.last):
                     m.d.sync += codes_done.eq(1)
             with m.If(headq.scale.valid & headq.scale.ready):
                 m.d.sync += [codes_done.eq(0), head.eq(head + 1)]
                 with m.If(headq.scale.payload.invalid):
                     m.d.sync += error.eq(1)
             m.d.comb += [q_write.addr.eq(head * (d // att_lanes) + head_beat),
-                         q_write.data.eq(headq.o.payload.data),
+                         q_write.data.eq(head_codes.payload.data),
                          q_scale_write.addr.eq(head), q_scale_write.data.mant.eq(headq.scale.payload.mant),
                          q_scale_write.data.exp.eq(headq.scale.payload.exp)]
             for r, codes_in, scale_in, codes_en, scale_en in (
@@ -528,8 +534,8 @@ class Engine(wiring.Component):
                 here = route == r
                 if codes_in is not None:
                     m.d.comb += [codes_in.valid.eq(code_taken & here),
-                                 codes_in.payload.data.eq(headq.o.payload.data),
-                                 codes_in.payload.last.eq(headq.o.payload.last),
+                                 codes_in.payload.data.eq(head_codes.payload.data),
+                                 codes_in.payload.last.eq(head_codes.payload.last),
                                  scale_in.valid.eq(headq.scale.valid & headq.scale.ready & here),
                                  scale_in.payload.eq(headq.scale.payload)]
                 else:
@@ -813,12 +819,12 @@ class Engine(wiring.Component):
                         m.d.sync += self.phase_cycles[p].eq(self.phase_cycles[p] + 1)
 
         if self._taps:
-            self._tap(m, pc, norm_pc, h_valid, h_source, codes_out, rms, headq, code_taken,
-                      in_norm, source, lm_table)
+            self._tap(m, pc, norm_pc, h_valid, h_source, codes_out, rms, headq, head_codes,
+                      code_taken, in_norm, source, lm_table)
         return m
 
-    def _tap(self, m, pc, norm_pc, h_valid, h_source, codes_out, rms, headq, code_taken, in_norm,
-             source, lm_table):
+    def _tap(self, m, pc, norm_pc, h_valid, h_source, codes_out, rms, headq, head_codes, code_taken,
+             in_norm, source, lm_table):
         tap, lanes = self.tap, self._lanes
         att_lanes = self._attention_lanes
         m.d.comb += tap.payload.pc.eq(pc)
@@ -838,7 +844,7 @@ class Engine(wiring.Component):
             event(Tap.SCALE, scale=rms.scale.payload)
             m.d.comb += tap.payload.pc.eq(norm_pc)        # D may come during the next matmul
         with m.Elif(code_taken):
-            event(Tap.HEAD_CODES, [headq.o.payload.data[e] for e in range(att_lanes)])
+            event(Tap.HEAD_CODES, [head_codes.payload.data[e] for e in range(att_lanes)])
         with m.Elif(headq.scale.valid & headq.scale.ready):
             event(Tap.HEAD_SCALE, scale=headq.scale.payload)
         with m.Elif(in_norm & (source != Source.H) & rms.i.valid & rms.i.ready):

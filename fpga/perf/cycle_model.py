@@ -71,7 +71,7 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
     produced = _produced(n, k, sizes.rows, sizes.simd)
     enabled = max(d_wait, 0) + SCALE_PRODUCT
     heads = route in (Route.Q, Route.K, Route.V)
-    words = head_dim // sizes.attention_lanes
+    words = head_dim // sizes.lanes       # the head quantizer's beats (it runs at the vector lanes)
     # per head: the RoPE bank's emission end and the head quantizer's state
     rope_free = [0, 0]          # each of RoPE's two banks: free from this cycle
     quantizer_free = 0          # the quantizer takes a new head's input from this cycle
@@ -92,13 +92,13 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
             if route != Route.V:
                 t = max(t, rope_free[bank])
             else:
-                t = max(t, quantizer_free - sizes.attention_lanes + 1)
+                t = max(t, quantizer_free - sizes.lanes + 1)
         out = t
         queued.append(t)
         if heads and i % head_dim == head_dim - 1:
             last_in = t
             if route != Route.V:             # RoPE emits the head after its last element
-                emit = max(last_in + Rope.latency_of(), quantizer_free - sizes.attention_lanes + 1)
+                emit = max(last_in + Rope.latency_of(), quantizer_free - sizes.lanes + 1)
                 last_in = emit + head_dim - 1
                 rope_free[(i // head_dim) % 2] = last_in + 1
             latch = max(last_in + HeadQuantizer.latency_of(), scale_taken + 1)
