@@ -169,17 +169,19 @@ class TernaryLinear(wiring.Component):
         x_addr = Signal(range(max(self._k_words) + 1))
         m.d.comb += [x_write.addr.eq(x_addr), x_write.data.eq(self.x.payload.data)]
 
-        # -- the product's constants, chosen by the matrix index --------------------------------
+        # -- the product's constants, chosen by the matrix index and registered in LOOKUP (they
+        # feed the array's output ready and the feed's issue logic) ---------------------------------
         matrix = Signal(range(len(self._shapes)))
         base = Signal(range(self.rom_words + 1))
-        k_words = Signal(range(max(self._k_words) + 1))
-        tiles = Signal(range(max(self._tiles) + 1))
-        n_out = Signal(range(max(n for n, _ in self._shapes) + 1))
+        k_words, k_words_of = Signal(range(max(self._k_words) + 1)), Signal(range(max(self._k_words) + 1))
+        tiles, tiles_of = Signal(range(max(self._tiles) + 1)), Signal(range(max(self._tiles) + 1))
+        n_max = max(n for n, _ in self._shapes)
+        n_out, n_out_of = Signal(range(n_max + 1)), Signal(range(n_max + 1))
         with m.Switch(matrix):
             for index, (n, _) in enumerate(self._shapes):
                 with m.Case(index):
-                    m.d.comb += [base.eq(self._bases[index]), k_words.eq(self._k_words[index]),
-                                 tiles.eq(self._tiles[index]), n_out.eq(n)]
+                    m.d.comb += [base.eq(self._bases[index]), k_words_of.eq(self._k_words[index]),
+                                 tiles_of.eq(self._tiles[index]), n_out_of.eq(n)]
 
         # -- feed: address (word, tile) -> ROM and x buffer -> skid buffer -> array --------------
         # The ROM's read enable (a clock enable on every block RAM of the matrix) comes from one
@@ -201,12 +203,15 @@ class TernaryLinear(wiring.Component):
                      array.w.payload.eq(Mux(skid_valid, skid_w, w_read_data)),
                      array.x.payload.data[0].eq(Mux(skid_valid, skid_x, x_read.data)),
                      array.x.payload.last.eq(Mux(skid_valid, skid_last, s1_last))]
+        # The skid's data registers load whenever it is empty (their enable is a register, not
+        # the array's ready); only its valid flag waits on the array.
+        with m.If(~skid_valid):
+            m.d.sync += [skid_last.eq(s1_last), skid_w.eq(w_read_data), skid_x.eq(x_read.data)]
         with m.If(skid_valid):
             with m.If(taken):
                 m.d.sync += skid_valid.eq(0)
         with m.Elif(s1_valid & ~taken):
-            m.d.sync += [skid_valid.eq(1), skid_last.eq(s1_last), skid_w.eq(w_read_data),
-                         skid_x.eq(x_read.data)]
+            m.d.sync += skid_valid.eq(1)
         with m.If(advance):
             m.d.sync += [s1_valid.eq(issue), s1_last.eq(word == k_words - 1)]
             with m.If(issue):
@@ -240,7 +245,8 @@ class TernaryLinear(wiring.Component):
                                  produced.eq(0)]
                     m.next = "LOOKUP"
             with m.State("LOOKUP"):
-                m.d.sync += address.eq(base)
+                m.d.sync += [address.eq(base), k_words.eq(k_words_of), tiles.eq(tiles_of),
+                             n_out.eq(n_out_of)]
                 m.next = "FEED"
             with m.State("FEED"):
                 m.d.comb += issue.eq(tile < tiles)

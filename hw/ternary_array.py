@@ -19,10 +19,12 @@ Data movement (one *beat* = one ``w`` and one ``x`` transfer, joined):
   final row. Rows finish one cycle apart, so a tile drains in ``rows`` cycles.
 
 Backpressure: the whole array advances together. It stops only when a row is about to finish into a
-result register that ``o`` has not yet emptied; inputs are then not accepted (``ready`` low). A
-tile's last beat is admitted only ``rows`` cycles after the previous tile's, so that stall can never
-wait on a row that is itself stalled. No result is lost or duplicated however ``o.ready`` and the
-input ``valid``\\ s behave.
+result register that is still full at the start of the cycle (even if ``o`` empties it in that
+cycle: the stall is then one cycle longer, and the array-wide stall, whose fanout is every pipeline
+register, depends on registers only, never on ``o.ready``); inputs are then not accepted (``ready``
+low). A tile's last beat is admitted only ``rows`` cycles after the previous tile's, so that stall
+can never wait on a row that is itself stalled. No result is lost or duplicated however ``o.ready``
+and the input ``valid``\\ s behave.
 
 Latency: the row-0 result of a tile is presented on ``o`` ``latency = 2 + max(1, ceil(log2(simd)))`` cycles
 after the tile's last beat is accepted. Throughput: one beat per cycle while a tile has at least
@@ -246,7 +248,7 @@ class TernaryArray(wiring.Component):
             m.d.comb += finishing.eq(valid[-1] & last[-1])
             draining = Signal(name=f"draining_row{r}")
             m.d.comb += draining.eq(take & (out_row == r))
-            blocked.append(finishing & result_valid[r] & ~draining)
+            blocked.append(finishing & result_valid[r])     # registers only (see Backpressure)
             with m.If(draining):
                 m.d.sync += result_valid[r].eq(0)
             for c in range(cols):
