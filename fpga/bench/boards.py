@@ -2,7 +2,9 @@
 run unless a report exists or with ``--rebuild``), the SoC's clock cycles per token from its
 simulation (the virtual board of ``tritium chat --sim``: the same byte protocol, the engine's cycle
 counter read over STATUS), tokens per second = clock ÷ cycles per token, and the UART's own limit.
-Writes docs/benchmarks.md (section ``boards``) and docs/bench-boards.png, beside ZyboGPT.
+Writes docs/benchmarks.md (section ``boards``) and docs/bench-boards.png, beside ZyboGPT. Each
+board's row is kept in docs/bench-boards.json with the date it was measured, so benching some
+boards (``--boards``) updates their rows and keeps the others'.
 """
 
 import json
@@ -12,7 +14,7 @@ from fpga.boards import BOARDS
 from fpga.flow.build import BuildError, build
 from model import paths
 
-from . import provenance, write_section
+from . import provenance, stamp, write_section
 from hw.protocol import TOKEN_BYTES, Response, frame
 from hw.uart import FRAME_BITS
 
@@ -51,6 +53,8 @@ def simulated_cycles(board, status=None) -> dict:
 
 
 def bench_boards(names=None, *, root=Path("build"), rebuild=False, docs=paths.DOCS, status=None):
+    """Bench the boards ``names`` (default all) and return their rows; the section and the plot
+    show every board's latest row (docs/bench-boards.json)."""
     rows = []
     for name in names or BOARDS:
         board = BOARDS[name]
@@ -64,10 +68,21 @@ def bench_boards(names=None, *, root=Path("build"), rebuild=False, docs=paths.DO
         fmax = row["report"].get("fmax_mhz")
         row["tok_s_fmax"] = fmax * 1e6 / row["cycles_per_token"] if fmax else None
         row["uart_tok_s"] = board.baud / (FRAME_BITS * TOKEN_FRAME_BYTES)
+        row["measured"] = stamp()["date"]
         rows.append(row)
-    write_section("boards", render(rows), docs / "benchmarks.md")
-    plot(rows, docs / "bench-boards.png")
+        shown = keep_rows(docs / "bench-boards.json", [row])   # each board's row as it is done
+    write_section("boards", render(shown), docs / "benchmarks.md")
+    plot(shown, docs / "bench-boards.png")
     return rows
+
+
+def keep_rows(store: Path, rows: list) -> list:
+    """Store ``rows`` (one a board) in ``store`` over the boards' earlier rows; every stored row,
+    in BOARDS order."""
+    kept = json.loads(store.read_text()) if store.exists() else {}
+    kept.update({row["board"]: row for row in rows})
+    store.write_text(json.dumps(kept, indent=1) + "\n")
+    return [kept[name] for name in BOARDS if name in kept]
 
 
 def _resources(report):
@@ -86,13 +101,16 @@ def render(rows) -> str:
         "## Boards: resources, fmax, tokens per second",
         "",
         f"{provenance('tritium bench boards')}, yowasp yosys + nextpnr; cycles per token from the SoC simulated in Verilator behind the byte protocol "
-        f"(prompt {PROMPT!r}, {TOKENS} greedy tokens, the engine's busy cycles over STATUS).",
+        f"(prompt {PROMPT!r}, {TOKENS} greedy tokens, the engine's busy cycles over STATUS). "
+        "Each row was measured on the date in its last column (`--boards` benches some and keeps "
+        "the others' rows, docs/bench-boards.json); the engine column gives the sizes built then "
+        "(rows×simd, lanes/attention/LM head).",
         "tok/s = clock ÷ cycles per token (the design's clock; at the post-route fmax in brackets). "
         f"The UART limit is baud ÷ ({FRAME_BITS} bits × {TOKEN_FRAME_BYTES} bytes a TOKEN frame).",
         "",
-        "| board | model | LUT | FF | block RAM | DSP | fmax MHz | clock MHz | cycles/token | tok/s "
-        "| UART limit tok/s | target | build s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| board | model | engine | LUT | FF | block RAM | DSP | fmax MHz | clock MHz | cycles/token "
+        "| tok/s | UART limit tok/s | target | build s | measured |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         rep = r["report"]
@@ -102,13 +120,16 @@ def render(rows) -> str:
         tok_s = (f"{r['tok_s_clock']:,.0f} ({r['tok_s_fmax']:,.0f})" if fits and fmax
                  else f"— ({why}; {r['tok_s_clock']:,.0f} at {r['clock_mhz']} MHz if it did)")
         target = TARGETS.get(r["board"])
-        cells = [r["board"], Path(r["model"]).name, *_resources(rep),
+        e = r["engine"]
+        engine = (f"{e['rows']}×{e['simd']}, {e['lanes']}/{e['attention_lanes']}/{e['head_lanes']}"
+                  if e.get("rows") else "—")
+        cells = [r["board"], Path(r["model"]).name, engine, *_resources(rep),
                  f"{fmax:.1f}" if fmax else "—", f"{r['clock_mhz']}", f"{r['cycles_per_token']:,.0f}",
                  tok_s, f"{r['uart_tok_s']:,.0f}", f"≥ {target:,}" if target else "—",
-                 f"{rep['seconds']:.0f}" if "seconds" in rep else "—"]
+                 f"{rep['seconds']:.0f}" if "seconds" in rep else "—", r.get("measured", "—")]
         lines.append("| " + " | ".join(cells) + " |")
     name, size, rate = ZYBOGPT
-    lines += [f"| {name} | {size} | | | | | | | | {rate:,} (reported) | | | |", ""]
+    lines += [f"| {name} | {size} | | | | | | | | | {rate:,} (reported) | | | | |", ""]
     for r in rows:
         target = TARGETS.get(r["board"])
         if target:
