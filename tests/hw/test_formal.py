@@ -9,22 +9,24 @@ from amaranth.hdl import Assert, Assume
 
 from fpga.flow import formal
 from hw.quantizer import AbsmaxQuantizer
+from hw.scale_unit import SharedScaleUnit
 from hw.ternary_array import TernaryArray
 from model.numerics import ACT_MAX
 
 pytestmark = pytest.mark.skipif(not formal.available(), reason="yowasp-sby / yices not installed")
 
 
-def stream_holds(m, stream, name):
-    """Stream rule: once ``valid`` is high without ``ready``, valid and payload hold next cycle."""
+def stream_holds(m, stream, name, check=Assert):
+    """Stream rule: once ``valid`` is high without ``ready``, valid and payload hold next cycle
+    (asserted; with ``check=Assume``, what an input stream's source is assumed to keep)."""
     was_waiting = Signal(name=f"{name}_was_waiting")
     last_payload = Signal.like(stream.payload.as_value(), name=f"{name}_last_payload")
     m.d.sync += [was_waiting.eq(stream.valid & ~stream.ready),
                  last_payload.eq(stream.payload.as_value())]
     with m.If(was_waiting):
-        m.d.comb += [Assert(stream.valid, f"{name}.valid dropped before a transfer"),
-                     Assert(stream.payload.as_value() == last_payload,
-                            f"{name}.payload changed before a transfer")]
+        m.d.comb += [check(stream.valid, f"{name}.valid dropped before a transfer"),
+                     check(stream.payload.as_value() == last_payload,
+                           f"{name}.payload changed before a transfer")]
 
 
 class ArrayHarness(Elaboratable):
@@ -73,6 +75,31 @@ class QuantizerHarness(Elaboratable):
         return m
 
 
+class SharedScaleHarness(Elaboratable):
+    """Two clients sending any commands that keep the stream rule, taking results whenever."""
+
+    def __init__(self):
+        self.dut = SharedScaleUnit({"first": 4, "second": 8}, exp_bits=6)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        m.d.comb += Assume(~ResetSignal())
+        for name in dut.clients:
+            port = getattr(dut, name)
+            stream_holds(m, port.i, f"{name}.i", check=Assume)
+            stream_holds(m, port.o, f"{name}.o")
+            # each client gets one result for each command taken, none for another's
+            pending = Signal(2, name=f"{name}_pending")
+            taken = port.i.valid & port.i.ready
+            given = port.o.valid & port.o.ready
+            m.d.sync += pending.eq(pending + taken - given)
+            m.d.comb += Assert(pending <= 1, f"{name}: a second command taken before its result")
+            with m.If(port.o.valid):
+                m.d.comb += Assert(pending == 1, f"{name}: a result offered without its command")
+        return m
+
+
 def port_values(dut):
     """Every port of ``dut`` as a value, for ``rtlil.convert(ports=...)`` (inputs become free)."""
     out = []
@@ -102,4 +129,10 @@ def test_accumulator_check_finds_a_one_bit_short_accumulator(tmp_path):
 def test_quantizer_output_stream_and_code_range(tmp_path):
     harness = QuantizerHarness()    # 40 cycles: a full 3-element token through load, divide, emit
     ok, log = formal.prove(harness, port_values(harness.dut), workdir=tmp_path, mode="bmc", depth=40)
+    assert ok, log[-3000:]
+
+
+def test_shared_scale_unit_streams_and_results_per_client(tmp_path):
+    harness = SharedScaleHarness()   # 24 cycles: several short commands from both clients
+    ok, log = formal.prove(harness, port_values(harness.dut), workdir=tmp_path, mode="bmc", depth=24)
     assert ok, log[-3000:]
