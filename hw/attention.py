@@ -23,8 +23,9 @@ addresses are local to the head: ``keys`` and ``values`` (word ``j·W + w`` hold
 4. **Row scale**: a ScaleProgram ``scale_from_int(1, E) · 1/scale_from_int(Σp, −15)``, run while
    the values are summed (it needs only Σp and E); then
    ``saturate(apply_scale(o, row scale, 16), 32)`` leaves on ``o`` through a
-   :class:`~hw.dequantizer.Dequantizer`, ``out_lanes`` per beat (each accumulator word leaves in
-   ``lanes / out_lanes`` beats, so the Dequantizer is only as wide as what follows needs), ``last``
+   :class:`~hw.dequantizer.Dequantizer`, ``out_lanes`` per beat (an :class:`~hw.packing.Unpacker`
+   splits each accumulator word into ``lanes / out_lanes`` beats, so the Dequantizer is only as wide
+   as what follows needs), ``last``
    on the head's final beat.
 
 Scales must be normalized (mantissa ≥ 2^15) or zero, as the engine makes them; ``invalid`` on
@@ -43,6 +44,7 @@ from model.numerics import (ACT_BITS, ACT_MAX, EXP2_TABLE, EXP_FRAC, EXP_TABLE_B
 
 from .arith import check_integers, fabric_product
 from .dequantizer import Dequantizer
+from .packing import Unpacker
 from .scale_unit import (NormalizedScaleMultiplier, ScaleOp, ScaleProgram, scale_layout,
                          scale_unit_members, scale_unit_of)
 
@@ -369,15 +371,14 @@ class AttentionHead(wiring.Component):
             m.d.sync += [row_p_sum.eq(p_sum), row_top.eq(top)]
         m.d.comb += output.scale.eq(row)
         out_word = Signal(range(words + 1))
-        piece = Signal(range(pieces))           # which out_lanes of the first word leave next
-        last_piece = piece == pieces - 1
-        with m.Switch(piece):
-            for k in range(pieces):
-                with m.Case(k):
-                    m.d.comb += [output.i.payload.data[e].eq(accumulators[0][k * out_lanes + e])
-                                 for e in range(out_lanes)]
-        m.d.comb += [output.i.payload.last.eq((out_word == words - 1) & last_piece),
-                     emitted_word.eq(output.i.valid & output.i.ready & last_piece),
+        # the first accumulator word, out_lanes a beat, into the output Dequantizer
+        m.submodules.output_unpacker = unpacker = Unpacker(signed(out_bits), out_lanes, pieces)
+        m.d.comb += [output.i.valid.eq(unpacker.o.valid), unpacker.o.ready.eq(output.i.ready),
+                     output.i.payload.data.eq(unpacker.o.payload.data),
+                     output.i.payload.last.eq(unpacker.o.payload.last)]    # no addend here
+        m.d.comb += [unpacker.i.payload.data.eq(accumulators[0]),
+                     unpacker.i.payload.last.eq(out_word == words - 1),
+                     emitted_word.eq(unpacker.i.valid & unpacker.i.ready),
                      self.o.payload.data.eq(output.o.payload.data),
                      self.o.payload.last.eq(output.o.payload.last),
                      self.o.payload.invalid.eq(out_invalid | program.invalid),
@@ -444,11 +445,9 @@ class AttentionHead(wiring.Component):
                 with m.If(summed | values_done):
                     m.next = "EMIT"
             with m.State("EMIT"):
-                m.d.comb += output.i.valid.eq(out_word < words)
-                with m.If(output.i.ready & (out_word < words)):
-                    m.d.sync += piece.eq(Mux(last_piece, 0, piece + 1))
-                    with m.If(last_piece):
-                        m.d.sync += out_word.eq(out_word + 1)
+                m.d.comb += unpacker.i.valid.eq(out_word < words)
+                with m.If(unpacker.i.ready & (out_word < words)):
+                    m.d.sync += out_word.eq(out_word + 1)
                 with m.If(out_word == words):
                     with m.If(output.o.valid & output.o.ready & output.o.payload.last):
                         m.d.sync += [out_word.eq(0), summed.eq(0)]

@@ -1,8 +1,8 @@
-"""A width converter between streams of vectors: :class:`Packer` gathers ``ratio`` beats of ``n``
-elements into one of ``n·ratio``, combinationally on the data path (no added latency). The engine
-uses it between blocks of different lane counts (matmul results one a cycle into heads or vectors;
-codes into the array's ``simd``-wide words). The other way, blocks emit the narrower beats
-themselves (the AttentionHead's ``out_lanes``).
+"""Width converters between streams of vectors: :class:`Packer` gathers ``ratio`` beats of ``n``
+elements into one of ``n·ratio``; :class:`Unpacker` splits one beat of ``n·ratio`` into ``ratio`` of
+``n``. Both are combinational on the data path (no added latency): the engine uses them between
+blocks of different lane counts (matmul results one a cycle into heads or vectors; codes into the
+array's ``simd``-wide words; the AttentionHead's accumulator words into its ``out_lanes``).
 """
 
 from amaranth import Module, Mux, Signal
@@ -48,4 +48,34 @@ class Packer(wiring.Component):
                 for b in range(ratio - 1):
                     with m.Case(b):
                         m.d.sync += held[b].eq(self.i.payload.data)
+        return m
+
+
+class Unpacker(wiring.Component):
+    """One beat of ``n·ratio`` elements out as ``ratio`` beats of ``n`` (``last`` on the final one
+    of a final beat). Combinational: the input beat is taken with its last part."""
+
+    def __init__(self, shape, n: int, ratio: int):
+        self._shape, self._n, self._ratio = shape, n, ratio
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(shape, n * ratio), "last": 1}))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "data": data.ArrayLayout(shape, n), "last": 1}))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        n, ratio = self._n, self._ratio
+        count = Signal(range(ratio))
+        final = count == ratio - 1
+        m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready & final),
+                     self.o.payload.last.eq(self.i.payload.last & final)]
+        with m.Switch(count):
+            for b in range(ratio):
+                with m.Case(b):
+                    m.d.comb += [self.o.payload.data[e].eq(self.i.payload.data[b * n + e])
+                                 for e in range(n)]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += count.eq(Mux(final, 0, count + 1))
         return m
