@@ -367,9 +367,14 @@ class Engine(wiring.Component):
         headq_in = skid("headq_in", headq.i.payload.shape())
         deq_in = skid("deq_in", deq.i.payload.shape())
         gated_in = skid("gated_in", gated.i.payload.shape())
+        # the norm sources' outputs, so their pipelines' stall is not the engine's source choice
+        attention_out = skid("attention_out", attention.o.payload.shape())
+        gated_out = skid("gated_out", gated.o.payload.shape())
+        rms_out = skid("rms_out", rms.o.payload.shape())     # the norm's codes, to their sinks
         # (the other four are fed below, from the output path and the norm sources)
         for source_port, buffer in ((code_packer.o, codes_skid), (lm_packer.o, lm_codes_skid),
-                                    (lm_table.logits, logits_skid)):
+                                    (lm_table.logits, logits_skid), (attention.o, attention_out),
+                                    (gated.o, gated_out), (rms.o, rms_out)):
             wiring.connect(m, source_port, buffer.i)
         for buffer, sink_port in ((codes_skid, linear.x), (lm_codes_skid, lm_table.x),
                                   (logits_skid, sampler.i), (rms_in, rms.i), (headq_in, headq.i),
@@ -638,9 +643,9 @@ class Engine(wiring.Component):
                     m.d.sync += q_head.eq(q_head + 1)
         with m.If(attention.q.valid & attention.q.ready & q_skid.o.payload.first):
             m.d.sync += scoring_head.eq(q_skid.o.payload.head)
-        with m.If(attention.o.valid & attention.o.ready & attention.o.payload.last):
+        with m.If(attention_out.o.valid & attention_out.o.ready & attention_out.o.payload.last):
             m.d.sync += out_head.eq(out_head + 1)
-        with m.If(attention.o.valid & attention.o.ready & attention.o.payload.invalid):
+        with m.If(attention_out.o.valid & attention_out.o.ready & attention_out.o.payload.invalid):
             m.d.sync += error.eq(1)
 
         with m.Switch(source):
@@ -649,15 +654,15 @@ class Engine(wiring.Component):
                 m.d.comb += [rms_in.i.payload.data[e].eq(h_read.data[e]) for e in range(lanes)]
             with m.Case(Source.ATTENTION):
                 # the attention output, lanes a beat; the last head's last beat ends the vector
-                m.d.comb += [rms_in.i.valid.eq(attention.o.valid & in_norm),
-                             attention.o.ready.eq(rms_in.i.ready & in_norm),
-                             rms_in.i.payload.last.eq(attention.o.payload.last & (out_head == heads - 1))]
-                m.d.comb += [rms_in.i.payload.data[e].eq(attention.o.payload.data[e]) for e in range(lanes)]
+                m.d.comb += [rms_in.i.valid.eq(attention_out.o.valid & in_norm),
+                             attention_out.o.ready.eq(rms_in.i.ready & in_norm),
+                             rms_in.i.payload.last.eq(attention_out.o.payload.last & (out_head == heads - 1))]
+                m.d.comb += [rms_in.i.payload.data[e].eq(attention_out.o.payload.data[e]) for e in range(lanes)]
             with m.Case(Source.GATED):
-                m.d.comb += [rms_in.i.valid.eq(gated.o.valid & in_norm),
-                             gated.o.ready.eq(rms_in.i.ready & in_norm),
-                             rms_in.i.payload.last.eq(gated.o.payload.last)]
-                m.d.comb += [rms_in.i.payload.data[e].eq(gated.o.payload.data[e]) for e in range(lanes)]
+                m.d.comb += [rms_in.i.valid.eq(gated_out.o.valid & in_norm),
+                             gated_out.o.ready.eq(rms_in.i.ready & in_norm),
+                             rms_in.i.payload.last.eq(gated_out.o.payload.last)]
+                m.d.comb += [rms_in.i.payload.data[e].eq(gated_out.o.payload.data[e]) for e in range(lanes)]
         m.d.comb += gated.scale.ready.eq(1)
         with m.If(gated.scale.valid):
             take_scale(gated_scale, gated.scale.payload)
@@ -668,19 +673,19 @@ class Engine(wiring.Component):
         norm_codes_done, d_valid = Signal(), Signal()     # of the latest NORM
         first_norm = Signal(init=1)                         # no NORM since reset
         norm_pc = Signal(range(len(steps)))
-        code_last = rms.o.payload.last
+        code_last = rms_out.o.payload.last
         to_lm = sink == Sink.LM_HEAD
-        m.d.comb += [code_packer.i.payload.eq(rms.o.payload), lm_packer.i.payload.eq(rms.o.payload)]
+        m.d.comb += [code_packer.i.payload.eq(rms_out.o.payload), lm_packer.i.payload.eq(rms_out.o.payload)]
         with m.If(to_lm):
             # greedy needs no coefficient: nothing is held back
-            m.d.comb += [lm_packer.i.valid.eq(rms.o.valid & (~code_last | release | greedy)),
-                         rms.o.ready.eq(lm_packer.i.ready & (~code_last | release | greedy))]
+            m.d.comb += [lm_packer.i.valid.eq(rms_out.o.valid & (~code_last | release | greedy)),
+                         rms_out.o.ready.eq(lm_packer.i.ready & (~code_last | release | greedy))]
         with m.Else():
-            m.d.comb += [code_packer.i.valid.eq(rms.o.valid), rms.o.ready.eq(code_packer.i.ready)]
-        codes_out = rms.o.valid & rms.o.ready
+            m.d.comb += [code_packer.i.valid.eq(rms_out.o.valid), rms_out.o.ready.eq(code_packer.i.ready)]
+        codes_out = rms_out.o.valid & rms_out.o.ready
         with m.If(codes_out & code_last):
             m.d.sync += norm_codes_done.eq(1)
-        last_pending = rms.o.valid & code_last
+        last_pending = rms_out.o.valid & code_last
         # D is taken after the codes (the next matmul may be under way by then), or with the LM
         # head's last code held.
         m.d.comb += rms.scale.ready.eq(~d_valid & (norm_codes_done | (to_lm & last_pending)))
@@ -819,12 +824,12 @@ class Engine(wiring.Component):
                         m.d.sync += self.phase_cycles[p].eq(self.phase_cycles[p] + 1)
 
         if self._taps:
-            self._tap(m, pc, norm_pc, h_valid, h_source, codes_out, rms, headq, head_codes,
-                      code_taken, in_norm, source, lm_table)
+            self._tap(m, pc, norm_pc, h_valid, h_source, codes_out, rms_out.o, rms, headq,
+                      head_codes, code_taken, in_norm, source, lm_table)
         return m
 
-    def _tap(self, m, pc, norm_pc, h_valid, h_source, codes_out, rms, headq, head_codes, code_taken,
-             in_norm, source, lm_table):
+    def _tap(self, m, pc, norm_pc, h_valid, h_source, codes_out, codes, rms, headq, head_codes,
+             code_taken, in_norm, source, lm_table):
         tap, lanes = self.tap, self._lanes
         att_lanes = self._attention_lanes
         m.d.comb += tap.payload.pc.eq(pc)
@@ -839,7 +844,7 @@ class Engine(wiring.Component):
         with m.If(h_valid):
             event(Tap.H, words(h_source))
         with m.Elif(codes_out):
-            event(Tap.CODES, words(rms.o.payload.data))
+            event(Tap.CODES, words(codes.payload.data))
         with m.Elif(rms.scale.valid & rms.scale.ready):
             event(Tap.SCALE, scale=rms.scale.payload)
             m.d.comb += tap.payload.pc.eq(norm_pc)        # D may come during the next matmul

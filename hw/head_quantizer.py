@@ -68,12 +68,13 @@ class HeadQuantizer(wiring.Component):
     head_dim = property(lambda self: self._head_dim)
 
     @staticmethod
-    def latency_of() -> int:
-        """Cycles from a head's last input beat to its first code offered, no stalls: the
-        AbsmaxQuantizer's latency and one to latch the head's peak for the scale program."""
-        return AbsmaxQuantizer.latency_of() + 1
+    def latency_of(lanes: int) -> int:
+        """Cycles from a head's last input beat to its first code offered at ``lanes`` lanes, no
+        stalls: the AbsmaxQuantizer's latency and one to latch the head's peak for the scale
+        program."""
+        return AbsmaxQuantizer.latency_of(lanes) + 1
 
-    latency = property(lambda self: self.latency_of())
+    latency = property(lambda self: self.latency_of(self._lanes))
 
     def scale_cycles(self) -> int:
         """Cycles from a head's peak latched (its first code offered) to its scale valid: the

@@ -2,8 +2,8 @@
 
 A token arrives on ``i`` as beats of ``lanes`` signed ``width``-bit values, ``last`` on its final beat.
 The quantizer stores each beat as magnitudes and signs while tracking ``m = max|u|`` (the beat's
-maximum by a tree of comparators registered every two levels, :data:`TREE_STAGES` stages whatever
-the lanes, then the running maximum), then
+maximum by a tree of comparators with a register after every level, :func:`tree_stages` stages
+for the lanes, then the running maximum), then
 
 1. normalizes ``m`` to 17 magnitude bits (``m_n``, leading one at bit 16: one priority encoder and
    shifter),
@@ -16,8 +16,8 @@ the lanes, then the running maximum), then
 ``o`` carries the codes, ``last``, and ``peak = m`` (the per-token scale the dequant needs; 0 for an
 all-zero token, whose codes are all 0).
 
-For ECP5 timing each of these ends in a register of its own: the input magnitudes, every two
-comparator levels of the tree, the running maximum, every two divider steps, the block RAM's read
+For ECP5 timing each of these ends in a register of its own: the input magnitudes, every
+comparator level of the tree (one carry chain a stage), the running maximum, every two divider steps, the block RAM's read
 data, the shift, the product, the rounding add and the sign.
 
 Latency: the first output beat is presented :attr:`latency` cycles after the token's last input
@@ -37,8 +37,13 @@ from .arith import bit_length, check_integers, read_pass, register_sign_magnitud
 
 QUOTIENT_BITS = RECIP_SHIFT - NORM_MAX_BITLEN + 2   # R = floor((2^33 − 1) / m_n) + 1 <= 2^17: 18 bits
 assert QUOTIENT_BITS % 2 == 0                        # the divider makes two bits a cycle
-TREE_STAGES = 3                                      # registered stages of the beat's maximum
-MAX_LANES = 4 ** TREE_STAGES                         # two comparator levels a stage
+MAX_LANES = 64
+
+
+def tree_stages(lanes: int) -> int:
+    """Registered stages of a beat's maximum over ``lanes`` magnitudes: one comparator level a
+    stage (at least one stage, the register after the magnitudes)."""
+    return max(1, (lanes - 1).bit_length())
 
 
 def max_pairs(m, values, name: str):
@@ -91,14 +96,14 @@ class AbsmaxQuantizer(wiring.Component):
     depth = property(lambda self: self._depth)
 
     @staticmethod
-    def latency_of() -> int:
-        """Cycles from a token's last input beat to its first code: magnitudes, the maximum tree and
-        the running maximum (``TREE_STAGES + 2``), the shift and ``m_n`` (2), divide (two quotient
-        bits a cycle), issue the read, memory, register, normalize, multiply, round and sign into
-        the output register (6)."""
-        return TREE_STAGES + 2 + 2 + QUOTIENT_BITS // 2 + 6
+    def latency_of(lanes: int) -> int:
+        """Cycles from a token's last input beat to its first code at ``lanes`` lanes: magnitudes,
+        the maximum tree and the running maximum (``tree_stages(lanes) + 2``), the shift and
+        ``m_n`` (2), divide (two quotient bits a cycle), issue the read, memory, register,
+        normalize, multiply, round and sign into the output register (6)."""
+        return tree_stages(lanes) + 2 + 2 + QUOTIENT_BITS // 2 + 6
 
-    latency = property(lambda self: self.latency_of())
+    latency = property(lambda self: self.latency_of(self._lanes))
 
     def elaborate(self, platform):
         m = Module()
@@ -136,8 +141,8 @@ class AbsmaxQuantizer(wiring.Component):
             store_beat(m, wr, length, self._depth, in_beat, (), overflowed)
         level, level_valid = [in_beat[lane].mag for lane in range(lanes)], kept
         tree_valid = []
-        for stage in range(TREE_STAGES):
-            level = max_pairs(m, max_pairs(m, level, f"max{stage}a"), f"max{stage}b")
+        for stage in range(tree_stages(lanes)):
+            level = max_pairs(m, level, f"max{stage}_pair")
             registers = [Signal(width, name=f"max{stage}_{index}") for index in range(len(level))]
             registered_valid = Signal(name=f"max{stage}_valid")
             m.d.sync += [r.eq(v) for r, v in zip(registers, level)] + [registered_valid.eq(level_valid)]

@@ -59,7 +59,7 @@ PROGRAM = (
 # u's peak m is latched from the AbsmaxQuantizer's first code, which leaves it (``latency`` cycles after
 # the feed) before the program reads m (its first FROM_INT of "peak" comes after the rsqrt).
 PEAK_STEP = next(index for index, row in enumerate(PROGRAM) if row[4] == "peak")
-assert AbsmaxQuantizer.latency_of() < ScaleProgram.cycles(PROGRAM[:PEAK_STEP])
+assert AbsmaxQuantizer.latency_of(MAX_LANES) < ScaleProgram.cycles(PROGRAM[:PEAK_STEP])
 
 
 class RmsQuantizer(wiring.Component):

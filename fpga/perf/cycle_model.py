@@ -30,6 +30,7 @@ from hw.rope import Rope
 from hw.sampler import Sampler
 from hw.scale_unit import ScaleOp, ScaleUnit
 from hw.sequencer import MATRICES, Op, Route, Source, program
+from hw.skid_buffer import SkidBuffer
 from hw.ternary_array import TernaryArray
 from hw.token_table import TokenTable
 
@@ -101,7 +102,7 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
                 emit = max(last_in + Rope.latency_of(), quantizer_free - sizes.lanes + 1)
                 last_in = emit + head_dim - 1
                 rope_free[(i // head_dim) % 2] = last_in + 1
-            latch = max(last_in + HeadQuantizer.latency_of(), scale_taken + 1)
+            latch = max(last_in + HeadQuantizer.latency_of(sizes.lanes), scale_taken + 1)
             codes_end = latch + words
             scale_valid = latch + HeadQuantizer.scale_cycles_of() + 1
             scale_taken = max(codes_end + 1, scale_valid) + 1
@@ -115,25 +116,25 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
 
 # -- the vector steps ---------------------------------------------------------------------------
 
-def feed_and_codes(beats: int) -> int:
+def feed_and_codes(beats: int, lanes: int) -> int:
     """From a NORM's last input beat into the RmsQuantizer to its last code: the feed (read,
     normalize, multiply; zero check), the AbsmaxQuantizer's latency, the codes out, and the
-    instruction seeing them done. The feed is ``beats + 7``: the last beat stored, the shift ``e``
+    instruction seeing them done (the codes pass the engine's skid to their sinks). The feed is ``beats + 7``: the last beat stored, the shift ``e``
     made, then per beat a read, the registered read data and gains, the registered normalized
     magnitudes and signed gains, and the products registered into the AbsmaxQuantizer."""
-    return (beats + 7) + AbsmaxQuantizer.latency_of() + beats + 1
+    return (beats + 7) + AbsmaxQuantizer.latency_of(lanes) + SkidBuffer.latency + beats + 1
 
 
-def norm_from_buffer(beats: int) -> int:
+def norm_from_buffer(beats: int, lanes: int) -> int:
     """A NORM of ``beats`` beats already in a buffer: the read pass loading the RmsQuantizer, then
     :func:`feed_and_codes` (the instruction ends with the last code)."""
-    return 1 + beats + feed_and_codes(beats)
+    return 1 + beats + feed_and_codes(beats, lanes)
 
 
-def norm_scale_after_codes(beats: int) -> int:
+def norm_scale_after_codes(beats: int, lanes: int) -> int:
     """How long after a NORM's last code its scale D is out (``RmsQuantizer.cycles`` from the first
     beat, which the read pass offers one cycle in)."""
-    return 1 + RmsQuantizer.cycles_of(beats) - norm_from_buffer(beats)
+    return 1 + RmsQuantizer.cycles_of(beats) - norm_from_buffer(beats, lanes)
 
 
 def attention_cycles(cfg, sizes: EngineSizes, length: int) -> int:
@@ -147,16 +148,17 @@ def attention_cycles(cfg, sizes: EngineSizes, length: int) -> int:
     out_beats = cfg.dim_per_head // sizes.lanes          # a head's output, lanes a beat
     period = max(words + scores + weights + values, max(values, row_scale) + out_beats)
     beats = cfg.hidden_size // sizes.lanes
-    last_out = max(values, row_scale) - values + Dequantizer.latency_of() + out_beats
-    return 2 + cfg.num_attention_heads * period + last_out + feed_and_codes(beats)
+    last_out = (max(values, row_scale) - values + Dequantizer.latency_of() + out_beats
+                + SkidBuffer.latency)             # the engine's skid after the AttentionHead
+    return 2 + cfg.num_attention_heads * period + last_out + feed_and_codes(beats, sizes.lanes)
 
 
 def gated_norm_cycles(cfg, sizes: EngineSizes) -> int:
     """The ffn_sub_norm NORM: the gated activation's scale and emit pass (its input came with
-    up_proj) into the RmsQuantizer, then its feed, latency and codes."""
+    up_proj) through the engine's skid into the RmsQuantizer, then its feed, latency and codes."""
     beats = cfg.intermediate_size // sizes.lanes
     emit = GatedActivation.cycles_of(cfg.hidden_act, beats) - beats   # last input to last output
-    return 1 + emit + feed_and_codes(beats)
+    return 1 + emit + SkidBuffer.latency + feed_and_codes(beats, sizes.lanes)
 
 
 def lm_head_cycles(cfg, sizes: EngineSizes, greedy: bool = GREEDY) -> int:
@@ -165,10 +167,10 @@ def lm_head_cycles(cfg, sizes: EngineSizes, greedy: bool = GREEDY) -> int:
     ``Sampler.cycles`` for a token in the middle of the vocabulary)."""
     beats = cfg.hidden_size // sizes.lanes
     logits = TokenTable.logit_cycles_of(cfg.vocab_size, cfg.hidden_size // sizes.head_lanes)
-    cycles = norm_from_buffer(beats) + logits
+    cycles = norm_from_buffer(beats, sizes.lanes) + logits
     if greedy:
         return cycles + Sampler.cycles_of(cfg.vocab_size, 0, True)
-    return (cycles + max(0, norm_scale_after_codes(beats)) + 2 * SCALE_PRODUCT
+    return (cycles + max(0, norm_scale_after_codes(beats, sizes.lanes)) + 2 * SCALE_PRODUCT
             + Sampler.cycles_of(cfg.vocab_size, cfg.vocab_size // 2, False))
 
 
@@ -196,8 +198,8 @@ def body_cycles(cfg, sizes: EngineSizes, position: int) -> dict:
                 beats = cfg.intermediate_size // sizes.lanes
                 add(total, phases(control=FETCH, vector=gated_norm_cycles(cfg, sizes)))
             else:
-                add(total, phases(control=FETCH, vector=norm_from_buffer(beats)))
-            d_wait = norm_scale_after_codes(beats)
+                add(total, phases(control=FETCH, vector=norm_from_buffer(beats, sizes.lanes)))
+            d_wait = norm_scale_after_codes(beats, sizes.lanes)
         elif step.op == Op.MATMUL:
             n, k = shapes[step.name]
             busy, end = output_path(n, k, step.route, d_wait - FETCH - START, sizes,
