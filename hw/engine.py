@@ -478,6 +478,12 @@ class Engine(wiring.Component):
         m.d.comb += [results.w_data.eq(linear.o.payload.data), results.w_en.eq(linear.o.valid),
                      linear.o.ready.eq(results.w_rdy)]
         in_matmul = Signal()
+        # D·γ is made while the matmul runs; only the residual add needs it element by element
+        # (the head quantizer and the gated activation need it for their scales, after a vector's
+        # last beat, which waits for it)
+        acc_issued, acc_valid = Signal(), Signal()
+        draining = Signal()
+        m.d.comb += draining.eq(in_matmul & (acc_valid | (route != Route.RESIDUAL)))
         head_route = (route == Route.Q) | (route == Route.K)
         group = Mux(route <= Route.V, d, Mux(route == Route.RESIDUAL, hidden, ffn))
         element = Signal(range(max(hidden, ffn) + 1))
@@ -488,13 +494,13 @@ class Engine(wiring.Component):
         out_valid, out_ready = Signal(), Signal()
         out_data = Signal(signed(acc_width + 1))
         with m.If(head_route):
-            m.d.comb += [rope.i.valid.eq(results.r_rdy & in_matmul),
-                         results.r_en.eq(rope.i.ready & in_matmul),
+            m.d.comb += [rope.i.valid.eq(results.r_rdy & draining),
+                         results.r_en.eq(rope.i.ready & draining),
                          out_valid.eq(rope.o.valid), rope.o.ready.eq(out_ready),
                          out_data.eq(rope.o.payload.data)]
         with m.Else():
-            m.d.comb += [out_valid.eq(results.r_rdy & in_matmul),
-                         results.r_en.eq(out_ready & in_matmul), out_data.eq(results.r_data.as_signed())]
+            m.d.comb += [out_valid.eq(results.r_rdy & draining),
+                         results.r_en.eq(out_ready & draining), out_data.eq(results.r_data.as_signed())]
         to_heads = route <= Route.V
         for packer, here in ((head_packer, to_heads), (vector_packer, ~to_heads)):
             m.d.comb += [packer.i.valid.eq(out_valid & here), packer.i.payload.data[0].eq(out_data),
@@ -516,7 +522,9 @@ class Engine(wiring.Component):
                      for e in range(lanes)]
         head_beat = Signal(range(d // att_lanes + 1))
         with m.If(to_heads):
-            m.d.comb += [headq_in.i.valid.eq(head_packed.valid), head_packed.ready.eq(headq_in.i.ready),
+            head_hold = head_packed.payload.last & ~acc_valid
+            m.d.comb += [headq_in.i.valid.eq(head_packed.valid & ~head_hold),
+                         head_packed.ready.eq(headq_in.i.ready & ~head_hold),
                          head_codes.ready.eq(in_matmul & ~codes_done),
                          headq.scale.ready.eq(in_matmul & codes_done)]
             code_taken = head_codes.valid & head_codes.ready
@@ -562,12 +570,13 @@ class Engine(wiring.Component):
         join_data = Signal(data.ArrayLayout(signed(acc_width), lanes))
         join_addr = Signal(range(max(hidden, ffn) // lanes + 1))
         joins = (route == Route.RESIDUAL) | (route == Route.UP)
-        join_ready = Mux(route == Route.RESIDUAL, deq_in.i.ready, gated_in.i.ready)
+        up_hold = join_last & ~acc_valid
+        join_ready = Mux(route == Route.RESIDUAL, deq_in.i.ready, gated_in.i.ready & ~up_hold)
         join_advance = ~join_valid | join_ready
         m.d.comb += [deq_in.i.valid.eq(join_valid & (route == Route.RESIDUAL)),
                      deq_in.i.payload.data.eq(join_data), deq_in.i.payload.addend.eq(h_read.data),
                      deq_in.i.payload.last.eq(join_last), deq.scale.eq(acc_scale),
-                     gated_in.i.valid.eq(join_valid & (route == Route.UP)),
+                     gated_in.i.valid.eq(join_valid & (route == Route.UP) & ~up_hold),
                      gated_in.i.payload.gate.eq(gate_read.data), gated_in.i.payload.up.eq(join_data),
                      gated_in.i.payload.last.eq(join_last),
                      gated.gate_scale.eq(gate_scale), gated.up_scale.eq(acc_scale),
@@ -729,6 +738,7 @@ class Engine(wiring.Component):
             with m.State("FETCH"):
                 m.d.sync += [h_addr.eq(0), read_addr.eq(0), gate_addr.eq(0), join_addr.eq(0),
                              joined.eq(0), element.eq(0), head.eq(0), codes_done.eq(0),
+                             acc_issued.eq(0), acc_valid.eq(0),
                              q_head.eq(0), q_addr.eq(0), out_head.eq(0)]
                 with m.Switch(op):
                     with m.Case(Op.EMBED):
@@ -775,10 +785,19 @@ class Engine(wiring.Component):
             with m.State("START"):
                 m.d.comb += [linear.start.valid.eq(1), linear.start.payload.eq(index)]
                 with m.If(linear.start.ready):
-                    m.next = "GAMMA"
-            scale_product("GAMMA", d_scale, gamma, acc_scale, "MATMUL", when=d_valid)
+                    m.next = "MATMUL"
             with m.State("MATMUL"):
                 m.d.comb += in_matmul.eq(1)
+                with m.If(~acc_issued):             # D·γ, once the norm's D is out
+                    m.d.comb += [scale_unit.i.valid.eq(d_valid), scale_unit.i.payload.op.eq(ScaleOp.MUL),
+                                 scale_unit.i.payload.a.eq(d_scale), scale_unit.i.payload.b.eq(gamma)]
+                    with m.If(scale_unit.i.valid & scale_unit.i.ready):
+                        m.d.sync += acc_issued.eq(1)
+                with m.Elif(~acc_valid):
+                    m.d.comb += scale_unit.o.ready.eq(1)
+                    with m.If(scale_unit.o.valid):
+                        take_scale(acc_scale, scale_unit.o.payload)
+                        m.d.sync += acc_valid.eq(1)
                 with m.If(route == Route.GATE):
                     m.d.sync += gate_scale.eq(acc_scale)
                 heads_here = Mux(route == Route.Q, heads, kv_heads)
@@ -786,7 +805,7 @@ class Engine(wiring.Component):
                            Mux(route == Route.GATE, gate_addr == ffn // lanes,
                                Mux(route == Route.UP, joined == ffn // lanes,
                                    h_addr == hidden // lanes)))
-                with m.If(done):
+                with m.If(done & acc_valid):
                     fetch(pc + 1)
             with m.State("SAMPLE"):
                 m.d.comb += [self.o.valid.eq(sampler.o.valid), sampler.o.ready.eq(self.o.ready)]

@@ -67,8 +67,10 @@ def _produced(n: int, k: int, rows: int, simd: int) -> list[int]:
 def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
                 head_dim: int) -> tuple[int, int]:
     """(array busy, the MATMUL instruction's cycles) from the start transfer: results queue in the
-    FIFO and leave one a cycle once ``D·γ`` is made (``d_wait`` cycles after the start, the
-    norm's D) and the route takes them; the instruction ends when the route's last write is done."""
+    FIFO and leave one a cycle as the route takes them; ``D·γ`` is made once the norm's D is out
+    (``d_wait`` cycles after the start) while they do. The residual add waits for it from its
+    first element, the head quantizer and the gated activation at a vector's last beat; the
+    instruction ends when the route's last write is done and ``D·γ`` is made."""
     produced = _produced(n, k, sizes.rows, sizes.simd)
     enabled = max(d_wait, 0) + SCALE_PRODUCT
     heads = route in (Route.Q, Route.K, Route.V)
@@ -87,7 +89,11 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
             delay = max(delay, queued[i - RESULT_FIFO_DEPTH] + 1 - ready)
         ready += delay
         busy_end = ready
-        t = max(ready + 1, out + 1, enabled)
+        t = max(ready + 1, out + 1)
+        held = ((route == Route.V and i % head_dim == head_dim - 1)     # a last beat waits for D·γ
+                or (route == Route.UP and i == n - 1))
+        if route == Route.RESIDUAL or held:
+            t = max(t, enabled)
         if heads and i % head_dim == 0:
             bank = (i // head_dim) % 2
             if route != Route.V:
@@ -100,7 +106,7 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
             last_in = t
             if route != Route.V:             # RoPE emits the head after its last element
                 emit = max(last_in + Rope.latency_of(), quantizer_free - sizes.lanes + 1)
-                last_in = emit + head_dim - 1
+                last_in = max(emit + head_dim - 1, enabled)
                 rope_free[(i // head_dim) % 2] = last_in + 1
             latch = max(last_in + HeadQuantizer.latency_of(sizes.lanes), scale_taken + 1)
             codes_end = latch + words
@@ -111,7 +117,7 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
     if not heads:
         tail = {Route.RESIDUAL: 1 + Dequantizer.latency_of() + 1, Route.GATE: 1, Route.UP: 2}[route]
         end = out + tail
-    return busy_end, end
+    return busy_end, max(end, enabled + 1)
 
 
 # -- the vector steps ---------------------------------------------------------------------------
