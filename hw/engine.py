@@ -422,11 +422,19 @@ class Engine(wiring.Component):
         index = Signal(range(len(linear.shapes) + len(gains)))
         source, sink, route = (Signal(range(len(e)), name=n) for e, n in (
             (Source, "source"), (Sink, "sink"), (Route, "route")))
+        # A residual add followed by a NORM of H forwards its sums into the RmsQuantizer as they
+        # are written (``forward``, that norm's ``forward_index``): the NORM then has no read pass.
+        forward, forward_index = Signal(), Signal(range(len(gains)))
         with m.Switch(pc):
             for i, step in enumerate(steps):
+                following = steps[i + 1] if i + 1 < len(steps) else None
+                forwards = (step.op == Op.MATMUL and step.route == Route.RESIDUAL
+                            and following is not None and following.op == Op.NORM
+                            and following.source == Source.H)
                 with m.Case(i):
                     m.d.sync += [op.eq(step.op), layer.eq(step.layer), index.eq(step.index),
-                                 source.eq(step.source), sink.eq(step.sink), route.eq(step.route)]
+                                 source.eq(step.source), sink.eq(step.sink), route.eq(step.route),
+                                 forward.eq(forwards), forward_index.eq(following.index if forwards else 0)]
 
         # Per-matrix and per-norm constants.
         gamma = Signal(scale)
@@ -610,7 +618,11 @@ class Engine(wiring.Component):
         read_addr = Signal(range(hidden // lanes + 1))
         read_valid, read_last, reading = Signal(), Signal(), Signal()
         read_advance = ~read_valid | rms_in.i.ready
-        with m.If(in_norm & (source == Source.H)):
+        forwarding, forwarded = Signal(), Signal()      # H's sums into the norm; all of them
+        m.d.comb += forwarding.eq(in_matmul & forward & acc_valid)
+        with m.If(forwarding & h_valid & (h_addr == hidden // lanes - 1)):
+            m.d.sync += forwarded.eq(1)
+        with m.If(in_norm & (source == Source.H) & ~forwarded):
             read_pass(m, reading, read_addr, hidden // lanes, read_advance, (read_valid,))
         m.d.comb += [h_read.addr.eq(Mux(op == Op.NORM, read_addr, join_addr)),
                      h_read.en.eq(Mux(op == Op.NORM, read_advance, join_advance))]
@@ -659,8 +671,13 @@ class Engine(wiring.Component):
 
         with m.Switch(source):
             with m.Case(Source.H):
-                m.d.comb += [rms_in.i.valid.eq(read_valid), rms_in.i.payload.last.eq(read_last)]
-                m.d.comb += [rms_in.i.payload.data[e].eq(h_read.data[e]) for e in range(lanes)]
+                # (the RmsQuantizer is free once the norm's D is out, which a residual add waits
+                # for: a forwarded beat is always taken)
+                m.d.comb += [rms_in.i.valid.eq(Mux(forwarding, h_valid, read_valid)),
+                             rms_in.i.payload.last.eq(Mux(forwarding, h_addr == hidden // lanes - 1,
+                                                          read_last))]
+                m.d.comb += [rms_in.i.payload.data[e].eq(Mux(forwarding, h_source[e], h_read.data[e]))
+                             for e in range(lanes)]
             with m.Case(Source.ATTENTION):
                 # the attention output, lanes a beat; the last head's last beat ends the vector
                 m.d.comb += [rms_in.i.valid.eq(attention_out.o.valid & in_norm),
@@ -775,6 +792,7 @@ class Engine(wiring.Component):
                 with m.If(to_lm & ~greedy & d_valid):
                     m.next = "LOGIT_SCALE"
                 with m.Elif(norm_codes_done & (~to_lm | greedy)):
+                    m.d.sync += forwarded.eq(0)
                     fetch(pc + 1)
             scale_product("LOGIT_SCALE", d_scale, lm_unit, logit_scale, "COEF")
             scale_product("COEF", logit_scale, temperature, sampler_coef, "RELEASE")
@@ -788,6 +806,8 @@ class Engine(wiring.Component):
                     m.next = "MATMUL"
             with m.State("MATMUL"):
                 m.d.comb += in_matmul.eq(1)
+                with m.If(forwarding):          # the previous norm is done: the next one's constants
+                    m.d.sync += [norm_index.eq(forward_index), norm_gated.eq(0)]
                 with m.If(~acc_issued):             # D·γ, once the norm's D is out
                     m.d.comb += [scale_unit.i.valid.eq(d_valid), scale_unit.i.payload.op.eq(ScaleOp.MUL),
                                  scale_unit.i.payload.a.eq(d_scale), scale_unit.i.payload.b.eq(gamma)]

@@ -137,6 +137,13 @@ def norm_from_buffer(beats: int, lanes: int) -> int:
     return 1 + beats + feed_and_codes(beats, lanes)
 
 
+def forwarded_norm(beats: int, lanes: int) -> int:
+    """A NORM of H right after the residual add that wrote it: the sums went into the RmsQuantizer
+    as they were written, the last one ``1 + FETCH`` cycles before the NORM began (the residual's
+    end and this instruction's fetch), so only the rest of :func:`feed_and_codes` is left."""
+    return max(0, feed_and_codes(beats, lanes) - 1 - FETCH)
+
+
 def norm_scale_after_codes(beats: int, lanes: int) -> int:
     """How long after a NORM's last code its scale D is out (``RmsQuantizer.cycles`` from the first
     beat, which the read pass offers one cycle in)."""
@@ -188,6 +195,7 @@ def body_cycles(cfg, sizes: EngineSizes, position: int) -> dict:
     shapes = dict(zip(MATRICES, cfg.linear_shapes().values()))
     total = phases()
     d_wait = 0              # cycles from the end of the latest NORM to its D
+    previous = None
     for step in steps:
         if step.op == Op.STEP:
             add(total, phases(control=FETCH))
@@ -203,6 +211,8 @@ def body_cycles(cfg, sizes: EngineSizes, position: int) -> dict:
             elif step.source == Source.GATED:
                 beats = cfg.intermediate_size // sizes.lanes
                 add(total, phases(control=FETCH, vector=gated_norm_cycles(cfg, sizes)))
+            elif previous is not None and previous.route == Route.RESIDUAL:
+                add(total, phases(control=FETCH, vector=forwarded_norm(beats, sizes.lanes)))
             else:
                 add(total, phases(control=FETCH, vector=norm_from_buffer(beats, sizes.lanes)))
             d_wait = norm_scale_after_codes(beats, sizes.lanes)
@@ -212,6 +222,7 @@ def body_cycles(cfg, sizes: EngineSizes, position: int) -> dict:
                                     cfg.dim_per_head)
             add(total, phases(control=FETCH + START, matmul=busy, vector=max(0, end - busy)))
             d_wait = 0
+        previous = step
     return total
 
 
