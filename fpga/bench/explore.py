@@ -225,11 +225,11 @@ def markdown(result: dict, data: dict) -> str:
 
 def bench_explore(docs: Path, root: Path, *, remeasure: bool, rebuild: bool, pack_only: bool = False,
                   status=None) -> dict:
-    """Measure what is missing (or everything with ``remeasure``/``rebuild``), compare, write;
-    ``pack_only``: builds measured by packing (:func:`measure_build`)."""
-    data = json.loads(DATA.read_text()) if DATA.exists() and not remeasure else None
-    if data is None:
-        data = {"cycles": [], "builds": []}
+    """Measure what is missing (the cycles again with ``remeasure``, the builds again with
+    ``rebuild``), compare, write; ``pack_only``: builds measured by packing (:func:`measure_build`)."""
+    data = json.loads(DATA.read_text()) if DATA.exists() else {"cycles": [], "builds": []}
+    if remeasure:
+        data["cycles"] = []
     done = {(c["model"], EngineSizes.of(c["params"])) for c in data["cycles"]}
     for config in CYCLE_CONFIGS:
         if config not in done:
