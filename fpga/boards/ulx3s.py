@@ -9,20 +9,22 @@ from hw.engine import SHALLOW_BUFFERS, EngineSizes
 from . import Board
 
 
-# 8×32 with lanes 4/16/32: 11,812 cycles a token in the SoC simulation (16,554 at 8×16 4/8/8)
+# 8×32 with lanes 4/16/32: 11,333 cycles a token in the SoC simulation (16,554 at 8×16 4/8/8)
 ENGINE_85F = EngineSizes(rows=8, simd=32, lanes=4, attention_lanes=16, head_lanes=32)
 # The explorer's choice for the 45F (tritium explore --board ulx3s-45f; docs/performance.md):
-# 34,720 LUTs, 48 block RAMs, 72 multipliers, fmax 22.4 MHz (4×8 with lanes 2/4/4 before it)
+# 22,477 LUTs, 48 block RAMs, 42 multipliers, fmax 61.3 MHz (2026-12-04; 34,720 LUTs and 22.4 MHz
+# with the first blocks; 4×8 with lanes 2/4/4 before it)
 ENGINE_SMALL = EngineSizes(rows=2, simd=32, lanes=2, attention_lanes=4, head_lanes=16)
 
 BOARDS = [
-    # 45.3 MHz post-route at 40 MHz (2026-12-04; the gate buffer's read into the gated activation's
-    # maximum tree)
+    # 51.6 MHz post-route at 46.875 MHz (2026-12-04; the output path's route into the head packer's
+    # last flag, the head quantizer's input and RoPE's stall; asking 50 MHz, router2 diverged)
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "models/ulx3s",
-          ENGINE_85F, clock_mhz=40.0, baud=1_000_000, loader_board="ulx3s",
+          ENGINE_85F, clock_mhz=46.875, baud=1_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=SHALLOW_BUFFERS),
-    # 22.4 MHz post-route
+    # 61.3 MHz post-route at 50 MHz (2026-12-04; the engine's scale product request through the
+    # SharedScaleUnit's arbiter into its ScaleUnit)
     Board("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "models/small",
-          ENGINE_SMALL, clock_mhz=20.0, baud=1_000_000, loader_board="ulx3s",
+          ENGINE_SMALL, clock_mhz=50.0, baud=1_000_000, loader_board="ulx3s",
           reset_button="button_pwr"),
 ]
