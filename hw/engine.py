@@ -370,11 +370,12 @@ class Engine(wiring.Component):
         # the norm sources' outputs, so their pipelines' stall is not the engine's source choice
         attention_out = skid("attention_out", attention.o.payload.shape())
         gated_out = skid("gated_out", gated.o.payload.shape())
+        rope_out = skid("rope_out", rope.o.payload.shape())   # q and k, to the head quantizer
         rms_out = skid("rms_out", rms.o.payload.shape())     # the norm's codes, to their sinks
         # (the other four are fed below, from the output path and the norm sources)
         for source_port, buffer in ((code_packer.o, codes_skid), (lm_packer.o, lm_codes_skid),
                                     (lm_table.logits, logits_skid), (attention.o, attention_out),
-                                    (gated.o, gated_out), (rms.o, rms_out)):
+                                    (gated.o, gated_out), (rms.o, rms_out), (rope.o, rope_out)):
             wiring.connect(m, source_port, buffer.i)
         for buffer, sink_port in ((codes_skid, linear.x), (lm_codes_skid, lm_table.x),
                                   (logits_skid, sampler.i), (rms_in, rms.i), (headq_in, headq.i),
@@ -495,6 +496,7 @@ class Engine(wiring.Component):
         head_route = (route == Route.Q) | (route == Route.K)
         group = Mux(route <= Route.V, d, Mux(route == Route.RESIDUAL, hidden, ffn))
         element = Signal(range(max(hidden, ffn) + 1))
+        element_last = Signal()          # element == group - 1, kept in a register
         m.d.comb += [rope.position.eq(position[:len(rope.position)]),
                      rope.i.payload.eq(results.r_data.as_signed())]
         # One accumulator a cycle (through RoPE for q and k) into a packer: heads for the head
@@ -504,19 +506,20 @@ class Engine(wiring.Component):
         with m.If(head_route):
             m.d.comb += [rope.i.valid.eq(results.r_rdy & draining),
                          results.r_en.eq(rope.i.ready & draining),
-                         out_valid.eq(rope.o.valid), rope.o.ready.eq(out_ready),
-                         out_data.eq(rope.o.payload.data)]
+                         out_valid.eq(rope_out.o.valid), rope_out.o.ready.eq(out_ready),
+                         out_data.eq(rope_out.o.payload.data)]
         with m.Else():
             m.d.comb += [out_valid.eq(results.r_rdy & draining),
                          results.r_en.eq(out_ready & draining), out_data.eq(results.r_data.as_signed())]
         to_heads = route <= Route.V
         for packer, here in ((head_packer, to_heads), (vector_packer, ~to_heads)):
             m.d.comb += [packer.i.valid.eq(out_valid & here), packer.i.payload.data[0].eq(out_data),
-                         packer.i.payload.last.eq(element == group - 1)]
+                         packer.i.payload.last.eq(element_last)]
             with m.If(here):
                 m.d.comb += out_ready.eq(packer.i.ready)
         with m.If(out_valid & out_ready):
-            m.d.sync += element.eq(Mux(element == group - 1, 0, element + 1))
+            next_element = Mux(element_last, 0, element + 1)
+            m.d.sync += [element.eq(next_element), element_last.eq(next_element == group - 1)]
         head_packed, packed = head_packer.o, vector_packer.o
 
         # Q, K, V: per-head int8 codes and scales. A head's scale is taken after its last code,
@@ -755,6 +758,7 @@ class Engine(wiring.Component):
             with m.State("FETCH"):
                 m.d.sync += [h_addr.eq(0), read_addr.eq(0), gate_addr.eq(0), join_addr.eq(0),
                              joined.eq(0), element.eq(0), head.eq(0), codes_done.eq(0),
+                             element_last.eq(0),
                              acc_issued.eq(0), acc_valid.eq(0),
                              q_head.eq(0), q_addr.eq(0), out_head.eq(0)]
                 with m.Switch(op):

@@ -106,8 +106,8 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
             last_in = t
             if route != Route.V:             # RoPE emits the head after its last element
                 emit = max(last_in + Rope.latency_of(), quantizer_free - sizes.lanes + 1)
-                last_in = max(emit + head_dim - 1, enabled)
-                rope_free[(i // head_dim) % 2] = last_in + 1
+                rope_free[(i // head_dim) % 2] = emit + head_dim
+                last_in = max(emit + head_dim - 1 + SkidBuffer.latency, enabled)   # through a skid
             latch = max(last_in + HeadQuantizer.latency_of(sizes.lanes), scale_taken + 1)
             codes_end = latch + words
             scale_valid = latch + HeadQuantizer.scale_cycles_of() + 1
