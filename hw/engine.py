@@ -464,11 +464,10 @@ class Engine(wiring.Component):
                 m.d.sync += error.eq(1)
 
         # -- one scale product at a time on the ScaleUnit -------------------------------------
-        def scale_product(state, a, b, result, next_state, when=1):
-            """States ``state`` (issue a·b once ``when``) and ``state + "_WAIT"`` (store it in
-            ``result``)."""
+        def scale_product(state, a, b, result, next_state):
+            """States ``state`` (issue a·b) and ``state + "_WAIT"`` (store it in ``result``)."""
             with m.State(state):
-                m.d.comb += [scale_unit.i.valid.eq(when), scale_unit.i.payload.op.eq(ScaleOp.MUL),
+                m.d.comb += [scale_unit.i.valid.eq(1), scale_unit.i.payload.op.eq(ScaleOp.MUL),
                              scale_unit.i.payload.a.eq(a), scale_unit.i.payload.b.eq(b)]
                 with m.If(scale_unit.i.valid & scale_unit.i.ready):
                     m.next = state + "_WAIT"
