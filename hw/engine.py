@@ -621,8 +621,9 @@ class Engine(wiring.Component):
         read_valid, read_last, reading = Signal(), Signal(), Signal()
         read_advance = ~read_valid | rms_in.i.ready
         forwarding, forwarded = Signal(), Signal()      # H's sums into the norm; all of them
+        h_last = h_addr == hidden // lanes - 1            # the vector's last H write
         m.d.comb += forwarding.eq(in_matmul & forward & acc_valid)
-        with m.If(forwarding & h_valid & (h_addr == hidden // lanes - 1)):
+        with m.If(forwarding & h_valid & h_last):
             m.d.sync += forwarded.eq(1)
         with m.If(in_norm & (source == Source.H) & ~forwarded):
             read_pass(m, reading, read_addr, hidden // lanes, read_advance, (read_valid,))
@@ -676,16 +677,17 @@ class Engine(wiring.Component):
                 # (the RmsQuantizer is free once the norm's D is out, which a residual add waits
                 # for: a forwarded beat is always taken)
                 m.d.comb += [rms_in.i.valid.eq(Mux(forwarding, h_valid, read_valid)),
-                             rms_in.i.payload.last.eq(Mux(forwarding, h_addr == hidden // lanes - 1,
-                                                          read_last))]
+                             rms_in.i.payload.last.eq(Mux(forwarding, h_last, read_last))]
                 m.d.comb += [rms_in.i.payload.data[e].eq(Mux(forwarding, h_source[e], h_read.data[e]))
                              for e in range(lanes)]
             with m.Case(Source.ATTENTION):
                 # the attention output, lanes a beat; the last head's last beat ends the vector
                 m.d.comb += [rms_in.i.valid.eq(attention_out.o.valid & in_norm),
                              attention_out.o.ready.eq(rms_in.i.ready & in_norm),
-                             rms_in.i.payload.last.eq(attention_out.o.payload.last & (out_head == heads - 1))]
-                m.d.comb += [rms_in.i.payload.data[e].eq(attention_out.o.payload.data[e]) for e in range(lanes)]
+                             rms_in.i.payload.last.eq(attention_out.o.payload.last
+                                                      & (out_head == heads - 1))]
+                m.d.comb += [rms_in.i.payload.data[e].eq(attention_out.o.payload.data[e])
+                             for e in range(lanes)]
             with m.Case(Source.GATED):
                 m.d.comb += [rms_in.i.valid.eq(gated_out.o.valid & in_norm),
                              gated_out.o.ready.eq(rms_in.i.ready & in_norm),

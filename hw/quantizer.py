@@ -17,8 +17,8 @@ for the lanes, then the running maximum), then
 all-zero token, whose codes are all 0).
 
 For ECP5 timing each of these ends in a register of its own: the input magnitudes, every
-comparator level of the tree (one carry chain a stage), the running maximum, every two divider steps, the block RAM's read
-data, the shift, the product, the rounding add and the sign.
+comparator level of the tree (one carry chain a stage), the running maximum, every two divider
+steps, the block RAM's read data, the shift, the product, the rounding add and the sign.
 
 Latency: the first output beat is presented :attr:`latency` cycles after the token's last input
 beat is accepted. Throughput: one beat per cycle in, then one beat per cycle out; a token of ``b``

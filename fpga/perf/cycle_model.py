@@ -125,9 +125,10 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
 def feed_and_codes(beats: int, lanes: int) -> int:
     """From a NORM's last input beat into the RmsQuantizer to its last code: the feed (read,
     normalize, multiply; zero check), the AbsmaxQuantizer's latency, the codes out, and the
-    instruction seeing them done (the codes pass the engine's skid to their sinks). The feed is ``beats + 7``: the last beat stored, the shift ``e``
-    made, then per beat a read, the registered read data and gains, the registered normalized
-    magnitudes and signed gains, and the products registered into the AbsmaxQuantizer."""
+    instruction seeing them done (the codes pass the engine's skid to their sinks). The feed is
+    ``beats + 7``: the last beat stored, the shift ``e`` made, then per beat a read, the registered
+    read data and gains, the registered normalized magnitudes and signed gains, and the products
+    registered into the AbsmaxQuantizer."""
     return (beats + 7) + AbsmaxQuantizer.latency_of(lanes) + SkidBuffer.latency + beats + 1
 
 
