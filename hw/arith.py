@@ -26,18 +26,6 @@ def register_sign_magnitude(m, i, width: int, lanes: int):
     return beat, valid
 
 
-def fabric_product(a, b):
-    """``a · b`` (``b`` signed) as shifted partial products summed in the fabric: no ``$mul``, so
-    Yosys does not spend a DSP block on it. For narrow products (int8 × int8: 8 partial products,
-    about 60 LUT4 on ECP5) where a block of 8 wide lanes would take 8 of the chip's multipliers."""
-    width = b.shape().width
-    terms = [Mux(b[bit], a, 0) << bit for bit in range(width - 1)]
-    terms.append(-(Mux(b[width - 1], a, 0) << (width - 1)))
-    while len(terms) > 1:          # a balanced adder tree
-        terms = [sum(terms[i:i + 2]) for i in range(0, len(terms), 2)]
-    return terms[0]
-
-
 def max_tree(m, values, width: int, name: str):
     """The largest of ``values`` (unsigned, ``width`` bits) by a tree of comparators, each level in a
     comb signal: ``ceil(log2 n)`` comparators deep, and each value emitted once (a chain of

@@ -42,7 +42,7 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import (ACT_BITS, ACT_MAX, EXP2_TABLE, EXP_FRAC, EXP_TABLE_BITS, RES_BITS, RES_FRAC,
                             SCALE_BITS, SCALE_EXP_BITS, SCORE_FRAC)
 
-from .arith import check_integers, fabric_product
+from .arith import check_integers
 from .dequantizer import Dequantizer
 from .packing import Unpacker
 from .scale_unit import (NormalizedScaleMultiplier, ScaleOp, ScaleProgram, scale_layout,
@@ -221,7 +221,7 @@ class AttentionHead(wiring.Component):
         terms = []
         for lane in range(lanes):
             product = Signal(signed(2 * ACT_BITS), name=f"key_product{lane}")
-            m.d.sync += product.eq(fabric_product(key_word[lane], q_words[0][lane]))
+            m.d.sync += product.eq(key_word[lane] * q_words[0][lane])
             terms.append(product)
         levels = (lanes - 1).bit_length()
         for level in range(1, levels + 1):

@@ -17,9 +17,9 @@ logits in ``vocab · hidden/lanes + 7`` (:meth:`logit_cycles`). Each use has its
 
 Both uses are pipelines that a full output stalls, with the ROM's read data registered before use.
 The LM head keeps ``x`` in a small RAM, read a word a cycle beside the table; then the products
-(each an 18×18 multiply with registered operands and product), the lane sum in two stages (an adder
-level a stage up to 4 lanes, two up to 16), the running dot, and the logit, dot times the row's
-mantissa, each a stage of its own.
+(each a multiplier block, MULT18X18D on ECP5, with registered operands and product: ``lanes`` of
+them), the lane sum in two stages (an adder level a stage up to 4 lanes, two up to 16), the running
+dot, and the logit, dot times the row's mantissa, each a stage of its own.
 """
 
 import numpy as np
@@ -30,7 +30,6 @@ from amaranth.lib.wiring import In, Out
 from model.integer import RowScaledInt8
 from model.numerics import ACT_BITS, ACT_MAX, RES_BITS, SCALE_BITS
 
-from .arith import fabric_product
 from .dequantizer import Dequantizer
 
 
@@ -207,7 +206,7 @@ class TokenTable(wiring.Component):
             # 6 the running dot; a row's last word makes its logit, dot times its mantissa.
             m.d.sync += [x_word.eq(x_read.data), code_word.eq(code_read.data), rows[0].eq(row_read.data),
                          *(after.eq(before) for before, after in zip(rows, rows[1:])),
-                         *(products[lane].eq(fabric_product(x_word[lane], code_word[lane])) for lane in range(lanes)),
+                         *(products[lane].eq(x_word[lane] * code_word[lane]) for lane in range(lanes)),
                          *(reg.eq(value) for reg, value in zip(sums, half)),
                          lane_sum_reg.eq(lane_sum)]
             with m.If(s5["valid"]):
