@@ -28,6 +28,13 @@ addresses are local to the head: ``keys`` and ``values`` (word ``j·W + w`` hold
    as what follows needs), ``last``
    on the head's final beat.
 
+Queries overlap: once a query's weights are made and the previous query's output has left, its
+values pass starts (``values_start`` pulses: from the next cycle the ``values`` port reads for this
+query, so a caller that maps heads onto cache regions switches the values port's region then) and
+the next query is taken, scored and weighed beside it (the weights buffer has a bank for each side;
+``q_scale`` and ``length`` need hold only until ``values_start``). Queries offered back to back
+are taken every :meth:`period_of` cycles.
+
 Scales must be normalized (mantissa ≥ 2^15) or zero, as the engine makes them; ``invalid`` on
 ``o`` flags otherwise, or a score coefficient of 2^8 or more (``apply_scale`` would shift left: a
 score scale far outside any model). Where every value scale is zero numerics has no ``E`` (it
@@ -107,6 +114,7 @@ class AttentionHead(wiring.Component):
             "value_scales": Out(memory.ReadPort.Signature(addr_width=positions, shape=scale).flip()),
             "o": Out(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(signed(RES_BITS), out_lanes), "last": 1, "invalid": 1}))),
+            "values_start": Out(1),
             **scale_unit_members(shared_scale, exp_bits, self.p_sum_bits),
         })
 
@@ -137,6 +145,17 @@ class AttentionHead(wiring.Component):
                 "weights": 1 + length + stages["weight"] + 1,
                 "values": length * words + stages["accumulate"] + 1,
                 "row_scale": ScaleProgram.cycles(ROW_PROGRAM) + 1}
+
+    @staticmethod
+    def period_of(length: int, words: int, lanes: int, out_beats: int) -> int:
+        """Clock edges from one query's first ``q`` beat to the next query's, queries offered
+        back to back over ``length`` positions and the output taken at once: the next query is
+        taken once this one's weights are made and the previous output has left, so the longer of
+        the query, scores and weights passes and of the values pass or row scale (whichever is
+        longer), then the output (``out_beats``) through the Dequantizer and the hand-off."""
+        passes = AttentionHead.passes_of(length, words, lanes)
+        return max(words + passes["scores"] + passes["weights"],
+                   max(passes["values"], passes["row_scale"]) + Dequantizer.latency_of() + out_beats + 1)
 
     @staticmethod
     def stages_of(lanes: int) -> dict:
@@ -180,7 +199,9 @@ class AttentionHead(wiring.Component):
                                                    out_bits=RES_BITS, exp_bits=exp_bits)
         m.submodules.z_buffer = z_buffer = memory.Memory(shape=signed(z_bits), depth=max_positions,
                                                          init=[])
-        m.submodules.weight_buffer = weight_buffer = memory.Memory(shape=scale, depth=max_positions,
+        # two banks: a query's weights are written into one while the previous query's values
+        # read the other
+        m.submodules.weight_buffer = weight_buffer = memory.Memory(shape=scale, depth=2 * max_positions,
                                                                    init=[])
         m.submodules.exp2 = exp2 = memory.Memory(shape=unsigned(EXP_FRAC + 1), depth=len(EXP2_TABLE),
                                                  init=[int(v) for v in EXP2_TABLE])
@@ -198,15 +219,22 @@ class AttentionHead(wiring.Component):
             m.d.sync += q_words[-1].eq(Mux(q_load, self.q.payload, q_words[0]))
         invalid = Signal()
 
-        # -- pass counters: position j, word w, cache word j·W + w (issue side) -----------------
+        # -- pass counters (issue side): the scores and weights passes' position j, word w and
+        # cache word j·W + w; the values pass's own (vj, vw, v_word), as it runs beside them ----
         j = Signal(range(max_positions + 1))
         w = Signal(range(words))
         cache_word = Signal(range(max_positions * words + 1))
         issuing = Signal()
         last_word = w == words - 1
-        m.d.comb += [self.keys.addr.eq(cache_word), self.values.addr.eq(cache_word),
+        vj = Signal(range(max_positions + 1))
+        vw = Signal(range(words))
+        v_word = Signal(range(max_positions * words + 1))
+        v_issuing = Signal()
+        v_length = Signal.like(self.length)       # the summed query's length
+        weight_bank, v_bank = Signal(), Signal()   # the weight buffer's bank each side uses
+        m.d.comb += [self.keys.addr.eq(cache_word), self.values.addr.eq(v_word),
                      self.key_scales.addr.eq(j), self.value_scales.addr.eq(j),
-                     z_read.addr.eq(j), weight_read.addr.eq(j)]
+                     z_read.addr.eq(j), weight_read.addr.eq(Mux(v_bank, vj + max_positions, vj))]
 
         # -- scores: key word -> products -> adder tree into dot -> times coef -> z (stages_of) --
         scoring = Signal()
@@ -317,7 +345,9 @@ class AttentionHead(wiring.Component):
         live_seen = Signal()
         weights_done = Signal(range(max_positions + 1))
         with m.If(weight_mul.o.valid):
-            m.d.comb += [weight_write.addr.eq(weights_done), weight_write.en.eq(1),
+            m.d.comb += [weight_write.addr.eq(Mux(weight_bank, weights_done + max_positions,
+                                                  weights_done)),
+                         weight_write.en.eq(1),
                          weight_write.data.mant.eq(weight_mul.o.mant),
                          weight_write.data.exp.eq(weight_mul.o.exp)]
             m.d.sync += weights_done.eq(weights_done + 1)
@@ -327,14 +357,15 @@ class AttentionHead(wiring.Component):
                 m.d.sync += [top.eq(weight_mul.o.exp), live_seen.eq(1)]
 
         # -- values: weight_j aligned to E, times the value word, into the accumulator ring -----
+        row_p_sum, row_top = Signal(p_sum_bits), Signal(signed(exp_bits))   # Σp and E, summed query
         summing = Signal()
         u_valid = Signal()
-        m.d.sync += u_valid.eq(issuing & summing)
+        m.d.sync += u_valid.eq(v_issuing & summing)
         u_valids = delay_line(m, u_valid, stages["accumulate"] - 1, "u_valid")
         weight, value_word = Signal(scale), Signal(word)
         m.d.sync += [weight.eq(weight_read.data), value_word.eq(self.values.data)]
         distance, weight_zero, weight_mant = Signal(unsigned(exp_bits + 1)), Signal(), Signal(SCALE_BITS)
-        m.d.sync += [distance.eq(top - weight.exp), weight_zero.eq(weight.mant == 0),
+        m.d.sync += [distance.eq(row_top - weight.exp), weight_zero.eq(weight.mant == 0),
                      weight_mant.eq(weight.mant)]
         aligned = Signal(SCALE_BITS)       # 0 between words, so the products are 0 then
         m.d.sync += aligned.eq(Mux(~u_valids[2] | weight_zero | (distance >= SCALE_BITS), 0,
@@ -357,10 +388,10 @@ class AttentionHead(wiring.Component):
                                                        accumulators[0][lane] + value_products[lane]))
                          for lane in range(lanes)]
 
-        # -- row scale and output: a second machine, so that the next query is taken and scored
-        # while this one's row scale is made and its output leaves ----------------------------
+        # -- row scale and output: machines of their own (with the values pass's), so that the
+        # next query is taken, scored and weighed while this one's values are summed, its row
+        # scale is made and its output leaves ---------------------------------------------------
         program = ScaleProgram(ROW_PROGRAM, exp_bits)
-        row_p_sum, row_top = Signal(p_sum_bits), Signal(signed(exp_bits))
         integers = {"p_sum": (row_p_sum, -EXP_FRAC), "top": (1, row_top)}
         row = program.results["row"]
         row_start = Signal()
@@ -368,7 +399,10 @@ class AttentionHead(wiring.Component):
         out_invalid = Signal()
         output_idle = Signal()
         with m.If(row_start):
-            m.d.sync += [row_p_sum.eq(p_sum), row_top.eq(top)]
+            m.d.sync += [row_p_sum.eq(p_sum), row_top.eq(top), v_length.eq(self.length),
+                         v_bank.eq(weight_bank), weight_bank.eq(~weight_bank),
+                         out_invalid.eq(invalid)]
+        m.d.comb += self.values_start.eq(row_start)
         m.d.comb += output.scale.eq(row)
         out_word = Signal(range(words + 1))
         # the first accumulator word, out_lanes a beat, into the output Dequantizer
@@ -419,19 +453,29 @@ class AttentionHead(wiring.Component):
                 m.d.comb += [weighing.eq(1), issuing.eq(j < self.length)]
                 with m.If(j < self.length):
                     m.d.sync += j.eq(j + 1)
-                # the accumulators are free once the previous query's output has left
+                # the query goes to the values pass once the previous query's output has left
+                # (the accumulators are free); the next query is taken and scored meanwhile
                 with m.If((weights_done == self.length) & output_idle):
-                    restart_pass()
                     m.d.comb += row_start.eq(1)
+                    m.next = "Q"
+
+        with m.FSM(name="values_fsm"):
+            with m.State("IDLE"):
+                with m.If(row_start):
+                    m.d.sync += [vj.eq(0), vw.eq(0), v_word.eq(0)]
                     m.next = "VALUES"
             with m.State("VALUES"):
-                m.d.comb += [summing.eq(1), issuing.eq(j < self.length)]
-                with m.If(j < self.length):
-                    advance_position()
+                m.d.comb += [summing.eq(1), v_issuing.eq(vj < v_length)]
+                with m.If(vj < v_length):
+                    m.d.sync += v_word.eq(v_word + 1)
+                    with m.If(vw == words - 1):
+                        m.d.sync += [vw.eq(0), vj.eq(vj + 1)]
+                    with m.Else():
+                        m.d.sync += vw.eq(vw + 1)
                 with m.Elif(~Cat(*u_valids).any()):
                     m.d.comb += values_done.eq(1)
-                    m.d.sync += [summed.eq(1), out_invalid.eq(invalid)]
-                    m.next = "Q"
+                    m.d.sync += summed.eq(1)
+                    m.next = "IDLE"
 
         with m.FSM(name="output_fsm"):
             with m.State("IDLE"):

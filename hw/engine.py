@@ -655,10 +655,15 @@ class Engine(wiring.Component):
                      attention.q_scale.eq(q_scale_read.data),
                      attention.score_coef.eq(scale_const(model.score_coef)),
                      attention.length.eq(position + 1), kv.read_layer.eq(layer)]
-        with m.Switch(scoring_head):
-            for h in range(heads):
-                with m.Case(h):
-                    m.d.comb += kv.read_head.eq(h // (heads // kv_heads))
+        # the values pass sums the query scored before (AttentionHead.values_start): its own head
+        summing_head = Signal(range(heads))
+        with m.If(attention.values_start):
+            m.d.sync += summing_head.eq(scoring_head)
+        for head_index, kv_head in ((scoring_head, kv.read_head), (summing_head, kv.values_head)):
+            with m.Switch(head_index):
+                for h in range(heads):
+                    with m.Case(h):
+                        m.d.comb += kv_head.eq(h // (heads // kv_heads))
         with m.If(q_advance):
             m.d.sync += [q_valid.eq(attending), q_word_head.eq(q_head), q_word.eq(q_addr)]
             with m.If(attending):

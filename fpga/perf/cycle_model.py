@@ -153,18 +153,19 @@ def norm_scale_after_codes(beats: int, lanes: int) -> int:
 
 def attention_cycles(cfg, sizes: EngineSizes, length: int) -> int:
     """The attn_sub_norm NORM: every query head through the AttentionHead over ``length``
-    positions, the last head's output into the RmsQuantizer, its feed, latency and codes. The
-    next head's query, scores and weights overlap the previous head's row scale and output, but
-    its values wait until that output has left (they reuse the accumulators)."""
+    positions, the last head's output into the RmsQuantizer, its feed, latency and codes. A head's
+    values are summed while the next head is scored and weighed (``AttentionHead.period_of`` apart);
+    the last head's values, row scale and output follow its weights."""
     words = cfg.dim_per_head // sizes.attention_lanes
     passes = AttentionHead.passes_of(length, words, sizes.attention_lanes)
-    scores, weights, values, row_scale = (passes[p] for p in ("scores", "weights", "values", "row_scale"))
     out_beats = cfg.dim_per_head // sizes.lanes          # a head's output, lanes a beat
-    period = max(words + scores + weights + values, max(values, row_scale) + out_beats)
-    beats = cfg.hidden_size // sizes.lanes
-    last_out = (max(values, row_scale) - values + Dequantizer.latency_of() + out_beats
+    period = AttentionHead.period_of(length, words, sizes.attention_lanes, out_beats)
+    first = words + passes["scores"] + passes["weights"]    # the last head's query to its weights
+    last_out = (max(passes["values"], passes["row_scale"]) + Dequantizer.latency_of() + out_beats
                 + SkidBuffer.latency)             # the engine's skid after the AttentionHead
-    return 2 + cfg.num_attention_heads * period + last_out + feed_and_codes(beats, sizes.lanes)
+    beats = cfg.hidden_size // sizes.lanes
+    return (2 + (cfg.num_attention_heads - 1) * period + first + last_out
+            + feed_and_codes(beats, sizes.lanes))
 
 
 def gated_norm_cycles(cfg, sizes: EngineSizes) -> int:

@@ -209,3 +209,21 @@ def test_deep_adder_tree():
     dut = AttentionHead(head_dim=d, lanes=d, max_positions=3)
     assert AttentionHead.stages_of(d)["product"] > AttentionHead.stages_of(d)["coef"]
     check_results_and_cycles(dut, np.random.default_rng(7), 3, 2, seed=7)
+
+
+@pytest.mark.parametrize("d, lanes, out_lanes, length", [(8, 1, 1, 12), (16, 4, 2, 20), (8, 4, 4, 3),
+                                                         (8, 8, 8, 1)])
+def test_queries_back_to_back_come_every_period(d, lanes, out_lanes, length):
+    """A query's values are summed while the next is scored and weighed: queries offered back to
+    back are taken every ``period_of`` cycles (the scores and weights bound the first two, the
+    values, row scale and output the last two), with every output equal to ``attend``."""
+    print("seed 7")
+    rng = np.random.default_rng(7)
+    dut = AttentionHead(head_dim=d, lanes=lanes, out_lanes=out_lanes, max_positions=max(length, 4))
+    cache = random_cache(rng, dut.max_positions, d)
+    queries = [q[:2] + (length,) for q in random_queries(rng, d, dut.max_positions, 5)]
+    got, edges = run_queries(dut, cache, queries, seed=7, overlap=True)
+    for index, (g, want) in enumerate(zip(got, expected(dut, cache, queries))):
+        assert np.array_equal(g, want), f"query {index}"
+    period = AttentionHead.period_of(length, dut.words, lanes, dut.out_beats)
+    assert np.diff(edges["q"])[1:].tolist() == [period] * (len(queries) - 2)

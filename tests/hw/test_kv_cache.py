@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """KvCache written as HeadQuantizer emits heads and read by an AttentionHead: attention over each
-(layer, kv head) region equals model.integer.attend over what was written there."""
+(layer, kv head) region equals model.integer.attend over what was written there, and the values
+port reads the region of its own head (``values_head``)."""
 
 import math
 
@@ -40,8 +41,10 @@ def test_regions_written_then_attended(lanes, seed):
     contents = {(layer, h): {kind: [quantized_head(rng, d, 2.0) for _ in range(positions)]
                              for kind in ("k", "v")}
                 for layer in range(layers) for h in range(kv_heads)}
-    queries = [((layer, h), quantized_head(rng, d, 2.0), int(rng.integers(1, positions + 1)))
-               for layer in range(layers) for h in range(kv_heads) for _ in range(2)]
+    # (layer, kv head of the keys, kv head of the values): the same, then the values elsewhere
+    queries = [((layer, h, (h + other) % kv_heads), quantized_head(rng, d, 2.0),
+                int(rng.integers(1, positions + 1)))
+               for layer in range(layers) for h in range(kv_heads) for other in range(2)]
     score_coef = nx.scale_from_float(math.log2(math.e) / math.sqrt(d))
     outputs = []
 
@@ -60,9 +63,10 @@ def test_regions_written_then_attended(lanes, seed):
                     await stream_put(ctx, getattr(cache, f"{kind}_scale"),
                                      [{"mant": scale[0], "exp": scale[1], "invalid": 0}])
         ctx.set(head.score_coef, {"mant": score_coef[0], "exp": score_coef[1]})
-        for (layer, h), (q, q_scale), length in queries:
+        for (layer, h, values_head), (q, q_scale), length in queries:
             ctx.set(cache.read_layer, layer)
             ctx.set(cache.read_head, h)
+            ctx.set(cache.values_head, values_head)
             ctx.set(head.q_scale, {"mant": q_scale[0], "exp": q_scale[1]})
             ctx.set(head.length, length)
             await stream_put(ctx, head.q, q.reshape(-1, lanes).tolist())
@@ -70,13 +74,16 @@ def test_regions_written_then_attended(lanes, seed):
             outputs.append(np.array([[int(v) for v in p.data] for p in beats]).reshape(-1))
 
     run(CacheAndHead(cache, head), [bench], max_cycles=100_000, vcd_name=f"kv_cache_{seed}")
-    for ((region, (q, q_scale), length), got) in zip(queries, outputs):
-        k, v = contents[region]["k"][:length], contents[region]["v"][:length]
+    for (((layer, h, values_head), (q, q_scale), length), got) in zip(queries, outputs):
+        # the value scales come with the keys' head (the weights pass reads them), the value
+        # codes from values_head
+        k, v = contents[layer, h]["k"][:length], contents[layer, h]["v"][:length]
+        v_codes = contents[layer, values_head]["v"][:length]
         want = attend(q, q_scale, np.stack([c for c, _ in k]),
                       (np.array([s[0] for _, s in k]), np.array([s[1] for _, s in k])),
-                      np.stack([c for c, _ in v]),
+                      np.stack([c for c, _ in v_codes]),
                       (np.array([s[0] for _, s in v]), np.array([s[1] for _, s in v])), score_coef)
-        assert np.array_equal(got, want), f"region {region}, length {length}"
+        assert np.array_equal(got, want), f"layer {layer}, heads {h}/{values_head}, length {length}"
 
 
 def test_parameters_are_checked():
