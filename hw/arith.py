@@ -50,12 +50,12 @@ def max_tree(m, values, width: int, name: str):
     return level[0]
 
 
-def store_beat(m, port, length, depth: int, data, peaks=(), overflowed=None):
-    """In the current (accepting) state: write ``data`` to ``port`` at ``length`` and count it,
-    raising each register of ``peaks`` (``(beat maximum, register)`` pairs) to its beat maximum;
+def store_beat(m, port, length, depth: int, data, peaks=(), overflowed=None, base=0):
+    """In the current (accepting) state: write ``data`` to ``port`` at ``base + length`` and count
+    it, raising each register of ``peaks`` (``(beat maximum, register)`` pairs) to its beat maximum;
     beats beyond ``depth`` are dropped and set ``overflowed``."""
     with m.If(length < depth):
-        m.d.comb += [port.addr.eq(length), port.data.eq(data), port.en.eq(1)]
+        m.d.comb += [port.addr.eq(base + length), port.data.eq(data), port.en.eq(1)]
         m.d.sync += length.eq(length + 1)
         for beat_max, register in peaks:
             with m.If(beat_max > register):

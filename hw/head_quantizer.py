@@ -5,7 +5,8 @@
 three-command :class:`~hw.scale_unit.ScaleProgram` while the codes stream out.
 
 A head arrives on ``i`` (``lanes`` values per beat, ``last`` on its final beat); its codes leave on
-``o`` (``last`` likewise) and its scale on ``scale``. A head's first code beat is held until its
+``o`` (``last`` likewise) and its scale on ``scale``. The AbsmaxQuantizer has two banks: the next head
+is taken while one is divided and its codes leave. A head's first code beat is held until its
 peak is latched for the scale program, which runs once the previous head's scale is taken.
 ``acc_scale`` must hold from a head's first beat until its scale is out.
 """
@@ -90,7 +91,7 @@ class HeadQuantizer(wiring.Component):
         m = Module()
         exp_bits = len(self.acc_scale.exp)
         m.submodules.quantizer = quantizer = AbsmaxQuantizer(
-            width=self._width, lanes=self._lanes, max_length=self._head_dim)
+            width=self._width, lanes=self._lanes, max_length=self._head_dim, banks=2)
         unit = scale_unit_of(m, self, exp_bits=exp_bits, int_bits=self._width)
         wiring.connect(m, wiring.flipped(self.i), quantizer.i)
 

@@ -21,10 +21,12 @@ comparator level of the tree (one carry chain a stage), the running maximum, eve
 steps, the block RAM's read data, the shift, the product, the rounding add and the sign.
 
 Latency: the first output beat is presented :attr:`latency` cycles after the token's last input
-beat is accepted. Throughput: one beat per cycle in, then one beat per cycle out; a token of ``b``
-beats occupies the quantizer for about ``2b + latency`` cycles (input is not accepted while a token
-is being divided and emitted). Tokens longer than ``max_length`` elements are cut at ``max_length``
-(the rest of the token is accepted and dropped) and ``overflow`` is raised for that token.
+beat is accepted. Throughput: one beat per cycle in, then one beat per cycle out. With one bank
+(``banks=1``) a token of ``b`` beats occupies the quantizer for about ``2b + latency`` cycles (input
+is not accepted while a token is being divided and emitted); with two, the next token is stored in
+the other bank meanwhile (input waits only while both banks hold a token: one loaded, one being
+divided and emitted). Tokens longer than ``max_length`` elements are cut at ``max_length`` (the rest
+of the token is accepted and dropped) and ``overflow`` is raised for that token.
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -71,16 +73,19 @@ class AbsmaxQuantizer(wiring.Component):
     lanes : int
         Elements per beat (1 to 64).
     max_length : int
-        Longest token in elements (the buffer holds ``ceil(max_length / lanes)`` beats).
+        Longest token in elements (each bank holds ``ceil(max_length / lanes)`` beats).
+    banks : int
+        Tokens held: 1, or 2 to store the next token while one is divided and emitted.
     """
 
-    def __init__(self, *, width: int, lanes: int = 1, max_length: int):
-        check_integers((("width", width), ("lanes", lanes), ("max_length", max_length)))
+    def __init__(self, *, width: int, lanes: int = 1, max_length: int, banks: int = 1):
+        check_integers((("width", width), ("lanes", lanes), ("max_length", max_length),
+                        ("banks", banks, 1, 2)))
         if not 2 <= width <= 48:
             raise ValueError(f"width must be between 2 and 48 bits, not {width}")
         if lanes > MAX_LANES:
             raise ValueError(f"lanes must be at most {MAX_LANES}, not {lanes}")
-        self._width, self._lanes = width, lanes
+        self._width, self._lanes, self._banks = width, lanes, banks
         self._depth = -(-max_length // lanes)
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({
@@ -94,6 +99,7 @@ class AbsmaxQuantizer(wiring.Component):
     width = property(lambda self: self._width)
     lanes = property(lambda self: self._lanes)
     depth = property(lambda self: self._depth)
+    banks = property(lambda self: self._banks)
 
     @staticmethod
     def latency_of(lanes: int) -> int:
@@ -105,20 +111,33 @@ class AbsmaxQuantizer(wiring.Component):
 
     latency = property(lambda self: self.latency_of(self._lanes))
 
+    @staticmethod
+    def reload_of(lanes: int) -> int:
+        """With two banks, cycles from a token's last input beat to the next token's first beat
+        taken (the other bank free): magnitudes, the maximum tree and the running maximum, then the
+        token moves on to its division and the load side is free."""
+        return tree_stages(lanes) + 3
+
     def elaborate(self, platform):
         m = Module()
         width, lanes = self._width, self._lanes
         field = max(width, NORM_MAX_BITLEN)       # shifter field: the leading one goes to its top
 
         entry = sign_magnitude(width)
-        buffer = memory.Memory(shape=data.ArrayLayout(entry, lanes), depth=self._depth, init=[])
+        buffer = memory.Memory(shape=data.ArrayLayout(entry, lanes), depth=self._banks * self._depth,
+                               init=[])
         m.submodules.buffer = buffer
         wr = buffer.write_port()
         rd = buffer.read_port()
 
-        peak = Signal(unsigned(width))
-        length = Signal(range(self._depth + 1))   # beats stored
-        overflowed = Signal()
+        # the token being stored (load side) and the one being divided and emitted
+        load_peak, peak = Signal(unsigned(width)), Signal(unsigned(width))
+        load_length = Signal(range(self._depth + 1))   # beats stored
+        length = Signal(range(self._depth + 1))
+        load_overflowed = Signal()
+        load_done = Signal()                      # the load side holds a whole token
+        load_bank, bank = Signal(), Signal()      # (with one bank both stay 0)
+        idle = Signal()                           # nothing is being divided or emitted
         shift = Signal(range(field + 1))          # left shift that puts peak's leading one at field-1
         peak_norm = Signal(NORM_MAX_BITLEN)       # m_n in [2^16, 2^17)
         quotient = Signal(QUOTIENT_BITS)          # floor((2^33 − 1) / m_n)
@@ -136,9 +155,10 @@ class AbsmaxQuantizer(wiring.Component):
         # Load pipeline (never stalls): magnitudes, then the buffer write and the maximum tree.
         in_beat, in_valid = register_sign_magnitude(m, self.i, width, lanes)
         kept = Signal()                           # the beat fits the buffer
-        m.d.comb += kept.eq(in_valid & (length < self._depth))
+        m.d.comb += kept.eq(in_valid & (load_length < self._depth))
         with m.If(in_valid):
-            store_beat(m, wr, length, self._depth, in_beat, (), overflowed)
+            store_beat(m, wr, load_length, self._depth, in_beat, (), load_overflowed,
+                       base=Mux(load_bank, self._depth, 0))
         level, level_valid = [in_beat[lane].mag for lane in range(lanes)], kept
         tree_valid = []
         for stage in range(tree_stages(lanes)):
@@ -148,14 +168,14 @@ class AbsmaxQuantizer(wiring.Component):
             m.d.sync += [r.eq(v) for r, v in zip(registers, level)] + [registered_valid.eq(level_valid)]
             level, level_valid = registers, registered_valid
             tree_valid.append(registered_valid)
-        with m.If(level_valid & (level[0] > peak)):
-            m.d.sync += peak.eq(level[0])
+        with m.If(level_valid & (level[0] > load_peak)):
+            m.d.sync += load_peak.eq(level[0])
         loaded = ~in_valid
         for valid in tree_valid:
             loaded &= ~valid
 
-        # Priority encoder: bit length of peak.
-        bitlen = bit_length(m, peak, "bitlen")
+        # Priority encoder: bit length of the stored token's peak.
+        bitlen = bit_length(m, load_peak, "bitlen")
 
         # Emit pipeline: read (memory), register, normalize, multiply, round, sign; ``advance``
         # moves all of it.
@@ -168,7 +188,7 @@ class AbsmaxQuantizer(wiring.Component):
         s5_code = [Signal(ACT_BITS - 1, name=f"s5_code{lane}") for lane in range(lanes)]
         negs = [[Signal(name=f"s{n}_neg{lane}") for lane in range(lanes)] for n in (3, 4, 5)]
         issue = Signal()
-        m.d.comb += [rd.addr.eq(read_addr), rd.en.eq(advance)]
+        m.d.comb += [rd.addr.eq(Mux(bank, self._depth, 0) + read_addr), rd.en.eq(advance)]
 
         with m.If(advance):
             m.d.sync += [stages[0][0].eq(issue), stages[0][1].eq(read_addr == length - 1)]
@@ -186,14 +206,22 @@ class AbsmaxQuantizer(wiring.Component):
                              self.o.payload.data[lane].eq(Mux(s5_neg, -code, code))]
 
         m.d.sync += recip.eq(quotient + 1)
+        # The load side takes a token while it holds none (with one bank, also while nothing is
+        # being divided or emitted: the bank is shared).
+        m.d.comb += self.i.ready.eq(~load_done & (idle if self._banks == 1 else 1))
+        with m.If(self.i.valid & self.i.ready & self.i.payload.last):
+            m.d.sync += load_done.eq(1)
         with m.FSM():
-            with m.State("LOAD"):
-                m.d.comb += self.i.ready.eq(1)
-                with m.If(self.i.valid & self.i.payload.last):
-                    m.next = "NORMALIZE"
             with m.State("NORMALIZE"):
-                with m.If(loaded):
-                    m.d.sync += [shift.eq(field - bitlen), self.overflow.eq(overflowed)]
+                # the stored token moves over (its bank, peak and length), the load side is free
+                m.d.comb += idle.eq(1)
+                with m.If(load_done & loaded):
+                    m.d.sync += [shift.eq(field - bitlen), self.overflow.eq(load_overflowed),
+                                 peak.eq(load_peak), length.eq(load_length), bank.eq(load_bank),
+                                 load_peak.eq(0), load_length.eq(0), load_overflowed.eq(0),
+                                 load_done.eq(0)]
+                    if self._banks == 2:
+                        m.d.sync += load_bank.eq(~load_bank)
                     m.next = "SHIFTED"
             with m.State("SHIFTED"):
                 # m_n, and the divider's start: the top bits of 2^33 − 1 (below m_n).
@@ -216,7 +244,6 @@ class AbsmaxQuantizer(wiring.Component):
             with m.State("EMIT"):
                 drained = read_pass(m, issue, read_addr, length, advance, [v for v, _ in stages])
                 with m.If(drained):
-                    m.d.sync += [length.eq(0), peak.eq(0), overflowed.eq(0)]
-                    m.next = "LOAD"
+                    m.next = "NORMALIZE"
         m.d.comb += self.o.payload.peak.eq(peak)
         return m

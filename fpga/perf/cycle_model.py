@@ -78,7 +78,9 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
     # per head: the RoPE bank's emission end and the head quantizer's state
     rope_free = [0, 0]          # each of RoPE's two banks: free from this cycle
     quantizer_free = 0          # the quantizer takes a new head's input from this cycle
+    codes_free = 0              # its codes side is free (the previous head's codes are out)
     scale_taken = 0             # the previous head's scale taken (the next one latches after)
+    reload = AbsmaxQuantizer.reload_of(sizes.lanes)
     out = -1                    # the previous element's FIFO read
     queued = []                 # FIFO reads, to stall the array when it is full
     delay = 0
@@ -108,11 +110,15 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
                 emit = max(last_in + Rope.latency_of(), quantizer_free - sizes.lanes + 1)
                 rope_free[(i // head_dim) % 2] = emit + head_dim
                 last_in = max(emit + head_dim - 1 + SkidBuffer.latency, enabled)   # through a skid
-            latch = max(last_in + HeadQuantizer.latency_of(sizes.lanes), scale_taken + 1)
+            # the quantizer's two banks: the head moves on to its division once its peak is in
+            # and the previous head's codes are out; the next head is taken from then
+            handoff = max(last_in + reload - 1, codes_free)
+            latch = max(handoff + HeadQuantizer.latency_of(sizes.lanes) - reload + 1, scale_taken + 1)
             codes_end = latch + words
             scale_valid = latch + HeadQuantizer.scale_cycles_of() + 1
             scale_taken = max(codes_end + 1, scale_valid) + 1
-            quantizer_free = codes_end + 1
+            quantizer_free = handoff + 1
+            codes_free = codes_end + 1
             end = scale_taken
     if not heads:
         tail = {Route.RESIDUAL: 1 + Dequantizer.latency_of() + 1, Route.GATE: 1, Route.UP: 2}[route]

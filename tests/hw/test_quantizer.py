@@ -63,11 +63,11 @@ def check(dut, tokens, seed, **kw):
 
 
 @pytest.mark.parametrize("width, lanes", [(8, 1), (12, 2), (20, 4), (34, 1)])
-@pytest.mark.parametrize("seed", [1, 2])
-def test_random_tokens_with_backpressure(width, lanes, seed):
+@pytest.mark.parametrize("seed, banks", [(1, 1), (2, 1), (3, 2)])
+def test_random_tokens_with_backpressure(width, lanes, seed, banks):
     print(f"seed {seed}")
     rng = np.random.default_rng(seed)
-    dut = AbsmaxQuantizer(width=width, lanes=lanes, max_length=16 * lanes)
+    dut = AbsmaxQuantizer(width=width, lanes=lanes, max_length=16 * lanes, banks=banks)
     lo, hi = -(1 << (width - 1)), 1 << (width - 1)
     tokens = []
     for _ in range(6):
@@ -77,8 +77,9 @@ def test_random_tokens_with_backpressure(width, lanes, seed):
     check(dut, tokens, seed, gap=0.3, stall=0.4)
 
 
-def test_edge_cases():
-    dut = AbsmaxQuantizer(width=10, lanes=2, max_length=8)
+@pytest.mark.parametrize("banks", [1, 2])
+def test_edge_cases(banks):
+    dut = AbsmaxQuantizer(width=10, lanes=2, max_length=8, banks=banks)
     tokens = [np.zeros(4, dtype=np.int64),                  # all zero: codes 0, peak 0
               np.array([-512, 511, 1, -1]),                 # both extremes
               np.array([1, 254 // 2, -3, 0]),               # ties
@@ -87,9 +88,10 @@ def test_edge_cases():
     check(dut, tokens, seed=0)
 
 
-def test_exhaustive_small_width():
+@pytest.mark.parametrize("banks", [1, 2])
+def test_exhaustive_small_width(banks):
     """Every token of two 4-bit values (all 256 pairs) in one stream."""
-    dut = AbsmaxQuantizer(width=4, lanes=2, max_length=2)
+    dut = AbsmaxQuantizer(width=4, lanes=2, max_length=2, banks=banks)
     tokens = [np.array([a, b]) for a in range(-8, 8) for b in range(-8, 8)]
     check(dut, tokens, seed=3, gap=0.1, stall=0.1)
 
@@ -101,12 +103,35 @@ def test_latency_is_documented():
     assert edges["o"] == list(range(edges["o"][0], edges["o"][0] + 3))   # then one per cycle
 
 
-def test_overlong_token_is_cut_and_flagged():
-    dut = AbsmaxQuantizer(width=8, lanes=1, max_length=3)
-    results, overflow, _ = run_tokens(dut, [np.array([1, 2, 3, 100, 5]), np.array([4, -8])], seed=0)
-    q, m = absmax_quantize(np.array([1, 2, 3]))
-    assert (results[0][0] == q).all() and results[0][1] == {m}
-    assert overflow == [True, False]
+@pytest.mark.parametrize("banks", [1, 2])
+def test_overlong_token_is_cut_and_flagged(banks):
+    dut = AbsmaxQuantizer(width=8, lanes=1, max_length=3, banks=banks)
+    tokens = [np.array([1, 2, 3, 100, 5]), np.array([4, -8]), np.array([9, 9, 9, 9])]
+    results, overflow, _ = run_tokens(dut, tokens, seed=0)
+    for token, (codes, peaks) in zip(tokens, results):
+        q, m = absmax_quantize(token[:3])
+        assert (codes == q).all() and peaks == {m}
+    assert overflow == [True, False, True]
+
+
+def test_two_banks_store_the_next_token_while_one_is_emitted():
+    """Tokens back to back, no stalls: the second token is stored as soon as the first has moved
+    on to its division (before its codes), the third once the first token's codes are out (both
+    banks held a token); all sooner than with one bank."""
+    beats = 4
+    dut = AbsmaxQuantizer(width=12, lanes=2, max_length=2 * beats, banks=2)
+    rng = np.random.default_rng(5)
+    print("seed 5")
+    tokens = [rng.integers(-2048, 2048, 2 * beats) for _ in range(4)]
+    check(dut, tokens, seed=5)
+    _, _, edges = run_tokens(dut, tokens, seed=5)
+    second, third = edges["i"][beats], edges["i"][2 * beats]
+    assert edges["i"][beats:2 * beats] == list(range(second, second + beats))
+    assert second < edges["o"][0]
+    assert edges["o"][beats - 1] <= third < edges["o"][beats]
+    one_bank = AbsmaxQuantizer(width=12, lanes=2, max_length=2 * beats)
+    _, _, one_edges = run_tokens(one_bank, tokens, seed=5)
+    assert edges["o"][-1] < one_edges["o"][-1]
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -114,6 +139,7 @@ def test_overlong_token_is_cut_and_flagged():
     (dict(width=8, lanes=0, max_length=4), r"^lanes must be a positive integer, not 0$"),
     (dict(width=8, max_length=-2), r"^max_length must be a positive integer, not -2$"),
     (dict(width=8, lanes=65, max_length=65), r"^lanes must be at most 64, not 65$"),
+    (dict(width=8, max_length=4, banks=3), r"^banks must be an integer from 1 to 2, not 3$"),
 ])
 def test_parameter_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
