@@ -28,12 +28,13 @@ addresses are local to the head: ``keys`` and ``values`` (word ``j·W + w`` hold
    as what follows needs), ``last``
    on the head's final beat.
 
-Queries overlap: once a query's weights are made and the previous query's output has left, its
-values pass starts (``values_start`` pulses: from the next cycle the ``values`` port reads for this
-query, so a caller that maps heads onto cache regions switches the values port's region then) and
-the next query is taken, scored and weighed beside it (the weights buffer has a bank for each side;
-``q_scale`` and ``length`` need hold only until ``values_start``). Queries offered back to back
-are taken every :meth:`period_of` cycles.
+Queries overlap, three passes of three queries at once: once a query's scores are in, its weights
+pass starts (``weights_start`` pulses) and the next query is taken and scored; once its weights are
+made and the previous query's output has left, its values pass starts (``values_start``). From the
+cycle after each pulse the ``value_scales`` (``values``) port reads for the query it started, so a
+caller that maps heads onto cache regions switches that port's region then. The z and weight
+buffers have two banks each; ``q_scale`` and ``length`` need hold only until ``weights_start``.
+Queries offered back to back are taken every :meth:`period_of` cycles.
 
 Scales must be normalized (mantissa ≥ 2^15) or zero, as the engine makes them; ``invalid`` on
 ``o`` flags otherwise, or a score coefficient of 2^8 or more (``apply_scale`` would shift left: a
@@ -114,7 +115,7 @@ class AttentionHead(wiring.Component):
             "value_scales": Out(memory.ReadPort.Signature(addr_width=positions, shape=scale).flip()),
             "o": Out(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(signed(RES_BITS), out_lanes), "last": 1, "invalid": 1}))),
-            "values_start": Out(1),
+            "weights_start": Out(1), "values_start": Out(1),
             **scale_unit_members(shared_scale, exp_bits, self.p_sum_bits),
         })
 
@@ -138,10 +139,10 @@ class AttentionHead(wiring.Component):
     @staticmethod
     def passes_of(length: int, words: int, lanes: int = 1) -> dict:
         """Clock edges of each pass over ``length`` positions, ``words`` cache words a head (for a
-        cycle model that overlaps heads): ``scores``, ``weights``, ``values`` and, made while the
-        values are summed, ``row_scale``. ``lanes`` matters only beyond 32 (a deeper adder tree)."""
+        cycle model that overlaps heads): ``scores`` (to the maximum z in), ``weights``, ``values``
+        and, made while the values are summed, ``row_scale``. ``lanes`` matters only beyond 32 (a deeper adder tree)."""
         stages = AttentionHead.stages_of(lanes)
-        return {"scores": 1 + length * words + stages["z"],
+        return {"scores": 2 + length * words + stages["z"],
                 "weights": 1 + length + stages["weight"] + 1,
                 "values": length * words + stages["accumulate"] + 1,
                 "row_scale": ScaleProgram.cycles(ROW_PROGRAM) + 1}
@@ -149,12 +150,12 @@ class AttentionHead(wiring.Component):
     @staticmethod
     def period_of(length: int, words: int, lanes: int, out_beats: int) -> int:
         """Clock edges from one query's first ``q`` beat to the next query's, queries offered
-        back to back over ``length`` positions and the output taken at once: the next query is
-        taken once this one's weights are made and the previous output has left, so the longer of
-        the query, scores and weights passes and of the values pass or row scale (whichever is
-        longer), then the output (``out_beats``) through the Dequantizer and the hand-off."""
+        back to back over ``length`` positions and the output taken at once: the longest of the
+        query and scores passes, the weights pass, and the values pass or row scale (whichever is
+        longer) with the output (``out_beats``) through the Dequantizer (each hands its query on
+        in a cycle of its own)."""
         passes = AttentionHead.passes_of(length, words, lanes)
-        return max(words + passes["scores"] + passes["weights"],
+        return max(words + passes["scores"] + 1, passes["weights"] + 2,
                    max(passes["values"], passes["row_scale"]) + Dequantizer.latency_of() + out_beats + 1)
 
     @staticmethod
@@ -197,10 +198,10 @@ class AttentionHead(wiring.Component):
         out_lanes, pieces = self._out_lanes, lanes // self._out_lanes
         m.submodules.output = output = Dequantizer(width=out_bits, lanes=out_lanes, frac=RES_FRAC,
                                                    out_bits=RES_BITS, exp_bits=exp_bits)
-        m.submodules.z_buffer = z_buffer = memory.Memory(shape=signed(z_bits), depth=max_positions,
+        # two banks each: a query's scores (weights) are written into one while the previous
+        # query's weights (values) pass reads the other
+        m.submodules.z_buffer = z_buffer = memory.Memory(shape=signed(z_bits), depth=2 * max_positions,
                                                          init=[])
-        # two banks: a query's weights are written into one while the previous query's values
-        # read the other
         m.submodules.weight_buffer = weight_buffer = memory.Memory(shape=scale, depth=2 * max_positions,
                                                                    init=[])
         m.submodules.exp2 = exp2 = memory.Memory(shape=unsigned(EXP_FRAC + 1), depth=len(EXP2_TABLE),
@@ -219,22 +220,28 @@ class AttentionHead(wiring.Component):
             m.d.sync += q_words[-1].eq(Mux(q_load, self.q.payload, q_words[0]))
         invalid = Signal()
 
-        # -- pass counters (issue side): the scores and weights passes' position j, word w and
-        # cache word j·W + w; the values pass's own (vj, vw, v_word), as it runs beside them ----
+        # -- pass counters (issue side), one set a pass as the passes run side by side: the
+        # scores' position j, word w and cache word j·W + w; the weights' position wj; the
+        # values' vj, vw and v_word. Each later pass has its query's length and buffer banks. ---
         j = Signal(range(max_positions + 1))
         w = Signal(range(words))
         cache_word = Signal(range(max_positions * words + 1))
         issuing = Signal()
         last_word = w == words - 1
+        wj = Signal(range(max_positions + 1))
+        w_issuing = Signal()
+        w_length = Signal.like(self.length)       # the weighed query's length
         vj = Signal(range(max_positions + 1))
         vw = Signal(range(words))
         v_word = Signal(range(max_positions * words + 1))
         v_issuing = Signal()
         v_length = Signal.like(self.length)       # the summed query's length
-        weight_bank, v_bank = Signal(), Signal()   # the weight buffer's bank each side uses
+        z_bank, w_z_bank = Signal(), Signal()     # the z buffer's bank: scores, weights
+        weight_bank, v_bank = Signal(), Signal()  # the weight buffer's bank: weights, values
         m.d.comb += [self.keys.addr.eq(cache_word), self.values.addr.eq(v_word),
-                     self.key_scales.addr.eq(j), self.value_scales.addr.eq(j),
-                     z_read.addr.eq(j), weight_read.addr.eq(Mux(v_bank, vj + max_positions, vj))]
+                     self.key_scales.addr.eq(j), self.value_scales.addr.eq(wj),
+                     z_read.addr.eq(Mux(w_z_bank, wj + max_positions, wj)),
+                     weight_read.addr.eq(Mux(v_bank, vj + max_positions, vj))]
 
         # -- scores: key word -> products -> adder tree into dot -> times coef -> z (stages_of) --
         scoring = Signal()
@@ -295,7 +302,8 @@ class AttentionHead(wiring.Component):
         m.d.comb += z_new.eq((halved + halved_rounds) >> 1)
         z_count = Signal(range(max_positions + 1))
         with m.If(halved_valid):
-            m.d.comb += [z_write.addr.eq(z_count), z_write.data.eq(z_new), z_write.en.eq(1)]
+            m.d.comb += [z_write.addr.eq(Mux(z_bank, z_count + max_positions, z_count)),
+                         z_write.data.eq(z_new), z_write.en.eq(1)]
             m.d.sync += z_count.eq(z_count + 1)
         # max z, a cycle after the write
         z_last, z_max = Signal(signed(z_bits)), Signal(signed(z_bits))
@@ -307,12 +315,14 @@ class AttentionHead(wiring.Component):
         # -- weights: z -> delta -> p (table) -> scale_from_int(p, -15) -> times s_vj ---------
         weighing = Signal()
         t_valid = Signal()
-        m.d.sync += t_valid.eq(issuing & weighing)
+        w_z_max = Signal(signed(z_bits))          # the weighed query's max z
+        w_invalid = Signal()                      # its flags from the scores, then its own
+        m.d.sync += t_valid.eq(w_issuing & weighing)
         t_valids = delay_line(m, t_valid, 5, "t_valid")
         z_read_data, value_scale = Signal(signed(z_bits)), Signal(scale)
         m.d.sync += [z_read_data.eq(z_read.data), value_scale.eq(self.value_scales.data)]
         delta = Signal(unsigned(z_bits + 1))
-        m.d.sync += delta.eq(z_max - z_read_data)
+        m.d.sync += delta.eq(w_z_max - z_read_data)
         m.d.comb += exp2_read.addr.eq(delta[:EXP_TABLE_BITS])
         # p = EXP2[f] >> whole (0 where whole > 15): EXP2[0] = 2^15 and the rest lie in
         # [2^14, 2^15), so scale_from_int(p, -15) is EXP2[f] with its low `whole` bits cleared,
@@ -352,7 +362,7 @@ class AttentionHead(wiring.Component):
                          weight_write.data.exp.eq(weight_mul.o.exp)]
             m.d.sync += weights_done.eq(weights_done + 1)
             with m.If(weight_mul.o.invalid):
-                m.d.sync += invalid.eq(1)
+                m.d.sync += w_invalid.eq(1)
             with m.If((weight_mul.o.mant != 0) & (~live_seen | (weight_mul.o.exp > top))):
                 m.d.sync += [top.eq(weight_mul.o.exp), live_seen.eq(1)]
 
@@ -394,15 +404,15 @@ class AttentionHead(wiring.Component):
         program = ScaleProgram(ROW_PROGRAM, exp_bits)
         integers = {"p_sum": (row_p_sum, -EXP_FRAC), "top": (1, row_top)}
         row = program.results["row"]
-        row_start = Signal()
+        row_start, weights_start = Signal(), Signal()
         summed, values_done = Signal(), Signal()   # the output machine's query is summed (now)
         out_invalid = Signal()
-        output_idle = Signal()
+        output_idle, weights_idle = Signal(), Signal()
         with m.If(row_start):
-            m.d.sync += [row_p_sum.eq(p_sum), row_top.eq(top), v_length.eq(self.length),
+            m.d.sync += [row_p_sum.eq(p_sum), row_top.eq(top), v_length.eq(w_length),
                          v_bank.eq(weight_bank), weight_bank.eq(~weight_bank),
-                         out_invalid.eq(invalid)]
-        m.d.comb += self.values_start.eq(row_start)
+                         out_invalid.eq(w_invalid)]
+        m.d.comb += [self.weights_start.eq(weights_start), self.values_start.eq(row_start)]
         m.d.comb += output.scale.eq(row)
         out_word = Signal(range(words + 1))
         # the first accumulator word, out_lanes a beat, into the output Dequantizer
@@ -445,19 +455,30 @@ class AttentionHead(wiring.Component):
                 m.d.comb += [scoring.eq(1), issuing.eq(j < self.length)]
                 with m.If(j < self.length):
                     advance_position()
-                with m.If(z_count == self.length):
-                    m.d.sync += [p_sum.eq(0), live_seen.eq(0), top.eq(0), weights_done.eq(0)]
-                    restart_pass()
+                # the query goes to the weights pass once it is free; the next query is taken
+                # and scored meanwhile
+                with m.If((z_count == self.length) & ~z_last_valid & weights_idle):   # max z in
+                    m.d.comb += weights_start.eq(1)
+                    m.d.sync += [w_z_max.eq(z_max), w_length.eq(self.length), w_z_bank.eq(z_bank),
+                                 z_bank.eq(~z_bank), w_invalid.eq(invalid)]
+                    m.next = "Q"
+
+        with m.FSM(name="weights_fsm"):
+            with m.State("IDLE"):
+                m.d.comb += weights_idle.eq(1)
+                with m.If(weights_start):
+                    m.d.sync += [wj.eq(0), p_sum.eq(0), live_seen.eq(0), top.eq(0),
+                                 weights_done.eq(0)]
                     m.next = "WEIGHTS"
             with m.State("WEIGHTS"):
-                m.d.comb += [weighing.eq(1), issuing.eq(j < self.length)]
-                with m.If(j < self.length):
-                    m.d.sync += j.eq(j + 1)
+                m.d.comb += [weighing.eq(1), w_issuing.eq(wj < w_length)]
+                with m.If(wj < w_length):
+                    m.d.sync += wj.eq(wj + 1)
                 # the query goes to the values pass once the previous query's output has left
-                # (the accumulators are free); the next query is taken and scored meanwhile
-                with m.If((weights_done == self.length) & output_idle):
+                # (the accumulators are free)
+                with m.If((weights_done == w_length) & output_idle):
                     m.d.comb += row_start.eq(1)
-                    m.next = "Q"
+                    m.next = "IDLE"
 
         with m.FSM(name="values_fsm"):
             with m.State("IDLE"):

@@ -655,11 +655,15 @@ class Engine(wiring.Component):
                      attention.q_scale.eq(q_scale_read.data),
                      attention.score_coef.eq(scale_const(model.score_coef)),
                      attention.length.eq(position + 1), kv.read_layer.eq(layer)]
-        # the values pass sums the query scored before (AttentionHead.values_start): its own head
-        summing_head = Signal(range(heads))
+        # the weights pass weighs the query scored before (AttentionHead.weights_start), the
+        # values pass sums the one weighed before (values_start): each reads its own head
+        weighing_head, summing_head = Signal(range(heads)), Signal(range(heads))
+        with m.If(attention.weights_start):
+            m.d.sync += weighing_head.eq(scoring_head)
         with m.If(attention.values_start):
-            m.d.sync += summing_head.eq(scoring_head)
-        for head_index, kv_head in ((scoring_head, kv.read_head), (summing_head, kv.values_head)):
+            m.d.sync += summing_head.eq(weighing_head)
+        for head_index, kv_head in ((scoring_head, kv.read_head), (weighing_head, kv.value_scales_head),
+                                    (summing_head, kv.values_head)):
             with m.Switch(head_index):
                 for h in range(heads):
                     with m.Case(h):

@@ -8,9 +8,9 @@ the head is written).
 
 Reading: ``keys``, ``values``, ``key_scales`` and ``value_scales`` are read ports with the addresses
 :class:`~hw.attention.AttentionHead` uses (word ``j·W + w``, scale ``j``, ``W = head_dim/lanes``),
-inside the region of ``read_layer`` and ``read_head``, but ``values`` inside that of ``values_head``
-(the attention head sums one query's values while it scores and weighs the next: the value scales
-go with the keys). One cycle read latency.
+inside the region of ``read_layer`` and ``read_head``, but ``value_scales`` inside that of
+``value_scales_head`` and ``values`` inside that of ``values_head`` (the attention head scores,
+weighs and sums three queries at once, each pass reading its own). One cycle read latency.
 
 Memory: ``layers · kv_heads · positions · head_dim`` int8 codes for each of K and V, and as many
 scales (16-bit mantissa and exponent) per position and head.
@@ -53,7 +53,7 @@ class KvCache(wiring.Component):
             "key_scales": Out(memory.ReadPort.Signature(addr_width=head_positions, shape=scale)),
             "value_scales": Out(memory.ReadPort.Signature(addr_width=head_positions, shape=scale)),
             "read_layer": In(range(layers)), "read_head": In(range(kv_heads)),
-            "values_head": In(range(kv_heads)),
+            "value_scales_head": In(range(kv_heads)), "values_head": In(range(kv_heads)),
         })
 
     words = property(lambda self: self._words)
@@ -71,6 +71,7 @@ class KvCache(wiring.Component):
         write_region = region(self.write_layer, self.write_head)
         read_region = region(self.read_layer, self.read_head)
         values_region = region(self.read_layer, self.values_head)
+        value_scales_region = region(self.read_layer, self.value_scales_head)
         for name, codes_in, scale_in, codes_out, scales_out in (
                 ("k", self.k, self.k_scale, self.keys, self.key_scales),
                 ("v", self.v, self.v_scale, self.values, self.value_scales)):
@@ -93,9 +94,10 @@ class KvCache(wiring.Component):
                 m.d.sync += beat.eq(beat + 1)
                 with m.If(codes_in.payload.last):
                     m.d.sync += beat.eq(0)
-            code_region = values_region if name == "v" else read_region
+            code_region, scale_region = ((values_region, value_scales_region) if name == "v"
+                                         else (read_region, read_region))
             m.d.comb += [code_read.addr.eq(code_region * positions * words + codes_out.addr),
                          code_read.en.eq(codes_out.en), codes_out.data.eq(code_read.data),
-                         scale_read.addr.eq(read_region * positions + scales_out.addr),
+                         scale_read.addr.eq(scale_region * positions + scales_out.addr),
                          scale_read.en.eq(scales_out.en), scales_out.data.eq(scale_read.data)]
         return m

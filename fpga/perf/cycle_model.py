@@ -159,19 +159,18 @@ def norm_scale_after_codes(beats: int, lanes: int) -> int:
 
 def attention_cycles(cfg, sizes: EngineSizes, length: int) -> int:
     """The attn_sub_norm NORM: every query head through the AttentionHead over ``length``
-    positions, the last head's output into the RmsQuantizer, its feed, latency and codes. A head's
-    values are summed while the next head is scored and weighed (``AttentionHead.period_of`` apart);
-    the last head's values, row scale and output follow its weights."""
+    positions, the last head's output into the RmsQuantizer, its feed, latency and codes. Three
+    heads are in flight (one scored, one weighed, one summed and output), ``AttentionHead.period_of``
+    apart; the last head's weights, values, row scale and output follow its scores."""
     words = cfg.dim_per_head // sizes.attention_lanes
     passes = AttentionHead.passes_of(length, words, sizes.attention_lanes)
     out_beats = cfg.dim_per_head // sizes.lanes          # a head's output, lanes a beat
     period = AttentionHead.period_of(length, words, sizes.attention_lanes, out_beats)
-    first = words + passes["scores"] + passes["weights"]    # the last head's query to its weights
-    last_out = (max(passes["values"], passes["row_scale"]) + Dequantizer.latency_of() + out_beats
-                + SkidBuffer.latency)             # the engine's skid after the AttentionHead
+    last = (words + passes["scores"] + 1 + passes["weights"] + 1
+            + max(passes["values"], passes["row_scale"]) + Dequantizer.latency_of() + out_beats
+            + SkidBuffer.latency)                 # the engine's skid after the AttentionHead
     beats = cfg.hidden_size // sizes.lanes
-    return (2 + (cfg.num_attention_heads - 1) * period + first + last_out
-            + feed_and_codes(beats, sizes.lanes))
+    return 2 + (cfg.num_attention_heads - 1) * period + last + feed_and_codes(beats, sizes.lanes)
 
 
 def gated_norm_cycles(cfg, sizes: EngineSizes) -> int:

@@ -65,19 +65,22 @@ def random_cache(rng, positions, d, spread=2.0):
 
 def run_queries(dut, cache, queries, seed, gap=0.0, stall=0.0, overlap=False):
     """Each query is (q codes [d], q scale, length); returns the head outputs [d] and, per query,
-    the edges of its last q beat and first output offered. With ``overlap`` the next query is
+    the edges of its last q beat, its first output offered and its last output beat taken (the
+    first two only without ``overlap``). With ``overlap`` the next query is
     offered as soon as the head takes queries again (its scale and length set then), not after
     the previous output."""
     rng = random.Random(seed)
-    outputs, edges = [], {"q": [], "o": [], "end": 0}
+    outputs, edges = [], {"q": [], "o": [], "last": [], "end": 0}
     score_coef = nx.scale_from_float(math.log2(math.e) / math.sqrt(dut.head_dim))
 
     async def count(ctx):
         edge, beats = 0, 0
-        async for _, _, qv, qr, ov, orr in ctx.tick().sample(dut.q.valid, dut.q.ready, dut.o.valid,
-                                                             dut.o.ready):
+        async for _, _, qv, qr, ov, orr, last in ctx.tick().sample(
+                dut.q.valid, dut.q.ready, dut.o.valid, dut.o.ready, dut.o.payload.last):
             if ov and orr:
                 edges["end"] = edge
+                if last:
+                    edges["last"].append(edge)
             if qv and qr:
                 beats += 1
                 if beats % dut.words == 0:
@@ -212,11 +215,12 @@ def test_deep_adder_tree():
 
 
 @pytest.mark.parametrize("d, lanes, out_lanes, length", [(8, 1, 1, 12), (16, 4, 2, 20), (8, 4, 4, 3),
-                                                         (8, 8, 8, 1)])
+                                                         (8, 8, 8, 1), (32, 16, 4, 23)])
 def test_queries_back_to_back_come_every_period(d, lanes, out_lanes, length):
-    """A query's values are summed while the next is scored and weighed: queries offered back to
-    back are taken every ``period_of`` cycles (the scores and weights bound the first two, the
-    values, row scale and output the last two), with every output equal to ``attend``."""
+    """Three queries in flight (one scored, one weighed, one summed and output): queries offered
+    back to back leave every ``period_of`` cycles (the query and scores bound the first and the
+    last, the values and output the second, the row scale and output the third and fourth), with
+    every output equal to ``attend``."""
     print("seed 7")
     rng = np.random.default_rng(7)
     dut = AttentionHead(head_dim=d, lanes=lanes, out_lanes=out_lanes, max_positions=max(length, 4))
@@ -226,4 +230,4 @@ def test_queries_back_to_back_come_every_period(d, lanes, out_lanes, length):
     for index, (g, want) in enumerate(zip(got, expected(dut, cache, queries))):
         assert np.array_equal(g, want), f"query {index}"
     period = AttentionHead.period_of(length, dut.words, lanes, dut.out_beats)
-    assert np.diff(edges["q"])[1:].tolist() == [period] * (len(queries) - 2)
+    assert np.diff(edges["last"]).tolist() == [period] * (len(queries) - 1)

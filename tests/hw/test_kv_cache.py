@@ -1,7 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """KvCache written as HeadQuantizer emits heads and read by an AttentionHead: attention over each
-(layer, kv head) region equals model.integer.attend over what was written there, and the values
-port reads the region of its own head (``values_head``)."""
+(layer, kv head) region equals model.integer.attend over what was written there, and the value
+scales and values ports read the regions of their own heads (``value_scales_head``,
+``values_head``)."""
 
 import math
 
@@ -41,10 +42,11 @@ def test_regions_written_then_attended(lanes, seed):
     contents = {(layer, h): {kind: [quantized_head(rng, d, 2.0) for _ in range(positions)]
                              for kind in ("k", "v")}
                 for layer in range(layers) for h in range(kv_heads)}
-    # (layer, kv head of the keys, kv head of the values): the same, then the values elsewhere
-    queries = [((layer, h, (h + other) % kv_heads), quantized_head(rng, d, 2.0),
-                int(rng.integers(1, positions + 1)))
-               for layer in range(layers) for h in range(kv_heads) for other in range(2)]
+    # (layer, kv head of the keys, of the value scales, of the values): the same, then elsewhere
+    queries = [((layer, h, (h + scales) % kv_heads, (h + values) % kv_heads),
+                quantized_head(rng, d, 2.0), int(rng.integers(1, positions + 1)))
+               for layer in range(layers) for h in range(kv_heads)
+               for scales, values in ((0, 0), (1, 0), (0, 1))]
     score_coef = nx.scale_from_float(math.log2(math.e) / math.sqrt(d))
     outputs = []
 
@@ -63,9 +65,10 @@ def test_regions_written_then_attended(lanes, seed):
                     await stream_put(ctx, getattr(cache, f"{kind}_scale"),
                                      [{"mant": scale[0], "exp": scale[1], "invalid": 0}])
         ctx.set(head.score_coef, {"mant": score_coef[0], "exp": score_coef[1]})
-        for (layer, h, values_head), (q, q_scale), length in queries:
+        for (layer, h, scales_head, values_head), (q, q_scale), length in queries:
             ctx.set(cache.read_layer, layer)
             ctx.set(cache.read_head, h)
+            ctx.set(cache.value_scales_head, scales_head)
             ctx.set(cache.values_head, values_head)
             ctx.set(head.q_scale, {"mant": q_scale[0], "exp": q_scale[1]})
             ctx.set(head.length, length)
@@ -74,16 +77,15 @@ def test_regions_written_then_attended(lanes, seed):
             outputs.append(np.array([[int(v) for v in p.data] for p in beats]).reshape(-1))
 
     run(CacheAndHead(cache, head), [bench], max_cycles=100_000, vcd_name=f"kv_cache_{seed}")
-    for (((layer, h, values_head), (q, q_scale), length), got) in zip(queries, outputs):
-        # the value scales come with the keys' head (the weights pass reads them), the value
-        # codes from values_head
-        k, v = contents[layer, h]["k"][:length], contents[layer, h]["v"][:length]
+    for (((layer, h, scales_head, values_head), (q, q_scale), length), got) in zip(queries, outputs):
+        k, v = contents[layer, h]["k"][:length], contents[layer, scales_head]["v"][:length]
         v_codes = contents[layer, values_head]["v"][:length]
         want = attend(q, q_scale, np.stack([c for c, _ in k]),
                       (np.array([s[0] for _, s in k]), np.array([s[1] for _, s in k])),
                       np.stack([c for c, _ in v_codes]),
                       (np.array([s[0] for _, s in v]), np.array([s[1] for _, s in v])), score_coef)
-        assert np.array_equal(got, want), f"layer {layer}, heads {h}/{values_head}, length {length}"
+        assert np.array_equal(got, want), (f"layer {layer}, heads {h}/{scales_head}/{values_head}, "
+                                           f"length {length}")
 
 
 def test_parameters_are_checked():
