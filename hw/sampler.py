@@ -204,6 +204,7 @@ class Sampler(wiring.Component):
         evicted, p_evicted = Signal(), Signal(EXP_FRAC + 1)
         m.d.sync += [evicted.eq(evicts), p_evicted.eq(exp2_evicted_read.data >> evicted_whole)]
         total_added, total_evicted, total = Signal(sum_bits), Signal(sum_bits), Signal(sum_bits)
+        threshold = Signal(XORSHIFT_BITS + sum_bits)  # state · Σp
         remaining = Signal(sum_bits)                  # the threshold less the running sum of p
         left = Signal(signed(sum_bits + 1))
         m.d.comb += left.eq(remaining - p)
@@ -256,12 +257,16 @@ class Sampler(wiring.Component):
                 m.next = "THRESHOLD"
             with m.State("THRESHOLD"):
                 issue()
-                m.d.sync += remaining.eq((state * total) >> XORSHIFT_BITS)
+                m.d.sync += threshold.eq(state * total)   # the product registered, then shifted
                 with m.If((self.top_k > k_max) | invalid):
                     m.d.sync += invalid.eq(1)
                     m.next = "DONE"
                 with m.Else():
-                    m.next = "PICK"
+                    m.next = "REMAINING"
+            with m.State("REMAINING"):
+                issue()
+                m.d.sync += remaining.eq(threshold >> XORSHIFT_BITS)
+                m.next = "PICK"
             with m.State("PICK"):
                 m.d.comb += picking.eq(1)
                 issue()
