@@ -2,16 +2,19 @@
 (docs/numerics.md §5).
 
 A head's ``head_dim`` accumulators arrive on ``i`` one per beat, in order; the first half is ``a``,
-the second ``b`` (HF's rotate_half layout: element ``j`` pairs with ``j + head_dim/2``). After the
-whole head is in, ``o`` emits the rotated head in the same order, one element per beat:
+the second ``b`` (HF's rotate_half layout: element ``j`` pairs with ``j + head_dim/2``). ``o`` emits
+the rotated head in the same order, one element per beat, each ``a'_j`` as soon as its ``b_j`` is in
+(the first half overlaps the second half's arrival), then the ``b'_j``:
 ``a'_j = (a_j·cos_j − b_j·sin_j + 2^13) >> 14`` then ``b'_j = (b_j·cos_j + a_j·sin_j + 2^13) >> 14``,
 with ``cos``/``sin`` of the current ``position`` from Q1.14 tables (``model.numerics.rope_int_tables``,
 in on-chip ROM: ``2 × positions × head_dim/2`` 16-bit entries). ``last`` marks a head's final
 element. ``position`` must hold while a head is in flight.
 
 Throughput: one element a cycle: the head buffers have two banks, so the next head is taken
-while one is emitted (``position`` must then hold for both). **Latency** ``latency`` cycles from a
-head's last input transfer to its first output being offered.
+while one is emitted (``position`` must then hold for both). **Latency** ``latency`` cycles from the
+transfer of a head's element ``head_dim/2`` (its first ``b``) to its first output being offered, the
+previous head emitted; with the input one a cycle the last output follows the last input by
+``latency + head_dim/2``.
 """
 
 from amaranth import Module, Mux, Signal, signed
@@ -20,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ROPE_BITS, ROPE_FRAC, rope_int_tables
 
-from .arith import check_integers, read_pass
+from .arith import check_integers
 
 
 class Rope(wiring.Component):
@@ -41,8 +44,8 @@ class Rope(wiring.Component):
 
     @staticmethod
     def latency_of() -> int:
-        """Cycles from a head's last input beat to its first output: bank full, start, read,
-        products, sum."""
+        """Cycles from a head's first ``b`` element (``head_dim/2``) to its first output: the
+        element stored, start, read, products, sum."""
         return 5
 
     latency = property(lambda self: self.latency_of())
@@ -127,14 +130,22 @@ class Rope(wiring.Component):
         filled = (self.i.valid & self.i.ready & (taken == self._head_dim - 1)).as_unsigned() << write_bank
         emptied = Signal(2)
 
-        # -- emit: the read bank's head, once it is full -----------------------------------------
+        # -- emit: the read bank's head, a'_j once b_j is stored (the head may still be arriving
+        # in that bank), the b'_j once it is full ------------------------------------------------
+        arriving = (read_bank == write_bank) & ~full.bit_select(read_bank, 1)
+        readable = Signal()
+        m.d.comb += readable.eq(full.bit_select(read_bank, 1)
+                                | (arriving & (emit < half) & (emit + half < taken)))
         with m.FSM():
             with m.State("WAIT"):
-                with m.If(full.bit_select(read_bank, 1)):
+                with m.If(full.bit_select(read_bank, 1) | (arriving & (taken > half))):
                     m.d.sync += emit.eq(0)
                     m.next = "EMIT"
             with m.State("EMIT"):
-                with m.If(read_pass(m, issue, emit, self._head_dim, advance, (s1_valid, s2_valid))):
+                m.d.comb += issue.eq((emit < self._head_dim) & readable)
+                with m.If(advance & issue):
+                    m.d.sync += emit.eq(emit + 1)
+                with m.If((emit == self._head_dim) & advance & ~s1_valid & ~s2_valid):
                     m.d.comb += emptied.eq(1 << read_bank)
                     m.d.sync += read_bank.eq(~read_bank)
                     m.next = "WAIT"

@@ -77,6 +77,8 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
     words = head_dim // sizes.lanes       # the head quantizer's beats (it runs at the vector lanes)
     # per head: the RoPE bank's emission end and the head quantizer's state
     rope_free = [0, 0]          # each of RoPE's two banks: free from this cycle
+    rope_emitted = -2           # RoPE's previous head emitted (the next starts two cycles on)
+    first_b = 0                 # the head's first b element (rotate_half) into RoPE
     quantizer_free = 0          # the quantizer takes a new head's input from this cycle
     codes_free = 0              # its codes side is free (the previous head's codes are out)
     scale_taken = 0             # the previous head's scale taken (the next one latches after)
@@ -104,12 +106,16 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
                 t = max(t, quantizer_free - sizes.lanes + 1)
         out = t
         queued.append(t)
+        if heads and i % head_dim == head_dim // 2:
+            first_b = t
         if heads and i % head_dim == head_dim - 1:
             last_in = t
-            if route != Route.V:             # RoPE emits the head after its last element
-                emit = max(last_in + Rope.latency_of(), quantizer_free - sizes.lanes + 1)
-                rope_free[(i // head_dim) % 2] = emit + head_dim
-                last_in = max(emit + head_dim - 1 + SkidBuffer.latency, enabled)   # through a skid
+            if route != Route.V:             # RoPE emits a'_j once b_j is in, then the b'_j
+                emit = max(first_b + Rope.latency_of(), quantizer_free - sizes.lanes + 1,
+                           rope_emitted + 2)
+                rope_emitted = max(emit + head_dim - 1, last_in + Rope.latency_of() + head_dim // 2)
+                rope_free[(i // head_dim) % 2] = rope_emitted + 1
+                last_in = max(rope_emitted + SkidBuffer.latency, enabled)   # through a skid
             # the quantizer's two banks: the head moves on to its division once its peak is in
             # and the previous head's codes are out; the next head is taken from then
             handoff = max(last_in + reload - 1, codes_free)

@@ -13,9 +13,10 @@ from model import numerics as nx
 
 def run_heads(dut, heads, seed, gap=0.0, stall=0.0):
     """Each head is (values [head_dim], position); returns the rotated heads and the edges of each
-    head's last input transfer and first output offered."""
+    head's first ``b`` input transfer (element ``head_dim/2``), last input transfer, first output
+    offered and last output transfer."""
     rng = random.Random(seed)
-    outputs, edges = [], {"last_in": [], "first_out": []}
+    outputs, edges = [], {"first_b": [], "last_in": [], "first_out": [], "last_out": []}
     d = dut.head_dim
 
     async def count(ctx):
@@ -24,12 +25,16 @@ def run_heads(dut, heads, seed, gap=0.0, stall=0.0):
                                                             dut.o.valid, dut.o.ready):
             if iv and ir:
                 taken += 1
+                if taken % d == d // 2 + 1:
+                    edges["first_b"].append(edge)
                 if taken % d == 0:
                     edges["last_in"].append(edge)
-            if ov and len(edges["first_out"]) < len(edges["last_in"]) and offered % d == 0:
+            if ov and offered % d == 0 and len(edges["first_out"]) == offered // d:
                 edges["first_out"].append(edge)
             if ov and orr:
                 offered += 1
+                if offered % d == 0:
+                    edges["last_out"].append(edge)
             edge += 1
 
     async def put(ctx):
@@ -69,12 +74,18 @@ def test_random_heads_with_backpressure(width, head_dim, positions, theta, seed)
     assert np.array_equal(got, expected(dut, heads, theta))
 
 
-def test_latency():
-    dut = Rope(width=12, head_dim=4, positions=8, theta=10000.0)
-    heads = [(np.array([100, -200, 300, -400]), 3), (np.array([1, 2, 3, 4]), 7)]
+@pytest.mark.parametrize("head_dim", [4, 16])
+def test_latency(head_dim):
+    """The first output ``latency`` after the first ``b`` (before the head is all in), the last
+    ``latency + head_dim/2`` after the last input: heads one a cycle, the output taken at once."""
+    dut = Rope(width=12, head_dim=head_dim, positions=8, theta=10000.0)
+    rng = np.random.default_rng(3)
+    print("seed 3")
+    heads = [(rng.integers(-2000, 2000, head_dim), 3), (rng.integers(-2000, 2000, head_dim), 7)]
     got, edges = run_heads(dut, heads, seed=0)
     assert np.array_equal(got, expected(dut, heads, 10000.0))
-    assert [o - i for i, o in zip(edges["last_in"], edges["first_out"])] == [dut.latency] * 2
+    assert [o - i for i, o in zip(edges["first_b"], edges["first_out"])] == [dut.latency] * 2
+    assert [o - i for i, o in zip(edges["last_in"], edges["last_out"])] == [dut.latency + head_dim // 2] * 2
 
 
 @pytest.mark.parametrize("kwargs, message", [
