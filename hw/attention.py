@@ -140,7 +140,8 @@ class AttentionHead(wiring.Component):
     def passes_of(length: int, words: int, lanes: int = 1) -> dict:
         """Clock edges of each pass over ``length`` positions, ``words`` cache words a head (for a
         cycle model that overlaps heads): ``scores`` (to the maximum z in), ``weights``, ``values``
-        and, made while the values are summed, ``row_scale``. ``lanes`` matters only beyond 32 (a deeper adder tree)."""
+        and, made while the values are summed, ``row_scale``. ``lanes`` matters only beyond 32 (a
+        deeper adder tree)."""
         stages = AttentionHead.stages_of(lanes)
         return {"scores": 2 + length * words + stages["z"],
                 "weights": 1 + length + stages["weight"] + 1,
@@ -155,8 +156,8 @@ class AttentionHead(wiring.Component):
         longer) with the output (``out_beats``) through the Dequantizer (each hands its query on
         in a cycle of its own)."""
         passes = AttentionHead.passes_of(length, words, lanes)
-        return max(words + passes["scores"] + 1, passes["weights"] + 2,
-                   max(passes["values"], passes["row_scale"]) + Dequantizer.latency_of() + out_beats + 1)
+        output = max(passes["values"], passes["row_scale"]) + Dequantizer.latency_of() + out_beats
+        return max(words + passes["scores"] + 1, passes["weights"] + 2, output + 1)
 
     @staticmethod
     def stages_of(lanes: int) -> dict:
@@ -435,9 +436,10 @@ class AttentionHead(wiring.Component):
         def restart_pass():
             m.d.sync += [j.eq(0), w.eq(0), cache_word.eq(0)]
 
-        def advance_position():
+        def advance_position(cache_word, w, j):
+            """The next cache word, word within its position, position."""
             m.d.sync += cache_word.eq(cache_word + 1)
-            with m.If(last_word):
+            with m.If(w == words - 1):
                 m.d.sync += [w.eq(0), j.eq(j + 1)]
             with m.Else():
                 m.d.sync += w.eq(w + 1)
@@ -454,7 +456,7 @@ class AttentionHead(wiring.Component):
             with m.State("SCORES"):
                 m.d.comb += [scoring.eq(1), issuing.eq(j < self.length)]
                 with m.If(j < self.length):
-                    advance_position()
+                    advance_position(cache_word, w, j)
                 # the query goes to the weights pass once it is free; the next query is taken
                 # and scored meanwhile
                 with m.If((z_count == self.length) & ~z_last_valid & weights_idle):   # max z in
@@ -488,11 +490,7 @@ class AttentionHead(wiring.Component):
             with m.State("VALUES"):
                 m.d.comb += [summing.eq(1), v_issuing.eq(vj < v_length)]
                 with m.If(vj < v_length):
-                    m.d.sync += v_word.eq(v_word + 1)
-                    with m.If(vw == words - 1):
-                        m.d.sync += [vw.eq(0), vj.eq(vj + 1)]
-                    with m.Else():
-                        m.d.sync += vw.eq(vw + 1)
+                    advance_position(v_word, vw, vj)
                 with m.Elif(~Cat(*u_valids).any()):
                     m.d.comb += values_done.eq(1)
                     m.d.sync += summed.eq(1)
