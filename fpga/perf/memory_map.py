@@ -92,13 +92,13 @@ def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
         Memory("rope/sin_table", ROPE_BITS, context * d // 2, rom=True),
         Memory("rope/a_buffer", acc, d),
         Memory("rope/b_buffer", acc, d),
-        Memory("head_quantizer/quantizer/buffer", (acc + 2) * lanes, d // lanes),   # vector lanes
+        Memory("head_quantizer/quantizer/buffer", (acc + 2) * lanes, 2 * d // lanes),   # two banks
         Memory("kv_cache/k_codes", ACT_BITS * att, layers * kv * context * d // att),
         Memory("kv_cache/k_scales", SCALE_WORD, layers * kv * context),
         Memory("kv_cache/v_codes", ACT_BITS * att, layers * kv * context * d // att),
         Memory("kv_cache/v_scales", SCALE_WORD, layers * kv * context),
-        Memory("attention/z_buffer", dot_bits + SCALE_BITS + 1, context),
-        Memory("attention/weight_buffer", SCALE_WORD, context),
+        Memory("attention/z_buffer", dot_bits + SCALE_BITS + 1, 2 * context),     # two banks each
+        Memory("attention/weight_buffer", SCALE_WORD, 2 * context),
         Memory("attention/exp2", EXP_FRAC + 1, len(EXP2_TABLE), rom=True),
         Memory("sampler/z_buffer", sampler_z, vocab),
         Memory("sampler/exp2", EXP_FRAC + 1, len(EXP2_TABLE), rom=True),
