@@ -50,12 +50,18 @@ def max_tree(m, values, width: int, name: str):
     return level[0]
 
 
-def store_beat(m, port, length, depth: int, data, peaks=(), overflowed=None, base=0):
-    """In the current (accepting) state: write ``data`` to ``port`` at ``base + length`` and count
-    it, raising each register of ``peaks`` (``(beat maximum, register)`` pairs) to its beat maximum;
-    beats beyond ``depth`` are dropped and set ``overflowed``."""
+def bank_address(bank, depth: int, address):
+    """``address`` inside bank ``bank`` (0 or 1) of a memory of two ``depth``-deep banks."""
+    return Mux(bank, address + depth, address)
+
+
+def store_beat(m, port, length, depth: int, data, peaks=(), overflowed=None, bank=0):
+    """In the current (accepting) state: write ``data`` to ``port`` at ``length`` (in ``bank`` of
+    two ``depth``-deep banks) and count it, raising each register of ``peaks`` (``(beat maximum,
+    register)`` pairs) to its beat maximum; beats beyond ``depth`` are dropped and set
+    ``overflowed``."""
     with m.If(length < depth):
-        m.d.comb += [port.addr.eq(base + length), port.data.eq(data), port.en.eq(1)]
+        m.d.comb += [port.addr.eq(bank_address(bank, depth, length)), port.data.eq(data), port.en.eq(1)]
         m.d.sync += length.eq(length + 1)
         for beat_max, register in peaks:
             with m.If(beat_max > register):
@@ -104,14 +110,14 @@ def rounded_right_shift(m, value, shift, name: str):
     return result
 
 
-def read_pass(m, issue, address, count, advance, stages):
+def read_pass(m, issue, address, count, advance, stages, readable=1):
     """In the current state: issue ``address`` 0 … ``count``−1 into a read pipeline, one per cycle
-    that ``advance``\\ s; returns the condition that every issued beat has left the pipeline
-    (``stages``: its valid bits)."""
-    m.d.comb += issue.eq(address < count)
+    that ``advance``\\ s and the next address is ``readable``; returns the condition that every
+    address has been issued and has left the pipeline (``stages``: its valid bits)."""
+    m.d.comb += issue.eq((address < count) & readable)
     with m.If(advance & issue):
         m.d.sync += address.eq(address + 1)
-    drained = ~issue & advance
+    drained = (address >= count) & advance
     for valid in stages:
         drained &= ~valid
     return drained

@@ -50,7 +50,7 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import (ACT_BITS, ACT_MAX, EXP2_TABLE, EXP_FRAC, EXP_TABLE_BITS, RES_BITS, RES_FRAC,
                             SCALE_BITS, SCALE_EXP_BITS, SCORE_FRAC)
 
-from .arith import check_integers
+from .arith import bank_address, check_integers
 from .dequantizer import Dequantizer
 from .packing import Unpacker
 from .scale_unit import (NormalizedScaleMultiplier, ScaleOp, ScaleProgram, scale_layout,
@@ -241,8 +241,8 @@ class AttentionHead(wiring.Component):
         weight_bank, v_bank = Signal(), Signal()  # the weight buffer's bank: weights, values
         m.d.comb += [self.keys.addr.eq(cache_word), self.values.addr.eq(v_word),
                      self.key_scales.addr.eq(j), self.value_scales.addr.eq(wj),
-                     z_read.addr.eq(Mux(w_z_bank, wj + max_positions, wj)),
-                     weight_read.addr.eq(Mux(v_bank, vj + max_positions, vj))]
+                     z_read.addr.eq(bank_address(w_z_bank, max_positions, wj)),
+                     weight_read.addr.eq(bank_address(v_bank, max_positions, vj))]
 
         # -- scores: key word -> products -> adder tree into dot -> times coef -> z (stages_of) --
         scoring = Signal()
@@ -303,7 +303,7 @@ class AttentionHead(wiring.Component):
         m.d.comb += z_new.eq((halved + halved_rounds) >> 1)
         z_count = Signal(range(max_positions + 1))
         with m.If(halved_valid):
-            m.d.comb += [z_write.addr.eq(Mux(z_bank, z_count + max_positions, z_count)),
+            m.d.comb += [z_write.addr.eq(bank_address(z_bank, max_positions, z_count)),
                          z_write.data.eq(z_new), z_write.en.eq(1)]
             m.d.sync += z_count.eq(z_count + 1)
         # max z, a cycle after the write
@@ -356,8 +356,7 @@ class AttentionHead(wiring.Component):
         live_seen = Signal()
         weights_done = Signal(range(max_positions + 1))
         with m.If(weight_mul.o.valid):
-            m.d.comb += [weight_write.addr.eq(Mux(weight_bank, weights_done + max_positions,
-                                                  weights_done)),
+            m.d.comb += [weight_write.addr.eq(bank_address(weight_bank, max_positions, weights_done)),
                          weight_write.en.eq(1),
                          weight_write.data.mant.eq(weight_mul.o.mant),
                          weight_write.data.exp.eq(weight_mul.o.exp)]

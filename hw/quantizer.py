@@ -35,7 +35,8 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ACT_BITS, NORM_MAX_BITLEN, RECIP_SHIFT
 
-from .arith import bit_length, check_integers, read_pass, register_sign_magnitude, sign_magnitude, store_beat
+from .arith import (bank_address, bit_length, check_integers, read_pass, register_sign_magnitude,
+                    sign_magnitude, store_beat)
 
 QUOTIENT_BITS = RECIP_SHIFT - NORM_MAX_BITLEN + 2   # R = floor((2^33 − 1) / m_n) + 1 <= 2^17: 18 bits
 assert QUOTIENT_BITS % 2 == 0                        # the divider makes two bits a cycle
@@ -158,7 +159,7 @@ class AbsmaxQuantizer(wiring.Component):
         m.d.comb += kept.eq(in_valid & (load_length < self._depth))
         with m.If(in_valid):
             store_beat(m, wr, load_length, self._depth, in_beat, (), load_overflowed,
-                       base=Mux(load_bank, self._depth, 0))
+                       bank=load_bank)
         level, level_valid = [in_beat[lane].mag for lane in range(lanes)], kept
         tree_valid = []
         for stage in range(tree_stages(lanes)):
@@ -188,7 +189,7 @@ class AbsmaxQuantizer(wiring.Component):
         s5_code = [Signal(ACT_BITS - 1, name=f"s5_code{lane}") for lane in range(lanes)]
         negs = [[Signal(name=f"s{n}_neg{lane}") for lane in range(lanes)] for n in (3, 4, 5)]
         issue = Signal()
-        m.d.comb += [rd.addr.eq(Mux(bank, self._depth, 0) + read_addr), rd.en.eq(advance)]
+        m.d.comb += [rd.addr.eq(bank_address(bank, self._depth, read_addr)), rd.en.eq(advance)]
 
         with m.If(advance):
             m.d.sync += [stages[0][0].eq(issue), stages[0][1].eq(read_addr == length - 1)]

@@ -23,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ROPE_BITS, ROPE_FRAC, rope_int_tables
 
-from .arith import check_integers
+from .arith import bank_address, check_integers, read_pass
 
 
 class Rope(wiring.Component):
@@ -95,7 +95,7 @@ class Rope(wiring.Component):
         table_addr = self.position * half + pair
         write_bank, read_bank, full = Signal(), Signal(), Signal(2)
         for port in (a_read, b_read):
-            m.d.comb += [port.addr.eq(read_bank * half + pair), port.en.eq(advance)]
+            m.d.comb += [port.addr.eq(bank_address(read_bank, half, pair)), port.en.eq(advance)]
         for port in (cos_read, sin_read):
             m.d.comb += [port.addr.eq(table_addr), port.en.eq(advance)]
 
@@ -119,10 +119,10 @@ class Rope(wiring.Component):
         m.d.comb += self.i.ready.eq(~full.bit_select(write_bank, 1))
         with m.If(self.i.valid & self.i.ready):
             with m.If(taken < half):
-                m.d.comb += [a_write.addr.eq(write_bank * half + taken), a_write.data.eq(self.i.payload),
-                             a_write.en.eq(1)]
+                m.d.comb += [a_write.addr.eq(bank_address(write_bank, half, taken)),
+                             a_write.data.eq(self.i.payload), a_write.en.eq(1)]
             with m.Else():
-                m.d.comb += [b_write.addr.eq(write_bank * half + taken - half),
+                m.d.comb += [b_write.addr.eq(bank_address(write_bank, half, taken - half)),
                              b_write.data.eq(self.i.payload), b_write.en.eq(1)]
             m.d.sync += taken.eq(taken + 1)
             with m.If(taken == self._head_dim - 1):
@@ -142,10 +142,8 @@ class Rope(wiring.Component):
                     m.d.sync += emit.eq(0)
                     m.next = "EMIT"
             with m.State("EMIT"):
-                m.d.comb += issue.eq((emit < self._head_dim) & readable)
-                with m.If(advance & issue):
-                    m.d.sync += emit.eq(emit + 1)
-                with m.If((emit == self._head_dim) & advance & ~s1_valid & ~s2_valid):
+                with m.If(read_pass(m, issue, emit, self._head_dim, advance, (s1_valid, s2_valid),
+                                    readable)):
                     m.d.comb += emptied.eq(1 << read_bank)
                     m.d.sync += read_bank.eq(~read_bank)
                     m.next = "WAIT"

@@ -54,12 +54,14 @@ def run_tokens(dut, tokens, seed, gap=0.0, stall=0.0):
 
 
 def check(dut, tokens, seed, **kw):
-    results, overflow, _ = run_tokens(dut, tokens, seed, **kw)
+    """Run the tokens, check codes and peaks against the model; returns the transfer edges."""
+    results, overflow, edges = run_tokens(dut, tokens, seed, **kw)
     for token, (codes, peaks) in zip(tokens, results):
         q, m = absmax_quantize(token)
         assert (codes == q).all(), f"token {token.tolist()}: hardware {codes.tolist()}, model {q.tolist()}"
         assert peaks == {m}
     assert not any(overflow)
+    return edges
 
 
 @pytest.mark.parametrize("width, lanes", [(8, 1), (12, 2), (20, 4), (34, 1)])
@@ -123,8 +125,7 @@ def test_two_banks_store_the_next_token_while_one_is_emitted():
     rng = np.random.default_rng(5)
     print("seed 5")
     tokens = [rng.integers(-2048, 2048, 2 * beats) for _ in range(4)]
-    check(dut, tokens, seed=5)
-    _, _, edges = run_tokens(dut, tokens, seed=5)
+    edges = check(dut, tokens, seed=5)
     second, third = edges["i"][beats], edges["i"][2 * beats]
     assert edges["i"][beats:2 * beats] == list(range(second, second + beats))
     assert second < edges["o"][0]
