@@ -20,8 +20,9 @@ addresses are local to the head: ``keys`` and ``values`` (word ``j·W + w`` hold
    16×8-bit products a cycle into ``lanes`` adders; the accumulators are a ring of ``W`` words that
    turns a word for each word summed or output, so that word is always its first (and one output
    goes back as 0).
-4. **Row scale**: a ScaleProgram ``scale_from_int(1, E) · 1/scale_from_int(Σp, −15)``, run while
-   the values are summed (it needs only Σp and E); then
+4. **Row scale**: ``scale_from_int(1, E) · 1/scale_from_int(Σp, −15)``, a ScaleProgram for the
+   reciprocal run while the values are summed (it needs only Σp and E) and an exponent sum (the
+   product of ``2^15`` and a normalized mantissa is that mantissa); then
    ``saturate(apply_scale(o, row scale, 16), 32)`` leaves on ``o`` through a
    :class:`~hw.dequantizer.Dequantizer`, ``out_lanes`` per beat (an :class:`~hw.packing.Unpacker`
    splits each accumulator word into ``lanes / out_lanes`` beats, so the Dequantizer is only as wide
@@ -57,11 +58,11 @@ from .scale_unit import (NormalizedScaleMultiplier, ScaleOp, ScaleProgram, scale
                          scale_unit_members, scale_unit_of)
 
 ACT_MAX_SQUARE = ACT_MAX ** 2
+# 1/Σp; the row scale scale_from_int(1, E) · 1/Σp is then only an exponent sum: a normalized
+# mantissa times 2^15 renormalizes to itself (and a reciprocal's mantissa is normalized).
 ROW_PROGRAM = (
     ("weight_sum", ScaleOp.FROM_INT, None, None, "p_sum"),
     ("inv_sum", ScaleOp.RECIP, "weight_sum", None, None),
-    ("top_unit", ScaleOp.FROM_INT, None, None, "top"),
-    ("row", ScaleOp.MUL, "top_unit", "inv_sum", None),
 )
 
 
@@ -402,8 +403,14 @@ class AttentionHead(wiring.Component):
         # next query is taken, scored and weighed while this one's values are summed, its row
         # scale is made and its output leaves ---------------------------------------------------
         program = ScaleProgram(ROW_PROGRAM, exp_bits)
-        integers = {"p_sum": (row_p_sum, -EXP_FRAC), "top": (1, row_top)}
-        row = program.results["row"]
+        integers = {"p_sum": (row_p_sum, -EXP_FRAC)}
+        # the row scale (1/Σp's mantissa, its exponent + E), registered from the program's result
+        # and E; an exponent out of the scale's range flags the output invalid
+        inv_sum = program.results["inv_sum"]
+        row, row_exp_wide, row_overflow = Signal(scale), Signal(signed(exp_bits + 1)), Signal()
+        m.d.comb += row_exp_wide.eq(inv_sum.exp + row_top)
+        m.d.sync += [row.mant.eq(inv_sum.mant), row.exp.eq(row_exp_wide),
+                     row_overflow.eq(row_exp_wide[-1] != row_exp_wide[-2])]
         row_start, weights_start = Signal(), Signal()
         summed, values_done = Signal(), Signal()   # the output machine's query is summed (now)
         out_invalid = Signal()
@@ -425,7 +432,7 @@ class AttentionHead(wiring.Component):
                      emitted_word.eq(unpacker.i.valid & unpacker.i.ready),
                      self.o.payload.data.eq(output.o.payload.data),
                      self.o.payload.last.eq(output.o.payload.last),
-                     self.o.payload.invalid.eq(out_invalid | program.invalid),
+                     self.o.payload.invalid.eq(out_invalid | program.invalid | row_overflow),
                      self.o.valid.eq(output.o.valid), output.o.ready.eq(self.o.ready)]
 
         for port in (self.keys, self.values, self.key_scales, self.value_scales):

@@ -17,10 +17,13 @@ saturates toward ``p``'s sign with any ``addend``: a flag, set when the product'
 window are not all sign bits, a check against a mask that all lanes share. So the add and the
 saturation are ``out_bits + 3`` bits wide, and saturation is a check of top bits.
 
-Stages: (1) the product, registered out of the multiplier, beside the window's offset and mask;
-(2) the window and the flag; (3) the add and the saturation. One beat per cycle: **latency** 3
-cycles from a beat's transfer in to the first cycle its result is offered; ``o`` backpressure stalls
-all stages. ``scale`` must hold while its beats are in flight.
+Stages: (0) the beat and the scale's multiplier operand and shift, registered (every multiplier
+operand comes from a register: the beat's source, an unpacker's mux or a block-RAM read, does not
+share a cycle with the multiply); (1) the product, registered out of the multiplier, beside the
+window's mask; (2) the window and the flag; (3) the add and the saturation. One beat per cycle:
+**latency** 4 cycles from a beat's transfer in to the first cycle its result is offered; ``o``
+backpressure stalls all stages. ``scale`` is taken with each beat (it need only be valid in the cycle
+the beat transfers in).
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed
@@ -54,7 +57,7 @@ class Dequantizer(wiring.Component):
     @staticmethod
     def latency_of() -> int:
         """Cycles from a beat's transfer in to the first cycle its result is offered."""
-        return 3
+        return 4
 
     latency = property(lambda self: self.latency_of())
 
@@ -93,9 +96,8 @@ class Dequantizer(wiring.Component):
         half_next = Signal(range(half_max + 1))
         m.d.comb += half_next.eq(Mux(offset_next < 0, 0, Mux(offset_next >> 1 > half_max, half_max,
                                                                 offset_next >> 1)))
-        mant = Signal(SCALE_BITS + 1)
-        m.d.comb += mant.eq(Mux(offset_next[0], self.scale.mant, self.scale.mant << 1))
-        half = Signal.like(half_next)
+        mant_next = Mux(offset_next[0], self.scale.mant, self.scale.mant << 1)
+        mant, half, half1 = Signal(SCALE_BITS + 1), Signal.like(half_next), Signal.like(half_next)
         # v fits its window iff the product's bits from 2·half up are all sign bits: their mask.
         above = Signal(product_bits)
 
@@ -103,24 +105,28 @@ class Dequantizer(wiring.Component):
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         m.d.comb += self.i.ready.eq(advance)
 
-        s1_valid, s1_last, s2_valid, s2_last = Signal(), Signal(), Signal(), Signal()
+        s0_valid, s0_last, s1_valid, s1_last, s2_valid, s2_last = (Signal() for _ in range(6))
         limit = (1 << (out_bits - 1)) - 1
         with m.If(advance):
-            m.d.sync += [s1_valid.eq(self.i.valid), s1_last.eq(self.i.payload.last),
+            m.d.sync += [s0_valid.eq(self.i.valid), s0_last.eq(self.i.payload.last),
+                         s1_valid.eq(s0_valid), s1_last.eq(s0_last),
                          s2_valid.eq(s1_valid), s2_last.eq(s1_last),
                          self.o.valid.eq(s2_valid), self.o.payload.last.eq(s2_last),
-                         half.eq(half_next),
-                         above.eq(Const(-1, len(above)) << Cat(Const(0, 1), half_next))]
+                         mant.eq(mant_next), half.eq(half_next), half1.eq(half),
+                         above.eq(Const(-1, len(above)) << Cat(Const(0, 1), half))]
             for lane in range(lanes):
+                x = Signal(signed(self._width), name=f"x{lane}")
+                addend0 = Signal(signed(out_bits), name=f"addend0_{lane}")
+                m.d.sync += [x.eq(self.i.payload.data[lane]), addend0.eq(self.i.payload.addend[lane])]
+
                 product = Signal(signed(product_bits), name=f"product{lane}")
                 addend1 = Signal(signed(out_bits), name=f"addend1_{lane}")
-                m.d.sync += [product.eq(self.i.payload.data[lane] * mant),
-                             addend1.eq(self.i.payload.addend[lane])]
+                m.d.sync += [product.eq(x * mant), addend1.eq(addend0)]
 
                 v = Signal(signed(window_bits), name=f"v{lane}")
                 overflow, negative = Signal(name=f"overflow{lane}"), Signal(name=f"negative{lane}")
                 addend2 = Signal(signed(out_bits), name=f"addend2_{lane}")
-                shifted = Cat(Const(0, window_bits - 1), product).as_signed() >> Cat(Const(0, 1), half)
+                shifted = Cat(Const(0, window_bits - 1), product).as_signed() >> Cat(Const(0, 1), half1)
                 not_sign = product.as_unsigned() ^ product[-1].replicate(product_bits)
                 m.d.sync += [v.eq(shifted[:window_bits]), overflow.eq((not_sign & above).any()),
                              negative.eq(product[-1]), addend2.eq(addend1)]

@@ -45,8 +45,8 @@ class Rope(wiring.Component):
     @staticmethod
     def latency_of() -> int:
         """Cycles from a head's first ``b`` element (``head_dim/2``) to its first output: the
-        element stored, start, read, products, sum."""
-        return 5
+        element stored, start, read, read registered, products, sum."""
+        return 6
 
     latency = property(lambda self: self.latency_of())
 
@@ -99,20 +99,26 @@ class Rope(wiring.Component):
         for port in (cos_read, sin_read):
             m.d.comb += [port.addr.eq(table_addr), port.en.eq(advance)]
 
-        # read (memories) -> products (register) -> sum and round (output register)
+        # read (memories) -> registered -> products (register) -> sum and round (output register):
+        # the block-RAM reads have a cycle of their own before the multipliers
         s1_valid, s1_second, s1_last = Signal(), Signal(), Signal()
         s2_valid, s2_second, s2_last = Signal(), Signal(), Signal()
+        s3_valid, s3_second, s3_last = Signal(), Signal(), Signal()
         product_bits = width + ROPE_BITS
+        a1, b1 = Signal(signed(width)), Signal(signed(width))
+        cos1, sin1 = Signal(signed(ROPE_BITS)), Signal(signed(ROPE_BITS))
         a_cos, b_sin, b_cos, a_sin = (Signal(signed(product_bits), name=n)
                                       for n in ("a_cos", "b_sin", "b_cos", "a_sin"))
         with m.If(advance):
             m.d.sync += [s1_valid.eq(issue), s1_second.eq(emit >= half),
                          s1_last.eq(emit == self._head_dim - 1),
                          s2_valid.eq(s1_valid), s2_second.eq(s1_second), s2_last.eq(s1_last),
-                         a_cos.eq(a_read.data * cos_read.data), b_sin.eq(b_read.data * sin_read.data),
-                         b_cos.eq(b_read.data * cos_read.data), a_sin.eq(a_read.data * sin_read.data)]
-            total = Mux(s2_second, b_cos + a_sin, a_cos - b_sin) + (1 << (ROPE_FRAC - 1))
-            m.d.sync += [self.o.valid.eq(s2_valid), self.o.payload.last.eq(s2_last),
+                         s3_valid.eq(s2_valid), s3_second.eq(s2_second), s3_last.eq(s2_last),
+                         a1.eq(a_read.data), b1.eq(b_read.data),
+                         cos1.eq(cos_read.data), sin1.eq(sin_read.data),
+                         a_cos.eq(a1 * cos1), b_sin.eq(b1 * sin1), b_cos.eq(b1 * cos1), a_sin.eq(a1 * sin1)]
+            total = Mux(s3_second, b_cos + a_sin, a_cos - b_sin) + (1 << (ROPE_FRAC - 1))
+            m.d.sync += [self.o.valid.eq(s3_valid), self.o.payload.last.eq(s3_last),
                          self.o.payload.data.eq(total >> ROPE_FRAC)]
 
         # -- take: a head into the write bank, while that bank is free ---------------------------
