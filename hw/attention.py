@@ -22,12 +22,11 @@ addresses are local to the head: ``keys`` and ``values`` (word ``j·W + w`` hold
    goes back as 0).
 4. **Row scale**: ``scale_from_int(1, E) · 1/scale_from_int(Σp, −15)``, a ScaleProgram for the
    reciprocal run while the values are summed (it needs only Σp and E) and an exponent sum (the
-   product of ``2^15`` and a normalized mantissa is that mantissa); then
-   ``saturate(apply_scale(o, row scale, 16), 32)`` leaves on ``o`` through a
-   :class:`~hw.dequantizer.Dequantizer`, ``out_lanes`` per beat (an :class:`~hw.packing.Unpacker`
-   splits each accumulator word into ``lanes / out_lanes`` beats, so the Dequantizer is only as wide
-   as what follows needs), ``last``
-   on the head's final beat.
+   product of ``2^15`` and a normalized mantissa is that mantissa); then ``o`` leaves,
+   ``out_lanes`` per beat (an :class:`~hw.packing.Unpacker` splits each accumulator word into
+   ``lanes / out_lanes`` beats), each beat with the row scale, ``last`` on the head's final beat: a
+   :class:`~hw.dequantizer.Dequantizer` input (the engine's one) that makes the head's output
+   ``saturate(apply_scale(o, row scale, 16), 32)``.
 
 Queries overlap, three passes of three queries at once: once a query's scores are in, its weights
 pass starts (``weights_start`` pulses) and the next query is taken and scored; once its weights are
@@ -48,11 +47,10 @@ from amaranth import Cat, Module, Mux, ResetSignal, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from model.numerics import (ACT_BITS, ACT_MAX, EXP2_TABLE, EXP_FRAC, EXP_TABLE_BITS, RES_BITS, RES_FRAC,
+from model.numerics import (ACT_BITS, ACT_MAX, EXP2_TABLE, EXP_FRAC, EXP_TABLE_BITS,
                             SCALE_BITS, SCALE_EXP_BITS, SCORE_FRAC)
 
 from .arith import bank_address, check_integers
-from .dequantizer import Dequantizer
 from .packing import Unpacker
 from .scale_unit import (NormalizedScaleMultiplier, ScaleOp, ScaleProgram, scale_layout,
                          scale_unit_members, scale_unit_of)
@@ -115,7 +113,8 @@ class AttentionHead(wiring.Component):
             "key_scales": Out(memory.ReadPort.Signature(addr_width=positions, shape=scale).flip()),
             "value_scales": Out(memory.ReadPort.Signature(addr_width=positions, shape=scale).flip()),
             "o": Out(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(signed(RES_BITS), out_lanes), "last": 1, "invalid": 1}))),
+                "data": data.ArrayLayout(signed(self.out_bits_of(max_positions)), out_lanes),
+                "scale": scale, "last": 1, "invalid": 1}))),
             "weights_start": Out(1), "values_start": Out(1),
             **scale_unit_members(shared_scale, exp_bits, self.p_sum_bits),
         })
@@ -128,14 +127,19 @@ class AttentionHead(wiring.Component):
     max_positions = property(lambda self: self._max_positions)
     # Σ p_j, FROM_INT's operand: Q.EXP_FRAC weights below 2, one a position
     p_sum_bits = property(lambda self: EXP_FRAC + 1 + self._max_positions.bit_length())
+    out_bits = property(lambda self: self.out_bits_of(self._max_positions))
+
+    @staticmethod
+    def out_bits_of(max_positions: int) -> int:
+        """Signed bits of an output element ``o_i``: ``|o_i| <= positions · (2^16 − 1) · 2^7``
+        (aligned weights below 2^16 times int8 values)."""
+        return (max_positions * ((1 << SCALE_BITS) - 1) << (ACT_BITS - 1)).bit_length() + 1
 
     def cycles(self, length: int) -> int:
         """Clock edges from the query's last beat to the first output beat offered, no stalls: the
-        scores, the weights, the values or the row scale (whichever is longer) and the
-        Dequantizer's :attr:`~hw.dequantizer.Dequantizer.latency`."""
+        scores, the weights, and the values or the row scale (whichever is longer)."""
         passes = self.passes_of(length, self._words, self._lanes)
-        return (passes["scores"] + passes["weights"] + max(passes["values"], passes["row_scale"])
-                + Dequantizer.latency_of())
+        return passes["scores"] + passes["weights"] + max(passes["values"], passes["row_scale"])
 
     @staticmethod
     def passes_of(length: int, words: int, lanes: int = 1) -> dict:
@@ -154,10 +158,9 @@ class AttentionHead(wiring.Component):
         """Clock edges from one query's first ``q`` beat to the next query's, queries offered
         back to back over ``length`` positions and the output taken at once: the longest of the
         query and scores passes, the weights pass, and the values pass or row scale (whichever is
-        longer) with the output (``out_beats``) through the Dequantizer (each hands its query on
-        in a cycle of its own)."""
+        longer) with the output (``out_beats``) (each hands its query on in a cycle of its own)."""
         passes = AttentionHead.passes_of(length, words, lanes)
-        output = max(passes["values"], passes["row_scale"]) + Dequantizer.latency_of() + out_beats
+        output = max(passes["values"], passes["row_scale"]) + out_beats
         return max(words + passes["scores"] + 1, passes["weights"] + 2, output + 1)
 
     @staticmethod
@@ -189,8 +192,7 @@ class AttentionHead(wiring.Component):
         dot_bits = (d * ACT_MAX_SQUARE).bit_length() + 1
         z_bits = dot_bits + SCALE_BITS + 1
         p_sum_bits = self.p_sum_bits
-        # |o_i| <= positions · (2^16 - 1) · 2^7: aligned weights below 2^16 times int8 values
-        out_bits = (max_positions * ((1 << SCALE_BITS) - 1) << (ACT_BITS - 1)).bit_length() + 1
+        out_bits = self.out_bits
         stages = self.stages_of(lanes)
 
         m.submodules.key_scale_mul = key_mul = NormalizedScaleMultiplier(exp_bits)
@@ -198,8 +200,6 @@ class AttentionHead(wiring.Component):
         m.submodules.weight_mul = weight_mul = NormalizedScaleMultiplier(exp_bits)
         unit = scale_unit_of(m, self, exp_bits=exp_bits, int_bits=self.p_sum_bits)
         out_lanes, pieces = self._out_lanes, lanes // self._out_lanes
-        m.submodules.output = output = Dequantizer(width=out_bits, lanes=out_lanes, frac=RES_FRAC,
-                                                   out_bits=RES_BITS, exp_bits=exp_bits)
         # two banks each: a query's scores (weights) are written into one while the previous
         # query's weights (values) pass reads the other
         m.submodules.z_buffer = z_buffer = memory.Memory(shape=signed(z_bits), depth=2 * max_positions,
@@ -420,20 +420,16 @@ class AttentionHead(wiring.Component):
                          v_bank.eq(weight_bank), weight_bank.eq(~weight_bank),
                          out_invalid.eq(w_invalid)]
         m.d.comb += [self.weights_start.eq(weights_start), self.values_start.eq(row_start)]
-        m.d.comb += output.scale.eq(row)
-        out_word = Signal(range(words + 1))
-        # the first accumulator word, out_lanes a beat, into the output Dequantizer
+        out_word = Signal(range(words))
+        # the first accumulator word, out_lanes a beat, out with the row scale
         m.submodules.output_unpacker = unpacker = Unpacker(signed(out_bits), out_lanes, pieces)
-        m.d.comb += [output.i.valid.eq(unpacker.o.valid), unpacker.o.ready.eq(output.i.ready),
-                     output.i.payload.data.eq(unpacker.o.payload.data),
-                     output.i.payload.last.eq(unpacker.o.payload.last)]    # no addend here
         m.d.comb += [unpacker.i.payload.data.eq(accumulators[0]),
                      unpacker.i.payload.last.eq(out_word == words - 1),
                      emitted_word.eq(unpacker.i.valid & unpacker.i.ready),
-                     self.o.payload.data.eq(output.o.payload.data),
-                     self.o.payload.last.eq(output.o.payload.last),
-                     self.o.payload.invalid.eq(out_invalid | program.invalid | row_overflow),
-                     self.o.valid.eq(output.o.valid), output.o.ready.eq(self.o.ready)]
+                     self.o.valid.eq(unpacker.o.valid), unpacker.o.ready.eq(self.o.ready),
+                     self.o.payload.data.eq(unpacker.o.payload.data),
+                     self.o.payload.last.eq(unpacker.o.payload.last), self.o.payload.scale.eq(row),
+                     self.o.payload.invalid.eq(out_invalid | program.invalid | row_overflow)]
 
         for port in (self.keys, self.values, self.key_scales, self.value_scales):
             m.d.comb += port.en.eq(1)
@@ -514,11 +510,10 @@ class AttentionHead(wiring.Component):
                 with m.If(summed | values_done):
                     m.next = "EMIT"
             with m.State("EMIT"):
-                m.d.comb += unpacker.i.valid.eq(out_word < words)
-                with m.If(unpacker.i.ready & (out_word < words)):
+                m.d.comb += unpacker.i.valid.eq(1)
+                with m.If(unpacker.i.ready):
                     m.d.sync += out_word.eq(out_word + 1)
-                with m.If(out_word == words):
-                    with m.If(output.o.valid & output.o.ready & output.o.payload.last):
+                    with m.If(out_word == words - 1):      # the head's last beat is out
                         m.d.sync += [out_word.eq(0), summed.eq(0)]
                         m.next = "IDLE"
 

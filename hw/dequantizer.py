@@ -22,8 +22,9 @@ operand comes from a register: the beat's source, an unpacker's mux or a block-R
 share a cycle with the multiply); (1) the product, registered out of the multiplier, beside the
 window's mask; (2) the window and the flag; (3) the add and the saturation. One beat per cycle:
 **latency** 4 cycles from a beat's transfer in to the first cycle its result is offered; ``o``
-backpressure stalls all stages. ``scale`` is taken with each beat (it need only be valid in the cycle
-the beat transfers in).
+backpressure stalls all stages. Each beat carries its own scale, so beats of different scales (the
+engine's sources: the embedding row's, the residual's ``D·γ``, an attention head's row scale)
+follow each other with no gap.
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed
@@ -67,13 +68,18 @@ class Dequantizer(wiring.Component):
                         ("frac", frac, 0, 32), ("out_bits", out_bits, 2, 48)))
         self._width, self._lanes, self._frac, self._out_bits = width, lanes, frac, out_bits
         super().__init__({
-            "i": In(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(signed(width), lanes),
-                "addend": data.ArrayLayout(signed(out_bits), lanes), "last": 1}))),
+            "i": In(stream.Signature(self.input_layout_of(width, lanes, out_bits, exp_bits))),
             "o": Out(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(signed(out_bits), lanes), "last": 1}))),
-            "scale": In(scale_layout(exp_bits)),
         })
+
+    @staticmethod
+    def input_layout_of(width: int, lanes: int, out_bits: int = RES_BITS,
+                        exp_bits: int = SCALE_EXP_BITS) -> data.StructLayout:
+        """``i``'s payload: ``lanes`` values, ``lanes`` addends, the beat's scale, ``last``."""
+        return data.StructLayout({"data": data.ArrayLayout(signed(width), lanes),
+                                  "addend": data.ArrayLayout(signed(out_bits), lanes),
+                                  "scale": scale_layout(exp_bits), "last": 1})
 
     width = property(lambda self: self._width)
     lanes = property(lambda self: self._lanes)
@@ -91,12 +97,13 @@ class Dequantizer(wiring.Component):
         # half_max every window holds only sign bits. For r < 0 the window at 0 overflows for every
         # product but 0 and −1, whose v (0, −2^(out_bits + 1)) saturates as the true one does.
         half_max = (window_bits + product_bits - 1) // 2
-        offset_next = Signal(signed(len(self.scale.exp) + 2))
-        m.d.comb += offset_next.eq(out_bits + 1 - self._frac - self.scale.exp)
+        scale = self.i.payload.scale
+        offset_next = Signal(signed(len(scale.exp) + 2))
+        m.d.comb += offset_next.eq(out_bits + 1 - self._frac - scale.exp)
         half_next = Signal(range(half_max + 1))
         m.d.comb += half_next.eq(Mux(offset_next < 0, 0, Mux(offset_next >> 1 > half_max, half_max,
                                                                 offset_next >> 1)))
-        mant_next = Mux(offset_next[0], self.scale.mant, self.scale.mant << 1)
+        mant_next = Mux(offset_next[0], scale.mant, scale.mant << 1)
         mant, half, half1 = Signal(SCALE_BITS + 1), Signal.like(half_next), Signal.like(half_next)
         # v fits its window iff the product's bits from 2·half up are all sign bits: their mask.
         above = Signal(product_bits)

@@ -25,8 +25,10 @@ The datapath (ports and cycles of each block in docs/gateware.md)::
                            │   │  │   └─► TokenTable (LM head) ─► Sampler ─► o
                            │   │  │                           ├─ gate buffer ─┐
                            │   │  └── GatedActivation ◄───────┴─ (up) ────────┘
-                           │   └──── AttentionHead ◄─ Q buffer, KV cache (heads in turn)
+                           │   └── Dequantizer ◄─ AttentionHead ◄─ Q buffer, KV cache (heads in turn)
                            └──── Dequantizer (+ H) ◄── (o_proj, down_proj)
+
+    (one Dequantizer, shown twice: it also makes the embedding row)
 
 Matmul results queue in a FIFO (``RESULT_FIFO_DEPTH``), so a product starts as soon as its
 activation codes are in, while the norm's scale ``D`` is still being made and while the output
@@ -334,7 +336,10 @@ class Engine(wiring.Component):
                                              head_dim=d, positions=context, lanes=att_lanes)
         m.submodules.attention = attention = AttentionHead(head_dim=d, lanes=att_lanes, out_lanes=lanes,
                                                            max_positions=context, shared_scale=True)
-        m.submodules.dequantizer = deq = Dequantizer(width=acc_width, lanes=lanes)
+        # One Dequantizer for the three uses, which never overlap: the embedding row (EMBED), an
+        # attention head's output (the attn_sub_norm NORM), the o_proj / down_proj sums added into
+        # H (their MATMULs). Each beat carries its scale.
+        m.submodules.dequantizer = deq = Dequantizer(width=max(acc_width, attention.out_bits), lanes=lanes)
         m.submodules.sampler = sampler = Sampler(logit_width=lm_table.logit_width,
                                                  vocab_max=cfg.vocab_size, k_max=self._k_max)
         # One ScaleUnit for the engine's own scale products and every block's scale program.
@@ -379,7 +384,7 @@ class Engine(wiring.Component):
             wiring.connect(m, source_port, buffer.i)
         for buffer, sink_port in ((codes_skid, linear.x), (lm_codes_skid, lm_table.x),
                                   (logits_skid, sampler.i), (rms_in, rms.i), (headq_in, headq.i),
-                                  (deq_in, deq.i), (gated_in, gated.i)):
+                                  (gated_in, gated.i)):
             wiring.connect(m, buffer.o, sink_port)
 
         # -- buffers -------------------------------------------------------------------------
@@ -584,13 +589,14 @@ class Engine(wiring.Component):
         join_ready = Mux(route == Route.RESIDUAL, deq_in.i.ready, gated_in.i.ready & ~up_hold)
         join_advance = ~join_valid | join_ready
         m.d.comb += [deq_in.i.valid.eq(join_valid & (route == Route.RESIDUAL)),
-                     deq_in.i.payload.data.eq(join_data), deq_in.i.payload.addend.eq(h_read.data),
-                     deq_in.i.payload.last.eq(join_last), deq.scale.eq(acc_scale),
+                     deq_in.i.payload.addend.eq(h_read.data),
+                     deq_in.i.payload.last.eq(join_last), deq_in.i.payload.scale.eq(acc_scale),
                      gated_in.i.valid.eq(join_valid & (route == Route.UP) & ~up_hold),
                      gated_in.i.payload.gate.eq(gate_read.data), gated_in.i.payload.up.eq(join_data),
                      gated_in.i.payload.last.eq(join_last),
                      gated.gate_scale.eq(gate_scale), gated.up_scale.eq(acc_scale),
                      gate_read.addr.eq(join_addr), gate_read.en.eq(join_advance)]
+        m.d.comb += [deq_in.i.payload.data[e].eq(join_data[e]) for e in range(lanes)]
         with m.If(joins):
             m.d.comb += packed.ready.eq(join_advance)
             with m.If(join_advance):
@@ -602,21 +608,37 @@ class Engine(wiring.Component):
         with m.If(join_valid & join_ready & joins):
             m.d.sync += joined.eq(joined + 1)
 
-        # H writes: the embedding row, or the dequantizer's sums.
+        # The Dequantizer's input: the embedding row (EMBED), the attention output (NORM: only the
+        # attn_sub_norm's has one) or the residual's sums (MATMUL); its output into H, or into the
+        # norm for the attention.
+        to_norm = op == Op.NORM
+        with m.If(op == Op.EMBED):
+            m.d.comb += [deq.i.valid.eq(table.embedding.valid), table.embedding.ready.eq(deq.i.ready),
+                         deq.i.payload.scale.eq(table.embedding.payload.scale),
+                         deq.i.payload.last.eq(table.embedding.payload.last)]
+            m.d.comb += [deq.i.payload.data[e].eq(table.embedding.payload.data[e]) for e in range(lanes)]
+        with m.Elif(to_norm):
+            m.d.comb += [deq.i.valid.eq(attention_out.o.valid), attention_out.o.ready.eq(deq.i.ready),
+                         deq.i.payload.scale.eq(attention_out.o.payload.scale),
+                         deq.i.payload.last.eq(attention_out.o.payload.last)]
+            m.d.comb += [deq.i.payload.data[e].eq(attention_out.o.payload.data[e]) for e in range(lanes)]
+        with m.Else():
+            m.d.comb += [deq.i.valid.eq(deq_in.o.valid), deq_in.o.ready.eq(deq.i.ready),
+                         deq.i.payload.eq(deq_in.o.payload)]
+
+        # H writes: the embedding row, or the residual's sums.
         h_addr = Signal(range(hidden // lanes + 1))
         h_source = Signal(data.ArrayLayout(signed(RES_BITS), lanes))
         h_valid = Signal()
-        with m.If(op == Op.EMBED):
-            m.d.comb += [h_source.eq(table.embedding.payload.data), h_valid.eq(table.embedding.valid)]
-        with m.Else():
-            m.d.comb += [h_source.eq(deq.o.payload.data), h_valid.eq(deq.o.valid)]
-        m.d.comb += [table.embedding.ready.eq(1), deq.o.ready.eq(1),
+        token_sent = Signal()       # EMBED: the table took the token
+        m.d.comb += [h_source.eq(deq.o.payload.data), h_valid.eq(deq.o.valid & ~to_norm),
                      h_write.addr.eq(h_addr), h_write.data.eq(h_source), h_write.en.eq(h_valid)]
         with m.If(h_valid):
             m.d.sync += h_addr.eq(h_addr + 1)
 
         # -- norm sources: H (read pass), the attention heads, the gated activation -----------
         in_norm = Signal()
+        m.d.comb += deq.o.ready.eq(~to_norm | (rms_in.i.ready & in_norm))
         read_addr = Signal(range(hidden // lanes + 1))
         read_valid, read_last, reading = Signal(), Signal(), Signal()
         read_advance = ~read_valid | rms_in.i.ready
@@ -676,7 +698,7 @@ class Engine(wiring.Component):
                     m.d.sync += q_head.eq(q_head + 1)
         with m.If(attention.q.valid & attention.q.ready & q_skid.o.payload.first):
             m.d.sync += scoring_head.eq(q_skid.o.payload.head)
-        with m.If(attention_out.o.valid & attention_out.o.ready & attention_out.o.payload.last):
+        with m.If(deq.o.valid & deq.o.ready & deq.o.payload.last & to_norm):
             m.d.sync += out_head.eq(out_head + 1)
         with m.If(attention_out.o.valid & attention_out.o.ready & attention_out.o.payload.invalid):
             m.d.sync += error.eq(1)
@@ -691,12 +713,9 @@ class Engine(wiring.Component):
                              for e in range(lanes)]
             with m.Case(Source.ATTENTION):
                 # the attention output, lanes a beat; the last head's last beat ends the vector
-                m.d.comb += [rms_in.i.valid.eq(attention_out.o.valid & in_norm),
-                             attention_out.o.ready.eq(rms_in.i.ready & in_norm),
-                             rms_in.i.payload.last.eq(attention_out.o.payload.last
-                                                      & (out_head == heads - 1))]
-                m.d.comb += [rms_in.i.payload.data[e].eq(attention_out.o.payload.data[e])
-                             for e in range(lanes)]
+                m.d.comb += [rms_in.i.valid.eq(deq.o.valid & in_norm),
+                             rms_in.i.payload.last.eq(deq.o.payload.last & (out_head == heads - 1))]
+                m.d.comb += [rms_in.i.payload.data[e].eq(deq.o.payload.data[e]) for e in range(lanes)]
             with m.Case(Source.GATED):
                 m.d.comb += [rms_in.i.valid.eq(gated_out.o.valid & in_norm),
                              gated_out.o.ready.eq(rms_in.i.ready & in_norm),
@@ -798,8 +817,13 @@ class Engine(wiring.Component):
                     with m.Case(Op.SAMPLE):
                         m.next = "SAMPLE"
             with m.State("EMBED"):
-                m.d.comb += [table.token.valid.eq(h_addr == 0), table.token.payload.eq(token)]
+                # the token is offered once: a short row may be out of the table before its first
+                # element is through the Dequantizer into H
+                m.d.comb += [table.token.valid.eq(~token_sent), table.token.payload.eq(token)]
+                with m.If(table.token.valid & table.token.ready):
+                    m.d.sync += token_sent.eq(1)
                 with m.If(h_valid & (h_addr == hidden // lanes - 1)):
+                    m.d.sync += token_sent.eq(0)
                     fetch(pc + 1)
             with m.State("NORM"):
                 m.d.comb += in_norm.eq(1)

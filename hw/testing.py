@@ -5,9 +5,11 @@ driver that measures cycles."""
 import os
 import random
 
+import numpy as np
 from amaranth.sim import Simulator
 
 from hw.ternary_array import assemble, tile_beats
+from model import numerics as nx
 from model import paths
 
 
@@ -33,6 +35,15 @@ async def stream_get(ctx, stream, count: int, rng: random.Random | None = None, 
             received.append(payload)
     ctx.set(stream.ready, 0)
     return received
+
+
+def dequantized(beats) -> np.ndarray:
+    """Received beats of a Dequantizer input (``data`` with the beat's ``scale``: the embedding row,
+    an attention head's output) as the engine's Dequantizer makes them, into the residual format:
+    ``saturate(apply_scale(data, scale, 16), 32)``, concatenated."""
+    return np.concatenate([nx.saturate(nx.apply_scale(np.array([int(v) for v in p.data]),
+                                                      (int(p.scale.mant), int(p.scale.exp)),
+                                                      nx.RES_FRAC), nx.RES_BITS) for p in beats])
 
 
 def transfer_edges(streams: dict):

@@ -3,15 +3,16 @@
 the **LM head** (integer logits of a quantized vector). A tied model has one table for both; an
 untied one instantiates two, one for each use.
 
-- ``token`` → ``embedding``: the row's ``hidden`` int8 codes times the row's scale
-  ``(rows_v, exp)``, ``saturate(apply_scale(codes_v, scale, 16), 32)``, through a
-  :class:`~hw.dequantizer.Dequantizer`: ``lanes`` Q15.16 values per beat, ``last`` on the row's end.
+- ``token`` → ``embedding``: the row's ``hidden`` int8 codes, ``lanes`` per beat, each beat with
+  the row's scale ``(rows_v, exp)`` and ``last`` on the row's end: a
+  :class:`~hw.dequantizer.Dequantizer` input (the engine's one, shared with the residual add and
+  the attention output) that makes ``saturate(apply_scale(codes_v, scale, 16), 32)``.
 - ``x`` (``lanes`` int8 codes per beat, ``last`` on the final beat) → ``logits``: once the vector is
   in, ``L_v = (codes_v · x) · rows_v`` for ``v = 0 … vocab−1`` in order, ``lanes`` products a cycle,
   ``last`` on the final logit.
 
 ROM: ``vocab × hidden/lanes`` words of ``lanes`` int8 codes and ``vocab`` 16-bit row mantissas.
-Cycles: a row in ``hidden/lanes + 2`` plus the Dequantizer's latency (:meth:`row_cycles`); the
+Cycles: a row in ``hidden/lanes + 2`` (:meth:`row_cycles`); the
 logits in ``vocab · hidden/lanes + 7`` (:meth:`logit_cycles`). Each use has its own ROM read ports
 (a tied table is one dual-port ROM), so the two may overlap.
 
@@ -28,9 +29,9 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.integer import RowScaledInt8
-from model.numerics import ACT_BITS, ACT_MAX, RES_BITS, SCALE_BITS
+from model.numerics import ACT_BITS, ACT_MAX, SCALE_BITS, SCALE_EXP_BITS
 
-from .dequantizer import Dequantizer
+from .scale_unit import scale_layout
 
 
 def logit_width(hidden: int) -> int:
@@ -70,7 +71,7 @@ class TokenTable(wiring.Component):
         if embedding:
             members["token"] = In(stream.Signature(range(vocab)))
             members["embedding"] = Out(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(signed(RES_BITS), lanes), "last": 1})))
+                "data": word, "scale": scale_layout(SCALE_EXP_BITS), "last": 1})))
         if lm_head:
             members["x"] = In(stream.Signature(data.StructLayout({"data": word, "last": 1})))
             members["logits"] = Out(stream.Signature(data.StructLayout({
@@ -91,9 +92,8 @@ class TokenTable(wiring.Component):
     @staticmethod
     def row_cycles_of(words: int) -> int:
         """:meth:`row_cycles` of a table ``words`` beats a row (for a cycle model without a
-        table): the token, a word a cycle, the ROM read and its register, the Dequantizer's
-        latency."""
-        return 2 + words + Dequantizer.latency_of()
+        table): the token, a word a cycle, the ROM read and its register."""
+        return 2 + words
 
     def logit_cycles(self) -> int:
         """Clock edges from the last ``x`` beat's transfer to the last logit's, ``logits`` ready."""
@@ -125,27 +125,21 @@ class TokenTable(wiring.Component):
 
     def _embedding(self, m, code_read, row_read):
         lanes, words = self._lanes, self._words
-        m.submodules.dequantizer = dequantizer = Dequantizer(width=ACT_BITS, lanes=lanes)
-        wiring.connect(m, wiring.flipped(self.embedding), dequantizer.o)
         token = Signal(range(self._vocab))
         word = Signal(range(words + 1))
         issue = Signal()
-        # Stage 1 is the ROM read; stage 2 registers its word and the row's mantissa.
-        s1_valid, s1_last, s2_valid, s2_last = Signal(), Signal(), Signal(), Signal()
-        s2_codes = Signal(data.ArrayLayout(signed(ACT_BITS), lanes))
-        s2_row = Signal(unsigned(SCALE_BITS))
+        # Stage 1 is the ROM read; stage 2 (the output) registers its word and the row's mantissa.
+        out = self.embedding
+        s1_valid, s1_last = Signal(), Signal()
         advance = Signal()
-        m.d.comb += [advance.eq(~s2_valid | dequantizer.i.ready),
+        m.d.comb += [advance.eq(~out.valid | out.ready),
                      code_read.addr.eq(token * words + word), code_read.en.eq(advance),
                      row_read.addr.eq(token), row_read.en.eq(1),
-                     dequantizer.i.valid.eq(s2_valid), dequantizer.i.payload.last.eq(s2_last),
-                     dequantizer.i.payload.data.eq(s2_codes),
-                     dequantizer.scale.mant.eq(s2_row),
-                     dequantizer.scale.exp.eq(self._table.exp)]
+                     out.payload.scale.exp.eq(self._table.exp)]
         with m.If(advance):
             m.d.sync += [s1_valid.eq(issue), s1_last.eq(word == words - 1),
-                         s2_valid.eq(s1_valid), s2_last.eq(s1_last),
-                         s2_codes.eq(code_read.data), s2_row.eq(row_read.data)]
+                         out.valid.eq(s1_valid), out.payload.last.eq(s1_last),
+                         out.payload.data.eq(code_read.data), out.payload.scale.mant.eq(row_read.data)]
             with m.If(issue):
                 m.d.sync += word.eq(word + 1)
         with m.FSM(name="embedding_fsm"):

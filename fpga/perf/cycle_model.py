@@ -214,8 +214,9 @@ def body_cycles(cfg, sizes: EngineSizes, position: int) -> dict:
             add(total, phases(control=FETCH))
             break
         if step.op == Op.EMBED:
-            add(total, phases(control=FETCH,
-                              vector=TokenTable.row_cycles_of(cfg.hidden_size // sizes.lanes)))
+            # the row through the engine's Dequantizer into H
+            add(total, phases(control=FETCH, vector=TokenTable.row_cycles_of(cfg.hidden_size // sizes.lanes)
+                              + Dequantizer.latency_of()))
         elif step.op == Op.NORM:
             beats = cfg.hidden_size // sizes.lanes
             if step.source == Source.ATTENTION:

@@ -11,7 +11,7 @@ from amaranth.lib import data, memory, wiring
 
 from hw.attention import AttentionHead
 from hw.scale_unit import scale_layout
-from hw.testing import run, stream_get, stream_put
+from hw.testing import dequantized, run, stream_get, stream_put
 from model import numerics as nx
 from model.integer import attend, quantize_heads
 
@@ -105,7 +105,7 @@ def run_queries(dut, cache, queries, seed, gap=0.0, stall=0.0, overlap=False):
             beats = await stream_get(ctx, dut.o, dut.out_beats, rng, stall)
             assert [bool(p.last) for p in beats] == [False] * (dut.out_beats - 1) + [True]
             assert not any(p.invalid for p in beats)
-            outputs.append(np.array([[int(v) for v in p.data] for p in beats]).reshape(-1))
+            outputs.append(dequantized(beats))
 
     budget = sum(dut.cycles(length) * 3 for _, _, length in queries) + 200
     run(WithCache(dut, *cache), [put, get], background=[count], max_cycles=budget,

@@ -28,13 +28,13 @@ def run_vectors(dut, vectors, seed, gap=0.0, stall=0.0):
             edge += 1
 
     async def put(ctx):
-        for index, (x, addend, scale) in enumerate(vectors):
-            ctx.set(dut.scale, {"mant": int(scale[0]), "exp": int(scale[1])})
+        # every vector's beats right after the previous vector's: each beat carries its scale
+        for x, addend, scale in vectors:
             rows, adds = np.asarray(x).reshape(-1, lanes), np.asarray(addend).reshape(-1, lanes)
-            await stream_put(ctx, dut.i, [{"data": r.tolist(), "addend": a.tolist(), "last": i == len(rows) - 1}
+            scale = {"mant": int(scale[0]), "exp": int(scale[1])}
+            await stream_put(ctx, dut.i, [{"data": r.tolist(), "addend": a.tolist(), "scale": scale,
+                                           "last": i == len(rows) - 1}
                                           for i, (r, a) in enumerate(zip(rows, adds))], rng, gap)
-            while len(outputs) < sum(len(v[0]) for v in vectors[:index + 1]) // lanes:
-                await ctx.tick()    # the scale holds until its beats are out
 
     async def get(ctx):
         for x, _, _ in vectors:
@@ -106,6 +106,17 @@ def test_latency():
     got, edges = run_vectors(dut, vectors, seed=0)
     assert np.array_equal(got, expected(vectors, 16, 32))
     assert edges["o"][0] - edges["i"][0] == dut.latency
+
+
+def test_a_scale_a_beat_back_to_back():
+    """One-beat vectors of a different scale each, offered every cycle: one result a cycle."""
+    rng = np.random.default_rng(4)
+    print("seed 4")
+    dut = Dequantizer(width=24, lanes=2)
+    vectors = [random_vector(rng, 2, 24, 32, 16) for _ in range(24)]
+    got, edges = run_vectors(dut, vectors, seed=4)
+    assert np.array_equal(got, expected(vectors, 16, 32))
+    assert edges["i"] == list(range(edges["i"][0], edges["i"][0] + 24))
 
 
 @pytest.mark.parametrize("kwargs, message", [

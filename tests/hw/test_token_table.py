@@ -1,13 +1,13 @@
 # amaranth: UnusedElaboratable=no
-"""TokenTable in the Amaranth simulator: the embedding as IntegerModel.embed_token computes it, the
-logits as model.integer.lm_head_logits."""
+"""TokenTable in the Amaranth simulator: the embedding row's codes and scale (dequantized as
+IntegerModel.embed_token computes it), the logits as model.integer.lm_head_logits."""
 
 import random
 
 import numpy as np
 import pytest
 
-from hw.testing import run, stream_get, stream_put, transfer_edges
+from hw.testing import dequantized, run, stream_get, stream_put, transfer_edges
 from hw.token_table import TokenTable
 from model import numerics as nx
 from model.integer import RowScaledInt8, lm_head_logits
@@ -41,7 +41,7 @@ def run_table(dut, tokens, vectors, seed, gap=0.0, stall=0.0):
         for _ in tokens:
             beats = await stream_get(ctx, dut.embedding, dut.words, rng, stall)
             assert [bool(p.last) for p in beats] == [False] * (dut.words - 1) + [True]
-            rows.append(np.array([[int(v) for v in p.data] for p in beats]).reshape(-1))
+            rows.append(dequantized(beats))
 
     async def get_logits(ctx):
         for _ in vectors:
