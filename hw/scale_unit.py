@@ -8,14 +8,15 @@ one sum and one rsqrt), so one small sequential unit serves the whole engine:
 =========  ===================================  ===========================  ==================
 op         result                               numerics function            cycles (accept→out)
 =========  ===================================  ===========================  ==================
-MUL        a · b                                ``scale_mul(a, b)``          ``MULTIPLY + NORMALIZE + 1``
-ADD        a + b                                ``scale_add(a, b)``          ``ALIGN + NORMALIZE + 1``
-FROM_INT   n · 2^a.exp                          ``scale_from_int(n, a.exp)`` ``NORMALIZE + 1``
-RECIP      1 / a                                ``scale_recip(a)``           ``DIVIDE + NORMALIZE + 1``
-RSQRT      1 / sqrt(a)                          ``scale_rsqrt(a)``           ``SQRT + DIVIDE + 2·NORMALIZE + 1``
+MUL        a · b                                ``scale_mul(a, b)``          ``MULTIPLY + NORMALIZE + 2``
+ADD        a + b                                ``scale_add(a, b)``          ``ALIGN + NORMALIZE + 2``
+FROM_INT   n · 2^a.exp                          ``scale_from_int(n, a.exp)`` ``NORMALIZE + 2``
+RECIP      1 / a                                ``scale_recip(a)``           ``DIVIDE + NORMALIZE + 2``
+RSQRT      1 / sqrt(a)                          ``scale_rsqrt(a)``           ``SQRT + DIVIDE + 2·NORMALIZE + 2``
 =========  ===================================  ===========================  ==================
 
-Every result goes through one normalizer (``scale_from_int``), a pipeline of three cycles: shift
+A command is registered as it is taken and its op decoded in the next cycle (``DECODE``). Every
+result goes through one normalizer (``scale_from_int``), a pipeline of three cycles: shift
 the leading one into the top byte by whole bytes; keep the 17 bits from the leading one; round half
 up (``((v >> (s - 1)) + 1) >> 1``, a carry out renormalizes). MUL multiplies the registered
 mantissas (its one 16×16 product, the unit's only multiplier) into the normalizer's operand
@@ -97,6 +98,7 @@ class ScaleUnit(wiring.Component):
         Width of FROM_INT's unsigned integer operand ``n`` (1 to 64 bits).
     """
 
+    DECODE = 1                     # the registered command's op
     NORMALIZE = 3                  # leading byte, leading bit, rounding
     MULTIPLY = 1                   # the registered operands' product
     ALIGN = 2                      # order by exponent, shift and add
@@ -120,11 +122,11 @@ class ScaleUnit(wiring.Component):
     def cycles_of(op: ScaleOp) -> int:
         """:meth:`cycles` without a unit (the unit's timing does not depend on its widths)."""
         unit = ScaleUnit
-        return {ScaleOp.MUL: unit.MULTIPLY + unit.NORMALIZE + 1,
-                ScaleOp.ADD: unit.ALIGN + unit.NORMALIZE + 1,
-                ScaleOp.FROM_INT: unit.NORMALIZE + 1,
-                ScaleOp.RECIP: unit.DIVIDE + unit.NORMALIZE + 1,
-                ScaleOp.RSQRT: unit.SQRT + unit.DIVIDE + 2 * unit.NORMALIZE + 1}[ScaleOp(op)]
+        return unit.DECODE + {ScaleOp.MUL: unit.MULTIPLY + unit.NORMALIZE + 1,
+                              ScaleOp.ADD: unit.ALIGN + unit.NORMALIZE + 1,
+                              ScaleOp.FROM_INT: unit.NORMALIZE + 1,
+                              ScaleOp.RECIP: unit.DIVIDE + unit.NORMALIZE + 1,
+                              ScaleOp.RSQRT: unit.SQRT + unit.DIVIDE + 2 * unit.NORMALIZE + 1}[ScaleOp(op)]
 
     def elaborate(self, platform):
         m = Module()
@@ -164,28 +166,34 @@ class ScaleUnit(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.i.ready.eq(1)
+                # the command is registered here and decoded in the next cycle, so that whatever
+                # chooses it (an arbiter over several clients) ends at these registers
                 with m.If(self.i.valid):
+                    from_int = cmd.op == ScaleOp.FROM_INT
                     m.d.sync += [op.eq(cmd.op), mant.eq(cmd.a.mant), b_mant.eq(cmd.b.mant),
                                  b_exp.eq(cmd.b.exp), exp.eq(cmd.a.exp), second_pass.eq(0),
                                  invalid.eq(((cmd.op == ScaleOp.RECIP) | (cmd.op == ScaleOp.RSQRT))
                                             & (cmd.a.mant == 0)),
+                                 value.eq(Mux(from_int, cmd.n, 0)),
                                  radicand.eq(Mux(cmd.a.exp[0], cmd.a.mant << 1, cmd.a.mant)),
                                  step.eq(Mux(cmd.op == ScaleOp.RSQRT, ROOT_BITS - 1, QUOTIENT_BITS - 1))]
-                    with m.Switch(cmd.op):
-                        with m.Case(ScaleOp.MUL):
-                            m.next = "MULTIPLY"
-                        with m.Case(ScaleOp.ADD):
-                            m.next = "ORDER"
-                        with m.Case(ScaleOp.FROM_INT):
-                            m.d.sync += value.eq(cmd.n)
-                            m.next = "COARSE"
-                        with m.Case(ScaleOp.RECIP):
-                            m.next = "DIVIDE"
-                        with m.Case(ScaleOp.RSQRT):
-                            m.next = "SQRT"
-                        with m.Default():
-                            m.d.sync += invalid.eq(1)
-                            m.next = "DONE"
+                    m.next = "DECODE"
+
+            with m.State("DECODE"):
+                with m.Switch(op):
+                    with m.Case(ScaleOp.MUL):
+                        m.next = "MULTIPLY"
+                    with m.Case(ScaleOp.ADD):
+                        m.next = "ORDER"
+                    with m.Case(ScaleOp.FROM_INT):
+                        m.next = "COARSE"
+                    with m.Case(ScaleOp.RECIP):
+                        m.next = "DIVIDE"
+                    with m.Case(ScaleOp.RSQRT):
+                        m.next = "SQRT"
+                    with m.Default():
+                        m.d.sync += invalid.eq(1)
+                        m.next = "DONE"
 
             with m.State("MULTIPLY"):
                 m.d.comb += exp_addend.eq(b_exp)

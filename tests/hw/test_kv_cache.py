@@ -13,7 +13,7 @@ from amaranth.lib import wiring
 
 from hw.attention import AttentionHead
 from hw.kv_cache import KvCache
-from hw.testing import run, stream_get, stream_put
+from hw.testing import dequantized, run, stream_get, stream_put
 from model import numerics as nx
 from model.integer import attend
 from tests.hw.test_attention import quantized_head
@@ -74,7 +74,7 @@ def test_regions_written_then_attended(lanes, seed):
             ctx.set(head.length, length)
             await stream_put(ctx, head.q, q.reshape(-1, lanes).tolist())
             beats = await stream_get(ctx, head.o, d // lanes)
-            outputs.append(np.array([[int(v) for v in p.data] for p in beats]).reshape(-1))
+            outputs.append(dequantized(beats))
 
     run(CacheAndHead(cache, head), [bench], max_cycles=100_000, vcd_name=f"kv_cache_{seed}")
     for (((layer, h, scales_head, values_head), (q, q_scale), length), got) in zip(queries, outputs):
