@@ -353,7 +353,6 @@ class Engine(wiring.Component):
         m.submodules.head_packer = head_packer = Packer(signed(acc_width + 1), 1, lanes)
         m.submodules.head_code_packer = head_code_packer = Packer(signed(ACT_BITS), lanes,
                                                                   att_lanes // lanes)
-        wiring.connect(m, headq.o, head_code_packer.i)
         head_codes = head_code_packer.o
         m.submodules.vector_packer = vector_packer = Packer(signed(acc_width + 1), 1, lanes)
         m.submodules.code_packer = code_packer = Packer(signed(ACT_BITS), lanes, self._simd // lanes)
@@ -376,15 +375,17 @@ class Engine(wiring.Component):
         attention_out = skid("attention_out", attention.o.payload.shape())
         gated_out = skid("gated_out", gated.o.payload.shape())
         rope_out = skid("rope_out", rope.o.payload.shape())   # q and k, to the head quantizer
+        headq_out = skid("headq_out", headq.o.payload.shape())   # the head codes, to their packer
         rms_out = skid("rms_out", rms.o.payload.shape())     # the norm's codes, to their sinks
         # (the other four are fed below, from the output path and the norm sources)
         for source_port, buffer in ((code_packer.o, codes_skid), (lm_packer.o, lm_codes_skid),
                                     (lm_table.logits, logits_skid), (attention.o, attention_out),
-                                    (gated.o, gated_out), (rms.o, rms_out), (rope.o, rope_out)):
+                                    (gated.o, gated_out), (rms.o, rms_out), (rope.o, rope_out),
+                                    (headq.o, headq_out)):
             wiring.connect(m, source_port, buffer.i)
         for buffer, sink_port in ((codes_skid, linear.x), (lm_codes_skid, lm_table.x),
                                   (logits_skid, sampler.i), (rms_in, rms.i), (headq_in, headq.i),
-                                  (gated_in, gated.i)):
+                                  (gated_in, gated.i), (headq_out, head_code_packer.i)):
             wiring.connect(m, buffer.o, sink_port)
 
         # -- buffers -------------------------------------------------------------------------

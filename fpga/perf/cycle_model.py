@@ -122,7 +122,7 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
             latch = max(handoff + HeadQuantizer.latency_of(sizes.lanes) - reload + 1, scale_taken + 1)
             codes_end = latch + words
             scale_valid = latch + HeadQuantizer.scale_cycles_of() + 1
-            scale_taken = max(codes_end + 1, scale_valid) + 1
+            scale_taken = max(codes_end + SkidBuffer.latency + 1, scale_valid) + 1   # codes via a skid
             quantizer_free = handoff + 1
             codes_free = codes_end + 1
             end = scale_taken
