@@ -22,13 +22,15 @@ up (``((v >> (s - 1)) + 1) >> 1``, a carry out renormalizes). MUL multiplies the
 mantissas (its one 16×16 product, the unit's only multiplier) into the normalizer's operand
 register; ADD takes a cycle to order the operands by exponent and one to align the smaller and add.
 RECIP divides the constant 2^31 by the mantissa with a restoring divider, one quotient bit per
-cycle; RSQRT takes the integer square root of ``mant · 2^(30 + odd)`` one result bit per cycle,
+cycle: 17 for a normalized mantissa (the quotient is at most 2^16; the engine's scales are all
+normalized), 32 for any other; RSQRT takes the integer square root of ``mant · 2^(30 + odd)`` one result bit per cycle,
 normalizes it and takes its reciprocal. Divider and square root share one trial subtraction.
 
 ``o.payload.invalid`` is set (and ``mant``, ``exp`` are 0) where numerics raises or the exponent does
 not fit ``exp_bits``: RECIP or RSQRT of the scale 0, or a result exponent out of range.
 The unit takes one command at a time (``i.ready`` is low while it works); ``cycles(op)`` is the
-number of clock edges from the edge that accepts a command to the first edge its result is valid.
+number of clock edges from the edge that accepts a command to the first edge its result is valid
+(for RECIP of a normalized mantissa: 15 more for an unnormalized one).
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -44,6 +46,10 @@ RSQRT_SHIFT = 30                            # isqrt(mant · 2^(30 + odd)): a 23-
 ROOT_BITS = (SCALE_BITS + 1 + RSQRT_SHIFT + 1) // 2
 ADD_BITS = SCALE_BITS + SCALE_ALIGN_BITS + 1          # two aligned mantissas and their carry
 QUOTIENT_BITS = RECIP_DIVIDEND_SHIFT + 1              # floor(2^31 / mant) for any mant >= 1
+# floor(2^31 / mant) <= 2^16 for a normalized mant (>= 2^15): its bits from 17 up are 0, so the
+# division starts at bit 16 with the dividend's bits above it brought down (remainder 2^14)
+NORMALIZED_QUOTIENT_BITS = RECIP_DIVIDEND_SHIFT - SCALE_BITS + 2
+NORMALIZED_REMAINDER = 1 << (RECIP_DIVIDEND_SHIFT - NORMALIZED_QUOTIENT_BITS)
 EXP_GUARD_BITS = 3                                    # headroom: two exponents summed, normalized by < 64
 
 
@@ -102,7 +108,7 @@ class ScaleUnit(wiring.Component):
     NORMALIZE = 3                  # leading byte, leading bit, rounding
     MULTIPLY = 1                   # the registered operands' product
     ALIGN = 2                      # order by exponent, shift and add
-    DIVIDE = QUOTIENT_BITS         # one quotient bit a cycle
+    DIVIDE = NORMALIZED_QUOTIENT_BITS   # one quotient bit a cycle (QUOTIENT_BITS unnormalized)
     SQRT = ROOT_BITS               # one root bit a cycle
 
     def __init__(self, *, exp_bits: int = SCALE_EXP_BITS, int_bits: int = 48):
@@ -115,7 +121,8 @@ class ScaleUnit(wiring.Component):
     exp_range = property(lambda self: range(-(1 << (self._exp_bits - 1)), 1 << (self._exp_bits - 1)))
 
     def cycles(self, op: ScaleOp) -> int:
-        """Clock edges from the edge that accepts an ``op`` command to the first its result is valid."""
+        """Clock edges from the edge that accepts an ``op`` command to the first its result is valid
+        (RECIP: of a normalized mantissa)."""
         return self.cycles_of(op)
 
     @staticmethod
@@ -151,6 +158,7 @@ class ScaleUnit(wiring.Component):
         radicand = Signal(SCALE_BITS + 2)   # mant · 2^odd, two bits brought down a cycle
         remainder = Signal(ROOT_BITS + 1)
         rooting = Signal()
+        first_divide = Signal()             # the division's first step (it sets the exponent)
         trial = Mux(rooting, Cat(radicand[-2:], remainder), Cat(step == QUOTIENT_BITS - 1, remainder))
         subtrahend = Mux(rooting, Cat(Const(1, 2), value[:ROOT_BITS]), mant[:SCALE_BITS])
         difference = Signal(len(trial) + 1)
@@ -170,13 +178,16 @@ class ScaleUnit(wiring.Component):
                 # chooses it (an arbiter over several clients) ends at these registers
                 with m.If(self.i.valid):
                     from_int = cmd.op == ScaleOp.FROM_INT
+                    short = (cmd.op == ScaleOp.RECIP) & cmd.a.mant[SCALE_BITS - 1]   # normalized
                     m.d.sync += [op.eq(cmd.op), mant.eq(cmd.a.mant), b_mant.eq(cmd.b.mant),
                                  b_exp.eq(cmd.b.exp), exp.eq(cmd.a.exp), second_pass.eq(0),
                                  invalid.eq(((cmd.op == ScaleOp.RECIP) | (cmd.op == ScaleOp.RSQRT))
                                             & (cmd.a.mant == 0)),
                                  value.eq(Mux(from_int, cmd.n, 0)),
                                  radicand.eq(Mux(cmd.a.exp[0], cmd.a.mant << 1, cmd.a.mant)),
-                                 step.eq(Mux(cmd.op == ScaleOp.RSQRT, ROOT_BITS - 1, QUOTIENT_BITS - 1))]
+                                 remainder.eq(Mux(short, NORMALIZED_REMAINDER, 0)), first_divide.eq(1),
+                                 step.eq(Mux(cmd.op == ScaleOp.RSQRT, ROOT_BITS - 1,
+                                             Mux(short, NORMALIZED_QUOTIENT_BITS, QUOTIENT_BITS) - 1))]
                     m.next = "DECODE"
 
             with m.State("DECODE"):
@@ -225,8 +236,8 @@ class ScaleUnit(wiring.Component):
 
             with m.State("DIVIDE"):
                 m.d.sync += [remainder.eq(Mux(fits, difference, trial)), value.eq(Cat(fits, value)),
-                             step.eq(step - 1), exp.eq(exp_sum)]
-                with m.If(step == QUOTIENT_BITS - 1):   # -RECIP_DIVIDEND_SHIFT - exp
+                             step.eq(step - 1), exp.eq(exp_sum), first_divide.eq(0)]
+                with m.If(first_divide):   # -RECIP_DIVIDEND_SHIFT - exp
                     m.d.comb += [exp_base.eq(~exp), exp_addend.eq(1 - RECIP_DIVIDEND_SHIFT)]
                 with m.If(step == 0):
                     m.next = "COARSE"
@@ -257,8 +268,9 @@ class ScaleUnit(wiring.Component):
                             m.d.comb += [coarse.eq(padded[value_bits - 8 - 8 * k:value_bits + 16 - 8 * k]),
                                          adjust.eq(value_bits - SCALE_BITS - 8 * k)]
                 m.d.comb += exp_addend.eq(adjust)
-                m.d.sync += [value[-24:].eq(coarse), exp.eq(exp_sum),     # and ready the divider
-                             remainder.eq(0), step.eq(QUOTIENT_BITS - 1)]   # for RSQRT's second pass
+                # and ready the divider for RSQRT's second pass (a normalized root)
+                m.d.sync += [value[-24:].eq(coarse), exp.eq(exp_sum), first_divide.eq(1),
+                             remainder.eq(NORMALIZED_REMAINDER), step.eq(NORMALIZED_QUOTIENT_BITS - 1)]
                 m.next = "FINE"
             with m.State("FINE"):
                 top = value[-24:]
