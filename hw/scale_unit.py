@@ -174,23 +174,24 @@ class ScaleUnit(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += self.i.ready.eq(1)
-                # the command is registered here and decoded in the next cycle, so that whatever
-                # chooses it (an arbiter over several clients) ends at these registers
+                # the command is only registered here and decoded in the next cycle, so that
+                # whatever chooses it (an arbiter over several clients) ends at these registers
                 with m.If(self.i.valid):
-                    from_int = cmd.op == ScaleOp.FROM_INT
-                    short = (cmd.op == ScaleOp.RECIP) & cmd.a.mant[SCALE_BITS - 1]   # normalized
                     m.d.sync += [op.eq(cmd.op), mant.eq(cmd.a.mant), b_mant.eq(cmd.b.mant),
-                                 b_exp.eq(cmd.b.exp), exp.eq(cmd.a.exp), second_pass.eq(0),
-                                 invalid.eq(((cmd.op == ScaleOp.RECIP) | (cmd.op == ScaleOp.RSQRT))
-                                            & (cmd.a.mant == 0)),
-                                 value.eq(Mux(from_int, cmd.n, 0)),
-                                 radicand.eq(Mux(cmd.a.exp[0], cmd.a.mant << 1, cmd.a.mant)),
-                                 remainder.eq(Mux(short, NORMALIZED_REMAINDER, 0)), first_divide.eq(1),
-                                 step.eq(Mux(cmd.op == ScaleOp.RSQRT, ROOT_BITS - 1,
-                                             Mux(short, NORMALIZED_QUOTIENT_BITS, QUOTIENT_BITS) - 1))]
+                                 b_exp.eq(cmd.b.exp), exp.eq(cmd.a.exp), value.eq(cmd.n),
+                                 second_pass.eq(0)]
                     m.next = "DECODE"
 
             with m.State("DECODE"):
+                short = (op == ScaleOp.RECIP) & mant[SCALE_BITS - 1]   # a normalized divisor
+                m.d.sync += [invalid.eq(((op == ScaleOp.RECIP) | (op == ScaleOp.RSQRT))
+                                        & (mant[:SCALE_BITS] == 0)),
+                             radicand.eq(Mux(exp[0], mant[:SCALE_BITS] << 1, mant[:SCALE_BITS])),
+                             remainder.eq(Mux(short, NORMALIZED_REMAINDER, 0)), first_divide.eq(1),
+                             step.eq(Mux(op == ScaleOp.RSQRT, ROOT_BITS - 1,
+                                         Mux(short, NORMALIZED_QUOTIENT_BITS, QUOTIENT_BITS) - 1))]
+                with m.If(op != ScaleOp.FROM_INT):
+                    m.d.sync += value.eq(0)
                 with m.Switch(op):
                     with m.Case(ScaleOp.MUL):
                         m.next = "MULTIPLY"
