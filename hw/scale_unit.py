@@ -20,7 +20,8 @@ result goes through one normalizer (``scale_from_int``), a pipeline of three cyc
 the leading one into the top byte by whole bytes; keep the 17 bits from the leading one; round half
 up (``((v >> (s - 1)) + 1) >> 1``, a carry out renormalizes). MUL multiplies the registered
 mantissas (its one 16×16 product, the unit's only multiplier) into the normalizer's operand
-register; ADD takes a cycle to order the operands by exponent and one to align the smaller and add.
+register; ADD takes a cycle to order the operands by exponent, one to shift the smaller into place
+and one to add.
 RECIP divides the constant 2^31 by the mantissa with a restoring divider, one quotient bit per
 cycle: 17 for a normalized mantissa (the quotient is at most 2^16; the engine's scales are all
 normalized), 32 for any other; RSQRT takes the integer square root of ``mant · 2^(30 + odd)`` one result bit per cycle,
@@ -107,7 +108,7 @@ class ScaleUnit(wiring.Component):
     DECODE = 1                     # the registered command's op
     NORMALIZE = 3                  # leading byte, leading bit, rounding
     MULTIPLY = 1                   # the registered operands' product
-    ALIGN = 2                      # order by exponent, shift and add
+    ALIGN = 3                      # order by exponent, shift, add
     DIVIDE = NORMALIZED_QUOTIENT_BITS   # one quotient bit a cycle (QUOTIENT_BITS unnormalized)
     SQRT = ROOT_BITS               # one root bit a cycle
 
@@ -226,9 +227,12 @@ class ScaleUnit(wiring.Component):
                              exp.eq(Mux(swap, b_exp, exp)), distance.eq(gap)]
                 m.next = "ALIGN"
             with m.State("ALIGN"):
-                # Both aligned to the larger exponent with SCALE_ALIGN_BITS guard bits (floor).
-                shifted = Signal(SCALE_ALIGN_BITS + SCALE_BITS)
-                m.d.comb += shifted.eq(Cat(Const(0, SCALE_ALIGN_BITS), b_mant) >> distance)
+                # Both aligned to the larger exponent with SCALE_ALIGN_BITS guard bits (floor): the
+                # smaller shifted in this cycle (into value), added in the next.
+                m.d.sync += value.eq(Cat(Const(0, SCALE_ALIGN_BITS), b_mant) >> distance)
+                m.next = "SUM"
+            with m.State("SUM"):
+                shifted = value[:SCALE_ALIGN_BITS + SCALE_BITS]
                 m.d.sync += [value.eq(Cat(shifted[:SCALE_ALIGN_BITS],
                                           mant[:SCALE_BITS] + shifted[SCALE_ALIGN_BITS:])),
                              exp.eq(exp_sum)]
