@@ -13,7 +13,7 @@ from . import Board
 # heads were pipelined three deep, the head quantizer got two banks and RoPE its early emission)
 ENGINE_85F = EngineSizes(rows=8, simd=32, lanes=4, attention_lanes=16, head_lanes=32)
 # The explorer's choice for the 45F (tritium explore --board ulx3s-45f; docs/performance.md):
-# 19,056 LUTs, 48 block RAMs, 62 multipliers, fmax 60.2 MHz (2026-12-04; 22,477 LUTs and 42
+# 18,445 LUTs, 48 block RAMs, 58 multipliers, fmax 55.6 MHz (2026-12-04; 22,477 LUTs and 42
 # multipliers with the int8 products in the fabric, 34,720 LUTs and 22.4 MHz with the first blocks;
 # 4×8 with lanes 2/4/4 before it)
 ENGINE_SMALL = EngineSizes(rows=2, simd=32, lanes=2, attention_lanes=4, head_lanes=16)
@@ -25,9 +25,9 @@ BOARDS = [
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "models/ulx3s",
           ENGINE_85F, clock_mhz=46.875, baud=1_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=SHALLOW_BUFFERS),
-    # 60.2 MHz post-route at 50 MHz (2026-12-04; its critical path RoPE's cosine table read into
-    # its multiplier). Asking 60 MHz an earlier engine routed at 64.2, but the smoke test's tiny SoC
-    # at 60 MHz routed at 56.5: the board stays at 50 MHz.
+    # 55.6 MHz post-route at 50 MHz (2026-12-04; its critical path the gated activation's stall
+    # through its relu² operand into the multiplier); builds asking 60 MHz routed at 52.2–58.3:
+    # the board stays at 50 MHz.
     Board("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "models/small",
           ENGINE_SMALL, clock_mhz=50.0, baud=1_000_000, loader_board="ulx3s",
           reset_button="button_pwr"),
