@@ -613,16 +613,19 @@ class Engine(wiring.Component):
         # attn_sub_norm's has one) or the residual's sums (MATMUL); its output into H, or into the
         # norm for the attention.
         to_norm = op == Op.NORM
+
+        def dequantize(source):
+            """``source`` (data, scale, last; no addend) into the Dequantizer, element by element
+            (its values are narrower than the Dequantizer's)."""
+            m.d.comb += [deq.i.valid.eq(source.valid), source.ready.eq(deq.i.ready),
+                         deq.i.payload.scale.eq(source.payload.scale),
+                         deq.i.payload.last.eq(source.payload.last)]
+            m.d.comb += [deq.i.payload.data[e].eq(source.payload.data[e]) for e in range(lanes)]
+
         with m.If(op == Op.EMBED):
-            m.d.comb += [deq.i.valid.eq(table.embedding.valid), table.embedding.ready.eq(deq.i.ready),
-                         deq.i.payload.scale.eq(table.embedding.payload.scale),
-                         deq.i.payload.last.eq(table.embedding.payload.last)]
-            m.d.comb += [deq.i.payload.data[e].eq(table.embedding.payload.data[e]) for e in range(lanes)]
+            dequantize(table.embedding)
         with m.Elif(to_norm):
-            m.d.comb += [deq.i.valid.eq(attention_out.o.valid), attention_out.o.ready.eq(deq.i.ready),
-                         deq.i.payload.scale.eq(attention_out.o.payload.scale),
-                         deq.i.payload.last.eq(attention_out.o.payload.last)]
-            m.d.comb += [deq.i.payload.data[e].eq(attention_out.o.payload.data[e]) for e in range(lanes)]
+            dequantize(attention_out.o)
         with m.Else():
             m.d.comb += [deq.i.valid.eq(deq_in.o.valid), deq_in.o.ready.eq(deq.i.ready),
                          deq.i.payload.eq(deq_in.o.payload)]
