@@ -17,8 +17,9 @@
 3. **Emit**: once the scale is taken, ``o`` carries ``(act >> e_act) · (up >> e_up)`` (magnitudes
    truncated, as ``normalize``), one beat per cycle: ``out_bits``-bit signed products, the input of
    the FFN sub-norm's :class:`~hw.rms_quantizer.RmsQuantizer`; :attr:`~GatedActivation.EMIT`
-   pipelined cycles from a read to its product (the memory read, its register, the square or the
-   magnitudes, the shifts, the product), ``o`` backpressure stalling them all.
+   pipelined cycles from a read to its product (the memory read, its register, relu² or the
+   magnitudes, relu²'s square, the shifts, the product), ``o`` backpressure stalling them all.
+   Every multiplier takes its operands from registers.
 
 SiLU's Q.10 input comes from a right shift of ``gate · mant``; a ``gate_scale`` of 64 or more would
 need a left shift (numerics allows it): ``scale.invalid`` flags it. Cycles for ``b`` beats with no
@@ -70,7 +71,8 @@ class GatedActivation(wiring.Component):
     """
 
     FRONT = 7      # SiLU on the way in: product, shift, round, table read, its register, product, round
-    EMIT = 5       # read, its register, square or magnitude, shift, product
+    # read, its register, relu or magnitudes, the square (relu² only), shift, product
+    EMIT = {"relu2": 6, "silu": 5}
 
     def __init__(self, *, width: int, lanes: int = 1, max_length: int, kind: str = "relu2",
                  exp_bits: int = SCALE_EXP_BITS, shared_scale: bool = False):
@@ -124,7 +126,7 @@ class GatedActivation(wiring.Component):
         # a product out and a product a cycle
         unit = GatedActivation
         load = beats + (unit.FRONT if kind == "silu" else 0) + 1 + (1 if kind == "relu2" else 0)
-        return load + 1 + ScaleProgram.cycles(PROGRAMS[kind]) + 1 + unit.EMIT + beats - 1
+        return load + 1 + ScaleProgram.cycles(PROGRAMS[kind]) + 1 + unit.EMIT[kind] + beats - 1
 
     def elaborate(self, platform):
         m = Module()
@@ -180,14 +182,14 @@ class GatedActivation(wiring.Component):
         integers = {"act_shift": (1, e_act - SILU_FRAC if silu else e_act), "up_shift": (1, e_up)}
         result = program.results["product"]
 
-        # -- emit: read (memory) -> its register -> square or magnitudes -> act_n and up_n
-        # (shifted) -> product (output register) ---------------------------------------------------
+        # -- emit: read (memory) -> its register -> relu or magnitudes -> the square (relu²) ->
+        # act_n and up_n (shifted) -> product (output register) ----------------------------------
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         read_addr = Signal(range(self._depth + 1))
         issue = Signal()
-        valid = [Signal(name=f"s{stage}_valid") for stage in range(1, self.EMIT)]
-        last = [Signal(name=f"s{stage}_last") for stage in range(1, self.EMIT)]
+        valid = [Signal(name=f"s{stage}_valid") for stage in range(1, self.EMIT[self._kind])]
+        last = [Signal(name=f"s{stage}_last") for stage in range(1, self.EMIT[self._kind])]
         m.d.comb += [rd.addr.eq(read_addr), rd.en.eq(advance)]
         read = Signal(pair)
         with m.If(advance):
@@ -202,18 +204,23 @@ class GatedActivation(wiring.Component):
                 act_n = Signal(signed(NORM_BITS), name=f"act_n{lane}")
                 up_n = Signal(signed(NORM_BITS), name=f"up_n{lane}")
                 m.d.sync += [up_magnitude.eq(magnitude(up)), up_negative.eq(up < 0),
-                             up_n.eq(truncated(up_magnitude, up_negative, e_up)),
                              self.o.payload.data[lane].eq(act_n * up_n)]
                 if silu:
                     act_magnitude = Signal(act_bits + 1, name=f"act_magnitude{lane}")
                     act_negative = Signal(name=f"act_negative{lane}")
                     m.d.sync += [act_magnitude.eq(magnitude(act)), act_negative.eq(act < 0),
-                                 act_n.eq(truncated(act_magnitude, act_negative, e_act))]
+                                 act_n.eq(truncated(act_magnitude, act_negative, e_act)),
+                                 up_n.eq(truncated(up_magnitude, up_negative, e_up))]
                 else:
+                    # relu² is max(act, 0)²: the sign bit alone picks it
                     relu = Signal(width, name=f"relu{lane}")
-                    m.d.comb += relu.eq(Mux(act > 0, act, 0).as_unsigned()[:width])
                     square = Signal(2 * width, name=f"square{lane}")
-                    m.d.sync += [square.eq(relu * relu), act_n.eq(square >> e_act)]
+                    up_held = Signal(width + 1, name=f"up_held{lane}")
+                    up_held_negative = Signal(name=f"up_held_negative{lane}")
+                    m.d.sync += [relu.eq(Mux(act[-1], 0, act.as_unsigned())[:width]),
+                                 square.eq(relu * relu), act_n.eq(square >> e_act),
+                                 up_held.eq(up_magnitude), up_held_negative.eq(up_negative),
+                                 up_n.eq(truncated(up_held, up_held_negative, e_up))]
 
         with m.FSM():
             with m.State("LOAD"):
