@@ -274,6 +274,14 @@ def cmd_bench(args) -> int:
         console.print(table(rows))
         console.print(f"wrote {args.docs / 'benchmarks.md'}")
         return 0
+    if args.what == "breakdown":
+        from fpga.bench.breakdown import bench_breakdown, table
+
+        with status(console) as say:
+            results = bench_breakdown(args.boards, args.docs, say)
+        console.print(table(results))
+        console.print(f"wrote {args.docs / 'benchmarks.md'}")
+        return 0
     if args.what == "blocks":
         from fpga.bench.blocks import bench_blocks, table
 
@@ -470,8 +478,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_explore)
 
     p = sub.add_parser("bench", help="measure and write docs/benchmarks.md")
-    p.add_argument("what", choices=["array", "blocks", "helpers", "engine", "boards", "explore"])
-    _board_argument(p, "--boards", nargs="*", metavar="BOARD", help="boards: only these "
+    p.add_argument("what", choices=["array", "blocks", "breakdown", "helpers", "engine", "boards",
+                                    "explore"])
+    _board_argument(p, "--boards", nargs="*", metavar="BOARD", help="boards, breakdown: only these "
                     "(default all)")
     p.add_argument("--rebuild", action="store_true", help="boards, explore: build even where a "
                    "report exists")

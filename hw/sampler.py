@@ -204,7 +204,10 @@ class Sampler(wiring.Component):
         evicted, p_evicted = Signal(), Signal(EXP_FRAC + 1)
         m.d.sync += [evicted.eq(evicts), p_evicted.eq(exp2_evicted_read.data >> evicted_whole)]
         total_added, total_evicted, total = Signal(sum_bits), Signal(sum_bits), Signal(sum_bits)
-        threshold = Signal(XORSHIFT_BITS + sum_bits)  # state · Σp
+        # state · Σp as two products of its halves (each a multiplier and its own adder):
+        # (state · Σp) >> 32 = (high + (low >> 16)) >> 16
+        half = XORSHIFT_BITS // 2
+        threshold_low, threshold_high = Signal(half + sum_bits), Signal(half + sum_bits)
         remaining = Signal(sum_bits)                  # the threshold less the running sum of p
         left = Signal(signed(sum_bits + 1))
         m.d.comb += left.eq(remaining - p)
@@ -257,7 +260,8 @@ class Sampler(wiring.Component):
                 m.next = "THRESHOLD"
             with m.State("THRESHOLD"):
                 issue()
-                m.d.sync += threshold.eq(state * total)   # the product registered, then shifted
+                m.d.sync += [threshold_low.eq(state[:half] * total),
+                             threshold_high.eq(state[half:] * total)]
                 with m.If((self.top_k > k_max) | invalid):
                     m.d.sync += invalid.eq(1)
                     m.next = "DONE"
@@ -265,7 +269,7 @@ class Sampler(wiring.Component):
                     m.next = "REMAINING"
             with m.State("REMAINING"):
                 issue()
-                m.d.sync += remaining.eq(threshold >> XORSHIFT_BITS)
+                m.d.sync += remaining.eq((threshold_high + (threshold_low >> half)) >> half)
                 m.next = "PICK"
             with m.State("PICK"):
                 m.d.comb += picking.eq(1)
