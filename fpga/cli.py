@@ -160,7 +160,8 @@ def cmd_explore(args) -> int:
     sizes = _sizes(args)
     title = f"{board.name}: {args.model or board.model}"
     if all(sizes.values()):                     # one point: its prediction, or why it is refused
-        return 0 if explore.show_point(console, board, cfg, sizes, args.buffers or "block", title) else 1
+        buffers = args.buffers or ("lut" if board.distributed_ram else "block")
+        return 0 if explore.show_point(console, board, cfg, sizes, buffers, title) else 1
     explore.show_sweep(console, board, cfg, {k: v for k, v in sizes.items() if v}, title, args.plot)
     return 0
 
@@ -465,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, help="checkpoint directory (default: the board's model)")
     _size_arguments(p, "pin the {} (all five: one point)")
     p.add_argument("--buffers", choices=["block", "lut"], help="one point: the shallow buffers in "
-                   "block RAM or LUT RAM (default block)")
+                   "block RAM or LUT RAM (default: as the board builds them)")
     p.add_argument("--plot", type=Path, default=Path("build/explore.png"),
                    help="tok/s against LUTs (default build/explore.png)")
     p.add_argument("--refit", action="store_true", help="refit the resource model to the stored "
