@@ -50,7 +50,8 @@ def subtree(luts: dict, name: str) -> int:
 def measure(board, status=None, *, model_dir=None, engine: dict | None = None) -> dict:
     """The breakdown of ``board``'s SoC (its shipped model unless ``model_dir``; ``engine``
     overrides engine parameters): LUT4 equivalents per engine block (each with its submodules), the
-    engine's own glue, the SoC outside the engine, the total and the fixed cost."""
+    engine's own glue, the SoC outside the engine, the total and the fixed cost; ``modules``: each
+    module's own LUT4 equivalents."""
     from hw.soc import Soc
 
     params = {**board.engine_parameters(), **(engine or {})}
@@ -84,7 +85,7 @@ def measure(board, status=None, *, model_dir=None, engine: dict | None = None) -
     return {"board": board.name, "family": board.family, "sizes": sizes,
             "blocks": rows, "engine glue": luts.get(engine, 0),
             "outside the engine": total - subtree(luts, engine), "total": total,
-            "array": subtree(luts, ARRAY), "fixed": total - subtree(luts, ARRAY)}
+            "array": subtree(luts, ARRAY), "fixed": total - subtree(luts, ARRAY), "modules": luts}
 
 
 def shares(result: dict) -> list[tuple[str, int]]:
