@@ -40,6 +40,8 @@ class Board:
     # engine memories (paths inside the Engine, e.g. "rms/buffer"; hw.engine.SHALLOW_BUFFERS) put
     # in LUT RAM rather than block RAM: shallow, wide buffers whose block RAMs the weights need
     distributed_ram: tuple = ()
+    # nextpnr's placement seed: placement (and so whether router2 converges) changes with it
+    placer_seed: int = 1
 
     def platform_class(self):
         module, name = self.platform.split(":")
