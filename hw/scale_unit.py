@@ -381,12 +381,14 @@ class SharedScaleUnit(wiring.Component):
 
 
 class ScaleProgram:
-    """A straight-line program of ScaleUnit commands, run as two states of the caller's FSM.
+    """A straight-line program of ScaleUnit commands, run as three states of the caller's FSM.
 
     ``program`` rows are ``(result, op, a, b, integer)``: ``a`` and ``b`` name earlier results or
     entries of ``sources`` (scale-layout values); ``integer`` names an entry of ``integers``, an
     ``(n, exp)`` pair for FROM_INT (``n · 2^exp``). Results are registers (``results[name]``);
-    ``invalid`` is the OR of the unit's invalid flags over the run.
+    ``invalid`` is the OR of the unit's invalid flags over the run. Each command is registered
+    before it is offered, so the unit (shared, and placed away from its clients) sees registers
+    only: a cycle a command.
     """
 
     def __init__(self, program, exp_bits: int):
@@ -402,24 +404,32 @@ class ScaleProgram:
 
     @staticmethod
     def cycles(program) -> int:
-        """Clock edges from entering the issue state to leaving the result state for the last time."""
-        return sum(ScaleUnit.cycles_of(op) + 1 for _, op, *_ in program)
+        """Clock edges from entering the issue state to leaving the result state for the last time:
+        per command, its register, the unit's cycles and the result taken."""
+        return sum(ScaleUnit.cycles_of(op) + 2 for _, op, *_ in program)
 
     def states(self, m, unit, sources: dict, integers: dict, issue: str, result: str, done: str):
+        """States ``issue`` (the command registered), ``issue + "_OFFER"`` (offered to ``unit``)
+        and ``result`` (its result stored), then ``done`` after the last command."""
         sources = {**sources, **self.results}
+        offer = f"{issue}_OFFER"
+        command = Signal.like(unit.i.payload, name="command")
         with m.State(issue):
-            m.d.comb += unit.i.valid.eq(1)
+            m.d.sync += command.eq(0)
             with m.Switch(self.step):
                 for index, (_, op, a, b, integer) in enumerate(self.program):
                     with m.Case(index):
-                        m.d.comb += unit.i.payload.op.eq(op)
+                        m.d.sync += command.op.eq(op)
                         if a:
-                            m.d.comb += unit.i.payload.a.eq(sources[a])
+                            m.d.sync += command.a.eq(sources[a])
                         if b:
-                            m.d.comb += unit.i.payload.b.eq(sources[b])
+                            m.d.sync += command.b.eq(sources[b])
                         if integer:
                             n, exp = integers[integer]
-                            m.d.comb += [unit.i.payload.n.eq(n), unit.i.payload.a.exp.eq(exp)]
+                            m.d.sync += [command.n.eq(n), command.a.exp.eq(exp)]
+            m.next = offer
+        with m.State(offer):
+            m.d.comb += [unit.i.valid.eq(1), unit.i.payload.eq(command)]
             with m.If(unit.i.ready):
                 m.next = result
         with m.State(result):
