@@ -370,6 +370,8 @@ class Engine(wiring.Component):
         rms_in = skid("rms_in", rms.i.payload.shape())
         headq_in = skid("headq_in", headq.i.payload.shape())
         deq_in = skid("deq_in", deq.i.payload.shape())
+        deq_out = skid("deq_out", deq.o.payload.shape())    # to H and the norm: the sequencer's choice
+        wiring.connect(m, deq.o, deq_out.i)
         gated_in = skid("gated_in", gated.i.payload.shape())
         # the norm sources' outputs, so their pipelines' stall is not the engine's source choice
         attention_out = skid("attention_out", attention.o.payload.shape())
@@ -635,14 +637,14 @@ class Engine(wiring.Component):
         h_source = Signal(data.ArrayLayout(signed(RES_BITS), lanes))
         h_valid = Signal()
         token_sent = Signal()       # EMBED: the table took the token
-        m.d.comb += [h_source.eq(deq.o.payload.data), h_valid.eq(deq.o.valid & ~to_norm),
+        m.d.comb += [h_source.eq(deq_out.o.payload.data), h_valid.eq(deq_out.o.valid & ~to_norm),
                      h_write.addr.eq(h_addr), h_write.data.eq(h_source), h_write.en.eq(h_valid)]
         with m.If(h_valid):
             m.d.sync += h_addr.eq(h_addr + 1)
 
         # -- norm sources: H (read pass), the attention heads, the gated activation -----------
         in_norm = Signal()
-        m.d.comb += deq.o.ready.eq(~to_norm | (rms_in.i.ready & in_norm))
+        m.d.comb += deq_out.o.ready.eq(~to_norm | (rms_in.i.ready & in_norm))
         read_addr = Signal(range(hidden // lanes + 1))
         read_valid, read_last, reading = Signal(), Signal(), Signal()
         read_advance = ~read_valid | rms_in.i.ready
@@ -702,7 +704,7 @@ class Engine(wiring.Component):
                     m.d.sync += q_head.eq(q_head + 1)
         with m.If(attention.q.valid & attention.q.ready & q_skid.o.payload.first):
             m.d.sync += scoring_head.eq(q_skid.o.payload.head)
-        with m.If(deq.o.valid & deq.o.ready & deq.o.payload.last & to_norm):
+        with m.If(deq_out.o.valid & deq_out.o.ready & deq_out.o.payload.last & to_norm):
             m.d.sync += out_head.eq(out_head + 1)
         with m.If(attention_out.o.valid & attention_out.o.ready & attention_out.o.payload.invalid):
             m.d.sync += error.eq(1)
@@ -717,9 +719,9 @@ class Engine(wiring.Component):
                              for e in range(lanes)]
             with m.Case(Source.ATTENTION):
                 # the attention output, lanes a beat; the last head's last beat ends the vector
-                m.d.comb += [rms_in.i.valid.eq(deq.o.valid & in_norm),
-                             rms_in.i.payload.last.eq(deq.o.payload.last & (out_head == heads - 1))]
-                m.d.comb += [rms_in.i.payload.data[e].eq(deq.o.payload.data[e]) for e in range(lanes)]
+                m.d.comb += [rms_in.i.valid.eq(deq_out.o.valid & in_norm),
+                             rms_in.i.payload.last.eq(deq_out.o.payload.last & (out_head == heads - 1))]
+                m.d.comb += [rms_in.i.payload.data[e].eq(deq_out.o.payload.data[e]) for e in range(lanes)]
             with m.Case(Source.GATED):
                 m.d.comb += [rms_in.i.valid.eq(gated_out.o.valid & in_norm),
                              gated_out.o.ready.eq(rms_in.i.ready & in_norm),

@@ -113,8 +113,8 @@ def markdown(results: list[dict]) -> str:
              "hierarchy kept. LUT4 equivalents before packing (ECP5: LUT4 + 2 per CCU2C + 6 per "
              "DPR16X4; iCE40: SB_LUT4). **Fixed cost**: the SoC minus `engine.linear` (the ternary "
              "array, its weight ROM's read mux, the activation buffer and the matmul control). Target "
-             f"(issue 18): ≤ {TARGETS['ecp5']:,} LUT4 on ECP5 at 8 vector lanes, ≤ {TARGETS['ice40']:,} LC "
-             "on the UP5K at 1 lane.", ""]
+             f"(issue 18): ≤ {TARGETS['ecp5']:,} LUT4 on ECP5 at 8 vector lanes, "
+             f"≤ {TARGETS['ice40']:,} LC on the UP5K at 1 lane.", ""]
     for r in results:
         lines += [f"**{r['board']}** ({sizes_text(r['sizes'])}): {r['total']:,} in all, the array and its "
                   f"weights {r['array']:,}, **fixed cost {r['fixed']:,}** (target "

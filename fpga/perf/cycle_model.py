@@ -127,7 +127,8 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
             codes_free = codes_end + 1
             end = scale_taken
     if not heads:
-        tail = {Route.RESIDUAL: 1 + Dequantizer.latency_of() + 1, Route.GATE: 1, Route.UP: 2}[route]
+        tail = {Route.RESIDUAL: 1 + Dequantizer.latency_of() + SkidBuffer.latency + 1, Route.GATE: 1,
+                Route.UP: 2}[route]
         end = out + tail
     return busy_end, max(end, enabled + 1)
 
@@ -174,7 +175,7 @@ def attention_cycles(cfg, sizes: EngineSizes, length: int) -> int:
     period = AttentionHead.period_of(length, words, sizes.attention_lanes, out_beats)
     last = (words + passes["scores"] + 1 + passes["weights"] + 1
             + max(passes["values"], passes["row_scale"]) + Dequantizer.latency_of() + out_beats
-            + SkidBuffer.latency)                 # the engine's skid after the AttentionHead
+            + 2 * SkidBuffer.latency)             # the engine's skids after the head and the Dequantizer
     beats = cfg.hidden_size // sizes.lanes
     return 2 + (cfg.num_attention_heads - 1) * period + last + feed_and_codes(beats, sizes.lanes)
 
@@ -216,7 +217,7 @@ def body_cycles(cfg, sizes: EngineSizes, position: int) -> dict:
         if step.op == Op.EMBED:
             # the row through the engine's Dequantizer into H
             add(total, phases(control=FETCH, vector=TokenTable.row_cycles_of(cfg.hidden_size // sizes.lanes)
-                              + Dequantizer.latency_of()))
+                              + Dequantizer.latency_of() + SkidBuffer.latency))
         elif step.op == Op.NORM:
             beats = cfg.hidden_size // sizes.lanes
             if step.source == Source.ATTENTION:
