@@ -25,10 +25,11 @@ BOARDS = [
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "models/ulx3s",
           ENGINE_85F, clock_mhz=46.875, baud=1_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=SHALLOW_BUFFERS),
-    # 55.6 MHz post-route at 50 MHz (2026-12-04; its critical path the gated activation's stall
-    # through its relu² operand into the multiplier); builds asking 60 MHz routed at 52.2–58.3:
-    # the board stays at 50 MHz.
+    # 64.7 MHz post-route asking 60 MHz with nextpnr seed 2 (2026-12-05, 18,613 LUTs, 346 s); with
+    # seed 1 the same engine routed at 57.3 asking 60 and 61.2 asking 50, placement deciding the
+    # last few MHz (the slowest paths are registers through a MULT18X18D to registers, most of
+    # their delay routing)
     Board("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "models/small",
-          ENGINE_SMALL, clock_mhz=50.0, baud=1_000_000, loader_board="ulx3s",
-          reset_button="button_pwr"),
+          ENGINE_SMALL, clock_mhz=60.0, baud=1_000_000, loader_board="ulx3s",
+          reset_button="button_pwr", placer_seed=2),
 ]
