@@ -9,19 +9,20 @@ from hw.engine import SHALLOW_BUFFERS, EngineSizes
 from . import Board
 
 
-# 8×32 with lanes 4/16/32: 9,835 cycles a token in the SoC simulation (11,333 before the attention
+# 8×32 with lanes 4/16/32: 9,927 cycles a token in the SoC simulation (11,333 before the attention
 # heads were pipelined three deep, the head quantizer got two banks and RoPE its early emission)
 ENGINE_85F = EngineSizes(rows=8, simd=32, lanes=4, attention_lanes=16, head_lanes=32)
 # The explorer's choice for the 45F (tritium explore --board ulx3s-45f; docs/performance.md):
-# 18,445 LUTs, 48 block RAMs, 58 multipliers, fmax 55.6 MHz (2026-12-04; 22,477 LUTs and 42
+# 18,613 LUTs, 48 block RAMs, 58 multipliers, fmax 64.7 MHz (2026-12-05; 22,477 LUTs and 42
 # multipliers with the int8 products in the fabric, 34,720 LUTs and 22.4 MHz with the first blocks;
 # 4×8 with lanes 2/4/4 before it)
 ENGINE_SMALL = EngineSizes(rows=2, simd=32, lanes=2, attention_lanes=4, head_lanes=16)
 
 BOARDS = [
     # 54.3 MHz post-route asking 50 MHz with an earlier engine (90f06a3, 2026-12-04, 43,370 LUTs);
-    # the current engine placed at 52.9–54.3 MHz but did not route asking 53.125 or 50 (router2,
-    # seed 1): the board stays at 46.875 MHz, the PLL's step below 50
+    # the engines since (one shared Dequantizer) placed at 48.8–54.3 MHz but router2 has not
+    # converged on them with seeds 1–3, asking 46.875 to 53.125 MHz (docs/boards.md): the board
+    # stays at 46.875 MHz, the PLL's step below 50
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "models/ulx3s",
           ENGINE_85F, clock_mhz=46.875, baud=1_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=SHALLOW_BUFFERS),
