@@ -19,7 +19,7 @@ from amaranth.back import verilog
 
 from fpga.boards import BOARDS
 from fpga.flow.build import build_options, yosys_path
-from fpga.flow.synth import FAMILIES, _yosys
+from fpga.flow.synth import FAMILIES, run_yosys
 from model import paths
 
 from . import provenance, write_section
@@ -72,7 +72,7 @@ def measure(board, status=None, *, model_dir=None, engine: dict | None = None) -
         read, _, rest = text.partition("\n")
         if status:
             status(f"{board.name}: synthesizing (Yosys, hierarchy kept)")
-        _yosys(f"{read}\n{distributed}{rest}tee -q -o stat.json stat -json\n", work)
+        run_yosys(f"{read}\n{distributed}{rest}tee -q -o stat.json stat -json\n", work)
         stat = json.loads((work / "stat.json").read_text())
     luts = module_luts(stat, board.family)
     engine = f"{TOP}.engine"

