@@ -18,7 +18,7 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from fpga.boards import BOARDS
-from fpga.flow.build import build_options, yosys_path
+from fpga.flow.build import build_options
 from fpga.flow.synth import FAMILIES, run_yosys
 from model import paths
 
@@ -63,16 +63,16 @@ def measure(board, status=None, *, model_dir=None, engine: dict | None = None) -
         if status:
             status(f"{board.name}: elaborating")
         (work / "soc.v").write_text(verilog.convert(soc, name=TOP, emit_src=False))
-        distributed = "".join(f'setattr -set ram_style "distributed" {yosys_path(name)}\n'
-                              for name in board.distributed_ram)
-        # the board flow's synthesis: ECP5's options stop before the LUT mapping, which the
-        # script does itself; iCE40's put the multipliers on SB_MAC16
-        flags = "-noflatten" + ("" if board.family == "ecp5" else f" {build_options(board)['synth_opts']}")
+        # the board flow's synthesis: its LUT-RAM buffers; ECP5's options stop before the LUT
+        # mapping, which the script does itself; iCE40's put the multipliers on SB_MAC16
+        options = build_options(board)
+        distributed = options.get("script_after_read", "")
+        flags = "-noflatten" + ("" if board.family == "ecp5" else f" {options['synth_opts']}")
         text = script.format(source="soc.v", top=TOP, flatten=flags)
         read, _, rest = text.partition("\n")
         if status:
             status(f"{board.name}: synthesizing (Yosys, hierarchy kept)")
-        run_yosys(f"{read}\n{distributed}{rest}tee -q -o stat.json stat -json\n", work)
+        run_yosys(f"{read}\n{distributed}\n{rest}tee -q -o stat.json stat -json\n", work)
         stat = json.loads((work / "stat.json").read_text())
     luts = module_luts(stat, board.family)
     engine = f"{TOP}.engine"
