@@ -123,9 +123,8 @@ def token_layout(config) -> data.StructLayout:
 
 # Shallow, wide buffers (memories by their path inside the Engine) that a board may put in LUT RAM
 # rather than block RAM, which its weights and KV cache need: the ULX3S-85F's SoC at 8×32 with
-# lanes 8/16/32 needs 210 block RAMs of its 208 even with the first four in LUT RAM, 202 with all.
-SHALLOW_BUFFERS = ("rms/buffer", "rms/quantizer/buffer", "attention/z_buffer", "sampler/z_buffer",
-                   "gated/buffer")
+# lanes 4/16/32 takes 199 block RAMs of its 208 with all of them in LUT RAM.
+SHALLOW_BUFFERS = ("rms/buffer", "attention/z_buffer", "sampler/z_buffer", "gated/buffer")
 
 
 def status_signature(config) -> wiring.Signature:

@@ -27,6 +27,13 @@ is not accepted while a token is being divided and emitted); with two, the next 
 the other bank meanwhile (input waits only while both banks hold a token: one loaded, one being
 divided and emitted). Tokens longer than ``max_length`` elements are cut at ``max_length`` (the rest
 of the token is accepted and dropped) and ``overflow`` is raised for that token.
+
+With no bank (``banks=0``) nothing is stored: the client sends each token twice, the same beats
+both times. The first pass is measured (the peak, then the division); the second is taken once the
+reciprocal is ready, one beat a cycle as ``o`` takes codes, and quantized on its way through (its
+magnitudes registered in place of the read data). A client that can replay its token (RmsQuantizer
+reads its own buffer again) saves the quantizer's buffer this way; :attr:`latency` is then from the
+first pass's last beat to the first code, with the second pass offered as soon as it is taken.
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -35,8 +42,8 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ACT_BITS, NORM_MAX_BITLEN, RECIP_SHIFT
 
-from .arith import (bank_address, bit_length, check_integers, read_pass, register_sign_magnitude,
-                    sign_magnitude, store_beat)
+from .arith import (bank_address, bit_length, check_integers, magnitude, read_pass,
+                    register_sign_magnitude, sign_magnitude, store_beat)
 
 QUOTIENT_BITS = RECIP_SHIFT - NORM_MAX_BITLEN + 2   # R = floor((2^33 − 1) / m_n) + 1 <= 2^17: 18 bits
 assert QUOTIENT_BITS % 2 == 0                        # the divider makes two bits a cycle
@@ -76,12 +83,13 @@ class AbsmaxQuantizer(wiring.Component):
     max_length : int
         Longest token in elements (each bank holds ``ceil(max_length / lanes)`` beats).
     banks : int
-        Tokens held: 1, or 2 to store the next token while one is divided and emitted.
+        Tokens held: 1, 2 to store the next token while one is divided and emitted, or 0 to store
+        none (each token is sent twice: measured, then quantized).
     """
 
     def __init__(self, *, width: int, lanes: int = 1, max_length: int, banks: int = 1):
         check_integers((("width", width), ("lanes", lanes), ("max_length", max_length),
-                        ("banks", banks, 1, 2)))
+                        ("banks", banks, 0, 2)))
         if not 2 <= width <= 48:
             raise ValueError(f"width must be between 2 and 48 bits, not {width}")
         if lanes > MAX_LANES:
@@ -103,14 +111,15 @@ class AbsmaxQuantizer(wiring.Component):
     banks = property(lambda self: self._banks)
 
     @staticmethod
-    def latency_of(lanes: int) -> int:
+    def latency_of(lanes: int, banks: int = 1) -> int:
         """Cycles from a token's last input beat to its first code at ``lanes`` lanes: magnitudes,
         the maximum tree and the running maximum (``tree_stages(lanes) + 2``), the shift and
-        ``m_n`` (2), divide (two quotient bits a cycle), issue the read, memory, register,
-        normalize, multiply, round and sign into the output register (6)."""
-        return tree_stages(lanes) + 2 + 2 + QUOTIENT_BITS // 2 + 6
+        ``m_n`` (2), divide (two quotient bits a cycle), then issue the read, memory, register,
+        normalize, multiply, round and sign into the output register (6); with no bank the
+        second pass's beat is taken and registered in place of the read (5)."""
+        return tree_stages(lanes) + 2 + 2 + QUOTIENT_BITS // 2 + (6 if banks else 5)
 
-    latency = property(lambda self: self.latency_of(self._lanes))
+    latency = property(lambda self: self.latency_of(self._lanes, self._banks))
 
     @staticmethod
     def reload_of(lanes: int) -> int:
@@ -125,11 +134,13 @@ class AbsmaxQuantizer(wiring.Component):
         field = max(width, NORM_MAX_BITLEN)       # shifter field: the leading one goes to its top
 
         entry = sign_magnitude(width)
-        buffer = memory.Memory(shape=data.ArrayLayout(entry, lanes), depth=self._banks * self._depth,
-                               init=[])
-        m.submodules.buffer = buffer
-        wr = buffer.write_port()
-        rd = buffer.read_port()
+        replay = self._banks == 0             # no buffer: each token comes twice
+        if not replay:
+            buffer = memory.Memory(shape=data.ArrayLayout(entry, lanes), depth=self._banks * self._depth,
+                                   init=[])
+            m.submodules.buffer = buffer
+            wr = buffer.write_port()
+            rd = buffer.read_port()
 
         # the token being stored (load side) and the one being divided and emitted
         load_peak, peak = Signal(unsigned(width)), Signal(unsigned(width))
@@ -145,7 +156,9 @@ class AbsmaxQuantizer(wiring.Component):
         recip = Signal(QUOTIENT_BITS)             # R = quotient + 1
         remainder = Signal(NORM_MAX_BITLEN + 1)
         step = Signal(range(QUOTIENT_BITS))       # quotient bit made next (two a cycle, down to 0)
-        read_addr = Signal(range(self._depth + 1))
+        read_addr = Signal(range(self._depth + 1))   # (no bank: the second pass's beats taken)
+        emitting = Signal()                       # in EMIT (no bank: ``i`` carries the second pass)
+        replayed = Signal()                       # no bank: the second pass's last beat was taken
 
         def normalize(v):
             """|v| (unsigned, ``width`` bits) with the current shift, top 17 bits kept."""
@@ -154,12 +167,20 @@ class AbsmaxQuantizer(wiring.Component):
             return (wide << shift)[field - NORM_MAX_BITLEN:field]
 
         # Load pipeline (never stalls): magnitudes, then the buffer write and the maximum tree.
-        in_beat, in_valid = register_sign_magnitude(m, self.i, width, lanes)
+        load_take = Signal()                      # a beat taken for the load side
+        m.d.comb += load_take.eq(self.i.valid & self.i.ready & (~emitting if replay else 1))
+        in_beat, in_valid = register_sign_magnitude(m, self.i, width, lanes, take=load_take)
         kept = Signal()                           # the beat fits the buffer
         m.d.comb += kept.eq(in_valid & (load_length < self._depth))
         with m.If(in_valid):
-            store_beat(m, wr, load_length, self._depth, in_beat, (), load_overflowed,
-                       bank=load_bank)
+            if replay:
+                with m.If(load_length < self._depth):
+                    m.d.sync += load_length.eq(load_length + 1)
+                with m.Else():
+                    m.d.sync += load_overflowed.eq(1)
+            else:
+                store_beat(m, wr, load_length, self._depth, in_beat, (), load_overflowed,
+                           bank=load_bank)
         level, level_valid = [in_beat[lane].mag for lane in range(lanes)], kept
         tree_valid = []
         for stage in range(tree_stages(lanes)):
@@ -179,24 +200,40 @@ class AbsmaxQuantizer(wiring.Component):
         bitlen = bit_length(m, load_peak, "bitlen")
 
         # Emit pipeline: read (memory), register, normalize, multiply, round, sign; ``advance``
-        # moves all of it.
+        # moves all of it. With no bank the second pass's beats enter it at the register.
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
-        stages = [(Signal(name=f"s{n}_valid"), Signal(name=f"s{n}_last")) for n in range(1, 6)]
+        stages = [(Signal(name=f"s{n}_valid"), Signal(name=f"s{n}_last"))
+                  for n in range(2 if replay else 1, 6)]
         s2_entry = Signal(data.ArrayLayout(entry, lanes))
         s3_mag = [Signal(NORM_MAX_BITLEN, name=f"s3_mag{lane}") for lane in range(lanes)]
         s4_prod = [Signal(NORM_MAX_BITLEN + QUOTIENT_BITS, name=f"s4_prod{lane}") for lane in range(lanes)]
         s5_code = [Signal(ACT_BITS - 1, name=f"s5_code{lane}") for lane in range(lanes)]
         negs = [[Signal(name=f"s{n}_neg{lane}") for lane in range(lanes)] for n in (3, 4, 5)]
         issue = Signal()
-        m.d.comb += [rd.addr.eq(bank_address(bank, self._depth, read_addr)), rd.en.eq(advance)]
+        if replay:
+            replay_take = Signal()
+            m.d.comb += [replay_take.eq(self.i.valid & self.i.ready & emitting),
+                         issue.eq(replay_take & (read_addr < length))]
+            with m.If(issue):
+                m.d.sync += read_addr.eq(read_addr + 1)       # (stays at length past a cut)
+            with m.If(replay_take):
+                m.d.sync += replayed.eq(self.i.payload.last)
+            entry_data = Signal(data.ArrayLayout(entry, lanes))
+            for lane in range(lanes):
+                value = self.i.payload.data[lane]
+                m.d.comb += [entry_data[lane].mag.eq(magnitude(value)[:width]),
+                             entry_data[lane].neg.eq(value < 0)]
+        else:
+            m.d.comb += [rd.addr.eq(bank_address(bank, self._depth, read_addr)), rd.en.eq(advance)]
+            entry_data = rd.data
 
         with m.If(advance):
             m.d.sync += [stages[0][0].eq(issue), stages[0][1].eq(read_addr == length - 1)]
             for (valid, last), (prev_valid, prev_last) in zip(stages[1:], stages):
                 m.d.sync += [valid.eq(prev_valid), last.eq(prev_last)]
             m.d.sync += [self.o.valid.eq(stages[-1][0]), self.o.payload.last.eq(stages[-1][1]),
-                         s2_entry.eq(rd.data)]
+                         s2_entry.eq(entry_data)]
             for lane in range(lanes):
                 s3_neg, s4_neg, s5_neg = (negs[k][lane] for k in range(3))
                 scaled = (s4_prod[lane] << 7) - s4_prod[lane] + (1 << (RECIP_SHIFT - 1))
@@ -208,9 +245,13 @@ class AbsmaxQuantizer(wiring.Component):
 
         m.d.sync += recip.eq(quotient + 1)
         # The load side takes a token while it holds none (with one bank, also while nothing is
-        # being divided or emitted: the bank is shared).
-        m.d.comb += self.i.ready.eq(~load_done & (idle if self._banks == 1 else 1))
-        with m.If(self.i.valid & self.i.ready & self.i.payload.last):
+        # being divided or emitted: the bank is shared); with none, ``i`` carries the second pass
+        # while emitting, a beat a cycle as the pipeline advances, up to its last beat.
+        if replay:
+            m.d.comb += self.i.ready.eq(Mux(emitting, advance & ~replayed, ~load_done & idle))
+        else:
+            m.d.comb += self.i.ready.eq(~load_done & (idle if self._banks == 1 else 1))
+        with m.If(load_take & self.i.payload.last):
             m.d.sync += load_done.eq(1)
         with m.FSM():
             with m.State("NORMALIZE"):
@@ -240,10 +281,16 @@ class AbsmaxQuantizer(wiring.Component):
                 m.d.sync += [remainder.eq(Mux(fits_low, trial_low - peak_norm, trial_low)),
                              quotient.eq(Cat(fits_low, fits_high, quotient)), step.eq(step - 2)]
                 with m.If(step == 1):
-                    m.d.sync += read_addr.eq(0)
+                    m.d.sync += [read_addr.eq(0), replayed.eq(0)]
                     m.next = "EMIT"
             with m.State("EMIT"):
-                drained = read_pass(m, issue, read_addr, length, advance, [v for v, _ in stages])
+                m.d.comb += emitting.eq(1)
+                if replay:
+                    drained = replayed & advance
+                    for valid, _ in stages:
+                        drained &= ~valid
+                else:
+                    drained = read_pass(m, issue, read_addr, length, advance, [v for v, _ in stages])
                 with m.If(drained):
                     m.next = "NORMALIZE"
         m.d.comb += self.o.payload.peak.eq(peak)

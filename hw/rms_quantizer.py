@@ -6,16 +6,21 @@ signed ``width``-bit values, ``last`` on its final beat. Then:
 
 1. **Load**: each beat's magnitudes and signs are registered, then stored while their OR is tracked
    (its bit length is ``max|x|``'s); ``e = max(0, bitlen(max|x|) − 17)``.
-2. **Feed**: the token is read back with its gains (``gain``: a read port on the engine's gain memory,
-   address = beat index, one cycle read latency) into registers, then ``|x_n| = |x| >> e`` and ``G``
-   negated where ``x < 0`` are registered, and ``u = x_n ⊙ G`` (``|x_n|`` times the signed gain) goes
-   to an :class:`~hw.quantizer.AbsmaxQuantizer` one beat per cycle from the product registers, while
-   ``S = Σ |x_n|²`` accumulates from registered squares.
+2. **Feed**, twice: the token is read back with its gains (``gain``: a read port on the engine's
+   gain memory, address = beat index, one cycle read latency) into registers, then
+   ``|x_n| = |x| >> e`` and ``G`` negated where ``x < 0`` are registered, and ``u = x_n ⊙ G``
+   (``|x_n|`` times the signed gain) goes to an :class:`~hw.quantizer.AbsmaxQuantizer` with no buffer
+   of its own (``banks=0``) one beat per cycle from the product registers. The first pass is
+   measured (its peak, while ``S = Σ |x_n|²`` accumulates from registered squares); the second
+   follows it at once and waits in the feed until the AbsmaxQuantizer's reciprocal is ready, then is
+   quantized on its way through. Replaying the token from this block's buffer saves the
+   AbsmaxQuantizer a buffer of its own (as wide as ``u``).
 3. **Scale**: a :class:`~hw.scale_unit.ScaleUnit` runs the ten-command program :data:`PROGRAM`
    for ``D = m·2^(e − gain_exp)·x_scale · rsqrt(S·2^(2e)·inv_len·x_scale² + eps) · (1/127)``
-   (``D = 0`` when ``m = 0``), which goes out on ``scale`` (with ``invalid`` if an exponent left the
-   range); meanwhile the codes leave the AbsmaxQuantizer on ``o``, and ``m = max|u|`` is latched from
-   its first code (the AbsmaxQuantizer's peak) before the program reads it.
+   (``D = 0`` when ``m = 0``) from the first pass's end, which goes out on ``scale`` (with
+   ``invalid`` if an exponent left the range); meanwhile the codes leave the AbsmaxQuantizer on
+   ``o``, and ``m = max|u|`` is latched from its first code (the AbsmaxQuantizer's peak) before the
+   program reads it.
 
 Every stage holds at most one carry chain (ECP5 timing discipline): the block RAM's read data and
 the multipliers' operands and products are registered.
@@ -24,9 +29,10 @@ the multipliers' operands and products are registered.
 sequencer; they must hold from a token's first beat until its ``scale`` is taken.
 
 Cycles per token of ``b`` beats with no stalls: ``b + 1`` (load, the last beat's store) ``+ b + 5``
-(feed: read, register, normalize, multiply) and then, in parallel, the AbsmaxQuantizer's
-``latency + b`` for the codes and :data:`PROGRAM`'s ``ScaleProgram.cycles`` for ``D`` (:meth:`cycles`).
-The next token is loaded once ``D`` is taken.
+(the first pass: read, register, normalize, multiply) and then, in parallel, the AbsmaxQuantizer's
+``latency + b`` for the codes (:meth:`codes_latency_of`; the second pass) and :data:`PROGRAM`'s
+``ScaleProgram.cycles`` for ``D`` (:meth:`cycles`). The next token is loaded once ``D`` is taken and
+the second pass has been read (``DRAIN``; D's program is usually the longer).
 """
 
 from amaranth import Module, Mux, Signal, signed, unsigned
@@ -36,7 +42,7 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import (ACT_BITS, GAIN_BITS, INV_ACT_MAX, NORM_BITS, NORM_MAX_BITLEN,
                             SCALE_EXP_BITS)
 
-from .arith import bit_length, check_integers, read_pass, register_sign_magnitude, sign_magnitude, store_beat
+from .arith import bit_length, check_integers, register_sign_magnitude, sign_magnitude, store_beat
 from .quantizer import MAX_LANES, AbsmaxQuantizer
 from .scale_unit import ScaleOp, ScaleProgram, scale_layout, scale_unit_members, scale_unit_of
 
@@ -57,9 +63,9 @@ PROGRAM = (
 )
 
 # u's peak m is latched from the AbsmaxQuantizer's first code, which leaves it (``latency`` cycles after
-# the feed) before the program reads m (its first FROM_INT of "peak" comes after the rsqrt).
+# the first pass) before the program reads m (its first FROM_INT of "peak" comes after the rsqrt).
 PEAK_STEP = next(index for index, row in enumerate(PROGRAM) if row[4] == "peak")
-assert AbsmaxQuantizer.latency_of(MAX_LANES) < ScaleProgram.cycles(PROGRAM[:PEAK_STEP])
+assert AbsmaxQuantizer.latency_of(MAX_LANES, banks=0) < ScaleProgram.cycles(PROGRAM[:PEAK_STEP])
 
 
 class RmsQuantizer(wiring.Component):
@@ -126,11 +132,17 @@ class RmsQuantizer(wiring.Component):
         """:meth:`cycles` without a unit (it does not depend on the widths)."""
         return 2 * beats + 6 + ScaleProgram.cycles(PROGRAM)
 
+    @staticmethod
+    def codes_latency_of(lanes: int) -> int:
+        """Cycles from the first pass's last product into the AbsmaxQuantizer to the first code
+        (the second pass already waiting in the feed)."""
+        return AbsmaxQuantizer.latency_of(lanes, banks=0)
+
     def elaborate(self, platform):
         m = Module()
         width, lanes = self._width, self._lanes
         m.submodules.quantizer = quantizer = AbsmaxQuantizer(
-            width=self.product_bits, lanes=lanes, max_length=self._depth * lanes)
+            width=self.product_bits, lanes=lanes, max_length=self._depth * lanes, banks=0)
         unit = scale_unit_of(m, self, exp_bits=len(self.gain_exp), int_bits=self.scale_int_bits)
         entry = sign_magnitude(width)
         m.submodules.buffer = buffer = memory.Memory(
@@ -150,6 +162,8 @@ class RmsQuantizer(wiring.Component):
         u_peak = Signal(self.product_bits)
         peak_pending = Signal()                      # u_peak is the next code's peak
         peak_zero = Signal()
+        passes = Signal(range(3))                    # read passes of the token left to issue
+        second = Signal()                            # the first pass is in the AbsmaxQuantizer
 
         # -- load: magnitudes and signs (register), then the buffer write and OR of |x| ------------
         in_beat, in_valid = register_sign_magnitude(m, self.i, width, lanes)
@@ -163,11 +177,22 @@ class RmsQuantizer(wiring.Component):
         bitlen = bit_length(m, x_bits, "bitlen")
 
         # -- feed: read (memory) -> register -> normalize -> multiply (the quantizer's input) -----
-        # x_n · G is |x_n| times G negated where x < 0; S sums |x_n|², products registered first.
+        # Two passes over the token, back to back; the second stalls in the pipeline until the
+        # AbsmaxQuantizer takes it. x_n · G is |x_n| times G negated where x < 0; S sums |x_n|² of
+        # the first pass, products registered first.
         advance = Signal()
         m.d.comb += advance.eq(~quantizer.i.valid | quantizer.i.ready)
-        read_addr = Signal(range(self._depth + 1))
+        read_addr = Signal(range(self._depth))
         issue = Signal()
+        m.d.comb += issue.eq(passes != 0)
+        with m.If(advance & issue):
+            with m.If(read_addr == length - 1):
+                m.d.sync += [read_addr.eq(0), passes.eq(passes - 1)]
+            with m.Else():
+                m.d.sync += read_addr.eq(read_addr + 1)
+        first_pass_in = Signal()                     # the first pass's last product is taken
+        m.d.comb += first_pass_in.eq(quantizer.i.valid & quantizer.i.ready & quantizer.i.payload.last
+                                     & ~second)
         s1_valid, s1_last, s2_valid, s2_last, s3_valid, s3_last = (
             Signal(name=f"s{n}_{kind}") for n in (1, 2, 3) for kind in ("valid", "last"))
         m.d.comb += [rd.addr.eq(read_addr), rd.en.eq(advance),
@@ -191,7 +216,7 @@ class RmsQuantizer(wiring.Component):
                              signed_gains[lane].eq(Mux(stored[lane].neg, -gain, gain)),
                              quantizer.i.payload.data[lane].eq(x_mag[lane] * signed_gains[lane]),
                              squares[lane].eq(x_mag[lane] * x_mag[lane])]
-            with m.If(quantizer.i.valid):
+            with m.If(quantizer.i.valid & ~second):
                 m.d.sync += sum_sq.eq(sum_sq + sum(squares))
 
         with m.If(peak_pending & quantizer.o.valid):
@@ -215,13 +240,15 @@ class RmsQuantizer(wiring.Component):
                     with m.If(self.i.payload.last):
                         m.next = "SHIFT"
             with m.State("SHIFT"):
-                with m.If(~in_valid):
+                # (once the previous token's second pass has left the feed: e is its shift)
+                with m.If(~in_valid & ~s1_valid & ~s2_valid & ~s3_valid & ~quantizer.i.valid):
                     m.d.sync += [e.eq(Mux(bitlen > NORM_MAX_BITLEN, bitlen - NORM_MAX_BITLEN, 0)),
-                                 read_addr.eq(0), sum_sq.eq(0), self.overflow.eq(overflowed)]
+                                 read_addr.eq(0), passes.eq(2), second.eq(0), sum_sq.eq(0),
+                                 self.overflow.eq(overflowed)]
                     m.next = "FEED"
             with m.State("FEED"):
-                with m.If(read_pass(m, issue, read_addr, length, advance, (s1_valid, s2_valid, s3_valid))):
-                    m.d.sync += [peak_pending.eq(1)] + program.start()
+                with m.If(first_pass_in):
+                    m.d.sync += [second.eq(1), peak_pending.eq(1)] + program.start()
                     m.next = "ISSUE"
             program.states(m, unit, sources, integers, "ISSUE", "RESULT", "DONE")
             with m.State("DONE"):
@@ -230,6 +257,10 @@ class RmsQuantizer(wiring.Component):
                              self.scale.payload.exp.eq(Mux(peak_zero, 0, dequant.exp)),
                              self.scale.payload.invalid.eq(program.invalid & ~peak_zero)]
                 with m.If(self.scale.ready):
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                # the buffer is read until the second pass has been issued
+                with m.If(passes == 0):
                     m.d.sync += [length.eq(0), x_bits.eq(0), overflowed.eq(0)]
                     m.next = "LOAD"
         return m

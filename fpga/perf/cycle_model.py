@@ -2,9 +2,9 @@
 
 Every term is a block's documented timing, read through the static twin of its ``latency`` or
 ``cycles`` (``TernaryArray.latency_of``, ``TernaryLinear.latency_of``,
-``AbsmaxQuantizer.latency_of``, ``HeadQuantizer.latency_of``, ``HeadQuantizer.scale_cycles_of``,
-``RmsQuantizer.cycles_of``, ``AttentionHead.passes_of``, ``GatedActivation.cycles_of``,
-``TokenTable.row_cycles_of``, ``TokenTable.logit_cycles_of``, ``Sampler.cycles_of``,
+``AbsmaxQuantizer.reload_of``, ``HeadQuantizer.latency_of``, ``HeadQuantizer.scale_cycles_of``,
+``RmsQuantizer.cycles_of``, ``RmsQuantizer.codes_latency_of``, ``AttentionHead.passes_of``,
+``GatedActivation.cycles_of``, ``TokenTable.row_cycles_of``, ``TokenTable.logit_cycles_of``, ``Sampler.cycles_of``,
 ``ScaleUnit.cycles_of``, ``Rope.latency_of``, ``Dequantizer.latency_of``)
 put together the way :class:`hw.engine.Engine`'s sequencer runs the program of
 :func:`hw.sequencer.program`: one instruction after another, a matmul's results queued in the
@@ -136,13 +136,13 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
 # -- the vector steps ---------------------------------------------------------------------------
 
 def feed_and_codes(beats: int, lanes: int) -> int:
-    """From a NORM's last input beat into the RmsQuantizer to its last code: the feed (read,
-    normalize, multiply; zero check), the AbsmaxQuantizer's latency, the codes out, and the
-    instruction seeing them done (the codes pass the engine's skid to their sinks). The feed is
-    ``beats + 7``: the last beat stored, the shift ``e`` made, then per beat a read, the registered
-    read data and gains, the registered normalized magnitudes and signed gains, and the products
-    registered into the AbsmaxQuantizer."""
-    return (beats + 7) + AbsmaxQuantizer.latency_of(lanes) + SkidBuffer.latency + beats + 1
+    """From a NORM's last input beat into the RmsQuantizer to its last code: the feed's first pass
+    (read, normalize, multiply), the AbsmaxQuantizer's latency to the first code of the second
+    pass, the codes out, and the instruction seeing them done (the codes pass the engine's skid to
+    their sinks). The first pass is ``beats + 7``: the last beat stored, the shift ``e`` made, then
+    per beat a read, the registered read data and gains, the registered normalized magnitudes and
+    signed gains, and the products registered into the AbsmaxQuantizer."""
+    return (beats + 7) + RmsQuantizer.codes_latency_of(lanes) + SkidBuffer.latency + beats + 1
 
 
 def norm_from_buffer(beats: int, lanes: int) -> int:

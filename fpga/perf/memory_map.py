@@ -13,7 +13,6 @@ import functools
 from hw.engine import RESULT_FIFO_DEPTH
 from hw.protocol import MAX_PAYLOAD, TOKEN_BYTES
 from hw.gated_activation import GatedActivation
-from hw.rms_quantizer import RmsQuantizer
 from hw.sampler import Sampler
 from hw.soc import RX_FIFO_DEPTH
 from hw.token_table import logit_width
@@ -85,8 +84,8 @@ def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
     mems.append(Memory(f"{lm_table}/x_words", ACT_BITS * head, hidden // head))
     mems += [
         Memory("gated/buffer", (gated_act + acc) * lanes, ffn // lanes),
-        # the quantizers buffer a magnitude and a sign a lane
-        Memory("rms/quantizer/buffer", (RmsQuantizer.product_bits + 1) * lanes, longest // lanes),
+        # the buffers hold a magnitude and a sign a lane (the RmsQuantizer's AbsmaxQuantizer has
+        # none: its token is read from rms/buffer twice)
         Memory("rms/buffer", (rms_width + 1) * lanes, longest // lanes),
         Memory("rope/cos_table", ROPE_BITS, context * d // 2, rom=True),
         Memory("rope/sin_table", ROPE_BITS, context * d // 2, rom=True),

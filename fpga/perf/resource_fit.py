@@ -46,7 +46,7 @@ POINTS = [
     ("small", EngineSizes(4, 8, 2, 2, 16), ()),
     ("small", EngineSizes(8, 16, 4, 8, 8), ()),
     ("small", EngineSizes(8, 8, 1, 2, 2),
-     ("rms/buffer", "rms/quantizer/buffer")),
+     ("rms/buffer",)),
     ("tiny", EngineSizes(2, 8, 2, 4, 4), ()),
     ("tiny", EngineSizes(8, 32, 1, 1, 8), ()),
     ("ulx3s", EngineSizes(4, 8, 2, 2, 2), ()),

@@ -12,13 +12,14 @@ from model.numerics import absmax_quantize
 
 
 def run_tokens(dut, tokens, seed, gap=0.0, stall=0.0):
-    """Send each token (length a multiple of lanes); return per token (codes, peaks, overflow) and
-    the edge indices of input and output transfers."""
+    """Send each token (length a multiple of lanes; twice with no bank); return per token (codes,
+    peaks, overflow) and the edge indices of input and output transfers."""
     lanes = dut.lanes
     beats, sizes = [], []
     for token in tokens:
         rows = np.asarray(token).reshape(-1, lanes)
-        beats += [{"data": r.tolist(), "last": i == len(rows) - 1} for i, r in enumerate(rows)]
+        beats += [{"data": r.tolist(), "last": i == len(rows) - 1} for i, r in enumerate(rows)] * (
+            2 if dut.banks == 0 else 1)
         sizes.append(min(len(rows), dut.depth))
     rng = random.Random(seed)
     got, edges, overflow = [], {"i": [], "o": []}, []
@@ -65,7 +66,7 @@ def check(dut, tokens, seed, **kw):
 
 
 @pytest.mark.parametrize("width, lanes", [(8, 1), (12, 2), (20, 4), (34, 1)])
-@pytest.mark.parametrize("seed, banks", [(1, 1), (2, 1), (3, 2)])
+@pytest.mark.parametrize("seed, banks", [(1, 1), (2, 1), (3, 2), (4, 0)])
 def test_random_tokens_with_backpressure(width, lanes, seed, banks):
     print(f"seed {seed}")
     rng = np.random.default_rng(seed)
@@ -79,7 +80,7 @@ def test_random_tokens_with_backpressure(width, lanes, seed, banks):
     check(dut, tokens, seed, gap=0.3, stall=0.4)
 
 
-@pytest.mark.parametrize("banks", [1, 2])
+@pytest.mark.parametrize("banks", [0, 1, 2])
 def test_edge_cases(banks):
     dut = AbsmaxQuantizer(width=10, lanes=2, max_length=8, banks=banks)
     tokens = [np.zeros(4, dtype=np.int64),                  # all zero: codes 0, peak 0
@@ -90,7 +91,7 @@ def test_edge_cases(banks):
     check(dut, tokens, seed=0)
 
 
-@pytest.mark.parametrize("banks", [1, 2])
+@pytest.mark.parametrize("banks", [0, 1, 2])
 def test_exhaustive_small_width(banks):
     """Every token of two 4-bit values (all 256 pairs) in one stream."""
     dut = AbsmaxQuantizer(width=4, lanes=2, max_length=2, banks=banks)
@@ -98,14 +99,15 @@ def test_exhaustive_small_width(banks):
     check(dut, tokens, seed=3, gap=0.1, stall=0.1)
 
 
-def test_latency_is_documented():
-    dut = AbsmaxQuantizer(width=8, lanes=1, max_length=4)
+@pytest.mark.parametrize("banks", [0, 1])
+def test_latency_is_documented(banks):
+    dut = AbsmaxQuantizer(width=8, lanes=1, max_length=4, banks=banks)
     _, _, edges = run_tokens(dut, [np.array([5, -3, 100])], seed=0)
-    assert edges["o"][0] - edges["i"][-1] == dut.latency
+    assert edges["o"][0] - edges["i"][2] == dut.latency         # from the (first pass's) last beat
     assert edges["o"] == list(range(edges["o"][0], edges["o"][0] + 3))   # then one per cycle
 
 
-@pytest.mark.parametrize("banks", [1, 2])
+@pytest.mark.parametrize("banks", [0, 1, 2])
 def test_overlong_token_is_cut_and_flagged(banks):
     dut = AbsmaxQuantizer(width=8, lanes=1, max_length=3, banks=banks)
     tokens = [np.array([1, 2, 3, 100, 5]), np.array([4, -8]), np.array([9, 9, 9, 9])]
@@ -140,7 +142,7 @@ def test_two_banks_store_the_next_token_while_one_is_emitted():
     (dict(width=8, lanes=0, max_length=4), r"^lanes must be a positive integer, not 0$"),
     (dict(width=8, max_length=-2), r"^max_length must be a positive integer, not -2$"),
     (dict(width=8, lanes=65, max_length=65), r"^lanes must be at most 64, not 65$"),
-    (dict(width=8, max_length=4, banks=3), r"^banks must be an integer from 1 to 2, not 3$"),
+    (dict(width=8, max_length=4, banks=3), r"^banks must be an integer from 0 to 2, not 3$"),
 ])
 def test_parameter_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
