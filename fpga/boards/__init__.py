@@ -42,6 +42,15 @@ class Board:
     distributed_ram: tuple = ()
     # nextpnr's placement seed: placement (and so whether router2 converges) changes with it
     placer_seed: int = 1
+    # nextpnr's placer: "heap" (its default) or "static" (electrostatic; the ULX3S-85F's SoC routes
+    # with it where heap's placements left router2 stalled on congestion)
+    placer: str = "heap"
+
+    def __post_init__(self):
+        placers = ("heap", "sa") if self.family == "gowin" else ("heap", "sa", "static")
+        if self.placer not in placers:
+            raise ValueError(f"{self.name}: nextpnr-{self.family} has no placer {self.placer!r}; "
+                             f"one of {', '.join(placers)}")
 
     def platform_class(self):
         module, name = self.platform.split(":")

@@ -33,7 +33,7 @@ def test_board_elaborates(name, tmp_path):
     assert ("SB_SPRAM256KA" in design) == (board.flash_offset is not None)
     script = plan.files["build_top.sh"]
     script = script if isinstance(script, str) else script.decode()
-    assert f"--seed {board.placer_seed} " in script
+    assert f"--seed {board.placer_seed} --placer {board.placer} " in script
 
 
 @pytest.fixture
