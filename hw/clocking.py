@@ -8,7 +8,7 @@ the ``sync`` domain from it. A target equal to the oscillator needs no PLL.
 
 import dataclasses
 
-from amaranth import ClockDomain, ClockSignal, Const, Elaboratable, Instance, Module, ResetSignal, Signal
+from amaranth import ClockSignal, Const, Elaboratable, Instance, Module, Signal
 from amaranth.lib.cdc import ResetSynchronizer
 
 # (input divider range, feedback range, output divider values, PFD MHz range, VCO MHz range)
@@ -131,15 +131,5 @@ class ClockReset(Elaboratable):
             m.submodules.pll = pll_instance(self.settings, self.clk_in, self.clk, locked,
                                             device=self.device)
         m.d.comb += ClockSignal("sync").eq(self.clk)
-        if self.settings is not None and self.settings.family == "ecp5":
-            # The synchronized reset reaches every register of the SoC: on ECP5 it takes one of the
-            # global networks (a DCCA, as nextpnr gives the clock) rather than general routing,
-            # where its fanout crossed the whole die.
-            m.domains.reset_sync = ClockDomain("reset_sync", local=True)
-            m.d.comb += ClockSignal("reset_sync").eq(self.clk)
-            m.submodules.reset_sync = ResetSynchronizer(~locked | self.reset, domain="reset_sync")
-            m.submodules.reset_buffer = Instance("DCCA", i_CLKI=ResetSignal("reset_sync"), i_CE=1,
-                                                 o_CLKO=ResetSignal("sync"))
-        else:
-            m.submodules.reset_sync = ResetSynchronizer(~locked | self.reset, domain="sync")
+        m.submodules.reset_sync = ResetSynchronizer(~locked | self.reset, domain="sync")
         return m
