@@ -14,16 +14,24 @@ def sign_magnitude(width: int) -> data.StructLayout:
     return data.StructLayout({"mag": unsigned(width), "neg": 1})
 
 
+def sign_magnitude_beat(m, values, width: int, lanes: int):
+    """``lanes`` signed ``values`` as a comb array of :func:`sign_magnitude` (``width``-bit
+    magnitudes)."""
+    beat = Signal(data.ArrayLayout(sign_magnitude(width), lanes))
+    for lane in range(lanes):
+        value = values[lane]
+        m.d.comb += [beat[lane].mag.eq(magnitude(value)[:width]), beat[lane].neg.eq(value < 0)]
+    return beat
+
+
 def register_sign_magnitude(m, i, width: int, lanes: int, take=None):
     """The beat stream ``i`` transfers (``lanes`` signed values; those where ``take`` is high if
     given), registered as magnitudes and signs: ``(beat, valid)`` one cycle later, ``beat`` an
     array of :func:`sign_magnitude`."""
     beat = Signal(data.ArrayLayout(sign_magnitude(width), lanes))
     valid = Signal()
-    m.d.sync += valid.eq(i.valid & i.ready if take is None else take)
-    for lane in range(lanes):
-        value = i.payload.data[lane]
-        m.d.sync += [beat[lane].mag.eq(magnitude(value)[:width]), beat[lane].neg.eq(value < 0)]
+    m.d.sync += [valid.eq(i.valid & i.ready if take is None else take),
+                 beat.eq(sign_magnitude_beat(m, i.payload.data, width, lanes))]
     return beat, valid
 
 

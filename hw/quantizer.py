@@ -42,8 +42,8 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ACT_BITS, NORM_MAX_BITLEN, RECIP_SHIFT
 
-from .arith import (bank_address, bit_length, check_integers, magnitude, read_pass,
-                    register_sign_magnitude, sign_magnitude, store_beat)
+from .arith import (bank_address, bit_length, check_integers, read_pass, register_sign_magnitude,
+                    sign_magnitude, sign_magnitude_beat, store_beat)
 
 QUOTIENT_BITS = RECIP_SHIFT - NORM_MAX_BITLEN + 2   # R = floor((2^33 − 1) / m_n) + 1 <= 2^17: 18 bits
 assert QUOTIENT_BITS % 2 == 0                        # the divider makes two bits a cycle
@@ -219,11 +219,7 @@ class AbsmaxQuantizer(wiring.Component):
                 m.d.sync += read_addr.eq(read_addr + 1)       # (stays at length past a cut)
             with m.If(replay_take):
                 m.d.sync += replayed.eq(self.i.payload.last)
-            entry_data = Signal(data.ArrayLayout(entry, lanes))
-            for lane in range(lanes):
-                value = self.i.payload.data[lane]
-                m.d.comb += [entry_data[lane].mag.eq(magnitude(value)[:width]),
-                             entry_data[lane].neg.eq(value < 0)]
+            entry_data = sign_magnitude_beat(m, self.i.payload.data, width, lanes)
         else:
             m.d.comb += [rd.addr.eq(bank_address(bank, self._depth, read_addr)), rd.en.eq(advance)]
             entry_data = rd.data
