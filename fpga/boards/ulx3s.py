@@ -4,7 +4,7 @@ model's. The 25F holds no engine: at the smallest vector sizes a tiny model's So
 LUTs of its 24,288 and 48 of its 28 multipliers (docs/boards.md). Each SoC clock is the measured post-route fmax rounded down to one the
 PLL makes (docs/boards.md)."""
 
-from hw.engine import SHALLOW_BUFFERS, EngineSizes
+from hw.engine import EngineSizes
 
 from . import Board
 
@@ -25,7 +25,7 @@ BOARDS = [
     # stays at 46.875 MHz, the PLL's step below 50
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "models/ulx3s",
           ENGINE_85F, clock_mhz=46.875, baud=1_000_000, loader_board="ulx3s",
-          reset_button="button_pwr", distributed_ram=SHALLOW_BUFFERS, placer="static"),
+          reset_button="button_pwr", distributed_ram=("rms/buffer", "gated/buffer"), placer="static"),
     # 64.7 MHz post-route asking 60 MHz with nextpnr seed 2 (2026-12-05, 18,613 LUTs, 346 s); with
     # seed 1 the same engine routed at 57.3 asking 60 and 61.2 asking 50, placement deciding the
     # last few MHz (the slowest paths are registers through a MULT18X18D to registers, most of
