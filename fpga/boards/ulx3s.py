@@ -9,27 +9,27 @@ from hw.engine import EngineSizes
 from . import Board
 
 
-# 8×32 with lanes 4/16/32: 9,927 cycles a token in the SoC simulation (11,333 before the attention
+# 8×32 with lanes 4/16/32: 9,917 cycles a token in the SoC simulation (11,333 before the attention
 # heads were pipelined three deep, the head quantizer got two banks and RoPE its early emission)
 ENGINE_85F = EngineSizes(rows=8, simd=32, lanes=4, attention_lanes=16, head_lanes=32)
 # The explorer's choice for the 45F (tritium explore --board ulx3s-45f; docs/performance.md):
-# 18,613 LUTs, 48 block RAMs, 58 multipliers, fmax 64.7 MHz (2026-12-05; 22,477 LUTs and 42
+# 18,531 LUTs, 46 block RAMs, 58 multipliers, fmax 62.3 MHz (2026-12-05; 22,477 LUTs and 42
 # multipliers with the int8 products in the fabric, 34,720 LUTs and 22.4 MHz with the first blocks;
 # 4×8 with lanes 2/4/4 before it)
 ENGINE_SMALL = EngineSizes(rows=2, simd=32, lanes=2, attention_lanes=4, head_lanes=16)
 
 BOARDS = [
-    # 54.3 MHz post-route asking 50 MHz with an earlier engine (90f06a3, 2026-12-04, 43,370 LUTs);
-    # the engines since (one shared Dequantizer) placed at 48.8–54.3 MHz but router2 has not
-    # converged on them with seeds 1–3, asking 46.875 to 53.125 MHz (docs/boards.md): the board
-    # stays at 46.875 MHz, the PLL's step below 50
+    # 55.08 MHz post-route asking 55 MHz (2026-12-05, 37,000 LUTs, 203 block RAMs, 117 multipliers)
+    # with nextpnr's static placer: with heap's placements router2 stalled on congestion on every
+    # engine since the shared Dequantizer (docs/boards.md). Asking 60: 57.15 MHz (seed 1), 53.84
+    # (seed 2)
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "models/ulx3s",
-          ENGINE_85F, clock_mhz=46.875, baud=1_000_000, loader_board="ulx3s",
+          ENGINE_85F, clock_mhz=55.0, baud=1_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=("rms/buffer", "gated/buffer"), placer="static"),
-    # 64.7 MHz post-route asking 60 MHz with nextpnr seed 2 (2026-12-05, 18,613 LUTs, 346 s); with
-    # seed 1 the same engine routed at 57.3 asking 60 and 61.2 asking 50, placement deciding the
-    # last few MHz (the slowest paths are registers through a MULT18X18D to registers, most of
-    # their delay routing)
+    # 62.3 MHz post-route asking 60 MHz with nextpnr seed 2 (2026-12-05, 18,531 LUTs; 64.7 with the
+    # RmsQuantizer's own AbsmaxQuantizer buffer); with seed 1 that engine routed at 57.3 asking 60
+    # and 61.2 asking 50, placement deciding the last few MHz (the slowest paths are registers
+    # through a MULT18X18D to registers, most of their delay routing)
     Board("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "models/small",
           ENGINE_SMALL, clock_mhz=60.0, baud=1_000_000, loader_board="ulx3s",
           reset_button="button_pwr", placer_seed=2),
