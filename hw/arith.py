@@ -66,11 +66,13 @@ def bank_address(bank, depth: int, address):
 
 def store_beat(m, port, length, depth: int, data, peaks=(), overflowed=None, bank=0):
     """In the current (accepting) state: write ``data`` to ``port`` at ``length`` (in ``bank`` of
-    two ``depth``-deep banks) and count it, raising each register of ``peaks`` (``(beat maximum,
-    register)`` pairs) to its beat maximum; beats beyond ``depth`` are dropped and set
-    ``overflowed``."""
+    two ``depth``-deep banks; no write with ``port`` None, the beat only counted) and count it,
+    raising each register of ``peaks`` (``(beat maximum, register)`` pairs) to its beat maximum;
+    beats beyond ``depth`` are dropped and set ``overflowed``."""
     with m.If(length < depth):
-        m.d.comb += [port.addr.eq(bank_address(bank, depth, length)), port.data.eq(data), port.en.eq(1)]
+        if port is not None:
+            m.d.comb += [port.addr.eq(bank_address(bank, depth, length)), port.data.eq(data),
+                         port.en.eq(1)]
         m.d.sync += length.eq(length + 1)
         for beat_max, register in peaks:
             with m.If(beat_max > register):
@@ -126,7 +128,13 @@ def read_pass(m, issue, address, count, advance, stages, readable=1):
     m.d.comb += issue.eq((address < count) & readable)
     with m.If(advance & issue):
         m.d.sync += address.eq(address + 1)
-    drained = (address >= count) & advance
+    return pipeline_drained(address >= count, advance, stages)
+
+
+def pipeline_drained(done, advance, stages):
+    """The condition that a pipeline's input is ``done`` and every beat has left it (``stages``: its
+    valid bits; ``advance``: it moves)."""
+    drained = done & advance
     for valid in stages:
         drained &= ~valid
     return drained

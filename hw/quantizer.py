@@ -42,8 +42,8 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ACT_BITS, NORM_MAX_BITLEN, RECIP_SHIFT
 
-from .arith import (bank_address, bit_length, check_integers, read_pass, register_sign_magnitude,
-                    sign_magnitude, sign_magnitude_beat, store_beat)
+from .arith import (bank_address, bit_length, check_integers, pipeline_drained, read_pass,
+                    register_sign_magnitude, sign_magnitude, sign_magnitude_beat, store_beat)
 
 QUOTIENT_BITS = RECIP_SHIFT - NORM_MAX_BITLEN + 2   # R = floor((2^33 − 1) / m_n) + 1 <= 2^17: 18 bits
 assert QUOTIENT_BITS % 2 == 0                        # the divider makes two bits a cycle
@@ -135,6 +135,7 @@ class AbsmaxQuantizer(wiring.Component):
 
         entry = sign_magnitude(width)
         replay = self._banks == 0             # no buffer: each token comes twice
+        wr = rd = None
         if not replay:
             buffer = memory.Memory(shape=data.ArrayLayout(entry, lanes), depth=self._banks * self._depth,
                                    init=[])
@@ -173,14 +174,7 @@ class AbsmaxQuantizer(wiring.Component):
         kept = Signal()                           # the beat fits the buffer
         m.d.comb += kept.eq(in_valid & (load_length < self._depth))
         with m.If(in_valid):
-            if replay:
-                with m.If(load_length < self._depth):
-                    m.d.sync += load_length.eq(load_length + 1)
-                with m.Else():
-                    m.d.sync += load_overflowed.eq(1)
-            else:
-                store_beat(m, wr, load_length, self._depth, in_beat, (), load_overflowed,
-                           bank=load_bank)
+            store_beat(m, wr, load_length, self._depth, in_beat, (), load_overflowed, bank=load_bank)
         level, level_valid = [in_beat[lane].mag for lane in range(lanes)], kept
         tree_valid = []
         for stage in range(tree_stages(lanes)):
@@ -282,9 +276,7 @@ class AbsmaxQuantizer(wiring.Component):
             with m.State("EMIT"):
                 m.d.comb += emitting.eq(1)
                 if replay:
-                    drained = replayed & advance
-                    for valid, _ in stages:
-                        drained &= ~valid
+                    drained = pipeline_drained(replayed, advance, [v for v, _ in stages])
                 else:
                     drained = read_pass(m, issue, read_addr, length, advance, [v for v, _ in stages])
                 with m.If(drained):

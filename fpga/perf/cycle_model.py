@@ -4,8 +4,8 @@ Every term is a block's documented timing, read through the static twin of its `
 ``cycles`` (``TernaryArray.latency_of``, ``TernaryLinear.latency_of``,
 ``AbsmaxQuantizer.reload_of``, ``HeadQuantizer.latency_of``, ``HeadQuantizer.scale_cycles_of``,
 ``RmsQuantizer.cycles_of``, ``RmsQuantizer.codes_latency_of``, ``AttentionHead.passes_of``,
-``GatedActivation.cycles_of``, ``TokenTable.row_cycles_of``, ``TokenTable.logit_cycles_of``, ``Sampler.cycles_of``,
-``ScaleUnit.cycles_of``, ``Rope.latency_of``, ``Dequantizer.latency_of``)
+``GatedActivation.cycles_of``, ``TokenTable.row_cycles_of``, ``TokenTable.logit_cycles_of``,
+``Sampler.cycles_of``, ``ScaleUnit.cycles_of``, ``Rope.latency_of``, ``Dequantizer.latency_of``)
 put together the way :class:`hw.engine.Engine`'s sequencer runs the program of
 :func:`hw.sequencer.program`: one instruction after another, a matmul's results queued in the
 result FIFO while its output path (RoPE, the per-head quantizer, the residual add, the gated
