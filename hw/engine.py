@@ -51,6 +51,7 @@ and the element.
 
 import dataclasses
 import enum
+import math
 
 import numpy as np
 from amaranth import Cat, Module, Mux, Signal, signed
@@ -82,6 +83,17 @@ TAP_BITS = 48            # wide enough for every tapped value (logits: logit_wid
 COUNT_BITS = 16          # GENERATE's count
 CYCLE_BITS = 40
 RESULT_FIFO_DEPTH = 128  # matmul results queued ahead of the output path (> a norm's D latency)
+# q, k and v reach the head quantizer one accumulator a cycle: at two lanes, with its two banks, a
+# head's codes leave while the next head arrives, so more lanes would only shorten each matmul's
+# last head (+15 cycles a token on the ULX3S-85F at four vector lanes) and cost a multiplier and
+# ~300 LUT4 a lane.
+HEAD_QUANTIZER_LANES = 2
+
+
+def head_quantizer_lanes(lanes: int) -> int:
+    """The head quantizer's lanes at ``lanes`` vector lanes: :data:`HEAD_QUANTIZER_LANES` or fewer,
+    dividing ``lanes`` (so they divide the head dimension and the attention lanes too)."""
+    return math.gcd(lanes, HEAD_QUANTIZER_LANES)
 
 
 class Command(enum.IntEnum):
@@ -327,9 +339,10 @@ class Engine(wiring.Component):
                                               max_length=max(hidden, ffn), shared_scale=True)
         m.submodules.rope = rope = Rope(width=acc_width, head_dim=d, positions=context,
                                         theta=cfg.rope_theta)
-        # The head quantizer at the vector lanes (results come one a cycle; its codes are packed to
-        # the attention lanes of the query buffer and the KV cache).
-        m.submodules.head_quantizer = headq = HeadQuantizer(width=acc_width + 1, lanes=lanes,
+        # The head quantizer at head_quantizer_lanes (results come one a cycle; its codes are packed
+        # to the attention lanes of the query buffer and the KV cache).
+        qkv_lanes = head_quantizer_lanes(lanes)
+        m.submodules.head_quantizer = headq = HeadQuantizer(width=acc_width + 1, lanes=qkv_lanes,
                                                             head_dim=d, shared_scale=True)
         m.submodules.kv_cache = kv = KvCache(layers=cfg.num_hidden_layers, kv_heads=kv_heads,
                                              head_dim=d, positions=context, lanes=att_lanes)
@@ -349,9 +362,9 @@ class Engine(wiring.Component):
         for name, block in clients.items():
             wiring.connect(m, block.scale_unit, getattr(shared_scale, name))
         scale_unit = shared_scale.engine     # the engine's products: MUL only
-        m.submodules.head_packer = head_packer = Packer(signed(acc_width + 1), 1, lanes)
-        m.submodules.head_code_packer = head_code_packer = Packer(signed(ACT_BITS), lanes,
-                                                                  att_lanes // lanes)
+        m.submodules.head_packer = head_packer = Packer(signed(acc_width + 1), 1, qkv_lanes)
+        m.submodules.head_code_packer = head_code_packer = Packer(signed(ACT_BITS), qkv_lanes,
+                                                                  att_lanes // qkv_lanes)
         head_codes = head_code_packer.o
         m.submodules.vector_packer = vector_packer = Packer(signed(acc_width + 1), 1, lanes)
         m.submodules.code_packer = code_packer = Packer(signed(ACT_BITS), lanes, self._simd // lanes)
@@ -536,7 +549,7 @@ class Engine(wiring.Component):
                      kv.write_layer.eq(layer), kv.write_head.eq(head[:len(kv.write_head)]),
                      kv.write_position.eq(position[:len(kv.write_position)])]
         m.d.comb += [headq_in.i.payload.data[e].eq(head_packed.payload.data[e])
-                     for e in range(lanes)]
+                     for e in range(qkv_lanes)]
         head_beat = Signal(range(d // att_lanes + 1))
         with m.If(to_heads):
             head_hold = head_packed.payload.last & ~acc_valid

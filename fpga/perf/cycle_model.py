@@ -20,7 +20,7 @@ import functools
 
 from hw.attention import AttentionHead
 from hw.dequantizer import Dequantizer
-from hw.engine import RESULT_FIFO_DEPTH, EngineSizes, Phase
+from hw.engine import RESULT_FIFO_DEPTH, EngineSizes, Phase, head_quantizer_lanes
 from hw.gated_activation import GatedActivation
 from hw.head_quantizer import HeadQuantizer
 from hw.linear import TernaryLinear
@@ -74,7 +74,8 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
     produced = _produced(n, k, sizes.rows, sizes.simd)
     enabled = max(d_wait, 0) + SCALE_PRODUCT
     heads = route in (Route.Q, Route.K, Route.V)
-    words = head_dim // sizes.lanes       # the head quantizer's beats (it runs at the vector lanes)
+    lanes = head_quantizer_lanes(sizes.lanes)
+    words = head_dim // lanes             # the head quantizer's beats a head
     # per head: the RoPE bank's emission end and the head quantizer's state
     rope_free = [0, 0]          # each of RoPE's two banks: free from this cycle
     rope_emitted = -2           # RoPE's previous head emitted (the next starts two cycles on)
@@ -82,7 +83,7 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
     quantizer_free = 0          # the quantizer takes a new head's input from this cycle
     codes_free = 0              # its codes side is free (the previous head's codes are out)
     scale_taken = 0             # the previous head's scale taken (the next one latches after)
-    reload = AbsmaxQuantizer.reload_of(sizes.lanes)
+    reload = AbsmaxQuantizer.reload_of(lanes)
     out = -1                    # the previous element's FIFO read
     queued = []                 # FIFO reads, to stall the array when it is full
     delay = 0
@@ -103,7 +104,7 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
             if route != Route.V:
                 t = max(t, rope_free[bank])
             else:
-                t = max(t, quantizer_free - sizes.lanes + 1)
+                t = max(t, quantizer_free - lanes + 1)
         out = t
         queued.append(t)
         if heads and i % head_dim == head_dim // 2:
@@ -111,7 +112,7 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
         if heads and i % head_dim == head_dim - 1:
             last_in = t
             if route != Route.V:             # RoPE emits a'_j once b_j is in, then the b'_j
-                emit = max(first_b + Rope.latency_of(), quantizer_free - sizes.lanes + 1,
+                emit = max(first_b + Rope.latency_of(), quantizer_free - lanes + 1,
                            rope_emitted + 2)
                 rope_emitted = max(emit + head_dim - 1, last_in + Rope.latency_of() + head_dim // 2)
                 rope_free[(i // head_dim) % 2] = rope_emitted + 1
@@ -119,7 +120,7 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
             # the quantizer's two banks: the head moves on to its division once its peak is in
             # and the previous head's codes are out; the next head is taken from then
             handoff = max(last_in + reload - 1, codes_free)
-            latch = max(handoff + HeadQuantizer.latency_of(sizes.lanes) - reload + 1, scale_taken + 1)
+            latch = max(handoff + HeadQuantizer.latency_of(lanes) - reload + 1, scale_taken + 1)
             codes_end = latch + words
             scale_valid = latch + HeadQuantizer.scale_cycles_of() + 1
             scale_taken = max(codes_end + SkidBuffer.latency + 1, scale_valid) + 1   # codes via a skid
