@@ -20,11 +20,13 @@ saturation are ``out_bits + 3`` bits wide, and saturation is a check of top bits
 Stages: (0) the beat and the scale's multiplier operand and shift, registered (every multiplier
 operand comes from a register: the beat's source, an unpacker's mux or a block-RAM read, does not
 share a cycle with the multiply); (1) the product, registered out of the multiplier, beside the
-window's mask; (2) the window and the flag; (3) the add and the saturation. One beat per cycle:
-**latency** 4 cycles from a beat's transfer in to the first cycle its result is offered; ``o``
-backpressure stalls all stages. Each beat carries its own scale, so beats of different scales (the
-engine's sources: the embedding row's, the residual's ``D·γ``, an attention head's row scale)
-follow each other with no gap.
+window's mask; (2) the window and the flag; (3) the add and the saturation. With ``units`` below
+``lanes`` a beat goes through in ``lanes / units`` parts, ``units`` lanes a cycle (a multiplier
+each), and its results are gathered into the output beat: one beat per ``lanes / units`` cycles,
+taken with its last part. **Latency** 4 cycles from a beat's transfer in to the first cycle its
+result is offered; ``o`` backpressure stalls all stages. Each beat carries its own scale, so beats
+of different scales (the engine's sources: the embedding row's, the residual's ``D·γ``, an
+attention head's row scale) follow each other with no gap.
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed
@@ -53,6 +55,8 @@ class Dequantizer(wiring.Component):
         Signed width of the result and of ``addend`` (2 to 48).
     exp_bits : int
         Exponent width of ``scale``.
+    units : int
+        Lanes computed a cycle (dividing ``lanes``; default all of them).
     """
 
     @staticmethod
@@ -63,10 +67,15 @@ class Dequantizer(wiring.Component):
     latency = property(lambda self: self.latency_of())
 
     def __init__(self, *, width: int, lanes: int = 1, frac: int = RES_FRAC, out_bits: int = RES_BITS,
-                 exp_bits: int = SCALE_EXP_BITS):
+                 exp_bits: int = SCALE_EXP_BITS, units: int | None = None):
+        units = lanes if units is None else units
         check_integers((("width", width, 2, 48), ("lanes", lanes, 1, 1024),
-                        ("frac", frac, 0, 32), ("out_bits", out_bits, 2, 48)))
+                        ("frac", frac, 0, 32), ("out_bits", out_bits, 2, 48), ("units", units, 1, 1024)))
+        if lanes % units:
+            raise ValueError(f"units must divide lanes {lanes}, not {units}; "
+                             f"{[n for n in range(1, lanes + 1) if lanes % n == 0]} would")
         self._width, self._lanes, self._frac, self._out_bits = width, lanes, frac, out_bits
+        self._units = units
         super().__init__({
             "i": In(stream.Signature(self.input_layout_of(width, lanes, out_bits, exp_bits))),
             "o": Out(stream.Signature(data.StructLayout({
@@ -85,6 +94,8 @@ class Dequantizer(wiring.Component):
     lanes = property(lambda self: self._lanes)
     frac = property(lambda self: self._frac)
     out_bits = property(lambda self: self._out_bits)
+    units = property(lambda self: self._units)
+    parts = property(lambda self: self._lanes // self._units)     # cycles a beat takes
 
     def elaborate(self, platform):
         m = Module()
@@ -110,21 +121,36 @@ class Dequantizer(wiring.Component):
 
         advance = Signal()
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
-        m.d.comb += self.i.ready.eq(advance)
+        # the beat's parts, ``units`` lanes each, in turn; the beat is taken with its last
+        units, parts = self._units, self.parts
+        part = Signal(range(parts))
+        final = part == parts - 1
+        m.d.comb += self.i.ready.eq(advance & final)
+        with m.If(advance & self.i.valid):
+            m.d.sync += part.eq(Mux(final, 0, part + 1))
 
         s0_valid, s0_last, s1_valid, s1_last, s2_valid, s2_last = (Signal() for _ in range(6))
+        s0_final, s1_final, s2_final = Signal(), Signal(), Signal()     # a beat's last part
+        gathered = Signal(range(parts))                  # the output's parts gathered so far
+        held = [[Signal(signed(out_bits), name=f"held{p}_{u}") for u in range(units)]
+                for p in range(parts - 1)]
         limit = (1 << (out_bits - 1)) - 1
         with m.If(advance):
-            m.d.sync += [s0_valid.eq(self.i.valid), s0_last.eq(self.i.payload.last),
-                         s1_valid.eq(s0_valid), s1_last.eq(s0_last),
-                         s2_valid.eq(s1_valid), s2_last.eq(s1_last),
-                         self.o.valid.eq(s2_valid), self.o.payload.last.eq(s2_last),
+            m.d.sync += [s0_valid.eq(self.i.valid), s0_last.eq(self.i.payload.last), s0_final.eq(final),
+                         s1_valid.eq(s0_valid), s1_last.eq(s0_last), s1_final.eq(s0_final),
+                         s2_valid.eq(s1_valid), s2_last.eq(s1_last), s2_final.eq(s1_final),
+                         self.o.valid.eq(s2_valid & s2_final), self.o.payload.last.eq(s2_last),
                          mant.eq(mant_next), half.eq(half_next), half1.eq(half),
                          above.eq(Const(-1, len(above)) << Cat(Const(0, 1), half))]
-            for lane in range(lanes):
+            with m.If(s2_valid):
+                m.d.sync += gathered.eq(Mux(s2_final, 0, gathered + 1))
+            for lane in range(units):
                 x = Signal(signed(self._width), name=f"x{lane}")
                 addend0 = Signal(signed(out_bits), name=f"addend0_{lane}")
-                m.d.sync += [x.eq(self.i.payload.data[lane]), addend0.eq(self.i.payload.addend[lane])]
+                for p in range(parts):
+                    with m.If(part == p):
+                        m.d.sync += [x.eq(self.i.payload.data[p * units + lane]),
+                                     addend0.eq(self.i.payload.addend[p * units + lane])]
 
                 product = Signal(signed(product_bits), name=f"product{lane}")
                 addend1 = Signal(signed(out_bits), name=f"addend1_{lane}")
@@ -142,7 +168,15 @@ class Dequantizer(wiring.Component):
                 m.d.comb += total.eq((v + Cat(Const(1, 1), addend2).as_signed()) >> 1)
                 fits = ~overflow & fits_signed(total, out_bits)
                 low = Mux(overflow, negative, total[-1])
-                m.d.sync += self.o.payload.data[lane].eq(Mux(fits, total, Mux(low, -limit - 1, limit)))
+                result = Mux(fits, total, Mux(low, -limit - 1, limit))
+                # earlier parts wait in ``held``; the last part's results join them in ``o``
+                for p in range(parts - 1):
+                    with m.If(s2_valid & ~s2_final & (gathered == p)):
+                        m.d.sync += held[p][lane].eq(result)
+                with m.If(s2_valid & s2_final):
+                    m.d.sync += self.o.payload.data[(parts - 1) * units + lane].eq(result)
+                    m.d.sync += [self.o.payload.data[p * units + lane].eq(held[p][lane])
+                                 for p in range(parts - 1)]
         return m
 
 

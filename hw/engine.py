@@ -83,17 +83,19 @@ TAP_BITS = 48            # wide enough for every tapped value (logits: logit_wid
 COUNT_BITS = 16          # GENERATE's count
 CYCLE_BITS = 40
 RESULT_FIFO_DEPTH = 128  # matmul results queued ahead of the output path (> a norm's D latency)
-# q, k and v reach the head quantizer one accumulator a cycle: at two lanes, with its two banks, a
-# head's codes leave while the next head arrives, so more lanes would only shorten each matmul's
-# last head (+15 cycles a token on the ULX3S-85F at four vector lanes) and cost a multiplier and
-# ~300 LUT4 a lane.
-HEAD_QUANTIZER_LANES = 2
+# The blocks the output path feeds one accumulator a cycle compute at most NARROW_LANES lanes a
+# cycle, whatever the vector lanes: the head quantizer (with its two banks a head's codes leave
+# while the next head arrives) and the Dequantizer (the residual's sums; it also takes the
+# embedding row and the attention heads' outputs, a beat in lanes / 2 cycles). More would only
+# shorten a vector's tail, at a multiplier and ~300–400 LUT4 a lane.
+NARROW_LANES = 2
 
 
-def head_quantizer_lanes(lanes: int) -> int:
-    """The head quantizer's lanes at ``lanes`` vector lanes: :data:`HEAD_QUANTIZER_LANES` or fewer,
-    dividing ``lanes`` (so they divide the head dimension and the attention lanes too)."""
-    return math.gcd(lanes, HEAD_QUANTIZER_LANES)
+def narrow_lanes(lanes: int) -> int:
+    """Lanes a cycle of the head quantizer and the Dequantizer at ``lanes`` vector lanes:
+    :data:`NARROW_LANES` or fewer, dividing ``lanes`` (so also the head dimension and the
+    attention lanes)."""
+    return math.gcd(lanes, NARROW_LANES)
 
 
 class Command(enum.IntEnum):
@@ -339,9 +341,9 @@ class Engine(wiring.Component):
                                               max_length=max(hidden, ffn), shared_scale=True)
         m.submodules.rope = rope = Rope(width=acc_width, head_dim=d, positions=context,
                                         theta=cfg.rope_theta)
-        # The head quantizer at head_quantizer_lanes (results come one a cycle; its codes are packed
+        # The head quantizer at narrow_lanes (results come one a cycle; its codes are packed
         # to the attention lanes of the query buffer and the KV cache).
-        qkv_lanes = head_quantizer_lanes(lanes)
+        qkv_lanes = narrow_lanes(lanes)
         m.submodules.head_quantizer = headq = HeadQuantizer(width=acc_width + 1, lanes=qkv_lanes,
                                                             head_dim=d, shared_scale=True)
         m.submodules.kv_cache = kv = KvCache(layers=cfg.num_hidden_layers, kv_heads=kv_heads,
@@ -351,7 +353,8 @@ class Engine(wiring.Component):
         # One Dequantizer for the three uses, which never overlap: the embedding row (EMBED), an
         # attention head's output (the attn_sub_norm NORM), the o_proj / down_proj sums added into
         # H (their MATMULs). Each beat carries its scale.
-        m.submodules.dequantizer = deq = Dequantizer(width=max(acc_width, attention.out_bits), lanes=lanes)
+        m.submodules.dequantizer = deq = Dequantizer(width=max(acc_width, attention.out_bits), lanes=lanes,
+                                                     units=narrow_lanes(lanes))
         m.submodules.sampler = sampler = Sampler(logit_width=lm_table.logit_width,
                                                  vocab_max=cfg.vocab_size, k_max=self._k_max)
         # One ScaleUnit for the engine's own scale products and every block's scale program.

@@ -20,7 +20,7 @@ import functools
 
 from hw.attention import AttentionHead
 from hw.dequantizer import Dequantizer
-from hw.engine import RESULT_FIFO_DEPTH, EngineSizes, Phase, head_quantizer_lanes
+from hw.engine import RESULT_FIFO_DEPTH, EngineSizes, Phase, narrow_lanes
 from hw.gated_activation import GatedActivation
 from hw.head_quantizer import HeadQuantizer
 from hw.linear import TernaryLinear
@@ -74,7 +74,7 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
     produced = _produced(n, k, sizes.rows, sizes.simd)
     enabled = max(d_wait, 0) + SCALE_PRODUCT
     heads = route in (Route.Q, Route.K, Route.V)
-    lanes = head_quantizer_lanes(sizes.lanes)
+    lanes = narrow_lanes(sizes.lanes)
     words = head_dim // lanes             # the head quantizer's beats a head
     # per head: the RoPE bank's emission end and the head quantizer's state
     rope_free = [0, 0]          # each of RoPE's two banks: free from this cycle
@@ -128,10 +128,16 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
             codes_free = codes_end + 1
             end = scale_taken
     if not heads:
-        tail = {Route.RESIDUAL: 1 + Dequantizer.latency_of() + SkidBuffer.latency + 1, Route.GATE: 1,
-                Route.UP: 2}[route]
+        # (the residual's last beat is taken with its last part, dequantizer_parts − 1 cycles on)
+        tail = {Route.RESIDUAL: dequantizer_parts(sizes) + Dequantizer.latency_of() + SkidBuffer.latency + 1,
+                Route.GATE: 1, Route.UP: 2}[route]
         end = out + tail
     return busy_end, max(end, enabled + 1)
+
+
+def dequantizer_parts(sizes: EngineSizes) -> int:
+    """Cycles the engine's Dequantizer takes a beat in (it computes ``narrow_lanes`` a cycle)."""
+    return sizes.lanes // narrow_lanes(sizes.lanes)
 
 
 # -- the vector steps ---------------------------------------------------------------------------
@@ -172,7 +178,7 @@ def attention_cycles(cfg, sizes: EngineSizes, length: int) -> int:
     apart; the last head's weights, values, row scale and output follow its scores."""
     words = cfg.dim_per_head // sizes.attention_lanes
     passes = AttentionHead.passes_of(length, words, sizes.attention_lanes)
-    out_beats = cfg.dim_per_head // sizes.lanes          # a head's output, lanes a beat
+    out_beats = cfg.dim_per_head // narrow_lanes(sizes.lanes)   # a head's output, as the Dequantizer takes it
     period = AttentionHead.period_of(length, words, sizes.attention_lanes, out_beats)
     last = (words + passes["scores"] + 1 + passes["weights"] + 1
             + max(passes["values"], passes["row_scale"]) + Dequantizer.latency_of() + out_beats
@@ -217,7 +223,9 @@ def body_cycles(cfg, sizes: EngineSizes, position: int) -> dict:
             break
         if step.op == Op.EMBED:
             # the row through the engine's Dequantizer into H
-            add(total, phases(control=FETCH, vector=TokenTable.row_cycles_of(cfg.hidden_size // sizes.lanes)
+            words = cfg.hidden_size // sizes.lanes      # taken by the Dequantizer a beat in its parts
+            add(total, phases(control=FETCH, vector=TokenTable.row_cycles_of(words)
+                              + words * (dequantizer_parts(sizes) - 1)
                               + Dequantizer.latency_of() + SkidBuffer.latency))
         elif step.op == Op.NORM:
             beats = cfg.hidden_size // sizes.lanes

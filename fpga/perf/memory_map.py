@@ -10,7 +10,7 @@ block RAM in the aspect ratio that needs the fewest blocks.
 import dataclasses
 import functools
 
-from hw.engine import RESULT_FIFO_DEPTH, head_quantizer_lanes
+from hw.engine import RESULT_FIFO_DEPTH, narrow_lanes
 from hw.protocol import MAX_PAYLOAD, TOKEN_BYTES
 from hw.gated_activation import GatedActivation
 from hw.sampler import Sampler
@@ -91,8 +91,8 @@ def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
         Memory("rope/sin_table", ROPE_BITS, context * d // 2, rom=True),
         Memory("rope/a_buffer", acc, d),
         Memory("rope/b_buffer", acc, d),
-        Memory("head_quantizer/quantizer/buffer", (acc + 2) * head_quantizer_lanes(lanes),
-               2 * d // head_quantizer_lanes(lanes)),                                    # two banks
+        Memory("head_quantizer/quantizer/buffer", (acc + 2) * narrow_lanes(lanes),
+               2 * d // narrow_lanes(lanes)),                                    # two banks
         Memory("kv_cache/k_codes", ACT_BITS * att, layers * kv * context * d // att),
         Memory("kv_cache/k_scales", SCALE_WORD, layers * kv * context),
         Memory("kv_cache/v_codes", ACT_BITS * att, layers * kv * context * d // att),

@@ -61,11 +61,12 @@ def random_vector(rng, n, width, out_bits, frac):
     return x, addend, scale
 
 
-@pytest.mark.parametrize("width, lanes, seed", [(24, 1, 1), (8, 4, 2), (40, 2, 3)])
-def test_random_vectors_with_backpressure(width, lanes, seed):
+@pytest.mark.parametrize("width, lanes, units, seed",
+                         [(24, 1, 1, 1), (8, 4, 4, 2), (40, 2, 2, 3), (24, 4, 2, 5), (16, 6, 2, 6), (12, 4, 1, 7)])
+def test_random_vectors_with_backpressure(width, lanes, units, seed):
     print(f"seed {seed}")
     rng = np.random.default_rng(seed)
-    dut = Dequantizer(width=width, lanes=lanes)
+    dut = Dequantizer(width=width, lanes=lanes, units=units)
     vectors = [random_vector(rng, 8 * lanes, width, 32, 16) for _ in range(16)]
     got, _ = run_vectors(dut, vectors, seed, gap=0.3, stall=0.3)
     assert np.array_equal(got, expected(vectors, 16, 32))
@@ -100,12 +101,15 @@ def test_saturation_boundaries_exhaustively():
     assert np.array_equal(got, expected(vectors, 0, 6))
 
 
-def test_latency():
-    dut = Dequantizer(width=8, lanes=1)
-    vectors = [(np.arange(4), np.zeros(4, dtype=np.int64), (1 << 15, -15))]
+@pytest.mark.parametrize("lanes, units", [(1, 1), (4, 2), (4, 1)])
+def test_latency(lanes, units):
+    dut = Dequantizer(width=8, lanes=lanes, units=units)
+    vectors = [(np.arange(4 * lanes), np.zeros(4 * lanes, dtype=np.int64), (1 << 15, -15))]
     got, edges = run_vectors(dut, vectors, seed=0)
     assert np.array_equal(got, expected(vectors, 16, 32))
     assert edges["o"][0] - edges["i"][0] == dut.latency
+    # a beat taken every lanes / units cycles
+    assert edges["i"] == list(range(edges["i"][0], edges["i"][0] + 4 * dut.parts, dut.parts))
 
 
 def test_a_scale_a_beat_back_to_back():
@@ -122,6 +126,7 @@ def test_a_scale_a_beat_back_to_back():
 @pytest.mark.parametrize("kwargs, message", [
     ({"width": 1}, "width must be an integer from 2 to 48, not 1"),
     ({"width": 8, "out_bits": 64}, "out_bits must be an integer from 2 to 48, not 64"),
+    ({"width": 8, "lanes": 6, "units": 4}, r"^units must divide lanes 6, not 4; \[1, 2, 3, 6\] would$"),
 ])
 def test_parameters_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
