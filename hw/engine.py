@@ -276,11 +276,13 @@ class Engine(wiring.Component):
                                      loaded=flash_offset is not None, spram=spram)
         self._loader = None if flash_offset is None else FlashLoader(
             offset=flash_offset, words=self._linear.rom_words, word_bits=self._linear.rom_word_bits)
-        # One table for both uses when they are tied and equally wide; else one for each.
-        shared = model.lm_head is model.embed and head_lanes == lanes
-        self._table = TokenTable(model.embed, lanes=lanes, lm_head=shared)
-        self._lm_table = (self._table if shared
-                          else TokenTable(model.lm_head, lanes=head_lanes, embedding=False))
+        # One table for both uses when they are tied (its ROM words as wide as the LM head's lanes,
+        # the embedding row in parts of the vector lanes); else one for each.
+        if model.lm_head is model.embed:
+            self._table = self._lm_table = TokenTable(model.embed, lanes=head_lanes, embedding_lanes=lanes)
+        else:
+            self._table = TokenTable(model.embed, lanes=lanes, lm_head=False)
+            self._lm_table = TokenTable(model.lm_head, lanes=head_lanes, embedding=False)
         members = {
             "command": In(stream.Signature(command_layout(cfg, k_max))),
             "o": Out(stream.Signature(token_layout(cfg))),

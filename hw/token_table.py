@@ -3,8 +3,10 @@
 the **LM head** (integer logits of a quantized vector). A tied model has one table for both; an
 untied one instantiates two, one for each use.
 
-- ``token`` → ``embedding``: the row's ``hidden`` int8 codes, ``lanes`` per beat, each beat with
-  the row's scale ``(rows_v, exp)`` and ``last`` on the row's end: a
+- ``token`` → ``embedding``: the row's ``hidden`` int8 codes, ``embedding_lanes`` per beat (a
+  divisor of ``lanes``: a ROM word in ``lanes / embedding_lanes`` beats, so a tied table serves a
+  wide LM head and narrower vector lanes from one ROM), each beat with the row's scale
+  ``(rows_v, exp)`` and ``last`` on the row's end: a
   :class:`~hw.dequantizer.Dequantizer` input (the engine's one, shared with the residual add and
   the attention output) that makes ``saturate(apply_scale(codes_v, scale, 16), 32)``.
 - ``x`` (``lanes`` int8 codes per beat, ``last`` on the final beat) → ``logits``: once the vector is
@@ -12,7 +14,7 @@ untied one instantiates two, one for each use.
   ``last`` on the final logit.
 
 ROM: ``vocab × hidden/lanes`` words of ``lanes`` int8 codes and ``vocab`` 16-bit row mantissas.
-Cycles: a row in ``hidden/lanes + 2`` (:meth:`row_cycles`); the
+Cycles: a row in ``hidden/embedding_lanes + 2`` (:meth:`row_cycles`); the
 logits in ``vocab · hidden/lanes + 7`` (:meth:`logit_cycles`). Each use has its own ROM read ports
 (a tied table is one dual-port ROM), so the two may overlap.
 
@@ -48,13 +50,15 @@ class TokenTable(wiring.Component):
     table : RowScaledInt8
         Codes [vocab, hidden], row mantissas and the common exponent.
     lanes : int
-        Codes per ROM word and per beat (divides hidden).
+        Codes per ROM word and per ``x`` beat (divides hidden).
+    embedding_lanes : int
+        Codes per ``embedding`` beat (divides ``lanes``; default ``lanes``).
     embedding, lm_head : bool
         Which uses to build.
     """
 
-    def __init__(self, table: RowScaledInt8, *, lanes: int, embedding: bool = True,
-                 lm_head: bool = True):
+    def __init__(self, table: RowScaledInt8, *, lanes: int, embedding_lanes: int | None = None,
+                 embedding: bool = True, lm_head: bool = True):
         codes = np.asarray(table.codes)
         if codes.ndim != 2 or np.abs(codes).max(initial=0) > ACT_MAX:
             raise ValueError("table codes must be int8 values in a [vocab, hidden] array")
@@ -63,7 +67,12 @@ class TokenTable(wiring.Component):
             raise ValueError(f"lanes must divide hidden {hidden}, not {lanes!r}")
         if not (embedding or lm_head):
             raise ValueError("build at least one of embedding and lm_head")
+        embedding_lanes = lanes if embedding_lanes is None else embedding_lanes
+        if not isinstance(embedding_lanes, int) or embedding_lanes < 1 or lanes % embedding_lanes:
+            raise ValueError(f"embedding_lanes must divide lanes {lanes}, not {embedding_lanes!r}; "
+                             f"{[n for n in range(1, lanes + 1) if lanes % n == 0]} would")
         self._table, self._lanes, self._words = table, lanes, hidden // lanes
+        self._embedding_lanes = embedding_lanes
         self._vocab, self._hidden = vocab, hidden
         self._uses = (embedding, lm_head)
         word = data.ArrayLayout(signed(ACT_BITS), lanes)
@@ -71,7 +80,8 @@ class TokenTable(wiring.Component):
         if embedding:
             members["token"] = In(stream.Signature(range(vocab)))
             members["embedding"] = Out(stream.Signature(data.StructLayout({
-                "data": word, "scale": scale_layout(SCALE_EXP_BITS), "last": 1})))
+                "data": data.ArrayLayout(signed(ACT_BITS), embedding_lanes),
+                "scale": scale_layout(SCALE_EXP_BITS), "last": 1})))
         if lm_head:
             members["x"] = In(stream.Signature(data.StructLayout({"data": word, "last": 1})))
             members["logits"] = Out(stream.Signature(data.StructLayout({
@@ -81,18 +91,19 @@ class TokenTable(wiring.Component):
     vocab = property(lambda self: self._vocab)
     hidden = property(lambda self: self._hidden)
     lanes = property(lambda self: self._lanes)
+    embedding_lanes = property(lambda self: self._embedding_lanes)
     words = property(lambda self: self._words)
     logit_width = property(lambda self: logit_width(self._hidden))
 
     def row_cycles(self) -> int:
         """Clock edges from a ``token`` transfer to its row's last ``embedding`` beat's, that
         ``embedding`` ready."""
-        return self.row_cycles_of(self._words)
+        return self.row_cycles_of(self._hidden // self._embedding_lanes)
 
     @staticmethod
     def row_cycles_of(words: int) -> int:
-        """:meth:`row_cycles` of a table ``words`` beats a row (for a cycle model without a
-        table): the token, a word a cycle, the ROM read and its register."""
+        """:meth:`row_cycles` of a table ``words`` embedding beats a row (for a cycle model
+        without a table): the token, a beat a cycle, the ROM read and its register."""
         return 2 + words
 
     def logit_cycles(self) -> int:
@@ -124,29 +135,37 @@ class TokenTable(wiring.Component):
         return m
 
     def _embedding(self, m, code_read, row_read):
-        lanes, words = self._lanes, self._words
+        words, size = self._words, self._embedding_lanes
+        parts = self._lanes // size                 # beats a ROM word
         token = Signal(range(self._vocab))
         word = Signal(range(words + 1))
+        part = Signal(range(parts))
         issue = Signal()
-        # Stage 1 is the ROM read; stage 2 (the output) registers its word and the row's mantissa.
+        # Stage 1 is the ROM read (a word read again for each of its parts); stage 2 (the output)
+        # registers its part and the row's mantissa.
         out = self.embedding
-        s1_valid, s1_last = Signal(), Signal()
+        s1_valid, s1_last, s1_part = Signal(), Signal(), Signal(range(parts))
         advance = Signal()
         m.d.comb += [advance.eq(~out.valid | out.ready),
                      code_read.addr.eq(token * words + word), code_read.en.eq(advance),
                      row_read.addr.eq(token), row_read.en.eq(1),
                      out.payload.scale.exp.eq(self._table.exp)]
         with m.If(advance):
-            m.d.sync += [s1_valid.eq(issue), s1_last.eq(word == words - 1),
-                         out.valid.eq(s1_valid), out.payload.last.eq(s1_last),
-                         out.payload.data.eq(code_read.data), out.payload.scale.mant.eq(row_read.data)]
+            m.d.sync += [s1_valid.eq(issue), s1_last.eq((word == words - 1) & (part == parts - 1)),
+                         s1_part.eq(part), out.valid.eq(s1_valid), out.payload.last.eq(s1_last),
+                         out.payload.scale.mant.eq(row_read.data)]
+            for p in range(parts):
+                with m.If(s1_part == p):
+                    m.d.sync += [out.payload.data[e].eq(code_read.data[p * size + e]) for e in range(size)]
             with m.If(issue):
-                m.d.sync += word.eq(word + 1)
+                m.d.sync += part.eq(Mux(part == parts - 1, 0, part + 1))
+                with m.If(part == parts - 1):
+                    m.d.sync += word.eq(word + 1)
         with m.FSM(name="embedding_fsm"):
             with m.State("IDLE"):
                 m.d.comb += self.token.ready.eq(1)
                 with m.If(self.token.valid):
-                    m.d.sync += [token.eq(self.token.payload), word.eq(0)]
+                    m.d.sync += [token.eq(self.token.payload), word.eq(0), part.eq(0)]
                     m.next = "ROW"
             with m.State("ROW"):
                 m.d.comb += issue.eq(word < words)

@@ -74,10 +74,13 @@ def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
         Memory("linear/weights", WEIGHT_CODE_BITS * rows * simd, weight_words(cfg, rows, simd),
                rom=not loaded),
         Memory("linear/x_buffer", ACT_BITS * simd, longest // simd),
-        Memory("table/codes", ACT_BITS * lanes, vocab * hidden // lanes, rom=True),
-        Memory("table/rows", SCALE_BITS, vocab, rom=True),
     ]
-    lm_table = "table" if cfg.tie_word_embeddings and head == lanes else "lm_table"
+    # a tied table is one ROM of LM-head words (the embedding reads it in parts); else two
+    tied = cfg.tie_word_embeddings
+    mems += [Memory("table/codes", ACT_BITS * (head if tied else lanes), vocab * hidden // (head if tied else lanes),
+                    rom=True),
+             Memory("table/rows", SCALE_BITS, vocab, rom=True)]
+    lm_table = "table" if tied else "lm_table"
     if lm_table == "lm_table":
         mems += [Memory("lm_table/codes", ACT_BITS * head, vocab * hidden // head, rom=True),
                  Memory("lm_table/rows", SCALE_BITS, vocab, rom=True)]

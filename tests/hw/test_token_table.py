@@ -37,10 +37,12 @@ def run_table(dut, tokens, vectors, seed, gap=0.0, stall=0.0):
             await stream_put(ctx, dut.x, [{"data": w.tolist(), "last": i == len(words) - 1}
                                           for i, w in enumerate(words)], rng, gap)
 
+    row_beats = dut.hidden // dut.embedding_lanes
+
     async def get_rows(ctx):
         for _ in tokens:
-            beats = await stream_get(ctx, dut.embedding, dut.words, rng, stall)
-            assert [bool(p.last) for p in beats] == [False] * (dut.words - 1) + [True]
+            beats = await stream_get(ctx, dut.embedding, row_beats, rng, stall)
+            assert [bool(p.last) for p in beats] == [False] * (row_beats - 1) + [True]
             rows.append(dequantized(beats))
 
     async def get_logits(ctx):
@@ -50,17 +52,20 @@ def run_table(dut, tokens, vectors, seed, gap=0.0, stall=0.0):
             logits.append(np.array([int(p.logit) for p in beats]))
 
     benches = [put_tokens, get_rows] * bool(tokens) + [put_vectors, get_logits] * bool(vectors)
-    budget = 10 * (len(tokens) * (dut.words + 8) + len(vectors) * (dut.logit_cycles() + dut.words)) + 100
+    budget = 10 * (len(tokens) * (row_beats + 8) + len(vectors) * (dut.logit_cycles() + dut.words)) + 100
     run(dut, benches, max_cycles=budget, vcd_name=f"token_table_l{dut.lanes}_{seed}")
     return rows, logits
 
 
-@pytest.mark.parametrize("vocab, hidden, lanes, seed", [(13, 12, 4, 1), (7, 9, 3, 2), (20, 16, 16, 3)])
-def test_embedding_and_logits_together_with_backpressure(vocab, hidden, lanes, seed):
+@pytest.mark.parametrize("vocab, hidden, lanes, embedding_lanes, seed",
+                         [(13, 12, 4, 4, 1), (7, 9, 3, 3, 2), (20, 16, 16, 16, 3), (13, 12, 4, 2, 10),
+                          (11, 24, 12, 3, 11), (9, 16, 8, 1, 12)])
+def test_embedding_and_logits_together_with_backpressure(vocab, hidden, lanes, embedding_lanes, seed):
+    """Both uses of one table, the embedding at its own lanes (a ROM word in parts)."""
     print(f"seed {seed}")
     rng = np.random.default_rng(seed)
     table = random_table(rng, vocab, hidden)
-    dut = TokenTable(table, lanes=lanes)
+    dut = TokenTable(table, lanes=lanes, embedding_lanes=embedding_lanes)
     tokens = list(rng.integers(0, vocab, 8)) + [0, vocab - 1]
     vectors = [rng.integers(-127, 128, hidden) for _ in range(3)] + [np.full(hidden, -127)]
     rows, logits = run_table(dut, tokens, vectors, seed, gap=0.3, stall=0.3)
@@ -100,6 +105,7 @@ def test_one_use_each():
 @pytest.mark.parametrize("kwargs, message", [
     ({"lanes": 5}, "lanes must divide hidden 8, not 5"),
     ({"lanes": 2, "embedding": False, "lm_head": False}, "at least one of"),
+    ({"lanes": 4, "embedding_lanes": 3}, r"^embedding_lanes must divide lanes 4, not 3; \[1, 2, 4\] would$"),
 ])
 def test_parameters_are_checked(kwargs, message):
     table = RowScaledInt8.from_float(np.ones((3, 8)))
@@ -134,17 +140,18 @@ def test_logit_cycles():
     assert edges["logit"][0] - edges["x"][0] == dut.logit_cycles()
 
 
-@pytest.mark.parametrize("hidden, lanes", [(8, 4), (12, 3), (16, 16)])
-def test_row_cycles(hidden, lanes):
+@pytest.mark.parametrize("hidden, lanes, embedding_lanes", [(8, 4, 4), (12, 3, 3), (16, 16, 16), (16, 8, 2)])
+def test_row_cycles(hidden, lanes, embedding_lanes):
     rng = np.random.default_rng(6)
-    dut = TokenTable(random_table(rng, 6, hidden), lanes=lanes, lm_head=False)
+    dut = TokenTable(random_table(rng, 6, hidden), lanes=lanes, embedding_lanes=embedding_lanes,
+                     lm_head=False)
     count, edges = transfer_edges({"token": dut.token, "row": (dut.embedding, "last")})
 
     async def put(ctx):
         await stream_put(ctx, dut.token, [3, 5])
 
     async def get(ctx):
-        await stream_get(ctx, dut.embedding, 2 * dut.words)
+        await stream_get(ctx, dut.embedding, 2 * hidden // embedding_lanes)
 
     run(dut, [put, get], background=[count], max_cycles=200, vcd_name=f"token_table_row_cycles_l{lanes}")
     assert [r - t for t, r in zip(edges["token"], edges["row"])] == [dut.row_cycles()] * 2
