@@ -16,6 +16,12 @@ the previous product's last result is out.
 With ``loaded=True`` the weight memory is a RAM filled after reset from the ``load`` stream, for
 boards whose block RAM the bitstream cannot initialise (the iCE40 UP5K's SPRAM): an
 :class:`~hw.flash_loader.FlashLoader` reads the words from SPI flash.
+
+The weight memory (a ROM or RAM in block RAM) is split into columns of :data:`WEIGHT_COLUMN_BITS`,
+each a memory of its own addressed by its own copy of the address register: on the ULX3S-85F one
+address register fanned out to 114 block RAMs across the die, 16 ns of routing, the SoC's slowest
+path (a copy per column drives 16). The copies count alike; each increments itself, so synthesis
+cannot merge them.
 """
 
 from collections.abc import Sequence
@@ -29,6 +35,14 @@ from model.numerics import ACT_BITS
 
 from .spram import Ice40Spram
 from .ternary_array import TernaryArray, tile_beats
+
+WEIGHT_COLUMN_BITS = 72     # two 36-bit block RAM columns (ECP5 DP16KD, Gowin BSRAM), no width lost
+
+
+def weight_columns(word_bits: int) -> list[int]:
+    """The widths of the weight memory's columns for ``word_bits``-bit words, low bits first."""
+    full, rest = divmod(word_bits, WEIGHT_COLUMN_BITS)
+    return [WEIGHT_COLUMN_BITS] * full + ([rest] if rest else [])
 
 
 class TernaryLinear(wiring.Component):
@@ -104,27 +118,33 @@ class TernaryLinear(wiring.Component):
             words += [codes for codes, _, _ in beats]
         return words
 
-    def _weight_memory(self, m, words, address, loading):
-        """The weight ROM, or the RAM (``loaded``: a Memory, or the iCE40's SPRAM) with the load
-        logic; one ``address`` for reads and writes, as a single-port RAM has. Returns the read
-        enable and the read data."""
+    def _weight_memory(self, m, address, loading):
+        """The weight ROM, or the RAM (``loaded``: memories, or the iCE40's SPRAM) with the load
+        logic; the ``address`` copies (one a column, one for the SPRAM) for reads and writes, as a
+        single-port RAM has. Returns the read enable and the read data."""
         read_en = Signal()
+        depth = self.rom_words
         if self._spram:
-            m.submodules.weights = ram = Ice40Spram(width=self.rom_word_bits, depth=len(words))
-            m.d.comb += [ram.addr.eq(address), ram.read_en.eq(read_en & ~loading)]
+            m.submodules.weights = ram = Ice40Spram(width=self.rom_word_bits, depth=depth)
+            m.d.comb += [ram.addr.eq(address[0]), ram.read_en.eq(read_en & ~loading)]
             write_data, write_en, read_data = ram.write_data, ram.write_en, ram.read_data
         else:
-            m.submodules.weights = weights = memory.Memory(
-                shape=self._array.w_layout, depth=len(words), init=[] if self._loaded else words)
-            read = weights.read_port()
-            m.d.comb += [read.addr.eq(address), read.en.eq(read_en)]
-            read_data = read.data
-            if self._loaded:
-                write = weights.write_port()
-                m.d.comb += write.addr.eq(address)
-                write_data, write_en = write.data, write.en
+            words = self.weight_words()
+            read_data, write_data, write_en = Signal(self.rom_word_bits), Signal(self.rom_word_bits), Signal()
+            low = 0
+            for column, (width, column_address) in enumerate(zip(weight_columns(self.rom_word_bits), address)):
+                init = [] if self._loaded else [(w >> low) & ((1 << width) - 1) for w in words]
+                m.submodules[f"weights{column}"] = weights = memory.Memory(shape=width, depth=depth, init=init)
+                read = weights.read_port()
+                m.d.comb += [read.addr.eq(column_address), read.en.eq(read_en),
+                             read_data[low:low + width].eq(read.data)]
+                if self._loaded:
+                    write = weights.write_port()
+                    m.d.comb += [write.addr.eq(column_address), write.data.eq(write_data[low:low + width]),
+                                 write.en.eq(write_en)]
+                low += width
         if self._loaded:
-            self._load(m, write_data, write_en, address, len(words), loading)
+            self._load(m, write_data, write_en, address, depth, loading)
         return read_en, read_data
 
     def _load(self, m, write_data, write_en, address, depth, loading):
@@ -132,8 +152,8 @@ class TernaryLinear(wiring.Component):
         m.d.comb += [self.load.ready.eq(loading), self.ready.eq(~loading),
                      write_data.eq(self.load.payload), write_en.eq(self.load.valid & loading)]
         with m.If(self.load.valid & loading):
-            m.d.sync += address.eq(address + 1)
-            with m.If(address == depth - 1):
+            m.d.sync += [a.eq(a + 1) for a in address]
+            with m.If(address[0] == depth - 1):
                 m.d.sync += loading.eq(0)
 
     @property
@@ -157,10 +177,11 @@ class TernaryLinear(wiring.Component):
         m = Module()
         rows, simd = self._rows, self._simd
         m.submodules.array = array = self._array
-        words = self._word_codes()
-        address = Signal(range(self.rom_words + 1))
+        # the weight address, a copy a column (each counts by itself: see the module docstring)
+        copies = 1 if self._spram else len(weight_columns(self.rom_word_bits))
+        address = [Signal(range(self.rom_words + 1), name=f"address{c}") for c in range(copies)]
         loading = Signal(init=self._loaded)      # the weight RAM is being filled from ``load``
-        w_read_en, w_read_data = self._weight_memory(m, words, address, loading)
+        w_read_en, w_read_data = self._weight_memory(m, address, loading)
         m.submodules.x_buffer = x_buffer = memory.Memory(
             shape=data.ArrayLayout(signed(ACT_BITS), simd), depth=max(self._k_words), init=[])
         x_read, x_write = x_buffer.read_port(), x_buffer.write_port()
@@ -215,7 +236,7 @@ class TernaryLinear(wiring.Component):
         with m.If(advance):
             m.d.sync += [s1_valid.eq(issue), s1_last.eq(word == k_words - 1)]
             with m.If(issue):
-                m.d.sync += address.eq(address + 1)
+                m.d.sync += [a.eq(a + 1) for a in address]
                 with m.If(word == k_words - 1):
                     m.d.sync += [word.eq(0), tile.eq(tile + 1)]
                 with m.Else():
@@ -245,7 +266,7 @@ class TernaryLinear(wiring.Component):
                                  produced.eq(0)]
                     m.next = "LOOKUP"
             with m.State("LOOKUP"):
-                m.d.sync += [address.eq(base), k_words.eq(k_words_of), tiles.eq(tiles_of),
+                m.d.sync += [*(a.eq(base) for a in address), k_words.eq(k_words_of), tiles.eq(tiles_of),
                              n_out.eq(n_out_of)]
                 m.next = "FEED"
             with m.State("FEED"):

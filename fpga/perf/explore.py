@@ -167,11 +167,12 @@ def point_table(board, point: Point, title: str):
     result.add_row(f"tok/s at {point.clock_mhz:g} MHz", f"{point.prefill_tokens_per_second:,.0f}",
                    f"{point.tokens_per_second:,.0f}")
     result.add_row("fmax class", "", f"{part.family}: {fmax_class(part.family)}")
-    weights = next(m for m in soc_memories(point.cfg, point.params) if m.name == "engine/linear/weights")
-    slices = block_slices(weights.width, weights.depth, board.family, weights.rom)
-    result.add_row("weight memory", "", f"{weights.width}-bit words × {weights.depth:,}: "
+    columns = [m for m in soc_memories(point.cfg, point.params) if m.name.startswith("engine/linear/weights")]
+    slices = [s for m in columns for s in block_slices(m.width, m.depth, board.family, m.rom)]
+    depth = columns[0].depth
+    result.add_row("weight memory", "", f"{sum(m.width for m in columns)}-bit words × {depth:,}: "
                    f"{len(slices)} block RAMs side by side, "
-                   f"{sum(-(-weights.depth // d) for _, d in slices)} in all")
+                   f"{sum(-(-depth // d) for _, d in slices)} in all")
     for name in RESOURCES:
         used, available = point.resources[name], getattr(part, name)
         result.add_row(f"{name} ({part.name})", "", f"{used:,} of {available:,}"

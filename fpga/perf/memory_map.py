@@ -11,6 +11,7 @@ import dataclasses
 import functools
 
 from hw.engine import RESULT_FIFO_DEPTH, narrow_lanes
+from hw.linear import weight_columns
 from hw.protocol import MAX_PAYLOAD, TOKEN_BYTES
 from hw.gated_activation import GatedActivation
 from hw.sampler import Sampler
@@ -40,7 +41,7 @@ LUT_RAM_BITS = {"ecp5": 64, "gowin": 64, "ice40": 0}
 
 @dataclasses.dataclass(frozen=True)
 class Memory:
-    name: str           # the Yosys path below the engine, e.g. "linear/weights"
+    name: str           # the Yosys path below the engine, e.g. "linear/weights0"
     width: int
     depth: int
     rom: bool = False
@@ -71,8 +72,9 @@ def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
     sampler_z = Sampler.z_bits_of(logit_width(hidden))
     dot_bits = (d * ACT_MAX * ACT_MAX).bit_length() + 1
     mems = [
-        Memory("linear/weights", WEIGHT_CODE_BITS * rows * simd, weight_words(cfg, rows, simd),
-               rom=not loaded),
+        # the weight memory in columns, each a memory of its own (hw.linear.weight_columns)
+        *(Memory(f"linear/weights{c}", width, weight_words(cfg, rows, simd), rom=not loaded)
+          for c, width in enumerate(weight_columns(WEIGHT_CODE_BITS * rows * simd))),
         Memory("linear/x_buffer", ACT_BITS * simd, longest // simd),
     ]
     # a tied table is one ROM of LM-head words (the embedding reads it in parts); else two
@@ -123,7 +125,7 @@ def soc_memories(cfg, params: dict, *, loaded: bool = False, spram: bool = False
     buffer, the UART receive FIFO. With ``spram`` the weights are in SPRAM, not listed."""
     mems = [dataclasses.replace(m, name=f"engine/{m.name}")
             for m in engine_memories(cfg, params, loaded=loaded)
-            if not (spram and m.name == "linear/weights")]
+            if not (spram and m.name.startswith("linear/weights"))]
     return mems + [Memory("link/buffer", 16, MAX_PAYLOAD // TOKEN_BYTES),
                    Memory("rx_fifo/storage", 8, RX_FIFO_DEPTH - 1)]
 
