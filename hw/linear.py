@@ -214,8 +214,8 @@ class TernaryLinear(wiring.Component):
         advance = Signal()
         s1_valid, s1_last = Signal(), Signal()
         skid_valid, skid_last = Signal(), Signal()
-        skid_w = Signal(len(Value.cast(w_read_data)))
-        skid_x = Signal(len(Value.cast(x_read.data)))
+        skid_w = Signal(len(Value.cast(w_read_data)), reset_less=True)    # (data: not reset, as the
+        skid_x = Signal(len(Value.cast(x_read.data)), reset_less=True)    # array's datapath)
         taken = array.w.valid & array.w.ready
         m.d.comb += [advance.eq(~skid_valid),
                      w_read_en.eq(advance),

@@ -175,12 +175,15 @@ class TernaryArray(wiring.Component):
                 m.d.sync += since_tile_end.eq(since_tile_end + 1)
 
         # Activations flow down the rows; each row's weights wait in a delay line as deep as its row.
-        x_regs = [Signal(self.x_layout, name=f"x_row{r}") for r in range(rows)]
+        # The datapath's registers (activations, weights, the adder tree, the results) are not reset:
+        # their valid flags are, and the reset net, left to reach thousands of them across the die,
+        # was the ULX3S-85F's slowest path (17.9 ns of routing).
+        x_regs = [Signal(self.x_layout, name=f"x_row{r}", reset_less=True) for r in range(rows)]
         x_valid = [Signal(name=f"x_valid_row{r}") for r in range(rows)]
         w_regs = []
         for r in range(rows):
-            line = [Signal(data.ArrayLayout(unsigned(WEIGHT_CODE_BITS), simd), name=f"w_row{r}_d{d}")
-                    for d in range(r + 1)]
+            line = [Signal(data.ArrayLayout(unsigned(WEIGHT_CODE_BITS), simd), name=f"w_row{r}_d{d}",
+                           reset_less=True) for d in range(r + 1)]
             with m.If(advance):
                 m.d.sync += line[0].eq(self.w.payload[r])
                 m.d.sync += [line[d].eq(line[d - 1]) for d in range(1, r + 1)]
@@ -191,8 +194,8 @@ class TernaryArray(wiring.Component):
                 m.d.sync += [x_regs[r].eq(x_regs[r - 1]), x_valid[r].eq(x_valid[r - 1])]
 
         # Results wait here until ``o`` takes them, in row order.
-        result = [Signal(data.ArrayLayout(signed(self._acc_width), cols), name=f"result_row{r}")
-                  for r in range(rows)]
+        result = [Signal(data.ArrayLayout(signed(self._acc_width), cols), name=f"result_row{r}",
+                         reset_less=True) for r in range(rows)]
         result_valid = [Signal(name=f"result_valid_row{r}") for r in range(rows)]
         out_row = Signal(range(rows))
         take = Signal()
@@ -211,7 +214,8 @@ class TernaryArray(wiring.Component):
                 m.d.sync += [valid[s].eq(valid[s - 1]) for s in range(1, stages)]
                 m.d.sync += [last[s].eq(last[s - 1]) for s in range(1, stages)]
             negatives = Cat(*(w_regs[r][s] == CODE_MINUS for s in range(simd)))
-            count = [Signal(range(simd + 1), name=f"negatives_row{r}_s{s}") for s in range(stages)]
+            count = [Signal(range(simd + 1), name=f"negatives_row{r}_s{s}", reset_less=True)
+                     for s in range(stages)]
             with m.If(advance):
                 m.d.sync += count[0].eq(sum(negatives[s] for s in range(simd)))
                 m.d.sync += [count[s].eq(count[s - 1]) for s in range(1, stages)]
@@ -224,7 +228,7 @@ class TernaryArray(wiring.Component):
                     m.d.comb += p.eq(Mux(code == CODE_PLUS, a, Mux(code == CODE_MINUS, ~a, 0)))
                     level.append(p)
                 if levels == 0:
-                    registered = Signal(signed(self._act_width), name=f"sum_r{r}_c{c}")
+                    registered = Signal(signed(self._act_width), name=f"sum_r{r}_c{c}", reset_less=True)
                     with m.If(advance):
                         m.d.sync += registered.eq(level[0])
                     level = [registered]
@@ -233,7 +237,7 @@ class TernaryArray(wiring.Component):
                     nxt = []
                     for i in range(0, len(level), 2):
                         t = Signal(signed(self._act_width + 1 + depth),
-                                   name=f"sum_r{r}_c{c}_d{depth}_{i // 2}")
+                                   name=f"sum_r{r}_c{c}_d{depth}_{i // 2}", reset_less=True)
                         if registered:
                             with m.If(advance):
                                 m.d.sync += t.eq(level[i] + level[i + 1])
