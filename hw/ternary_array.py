@@ -20,9 +20,10 @@ Data movement (one *beat* = one ``w`` and one ``x`` transfer, joined):
 
 Backpressure: the whole array advances together. It stops only when a row is about to finish into a
 result register that is still full at the start of the cycle (even if ``o`` empties it in that
-cycle: the stall is then one cycle longer, and the array-wide stall, whose fanout is every pipeline
-register, depends on registers only, never on ``o.ready``); inputs are then not accepted (``ready``
-low). A tile's last beat is admitted only ``rows`` cycles after the previous tile's, so that stall
+cycle: the stall is then one cycle longer). The array-wide stall, whose fanout is every pipeline
+register, is itself a register: the cycle before, its input is formed from the rows' next states
+(where ``o.ready`` enters), so the net to thousands of clock enables starts at a flip-flop that the
+placer puts among them. Inputs are then not accepted (``ready`` low). A tile's last beat is admitted only ``rows`` cycles after the previous tile's, so that stall
 can never wait on a row that is itself stalled. No result is lost or duplicated however ``o.ready``
 and the input ``valid``\\ s behave.
 
@@ -153,7 +154,7 @@ class TernaryArray(wiring.Component):
         m = Module()
         rows, cols, simd, levels = self._rows, self._cols, self._simd, self.tree_levels
 
-        advance = Signal()          # every pipeline register moves this cycle
+        advance = Signal(init=1)    # every pipeline register moves this cycle (a register)
         beat = Signal()             # a joined w/x beat enters this cycle
 
         # A tile's last beat enters only ``rows`` advancing cycles after the previous one: then
@@ -199,7 +200,7 @@ class TernaryArray(wiring.Component):
         result_valid = [Signal(name=f"result_valid_row{r}") for r in range(rows)]
         out_row = Signal(range(rows))
         take = Signal()
-        blocked = []
+        stalls_next = []            # a row about to finish into a full result register, next cycle
 
         for r in range(rows):
             # Products need no carry chain: a -1 lane contributes ~a (= -a - 1), a 0 lane (or the
@@ -252,7 +253,12 @@ class TernaryArray(wiring.Component):
             m.d.comb += finishing.eq(valid[-1] & last[-1])
             draining = Signal(name=f"draining_row{r}")
             m.d.comb += draining.eq(take & (out_row == r))
-            blocked.append(finishing & result_valid[r])     # registers only (see Backpressure)
+            # (the rows' next states, as the statements here and below make them)
+            feed_valid = valid[-2] if stages > 1 else x_valid[r]
+            feed_last = last[-2] if stages > 1 else x_regs[r].last
+            finishing_next = Mux(advance, feed_valid & feed_last, finishing)
+            result_next = Mux(advance & finishing, 1, Mux(draining, 0, result_valid[r]))
+            stalls_next.append(finishing_next & result_next)
             with m.If(draining):
                 m.d.sync += result_valid[r].eq(0)
             for c in range(cols):
@@ -281,8 +287,8 @@ class TernaryArray(wiring.Component):
             self.o.payload.row.eq(out_row),
             self.o.payload.last.eq(out_row == rows - 1),
             take.eq(self.o.valid & self.o.ready),
-            advance.eq(~Cat(*blocked).any()),
         ]
+        m.d.sync += advance.eq(~Cat(*stalls_next).any())
         with m.If(take):
             m.d.sync += out_row.eq(Mux(out_row == rows - 1, 0, out_row + 1))
         return m
