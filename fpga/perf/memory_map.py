@@ -45,6 +45,7 @@ class Memory:
     width: int
     depth: int
     rom: bool = False
+    dual: bool = False  # two read ports (a tied token table's two uses): 18 bits a block RAM at most
 
     @property
     def bits(self) -> int:
@@ -80,7 +81,7 @@ def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
     # a tied table is one ROM of LM-head words (the embedding reads it in parts); else two
     tied = cfg.tie_word_embeddings
     mems += [Memory("table/codes", ACT_BITS * (head if tied else lanes), vocab * hidden // (head if tied else lanes),
-                    rom=True),
+                    rom=True, dual=tied),
              Memory("table/rows", SCALE_BITS, vocab, rom=True)]
     lm_table = "table" if tied else "lm_table"
     if lm_table == "lm_table":
@@ -140,13 +141,13 @@ class Mapped:
 
 
 @functools.lru_cache(maxsize=None)
-def block_slices(width: int, depth: int, family: str, rom: bool = False) -> tuple:
+def block_slices(width: int, depth: int, family: str, rom: bool = False, dual: bool = False) -> tuple:
     """How Yosys cuts a ``width × depth`` memory into block RAMs: its data bits in slices, each in
     the aspect ratio ``(w, d)`` that suits it (a 32-bit ECP5 ROM 7,680 deep: 18 bits in eight
     1024-deep blocks, 9 in four 2048-deep, 4 in two 4096-deep, 1 in one: 15 blocks); the cut that
     needs the fewest blocks."""
     shapes = [(w, d) for w, d in BLOCK_SHAPES[family]
-              if not (rom and w > ROM_WIDTH_MAX[family] and depth > d)]
+              if not (rom and w > ROM_WIDTH_MAX[family] and (depth > d or dual))]
     cost, choice = [0] * (width + 1), [None] * (width + 1)
     for bits in range(1, width + 1):
         cost[bits], choice[bits] = min((-(-depth // d) + cost[max(0, bits - w)], (w, d))
@@ -171,7 +172,7 @@ def map_memory(memory: Memory, family: str, distributed: bool = False) -> Mapped
         if not lut_bits:
             return Mapped(memory, "logic")
         return Mapped(memory, "lut", lut_rams=-(-memory.width // 4) * -(-memory.depth // 16))
-    slices = block_slices(memory.width, memory.depth, family, memory.rom)
+    slices = block_slices(memory.width, memory.depth, family, memory.rom, memory.dual)
     stacked = [(w, -(-memory.depth // d)) for w, d in slices]
     return Mapped(memory, "block", blocks=sum(n for _, n in stacked),
                   mux_bits=sum(w * (n - 1) for w, n in stacked))

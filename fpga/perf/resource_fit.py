@@ -122,7 +122,7 @@ def fit(runs: list) -> dict:
         for run in runs:
             cfg = load_weights(model_dir(run["model"], Path(tmp))).config
             use = memory_use(cfg, run["engine"], "ecp5", run["distributed"])
-            f = features(run["engine"], use)
+            f = features(cfg, run["engine"], use)
             rows.append([f[name] for name in FEATURES])
             for key, value in run["counts"].items():
                 targets.setdefault(key, []).append(value)

@@ -3,7 +3,8 @@ synthesis (docs/performance.md).
 
 - **Block RAM and LUT RAM** are counted from the design's memories (:mod:`fpga.perf.memory_map`), as
   Yosys maps them: nothing fitted.
-- **LUTs, flip-flops and DSPs** are linear in :data:`FEATURES` — the array's ternary lanes and rows,
+- **LUTs, flip-flops and DSPs** are linear in :data:`FEATURES` — the hidden size's bit length, the
+  array's ternary lanes and rows,
   the three lane counts, the LUT RAM primitives, the block RAMs' read muxes, the ROM bits in logic —
   with coefficients fitted once to whole-SoC synthesis runs (``tritium explore --refit``; the runs
   and the coefficients are in ``fpga/perf/data/``). The fit is for ECP5 (nextpnr's TRELLIS_COMB after
@@ -21,7 +22,7 @@ from model.numerics import WEIGHT_CODE_BITS
 from . import DATA
 from .memory_map import map_memory, soc_memories, soc_names, weight_words
 
-FEATURES = ("fixed", "array", "rows", "lanes", "attention_lanes", "head_lanes", "lut_ram",
+FEATURES = ("fixed", "width", "array", "rows", "lanes", "attention_lanes", "head_lanes", "lut_ram",
             "block_mux", "logic_rom")
 RESOURCES = ("luts", "ffs", "ram", "dsp")
 
@@ -51,10 +52,12 @@ def memory_use(cfg, params: dict, family: str, distributed=frozenset(), *, loade
     return use
 
 
-def features(params: dict, use: dict) -> dict:
-    """The values of :data:`FEATURES` for the SoC at ``params`` with ``use`` (:func:`memory_use`
-    on ECP5)."""
-    return {"fixed": 1, "array": params["rows"] * params["simd"], "rows": params["rows"],
+def features(cfg, params: dict, use: dict) -> dict:
+    """The values of :data:`FEATURES` for the SoC of ``cfg`` at ``params`` with ``use``
+    (:func:`memory_use` on ECP5). ``width`` is the hidden size's bit length: the datapaths' widths
+    (accumulators, logits, scores) grow with the logarithm of the model's sizes."""
+    return {"fixed": 1, "width": cfg.hidden_size.bit_length(),
+            "array": params["rows"] * params["simd"], "rows": params["rows"],
             "lanes": params["lanes"], "attention_lanes": params["attention_lanes"],
             "head_lanes": params["head_lanes"], "lut_ram": use["lut_ram"],
             "block_mux": use["block_mux"], "logic_rom": use["logic_rom"]}
@@ -65,7 +68,7 @@ def estimate(model: dict, cfg, params: dict, family: str, distributed=frozenset(
     """``model``'s ECP5 LUTs, FFs and DSPs and ``family``'s block RAMs, not yet scaled to the
     family (the fit's own use, before its family scales exist)."""
     use = memory_use(cfg, params, "ecp5", distributed, **memory_options)
-    values = features(params, use)
+    values = features(cfg, params, use)
     estimated = {resource: sum(coef[name] * values[name] for name in FEATURES)
                  for resource, coef in model["coefficients"].items()}
     estimated["ram"] = (use if family == "ecp5" else
