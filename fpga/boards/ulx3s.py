@@ -13,7 +13,7 @@ from . import Board
 # heads were pipelined three deep, the head quantizer got two banks and RoPE its early emission)
 ENGINE_85F = EngineSizes(rows=8, simd=32, lanes=4, attention_lanes=16, head_lanes=32)
 # The explorer's choice for the 45F (tritium explore --board ulx3s-45f; docs/performance.md):
-# 18,531 LUTs, 46 block RAMs, 58 multipliers, fmax 62.3 MHz (2026-12-05; 22,477 LUTs and 42
+# 18,643 LUTs, 47 block RAMs, 58 multipliers, fmax 63.1 MHz (2026-12-05; 22,477 LUTs and 42
 # multipliers with the int8 products in the fabric, 34,720 LUTs and 22.4 MHz with the first blocks;
 # 4×8 with lanes 2/4/4 before it)
 ENGINE_SMALL = EngineSizes(rows=2, simd=32, lanes=2, attention_lanes=4, head_lanes=16)
@@ -27,8 +27,9 @@ BOARDS = [
           ENGINE_85F, clock_mhz=60.0, baud=1_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=("rms/buffer", "gated/buffer"), placer="static",
           placer_seed=3),
-    # 62.3 MHz post-route asking 60 MHz with nextpnr seed 2 (2026-12-05, 18,531 LUTs; 64.7 with the
-    # RmsQuantizer's own AbsmaxQuantizer buffer); with seed 1 that engine routed at 57.3 asking 60
+    # 63.1 MHz post-route asking 60 MHz with nextpnr seed 2 (2026-12-05, 18,643 LUTs, 284 s; 62.3
+    # before the weight columns and the tied table's one ROM, 64.7 with the RmsQuantizer's own
+    # AbsmaxQuantizer buffer); with seed 1 an earlier engine routed at 57.3 asking 60
     # and 61.2 asking 50, placement deciding the last few MHz (the slowest paths are registers
     # through a MULT18X18D to registers, most of their delay routing)
     Board("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "models/small",
