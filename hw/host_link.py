@@ -303,7 +303,8 @@ class HostLink(wiring.Component):
                     m.d.sync += fault.eq(0)
                     m.next = "RESET_DONE"
             with m.State("RESET_DONE"):
-                with m.If(~sending):
+                # (the engine has taken the RESET once it is not busy: the SoC may queue commands)
+                with m.If(~sending & ~self.status.busy):
                     respond(Response.OK, self.status.position)
                     m.next = "IDLE"
         return m

@@ -8,6 +8,10 @@ clock domain. A board top (``fpga.boards``) adds the PLL, the reset and the pins
                         └─► HostLink ◄─────┴─ status ◄──────────────────────────┘
     tx ◄─ UartTx ◄──────────┘
 
+Commands reach the engine through a skid buffer, so no path runs from the HostLink's registers
+through its request logic into the engine's sequencer in one cycle (the ULX3S-85F's slowest path
+at 60 MHz); the HostLink sees the engine busy while a command waits there.
+
 ``leds``: 0 a heartbeat (1 Hz), 1 the engine busy (also while the weights load from flash),
 2 generating, 3 a protocol error answered since the last RESET or an engine error, 4 the context full.
 """
@@ -21,6 +25,7 @@ from model.integer import IntegerModel
 from .engine import Engine
 from .flash_loader import SpiSignature
 from .host_link import HostLink
+from .skid_buffer import SkidBuffer
 from .uart import FRAME_BITS, UartRx, UartTx, divisor_for
 
 LEDS = 5
@@ -71,9 +76,16 @@ class Soc(wiring.Component):
         connect(m, rx_fifo.r_stream, link.rx)
         m.d.comb += link.rx_lost.eq(uart_rx.overrun | uart_rx.framing)
         connect(m, link.tx, uart_tx.i)
-        connect(m, link.command, engine.command)
+        m.submodules.command_skid = command_skid = SkidBuffer(engine.command.payload.shape())
+        connect(m, link.command, command_skid.i)
+        connect(m, command_skid.o, engine.command)
         connect(m, engine.o, link.tokens_in)
-        connect(m, engine.status, link.status)
+        # the engine's status, busy also while a command waits in the skid buffer
+        for name, member in engine.status.signature.members.items():
+            source, sink = ((engine.status, link.status) if member.flow == Out
+                            else (link.status, engine.status))
+            m.d.comb += getattr(sink, name).eq(getattr(source, name))
+        m.d.comb += link.status.busy.eq(engine.status.busy | command_skid.o.valid)
         if "flash" in engine.signature.members:
             connect(m, wiring.flipped(self.flash), engine.flash)
 
