@@ -82,6 +82,11 @@ def store_beat(m, port, length, depth: int, data, peaks=(), overflowed=None, ban
             m.d.sync += overflowed.eq(1)
 
 
+def divisors(n: int, multiple_of: int = 1) -> list[int]:
+    """The divisors of ``n`` that are multiples of ``multiple_of``, for errors that say what fits."""
+    return [d for d in range(1, n + 1) if n % d == 0 and d % multiple_of == 0]
+
+
 def check_integers(specs):
     """Constructor parameter checks: each spec is ``(name, value)`` for a positive integer or
     ``(name, value, low, high)`` for an integer in that range; the first that fails raises a

@@ -50,7 +50,7 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import (ACT_BITS, ACT_MAX, EXP2_TABLE, EXP_FRAC, EXP_TABLE_BITS,
                             SCALE_BITS, SCALE_EXP_BITS, SCORE_FRAC)
 
-from .arith import bank_address, check_integers
+from .arith import bank_address, check_integers, divisors
 from .packing import Unpacker
 from .scale_unit import (NormalizedScaleMultiplier, ScaleOp, ScaleProgram, scale_layout,
                          scale_unit_members, scale_unit_of)
@@ -97,7 +97,7 @@ class AttentionHead(wiring.Component):
         check_integers((("out_lanes", out_lanes, 1, lanes),))
         if lanes % out_lanes:
             raise ValueError(f"out_lanes must divide lanes {lanes}, not {out_lanes}; "
-                             f"{[n for n in range(1, lanes + 1) if lanes % n == 0]} would")
+                             f"{divisors(lanes)} would")
         self._head_dim, self._lanes, self._max_positions = head_dim, lanes, max_positions
         self._out_lanes = out_lanes
         self._words = head_dim // lanes

@@ -35,7 +35,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import RES_BITS, RES_FRAC, SCALE_BITS, SCALE_EXP_BITS
 
-from .arith import check_integers
+from .arith import check_integers, divisors
 from .scale_unit import scale_layout
 
 
@@ -73,7 +73,7 @@ class Dequantizer(wiring.Component):
                         ("frac", frac, 0, 32), ("out_bits", out_bits, 2, 48), ("units", units, 1, 1024)))
         if lanes % units:
             raise ValueError(f"units must divide lanes {lanes}, not {units}; "
-                             f"{[n for n in range(1, lanes + 1) if lanes % n == 0]} would")
+                             f"{divisors(lanes)} would")
         self._width, self._lanes, self._frac, self._out_bits = width, lanes, frac, out_bits
         self._units = units
         super().__init__({

@@ -62,7 +62,7 @@ from model.integer import IntegerModel
 from model.numerics import (ACT_BITS, GAIN_BITS, RES_BITS, RES_UNIT, SCALE_EXP_BITS, XORSHIFT_BITS,
                             sampling_coefficient, scale_from_int, xorshift_seed)
 
-from .arith import read_pass
+from .arith import divisors, read_pass
 from .attention import AttentionHead
 from .dequantizer import Dequantizer
 from .gated_activation import GatedActivation
@@ -176,8 +176,6 @@ class EngineSizes:
         do (one line), or None: ``lanes`` divides ``simd``, ``simd`` the hidden and intermediate
         sizes, ``attention_lanes`` the head dimension and ``head_lanes`` the hidden size, both
         multiples of ``lanes``."""
-        def divisors(n, multiple_of=1):
-            return [d for d in range(1, n + 1) if n % d == 0 and d % multiple_of == 0]
         _, simd, lanes, att, head = dataclasses.astuple(self)
         if simd % lanes:
             return f"lanes must divide simd {simd}, not {lanes}; {divisors(simd)} would"

@@ -33,6 +33,7 @@ from amaranth.lib.wiring import In, Out
 from model.integer import RowScaledInt8
 from model.numerics import ACT_BITS, ACT_MAX, SCALE_BITS, SCALE_EXP_BITS
 
+from .arith import divisors
 from .scale_unit import scale_layout
 
 
@@ -70,7 +71,7 @@ class TokenTable(wiring.Component):
         embedding_lanes = lanes if embedding_lanes is None else embedding_lanes
         if not isinstance(embedding_lanes, int) or embedding_lanes < 1 or lanes % embedding_lanes:
             raise ValueError(f"embedding_lanes must divide lanes {lanes}, not {embedding_lanes!r}; "
-                             f"{[n for n in range(1, lanes + 1) if lanes % n == 0]} would")
+                             f"{divisors(lanes)} would")
         self._table, self._lanes, self._words = table, lanes, hidden // lanes
         self._embedding_lanes = embedding_lanes
         self._vocab, self._hidden = vocab, hidden
