@@ -67,6 +67,7 @@ def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
     layers, heads, kv, context = (cfg.num_hidden_layers, cfg.num_attention_heads,
                                   cfg.num_key_value_heads, cfg.max_position_embeddings)
     vocab, longest = cfg.vocab_size, max(hidden, ffn)
+    narrow = narrow_lanes(lanes)                  # the head quantizer's lanes
     acc = acc_bits(longest)                       # TernaryLinear's accumulators
     gated_act = GatedActivation.act_bits_of(cfg.hidden_act, acc)
     rms_width = max(RES_BITS, GatedActivation.out_bits_of(cfg.hidden_act))     # as the engine's
@@ -80,8 +81,8 @@ def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
     ]
     # a tied table is one ROM of LM-head words (the embedding reads it in parts); else two
     tied = cfg.tie_word_embeddings
-    mems += [Memory("table/codes", ACT_BITS * (head if tied else lanes), vocab * hidden // (head if tied else lanes),
-                    rom=True, dual=tied),
+    table_lanes = head if tied else lanes
+    mems += [Memory("table/codes", ACT_BITS * table_lanes, vocab * hidden // table_lanes, rom=True, dual=tied),
              Memory("table/rows", SCALE_BITS, vocab, rom=True)]
     lm_table = "table" if tied else "lm_table"
     if lm_table == "lm_table":
@@ -97,8 +98,7 @@ def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
         Memory("rope/sin_table", ROPE_BITS, context * d // 2, rom=True),
         Memory("rope/a_buffer", acc, d),
         Memory("rope/b_buffer", acc, d),
-        Memory("head_quantizer/quantizer/buffer", (acc + 2) * narrow_lanes(lanes),
-               2 * d // narrow_lanes(lanes)),                                    # two banks
+        Memory("head_quantizer/quantizer/buffer", (acc + 2) * narrow, 2 * d // narrow),   # two banks
         Memory("kv_cache/k_codes", ACT_BITS * att, layers * kv * context * d // att),
         Memory("kv_cache/k_scales", SCALE_WORD, layers * kv * context),
         Memory("kv_cache/v_codes", ACT_BITS * att, layers * kv * context * d // att),
