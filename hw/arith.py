@@ -35,28 +35,39 @@ def register_sign_magnitude(m, i, width: int, lanes: int, take=None):
     return beat, valid
 
 
-def max_tree(m, values, width: int, name: str):
-    """The largest of ``values`` (unsigned, ``width`` bits) by a tree of comparators, each level in a
-    comb signal: ``ceil(log2 n)`` comparators deep, and each value emitted once (a chain of
-    ``Mux(a > b, a, b)`` expressions would repeat ``b`` at every level, 2^n terms)."""
+def tree_stages(count: int) -> int:
+    """Registered stages of :func:`pipelined_max` over ``count`` values: one comparator level a
+    stage (at least one stage)."""
+    return max(1, (count - 1).bit_length())
+
+
+def max_pairs(m, values, name: str):
+    """One level of a comparator tree: the larger of each pair of ``values`` (unsigned, equal
+    widths) in comb signals, an odd last value passed on."""
     level = []
-    for index, value in enumerate(values):
-        node = Signal(width, name=f"{name}_in{index}")
-        m.d.comb += node.eq(value)
+    for index in range(0, len(values) - 1, 2):
+        a, b = values[index], values[index + 1]
+        node = Signal.like(a, name=f"{name}_{index // 2}")
+        m.d.comb += node.eq(Mux(b > a, b, a))
         level.append(node)
-    depth = 0
-    while len(level) > 1:
-        depth += 1
-        pairs = []
-        for index in range(0, len(level) - 1, 2):
-            a, b = level[index], level[index + 1]
-            node = Signal(width, name=f"{name}_l{depth}_{index // 2}")
-            m.d.comb += node.eq(Mux(b > a, b, a))
-            pairs.append(node)
-        if len(level) % 2:
-            pairs.append(level[-1])
-        level = pairs
-    return level[0]
+    return level + values[len(values) - len(values) % 2:]
+
+
+def pipelined_max(m, values, valid, name: str):
+    """The largest of ``values`` (unsigned, equal widths; ``valid`` says they are taken) by a tree
+    of comparators with a register after every level (one carry chain a stage), so a beat's
+    maximum of any lane count meets the ECP5 timing discipline: returns ``(maximum, valid,
+    stages)``, the maximum and its valid :func:`tree_stages` cycles later and every stage's valid
+    (the tree holds a beat while any is high)."""
+    level, level_valid, stages = list(values), valid, []
+    for stage in range(tree_stages(len(values))):
+        level = max_pairs(m, level, f"{name}{stage}_pair")
+        registers = [Signal.like(value, name=f"{name}{stage}_{index}") for index, value in enumerate(level)]
+        registered_valid = Signal(name=f"{name}{stage}_valid")
+        m.d.sync += [r.eq(v) for r, v in zip(registers, level)] + [registered_valid.eq(level_valid)]
+        level, level_valid = registers, registered_valid
+        stages.append(registered_valid)
+    return level[0], level_valid, stages
 
 
 def bank_address(bank, depth: int, address):
@@ -98,6 +109,15 @@ def check_integers(specs):
             if high is None:
                 raise ValueError(f"{name} must be a positive integer, not {value!r}")
             raise ValueError(f"{name} must be an integer from {low} to {high}, not {value!r}")
+
+
+def or_all(values):
+    """The OR of ``values``: its bit length is their maximum's (unsigned values), without the
+    comparators of a maximum."""
+    result = 0
+    for value in values:
+        result = result | value
+    return result
 
 
 def bit_length(m, value, name: str):

@@ -9,8 +9,10 @@
    (``normalize``) are found from their maxima. relu² stores the gate (``max(gate, 0)²`` is the
    largest square); SiLU stores ``silu_q10(apply_scale(gate, gate_scale, 10))``, computed on the way
    in: one multiply, a rounding shift, the 2048-entry sigmoid table (:attr:`~GatedActivation.FRONT`
-   pipelined cycles). Each beat's maxima are registered a cycle before the running peaks take them;
-   relu² squares its peak in one more cycle.
+   pipelined cycles). A shift needs only a maximum's bit length, that of the magnitudes' OR
+   (up's and SiLU's, each beat's registered a cycle before the running OR takes it); relu² needs
+   ``max(gate, 0)`` itself, each beat's from a comparator tree with a register after every level
+   (:func:`~hw.arith.pipelined_max`), and squares it once the last beat has left the tree.
 2. **Scale**: a :class:`~hw.scale_unit.ScaleUnit` runs the activation's program (:data:`PROGRAMS`)
    for the result's scale, which goes out on ``scale``: relu² ``gate_scale² · 2^e_act · up_scale ·
    2^e_up``, SiLU ``2^(e_act − 10) · up_scale · 2^e_up``.
@@ -33,7 +35,8 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import (NORM_BITS, NORM_MAX_BITLEN, SCALE_EXP_BITS, SIGMOID_FRAC, SIGMOID_RANGE,
                             SIGMOID_STEP_BITS, SIGMOID_TABLE, SILU_FRAC)
 
-from .arith import bit_length, check_integers, magnitude, max_tree, read_pass, store_beat
+from .arith import (bit_length, check_integers, magnitude, or_all, pipelined_max, read_pass, store_beat,
+                    tree_stages)
 from .scale_unit import ScaleOp, ScaleProgram, scale_layout, scale_unit_members, scale_unit_of
 
 UP_PROGRAM = (
@@ -116,16 +119,17 @@ class GatedActivation(wiring.Component):
 
     def cycles(self, beats: int) -> int:
         """Clock edges from a vector's first input transfer to its last output, no stalls."""
-        return self.cycles_of(self._kind, beats)
+        return self.cycles_of(self._kind, beats, self._lanes)
 
     @staticmethod
-    def cycles_of(kind: str, beats: int) -> int:
-        """:meth:`cycles` of a unit of ``kind`` (for a cycle model without a unit)."""
-        # load: the beats, SiLU's front (FRONT stages), the beat maxima and the peaks (SQUARE for
-        # relu²); the shifts, the scale program, the scale out; then the emit pass: EMIT cycles to
-        # a product out and a product a cycle
+    def cycles_of(kind: str, beats: int, lanes: int) -> int:
+        """:meth:`cycles` of a unit of ``kind`` and ``lanes`` (for a cycle model without a unit)."""
+        # load: the beats, then SiLU's front (FRONT stages) and the beat's ORs, or relu²'s
+        # comparator tree and the running peak (whose square SQUARE registers once the tree is
+        # empty); the shifts, the scale program, the scale out; then the emit pass: EMIT cycles
+        # to a product out and a product a cycle
         unit = GatedActivation
-        load = beats + (unit.FRONT if kind == "silu" else 0) + 1 + (1 if kind == "relu2" else 0)
+        load = beats + 1 + (unit.FRONT if kind == "silu" else tree_stages(lanes))
         return load + 1 + ScaleProgram.cycles(PROGRAMS[kind]) + 1 + unit.EMIT[kind] + beats - 1
 
     def elaborate(self, platform):
@@ -140,8 +144,11 @@ class GatedActivation(wiring.Component):
         wr, rd = buffer.write_port(), buffer.read_port()
 
         length = Signal(range(self._depth + 1))
-        act_peak = Signal(act_bits)        # relu²: max(gate, 0); SiLU: max|silu|
-        up_peak = Signal(width)            # max|up|
+        # normalize's e = max(0, bitlen(max) − 17) only needs a maximum's bit length, that of the
+        # OR of the magnitudes: up's and SiLU's. relu² squares its peak (the largest square), so
+        # it keeps max(gate, 0) itself, each beat's maximum from a registered comparator tree.
+        act_peak = Signal(act_bits)        # relu²: max(gate, 0); SiLU: OR of |silu|
+        up_bits = Signal(width)            # OR of |up|
         invalid = Signal()
 
         # -- load: the activation's input side (relu²: the gate itself; SiLU: silu_q10) ----------
@@ -155,27 +162,31 @@ class GatedActivation(wiring.Component):
             m.d.comb += [stored_valid.eq(take), stored_last.eq(self.i.payload.last)]
             m.d.comb += [stored_act[lane].eq(self.i.payload.gate[lane]) for lane in range(lanes)]
             m.d.comb += [stored_up[lane].eq(self.i.payload.up[lane]) for lane in range(lanes)]
-        if silu:
-            act_max = max_tree(m, [magnitude(v)[:act_bits] for v in stored_act], act_bits, "beat_act_max")
-        else:
-            act_max = max_tree(m, [Mux(v > 0, v, 0).as_unsigned()[:act_bits] for v in stored_act],
-                               act_bits, "beat_act_max")
-        up_max = max_tree(m, [magnitude(u)[:width] for u in stored_up], width, "beat_up_max")
-        # The beat and its maxima, registered: the peaks compare against them a cycle later.
+        # The beat and its magnitudes' ORs, registered: the running ORs take them a cycle later.
         beat_valid, beat_last = Signal(), Signal()
-        beat_act_max, beat_up_max = Signal(act_bits), Signal(width)
+        beat_act_bits, beat_up_bits = Signal(act_bits), Signal(width)
         beat = Signal(pair)
         m.d.sync += [beat_valid.eq(stored_valid), beat_last.eq(stored_last),
-                     beat_act_max.eq(act_max), beat_up_max.eq(up_max),
+                     beat_up_bits.eq(or_all(magnitude(u)[:width] for u in stored_up)),
                      beat.eq(Cat(*(v for v in stored_act), *(v for v in stored_up)))]
+        peak_stages = []                   # relu²: the comparator tree holds a beat
+        if silu:
+            m.d.sync += beat_act_bits.eq(or_all(magnitude(v)[:act_bits] for v in stored_act))
+        else:
+            relus = [Signal(act_bits, name=f"relu_in{lane}") for lane in range(lanes)]
+            m.d.comb += [relu.eq(Mux(v > 0, v, 0).as_unsigned()[:act_bits])
+                         for relu, v in zip(relus, stored_act)]
+            beat_max, beat_max_valid, peak_stages = pipelined_max(m, relus, stored_valid, "act_max")
+            with m.If(beat_max_valid & (beat_max > act_peak)):
+                m.d.sync += act_peak.eq(beat_max)
 
-        # normalize's e = max(0, bitlen(max) − 17) is the bit length of max >> 17.
-        # relu²: the largest square, registered in SQUARE; SiLU: the largest magnitude.
+        # e = bitlen(max >> 17). relu²: of the largest square, registered in SQUARE; SiLU: of the
+        # largest magnitude.
         act_extreme = act_peak if silu else Signal(2 * act_bits)
         e_act = Signal(range(max(len(act_extreme) - NORM_MAX_BITLEN, 0) + 1))
         e_up = Signal(range(max(width - NORM_MAX_BITLEN, 0) + 1))
         e_act_next = bit_length(m, act_extreme[NORM_MAX_BITLEN:], "e_act_bitlen")
-        e_up_next = bit_length(m, up_peak[NORM_MAX_BITLEN:], "e_up_bitlen")
+        e_up_next = bit_length(m, up_bits[NORM_MAX_BITLEN:], "e_up_bitlen")
 
         program = ScaleProgram(PROGRAMS[self._kind], exp_bits)
         sources = {"gate_scale": self.gate_scale, "up_scale": self.up_scale}
@@ -230,15 +241,19 @@ class GatedActivation(wiring.Component):
                 with m.If(take & self.i.payload.last):
                     m.d.sync += closing.eq(1)
                 with m.If(beat_valid):
-                    store_beat(m, wr, length, self._depth, beat,
-                               [(beat_act_max, act_peak), (beat_up_max, up_peak)])
+                    store_beat(m, wr, length, self._depth, beat)
+                    m.d.sync += up_bits.eq(up_bits | beat_up_bits)
+                    if silu:
+                        m.d.sync += act_peak.eq(act_peak | beat_act_bits)
                     with m.If(beat_last):
                         m.d.sync += closing.eq(0)
                         m.next = "SHIFTS" if silu else "SQUARE"
             if not silu:
                 with m.State("SQUARE"):
+                    # the square of the peak once the last beat has left the comparator tree
                     m.d.sync += act_extreme.eq(act_peak * act_peak)
-                    m.next = "SHIFTS"
+                    with m.If(~Cat(*peak_stages).any()):
+                        m.next = "SHIFTS"
             with m.State("SHIFTS"):
                 m.d.sync += [e_act.eq(e_act_next), e_up.eq(e_up_next)] + program.start()
                 m.next = "ISSUE"
@@ -252,7 +267,7 @@ class GatedActivation(wiring.Component):
                     m.next = "EMIT"
             with m.State("EMIT"):
                 with m.If(read_pass(m, issue, read_addr, length, advance, valid)):
-                    m.d.sync += [length.eq(0), act_peak.eq(0), up_peak.eq(0), invalid.eq(0)]
+                    m.d.sync += [length.eq(0), act_peak.eq(0), up_bits.eq(0), invalid.eq(0)]
                     m.next = "LOAD"
         return m
 

@@ -2,8 +2,8 @@
 
 A token arrives on ``i`` as beats of ``lanes`` signed ``width``-bit values, ``last`` on its final beat.
 The quantizer stores each beat as magnitudes and signs while tracking ``m = max|u|`` (the beat's
-maximum by a tree of comparators with a register after every level, :func:`tree_stages` stages
-for the lanes, then the running maximum), then
+maximum by a tree of comparators with a register after every level, :func:`~hw.arith.pipelined_max`:
+:func:`~hw.arith.tree_stages` stages for the lanes, then the running maximum), then
 
 1. normalizes ``m`` to 17 magnitude bits (``m_n``, leading one at bit 16: one priority encoder and
    shifter),
@@ -42,30 +42,12 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ACT_BITS, NORM_MAX_BITLEN, RECIP_SHIFT
 
-from .arith import (bank_address, bit_length, check_integers, pipeline_drained, read_pass,
-                    register_sign_magnitude, sign_magnitude, sign_magnitude_beat, store_beat)
+from .arith import (bank_address, bit_length, check_integers, pipeline_drained, pipelined_max, read_pass,
+                    register_sign_magnitude, sign_magnitude, sign_magnitude_beat, store_beat, tree_stages)
 
 QUOTIENT_BITS = RECIP_SHIFT - NORM_MAX_BITLEN + 2   # R = floor((2^33 − 1) / m_n) + 1 <= 2^17: 18 bits
 assert QUOTIENT_BITS % 2 == 0                        # the divider makes two bits a cycle
 MAX_LANES = 64
-
-
-def tree_stages(lanes: int) -> int:
-    """Registered stages of a beat's maximum over ``lanes`` magnitudes: one comparator level a
-    stage (at least one stage, the register after the magnitudes)."""
-    return max(1, (lanes - 1).bit_length())
-
-
-def max_pairs(m, values, name: str):
-    """One level of a comparator tree: the larger of each pair of ``values`` (unsigned, equal
-    widths) in comb signals, an odd last value passed on."""
-    level = []
-    for index in range(0, len(values) - 1, 2):
-        a, b = values[index], values[index + 1]
-        node = Signal.like(a, name=f"{name}_{index // 2}")
-        m.d.comb += node.eq(Mux(b > a, b, a))
-        level.append(node)
-    return level + values[len(values) - len(values) % 2:]
 
 
 class AbsmaxQuantizer(wiring.Component):
@@ -175,17 +157,10 @@ class AbsmaxQuantizer(wiring.Component):
         m.d.comb += kept.eq(in_valid & (load_length < self._depth))
         with m.If(in_valid):
             store_beat(m, wr, load_length, self._depth, in_beat, (), load_overflowed, bank=load_bank)
-        level, level_valid = [in_beat[lane].mag for lane in range(lanes)], kept
-        tree_valid = []
-        for stage in range(tree_stages(lanes)):
-            level = max_pairs(m, level, f"max{stage}_pair")
-            registers = [Signal(width, name=f"max{stage}_{index}") for index in range(len(level))]
-            registered_valid = Signal(name=f"max{stage}_valid")
-            m.d.sync += [r.eq(v) for r, v in zip(registers, level)] + [registered_valid.eq(level_valid)]
-            level, level_valid = registers, registered_valid
-            tree_valid.append(registered_valid)
-        with m.If(level_valid & (level[0] > load_peak)):
-            m.d.sync += load_peak.eq(level[0])
+        beat_max, beat_max_valid, tree_valid = pipelined_max(
+            m, [in_beat[lane].mag for lane in range(lanes)], kept, "max")
+        with m.If(beat_max_valid & (beat_max > load_peak)):
+            m.d.sync += load_peak.eq(beat_max)
         loaded = ~in_valid
         for valid in tree_valid:
             loaded &= ~valid

@@ -42,7 +42,7 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import (ACT_BITS, GAIN_BITS, INV_ACT_MAX, NORM_BITS, NORM_MAX_BITLEN,
                             SCALE_EXP_BITS)
 
-from .arith import bit_length, check_integers, register_sign_magnitude, sign_magnitude, store_beat
+from .arith import bit_length, check_integers, or_all, register_sign_magnitude, sign_magnitude, store_beat
 from .quantizer import MAX_LANES, AbsmaxQuantizer
 from .scale_unit import ScaleOp, ScaleProgram, scale_layout, scale_unit_members, scale_unit_of
 
@@ -167,9 +167,7 @@ class RmsQuantizer(wiring.Component):
 
         # -- load: magnitudes and signs (register), then the buffer write and OR of |x| ------------
         in_beat, in_valid = register_sign_magnitude(m, self.i, width, lanes)
-        beat_bits = 0
-        for lane in range(lanes):
-            beat_bits |= in_beat[lane].mag
+        beat_bits = or_all(in_beat[lane].mag for lane in range(lanes))
         with m.If(in_valid):
             store_beat(m, wr, length, self._depth, in_beat, (), overflowed)
             with m.If(length < self._depth):

@@ -10,7 +10,7 @@ from amaranth import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.arith import bit_length, max_tree, rounded_right_shift
+from hw.arith import bit_length, pipelined_max, rounded_right_shift
 from model import paths
 
 from . import provenance, write_section
@@ -27,7 +27,7 @@ class Helper(wiring.Component):
     def __init__(self, *, kind: str, width: int, count: int = 1):
         self._kind, self._width, self._count = kind, width, count
         inputs = {"rounded_shift": {"value": In(signed(width)), "shift": In(signed(SHIFT_BITS))},
-                  "max_tree": {"values": In(data.ArrayLayout(unsigned(width), count))},
+                  "pipelined_max": {"values": In(data.ArrayLayout(unsigned(width), count))},
                   "bit_length": {"value": In(unsigned(width))}}[kind]
         super().__init__({**inputs, "result": Out(width + 1)})
 
@@ -35,8 +35,8 @@ class Helper(wiring.Component):
         m = Module()
         if self._kind == "rounded_shift":
             result = rounded_right_shift(m, self.value, self.shift, "rounded")
-        elif self._kind == "max_tree":
-            result = max_tree(m, list(self.values), self._width, "peak")
+        elif self._kind == "pipelined_max":
+            result, _, _ = pipelined_max(m, list(self.values), 1, "peak")
         else:
             result = bit_length(m, self.value, "length")
         m.d.sync += self.result.eq(result)
@@ -46,8 +46,8 @@ class Helper(wiring.Component):
 CASES = [   # name, parameters, what uses it
     ("rounded_right_shift", dict(kind="rounded_shift", width=37), "Dequantizer lanes (37-bit products)"),
     ("rounded_right_shift", dict(kind="rounded_shift", width=51), "attention, sampler products"),
-    ("max_tree", dict(kind="max_tree", width=33, count=4), "quantizer peaks, 4 lanes"),
-    ("max_tree", dict(kind="max_tree", width=36, count=8), "quantizer peaks, 8 lanes"),
+    ("pipelined_max", dict(kind="pipelined_max", width=33, count=4), "quantizer and relu² peaks, 4 lanes"),
+    ("pipelined_max", dict(kind="pipelined_max", width=36, count=8), "quantizer and relu² peaks, 8 lanes"),
     ("bit_length", dict(kind="bit_length", width=48), "ScaleUnit normalizer"),
 ]
 

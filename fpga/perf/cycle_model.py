@@ -191,7 +191,7 @@ def gated_norm_cycles(cfg, sizes: EngineSizes) -> int:
     """The ffn_sub_norm NORM: the gated activation's scale and emit pass (its input came with
     up_proj) through the engine's skid into the RmsQuantizer, then its feed, latency and codes."""
     beats = cfg.intermediate_size // sizes.lanes
-    emit = GatedActivation.cycles_of(cfg.hidden_act, beats) - beats   # last input to last output
+    emit = GatedActivation.cycles_of(cfg.hidden_act, beats, sizes.lanes) - beats   # last input to last out
     return 1 + emit + SkidBuffer.latency + feed_and_codes(beats, sizes.lanes)
 
 
