@@ -32,6 +32,8 @@ class SkidBuffer(wiring.Component):
             m.d.sync += [self.o.valid.eq(skid_valid | self.i.valid),
                          self.o.payload.eq(Mux(skid_valid, skid, self.i.payload)),
                          skid_valid.eq(0)]
-        with m.Elif(self.i.valid & ~skid_valid):
-            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(1)]
+        with m.Elif(~skid_valid):
+            # (the skid loads while empty whether or not a beat is offered: its clock enable then
+            # comes from registers and ``o.ready`` alone, not from the producer's valid logic)
+            m.d.sync += [skid.eq(self.i.payload), skid_valid.eq(self.i.valid)]
         return m
