@@ -9,10 +9,11 @@ from hw.engine import EngineSizes
 from . import Board
 
 
-# 8×32 with lanes 4/16/32: 10,077 cycles a token in the SoC simulation (9,917 before the head
+# 8×32 with lanes 4/16/32: 10,080 cycles a token in the SoC simulation (9,917 before the head
 # quantizer and Dequantizer went to two lanes a cycle; 11,333 before the attention heads were
 # pipelined three deep, the head quantizer got two banks and RoPE its early emission). At 8 vector
-# lanes: 42,117 LUTs and 131 multipliers, but 55.35 MHz asking 60 (2026-12-05).
+# lanes (9,207 cycles): 42,211 LUTs and 131 multipliers, 56.50 MHz asking 60, then no route after
+# two timing fixes (router2's overuse grew past iteration 140; 2026-12-05, docs/boards.md).
 ENGINE_85F = EngineSizes(rows=8, simd=32, lanes=4, attention_lanes=16, head_lanes=32)
 # The explorer's choice for the 45F (tritium explore --board ulx3s-45f; docs/performance.md):
 # 18,643 LUTs, 47 block RAMs, 58 multipliers, fmax 63.1 MHz (2026-12-05; 22,477 LUTs and 42
@@ -21,8 +22,9 @@ ENGINE_85F = EngineSizes(rows=8, simd=32, lanes=4, attention_lanes=16, head_lane
 ENGINE_SMALL = EngineSizes(rows=2, simd=32, lanes=2, attention_lanes=4, head_lanes=16)
 
 BOARDS = [
-    # 60.02 MHz post-route asking 60 MHz with nextpnr's static placer and seed 3 (2026-12-05, 35,694
-    # LUTs, 203 block RAMs, 111 multipliers, 392 s; the engine before the two-lane head quantizer
+    # 62.20 MHz post-route asking 60 MHz with nextpnr's static placer and seed 3 (2026-12-05, 35,780
+    # LUTs, 203 block RAMs, 111 multipliers, 498 s; 60.02 MHz before the command skid, the
+    # registered gate peak and the skid's clock enable; the engine before the two-lane head quantizer
     # and Dequantizer: 64.70 MHz with seed 3, 57.15 and 53.84 with seeds 1 and 2). With heap's
     # placements router2 stalled on congestion on every engine since the shared Dequantizer
     # (docs/boards.md)
