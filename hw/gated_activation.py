@@ -164,13 +164,14 @@ class GatedActivation(wiring.Component):
             m.d.comb += [stored_up[lane].eq(self.i.payload.up[lane]) for lane in range(lanes)]
         # The beat and its magnitudes' ORs, registered: the running ORs take them a cycle later.
         beat_valid, beat_last = Signal(), Signal()
-        beat_act_bits, beat_up_bits = Signal(act_bits), Signal(width)
+        beat_up_bits = Signal(width)
         beat = Signal(pair)
         m.d.sync += [beat_valid.eq(stored_valid), beat_last.eq(stored_last),
                      beat_up_bits.eq(or_all(magnitude(u)[:width] for u in stored_up)),
                      beat.eq(Cat(*(v for v in stored_act), *(v for v in stored_up)))]
         peak_stages = []                   # relu²: the comparator tree holds a beat
         if silu:
+            beat_act_bits = Signal(act_bits)
             m.d.sync += beat_act_bits.eq(or_all(magnitude(v)[:act_bits] for v in stored_act))
         else:
             relus = [Signal(act_bits, name=f"relu_in{lane}") for lane in range(lanes)]
@@ -180,8 +181,8 @@ class GatedActivation(wiring.Component):
             with m.If(beat_max_valid & (beat_max > act_peak)):
                 m.d.sync += act_peak.eq(beat_max)
 
-        # e = bitlen(max >> 17). relu²: of the largest square, registered in SQUARE; SiLU: of the
-        # largest magnitude.
+        # e = bitlen(max >> 17). relu²: of the largest square, registered in SQUARE; SiLU and up: of
+        # the magnitudes' OR.
         act_extreme = act_peak if silu else Signal(2 * act_bits)
         e_act = Signal(range(max(len(act_extreme) - NORM_MAX_BITLEN, 0) + 1))
         e_up = Signal(range(max(width - NORM_MAX_BITLEN, 0) + 1))
