@@ -16,7 +16,7 @@ from . import Board
 # two timing fixes (router2's overuse grew past iteration 140; 2026-12-05, docs/boards.md).
 ENGINE_85F = EngineSizes(rows=8, simd=32, lanes=4, attention_lanes=16, head_lanes=32)
 # The explorer's choice for the 45F (tritium explore --board ulx3s-45f; docs/performance.md):
-# 18,643 LUTs, 47 block RAMs, 58 multipliers, fmax 63.1 MHz (2026-12-05; 22,477 LUTs and 42
+# 18,722 LUTs, 47 block RAMs, 58 multipliers, fmax 70.26 MHz (2026-12-05; 22,477 LUTs and 42
 # multipliers with the int8 products in the fabric, 34,720 LUTs and 22.4 MHz with the first blocks;
 # 4×8 with lanes 2/4/4 before it)
 ENGINE_SMALL = EngineSizes(rows=2, simd=32, lanes=2, attention_lanes=4, head_lanes=16)
@@ -32,12 +32,15 @@ BOARDS = [
           ENGINE_85F, clock_mhz=60.0, baud=1_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=("rms/buffer", "gated/buffer"), placer="static",
           placer_seed=3),
-    # 63.1 MHz post-route asking 60 MHz with nextpnr seed 2 (2026-12-05, 18,643 LUTs, 284 s; 62.3
+    # 70.26 MHz post-route asking 60 MHz with nextpnr's static placer and seed 3 (2026-12-05, 18,722
+    # LUTs; 65.92 with seed 2; heap's placement with seed 2 routed the same netlist at 57.83, its
+    # slowest path the norm's output skid through the quantizer's stall into its state). Before:
+    # 63.1 MHz with heap and seed 2 (18,643 LUTs, 284 s; 62.3
     # before the weight columns and the tied table's one ROM, 64.7 with the RmsQuantizer's own
     # AbsmaxQuantizer buffer); with seed 1 an earlier engine routed at 57.3 asking 60
     # and 61.2 asking 50, placement deciding the last few MHz (the slowest paths are registers
     # through a MULT18X18D to registers, most of their delay routing)
     Board("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "models/small",
           ENGINE_SMALL, clock_mhz=60.0, baud=1_000_000, loader_board="ulx3s",
-          reset_button="button_pwr", placer_seed=2),
+          reset_button="button_pwr", placer="static", placer_seed=3),
 ]
