@@ -75,19 +75,15 @@ def bank_address(bank, depth: int, address):
     return Mux(bank, address + depth, address)
 
 
-def store_beat(m, port, length, depth: int, data, peaks=(), overflowed=None, bank=0):
+def store_beat(m, port, length, depth: int, data, overflowed=None, bank=0):
     """In the current (accepting) state: write ``data`` to ``port`` at ``length`` (in ``bank`` of
-    two ``depth``-deep banks; no write with ``port`` None, the beat only counted) and count it,
-    raising each register of ``peaks`` (``(beat maximum, register)`` pairs) to its beat maximum;
+    two ``depth``-deep banks; no write with ``port`` None, the beat only counted) and count it;
     beats beyond ``depth`` are dropped and set ``overflowed``."""
     with m.If(length < depth):
         if port is not None:
             m.d.comb += [port.addr.eq(bank_address(bank, depth, length)), port.data.eq(data),
                          port.en.eq(1)]
         m.d.sync += length.eq(length + 1)
-        for beat_max, register in peaks:
-            with m.If(beat_max > register):
-                m.d.sync += register.eq(beat_max)
     if overflowed is not None:
         with m.Else():
             m.d.sync += overflowed.eq(1)

@@ -156,7 +156,7 @@ class AbsmaxQuantizer(wiring.Component):
         kept = Signal()                           # the beat fits the buffer
         m.d.comb += kept.eq(in_valid & (load_length < self._depth))
         with m.If(in_valid):
-            store_beat(m, wr, load_length, self._depth, in_beat, (), load_overflowed, bank=load_bank)
+            store_beat(m, wr, load_length, self._depth, in_beat, load_overflowed, bank=load_bank)
         beat_max, beat_max_valid, tree_valid = pipelined_max(
             m, [in_beat[lane].mag for lane in range(lanes)], kept, "max")
         with m.If(beat_max_valid & (beat_max > load_peak)):

@@ -169,7 +169,7 @@ class RmsQuantizer(wiring.Component):
         in_beat, in_valid = register_sign_magnitude(m, self.i, width, lanes)
         beat_bits = or_all(in_beat[lane].mag for lane in range(lanes))
         with m.If(in_valid):
-            store_beat(m, wr, length, self._depth, in_beat, (), overflowed)
+            store_beat(m, wr, length, self._depth, in_beat, overflowed)
             with m.If(length < self._depth):
                 m.d.sync += x_bits.eq(x_bits | beat_bits)
         bitlen = bit_length(m, x_bits, "bitlen")
