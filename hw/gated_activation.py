@@ -177,7 +177,11 @@ class GatedActivation(wiring.Component):
             relus = [Signal(act_bits, name=f"relu_in{lane}") for lane in range(lanes)]
             m.d.comb += [relu.eq(Mux(v > 0, v, 0).as_unsigned()[:act_bits])
                          for relu, v in zip(relus, stored_act)]
-            beat_max, beat_max_valid, peak_stages = pipelined_max(m, relus, stored_valid, "act_max")
+            # a beat past max_length is dropped and not measured: it is stored a cycle later, once
+            # the beat before it (if any) has been counted
+            kept = Signal()
+            m.d.comb += kept.eq(stored_valid & (length + (beat_valid & (length < self._depth)) < self._depth))
+            beat_max, beat_max_valid, peak_stages = pipelined_max(m, relus, kept, "act_max")
             with m.If(beat_max_valid & (beat_max > act_peak)):
                 m.d.sync += act_peak.eq(beat_max)
 
@@ -242,10 +246,11 @@ class GatedActivation(wiring.Component):
                 with m.If(take & self.i.payload.last):
                     m.d.sync += closing.eq(1)
                 with m.If(beat_valid):
+                    with m.If(length < self._depth):       # (a stored beat)
+                        m.d.sync += up_bits.eq(up_bits | beat_up_bits)
+                        if silu:
+                            m.d.sync += act_peak.eq(act_peak | beat_act_bits)
                     store_beat(m, wr, length, self._depth, beat)
-                    m.d.sync += up_bits.eq(up_bits | beat_up_bits)
-                    if silu:
-                        m.d.sync += act_peak.eq(act_peak | beat_act_bits)
                     with m.If(beat_last):
                         m.d.sync += closing.eq(0)
                         m.next = "SHIFTS" if silu else "SQUARE"

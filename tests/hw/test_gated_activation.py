@@ -18,7 +18,8 @@ def as_scale(s):
 
 def run_vectors(dut, vectors, seed, gap=0.0, stall=0.0):
     """Each vector is (gate, up, gate_scale, up_scale); returns per vector (values, scale) and the
-    edges of each vector's first input transfer and last output transfer."""
+    edges of each vector's first input transfer and last output transfer. A vector longer than the
+    unit's buffer gives the beats it kept."""
     lanes = dut.lanes
     rng = random.Random(seed)
     results, edges = [], {"first_in": [], "last_out": []}
@@ -48,7 +49,7 @@ def run_vectors(dut, vectors, seed, gap=0.0, stall=0.0):
     async def get(ctx):
         for gate, *_ in vectors:
             (scale,) = await stream_get(ctx, dut.scale, 1, rng, stall)
-            beats = await stream_get(ctx, dut.o, len(gate) // lanes, rng, stall)
+            beats = await stream_get(ctx, dut.o, min(len(gate) // lanes, dut.depth), rng, stall)
             assert [bool(p.last) for p in beats] == [False] * (len(beats) - 1) + [True]
             values = np.array([[int(v) for v in p.data] for p in beats]).reshape(-1)
             results.append((values, (int(scale.mant), int(scale.exp), bool(scale.invalid))))
@@ -100,6 +101,22 @@ def test_edge_cases():
     dut = GatedActivation(width=20, lanes=2, max_length=n)
     results, _ = run_vectors(dut, vectors, seed=0)
     check(results, vectors)
+
+
+@pytest.mark.parametrize("kind, lanes", [("relu2", 4), ("silu", 2)])
+def test_beats_past_max_length_are_dropped(kind, lanes):
+    """Beats past ``max_length`` are dropped and do not count towards the shifts (the last one has
+    the largest gate and up): the products and scale are those of the kept elements; the next
+    vector starts afresh."""
+    rng = np.random.default_rng(11)
+    n = 4 * lanes
+    dut = GatedActivation(width=16, lanes=lanes, max_length=n, kind=kind)
+    first, second = (random_vector(rng, n, 12, kind) for _ in range(2))
+    gate, up, gate_scale, up_scale = first
+    long = (np.concatenate([gate, np.full(lanes, (1 << 15) - 1)]),
+            np.concatenate([up, np.full(lanes, -(1 << 15))]), gate_scale, up_scale)
+    results, _ = run_vectors(dut, [long, second], seed=3, gap=0.2, stall=0.2)
+    check(results, [first, second], kind)
 
 
 def test_silu_table_edges():
