@@ -88,7 +88,7 @@ class HostLink(wiring.Component):
         words = MAX_PAYLOAD // TOKEN_BYTES
         m.submodules.buffer = buffer = memory.Memory(shape=16, depth=words, init=[])
         write = buffer.write_port(granularity=8)
-        read = buffer.read_port(domain="comb")
+        read = buffer.read_port()      # (synchronous: block RAM on iCE40, where LUT RAM is not)
 
         # -- decoder -------------------------------------------------------------------------
         request = Signal(data.StructLayout({"kind": 8, "length": 8, "error": 4}))
@@ -201,10 +201,13 @@ class HostLink(wiring.Component):
 
         # -- executor ------------------------------------------------------------------------
         cmd = self.command.payload
-        word = Signal(range(words))
+        # ``word`` is the word on ``read.data``: the address is the word it becomes next cycle
+        word, next_word = Signal(range(words)), Signal(range(words))
+        m.d.comb += next_word.eq(word)
+        m.d.sync += word.eq(next_word)
         arguments = Signal(16 * 6)              # GENERATE's payload, read a word a cycle
         token, token_full, reset_after, fault = Signal(16), Signal(), Signal(), Signal()
-        m.d.comb += [read.addr.eq(word), self.fault.eq(fault)]
+        m.d.comb += [read.addr.eq(next_word), self.fault.eq(fault)]
         flags = Cat(self.status.busy, self.generating, self.status.full, self.status.error)
         status_fields = (self.status.position, self.status.tokens, flags, cfg.vocab_size,
                          cfg.max_position_embeddings, self.status.cycles)
@@ -225,10 +228,10 @@ class HostLink(wiring.Component):
                                 m.d.comb += release.eq(1)
                                 m.next = "RESET"
                             with m.Case(Request.PROMPT):
-                                m.d.sync += word.eq(0)
+                                m.d.comb += next_word.eq(0)
                                 m.next = "PROMPT"
                             with m.Case(Request.GENERATE):
-                                m.d.sync += word.eq(0)
+                                m.d.comb += next_word.eq(0)
                                 m.next = "ARGUMENTS"
                             with m.Case(Request.STOP):
                                 respond(Response.OK, self.status.position)
@@ -239,7 +242,7 @@ class HostLink(wiring.Component):
             with m.State("PROMPT"):
                 m.d.comb += [self.command.valid.eq(1), cmd.op.eq(Command.TOKEN), cmd.token.eq(read.data)]
                 with m.If(self.command.ready):
-                    m.d.sync += word.eq(word + 1)
+                    m.d.comb += next_word.eq(word + 1)
                     with m.If(word == (request.length >> 1) - 1):
                         m.next = "PROMPT_DONE"
             with m.State("PROMPT_DONE"):
@@ -251,7 +254,8 @@ class HostLink(wiring.Component):
                         m.d.comb += release.eq(1)
                     m.next = "IDLE"
             with m.State("ARGUMENTS"):
-                m.d.sync += [arguments.eq(Cat(arguments[16:], read.data)), word.eq(word + 1)]
+                m.d.sync += arguments.eq(Cat(arguments[16:], read.data))
+                m.d.comb += next_word.eq(word + 1)
                 with m.If(word == len(arguments) // 16 - 1):
                     m.next = "GENERATE"
             with m.State("GENERATE"):

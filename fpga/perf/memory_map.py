@@ -3,8 +3,8 @@ each to the FPGA: block RAM (how many blocks), LUT RAM, or logic (docs/performan
 
 The list is written from the blocks (``tests/fpga/test_explore.py`` checks it against the
 memories of the elaborated design); the mapping follows what Yosys's ``memory_libmap`` does with
-our memories on ECP5, iCE40 and Gowin: shallow RAMs go to LUT RAM, small ROMs to logic, the rest to
-block RAM in the aspect ratio that needs the fewest blocks.
+our memories on ECP5, iCE40 and Gowin: shallow RAMs go to LUT RAM (block RAM on iCE40, which has
+none), small ROMs to logic, the rest to block RAM in the aspect ratio that needs the fewest blocks.
 """
 
 import dataclasses
@@ -35,7 +35,7 @@ BLOCK_SHAPES = {
 # one block reads 36 bits through both ports (Yosys: 128×260 in 4 blocks, 256×960 in 15)
 ROM_WIDTH_MAX = {"ecp5": 18, "ice40": 16, "gowin": 18}
 # LUT RAM: bits of one primitive (ECP5 TRELLIS_DPR16X4 16×4; Gowin RAM16SDP4; iCE40 has none:
-# its shallow RAMs become flip-flops and logic)
+# every RAM, shallow or not, takes block RAM, since all our read ports are synchronous)
 LUT_RAM_BITS = {"ecp5": 64, "gowin": 64, "ice40": 0}
 
 
@@ -168,9 +168,7 @@ def map_memory(memory: Memory, family: str, distributed: bool = False) -> Mapped
     if memory.rom and memory.bits <= LOGIC_ROM_BITS:
         return Mapped(memory, "logic")
     lut_bits = LUT_RAM_BITS[family]
-    if not memory.rom and (distributed or memory.depth <= LUT_RAM_DEPTH):
-        if not lut_bits:
-            return Mapped(memory, "logic")
+    if not memory.rom and lut_bits and (distributed or memory.depth <= LUT_RAM_DEPTH):
         return Mapped(memory, "lut", lut_rams=-(-memory.width // 4) * -(-memory.depth // 16))
     slices = block_slices(memory.width, memory.depth, family, memory.rom, memory.dual)
     stacked = [(w, -(-memory.depth // d)) for w, d in slices]
