@@ -385,7 +385,9 @@ class ScaleProgram:
 
     ``program`` rows are ``(result, op, a, b, integer)``: ``a`` and ``b`` name earlier results or
     entries of ``sources`` (scale-layout values); ``integer`` names an entry of ``integers``, an
-    ``(n, exp)`` pair for FROM_INT (``n · 2^exp``). Results are registers (``results[name]``);
+    ``(n, exp)`` pair for FROM_INT (``n · 2^exp``). Results are registers (``results[name]``),
+    shared where their lives do not overlap (:meth:`registers_of`): a result that a later command
+    reads is gone after that command; one that no command reads (the caller's) lasts to the end.
     ``invalid`` is the OR of the unit's invalid flags over the run. Each command is registered
     before it is offered, so the unit (shared, and placed away from its clients) sees registers
     only: a cycle a command.
@@ -394,9 +396,33 @@ class ScaleProgram:
     def __init__(self, program, exp_bits: int):
         self.program = program
         layout = scale_layout(exp_bits)
-        self.results = {name: Signal(layout, name=f"r_{name}") for name, *_ in program}
+        assignment = self.registers_of(program)
+        registers = [Signal(layout, name="r_" + "_".join(name for name, k in assignment.items() if k == slot))
+                     for slot in range(max(assignment.values()) + 1)]
+        self.results = {name: registers[slot] for name, slot in assignment.items()}
         self.step = Signal(range(len(program)))
         self.invalid = Signal()
+
+    @staticmethod
+    def registers_of(program) -> dict:
+        """Each result's register (an index): a command's result may take the register of one
+        whose last reader is that command or an earlier one (its operands are registered before
+        its result is written), so a program has as many registers as results live at once. A
+        result no command reads is the caller's: it has a register of its own, which the next
+        run does not write before its own command."""
+        last_read = {}
+        for step, (_, _, a, b, _) in enumerate(program):
+            last_read.update({name: step for name in (a, b) if name is not None})
+        assignment, free_from = {}, []       # free_from[k]: the first command that may write k
+        for step, (name, *_) in enumerate(program):
+            kept = name not in last_read
+            slot = len(free_from) if kept else next(
+                (k for k, first in enumerate(free_from) if first <= step), len(free_from))
+            if slot == len(free_from):
+                free_from.append(0)
+            assignment[name] = slot
+            free_from[slot] = len(program) if kept else last_read[name]
+        return assignment
 
     def start(self):
         """Statements (sync) that make the next run begin at the first command."""

@@ -6,7 +6,8 @@ import random
 import numpy as np
 import pytest
 
-from hw.scale_unit import NORMALIZED_QUOTIENT_BITS, QUOTIENT_BITS, ScaleOp, ScaleUnit
+from hw import attention, gated_activation, head_quantizer, rms_quantizer
+from hw.scale_unit import NORMALIZED_QUOTIENT_BITS, QUOTIENT_BITS, ScaleOp, ScaleProgram, ScaleUnit
 from hw.testing import run, stream_get, stream_put, transfer_edges
 from model import numerics as nx
 
@@ -310,3 +311,24 @@ def test_shared_unit_parameters_are_checked(clients, message):
 
     with pytest.raises(ValueError, match=message):
         SharedScaleUnit(clients)
+
+
+@pytest.mark.parametrize("program", [rms_quantizer.PROGRAM, head_quantizer.PROGRAM, attention.ROW_PROGRAM,
+                                     *gated_activation.PROGRAMS.values()])
+def test_program_registers_are_shared_only_between_dead_results(program):
+    """Replaying the program on its register assignment: every operand still holds the result it
+    names when read, and the caller's result (read by no command) is never written by another."""
+    slots = ScaleProgram.registers_of(program)
+    held = {}                                     # register -> the result it holds
+    for name, _, a, b, _ in program:
+        for operand in (a, b):
+            if operand in slots:
+                assert held[slots[operand]] == operand, f"{operand} was overwritten before {name} read it"
+        held[slots[name]] = name
+    last = program[-1][0]
+    assert [n for n, k in slots.items() if k == slots[last]] == [last]
+    assert max(slots.values()) + 1 < len(program) or len(program) <= 2
+
+
+def test_norm_program_needs_three_registers():
+    assert max(ScaleProgram.registers_of(rms_quantizer.PROGRAM).values()) + 1 == 3
