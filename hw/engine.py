@@ -41,7 +41,7 @@ flash (``flash`` port, :class:`~hw.flash_loader.FlashLoader`) and is ``busy`` un
 Status (one ``status`` member, :func:`status_signature`, that a host interface joins with
 ``connect``): ``position``, ``tokens`` (generated since the last GENERATE), ``cycles`` (clock cycles
 while busy) and the same split by :class:`Phase` (``phase_cycles``: the array busy, else what the
-sequencer is waiting on), for ``tritium sim generate`` and ``tritium bench engine`` (``phases``).
+sequencer is waiting on), for ``tritium sim generate`` and ``tritium bench engine``.
 
 With ``taps=True`` the ``tap`` port shows every value the engine stores or streams between blocks
 (one event a cycle, no backpressure), tagged with the instruction (``pc``) and a :class:`Tap` kind:
@@ -250,15 +250,12 @@ class Engine(wiring.Component):
         With ``flash_offset``: that RAM is the iCE40 UP5K's SPRAM (instantiated primitives).
     taps : bool
         Build the ``tap`` debug port.
-    phases : bool
-        Build ``phase_cycles`` (for the simulation benches; a SoC, whose host sees only
-        ``status``, leaves them out).
     """
 
     def __init__(self, model: IntegerModel, *, rows: int = 4, simd: int = 8, lanes: int = 4,
                  attention_lanes: int | None = None, head_lanes: int | None = None,
                  k_max: int = 8, flash_offset: int | None = None, spram: bool = False,
-                 taps: bool = False, phases: bool = True):
+                 taps: bool = False):
         attention_lanes = attention_lanes or lanes
         head_lanes = head_lanes or lanes
         cfg = model.config
@@ -271,7 +268,7 @@ class Engine(wiring.Component):
         self._rows, self._simd, self._lanes, self._k_max = rows, simd, lanes, k_max
         self._attention_lanes, self._head_lanes = attention_lanes, head_lanes
         self._program = program(cfg)
-        self._taps, self._phases = taps, phases
+        self._taps = taps
         self._linear = TernaryLinear([getattr(layer, name).codes for layer in model.layers
                                       for name in MATRICES], rows=rows, simd=simd,
                                      loaded=flash_offset is not None, spram=spram)
@@ -288,9 +285,8 @@ class Engine(wiring.Component):
             "command": In(stream.Signature(command_layout(cfg, k_max))),
             "o": Out(stream.Signature(token_layout(cfg))),
             "status": Out(status_signature(cfg)),
+            "phase_cycles": Out(data.ArrayLayout(CYCLE_BITS, len(Phase))),
         }
-        if phases:
-            members["phase_cycles"] = Out(data.ArrayLayout(CYCLE_BITS, len(Phase)))
         if flash_offset is not None:
             members["flash"] = Out(SpiSignature)
         if taps:
@@ -920,11 +916,10 @@ class Engine(wiring.Component):
             m.d.comb += phase.eq(Phase.CONTROL)
         with m.If(busy):
             m.d.sync += self.status.cycles.eq(self.status.cycles + 1)
-            if self._phases:
-                with m.Switch(phase):
-                    for p in Phase:
-                        with m.Case(p):
-                            m.d.sync += self.phase_cycles[p].eq(self.phase_cycles[p] + 1)
+            with m.Switch(phase):
+                for p in Phase:
+                    with m.Case(p):
+                        m.d.sync += self.phase_cycles[p].eq(self.phase_cycles[p] + 1)
 
         if self._taps:
             self._tap(m, pc, norm_pc, h_valid, h_source, codes_out, rms_out.o, rms, headq,

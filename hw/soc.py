@@ -52,7 +52,7 @@ class Soc(wiring.Component):
     def __init__(self, model: IntegerModel, *, clock_hz: float, baud: int, engine: dict | None = None):
         self._divisor = divisor_for(clock_hz, baud)
         self._clock_hz, self._baud = clock_hz, baud
-        self._engine = Engine(model, **{"phases": False, **(engine or {})})
+        self._engine = Engine(model, **(engine or {}))
         timeout = TIMEOUT_BYTES * FRAME_BITS * self._divisor
         self._link = HostLink(model.config, k_max=self._engine.k_max, timeout=timeout)
         members = {"rx": In(1, init=1), "tx": Out(1, init=1), "leds": Out(LEDS)}
