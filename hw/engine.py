@@ -487,12 +487,27 @@ class Engine(wiring.Component):
                 m.d.sync += error.eq(1)
 
         # -- one scale product at a time on the ScaleUnit -------------------------------------
+        # Registered before it is offered (as a ScaleProgram's commands), so the shared unit's
+        # choice and command register see registers, not the sequencer's state decoding.
+        product = Signal(data.StructLayout({"a": scale, "b": scale}))
+        offered = Signal()
+        m.d.comb += [scale_unit.i.valid.eq(offered), scale_unit.i.payload.op.eq(ScaleOp.MUL),
+                     scale_unit.i.payload.a.eq(product.a), scale_unit.i.payload.b.eq(product.b)]
+        with m.If(scale_unit.i.valid & scale_unit.i.ready):
+            m.d.sync += offered.eq(0)
+
+        def offer(a, b):
+            """Statements (sync) that offer a·b to the ScaleUnit from the next cycle."""
+            return [product.a.eq(a), product.b.eq(b), offered.eq(1)]
+
         def scale_product(state, a, b, result, next_state):
-            """States ``state`` (issue a·b) and ``state + "_WAIT"`` (store it in ``result``)."""
+            """States ``state`` (a·b registered), ``state + "_OFFER"`` (offered) and
+            ``state + "_WAIT"`` (stored in ``result``)."""
             with m.State(state):
-                m.d.comb += [scale_unit.i.valid.eq(1), scale_unit.i.payload.op.eq(ScaleOp.MUL),
-                             scale_unit.i.payload.a.eq(a), scale_unit.i.payload.b.eq(b)]
-                with m.If(scale_unit.i.valid & scale_unit.i.ready):
+                m.d.sync += offer(a, b)
+                m.next = state + "_OFFER"
+            with m.State(state + "_OFFER"):
+                with m.If(scale_unit.i.ready):
                     m.next = state + "_WAIT"
             with m.State(state + "_WAIT"):
                 m.d.comb += scale_unit.o.ready.eq(1)
@@ -868,8 +883,8 @@ class Engine(wiring.Component):
                 with m.If(forwarding):          # the previous norm is done: the next one's constants
                     m.d.sync += [norm_index.eq(forward_index), norm_gated.eq(0)]
                 with m.If(~acc_issued):             # D·γ, once the norm's D is out
-                    m.d.comb += [scale_unit.i.valid.eq(d_valid), scale_unit.i.payload.op.eq(ScaleOp.MUL),
-                                 scale_unit.i.payload.a.eq(d_scale), scale_unit.i.payload.b.eq(gamma)]
+                    with m.If(d_valid & ~offered):
+                        m.d.sync += offer(d_scale, gamma)
                     with m.If(scale_unit.i.valid & scale_unit.i.ready):
                         m.d.sync += acc_issued.eq(1)
                 with m.Elif(~acc_valid):

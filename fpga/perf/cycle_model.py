@@ -37,7 +37,7 @@ from hw.token_table import TokenTable
 FETCH = 2               # the sequencer's DECODE and FETCH states, once per instruction
 START = 1               # a MATMUL's START state (the start transfer)
 LOOKUP = TernaryLinear.latency_of()   # look the matrix up, read its first weight word
-SCALE_PRODUCT = ScaleUnit.cycles_of(ScaleOp.MUL) + 2   # issue, multiply, store (D·γ, logit scale, coef)
+SCALE_PRODUCT = ScaleUnit.cycles_of(ScaleOp.MUL) + 3   # register, issue, multiply, store (D·γ, logit scale, coef)
 GREEDY = True
 
 
