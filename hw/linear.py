@@ -21,7 +21,9 @@ The weight memory (a ROM or RAM in block RAM) is split into columns of :data:`WE
 each a memory of its own addressed by its own copy of the address register: on the ULX3S-85F one
 address register fanned out to 114 block RAMs across the die, 16 ns of routing, the SoC's slowest
 path (a copy per column drives 16). The copies count alike; each increments itself, so synthesis
-cannot merge them.
+cannot merge them. The read enable (the feed's skid buffer empty) is likewise a register a column,
+each updated from its own value: one enable fanned out to every block RAM was the next slowest
+path (13 ns of routing).
 """
 
 from collections.abc import Sequence
@@ -118,25 +120,25 @@ class TernaryLinear(wiring.Component):
             words += [codes for codes, _, _ in beats]
         return words
 
-    def _weight_memory(self, m, address, loading):
+    def _weight_memory(self, m, address, read_en, loading):
         """The weight ROM, or the RAM (``loaded``: memories, or the iCE40's SPRAM) with the load
-        logic; the ``address`` copies (one a column, one for the SPRAM) for reads and writes, as a
-        single-port RAM has. Returns the read enable and the read data."""
-        read_en = Signal()
+        logic; the ``address`` and ``read_en`` copies (one a column, one for the SPRAM) for reads
+        and writes, as a single-port RAM has. Returns the read data."""
         depth = self.rom_words
         if self._spram:
             m.submodules.weights = ram = Ice40Spram(width=self.rom_word_bits, depth=depth)
-            m.d.comb += [ram.addr.eq(address[0]), ram.read_en.eq(read_en & ~loading)]
+            m.d.comb += [ram.addr.eq(address[0]), ram.read_en.eq(read_en[0] & ~loading)]
             write_data, write_en, read_data = ram.write_data, ram.write_en, ram.read_data
         else:
             words = self.weight_words()
             read_data, write_data, write_en = Signal(self.rom_word_bits), Signal(self.rom_word_bits), Signal()
             low = 0
-            for column, (width, column_address) in enumerate(zip(weight_columns(self.rom_word_bits), address)):
+            for column, (width, column_address, column_en) in enumerate(
+                    zip(weight_columns(self.rom_word_bits), address, read_en)):
                 init = [] if self._loaded else [(w >> low) & ((1 << width) - 1) for w in words]
                 m.submodules[f"weights{column}"] = weights = memory.Memory(shape=width, depth=depth, init=init)
                 read = weights.read_port()
-                m.d.comb += [read.addr.eq(column_address), read.en.eq(read_en),
+                m.d.comb += [read.addr.eq(column_address), read.en.eq(column_en),
                              read_data[low:low + width].eq(read.data)]
                 if self._loaded:
                     write = weights.write_port()
@@ -145,7 +147,7 @@ class TernaryLinear(wiring.Component):
                 low += width
         if self._loaded:
             self._load(m, write_data, write_en, address, depth, loading)
-        return read_en, read_data
+        return read_data
 
     def _load(self, m, write_data, write_en, address, depth, loading):
         """Fill the weight RAM from ``load``, one word a beat in address order, after reset."""
@@ -180,8 +182,10 @@ class TernaryLinear(wiring.Component):
         # the weight address, a copy a column (each counts by itself: see the module docstring)
         copies = 1 if self._spram else len(weight_columns(self.rom_word_bits))
         address = [Signal(range(self.rom_words + 1), name=f"address{c}") for c in range(copies)]
+        # and the read enable (``advance``), a copy a column likewise
+        read_en = [Signal(init=1, name=f"read_en{c}") for c in range(copies)]
         loading = Signal(init=self._loaded)      # the weight RAM is being filled from ``load``
-        w_read_en, w_read_data = self._weight_memory(m, address, loading)
+        w_read_data = self._weight_memory(m, address, read_en, loading)
         m.submodules.x_buffer = x_buffer = memory.Memory(
             shape=data.ArrayLayout(signed(ACT_BITS), simd), depth=max(self._k_words), init=[])
         x_read, x_write = x_buffer.read_port(), x_buffer.write_port()
@@ -218,7 +222,6 @@ class TernaryLinear(wiring.Component):
         skid_x = Signal(len(Value.cast(x_read.data)), reset_less=True)    # array's datapath)
         taken = array.w.valid & array.w.ready
         m.d.comb += [advance.eq(~skid_valid),
-                     w_read_en.eq(advance),
                      x_read.addr.eq(word), x_read.en.eq(advance),
                      array.w.valid.eq(s1_valid | skid_valid), array.x.valid.eq(s1_valid | skid_valid),
                      array.w.payload.eq(Mux(skid_valid, skid_w, w_read_data)),
@@ -233,6 +236,12 @@ class TernaryLinear(wiring.Component):
                 m.d.sync += skid_valid.eq(0)
         with m.Elif(s1_valid & ~taken):
             m.d.sync += skid_valid.eq(1)
+        for enable in read_en:                    # ~skid_valid, each copy from its own value
+            with m.If(~enable):
+                with m.If(taken):
+                    m.d.sync += enable.eq(1)
+            with m.Elif(s1_valid & ~taken):
+                m.d.sync += enable.eq(0)
         with m.If(advance):
             m.d.sync += [s1_valid.eq(issue), s1_last.eq(word == k_words - 1)]
             with m.If(issue):
