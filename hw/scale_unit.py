@@ -16,8 +16,8 @@ RSQRT      1 / sqrt(a)                          ``scale_rsqrt(a)``           ``S
 =========  ===================================  ===========================  ==================
 
 A command is registered as it is taken and its op decoded in the next cycle (``DECODE``). Every
-result goes through one normalizer (``scale_from_int``), a pipeline of three cycles: shift
-the leading one into the top byte by whole bytes; keep the 17 bits from the leading one; round half
+result goes through one normalizer (``scale_from_int``), a pipeline of four cycles: find the
+leading nonzero byte; shift the leading one into the top byte by whole bytes; keep the 17 bits from the leading one; round half
 up (``((v >> (s - 1)) + 1) >> 1``, a carry out renormalizes). MUL multiplies the registered
 mantissas (its one 16×16 product, the unit's only multiplier) into the normalizer's operand
 register; ADD takes a cycle to order the operands by exponent, one to shift the smaller into place
@@ -106,7 +106,7 @@ class ScaleUnit(wiring.Component):
     """
 
     DECODE = 1                     # the registered command's op
-    NORMALIZE = 3                  # leading byte, leading bit, rounding
+    NORMALIZE = 4                  # leading byte found, shifted; leading bit; rounding
     MULTIPLY = 1                   # the registered operands' product
     ALIGN = 3                      # order by exponent, shift, add
     DIVIDE = NORMALIZED_QUOTIENT_BITS   # one quotient bit a cycle (QUOTIENT_BITS unnormalized)
@@ -199,7 +199,7 @@ class ScaleUnit(wiring.Component):
                     with m.Case(ScaleOp.ADD):
                         m.next = "ORDER"
                     with m.Case(ScaleOp.FROM_INT):
-                        m.next = "COARSE"
+                        m.next = "LEAD"
                     with m.Case(ScaleOp.RECIP):
                         m.next = "DIVIDE"
                     with m.Case(ScaleOp.RSQRT):
@@ -211,7 +211,7 @@ class ScaleUnit(wiring.Component):
             with m.State("MULTIPLY"):
                 m.d.comb += exp_addend.eq(b_exp)
                 m.d.sync += [value.eq(mant[:SCALE_BITS] * b_mant), exp.eq(exp_sum)]
-                m.next = "COARSE"
+                m.next = "LEAD"
 
             with m.State("ORDER"):
                 # A zero operand takes the other's exponent: the larger operand goes to mant, the
@@ -237,7 +237,7 @@ class ScaleUnit(wiring.Component):
                                           mant[:SCALE_BITS] + shifted[SCALE_ALIGN_BITS:])),
                              exp.eq(exp_sum)]
                 m.d.comb += exp_addend.eq(-SCALE_ALIGN_BITS)
-                m.next = "COARSE"
+                m.next = "LEAD"
 
             with m.State("DIVIDE"):
                 m.d.sync += [remainder.eq(Mux(fits, difference, trial)), value.eq(Cat(fits, value)),
@@ -245,7 +245,7 @@ class ScaleUnit(wiring.Component):
                 with m.If(first_divide):   # -RECIP_DIVIDEND_SHIFT - exp
                     m.d.comb += [exp_base.eq(~exp), exp_addend.eq(1 - RECIP_DIVIDEND_SHIFT)]
                 with m.If(step == 0):
-                    m.next = "COARSE"
+                    m.next = "LEAD"
             with m.State("SQRT"):
                 m.d.comb += rooting.eq(1)
                 m.d.sync += [remainder.eq(Mux(fits, difference, trial)), value.eq(Cat(fits, value)),
@@ -253,20 +253,25 @@ class ScaleUnit(wiring.Component):
                 with m.If(step == ROOT_BITS - 1):   # (exp - odd - RSQRT_SHIFT) / 2
                     m.d.comb += [exp_base.eq(exp >> 1), exp_addend.eq(-(RSQRT_SHIFT // 2))]
                 with m.If(step == 0):
-                    m.next = "COARSE"
+                    m.next = "LEAD"
 
-            # scale_from_int in three steps: shift the leading one into the top byte by whole
-            # bytes, then to the top bit, keeping 17 bits; round half up (a carry renormalizes).
-            with m.State("COARSE"):
-                chunks = value_bits // 8
-                padded = Cat(Const(0, 16), value)
-                lead = Signal(range(chunks))                        # leading zero bytes
-                coarse = Signal(24)
-                adjust = Signal(signed(8))
-                m.d.comb += lead.eq(chunks - 1)
+            # scale_from_int in four steps: find the leading nonzero byte, shift the leading one
+            # into the top byte by whole bytes, then to the top bit, keeping 17 bits; round half
+            # up (a carry renormalizes).
+            chunks = value_bits // 8
+            lead = Signal(range(chunks))                            # leading zero bytes
+            with m.State("LEAD"):
+                # (a register of its own: the byte search and the exponent's adder in one cycle
+                # were the ULX3S-85F's slowest path)
+                m.d.sync += lead.eq(chunks - 1)
                 for k in range(1, chunks):
                     with m.If(value[8 * k:8 * k + 8].any()):
-                        m.d.comb += lead.eq(chunks - 1 - k)
+                        m.d.sync += lead.eq(chunks - 1 - k)
+                m.next = "COARSE"
+            with m.State("COARSE"):
+                padded = Cat(Const(0, 16), value)
+                coarse = Signal(24)
+                adjust = Signal(signed(8))
                 with m.Switch(lead):
                     for k in range(chunks):
                         with m.Case(k):
