@@ -16,7 +16,7 @@ from . import Board
 # two timing fixes (router2's overuse grew past iteration 140; 2026-12-05, docs/boards.md).
 ENGINE_85F = EngineSizes(rows=8, simd=32, lanes=4, attention_lanes=16, head_lanes=32)
 # The explorer's choice for the 45F (tritium explore --board ulx3s-45f; docs/performance.md):
-# 18,722 LUTs, 47 block RAMs, 58 multipliers, fmax 70.26 MHz (2026-12-05; 22,477 LUTs and 42
+# 18,581 LUTs, 47 block RAMs, 58 multipliers, fmax 61.22 MHz (2026-12-05; 22,477 LUTs and 42
 # multipliers with the int8 products in the fabric, 34,720 LUTs and 22.4 MHz with the first blocks;
 # 4×8 with lanes 2/4/4 before it)
 ENGINE_SMALL = EngineSizes(rows=2, simd=32, lanes=2, attention_lanes=4, head_lanes=16)
@@ -32,8 +32,10 @@ BOARDS = [
           ENGINE_85F, clock_mhz=60.0, baud=1_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=("gated/buffer",), placer="static",
           placer_seed=5),
-    # 70.26 MHz post-route asking 60 MHz with nextpnr's static placer and seed 3 (2026-12-05, 18,722
-    # LUTs; 65.92 with seed 2; heap's placement with seed 2 routed the same netlist at 57.83, its
+    # 61.22 MHz post-route asking 60 MHz with nextpnr's static placer and seed 3 (2026-12-05, 18,581
+    # LUTs, 162 s; 72.30 and 68.09 on the two engines before; 59.67 before the engine's scale
+    # products were registered). Earlier: 70.26 with seed 3 (18,722 LUTs), 65.92 with seed 2;
+    # heap's placement with seed 2 routed that netlist at 57.83, its
     # slowest path the norm's output skid through the quantizer's stall into its state). Before:
     # 63.1 MHz with heap and seed 2 (18,643 LUTs, 284 s; 62.3
     # before the weight columns and the tied table's one ROM, 64.7 with the RmsQuantizer's own
