@@ -136,7 +136,8 @@ class TernaryLinear(wiring.Component):
             for column, (width, column_address, column_en) in enumerate(
                     zip(weight_columns(self.rom_word_bits), address, read_en)):
                 init = [] if self._loaded else [(w >> low) & ((1 << width) - 1) for w in words]
-                m.submodules[f"weights{column}"] = weights = memory.Memory(shape=width, depth=depth, init=init)
+                weights = memory.Memory(shape=width, depth=depth, init=init)
+                m.submodules[f"weights{column}"] = weights
                 read = weights.read_port()
                 m.d.comb += [read.addr.eq(column_address), read.en.eq(column_en),
                              read_data[low:low + width].eq(read.data)]

@@ -17,8 +17,9 @@ RSQRT      1 / sqrt(a)                          ``scale_rsqrt(a)``           ``S
 
 A command is registered as it is taken and its op decoded in the next cycle (``DECODE``). Every
 result goes through one normalizer (``scale_from_int``), a pipeline of four cycles: find the
-leading nonzero byte; shift the leading one into the top byte by whole bytes; keep the 17 bits from the leading one; round half
-up (``((v >> (s - 1)) + 1) >> 1``, a carry out renormalizes). MUL multiplies the registered
+leading nonzero byte; shift the leading one into the top byte by whole bytes; keep the 17 bits
+from the leading one; round half up (``((v >> (s - 1)) + 1) >> 1``, a carry out renormalizes).
+MUL multiplies the registered
 mantissas (its one 16×16 product, the unit's only multiplier) into the normalizer's operand
 register; ADD takes a cycle to order the operands by exponent, one to shift the smaller into place
 and one to add.

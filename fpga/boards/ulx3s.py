@@ -9,7 +9,8 @@ from hw.engine import EngineSizes
 from . import Board
 
 
-# 8×32 with lanes 4/16/32: 10,080 cycles a token in the SoC simulation (9,917 before the head
+# 8×32 with lanes 4/16/32: 10,169 cycles a token in the SoC simulation (10,080 before the ScaleUnit's
+# extra normalizer cycle and the registered scale products; 9,917 before the head
 # quantizer and Dequantizer went to two lanes a cycle; 11,333 before the attention heads were
 # pipelined three deep, the head quantizer got two banks and RoPE its early emission). At 8 vector
 # lanes (9,207 cycles): 42,211 LUTs and 131 multipliers, 56.50 MHz asking 60, then no route after
@@ -22,12 +23,13 @@ ENGINE_85F = EngineSizes(rows=8, simd=32, lanes=4, attention_lanes=16, head_lane
 ENGINE_SMALL = EngineSizes(rows=2, simd=32, lanes=2, attention_lanes=4, head_lanes=16)
 
 BOARDS = [
-    # 62.20 MHz post-route asking 60 MHz with nextpnr's static placer and seed 3 (2026-12-05, 35,780
-    # LUTs, 203 block RAMs, 111 multipliers, 498 s; 60.02 MHz before the command skid, the
-    # registered gate peak and the skid's clock enable; the engine before the two-lane head quantizer
-    # and Dequantizer: 64.70 MHz with seed 3, 57.15 and 53.84 with seeds 1 and 2). With heap's
-    # placements router2 stalled on congestion on every engine since the shared Dequantizer
-    # (docs/boards.md)
+    # 65.93 MHz post-route asking 60 MHz with nextpnr's static placer and seed 5 (2026-12-05, 33,754
+    # LUTs, 207 block RAMs with the norm's buffer, 111 multipliers, 475 s; seeds 1, 3 and 4: 58.91,
+    # 59.89, 63.60). Before: 62.20 MHz with seed 3 (35,780 LUTs, 498 s); 60.02 MHz before the
+    # command skid, the registered gate peak and the skid's clock enable; the engine before the
+    # two-lane head quantizer and Dequantizer: 64.70 MHz with seed 3, 57.15 and 53.84 with seeds 1
+    # and 2). With heap's placements router2 stalled on congestion on every engine since the shared
+    # Dequantizer (docs/boards.md)
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "models/ulx3s",
           ENGINE_85F, clock_mhz=60.0, baud=1_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=("gated/buffer",), placer="static",
