@@ -19,10 +19,9 @@ A command is registered as it is taken and its op decoded in the next cycle (``D
 result goes through one normalizer (``scale_from_int``), a pipeline of four cycles: find the
 leading nonzero byte; shift the leading one into the top byte by whole bytes; keep the 17 bits
 from the leading one; round half up (``((v >> (s - 1)) + 1) >> 1``, a carry out renormalizes).
-MUL multiplies the registered
-mantissas (its one 16×16 product, the unit's only multiplier) into the normalizer's operand
-register; ADD takes a cycle to order the operands by exponent, one to shift the smaller into place
-and one to add.
+MUL multiplies the registered mantissas (its one 16×16 product, the unit's only multiplier) into
+the normalizer's operand register; ADD takes a cycle to order the operands by exponent, one to
+shift the smaller into place and one to add.
 RECIP divides the constant 2^31 by the mantissa with a restoring divider, one quotient bit per
 cycle: 17 for a normalized mantissa (the quotient is at most 2^16; the engine's scales are all
 normalized), 32 for any other; RSQRT takes the integer square root of ``mant · 2^(30 + odd)`` one result bit per cycle,

@@ -37,13 +37,12 @@ BOARDS = [
     # 61.22 MHz post-route asking 60 MHz with nextpnr's static placer and seed 3 (2026-12-05, 18,581
     # LUTs, 162 s; 72.30 and 68.09 on the two engines before; 59.67 before the engine's scale
     # products were registered). Earlier: 70.26 with seed 3 (18,722 LUTs), 65.92 with seed 2;
-    # heap's placement with seed 2 routed that netlist at 57.83, its
-    # slowest path the norm's output skid through the quantizer's stall into its state). Before:
-    # 63.1 MHz with heap and seed 2 (18,643 LUTs, 284 s; 62.3
-    # before the weight columns and the tied table's one ROM, 64.7 with the RmsQuantizer's own
-    # AbsmaxQuantizer buffer); with seed 1 an earlier engine routed at 57.3 asking 60
-    # and 61.2 asking 50, placement deciding the last few MHz (the slowest paths are registers
-    # through a MULT18X18D to registers, most of their delay routing)
+    # heap's placement with seed 2 routed that netlist at 57.83 (its slowest path the norm's output
+    # skid through the quantizer's stall into its state). Before: 63.1 MHz with heap and seed 2
+    # (18,643 LUTs, 284 s; 62.3 before the weight columns and the tied table's one ROM, 64.7 with
+    # the RmsQuantizer's own AbsmaxQuantizer buffer); with seed 1 an earlier engine routed at 57.3
+    # asking 60 and 61.2 asking 50, placement deciding the last few MHz (the slowest paths are
+    # registers through a MULT18X18D to registers, most of their delay routing)
     Board("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "models/small",
           ENGINE_SMALL, clock_mhz=60.0, baud=1_000_000, loader_board="ulx3s",
           reset_button="button_pwr", placer="static", placer_seed=3),
