@@ -208,6 +208,13 @@ def cmd_chat(args) -> int:
         console.print(f"{board.name}: using {describe(port)} (--port chooses another)")
     if args.check and args.prompt is None:
         raise ValueError("--check needs --prompt (one turn from an empty context)")
+    netlist = None
+    if args.netlist:
+        from fpga.flow.netlist import Netlist
+
+        if not args.sim:
+            raise ValueError("--netlist simulates the board's netlist: it needs --sim")
+        netlist = Netlist(board)
     if args.prompt is not None:
         from model.tokenizer import encode_text
 
@@ -223,7 +230,8 @@ def cmd_chat(args) -> int:
 
             params = soc_params(model_dir, board.engine_parameters(), board.clock_mhz * 1e6)
             with status(console) as say:
-                link = stack.enter_context(open_board(params, timeout=args.timeout, status=say))
+                link = stack.enter_context(open_board(params, timeout=args.timeout, status=say,
+                                                      netlist=netlist))
         else:
             link = stack.enter_context(serial_link(args.port, args.baud or board.baud, args.timeout))
         state = link.status()
@@ -281,6 +289,20 @@ def cmd_bench(args) -> int:
         with status(console) as say:
             results = bench_breakdown(args.boards, args.docs, say)
         console.print(table(results))
+        console.print(f"wrote {args.docs / 'benchmarks.md'}")
+        return 0
+    if args.what == "fuzz":
+        from fpga.bench.fuzz import FuzzFailure, bench_fuzz
+
+        try:
+            with status(console) as say:
+                fuzzed = bench_fuzz(args.bursts, args.seed, args.docs, say)
+        except FuzzFailure as failure:
+            console.print(f"[red]{failure}[/red]")
+            return 1
+        console.print(f"{fuzzed['frames']:,} frames in {fuzzed['bursts']:,} bursts (seed {fuzzed['seed']}), "
+                      f"{fuzzed['seconds']:.0f} s: {fuzzed['frames'] / fuzzed['seconds']:,.1f} frames/s; "
+                      "the SoC answered and gave the integer model's tokens after every burst")
         console.print(f"wrote {args.docs / 'benchmarks.md'}")
         return 0
     if args.what == "blocks":
@@ -448,6 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "plugged in with the board's USB bridge)")
     p.add_argument("--baud", type=int, help="default: the board's")
     p.add_argument("--sim", action="store_true", help="the SoC in Verilator behind a pseudo-terminal")
+    p.add_argument("--netlist", action="store_true", help="with --sim: the gate-level netlist Yosys makes "
+                   "of the SoC for the board, with the FPGA's cell models (slower to build and run)")
     p.add_argument("--model", type=Path, help="checkpoint directory (default: the board's model)")
     p.add_argument("--prompt", help="one turn with this prompt (default: ask, turn after turn)")
     p.add_argument("-n", type=int, default=64, help="tokens a turn (default 64)")
@@ -480,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="measure and write docs/benchmarks.md")
     p.add_argument("what", choices=["array", "blocks", "breakdown", "helpers", "engine", "boards",
-                                    "explore"])
+                                    "explore", "fuzz"])
     _board_argument(p, "--boards", nargs="*", metavar="BOARD", help="boards, breakdown: only these "
                     "(default all)")
     p.add_argument("--rebuild", action="store_true", help="boards, explore: build even where a "
@@ -492,6 +516,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "use fpga/perf/data/validation.json's cycle counts")
     p.add_argument("--root", type=Path, default=Path("build"), help="boards: the builds' root")
     p.add_argument("--quick", action="store_true", help="a smaller synthesis sweep")
+    p.add_argument("--bursts", type=int, default=1_800, help="fuzz: random bursts (default 1,800: "
+                   "over 10,000 frames)")
+    p.add_argument("--seed", type=int, default=1, help="fuzz: the bursts' seed")
     p.add_argument("--docs", type=Path, default=paths.DOCS,
                    help="where benchmarks.md and the plot go")
     p.set_defaults(func=cmd_bench)

@@ -67,10 +67,12 @@ def waves_requested() -> bool:
 
 
 def build(component_factory, params: dict, *, design: str, simulator: str, log_file=None,
-          extra_sources=(), status=None, label=None):
+          extra_sources=(), status=None, label=None, netlist=None):
     """Generate Verilog for ``component_factory(**params)`` and build it for ``simulator`` with
     ``extra_sources`` (cached; the build's output to ``log_file`` if given). ``status(text)`` is
-    told each phase, ``label`` (default ``design``) naming what is built.
+    told each phase, ``label`` (default ``design``) naming what is built. With ``netlist`` (a
+    ``fpga.flow.netlist.Netlist``), what is built is the gate-level netlist Yosys makes of the
+    Verilog for a board, with the cell models of the board's FPGA family.
 
     Returns the runner (which must also run the tests) and the build directory."""
     from cocotb_tools.runner import get_runner
@@ -93,10 +95,14 @@ def build(component_factory, params: dict, *, design: str, simulator: str, log_f
         # Icarus in its default -g2012 mode leaves Amaranth's combinational blocks unevaluated
         # at time 0 (their trigger is an initialized reg): outputs read X. -g2005 runs them.
         args = ["-g2005"]
+    if netlist is not None:
+        args = netlist.build_args(simulator)
+        extra_sources = [*extra_sources, *netlist.sources()]
     extra_sources = [Path(f).resolve() for f in extra_sources]     # e.g. primitive models
-    key = hashlib.sha256(json.dumps([design, params, waves, args, [f.read_text() for f in extra_sources]],
-                                    sort_keys=True).encode())
-    build_dir = BUILD_ROOT / f"{design}-{key.hexdigest()[:12]}-{simulator}"
+    key = hashlib.sha256(json.dumps([design, params, waves, args, [f.read_text() for f in extra_sources],
+                                     netlist and netlist.key()], sort_keys=True).encode())
+    kind = "" if netlist is None else f"-{netlist.family}"
+    build_dir = BUILD_ROOT / f"{design}-{key.hexdigest()[:12]}{kind}-{simulator}"
     build_dir.mkdir(parents=True, exist_ok=True)
     with open(build_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -106,6 +112,10 @@ def build(component_factory, params: dict, *, design: str, simulator: str, log_f
         text = verilog.convert(component_factory(**params), name=design, emit_src=False)
         if not source.exists() or source.read_text() != text:
             source.write_text(text)
+        if netlist is not None:
+            if status:
+                status(f"synthesizing {label or design} for {netlist.family} (Yosys)")
+            source = netlist.synthesize(source, design, build_dir)
         sources = [source, *extra_sources]
         if simulator == "icarus" and waves:
             dump = build_dir / "tritium_waves.v"
@@ -136,13 +146,14 @@ def build(component_factory, params: dict, *, design: str, simulator: str, log_f
 
 
 def run(component_factory, params: dict, *, design: str, bench: str, simulator: str, seed: int,
-        test_dir: Path, testcase=None, extra_env=None, extra_sources=()):
-    """Build (cached) and run the cocotb module ``bench`` (e.g. ``sim.tb_quantizer``; only
-    ``testcase`` if given, with ``extra_env`` beside ``TB_PARAMS``); assert it passed."""
+        test_dir: Path, testcase=None, extra_env=None, extra_sources=(), netlist=None):
+    """Build (cached; a gate-level ``netlist`` as :func:`build`) and run the cocotb module
+    ``bench`` (e.g. ``sim.tb_quantizer``; only ``testcase`` if given, with ``extra_env`` beside
+    ``TB_PARAMS``); assert it passed."""
     from cocotb_tools.runner import get_results
 
     runner, build_dir = build(component_factory, params, design=design, simulator=simulator,
-                              extra_sources=extra_sources)
+                              extra_sources=extra_sources, netlist=netlist)
     print(f"{design} on {simulator}: seed {seed}, build {build_dir}, run {test_dir}")
     waves, plusargs = waves_requested(), []
     if waves and simulator == "icarus":

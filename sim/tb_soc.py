@@ -5,6 +5,13 @@
 - ``protocol``: prompts and generations give exactly ``IntegerModel.generate``'s tokens, and bad
   input (garbage, a damaged CRC, a truncated frame, an oversize prompt, requests during a
   generation, a RESET request and a reset of the SoC mid-stream) is answered or recovered from.
+- ``tokens``: a prompt, then a greedy and a sampled generation give ``IntegerModel.generate``'s
+  tokens (the short check, for the gate-level netlist).
+- ``fuzz``: seeded random bursts (:mod:`sim.fuzz`; ``TB_FUZZ``: JSON ``seed``, ``bursts``,
+  ``result`` path), each followed by a check: the SoC answers STATUS, returns to an idle empty
+  context on RESET, and a prompt and a generation then give the integer model's tokens. Every byte
+  it sends is part of a well-formed response (unless a reset cut one short). Writes the counts and
+  seconds to ``result``.
 - ``bridge``: the virtual board of ``tritium chat --sim``: a pseudo-terminal (its path written to
   ``TB_PTY``) whose bytes go out on ``rx`` and whose reads are ``tx``'s bytes, until the file
   ``TB_STOP`` appears.
@@ -13,19 +20,26 @@
 import json
 import os
 import pty
+import time
 import tty
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, RisingEdge, Timer
+from cocotb.utils import get_sim_time
 
-from hw.protocol import Error, FrameReader, Request, Response, frame, generate_frame, prompt_frames
+from hw.protocol import Error, Flag, FrameReader, Request, Response, frame, generate_frame, prompt_frames
+from hw.soc import TIMEOUT_BYTES
+from hw.uart import FRAME_BITS
 from model.checkpoint import load_weights
 from model.integer import IntegerModel
+from sim.fuzz import SENT, bursts
 
 PARAMS = json.loads(os.environ.get("TB_PARAMS", "{}"))
 CLOCK_NS = 10
 POLL_CYCLES = 2000          # the bridge looks at the pseudo-terminal this often
+QUIET_CYCLES = 20_000       # fuzz: the SoC sent nothing for this long: a burst's answers are over
+SETTLE_TRIES = 8            # fuzz: RESET and STATUS until answered so
 
 
 class UartHost:
@@ -38,11 +52,12 @@ class UartHost:
         self.reader = FrameReader()
         self.responses = []
         self.framing_errors = 0
+        self.last_byte_ns = 0
 
     async def start(self):
         dut = self.dut
         dut.rx.value = 1
-        cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
+        cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns", impl="gpi").start())
         await self.reset()
         cocotb.start_soon(self._monitor())
 
@@ -54,11 +69,12 @@ class UartHost:
             await RisingEdge(self.dut.clk)
         self.dut.rst.value = 0
 
-    async def send(self, data: bytes):
+    async def send(self, data: bytes, stop_bit: int = 1):
         for byte in data:
-            for bit in [0] + [byte >> i & 1 for i in range(8)] + [1]:
+            for bit in [0] + [byte >> i & 1 for i in range(8)] + [stop_bit]:
                 self.dut.rx.value = bit
                 await Timer(self.bit_ns, unit="ns")
+        self.dut.rx.value = 1
 
     async def _monitor(self):
         tx = self.dut.tx
@@ -76,14 +92,26 @@ class UartHost:
                 continue
             self.received.append(byte)
             self.responses += self.reader.feed(bytes([byte]))
+            self.last_byte_ns = get_sim_time("ns")
 
-    async def receive(self, until=Response.DONE, limit_ns=None):
-        """Responses up to and including the first of kind ``until``."""
+    async def quiet(self, quiet_ns: int, limit_ns: int):
+        """Wait until no byte has come for ``quiet_ns``; an AssertionError after ``limit_ns``."""
+        waited = 0
+        while get_sim_time("ns") - self.last_byte_ns < quiet_ns:
+            assert waited < limit_ns, f"the SoC kept sending for {limit_ns} ns"
+            await Timer(quiet_ns // 4, unit="ns")
+            waited += quiet_ns // 4
+
+    async def receive(self, until=Response.DONE, limit_ns=None, required=True):
+        """Responses up to and including the first of kind ``until``; if none comes within
+        ``limit_ns``, an AssertionError, or None where not ``required``."""
         waited = 0
         while not any(kind == until for kind, _ in self.responses):
             await Timer(self.bit_ns * 10, unit="ns")
             waited += self.bit_ns * 10
-            assert limit_ns is None or waited < limit_ns, f"no {until.name} within {limit_ns} ns"
+            if limit_ns is not None and waited >= limit_ns:
+                assert not required, f"no {until.name} within {limit_ns} ns"
+                return None
         end = next(i for i, (kind, _) in enumerate(self.responses) if kind == until) + 1
         got, self.responses = self.responses[:end], self.responses[end:]
         return got
@@ -141,6 +169,89 @@ async def protocol(dut):
     got = await host.receive(Response.DONE)
     assert tokens_of(got) == greedy, f"{tokens_of(got)} != the model's {greedy}"
     assert got[-1] == (Response.DONE, (count, len(prompt) + count - 1, 0))
+
+
+@cocotb.test()
+async def tokens(dut):
+    model = IntegerModel(load_weights(PARAMS["model"]))
+    host = UartHost(dut)
+    await host.start()
+    prompt, count = [1, 2, 3][:model.config.vocab_size - 1], 4
+    for sampling in ({}, dict(temperature=0.8, top_k=3, seed=5)):
+        await host.send(frame(Request.RESET))
+        assert await host.receive(Response.OK) == [(Response.OK, (0,))]
+        for f in prompt_frames(prompt):
+            await host.send(f)
+            assert await host.receive(Response.OK) == [(Response.OK, (len(prompt),))]
+        await host.send(generate_frame(count, **sampling))
+        got, want = tokens_of(await host.receive(Response.DONE)), model.generate(prompt, count, **sampling)
+        assert got == want, f"{got} != the model's {want} ({sampling or 'greedy'})"
+
+
+@cocotb.test()
+async def fuzz(dut):
+    job = json.loads(os.environ["TB_FUZZ"])
+    model = IntegerModel(load_weights(PARAMS["model"]))
+    vocab, k_max = model.config.vocab_size, PARAMS["engine"].get("k_max", 8)
+    prompt, count = [1, 2, 3][:vocab - 1], 2
+    want = model.generate(prompt, count, temperature=0.8, top_k=min(3, k_max), seed=7)
+    host = UartHost(dut)
+    await host.start()
+    byte_ns = host.bit_ns * FRAME_BITS
+    limit_ns = byte_ns * 200 + 200_000 * CLOCK_NS          # a generation of the tiny model, with room
+    counts, started = {}, time.perf_counter()
+
+    async def settle():
+        """RESET and STATUS until they are answered OK at position 0 and an idle STATUS, and then
+        nothing more (a burst's requests may still be queued behind a long prompt: the SoC holds
+        16 bytes while a request runs, then loses bytes and answers OVERRUN)."""
+        for _ in range(SETTLE_TRIES):
+            await host.quiet(QUIET_CYCLES * CLOCK_NS, limit_ns)
+            host.responses.clear()
+            await host.send(frame(Request.RESET) + frame(Request.STATUS))
+            got = await host.receive(Response.STATUS, limit_ns=limit_ns, required=False)
+            await host.quiet(QUIET_CYCLES * CLOCK_NS, limit_ns)
+            if got and not host.responses and len(got) == 2 and got[0] == (Response.OK, (0,)):
+                position, _, flags, *_ = got[1][1]
+                if position == 0 and not flags & (Flag.BUSY | Flag.GENERATING):
+                    return
+        raise AssertionError(f"no idle STATUS after {SETTLE_TRIES} RESETs")
+
+    await settle()
+    for index, steps in enumerate(bursts(job["seed"], job["bursts"], vocab=vocab, k_max=k_max,
+                                         timeout_bytes=TIMEOUT_BYTES)):
+        reset, framing_errors = False, host.framing_errors
+        for step in steps:
+            counts[step.kind] = counts.get(step.kind, 0) + 1
+            if step.kind == "pause":
+                await Timer(byte_ns * step.bytes_idle, unit="ns")
+            elif step.kind == "reset":
+                await host.reset()
+                reset = True
+            else:
+                await host.send(step.data, stop_bit=int(step.kind != "framing"))
+        await Timer(byte_ns * 2 * TIMEOUT_BYTES, unit="ns")      # a frame cut short times out
+        try:
+            await settle()
+            host.responses.clear()
+            for f in prompt_frames(prompt):
+                await host.send(f)
+                assert await host.receive(Response.OK, limit_ns=limit_ns) == [(Response.OK, (len(prompt),))]
+            await host.send(generate_frame(count, temperature=0.8, top_k=min(3, k_max), seed=7))
+            got = tokens_of(await host.receive(Response.DONE, limit_ns=limit_ns))
+            assert got == want, f"tokens {got}, the model's {want}"
+            assert reset or (host.reader.skipped, host.framing_errors) == (0, framing_errors), \
+                f"{host.reader.skipped} bytes outside responses, " \
+                f"{host.framing_errors - framing_errors} without a stop bit"
+        except AssertionError as error:
+            answers = ", ".join(f"{kind.name} {fields}" for kind, fields in host.responses[-8:])
+            raise AssertionError(f"burst {index} (seed {job['seed']}): {error}; steps: "
+                                 f"{' | '.join(map(str, steps))}; last answers: {answers}") from None
+        host.reader.skipped = 0
+    seconds = time.perf_counter() - started
+    frames = sum(counts.get(kind, 0) for kind in SENT)
+    with open(job["result"], "w") as f:
+        json.dump({"bursts": job["bursts"], "frames": frames, "steps": counts, "seconds": seconds}, f)
 
 
 @cocotb.test()

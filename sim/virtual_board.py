@@ -59,6 +59,18 @@ def extra_sources(engine: dict) -> list:
     return [Path(__file__).parent / "SB_SPRAM256KA.v"] if engine.get("spram") else []
 
 
+def tiny_model() -> Path:
+    """A random model small enough to simulate the SoC quickly (its protocol tests, its netlist,
+    fuzzing), written once under build/ (a fixed path keeps the simulator builds cached)."""
+    from model.integer import tiny_model as write_tiny_model
+    from sim.harness import BUILD_ROOT
+
+    path = BUILD_ROOT / "models" / "soc-tiny"
+    if not (path / "model" / "config.json").exists():
+        write_tiny_model(path, 2, max_position_embeddings=16)
+    return path / "model"
+
+
 def soc_params(model, engine: dict, clock_hz: float = 25e6) -> dict:
     return {"model": str(model), "engine": dict(engine), "clock_hz": clock_hz,
             "baud": int(clock_hz // SIM_DIVISOR)}
@@ -71,15 +83,16 @@ class BoardStartError(RuntimeError):
 class VirtualBoard:
     """A running ``bridge`` simulation; :meth:`close` ends it."""
 
-    def __init__(self, params: dict, *, simulator: str = "verilator", status=None, timeout: float = 900):
+    def __init__(self, params: dict, *, simulator: str = "verilator", status=None, timeout: float = 900,
+                 netlist=None):
         from sim.harness import build
 
         self.params, self._dir = params, Path(tempfile.mkdtemp(prefix="tritium-board-"))
         self.pty_file, self.stop_file = self._dir / "pty", self._dir / "stop"
         runner, build_dir = build(soc_factory, params, design=DESIGN, simulator=simulator,
                                   log_file=self._dir / "build.log",
-                                  extra_sources=extra_sources(params["engine"]), status=status,
-                                  label="the SoC")
+                                  extra_sources=[] if netlist else extra_sources(params["engine"]),
+                                  status=status, label="the SoC", netlist=netlist)
         if status:
             status(f"starting the virtual board (simulator output: {self._dir / 'sim.log'})")
         env = {"TB_PARAMS": json.dumps(params), "TB_PTY": str(self.pty_file),

@@ -185,7 +185,7 @@ def test_a_virtual_board_that_does_not_start_is_one_line(monkeypatch, capsys):
     from fpga.host import virtual
     from sim.virtual_board import BoardStartError
 
-    def fail(params, status=None):
+    def fail(params, status=None, netlist=None):
         raise BoardStartError("the virtual board did not start (simulator exited); see /tmp/run")
 
     monkeypatch.setattr(virtual, "VirtualBoard", fail)
@@ -216,3 +216,15 @@ def test_board_choices_come_from_the_boards(monkeypatch, capsys):
         main(["build", "--board", "ulx3s-25f"])
     assert exit.value.code == 2
     assert "invalid choice: 'ulx3s-25f'" in capsys.readouterr().err
+
+
+def test_a_netlist_needs_the_simulator_and_cell_models(capsys):
+    assert main(["chat", "--netlist", "--board", "ulx3s-45f", "--prompt", "A", "--port", "/dev/null"]) == 2
+    assert "--netlist simulates the board's netlist: it needs --sim" in capsys.readouterr().err
+    assert main(["chat", "--sim", "--netlist", "--board", "tang-nano-9k", "--prompt", "A"]) == 2
+    assert "no gate-level simulation of gowin netlists" in capsys.readouterr().err
+
+
+def test_fuzzing_needs_a_burst(capsys):
+    assert main(["bench", "fuzz", "--bursts", "0"]) == 2
+    assert "--bursts must be at least 1, not 0" in capsys.readouterr().err

@@ -18,14 +18,13 @@ from pathlib import Path
 from amaranth.back import verilog
 
 from fpga.boards import BOARDS
-from fpga.flow.build import build_options
-from fpga.flow.synth import FAMILIES, run_yosys
+from fpga.flow.build import soc_script
+from fpga.flow.synth import run_yosys
 from model import paths
 
 from . import provenance, write_section
 
 BOARD_NAMES = ("ulx3s-85f", "ulx3s-45f", "icebreaker")
-PART = {"ecp5": "ecp5-85f", "ice40": "ice40-up5k"}       # fpga.flow.synth.FAMILIES by board family
 LUT_WEIGHTS = {"ecp5": {"LUT4": 1, "CCU2C": 2, "TRELLIS_DPR16X4": 6}, "ice40": {"SB_LUT4": 1}}
 TOP = "top.soc"                        # the SoC's module name, as a board's design names it
 ARRAY = f"{TOP}.engine.linear"         # the ternary array and its weight memory
@@ -57,22 +56,15 @@ def measure(board, status=None, *, model_dir=None, engine: dict | None = None) -
     params = {**board.engine_parameters(), **(engine or {})}
     soc = Soc(board.load_model(model_dir), clock_hz=board.clock_mhz * 1e6, baud=board.baud,
               engine=params)
-    script, *_ = FAMILIES[PART[board.family]]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if status:
             status(f"{board.name}: elaborating")
         (work / "soc.v").write_text(verilog.convert(soc, name=TOP, emit_src=False))
-        # the board flow's synthesis: its LUT-RAM buffers; ECP5's options stop before the LUT
-        # mapping, which the script does itself; iCE40's put the multipliers on SB_MAC16
-        options = build_options(board)
-        distributed = options.get("script_after_read", "")
-        flags = "-noflatten" + ("" if board.family == "ecp5" else f" {options['synth_opts']}")
-        text = script.format(source="soc.v", top=TOP, flatten=flags)
-        read, _, rest = text.partition("\n")
         if status:
             status(f"{board.name}: synthesizing (Yosys, hierarchy kept)")
-        run_yosys(f"{read}\n{distributed}\n{rest}tee -q -o stat.json stat -json\n", work)
+        run_yosys(soc_script(board, source="soc.v", top=TOP, flatten="-noflatten")
+                  + "tee -q -o stat.json stat -json\n", work)
         stat = json.loads((work / "stat.json").read_text())
     luts = module_luts(stat, board.family)
     engine = f"{TOP}.engine"

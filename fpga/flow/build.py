@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fpga.boards import Board, BoardTop
 
-from .synth import ECP5_LUT_MAPPING
+from .synth import ECP5_LUT_MAPPING, FAMILIES
 from .tools import find_loader, tool
 
 # Environment variables Amaranth's toolchains read, per family: (variable, yowasp tool).
@@ -31,6 +31,8 @@ TOOLS = {
 # The stages, each known to be done when its output exists.
 STAGES = [("synthesis (yosys)", "top.json"), ("place and route (nextpnr)", "nextpnr.json"),
           ("bitstream (pack)", None)]
+# fpga.flow.synth.FAMILIES' script for each board family
+SYNTH_PART = {"ecp5": "ecp5-85f", "ice40": "ice40-up5k"}
 BITSTREAMS = {"ecp5": "top.bit", "ice40": "top.bin", "gowin": "top.fs"}
 # nextpnr's utilization names: LUTs, flip-flops, block RAMs, DSPs (by family).
 RESOURCES = {
@@ -74,16 +76,36 @@ def build_options(board: Board) -> dict:
                "ice40": {"synth_opts": "-dsp", "nextpnr_opts": nextpnr},
                "gowin": {"nextpnr_opts": nextpnr}}[board.family]
     if board.distributed_ram:
-        options["script_after_read"] = (f'setattr -set ram_style "distributed" '
-                                         f'{" ".join(map(yosys_path, board.distributed_ram))}')
+        options["script_after_read"] = distributed_ram_script(board)
     return options
 
 
-def yosys_path(name: str) -> str:
-    """An engine memory ("rms/quantizer/buffer") as Yosys names it in a board's design
-    ("top.soc.engine.rms.quantizer/buffer")."""
+def distributed_ram_script(board: Board, soc: str = "top.soc") -> str:
+    """The Yosys command that puts ``board.distributed_ram`` in LUT RAM, in a design whose SoC
+    module is ``soc``."""
+    paths = " ".join(yosys_path(name, soc) for name in board.distributed_ram)
+    return f'setattr -set ram_style "distributed" {paths}' if paths else ""
+
+
+def yosys_path(name: str, soc: str = "top.soc") -> str:
+    """An engine memory ("rms/quantizer/buffer") as Yosys names it in a design whose SoC module is
+    ``soc`` (a board's: "top.soc.engine.rms.quantizer/buffer")."""
     module, _, memory = name.rpartition("/")
-    return f"top.soc.engine{'.' if module else ''}{module.replace('/', '.')}/{memory}"
+    return f"{soc}.engine{'.' if module else ''}{module.replace('/', '.')}/{memory}"
+
+
+def soc_script(board: Board, *, source: str, top: str, flatten: str = "") -> str:
+    """Yosys commands that synthesize the SoC alone (Verilog ``source``, module ``top``) as
+    ``board``'s build synthesizes it, without the board's own top (PLL, I/O buffers): its LUT-RAM
+    memories, ECP5's classic LUT mapping, iCE40's multipliers on SB_MAC16. ``flatten``: e.g.
+    ``-noflatten`` to keep the hierarchy."""
+    if board.family not in SYNTH_PART:
+        raise ValueError(f"{board.name}: no synthesis of the SoC alone for {board.family} boards "
+                         f"(only {' and '.join(SYNTH_PART)})")
+    script = FAMILIES[SYNTH_PART[board.family]][0]
+    flags = flatten + ("" if board.family == "ecp5" else f" {build_options(board).get('synth_opts', '')}")
+    read, _, rest = script.format(source=source, top=top, flatten=flags.strip()).partition("\n")
+    return f"{read}\n{distributed_ram_script(board, top)}\n{rest}"
 
 
 def read_report(family: str, path: Path) -> dict:

@@ -12,11 +12,12 @@ __all__ = ["open_board", "soc_params"]
 
 
 @contextlib.contextmanager
-def open_board(params: dict, *, timeout: float, status=None):
+def open_board(params: dict, *, timeout: float, status=None, netlist=None):
     """A :class:`~fpga.host.link.BoardLink` to a :class:`~sim.virtual_board.VirtualBoard` of
-    ``params`` (``sim.virtual_board.soc_params``); the board is closed after."""
+    ``params`` (``sim.virtual_board.soc_params``; its gate-level ``netlist`` if given, a
+    :class:`fpga.flow.netlist.Netlist`); the board is closed after."""
     try:
-        board = VirtualBoard(params, status=status)
+        board = VirtualBoard(params, status=status, netlist=netlist)
     except BoardStartError as error:
         raise LinkError(str(error)) from None
     try:

@@ -1,32 +1,20 @@
 """The SoC through its UART pins (cocotb, sim/tb_soc.py), and ``tritium chat --sim``: the tokens
 that come back over the byte protocol are exactly IntegerModel.generate's."""
 
+import json
 import os
-from pathlib import Path
 
 import pytest
 
 from model import paths
 from fpga.cli import main
-from model.checkpoint import load_weights, random_checkpoint
-from model.config import BitNetConfig
+from model.checkpoint import load_weights
 from model.integer import IntegerModel
 from model.tokenizer import load_tokenizer
-from sim.harness import BUILD_ROOT, available_simulators, run
-from sim.virtual_board import soc_factory, soc_params
+from sim.harness import available_simulators, run
+from sim.virtual_board import soc_factory, soc_params, tiny_model
 
 SEED = int(os.environ.get("TRITIUM_SEED", "5"))
-TINY = dict(vocab_size=11, hidden_size=16, intermediate_size=24, num_hidden_layers=1,
-            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=16,
-            tie_word_embeddings=True)
-
-
-def tiny_model() -> Path:
-    """A random model under build/ (a fixed path keeps the simulator builds cached)."""
-    path = BUILD_ROOT / "models" / "soc-tiny"
-    if not (path / "config.json").exists():
-        random_checkpoint(path, BitNetConfig(**TINY), seed=2)
-    return path
 
 
 @pytest.mark.parametrize("simulator", available_simulators())
@@ -34,6 +22,19 @@ def test_protocol_over_the_uart(simulator, tmp_path):
     params = soc_params(tiny_model(), dict(rows=2, simd=4, lanes=2), clock_hz=8e6)
     run(soc_factory, params, design="soc", bench="sim.tb_soc", testcase="protocol",
         simulator=simulator, seed=SEED, test_dir=tmp_path)
+
+
+@pytest.mark.skipif("verilator" not in available_simulators(), reason="no Verilator")
+def test_fuzzed_frames_neither_wedge_the_soc_nor_change_its_tokens(tmp_path):
+    """A short seeded slice of the fuzzer (``tritium bench fuzz`` runs the long one)."""
+    params = soc_params(tiny_model(), dict(rows=2, simd=4, lanes=2), clock_hz=8e6)
+    result = tmp_path / "fuzz.json"
+    job = {"seed": SEED, "bursts": 30, "result": str(result)}
+    run(soc_factory, params, design="soc", bench="sim.tb_soc", testcase="fuzz", simulator="verilator",
+        seed=SEED, test_dir=tmp_path, extra_env={"TB_FUZZ": json.dumps(job)})
+    fuzzed = json.loads(result.read_text())
+    assert fuzzed["bursts"] == 30 and fuzzed["frames"] >= 30, fuzzed
+    assert {"request", "crc", "truncated", "reset"} <= set(fuzzed["steps"]), fuzzed
 
 
 @pytest.mark.skipif("verilator" not in available_simulators(), reason="no Verilator")

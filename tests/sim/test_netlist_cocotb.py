@@ -1,0 +1,29 @@
+"""The gate-level netlist of the SoC (fpga/flow/netlist.py): what Yosys maps a tiny model's SoC to for
+an ECP5 board, simulated with the vendor cells' models behind the UART, gives the integer model's
+tokens, greedy and sampled (sim/tb_soc.py's ``tokens``)."""
+
+import os
+
+import pytest
+
+from fpga.boards import BOARDS
+from fpga.flow.netlist import MODELS, Netlist
+from sim.harness import available_simulators, run
+from sim.virtual_board import soc_factory, soc_params, tiny_model
+
+SEED = int(os.environ.get("TRITIUM_SEED", "5"))
+
+
+@pytest.mark.skipif("verilator" not in available_simulators(), reason="no Verilator")
+def test_ecp5_netlist_generates_the_integer_models_tokens(tmp_path):
+    params = soc_params(tiny_model(), dict(rows=2, simd=4, lanes=1), clock_hz=8e6)
+    run(soc_factory, params, design="soc", bench="sim.tb_soc", testcase="tokens", simulator="verilator",
+        seed=SEED, test_dir=tmp_path, netlist=Netlist(BOARDS["ulx3s-45f"]))
+
+
+def test_a_family_without_cell_models_is_refused():
+    with pytest.raises(ValueError, match="no gate-level simulation of gowin netlists"):
+        Netlist(BOARDS["tang-nano-9k"])
+    with pytest.raises(ValueError, match="a gate-level netlist simulates on Verilator, not icarus"):
+        Netlist(BOARDS["ulx3s-45f"]).build_args("icarus")
+    assert set(MODELS) == {"ecp5", "ice40"}
