@@ -25,6 +25,9 @@ class Packer(wiring.Component):
             "o": Out(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(shape, n * ratio), "last": 1}))),
         })
+        # the beats held and their count (attributes for the proofs: tests/hw/test_formal.py)
+        self.held = [Signal(data.ArrayLayout(shape, n), name=f"held{b}") for b in range(ratio - 1)]
+        self.count = Signal(range(ratio))
 
     def elaborate(self, platform):
         m = Module()
@@ -32,8 +35,7 @@ class Packer(wiring.Component):
         if ratio == 1:
             wiring.connect(m, wiring.flipped(self.i), wiring.flipped(self.o))
             return m
-        held = [Signal(data.ArrayLayout(self._shape, n), name=f"held{b}") for b in range(ratio - 1)]
-        count = Signal(range(ratio))
+        held, count = self.held, self.count
         final = count == ratio - 1
         m.d.comb += [self.o.valid.eq(self.i.valid & final),
                      self.i.ready.eq(~final | self.o.ready),

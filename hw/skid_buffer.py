@@ -19,13 +19,15 @@ class SkidBuffer(wiring.Component):
     def __init__(self, shape):
         self._shape = shape
         super().__init__({"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))})
+        # the second register and its flag (attributes for the proofs: tests/hw/test_formal.py)
+        self.skid = Signal.like(self.i.payload, name="skid")
+        self.skid_valid = Signal()
 
     latency = 1
 
     def elaborate(self, platform):
         m = Module()
-        skid = Signal.like(self.i.payload, name="skid")
-        skid_valid = Signal()
+        skid, skid_valid = self.skid, self.skid_valid
         m.d.comb += self.i.ready.eq(~skid_valid)
         with m.If(~self.o.valid | self.o.ready):
             # the output register takes the skid's beat first, else the input's

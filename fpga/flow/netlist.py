@@ -33,6 +33,9 @@ MODELS = {
 # flattened, constants folded and names dropped (a smaller C++ model for Verilator: 6 minutes to
 # compile a tiny model's SoC on 2 cores, against more than 25 with each cell a module). NO_INCLUDES:
 # ECP5's cells_sim.v would include its flip-flop and I/O wrappers twice; the netlist uses none.
+# setundef: undefined constants become 0 (iCE40's RAM model has a write port with an undefined
+# address, which Verilator rejects; Verilator is two-state anyway), after memory_collect (else
+# write_verilog trips an assertion on the zeroed memory ports).
 FLATTEN = """write_verilog -noattr netlist.v
 design -reset
 read_verilog netlist.v
@@ -42,6 +45,8 @@ hierarchy -top {top}
 proc
 flatten
 opt_expr
+memory_collect
+setundef -zero
 opt_clean -purge
 write_verilog -noattr simulated.v
 """
