@@ -1,6 +1,7 @@
-"""The gate-level netlist of the SoC (fpga/flow/netlist.py): what Yosys maps a tiny model's SoC to for
-an ECP5 board, simulated with the vendor cells' models behind the UART, gives the integer model's
-tokens, greedy and sampled (sim/tb_soc.py's ``tokens``)."""
+"""Gate-level netlists (fpga/flow/netlist.py): what Yosys maps a tiny model's SoC to for an ECP5
+board, simulated with the vendor cells' models behind the UART, gives the integer model's tokens,
+greedy and sampled (sim/tb_soc.py's ``tokens``); and a block RAM in each width and the multipliers
+give Python's words and products (sim/tb_cells.py)."""
 
 import os
 
@@ -9,6 +10,7 @@ import pytest
 from fpga.boards import BOARDS
 from fpga.flow.netlist import MODELS, Netlist
 from sim.harness import available_simulators, run
+from sim.tb_cells import CellProbe
 from sim.virtual_board import soc_factory, soc_params, tiny_model
 
 SEED = int(os.environ.get("TRITIUM_SEED", "5"))
@@ -19,6 +21,18 @@ def test_ecp5_netlist_generates_the_integer_models_tokens(tmp_path):
     params = soc_params(tiny_model(), dict(rows=2, simd=4, lanes=1), clock_hz=8e6)
     run(soc_factory, params, design="soc", bench="sim.tb_soc", testcase="tokens", simulator="verilator",
         seed=SEED, test_dir=tmp_path, netlist=Netlist(BOARDS["ulx3s-45f"]))
+
+
+@pytest.mark.skipif("verilator" not in available_simulators(), reason="no Verilator")
+@pytest.mark.parametrize("width, depth", [(4, 4096), (9, 2048), (18, 1024), (36, 512)])
+@pytest.mark.parametrize("netlist", [False, True], ids=["rtl", "ecp5-netlist"])
+def test_block_ram_and_multipliers_as_mapped(width, depth, netlist, tmp_path):
+    """One block RAM in each width Yosys maps the boards' memories to (DP16KD 4/9/18 bits, and 36
+    as a pseudo-dual-port), and a signed and an unsigned MULT18X18D: random words and products
+    equal Python's, on the Verilog (the bench itself) and on the ECP5 netlist (the cell models)."""
+    run(CellProbe, dict(width=width, depth=depth), design=f"cells_w{width}", bench="sim.tb_cells",
+        simulator="verilator", seed=SEED, test_dir=tmp_path,
+        netlist=Netlist(BOARDS["ulx3s-45f"]) if netlist else None)
 
 
 def test_a_family_without_cell_models_is_refused():
