@@ -57,7 +57,7 @@ class UartHost:
     async def start(self):
         dut = self.dut
         dut.rx.value = 1
-        cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns", impl="gpi").start())
+        cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
         await self.reset()
         cocotb.start_soon(self._monitor())
 

@@ -228,3 +228,17 @@ def test_a_netlist_needs_the_simulator_and_cell_models(capsys):
 def test_fuzzing_needs_a_burst(capsys):
     assert main(["bench", "fuzz", "--bursts", "0"]) == 2
     assert "--bursts must be at least 1, not 0" in capsys.readouterr().err
+
+
+def test_a_board_speaking_another_model_is_one_line(monkeypatch, capsys):
+    import serial
+
+    from model import paths
+    from model.tokenizer import load_tokenizer
+
+    vocab = load_tokenizer(paths.MODELS / "ulx3s").get_vocab_size()
+    monkeypatch.setattr(serial, "Serial", lambda name, baud, timeout: FakeBoard(vocab + 5, 256))
+    assert main(["chat", "--port", "/dev/ttyFAKE", "--prompt", "ROMEO:", "-n", "8", "--timeout", "0.3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tritium chat: error: the board's model has {vocab + 5} tokens") and \
+        err.endswith("a different model\n") and err.count("\n") == 1, err
