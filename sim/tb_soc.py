@@ -11,8 +11,7 @@
   ``result`` path, optional ``progress`` path: bursts done, every 20), each followed by a check:
   the SoC answers STATUS, returns to an idle empty context on RESET, and a prompt and a generation
   then give the integer model's tokens. Every byte it sends is part of a well-formed response
-  (unless a reset cut one short). Writes the counts and
-  seconds to ``result``.
+  (unless a reset cut one short). Writes the counts and seconds to ``result``.
 - ``bridge``: the virtual board of ``tritium chat --sim``: a pseudo-terminal (its path written to
   ``TB_PTY``) whose bytes go out on ``rx`` and whose reads are ``tx``'s bytes, until the file
   ``TB_STOP`` appears.
