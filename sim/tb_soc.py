@@ -104,6 +104,13 @@ class UartHost:
             await Timer(quiet_ns // 4, unit="ns")
             waited += quiet_ns // 4
 
+    async def prompt(self, tokens, limit_ns=None):
+        """Send ``tokens`` as PROMPT frames; each must be answered OK with the prompt's length."""
+        for f in prompt_frames(tokens):
+            await self.send(f)
+            got = await self.receive(Response.OK, limit_ns=limit_ns)
+            assert got == [(Response.OK, (len(tokens),))], f"answers to a prompt: {got}"
+
     async def receive(self, until=Response.DONE, limit_ns=None, required=True):
         """Responses up to and including the first of kind ``until``; if none comes within
         ``limit_ns``, an AssertionError, or None where not ``required``."""
@@ -132,11 +139,6 @@ async def protocol(dut):
     sampled = model.generate(prompt, count, temperature=0.8, top_k=3, seed=5)
     greedy = model.generate(prompt, count)
 
-    async def prompt_ok(tokens=prompt):
-        for f in prompt_frames(tokens):
-            await host.send(f)
-            assert await host.receive(Response.OK) == [(Response.OK, (len(tokens),))]
-
     await host.send(bytes([0x17, 0xA5, 0x00, 0x5A, 0xFF]))         # garbage, with a false SYNC
     await Timer(host.bit_ns * 10 * 20, unit="ns")                    # past the frame timeout
     assert await host.receive(Response.ERROR) == [(Response.ERROR, (Error.KIND, 0))]
@@ -151,7 +153,7 @@ async def protocol(dut):
     await Timer(host.bit_ns * 10 * 20, unit="ns")                    # skip the oversize payload
     host.responses.clear()                                           # (errors for false SYNCs in it)
 
-    await prompt_ok()
+    await host.prompt(prompt)
     await host.send(generate_frame(count, temperature=0.8, top_k=3, seed=5))
     await host.send(prompt_frames(prompt)[0])                        # refused: busy
     got = await host.receive(Response.DONE)
@@ -160,13 +162,13 @@ async def protocol(dut):
 
     await host.send(frame(Request.RESET))
     assert await host.receive(Response.OK) == [(Response.OK, (0,))]
-    await prompt_ok()
+    await host.prompt(prompt)
     await host.send(generate_frame(count))
     await host.receive(Response.TOKEN)
     await host.reset()                                              # the SoC reset mid-stream
     await Timer(host.bit_ns * 10 * 2, unit="ns")
     host.reader, host.responses = FrameReader(), []
-    await prompt_ok()
+    await host.prompt(prompt)
     await host.send(generate_frame(count))
     got = await host.receive(Response.DONE)
     assert tokens_of(got) == greedy, f"{tokens_of(got)} != the model's {greedy}"
@@ -182,9 +184,7 @@ async def tokens(dut):
     for sampling in ({}, dict(temperature=0.8, top_k=3, seed=5)):
         await host.send(frame(Request.RESET))
         assert await host.receive(Response.OK) == [(Response.OK, (0,))]
-        for f in prompt_frames(prompt):
-            await host.send(f)
-            assert await host.receive(Response.OK) == [(Response.OK, (len(prompt),))]
+        await host.prompt(prompt)
         await host.send(generate_frame(count, **sampling))
         got, want = tokens_of(await host.receive(Response.DONE)), model.generate(prompt, count, **sampling)
         assert got == want, f"{got} != the model's {want} ({sampling or 'greedy'})"
@@ -195,8 +195,8 @@ async def fuzz(dut):
     job = json.loads(os.environ["TB_FUZZ"])
     model = IntegerModel(load_weights(PARAMS["model"]))
     vocab, k_max = model.config.vocab_size, PARAMS["engine"].get("k_max", 8)
-    prompt, count = [1, 2, 3][:vocab - 1], 2
-    want = model.generate(prompt, count, temperature=0.8, top_k=min(3, k_max), seed=7)
+    prompt, count, sampling = [1, 2, 3][:vocab - 1], 2, dict(temperature=0.8, top_k=min(3, k_max), seed=7)
+    want = model.generate(prompt, count, **sampling)
     host = UartHost(dut)
     await host.start()
     byte_ns = host.bit_ns * FRAME_BITS
@@ -236,10 +236,8 @@ async def fuzz(dut):
         try:
             await settle()
             host.responses.clear()
-            for f in prompt_frames(prompt):
-                await host.send(f)
-                assert await host.receive(Response.OK, limit_ns=limit_ns) == [(Response.OK, (len(prompt),))]
-            await host.send(generate_frame(count, temperature=0.8, top_k=min(3, k_max), seed=7))
+            await host.prompt(prompt, limit_ns=limit_ns)
+            await host.send(generate_frame(count, **sampling))
             got = tokens_of(await host.receive(Response.DONE, limit_ns=limit_ns))
             assert got == want, f"tokens {got}, the model's {want}"
             assert reset or (host.reader.skipped, host.framing_errors) == (0, framing_errors), \

@@ -76,6 +76,12 @@ def soc_params(model, engine: dict, clock_hz: float = 25e6) -> dict:
             "baud": int(clock_hz // SIM_DIVISOR)}
 
 
+def tiny_soc_params() -> dict:
+    """The SoC of :func:`tiny_model` that the protocol tests and ``tritium bench fuzz`` drive (one
+    set of parameters: one cached simulator build)."""
+    return soc_params(tiny_model(), dict(rows=2, simd=4, lanes=2), clock_hz=8e6)
+
+
 class BoardStartError(RuntimeError):
     """The simulation behind the virtual board did not start serving its pseudo-terminal."""
 

@@ -15,10 +15,6 @@ from model import paths
 
 from . import provenance, write_section
 
-ENGINE = dict(rows=2, simd=4, lanes=2)     # the protocol tests' SoC (tests/sim/test_soc_cocotb.py)
-CLOCK_HZ = 8e6
-
-
 class FuzzFailure(RuntimeError):
     """The SoC wedged, or answered wrongly, after a burst."""
 
@@ -27,12 +23,12 @@ def run_fuzz(bursts: int, seed: int, status=None) -> dict:
     """``bursts`` bursts from ``seed``: the counts of each kind of step, frames (steps that send
     bytes), and the seconds they took (the simulator's build not included)."""
     from sim.harness import build
-    from sim.virtual_board import soc_factory, soc_params, tiny_model
+    from sim.virtual_board import soc_factory, tiny_soc_params
 
     if bursts < 1:
         raise ValueError(f"--bursts must be at least 1, not {bursts}")
 
-    params = soc_params(tiny_model(), ENGINE, clock_hz=CLOCK_HZ)
+    params = tiny_soc_params()
     test_dir = Path(tempfile.mkdtemp(prefix="tritium-fuzz-"))
     runner, build_dir = build(soc_factory, params, design="soc", simulator="verilator",
                               log_file=test_dir / "build.log", status=status, label="the SoC")
@@ -58,7 +54,7 @@ def run_fuzz(bursts: int, seed: int, status=None) -> dict:
         failure = next((line for line in log.splitlines() if "AssertionError" in line), log[-2000:])
         raise FuzzFailure(f"the fuzzed SoC failed: {failure.strip()} (log: {test_dir / 'sim.log'})")
     fuzzed = json.loads(result.read_text())
-    fuzzed.update(seed=seed, wall=time.perf_counter() - started)
+    fuzzed.update(seed=seed, engine=params["engine"])
     return fuzzed
 
 
@@ -66,7 +62,7 @@ def markdown(fuzzed: dict, command: str) -> str:
     steps = ", ".join(f"{kind} {n:,}" for kind, n in sorted(fuzzed["steps"].items(), key=lambda kv: -kv[1]))
     return "\n".join([
         "## Fuzzing the SoC's byte protocol", "",
-        f"{provenance(command)}; the SoC of a tiny random model (engine {ENGINE}) in Verilator, "
+        f"{provenance(command)}; the SoC of a tiny random model (engine {fuzzed['engine']}) in Verilator, "
         "its UART driven bit by bit by sim/tb_soc.py's `fuzz` (bursts from sim/fuzz.py). After each "
         "burst: STATUS answered, RESET back to an idle empty context, then a prompt and a sampled "
         "generation equal to the integer model's.", "",

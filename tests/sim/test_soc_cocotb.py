@@ -12,14 +12,14 @@ from model.checkpoint import load_weights
 from model.integer import IntegerModel
 from model.tokenizer import load_tokenizer
 from sim.harness import available_simulators, run
-from sim.virtual_board import soc_factory, soc_params, tiny_model
+from sim.virtual_board import soc_factory, soc_params, tiny_soc_params
 
 SEED = int(os.environ.get("TRITIUM_SEED", "5"))
 
 
 @pytest.mark.parametrize("simulator", available_simulators())
 def test_protocol_over_the_uart(simulator, tmp_path):
-    params = soc_params(tiny_model(), dict(rows=2, simd=4, lanes=2), clock_hz=8e6)
+    params = tiny_soc_params()
     run(soc_factory, params, design="soc", bench="sim.tb_soc", testcase="protocol",
         simulator=simulator, seed=SEED, test_dir=tmp_path)
 
@@ -27,7 +27,7 @@ def test_protocol_over_the_uart(simulator, tmp_path):
 @pytest.mark.skipif("verilator" not in available_simulators(), reason="no Verilator")
 def test_fuzzed_frames_neither_wedge_the_soc_nor_change_its_tokens(tmp_path):
     """A short seeded slice of the fuzzer (``tritium bench fuzz`` runs the long one)."""
-    params = soc_params(tiny_model(), dict(rows=2, simd=4, lanes=2), clock_hz=8e6)
+    params = tiny_soc_params()
     result = tmp_path / "fuzz.json"
     job = {"seed": SEED, "bursts": 30, "result": str(result)}
     run(soc_factory, params, design="soc", bench="sim.tb_soc", testcase="fuzz", simulator="verilator",
