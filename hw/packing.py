@@ -65,11 +65,13 @@ class Unpacker(wiring.Component):
             "o": Out(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(shape, n), "last": 1}))),
         })
+        # the parts of the input beat given so far (an attribute for the proofs: tests/hw/test_formal.py)
+        self.count = Signal(range(ratio))
 
     def elaborate(self, platform):
         m = Module()
         n, ratio = self._n, self._ratio
-        count = Signal(range(ratio))
+        count = self.count
         final = count == ratio - 1
         m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready & final),
                      self.o.payload.last.eq(self.i.payload.last & final)]

@@ -86,6 +86,8 @@ class AbsmaxQuantizer(wiring.Component):
                 "last": 1}))),
             "overflow": Out(1),
         })
+        # in EMIT, and a beat in the emit pipeline (for the proofs: tests/hw/test_formal.py)
+        self.emitting, self.in_flight = Signal(), Signal()
 
     width = property(lambda self: self._width)
     lanes = property(lambda self: self._lanes)
@@ -140,7 +142,7 @@ class AbsmaxQuantizer(wiring.Component):
         remainder = Signal(NORM_MAX_BITLEN + 1)
         step = Signal(range(QUOTIENT_BITS))       # quotient bit made next (two a cycle, down to 0)
         read_addr = Signal(range(self._depth + 1))   # (no bank: the second pass's beats taken)
-        emitting = Signal()                       # in EMIT (no bank: ``i`` carries the second pass)
+        emitting = self.emitting                  # in EMIT (no bank: ``i`` carries the second pass)
         replayed = Signal()                       # no bank: the second pass's last beat was taken
 
         def normalize(v):
@@ -179,6 +181,7 @@ class AbsmaxQuantizer(wiring.Component):
         s4_prod = [Signal(NORM_MAX_BITLEN + QUOTIENT_BITS, name=f"s4_prod{lane}") for lane in range(lanes)]
         s5_code = [Signal(ACT_BITS - 1, name=f"s5_code{lane}") for lane in range(lanes)]
         negs = [[Signal(name=f"s{n}_neg{lane}") for lane in range(lanes)] for n in (3, 4, 5)]
+        m.d.comb += self.in_flight.eq(Cat(valid for valid, _ in stages).any())
         issue = Signal()
         if replay:
             replay_take = Signal()

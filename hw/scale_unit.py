@@ -116,6 +116,9 @@ class ScaleUnit(wiring.Component):
         check_integers((("exp_bits", exp_bits, 6, 24), ("int_bits", int_bits, 1, 64)))
         self._exp_bits, self._int_bits = exp_bits, int_bits
         super().__init__(scale_unit_signature(exp_bits, int_bits))
+        # high from the edge that takes a command until its result is taken (for the proofs:
+        # tests/hw/test_formal.py)
+        self.busy = Signal()
 
     exp_bits = property(lambda self: self._exp_bits)
     int_bits = property(lambda self: self._int_bits)
@@ -172,7 +175,7 @@ class ScaleUnit(wiring.Component):
         exp_sum = Signal.like(exp)
         m.d.comb += [exp_base.eq(exp), exp_sum.eq(exp_base + exp_addend)]
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 m.d.comb += self.i.ready.eq(1)
                 # the command is only registered here and decoded in the next cycle, so that
@@ -317,6 +320,7 @@ class ScaleUnit(wiring.Component):
                              self.o.payload.exp.eq(Mux(bad, 0, exp))]
                 with m.If(self.o.ready):
                     m.next = "IDLE"
+        m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
         return m
 
 
@@ -351,17 +355,19 @@ class SharedScaleUnit(wiring.Component):
         self._exp_bits = exp_bits
         super().__init__({name: Out(scale_unit_signature(exp_bits, int_bits))
                           for name, int_bits in clients.items()})
+        # the unit, and whose command it took last (for the proofs: tests/hw/test_formal.py)
+        self.unit = ScaleUnit(exp_bits=exp_bits, int_bits=max(clients.values()))
+        self.owner = Signal(range(len(clients)))
 
     clients = property(lambda self: tuple(self._clients))
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.unit = unit = ScaleUnit(exp_bits=self._exp_bits,
-                                             int_bits=max(self._clients.values()))
+        m.submodules.unit = unit = self.unit
         ports = [getattr(self, name) for name in self._clients]
         waiting = Signal(len(ports))
         choice = Signal(range(len(ports)))      # the first waiting client
-        owner = Signal(range(len(ports)))       # whose command the unit took last
+        owner = self.owner
         m.d.comb += waiting.eq(Cat(port.i.valid for port in ports))
         for index in reversed(range(len(ports))):
             with m.If(waiting[index]):

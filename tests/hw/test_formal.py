@@ -6,16 +6,29 @@ sequence up to the depth): k-induction of their counting properties needs invari
 in-flight pipeline that are not written yet. Each proof is run once more on a broken copy of its
 component, where it must fail."""
 
+import numpy as np
 import pytest
 from amaranth import Elaboratable, Module, Mux, ResetSignal, Signal, Value, unsigned
 from amaranth.hdl import Assert, Assume
+from amaranth.lib import stream
+from amaranth.lib.wiring import Out
 
 from fpga.flow import formal
-from hw.packing import Packer
+from hw.dequantizer import Dequantizer
+from hw.flash_loader import FlashLoader
+from hw.gated_activation import GatedActivation
+from hw.head_quantizer import HeadQuantizer
+from hw.kv_cache import KvCache
+from hw.packing import Packer, Unpacker
 from hw.quantizer import AbsmaxQuantizer
-from hw.scale_unit import SharedScaleUnit
+from hw.rope import Rope
+from hw.sampler import Sampler
+from hw.scale_unit import NormalizedScaleMultiplier, ScaleUnit, SharedScaleUnit
 from hw.skid_buffer import SkidBuffer
 from hw.ternary_array import TernaryArray
+from hw.token_table import TokenTable
+from hw.uart import UartRx, UartTx
+from model.integer import RowScaledInt8
 from model.numerics import ACT_MAX
 
 pytestmark = pytest.mark.skipif(not formal.available(), reason="yowasp-sby / yices not installed")
@@ -81,27 +94,32 @@ class QuantizerHarness(Elaboratable):
 
 
 class SharedScaleHarness(Elaboratable):
-    """Two clients sending any commands that keep the stream rule, taking results whenever."""
+    """Two clients sending any commands that keep the stream rule, taking results whenever: each
+    client gets one result for each command taken, none for another's, and its result stream keeps
+    the stream rule. A client's command is pending exactly while the unit is busy with it, which
+    makes the properties inductive."""
 
-    def __init__(self):
-        self.dut = SharedScaleUnit({"first": 4, "second": 8}, exp_bits=6)
+    def __init__(self, dut=None):
+        self.dut = dut or SharedScaleUnit({"first": 4, "second": 8}, exp_bits=6)
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.dut = dut = self.dut
-        m.d.comb += Assume(~ResetSignal())
-        for name in dut.clients:
+        for index, name in enumerate(dut.clients):
             port = getattr(dut, name)
             stream_holds(m, port.i, f"{name}.i", check=Assume)
             stream_holds(m, port.o, f"{name}.o")
-            # each client gets one result for each command taken, none for another's
             pending = Signal(2, name=f"{name}_pending")
             taken = port.i.valid & port.i.ready
             given = port.o.valid & port.o.ready
             m.d.sync += pending.eq(pending + taken - given)
-            m.d.comb += Assert(pending <= 1, f"{name}: a second command taken before its result")
-            with m.If(port.o.valid):
-                m.d.comb += Assert(pending == 1, f"{name}: a result offered without its command")
+            with m.If(~ResetSignal()):
+                m.d.comb += [
+                    Assert(pending <= 1, f"{name}: a second command taken before its result"),
+                    Assert(~port.o.valid | (pending == 1), f"{name}: a result offered without its command"),
+                    Assert(pending == (dut.unit.busy & (dut.owner == index)),
+                           f"{name}: pending while the unit is not busy with its command"),
+                ]
         return m
 
 
@@ -172,6 +190,148 @@ class PackerHarness(Elaboratable):
         return m
 
 
+class UnpackerHarness(Elaboratable):
+    """Input beats that keep the stream rule; a count of the parts given since an input beat was
+    taken: each output beat is the next part of the beat offered, ``last`` only on a last beat's
+    final part, the input taken with its final part and never before, and the output keeps the
+    stream rule."""
+
+    def __init__(self, dut=None):
+        self.dut = dut or Unpacker(unsigned(3), 1, 3)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        stream_holds(m, dut.i, "i", check=Assume)
+        stream_holds(m, dut.o, "o")
+        ratio = len(dut.i.payload.data) // len(dut.o.payload.data)
+        given = Signal(range(ratio))              # parts of the offered beat given so far
+        final = given == ratio - 1
+        with m.If(dut.o.valid & dut.o.ready):
+            m.d.sync += given.eq(Mux(final, 0, given + 1))
+        with m.If(~ResetSignal()):
+            m.d.comb += [
+                Assert(dut.count == given, "the unpacker's count != parts given"),
+                Assert(~(dut.i.valid & dut.i.ready) | (final & dut.o.ready),
+                       "the input beat taken before its final part was given"),
+                Assert(~(dut.o.valid & dut.o.ready & final) | dut.i.ready,
+                       "the final part given without taking the input beat"),
+                Assert(dut.o.payload.last == (dut.i.payload.last & final), "last on the wrong part"),
+            ]
+            with m.If(dut.o.valid):
+                with m.Switch(given):
+                    for part in range(ratio):
+                        with m.Case(part):
+                            m.d.comb += Assert(dut.o.payload.data[0] == dut.i.payload.data[part],
+                                               f"output beat {part} != part {part} of the input")
+        return m
+
+
+def stream_ports(component, outward=True, path=""):
+    """``(name, stream, is_output)`` for each stream port of ``component``, nested ones included
+    (a SharedScaleUnit client's ``i`` and ``o``)."""
+    for name, member in component.signature.members.items():
+        if member.is_signature:
+            port, out = getattr(component, name), outward == (member.flow == Out)
+            if isinstance(member.signature, stream.Signature):
+                yield path + name, port, out
+            else:
+                yield from stream_ports(port, out, f"{path}{name}.")
+
+
+class StreamRuleHarness(Elaboratable):
+    """Every input stream of ``dut`` keeps the stream rule (assumed); then every output stream does
+    (asserted), with ``invariants(dut)`` (asserted too: what makes the proof inductive)."""
+
+    def __init__(self, dut, invariants=None):
+        self.dut, self.invariants = dut, invariants
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = dut = self.dut
+        for name, port, out in stream_ports(dut):
+            stream_holds(m, port, name, check=Assert if out else Assume)
+        if self.invariants:
+            with m.If(~ResetSignal()):
+                m.d.comb += self.invariants(dut)
+        return m
+
+
+def quantizer_invariants(dut):
+    """Codes leave only in EMIT (where the peak they carry is fixed)."""
+    return [Assert(~(dut.in_flight | dut.o.valid) | dut.emitting, "a code outside EMIT")]
+
+
+def small_table():
+    rng = np.random.default_rng(1)
+    codes = rng.integers(-ACT_MAX, ACT_MAX + 1, (5, 4))
+    return RowScaledInt8(codes, rng.integers(1, 1 << 16, 5), -20)
+
+
+# A small instance of each component with stream ports whose output streams are proved to keep the
+# stream rule (k-induction), with the invariants that needs.
+STREAM_COMPONENTS = {
+    "ternary-array": lambda: TernaryArray(rows=2, cols=1, simd=2, k_max=4),
+    "quantizer": lambda: (AbsmaxQuantizer(width=6, max_length=3), quantizer_invariants),
+    "quantizer-two-banks": lambda: (AbsmaxQuantizer(width=6, lanes=2, max_length=4, banks=2),
+                                    quantizer_invariants),
+    "quantizer-replay": lambda: (AbsmaxQuantizer(width=6, max_length=3, banks=0), quantizer_invariants),
+    "scale-unit": lambda: ScaleUnit(exp_bits=6, int_bits=8),
+    "normalized-scale-multiplier": lambda: NormalizedScaleMultiplier(exp_bits=6),
+    "dequantizer": lambda: Dequantizer(width=8, lanes=2, exp_bits=6),
+    "head-quantizer": lambda: HeadQuantizer(width=8, lanes=1, head_dim=2, exp_bits=6),
+    "gated-activation": lambda: GatedActivation(width=8, max_length=2, exp_bits=6),
+    "gated-activation-silu": lambda: GatedActivation(width=8, max_length=2, kind="silu", exp_bits=6),
+    "rope": lambda: Rope(width=8, head_dim=4, positions=4, theta=10000.0),
+    "kv-cache": lambda: KvCache(layers=1, kv_heads=1, head_dim=2, positions=2, exp_bits=6),
+    "token-table": lambda: TokenTable(small_table(), lanes=2, embedding_lanes=1),
+    "sampler": lambda: Sampler(logit_width=8, vocab_max=4, k_max=2, exp_bits=6),
+    "flash-loader": lambda: FlashLoader(offset=3, words=2, word_bits=8),
+    "uart-rx": lambda: UartRx(4),
+    "uart-tx": lambda: UartTx(4),
+}
+
+
+@pytest.mark.parametrize("name", STREAM_COMPONENTS)
+def test_output_streams_keep_the_stream_rule_unbounded(name, tmp_path):
+    """k-induction: for every input and ready sequence of any length, each output stream holds
+    ``valid`` and its payload from the cycle it is offered until it is taken."""
+    made = STREAM_COMPONENTS[name]()
+    dut, invariants = made if isinstance(made, tuple) else (made, None)
+    harness = StreamRuleHarness(dut, invariants)
+    ok, log = formal.prove(harness, port_values(dut), workdir=tmp_path, mode="prove", depth=3)
+    assert ok, log[-3000:]
+
+
+class RestlessRope(Rope):
+    """A broken one: its output's first element toggles every cycle, taken or not."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.sync += self.o.payload.data[0].eq(~self.o.payload.data[0])
+        return m
+
+
+class EarlyPeakQuantizer(AbsmaxQuantizer):
+    """A broken one: the next token's peak is on the output as soon as it is loaded."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.comb += self.o.payload.peak.eq(self.i.payload.data[0])
+        return m
+
+
+@pytest.mark.parametrize("make", [
+    lambda: StreamRuleHarness(RestlessRope(width=8, head_dim=4, positions=4, theta=10000.0)),
+    lambda: StreamRuleHarness(EarlyPeakQuantizer(width=6, max_length=3), quantizer_invariants),
+], ids=["rope-payload-toggles", "quantizer-peak-follows-the-input"])
+def test_stream_rule_check_fails_on_a_broken_copy(make, tmp_path):
+    """The check finds a counterexample from reset (BMC: one it reaches, not an unreachable state)."""
+    harness = make()
+    ok, log = formal.prove(harness, port_values(harness.dut), workdir=tmp_path, mode="bmc", depth=30)
+    assert not ok and "DONE (FAIL" in log, log[-3000:]
+
+
 def port_values(dut):
     """Every port of ``dut`` as a value, for ``rtlil.convert(ports=...)`` (inputs become free)."""
     out = []
@@ -210,12 +370,31 @@ def test_shared_scale_unit_streams_and_results_per_client(tmp_path):
     assert ok, log[-3000:]
 
 
+class ResultToAllScaleUnit(SharedScaleUnit):
+    """A broken one: a result is offered to every client, not only its command's."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        for name in self.clients:
+            m.d.comb += getattr(self, name).o.valid.eq(self.unit.o.valid)
+        return m
+
+
 class ReadySkidBuffer(SkidBuffer):
     """A broken one: always ready, so a beat offered while the skid is full is dropped."""
 
     def elaborate(self, platform):
         m = super().elaborate(platform)
         m.d.comb += self.i.ready.eq(1)
+        return m
+
+
+class EarlyUnpacker(Unpacker):
+    """A broken one: takes the input beat with its first part, so the others are lost."""
+
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.comb += self.i.ready.eq(self.o.ready)
         return m
 
 
@@ -233,7 +412,12 @@ class CurrentFirstPacker(Packer):
     (lambda: SkidHarness(ReadySkidBuffer(4)), False),
     (lambda: PackerHarness(), True),
     (lambda: PackerHarness(CurrentFirstPacker(unsigned(3), 1, 3)), False),
-], ids=["skid-buffer", "skid-buffer-always-ready", "packer", "packer-current-beat-first"])
+    (lambda: UnpackerHarness(), True),
+    (lambda: UnpackerHarness(EarlyUnpacker(unsigned(3), 1, 3)), False),
+    (lambda: SharedScaleHarness(), True),
+    (lambda: SharedScaleHarness(ResultToAllScaleUnit({"first": 4, "second": 8}, exp_bits=6)), False),
+], ids=["skid-buffer", "skid-buffer-always-ready", "packer", "packer-current-beat-first", "unpacker",
+        "unpacker-takes-the-beat-early", "shared-scale-unit", "shared-scale-unit-result-to-all"])
 def test_unbounded_proof_holds_and_fails_on_a_broken_copy(make, holds, tmp_path):
     """k-induction (SymbiYosys ``prove``): for every input and ready sequence of any length."""
     harness = make()
