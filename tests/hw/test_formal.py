@@ -1,10 +1,11 @@
 # amaranth: UnusedElaboratable=no
-"""Formal checks of the gateware's stream rule, counts and bounds (SymbiYosys). The SkidBuffer's and
-the Packer's are unbounded proofs (k-induction: their registers are tied to a reference record of
-the beats taken, so the properties are inductive); the others are bounded (BMC: every input
-sequence up to the depth): k-induction of their counting properties needs invariants about the
-in-flight pipeline that are not written yet. Each proof is run once more on a broken copy of its
-component, where it must fail."""
+"""Formal checks of the gateware's stream rule, counts and bounds (SymbiYosys). Unbounded proofs
+(k-induction): the stream rule on the output streams of each component in ``STREAM_COMPONENTS``;
+the SkidBuffer's, Packer's and Unpacker's beats and the SharedScaleUnit's results, their registers
+tied to a reference record of what was taken so the properties are inductive. Bounded (BMC: every
+input sequence up to the depth): the array's row count and accumulator bound and the quantizer's
+code range, whose k-induction needs invariants about the in-flight pipeline that are not written.
+Each kind of check is run once more on a broken copy of a component, where it must fail."""
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from hw.head_quantizer import HeadQuantizer
 from hw.kv_cache import KvCache
 from hw.packing import Packer, Unpacker
 from hw.quantizer import AbsmaxQuantizer
+from hw.rms_quantizer import RmsQuantizer
 from hw.rope import Rope
 from hw.sampler import Sampler
 from hw.scale_unit import NormalizedScaleMultiplier, ScaleUnit, SharedScaleUnit
@@ -241,16 +243,18 @@ def stream_ports(component, outward=True, path=""):
 
 class StreamRuleHarness(Elaboratable):
     """Every input stream of ``dut`` keeps the stream rule (assumed); then every output stream does
-    (asserted), with ``invariants(dut)`` (asserted too: what makes the proof inductive)."""
+    (asserted) but those named in ``unproved``, with ``invariants(dut)`` (asserted too: what makes
+    the proof inductive)."""
 
-    def __init__(self, dut, invariants=None):
-        self.dut, self.invariants = dut, invariants
+    def __init__(self, dut, invariants=None, unproved=()):
+        self.dut, self.invariants, self.unproved = dut, invariants, set(unproved)
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.dut = dut = self.dut
         for name, port, out in stream_ports(dut):
-            stream_holds(m, port, name, check=Assert if out else Assume)
+            if not (out and name in self.unproved):
+                stream_holds(m, port, name, check=Assert if out else Assume)
         if self.invariants:
             with m.If(~ResetSignal()):
                 m.d.comb += self.invariants(dut)
@@ -269,26 +273,31 @@ def small_table():
 
 
 # A small instance of each component with stream ports whose output streams are proved to keep the
-# stream rule (k-induction), with the invariants that needs.
+# stream rule (k-induction), with the invariants that needs; docs/gateware.md says why the streams
+# left out are.
 STREAM_COMPONENTS = {
-    "ternary-array": lambda: TernaryArray(rows=2, cols=1, simd=2, k_max=4),
-    "quantizer": lambda: (AbsmaxQuantizer(width=6, max_length=3), quantizer_invariants),
-    "quantizer-two-banks": lambda: (AbsmaxQuantizer(width=6, lanes=2, max_length=4, banks=2),
-                                    quantizer_invariants),
-    "quantizer-replay": lambda: (AbsmaxQuantizer(width=6, max_length=3, banks=0), quantizer_invariants),
-    "scale-unit": lambda: ScaleUnit(exp_bits=6, int_bits=8),
-    "normalized-scale-multiplier": lambda: NormalizedScaleMultiplier(exp_bits=6),
-    "dequantizer": lambda: Dequantizer(width=8, lanes=2, exp_bits=6),
-    "head-quantizer": lambda: HeadQuantizer(width=8, lanes=1, head_dim=2, exp_bits=6),
-    "gated-activation": lambda: GatedActivation(width=8, max_length=2, exp_bits=6),
-    "gated-activation-silu": lambda: GatedActivation(width=8, max_length=2, kind="silu", exp_bits=6),
-    "rope": lambda: Rope(width=8, head_dim=4, positions=4, theta=10000.0),
-    "kv-cache": lambda: KvCache(layers=1, kv_heads=1, head_dim=2, positions=2, exp_bits=6),
-    "token-table": lambda: TokenTable(small_table(), lanes=2, embedding_lanes=1),
-    "sampler": lambda: Sampler(logit_width=8, vocab_max=4, k_max=2, exp_bits=6),
-    "flash-loader": lambda: FlashLoader(offset=3, words=2, word_bits=8),
-    "uart-rx": lambda: UartRx(4),
-    "uart-tx": lambda: UartTx(4),
+    "ternary-array": lambda: StreamRuleHarness(TernaryArray(rows=2, cols=1, simd=2, k_max=4)),
+    "quantizer": lambda: StreamRuleHarness(AbsmaxQuantizer(width=6, max_length=3), quantizer_invariants),
+    "quantizer-two-banks": lambda: StreamRuleHarness(
+        AbsmaxQuantizer(width=6, lanes=2, max_length=4, banks=2), quantizer_invariants),
+    "quantizer-replay": lambda: StreamRuleHarness(AbsmaxQuantizer(width=6, max_length=3, banks=0),
+                                                  quantizer_invariants),
+    "rms-quantizer": lambda: StreamRuleHarness(RmsQuantizer(width=8, max_length=2, exp_bits=6),
+                                               unproved={"scale"}),
+    "scale-unit": lambda: StreamRuleHarness(ScaleUnit(exp_bits=6, int_bits=8)),
+    "normalized-scale-multiplier": lambda: StreamRuleHarness(NormalizedScaleMultiplier(exp_bits=6)),
+    "dequantizer": lambda: StreamRuleHarness(Dequantizer(width=8, lanes=2, exp_bits=6)),
+    "head-quantizer": lambda: StreamRuleHarness(HeadQuantizer(width=8, lanes=1, head_dim=2, exp_bits=6)),
+    "gated-activation": lambda: StreamRuleHarness(GatedActivation(width=8, max_length=2, exp_bits=6)),
+    "gated-activation-silu": lambda: StreamRuleHarness(
+        GatedActivation(width=8, max_length=2, kind="silu", exp_bits=6)),
+    "rope": lambda: StreamRuleHarness(Rope(width=8, head_dim=4, positions=4, theta=10000.0)),
+    "kv-cache": lambda: StreamRuleHarness(KvCache(layers=1, kv_heads=1, head_dim=2, positions=2, exp_bits=6)),
+    "token-table": lambda: StreamRuleHarness(TokenTable(small_table(), lanes=2, embedding_lanes=1)),
+    "sampler": lambda: StreamRuleHarness(Sampler(logit_width=8, vocab_max=4, k_max=2, exp_bits=6)),
+    "flash-loader": lambda: StreamRuleHarness(FlashLoader(offset=3, words=2, word_bits=8)),
+    "uart-rx": lambda: StreamRuleHarness(UartRx(4)),
+    "uart-tx": lambda: StreamRuleHarness(UartTx(4)),
 }
 
 
@@ -296,10 +305,8 @@ STREAM_COMPONENTS = {
 def test_output_streams_keep_the_stream_rule_unbounded(name, tmp_path):
     """k-induction: for every input and ready sequence of any length, each output stream holds
     ``valid`` and its payload from the cycle it is offered until it is taken."""
-    made = STREAM_COMPONENTS[name]()
-    dut, invariants = made if isinstance(made, tuple) else (made, None)
-    harness = StreamRuleHarness(dut, invariants)
-    ok, log = formal.prove(harness, port_values(dut), workdir=tmp_path, mode="prove", depth=3)
+    harness = STREAM_COMPONENTS[name]()
+    ok, log = formal.prove(harness, port_values(harness.dut), workdir=tmp_path, mode="prove", depth=3)
     assert ok, log[-3000:]
 
 
