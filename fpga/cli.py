@@ -305,6 +305,18 @@ def cmd_bench(args) -> int:
                       "the SoC answered and gave the integer model's tokens after every burst")
         console.print(f"wrote {args.docs / 'benchmarks.md'}")
         return 0
+    if args.what == "cpu":
+        from fpga.bench.cpu import CpuBenchError, bench_cpu, table
+
+        try:
+            with status(console) as say:
+                results = bench_cpu(args.docs, say)
+        except CpuBenchError as error:
+            console.print(f"[red]{error}[/red]")
+            return 1
+        console.print(table(results))
+        console.print(f"wrote {args.docs / 'benchmarks.md'}")
+        return 0
     if args.what == "blocks":
         from fpga.bench.blocks import bench_blocks, table
 
@@ -504,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="measure and write docs/benchmarks.md")
     p.add_argument("what", choices=["array", "blocks", "breakdown", "helpers", "engine", "boards",
-                                    "explore", "fuzz"])
+                                    "explore", "fuzz", "cpu"])
     _board_argument(p, "--boards", nargs="*", metavar="BOARD", help="boards, breakdown: only these "
                     "(default all)")
     p.add_argument("--rebuild", action="store_true", help="boards, explore: build even where a "
