@@ -81,6 +81,8 @@ class Dequantizer(wiring.Component):
             "o": Out(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(signed(out_bits), lanes), "last": 1}))),
         })
+        # each stage's valid and a-beat's-last-part flags (for the proofs: tests/hw/test_formal.py)
+        self.stages = [(Signal(name=f"s{k}_valid"), Signal(name=f"s{k}_final")) for k in range(3)]
 
     @staticmethod
     def input_layout_of(width: int, lanes: int, out_bits: int = RES_BITS,
@@ -129,8 +131,8 @@ class Dequantizer(wiring.Component):
         with m.If(advance & self.i.valid):
             m.d.sync += part.eq(Mux(final, 0, part + 1))
 
-        s0_valid, s0_last, s1_valid, s1_last, s2_valid, s2_last = (Signal() for _ in range(6))
-        s0_final, s1_final, s2_final = Signal(), Signal(), Signal()     # a beat's last part
+        (s0_valid, s0_final), (s1_valid, s1_final), (s2_valid, s2_final) = self.stages
+        s0_last, s1_last, s2_last = Signal(), Signal(), Signal()
         gathered = Signal(range(parts))                  # the output's parts gathered so far
         held = [[Signal(signed(out_bits), name=f"held{p}_{u}") for u in range(units)]
                 for p in range(parts - 1)]
