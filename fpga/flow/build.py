@@ -119,7 +119,8 @@ def build_options(board: Board) -> dict:
             "nextpnr_opts": nextpnr + " --router router2"}
     options = {"ecp5": ecp5,
                "ice40": {"synth_opts": "-dsp", "nextpnr_opts": nextpnr},
-               "gowin": {"nextpnr_opts": nextpnr}}[board.family]
+               # nextpnr's Gowin flow has no clock constraint from Amaranth: the board's clock
+               "gowin": {"nextpnr_opts": nextpnr + f" --freq {board.clock_mhz:g}"}}[board.family]
     if board.distributed_ram:
         options["script_after_read"] = distributed_ram_script(board)
     return options
