@@ -22,13 +22,19 @@ PROMPT, TOKENS = "ROMEO:", 32
 TARGETS = {"ulx3s-85f": 10_000, "icebreaker": 1_000}
 ZYBOGPT = ("ZyboGPT (Zybo Z7-20, Vivado)", "115 K parameters", 3_072)
 TOKEN_FRAME_BYTES = len(frame(Response.TOKEN, bytes(TOKEN_BYTES)))   # SYNC, kind, length, token, CRC
+BUILD_TIME_LIMIT = 40 * 60    # seconds: a build still placing or routing then is stopped and reported
+
+
+def placed(report) -> bool:
+    """The build fits and was placed and routed (it has a post-route fmax)."""
+    return bool(report.get("fits") and report.get("fmax_mhz"))
 
 
 def board_report(board, root: Path, rebuild: bool, status=None) -> dict:
     path = root / board.name / "report.json"
     if rebuild or not path.exists():
         try:
-            build(board, root=root, status=status)
+            build(board, root=root, status=status, time_limit=BUILD_TIME_LIMIT)
         except BuildError as e:
             if not path.exists():       # no figures at all: keep the reason (--rebuild retries)
                 path.write_text(json.dumps({"error": str(e).splitlines()[0], "fits": False}))
@@ -86,7 +92,7 @@ def keep_rows(store: Path, rows: list) -> list:
 
 
 def _resources(report):
-    if "error" in report:
+    if "resources" not in report:
         return ["—"] * 4
     out = []
     for key in ("luts", "ffs", "ram", "dsp"):
@@ -134,9 +140,10 @@ def render(rows) -> str:
         target = TARGETS.get(r["board"])
         if target:
             measured = (f"{r['tok_s_clock']:,.0f} tok/s, {target / r['tok_s_clock']:.1f}× short"
-                        if r["report"].get("fits") else "the SoC does not fit")
+                        if placed(r["report"]) else "the SoC is not placed" if "error" in r["report"]
+                        else "the SoC does not fit")
             lines.append(f"- target ≥ {target:,} tok/s on {r['board']}: "
-                         f"{'met' if r['report'].get('fits') and r['tok_s_clock'] >= target else 'not met'}"
+                         f"{'met' if placed(r['report']) and r['tok_s_clock'] >= target else 'not met'}"
                          f" ({measured})")
         if "error" in r["report"]:
             lines.append(f"- {r['board']}: {r['report']['error']}")
@@ -151,12 +158,12 @@ def plot(rows, path: Path):
     import matplotlib.pyplot as plt
 
     names = [r["board"] for r in rows] + ["ZyboGPT"]
-    values = [r["tok_s_clock"] if r["report"].get("fits") else 0 for r in rows] + [ZYBOGPT[2]]
+    values = [r["tok_s_clock"] if placed(r["report"]) else 0 for r in rows] + [ZYBOGPT[2]]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     bars = ax.bar(names, values, color=["tab:blue"] * len(rows) + ["tab:gray"])
     for bar, r in zip(bars, rows):
-        if not r["report"].get("fits"):
-            ax.annotate("does not fit", (bar.get_x() + bar.get_width() / 2, 120), ha="center",
+        if not placed(r["report"]):
+            ax.annotate("not placed" if "error" in r["report"] else "does not fit", (bar.get_x() + bar.get_width() / 2, 120), ha="center",
                         va="bottom", fontsize=8, rotation=90)
     for board, target in TARGETS.items():
         if board in names:

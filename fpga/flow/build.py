@@ -10,7 +10,8 @@ build with the figures.
 import json
 import os
 import re
-import threading
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -173,10 +174,12 @@ def log_utilization(family: str, log: Path) -> dict:
 
 
 def build(board: Board, *, root: Path = Path("build"), model_dir=None, engine: dict | None = None,
-          status=None) -> dict:
+          status=None, time_limit: float | None = None) -> dict:
     """Build ``board``'s bitstream (its shipped model unless ``model_dir``; ``engine`` overrides
     engine parameters); returns the report (also written to ``<root>/<board>/report.json``).
-    ``status(text)`` is called as the stages advance. Raises BuildError when timing is not met."""
+    ``status(text)`` is called as the stages advance. Raises BuildError when timing is not met, or
+    when the tools are still running ``time_limit`` seconds after the start (they are stopped; the
+    report has the resources nextpnr counted)."""
     directory = root / board.name
     directory.mkdir(parents=True, exist_ok=True)
     # the stages, each known to be done when its output exists
@@ -196,31 +199,39 @@ def build(board: Board, *, root: Path = Path("build"), model_dir=None, engine: d
     if "flash" in top.soc.engine.signature.members:
         (directory / "weights.bin").write_bytes(top.soc.engine.flash_image())
 
-    error = []
-
-    def run():
-        try:
-            plan.execute_local(str(directory), env=env)
-        except Exception as exc:          # reported below with the log's tail
-            error.append(exc)
-    worker = threading.Thread(target=run)
-    worker.start()
-    while worker.is_alive():
+    plan.extract(str(directory))
+    # the build script in a session of its own, so that a time limit stops every tool it started
+    tools = subprocess.Popen(["sh", f"{plan.script}.sh"], cwd=directory, env=env, start_new_session=True)
+    stopped = None                        # the stage the time limit stopped
+    while tools.poll() is None:
         done = sum(1 for _, output in stages if output and (directory / output).exists())
         if status:
             status(f"{stages[done][0]}, {time.perf_counter() - start:.0f} s")
-        worker.join(timeout=1.0)
+        if time_limit is not None and time.perf_counter() - start > time_limit:
+            os.killpg(tools.pid, signal.SIGTERM)
+            tools.wait()
+            stopped = stages[done][0]
+            break
+        try:
+            tools.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pass
     log = directory / "top.tim"
-    if error:
-        used = log_utilization(board.family, log) if log.exists() else {}
-        over = {name: counts for name, counts in used.items() if counts[0] > counts[1]}
-        if over:      # placement ran out of a resource: a report that says which
-            result = {"resources": used, "fmax_mhz": None, "clocks": {}, "fits": False}
-        else:
+    used = log_utilization(board.family, log) if log.exists() else {}
+    over = {name: counts for name, counts in used.items() if counts[0] > counts[1]}
+    if stopped:
+        result = {"resources": used, "fmax_mhz": None, "clocks": {}, "fits": not over,
+                  "error": f"{stopped} did not finish in "
+                           + (f"{time_limit / 60:g} minutes" if time_limit >= 60 else f"{time_limit:g} s")}
+    elif tools.returncode:
+        if not over:
             logs = [p.read_text() for p in (log, directory / "top.rpt") if p.exists()]
             reasons = [line for text in logs for line in text.splitlines() if line.startswith("ERROR")]
-            raise BuildError(f"the {board.name} build failed: {reasons[0] if reasons else error[0]}\n"
+            reason = reasons[0] if reasons else f"the build script exited with {tools.returncode}"
+            raise BuildError(f"the {board.name} build failed: {reason}\n"
                              + "".join(text[-1500:] for text in logs))
+        # placement ran out of a resource: a report that says which
+        result = {"resources": used, "fmax_mhz": None, "clocks": {}, "fits": False}
     else:
         result = read_report(board.family, directory / "nextpnr.json")
         result["fits"] = True
@@ -230,6 +241,8 @@ def build(board: Board, *, root: Path = Path("build"), model_dir=None, engine: d
                   engine=top.engine_parameters)
     result["timing_met"] = result["fmax_mhz"] is not None and result["fmax_mhz"] >= board.clock_mhz
     (directory / "report.json").write_text(json.dumps(result, indent=1))
+    if "error" in result:
+        raise BuildError(f"{board.name}: {result['error']} (report: {directory / 'report.json'})")
     if not result["fits"]:
         raise BuildError(f"{board.name} does not fit: " + ", ".join(
             f"{name} {used:,} of {available:,}" for name, (used, available) in result["resources"].items()

