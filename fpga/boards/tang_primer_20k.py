@@ -7,9 +7,11 @@ from . import Board
 
 BOARDS = [
     Board("tang-primer-20k", "amaranth_boards.tang_primer_20k:TangPrimer20kDockPlatform", "gowin",
-          "models/small", EngineSizes(rows=4, simd=8, lanes=2, attention_lanes=4, head_lanes=4),
+          "models/small", EngineSizes(rows=4, simd=8, lanes=1, attention_lanes=1, head_lanes=1),
           clock_mhz=27.0, baud=1_000_000, loader_board="tangprimer20k",
-          note="does not fit: Yosys maps the small model's SoC to 20,792 LUTs and 7,122 ALUs (about "
-               "27,900 LUT4s) of the GW2A-18's 20,736; yowasp-nextpnr-gowin (apycula 0.15) has no "
-               "GW2A-18C chip database, so it is not placed here"),
+          note="not placed: the small model's SoC at one vector lane takes 17,058 of the GW2A-18's "
+               "20,736 LUT sites (13,654 LUT4s, 3,404 ALUs) and 41 of 46 block RAMs, and "
+               "nextpnr-himbaechel's placers stop progressing on it (HeAP's legalisation, seeds 1-3; "
+               "SA's initial placement); a tiny model's SoC (15,989 LUT sites) places, routes at "
+               "128.9 MHz and packs (2026-12-05)"),
 ]
