@@ -33,6 +33,10 @@ class CpuBenchError(RuntimeError):
     pass
 
 
+def f32(array) -> bytes:
+    return np.ascontiguousarray(array, dtype="<f4").tobytes()
+
+
 def write_model_file(weights, path: Path):
     """The C program's model file: a header of the shape, then float32 embeddings and norms and, per
     BitLinear, its float32 weight scale and int8 codes (``bitnet_cpu.c``'s ``load``)."""
@@ -41,7 +45,6 @@ def write_model_file(weights, path: Path):
         "<10i2f", cfg.vocab_size, cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers,
         cfg.num_attention_heads, cfg.num_key_value_heads, cfg.dim_per_head, cfg.max_position_embeddings,
         int(cfg.hidden_act == "silu"), int(cfg.tie_word_embeddings), cfg.rms_norm_eps, cfg.rope_theta)]
-    f32 = lambda array: np.ascontiguousarray(array, dtype="<f4").tobytes()   # noqa: E731
     parts.append(f32(weights.embed_tokens))
     for layer in weights.layers:
         parts += [f32(layer.input_layernorm), f32(layer.post_attention_layernorm),

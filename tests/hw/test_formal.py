@@ -3,10 +3,10 @@
 (k-induction): the stream rule on the output streams of each component in ``STREAM_COMPONENTS``;
 beats in against beats out for ``COUNTED_COMPONENTS``; the SkidBuffer's, Packer's and Unpacker's
 beats and the SharedScaleUnit's results, their registers tied to a reference record of what was
-taken so the properties are inductive. Bounded (BMC: every
-input sequence up to the depth): the array's row count and accumulator bound and the quantizer's
-code range, whose k-induction needs invariants about the in-flight pipeline that are not written.
-Each kind of check is run once more on a broken copy of a component, where it must fail."""
+taken so the properties are inductive. Bounded (BMC: every input sequence up to the depth): the
+array's row count and accumulator bound and the quantizer's code range, whose k-induction needs
+invariants about the in-flight pipeline that are not written. Each kind of check is run once more
+on a broken copy of a component, where it must fail."""
 
 import numpy as np
 import pytest
@@ -313,7 +313,8 @@ def test_output_streams_keep_the_stream_rule_unbounded(name, tmp_path):
 class CountHarness(Elaboratable):
     """Input beats that keep the stream rule, outputs taken whenever: the beats taken less the beats
     given equal ``in_flight(dut)``, the beats the component holds (so none is lost or duplicated),
-    for any sequence of any length (the count is wide enough to wrap only past the proof's reach)."""
+    for any sequence of any length. The count is 8 bits wide: the equality pins it to the few beats
+    a component can hold."""
 
     def __init__(self, dut, in_flight, source="i", sink="o"):
         self.dut, self.in_flight, self.source, self.sink = dut, in_flight, source, sink
