@@ -21,7 +21,7 @@ import numpy as np
 from model import paths
 
 from . import provenance, write_section
-from .boards import PROMPT, TOKENS
+from .boards import PROMPT, TOKENS, placed
 
 SOURCE = Path(__file__).with_name("bitnet_cpu.c")
 MAGIC = b"TRI1"
@@ -145,9 +145,9 @@ def bench_cpu(docs: Path = paths.DOCS, status=None) -> list:
 
 
 def board_rows(boards: dict, model: str) -> list:
-    """(board, tok/s at its clock) of each benched board that runs ``model`` and fits."""
+    """(board, tok/s at its clock) of each benched board that runs ``model``, placed and routed."""
     return [(name, row["tok_s_clock"]) for name, row in boards.items()
-            if row["model"] == f"models/{model}" and row.get("report", {}).get("fits")]
+            if row["model"] == f"models/{model}" and placed(row.get("report", {}))]
 
 
 def markdown(results: list, boards: dict) -> str:

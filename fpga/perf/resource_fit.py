@@ -57,7 +57,7 @@ FIT_BOARD = "ulx3s-85f"       # the largest ECP5: every point packs into it
 # over the ECP5 model's prediction of the same design scale that family's predictions (2026-12-05;
 # Gowin: nextpnr-himbaechel's LUT4s and ALUs).
 FAMILY_BUILDS = {"ice40": ("icebreaker", {"luts": 18_874, "ram": 96, "dsp": 38}),
-                 "gowin": ("tang-nano-9k", {"luts": 16_807})}
+                 "gowin": ("tang-nano-9k", {"luts": 16_806})}
 
 
 def model_dir(name: str, root: Path) -> Path:
