@@ -372,19 +372,21 @@ class EarlyPeakQuantizer(AbsmaxQuantizer):
         return m
 
 
-class ReadyDequantizer(Dequantizer):
-    """A broken one: always ready, so a beat offered while the output waits is lost."""
-
-    def elaborate(self, platform):
-        m = super().elaborate(platform)
-        m.d.comb += self.i.ready.eq(1)
-        return m
+def always_ready(component):
+    """A broken copy of the ``component`` class: always ready, so a beat offered while it cannot take
+    one is lost."""
+    class AlwaysReady(component):
+        def elaborate(self, platform):
+            m = super().elaborate(platform)
+            m.d.comb += self.i.ready.eq(1)
+            return m
+    return AlwaysReady
 
 
 @pytest.mark.parametrize("make", [
     lambda: StreamRuleHarness(RestlessRope(width=8, head_dim=4, positions=4, theta=10000.0)),
     lambda: StreamRuleHarness(EarlyPeakQuantizer(width=6, max_length=3), quantizer_invariants),
-    lambda: CountHarness(ReadyDequantizer(width=8, lanes=2, exp_bits=6), dequantizer_in_flight),
+    lambda: CountHarness(always_ready(Dequantizer)(width=8, lanes=2, exp_bits=6), dequantizer_in_flight),
 ], ids=["rope-payload-toggles", "quantizer-peak-follows-the-input", "dequantizer-always-ready"])
 def test_stream_rule_and_count_checks_fail_on_a_broken_copy(make, tmp_path):
     """The check finds a counterexample from reset (BMC: one it reaches, not an unreachable state)."""
@@ -441,15 +443,6 @@ class ResultToAllScaleUnit(SharedScaleUnit):
         return m
 
 
-class ReadySkidBuffer(SkidBuffer):
-    """A broken one: always ready, so a beat offered while the skid is full is dropped."""
-
-    def elaborate(self, platform):
-        m = super().elaborate(platform)
-        m.d.comb += self.i.ready.eq(1)
-        return m
-
-
 class EarlyUnpacker(Unpacker):
     """A broken one: takes the input beat with its first part, so the others are lost."""
 
@@ -470,7 +463,7 @@ class CurrentFirstPacker(Packer):
 
 @pytest.mark.parametrize("make, holds", [
     (lambda: SkidHarness(), True),
-    (lambda: SkidHarness(ReadySkidBuffer(4)), False),
+    (lambda: SkidHarness(always_ready(SkidBuffer)(4)), False),
     (lambda: PackerHarness(), True),
     (lambda: PackerHarness(CurrentFirstPacker(unsigned(3), 1, 3)), False),
     (lambda: UnpackerHarness(), True),
