@@ -121,9 +121,8 @@ def render(rows) -> str:
     for r in rows:
         rep = r["report"]
         fmax = rep.get("fmax_mhz")
-        fits = rep.get("fits", "error" not in rep)
         why = "not placed here" if "error" in rep else "does not fit"
-        tok_s = (f"{r['tok_s_clock']:,.0f} ({r['tok_s_fmax']:,.0f})" if fits and fmax
+        tok_s = (f"{r['tok_s_clock']:,.0f} ({r['tok_s_fmax']:,.0f})" if placed(rep)
                  else f"— ({why}; {r['tok_s_clock']:,.0f} at {r['clock_mhz']} MHz if it did)")
         target = TARGETS.get(r["board"])
         e = r["engine"]
@@ -163,8 +162,9 @@ def plot(rows, path: Path):
     bars = ax.bar(names, values, color=["tab:blue"] * len(rows) + ["tab:gray"])
     for bar, r in zip(bars, rows):
         if not placed(r["report"]):
-            ax.annotate("not placed" if "error" in r["report"] else "does not fit", (bar.get_x() + bar.get_width() / 2, 120), ha="center",
-                        va="bottom", fontsize=8, rotation=90)
+            ax.annotate("not placed" if "error" in r["report"] else "does not fit",
+                        (bar.get_x() + bar.get_width() / 2, 120), ha="center", va="bottom", fontsize=8,
+                        rotation=90)
     for board, target in TARGETS.items():
         if board in names:
             i = names.index(board)

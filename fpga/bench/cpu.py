@@ -59,8 +59,13 @@ def write_model_file(weights, path: Path):
     path.write_bytes(b"".join(parts))
 
 
+def c_compiler() -> str | None:
+    """The C compiler on PATH (cc, gcc or clang), or None."""
+    return shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+
+
 def compile_program(directory: Path) -> Path:
-    compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    compiler = c_compiler()
     if compiler is None:
         raise CpuBenchError("no C compiler (cc, gcc or clang) on PATH: apt-get install gcc")
     binary = directory / "bitnet_cpu"
@@ -131,9 +136,8 @@ def bench_cpu(docs: Path = paths.DOCS, status=None) -> list:
     directory = paths.BUILD / "cpu"
     directory.mkdir(parents=True, exist_ok=True)
     binary = compile_program(directory)
-    core = min(os.sched_getaffinity(0))
     cores = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {core})          # one core for everything measured (and its children)
+    os.sched_setaffinity(0, {min(cores)})    # one core for everything measured (and its children)
     try:
         results = [measure_model(name, directory, binary, status) for name in MODELS]
     finally:

@@ -15,6 +15,7 @@ from model import paths
 
 from . import provenance, write_section
 
+
 class FuzzFailure(RuntimeError):
     """The SoC wedged, or answered wrongly, after a burst."""
 

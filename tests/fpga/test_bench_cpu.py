@@ -2,19 +2,17 @@
 equal ``BitNetModel.generate``'s on random models of both activations, tied and untied, MHA and
 GQA, and on the shipped ones; a bad model file gets a one-line error."""
 
-import shutil
 import subprocess
 
 import pytest
 
-from fpga.bench.cpu import compile_program, run_program, write_model_file
+from fpga.bench.cpu import c_compiler, compile_program, run_program, write_model_file
 from model import paths
 from model.bitnet import BitNetModel
 from model.checkpoint import load_weights
 from model.integer import tiny_model
 
-pytestmark = pytest.mark.skipif(not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")),
-                                reason="no C compiler")
+pytestmark = pytest.mark.skipif(c_compiler() is None, reason="no C compiler")
 
 
 @pytest.fixture(scope="module")
