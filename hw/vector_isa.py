@@ -1,0 +1,386 @@
+"""The shared vector unit's instruction set, and a machine that runs it exactly (issue 18).
+
+The per-step blocks of today's engine (RmsQuantizer, HeadQuantizer, Dequantizer, Rope,
+GatedActivation, AttentionHead's softmax) each carry their own datapath. The shared vector unit
+replaces them with one datapath of ``lanes`` identical lanes over one scratchpad, driven by a
+straight-line program of two kinds of instruction:
+
+* :class:`VectorOp` — one pass over ``n`` elements of the scratchpad, ``lanes`` elements a cycle.
+  Every element goes through the same pipeline, the shape of a DSP slice::
+
+      a  = scratchpad[a + i]                                   (ELEMENT_BITS, signed)
+      a' = pre(a)                 NONE | RELU max(a, 0) | RSUB r - a, saturated to A_BITS
+      a' = truncate_magnitude(a', a_shift)                     (must fit A_BITS, signed)
+      b  = scratchpad[b + i] | register b | a' | sigmoid_table(a')   (must fit B_RANGE)
+      p  = a'·b | exp2_neg(a') | a (ADD: the element itself, no product) | |a'|·b·127 (CODE)
+      p  = c ± p                  c = scratchpad[c + i] or 0           (must fit P_BITS)
+      y  = round(p, shift)        HALF_UP rshift_round | TRUNCATE truncate_magnitude
+      y  = saturate(y, bits)      (else y must fit ELEMENT_BITS)
+      scratchpad[dst + i] = y;    reductions over y: MAXABS, MAX, SUM, ARGMAX
+
+  CODE forms int8 codes the way ``model.numerics.absmax_quantize`` does: the magnitude times the
+  reciprocal times 127, rounded half up, the sign put back.
+* :class:`ScalarOp` — one operation on named registers: the scale arithmetic of
+  :class:`~hw.scale_unit.ScaleUnit` (MUL, ADD, FROM_INT, RECIP, RSQRT), the normalizer's and the
+  quantizer's shift and reciprocal, and small integer steps. ``STORE`` writes a register into the
+  scratchpad, ``LOAD`` reads one element into a register.
+
+Shift amounts and the ``b`` operand may name registers, so one program serves every token: the
+data-dependent values (a vector's peak, its normalizing shift, the codes' reciprocal) flow from a
+pass's reductions through scalar operations into the next pass. No instruction branches.
+
+:class:`VectorMachine` runs a program on Python integers and checks every width above, so a
+program that passes on a model's tokens fits the datapath the widths describe. The programs for
+each step of the contract are in :mod:`hw.vector_programs`; the gateware that implements this
+instruction set is checked against this machine.
+"""
+
+import dataclasses
+import enum
+
+import numpy as np
+
+from model import numerics as nx
+
+ELEMENT_BITS = 36      # a scratchpad element, signed (DP16KD's 36-bit port)
+A_BITS = 36            # the multiplier's a port, signed: a whole element (ECP5: two MULT18X18D)
+B_RANGE = (-(1 << 17), 1 << 18)   # b is signed 18-bit or unsigned 18-bit (MULT18X18D's b port)
+P_BITS = 54            # the product and the post-adder, signed (ECP5's ALU54)
+SUM_BITS = 48          # the SUM reduction's accumulator, signed
+
+
+class Pre(enum.Enum):
+    NONE = 0
+    RELU = 1           # max(a, 0)
+    RSUB = 2           # min(register - a, 2^(A_BITS-1) - 1): exp2_neg's distance from the peak
+
+
+class BSource(enum.Enum):
+    NONE = 0           # no product (EXP2, ADD)
+    VECTOR = 1         # scratchpad[b + i]
+    REGISTER = 2       # register b, the same for every element
+    SELF = 3           # a' (a square)
+    SIGMOID = 4        # model.numerics.SIGMOID_TABLE at SiLU's index of a'
+
+
+class Function(enum.Enum):
+    MUL = 0            # a' · b
+    ADD = 1            # a itself (the raw element, before pre and a_shift), plus c
+    EXP2 = 2           # exp2_neg(a'): the softmax's table, a' >= 0
+    CODE = 3           # |a'| · b · 127, rounded as a magnitude, then the sign of a'
+
+
+class Round(enum.Enum):
+    HALF_UP = 0        # model.numerics.rshift_round (a negative shift is a left shift)
+    TRUNCATE = 1       # model.numerics.truncate_magnitude
+    MAGNITUDE = 2      # sign(p) · rshift_round(|p|, shift): CODE's rounding
+
+
+class Reduce(enum.Enum):
+    MAXABS = 0         # max |y| (0 for an empty pass)
+    MAX = 1            # max y
+    SUM = 2            # Σ y in SUM_BITS
+    ARGMAX = 3         # the first index of max y
+
+
+@dataclasses.dataclass(frozen=True)
+class Amount:
+    """A shift amount: ``offset + sign · register`` (``register`` None: the offset alone)."""
+    register: str | None = None
+    sign: int = 1
+    offset: int = 0
+
+    def value(self, registers: dict) -> int:
+        return self.offset + (self.sign * int(registers[self.register]) if self.register else 0)
+
+
+ZERO = Amount()
+
+
+@dataclasses.dataclass(frozen=True)
+class VectorOp:
+    """One pass over ``n`` elements (the module docstring gives the pipeline)."""
+    n: int
+    a: int
+    dst: int | None = None
+    function: Function = Function.MUL
+    b_source: BSource = BSource.NONE
+    b: int | str | None = None          # VECTOR: an address; REGISTER: a register name
+    c: int | None = None
+    negate: bool = False                # p = c - product
+    pre: Pre = Pre.NONE
+    pre_register: str | None = None     # RSUB's minuend
+    a_shift: Amount = ZERO
+    shift: Amount = ZERO
+    round: Round = Round.HALF_UP
+    saturate: int | None = None
+    reduce: tuple = ()                  # ((Reduce, register name), ...)
+    note: str = ""                      # what the pass computes, for traces and errors
+
+    def __post_init__(self):
+        if self.n < 0:
+            raise ValueError(f"a vector pass needs n >= 0 elements, not {self.n}")
+        wants_b = self.function in (Function.MUL, Function.CODE)
+        if wants_b != (self.b_source is not BSource.NONE):
+            raise ValueError(f"{self.function.name} {'needs' if wants_b else 'takes no'} b operand "
+                             f"({self.note or 'vector op'})")
+        if self.pre is Pre.RSUB and self.pre_register is None:
+            raise ValueError("Pre.RSUB needs pre_register, the register a is subtracted from")
+
+
+class ScalarKind(enum.Enum):
+    MUL = 0            # scale_mul(a, b)
+    ADD = 1            # scale_add(a, b)
+    FROM_INT = 2       # scale_from_int(a, exp), exp = Amount
+    RECIP = 3          # scale_recip(a)
+    RSQRT = 4          # scale_rsqrt(a)
+    NORM_SHIFT = 5     # max(0, bitlen(a) - NORM_MAX_BITLEN): model.numerics.normalize's shift
+    CODE_SHIFT = 6     # bitlen(a) - NORM_MAX_BITLEN for a > 0, else 0: absmax_quantize's shift
+    CODE_RECIP = 7     # ceil(2^33 / truncate_magnitude(a, shift b)) for a > 0, else 0
+    MANT = 8           # the mantissa of scale a
+    EXP = 9            # the exponent of scale a
+    INT = 10           # the integer exp (an Amount): constants and shift arithmetic
+    SCALE = 11         # the scale (a, exp): a register holding a mantissa, exp an Amount
+    STORE = 12         # scratchpad[address] = integer register a
+    LOAD = 13          # register = scratchpad[address]
+    MAX = 14           # max(a, b) of two integers
+    IS_ZERO = 15       # 1 if integer a is 0, else 0
+    SELECT = 16        # b if integer register exp.register is nonzero, else a (any values)
+    ADD_INT = 17       # integer a + exp (an Amount)
+    MUL_INT = 18       # integer a · b
+    SHR = 19           # integer a >> b, b clamped to [0, 62] (floor)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScalarOp:
+    """``result = kind(a, b, exp)`` on registers (integers or (mant, exp) scales)."""
+    kind: ScalarKind
+    result: str | None = None
+    a: str | None = None
+    b: str | None = None
+    exp: Amount = ZERO
+    address: int | None = None          # STORE / LOAD
+
+
+class ProgramError(ValueError):
+    """A program asked for a value the datapath's widths cannot hold (or a register it never set)."""
+
+
+def _check(values, low: int, high: int, what: str, op) -> None:
+    """Every value in [low, high) or a ProgramError naming the pass."""
+    values = list(values)
+    bad = [v for v in values if not low <= v < high]
+    if bad:
+        raise ProgramError(f"{what} {bad[0]} outside [{low}, {high}) in {op.note or op}")
+
+
+def _signed(bits: int) -> tuple[int, int]:
+    return -(1 << (bits - 1)), 1 << (bits - 1)
+
+
+def _rshift_round(x: int, n: int) -> int:
+    return (x + (1 << (n - 1))) >> n if n > 0 else x << -n
+
+
+def _truncate(x: int, n: int) -> int:
+    if n < 0:
+        return x << -n
+    return -((-x) >> n) if x < 0 else x >> n
+
+
+def _saturate(x: int, bits: int) -> int:
+    low, high = _signed(bits)
+    return min(max(x, low), high - 1)
+
+
+def _sigmoid(a: int) -> int:
+    index = (a >> (nx.SILU_FRAC - nx.SIGMOID_STEP_BITS)) + (nx.SIGMOID_RANGE << nx.SIGMOID_STEP_BITS)
+    return int(nx.SIGMOID_TABLE[min(max(index, 0), nx.SIGMOID_TABLE.size - 1)])
+
+
+def _exp2(a: int) -> int:
+    whole = a >> nx.SCORE_FRAC
+    if whole > nx.EXP_FRAC:
+        return 0
+    return int(nx.EXP2_TABLE[a & ((1 << nx.EXP_TABLE_BITS) - 1)]) >> whole
+
+
+class VectorMachine:
+    """Runs :class:`VectorOp` / :class:`ScalarOp` programs on a scratchpad of ``size`` elements.
+
+    ``passes`` and ``elements`` count the vector passes and the elements they moved; with
+    ``lanes`` lanes a pass of n elements issues in ceil(n / lanes) cycles.
+    """
+
+    def __init__(self, size: int):
+        if size < 1:
+            raise ValueError(f"a scratchpad needs at least one element, not {size}")
+        self.memory = [0] * size
+        self.registers: dict = {}
+        self.passes = self.elements = self.scalar_ops = 0
+
+    def write(self, address: int, values) -> None:
+        values = [int(v) for v in np.asarray(values).ravel()]
+        self._span(address, len(values), "write")
+        low, high = _signed(ELEMENT_BITS)
+        bad = [v for v in values if not low <= v < high]
+        if bad:
+            raise ProgramError(f"element {bad[0]} does not fit {ELEMENT_BITS} bits at {address}")
+        self.memory[address:address + len(values)] = values
+
+    def read(self, address: int, n: int) -> np.ndarray:
+        self._span(address, n, "read")
+        return np.array(self.memory[address:address + n], dtype=np.int64)
+
+    def _span(self, address: int, n: int, what: str) -> None:
+        if address < 0 or address + n > len(self.memory):
+            raise ProgramError(f"{what} of {n} elements at {address} outside the scratchpad's "
+                               f"{len(self.memory)}")
+
+    def _register(self, name: str):
+        if name not in self.registers:
+            raise ProgramError(f"register {name!r} read before it was set")
+        return self.registers[name]
+
+    def run(self, program) -> None:
+        for op in program:
+            if isinstance(op, VectorOp):
+                self._vector(op)
+            else:
+                self._scalar(op)
+
+    # -- the vector pass ------------------------------------------------------------------------
+
+    def _vector(self, op: VectorOp) -> None:
+        regs = {name: self._register(name) for name in
+                (op.a_shift.register, op.shift.register, op.pre_register,
+                 op.b if op.b_source is BSource.REGISTER else None) if name}
+        a_shift, shift = op.a_shift.value(regs), op.shift.value(regs)
+        a_low, a_high = _signed(A_BITS)
+        p_low, p_high = _signed(P_BITS)
+        raw = self.read(op.a, op.n).tolist()
+        b_vector = self.read(op.b, op.n).tolist() if op.b_source is BSource.VECTOR else None
+        c_vector = self.read(op.c, op.n).tolist() if op.c is not None else [0] * op.n
+        out = []
+        for i, a in enumerate(raw):
+            if op.pre is Pre.RELU:
+                a = max(a, 0)
+            elif op.pre is Pre.RSUB:
+                a = min(int(regs[op.pre_register]) - a, a_high - 1)
+            a = _truncate(a, a_shift)
+            if op.function is not Function.ADD:
+                _check([a], a_low, a_high, "a'", op)
+            b = self._b_operand(op, a, b_vector[i] if b_vector else 0, regs)
+            if op.b_source is not BSource.NONE:
+                _check([b], *B_RANGE, "b", op)
+            if op.function is Function.MUL:
+                p = a * b
+            elif op.function is Function.CODE:
+                p = (a * b * nx.ACT_MAX) if a >= 0 else -(-a * b * nx.ACT_MAX)
+            elif op.function is Function.EXP2:
+                if a < 0:
+                    raise ProgramError(f"EXP2 of a negative a' {a} in {op.note or op}")
+                p = _exp2(a)
+            else:
+                p = raw[i]
+            p = c_vector[i] - p if op.negate else c_vector[i] + p
+            _check([p], p_low, p_high, "p", op)
+            if op.round is Round.HALF_UP:
+                y = _rshift_round(p, shift)
+            elif op.round is Round.TRUNCATE:
+                y = _truncate(p, shift)
+            else:
+                y = -_rshift_round(-p, shift) if p < 0 else _rshift_round(p, shift)
+            y = _saturate(y, op.saturate) if op.saturate else y
+            out.append(y)
+        if op.dst is not None:
+            self.write(op.dst, out)
+        for kind, name in op.reduce:
+            self.registers[name] = self._reduction(kind, out, op)
+        self.passes += 1
+        self.elements += op.n
+
+    @staticmethod
+    def _b_operand(op: VectorOp, a: int, element: int, regs: dict) -> int:
+        if op.b_source is BSource.VECTOR:
+            return element
+        if op.b_source is BSource.REGISTER:
+            return int(regs[op.b])
+        if op.b_source is BSource.SELF:
+            return a
+        return _sigmoid(a) if op.b_source is BSource.SIGMOID else 0
+
+    @staticmethod
+    def _reduction(kind: Reduce, values: list, op) -> int:
+        if kind is Reduce.MAXABS:
+            return max((abs(v) for v in values), default=0)
+        if not values:
+            raise ProgramError(f"{kind.name} of an empty pass in {op.note or op}")
+        if kind is Reduce.MAX:
+            return max(values)
+        if kind is Reduce.ARGMAX:
+            return values.index(max(values))
+        total = sum(values)
+        _check([total], *_signed(SUM_BITS), "sum", op)
+        return total
+
+    # -- the scalar operation -------------------------------------------------------------------
+
+    def _scalar(self, op: ScalarOp) -> None:
+        reg = self._register
+        kind = op.kind
+        regs = {op.exp.register: reg(op.exp.register)} if op.exp.register else {}
+        exp = op.exp.value(regs) if kind is not ScalarKind.SELECT else 0
+        if kind is ScalarKind.STORE:
+            self.write(op.address, [reg(op.a)])
+        elif kind is ScalarKind.LOAD:
+            self.registers[op.result] = int(self.read(op.address, 1)[0])
+        elif kind is ScalarKind.SELECT:
+            self.registers[op.result] = reg(op.b) if reg(op.exp.register) else reg(op.a)
+        else:
+            self.registers[op.result] = self._scalar_value(kind, op, exp)
+        self.scalar_ops += 1
+
+    def _scalar_value(self, kind: ScalarKind, op: ScalarOp, exp: int):
+        reg = self._register
+
+        def scale(pair):
+            return int(pair[0]), int(pair[1])
+        if kind is ScalarKind.MUL:
+            return scale(nx.scale_mul(reg(op.a), reg(op.b)))
+        if kind is ScalarKind.ADD:
+            return scale(nx.scale_add(reg(op.a), reg(op.b)))
+        if kind is ScalarKind.FROM_INT:
+            return scale(nx.scale_from_int(int(reg(op.a)), exp))
+        if kind is ScalarKind.RECIP:
+            return scale(nx.scale_recip(reg(op.a)))
+        if kind is ScalarKind.RSQRT:
+            return scale(nx.scale_rsqrt(reg(op.a)))
+        if kind is ScalarKind.SCALE:
+            return int(reg(op.a)), exp
+        if kind is ScalarKind.MANT:
+            return int(reg(op.a)[0])
+        if kind is ScalarKind.EXP:
+            return int(reg(op.a)[1])
+        if kind is ScalarKind.INT:
+            return exp
+        if kind is ScalarKind.MAX:
+            return max(int(reg(op.a)), int(reg(op.b)))
+        if kind is ScalarKind.IS_ZERO:
+            return int(int(reg(op.a)) == 0)
+        value = int(reg(op.a))
+        if kind is ScalarKind.ADD_INT:
+            return value + exp
+        if kind is ScalarKind.MUL_INT:
+            return value * int(reg(op.b))
+        if kind is ScalarKind.SHR:
+            return value >> min(max(int(reg(op.b)), 0), 62)
+        if kind is ScalarKind.NORM_SHIFT:
+            return max(0, abs(value).bit_length() - nx.NORM_MAX_BITLEN)
+        if kind is ScalarKind.CODE_SHIFT:
+            return abs(value).bit_length() - nx.NORM_MAX_BITLEN if value else 0
+        # CODE_RECIP
+        if value == 0:
+            return 0
+        normalized = _truncate(value, int(reg(op.b)))
+        return -(-(1 << nx.RECIP_SHIFT) // normalized)

@@ -1,0 +1,402 @@
+"""Programs for the shared vector unit (:mod:`hw.vector_isa`): each step of the contract.
+
+Each function returns the instructions for one step of ``model.integer`` on vectors at given
+scratchpad addresses; registers carry scales and the values one pass hands the next. Scale
+registers hold ``(mant, exp)``; constants (a gain's exponent, ``eps``, ``1/n``) are either
+instruction fields or registers the caller sets once (:func:`constants`).
+
+=====================  ====================================  ==================================
+program                model.integer / model.numerics        passes (n elements each)
+=====================  ====================================  ==================================
+:func:`rms_quantize`   ``rms_quantize``                      4
+:func:`quantize_heads` ``quantize_heads``                    2 a head
+:func:`rope`           ``numerics.rope_rotate``              4 a head, of d/2
+:func:`dequantize_add` ``h + apply_scale(acc, s, RES_FRAC)``  2
+:func:`embed`          ``IntegerModel.embed_token``          1
+:func:`gated`          ``gated_activation``                  4 (relu²) or 5 (SiLU)
+:func:`attend`         ``attend``                            2 a position + 3 of T + 1
+:func:`lm_head`        ``lm_head_logits`` and greedy ``sample``  1 a token + 1 of vocab
+=====================  ====================================  ==================================
+
+Programs are straight-line: ``attend`` and ``lm_head`` are unrolled over the positions and the
+vocabulary here, and the sequencer that issues them in hardware loops instead.
+"""
+
+import numpy as np
+
+from model import numerics as nx
+
+from .vector_isa import (Amount, BSource, Function, Pre, Reduce, Round, ScalarKind as S, ScalarOp,
+                         VectorOp)
+
+ONE, INV_ACT_MAX, EXP_ONE = "one", "inv_act_max", "exp_one"
+
+
+def constants() -> list:
+    """Registers every program reads: the integer 1, the scale 1/127 and the mantissa 2^15."""
+    return [ScalarOp(S.INT, ONE, exp=Amount(offset=1)),
+            ScalarOp(S.INT, "inv_act_max_mant", exp=Amount(offset=nx.INV_ACT_MAX[0])),
+            ScalarOp(S.SCALE, INV_ACT_MAX, "inv_act_max_mant", exp=Amount(offset=nx.INV_ACT_MAX[1])),
+            ScalarOp(S.INT, EXP_ONE, exp=Amount(offset=1 << (nx.SCALE_BITS - 1)))]
+
+
+def apply_scale_amount(exp: str, frac: int) -> Amount:
+    """The shift of ``apply_scale(x, s, frac)``, ``-(exp + frac)``, from a register holding ``exp``."""
+    return Amount(exp, -1, -frac)
+
+
+def codes(u: int, n: int, dst: int, peak: str, tag: str) -> list:
+    """``absmax_quantize``'s codes of u[n] into dst, given ``peak`` = max |u| in a register."""
+    return [ScalarOp(S.CODE_SHIFT, f"{tag}_shift", peak),
+            ScalarOp(S.CODE_RECIP, f"{tag}_recip", peak, f"{tag}_shift"),
+            VectorOp(n, u, dst, Function.CODE, BSource.REGISTER, f"{tag}_recip",
+                     a_shift=Amount(f"{tag}_shift"), shift=Amount(offset=nx.RECIP_SHIFT),
+                     round=Round.MAGNITUDE, note=f"{tag}: int8 codes")]
+
+
+def rms_quantize(x: int, n: int, x_scale: str, gain: int, gain_exp: int, inv_len: str, eps: str,
+                 u: int, dst: int, result: str) -> list:
+    """``rms_quantize``: codes of x[n] (real value x · x_scale) with gains at ``gain`` into dst;
+    the dequant scale into register ``result``. ``u`` is n elements of scratch."""
+    t = result
+    return [
+        VectorOp(n, x, function=Function.ADD, reduce=((Reduce.MAXABS, f"{t}_peak_x"),),
+                 note=f"{t}: max |x|"),
+        ScalarOp(S.NORM_SHIFT, f"{t}_e", f"{t}_peak_x"),
+        VectorOp(n, x, function=Function.MUL, b_source=BSource.SELF, a_shift=Amount(f"{t}_e"),
+                 reduce=((Reduce.SUM, f"{t}_squares"),), note=f"{t}: Σ x_n²"),
+        VectorOp(n, x, u, Function.MUL, BSource.VECTOR, gain, a_shift=Amount(f"{t}_e"),
+                 reduce=((Reduce.MAXABS, f"{t}_peak"),), note=f"{t}: u = x_n · g"),
+        *codes(u, n, dst, f"{t}_peak", t),
+        ScalarOp(S.FROM_INT, f"{t}_ms", f"{t}_squares", exp=Amount(f"{t}_e", 2)),
+        ScalarOp(S.MUL, f"{t}_ms", f"{t}_ms", inv_len),
+        ScalarOp(S.MUL, f"{t}_xx", x_scale, x_scale),
+        ScalarOp(S.MUL, f"{t}_ms", f"{t}_ms", f"{t}_xx"),
+        ScalarOp(S.ADD, f"{t}_ms", f"{t}_ms", eps),
+        ScalarOp(S.RSQRT, f"{t}_inv_rms", f"{t}_ms"),
+        ScalarOp(S.FROM_INT, f"{t}_top", f"{t}_peak", exp=Amount(f"{t}_e", 1, -gain_exp)),
+        ScalarOp(S.MUL, f"{t}_top", f"{t}_top", x_scale),
+        ScalarOp(S.MUL, f"{t}_top", f"{t}_top", f"{t}_inv_rms"),
+        ScalarOp(S.MUL, result, f"{t}_top", INV_ACT_MAX),
+    ]
+
+
+def quantize_heads(acc: int, heads: int, d: int, acc_scale: str, dst: int, result: str) -> list:
+    """``quantize_heads``: per-head codes of acc[heads·d] into dst; head h's scale into register
+    ``f"{result}{h}"``."""
+    program = []
+    for h in range(heads):
+        t = f"{result}{h}"
+        program += [VectorOp(d, acc + h * d, function=Function.ADD,
+                             reduce=((Reduce.MAXABS, f"{t}_peak"),), note=f"{t}: max |acc|"),
+                    *codes(acc + h * d, d, dst + h * d, f"{t}_peak", t),
+                    ScalarOp(S.FROM_INT, t, f"{t}_peak"),
+                    ScalarOp(S.MUL, t, t, acc_scale),
+                    ScalarOp(S.MUL, t, t, INV_ACT_MAX)]
+    return program
+
+
+def rope(x: int, heads: int, d: int, cos: int, sin: int, scratch: int, dst: int) -> list:
+    """``rope_rotate`` of each head of x[heads·d] by one position's cos/sin[d/2] into dst; scratch
+    holds d/2 elements."""
+    half, program = d // 2, []
+    for h in range(heads):
+        a, b = x + h * d, x + h * d + half
+        for out, first, second, negate in ((dst + h * d, a, b, True), (dst + h * d + half, b, a, False)):
+            program += [VectorOp(half, first, scratch, Function.MUL, BSource.VECTOR, cos,
+                                 note="rope: x·cos"),
+                        VectorOp(half, second, out, Function.MUL, BSource.VECTOR, sin, c=scratch,
+                                 negate=negate, shift=Amount(offset=nx.ROPE_FRAC),
+                                 note="rope: x·cos ∓ y·sin")]
+    return program
+
+
+def dequantize_add(acc: int, n: int, scale: str, h: int, scratch: int) -> list:
+    """``h = saturate(h + apply_scale(acc, scale, RES_FRAC))`` for acc[n] into h[n]. The product
+    saturates to a scratchpad element first, which cannot change the saturated sum (|h| < 2^31)."""
+    return [ScalarOp(S.MANT, f"{scale}_mant", scale),
+            ScalarOp(S.EXP, f"{scale}_exp", scale),
+            VectorOp(n, acc, scratch, Function.MUL, BSource.REGISTER, f"{scale}_mant",
+                     shift=apply_scale_amount(f"{scale}_exp", nx.RES_FRAC), saturate=36,
+                     note="residual: acc · scale"),
+            VectorOp(n, scratch, h, Function.ADD, c=h, saturate=nx.RES_BITS, note="residual: h + y")]
+
+
+def embed(row: int, n: int, row_mant: int, table_exp: int, h: int) -> list:
+    """``embed_token``: the int8 row at ``row`` times its row scale ``row_mant · 2^table_exp``,
+    into h[n]."""
+    return [ScalarOp(S.INT, "embed_row", exp=Amount(offset=row_mant)),
+            ScalarOp(S.FROM_INT, "embed_scale", "embed_row", exp=Amount(offset=table_exp)),
+            ScalarOp(S.MANT, "embed_mant", "embed_scale"),
+            ScalarOp(S.EXP, "embed_exp", "embed_scale"),
+            VectorOp(n, row, h, Function.MUL, BSource.REGISTER, "embed_mant",
+                     shift=apply_scale_amount("embed_exp", nx.RES_FRAC), saturate=nx.RES_BITS,
+                     note="embed: codes · row scale")]
+
+
+def gated(gate: int, up: int, n: int, gate_scale: str, up_scale: str, kind: str, square: int,
+          dst: int, result: str) -> list:
+    """``gated_activation`` of gate[n] and up[n] into dst; its scale into register ``result``.
+    ``square`` holds n elements of scratch."""
+    t = result
+    program = [VectorOp(n, up, function=Function.ADD, reduce=((Reduce.MAXABS, f"{t}_peak_up"),),
+                        note="gated: max |up|"),
+               ScalarOp(S.NORM_SHIFT, f"{t}_e_up", f"{t}_peak_up")]
+    if kind == "relu2":
+        program += [
+            VectorOp(n, gate, function=Function.MUL, b_source=BSource.SELF, pre=Pre.RELU,
+                     reduce=((Reduce.MAXABS, f"{t}_peak_sq"),), note="gated: max relu(gate)²"),
+            ScalarOp(S.NORM_SHIFT, f"{t}_e_sq", f"{t}_peak_sq"),
+            VectorOp(n, gate, square, Function.MUL, BSource.SELF, pre=Pre.RELU,
+                     shift=Amount(f"{t}_e_sq"), round=Round.TRUNCATE, note="gated: relu(gate)², normalized"),
+            ScalarOp(S.MUL, f"{t}_act", gate_scale, gate_scale),
+            ScalarOp(S.FROM_INT, f"{t}_norm", ONE, exp=Amount(f"{t}_e_sq")),
+            ScalarOp(S.MUL, f"{t}_act", f"{t}_act", f"{t}_norm")]
+    elif kind == "silu":
+        program += [
+            ScalarOp(S.MANT, f"{t}_gate_mant", gate_scale),
+            ScalarOp(S.EXP, f"{t}_gate_exp", gate_scale),
+            VectorOp(n, gate, square, Function.MUL, BSource.REGISTER, f"{t}_gate_mant",
+                     shift=apply_scale_amount(f"{t}_gate_exp", nx.SILU_FRAC), note="gated: gate in Q.10"),
+            VectorOp(n, square, square, Function.MUL, BSource.SIGMOID, shift=Amount(offset=nx.SIGMOID_FRAC),
+                     reduce=((Reduce.MAXABS, f"{t}_peak_sq"),), note="gated: silu"),
+            ScalarOp(S.NORM_SHIFT, f"{t}_e_sq", f"{t}_peak_sq"),
+            VectorOp(n, square, square, Function.ADD, shift=Amount(f"{t}_e_sq"), round=Round.TRUNCATE,
+                     note="gated: silu, normalized"),
+            ScalarOp(S.FROM_INT, f"{t}_act", ONE, exp=Amount(f"{t}_e_sq", 1, -nx.SILU_FRAC))]
+    else:
+        raise ValueError(f"hidden_act must be 'relu2' or 'silu', not {kind!r}")
+    return program + [
+        VectorOp(n, up, dst, Function.MUL, BSource.VECTOR, square, a_shift=Amount(f"{t}_e_up"),
+                 note="gated: act · up_n"),
+        ScalarOp(S.FROM_INT, f"{t}_norm_up", ONE, exp=Amount(f"{t}_e_up")),
+        ScalarOp(S.MUL, f"{t}_up", up_scale, f"{t}_norm_up"),
+        ScalarOp(S.MUL, result, f"{t}_act", f"{t}_up")]
+
+
+def attend(q: int, d: int, q_scale: str, keys: int, key_mant: int, key_exp: int, values: int,
+           value_mant: int, value_exp: int, positions: int, score_coef: str, z: int, p: int,
+           dst: int) -> list:
+    """``attend`` for one head: int8 q[d] against ``positions`` cached keys and values ([T, d]
+    from ``keys`` / ``values``, their scales' mantissas and exponents [T] at the given addresses);
+    the head's output (Q15.16) into dst[d]. z and p hold ``positions`` elements of scratch."""
+    program = []
+    for j in range(positions):
+        program += [
+            VectorOp(d, keys + j * d, function=Function.MUL, b_source=BSource.VECTOR, b=q,
+                     reduce=((Reduce.SUM, "att.dot"),), note="attend: q · k_j"),
+            ScalarOp(S.LOAD, "att.k_mant", address=key_mant + j),
+            ScalarOp(S.LOAD, "att.k_exp", address=key_exp + j),
+            ScalarOp(S.SCALE, "att.coef", "att.k_mant", exp=Amount("att.k_exp")),
+            ScalarOp(S.MUL, "att.coef", "att.coef", q_scale),
+            ScalarOp(S.MUL, "att.coef", "att.coef", score_coef),
+            ScalarOp(S.MANT, "att.coef_mant", "att.coef"),
+            ScalarOp(S.EXP, "att.coef_exp", "att.coef"),
+            ScalarOp(S.STORE, a="att.dot", address=z + j),
+            VectorOp(1, z + j, z + j, Function.MUL, BSource.REGISTER, "att.coef_mant",
+                     shift=apply_scale_amount("att.coef_exp", nx.SCORE_FRAC), note="attend: z_j")]
+    program += [
+        VectorOp(positions, z, function=Function.ADD, reduce=((Reduce.MAX, "att.z_max"),), note="attend: max z"),
+        VectorOp(positions, z, p, Function.EXP2, pre=Pre.RSUB, pre_register="att.z_max",
+                 reduce=((Reduce.SUM, "att.p_sum"),), note="attend: p = 2^-(max z - z)"),
+        ScalarOp(S.INT, "att.top", exp=Amount(offset=-(1 << 40)))]
+    for j in range(positions):       # the weights' largest exponent over the live positions
+        program += _weight(j, p, value_mant, value_exp) + [
+            ScalarOp(S.IS_ZERO, "att.dead", "att.w_mant"),
+            ScalarOp(S.SELECT, "att.w_top", "att.w_exp", "att.top", exp=Amount("att.dead")),
+            ScalarOp(S.MAX, "att.top", "att.top", "att.w_top")]
+    for j in range(positions):
+        program += _weight(j, p, value_mant, value_exp) + [
+            ScalarOp(S.ADD_INT, "att.w_shift", "att.top", exp=Amount("att.w_exp", -1)),
+            ScalarOp(S.SHR, "att.aligned", "att.w_mant", "att.w_shift"),
+            VectorOp(d, values + j * d, dst, Function.MUL, BSource.REGISTER, "att.aligned",
+                     c=dst if j else None, note="attend: Σ aligned_j · v_j")]
+    return program + [
+        ScalarOp(S.SCALE, "att.row_scale", EXP_ONE, exp=Amount("att.top", 1, -(nx.SCALE_BITS - 1))),
+        ScalarOp(S.FROM_INT, "att.p_total", "att.p_sum", exp=Amount(offset=-nx.EXP_FRAC)),
+        ScalarOp(S.RECIP, "att.p_total", "att.p_total"),
+        ScalarOp(S.MUL, "att.row_scale", "att.row_scale", "att.p_total"),
+        ScalarOp(S.MANT, "att.row_mant", "att.row_scale"),
+        ScalarOp(S.EXP, "att.row_exp", "att.row_scale"),
+        VectorOp(d, dst, dst, Function.MUL, BSource.REGISTER, "att.row_mant",
+                 shift=apply_scale_amount("att.row_exp", nx.RES_FRAC), saturate=nx.RES_BITS,
+                 note="attend: out · row scale")]
+
+
+def _weight(j: int, p: int, value_mant: int, value_exp: int) -> list:
+    """Position j's softmax weight ``scale_mul(scale_from_int(p_j, -15), vs_j)`` into w_mant, w_exp."""
+    return [ScalarOp(S.LOAD, "att.p_j", address=p + j),
+            ScalarOp(S.FROM_INT, "att.w", "att.p_j", exp=Amount(offset=-nx.EXP_FRAC)),
+            ScalarOp(S.LOAD, "att.v_mant", address=value_mant + j),
+            ScalarOp(S.LOAD, "att.v_exp", address=value_exp + j),
+            ScalarOp(S.SCALE, "att.vs", "att.v_mant", exp=Amount("att.v_exp")),
+            ScalarOp(S.MUL, "att.w", "att.w", "att.vs"),
+            ScalarOp(S.MANT, "att.w_mant", "att.w"),
+            ScalarOp(S.EXP, "att.w_exp", "att.w")]
+
+
+def lm_head(table: int, rows: int, vocab: int, n: int, x: int, logits: int, result: str) -> list:
+    """``lm_head_logits`` of the int8 codes x[n] against the table (codes [vocab, n] at ``table``,
+    row mantissas [vocab] at ``rows``) into logits[vocab]; greedy ``sample``'s token into register
+    ``result``."""
+    program = []
+    for v in range(vocab):
+        program += [VectorOp(n, table + v * n, function=Function.MUL, b_source=BSource.VECTOR, b=x,
+                             reduce=((Reduce.SUM, "lm.dot"),), note="lm head: codes_v · x"),
+                    ScalarOp(S.LOAD, "lm.row", address=rows + v),
+                    ScalarOp(S.MUL_INT, "lm.logit", "lm.dot", "lm.row"),
+                    ScalarOp(S.STORE, a="lm.logit", address=logits + v)]
+    return program + [VectorOp(vocab, logits, function=Function.ADD, reduce=((Reduce.ARGMAX, result),),
+                               note="sample: the first largest logit")]
+
+
+class Layout:
+    """Named regions of the scratchpad, allocated in order."""
+
+    def __init__(self):
+        self.regions: dict[str, tuple[int, int]] = {}
+        self.size = 0
+
+    def add(self, name: str, n: int) -> int:
+        if name in self.regions:
+            raise ValueError(f"region {name!r} is already allocated")
+        self.regions[name] = (self.size, n)
+        self.size += n
+        return self.size - n
+
+    def __getitem__(self, name: str) -> int:
+        return self.regions[name][0]
+
+
+class ProgramModel:
+    """An ``IntegerModel`` whose every step but the ternary matmul runs as vector-unit programs.
+
+    The weights' ternary products (the array's work) are computed with ``ternary_matmul`` and
+    written where the programs read them; everything else — embedding, norms and their codes,
+    RoPE, per-head codes, attention over the KV cache, the gated activation, the residual adds,
+    the LM head and greedy sampling — is :class:`~hw.vector_isa.VectorMachine` instructions on one
+    scratchpad. ``step`` returns what ``IntegerModel.step`` does, so the programs can be checked
+    against the contract a whole token at a time.
+    """
+
+    def __init__(self, model):
+        from model.integer import ternary_matmul    # the array's part, done by NumPy here
+        from .vector_isa import VectorMachine
+        self.model, self._matmul = model, ternary_matmul
+        cfg = self.config = model.config
+        d, heads, kv = cfg.dim_per_head, cfg.num_attention_heads, cfg.num_key_value_heads
+        hidden, inter, positions = cfg.hidden_size, cfg.intermediate_size, cfg.max_position_embeddings
+        widest = max(hidden, inter, heads * d)
+        lay = self.layout = Layout()
+        for name, n in (("h", hidden), ("acc", widest), ("acc2", widest), ("x", widest), ("u", widest),
+                        ("scratch", widest), ("gated", widest), ("rotated", heads * d), ("q", heads * d), ("out", heads * d),
+                        ("z", positions), ("p", positions), ("cos", d // 2), ("sin", d // 2),
+                        ("logits", cfg.vocab_size), ("embed", cfg.vocab_size * hidden),
+                        ("lm_table", cfg.vocab_size * hidden), ("lm_rows", cfg.vocab_size)):
+            lay.add(name, n)
+        self.gains = {}
+        for i, layer in enumerate(model.layers):
+            for norm in ("input_layernorm", "attn_sub_norm", "post_attention_layernorm", "ffn_sub_norm"):
+                gain = getattr(layer, norm)
+                self.gains[i, norm] = (lay.add(f"gain.{i}.{norm}", gain.values.size), gain)
+            for part in ("k", "v"):
+                for g in range(kv):
+                    lay.add(f"{part}.{i}.{g}", positions * d)
+                    lay.add(f"{part}_mant.{i}.{g}", positions)
+                    lay.add(f"{part}_exp.{i}.{g}", positions)
+        self.gains["norm"] = (lay.add("gain.norm", hidden), model.norm)
+        self.machine = machine = VectorMachine(lay.size)
+        machine.write(lay["embed"], model.embed.codes)
+        machine.write(lay["lm_table"], model.lm_head.codes)
+        machine.write(lay["lm_rows"], model.lm_head.rows)
+        for address, gain in self.gains.values():
+            machine.write(address, gain.values)
+        self._run(constants())
+        for name, scale in (("eps", model.eps), ("score_coef", model.score_coef), ("res_unit", nx.RES_UNIT)):
+            self._set_scale(name, scale)
+        for i, layer in enumerate(model.layers):
+            for matrix in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"):
+                self._set_scale(f"gamma.{i}.{matrix}", getattr(layer, matrix).gamma)
+        for key, (_, gain) in self.gains.items():
+            self._set_scale(f"inv_len.{key}", gain.inv_len)
+
+    def _set_scale(self, name: str, scale) -> None:
+        self.machine.registers[name] = (int(scale[0]), int(scale[1]))
+
+    def _run(self, program) -> None:
+        self.machine.run(program)
+
+    def _norm(self, key, x: int, n: int, x_scale: str, dst: int, result: str) -> None:
+        address, gain = self.gains[key]
+        self._run(rms_quantize(x, n, x_scale, address, gain.exp, f"inv_len.{key}", "eps",
+                               self.layout["u"], dst, result))
+
+    def _linear(self, layer: int, matrix: str, n: int, dst: str, scale: str) -> None:
+        """The array's product of the codes in x, into region ``dst``; its scale D·γ into ``scale``."""
+        codes = getattr(self.model.layers[layer], matrix).codes
+        self.machine.write(self.layout[dst], self._matmul(codes, self.machine.read(self.layout["x"], n)))
+        self._run([ScalarOp(S.MUL, scale, "norm_scale", f"gamma.{layer}.{matrix}")])
+
+    def step(self, token: int, position: int, trace=None):
+        """``IntegerModel.step`` at ``position`` (the KV cache holds the positions before it):
+        integer logits and the logit scale; ``trace`` as there, for the steps it names."""
+        trace = trace or (lambda layer, step, **values: None)
+        cfg, lay, m = self.config, self.layout, self.machine
+        d, heads, kv = cfg.dim_per_head, cfg.num_attention_heads, cfg.num_key_value_heads
+        hidden, inter, group = cfg.hidden_size, cfg.intermediate_size, heads // kv
+        row = int(self.model.embed.rows[token])
+        self._run(embed(lay["embed"] + token * hidden, hidden, row, self.model.embed.exp, lay["h"]))
+        trace(0, "embed", h=m.read(lay["h"], hidden))
+        m.write(lay["cos"], self.model.rope_cos[position])
+        m.write(lay["sin"], self.model.rope_sin[position])
+        for i in range(len(self.model.layers)):
+            self._norm((i, "input_layernorm"), lay["h"], hidden, "res_unit", lay["x"], "norm_scale")
+            trace(i, "input_layernorm", codes=m.read(lay["x"], hidden), scale=m.registers["norm_scale"])
+            for matrix, count in (("q_proj", heads), ("k_proj", kv), ("v_proj", kv)):
+                self._linear(i, matrix, hidden, "acc", "acc_scale")
+                source = lay["acc"]
+                if matrix != "v_proj":
+                    self._run(rope(source, count, d, lay["cos"], lay["sin"], lay["scratch"], lay["rotated"]))
+                    source = lay["rotated"]
+                target = lay["q"] if matrix == "q_proj" else lay["scratch"]
+                self._run(quantize_heads(source, count, d, "acc_scale", target, f"{matrix}_scale"))
+                scales = [m.registers[f"{matrix}_scale{h}"] for h in range(count)]
+                trace(i, matrix, head_codes=m.read(target, count * d),
+                      head_scales=(np.array([s[0] for s in scales]), np.array([s[1] for s in scales])))
+                if matrix != "q_proj":
+                    part = matrix[0]
+                    for g in range(kv):
+                        m.write(lay[f"{part}.{i}.{g}"] + position * d, m.read(target + g * d, d))
+                        m.write(lay[f"{part}_mant.{i}.{g}"] + position, [scales[g][0]])
+                        m.write(lay[f"{part}_exp.{i}.{g}"] + position, [scales[g][1]])
+            for h in range(heads):
+                g = h // group
+                self._run(attend(lay["q"] + h * d, d, f"q_proj_scale{h}", lay[f"k.{i}.{g}"],
+                                 lay[f"k_mant.{i}.{g}"], lay[f"k_exp.{i}.{g}"], lay[f"v.{i}.{g}"],
+                                 lay[f"v_mant.{i}.{g}"], lay[f"v_exp.{i}.{g}"], position + 1, "score_coef",
+                                 lay["z"], lay["p"], lay["out"] + h * d))
+            self._norm((i, "attn_sub_norm"), lay["out"], heads * d, "res_unit", lay["x"], "norm_scale")
+            trace(i, "attn_sub_norm", input=m.read(lay["out"], heads * d), codes=m.read(lay["x"], hidden),
+                  scale=m.registers["norm_scale"])
+            self._linear(i, "o_proj", heads * d, "acc", "acc_scale")
+            self._run(dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"]))
+            trace(i, "o_proj", h=m.read(lay["h"], hidden))
+            self._norm((i, "post_attention_layernorm"), lay["h"], hidden, "res_unit", lay["x"], "norm_scale")
+            trace(i, "post_attention_layernorm", codes=m.read(lay["x"], hidden), scale=m.registers["norm_scale"])
+            self._linear(i, "gate_proj", hidden, "acc", "gate_scale")
+            self._linear(i, "up_proj", hidden, "acc2", "up_scale")
+            self._run(gated(lay["acc"], lay["acc2"], inter, "gate_scale", "up_scale", cfg.hidden_act,
+                            lay["scratch"], lay["gated"], "hidden_scale"))
+            self._norm((i, "ffn_sub_norm"), lay["gated"], inter, "hidden_scale", lay["x"], "norm_scale")
+            trace(i, "ffn_sub_norm", input=m.read(lay["gated"], inter), codes=m.read(lay["x"], inter),
+                  scale=m.registers["norm_scale"])
+            self._linear(i, "down_proj", inter, "acc", "acc_scale")
+            self._run(dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"]))
+            trace(i, "down_proj", h=m.read(lay["h"], hidden))
+        self._norm("norm", lay["h"], hidden, "res_unit", lay["x"], "norm_scale")
+        self._run(lm_head(lay["lm_table"], lay["lm_rows"], cfg.vocab_size, hidden, lay["x"], lay["logits"],
+                          "token"))
+        logits = m.read(lay["logits"], cfg.vocab_size)
+        trace(0, "norm", codes=m.read(lay["x"], hidden), scale=m.registers["norm_scale"], logits=logits)
+        scale = nx.scale_mul(m.registers["norm_scale"], nx.scale_from_int(1, self.model.lm_head.exp))
+        return logits, (int(scale[0]), int(scale[1]))

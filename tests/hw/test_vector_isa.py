@@ -1,0 +1,235 @@
+"""The vector unit's programs (hw.vector_programs) on its instruction set's machine, bit for bit
+against model.integer: each step alone on random and edge inputs, then whole tokens."""
+
+import numpy as np
+import pytest
+
+from hw import vector_programs as vp
+from hw.vector_isa import (Amount, BSource, Function, ProgramError, Reduce, ScalarKind, ScalarOp,
+                           VectorMachine, VectorOp)
+from model import integer, numerics as nx
+from model.integer import Gain, IntegerModel, RowScaledInt8, tiny_model
+
+
+def machine(size=4096):
+    m = VectorMachine(size)
+    m.run(vp.constants())
+    return m
+
+
+def set_scale(m, name, scale):
+    m.registers[name] = (int(scale[0]), int(scale[1]))
+
+
+def random_scale(rng, exps=(-40, 0)):
+    return int(rng.integers(1 << 15, 1 << 16)), int(rng.integers(*exps))
+
+
+def vector(rng, n, bits, kind):
+    """Random signed values of up to ``bits`` bits, or an edge: zeros, all ±max, one spike."""
+    top = (1 << (bits - 1)) - 1
+    if kind == "zeros":
+        return np.zeros(n, dtype=np.int64)
+    if kind == "extremes":
+        return rng.choice([-top, top, 0, 1, -1], n)
+    if kind == "spike":
+        x = np.zeros(n, dtype=np.int64)
+        x[rng.integers(n)] = top
+        return x
+    return rng.integers(-top, top + 1, n) >> rng.integers(0, bits, n)
+
+
+KINDS = ("random", "zeros", "extremes", "spike")
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("kind", KINDS)
+def test_rms_quantize(seed, kind):
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 200))
+    x = vector(rng, n, int(rng.integers(2, 33)), kind)
+    gain = Gain.from_float(rng.normal(1.0, 0.5, n))
+    x_scale, eps = random_scale(rng), nx.scale_from_float(1e-5)
+    m = machine()
+    m.write(0, x)
+    m.write(1000, gain.values)
+    for name, scale in (("xs", x_scale), ("inv_len", gain.inv_len), ("eps", eps)):
+        set_scale(m, name, scale)
+    m.run(vp.rms_quantize(0, n, "xs", 1000, gain.exp, "inv_len", "eps", 2000, 3000, "out"))
+    codes, scale = integer.rms_quantize(x, x_scale, gain, eps)
+    assert np.array_equal(m.read(3000, n), codes)
+    assert m.registers["out"] == (int(scale[0]), int(scale[1]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("kind", KINDS)
+def test_quantize_heads(seed, kind):
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    heads, d = int(rng.integers(1, 5)), 2 * int(rng.integers(1, 17))
+    acc = vector(rng, heads * d, int(rng.integers(2, 21)), kind)
+    acc_scale = random_scale(rng)
+    m = machine()
+    m.write(0, acc)
+    set_scale(m, "acc_scale", acc_scale)
+    m.run(vp.quantize_heads(0, heads, d, "acc_scale", 500, "hs"))
+    codes, scales = integer.quantize_heads(acc.reshape(heads, d), acc_scale)
+    assert np.array_equal(m.read(500, heads * d), codes.ravel())
+    assert [m.registers[f"hs{h}"] for h in range(heads)] == list(zip(scales[0].tolist(), scales[1].tolist()))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rope(seed):
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    heads, d, position = int(rng.integers(1, 4)), 2 * int(rng.integers(1, 17)), int(rng.integers(0, 256))
+    x = vector(rng, heads * d, 20, "random")
+    cos, sin = nx.rope_int_tables(d, 10000.0, 256)
+    m = machine()
+    m.write(0, x)
+    m.write(200, cos[position])
+    m.write(300, sin[position])
+    m.run(vp.rope(0, heads, d, 200, 300, 400, 600))
+    assert np.array_equal(m.read(600, heads * d),
+                          nx.rope_rotate(x.reshape(heads, d), cos[position], sin[position]).ravel())
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("kind", KINDS)
+def test_dequantize_add(seed, kind):
+    """The residual add, saturating; scales from tiny to large enough to saturate."""
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 100))
+    acc, h = vector(rng, n, 20, kind), vector(rng, n, 32, "random" if kind == "zeros" else kind)
+    scale = int(rng.integers(1 << 15, 1 << 16)), int(rng.integers(-40, 10))
+    m = machine()
+    m.write(0, acc)
+    m.write(100, h)
+    set_scale(m, "s", scale)
+    m.run(vp.dequantize_add(0, n, "s", 100, 200))
+    assert np.array_equal(m.read(100, n), nx.saturate(h + nx.apply_scale(acc, scale, nx.RES_FRAC), nx.RES_BITS))
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("kind", ["relu2", "silu"])
+@pytest.mark.parametrize("edge", KINDS)
+def test_gated(seed, kind, edge):
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 100))
+    gate, up = vector(rng, n, 18, edge), vector(rng, n, 18, "random")
+    gate_scale = int(rng.integers(1 << 15, 1 << 16)), int(rng.integers(-30, -16))
+    up_scale = random_scale(rng)
+    m = machine()
+    m.write(0, gate)
+    m.write(100, up)
+    set_scale(m, "gs", gate_scale)
+    set_scale(m, "us", up_scale)
+    m.run(vp.gated(0, 100, n, "gs", "us", kind, 200, 300, "out"))
+    values, scale = integer.gated_activation(gate, gate_scale, up, up_scale, kind)
+    assert np.array_equal(m.read(300, n), values)
+    assert m.registers["out"] == (int(scale[0]), int(scale[1]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_attend(seed):
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    d, positions = 2 * int(rng.integers(1, 17)), int(rng.integers(1, 40))
+    q = rng.integers(-127, 128, d)
+    keys, values = rng.integers(-127, 128, (positions, d)), rng.integers(-127, 128, (positions, d))
+    # int8 codes of values near 1 have scales near 1/127, so scores stay in the Q.8 element
+    key_scales = [random_scale(rng, (-26, -18)) for _ in range(positions)]
+    value_scales = [random_scale(rng) for _ in range(positions)]
+    q_scale, coef = random_scale(rng, (-26, -18)), nx.scale_from_float(np.log2(np.e) / np.sqrt(d))
+    m = machine()
+    for address, data in ((0, q), (100, keys), (2000, values), (3500, [s[0] for s in key_scales]),
+                          (3550, [s[1] for s in key_scales]), (3600, [s[0] for s in value_scales]),
+                          (3650, [s[1] for s in value_scales])):
+        m.write(address, data)
+    set_scale(m, "qs", q_scale)
+    set_scale(m, "coef", coef)
+    m.run(vp.attend(0, d, "qs", 100, 3500, 3550, 2000, 3600, 3650, positions, "coef", 3700, 3750, 3800))
+    split = [(np.array([s[0] for s in scales]), np.array([s[1] for s in scales]))
+             for scales in (key_scales, value_scales)]
+    assert np.array_equal(m.read(3800, d), integer.attend(q, q_scale, keys, split[0], values, split[1], coef))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_lm_head_and_greedy_sample(seed):
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    vocab, n = int(rng.integers(2, 40)), int(rng.integers(1, 50))
+    table = RowScaledInt8.from_float(rng.normal(0, 1, (vocab, n)))
+    x = rng.integers(-127, 128, n)
+    m = machine()
+    m.write(0, table.codes)
+    m.write(2000, table.rows)
+    m.write(2100, x)
+    m.run(vp.lm_head(0, 2000, vocab, n, 2100, 2200, "token"))
+    logits = integer.lm_head_logits(table, x)
+    assert np.array_equal(m.read(2200, vocab), logits)
+    assert m.registers["token"] == integer.sample(logits, (1, 0), None, None, 1)[0]
+
+
+def test_widths_are_checked():
+    """A pass whose operands do not fit the datapath fails with the pass named, as do a register
+    read before it is set and an address outside the scratchpad."""
+    m = machine(16)
+    m.write(0, [1 << 20, 3])
+    m.registers["wide"] = 1 << 18
+    with pytest.raises(ProgramError, match="b 262144 outside .* in too wide"):
+        m.run([VectorOp(2, 0, 2, Function.MUL, BSource.REGISTER, "wide", note="too wide")])
+    with pytest.raises(ProgramError, match="register 'missing' read before it was set"):
+        m.run([VectorOp(2, 0, 2, shift=Amount("missing"), function=Function.ADD)])
+    with pytest.raises(ProgramError, match="outside the scratchpad"):
+        m.run([VectorOp(2, 15, function=Function.ADD)])
+    with pytest.raises(ProgramError, match="b 1048576 outside .* in square"):
+        m.run([VectorOp(1, 0, 2, Function.MUL, BSource.SELF, note="square")])
+    m.registers["wide"] = 1 << 17
+    with pytest.raises(ProgramError, match="does not fit 36 bits"):
+        m.run([VectorOp(1, 0, 2, Function.MUL, BSource.REGISTER, "wide")])
+    m.run([VectorOp(2, 0, 2, Function.ADD, reduce=((Reduce.MAXABS, "peak"),)),
+           ScalarOp(ScalarKind.NORM_SHIFT, "e", "peak")])
+    assert m.registers["peak"] == 1 << 20 and m.registers["e"] == 21 - nx.NORM_MAX_BITLEN
+
+
+def compare_steps(model, tokens):
+    """ProgramModel.step against IntegerModel.step: logits, scale and every trace entry."""
+    programs, cache = vp.ProgramModel(model), model.new_cache()
+    for position, token in enumerate(tokens):
+        want, got = {}, {}
+        logits, scale = model.step(token, cache, lambda layer, step, **v: want.setdefault((layer, step), v))
+        program_logits, program_scale = programs.step(token, position,
+                                                      lambda layer, step, **v: got.setdefault((layer, step), v))
+        assert np.array_equal(program_logits, logits)
+        assert program_scale == (int(scale[0]), int(scale[1]))
+        assert want.keys() == got.keys()
+        for key, values in want.items():
+            for name, value in values.items():
+                if isinstance(value, tuple):
+                    assert [np.asarray(v).tolist() for v in got[key][name]] == [np.asarray(v).tolist() for v in value]
+                else:
+                    assert np.array_equal(got[key][name], value), (position, key, name)
+    return programs.machine
+
+
+@pytest.mark.parametrize("seed, overrides", [
+    (1, {}),
+    (2, {"hidden_act": "silu"}),
+    (3, {"hidden_size": 24, "intermediate_size": 40, "num_attention_heads": 3, "num_key_value_heads": 3,
+         "num_hidden_layers": 2, "tie_word_embeddings": False}),
+])
+def test_whole_tokens_of_random_models(tmp_path, seed, overrides):
+    print(f"seed {seed}")
+    model = tiny_model(tmp_path, seed, **overrides)
+    compare_steps(model, [int(t) for t in np.random.default_rng(seed).integers(0, model.config.vocab_size, 8)])
+
+
+@pytest.mark.parametrize("name", ["small", "ulx3s"])
+def test_whole_tokens_of_shipped_models(name):
+    model = IntegerModel.from_checkpoint(f"models/{name}")
+    m = compare_steps(model, [18, 43, 1])
+    assert m.passes > 0 and m.scalar_ops > 0
