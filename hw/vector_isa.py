@@ -11,15 +11,16 @@ straight-line program of two kinds of instruction:
       a  = scratchpad[a + i]                                   (ELEMENT_BITS, signed)
       a' = pre(a)                 NONE | RELU max(a, 0) | RSUB r - a, saturated to A_BITS
       a' = truncate_magnitude(a', a_shift)                     (must fit A_BITS, signed)
-      b  = scratchpad[b + i] | register b | a' | sigmoid_table(a')   (must fit B_RANGE)
-      p  = a'·b | exp2_neg(a') | a (ADD: the element itself, no product) | |a'|·b·127 (CODE)
+      b  = scratchpad[b + i] | register b | a' | sigmoid_table(a')   (must fit B_BITS, signed)
+      p  = a'·b | exp2_neg(a') | a (ADD: the element itself, no product) | a'·(b·127) (CODE)
       p  = c ± p                  c = scratchpad[c + i] or 0           (must fit P_BITS)
       y  = round(p, shift)        HALF_UP rshift_round | TRUNCATE truncate_magnitude
       y  = saturate(y, bits)      (else y must fit ELEMENT_BITS)
       scratchpad[dst + i] = y;    reductions over y: MAXABS, MAX, SUM, ARGMAX
 
-  CODE forms int8 codes the way ``model.numerics.absmax_quantize`` does: the magnitude times the
-  reciprocal times 127, rounded half up, the sign put back.
+  CODE forms int8 codes the way ``model.numerics.absmax_quantize`` does (the magnitude times the
+  reciprocal times 127, rounded half up, the sign put back: ``Round.MAGNITUDE``); its operands
+  swap ports, ``b·127`` on the a port and a' on the b port, so a' must fit B_BITS.
 * :class:`ScalarOp` — one operation on named registers: the scale arithmetic of
   :class:`~hw.scale_unit.ScaleUnit` (MUL, ADD, FROM_INT, RECIP, RSQRT), the normalizer's and the
   quantizer's shift and reciprocal, and small integer steps. ``STORE`` writes a register into the
@@ -44,7 +45,7 @@ from model import numerics as nx
 
 ELEMENT_BITS = 36      # a scratchpad element, signed (DP16KD's 36-bit port)
 A_BITS = 36            # the multiplier's a port, signed: a whole element (ECP5: two MULT18X18D)
-B_RANGE = (-(1 << 17), 1 << 18)   # b is signed 18-bit or unsigned 18-bit (MULT18X18D's b port)
+B_BITS = 18            # the multiplier's b port, signed (MULT18X18D's)
 P_BITS = 54            # the product and the post-adder, signed (ECP5's ALU54)
 SUM_BITS = 48          # the SUM reduction's accumulator, signed
 
@@ -166,14 +167,6 @@ class ProgramError(ValueError):
     """A program asked for a value the datapath's widths cannot hold (or a register it never set)."""
 
 
-def _check(values, low: int, high: int, what: str, op) -> None:
-    """Every value in [low, high) or a ProgramError naming the pass."""
-    values = list(values)
-    bad = [v for v in values if not low <= v < high]
-    if bad:
-        raise ProgramError(f"{what} {bad[0]} outside [{low}, {high}) in {op.note or op}")
-
-
 def _signed(bits: int) -> tuple[int, int]:
     return -(1 << (bits - 1)), 1 << (bits - 1)
 
@@ -203,6 +196,68 @@ def _exp2(a: int) -> int:
     if whole > nx.EXP_FRAC:
         return 0
     return int(nx.EXP2_TABLE[a & ((1 << nx.EXP_TABLE_BITS) - 1)]) >> whole
+
+
+@dataclasses.dataclass(frozen=True)
+class PassConfig:
+    """A pass's register operands, resolved: what the unit holds in its lanes for the whole pass."""
+    a_shift: int = 0
+    shift: int = 0
+    b: int = 0              # REGISTER's b; CODE's reciprocal (b·127 goes on the a port)
+    pre: int = 0            # RSUB's minuend
+
+    @classmethod
+    def of(cls, op: VectorOp, registers: dict) -> "PassConfig":
+        return cls(op.a_shift.value(registers), op.shift.value(registers),
+                   int(registers[op.b]) if op.b_source is BSource.REGISTER else 0,
+                   int(registers[op.pre_register]) if op.pre is Pre.RSUB else 0)
+
+
+def element(op: VectorOp, config: PassConfig, a: int, b: int, c: int) -> tuple[int, str | None]:
+    """One element through a lane: ``(y, None)``, or ``(0, why)`` where a value does not fit its
+    port (a' the a port, b the b port, p the post-adder, an unsaturated y an element)."""
+    a_low, a_high = _signed(A_BITS)
+    b_low, b_high = _signed(B_BITS)
+    raw = a
+    if op.pre is Pre.RELU:
+        a = max(a, 0)
+    elif op.pre is Pre.RSUB:
+        a = min(config.pre - a, a_high - 1)
+    a = _truncate(a, config.a_shift)
+    if op.function is not Function.ADD and not a_low <= a < a_high:
+        return 0, f"a' {a} outside the a port's {A_BITS} bits"
+    if op.b_source is BSource.REGISTER:
+        b = config.b
+    elif op.b_source is BSource.SELF:
+        b = a
+    elif op.b_source is BSource.SIGMOID:
+        b = _sigmoid(a)
+    if op.function is Function.CODE:
+        a, b = config.b * nx.ACT_MAX, a
+    if op.b_source is not BSource.NONE and not b_low <= b < b_high:
+        return 0, f"b {b} outside the b port's {B_BITS} bits"
+    if op.function in (Function.MUL, Function.CODE):
+        p = a * b
+    elif op.function is Function.EXP2:
+        if a < 0:
+            return 0, f"EXP2 of a negative a' {a}"
+        p = _exp2(a)
+    else:
+        p = raw
+    p = c - p if op.negate else c + p
+    if not -(1 << (P_BITS - 1)) <= p < 1 << (P_BITS - 1):
+        return 0, f"p {p} outside the post-adder's {P_BITS} bits"
+    if op.round is Round.HALF_UP:
+        y = _rshift_round(p, config.shift)
+    elif op.round is Round.TRUNCATE:
+        y = _truncate(p, config.shift)
+    else:
+        y = -_rshift_round(-p, config.shift) if p < 0 else _rshift_round(p, config.shift)
+    if op.saturate:
+        y = _saturate(y, op.saturate)
+    if not -(1 << (ELEMENT_BITS - 1)) <= y < 1 << (ELEMENT_BITS - 1):
+        return 0, f"y {y} does not fit an element's {ELEMENT_BITS} bits"
+    return y, None
 
 
 class VectorMachine:
@@ -252,46 +307,17 @@ class VectorMachine:
     # -- the vector pass ------------------------------------------------------------------------
 
     def _vector(self, op: VectorOp) -> None:
-        regs = {name: self._register(name) for name in
-                (op.a_shift.register, op.shift.register, op.pre_register,
-                 op.b if op.b_source is BSource.REGISTER else None) if name}
-        a_shift, shift = op.a_shift.value(regs), op.shift.value(regs)
-        a_low, a_high = _signed(A_BITS)
-        p_low, p_high = _signed(P_BITS)
+        names = (op.a_shift.register, op.shift.register, op.pre_register,
+                 op.b if op.b_source is BSource.REGISTER else None)
+        pass_ = PassConfig.of(op, {name: self._register(name) for name in names if name})
         raw = self.read(op.a, op.n).tolist()
-        b_vector = self.read(op.b, op.n).tolist() if op.b_source is BSource.VECTOR else None
+        b_vector = self.read(op.b, op.n).tolist() if op.b_source is BSource.VECTOR else [0] * op.n
         c_vector = self.read(op.c, op.n).tolist() if op.c is not None else [0] * op.n
         out = []
-        for i, a in enumerate(raw):
-            if op.pre is Pre.RELU:
-                a = max(a, 0)
-            elif op.pre is Pre.RSUB:
-                a = min(int(regs[op.pre_register]) - a, a_high - 1)
-            a = _truncate(a, a_shift)
-            if op.function is not Function.ADD:
-                _check([a], a_low, a_high, "a'", op)
-            b = self._b_operand(op, a, b_vector[i] if b_vector else 0, regs)
-            if op.b_source is not BSource.NONE:
-                _check([b], *B_RANGE, "b", op)
-            if op.function is Function.MUL:
-                p = a * b
-            elif op.function is Function.CODE:
-                p = (a * b * nx.ACT_MAX) if a >= 0 else -(-a * b * nx.ACT_MAX)
-            elif op.function is Function.EXP2:
-                if a < 0:
-                    raise ProgramError(f"EXP2 of a negative a' {a} in {op.note or op}")
-                p = _exp2(a)
-            else:
-                p = raw[i]
-            p = c_vector[i] - p if op.negate else c_vector[i] + p
-            _check([p], p_low, p_high, "p", op)
-            if op.round is Round.HALF_UP:
-                y = _rshift_round(p, shift)
-            elif op.round is Round.TRUNCATE:
-                y = _truncate(p, shift)
-            else:
-                y = -_rshift_round(-p, shift) if p < 0 else _rshift_round(p, shift)
-            y = _saturate(y, op.saturate) if op.saturate else y
+        for a, b, c in zip(raw, b_vector, c_vector):
+            y, error = element(op, pass_, a, b, c)
+            if error:
+                raise ProgramError(f"{error} in {op.note or op}")
             out.append(y)
         if op.dst is not None:
             self.write(op.dst, out)
@@ -299,16 +325,6 @@ class VectorMachine:
             self.registers[name] = self._reduction(kind, out, op)
         self.passes += 1
         self.elements += op.n
-
-    @staticmethod
-    def _b_operand(op: VectorOp, a: int, element: int, regs: dict) -> int:
-        if op.b_source is BSource.VECTOR:
-            return element
-        if op.b_source is BSource.REGISTER:
-            return int(regs[op.b])
-        if op.b_source is BSource.SELF:
-            return a
-        return _sigmoid(a) if op.b_source is BSource.SIGMOID else 0
 
     @staticmethod
     def _reduction(kind: Reduce, values: list, op) -> int:
@@ -321,7 +337,9 @@ class VectorMachine:
         if kind is Reduce.ARGMAX:
             return values.index(max(values))
         total = sum(values)
-        _check([total], *_signed(SUM_BITS), "sum", op)
+        low, high = _signed(SUM_BITS)
+        if not low <= total < high:
+            raise ProgramError(f"sum {total} outside the reduction's {SUM_BITS} bits in {op.note or op}")
         return total
 
     # -- the scalar operation -------------------------------------------------------------------
