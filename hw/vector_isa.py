@@ -40,6 +40,7 @@ import dataclasses
 import enum
 
 import numpy as np
+from amaranth.lib import enum as hdl_enum
 
 from model import numerics as nx
 
@@ -50,13 +51,13 @@ P_BITS = 54            # the product and the post-adder, signed (ECP5's ALU54)
 SUM_BITS = 48          # the SUM reduction's accumulator, signed
 
 
-class Pre(enum.Enum):
+class Pre(hdl_enum.Enum, shape=2):
     NONE = 0
     RELU = 1           # max(a, 0)
-    RSUB = 2           # min(register - a, 2^(A_BITS-1) - 1): exp2_neg's distance from the peak
+    RSUB = 2           # register - a, saturated to the a port: exp2_neg's distance from the peak
 
 
-class BSource(enum.Enum):
+class BSource(hdl_enum.Enum, shape=3):
     NONE = 0           # no product (EXP2, ADD)
     VECTOR = 1         # scratchpad[b + i]
     REGISTER = 2       # register b, the same for every element
@@ -64,14 +65,14 @@ class BSource(enum.Enum):
     SIGMOID = 4        # model.numerics.SIGMOID_TABLE at SiLU's index of a'
 
 
-class Function(enum.Enum):
+class Function(hdl_enum.Enum, shape=2):
     MUL = 0            # a' · b
     ADD = 1            # a itself (the raw element, before pre and a_shift), plus c
     EXP2 = 2           # exp2_neg(a'): the softmax's table, a' >= 0
     CODE = 3           # |a'| · b · 127, rounded as a magnitude, then the sign of a'
 
 
-class Round(enum.Enum):
+class Round(hdl_enum.Enum, shape=2):
     HALF_UP = 0        # model.numerics.rshift_round (a negative shift is a left shift)
     TRUNCATE = 1       # model.numerics.truncate_magnitude
     MAGNITUDE = 2      # sign(p) · rshift_round(|p|, shift): CODE's rounding
@@ -222,7 +223,7 @@ def element(op: VectorOp, config: PassConfig, a: int, b: int, c: int) -> tuple[i
     if op.pre is Pre.RELU:
         a = max(a, 0)
     elif op.pre is Pre.RSUB:
-        a = min(config.pre - a, a_high - 1)
+        a = min(max(config.pre - a, a_low), a_high - 1)
     a = _truncate(a, config.a_shift)
     if op.function is not Function.ADD and not a_low <= a < a_high:
         return 0, f"a' {a} outside the a port's {A_BITS} bits"

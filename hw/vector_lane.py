@@ -1,0 +1,270 @@
+"""One lane of the shared vector unit: :func:`hw.vector_isa.element` as a pipeline, an element a
+cycle.
+
+The unit holds a pass's operation and its resolved registers (:class:`~hw.vector_isa.PassConfig`)
+on ``config`` for the whole pass and feeds its lanes the elements; a lane computes, per element,
+exactly what ``element`` does, and flags ``error`` where ``element`` names a value that does not
+fit its port (the result is then 0).
+
+Stages (each ends in registers):
+
+1. the element, b and c in;
+2. ``pre``: RELU, or RSUB's ``register − a`` saturated to the a port;
+3. ``a_shift``: a floor shift right (or a left shift, flagged where bits are lost) and whether
+   the magnitude lost bits below the point (the truncation's correction for a negative value);
+4. the correction added: a';
+5. the multiplier's operands: a' or CODE's ``b·127``; the b element, the register, a' (SELF,
+   CODE), or the sigmoid table at SiLU's index of a'; EXP2's table entry;
+6. two 18×18 partial products, ``a[0:18]·b`` and ``a[18:36]·b`` (the DSPs' output registers);
+7. ``p``: the partial products' sum, EXP2's entry shifted by the whole part, or ADD's raw element;
+8. ``c ± p``;
+9. the rounding constant added (``Round``: half up, magnitude, truncate) for a right shift;
+10. the shift (right, or left by a negative amount, flagged where bits are lost);
+11. saturation to the op's width, or the check that the result fits an element.
+
+**Latency** :attr:`LATENCY` cycles from an element in (``i.valid``) to its result out
+(``o.valid``); a lane has no backpressure: the unit writes every result as it comes. ``exp2`` and
+``sigmoid`` add the tables only where a lane needs them (EXP2 and SIGMOID give 0 and flag an
+error in a lane without).
+"""
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from model import numerics as nx
+
+from .vector_isa import A_BITS, B_BITS, ELEMENT_BITS, P_BITS, BSource, Function, Pre, Round
+
+SHIFT_BITS = 8          # a pass's shift amounts, signed: right by 0 to 127, left by 1 to 128
+PART_BITS = 18          # the a port is split into two 18-bit halves, one partial product each
+ROUNDED_BITS = P_BITS + 2   # c ± p and its rounding constant (up to 2^54 − 1 before a shift of 55)
+RIGHT_LIMIT = P_BITS + 1    # shifting a P_BITS + 1-bit value right by this much leaves its sign
+
+
+class Saturate(enum.Enum, shape=2):
+    NONE = 0
+    RES = 1         # nx.RES_BITS (the residual)
+    ELEMENT = 2     # ELEMENT_BITS
+
+
+CONFIG = data.StructLayout({
+    "function": Function, "b_source": BSource, "pre": Pre, "round": Round,
+    "negate": 1, "saturate": Saturate,
+    "a_shift": signed(SHIFT_BITS), "shift": signed(SHIFT_BITS),
+    "b": signed(B_BITS),                 # REGISTER's b
+    "code": signed(A_BITS),              # CODE's b·127 (the unit forms it)
+    "pre_register": signed(ELEMENT_BITS),
+})
+
+
+def saturate_of(bits: int | None) -> Saturate:
+    """The lane's Saturate for an op's ``saturate`` field."""
+    try:
+        return {None: Saturate.NONE, nx.RES_BITS: Saturate.RES, ELEMENT_BITS: Saturate.ELEMENT}[bits]
+    except KeyError:
+        raise ValueError(f"a lane saturates to {nx.RES_BITS} or {ELEMENT_BITS} bits, not {bits}") from None
+
+
+def _fits(value, bits: int):
+    """``value`` (signed) fits ``bits`` signed bits: its bits from bits − 1 up are all equal."""
+    top = value[bits - 1:]
+    return (top == 0) | (top == (1 << len(top)) - 1)
+
+
+class VectorLane(wiring.Component):
+    """:func:`hw.vector_isa.element` for one element a cycle; :attr:`LATENCY` cycles in to out.
+
+    Parameters
+    ----------
+    exp2 : bool
+        Has EXP2's table (``model.numerics.EXP2_TABLE``).
+    sigmoid : bool
+        Has SIGMOID's table (``model.numerics.SIGMOID_TABLE``).
+    """
+
+    LATENCY = 11
+
+    def __init__(self, *, exp2: bool = True, sigmoid: bool = True):
+        self._exp2, self._sigmoid = exp2, sigmoid
+        super().__init__({
+            "config": In(CONFIG),
+            "i": In(data.StructLayout({"valid": 1, "a": signed(ELEMENT_BITS), "b": signed(B_BITS),
+                                       "c": signed(ELEMENT_BITS)})),
+            "o": Out(data.StructLayout({"valid": 1, "y": signed(ELEMENT_BITS), "error": 1})),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        a_max = (1 << (A_BITS - 1)) - 1
+
+        def stage(name, value, shape=None):
+            reg = Signal(shape if shape is not None else value.shape(), name=name)
+            m.d.sync += reg.eq(value)
+            return reg
+
+        def carried(name, signal, stages):
+            """``signal`` delayed by ``stages`` registers."""
+            for k in range(stages):
+                signal = stage(f"{name}_{k + 2}", signal)
+            return signal
+
+        # 1: the element in
+        valid1 = stage("valid1", self.i.valid)
+        a1, b1, c1 = stage("a1", self.i.a), stage("b1", self.i.b), stage("c1", self.i.c)
+
+        # 2: pre
+        difference = Signal(signed(ELEMENT_BITS + 1))
+        m.d.comb += difference.eq(cfg.pre_register - a1)
+        pre = Signal(signed(A_BITS))
+        with m.Switch(cfg.pre):
+            with m.Case(Pre.RELU):
+                m.d.comb += pre.eq(Mux(a1[-1], 0, a1))
+            with m.Case(Pre.RSUB):
+                m.d.comb += pre.eq(Mux(difference > a_max, a_max, Mux(difference < -a_max - 1, -a_max - 1,
+                                                                       difference)))
+            with m.Default():
+                m.d.comb += pre.eq(a1)
+        a2 = stage("a2", pre)
+
+        # 3: a_shift (truncate_magnitude): floor shift and the correction, or a left shift
+        right = Signal(range(A_BITS + 1))
+        left = Signal(range(A_BITS + 1))
+        m.d.comb += [right.eq(Mux(cfg.a_shift[-1], 0, Mux(cfg.a_shift > A_BITS, A_BITS, cfg.a_shift))),
+                     left.eq(Mux(cfg.a_shift[-1], Mux(-cfg.a_shift > A_BITS, A_BITS, -cfg.a_shift), 0))]
+        lost_below = Signal()
+        mask = Signal(A_BITS)
+        m.d.comb += [mask.eq(~(Const(-1, signed(A_BITS)) << right)[:A_BITS]),
+                     lost_below.eq((a2.as_unsigned() & mask).any())]
+        shifted_left = Signal(signed(2 * A_BITS))
+        m.d.comb += shifted_left.eq(a2 << left)
+        floor = stage("floor", Mux(cfg.a_shift[-1], shifted_left[:A_BITS].as_signed(), a2 >> right),
+                      signed(A_BITS))
+        correct = stage("correct", ~cfg.a_shift[-1] & a2[-1] & lost_below)
+        left_error = cfg.a_shift[-1] & ~_fits(shifted_left, A_BITS)
+        error3 = stage("error3", left_error & (cfg.function != Function.ADD))
+        raw3, b3, c3 = (carried(name, value, 2) for name, value in (("raw", a1), ("b", b1), ("c", c1)))
+
+        # 4: a'
+        a4 = stage("a4", floor + correct, signed(A_BITS))
+        error4 = stage("error4", error3)
+        raw4, b4, c4 = stage("raw4", raw3), stage("b4", b3), stage("c4", c3)
+
+        # 5: the multiplier's operands; EXP2's entry
+        a_port = stage("a_port", Mux(cfg.function == Function.CODE, cfg.code, a4), signed(A_BITS))
+        b_select = Signal(signed(B_BITS + 1))
+        fits_b = _fits(a4, B_BITS)
+        b_error = Signal()
+        sigmoid_entry = Signal(unsigned(nx.SIGMOID_FRAC))
+        with m.Switch(cfg.b_source):
+            with m.Case(BSource.VECTOR):
+                m.d.comb += b_select.eq(b4)
+            with m.Case(BSource.REGISTER):
+                m.d.comb += b_select.eq(cfg.b)
+            with m.Case(BSource.SELF):
+                m.d.comb += [b_select.eq(a4), b_error.eq(~fits_b)]
+            with m.Case(BSource.SIGMOID):
+                m.d.comb += [b_select.eq(sigmoid_entry), b_error.eq(not self._sigmoid)]
+        with m.If(cfg.function == Function.CODE):
+            m.d.comb += [b_select.eq(a4), b_error.eq(~fits_b)]
+        if self._sigmoid:
+            table = nx.SIGMOID_TABLE.tolist()
+            m.submodules.sigmoid = rom = Memory(shape=unsigned(nx.SIGMOID_FRAC), depth=len(table), init=table)
+            port = rom.read_port(domain="comb")
+            step = nx.SILU_FRAC - nx.SIGMOID_STEP_BITS
+            index = Signal(signed(A_BITS))
+            m.d.comb += [index.eq((a4 >> step) + (nx.SIGMOID_RANGE << nx.SIGMOID_STEP_BITS)),
+                         port.addr.eq(Mux(index[-1], 0, Mux(index >= len(table), len(table) - 1, index))),
+                         sigmoid_entry.eq(port.data)]
+        b_port = stage("b_port", b_select[:B_BITS].as_signed())
+        exp2_value = Signal(unsigned(nx.EXP_FRAC + 1))
+        exp2_error = Signal()
+        if self._exp2:
+            table = nx.EXP2_TABLE.tolist()
+            m.submodules.exp2 = rom = Memory(shape=unsigned(nx.EXP_FRAC + 1), depth=len(table), init=table)
+            port = rom.read_port(domain="comb")
+            whole = a4[nx.SCORE_FRAC:]
+            m.d.comb += [port.addr.eq(a4[:nx.EXP_TABLE_BITS]),
+                         exp2_value.eq(Mux(whole > nx.EXP_FRAC, 0, port.data >> whole[:4])),
+                         exp2_error.eq(a4[-1])]
+        else:
+            m.d.comb += exp2_error.eq(1)
+        exp2_5 = stage("exp2_5", exp2_value)
+        error5 = stage("error5", error4 | b_error
+                       | exp2_error & (cfg.function == Function.EXP2))
+        raw5, c5 = stage("raw5", raw4), stage("c5", c4)
+
+        # 6: two partial products (a port split in 18-bit halves; the low half unsigned)
+        low = stage("product_low", a_port[:PART_BITS].as_unsigned() * b_port, signed(PART_BITS + B_BITS + 1))
+        high = stage("product_high", a_port[PART_BITS:].as_signed() * b_port, signed(A_BITS - PART_BITS + B_BITS))
+        exp2_6, error6, raw6, c6 = (stage(f"{name}6", value) for name, value in
+                                    (("exp2", exp2_5), ("error", error5), ("raw", raw5), ("c", c5)))
+
+        # 7: p
+        product = Signal(signed(P_BITS))
+        m.d.comb += product.eq(low + (high << PART_BITS))
+        p7 = Signal(signed(P_BITS), name="p7")
+        with m.Switch(cfg.function):
+            with m.Case(Function.MUL, Function.CODE):
+                m.d.sync += p7.eq(product)
+            with m.Case(Function.EXP2):
+                m.d.sync += p7.eq(exp2_6)
+            with m.Default():
+                m.d.sync += p7.eq(raw6)
+        error7, c7 = stage("error7", error6), stage("c7", c6)
+
+        # 8: c ± p
+        q8 = stage("q8", Mux(cfg.negate, c7 - p7, c7 + p7), signed(P_BITS + 1))
+        error8 = stage("error8", error7)
+
+        # 9: the rounding constant, for a right shift by s >= 1
+        s = cfg.shift
+        s_right = Signal(range(RIGHT_LIMIT + 1))
+        m.d.comb += s_right.eq(Mux(s > RIGHT_LIMIT, RIGHT_LIMIT, s))
+        half_at = Signal(range(RIGHT_LIMIT))
+        half = Signal(unsigned(ROUNDED_BITS))
+        m.d.comb += [half_at.eq(s_right - 1),
+                     half.eq(Mux(s > 0, Const(1, unsigned(ROUNDED_BITS)) << half_at, 0))]
+        negative = q8[-1]
+        constant = Signal(signed(ROUNDED_BITS + 1))
+        with m.Switch(cfg.round):
+            with m.Case(Round.HALF_UP):
+                m.d.comb += constant.eq(half)
+            with m.Case(Round.MAGNITUDE):
+                m.d.comb += constant.eq(Mux((s > 0) & negative, half - 1, half))
+            with m.Case(Round.TRUNCATE):
+                m.d.comb += constant.eq(Mux((s > 0) & negative, (half << 1) - 1, 0))
+        rounded9 = stage("rounded9", q8 + constant, signed(ROUNDED_BITS + 1))
+        q9, error9 = stage("q9", q8), stage("error9", error8)
+
+        # 10: the shift
+        s_left = Signal(range(ELEMENT_BITS + 1))
+        m.d.comb += s_left.eq(Mux(s[-1], Mux(-s > ELEMENT_BITS, ELEMENT_BITS, -s), 0))
+        wide_left = Signal(signed(P_BITS + 1 + ELEMENT_BITS))
+        m.d.comb += wide_left.eq(q9 << s_left)
+        result10 = stage("result10", Mux(s[-1], wide_left, rounded9 >> s_right),
+                         signed(P_BITS + 1 + ELEMENT_BITS))
+        error10 = stage("error10", error9)
+        valid10 = carried("valid", valid1, 9)
+
+        # 11: saturation, or the element check
+        y = Signal(signed(ELEMENT_BITS))
+        fits_error = Signal()
+        positive = ~result10[-1]
+        with m.Switch(cfg.saturate):
+            with m.Case(Saturate.RES):
+                limit = (1 << (nx.RES_BITS - 1)) - 1
+                m.d.comb += y.eq(Mux(_fits(result10, nx.RES_BITS), result10,
+                                     Mux(positive, limit, -limit - 1)))
+            with m.Case(Saturate.ELEMENT):
+                limit = (1 << (ELEMENT_BITS - 1)) - 1
+                m.d.comb += y.eq(Mux(_fits(result10, ELEMENT_BITS), result10,
+                                     Mux(positive, limit, -limit - 1)))
+            with m.Default():
+                m.d.comb += [y.eq(result10), fits_error.eq(~_fits(result10, ELEMENT_BITS))]
+        error = error10 | fits_error
+        m.d.sync += [self.o.valid.eq(valid10), self.o.error.eq(error),
+                     self.o.y.eq(Mux(error, 0, y))]
+        return m
