@@ -10,7 +10,7 @@ straight-line program of two kinds of instruction:
 
       a  = scratchpad[a + i]                                   (ELEMENT_BITS, signed)
       a' = pre(a)                 NONE | RELU max(a, 0) | RSUB r - a, saturated to A_BITS
-      a' = truncate_magnitude(a', a_shift)                     (must fit A_BITS, signed)
+      a' = truncate_magnitude(a', a_shift), a_shift >= 0         (must fit A_BITS, signed)
       b  = scratchpad[b + i] | register b | a' | sigmoid_table(a')   (must fit B_BITS, signed)
       p  = a'·b | exp2_neg(a') | a (ADD: the element itself, no product) | a'·(b·127) (CODE)
       p  = c ± p                  c = scratchpad[c + i] or 0           (must fit P_BITS)
@@ -224,6 +224,8 @@ def element(op: VectorOp, config: PassConfig, a: int, b: int, c: int) -> tuple[i
         a = max(a, 0)
     elif op.pre is Pre.RSUB:
         a = min(max(config.pre - a, a_low), a_high - 1)
+    if config.a_shift < 0:
+        return 0, f"a_shift {config.a_shift} < 0 (a' shifts right only)"
     a = _truncate(a, config.a_shift)
     if op.function is not Function.ADD and not a_low <= a < a_high:
         return 0, f"a' {a} outside the a port's {A_BITS} bits"

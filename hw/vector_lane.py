@@ -1,34 +1,36 @@
 """One lane of the shared vector unit: :func:`hw.vector_isa.element` as a pipeline, an element a
-cycle.
+cycle, and the :class:`PassDecoder` that turns a pass's operation into what its lanes share.
 
 The unit holds a pass's operation and its resolved registers (:class:`~hw.vector_isa.PassConfig`)
-on ``config`` for the whole pass and feeds its lanes the elements; a lane computes, per element,
-exactly what ``element`` does, and flags ``error`` where ``element`` names a value that does not
-fit its port (the result is then 0).
+for the whole pass; :class:`PassDecoder` turns them, once for all lanes, into the constants a lane
+would otherwise form itself (the truncation's mask, the rounding constants for a negative and a
+non-negative value, the masks that tell whether a shifted value still fits). A lane computes, per
+element, exactly what ``element`` does, and flags ``error`` where ``element`` names a value that
+does not fit its port (the result is then 0).
 
 Stages (each ends in registers):
 
 1. the element, b and c in;
 2. ``pre``: RELU, or RSUB's ``register − a`` saturated to the a port;
-3. ``a_shift``: a floor shift right (or a left shift, flagged where bits are lost) and whether
-   the magnitude lost bits below the point (the truncation's correction for a negative value);
+3. ``a_shift`` (right only): the floor shift, and whether bits below the point were lost (the
+   truncation's correction for a negative value);
 4. the correction added: a';
 5. the multiplier's operands: a' or CODE's ``b·127``; the b element, the register, a' (SELF,
    CODE), or the sigmoid table at SiLU's index of a'; EXP2's table entry;
 6. two 18×18 partial products, ``a[0:18]·b`` and ``a[18:36]·b`` (the DSPs' output registers);
 7. ``p``: the partial products' sum, EXP2's entry shifted by the whole part, or ADD's raw element;
-8. ``c ± p``;
-9. the rounding constant added (``Round``: half up, magnitude, truncate) for a right shift;
-10. the shift (right, or left by a negative amount, flagged where bits are lost);
+8. ``c ± p`` (one adder: ``c + (p ^ −negate) + negate``);
+9. the rounding constant for the value's sign added (right shifts);
+10. the shift to a 37-bit window, right or left, and whether the value left the window;
 11. saturation to the op's width, or the check that the result fits an element.
 
-**Latency** :attr:`LATENCY` cycles from an element in (``i.valid``) to its result out
+**Latency** :attr:`VectorLane.LATENCY` cycles from an element in (``i.valid``) to its result out
 (``o.valid``); a lane has no backpressure: the unit writes every result as it comes. ``exp2`` and
 ``sigmoid`` add the tables only where a lane needs them (EXP2 and SIGMOID give 0 and flag an
 error in a lane without).
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -37,10 +39,12 @@ from model import numerics as nx
 
 from .vector_isa import A_BITS, B_BITS, ELEMENT_BITS, P_BITS, BSource, Function, Pre, Round
 
-SHIFT_BITS = 8          # a pass's shift amounts, signed: right by 0 to 127, left by 1 to 128
-PART_BITS = 18          # the a port is split into two 18-bit halves, one partial product each
-ROUNDED_BITS = P_BITS + 2   # c ± p and its rounding constant (up to 2^54 − 1 before a shift of 55)
-RIGHT_LIMIT = P_BITS + 1    # shifting a P_BITS + 1-bit value right by this much leaves its sign
+SHIFT_BITS = 8              # a pass's shift amounts, signed: right by 0 to 127, left by 1 to 128
+PART_BITS = 18              # the a port is split into two 18-bit halves, one partial product each
+SUM_BITS = P_BITS + 1       # c ± p
+RIGHT_LIMIT = SUM_BITS      # a right shift this far leaves any rounded sum at 0 (larger ones clamp)
+ROUNDED_BITS = SUM_BITS + 2  # c ± p plus a rounding constant below 2^RIGHT_LIMIT
+WINDOW = ELEMENT_BITS + 1   # the shifted value's bits kept: an element and one more for saturation
 
 
 class Saturate(enum.Enum, shape=2):
@@ -67,6 +71,60 @@ def saturate_of(bits: int | None) -> Saturate:
         raise ValueError(f"a lane saturates to {nx.RES_BITS} or {ELEMENT_BITS} bits, not {bits}") from None
 
 
+LANE_CONFIG = data.StructLayout({
+    "function": Function, "b_source": BSource, "pre": Pre, "negate": 1, "saturate": Saturate,
+    "b": signed(B_BITS), "code": signed(A_BITS), "pre_register": signed(ELEMENT_BITS),
+    "a_right": range(A_BITS + 1),         # a_shift clamped to [0, A_BITS]
+    "a_mask": A_BITS,                     # the bits a_right shifts out
+    "a_error": 1,                         # a_shift < 0: a program error
+    "left": 1,                            # shift < 0
+    "s_right": range(RIGHT_LIMIT + 1),    # shift clamped to [0, RIGHT_LIMIT]
+    "s_left": range(WINDOW),              # -shift clamped to [0, WINDOW - 1] (further: no value fits)
+    "round_positive": unsigned(ROUNDED_BITS),   # the rounding constants for c ± p >= 0 and < 0
+    "round_negative": unsigned(ROUNDED_BITS),
+    "right_over": ROUNDED_BITS,           # the rounded sum's bits that must be sign bits to fit WINDOW
+    "left_over": SUM_BITS,                # c ± p's bits that must be sign bits to fit WINDOW after <<
+})
+
+
+class PassDecoder(wiring.Component):
+    """A pass's operation (:data:`CONFIG`) into its lanes' shared constants (:data:`LANE_CONFIG`),
+    registered: one cycle, once for all lanes."""
+
+    def __init__(self):
+        super().__init__({"config": In(CONFIG), "lane": Out(LANE_CONFIG)})
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, lane = self.config, self.lane
+        for name in ("function", "b_source", "pre", "negate", "saturate", "b", "code", "pre_register"):
+            m.d.sync += getattr(lane, name).eq(getattr(cfg, name))
+        a_right = Signal(range(A_BITS + 1))
+        m.d.comb += a_right.eq(Mux(cfg.a_shift[-1], 0, Mux(cfg.a_shift > A_BITS, A_BITS, cfg.a_shift)))
+        s = cfg.shift
+        s_right = Signal(range(RIGHT_LIMIT + 1))
+        s_left = Signal(range(WINDOW))
+        m.d.comb += [s_right.eq(Mux(s[-1], 0, Mux(s > RIGHT_LIMIT, RIGHT_LIMIT, s))),
+                     s_left.eq(Mux(s[-1], Mux(-s >= WINDOW, WINDOW - 1, -s), 0))]
+        half = Signal(unsigned(ROUNDED_BITS))          # 2^(s - 1) for s >= 1
+        half_at = Signal(range(RIGHT_LIMIT))
+        m.d.comb += [half_at.eq(s_right - 1),
+                     half.eq(Mux(s_right == 0, 0, Const(1, unsigned(ROUNDED_BITS)) << half_at))]
+        with m.Switch(cfg.round):
+            for mode, (up, down) in {Round.HALF_UP: (half, half),
+                                     Round.MAGNITUDE: (half, Mux(s_right == 0, 0, half - 1)),
+                                     Round.TRUNCATE: (0, Mux(s_right == 0, 0, (half << 1) - 1))}.items():
+                with m.Case(mode):
+                    m.d.sync += [lane.round_positive.eq(up), lane.round_negative.eq(down)]
+        top = Const(-1, signed(ROUNDED_BITS + WINDOW + 1))
+        m.d.sync += [lane.a_right.eq(a_right), lane.a_mask.eq(~(Const(-1, signed(A_BITS)) << a_right)),
+                     lane.a_error.eq(cfg.a_shift[-1]), lane.left.eq(s[-1]),
+                     lane.s_right.eq(s_right), lane.s_left.eq(s_left),
+                     lane.right_over.eq((top << (s_right + (WINDOW - 1)))[:ROUNDED_BITS]),
+                     lane.left_over.eq((top << (WINDOW - 1))[:SUM_BITS + WINDOW] >> s_left)]
+        return m
+
+
 def _fits(value, bits: int):
     """``value`` (signed) fits ``bits`` signed bits: its bits from bits − 1 up are all equal."""
     top = value[bits - 1:]
@@ -75,6 +133,7 @@ def _fits(value, bits: int):
 
 class VectorLane(wiring.Component):
     """:func:`hw.vector_isa.element` for one element a cycle; :attr:`LATENCY` cycles in to out.
+    ``config`` comes from a :class:`PassDecoder`, held for the pass.
 
     Parameters
     ----------
@@ -89,7 +148,7 @@ class VectorLane(wiring.Component):
     def __init__(self, *, exp2: bool = True, sigmoid: bool = True):
         self._exp2, self._sigmoid = exp2, sigmoid
         super().__init__({
-            "config": In(CONFIG),
+            "config": In(LANE_CONFIG),
             "i": In(data.StructLayout({"valid": 1, "a": signed(ELEMENT_BITS), "b": signed(B_BITS),
                                        "c": signed(ELEMENT_BITS)})),
             "o": Out(data.StructLayout({"valid": 1, "y": signed(ELEMENT_BITS), "error": 1})),
@@ -129,22 +188,10 @@ class VectorLane(wiring.Component):
                 m.d.comb += pre.eq(a1)
         a2 = stage("a2", pre)
 
-        # 3: a_shift (truncate_magnitude): floor shift and the correction, or a left shift
-        right = Signal(range(A_BITS + 1))
-        left = Signal(range(A_BITS + 1))
-        m.d.comb += [right.eq(Mux(cfg.a_shift[-1], 0, Mux(cfg.a_shift > A_BITS, A_BITS, cfg.a_shift))),
-                     left.eq(Mux(cfg.a_shift[-1], Mux(-cfg.a_shift > A_BITS, A_BITS, -cfg.a_shift), 0))]
-        lost_below = Signal()
-        mask = Signal(A_BITS)
-        m.d.comb += [mask.eq(~(Const(-1, signed(A_BITS)) << right)[:A_BITS]),
-                     lost_below.eq((a2.as_unsigned() & mask).any())]
-        shifted_left = Signal(signed(2 * A_BITS))
-        m.d.comb += shifted_left.eq(a2 << left)
-        floor = stage("floor", Mux(cfg.a_shift[-1], shifted_left[:A_BITS].as_signed(), a2 >> right),
-                      signed(A_BITS))
-        correct = stage("correct", ~cfg.a_shift[-1] & a2[-1] & lost_below)
-        left_error = cfg.a_shift[-1] & ~_fits(shifted_left, A_BITS)
-        error3 = stage("error3", left_error & (cfg.function != Function.ADD))
+        # 3: a_shift (truncate_magnitude): the floor shift and the correction's condition
+        floor = stage("floor", a2 >> cfg.a_right, signed(A_BITS))
+        correct = stage("correct", a2[-1] & (a2.as_unsigned() & cfg.a_mask).any())
+        error3 = stage("error3", cfg.a_error)
         raw3, b3, c3 = (carried(name, value, 2) for name, value in (("raw", a1), ("b", b1), ("c", c1)))
 
         # 4: a'
@@ -154,7 +201,7 @@ class VectorLane(wiring.Component):
 
         # 5: the multiplier's operands; EXP2's entry
         a_port = stage("a_port", Mux(cfg.function == Function.CODE, cfg.code, a4), signed(A_BITS))
-        b_select = Signal(signed(B_BITS + 1))
+        b_select = Signal(signed(B_BITS))
         fits_b = _fits(a4, B_BITS)
         b_error = Signal()
         sigmoid_entry = Signal(unsigned(nx.SIGMOID_FRAC))
@@ -178,7 +225,7 @@ class VectorLane(wiring.Component):
             m.d.comb += [index.eq((a4 >> step) + (nx.SIGMOID_RANGE << nx.SIGMOID_STEP_BITS)),
                          port.addr.eq(Mux(index[-1], 0, Mux(index >= len(table), len(table) - 1, index))),
                          sigmoid_entry.eq(port.data)]
-        b_port = stage("b_port", b_select[:B_BITS].as_signed())
+        b_port = stage("b_port", b_select)
         exp2_value = Signal(unsigned(nx.EXP_FRAC + 1))
         exp2_error = Signal()
         if self._exp2:
@@ -192,11 +239,10 @@ class VectorLane(wiring.Component):
         else:
             m.d.comb += exp2_error.eq(1)
         exp2_5 = stage("exp2_5", exp2_value)
-        error5 = stage("error5", error4 | b_error
-                       | exp2_error & (cfg.function == Function.EXP2))
+        error5 = stage("error5", error4 | b_error | exp2_error & (cfg.function == Function.EXP2))
         raw5, c5 = stage("raw5", raw4), stage("c5", c4)
 
-        # 6: two partial products (a port split in 18-bit halves; the low half unsigned)
+        # 6: two partial products (the a port in 18-bit halves, the low half unsigned)
         low = stage("product_low", a_port[:PART_BITS].as_unsigned() * b_port, signed(PART_BITS + B_BITS + 1))
         high = stage("product_high", a_port[PART_BITS:].as_signed() * b_port, signed(A_BITS - PART_BITS + B_BITS))
         exp2_6, error6, raw6, c6 = (stage(f"{name}6", value) for name, value in
@@ -216,54 +262,37 @@ class VectorLane(wiring.Component):
         error7, c7 = stage("error7", error6), stage("c7", c6)
 
         # 8: c ± p
-        q8 = stage("q8", Mux(cfg.negate, c7 - p7, c7 + p7), signed(P_BITS + 1))
+        flipped = Signal(signed(P_BITS))
+        m.d.comb += flipped.eq(p7 ^ -cfg.negate)
+        q8 = stage("q8", c7 + flipped + cfg.negate, signed(SUM_BITS))
         error8 = stage("error8", error7)
 
-        # 9: the rounding constant, for a right shift by s >= 1
-        s = cfg.shift
-        s_right = Signal(range(RIGHT_LIMIT + 1))
-        m.d.comb += s_right.eq(Mux(s > RIGHT_LIMIT, RIGHT_LIMIT, s))
-        half_at = Signal(range(RIGHT_LIMIT))
-        half = Signal(unsigned(ROUNDED_BITS))
-        m.d.comb += [half_at.eq(s_right - 1),
-                     half.eq(Mux(s > 0, Const(1, unsigned(ROUNDED_BITS)) << half_at, 0))]
-        negative = q8[-1]
-        constant = Signal(signed(ROUNDED_BITS + 1))
-        with m.Switch(cfg.round):
-            with m.Case(Round.HALF_UP):
-                m.d.comb += constant.eq(half)
-            with m.Case(Round.MAGNITUDE):
-                m.d.comb += constant.eq(Mux((s > 0) & negative, half - 1, half))
-            with m.Case(Round.TRUNCATE):
-                m.d.comb += constant.eq(Mux((s > 0) & negative, (half << 1) - 1, 0))
-        rounded9 = stage("rounded9", q8 + constant, signed(ROUNDED_BITS + 1))
+        # 9: the rounding constant for the sign
+        rounded9 = stage("rounded9", q8 + Mux(q8[-1], cfg.round_negative, cfg.round_positive),
+                         signed(ROUNDED_BITS))
         q9, error9 = stage("q9", q8), stage("error9", error8)
 
-        # 10: the shift
-        s_left = Signal(range(ELEMENT_BITS + 1))
-        m.d.comb += s_left.eq(Mux(s[-1], Mux(-s > ELEMENT_BITS, ELEMENT_BITS, -s), 0))
-        wide_left = Signal(signed(P_BITS + 1 + ELEMENT_BITS))
-        m.d.comb += wide_left.eq(q9 << s_left)
-        result10 = stage("result10", Mux(s[-1], wide_left, rounded9 >> s_right),
-                         signed(P_BITS + 1 + ELEMENT_BITS))
+        # 10: the shift into the window, and whether the value left it
+        right = rounded9 >> cfg.s_right
+        right_out = ((rounded9 ^ -rounded9[-1]).as_unsigned() & cfg.right_over).any()
+        left = (q9 << cfg.s_left)[:WINDOW]
+        left_out = ((q9 ^ -q9[-1]).as_unsigned() & cfg.left_over).any()
+        window10 = stage("window10", Mux(cfg.left, left, right[:WINDOW]), signed(WINDOW))
+        out10 = stage("out10", Mux(cfg.left, left_out, right_out))
+        negative10 = stage("negative10", Mux(cfg.left, q9[-1], rounded9[-1]))
         error10 = stage("error10", error9)
         valid10 = carried("valid", valid1, 9)
 
         # 11: saturation, or the element check
         y = Signal(signed(ELEMENT_BITS))
         fits_error = Signal()
-        positive = ~result10[-1]
-        with m.Switch(cfg.saturate):
-            with m.Case(Saturate.RES):
-                limit = (1 << (nx.RES_BITS - 1)) - 1
-                m.d.comb += y.eq(Mux(_fits(result10, nx.RES_BITS), result10,
-                                     Mux(positive, limit, -limit - 1)))
-            with m.Case(Saturate.ELEMENT):
-                limit = (1 << (ELEMENT_BITS - 1)) - 1
-                m.d.comb += y.eq(Mux(_fits(result10, ELEMENT_BITS), result10,
-                                     Mux(positive, limit, -limit - 1)))
-            with m.Default():
-                m.d.comb += [y.eq(result10), fits_error.eq(~_fits(result10, ELEMENT_BITS))]
+        for case, bits in ((Saturate.RES, nx.RES_BITS), (Saturate.ELEMENT, ELEMENT_BITS)):
+            with m.If(cfg.saturate == case):
+                limit = (1 << (bits - 1)) - 1
+                m.d.comb += y.eq(Mux(_fits(window10, bits) & ~out10, window10,
+                                     Mux(negative10, -limit - 1, limit)))
+        with m.If(cfg.saturate == Saturate.NONE):
+            m.d.comb += [y.eq(window10), fits_error.eq(~_fits(window10, ELEMENT_BITS) | out10)]
         error = error10 | fits_error
         m.d.sync += [self.o.valid.eq(valid10), self.o.error.eq(error),
                      self.o.y.eq(Mux(error, 0, y))]

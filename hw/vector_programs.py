@@ -29,12 +29,12 @@ from model import numerics as nx
 from .vector_isa import (Amount, BSource, Function, Pre, Reduce, Round, ScalarKind as S, ScalarOp,
                          VectorOp)
 
-ONE, INV_ACT_MAX, EXP_ONE = "one", "inv_act_max", "exp_one"
+ZERO, ONE, INV_ACT_MAX, EXP_ONE = "zero", "one", "inv_act_max", "exp_one"
 
 
 def constants() -> list:
-    """Registers every program reads: the integer 1, the scale 1/127 and the mantissa 2^15."""
-    return [ScalarOp(S.INT, ONE, exp=Amount(offset=1)),
+    """Registers every program reads: the integers 0 and 1, the scale 1/127 and the mantissa 2^15."""
+    return [ScalarOp(S.INT, ZERO), ScalarOp(S.INT, ONE, exp=Amount(offset=1)),
             ScalarOp(S.INT, "inv_act_max_mant", exp=Amount(offset=nx.INV_ACT_MAX[0])),
             ScalarOp(S.SCALE, INV_ACT_MAX, "inv_act_max_mant", exp=Amount(offset=nx.INV_ACT_MAX[1])),
             ScalarOp(S.INT, EXP_ONE, exp=Amount(offset=1 << (nx.SCALE_BITS - 1)))]
@@ -46,11 +46,17 @@ def apply_scale_amount(exp: str, frac: int) -> Amount:
 
 
 def codes(u: int, n: int, dst: int, peak: str, tag: str) -> list:
-    """``absmax_quantize``'s codes of u[n] into dst, given ``peak`` = max |u| in a register."""
+    """``absmax_quantize``'s codes of u[n] into dst, given ``peak`` = max |u| in a register.
+
+    Its shift e brings the peak to 17 bits; a left shift (a small peak, e < 0) is exact, so it
+    moves into the rounding instead: ``rshift_round(|u << k|·R·127, 33)`` is
+    ``rshift_round(|u|·R·127, 33 − k)``, and a' shifts right only."""
     return [ScalarOp(S.CODE_SHIFT, f"{tag}_shift", peak),
             ScalarOp(S.CODE_RECIP, f"{tag}_recip", peak, f"{tag}_shift"),
+            ScalarOp(S.MAX, f"{tag}_right", f"{tag}_shift", ZERO),
+            ScalarOp(S.ADD_INT, f"{tag}_left", f"{tag}_shift", exp=Amount(f"{tag}_right", -1)),
             VectorOp(n, u, dst, Function.CODE, BSource.REGISTER, f"{tag}_recip",
-                     a_shift=Amount(f"{tag}_shift"), shift=Amount(offset=nx.RECIP_SHIFT),
+                     a_shift=Amount(f"{tag}_right"), shift=Amount(f"{tag}_left", 1, nx.RECIP_SHIFT),
                      round=Round.MAGNITUDE, note=f"{tag}: int8 codes")]
 
 
