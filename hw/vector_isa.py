@@ -16,7 +16,7 @@ straight-line program of two kinds of instruction:
       p  = c ± p                  c = scratchpad[c + i] or 0           (must fit P_BITS)
       y  = round(p, shift)        HALF_UP rshift_round | TRUNCATE truncate_magnitude
       y  = saturate(y, bits)      (else y must fit ELEMENT_BITS)
-      scratchpad[dst + i] = y;    reductions over y: MAXABS, MAX, SUM, ARGMAX
+      scratchpad[dst + i] = y;    one reduction over y: MAXABS, MAX, SUM or ARGMAX
 
   CODE forms int8 codes the way ``model.numerics.absmax_quantize`` does (the magnitude times the
   reciprocal times 127, rounded half up, the sign put back: ``Round.MAGNITUDE``); its operands
@@ -116,7 +116,7 @@ class VectorOp:
     shift: Amount = ZERO
     round: Round = Round.HALF_UP
     saturate: int | None = None
-    reduce: tuple = ()                  # ((Reduce, register name), ...)
+    reduce: tuple = ()                  # ((Reduce, register name),): at most one reduction a pass
     note: str = ""                      # what the pass computes, for traces and errors
 
     def __post_init__(self):
@@ -125,6 +125,9 @@ class VectorOp:
         wants_b = self.function in (Function.MUL, Function.CODE)
         if wants_b != (self.b_source is not BSource.NONE):
             raise ValueError(f"{self.function.name} {'needs' if wants_b else 'takes no'} b operand "
+                             f"({self.note or 'vector op'})")
+        if len(self.reduce) > 1:
+            raise ValueError(f"a pass makes at most one reduction, not {len(self.reduce)} "
                              f"({self.note or 'vector op'})")
         if self.pre is Pre.RSUB and self.pre_register is None:
             raise ValueError("Pre.RSUB needs pre_register, the register a is subtracted from")

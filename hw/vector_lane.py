@@ -125,6 +125,17 @@ class PassDecoder(wiring.Component):
         return m
 
 
+def config_of(op, config) -> dict:
+    """A :data:`CONFIG` value for ``op`` (a :class:`~hw.vector_isa.VectorOp`) with its registers
+    resolved (``config``, a :class:`~hw.vector_isa.PassConfig`): what a sequencer drives."""
+    code = op.function is Function.CODE
+    return {"function": op.function, "b_source": op.b_source, "pre": op.pre, "round": op.round,
+            "negate": int(op.negate), "saturate": saturate_of(op.saturate),
+            "a_shift": config.a_shift, "shift": config.shift,
+            "b": 0 if code else config.b, "code": config.b * nx.ACT_MAX if code else 0,
+            "pre_register": config.pre}
+
+
 def _fits(value, bits: int):
     """``value`` (signed) fits ``bits`` signed bits: its bits from bits − 1 up are all equal."""
     top = value[bits - 1:]

@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 
 from hw.vector_isa import (A_BITS, B_BITS, ELEMENT_BITS, Amount, BSource, Function, PassConfig, Pre,
                            Round, VectorOp, element)
-from hw.vector_lane import PassDecoder, VectorLane, saturate_of
+from hw.vector_lane import PassDecoder, VectorLane, config_of
 from model import numerics as nx
 
 FUNCTION_SOURCES = {
@@ -42,14 +42,6 @@ def random_pass(rng: random.Random) -> tuple[VectorOp, PassConfig]:
     return op, config
 
 
-def lane_config(op: VectorOp, config: PassConfig) -> dict:
-    return {"function": op.function, "b_source": op.b_source, "pre": op.pre, "round": op.round, "negate": int(op.negate), "saturate": saturate_of(op.saturate),
-            "a_shift": config.a_shift, "shift": config.shift,
-            "b": config.b if op.function is not Function.CODE else 0,
-            "code": config.b * nx.ACT_MAX if op.function is Function.CODE else 0,
-            "pre_register": config.pre}
-
-
 def decoded(lane: VectorLane):
     """A module of ``lane`` behind a PassDecoder, and the decoder's input."""
     m = Module()
@@ -67,7 +59,7 @@ def run_passes(lane: VectorLane, passes: list) -> list:
 
     async def testbench(ctx):
         for op, config, elements in passes:
-            ctx.set(config_in, lane_config(op, config))
+            ctx.set(config_in, config_of(op, config))
             await ctx.tick()                  # the decoder's register
             for a, b, c in elements:
                 ctx.set(lane.i, {"valid": 1, "a": a, "b": b, "c": c})
@@ -115,7 +107,7 @@ def test_latency():
     top, config_in = decoded(lane)
 
     async def testbench(ctx):
-        ctx.set(config_in, lane_config(op, PassConfig()))
+        ctx.set(config_in, config_of(op, PassConfig()))
         await ctx.tick()
         ctx.set(lane.i, {"valid": 1, "a": 5, "b": 0, "c": 0})
         await ctx.tick()

@@ -1,0 +1,236 @@
+"""The shared vector unit: ``lanes`` :class:`~hw.vector_lane.VectorLane`\\ s over one banked
+scratchpad, running :class:`~hw.vector_isa.VectorOp` passes exactly as
+:class:`~hw.vector_isa.VectorMachine` does.
+
+The scratchpad holds ``depth`` signed elements of ``ELEMENT_BITS`` in ``lanes`` banks: element
+``e`` is row ``e // lanes`` of bank ``e % lanes``. A pass's vector operands (a, and b, c and its
+destination where it has them) must be congruent modulo ``lanes`` (a region laid out on a
+multiple of ``lanes`` and offsets the same in each); then every element of a pass stays in one
+lane, and a group of ``lanes`` elements — one row of each bank — goes in each cycle, the lanes
+outside the pass masked at its first and last row. Each bank has three read ports (a, b, c: three
+copies of a block RAM where a family's block RAM has one read port) and one write port.
+
+A pass (``i``: its resolved operation :data:`~hw.vector_lane.CONFIG`, length, addresses and
+reduction) is taken when the unit is idle; its :class:`~hw.vector_lane.PassDecoder` takes a
+cycle, its rows issue one a cycle, each result is written back as it leaves its lane, each lane
+keeps its own running reduction, and the lanes' reductions are combined one a cycle after the last
+result. Then ``o`` offers the reduction's value (ARGMAX: the index) and ``error``, set where
+:class:`~hw.vector_isa.VectorMachine` raises (a value outside its port, a b element outside the
+b port, operands not congruent, MAX, SUM or ARGMAX of an empty pass). :meth:`cycles` gives a
+pass's cycles from its transfer on ``i`` to its result's offer on ``o``.
+
+``access`` reads and writes one element while the unit is idle (``busy`` low): the sequencer's
+loads and stores; ``access_data`` is the element at the address of the cycle before.
+"""
+
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .arith import check_integers
+from .vector_isa import B_BITS, ELEMENT_BITS, SUM_BITS, BSource, Function, Reduce
+from .vector_lane import CONFIG, PassDecoder, VectorLane
+
+
+class Reduction(enum.Enum, shape=3):
+    NONE = 0
+    MAXABS = 1
+    MAX = 2
+    SUM = 3
+    ARGMAX = 4
+
+
+def reduction_of(op) -> Reduction:
+    """The unit's Reduction for a :class:`~hw.vector_isa.VectorOp`'s ``reduce``."""
+    return Reduction[op.reduce[0][0].name] if op.reduce else Reduction.NONE
+
+
+def pass_layout(depth: int) -> data.StructLayout:
+    return data.StructLayout({
+        "config": CONFIG, "n": range(depth + 1), "a": range(depth), "b": range(depth),
+        "c": range(depth), "dst": range(depth), "c_vector": 1, "write": 1, "reduce": Reduction})
+
+
+class VectorUnit(wiring.Component):
+    """``lanes`` lanes (a power of two) over a ``depth``-element scratchpad; one pass at a time.
+
+    Parameters
+    ----------
+    lanes : int
+        Elements a cycle (1 to 64, a power of two).
+    depth : int
+        Scratchpad elements (a multiple of ``lanes``).
+    exp2, sigmoid : bool
+        The lanes' tables (:class:`~hw.vector_lane.VectorLane`).
+    """
+
+    def __init__(self, *, lanes: int, depth: int, exp2: bool = True, sigmoid: bool = False):
+        check_integers((("lanes", lanes, 1, 64), ("depth", depth, lanes, 1 << 20)))
+        if lanes & (lanes - 1):
+            raise ValueError(f"lanes must be a power of two, not {lanes}; "
+                             f"{1 << (lanes.bit_length() - 1)} or {1 << lanes.bit_length()} would")
+        if depth % lanes:
+            raise ValueError(f"depth must be a multiple of lanes {lanes}, not {depth}; "
+                             f"{depth + lanes - depth % lanes} would")
+        self._lanes, self._depth, self._exp2, self._sigmoid = lanes, depth, exp2, sigmoid
+        super().__init__({
+            "i": In(stream.Signature(pass_layout(depth))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "value": signed(SUM_BITS), "error": 1}))),
+            "access": In(data.StructLayout({"addr": range(depth), "data": signed(ELEMENT_BITS),
+                                            "write": 1})),
+            "access_data": Out(signed(ELEMENT_BITS)),
+            "busy": Out(1),
+        })
+
+    lanes = property(lambda self: self._lanes)
+    depth = property(lambda self: self._depth)
+
+    def cycles(self, n: int, offset: int = 0) -> int:
+        """Clock edges from a pass of ``n`` elements (``offset`` = a mod lanes) taken to its result
+        offered: the decoder, its rows, the lanes' latency, the write and the combine."""
+        rows = -(-(offset + n) // self._lanes) if n else 0
+        return 2 + rows + (VectorLane.LATENCY + 2 if n else 0) + self._lanes + 1
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, depth = self._lanes, self._depth
+        rows, shift = depth // lanes, (lanes - 1).bit_length()
+
+        banks = []
+        for k in range(lanes):
+            m.submodules[f"bank{k}"] = bank = Memory(shape=signed(ELEMENT_BITS), depth=rows, init=[])
+            banks.append((bank.read_port(), bank.read_port(), bank.read_port(), bank.write_port()))
+        m.submodules.decoder = decoder = PassDecoder()
+        units = []
+        for k in range(lanes):
+            m.submodules[f"lane{k}"] = lane = VectorLane(exp2=self._exp2, sigmoid=self._sigmoid)
+            m.d.comb += lane.config.eq(decoder.lane)
+            units.append(lane)
+
+        op = Signal(pass_layout(depth))
+        m.d.comb += decoder.config.eq(op.config)
+        offset = op.a[:shift] if shift else 0
+        b_vector = (op.config.b_source == BSource.VECTOR)
+        row = Signal(range(rows + 1))                       # the row being issued, from a's first
+        row_count = Signal(range(rows + 2))
+        m.d.comb += row_count.eq((op.n + offset + lanes - 1) >> shift)
+        error = Signal()
+
+        # -- issue: one row of every bank a cycle, the lanes outside the pass masked -------------
+        issue = Signal()
+        issued = Signal()                                  # the read data of the cycle before
+        issued_mask = Signal(lanes)
+        issued_base = Signal(range(depth + lanes))         # the index of lane 0's element + offset
+        for k, (ra, rb, rc, _) in enumerate(banks):
+            m.d.comb += [ra.addr.eq(Mux(issue, (op.a >> shift) + row, self.access.addr >> shift)),
+                         rb.addr.eq((op.b >> shift) + row), rc.addr.eq((op.c >> shift) + row)]
+        mask = Signal(lanes)
+        for k in range(lanes):
+            index = (row << shift) + k                     # the element's index + offset
+            m.d.comb += mask[k].eq((index >= offset) & (index < op.n + offset))
+        m.d.sync += [issued.eq(issue), issued_mask.eq(mask), issued_base.eq(row << shift)]
+        b_misfit = Signal()
+        for k, ((ra, rb, rc, _), lane) in enumerate(zip(banks, units)):
+            b = rb.data
+            m.d.comb += [lane.i.valid.eq(issued & issued_mask[k]), lane.i.a.eq(ra.data),
+                         lane.i.b.eq(b[:B_BITS]), lane.i.c.eq(Mux(op.c_vector, rc.data, 0))]
+            top = b[B_BITS - 1:]
+            with m.If(issued & issued_mask[k] & b_vector & (op.config.function != Function.CODE)
+                      & ~((top == 0) | (top == (1 << len(top)) - 1))):
+                m.d.comb += b_misfit.eq(1)
+        with m.If(b_misfit):
+            m.d.sync += error.eq(1)
+
+        # -- write-back and each lane's running reduction ---------------------------------------
+        written = Signal(range(rows + 1))                  # rows written back so far
+        out_valid = units[0].o.valid
+        for lane in units[1:]:
+            out_valid |= lane.o.valid
+        reduce = op.reduce
+        partial = Signal(data.ArrayLayout(data.StructLayout(
+            {"valid": 1, "value": signed(SUM_BITS), "index": range(depth + lanes)}), lanes))
+        clear = Signal()
+        for k, ((_, _, _, w), lane) in enumerate(zip(banks, units)):
+            y = lane.o.y
+            m.d.comb += [w.addr.eq(Mux(out_valid, (op.dst >> shift) + written, self.access.addr >> shift)),
+                         w.data.eq(Mux(out_valid, y, self.access.data)),
+                         w.en.eq(Mux(out_valid, lane.o.valid & op.write,
+                                     ~self.busy & self.access.write & (self.access.addr[:shift] == k
+                                                                       if shift else 1)))]
+            value = Mux(reduce == Reduction.MAXABS, Mux(y < 0, -y, y), y)
+            index = (written << shift) + k - offset
+            mine = partial[k]
+            with m.If(clear):
+                m.d.sync += mine.valid.eq(0)
+            with m.Elif(lane.o.valid):
+                with m.If(reduce == Reduction.SUM):
+                    m.d.sync += [mine.valid.eq(1), mine.value.eq(Mux(mine.valid, mine.value + y, y))]
+                with m.Elif(~mine.valid | (value > mine.value)):
+                    m.d.sync += [mine.valid.eq(1), mine.value.eq(value), mine.index.eq(index)]
+            with m.If(lane.o.valid & lane.o.error):
+                m.d.sync += error.eq(1)
+        with m.If(out_valid):
+            m.d.sync += written.eq(written + 1)
+        access_lane = Signal(range(lanes))
+        m.d.sync += access_lane.eq(self.access.addr[:shift] if shift else 0)
+        m.d.comb += self.access_data.eq(Cat(*(ports[0].data for ports in banks)).word_select(access_lane, ELEMENT_BITS)
+                                        .as_signed())
+
+        # -- the pass -----------------------------------------------------------------------------
+        best = Signal(data.StructLayout({"valid": 1, "value": signed(SUM_BITS), "index": range(depth + lanes)}))
+        combine = Signal(range(lanes + 1))
+        drain = Signal(range(VectorLane.LATENCY + 3))
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [self.i.ready.eq(1), clear.eq(1)]
+                with m.If(self.i.valid):
+                    payload = self.i.payload
+                    congruent = ((payload.b[:shift] == payload.a[:shift]) | (payload.config.b_source != BSource.VECTOR)) \
+                        & ((payload.c[:shift] == payload.a[:shift]) | ~payload.c_vector) \
+                        & ((payload.dst[:shift] == payload.a[:shift]) | ~payload.write) if shift else 1
+                    m.d.sync += [op.eq(payload), row.eq(0), written.eq(0), error.eq(~congruent),
+                                 best.valid.eq(0), combine.eq(0)]
+                    m.next = "DECODE"
+            with m.State("DECODE"):
+                m.d.comb += self.busy.eq(1)
+                m.next = "ISSUE"
+            with m.State("ISSUE"):
+                m.d.comb += [self.busy.eq(1), issue.eq(row < row_count)]
+                with m.If(row < row_count):
+                    m.d.sync += row.eq(row + 1)
+                with m.Else():
+                    m.d.sync += drain.eq(0)
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += drain.eq(drain + 1)
+                with m.If(drain == VectorLane.LATENCY + 1):
+                    m.next = "COMBINE"
+            with m.State("COMBINE"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += combine.eq(combine + 1)
+                with m.Switch(combine):
+                    for k in range(lanes):
+                        with m.Case(k):
+                            lane_best = partial[k]
+                            with m.If(lane_best.valid):
+                                with m.If(reduce == Reduction.SUM):
+                                    m.d.sync += [best.valid.eq(1),
+                                                 best.value.eq(Mux(best.valid, best.value + lane_best.value,
+                                                                   lane_best.value))]
+                                with m.Elif(~best.valid | (lane_best.value > best.value)
+                                            | (lane_best.value == best.value) & (lane_best.index < best.index)):
+                                    m.d.sync += best.eq(lane_best)
+                with m.If(combine == lanes - 1):
+                    m.next = "RESULT"
+            with m.State("RESULT"):
+                m.d.comb += [self.busy.eq(1), self.o.valid.eq(1),
+                             self.o.payload.value.eq(Mux(reduce == Reduction.ARGMAX, best.index,
+                                                         Mux(best.valid, best.value, 0))),
+                             self.o.payload.error.eq(error | ~best.valid & (reduce != Reduction.NONE)
+                                                     & (reduce != Reduction.MAXABS))]
+                with m.If(self.o.ready):
+                    m.next = "IDLE"
+        return m

@@ -1,0 +1,176 @@
+# amaranth: UnusedElaboratable=no
+"""VectorUnit in the Amaranth simulator running the vector programs (hw.vector_programs) pass for
+pass, its scratchpad and reductions equal to VectorMachine's; the scalar operations between the
+passes run in Python (the testbench is the sequencer)."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw import vector_programs as vp
+from hw.testing import stream_get, stream_put
+from hw.vector_isa import (BSource, Function, PassConfig, ProgramError, Reduce, ScalarKind, VectorMachine,
+                           VectorOp)
+from hw.vector_lane import config_of
+from hw.vector_unit import VectorUnit, reduction_of
+from model import numerics as nx
+from model.integer import Gain, RowScaledInt8
+
+DEPTH = 1024
+
+
+def pass_payload(op: VectorOp, registers: dict) -> dict:
+    names = (op.a_shift.register, op.shift.register, op.pre_register,
+             op.b if op.b_source is BSource.REGISTER else None)
+    config = PassConfig.of(op, {name: registers[name] for name in names if name})
+    return {"config": config_of(op, config), "n": op.n, "a": op.a,
+            "b": op.b if op.b_source is BSource.VECTOR else 0, "c": op.c or 0, "dst": op.dst or 0,
+            "c_vector": op.c is not None, "write": op.dst is not None, "reduce": reduction_of(op)}
+
+
+def run_on_unit(unit: VectorUnit, memory: dict, registers: dict, program) -> tuple[list, dict]:
+    """The program on the unit after ``memory`` ({address: values}) is written; returns the
+    scratchpad and the registers."""
+    shadow = VectorMachine(unit.depth)
+    shadow.registers = dict(registers)
+
+    async def write(ctx, address, value):
+        ctx.set(unit.access, {"addr": address, "data": value, "write": 1})
+        await ctx.tick()
+        ctx.set(unit.access.write, 0)
+
+    async def read(ctx, address):
+        ctx.set(unit.access.addr, address)
+        await ctx.tick()
+        return ctx.get(unit.access_data)
+
+    async def testbench(ctx):
+        for address, values in memory.items():
+            for offset, value in enumerate(np.asarray(values).ravel()):
+                await write(ctx, address + offset, int(value))
+        for op in program:
+            if isinstance(op, VectorOp):
+                await stream_put(ctx, unit.i, [pass_payload(op, shadow.registers)])
+                [result] = await stream_get(ctx, unit.o, 1)
+                if result.error:
+                    raise ProgramError(f"the unit flags {op.note or op}")
+                if op.reduce:
+                    shadow.registers[op.reduce[0][1]] = result.value
+            elif op.kind is ScalarKind.STORE:
+                await write(ctx, op.address, int(shadow.registers[op.a]))
+            elif op.kind is ScalarKind.LOAD:
+                shadow.registers[op.result] = await read(ctx, op.address)
+            else:
+                shadow.run([op])
+        shadow.memory = [await read(ctx, address) for address in range(unit.depth)]
+
+    sim = Simulator(unit)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    return shadow.memory, shadow.registers
+
+
+def check_program(lanes: int, memory: dict, registers: dict, program, sigmoid=False):
+    machine = VectorMachine(DEPTH)
+    machine.registers = dict(registers)
+    for address, values in memory.items():
+        machine.write(address, values)
+    machine.run(program)
+    unit = VectorUnit(lanes=lanes, depth=DEPTH, sigmoid=sigmoid)
+    got_memory, got_registers = run_on_unit(unit, memory, registers, program)
+    assert got_memory == machine.memory
+    assert got_registers == machine.registers
+
+
+def constants() -> dict:
+    m = VectorMachine(1)
+    m.run(vp.constants())
+    return m.registers
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 4])
+def test_rms_quantize(lanes):
+    rng = np.random.default_rng(lanes)
+    print(f"seed {lanes}")
+    n = 40
+    x = rng.integers(-(1 << 31), 1 << 31, n) >> rng.integers(0, 31, n)
+    gain = Gain.from_float(rng.normal(1.0, 0.5, n))
+    registers = {**constants(), "xs": nx.RES_UNIT, "inv_len": gain.inv_len, "eps": nx.scale_from_float(1e-5)}
+    registers = {k: (int(v[0]), int(v[1])) if isinstance(v, tuple) else v for k, v in registers.items()}
+    program = vp.rms_quantize(0, n, "xs", 64, gain.exp, "inv_len", "eps", 128, 192, "out")
+    check_program(lanes, {0: x, 64: gain.values}, registers, program)
+
+
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_heads_rope_and_residual(lanes):
+    rng = np.random.default_rng(10 + lanes)
+    print(f"seed {10 + lanes}")
+    heads, d = 2, 8
+    acc = rng.integers(-(1 << 15), 1 << 15, heads * d)
+    cos, sin = nx.rope_int_tables(d, 10000.0, 16)
+    h = rng.integers(-(1 << 31), 1 << 31, heads * d)
+    registers = {**constants(), "acc_scale": (40000, -30), "res": (50000, -20)}
+    program = (vp.rope(0, heads, d, 32, 48, 64, 96) + vp.quantize_heads(96, heads, d, "acc_scale", 128, "hs")
+               + vp.dequantize_add(0, heads * d, "res", 160, 192))
+    check_program(lanes, {0: acc, 32: cos[5], 48: sin[5], 160: h}, registers, program)
+
+
+@pytest.mark.parametrize("kind, lanes", [("relu2", 2), ("silu", 4)])
+def test_gated(kind, lanes):
+    rng = np.random.default_rng(20 + lanes)
+    print(f"seed {20 + lanes}")
+    n = 24
+    gate, up = rng.integers(-(1 << 17), 1 << 17, n), rng.integers(-(1 << 17), 1 << 17, n)
+    registers = {**constants(), "gs": (45000, -25), "us": (50000, -22)}
+    check_program(lanes, {0: gate, 32: up}, registers, vp.gated(0, 32, n, "gs", "us", kind, 64, 96, "out"),
+                  sigmoid=kind == "silu")
+
+
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_attend_and_lm_head(lanes):
+    rng = np.random.default_rng(30 + lanes)
+    print(f"seed {30 + lanes}")
+    d, positions, vocab = 8, 5, 6
+    q, keys, values = (rng.integers(-127, 128, shape) for shape in (d, (positions, d), (positions, d)))
+    scales = [[(int(rng.integers(1 << 15, 1 << 16)), int(rng.integers(-26, -18))) for _ in range(positions)]
+              for _ in range(2)]
+    table = RowScaledInt8.from_float(rng.normal(0, 1, (vocab, d)))
+    registers = {**constants(), "qs": (40000, -22), "coef": nx.scale_from_float(np.log2(np.e) / np.sqrt(d))}
+    registers["coef"] = tuple(int(v) for v in registers["coef"])
+    memory = {0: q, 16: keys, 64: values, 112: [s[0] for s in scales[0]], 120: [s[1] for s in scales[0]],
+              128: [s[0] for s in scales[1]], 136: [s[1] for s in scales[1]], 200: table.codes, 256: table.rows}
+    program = (vp.attend(0, d, "qs", 16, 112, 120, 64, 128, 136, positions, "coef", 144, 152, 160)
+               + vp.lm_head(200, 256, vocab, d, 0, 264, "token"))
+    check_program(lanes, memory, registers, program)
+
+
+def test_flags_what_the_machine_refuses():
+    """Operands not congruent modulo the lanes, a b element outside the b port and MAX of an
+    empty pass are errors."""
+    unit = VectorUnit(lanes=2, depth=64)
+    for op in (VectorOp(2, 0, 3, Function.ADD),
+               VectorOp(1, 0, 2, Function.MUL, BSource.VECTOR, 4),
+               VectorOp(0, 0, function=Function.ADD, reduce=((Reduce.MAX, "m"),))):
+        with pytest.raises(ProgramError, match="the unit flags"):
+            run_on_unit(unit, {4: [1 << 20]}, {}, [op])
+
+
+def test_parameters_are_checked():
+    with pytest.raises(ValueError, match="lanes must be a power of two, not 3; 2 or 4 would"):
+        VectorUnit(lanes=3, depth=48)
+    with pytest.raises(ValueError, match="depth must be a multiple of lanes 4, not 10; 12 would"):
+        VectorUnit(lanes=4, depth=10)
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 4])
+@pytest.mark.parametrize("offset", [0, 1, 3])
+def test_reductions_with_ties(lanes, offset):
+    """ARGMAX keeps the first of equal maxima whichever lane holds it; MAXABS, MAX and SUM over a
+    pass that starts and ends inside a row."""
+    rng = np.random.default_rng(40 + lanes + offset)
+    print(f"seed {40 + lanes + offset}")
+    values = rng.choice([-9, 9, 3, -2, 0], 13)
+    program = [VectorOp(len(values), 16 + offset, function=Function.ADD, reduce=((kind, kind.name),))
+               for kind in Reduce]
+    check_program(lanes, {16 + offset: values}, {}, program)
