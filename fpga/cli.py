@@ -317,6 +317,14 @@ def cmd_bench(args) -> int:
         console.print(table(results))
         console.print(f"wrote {args.docs / 'benchmarks.md'}")
         return 0
+    if args.what == "vector":
+        from fpga.bench.vector import bench_vector, table
+
+        with status(console) as say:
+            results = bench_vector(args.docs, say)
+        console.print(table(results))
+        console.print(f"wrote {args.docs / 'benchmarks.md'}")
+        return 0
     if args.what == "blocks":
         from fpga.bench.blocks import bench_blocks, table
 
@@ -516,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="measure and write docs/benchmarks.md")
     p.add_argument("what", choices=["array", "blocks", "breakdown", "helpers", "engine", "boards",
-                                    "explore", "fuzz", "cpu"])
+                                    "explore", "fuzz", "cpu", "vector"])
     _board_argument(p, "--boards", nargs="*", metavar="BOARD", help="boards, breakdown: only these "
                     "(default all)")
     p.add_argument("--rebuild", action="store_true", help="boards, explore: build even where a "

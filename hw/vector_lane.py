@@ -255,7 +255,8 @@ class VectorLane(wiring.Component):
 
         # 6: two partial products (the a port in 18-bit halves, the low half unsigned)
         low = stage("product_low", a_port[:PART_BITS].as_unsigned() * b_port, signed(PART_BITS + B_BITS + 1))
-        high = stage("product_high", a_port[PART_BITS:].as_signed() * b_port, signed(A_BITS - PART_BITS + B_BITS))
+        high = stage("product_high", a_port[PART_BITS:].as_signed() * b_port,
+                     signed(A_BITS - PART_BITS + B_BITS))
         exp2_6, error6, raw6, c6 = (stage(f"{name}6", value) for name, value in
                                     (("exp2", exp2_5), ("error", error5), ("raw", raw5), ("c", c5)))
 

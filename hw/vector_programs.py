@@ -45,7 +45,7 @@ def apply_scale_amount(exp: str, frac: int) -> Amount:
     return Amount(exp, -1, -frac)
 
 
-def codes(u: int, n: int, dst: int, peak: str, tag: str) -> list:
+def codes(u: int, n: int, dst: int, peak: str, tag: str, step: str) -> list:
     """``absmax_quantize``'s codes of u[n] into dst, given ``peak`` = max |u| in a register.
 
     Its shift e brings the peak to 17 bits; a left shift (a small peak, e < 0) is exact, so it
@@ -57,7 +57,7 @@ def codes(u: int, n: int, dst: int, peak: str, tag: str) -> list:
             ScalarOp(S.ADD_INT, f"{tag}_left", f"{tag}_shift", exp=Amount(f"{tag}_right", -1)),
             VectorOp(n, u, dst, Function.CODE, BSource.REGISTER, f"{tag}_recip",
                      a_shift=Amount(f"{tag}_right"), shift=Amount(f"{tag}_left", 1, nx.RECIP_SHIFT),
-                     round=Round.MAGNITUDE, note=f"{tag}: int8 codes")]
+                     round=Round.MAGNITUDE, note=f"{step}: int8 codes")]
 
 
 def rms_quantize(x: int, n: int, x_scale: str, gain: int, gain_exp: int, inv_len: str, eps: str,
@@ -67,13 +67,13 @@ def rms_quantize(x: int, n: int, x_scale: str, gain: int, gain_exp: int, inv_len
     t = result
     return [
         VectorOp(n, x, function=Function.ADD, reduce=((Reduce.MAXABS, f"{t}_peak_x"),),
-                 note=f"{t}: max |x|"),
+                 note="norm: max |x|"),
         ScalarOp(S.NORM_SHIFT, f"{t}_e", f"{t}_peak_x"),
         VectorOp(n, x, function=Function.MUL, b_source=BSource.SELF, a_shift=Amount(f"{t}_e"),
-                 reduce=((Reduce.SUM, f"{t}_squares"),), note=f"{t}: Σ x_n²"),
+                 reduce=((Reduce.SUM, f"{t}_squares"),), note="norm: Σ x_n²"),
         VectorOp(n, x, u, Function.MUL, BSource.VECTOR, gain, a_shift=Amount(f"{t}_e"),
-                 reduce=((Reduce.MAXABS, f"{t}_peak"),), note=f"{t}: u = x_n · g"),
-        *codes(u, n, dst, f"{t}_peak", t),
+                 reduce=((Reduce.MAXABS, f"{t}_peak"),), note="norm: u = x_n · g"),
+        *codes(u, n, dst, f"{t}_peak", t, "norm"),
         ScalarOp(S.FROM_INT, f"{t}_ms", f"{t}_squares", exp=Amount(f"{t}_e", 2)),
         ScalarOp(S.MUL, f"{t}_ms", f"{t}_ms", inv_len),
         ScalarOp(S.MUL, f"{t}_xx", x_scale, x_scale),
@@ -94,8 +94,8 @@ def quantize_heads(acc: int, heads: int, d: int, acc_scale: str, dst: int, resul
     for h in range(heads):
         t = f"{result}{h}"
         program += [VectorOp(d, acc + h * d, function=Function.ADD,
-                             reduce=((Reduce.MAXABS, f"{t}_peak"),), note=f"{t}: max |acc|"),
-                    *codes(acc + h * d, d, dst + h * d, f"{t}_peak", t),
+                             reduce=((Reduce.MAXABS, f"{t}_peak"),), note="heads: max |acc|"),
+                    *codes(acc + h * d, d, dst + h * d, f"{t}_peak", t, "heads"),
                     ScalarOp(S.FROM_INT, t, f"{t}_peak"),
                     ScalarOp(S.MUL, t, t, acc_scale),
                     ScalarOp(S.MUL, t, t, INV_ACT_MAX)]
@@ -202,7 +202,8 @@ def attend(q: int, d: int, q_scale: str, keys: int, key_mant: int, key_exp: int,
             VectorOp(1, z + j, z + j, Function.MUL, BSource.REGISTER, "att.coef_mant",
                      shift=apply_scale_amount("att.coef_exp", nx.SCORE_FRAC), note="attend: z_j")]
     program += [
-        VectorOp(positions, z, function=Function.ADD, reduce=((Reduce.MAX, "att.z_max"),), note="attend: max z"),
+        VectorOp(positions, z, function=Function.ADD, reduce=((Reduce.MAX, "att.z_max"),),
+                 note="attend: max z"),
         VectorOp(positions, z, p, Function.EXP2, pre=Pre.RSUB, pre_register="att.z_max",
                  reduce=((Reduce.SUM, "att.p_sum"),), note="attend: p = 2^-(max z - z)"),
         ScalarOp(S.INT, "att.top", exp=Amount(offset=-(1 << 40)))]
@@ -295,7 +296,8 @@ class ProgramModel:
         widest = max(hidden, inter, heads * d)
         lay = self.layout = Layout()
         for name, n in (("h", hidden), ("acc", widest), ("acc2", widest), ("x", widest), ("u", widest),
-                        ("scratch", widest), ("gated", widest), ("rotated", heads * d), ("q", heads * d), ("out", heads * d),
+                        ("scratch", widest), ("gated", widest), ("rotated", heads * d), ("q", heads * d),
+                        ("out", heads * d),
                         ("z", positions), ("p", positions), ("cos", d // 2), ("sin", d // 2),
                         ("logits", cfg.vocab_size), ("embed", cfg.vocab_size * hidden),
                         ("lm_table", cfg.vocab_size * hidden), ("lm_rows", cfg.vocab_size)):
@@ -388,7 +390,8 @@ class ProgramModel:
             self._run(dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"]))
             trace(i, "o_proj", h=m.read(lay["h"], hidden))
             self._norm((i, "post_attention_layernorm"), lay["h"], hidden, "res_unit", lay["x"], "norm_scale")
-            trace(i, "post_attention_layernorm", codes=m.read(lay["x"], hidden), scale=m.registers["norm_scale"])
+            trace(i, "post_attention_layernorm", codes=m.read(lay["x"], hidden),
+                  scale=m.registers["norm_scale"])
             self._linear(i, "gate_proj", hidden, "acc", "gate_scale")
             self._linear(i, "up_proj", hidden, "acc2", "up_scale")
             self._run(gated(lay["acc"], lay["acc2"], inter, "gate_scale", "up_scale", cfg.hidden_act,

@@ -175,11 +175,12 @@ class VectorUnit(wiring.Component):
             m.d.sync += written.eq(written + 1)
         access_lane = Signal(range(lanes))
         m.d.sync += access_lane.eq(self.access.addr[:shift] if shift else 0)
-        m.d.comb += self.access_data.eq(Cat(*(ports[0].data for ports in banks)).word_select(access_lane, ELEMENT_BITS)
-                                        .as_signed())
+        words = Cat(*(ports[0].data for ports in banks))
+        m.d.comb += self.access_data.eq(words.word_select(access_lane, ELEMENT_BITS).as_signed())
 
         # -- the pass -----------------------------------------------------------------------------
-        best = Signal(data.StructLayout({"valid": 1, "value": signed(SUM_BITS), "index": range(depth + lanes)}))
+        best = Signal(data.StructLayout({"valid": 1, "value": signed(SUM_BITS),
+                                         "index": range(depth + lanes)}))
         combine = Signal(range(lanes + 1))
         drain = Signal(range(VectorLane.LATENCY + 3))
         with m.FSM():
@@ -187,9 +188,11 @@ class VectorUnit(wiring.Component):
                 m.d.comb += [self.i.ready.eq(1), clear.eq(1)]
                 with m.If(self.i.valid):
                     payload = self.i.payload
-                    congruent = ((payload.b[:shift] == payload.a[:shift]) | (payload.config.b_source != BSource.VECTOR)) \
-                        & ((payload.c[:shift] == payload.a[:shift]) | ~payload.c_vector) \
-                        & ((payload.dst[:shift] == payload.a[:shift]) | ~payload.write) if shift else 1
+                    same = [(payload.b, payload.config.b_source == BSource.VECTOR),
+                            (payload.c, payload.c_vector), (payload.dst, payload.write)]
+                    congruent = 1
+                    for address, used in same if shift else ():
+                        congruent &= (address[:shift] == payload.a[:shift]) | ~used
                     m.d.sync += [op.eq(payload), row.eq(0), written.eq(0), error.eq(~congruent),
                                  best.valid.eq(0), combine.eq(0)]
                     m.next = "DECODE"
@@ -220,8 +223,8 @@ class VectorUnit(wiring.Component):
                                     m.d.sync += [best.valid.eq(1),
                                                  best.value.eq(Mux(best.valid, best.value + lane_best.value,
                                                                    lane_best.value))]
-                                with m.Elif(~best.valid | (lane_best.value > best.value)
-                                            | (lane_best.value == best.value) & (lane_best.index < best.index)):
+                                tie = (lane_best.value == best.value) & (lane_best.index < best.index)
+                                with m.Elif(~best.valid | (lane_best.value > best.value) | tie):
                                     m.d.sync += best.eq(lane_best)
                 with m.If(combine == lanes - 1):
                     m.next = "RESULT"

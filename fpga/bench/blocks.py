@@ -18,6 +18,7 @@ from .array import TARGET_FMAX
 FAMILIES = {"ecp5-85f": "ulx3s", "ice40-up5k": "small"}      # part: the shipped model it serves
 PNR_TIMEOUT = 300      # seconds of place and route per block and part
 LANES = 4              # vector lanes of the RMSNorm quantizer and the LM head here (the engine may use simd)
+VECTOR_DEPTH = 4096    # the shared vector unit's scratchpad: the ulx3s model's working vectors (3,746)
 
 
 def blocks(model: str) -> list[tuple[str, str, object]]:
@@ -30,6 +31,8 @@ def blocks(model: str) -> list[tuple[str, str, object]]:
     from hw.sampler import Sampler
     from hw.scale_unit import ScaleUnit
     from hw.token_table import TokenTable, logit_width
+    from hw.vector_lane import VectorLane
+    from hw.vector_unit import VectorUnit
     from model import load_weights
     from model.integer import RowScaledInt8
     from model.numerics import SCALE_EXP_BITS, acc_bits
@@ -56,6 +59,10 @@ def blocks(model: str) -> list[tuple[str, str, object]]:
          functools.partial(TokenTable, table, lanes=simd, embedding=False)),
         ("Sampler", f"{logits}-bit logits, vocab {cfg.vocab_size}, top-k ≤ 32",
          functools.partial(Sampler, logit_width=logits, vocab_max=cfg.vocab_size, k_max=32)),
+        ("VectorLane (issue 18)", "one lane, no tables",
+         functools.partial(VectorLane, exp2=False, sigmoid=False)),
+        ("VectorUnit (issue 18)", f"{simd} lanes, {VECTOR_DEPTH} elements, EXP2 table",
+         functools.partial(VectorUnit, lanes=simd, depth=VECTOR_DEPTH)),
     ]
 
 

@@ -109,7 +109,8 @@ def test_dequantize_add(seed, kind):
     m.write(100, h)
     set_scale(m, "s", scale)
     m.run(vp.dequantize_add(0, n, "s", 100, 200))
-    assert np.array_equal(m.read(100, n), nx.saturate(h + nx.apply_scale(acc, scale, nx.RES_FRAC), nx.RES_BITS))
+    want = nx.saturate(h + nx.apply_scale(acc, scale, nx.RES_FRAC), nx.RES_BITS)
+    assert np.array_equal(m.read(100, n), want)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -202,15 +203,16 @@ def compare_steps(model, tokens):
     for position, token in enumerate(tokens):
         want, got = {}, {}
         logits, scale = model.step(token, cache, lambda layer, step, **v: want.setdefault((layer, step), v))
-        program_logits, program_scale = programs.step(token, position,
-                                                      lambda layer, step, **v: got.setdefault((layer, step), v))
+        program_logits, program_scale = programs.step(
+            token, position, lambda layer, step, **v: got.setdefault((layer, step), v))
         assert np.array_equal(program_logits, logits)
         assert program_scale == (int(scale[0]), int(scale[1]))
         assert want.keys() == got.keys()
         for key, values in want.items():
             for name, value in values.items():
                 if isinstance(value, tuple):
-                    assert [np.asarray(v).tolist() for v in got[key][name]] == [np.asarray(v).tolist() for v in value]
+                    assert [np.asarray(v).tolist() for v in got[key][name]] == \
+                        [np.asarray(v).tolist() for v in value]
                 else:
                     assert np.array_equal(got[key][name], value), (position, key, name)
     return programs.machine
@@ -225,7 +227,8 @@ def compare_steps(model, tokens):
 def test_whole_tokens_of_random_models(tmp_path, seed, overrides):
     print(f"seed {seed}")
     model = tiny_model(tmp_path, seed, **overrides)
-    compare_steps(model, [int(t) for t in np.random.default_rng(seed).integers(0, model.config.vocab_size, 8)])
+    tokens = np.random.default_rng(seed).integers(0, model.config.vocab_size, 8)
+    compare_steps(model, [int(t) for t in tokens])
 
 
 @pytest.mark.parametrize("name", ["small", "ulx3s"])

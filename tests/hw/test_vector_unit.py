@@ -139,7 +139,8 @@ def test_attend_and_lm_head(lanes):
     registers = {**constants(), "qs": (40000, -22), "coef": nx.scale_from_float(np.log2(np.e) / np.sqrt(d))}
     registers["coef"] = tuple(int(v) for v in registers["coef"])
     memory = {0: q, 16: keys, 64: values, 112: [s[0] for s in scales[0]], 120: [s[1] for s in scales[0]],
-              128: [s[0] for s in scales[1]], 136: [s[1] for s in scales[1]], 200: table.codes, 256: table.rows}
+              128: [s[0] for s in scales[1]], 136: [s[1] for s in scales[1]], 200: table.codes,
+              256: table.rows}
     program = (vp.attend(0, d, "qs", 16, 112, 120, 64, 128, 136, positions, "coef", 144, 152, 160)
                + vp.lm_head(200, 256, vocab, d, 0, 264, "token"))
     check_program(lanes, memory, registers, program)

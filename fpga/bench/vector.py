@@ -1,0 +1,120 @@
+"""``tritium bench vector``: what a token costs on the shared vector unit (issue 18), by step.
+
+The shipped models run the benchmark prompt and its greedy continuation, the first positions, as
+vector-unit programs
+(``hw.vector_programs.ProgramModel``, bit for bit the integer model: ``--check`` compares every
+position's logits); each pass is counted at :meth:`hw.vector_unit.VectorUnit.cycles` (the unit as
+built: one pass at a time), each scale operation at :class:`hw.scale_unit.ScaleUnit`'s cycles
+plus its command's two (``ScaleProgram``), each other scalar operation at one cycle. The ternary
+matmuls (the array's work) are not counted. Writes its section of docs/benchmarks.md.
+"""
+
+import collections
+
+import numpy as np
+
+from model import paths
+
+from . import provenance, write_section
+from .boards import PROMPT
+
+MODELS = ("ulx3s", "small")
+LANES = (1, 4, 8)
+POSITIONS = 8          # the prompt's first positions (attention's cost grows with the position)
+
+
+def scalar_cycles(kind: str) -> int:
+    from hw.scale_unit import ScaleOp, ScaleProgram
+
+    if kind in ScaleOp.__members__:
+        return ScaleProgram.cycles([(None, ScaleOp[kind], None, None, None)])
+    return 1
+
+
+def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
+    """Per step (a pass's note up to its colon): passes and cycles a token at each lane count, and
+    the scalar operations' cycles; means over the first ``positions`` of the prompt."""
+    from hw.vector_isa import VectorOp
+    from hw.vector_programs import ProgramModel
+    from hw.vector_unit import VectorUnit
+    from model.integer import IntegerModel
+    from model.tokenizer import encode_text, load_tokenizer
+
+    model = IntegerModel.from_checkpoint(paths.MODELS / name)
+    tokens = encode_text(load_tokenizer(paths.MODELS / name), PROMPT)
+    tokens = (tokens + model.generate(tokens, max(1, positions - len(tokens))))[:positions]
+    programs, cache = ProgramModel(model), model.new_cache()
+    units = {lanes: VectorUnit(lanes=lanes, depth=lanes) for lanes in lanes_list}
+    passes, cycles, scalar = collections.Counter(), collections.Counter(), collections.Counter()
+    run = programs.machine.run
+
+    def counted(program):
+        for op in program:
+            if isinstance(op, VectorOp):
+                step = (op.note or "other").split(":")[0]
+                passes[step] += 1
+                for lanes, unit in units.items():
+                    cycles[step, lanes] += unit.cycles(op.n, op.a % lanes)
+            else:
+                scalar[op.kind.name] += 1
+        run(program)
+
+    programs.machine.run = counted
+    for position, token in enumerate(tokens):
+        logits, _ = programs.step(int(token), position)
+        want, _ = model.step(int(token), cache)
+        if not np.array_equal(logits, want):
+            raise AssertionError(f"{name}: the programs' logits differ from the integer model's "
+                                 f"at position {position}")
+    count = len(tokens)
+    steps = sorted(passes, key=lambda s: -cycles[s, lanes_list[0]])
+    return {"model": name, "positions": count, "lanes": list(lanes_list),
+            "steps": [{"step": s, "passes": passes[s] / count,
+                       "cycles": {lanes: cycles[s, lanes] / count for lanes in lanes_list}} for s in steps],
+            "scalar_ops": sum(scalar.values()) / count,
+            "scalar_cycles": sum(scalar_cycles(k) * n for k, n in scalar.items()) / count}
+
+
+def markdown(results: list[dict]) -> str:
+    lines = ["## The shared vector unit: a token's passes (issue 18)", "",
+             f"{provenance('tritium bench vector')}. Each shipped model's benchmark prompt and its greedy "
+             "continuation, its first positions, run as vector-unit programs (`hw/vector_programs.py`, "
+             "equal to the integer model's logits at every position); a pass at `VectorUnit.cycles` "
+             "(one pass at a time, as built), a scale operation at the ScaleUnit's cycles and its command's, any other "
+             "scalar operation at one cycle; the ternary matmuls are not counted. Means per token.", ""]
+    for r in results:
+        head = " | ".join(f"cycles, {lanes} lane{'s' if lanes > 1 else ''}" for lanes in r["lanes"])
+        lines += [f"**{r['model']}** (positions 0–{r['positions'] - 1}):", "",
+                  f"| step | passes | {head} |", "|---|---|" + "---|" * len(r["lanes"])]
+        for s in r["steps"]:
+            lines.append(f"| {s['step']} | {s['passes']:,.0f} | "
+                         + " | ".join(f"{s['cycles'][lanes]:,.0f}" for lanes in r["lanes"]) + " |")
+        totals = [sum(s["cycles"][lanes] for s in r["steps"]) for lanes in r["lanes"]]
+        lines += [f"| **all passes** | {sum(s['passes'] for s in r['steps']):,.0f} | "
+                  + " | ".join(f"**{t:,.0f}**" for t in totals) + " |",
+                  f"| scalar operations | {r['scalar_ops']:,.0f} | "
+                  + " | ".join(f"{r['scalar_cycles']:,.0f}" for _ in r["lanes"]) + " |", ""]
+    return "\n".join(lines)
+
+
+def bench_vector(docs=paths.DOCS, say=None) -> list[dict]:
+    results = []
+    for name in MODELS:
+        if say:
+            say(f"{name}: the programs over {POSITIONS} positions")
+        results.append(measure(name))
+    write_section("vector", markdown(results), docs / "benchmarks.md")
+    return results
+
+
+def table(results: list[dict]):
+    from rich.table import Table
+
+    result = Table(title="a token on the shared vector unit (passes, scalar operations; no matmuls)")
+    for column in ("model", "passes", *(f"cycles at {lanes}" for lanes in LANES), "scalar cycles"):
+        result.add_column(column)
+    for r in results:
+        result.add_row(r["model"], f"{sum(s['passes'] for s in r['steps']):,.0f}",
+                       *(f"{sum(s['cycles'][lanes] for s in r['steps']):,.0f}" for lanes in r["lanes"]),
+                       f"{r['scalar_cycles']:,.0f}")
+    return result
