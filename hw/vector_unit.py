@@ -90,8 +90,13 @@ class VectorUnit(wiring.Component):
     def cycles(self, n: int, offset: int = 0) -> int:
         """Clock edges from a pass of ``n`` elements (``offset`` = a mod lanes) taken to its result
         offered: the decoder, its rows, the lanes' latency, the write and the combine."""
-        rows = -(-(offset + n) // self._lanes) if n else 0
-        return 2 + rows + (VectorLane.LATENCY + 2 if n else 0) + self._lanes + 1
+        return self.cycles_of(self._lanes, n, offset)
+
+    @staticmethod
+    def cycles_of(lanes: int, n: int, offset: int = 0) -> int:
+        """:meth:`cycles` without a unit."""
+        rows = -(-(offset + n) // lanes) if n else 0
+        return 2 + rows + (VectorLane.LATENCY + 2 if n else 0) + lanes + 1
 
     def elaborate(self, platform):
         m = Module()

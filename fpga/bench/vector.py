@@ -44,7 +44,6 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
     tokens = encode_text(load_tokenizer(paths.MODELS / name), PROMPT)
     tokens = (tokens + model.generate(tokens, max(1, positions - len(tokens))))[:positions]
     programs, cache = ProgramModel(model), model.new_cache()
-    units = {lanes: VectorUnit(lanes=lanes, depth=lanes) for lanes in lanes_list}
     passes, cycles, scalar = collections.Counter(), collections.Counter(), collections.Counter()
     run = programs.machine.run
 
@@ -53,8 +52,8 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
             if isinstance(op, VectorOp):
                 step = (op.note or "other").split(":")[0]
                 passes[step] += 1
-                for lanes, unit in units.items():
-                    cycles[step, lanes] += unit.cycles(op.n, op.a % lanes)
+                for lanes in lanes_list:
+                    cycles[step, lanes] += VectorUnit.cycles_of(lanes, op.n, op.a % lanes)
             else:
                 scalar[op.kind.name] += 1
         run(program)
