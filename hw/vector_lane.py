@@ -89,7 +89,10 @@ LANE_CONFIG = data.StructLayout({
 
 class PassDecoder(wiring.Component):
     """A pass's operation (:data:`CONFIG`) into its lanes' shared constants (:data:`LANE_CONFIG`),
-    registered: one cycle, once for all lanes."""
+    once for all lanes, in :attr:`LATENCY` registered stages: the shift amounts clamped, then
+    the masks and rounding constants they select."""
+
+    LATENCY = 2
 
     def __init__(self):
         super().__init__({"config": In(CONFIG), "lane": Out(LANE_CONFIG)})
@@ -97,20 +100,24 @@ class PassDecoder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg, lane = self.config, self.lane
-        for name in ("function", "b_source", "pre", "negate", "saturate", "b", "code", "pre_register"):
-            m.d.sync += getattr(lane, name).eq(getattr(cfg, name))
+        # 1: the operation's fields, and the shift amounts clamped
+        fields = Signal(CONFIG)
+        m.d.sync += fields.eq(cfg)
         a_right = Signal(range(A_BITS + 1))
-        m.d.comb += a_right.eq(Mux(cfg.a_shift[-1], 0, Mux(cfg.a_shift > A_BITS, A_BITS, cfg.a_shift)))
-        s = cfg.shift
         s_right = Signal(range(RIGHT_LIMIT + 1))
         s_left = Signal(range(WINDOW))
-        m.d.comb += [s_right.eq(Mux(s[-1], 0, Mux(s > RIGHT_LIMIT, RIGHT_LIMIT, s))),
+        s = cfg.shift
+        m.d.sync += [a_right.eq(Mux(cfg.a_shift[-1], 0, Mux(cfg.a_shift > A_BITS, A_BITS, cfg.a_shift))),
+                     s_right.eq(Mux(s[-1], 0, Mux(s > RIGHT_LIMIT, RIGHT_LIMIT, s))),
                      s_left.eq(Mux(s[-1], Mux(-s >= WINDOW, WINDOW - 1, -s), 0))]
+        # 2: what the lanes share
+        for name in ("function", "b_source", "pre", "negate", "saturate", "b", "code", "pre_register"):
+            m.d.sync += getattr(lane, name).eq(getattr(fields, name))
         half = Signal(unsigned(ROUNDED_BITS))          # 2^(s - 1) for s >= 1
         half_at = Signal(range(RIGHT_LIMIT))
         m.d.comb += [half_at.eq(s_right - 1),
                      half.eq(Mux(s_right == 0, 0, Const(1, unsigned(ROUNDED_BITS)) << half_at))]
-        with m.Switch(cfg.round):
+        with m.Switch(fields.round):
             for mode, (up, down) in {Round.HALF_UP: (half, half),
                                      Round.MAGNITUDE: (half, Mux(s_right == 0, 0, half - 1)),
                                      Round.TRUNCATE: (0, Mux(s_right == 0, 0, (half << 1) - 1))}.items():
@@ -118,7 +125,7 @@ class PassDecoder(wiring.Component):
                     m.d.sync += [lane.round_positive.eq(up), lane.round_negative.eq(down)]
         top = Const(-1, signed(ROUNDED_BITS + WINDOW + 1))
         m.d.sync += [lane.a_right.eq(a_right), lane.a_mask.eq(~(Const(-1, signed(A_BITS)) << a_right)),
-                     lane.a_error.eq(cfg.a_shift[-1]), lane.left.eq(s[-1]),
+                     lane.a_error.eq(fields.a_shift[-1]), lane.left.eq(fields.shift[-1]),
                      lane.s_right.eq(s_right), lane.s_left.eq(s_left),
                      lane.right_over.eq((top << (s_right + (WINDOW - 1)))[:ROUNDED_BITS]),
                      lane.left_over.eq((top << (WINDOW - 1))[:SUM_BITS + WINDOW] >> s_left)]

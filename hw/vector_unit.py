@@ -87,16 +87,17 @@ class VectorUnit(wiring.Component):
     lanes = property(lambda self: self._lanes)
     depth = property(lambda self: self._depth)
 
-    def cycles(self, n: int, offset: int = 0) -> int:
+    def cycles(self, n: int, offset: int = 0, reduce: bool = True) -> int:
         """Clock edges from a pass of ``n`` elements (``offset`` = a mod lanes) taken to its result
-        offered: the decoder, its rows, the lanes' latency, the write and the combine."""
-        return self.cycles_of(self._lanes, n, offset)
+        offered: the decoder, its rows, the lanes' latency, the write and (``reduce``) the lanes'
+        reductions combined."""
+        return self.cycles_of(self._lanes, n, offset, reduce)
 
     @staticmethod
-    def cycles_of(lanes: int, n: int, offset: int = 0) -> int:
-        """:meth:`cycles` without a unit."""
+    def cycles_of(lanes: int, n: int, offset: int = 0, reduce: bool = True) -> int:
+        """:meth:`cycles` without a unit (``reduce``: the pass has a reduction to combine)."""
         rows = -(-(offset + n) // lanes) if n else 0
-        return 2 + rows + (VectorLane.LATENCY + 2 if n else 0) + lanes + 1
+        return 1 + PassDecoder.LATENCY + rows + VectorLane.LATENCY + 2 + (lanes if reduce else 0) + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -199,11 +200,13 @@ class VectorUnit(wiring.Component):
                     for address, used in same if shift else ():
                         congruent &= (address[:shift] == payload.a[:shift]) | ~used
                     m.d.sync += [op.eq(payload), row.eq(0), written.eq(0), error.eq(~congruent),
-                                 best.valid.eq(0), combine.eq(0)]
+                                 best.valid.eq(0), combine.eq(0), drain.eq(0)]
                     m.next = "DECODE"
             with m.State("DECODE"):
                 m.d.comb += self.busy.eq(1)
-                m.next = "ISSUE"
+                m.d.sync += drain.eq(drain + 1)
+                with m.If(drain == PassDecoder.LATENCY - 1):
+                    m.next = "ISSUE"
             with m.State("ISSUE"):
                 m.d.comb += [self.busy.eq(1), issue.eq(row < row_count)]
                 with m.If(row < row_count):
@@ -214,7 +217,9 @@ class VectorUnit(wiring.Component):
             with m.State("DRAIN"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += drain.eq(drain + 1)
-                with m.If(drain == VectorLane.LATENCY + 1):
+                with m.If((drain == VectorLane.LATENCY + 1) & (reduce == Reduction.NONE)):
+                    m.next = "RESULT"
+                with m.Elif(drain == VectorLane.LATENCY + 1):
                     m.next = "COMBINE"
             with m.State("COMBINE"):
                 m.d.comb += self.busy.eq(1)

@@ -60,7 +60,7 @@ def run_passes(lane: VectorLane, passes: list) -> list:
     async def testbench(ctx):
         for op, config, elements in passes:
             ctx.set(config_in, config_of(op, config))
-            await ctx.tick()                  # the decoder's register
+            await ctx.tick().repeat(PassDecoder.LATENCY)
             for a, b, c in elements:
                 ctx.set(lane.i, {"valid": 1, "a": a, "b": b, "c": c})
                 await ctx.tick()
@@ -108,7 +108,7 @@ def test_latency():
 
     async def testbench(ctx):
         ctx.set(config_in, config_of(op, PassConfig()))
-        await ctx.tick()
+        await ctx.tick().repeat(PassDecoder.LATENCY)
         ctx.set(lane.i, {"valid": 1, "a": 5, "b": 0, "c": 0})
         await ctx.tick()
         ctx.set(lane.i.valid, 0)

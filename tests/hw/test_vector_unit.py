@@ -175,3 +175,34 @@ def test_reductions_with_ties(lanes, offset):
     program = [VectorOp(len(values), 16 + offset, function=Function.ADD, reduce=((kind, kind.name),))
                for kind in Reduce]
     check_program(lanes, {16 + offset: values}, {}, program)
+
+
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_cycles(lanes):
+    """``cycles`` is the edges from a pass taken to its result offered, with and without a
+    reduction, aligned and not."""
+    unit = VectorUnit(lanes=lanes, depth=64)
+    passes = [VectorOp(n, a, 32 + a, Function.ADD, reduce=((Reduce.SUM, "s"),) if reduce else ())
+              for n, a, reduce in ((1, 0, True), (9, 3, False), (16, 0, True), (0, 0, False))]
+    measured = []
+
+    async def testbench(ctx):
+        for op in passes:
+            ctx.set(unit.i.payload, pass_payload(op, {}))
+            ctx.set(unit.i.valid, 1)
+            await ctx.tick().until(unit.i.ready)
+            ctx.set(unit.i.valid, 0)
+            edges = 1
+            while not ctx.get(unit.o.valid):
+                await ctx.tick()
+                edges += 1
+            measured.append(edges)
+            ctx.set(unit.o.ready, 1)
+            await ctx.tick()
+            ctx.set(unit.o.ready, 0)
+
+    sim = Simulator(unit)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert measured == [unit.cycles(op.n, op.a % lanes, bool(op.reduce)) for op in passes]
