@@ -11,5 +11,9 @@ def test_counts_a_token_by_step():
     assert steps["norm"]["passes"] == 4 * (4 * 3 + 1)
     assert all(s["cycles"][1] >= s["passes"] for s in result["steps"])
     assert result["scalar_ops"] > 0
+    # overlapping can only shorten the serial sum of passes and scalar operations
+    for lanes in (1, 4):
+        serial = sum(s["cycles"][lanes] for s in result["steps"]) + result["scalar_cycles"]
+        assert 0 < result["overlapped"][lanes] <= serial
     text = markdown([result])
     assert "**small** (positions 0–1)" in text and "| norm | 52 |" in text
