@@ -123,6 +123,8 @@ class VectorUnit(wiring.Component):
         row_count = Signal(range(rows + 2))
         m.d.comb += row_count.eq((op.n + offset + lanes - 1) >> shift)
         error = Signal()
+        collecting = Signal()          # ISSUE and DRAIN: the only states that flag errors, so
+        #                                the result offered in RESULT holds (the stream rule)
 
         # -- issue: one row of every bank a cycle, the lanes outside the pass masked -------------
         issue = Signal()
@@ -146,7 +148,7 @@ class VectorUnit(wiring.Component):
             with m.If(issued & issued_mask[k] & b_vector & (op.config.function != Function.CODE)
                       & ~((top == 0) | (top == (1 << len(top)) - 1))):
                 m.d.comb += b_misfit.eq(1)
-        with m.If(b_misfit):
+        with m.If(collecting & b_misfit):
             m.d.sync += error.eq(1)
 
         # -- write-back and each lane's running reduction ---------------------------------------
@@ -175,7 +177,7 @@ class VectorUnit(wiring.Component):
                     m.d.sync += [mine.valid.eq(1), mine.value.eq(Mux(mine.valid, mine.value + y, y))]
                 with m.Elif(~mine.valid | (value > mine.value)):
                     m.d.sync += [mine.valid.eq(1), mine.value.eq(value), mine.index.eq(index)]
-            with m.If(lane.o.valid & lane.o.error):
+            with m.If(collecting & lane.o.valid & lane.o.error):
                 m.d.sync += error.eq(1)
         with m.If(out_valid):
             m.d.sync += written.eq(written + 1)
@@ -208,14 +210,14 @@ class VectorUnit(wiring.Component):
                 with m.If(drain == PassDecoder.LATENCY - 1):
                     m.next = "ISSUE"
             with m.State("ISSUE"):
-                m.d.comb += [self.busy.eq(1), issue.eq(row < row_count)]
+                m.d.comb += [self.busy.eq(1), collecting.eq(1), issue.eq(row < row_count)]
                 with m.If(row < row_count):
                     m.d.sync += row.eq(row + 1)
                 with m.Else():
                     m.d.sync += drain.eq(0)
                     m.next = "DRAIN"
             with m.State("DRAIN"):
-                m.d.comb += self.busy.eq(1)
+                m.d.comb += [self.busy.eq(1), collecting.eq(1)]
                 m.d.sync += drain.eq(drain + 1)
                 with m.If((drain == VectorLane.LATENCY + 1) & (reduce == Reduction.NONE)):
                     m.next = "RESULT"

@@ -30,6 +30,7 @@ from hw.skid_buffer import SkidBuffer
 from hw.ternary_array import TernaryArray
 from hw.token_table import TokenTable
 from hw.uart import UartRx
+from hw.vector_unit import VectorUnit
 from model.integer import RowScaledInt8
 from model.numerics import ACT_MAX
 
@@ -298,6 +299,7 @@ STREAM_COMPONENTS = {
     "sampler": lambda: StreamRuleHarness(Sampler(logit_width=8, vocab_max=4, k_max=2, exp_bits=6)),
     "flash-loader": lambda: StreamRuleHarness(FlashLoader(offset=3, words=2, word_bits=8)),
     "uart-rx": lambda: StreamRuleHarness(UartRx(4)),
+    "vector-unit": lambda: StreamRuleHarness(VectorUnit(lanes=2, depth=4, exp2=False)),
 }
 
 
