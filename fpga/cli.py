@@ -317,6 +317,14 @@ def cmd_bench(args) -> int:
         console.print(table(results))
         console.print(f"wrote {args.docs / 'benchmarks.md'}")
         return 0
+    if args.what == "numerics":
+        from fpga.bench.numerics import bench_numerics, table
+
+        with status(console) as say:
+            rows = bench_numerics(args.docs, say)
+        console.print(table(rows))
+        console.print(f"wrote {args.docs / 'benchmarks.md'}")
+        return 0
     if args.what == "vector":
         from fpga.bench.vector import bench_vector, table
 
@@ -524,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="measure and write docs/benchmarks.md")
     p.add_argument("what", choices=["array", "blocks", "breakdown", "helpers", "engine", "boards",
-                                    "explore", "fuzz", "cpu", "vector"])
+                                    "explore", "fuzz", "cpu", "vector", "numerics"])
     _board_argument(p, "--boards", nargs="*", metavar="BOARD", help="boards, breakdown: only these "
                     "(default all)")
     p.add_argument("--rebuild", action="store_true", help="boards, explore: build even where a "
