@@ -29,8 +29,9 @@ ECP5_SCRIPT = """read_verilog {source}
 synth_ecp5 -top {top} {flatten} -run :map_luts
 """ + ECP5_LUT_MAPPING + """synth_ecp5 -top {top} {flatten} -run map_cells:
 """
+# iCE40: -dsp maps multipliers to SB_MAC16, as the board flow does (fpga/flow/build.py).
 ICE40_SCRIPT = """read_verilog {source}
-synth_ice40 -top {top} {flatten}
+synth_ice40 -dsp -top {top} {flatten}
 """
 
 FAMILIES = {
