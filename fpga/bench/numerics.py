@@ -92,7 +92,7 @@ def markdown(rows: list[dict]) -> str:
     lines = ["## Candidate changes to the numeric contract (issue 18)", "",
              f"{provenance('tritium bench numerics')}; the integer model with `model.numerics` changed "
              "for the run (fpga/bench/numerics.py says how each variant changes it), over the validation "
-             "positions of docs/models.md. The issue's bar for a change: agreement does not drop and "
+             "positions `model.report` evaluates (docs/models.md's figures are older). The issue's bar for a change: agreement does not drop and "
              f"the integer validation loss rises by at most {LOSS_LIMIT} nats. Near-ties make agreement "
              "move by about ±0.1% with any change.", "",
              "| model | variant | positions | top-1 agreement | integer loss (nats) | change | "
