@@ -190,6 +190,11 @@ class VectorUnit(wiring.Component):
         best = Signal(data.StructLayout({"valid": 1, "value": signed(SUM_BITS),
                                          "index": range(depth + lanes)}))
         combine = Signal(range(lanes + 1))
+        lane_best = Signal.like(partial[0])              # the lane being combined
+        with m.Switch(combine):
+            for k in range(lanes):
+                with m.Case(k):
+                    m.d.comb += lane_best.eq(partial[k])
         drain = Signal(range(VectorLane.LATENCY + 3))
         with m.FSM():
             with m.State("IDLE"):
@@ -226,18 +231,13 @@ class VectorUnit(wiring.Component):
             with m.State("COMBINE"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += combine.eq(combine + 1)
-                with m.Switch(combine):
-                    for k in range(lanes):
-                        with m.Case(k):
-                            lane_best = partial[k]
-                            with m.If(lane_best.valid):
-                                with m.If(reduce == Reduction.SUM):
-                                    m.d.sync += [best.valid.eq(1),
-                                                 best.value.eq(Mux(best.valid, best.value + lane_best.value,
-                                                                   lane_best.value))]
-                                tie = (lane_best.value == best.value) & (lane_best.index < best.index)
-                                with m.Elif(~best.valid | (lane_best.value > best.value) | tie):
-                                    m.d.sync += best.eq(lane_best)
+                with m.If(lane_best.valid):
+                    with m.If(reduce == Reduction.SUM):
+                        m.d.sync += [best.valid.eq(1),
+                                     best.value.eq(Mux(best.valid, best.value + lane_best.value, lane_best.value))]
+                    tie = (lane_best.value == best.value) & (lane_best.index < best.index)
+                    with m.Elif(~best.valid | (lane_best.value > best.value) | tie):
+                        m.d.sync += best.eq(lane_best)
                 with m.If(combine == lanes - 1):
                     m.next = "RESULT"
             with m.State("RESULT"):
