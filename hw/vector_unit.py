@@ -234,7 +234,8 @@ class VectorUnit(wiring.Component):
                 with m.If(lane_best.valid):
                     with m.If(reduce == Reduction.SUM):
                         m.d.sync += [best.valid.eq(1),
-                                     best.value.eq(Mux(best.valid, best.value + lane_best.value, lane_best.value))]
+                                     best.value.eq(Mux(best.valid, best.value + lane_best.value,
+                                                       lane_best.value))]
                     tie = (lane_best.value == best.value) & (lane_best.index < best.index)
                     with m.Elif(~best.valid | (lane_best.value > best.value) | tie):
                         m.d.sync += best.eq(lane_best)
