@@ -245,10 +245,17 @@ def cmd_chat(args) -> int:
                     seed=args.seed)
 
 
+PLAIN_BENCHES = ("helpers", "vector", "numerics")   # commands with nothing but --docs
+
+
 def cmd_bench(args) -> int:
     from fpga.console import status
 
     console = _console()
+    if not args.docs.is_dir():
+        console.print(f"[red]--docs {args.docs}: no such directory; pass the folder that holds (or will "
+                      "hold) benchmarks.md[/red]")
+        return 1
     if args.what == "boards":
         from fpga.bench.boards import bench_boards, table
 
@@ -275,12 +282,13 @@ def cmd_bench(args) -> int:
         console.print(table(results))
         console.print(f"wrote {args.docs / 'benchmarks.md'}")
         return 1 if any(r["error"] for r in results) else 0
-    if args.what == "helpers":
-        from fpga.bench.helpers import bench_helpers, table
+    if args.what in PLAIN_BENCHES:        # bench_WHAT(docs, say) and table(results) in fpga.bench.WHAT
+        import importlib
 
+        module = importlib.import_module(f"fpga.bench.{args.what}")
         with status(console) as say:
-            rows = bench_helpers(args.docs, say)
-        console.print(table(rows))
+            results = getattr(module, f"bench_{args.what}")(args.docs, say)
+        console.print(module.table(results))
         console.print(f"wrote {args.docs / 'benchmarks.md'}")
         return 0
     if args.what == "breakdown":
@@ -314,22 +322,6 @@ def cmd_bench(args) -> int:
         except CpuBenchError as error:
             console.print(f"[red]{error}[/red]")
             return 1
-        console.print(table(results))
-        console.print(f"wrote {args.docs / 'benchmarks.md'}")
-        return 0
-    if args.what == "numerics":
-        from fpga.bench.numerics import bench_numerics, table
-
-        with status(console) as say:
-            rows = bench_numerics(args.docs, say)
-        console.print(table(rows))
-        console.print(f"wrote {args.docs / 'benchmarks.md'}")
-        return 0
-    if args.what == "vector":
-        from fpga.bench.vector import bench_vector, table
-
-        with status(console) as say:
-            results = bench_vector(args.docs, say)
         console.print(table(results))
         console.print(f"wrote {args.docs / 'benchmarks.md'}")
         return 0

@@ -242,3 +242,15 @@ def test_a_board_speaking_another_model_is_one_line(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"tritium chat: error: the board's model has {vocab + 5} tokens") and \
         err.endswith("a different model\n") and err.count("\n") == 1, err
+
+
+def test_a_bench_docs_folder_that_is_not_there_is_one_line(tmp_path, capsys):
+    assert main(["bench", "vector", "--docs", str(tmp_path / "missing")]) == 1
+    out = capsys.readouterr().out
+    assert "no such directory" in out and "Traceback" not in out
+
+
+def test_a_plain_bench_writes_its_section(tmp_path, capsys):
+    """The benches with nothing but --docs share one dispatch: vector writes its section there."""
+    assert main(["bench", "vector", "--docs", str(tmp_path)]) == 0
+    assert "<!-- bench:vector -->" in (tmp_path / "benchmarks.md").read_text()
