@@ -25,9 +25,10 @@ vocabulary here, and the sequencer that issues them in hardware loops instead.
 import numpy as np
 
 from model import numerics as nx
+from model.integer import ternary_matmul
 
 from .vector_isa import (Amount, BSource, Function, Pre, Reduce, Round, ScalarKind as S, ScalarOp,
-                         VectorOp)
+                         VectorMachine, VectorOp)
 
 ZERO, ONE, INV_ACT_MAX, EXP_ONE = "zero", "one", "inv_act_max", "exp_one"
 
@@ -287,9 +288,7 @@ class ProgramModel:
     """
 
     def __init__(self, model):
-        from model.integer import ternary_matmul    # the array's part, done by NumPy here
-        from .vector_isa import VectorMachine
-        self.model, self._matmul = model, ternary_matmul
+        self.model = model
         cfg = self.config = model.config
         d, heads, kv = cfg.dim_per_head, cfg.num_attention_heads, cfg.num_key_value_heads
         hidden, inter, positions = cfg.hidden_size, cfg.intermediate_size, cfg.max_position_embeddings
@@ -342,7 +341,8 @@ class ProgramModel:
     def _linear(self, layer: int, matrix: str, n: int, dst: str, scale: str) -> None:
         """The array's product of the codes in x, into region ``dst``; its scale D·γ into ``scale``."""
         codes = getattr(self.model.layers[layer], matrix).codes
-        self.machine.write(self.layout[dst], self._matmul(codes, self.machine.read(self.layout["x"], n)))
+        product = ternary_matmul(codes, self.machine.read(self.layout["x"], n))    # the array's work
+        self.machine.write(self.layout[dst], product)
         self._run([ScalarOp(S.MUL, scale, "norm_scale", f"gamma.{layer}.{matrix}")])
 
     def step(self, token: int, position: int, trace=None):

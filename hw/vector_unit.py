@@ -23,13 +23,13 @@ pass's cycles from its transfer on ``i`` to its result's offer on ``o``.
 loads and stores; ``access_data`` is the element at the address of the cycle before.
 """
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .arith import check_integers
-from .vector_isa import B_BITS, ELEMENT_BITS, SUM_BITS, BSource, Function, Reduce
+from .vector_isa import B_BITS, ELEMENT_BITS, SUM_BITS, BSource, Function
 from .vector_lane import CONFIG, PassDecoder, VectorLane
 
 
