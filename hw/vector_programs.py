@@ -5,21 +5,23 @@ scratchpad addresses; registers carry scales and the values one pass hands the n
 registers hold ``(mant, exp)``; constants (a gain's exponent, ``eps``, ``1/n``) are either
 instruction fields or registers the caller sets once (:func:`constants`).
 
-=====================  ====================================  ==================================
-program                model.integer / model.numerics        passes (n elements each)
-=====================  ====================================  ==================================
-:func:`rms_quantize`   ``rms_quantize``                      4
-:func:`quantize_heads` ``quantize_heads``                    2 a head
-:func:`rope`           ``numerics.rope_rotate``              4 a head, of d/2
-:func:`dequantize_add` ``h + apply_scale(acc, s, RES_FRAC)``  2
-:func:`embed`          ``IntegerModel.embed_token``          1
-:func:`gated`          ``gated_activation``                  4 (relu²) or 5 (SiLU)
-:func:`attend`         ``attend``                            2 a position + 3 of T + 1
-:func:`lm_head`        ``lm_head_logits`` and greedy ``sample``  1 a token + 1 of vocab
-=====================  ====================================  ==================================
+========================  =========================================  ==============================
+program                   model.integer / model.numerics             passes (of n elements)
+========================  =========================================  ==============================
+:func:`rms_quantize`      ``rms_quantize``                           4
+:func:`quantize_heads`    ``quantize_heads``                         2 a head
+:func:`rope`              ``numerics.rope_rotate``                   4 a head (of d/2)
+:func:`dequantize_add`    ``h + apply_scale(acc, s, RES_FRAC)``      2
+:func:`embed`             ``IntegerModel.embed_token``               1
+:func:`gated`             ``gated_activation``                       4 (relu²) or 5 (SiLU)
+:func:`attend`            ``attend``                                 3 a position, 2 of T, 1
+:func:`lm_head`           ``lm_head_logits`` and greedy ``sample``   1 a vocabulary entry, 1
+========================  =========================================  ==============================
 
 Programs are straight-line: ``attend`` and ``lm_head`` are unrolled over the positions and the
-vocabulary here, and the sequencer that issues them in hardware loops instead.
+vocabulary here (a sequencer would loop instead). Region addresses of one pass must be congruent
+modulo the unit's lanes (:class:`~hw.vector_unit.VectorUnit`); :class:`Layout` lays regions out
+on a multiple of ``align``.
 """
 
 import numpy as np
@@ -259,18 +261,19 @@ def lm_head(table: int, rows: int, vocab: int, n: int, x: int, logits: int, resu
 
 
 class Layout:
-    """Named regions of the scratchpad, allocated in order."""
+    """Named regions of the scratchpad, allocated in order, each on a multiple of ``align``."""
 
-    def __init__(self):
+    def __init__(self, align: int = 16):
         self.regions: dict[str, tuple[int, int]] = {}
-        self.size = 0
+        self.size, self.align = 0, align
 
     def add(self, name: str, n: int) -> int:
         if name in self.regions:
             raise ValueError(f"region {name!r} is already allocated")
-        self.regions[name] = (self.size, n)
-        self.size += n
-        return self.size - n
+        base = -(-self.size // self.align) * self.align
+        self.regions[name] = (base, n)
+        self.size = base + n
+        return base
 
     def __getitem__(self, name: str) -> int:
         return self.regions[name][0]
