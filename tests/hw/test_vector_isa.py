@@ -236,3 +236,11 @@ def test_whole_tokens_of_shipped_models(name):
     model = IntegerModel.from_checkpoint(f"models/{name}")
     m = compare_steps(model, [18, 43, 1])
     assert m.passes > 0 and m.scalar_ops > 0
+
+
+def test_layout_aligns_regions():
+    layout = vp.Layout(align=8)
+    assert [layout.add(name, n) for name, n in (("a", 3), ("b", 8), ("c", 1))] == [0, 8, 16]
+    assert layout["b"] == 8 and layout.size == 17
+    with pytest.raises(ValueError, match="region 'a' is already allocated"):
+        layout.add("a", 2)
