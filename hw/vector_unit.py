@@ -12,9 +12,9 @@ copies of a block RAM where a family's block RAM has one read port) and one writ
 
 A pass (``i``: its resolved operation :data:`~hw.vector_lane.CONFIG`, length, addresses and
 reduction) is taken when the unit is idle; its :class:`~hw.vector_lane.PassDecoder` takes a
-cycle, its rows issue one a cycle, each result is written back as it leaves its lane, each lane
-keeps its own running reduction, and the lanes' reductions are combined one a cycle after the last
-result. Then ``o`` offers the reduction's value (ARGMAX: the index) and ``error``, set where
+cycle, its rows issue one a cycle, each result is written back as it leaves its lane, and each
+row's results are reduced by a registered tree (one comparator or adder a level) into the pass's
+running result. Then ``o`` offers the reduction's value (ARGMAX: the index) and ``error``, set where
 :class:`~hw.vector_isa.VectorMachine` raises (a value outside its port, a b element outside the
 b port, operands not congruent, MAX, SUM or ARGMAX of an empty pass). :meth:`cycles` gives a
 pass's cycles from its transfer on ``i`` to its result's offer on ``o``.
@@ -87,17 +87,17 @@ class VectorUnit(wiring.Component):
     lanes = property(lambda self: self._lanes)
     depth = property(lambda self: self._depth)
 
-    def cycles(self, n: int, offset: int = 0, reduce: bool = True) -> int:
+    def cycles(self, n: int, offset: int = 0) -> int:
         """Clock edges from a pass of ``n`` elements (``offset`` = a mod lanes) taken to its result
-        offered: the decoder, its rows, the lanes' latency, the write and (``reduce``) the lanes'
-        reductions combined."""
-        return self.cycles_of(self._lanes, n, offset, reduce)
+        offered: the decoder, its rows, the lanes' latency, the reduction's leaves, tree and running
+        result."""
+        return self.cycles_of(self._lanes, n, offset)
 
     @staticmethod
-    def cycles_of(lanes: int, n: int, offset: int = 0, reduce: bool = True) -> int:
-        """:meth:`cycles` without a unit (``reduce``: the pass has a reduction to combine)."""
+    def cycles_of(lanes: int, n: int, offset: int = 0) -> int:
+        """:meth:`cycles` without a unit."""
         rows = -(-(offset + n) // lanes) if n else 0
-        return 1 + PassDecoder.LATENCY + rows + VectorLane.LATENCY + 2 + (lanes if reduce else 0) + 1
+        return 1 + PassDecoder.LATENCY + rows + 1 + VectorLane.LATENCY + (lanes - 1).bit_length() + 3
 
     def elaborate(self, platform):
         m = Module()
@@ -123,8 +123,8 @@ class VectorUnit(wiring.Component):
         row_count = Signal(range(rows + 2))
         m.d.comb += row_count.eq((op.n + offset + lanes - 1) >> shift)
         error = Signal()
-        collecting = Signal()          # ISSUE and DRAIN: the only states that flag errors, so
-        #                                the result offered in RESULT holds (the stream rule)
+        collecting = Signal()          # ISSUE and DRAIN: the only states that flag errors and
+        #                                reduce, so the result offered in RESULT holds (the stream rule)
 
         # -- issue: one row of every bank a cycle, the lanes outside the pass masked -------------
         issue = Signal()
@@ -151,15 +151,15 @@ class VectorUnit(wiring.Component):
         with m.If(collecting & b_misfit):
             m.d.sync += error.eq(1)
 
-        # -- write-back and each lane's running reduction ---------------------------------------
+        # -- write-back, and the reduction: each row's results reduced by a registered tree (the
+        # left operand holds the lower indices, so ties keep it), then into the pass's running result
         written = Signal(range(rows + 1))                  # rows written back so far
         out_valid = units[0].o.valid
         for lane in units[1:]:
             out_valid |= lane.o.valid
         reduce = op.reduce
-        partial = Signal(data.ArrayLayout(data.StructLayout(
-            {"valid": 1, "value": signed(SUM_BITS), "index": range(depth + lanes)}), lanes))
-        clear = Signal()
+        node_layout = data.StructLayout({"valid": 1, "value": signed(SUM_BITS), "lane": range(lanes)})
+        leaves = []
         for k, ((_, _, _, w), lane) in enumerate(zip(banks, units)):
             y = lane.o.y
             m.d.comb += [w.addr.eq(Mux(out_valid, (op.dst >> shift) + written, self.access.addr >> shift)),
@@ -167,35 +167,65 @@ class VectorUnit(wiring.Component):
                          w.en.eq(Mux(out_valid, lane.o.valid & op.write,
                                      ~self.busy & self.access.write & (self.access.addr[:shift] == k
                                                                        if shift else 1)))]
-            value = Mux(reduce == Reduction.MAXABS, Mux(y < 0, -y, y), y)
-            index = (written << shift) + k - offset
-            mine = partial[k]
-            with m.If(clear):
-                m.d.sync += mine.valid.eq(0)
-            with m.Elif(lane.o.valid):
-                with m.If(reduce == Reduction.SUM):
-                    m.d.sync += [mine.valid.eq(1), mine.value.eq(Mux(mine.valid, mine.value + y, y))]
-                with m.Elif(~mine.valid | (value > mine.value)):
-                    m.d.sync += [mine.valid.eq(1), mine.value.eq(value), mine.index.eq(index)]
+            leaf = Signal(node_layout, name=f"leaf{k}")
+            m.d.sync += [leaf.valid.eq(lane.o.valid),
+                         leaf.value.eq(Mux((reduce == Reduction.MAXABS) & y[-1], -y, y)), leaf.lane.eq(k)]
+            leaves.append(leaf)
             with m.If(collecting & lane.o.valid & lane.o.error):
                 m.d.sync += error.eq(1)
         with m.If(out_valid):
             m.d.sync += written.eq(written + 1)
+        row_of = Signal.like(written)                      # the row the leaves hold, then each level
+        m.d.sync += row_of.eq(written)
+
+        def reduced(left, right, name):
+            """The left node (lower indices) and the right one reduced: their sum, or the larger
+            (the left on a tie); and whether the right one was taken."""
+            node = Signal(node_layout, name=name)
+            take_right = Signal(name=f"{name}_right")
+            m.d.comb += [take_right.eq(right.valid & (~left.valid | (right.value > left.value))),
+                         node.eq(Mux(take_right, right.as_value(), left.as_value()))]
+            with m.If(reduce == Reduction.SUM):
+                m.d.comb += [node.valid.eq(left.valid | right.valid),
+                             node.value.eq(Mux(left.valid, left.value, 0) + Mux(right.valid, right.value, 0))]
+            return node, take_right
+
+        level, depth_of_tree = leaves, 0
+        while len(level) > 1:
+            depth_of_tree += 1
+            registered = []
+            for index in range(0, len(level) - 1, 2):
+                name = f"tree{depth_of_tree}_{index // 2}"
+                node = Signal(node_layout, name=name)
+                m.d.sync += node.eq(reduced(level[index], level[index + 1], f"{name}_next")[0])
+                registered.append(node)
+            if len(level) % 2:
+                carry = Signal(node_layout, name=f"tree{depth_of_tree}_carry")
+                m.d.sync += carry.eq(level[-1])
+                registered.append(carry)
+            level = registered
+            row_next = Signal.like(row_of, name=f"row{depth_of_tree}")
+            m.d.sync += row_next.eq(row_of)
+            row_of = row_next
+        best = Signal(node_layout)
+        best_row = Signal.like(written)
+        clear = Signal()
+        merged, newer = reduced(best, level[0], "merged")
+        with m.If(clear):
+            m.d.sync += best.valid.eq(0)
+        with m.Elif(collecting & level[0].valid):
+            m.d.sync += best.eq(merged)
+            with m.If(newer):
+                m.d.sync += best_row.eq(row_of)
+        index = Signal(range(depth + lanes))
+        m.d.comb += index.eq((best_row << shift) + best.lane - offset)
         access_lane = Signal(range(lanes))
         m.d.sync += access_lane.eq(self.access.addr[:shift] if shift else 0)
         words = Cat(*(ports[0].data for ports in banks))
         m.d.comb += self.access_data.eq(words.word_select(access_lane, ELEMENT_BITS).as_signed())
 
         # -- the pass -----------------------------------------------------------------------------
-        best = Signal(data.StructLayout({"valid": 1, "value": signed(SUM_BITS),
-                                         "index": range(depth + lanes)}))
-        combine = Signal(range(lanes + 1))
-        lane_best = Signal.like(partial[0])              # the lane being combined
-        with m.Switch(combine):
-            for k in range(lanes):
-                with m.Case(k):
-                    m.d.comb += lane_best.eq(partial[k])
-        drain = Signal(range(VectorLane.LATENCY + 3))
+        drain = Signal(range(VectorLane.LATENCY + depth_of_tree + 4))
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [self.i.ready.eq(1), clear.eq(1)]
@@ -207,7 +237,7 @@ class VectorUnit(wiring.Component):
                     for address, used in same if shift else ():
                         congruent &= (address[:shift] == payload.a[:shift]) | ~used
                     m.d.sync += [op.eq(payload), row.eq(0), written.eq(0), error.eq(~congruent),
-                                 best.valid.eq(0), combine.eq(0), drain.eq(0)]
+                                 drain.eq(0)]
                     m.next = "DECODE"
             with m.State("DECODE"):
                 m.d.comb += self.busy.eq(1)
@@ -221,29 +251,14 @@ class VectorUnit(wiring.Component):
                 with m.Else():
                     m.d.sync += drain.eq(0)
                     m.next = "DRAIN"
-            with m.State("DRAIN"):
+            with m.State("DRAIN"):       # the lanes, the leaves, the tree and the running result
                 m.d.comb += [self.busy.eq(1), collecting.eq(1)]
                 m.d.sync += drain.eq(drain + 1)
-                with m.If((drain == VectorLane.LATENCY + 1) & (reduce == Reduction.NONE)):
-                    m.next = "RESULT"
-                with m.Elif(drain == VectorLane.LATENCY + 1):
-                    m.next = "COMBINE"
-            with m.State("COMBINE"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += combine.eq(combine + 1)
-                with m.If(lane_best.valid):
-                    with m.If(reduce == Reduction.SUM):
-                        m.d.sync += [best.valid.eq(1),
-                                     best.value.eq(Mux(best.valid, best.value + lane_best.value,
-                                                       lane_best.value))]
-                    tie = (lane_best.value == best.value) & (lane_best.index < best.index)
-                    with m.Elif(~best.valid | (lane_best.value > best.value) | tie):
-                        m.d.sync += best.eq(lane_best)
-                with m.If(combine == lanes - 1):
+                with m.If(drain == VectorLane.LATENCY + depth_of_tree + 2):
                     m.next = "RESULT"
             with m.State("RESULT"):
                 m.d.comb += [self.busy.eq(1), self.o.valid.eq(1),
-                             self.o.payload.value.eq(Mux(reduce == Reduction.ARGMAX, best.index,
+                             self.o.payload.value.eq(Mux(reduce == Reduction.ARGMAX, index,
                                                          Mux(best.valid, best.value, 0))),
                              self.o.payload.error.eq(error | ~best.valid & (reduce != Reduction.NONE)
                                                      & (reduce != Reduction.MAXABS))]

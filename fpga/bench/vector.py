@@ -94,7 +94,7 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
                 step = (op.note or "other").split(":")[0]
                 passes[step] += 1
                 for lanes in lanes_list:
-                    cycles[step, lanes] += VectorUnit.cycles_of(lanes, op.n, op.a % lanes, bool(op.reduce))
+                    cycles[step, lanes] += VectorUnit.cycles_of(lanes, op.n, op.a % lanes)
             else:
                 scalar[op.kind.name] += 1
         run(program)

@@ -180,7 +180,7 @@ def test_reductions_with_ties(lanes, offset):
 @pytest.mark.parametrize("lanes", [1, 4])
 def test_cycles(lanes):
     """``cycles`` is the edges from a pass taken to its result offered, with and without a
-    reduction, aligned and not."""
+    reduction, aligned and not, and empty."""
     unit = VectorUnit(lanes=lanes, depth=64)
     passes = [VectorOp(n, a, 32 + a, Function.ADD, reduce=((Reduce.SUM, "s"),) if reduce else ())
               for n, a, reduce in ((1, 0, True), (9, 3, False), (16, 0, True), (0, 0, False))]
@@ -205,4 +205,4 @@ def test_cycles(lanes):
     sim.add_clock(1e-6)
     sim.add_testbench(testbench)
     sim.run()
-    assert measured == [unit.cycles(op.n, op.a % lanes, bool(op.reduce)) for op in passes]
+    assert measured == [unit.cycles(op.n, op.a % lanes) for op in passes]
