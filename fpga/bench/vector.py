@@ -36,9 +36,7 @@ def overlapped_cycles(ops: list, lanes: int) -> int:
     free and its registers and elements are ready, and scalar operations run beside the passes in
     order: what a unit that overlaps independent passes would take (a schedule, not a built unit)."""
     from hw.vector_isa import BSource, ScalarKind, VectorOp
-    from hw.vector_lane import PassDecoder, VectorLane
-
-    latency = PassDecoder.LATENCY + VectorLane.LATENCY + 2
+    from hw.vector_unit import VectorUnit
     rows_free = scalar_free = 0
     ready, written = {}, []             # register: when; (first, end, when) of written elements
 
@@ -53,9 +51,8 @@ def overlapped_cycles(ops: list, lanes: int) -> int:
             start = max([rows_free, elements_ready(op.a, op.n)] + [ready.get(r, 0) for r in names if r]
                         + ([elements_ready(op.b, op.n)] if op.b_source is BSource.VECTOR else [])
                         + ([elements_ready(op.c, op.n)] if op.c is not None else []))
-            rows = -(-(op.a % lanes + op.n) // lanes)
-            rows_free = start + max(rows, 1)
-            done = start + rows + latency + (lanes if op.reduce else 0)
+            rows_free = start + max(-(-(op.a % lanes + op.n) // lanes), 1)
+            done = start + VectorUnit.cycles_of(lanes, op.n, op.a % lanes)
             if op.dst is not None:
                 written.append((op.dst, op.dst + op.n, done))
             ready.update({name: done for _, name in op.reduce})
