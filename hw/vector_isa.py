@@ -14,7 +14,7 @@ straight-line program of two kinds of instruction:
       b  = scratchpad[b + i] | register b | a' | sigmoid_table(a')   (must fit B_BITS, signed)
       p  = a'·b | exp2_neg(a') | a (ADD: the element itself, no product) | a'·(b·127) (CODE)
       p  = c ± p                  c = scratchpad[c + i] or 0           (must fit P_BITS)
-      y  = round(p, shift)        HALF_UP rshift_round | TRUNCATE truncate_magnitude
+      y  = round(p, shift)        HALF_UP rshift_round | TRUNCATE truncate_magnitude | MAGNITUDE
       y  = saturate(y, bits)      (else y must fit ELEMENT_BITS)
       scratchpad[dst + i] = y;    one reduction over y: MAXABS, MAX, SUM or ARGMAX
 

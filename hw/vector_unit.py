@@ -11,8 +11,8 @@ outside the pass masked at its first and last row. Each bank has three read port
 copies of a block RAM where a family's block RAM has one read port) and one write port.
 
 A pass (``i``: its resolved operation :data:`~hw.vector_lane.CONFIG`, length, addresses and
-reduction) is taken when the unit is idle; its :class:`~hw.vector_lane.PassDecoder` takes a
-cycle, its rows issue one a cycle, each result is written back as it leaves its lane, and each
+reduction) is taken when the unit is idle; its :class:`~hw.vector_lane.PassDecoder` takes its
+``LATENCY`` cycles, its rows issue one a cycle, each result is written back as it leaves its lane, and each
 row's results are reduced by a registered tree (one comparator or adder a level) into the pass's
 running result. Then ``o`` offers the reduction's value (ARGMAX: the index) and ``error``, set where
 :class:`~hw.vector_isa.VectorMachine` raises (a value outside its port, a b element outside the
