@@ -132,13 +132,19 @@ class PassDecoder(wiring.Component):
         return m
 
 
+def _clamped(amount: int) -> int:
+    """A shift amount in SHIFT_BITS: any right shift from RIGHT_LIMIT on, and any left shift from
+    WINDOW on, give the same result, so clamping keeps the pass's meaning."""
+    return min(max(amount, -(1 << (SHIFT_BITS - 1))), (1 << (SHIFT_BITS - 1)) - 1)
+
+
 def config_of(op, config) -> dict:
     """A :data:`CONFIG` value for ``op`` (a :class:`~hw.vector_isa.VectorOp`) with its registers
     resolved (``config``, a :class:`~hw.vector_isa.PassConfig`): what a sequencer drives."""
     code = op.function is Function.CODE
     return {"function": op.function, "b_source": op.b_source, "pre": op.pre, "round": op.round,
             "negate": int(op.negate), "saturate": saturate_of(op.saturate),
-            "a_shift": config.a_shift, "shift": config.shift,
+            "a_shift": _clamped(config.a_shift), "shift": _clamped(config.shift),
             "b": 0 if code else config.b, "code": config.b * nx.ACT_MAX if code else 0,
             "pre_register": config.pre}
 

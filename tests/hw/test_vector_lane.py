@@ -35,8 +35,8 @@ def random_pass(rng: random.Random) -> tuple[VectorOp, PassConfig]:
                   round=rng.choice(list(Round)), saturate=rng.choice([None, None, nx.RES_BITS, ELEMENT_BITS]),
                   a_shift=Amount("e"), shift=Amount("s"))
     code = function is Function.CODE
-    config = PassConfig(a_shift=rng.choice([0, rng.randint(-20, 40), rng.randint(0, 20)]),
-                        shift=rng.choice([0, rng.randint(-40, 60), rng.randint(0, 36), 33]),
+    config = PassConfig(a_shift=rng.choice([0, rng.randint(-20, 40), rng.randint(0, 20), 500]),
+                        shift=rng.choice([0, rng.randint(-40, 60), rng.randint(0, 36), 33, -300, 300]),
                         b=rng.randint(1 << 16, 1 << 17) if code else signed_value(rng, B_BITS),
                         pre=signed_value(rng, ELEMENT_BITS))
     return op, config
