@@ -130,7 +130,6 @@ class VectorUnit(wiring.Component):
         issue = Signal()
         issued = Signal()                                  # the read data of the cycle before
         issued_mask = Signal(lanes)
-        issued_base = Signal(range(depth + lanes))         # the index of lane 0's element + offset
         for k, (ra, rb, rc, _) in enumerate(banks):
             m.d.comb += [ra.addr.eq(Mux(issue, (op.a >> shift) + row, self.access.addr >> shift)),
                          rb.addr.eq((op.b >> shift) + row), rc.addr.eq((op.c >> shift) + row)]
@@ -138,7 +137,7 @@ class VectorUnit(wiring.Component):
         for k in range(lanes):
             index = (row << shift) + k                     # the element's index + offset
             m.d.comb += mask[k].eq((index >= offset) & (index < op.n + offset))
-        m.d.sync += [issued.eq(issue), issued_mask.eq(mask), issued_base.eq(row << shift)]
+        m.d.sync += [issued.eq(issue), issued_mask.eq(mask)]
         b_misfit = Signal()
         for k, ((ra, rb, rc, _), lane) in enumerate(zip(banks, units)):
             b = rb.data
