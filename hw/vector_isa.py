@@ -132,6 +132,13 @@ class VectorOp:
         if self.pre is Pre.RSUB and self.pre_register is None:
             raise ValueError("Pre.RSUB needs pre_register, the register a is subtracted from")
 
+    @property
+    def registers(self) -> tuple:
+        """The registers the pass reads (its shift amounts, RSUB's minuend, REGISTER's b)."""
+        names = (self.a_shift.register, self.shift.register, self.pre_register,
+                 self.b if self.b_source is BSource.REGISTER else None)
+        return tuple(name for name in names if name)
+
 
 class ScalarKind(enum.Enum):
     MUL = 0            # scale_mul(a, b)
@@ -166,6 +173,11 @@ class ScalarOp:
     exp: Amount = ZERO
     address: int | None = None          # STORE / LOAD
 
+    @property
+    def registers(self) -> tuple:
+        """The registers the operation reads."""
+        return tuple(name for name in (self.a, self.b, self.exp.register) if name)
+
 
 class ProgramError(ValueError):
     """A program asked for a value the datapath's widths cannot hold (or a register it never set)."""
@@ -175,6 +187,8 @@ def _signed(bits: int) -> tuple[int, int]:
     return -(1 << (bits - 1)), 1 << (bits - 1)
 
 
+# rshift_round and truncate_magnitude on Python integers: exact for any shift, where numerics'
+# int64 forms clip shifts at 62 and overflow on large left shifts.
 def _rshift_round(x: int, n: int) -> int:
     return (x + (1 << (n - 1))) >> n if n > 0 else x << -n
 
@@ -188,18 +202,6 @@ def _truncate(x: int, n: int) -> int:
 def _saturate(x: int, bits: int) -> int:
     low, high = _signed(bits)
     return min(max(x, low), high - 1)
-
-
-def _sigmoid(a: int) -> int:
-    index = (a >> (nx.SILU_FRAC - nx.SIGMOID_STEP_BITS)) + (nx.SIGMOID_RANGE << nx.SIGMOID_STEP_BITS)
-    return int(nx.SIGMOID_TABLE[min(max(index, 0), nx.SIGMOID_TABLE.size - 1)])
-
-
-def _exp2(a: int) -> int:
-    whole = a >> nx.SCORE_FRAC
-    if whole > nx.EXP_FRAC:
-        return 0
-    return int(nx.EXP2_TABLE[a & ((1 << nx.EXP_TABLE_BITS) - 1)]) >> whole
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,7 +239,7 @@ def element(op: VectorOp, config: PassConfig, a: int, b: int, c: int) -> tuple[i
     elif op.b_source is BSource.SELF:
         b = a
     elif op.b_source is BSource.SIGMOID:
-        b = _sigmoid(a)
+        b = int(nx.sigmoid_q16(a))
     if op.function is Function.CODE:
         a, b = config.b * nx.ACT_MAX, a
     if op.b_source is not BSource.NONE and not b_low <= b < b_high:
@@ -247,7 +249,7 @@ def element(op: VectorOp, config: PassConfig, a: int, b: int, c: int) -> tuple[i
     elif op.function is Function.EXP2:
         if a < 0:
             return 0, f"EXP2 of a negative a' {a}"
-        p = _exp2(a)
+        p = int(nx.exp2_neg(a))
     else:
         p = raw
     p = c - p if op.negate else c + p
@@ -313,9 +315,7 @@ class VectorMachine:
     # -- the vector pass ------------------------------------------------------------------------
 
     def _vector(self, op: VectorOp) -> None:
-        names = (op.a_shift.register, op.shift.register, op.pre_register,
-                 op.b if op.b_source is BSource.REGISTER else None)
-        pass_ = PassConfig.of(op, {name: self._register(name) for name in names if name})
+        pass_ = PassConfig.of(op, {name: self._register(name) for name in op.registers})
         raw = self.read(op.a, op.n).tolist()
         b_vector = self.read(op.b, op.n).tolist() if op.b_source is BSource.VECTOR else [0] * op.n
         c_vector = self.read(op.c, op.n).tolist() if op.c is not None else [0] * op.n
@@ -406,5 +406,4 @@ class VectorMachine:
         # CODE_RECIP
         if value == 0:
             return 0
-        normalized = _truncate(value, int(reg(op.b)))
-        return -(-(1 << nx.RECIP_SHIFT) // normalized)
+        return nx.codes_reciprocal(_truncate(value, int(reg(op.b))))

@@ -149,7 +149,7 @@ def config_of(op, config) -> dict:
             "pre_register": config.pre}
 
 
-def _fits(value, bits: int):
+def fits(value, bits: int):
     """``value`` (signed) fits ``bits`` signed bits: its bits from bits − 1 up are all equal."""
     top = value[bits - 1:]
     return (top == 0) | (top == (1 << len(top)) - 1)
@@ -226,7 +226,7 @@ class VectorLane(wiring.Component):
         # 5: the multiplier's operands; EXP2's entry
         a_port = stage("a_port", Mux(cfg.function == Function.CODE, cfg.code, a4), signed(A_BITS))
         b_select = Signal(signed(B_BITS))
-        fits_b = _fits(a4, B_BITS)
+        fits_b = fits(a4, B_BITS)
         b_error = Signal()
         sigmoid_entry = Signal(unsigned(nx.SIGMOID_FRAC))
         with m.Switch(cfg.b_source):
@@ -314,10 +314,10 @@ class VectorLane(wiring.Component):
         for case, bits in ((Saturate.RES, nx.RES_BITS), (Saturate.ELEMENT, ELEMENT_BITS)):
             with m.If(cfg.saturate == case):
                 limit = (1 << (bits - 1)) - 1
-                m.d.comb += y.eq(Mux(_fits(window10, bits) & ~out10, window10,
+                m.d.comb += y.eq(Mux(fits(window10, bits) & ~out10, window10,
                                      Mux(negative10, -limit - 1, limit)))
         with m.If(cfg.saturate == Saturate.NONE):
-            m.d.comb += [y.eq(window10), fits_error.eq(~_fits(window10, ELEMENT_BITS) | out10)]
+            m.d.comb += [y.eq(window10), fits_error.eq(~fits(window10, ELEMENT_BITS) | out10)]
         error = error10 | fits_error
         m.d.sync += [self.o.valid.eq(valid10), self.o.error.eq(error),
                      self.o.y.eq(Mux(error, 0, y))]

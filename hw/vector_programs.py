@@ -29,6 +29,7 @@ import numpy as np
 from model import numerics as nx
 from model.integer import ternary_matmul
 
+from .sequencer import MATRICES, NORMS
 from .vector_isa import (Amount, BSource, Function, Pre, Reduce, Round, ScalarKind as S, ScalarOp,
                          VectorMachine, VectorOp)
 
@@ -306,7 +307,7 @@ class ProgramModel:
             lay.add(name, n)
         self.gains = {}
         for i, layer in enumerate(model.layers):
-            for norm in ("input_layernorm", "attn_sub_norm", "post_attention_layernorm", "ffn_sub_norm"):
+            for norm in NORMS:
                 gain = getattr(layer, norm)
                 self.gains[i, norm] = (lay.add(f"gain.{i}.{norm}", gain.values.size), gain)
             for part in ("k", "v"):
@@ -321,11 +322,11 @@ class ProgramModel:
         machine.write(lay["lm_rows"], model.lm_head.rows)
         for address, gain in self.gains.values():
             machine.write(address, gain.values)
-        self._run(constants())
+        self.machine.run(constants())
         for name, scale in (("eps", model.eps), ("score_coef", model.score_coef), ("res_unit", nx.RES_UNIT)):
             self._set_scale(name, scale)
         for i, layer in enumerate(model.layers):
-            for matrix in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"):
+            for matrix in MATRICES:
                 self._set_scale(f"gamma.{i}.{matrix}", getattr(layer, matrix).gamma)
         for key, (_, gain) in self.gains.items():
             self._set_scale(f"inv_len.{key}", gain.inv_len)
@@ -333,12 +334,9 @@ class ProgramModel:
     def _set_scale(self, name: str, scale) -> None:
         self.machine.registers[name] = (int(scale[0]), int(scale[1]))
 
-    def _run(self, program) -> None:
-        self.machine.run(program)
-
     def _norm(self, key, x: int, n: int, x_scale: str, dst: int, result: str) -> None:
         address, gain = self.gains[key]
-        self._run(rms_quantize(x, n, x_scale, address, gain.exp, f"inv_len.{key}", "eps",
+        self.machine.run(rms_quantize(x, n, x_scale, address, gain.exp, f"inv_len.{key}", "eps",
                                self.layout["u"], dst, result))
 
     def _linear(self, layer: int, matrix: str, n: int, dst: str, scale: str) -> None:
@@ -346,7 +344,7 @@ class ProgramModel:
         codes = getattr(self.model.layers[layer], matrix).codes
         product = ternary_matmul(codes, self.machine.read(self.layout["x"], n))    # the array's work
         self.machine.write(self.layout[dst], product)
-        self._run([ScalarOp(S.MUL, scale, "norm_scale", f"gamma.{layer}.{matrix}")])
+        self.machine.run([ScalarOp(S.MUL, scale, "norm_scale", f"gamma.{layer}.{matrix}")])
 
     def step(self, token: int, position: int, trace=None):
         """``IntegerModel.step`` at ``position`` (the KV cache holds the positions before it):
@@ -356,7 +354,7 @@ class ProgramModel:
         d, heads, kv = cfg.dim_per_head, cfg.num_attention_heads, cfg.num_key_value_heads
         hidden, inter, group = cfg.hidden_size, cfg.intermediate_size, heads // kv
         row = int(self.model.embed.rows[token])
-        self._run(embed(lay["embed"] + token * hidden, hidden, row, self.model.embed.exp, lay["h"]))
+        self.machine.run(embed(lay["embed"] + token * hidden, hidden, row, self.model.embed.exp, lay["h"]))
         trace(0, "embed", h=m.read(lay["h"], hidden))
         m.write(lay["cos"], self.model.rope_cos[position])
         m.write(lay["sin"], self.model.rope_sin[position])
@@ -367,10 +365,11 @@ class ProgramModel:
                 self._linear(i, matrix, hidden, "acc", "acc_scale")
                 source = lay["acc"]
                 if matrix != "v_proj":
-                    self._run(rope(source, count, d, lay["cos"], lay["sin"], lay["scratch"], lay["rotated"]))
+                    self.machine.run(rope(source, count, d, lay["cos"], lay["sin"], lay["scratch"],
+                                          lay["rotated"]))
                     source = lay["rotated"]
                 target = lay["q"] if matrix == "q_proj" else lay["scratch"]
-                self._run(quantize_heads(source, count, d, "acc_scale", target, f"{matrix}_scale"))
+                self.machine.run(quantize_heads(source, count, d, "acc_scale", target, f"{matrix}_scale"))
                 scales = [m.registers[f"{matrix}_scale{h}"] for h in range(count)]
                 trace(i, matrix, head_codes=m.read(target, count * d),
                       head_scales=(np.array([s[0] for s in scales]), np.array([s[1] for s in scales])))
@@ -382,7 +381,7 @@ class ProgramModel:
                         m.write(lay[f"{part}_exp.{i}.{g}"] + position, [scales[g][1]])
             for h in range(heads):
                 g = h // group
-                self._run(attend(lay["q"] + h * d, d, f"q_proj_scale{h}", lay[f"k.{i}.{g}"],
+                self.machine.run(attend(lay["q"] + h * d, d, f"q_proj_scale{h}", lay[f"k.{i}.{g}"],
                                  lay[f"k_mant.{i}.{g}"], lay[f"k_exp.{i}.{g}"], lay[f"v.{i}.{g}"],
                                  lay[f"v_mant.{i}.{g}"], lay[f"v_exp.{i}.{g}"], position + 1, "score_coef",
                                  lay["z"], lay["p"], lay["out"] + h * d))
@@ -390,24 +389,24 @@ class ProgramModel:
             trace(i, "attn_sub_norm", input=m.read(lay["out"], heads * d), codes=m.read(lay["x"], hidden),
                   scale=m.registers["norm_scale"])
             self._linear(i, "o_proj", heads * d, "acc", "acc_scale")
-            self._run(dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"]))
+            self.machine.run(dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"]))
             trace(i, "o_proj", h=m.read(lay["h"], hidden))
             self._norm((i, "post_attention_layernorm"), lay["h"], hidden, "res_unit", lay["x"], "norm_scale")
             trace(i, "post_attention_layernorm", codes=m.read(lay["x"], hidden),
                   scale=m.registers["norm_scale"])
             self._linear(i, "gate_proj", hidden, "acc", "gate_scale")
             self._linear(i, "up_proj", hidden, "acc2", "up_scale")
-            self._run(gated(lay["acc"], lay["acc2"], inter, "gate_scale", "up_scale", cfg.hidden_act,
+            self.machine.run(gated(lay["acc"], lay["acc2"], inter, "gate_scale", "up_scale", cfg.hidden_act,
                             lay["scratch"], lay["gated"], "hidden_scale"))
             self._norm((i, "ffn_sub_norm"), lay["gated"], inter, "hidden_scale", lay["x"], "norm_scale")
             trace(i, "ffn_sub_norm", input=m.read(lay["gated"], inter), codes=m.read(lay["x"], inter),
                   scale=m.registers["norm_scale"])
             self._linear(i, "down_proj", inter, "acc", "acc_scale")
-            self._run(dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"]))
+            self.machine.run(dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"]))
             trace(i, "down_proj", h=m.read(lay["h"], hidden))
         self._norm("norm", lay["h"], hidden, "res_unit", lay["x"], "norm_scale")
-        self._run(lm_head(lay["lm_table"], lay["lm_rows"], cfg.vocab_size, hidden, lay["x"], lay["logits"],
-                          "token"))
+        self.machine.run(lm_head(lay["lm_table"], lay["lm_rows"], cfg.vocab_size, hidden, lay["x"],
+                                 lay["logits"], "token"))
         logits = m.read(lay["logits"], cfg.vocab_size)
         trace(0, "norm", codes=m.read(lay["x"], hidden), scale=m.registers["norm_scale"], logits=logits)
         scale = nx.scale_mul(m.registers["norm_scale"], nx.scale_from_int(1, self.model.lm_head.exp))

@@ -30,7 +30,7 @@ from amaranth.lib.wiring import In, Out
 
 from .arith import check_integers
 from .vector_isa import B_BITS, ELEMENT_BITS, SUM_BITS, BSource, Function
-from .vector_lane import CONFIG, PassDecoder, VectorLane
+from .vector_lane import CONFIG, PassDecoder, VectorLane, fits
 
 
 class Reduction(enum.Enum, shape=3):
@@ -143,9 +143,8 @@ class VectorUnit(wiring.Component):
             b = rb.data
             m.d.comb += [lane.i.valid.eq(issued & issued_mask[k]), lane.i.a.eq(ra.data),
                          lane.i.b.eq(b[:B_BITS]), lane.i.c.eq(Mux(op.c_vector, rc.data, 0))]
-            top = b[B_BITS - 1:]
             with m.If(issued & issued_mask[k] & b_vector & (op.config.function != Function.CODE)
-                      & ~((top == 0) | (top == (1 << len(top)) - 1))):
+                      & ~fits(b, B_BITS)):
                 m.d.comb += b_misfit.eq(1)
         with m.If(collecting & b_misfit):
             m.d.sync += error.eq(1)

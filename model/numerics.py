@@ -103,6 +103,11 @@ def normalize(x) -> tuple[int, np.ndarray]:
 
 # -- §2 absmax quantizer ------------------------------------------------------------------------
 
+def codes_reciprocal(mn: int) -> int:
+    """R = ceil(2^33 / m_n), the codes' reciprocal of a peak normalized to [2^16, 2^17) (§2)."""
+    return -(-(1 << RECIP_SHIFT) // mn)
+
+
 def absmax_quantize(u) -> tuple[np.ndarray, int]:
     """Per-token int8 codes q_i ≈ round(127 u_i / max|u|) and m = max|u| (§2).
 
@@ -118,7 +123,7 @@ def absmax_quantize(u) -> tuple[np.ndarray, int]:
     e = int(bitlen(m)) - NORM_MAX_BITLEN
     un = truncate_magnitude(u, e)
     mn = int(truncate_magnitude(m, e))
-    recip = -(-(1 << RECIP_SHIFT) // mn)
+    recip = codes_reciprocal(mn)
     q = np.sign(un) * ((np.abs(un) * recip * ACT_MAX + (1 << (RECIP_SHIFT - 1))) >> RECIP_SHIFT)
     return q, m
 
@@ -258,12 +263,17 @@ SIGMOID_TABLE = np.floor(
 ).astype(np.int64).clip(0, (1 << SIGMOID_FRAC) - 1)
 
 
-def silu_q10(x) -> np.ndarray:
-    """SiLU of a Q.10 input: x * sigmoid_table[clamp(x >> 4 + 1024)] >> 16, half up (§7)."""
+def sigmoid_q16(x) -> np.ndarray:
+    """The sigmoid table's entry for a Q.10 input: sigmoid_table[clamp(x >> 4 + 1024)] (§7)."""
     x = np.asarray(x, dtype=np.int64)
     index = (x >> (SILU_FRAC - SIGMOID_STEP_BITS)) + (SIGMOID_RANGE << SIGMOID_STEP_BITS)
-    index = np.clip(index, 0, SIGMOID_TABLE.size - 1)
-    return rshift_round(x * SIGMOID_TABLE[index], SIGMOID_FRAC)
+    return SIGMOID_TABLE[np.clip(index, 0, SIGMOID_TABLE.size - 1)]
+
+
+def silu_q10(x) -> np.ndarray:
+    """SiLU of a Q.10 input: x * sigmoid_q16(x) >> 16, half up (§7)."""
+    x = np.asarray(x, dtype=np.int64)
+    return rshift_round(x * sigmoid_q16(x), SIGMOID_FRAC)
 
 
 # -- §8 sampling --------------------------------------------------------------------------------

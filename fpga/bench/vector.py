@@ -46,9 +46,7 @@ def overlapped_cycles(ops: list, lanes: int) -> int:
 
     for op in ops:
         if isinstance(op, VectorOp):
-            names = (op.a_shift.register, op.shift.register, op.pre_register,
-                     op.b if op.b_source is BSource.REGISTER else None)
-            start = max([rows_free, elements_ready(op.a, op.n)] + [ready.get(r, 0) for r in names if r]
+            start = max([rows_free, elements_ready(op.a, op.n)] + [ready.get(r, 0) for r in op.registers]
                         + ([elements_ready(op.b, op.n)] if op.b_source is BSource.VECTOR else [])
                         + ([elements_ready(op.c, op.n)] if op.c is not None else []))
             rows_free = start + max(-(-(op.a % lanes + op.n) // lanes), 1)
@@ -57,8 +55,7 @@ def overlapped_cycles(ops: list, lanes: int) -> int:
                 written.append((op.dst, op.dst + op.n, done))
             ready.update({name: done for _, name in op.reduce})
         else:
-            names = (op.a, op.b, op.exp.register)
-            start = max([scalar_free] + [ready.get(r, 0) for r in names if r]
+            start = max([scalar_free] + [ready.get(r, 0) for r in op.registers]
                         + ([elements_ready(op.address, 1)] if op.kind is ScalarKind.LOAD else []))
             scalar_free = start + scalar_cycles(op.kind.name)
             if op.result:
@@ -119,11 +116,11 @@ def markdown(results: list[dict]) -> str:
              "continuation, its first positions, run as vector-unit programs (`hw/vector_programs.py`, "
              "equal to the integer model's logits at every position); a pass at `VectorUnit.cycles` "
              "(one pass at a time, as built), a scale operation at the ScaleUnit's cycles and its "
-             "command's, any other "
-             "scalar operation at one cycle; the ternary matmuls are not counted. Means per token. The "
-             "last row puts the same instructions on a timeline where a pass starts once the unit's rows "
-             "are free and its registers and elements are ready, the scalar operations running beside "
-             "it: a schedule for a unit that overlaps independent passes, not a unit that exists.", ""]
+             "command's, any other scalar operation at one cycle; the ternary matmuls are not counted. "
+             "Means per token. The last row puts the same instructions on a timeline where a pass "
+             "starts once the unit's rows are free and its registers and elements are ready, the scalar "
+             "operations running beside it: a schedule for a unit that overlaps independent passes, "
+             "not a unit that exists.", ""]
     for r in results:
         head = " | ".join(f"cycles, {lanes} lane{'s' if lanes > 1 else ''}" for lanes in r["lanes"])
         lines += [f"**{r['model']}** (positions 0–{r['positions'] - 1}):", "",

@@ -20,9 +20,7 @@ DEPTH = 1024
 
 
 def pass_payload(op: VectorOp, registers: dict) -> dict:
-    names = (op.a_shift.register, op.shift.register, op.pre_register,
-             op.b if op.b_source is BSource.REGISTER else None)
-    config = PassConfig.of(op, {name: registers[name] for name in names if name})
+    config = PassConfig.of(op, registers)
     return {"config": config_of(op, config), "n": op.n, "a": op.a,
             "b": op.b if op.b_source is BSource.VECTOR else 0, "c": op.c or 0, "dst": op.dst or 0,
             "c_vector": op.c is not None, "write": op.dst is not None, "reduce": reduction_of(op)}
