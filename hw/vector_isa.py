@@ -49,6 +49,8 @@ A_BITS = 36            # the multiplier's a port, signed: a whole element (ECP5:
 B_BITS = 18            # the multiplier's b port, signed (MULT18X18D's)
 P_BITS = 54            # the product and the post-adder, signed (ECP5's ALU54)
 SUM_BITS = 48          # the SUM reduction's accumulator, signed
+REGISTER_BITS = SUM_BITS   # an integer register, signed (a scale register: a 16-bit mantissa and an
+#                            exponent of nx.SCALE_EXP_BITS)
 
 
 class Pre(hdl_enum.Enum, shape=2):
@@ -91,6 +93,10 @@ class Amount:
     register: str | None = None
     sign: int = 1
     offset: int = 0
+
+    def __post_init__(self):
+        if self.sign not in (-2, -1, 1, 2):
+            raise ValueError(f"an amount's sign is -2, -1, 1 or 2 (a register times it), not {self.sign}")
 
     def value(self, registers: dict) -> int:
         return self.offset + (self.sign * int(registers[self.register]) if self.register else 0)
@@ -140,7 +146,7 @@ class VectorOp:
         return tuple(name for name in names if name)
 
 
-class ScalarKind(enum.Enum):
+class ScalarKind(hdl_enum.Enum, shape=5):
     MUL = 0            # scale_mul(a, b)
     ADD = 1            # scale_add(a, b)
     FROM_INT = 2       # scale_from_int(a, exp), exp = Amount
@@ -148,7 +154,8 @@ class ScalarKind(enum.Enum):
     RSQRT = 4          # scale_rsqrt(a)
     NORM_SHIFT = 5     # max(0, bitlen(a) - NORM_MAX_BITLEN): model.numerics.normalize's shift
     CODE_SHIFT = 6     # bitlen(a) - NORM_MAX_BITLEN for a > 0, else 0: absmax_quantize's shift
-    CODE_RECIP = 7     # ceil(2^33 / truncate_magnitude(a, shift b)) for a > 0, else 0
+    CODE_RECIP = 7     # ceil(2^33 / m_n), m_n = truncate_magnitude(a, shift b) in [2^16, 2^17), for a > 0
+    #                    (b is CODE_SHIFT of a); 0 for a = 0
     MANT = 8           # the mantissa of scale a
     EXP = 9            # the exponent of scale a
     INT = 10           # the integer exp (an Amount): constants and shift arithmetic
@@ -159,7 +166,7 @@ class ScalarKind(enum.Enum):
     IS_ZERO = 15       # 1 if integer a is 0, else 0
     SELECT = 16        # b if integer register exp.register is nonzero, else a (any values)
     ADD_INT = 17       # integer a + exp (an Amount)
-    MUL_INT = 18       # integer a · b
+    MUL_INT = 18       # integer a · b (a fits A_BITS, b B_BITS: the lane's multiplier ports)
     SHR = 19           # integer a >> b, b clamped to [0, 62] (floor)
 
 
@@ -362,7 +369,12 @@ class VectorMachine:
         elif kind is ScalarKind.SELECT:
             self.registers[op.result] = reg(op.b) if reg(op.exp.register) else reg(op.a)
         else:
-            self.registers[op.result] = self._scalar_value(kind, op, exp)
+            value = self._scalar_value(kind, op, exp)
+            if isinstance(value, tuple):
+                _check_scale(value, op)
+            elif not _fits(value, REGISTER_BITS):
+                raise ProgramError(f"{kind.name} result {value} does not fit a register's {REGISTER_BITS} bits")
+            self.registers[op.result] = value
         self.scalar_ops += 1
 
     def _scalar_value(self, kind: ScalarKind, op: ScalarOp, exp: int):
@@ -370,33 +382,47 @@ class VectorMachine:
 
         def scale(pair):
             return int(pair[0]), int(pair[1])
+
+        def operand(name):
+            value = reg(name)
+            _check_scale(value, op)
+            return value
         if kind is ScalarKind.MUL:
-            return scale(nx.scale_mul(reg(op.a), reg(op.b)))
+            return scale(nx.scale_mul(operand(op.a), operand(op.b)))
         if kind is ScalarKind.ADD:
-            return scale(nx.scale_add(reg(op.a), reg(op.b)))
-        if kind is ScalarKind.FROM_INT:
-            return scale(nx.scale_from_int(int(reg(op.a)), exp))
+            return scale(nx.scale_add(operand(op.a), operand(op.b)))
         if kind is ScalarKind.RECIP:
+            if operand(op.a)[0] == 0:
+                raise ProgramError(f"RECIP of the scale 0 ({op})")
             return scale(nx.scale_recip(reg(op.a)))
         if kind is ScalarKind.RSQRT:
+            if operand(op.a)[0] == 0:
+                raise ProgramError(f"RSQRT of the scale 0 ({op})")
             return scale(nx.scale_rsqrt(reg(op.a)))
-        if kind is ScalarKind.SCALE:
-            return int(reg(op.a)), exp
         if kind is ScalarKind.MANT:
-            return int(reg(op.a)[0])
+            return int(operand(op.a)[0])
         if kind is ScalarKind.EXP:
-            return int(reg(op.a)[1])
+            return int(operand(op.a)[1])
         if kind is ScalarKind.INT:
             return exp
-        if kind is ScalarKind.MAX:
-            return max(int(reg(op.a)), int(reg(op.b)))
-        if kind is ScalarKind.IS_ZERO:
-            return int(int(reg(op.a)) == 0)
         value = int(reg(op.a))
+        if kind is ScalarKind.FROM_INT:
+            if value < 0:
+                raise ProgramError(f"FROM_INT of a negative integer {value} ({op})")
+            return scale(nx.scale_from_int(value, exp))
+        if kind is ScalarKind.SCALE:
+            return value, exp
+        if kind is ScalarKind.MAX:
+            return max(value, int(reg(op.b)))
+        if kind is ScalarKind.IS_ZERO:
+            return int(value == 0)
         if kind is ScalarKind.ADD_INT:
             return value + exp
         if kind is ScalarKind.MUL_INT:
-            return value * int(reg(op.b))
+            b = int(reg(op.b))
+            if not (_fits(value, A_BITS) and _fits(b, B_BITS)):
+                raise ProgramError(f"MUL_INT takes a of {A_BITS} bits and b of {B_BITS}, not {value} and {b}")
+            return value * b
         if kind is ScalarKind.SHR:
             return value >> min(max(int(reg(op.b)), 0), 62)
         if kind is ScalarKind.NORM_SHIFT:
@@ -406,4 +432,23 @@ class VectorMachine:
         # CODE_RECIP
         if value == 0:
             return 0
-        return nx.codes_reciprocal(_truncate(value, int(reg(op.b))))
+        normalized = _truncate(value, int(reg(op.b)))
+        if value < 0 or normalized.bit_length() != nx.NORM_MAX_BITLEN:
+            raise ProgramError(f"CODE_RECIP of {value} shifted by {int(reg(op.b))} is {normalized}, not "
+                               f"in [2^{nx.NORM_MAX_BITLEN - 1}, 2^{nx.NORM_MAX_BITLEN}) (shift by its CODE_SHIFT)")
+        return nx.codes_reciprocal(normalized)
+
+
+def _fits(value: int, bits: int) -> bool:
+    low, high = _signed(bits)
+    return low <= value < high
+
+
+def _check_scale(value, op) -> None:
+    """A scale register's (mant, exp): a 16-bit mantissa, an exponent of SCALE_EXP_BITS."""
+    if not isinstance(value, tuple):
+        raise ProgramError(f"{op.kind.name} reads an integer register as a scale ({op})")
+    mant, exp = value
+    if not (0 <= mant < 1 << nx.SCALE_BITS and _fits(exp, nx.SCALE_EXP_BITS)):
+        raise ProgramError(f"scale ({mant}, {exp}) outside a {nx.SCALE_BITS}-bit mantissa and a "
+                           f"{nx.SCALE_EXP_BITS}-bit exponent ({op})")

@@ -1,0 +1,315 @@
+"""The shared vector unit's scalar side: :class:`~hw.vector_isa.ScalarOp`\\ s on a register file,
+exactly as :class:`~hw.vector_isa.VectorMachine` runs them (issue 18).
+
+A register holds an integer (``value``, :data:`~hw.vector_isa.REGISTER_BITS` signed) or a scale
+(``value`` its 16-bit mantissa, ``exp`` its exponent). One operation is taken at a time (``i``) and
+answered on ``o`` when its result is written, with ``error`` set where the machine raises a
+:class:`~hw.vector_isa.ProgramError` (a value outside its register, a scale operand outside its
+mantissa and exponent, MUL_INT's operands outside the multiplier's ports, CODE_RECIP of a
+misnormalized peak, RECIP or RSQRT of the scale 0, a STORE outside an element); then nothing is
+written. The operations, and their cycles from taken to answered (:meth:`ScalarUnit.cycles_of`):
+
+==========================================  =============================================  ===========
+kind                                        how                                            cycles
+==========================================  =============================================  ===========
+MUL, ADD, FROM_INT, RECIP, RSQRT            the :class:`~hw.scale_unit.ScaleUnit`           4 + its own
+INT, ADD_INT, MAX, IS_ZERO, SELECT, MANT,   one ALU stage                                  4
+EXP, SCALE, SHR, NORM_SHIFT, CODE_SHIFT
+MUL_INT                                     a registered 36 × 18 product                   5
+CODE_RECIP                                  ``ceil(2^33 / m_n)``, a quotient bit a cycle   5 + 18
+LOAD, STORE                                 the scratchpad's access port                   5, 4
+==========================================  =============================================  ===========
+
+Every operation reads its operands from the register file (three read ports: a, b and the amount's
+register) in the cycle it is taken, registers them, computes, writes its result and is answered.
+``read`` and ``write`` give the sequencer the register file while the unit is idle (its passes'
+shift amounts and operands; their reductions' results); ``read_data`` is the register at the
+address of the cycle before. ``access`` / ``access_data`` go to the vector unit's port of the
+same names.
+"""
+
+from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from model import numerics as nx
+
+from .arith import bit_length, check_integers
+from .scale_unit import ScaleOp, ScaleUnit
+from .vector_isa import A_BITS, B_BITS, ELEMENT_BITS, REGISTER_BITS, ScalarKind
+from .vector_lane import fits
+
+SHIFT_LIMIT = 62                     # SHR's shift, clamped as the machine clamps it
+LEFT_LIMIT = nx.NORM_MAX_BITLEN      # CODE_RECIP's left shift (a peak below 2^17) is at most this
+QUOTIENT_BITS = nx.RECIP_SHIFT - nx.NORM_MAX_BITLEN + 2   # floor((2^33 − 1) / m_n) + 1 <= 2^17
+
+
+def register_layout(exp_bits: int = nx.SCALE_EXP_BITS) -> data.StructLayout:
+    return data.StructLayout({"value": signed(REGISTER_BITS), "exp": signed(exp_bits)})
+
+
+def scalar_layout(registers: int, depth: int) -> data.StructLayout:
+    """One operation: its kind, register numbers, its amount ``offset + sign · exp_register``
+    (``sign`` 0: the offset alone) and LOAD's or STORE's scratchpad address."""
+    return data.StructLayout({
+        "kind": ScalarKind, "result": range(registers), "a": range(registers), "b": range(registers),
+        "exp_register": range(registers), "exp_sign": signed(3), "exp_offset": signed(REGISTER_BITS),
+        "address": range(depth)})
+
+
+def scalar_payload(op, number: dict) -> dict:
+    """The :func:`scalar_layout` value of a :class:`~hw.vector_isa.ScalarOp` whose registers are
+    numbered by ``number`` (name: register)."""
+    return {"kind": op.kind, "result": number.get(op.result, 0), "a": number.get(op.a, 0),
+            "b": number.get(op.b, 0), "exp_register": number.get(op.exp.register, 0),
+            "exp_sign": op.exp.sign if op.exp.register else 0, "exp_offset": op.exp.offset,
+            "address": op.address or 0}
+
+
+class ScalarUnit(wiring.Component):
+    """``registers`` registers; LOAD and STORE address a ``depth``-element scratchpad.
+
+    Parameters
+    ----------
+    registers : int
+        Registers in the file (2 to 1024).
+    depth : int
+        The scratchpad's elements (the vector unit's ``depth``).
+    """
+
+    OPERANDS = 1          # the taken operation's registers read
+    ANSWER = 3            # registered operands, the result computed, written and answered
+
+    def __init__(self, *, registers: int, depth: int):
+        check_integers((("registers", registers, 2, 1024), ("depth", depth, 1, 1 << 20)))
+        self._registers, self._depth = registers, depth
+        reg = register_layout()
+        super().__init__({
+            "i": In(stream.Signature(scalar_layout(registers, depth))),
+            "o": Out(stream.Signature(data.StructLayout({"error": 1}))),
+            "read": In(range(registers)),
+            "read_data": Out(reg),
+            "write": In(data.StructLayout({"addr": range(registers), "data": reg, "en": 1})),
+            "access": Out(data.StructLayout({"addr": range(depth), "data": signed(ELEMENT_BITS),
+                                             "write": 1})),
+            "access_data": In(signed(ELEMENT_BITS)),
+            "busy": Out(1),
+        })
+
+    registers = property(lambda self: self._registers)
+    depth = property(lambda self: self._depth)
+
+    @staticmethod
+    def cycles_of(kind: ScalarKind) -> int:
+        """Clock edges from the edge that takes an operation to the first its answer is offered."""
+        base = 1 + ScalarUnit.OPERANDS + ScalarUnit.ANSWER - 1
+        scale = {ScalarKind.MUL: ScaleOp.MUL, ScalarKind.ADD: ScaleOp.ADD, ScalarKind.FROM_INT: ScaleOp.FROM_INT,
+                 ScalarKind.RECIP: ScaleOp.RECIP, ScalarKind.RSQRT: ScaleOp.RSQRT}
+        if kind in scale:
+            return base + 1 + ScaleUnit.cycles_of(scale[kind])
+        return base + {ScalarKind.MUL_INT: 1, ScalarKind.CODE_RECIP: 1 + QUOTIENT_BITS,
+                       ScalarKind.LOAD: 1}.get(kind, 0)
+
+    def elaborate(self, platform):
+        m = Module()
+        reg = register_layout()
+        exp_bits = nx.SCALE_EXP_BITS
+        m.submodules.file = file = Memory(shape=reg, depth=self._registers, init=[])
+        port_a, port_b, port_e = file.read_port(), file.read_port(), file.read_port()
+        port_w = file.write_port()
+        m.submodules.scale_unit = scale_unit = ScaleUnit(exp_bits=exp_bits, int_bits=REGISTER_BITS - 1)
+
+        op = Signal(scalar_layout(self._registers, self._depth))
+        idle = Signal()
+        taking = Signal()
+        m.d.comb += taking.eq(self.i.valid & self.i.ready)
+        source = Mux(taking, self.i.payload.as_value(), op.as_value())
+        fields = scalar_layout(self._registers, self._depth)(source)
+        m.d.comb += [port_a.addr.eq(Mux(idle & ~self.i.valid, self.read, fields.a)),
+                     port_b.addr.eq(fields.b), port_e.addr.eq(fields.exp_register),
+                     self.read_data.eq(port_a.data)]
+
+        # -- the operands, registered: a, b and the amount offset + sign · register ---------------
+        a, b, selector = Signal(reg), Signal(reg), Signal(reg)
+        amount = Signal(signed(REGISTER_BITS + 3))
+        e = port_e.data.value
+        scaled = Mux(op.exp_sign[-1], -e, e)
+        scaled = Mux((op.exp_sign == 2) | (op.exp_sign == -2), scaled << 1, scaled)
+        load_operands = Signal()
+        with m.If(load_operands):
+            m.d.sync += [a.eq(port_a.data), b.eq(port_b.data), selector.eq(port_e.data),
+                         amount.eq(op.exp_offset + Mux(op.exp_sign == 0, 0, scaled))]
+
+        # -- the ALU: one stage from the registered operands ---------------------------------------
+        result, error = Signal(reg), Signal()
+        value = Signal(signed(REGISTER_BITS + 4))          # an integer result before its width check
+        magnitude = Signal(REGISTER_BITS)
+        m.d.comb += magnitude.eq(Mux(a.value[-1], -a.value, a.value))
+        bitlen = bit_length(m, magnitude, "bitlen")
+        # SHR's and CODE_RECIP's shifter: a >> b (b clamped to [0, 62]), or a << -b for CODE_RECIP
+        right = Signal(range(SHIFT_LIMIT + 1))
+        m.d.comb += right.eq(Mux(b.value[-1], 0, Mux(b.value > SHIFT_LIMIT, SHIFT_LIMIT, b.value)))
+        left = Signal(range(LEFT_LIMIT + 1))
+        m.d.comb += left.eq(Mux(b.value[-1] & (b.value >= -LEFT_LIMIT), -b.value, 0))
+        shifted = Signal(signed(REGISTER_BITS + LEFT_LIMIT))
+        m.d.comb += shifted.eq(Mux(b.value[-1], a.value << left, a.value >> right))
+        is_scale = Signal()          # a scale result: (value, exp) checked as a scale
+
+        def scale_fits(register):
+            return ~register.value[-1] & (register.value >> nx.SCALE_BITS == 0)
+
+        alu = Signal(reg)
+        alu_error = Signal()
+        alu_checks = Signal()
+        with m.Switch(op.kind):
+            with m.Case(ScalarKind.INT):
+                m.d.comb += value.eq(amount)
+            with m.Case(ScalarKind.ADD_INT):
+                m.d.comb += value.eq(a.value + amount)
+            with m.Case(ScalarKind.MAX):
+                m.d.comb += value.eq(Mux(b.value > a.value, b.value, a.value))
+            with m.Case(ScalarKind.IS_ZERO):
+                m.d.comb += value.eq(a.value == 0)
+            with m.Case(ScalarKind.MANT):
+                m.d.comb += [value.eq(a.value), alu_error.eq(~scale_fits(a))]
+            with m.Case(ScalarKind.EXP):
+                m.d.comb += [value.eq(a.exp), alu_error.eq(~scale_fits(a))]
+            with m.Case(ScalarKind.SHR):
+                m.d.comb += value.eq(a.value >> right)
+            with m.Case(ScalarKind.NORM_SHIFT):
+                m.d.comb += value.eq(Mux(bitlen > nx.NORM_MAX_BITLEN, bitlen - nx.NORM_MAX_BITLEN, 0))
+            with m.Case(ScalarKind.CODE_SHIFT):
+                m.d.comb += value.eq(Mux(bitlen == 0, 0, bitlen - nx.NORM_MAX_BITLEN))
+            with m.Case(ScalarKind.SCALE):
+                m.d.comb += [is_scale.eq(1), value.eq(a.value), alu.exp.eq(amount),
+                             alu_error.eq(~fits(amount, exp_bits))]
+            with m.Case(ScalarKind.SELECT):
+                m.d.comb += [value.eq(Mux(selector.value != 0, b.value, a.value)),
+                             alu.exp.eq(Mux(selector.value != 0, b.exp, a.exp))]
+        m.d.comb += alu.value.eq(value)
+        m.d.comb += alu_checks.eq(alu_error | ~fits(value, REGISTER_BITS)
+                                  | is_scale & (value[-1] | (value >> nx.SCALE_BITS != 0)))
+
+        # MUL_INT: a 36 × 18 product, registered
+        product = Signal(signed(A_BITS + B_BITS))
+        product_error = Signal()
+        m.d.sync += [product.eq(a.value[:A_BITS].as_signed() * b.value[:B_BITS].as_signed()),
+                     product_error.eq(~fits(a.value, A_BITS) | ~fits(b.value, B_BITS))]
+
+        # CODE_RECIP: m_n = a shifted by b, then floor((2^33 − 1) / m_n) + 1 a bit a cycle
+        peak = Signal(nx.NORM_MAX_BITLEN)
+        remainder = Signal(nx.NORM_MAX_BITLEN + 1)
+        quotient = Signal(QUOTIENT_BITS)
+        step = Signal(range(QUOTIENT_BITS + 1))
+        trial = Cat(Const(1, 1), remainder)        # every dividend bit brought down is a one
+        fits_trial = trial >= peak
+
+        # -- the operation ---------------------------------------------------------------------
+        kind = op.kind
+        scale_op = {ScalarKind.MUL: ScaleOp.MUL, ScalarKind.ADD: ScaleOp.ADD,
+                    ScalarKind.FROM_INT: ScaleOp.FROM_INT, ScalarKind.RECIP: ScaleOp.RECIP,
+                    ScalarKind.RSQRT: ScaleOp.RSQRT}
+        uses_scale = 0
+        for k in scale_op:
+            uses_scale |= kind == k
+        command = scale_unit.i.payload
+        m.d.comb += [command.a.mant.eq(a.value), command.a.exp.eq(Mux(kind == ScalarKind.FROM_INT, amount, a.exp)),
+                     command.b.mant.eq(b.value), command.b.exp.eq(b.exp), command.n.eq(a.value)]
+        with m.Switch(kind):
+            for k, code in scale_op.items():
+                with m.Case(k):
+                    m.d.comb += command.op.eq(code)
+        scale_error = Signal()
+        with m.Switch(kind):
+            with m.Case(ScalarKind.MUL, ScalarKind.ADD):
+                m.d.comb += scale_error.eq(~scale_fits(a) | ~fits(a.exp, exp_bits)
+                                           | ~scale_fits(b) | ~fits(b.exp, exp_bits))
+            with m.Case(ScalarKind.RECIP, ScalarKind.RSQRT):
+                m.d.comb += scale_error.eq(~scale_fits(a) | (a.value == 0))
+            with m.Case(ScalarKind.FROM_INT):
+                m.d.comb += scale_error.eq(a.value[-1] | (a.value != 0) & ~fits(amount, exp_bits))
+
+        writes = Signal()
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [idle.eq(1), self.i.ready.eq(1)]
+                with m.If(self.i.valid):
+                    m.d.sync += op.eq(self.i.payload)
+                    m.next = "OPERANDS"
+            with m.State("OPERANDS"):
+                m.d.comb += [self.busy.eq(1), load_operands.eq(1)]
+                m.next = "EXECUTE"
+            with m.State("EXECUTE"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [writes.eq(1), error.eq(0)]
+                with m.Switch(kind):
+                    with m.Case(ScalarKind.MUL, ScalarKind.ADD, ScalarKind.FROM_INT, ScalarKind.RECIP,
+                                ScalarKind.RSQRT):
+                        with m.If(scale_error):
+                            m.d.sync += error.eq(1)
+                            m.next = "WRITE"
+                        with m.Else():
+                            m.next = "SCALE"
+                    with m.Case(ScalarKind.MUL_INT):
+                        m.next = "PRODUCT"
+                    with m.Case(ScalarKind.CODE_RECIP):
+                        m.d.sync += [peak.eq(shifted), quotient.eq(0), step.eq(QUOTIENT_BITS),
+                                     remainder.eq((1 << (nx.RECIP_SHIFT - QUOTIENT_BITS)) - 1),
+                                     error.eq(a.value[-1] | (a.value != 0)
+                                              & ((bitlen - b.value != nx.NORM_MAX_BITLEN)
+                                                 | (b.value < -LEFT_LIMIT)))]
+                        m.next = "DIVIDE"
+                    with m.Case(ScalarKind.LOAD):
+                        m.d.comb += self.access.addr.eq(op.address)
+                        m.next = "LOADED"
+                    with m.Case(ScalarKind.STORE):
+                        m.d.comb += [self.access.addr.eq(op.address), self.access.data.eq(a.value),
+                                     self.access.write.eq(fits(a.value, ELEMENT_BITS))]
+                        m.d.sync += [writes.eq(0), error.eq(~fits(a.value, ELEMENT_BITS))]
+                        m.next = "WRITE"
+                    with m.Default():
+                        m.d.sync += [result.eq(alu), error.eq(alu_checks)]
+                        m.next = "WRITE"
+            with m.State("SCALE"):
+                m.d.comb += [self.busy.eq(1), scale_unit.i.valid.eq(1)]
+                with m.If(scale_unit.i.ready):
+                    m.next = "SCALE_RESULT"
+            with m.State("SCALE_RESULT"):
+                m.d.comb += [self.busy.eq(1), scale_unit.o.ready.eq(1)]
+                with m.If(scale_unit.o.valid):
+                    m.d.sync += [result.value.eq(scale_unit.o.payload.mant), result.exp.eq(scale_unit.o.payload.exp),
+                                 error.eq(scale_unit.o.payload.invalid)]
+                    m.next = "WRITE"
+            with m.State("PRODUCT"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [result.value.eq(product), error.eq(product_error | ~fits(product, REGISTER_BITS))]
+                m.next = "WRITE"
+            with m.State("DIVIDE"):
+                # the dividend 2^33 − 1, a bit a cycle: its top 15 bits are below m_n (>= 2^16), so
+                # the remainder starts at them (2^15 − 1) and the quotient's 18 bits take 18 steps
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [remainder.eq(Mux(fits_trial, trial - peak, trial)),
+                             quotient.eq(Cat(fits_trial, quotient)), step.eq(step - 1)]
+                with m.If(step == 1):
+                    m.next = "RECIPROCAL"
+            with m.State("RECIPROCAL"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += result.value.eq(Mux(a.value == 0, 0, quotient + 1))
+                m.next = "WRITE"
+            with m.State("LOADED"):
+                m.d.comb += [self.busy.eq(1), self.access.addr.eq(op.address)]
+                m.d.sync += [result.value.eq(self.access_data), result.exp.eq(0)]
+                m.next = "WRITE"
+            with m.State("WRITE"):
+                m.d.comb += [self.busy.eq(1), port_w.addr.eq(op.result), port_w.data.eq(result),
+                             port_w.en.eq(writes & ~error)]
+                m.next = "ANSWER"
+            with m.State("ANSWER"):
+                m.d.comb += [self.busy.eq(1), self.o.valid.eq(1), self.o.payload.error.eq(error)]
+                with m.If(self.o.ready):
+                    m.next = "IDLE"
+        with m.If(idle):
+            m.d.comb += [port_w.addr.eq(self.write.addr), port_w.data.eq(self.write.data),
+                         port_w.en.eq(self.write.en)]
+        return m
