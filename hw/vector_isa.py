@@ -231,6 +231,10 @@ def element(op: VectorOp, config: PassConfig, a: int, b: int, c: int) -> tuple[i
     port (a' the a port, b the b port, p the post-adder, an unsaturated y an element)."""
     a_low, a_high = _signed(A_BITS)
     b_low, b_high = _signed(B_BITS)
+    if op.function is Function.CODE and not a_low <= config.b * nx.ACT_MAX < a_high:
+        return 0, f"CODE's b·127 {config.b * nx.ACT_MAX} outside the a port's {A_BITS} bits"
+    if op.pre is Pre.RSUB and not _fits(config.pre, ELEMENT_BITS):
+        return 0, f"RSUB's register {config.pre} outside an element's {ELEMENT_BITS} bits"
     raw = a
     if op.pre is Pre.RELU:
         a = max(a, 0)

@@ -3,6 +3,8 @@
 pass, its scratchpad and reductions equal to VectorMachine's; the scalar operations between the
 passes run in Python (the testbench is the sequencer)."""
 
+import functools
+
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
@@ -87,23 +89,20 @@ def constants() -> dict:
     return m.registers
 
 
-@pytest.mark.parametrize("lanes", [1, 2, 4])
-def test_rms_quantize(lanes):
-    rng = np.random.default_rng(lanes)
-    print(f"seed {lanes}")
+def rms_case(seed: int) -> tuple:
+    """(memory, registers, program, sigmoid) of one program case: here a norm over 40 elements."""
+    rng = np.random.default_rng(seed)
     n = 40
     x = rng.integers(-(1 << 31), 1 << 31, n) >> rng.integers(0, 31, n)
     gain = Gain.from_float(rng.normal(1.0, 0.5, n))
     registers = {**constants(), "xs": nx.RES_UNIT, "inv_len": gain.inv_len, "eps": nx.scale_from_float(1e-5)}
     registers = {k: (int(v[0]), int(v[1])) if isinstance(v, tuple) else v for k, v in registers.items()}
     program = vp.rms_quantize(0, n, "xs", 64, gain.exp, "inv_len", "eps", 128, 192, "out")
-    check_program(lanes, {0: x, 64: gain.values}, registers, program)
+    return {0: x, 64: gain.values}, registers, program, False
 
 
-@pytest.mark.parametrize("lanes", [1, 4])
-def test_heads_rope_and_residual(lanes):
-    rng = np.random.default_rng(10 + lanes)
-    print(f"seed {10 + lanes}")
+def heads_rope_residual_case(seed: int) -> tuple:
+    rng = np.random.default_rng(seed)
     heads, d = 2, 8
     acc = rng.integers(-(1 << 15), 1 << 15, heads * d)
     cos, sin = nx.rope_int_tables(d, 10000.0, 16)
@@ -111,24 +110,19 @@ def test_heads_rope_and_residual(lanes):
     registers = {**constants(), "acc_scale": (40000, -30), "res": (50000, -20)}
     program = (vp.rope(0, heads, d, 32, 48, 64, 96) + vp.quantize_heads(96, heads, d, "acc_scale", 128, "hs")
                + vp.dequantize_add(0, heads * d, "res", 160, 192))
-    check_program(lanes, {0: acc, 32: cos[5], 48: sin[5], 160: h}, registers, program)
+    return {0: acc, 32: cos[5], 48: sin[5], 160: h}, registers, program, False
 
 
-@pytest.mark.parametrize("kind, lanes", [("relu2", 2), ("silu", 4)])
-def test_gated(kind, lanes):
-    rng = np.random.default_rng(20 + lanes)
-    print(f"seed {20 + lanes}")
+def gated_case(seed: int, kind: str) -> tuple:
+    rng = np.random.default_rng(seed)
     n = 24
     gate, up = rng.integers(-(1 << 17), 1 << 17, n), rng.integers(-(1 << 17), 1 << 17, n)
     registers = {**constants(), "gs": (45000, -25), "us": (50000, -22)}
-    check_program(lanes, {0: gate, 32: up}, registers, vp.gated(0, 32, n, "gs", "us", kind, 64, 96, "out"),
-                  sigmoid=kind == "silu")
+    return {0: gate, 32: up}, registers, vp.gated(0, 32, n, "gs", "us", kind, 64, 96, "out"), kind == "silu"
 
 
-@pytest.mark.parametrize("lanes", [1, 4])
-def test_attend_and_lm_head(lanes):
-    rng = np.random.default_rng(30 + lanes)
-    print(f"seed {30 + lanes}")
+def attend_lm_head_case(seed: int) -> tuple:
+    rng = np.random.default_rng(seed)
     d, positions, vocab = 8, 5, 6
     q, keys, values = (rng.integers(-127, 128, shape) for shape in (d, (positions, d), (positions, d)))
     scales = [[(int(rng.integers(1 << 15, 1 << 16)), int(rng.integers(-26, -18))) for _ in range(positions)]
@@ -141,7 +135,28 @@ def test_attend_and_lm_head(lanes):
               256: table.rows}
     program = (vp.attend(0, d, "qs", 16, 112, 120, 64, 128, 136, positions, "coef", 144, 152, 160)
                + vp.lm_head(200, 256, vocab, d, 0, 264, "token"))
-    check_program(lanes, memory, registers, program)
+    return memory, registers, program, False
+
+
+# each step's programs on random inputs (name: its builder, given a seed); the core's test runs them too
+PROGRAM_CASES = {
+    "rms_quantize": rms_case,
+    "heads_rope_residual": heads_rope_residual_case,
+    "gated_relu2": functools.partial(gated_case, kind="relu2"),
+    "gated_silu": functools.partial(gated_case, kind="silu"),
+    "attend_lm_head": attend_lm_head_case,
+}
+
+
+@pytest.mark.parametrize("case, lanes", [("rms_quantize", 1), ("rms_quantize", 2), ("rms_quantize", 4),
+                                         ("heads_rope_residual", 1), ("heads_rope_residual", 4),
+                                         ("gated_relu2", 2), ("gated_silu", 4),
+                                         ("attend_lm_head", 1), ("attend_lm_head", 4)])
+def test_programs(case, lanes):
+    seed = 10 * lanes + len(case)
+    print(f"seed {seed}")
+    memory, registers, program, sigmoid = PROGRAM_CASES[case](seed)
+    check_program(lanes, memory, registers, program, sigmoid=sigmoid)
 
 
 def test_flags_what_the_machine_refuses():

@@ -1,0 +1,281 @@
+"""The shared vector unit with its sequencer: a program of :class:`~hw.vector_isa.VectorOp` and
+:class:`~hw.vector_isa.ScalarOp` instructions in a ROM, run in order on a
+:class:`~hw.vector_unit.VectorUnit` and a :class:`~hw.scalar_unit.ScalarUnit`, exactly as
+:class:`~hw.vector_isa.VectorMachine` runs it (issue 18).
+
+:func:`assemble` numbers a program's registers (``names``, or in order of first use) and encodes
+each instruction as an :func:`instruction_layout` word; an END word follows the last. A run
+(``start`` while idle) goes from the first word to END, one instruction at a time:
+
+* a scalar operation goes to the scalar unit and is waited for;
+* a pass reads its four register operands from the scalar unit's file (its shift amounts'
+  registers, REGISTER's b and RSUB's minuend), resolves them as
+  :func:`~hw.vector_lane.config_of` does, issues the pass and waits for its result, which a
+  reduction writes into its register.
+
+An error — a pass or an operation the machine refuses (a ProgramError), or a register operand
+outside its port — stops the run with ``error`` set and ``pc`` at the instruction. ``done`` is
+high while idle after a run that reached END. While idle, ``access`` / ``access_data`` reach the
+scratchpad and ``register`` / ``register_data`` the register file (the caller's inputs, before a
+run, and its results after). :meth:`VectorCore.cycles` gives a program's cycles from ``start`` to
+``done``.
+"""
+
+from amaranth import Module, Mux, Signal, signed
+from amaranth.lib import data, enum, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from model import numerics as nx
+
+from .arith import check_integers
+from .scalar_unit import ScalarUnit, register_layout, scalar_layout, scalar_payload
+from .vector_isa import (A_BITS, B_BITS, ELEMENT_BITS, REGISTER_BITS, BSource, Function, Pre, Round,
+                         VectorOp)
+from .vector_lane import SHIFT_BITS, Saturate, fits, saturate_of
+from .vector_unit import Reduction, VectorUnit, pass_layout, reduction_of
+
+
+class Kind(enum.Enum, shape=2):
+    END = 0
+    SCALAR = 1
+    VECTOR = 2
+
+
+def amount_layout(registers: int) -> data.StructLayout:
+    """A shift amount ``offset + sign · register`` (``sign`` 0: the offset alone)."""
+    return data.StructLayout({"register": range(registers), "sign": signed(3), "offset": signed(SHIFT_BITS + 2)})
+
+
+def vector_layout(registers: int, depth: int) -> data.StructLayout:
+    """A pass: its fixed fields, its vector operands and the registers it reads and writes."""
+    return data.StructLayout({
+        "function": Function, "b_source": BSource, "pre": Pre, "round": Round, "negate": 1,
+        "saturate": Saturate, "n": range(depth + 1), "a": range(depth), "b": range(depth),
+        "c": range(depth), "dst": range(depth), "c_vector": 1, "write": 1, "reduce": Reduction,
+        "a_shift": amount_layout(registers), "shift": amount_layout(registers),
+        "b_register": range(registers), "pre_register": range(registers), "result": range(registers)})
+
+
+def instruction_layout(registers: int, depth: int) -> data.StructLayout:
+    return data.StructLayout({"kind": Kind, "op": data.UnionLayout({
+        "scalar": scalar_layout(registers, depth), "vector": vector_layout(registers, depth)})})
+
+
+class Program:
+    """A program assembled for a core of ``registers`` registers and a ``depth``-element
+    scratchpad: ``number`` maps each register name to its register, ``words`` are the ROM's."""
+
+    def __init__(self, program, *, registers: int, depth: int, names=()):
+        self.ops = list(program)
+        self.number = {name: k for k, name in enumerate(dict.fromkeys(names))}
+        for op in self.ops:
+            reads = op.registers
+            writes = (op.result,) if not isinstance(op, VectorOp) else tuple(name for _, name in op.reduce)
+            for name in (*reads, *writes):
+                if name and name not in self.number:
+                    self.number[name] = len(self.number)
+        if len(self.number) > registers:
+            raise ValueError(f"the program names {len(self.number)} registers; a core of {registers} holds "
+                             f"it with registers={len(self.number)} or more")
+        self.registers, self.depth = registers, depth
+        layout = instruction_layout(registers, depth)
+        self.words = [layout.const(self.encode(op)).as_value().value for op in self.ops]
+        self.words.append(layout.const({"kind": Kind.END}).as_value().value)
+
+    def _amount(self, amount) -> dict:
+        limit = 1 << (SHIFT_BITS + 1)
+        if not -limit <= amount.offset < limit:
+            raise ValueError(f"a pass's shift offset is {SHIFT_BITS + 2} bits, not {amount.offset}")
+        return {"register": self.number.get(amount.register, 0), "offset": amount.offset,
+                "sign": amount.sign if amount.register else 0}
+
+    def encode(self, op) -> dict:
+        if not isinstance(op, VectorOp):
+            return {"kind": Kind.SCALAR, "op": {"scalar": scalar_payload(op, self.number)}}
+        for address in (op.a, op.b if op.b_source is BSource.VECTOR else 0, op.c or 0, op.dst or 0):
+            if not 0 <= address < self.depth or not 0 <= op.n <= self.depth - op.a:
+                raise ValueError(f"pass {op.note or op} reaches outside the scratchpad's {self.depth} elements")
+        number = self.number
+        return {"kind": Kind.VECTOR, "op": {"vector": {
+            "function": op.function, "b_source": op.b_source, "pre": op.pre, "round": op.round,
+            "negate": int(op.negate), "saturate": saturate_of(op.saturate), "n": op.n, "a": op.a,
+            "b": op.b if op.b_source is BSource.VECTOR else 0, "c": op.c or 0, "dst": op.dst or 0,
+            "c_vector": int(op.c is not None), "write": int(op.dst is not None), "reduce": reduction_of(op),
+            "a_shift": self._amount(op.a_shift), "shift": self._amount(op.shift),
+            "b_register": number.get(op.b, 0) if op.b_source is BSource.REGISTER else 0,
+            "pre_register": number.get(op.pre_register, 0), "result": number[op.reduce[0][1]] if op.reduce else 0}}}
+
+
+class VectorCore(wiring.Component):
+    """A :class:`Program` on ``lanes`` lanes (see the module docstring).
+
+    Parameters
+    ----------
+    program : Program
+        The instructions and the register numbering.
+    lanes : int
+        The vector unit's lanes (a power of two).
+    exp2, sigmoid : bool
+        The lanes' tables.
+    """
+
+    FETCH = 2          # the ROM read, and the word registered
+    OPERANDS = 6       # a pass's four register reads, pipelined (5), and its config formed (1)
+
+    def __init__(self, program: Program, *, lanes: int, exp2: bool = True, sigmoid: bool = False):
+        check_integers((("lanes", lanes, 1, 64),))
+        self._program, self._lanes, self._exp2, self._sigmoid = program, lanes, exp2, sigmoid
+        depth, registers = program.depth, program.registers
+        super().__init__({
+            "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1),
+            "pc": Out(range(len(program.words))),
+            "access": In(data.StructLayout({"addr": range(depth), "data": signed(ELEMENT_BITS), "write": 1})),
+            "access_data": Out(signed(ELEMENT_BITS)),
+            "register": In(data.StructLayout({"addr": range(registers), "data": register_layout(), "write": 1})),
+            "register_data": Out(register_layout()),
+        })
+
+    program = property(lambda self: self._program)
+
+    def cycles(self) -> int:
+        """Clock edges from ``start`` taken to ``done``, for a program that runs without error."""
+        total = 1
+        for op in self._program.ops:
+            if isinstance(op, VectorOp):
+                total += self.FETCH + self.OPERANDS + VectorUnit.cycles_of(self._lanes, op.n, op.a % self._lanes) + 1
+            else:
+                total += self.FETCH + ScalarUnit.cycles_of(op.kind) + 1
+        return total + self.FETCH
+
+    def elaborate(self, platform):
+        m = Module()
+        program = self._program
+        registers, depth = program.registers, program.depth
+        m.submodules.vector = vector = VectorUnit(lanes=self._lanes, depth=depth, exp2=self._exp2,
+                                                  sigmoid=self._sigmoid)
+        m.submodules.scalar = scalar = ScalarUnit(registers=registers, depth=depth)
+        layout = instruction_layout(registers, depth)
+        m.submodules.rom = rom = Memory(shape=layout.size, depth=len(program.words), init=program.words)
+        fetch = rom.read_port()
+        word = Signal(layout)
+        pc = Signal(range(len(program.words)))
+        m.d.comb += [fetch.addr.eq(pc), self.pc.eq(pc)]
+        pass_ = word.op.vector
+
+        idle = Signal()
+        m.d.comb += self.busy.eq(~idle)
+        # the scratchpad: the scalar unit's while running, the caller's while idle
+        with m.If(idle):
+            m.d.comb += vector.access.eq(self.access)
+        with m.Else():
+            m.d.comb += vector.access.eq(scalar.access)
+        m.d.comb += [scalar.access_data.eq(vector.access_data), self.access_data.eq(vector.access_data),
+                     self.register_data.eq(scalar.read_data)]
+
+        # a pass's register operands: read one a cycle through the scalar unit's read port
+        reads = [pass_.a_shift.register, pass_.shift.register, pass_.b_register, pass_.pre_register]
+        operand = Signal(range(len(reads) + 2))
+        values = [Signal(signed(REGISTER_BITS), name=f"operand{k}") for k in range(len(reads))]
+        reading = Signal()
+        with m.Switch(operand):
+            for k, address in enumerate(reads):
+                with m.Case(k):
+                    m.d.comb += scalar.read.eq(address)
+        with m.If(idle):
+            m.d.comb += [scalar.read.eq(self.register.addr), scalar.write.addr.eq(self.register.addr),
+                         scalar.write.data.eq(self.register.data), scalar.write.en.eq(self.register.write)]
+        for k, value in enumerate(values):
+            with m.If(reading & (operand == k + 1)):
+                m.d.sync += value.eq(scalar.read_data.value)
+
+        def resolved(amount, register_value):
+            """``offset + sign · register``, clamped to SHIFT_BITS as config_of clamps it."""
+            scaled = Mux(amount.sign[-1], -register_value, register_value)
+            scaled = Mux((amount.sign == 2) | (amount.sign == -2), scaled << 1, scaled)
+            total = Signal(signed(REGISTER_BITS + 3))
+            m.d.comb += total.eq(amount.offset + Mux(amount.sign == 0, 0, scaled))
+            low, high = -(1 << (SHIFT_BITS - 1)), (1 << (SHIFT_BITS - 1)) - 1
+            return Mux(total < low, low, Mux(total > high, high, total))
+
+        issue = Signal(pass_layout(depth))
+        operand_error = Signal()
+        config = issue.config
+        code = pass_.function == Function.CODE
+        b_value, pre_value = values[2], values[3]
+        form = Signal()
+        with m.If(form):
+            m.d.sync += [
+                config.function.eq(pass_.function), config.b_source.eq(pass_.b_source), config.pre.eq(pass_.pre),
+                config.round.eq(pass_.round), config.negate.eq(pass_.negate), config.saturate.eq(pass_.saturate),
+                config.a_shift.eq(resolved(pass_.a_shift, values[0])), config.shift.eq(resolved(pass_.shift, values[1])),
+                config.b.eq(Mux(code, 0, b_value)), config.code.eq(Mux(code, b_value * nx.ACT_MAX, 0)),
+                config.pre_register.eq(pre_value),
+                issue.n.eq(pass_.n), issue.a.eq(pass_.a), issue.b.eq(pass_.b), issue.c.eq(pass_.c),
+                issue.dst.eq(pass_.dst), issue.c_vector.eq(pass_.c_vector), issue.write.eq(pass_.write),
+                issue.reduce.eq(pass_.reduce),
+                # REGISTER's b must fit the b port, CODE's b·127 the a port, RSUB's minuend an element
+                operand_error.eq((((pass_.b_source == BSource.REGISTER) & ~code & ~fits(b_value, B_BITS))
+                                  | (code & ~fits(b_value * nx.ACT_MAX, A_BITS))
+                                  | ((pass_.pre == Pre.RSUB) & ~fits(pre_value, ELEMENT_BITS))) & (pass_.n != 0))]
+        m.d.comb += [vector.i.payload.eq(issue), scalar.i.payload.eq(word.op.scalar)]
+
+        ran = Signal()
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [idle.eq(1), self.done.eq(ran & ~self.error)]
+                with m.If(self.start):
+                    m.d.sync += [pc.eq(0), self.error.eq(0), ran.eq(1)]
+                    m.next = "FETCH"
+            with m.State("FETCH"):
+                m.next = "DECODE"
+            with m.State("DECODE"):
+                m.d.sync += [word.eq(fetch.data), operand.eq(0)]
+                with m.Switch(layout(fetch.data).kind):
+                    with m.Case(Kind.SCALAR):
+                        m.next = "SCALAR"
+                    with m.Case(Kind.VECTOR):
+                        m.next = "OPERANDS"
+                    with m.Default():
+                        m.next = "IDLE"
+            with m.State("SCALAR"):
+                m.d.comb += scalar.i.valid.eq(1)
+                with m.If(scalar.i.ready):
+                    m.next = "SCALAR_WAIT"
+            with m.State("SCALAR_WAIT"):
+                m.d.comb += scalar.o.ready.eq(1)
+                with m.If(scalar.o.valid):
+                    with m.If(scalar.o.payload.error):
+                        m.d.sync += self.error.eq(1)
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += pc.eq(pc + 1)
+                        m.next = "FETCH"
+            with m.State("OPERANDS"):
+                m.d.comb += reading.eq(1)
+                m.d.sync += operand.eq(operand + 1)
+                with m.If(operand == len(reads)):
+                    m.next = "FORM"
+            with m.State("FORM"):
+                m.d.comb += form.eq(1)
+                m.next = "PASS"
+            with m.State("PASS"):
+                with m.If(operand_error):
+                    m.d.sync += self.error.eq(1)
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += vector.i.valid.eq(1)
+                    with m.If(vector.i.ready):
+                        m.next = "PASS_WAIT"
+            with m.State("PASS_WAIT"):
+                m.d.comb += vector.o.ready.eq(1)
+                with m.If(vector.o.valid):
+                    m.d.comb += [scalar.write.addr.eq(pass_.result), scalar.write.data.value.eq(vector.o.payload.value),
+                                 scalar.write.en.eq(~vector.o.payload.error & (pass_.reduce != Reduction.NONE))]
+                    with m.If(vector.o.payload.error):
+                        m.d.sync += self.error.eq(1)
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.d.sync += pc.eq(pc + 1)
+                        m.next = "FETCH"
+        return m
