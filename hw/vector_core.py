@@ -13,16 +13,20 @@ each instruction as an :func:`instruction_layout` word; an END word follows the 
   :func:`~hw.vector_lane.config_of` does, issues the pass and waits for its result, which a
   reduction writes into its register.
 
+* a :class:`~hw.vector_isa.Call` offers its index (into ``Program.calls``) on ``call`` and
+  waits for ``resume``; meanwhile the caller has the scratchpad and the registers (below): the
+  array writes its product of a matrix there, a testbench reads a trace.
+
 An error — a pass or an operation the machine refuses (a ProgramError), or a register operand
 outside its port — stops the run with ``error`` set and ``pc`` at the instruction. ``done`` is
-high while idle after a run that reached END. While idle, ``access`` / ``access_data`` reach the
+high while idle after a run that reached END. While idle or called, ``access`` / ``access_data`` reach the
 scratchpad and ``register`` / ``register_data`` the register file (the caller's inputs, before a
 run, and its results after). :meth:`VectorCore.cycles` gives a program's cycles from ``start`` to
 ``done``.
 """
 
 from amaranth import Module, Mux, Signal, signed
-from amaranth.lib import data, enum, wiring
+from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -30,7 +34,7 @@ from model import numerics as nx
 
 from .arith import check_integers
 from .scalar_unit import ScalarUnit, register_layout, scalar_layout, scalar_payload
-from .vector_isa import (A_BITS, B_BITS, ELEMENT_BITS, REGISTER_BITS, BSource, Function, Pre, Round,
+from .vector_isa import (A_BITS, B_BITS, ELEMENT_BITS, REGISTER_BITS, BSource, Call, Function, Pre, Round,
                          VectorOp)
 from .vector_lane import SHIFT_BITS, Saturate, fits, saturate_of
 from .vector_unit import Reduction, VectorUnit, pass_layout, reduction_of
@@ -40,6 +44,7 @@ class Kind(enum.Enum, shape=2):
     END = 0
     SCALAR = 1
     VECTOR = 2
+    CALL = 3
 
 
 def amount_layout(registers: int) -> data.StructLayout:
@@ -57,9 +62,10 @@ def vector_layout(registers: int, depth: int) -> data.StructLayout:
         "b_register": range(registers), "pre_register": range(registers), "result": range(registers)})
 
 
-def instruction_layout(registers: int, depth: int) -> data.StructLayout:
+def instruction_layout(registers: int, depth: int, calls: int = 1) -> data.StructLayout:
     return data.StructLayout({"kind": Kind, "op": data.UnionLayout({
-        "scalar": scalar_layout(registers, depth), "vector": vector_layout(registers, depth)})})
+        "scalar": scalar_layout(registers, depth), "vector": vector_layout(registers, depth),
+        "call": range(max(calls, 1))})})
 
 
 class Program:
@@ -68,10 +74,12 @@ class Program:
 
     def __init__(self, program, *, registers: int, depth: int, names=()):
         self.ops = list(program)
+        self.calls = [op for op in self.ops if isinstance(op, Call)]      # a CALL word holds its index
         self.number = {name: k for k, name in enumerate(dict.fromkeys(names))}
         for op in self.ops:
             reads = op.registers
-            writes = (op.result,) if not isinstance(op, VectorOp) else tuple(name for _, name in op.reduce)
+            writes = (tuple(name for _, name in op.reduce) if isinstance(op, VectorOp) else
+                      () if isinstance(op, Call) else (op.result,))
             for name in (*reads, *writes):
                 if name and name not in self.number:
                     self.number[name] = len(self.number)
@@ -79,7 +87,7 @@ class Program:
             raise ValueError(f"the program names {len(self.number)} registers; a core of {registers} holds "
                              f"it with registers={len(self.number)} or more")
         self.registers, self.depth = registers, depth
-        layout = instruction_layout(registers, depth)
+        layout = self.layout = instruction_layout(registers, depth, len(self.calls))
         self.words = [layout.const(self.encode(op)).as_value().value for op in self.ops]
         self.words.append(layout.const({"kind": Kind.END}).as_value().value)
 
@@ -91,6 +99,8 @@ class Program:
                 "sign": amount.sign if amount.register else 0}
 
     def encode(self, op) -> dict:
+        if isinstance(op, Call):
+            return {"kind": Kind.CALL, "op": {"call": next(k for k, c in enumerate(self.calls) if c is op)}}
         if not isinstance(op, VectorOp):
             return {"kind": Kind.SCALAR, "op": {"scalar": scalar_payload(op, self.number)}}
         for address in (op.a, op.b if op.b_source is BSource.VECTOR else 0, op.c or 0, op.dst or 0):
@@ -129,6 +139,7 @@ class VectorCore(wiring.Component):
         depth, registers = program.depth, program.registers
         super().__init__({
             "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1),
+            "call": Out(stream.Signature(range(max(len(program.calls), 1)))), "resume": In(1),
             "pc": Out(range(len(program.words))),
             "access": In(data.StructLayout({"addr": range(depth), "data": signed(ELEMENT_BITS), "write": 1})),
             "access_data": Out(signed(ELEMENT_BITS)),
@@ -142,7 +153,9 @@ class VectorCore(wiring.Component):
         """Clock edges from ``start`` taken to ``done``, for a program that runs without error."""
         total = 1
         for op in self._program.ops:
-            if isinstance(op, VectorOp):
+            if isinstance(op, Call):
+                total += self.FETCH + 2        # answered at once: offered, then resumed
+            elif isinstance(op, VectorOp):
                 total += self.FETCH + self.OPERANDS + VectorUnit.cycles_of(self._lanes, op.n, op.a % self._lanes) + 1
             else:
                 total += self.FETCH + ScalarUnit.cycles_of(op.kind) + 1
@@ -155,7 +168,7 @@ class VectorCore(wiring.Component):
         m.submodules.vector = vector = VectorUnit(lanes=self._lanes, depth=depth, exp2=self._exp2,
                                                   sigmoid=self._sigmoid)
         m.submodules.scalar = scalar = ScalarUnit(registers=registers, depth=depth)
-        layout = instruction_layout(registers, depth)
+        layout = program.layout
         m.submodules.rom = rom = Memory(shape=layout.size, depth=len(program.words), init=program.words)
         fetch = rom.read_port()
         word = Signal(layout)
@@ -164,9 +177,10 @@ class VectorCore(wiring.Component):
         pass_ = word.op.vector
 
         idle = Signal()
-        m.d.comb += self.busy.eq(~idle)
-        # the scratchpad: the scalar unit's while running, the caller's while idle
-        with m.If(idle):
+        called = Signal()                  # waiting for the caller to resume: the caller's ports
+        m.d.comb += [self.busy.eq(~idle), self.call.payload.eq(word.op.call)]
+        # the scratchpad: the scalar unit's while running, the caller's while idle or called
+        with m.If(idle | called):
             m.d.comb += vector.access.eq(self.access)
         with m.Else():
             m.d.comb += vector.access.eq(scalar.access)
@@ -182,7 +196,7 @@ class VectorCore(wiring.Component):
             for k, address in enumerate(reads):
                 with m.Case(k):
                     m.d.comb += scalar.read.eq(address)
-        with m.If(idle):
+        with m.If(idle | called):
             m.d.comb += [scalar.read.eq(self.register.addr), scalar.write.addr.eq(self.register.addr),
                          scalar.write.data.eq(self.register.data), scalar.write.en.eq(self.register.write)]
         for k, value in enumerate(values):
@@ -236,6 +250,8 @@ class VectorCore(wiring.Component):
                         m.next = "SCALAR"
                     with m.Case(Kind.VECTOR):
                         m.next = "OPERANDS"
+                    with m.Case(Kind.CALL):
+                        m.next = "CALL"
                     with m.Default():
                         m.next = "IDLE"
             with m.State("SCALAR"):
@@ -251,6 +267,15 @@ class VectorCore(wiring.Component):
                     with m.Else():
                         m.d.sync += pc.eq(pc + 1)
                         m.next = "FETCH"
+            with m.State("CALL"):
+                m.d.comb += self.call.valid.eq(1)
+                with m.If(self.call.ready):
+                    m.next = "CALLED"
+            with m.State("CALLED"):
+                m.d.comb += called.eq(1)
+                with m.If(self.resume):
+                    m.d.sync += pc.eq(pc + 1)
+                    m.next = "FETCH"
             with m.State("OPERANDS"):
                 m.d.comb += reading.eq(1)
                 m.d.sync += operand.eq(operand + 1)

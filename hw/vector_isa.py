@@ -25,6 +25,8 @@ straight-line program of two kinds of instruction:
   :class:`~hw.scale_unit.ScaleUnit` (MUL, ADD, FROM_INT, RECIP, RSQRT), the normalizer's and the
   quantizer's shift and reciprocal, and small integer steps. ``STORE`` writes a register into the
   scratchpad, ``LOAD`` reads one element into a register.
+* :class:`Call` — the caller's turn: the array's product of a matrix into the scratchpad, or a
+  look at values (a trace); the program waits for it.
 
 Shift amounts and the ``b`` operand may name registers, so one program serves every token: the
 data-dependent values (a vector's peak, its normalizing shift, the codes' reciprocal) flow from a
@@ -186,6 +188,22 @@ class ScalarOp:
         return tuple(name for name in (self.a, self.b, self.exp.register) if name)
 
 
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """The program hands the scratchpad and the registers to its caller and waits: for the
+    array's product of a matrix, or for a look at the values (a trace). ``memory`` lists the
+    regions ``(address, n)`` and ``reads`` the registers the caller is given; the caller answers
+    with the elements it writes (``VectorMachine.run``'s ``serve``)."""
+    kind: str
+    args: tuple = ()
+    memory: tuple = ()
+    reads: tuple = ()
+
+    @property
+    def registers(self) -> tuple:
+        return self.reads
+
+
 class ProgramError(ValueError):
     """A program asked for a value the datapath's widths cannot hold (or a register it never set)."""
 
@@ -291,7 +309,7 @@ class VectorMachine:
             raise ValueError(f"a scratchpad needs at least one element, not {size}")
         self.memory = [0] * size
         self.registers: dict = {}
-        self.passes = self.elements = self.scalar_ops = 0
+        self.passes = self.elements = self.scalar_ops = self.calls = 0
 
     def write(self, address: int, values) -> None:
         values = [int(v) for v in np.asarray(values).ravel()]
@@ -316,10 +334,20 @@ class VectorMachine:
             raise ProgramError(f"register {name!r} read before it was set")
         return self.registers[name]
 
-    def run(self, program) -> None:
+    def run(self, program, serve=None) -> None:
+        """Each instruction in order; a :class:`Call` is answered by ``serve(call, regions,
+        registers)`` (the regions' elements as arrays, the registers by name), which returns the
+        ``(address, values)`` to write."""
         for op in program:
             if isinstance(op, VectorOp):
                 self._vector(op)
+            elif isinstance(op, Call):
+                if serve is None:
+                    raise ProgramError(f"a {op.kind} call with no caller to serve it")
+                regions = [self.read(address, n) for address, n in op.memory]
+                for address, values in serve(op, regions, {name: self._register(name) for name in op.reads}):
+                    self.write(address, values)
+                self.calls += 1
             else:
                 self._scalar(op)
 

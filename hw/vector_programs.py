@@ -13,6 +13,7 @@ program                   model.integer / model.numerics             passes (of 
 :func:`rope`              ``numerics.rope_rotate``                   4 a head (of d/2)
 :func:`dequantize_add`    ``h + apply_scale(acc, s, RES_FRAC)``      2
 :func:`embed`             ``IntegerModel.embed_token``               1
+:func:`cache_entry`       a head's codes and scale into the KV cache  1
 :func:`gated`             ``gated_activation``                       4 (relu²) or 5 (SiLU)
 :func:`attend`            ``attend``                                 3 a position, 2 of T, 1
 :func:`lm_head`           ``lm_head_logits`` and greedy ``sample``   1 a vocabulary entry, 1
@@ -30,7 +31,7 @@ from model import numerics as nx
 from model.integer import ternary_matmul
 
 from .sequencer import MATRICES, NORMS
-from .vector_isa import (Amount, BSource, Function, Pre, Reduce, Round, ScalarKind as S, ScalarOp,
+from .vector_isa import (Amount, BSource, Call, Function, Pre, Reduce, Round, ScalarKind as S, ScalarOp,
                          VectorMachine, VectorOp)
 
 ZERO, ONE, INV_ACT_MAX, EXP_ONE = "zero", "one", "inv_act_max", "exp_one"
@@ -119,6 +120,13 @@ def rope(x: int, heads: int, d: int, cos: int, sin: int, scratch: int, dst: int)
                                  negate=negate, shift=Amount(offset=nx.ROPE_FRAC),
                                  note="rope: x·cos ∓ y·sin")]
     return program
+
+
+def cache_entry(codes: int, d: int, scale: str, dst: int, mant: int, exp: int) -> list:
+    """A head's codes[d] into the KV cache at dst, its scale's mantissa and exponent at mant and exp."""
+    return [VectorOp(d, codes, dst, Function.ADD, note="cache: the head's codes"),
+            ScalarOp(S.MANT, f"{scale}_mant", scale), ScalarOp(S.STORE, a=f"{scale}_mant", address=mant),
+            ScalarOp(S.EXP, f"{scale}_exp", scale), ScalarOp(S.STORE, a=f"{scale}_exp", address=exp)]
 
 
 def dequantize_add(acc: int, n: int, scale: str, h: int, scratch: int) -> list:
@@ -283,12 +291,14 @@ class Layout:
 class ProgramModel:
     """An ``IntegerModel`` whose every step but the ternary matmul runs as vector-unit programs.
 
-    The weights' ternary products (the array's work) are computed with ``ternary_matmul`` and
-    written where the programs read them; everything else — embedding, norms and their codes,
-    RoPE, per-head codes, attention over the KV cache, the gated activation, the residual adds,
-    the LM head and greedy sampling — is :class:`~hw.vector_isa.VectorMachine` instructions on one
-    scratchpad. ``step`` returns what ``IntegerModel.step`` does, so the programs can be checked
-    against the contract a whole token at a time.
+    :meth:`token_program` is one token's instructions: embedding, norms and their codes, RoPE,
+    per-head codes and the KV cache's new entries, attention over the cache, the gated activation,
+    the residual adds, the LM head and greedy sampling, on one scratchpad (the model's tables,
+    gains, RoPE tables and KV cache in it). The weights' ternary products (the array's work) are
+    :class:`~hw.vector_isa.Call` instructions that :meth:`serve` answers with ``ternary_matmul``, as are the
+    trace points. ``step`` returns what ``IntegerModel.step`` does, so the programs can be checked
+    against the contract a whole token at a time, on :class:`~hw.vector_isa.VectorMachine` here and
+    on the gateware (``tests/hw/test_vector_core.py``).
     """
 
     def __init__(self, model):
@@ -300,8 +310,8 @@ class ProgramModel:
         lay = self.layout = Layout()
         for name, n in (("h", hidden), ("acc", widest), ("acc2", widest), ("x", widest), ("u", widest),
                         ("scratch", widest), ("gated", widest), ("rotated", heads * d), ("q", heads * d),
-                        ("out", heads * d),
-                        ("z", positions), ("p", positions), ("cos", d // 2), ("sin", d // 2),
+                        ("out", heads * d), ("z", positions), ("p", positions),
+                        ("cos", positions * (d // 2)), ("sin", positions * (d // 2)),
                         ("logits", cfg.vocab_size), ("embed", cfg.vocab_size * hidden),
                         ("lm_table", cfg.vocab_size * hidden), ("lm_rows", cfg.vocab_size)):
             lay.add(name, n)
@@ -316,13 +326,13 @@ class ProgramModel:
                     lay.add(f"{part}_mant.{i}.{g}", positions)
                     lay.add(f"{part}_exp.{i}.{g}", positions)
         self.gains["norm"] = (lay.add("gain.norm", hidden), model.norm)
-        self.machine = machine = VectorMachine(lay.size)
-        machine.write(lay["embed"], model.embed.codes)
-        machine.write(lay["lm_table"], model.lm_head.codes)
-        machine.write(lay["lm_rows"], model.lm_head.rows)
+        self.memory = {lay["embed"]: model.embed.codes, lay["lm_table"]: model.lm_head.codes,
+                       lay["lm_rows"]: model.lm_head.rows, lay["cos"]: model.rope_cos, lay["sin"]: model.rope_sin}
         for address, gain in self.gains.values():
-            machine.write(address, gain.values)
-        self.machine.run(constants())
+            self.memory[address] = gain.values
+        constant = VectorMachine(1)
+        constant.run(constants())
+        self.registers = dict(constant.registers)       # what a run starts from: constants and scales
         for name, scale in (("eps", model.eps), ("score_coef", model.score_coef), ("res_unit", nx.RES_UNIT)):
             self._set_scale(name, scale)
         for i, layer in enumerate(model.layers):
@@ -330,84 +340,125 @@ class ProgramModel:
                 self._set_scale(f"gamma.{i}.{matrix}", getattr(layer, matrix).gamma)
         for key, (_, gain) in self.gains.items():
             self._set_scale(f"inv_len.{key}", gain.inv_len)
+        self.machine = machine = VectorMachine(lay.size)
+        for address, values in self.memory.items():
+            machine.write(address, values)
+        machine.registers = dict(self.registers)
+        self._trace = None
 
     def _set_scale(self, name: str, scale) -> None:
-        self.machine.registers[name] = (int(scale[0]), int(scale[1]))
+        self.registers[name] = (int(scale[0]), int(scale[1]))
 
-    def _norm(self, key, x: int, n: int, x_scale: str, dst: int, result: str) -> None:
+    def _norm(self, key, x: int, n: int, x_scale: str, dst: int, result: str) -> list:
         address, gain = self.gains[key]
-        self.machine.run(rms_quantize(x, n, x_scale, address, gain.exp, f"inv_len.{key}", "eps",
-                               self.layout["u"], dst, result))
+        return rms_quantize(x, n, x_scale, address, gain.exp, f"inv_len.{key}", "eps", self.layout["u"], dst, result)
 
-    def _linear(self, layer: int, matrix: str, n: int, dst: str, scale: str) -> None:
-        """The array's product of the codes in x, into region ``dst``; its scale D·γ into ``scale``."""
-        codes = getattr(self.model.layers[layer], matrix).codes
-        product = ternary_matmul(codes, self.machine.read(self.layout["x"], n))    # the array's work
-        self.machine.write(self.layout[dst], product)
-        self.machine.run([ScalarOp(S.MUL, scale, "norm_scale", f"gamma.{layer}.{matrix}")])
+    def _linear(self, layer: int, matrix: str, n: int, dst: str, scale: str) -> list:
+        """The array's product of the codes in x into region ``dst`` (a call); its scale D·γ into ``scale``."""
+        lay = self.layout
+        return [Call("matmul", (layer, matrix, lay[dst]), memory=((lay["x"], n),)),
+                ScalarOp(S.MUL, scale, "norm_scale", f"gamma.{layer}.{matrix}")]
+
+    def _trace_point(self, layer: int, step: str, **fields) -> Call:
+        """A trace call: each field a region (address, n), a register name (a scale) or a tuple of
+        them (scales, as IntegerModel's trace gives them: mantissas and exponents)."""
+        memory = tuple(v for v in fields.values() if isinstance(v, tuple) and isinstance(v[0], int))
+        reads = tuple(name for v in fields.values() if not (isinstance(v, tuple) and isinstance(v[0], int))
+                      for name in ((v,) if isinstance(v, str) else v))
+        kinds = tuple((name, "memory" if isinstance(v, tuple) and isinstance(v[0], int) else
+                       "scale" if isinstance(v, str) else len(v)) for name, v in fields.items())
+        return Call("trace", (layer, step, kinds), memory=memory, reads=reads)
+
+    def serve(self, call: Call, regions: list, registers: dict) -> list:
+        """A call's answer: the array's product (the elements to write), or a trace (none)."""
+        if call.kind == "matmul":
+            layer, matrix, dst = call.args
+            return [(dst, ternary_matmul(getattr(self.model.layers[layer], matrix).codes, regions[0]))]
+        layer, step, kinds = call.args
+        regions, names, values = iter(regions), iter(call.reads), {}
+        for name, kind in kinds:
+            if kind == "memory":
+                values[name] = next(regions)
+            elif kind == "scale":
+                values[name] = registers[next(names)]
+            else:
+                scales = [registers[next(names)] for _ in range(kind)]
+                values[name] = (np.array([s[0] for s in scales]), np.array([s[1] for s in scales]))
+        if self._trace:
+            self._trace(layer, step, **values)
+        return []
+
+    def token_program(self, token: int, position: int) -> list:
+        """One token's instructions at ``position`` (the KV cache holds the positions before it);
+        its logits end in region ``logits``, their scale's D in register ``norm_scale``."""
+        cfg, lay, trace = self.config, self.layout, self._trace_point
+        d, heads, kv = cfg.dim_per_head, cfg.num_attention_heads, cfg.num_key_value_heads
+        hidden, inter, group, half = cfg.hidden_size, cfg.intermediate_size, heads // kv, d // 2
+        row = int(self.model.embed.rows[token])
+        program = embed(lay["embed"] + token * hidden, hidden, row, self.model.embed.exp, lay["h"])
+        program.append(trace(0, "embed", h=(lay["h"], hidden)))
+        for i in range(len(self.model.layers)):
+            program += self._norm((i, "input_layernorm"), lay["h"], hidden, "res_unit", lay["x"], "norm_scale")
+            program.append(trace(i, "input_layernorm", codes=(lay["x"], hidden), scale="norm_scale"))
+            for matrix, count in (("q_proj", heads), ("k_proj", kv), ("v_proj", kv)):
+                program += self._linear(i, matrix, hidden, "acc", "acc_scale")
+                source = lay["acc"]
+                if matrix != "v_proj":
+                    program += rope(source, count, d, lay["cos"] + position * half, lay["sin"] + position * half,
+                                    lay["scratch"], lay["rotated"])
+                    source = lay["rotated"]
+                target = lay["q"] if matrix == "q_proj" else lay["scratch"]
+                program += quantize_heads(source, count, d, "acc_scale", target, f"{matrix}_scale")
+                scales = tuple(f"{matrix}_scale{h}" for h in range(count))
+                program.append(trace(i, matrix, head_codes=(target, count * d), head_scales=scales))
+                if matrix != "q_proj":
+                    for g in range(kv):
+                        program += cache_entry(target + g * d, d, scales[g], lay[f"{matrix[0]}.{i}.{g}"] + position * d,
+                                               lay[f"{matrix[0]}_mant.{i}.{g}"] + position,
+                                               lay[f"{matrix[0]}_exp.{i}.{g}"] + position)
+            for h in range(heads):
+                g = h // group
+                program += attend(lay["q"] + h * d, d, f"q_proj_scale{h}", lay[f"k.{i}.{g}"],
+                                  lay[f"k_mant.{i}.{g}"], lay[f"k_exp.{i}.{g}"], lay[f"v.{i}.{g}"],
+                                  lay[f"v_mant.{i}.{g}"], lay[f"v_exp.{i}.{g}"], position + 1, "score_coef",
+                                  lay["z"], lay["p"], lay["out"] + h * d)
+            program += self._norm((i, "attn_sub_norm"), lay["out"], heads * d, "res_unit", lay["x"], "norm_scale")
+            program.append(trace(i, "attn_sub_norm", input=(lay["out"], heads * d), codes=(lay["x"], hidden),
+                                 scale="norm_scale"))
+            program += self._linear(i, "o_proj", heads * d, "acc", "acc_scale")
+            program += dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"])
+            program.append(trace(i, "o_proj", h=(lay["h"], hidden)))
+            program += self._norm((i, "post_attention_layernorm"), lay["h"], hidden, "res_unit", lay["x"],
+                                  "norm_scale")
+            program.append(trace(i, "post_attention_layernorm", codes=(lay["x"], hidden), scale="norm_scale"))
+            program += self._linear(i, "gate_proj", hidden, "acc", "gate_scale")
+            program += self._linear(i, "up_proj", hidden, "acc2", "up_scale")
+            program += gated(lay["acc"], lay["acc2"], inter, "gate_scale", "up_scale", cfg.hidden_act,
+                             lay["scratch"], lay["gated"], "hidden_scale")
+            program += self._norm((i, "ffn_sub_norm"), lay["gated"], inter, "hidden_scale", lay["x"], "norm_scale")
+            program.append(trace(i, "ffn_sub_norm", input=(lay["gated"], inter), codes=(lay["x"], inter),
+                                 scale="norm_scale"))
+            program += self._linear(i, "down_proj", inter, "acc", "acc_scale")
+            program += dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"])
+            program.append(trace(i, "down_proj", h=(lay["h"], hidden)))
+        program += self._norm("norm", lay["h"], hidden, "res_unit", lay["x"], "norm_scale")
+        program += lm_head(lay["lm_table"], lay["lm_rows"], cfg.vocab_size, hidden, lay["x"], lay["logits"], "token")
+        program.append(trace(0, "norm", codes=(lay["x"], hidden), scale="norm_scale",
+                             logits=(lay["logits"], cfg.vocab_size)))
+        return program
+
+    def logit_scale(self, norm_scale) -> tuple[int, int]:
+        """The logits' scale from the final norm's D (register ``norm_scale`` after a token)."""
+        scale = nx.scale_mul(norm_scale, nx.scale_from_int(1, self.model.lm_head.exp))
+        return int(scale[0]), int(scale[1])
 
     def step(self, token: int, position: int, trace=None):
         """``IntegerModel.step`` at ``position`` (the KV cache holds the positions before it):
         integer logits and the logit scale; ``trace`` as there, for the steps it names."""
-        trace = trace or (lambda layer, step, **values: None)
-        cfg, lay, m = self.config, self.layout, self.machine
-        d, heads, kv = cfg.dim_per_head, cfg.num_attention_heads, cfg.num_key_value_heads
-        hidden, inter, group = cfg.hidden_size, cfg.intermediate_size, heads // kv
-        row = int(self.model.embed.rows[token])
-        self.machine.run(embed(lay["embed"] + token * hidden, hidden, row, self.model.embed.exp, lay["h"]))
-        trace(0, "embed", h=m.read(lay["h"], hidden))
-        m.write(lay["cos"], self.model.rope_cos[position])
-        m.write(lay["sin"], self.model.rope_sin[position])
-        for i in range(len(self.model.layers)):
-            self._norm((i, "input_layernorm"), lay["h"], hidden, "res_unit", lay["x"], "norm_scale")
-            trace(i, "input_layernorm", codes=m.read(lay["x"], hidden), scale=m.registers["norm_scale"])
-            for matrix, count in (("q_proj", heads), ("k_proj", kv), ("v_proj", kv)):
-                self._linear(i, matrix, hidden, "acc", "acc_scale")
-                source = lay["acc"]
-                if matrix != "v_proj":
-                    self.machine.run(rope(source, count, d, lay["cos"], lay["sin"], lay["scratch"],
-                                          lay["rotated"]))
-                    source = lay["rotated"]
-                target = lay["q"] if matrix == "q_proj" else lay["scratch"]
-                self.machine.run(quantize_heads(source, count, d, "acc_scale", target, f"{matrix}_scale"))
-                scales = [m.registers[f"{matrix}_scale{h}"] for h in range(count)]
-                trace(i, matrix, head_codes=m.read(target, count * d),
-                      head_scales=(np.array([s[0] for s in scales]), np.array([s[1] for s in scales])))
-                if matrix != "q_proj":
-                    part = matrix[0]
-                    for g in range(kv):
-                        m.write(lay[f"{part}.{i}.{g}"] + position * d, m.read(target + g * d, d))
-                        m.write(lay[f"{part}_mant.{i}.{g}"] + position, [scales[g][0]])
-                        m.write(lay[f"{part}_exp.{i}.{g}"] + position, [scales[g][1]])
-            for h in range(heads):
-                g = h // group
-                self.machine.run(attend(lay["q"] + h * d, d, f"q_proj_scale{h}", lay[f"k.{i}.{g}"],
-                                 lay[f"k_mant.{i}.{g}"], lay[f"k_exp.{i}.{g}"], lay[f"v.{i}.{g}"],
-                                 lay[f"v_mant.{i}.{g}"], lay[f"v_exp.{i}.{g}"], position + 1, "score_coef",
-                                 lay["z"], lay["p"], lay["out"] + h * d))
-            self._norm((i, "attn_sub_norm"), lay["out"], heads * d, "res_unit", lay["x"], "norm_scale")
-            trace(i, "attn_sub_norm", input=m.read(lay["out"], heads * d), codes=m.read(lay["x"], hidden),
-                  scale=m.registers["norm_scale"])
-            self._linear(i, "o_proj", heads * d, "acc", "acc_scale")
-            self.machine.run(dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"]))
-            trace(i, "o_proj", h=m.read(lay["h"], hidden))
-            self._norm((i, "post_attention_layernorm"), lay["h"], hidden, "res_unit", lay["x"], "norm_scale")
-            trace(i, "post_attention_layernorm", codes=m.read(lay["x"], hidden),
-                  scale=m.registers["norm_scale"])
-            self._linear(i, "gate_proj", hidden, "acc", "gate_scale")
-            self._linear(i, "up_proj", hidden, "acc2", "up_scale")
-            self.machine.run(gated(lay["acc"], lay["acc2"], inter, "gate_scale", "up_scale", cfg.hidden_act,
-                            lay["scratch"], lay["gated"], "hidden_scale"))
-            self._norm((i, "ffn_sub_norm"), lay["gated"], inter, "hidden_scale", lay["x"], "norm_scale")
-            trace(i, "ffn_sub_norm", input=m.read(lay["gated"], inter), codes=m.read(lay["x"], inter),
-                  scale=m.registers["norm_scale"])
-            self._linear(i, "down_proj", inter, "acc", "acc_scale")
-            self.machine.run(dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"]))
-            trace(i, "down_proj", h=m.read(lay["h"], hidden))
-        self._norm("norm", lay["h"], hidden, "res_unit", lay["x"], "norm_scale")
-        self.machine.run(lm_head(lay["lm_table"], lay["lm_rows"], cfg.vocab_size, hidden, lay["x"],
-                                 lay["logits"], "token"))
-        logits = m.read(lay["logits"], cfg.vocab_size)
-        trace(0, "norm", codes=m.read(lay["x"], hidden), scale=m.registers["norm_scale"], logits=logits)
-        scale = nx.scale_mul(m.registers["norm_scale"], nx.scale_from_int(1, self.model.lm_head.exp))
-        return logits, (int(scale[0]), int(scale[1]))
+        self._trace = trace
+        try:
+            self.machine.run(self.token_program(token, position), self.serve)
+        finally:
+            self._trace = None
+        m = self.machine
+        return m.read(self.layout["logits"], self.config.vocab_size), self.logit_scale(m.registers["norm_scale"])

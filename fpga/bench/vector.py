@@ -68,7 +68,7 @@ def overlapped_cycles(ops: list, lanes: int) -> int:
 def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
     """Per step (a pass's note up to its colon): passes and cycles a token at each lane count, and
     the scalar operations' cycles; means over the first ``positions`` of the prompt."""
-    from hw.vector_isa import VectorOp
+    from hw.vector_isa import Call, VectorOp
     from hw.vector_programs import ProgramModel
     from hw.vector_unit import VectorUnit
     from model.integer import IntegerModel
@@ -81,9 +81,10 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
     passes, cycles, scalar = collections.Counter(), collections.Counter(), collections.Counter()
     run, ops = programs.machine.run, []
 
-    def counted(program):
-        ops.extend(program)
-        for op in program:
+    def counted(program, serve=None):
+        counted_ops = [op for op in program if not isinstance(op, Call)]    # not the array's work, traces
+        ops.extend(counted_ops)
+        for op in counted_ops:
             if isinstance(op, VectorOp):
                 step = (op.note or "other").split(":")[0]
                 passes[step] += 1
@@ -91,7 +92,7 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
                     cycles[step, lanes] += VectorUnit.cycles_of(lanes, op.n, op.a % lanes)
             else:
                 scalar[op.kind.name] += 1
-        run(program)
+        run(program, serve)
 
     programs.machine.run = counted
     for position, token in enumerate(tokens):

@@ -8,24 +8,48 @@ import pytest
 from amaranth.sim import Simulator
 
 from hw.vector_core import Program, VectorCore
+from hw.vector_programs import ProgramModel
 from hw.vector_isa import Amount, BSource, Function, ProgramError, ScalarKind as S, ScalarOp, VectorMachine, VectorOp
+from model import paths
+from model.integer import IntegerModel
 from tests.hw.test_vector_unit import PROGRAM_CASES
 
 DEPTH, REGISTERS = 512, 64
 
 
-def run_core(core: VectorCore, memory: dict, registers: dict, limit: int = 200_000) -> dict:
-    """Load ``memory`` and ``registers``, run the core's program, read everything back:
-    {"memory", "registers" (name: value or (mant, exp)), "error", "pc", "cycles"}."""
+async def write_memory(ctx, core: VectorCore, address: int, values) -> None:
+    for offset, value in enumerate(np.asarray(values).ravel()):
+        ctx.set(core.access, {"addr": address + offset, "data": int(value), "write": 1})
+        await ctx.tick()
+    ctx.set(core.access.write, 0)
+
+
+async def read_memory(ctx, core: VectorCore, address: int, n: int) -> np.ndarray:
+    values = []
+    for offset in range(n):
+        ctx.set(core.access.addr, address + offset)
+        await ctx.tick()
+        values.append(ctx.get(core.access_data))
+    return np.array(values, dtype=np.int64)
+
+
+async def read_register(ctx, core: VectorCore, number: int) -> tuple[int, int]:
+    ctx.set(core.register.addr, number)
+    await ctx.tick()
+    return ctx.get(core.register_data.value), ctx.get(core.register_data.exp)
+
+
+def run_core(core: VectorCore, memory: dict, registers: dict, serve=None, limit: int = 200_000,
+             read_back: bool = True) -> dict:
+    """Load ``memory`` and ``registers``, run the core's program (its calls answered by ``serve``, as
+    VectorMachine.run's), and read everything back: {"memory", "registers" (name: (value, exp)),
+    "error", "pc", "done", "cycles" (the core's own, calls not counted)}."""
     program = core.program
     result = {}
 
     async def testbench(ctx):
         for address, values in memory.items():
-            for offset, value in enumerate(np.asarray(values).ravel()):
-                ctx.set(core.access, {"addr": address + offset, "data": int(value), "write": 1})
-                await ctx.tick()
-        ctx.set(core.access.write, 0)
+            await write_memory(ctx, core, address, values)
         for name, value in registers.items():
             data = {"value": value[0], "exp": value[1]} if isinstance(value, tuple) else {"value": value, "exp": 0}
             ctx.set(core.register, {"addr": program.number[name], "data": data, "write": 1})
@@ -36,20 +60,31 @@ def run_core(core: VectorCore, memory: dict, registers: dict, limit: int = 200_0
         ctx.set(core.start, 0)
         cycles = 1
         while ctx.get(core.busy):
+            if ctx.get(core.call.valid):
+                call = program.calls[ctx.get(core.call.payload)]
+                ctx.set(core.call.ready, 1)
+                await ctx.tick()
+                ctx.set(core.call.ready, 0)
+                regions = [await read_memory(ctx, core, address, n) for address, n in call.memory]
+                values = {}
+                for name in call.reads:
+                    value, exp = await read_register(ctx, core, program.number[name])
+                    values[name] = (value, exp)
+                for address, data in serve(call, regions, values):
+                    await write_memory(ctx, core, address, data)
+                ctx.set(core.resume, 1)
+                await ctx.tick()
+                ctx.set(core.resume, 0)
+                cycles += 2
+                continue
             await ctx.tick()
             cycles += 1
             assert cycles < limit, "the core did not finish"
         result.update(error=ctx.get(core.error), pc=ctx.get(core.pc), cycles=cycles, done=ctx.get(core.done))
-        result["memory"] = []
-        for address in range(program.depth):
-            ctx.set(core.access.addr, address)
-            await ctx.tick()
-            result["memory"].append(ctx.get(core.access_data))
-        result["registers"] = {}
-        for name, number in program.number.items():
-            ctx.set(core.register.addr, number)
-            await ctx.tick()
-            result["registers"][name] = (ctx.get(core.register_data.value), ctx.get(core.register_data.exp))
+        if read_back:
+            result["memory"] = (await read_memory(ctx, core, 0, program.depth)).tolist()
+            result["registers"] = {name: await read_register(ctx, core, number)
+                                   for name, number in program.number.items()}
 
     sim = Simulator(core)
     sim.add_clock(1e-6)
@@ -115,3 +150,30 @@ def test_errors_stop_the_run():
 def test_register_count_is_checked():
     with pytest.raises(ValueError, match="names 3 registers; a core of 2 holds it with registers=3 or more"):
         Program([ScalarOp(S.MAX, "a", "b", "c")], registers=2, depth=16)
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_whole_tokens_of_the_small_model(lanes):
+    """Three tokens of the shipped small model as one run of the core (the array's products served
+    by the testbench): every traced step, the logits and their scale == IntegerModel.step."""
+    model = IntegerModel.from_checkpoint(paths.MODELS / "small")
+    programs, cache = ProgramModel(model), model.new_cache()
+    tokens = [18, 43, 1][:3 if lanes == 1 else 2]
+    want, got = [], []
+    for token in tokens:
+        model.step(token, cache, lambda layer, step, **values: want.append((layer, step, values)))
+    program = [op for position, token in enumerate(tokens) for op in programs.token_program(token, position)]
+    depth = -(-programs.layout.size // lanes) * lanes
+    core = VectorCore(Program(program, registers=256, depth=depth, names=programs.registers), lanes=lanes)
+    programs._trace = lambda layer, step, **values: got.append((layer, step, values))
+    result = run_core(core, programs.memory, programs.registers, programs.serve, limit=2_000_000, read_back=False)
+    assert result["done"] and not result["error"]
+    assert [(layer, step) for layer, step, _ in got] == [(layer, step) for layer, step, _ in want]
+    for (layer, step, values), (_, _, expected) in zip(got, want):
+        for name, value in expected.items():
+            have = values[name]
+            if isinstance(value, tuple):
+                assert [np.asarray(v).tolist() for v in have] == [np.asarray(v).tolist() for v in value], (layer, step)
+            else:
+                assert np.array_equal(have, value), (layer, step, name)
+    print(f"{len(tokens)} tokens, {result['cycles']:,} cycles at {lanes} lanes (calls not counted)")
