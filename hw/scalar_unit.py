@@ -12,16 +12,17 @@ written. The operations, and their cycles from taken to answered (:meth:`ScalarU
 ==========================================  =============================================  ===========
 kind                                        how                                            cycles
 ==========================================  =============================================  ===========
-MUL, ADD, FROM_INT, RECIP, RSQRT            the :class:`~hw.scale_unit.ScaleUnit`           4 + its own
-INT, ADD_INT, MAX, IS_ZERO, SELECT, MANT,   one ALU stage                                  4
+MUL, ADD, FROM_INT, RECIP, RSQRT            the :class:`~hw.scale_unit.ScaleUnit`           6 + its own
+INT, ADD_INT, MAX, IS_ZERO, SELECT, MANT,   one ALU stage                                  5
 EXP, SCALE, SHR, NORM_SHIFT, CODE_SHIFT
-MUL_INT                                     a registered 36 × 18 product                   5
-CODE_RECIP                                  ``ceil(2^33 / m_n)``, a quotient bit a cycle   5 + 18
-LOAD, STORE                                 the scratchpad's access port                   5, 4
+MUL_INT                                     a registered 36 × 18 product                   6
+CODE_RECIP                                  ``ceil(2^33 / m_n)``, a quotient bit a cycle   6 + 18
+LOAD, STORE                                 the scratchpad's access port                   6, 5
 ==========================================  =============================================  ===========
 
 Every operation reads its operands from the register file (three read ports: a, b and the amount's
-register) in the cycle it is taken, registers them, computes, writes its result and is answered.
+register) in the cycle it is taken, registers them, prepares them (the amount, ``|a|``, the
+shifts: a carry chain at most), computes, writes its result and is answered.
 ``read`` and ``write`` give the sequencer the register file while the unit is idle (its passes'
 shift amounts and operands; their reductions' results); ``read_data`` is the register at the
 address of the cycle before. ``access`` / ``access_data`` go to the vector unit's port of the
@@ -78,7 +79,7 @@ class ScalarUnit(wiring.Component):
         The scratchpad's elements (the vector unit's ``depth``).
     """
 
-    OPERANDS = 1          # the taken operation's registers read
+    OPERANDS = 2          # the taken operation's registers read, then prepared
     ANSWER = 3            # registered operands, the result computed, written and answered
 
     def __init__(self, *, registers: int, depth: int):
@@ -130,28 +131,32 @@ class ScalarUnit(wiring.Component):
                      port_b.addr.eq(fields.b), port_e.addr.eq(fields.exp_register),
                      self.read_data.eq(port_a.data)]
 
-        # -- the operands, registered: a, b and the amount offset + sign · register ---------------
+        # -- the operands: registered as read, then prepared (a stage each: one carry chain at most)
         a, b, selector = Signal(reg), Signal(reg), Signal(reg)
-        amount = Signal(signed(REGISTER_BITS + 3))
-        e = port_e.data.value
-        scaled = Mux(op.exp_sign[-1], -e, e)
-        scaled = Mux((op.exp_sign == 2) | (op.exp_sign == -2), scaled << 1, scaled)
         load_operands = Signal()
         with m.If(load_operands):
-            m.d.sync += [a.eq(port_a.data), b.eq(port_b.data), selector.eq(port_e.data),
-                         amount.eq(op.exp_offset + Mux(op.exp_sign == 0, 0, scaled))]
+            m.d.sync += [a.eq(port_a.data), b.eq(port_b.data), selector.eq(port_e.data)]
+        amount = Signal(signed(REGISTER_BITS + 3))          # offset + sign · register
+        magnitude = Signal(REGISTER_BITS)                   # |a|
+        right = Signal(range(SHIFT_LIMIT + 1))              # SHR's shift: b clamped to [0, 62]
+        left = Signal(range(LEFT_LIMIT + 1))                # CODE_RECIP's left shift, -b
+        code_bitlen = Signal(signed(REGISTER_BITS + 1))     # CODE_RECIP's bitlen(a) must be b + 17
+        e = selector.value
+        scaled = Mux(op.exp_sign[-1], -e, e)
+        scaled = Mux((op.exp_sign == 2) | (op.exp_sign == -2), scaled << 1, scaled)
+        prepare = Signal()
+        with m.If(prepare):
+            m.d.sync += [amount.eq(op.exp_offset + Mux(op.exp_sign == 0, 0, scaled)),
+                         magnitude.eq(Mux(a.value[-1], -a.value, a.value)),
+                         right.eq(Mux(b.value[-1], 0, Mux(b.value > SHIFT_LIMIT, SHIFT_LIMIT, b.value))),
+                         left.eq(Mux(b.value[-1] & (b.value >= -LEFT_LIMIT), -b.value, 0)),
+                         code_bitlen.eq(b.value + nx.NORM_MAX_BITLEN)]
 
-        # -- the ALU: one stage from the registered operands ---------------------------------------
+        # -- the ALU: one stage from the prepared operands ------------------------------------------
         result, error = Signal(reg), Signal()
         value = Signal(signed(REGISTER_BITS + 4))          # an integer result before its width check
-        magnitude = Signal(REGISTER_BITS)
-        m.d.comb += magnitude.eq(Mux(a.value[-1], -a.value, a.value))
         bitlen = bit_length(m, magnitude, "bitlen")
-        # SHR's and CODE_RECIP's shifter: a >> b (b clamped to [0, 62]), or a << -b for CODE_RECIP
-        right = Signal(range(SHIFT_LIMIT + 1))
-        m.d.comb += right.eq(Mux(b.value[-1], 0, Mux(b.value > SHIFT_LIMIT, SHIFT_LIMIT, b.value)))
-        left = Signal(range(LEFT_LIMIT + 1))
-        m.d.comb += left.eq(Mux(b.value[-1] & (b.value >= -LEFT_LIMIT), -b.value, 0))
+        # SHR's and CODE_RECIP's shifter: a >> b, or a << -b for CODE_RECIP
         shifted = Signal(signed(REGISTER_BITS + LEFT_LIMIT))
         m.d.comb += shifted.eq(Mux(b.value[-1], a.value << left, a.value >> right))
         is_scale = Signal()          # a scale result: (value, exp) checked as a scale
@@ -239,6 +244,9 @@ class ScalarUnit(wiring.Component):
                     m.next = "OPERANDS"
             with m.State("OPERANDS"):
                 m.d.comb += [self.busy.eq(1), load_operands.eq(1)]
+                m.next = "PREPARE"
+            with m.State("PREPARE"):
+                m.d.comb += [self.busy.eq(1), prepare.eq(1)]
                 m.next = "EXECUTE"
             with m.State("EXECUTE"):
                 m.d.comb += self.busy.eq(1)
@@ -256,9 +264,7 @@ class ScalarUnit(wiring.Component):
                     with m.Case(ScalarKind.CODE_RECIP):
                         m.d.sync += [peak.eq(shifted), quotient.eq(0), step.eq(QUOTIENT_BITS),
                                      remainder.eq((1 << (nx.RECIP_SHIFT - QUOTIENT_BITS)) - 1),
-                                     error.eq(a.value[-1] | (a.value != 0)
-                                              & ((bitlen - b.value != nx.NORM_MAX_BITLEN)
-                                                 | (b.value < -LEFT_LIMIT)))]
+                                     error.eq(a.value[-1] | (a.value != 0) & (code_bitlen != bitlen))]
                         m.next = "DIVIDE"
                     with m.Case(ScalarKind.LOAD):
                         m.d.comb += self.access.addr.eq(op.address)
