@@ -19,6 +19,7 @@ FAMILIES = {"ecp5-85f": "ulx3s", "ice40-up5k": "small"}      # part: the shipped
 PNR_TIMEOUT = 300      # seconds of place and route per block and part
 LANES = 4              # vector lanes of the RMSNorm quantizer and the LM head here (the engine may use simd)
 VECTOR_DEPTH = 4096    # the shared vector unit's scratchpad: the ulx3s model's working vectors (3,746)
+VECTOR_REGISTERS = 256  # its scalar registers: a whole token's program names 141 (the small model)
 
 
 def blocks(model: str) -> list[tuple[str, str, object]]:
@@ -31,6 +32,9 @@ def blocks(model: str) -> list[tuple[str, str, object]]:
     from hw.sampler import Sampler
     from hw.scale_unit import ScaleUnit
     from hw.token_table import TokenTable, logit_width
+    from hw import vector_programs
+    from hw.scalar_unit import ScalarUnit
+    from hw.vector_core import Program, VectorCore
     from hw.vector_lane import VectorLane
     from hw.vector_unit import VectorUnit
     from model import load_weights
@@ -63,6 +67,13 @@ def blocks(model: str) -> list[tuple[str, str, object]]:
          functools.partial(VectorLane, exp2=False, sigmoid=False)),
         ("VectorUnit (issue 18)", f"{simd} lanes, {VECTOR_DEPTH} elements, EXP2 table",
          functools.partial(VectorUnit, lanes=simd, depth=VECTOR_DEPTH)),
+        ("ScalarUnit (issue 18)", f"{VECTOR_REGISTERS} registers", functools.partial(
+            ScalarUnit, registers=VECTOR_REGISTERS, depth=VECTOR_DEPTH)),
+        ("VectorCore (issue 18)", f"1 lane, {VECTOR_DEPTH} elements, {VECTOR_REGISTERS} registers, a norm's "
+         f"program ({ffn} long)", functools.partial(VectorCore, Program(
+             vector_programs.constants() + vector_programs.rms_quantize(0, ffn, "x_scale", ffn, 0, "inv_len", "eps",
+                                                                        2 * ffn, 3 * ffn, "scale"),
+             registers=VECTOR_REGISTERS, depth=VECTOR_DEPTH), lanes=1)),
     ]
 
 

@@ -4,9 +4,10 @@ The shipped models run the benchmark prompt and its greedy continuation, the fir
 vector-unit programs
 (``hw.vector_programs.ProgramModel``, bit for bit the integer model: ``--check`` compares every
 position's logits); each pass is counted at :meth:`hw.vector_unit.VectorUnit.cycles` (the unit as
-built: one pass at a time), each scale operation at :class:`hw.scale_unit.ScaleUnit`'s cycles
-plus its command's two (``ScaleProgram``), each other scalar operation at one cycle. The ternary
-matmuls (the array's work) are not counted. Writes its section of docs/benchmarks.md.
+built: one pass at a time), each scalar operation at :meth:`hw.scalar_unit.ScalarUnit.cycles_of`,
+and the whole program at :meth:`hw.vector_core.VectorCore.cycles_of` (the core as built: one
+instruction at a time, fetched and its operands read). The ternary matmuls (the array's work) are
+not counted. Writes its section of docs/benchmarks.md.
 """
 
 import collections
@@ -23,18 +24,11 @@ LANES = (1, 4, 8)
 POSITIONS = 8          # the prompt's first positions (attention's cost grows with the position)
 
 
-def scalar_cycles(kind: str) -> int:
-    from hw.scale_unit import ScaleOp, ScaleProgram
-
-    if kind in ScaleOp.__members__:
-        return ScaleProgram.cycles([(None, ScaleOp[kind], None, None, None)])
-    return 1
-
-
 def overlapped_cycles(ops: list, lanes: int) -> int:
     """The same instructions on a timeline where a pass starts as soon as the unit's rows are
     free and its registers and elements are ready, and scalar operations run beside the passes in
     order: what a unit that overlaps independent passes would take (a schedule, not a built unit)."""
+    from hw.scalar_unit import ScalarUnit
     from hw.vector_isa import BSource, ScalarKind, VectorOp
     from hw.vector_unit import VectorUnit
     rows_free = scalar_free = 0
@@ -57,7 +51,7 @@ def overlapped_cycles(ops: list, lanes: int) -> int:
         else:
             start = max([scalar_free] + [ready.get(r, 0) for r in op.registers]
                         + ([elements_ready(op.address, 1)] if op.kind is ScalarKind.LOAD else []))
-            scalar_free = start + scalar_cycles(op.kind.name)
+            scalar_free = start + ScalarUnit.cycles_of(op.kind)
             if op.result:
                 ready[op.result] = scalar_free
             if op.kind is ScalarKind.STORE:
@@ -68,6 +62,8 @@ def overlapped_cycles(ops: list, lanes: int) -> int:
 def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
     """Per step (a pass's note up to its colon): passes and cycles a token at each lane count, and
     the scalar operations' cycles; means over the first ``positions`` of the prompt."""
+    from hw.scalar_unit import ScalarUnit
+    from hw.vector_core import VectorCore
     from hw.vector_isa import Call, VectorOp
     from hw.vector_programs import ProgramModel
     from hw.vector_unit import VectorUnit
@@ -79,19 +75,22 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
     tokens = (tokens + model.generate(tokens, max(1, positions - len(tokens))))[:positions]
     programs, cache = ProgramModel(model), model.new_cache()
     passes, cycles, scalar = collections.Counter(), collections.Counter(), collections.Counter()
+    core = collections.Counter()        # lanes: cycles on the VectorCore as built
     run, ops = programs.machine.run, []
 
     def counted(program, serve=None):
         counted_ops = [op for op in program if not isinstance(op, Call)]    # not the array's work, traces
         ops.extend(counted_ops)
         for op in counted_ops:
+            for lanes in lanes_list:
+                core[lanes] += VectorCore.cycles_of(op, lanes)
             if isinstance(op, VectorOp):
                 step = (op.note or "other").split(":")[0]
                 passes[step] += 1
                 for lanes in lanes_list:
                     cycles[step, lanes] += VectorUnit.cycles_of(lanes, op.n, op.a % lanes)
             else:
-                scalar[op.kind.name] += 1
+                scalar[op.kind] += 1
         run(program, serve)
 
     programs.machine.run = counted
@@ -107,7 +106,8 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
             "steps": [{"step": s, "passes": passes[s] / count,
                        "cycles": {lanes: cycles[s, lanes] / count for lanes in lanes_list}} for s in steps],
             "scalar_ops": sum(scalar.values()) / count,
-            "scalar_cycles": sum(scalar_cycles(k) * n for k, n in scalar.items()) / count,
+            "scalar_cycles": sum(ScalarUnit.cycles_of(k) * n for k, n in scalar.items()) / count,
+            "core": {lanes: core[lanes] / count for lanes in lanes_list},
             "overlapped": {lanes: overlapped_cycles(ops, lanes) / count for lanes in lanes_list}}
 
 
@@ -116,12 +116,14 @@ def markdown(results: list[dict]) -> str:
              f"{provenance('tritium bench vector')}. Each shipped model's benchmark prompt and its greedy "
              "continuation, its first positions, run as vector-unit programs (`hw/vector_programs.py`, "
              "equal to the integer model's logits at every position); a pass at `VectorUnit.cycles` "
-             "(one pass at a time, as built), a scale operation at the ScaleUnit's cycles and its "
-             "command's, any other scalar operation at one cycle; the ternary matmuls are not counted. "
-             "Means per token. The last row puts the same instructions on a timeline where a pass "
+             "(one pass at a time, as built), a scalar operation at `ScalarUnit.cycles_of` (as built); "
+             "the ternary matmuls are not counted. Means per token. The row *on the VectorCore* is the "
+             "program run as `hw/vector_core.py` runs it (one instruction at a time: fetched, its "
+             "register operands read, issued and waited for; `VectorCore.cycles`, checked in simulation). "
+             "The last row puts the same instructions on a timeline where a pass "
              "starts once the unit's rows are free and its registers and elements are ready, the scalar "
-             "operations running beside it: a schedule for a unit that overlaps independent passes, "
-             "not a unit that exists.", ""]
+             "operations running beside it: a schedule for a core that overlaps independent instructions, "
+             "not a core that exists.", ""]
     for r in results:
         head = " | ".join(f"cycles, {lanes} lane{'s' if lanes > 1 else ''}" for lanes in r["lanes"])
         lines += [f"**{r['model']}** (positions 0–{r['positions'] - 1}):", "",
@@ -134,6 +136,8 @@ def markdown(results: list[dict]) -> str:
                   + " | ".join(f"**{t:,.0f}**" for t in totals) + " |",
                   f"| scalar operations | {r['scalar_ops']:,.0f} | "
                   + " | ".join(f"{r['scalar_cycles']:,.0f}" for _ in r["lanes"]) + " |",
+                  "| **on the VectorCore as built** | | "
+                  + " | ".join(f"**{r['core'][lanes]:,.0f}**" for lanes in r["lanes"]) + " |",
                   "| passes and scalar operations overlapped where the data allow | | "
                   + " | ".join(f"{r['overlapped'][lanes]:,.0f}" for lanes in r["lanes"]) + " |", ""]
     return "\n".join(lines)
@@ -154,11 +158,11 @@ def table(results: list[dict]):
 
     result = Table(title="a token on the shared vector unit (passes, scalar operations; no matmuls)")
     for column in ("model", "passes", *(f"cycles at {lanes}" for lanes in LANES), "scalar cycles",
-                   *(f"overlapped at {lanes}" for lanes in LANES)):
+                   *(f"core at {lanes}" for lanes in LANES), *(f"overlapped at {lanes}" for lanes in LANES)):
         result.add_column(column)
     for r in results:
         result.add_row(r["model"], f"{sum(s['passes'] for s in r['steps']):,.0f}",
                        *(f"{sum(s['cycles'][lanes] for s in r['steps']):,.0f}" for lanes in r["lanes"]),
-                       f"{r['scalar_cycles']:,.0f}",
+                       f"{r['scalar_cycles']:,.0f}", *(f"{r['core'][lanes]:,.0f}" for lanes in r["lanes"]),
                        *(f"{r['overlapped'][lanes]:,.0f}" for lanes in r["lanes"]))
     return result
