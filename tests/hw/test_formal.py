@@ -30,6 +30,9 @@ from hw.skid_buffer import SkidBuffer
 from hw.ternary_array import TernaryArray
 from hw.token_table import TokenTable
 from hw.uart import UartRx
+from hw.scalar_unit import ScalarUnit
+from hw.vector_core import Program, VectorCore
+from hw.vector_isa import Call, Function, Reduce, VectorOp
 from hw.vector_unit import VectorUnit
 from model.integer import RowScaledInt8
 from model.numerics import ACT_MAX
@@ -300,6 +303,10 @@ STREAM_COMPONENTS = {
     "flash-loader": lambda: StreamRuleHarness(FlashLoader(offset=3, words=2, word_bits=8)),
     "uart-rx": lambda: StreamRuleHarness(UartRx(4)),
     "vector-unit": lambda: StreamRuleHarness(VectorUnit(lanes=2, depth=4, exp2=False)),
+    "scalar-unit": lambda: StreamRuleHarness(ScalarUnit(registers=2, depth=4)),
+    "vector-core": lambda: StreamRuleHarness(VectorCore(Program(
+        [Call("a"), VectorOp(2, 0, 2, Function.ADD, reduce=((Reduce.SUM, "s"),)), Call("b")],
+        registers=2, depth=4), lanes=1, exp2=False)),
 }
 
 
