@@ -130,7 +130,8 @@ class VectorCore(wiring.Component):
         The lanes' tables.
     """
 
-    FETCH = 2          # the ROM read, and the word registered
+    START = 2          # a run's start taken and its first word read; each next word is read while
+    #                    an instruction runs, so finishing one starts the next
     OPERANDS = 6       # a pass's four register reads, pipelined (5), and its config formed (1)
 
     def __init__(self, program: Program, *, lanes: int, exp2: bool = True, sigmoid: bool = False):
@@ -152,17 +153,17 @@ class VectorCore(wiring.Component):
     def cycles(self) -> int:
         """Clock edges from ``start`` taken to ``done``, for a program that runs without error
         and calls answered at once."""
-        return 1 + sum(self.cycles_of(op, self._lanes) for op in self._program.ops) + self.FETCH
+        return self.START + sum(self.cycles_of(op, self._lanes) for op in self._program.ops)
 
     @classmethod
     def cycles_of(cls, op, lanes: int) -> int:
-        """One instruction's cycles on a core of ``lanes`` lanes, fetched to the next fetch (a call:
-        answered at once)."""
+        """One instruction's cycles on a core of ``lanes`` lanes, from its start to the next's (a
+        call: answered at once)."""
         if isinstance(op, Call):
-            return cls.FETCH + 2                   # offered, then resumed
+            return 2                               # offered, then resumed
         if isinstance(op, VectorOp):
-            return cls.FETCH + cls.OPERANDS + VectorUnit.cycles_of(lanes, op.n, op.a % lanes) + 1
-        return cls.FETCH + ScalarUnit.cycles_of(op.kind) + 1
+            return cls.OPERANDS + VectorUnit.cycles_of(lanes, op.n, op.a % lanes) + 1
+        return ScalarUnit.cycles_of(op.kind) + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -176,7 +177,9 @@ class VectorCore(wiring.Component):
         fetch = rom.read_port()
         word = Signal(layout)
         pc = Signal(range(len(program.words)))
-        m.d.comb += [fetch.addr.eq(pc), self.pc.eq(pc)]
+        # the next word is read while an instruction runs (the address pc + 1, stable from its
+        # first cycle), so finishing one dispatches the next at once; idle, the first word waits
+        m.d.comb += self.pc.eq(pc)
         pass_ = word.op.vector
 
         idle = Signal()
@@ -238,25 +241,33 @@ class VectorCore(wiring.Component):
         m.d.comb += [vector.i.payload.eq(issue), scalar.i.payload.eq(word.op.scalar)]
 
         ran = Signal()
+
+        def dispatch():
+            """Start the word the ROM holds (the next one), or stop at END."""
+            m.d.sync += [word.eq(fetch.data), operand.eq(0)]
+            with m.Switch(layout(fetch.data).kind):
+                with m.Case(Kind.SCALAR):
+                    m.next = "SCALAR"
+                with m.Case(Kind.VECTOR):
+                    m.next = "OPERANDS"
+                with m.Case(Kind.CALL):
+                    m.next = "CALL"
+                with m.Default():
+                    m.next = "IDLE"
+
+        def finish():
+            m.d.sync += pc.eq(pc + 1)
+            dispatch()
+
+        m.d.comb += fetch.addr.eq(Mux(idle, 0, pc + 1))
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [idle.eq(1), self.done.eq(ran & ~self.error)]
                 with m.If(self.start):
                     m.d.sync += [pc.eq(0), self.error.eq(0), ran.eq(1)]
-                    m.next = "FETCH"
-            with m.State("FETCH"):
-                m.next = "DECODE"
-            with m.State("DECODE"):
-                m.d.sync += [word.eq(fetch.data), operand.eq(0)]
-                with m.Switch(layout(fetch.data).kind):
-                    with m.Case(Kind.SCALAR):
-                        m.next = "SCALAR"
-                    with m.Case(Kind.VECTOR):
-                        m.next = "OPERANDS"
-                    with m.Case(Kind.CALL):
-                        m.next = "CALL"
-                    with m.Default():
-                        m.next = "IDLE"
+                    m.next = "START"
+            with m.State("START"):          # the first word read (the ROM's address was 0)
+                dispatch()
             with m.State("SCALAR"):
                 m.d.comb += scalar.i.valid.eq(1)
                 with m.If(scalar.i.ready):
@@ -268,8 +279,7 @@ class VectorCore(wiring.Component):
                         m.d.sync += self.error.eq(1)
                         m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += pc.eq(pc + 1)
-                        m.next = "FETCH"
+                        finish()
             with m.State("CALL"):
                 m.d.comb += self.call.valid.eq(1)
                 with m.If(self.call.ready):
@@ -277,8 +287,7 @@ class VectorCore(wiring.Component):
             with m.State("CALLED"):
                 m.d.comb += called.eq(1)
                 with m.If(self.resume):
-                    m.d.sync += pc.eq(pc + 1)
-                    m.next = "FETCH"
+                    finish()
             with m.State("OPERANDS"):
                 m.d.comb += reading.eq(1)
                 m.d.sync += operand.eq(operand + 1)
@@ -304,6 +313,5 @@ class VectorCore(wiring.Component):
                         m.d.sync += self.error.eq(1)
                         m.next = "IDLE"
                     with m.Else():
-                        m.d.sync += pc.eq(pc + 1)
-                        m.next = "FETCH"
+                        finish()
         return m
