@@ -12,20 +12,20 @@ written. The operations, and their cycles from taken to answered (:meth:`ScalarU
 ==========================================  =============================================  ===========
 kind                                        how                                            cycles
 ==========================================  =============================================  ===========
-MUL, ADD, FROM_INT, RECIP, RSQRT            the :class:`~hw.scale_unit.ScaleUnit`           6 + its own
-INT, ADD_INT, MAX, IS_ZERO, SELECT, MANT,   one ALU stage                                  5
+MUL, ADD, FROM_INT, RECIP, RSQRT            the :class:`~hw.scale_unit.ScaleUnit`           5 + its own
+INT, ADD_INT, MAX, IS_ZERO, SELECT, MANT,   one ALU stage                                  4
 EXP, SCALE, SHR, NORM_SHIFT, CODE_SHIFT
-MUL_INT                                     a registered 36 × 18 product                   6
-CODE_RECIP                                  ``ceil(2^33 / m_n)``, a quotient bit a cycle   6 + 18
-LOAD, STORE                                 the scratchpad's access port                   6, 5
+MUL_INT                                     a registered 36 × 18 product                   5
+CODE_RECIP                                  ``ceil(2^33 / m_n)``, a quotient bit a cycle   5 + 18
+LOAD, STORE                                 the scratchpad's access port                   5, 4
 ==========================================  =============================================  ===========
 
 Every operation reads its operands from the register file (three read ports: a, b and the amount's
 register) in the cycle it is taken, registers them, prepares them (the amount, ``|a|``, the
-shifts: a carry chain at most), computes, writes its result and is answered.
-``read`` and ``write`` give the sequencer the register file while the unit is idle (its passes'
-shift amounts and operands; their reductions' results); ``read_data`` is the register at the
-address of the cycle before. ``access`` / ``access_data`` go to the vector unit's port of the
+shifts: a carry chain at most), computes, and writes its result as it answers.
+``read`` (two ports) and ``write`` give the sequencer the register file while the unit is idle
+(its passes' shift amounts and operands; their reductions' results); ``read_data`` are the
+registers at the addresses of the cycle before. ``access`` / ``access_data`` go to the vector unit's port of the
 same names.
 """
 
@@ -80,7 +80,7 @@ class ScalarUnit(wiring.Component):
     """
 
     OPERANDS = 2          # the taken operation's registers read, then prepared
-    ANSWER = 3            # registered operands, the result computed, written and answered
+    ANSWER = 2            # the result computed, then written and answered
 
     def __init__(self, *, registers: int, depth: int):
         check_integers((("registers", registers, 2, 1024), ("depth", depth, 1, 1 << 20)))
@@ -89,8 +89,8 @@ class ScalarUnit(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(scalar_layout(registers, depth))),
             "o": Out(stream.Signature(data.StructLayout({"error": 1}))),
-            "read": In(range(registers)),
-            "read_data": Out(reg),
+            "read": In(data.ArrayLayout(range(registers), 2)),
+            "read_data": Out(data.ArrayLayout(reg, 2)),
             "write": In(data.StructLayout({"addr": range(registers), "data": reg, "en": 1})),
             "access": Out(data.StructLayout({"addr": range(depth), "data": signed(ELEMENT_BITS),
                                              "write": 1})),
@@ -127,9 +127,10 @@ class ScalarUnit(wiring.Component):
         m.d.comb += taking.eq(self.i.valid & self.i.ready)
         source = Mux(taking, self.i.payload.as_value(), op.as_value())
         fields = scalar_layout(self._registers, self._depth)(source)
-        m.d.comb += [port_a.addr.eq(Mux(idle & ~self.i.valid, self.read, fields.a)),
-                     port_b.addr.eq(fields.b), port_e.addr.eq(fields.exp_register),
-                     self.read_data.eq(port_a.data)]
+        free = idle & ~self.i.valid                  # the sequencer's reads
+        m.d.comb += [port_a.addr.eq(Mux(free, self.read[0], fields.a)),
+                     port_b.addr.eq(Mux(free, self.read[1], fields.b)), port_e.addr.eq(fields.exp_register),
+                     self.read_data[0].eq(port_a.data), self.read_data[1].eq(port_b.data)]
 
         # -- the operands: registered as read, then prepared (a stage each: one carry chain at most)
         a, b, selector = Signal(reg), Signal(reg), Signal(reg)
@@ -307,10 +308,13 @@ class ScalarUnit(wiring.Component):
                 m.d.comb += [self.busy.eq(1), self.access.addr.eq(op.address)]
                 m.d.sync += [result.value.eq(self.access_data), result.exp.eq(0)]
                 m.next = "WRITE"
-            with m.State("WRITE"):
+            with m.State("WRITE"):           # written, and answered (held in ANSWER until taken)
                 m.d.comb += [self.busy.eq(1), port_w.addr.eq(op.result), port_w.data.eq(result),
-                             port_w.en.eq(writes & ~error)]
-                m.next = "ANSWER"
+                             port_w.en.eq(writes & ~error), self.o.valid.eq(1), self.o.payload.error.eq(error)]
+                with m.If(self.o.ready):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.next = "ANSWER"
             with m.State("ANSWER"):
                 m.d.comb += [self.busy.eq(1), self.o.valid.eq(1), self.o.payload.error.eq(error)]
                 with m.If(self.o.ready):

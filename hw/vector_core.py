@@ -8,8 +8,8 @@ each instruction as an :func:`instruction_layout` word; an END word follows the 
 (``start`` while idle) goes from the first word to END, one instruction at a time:
 
 * a scalar operation goes to the scalar unit and is waited for;
-* a pass reads its four register operands from the scalar unit's file (its shift amounts'
-  registers, REGISTER's b and RSUB's minuend), resolves them as
+* a pass reads its four register operands from the scalar unit's file, two a cycle (its shift
+  amounts' registers, REGISTER's b and RSUB's minuend), resolves them as
   :func:`~hw.vector_lane.config_of` does, issues the pass and waits for its result, which a
   reduction writes into its register.
 
@@ -132,7 +132,7 @@ class VectorCore(wiring.Component):
 
     START = 2          # a run's start taken and its first word read; each next word is read while
     #                    an instruction runs, so finishing one starts the next
-    OPERANDS = 6       # a pass's four register reads, pipelined (5), and its config formed (1)
+    OPERANDS = 4       # a pass's four register reads, two a cycle (3), and its config formed (1)
 
     def __init__(self, program: Program, *, lanes: int, exp2: bool = True, sigmoid: bool = False):
         check_integers((("lanes", lanes, 1, 64),))
@@ -191,23 +191,24 @@ class VectorCore(wiring.Component):
         with m.Else():
             m.d.comb += vector.access.eq(scalar.access)
         m.d.comb += [scalar.access_data.eq(vector.access_data), self.access_data.eq(vector.access_data),
-                     self.register_data.eq(scalar.read_data)]
+                     self.register_data.eq(scalar.read_data[0])]
 
-        # a pass's register operands: read one a cycle through the scalar unit's read port
-        reads = [pass_.a_shift.register, pass_.shift.register, pass_.b_register, pass_.pre_register]
-        operand = Signal(range(len(reads) + 2))
-        values = [Signal(signed(REGISTER_BITS), name=f"operand{k}") for k in range(len(reads))]
+        # a pass's register operands: read two a cycle through the scalar unit's two read ports
+        reads = [(pass_.a_shift.register, pass_.shift.register), (pass_.b_register, pass_.pre_register)]
+        operand = Signal(range(len(reads) + 1))
+        values = [Signal(signed(REGISTER_BITS), name=f"operand{k}") for k in range(2 * len(reads))]
         reading = Signal()
         with m.Switch(operand):
-            for k, address in enumerate(reads):
+            for k, pair in enumerate(reads):
                 with m.Case(k):
-                    m.d.comb += scalar.read.eq(address)
+                    m.d.comb += [scalar.read[0].eq(pair[0]), scalar.read[1].eq(pair[1])]
         with m.If(idle | called):
-            m.d.comb += [scalar.read.eq(self.register.addr), scalar.write.addr.eq(self.register.addr),
+            m.d.comb += [scalar.read[0].eq(self.register.addr), scalar.write.addr.eq(self.register.addr),
                          scalar.write.data.eq(self.register.data), scalar.write.en.eq(self.register.write)]
-        for k, value in enumerate(values):
+        for k in range(len(reads)):
             with m.If(reading & (operand == k + 1)):
-                m.d.sync += value.eq(scalar.read_data.value)
+                m.d.sync += [values[2 * k].eq(scalar.read_data[0].value),
+                             values[2 * k + 1].eq(scalar.read_data[1].value)]
 
         def resolved(amount, register_value):
             """``offset + sign · register``, clamped to SHIFT_BITS as config_of clamps it."""

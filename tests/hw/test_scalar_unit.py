@@ -72,9 +72,9 @@ def run(program, registers: dict, memory: list | None = None) -> dict:
             errors.append(answer.error)
             cycles.setdefault(op.kind, set()).add(count)
         for name in names:
-            ctx.set(unit.read, number[name])
+            ctx.set(unit.read[0], number[name])
             await ctx.tick()
-            final[name] = (ctx.get(unit.read_data.value), ctx.get(unit.read_data.exp))
+            final[name] = (ctx.get(unit.read_data[0].value), ctx.get(unit.read_data[0].exp))
         final_memory.extend(ctx.get(scratchpad.data[k]) for k in range(DEPTH))
 
     sim = Simulator(top)
