@@ -1,0 +1,71 @@
+# amaranth: UnusedElaboratable=no
+"""VectorEngine in the Amaranth simulator: tokens of the shipped small model, every step in
+gateware (the vector core's programs, the array's matmuls), logits equal to IntegerModel.step."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.vector_core import Program
+from hw.vector_engine import VectorEngine
+from hw.vector_isa import Function, VectorOp
+from hw.vector_programs import ProgramModel
+from model import paths
+from model.integer import IntegerModel
+
+
+@pytest.mark.parametrize("rows, simd, lanes", [(4, 8, 1), (8, 16, 2)])
+def test_tokens_of_the_small_model(rows, simd, lanes):
+    model = IntegerModel.from_checkpoint(paths.MODELS / "small")
+    tokens = [18, 43, 1] if lanes == 1 else [7, 30]
+    vocab = model.config.vocab_size
+    programs, cache = ProgramModel(model), model.new_cache()
+    pitch = -(-vocab // programs.layout.align) * programs.layout.align
+    saved = programs.layout.add("saved logits", len(tokens) * pitch)
+    program = []
+    for position, token in enumerate(tokens):     # each token's logits kept where the next leaves them
+        program += programs.token_program(token, position)
+        program.append(VectorOp(vocab, programs.layout["logits"], saved + position * pitch, Function.ADD))
+    depth = -(-programs.layout.size // lanes) * lanes
+    engine = VectorEngine(model, Program(program, registers=256, depth=depth, names=programs.registers),
+                          rows=rows, simd=simd, lanes=lanes)
+    number = engine.core.program.number
+    got = {}
+
+    async def testbench(ctx):
+        for address, values in programs.memory.items():
+            for offset, value in enumerate(np.asarray(values).ravel()):
+                ctx.set(engine.access, {"addr": address + offset, "data": int(value), "write": 1})
+                await ctx.tick()
+        ctx.set(engine.access.write, 0)
+        for name, value in programs.registers.items():
+            data = {"value": value[0], "exp": value[1]} if isinstance(value, tuple) else {"value": value, "exp": 0}
+            ctx.set(engine.register, {"addr": number[name], "data": data, "write": 1})
+            await ctx.tick()
+        ctx.set(engine.register.write, 0)
+        ctx.set(engine.start, 1)
+        await ctx.tick()
+        ctx.set(engine.start, 0)
+        cycles = 1
+        while ctx.get(engine.busy):
+            await ctx.tick()
+            cycles += 1
+            assert cycles < 3_000_000, "the engine did not finish"
+        got.update(cycles=cycles, error=ctx.get(engine.error), done=ctx.get(engine.done), logits=[])
+        for position in range(len(tokens)):
+            values = []
+            for k in range(vocab):
+                ctx.set(engine.access.addr, saved + position * pitch + k)
+                await ctx.tick()
+                values.append(ctx.get(engine.access_data))
+            got["logits"].append(values)
+
+    sim = Simulator(engine)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert got["done"] and not got["error"]
+    for position, token in enumerate(tokens):
+        logits, _ = model.step(token, cache)
+        assert np.array_equal(got["logits"][position], logits), position
+    print(f"{len(tokens)} tokens in {got['cycles']:,} cycles ({rows}×{simd} array, {lanes} lanes)")
