@@ -256,9 +256,14 @@ class VectorCore(wiring.Component):
                 with m.Default():
                     m.next = "IDLE"
 
-        def finish():
-            m.d.sync += pc.eq(pc + 1)
-            dispatch()
+        def finish(error):
+            """The instruction is done: stop with ``error`` set where it failed, else start the next."""
+            with m.If(error):
+                m.d.sync += self.error.eq(1)
+                m.next = "IDLE"
+            with m.Else():
+                m.d.sync += pc.eq(pc + 1)
+                dispatch()
 
         m.d.comb += fetch.addr.eq(Mux(idle, 0, pc + 1))
         with m.FSM():
@@ -276,11 +281,7 @@ class VectorCore(wiring.Component):
             with m.State("SCALAR_WAIT"):
                 m.d.comb += scalar.o.ready.eq(1)
                 with m.If(scalar.o.valid):
-                    with m.If(scalar.o.payload.error):
-                        m.d.sync += self.error.eq(1)
-                        m.next = "IDLE"
-                    with m.Else():
-                        finish()
+                    finish(scalar.o.payload.error)
             with m.State("CALL"):
                 m.d.comb += self.call.valid.eq(1)
                 with m.If(self.call.ready):
@@ -288,7 +289,7 @@ class VectorCore(wiring.Component):
             with m.State("CALLED"):
                 m.d.comb += called.eq(1)
                 with m.If(self.resume):
-                    finish()
+                    finish(0)
             with m.State("OPERANDS"):
                 m.d.comb += reading.eq(1)
                 m.d.sync += operand.eq(operand + 1)
@@ -299,8 +300,7 @@ class VectorCore(wiring.Component):
                 m.next = "PASS"
             with m.State("PASS"):
                 with m.If(operand_error):
-                    m.d.sync += self.error.eq(1)
-                    m.next = "IDLE"
+                    finish(1)
                 with m.Else():
                     m.d.comb += vector.i.valid.eq(1)
                     with m.If(vector.i.ready):
@@ -310,9 +310,5 @@ class VectorCore(wiring.Component):
                 with m.If(vector.o.valid):
                     m.d.comb += [scalar.write.addr.eq(pass_.result), scalar.write.data.value.eq(vector.o.payload.value),
                                  scalar.write.en.eq(~vector.o.payload.error & (pass_.reduce != Reduction.NONE))]
-                    with m.If(vector.o.payload.error):
-                        m.d.sync += self.error.eq(1)
-                        m.next = "IDLE"
-                    with m.Else():
-                        finish()
+                    finish(vector.o.payload.error)
         return m

@@ -33,6 +33,21 @@ async def read_memory(ctx, core: VectorCore, address: int, n: int) -> np.ndarray
     return np.array(values, dtype=np.int64)
 
 
+async def load_and_start(ctx, dut, number: dict, memory: dict, registers: dict) -> None:
+    """``memory`` ({address: values}) and ``registers`` (name: value or (mant, exp), numbered by
+    ``number``) into a VectorCore or a VectorEngine through its ports, then a run started."""
+    for address, values in memory.items():
+        await write_memory(ctx, dut, address, values)
+    for name, value in registers.items():
+        data = {"value": value[0], "exp": value[1]} if isinstance(value, tuple) else {"value": value, "exp": 0}
+        ctx.set(dut.register, {"addr": number[name], "data": data, "write": 1})
+        await ctx.tick()
+    ctx.set(dut.register.write, 0)
+    ctx.set(dut.start, 1)
+    await ctx.tick()
+    ctx.set(dut.start, 0)
+
+
 async def read_register(ctx, core: VectorCore, number: int) -> tuple[int, int]:
     ctx.set(core.register.addr, number)
     await ctx.tick()
@@ -48,16 +63,7 @@ def run_core(core: VectorCore, memory: dict, registers: dict, serve=None, limit:
     result = {}
 
     async def testbench(ctx):
-        for address, values in memory.items():
-            await write_memory(ctx, core, address, values)
-        for name, value in registers.items():
-            data = {"value": value[0], "exp": value[1]} if isinstance(value, tuple) else {"value": value, "exp": 0}
-            ctx.set(core.register, {"addr": program.number[name], "data": data, "write": 1})
-            await ctx.tick()
-        ctx.set(core.register.write, 0)
-        ctx.set(core.start, 1)
-        await ctx.tick()
-        ctx.set(core.start, 0)
+        await load_and_start(ctx, core, program.number, memory, registers)
         cycles = 1
         while ctx.get(core.busy):
             if ctx.get(core.call.valid):

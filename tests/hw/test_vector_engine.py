@@ -12,6 +12,7 @@ from hw.vector_isa import Function, VectorOp
 from hw.vector_programs import ProgramModel
 from model import paths
 from model.integer import IntegerModel
+from tests.hw.test_vector_core import load_and_start, read_memory
 
 
 @pytest.mark.parametrize("rows, simd, lanes", [(4, 8, 1), (8, 16, 2)])
@@ -33,32 +34,15 @@ def test_tokens_of_the_small_model(rows, simd, lanes):
     got = {}
 
     async def testbench(ctx):
-        for address, values in programs.memory.items():
-            for offset, value in enumerate(np.asarray(values).ravel()):
-                ctx.set(engine.access, {"addr": address + offset, "data": int(value), "write": 1})
-                await ctx.tick()
-        ctx.set(engine.access.write, 0)
-        for name, value in programs.registers.items():
-            data = {"value": value[0], "exp": value[1]} if isinstance(value, tuple) else {"value": value, "exp": 0}
-            ctx.set(engine.register, {"addr": number[name], "data": data, "write": 1})
-            await ctx.tick()
-        ctx.set(engine.register.write, 0)
-        ctx.set(engine.start, 1)
-        await ctx.tick()
-        ctx.set(engine.start, 0)
+        await load_and_start(ctx, engine, number, programs.memory, programs.registers)
         cycles = 1
         while ctx.get(engine.busy):
             await ctx.tick()
             cycles += 1
             assert cycles < 3_000_000, "the engine did not finish"
-        got.update(cycles=cycles, error=ctx.get(engine.error), done=ctx.get(engine.done), logits=[])
-        for position in range(len(tokens)):
-            values = []
-            for k in range(vocab):
-                ctx.set(engine.access.addr, saved + position * pitch + k)
-                await ctx.tick()
-                values.append(ctx.get(engine.access_data))
-            got["logits"].append(values)
+        got.update(cycles=cycles, error=ctx.get(engine.error), done=ctx.get(engine.done))
+        got["logits"] = [await read_memory(ctx, engine, saved + position * pitch, vocab)
+                         for position in range(len(tokens))]
 
     sim = Simulator(engine)
     sim.add_clock(1e-6)
