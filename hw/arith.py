@@ -125,6 +125,22 @@ def bit_length(m, value, name: str):
     return result
 
 
+def bit_length_tree(m, value, name: str):
+    """:func:`bit_length` in logarithmic depth: a half's bit length, the upper half's where it is
+    nonzero (a mux and a small constant add a level), for wide values where the priority chain of
+    :func:`bit_length` is one LUT a bit (48 bits: 11 ns on ECP5)."""
+    def tree(bits):
+        if len(bits) == 1:
+            return bits, bits
+        half = len(bits) // 2
+        low_length, low_any = tree(bits[:half])
+        high_length, high_any = tree(bits[half:])
+        return Mux(high_any, high_length + half, low_length), low_any | high_any
+    result = Signal(range(len(value) + 1), name=name)
+    m.d.comb += result.eq(tree(value)[0])
+    return result
+
+
 def rounded_right_shift(m, value, shift, name: str):
     """``rshift_round(value, shift)`` for ``shift > 0`` (``(value + 2^(shift−1)) >> shift``, signed);
     ``value`` itself otherwise. Shifts past the value's width give the same result as one bit past

@@ -36,7 +36,7 @@ from amaranth.lib.wiring import In, Out
 
 from model import numerics as nx
 
-from .arith import bit_length, check_integers
+from .arith import bit_length_tree, check_integers
 from .scale_unit import ScaleOp, ScaleUnit
 from .vector_isa import A_BITS, B_BITS, ELEMENT_BITS, REGISTER_BITS, ScalarKind
 from .vector_lane import fits
@@ -156,7 +156,7 @@ class ScalarUnit(wiring.Component):
         # -- the ALU: one stage from the prepared operands ------------------------------------------
         result, error = Signal(reg), Signal()
         value = Signal(signed(REGISTER_BITS + 4))          # an integer result before its width check
-        bitlen = bit_length(m, magnitude, "bitlen")
+        bitlen = bit_length_tree(m, magnitude, "bitlen")
         # SHR's and CODE_RECIP's shifter: a >> b, or a << -b for CODE_RECIP
         shifted = Signal(signed(REGISTER_BITS + LEFT_LIMIT))
         m.d.comb += shifted.eq(Mux(b.value[-1], a.value << left, a.value >> right))

@@ -3,7 +3,9 @@
 from amaranth import Module, Signal, signed
 from amaranth.sim import Simulator
 
-from hw.arith import rounded_right_shift
+import pytest
+
+from hw.arith import bit_length, bit_length_tree, rounded_right_shift
 from model.numerics import rshift_round
 
 WIDTH, SHIFT_BITS = 7, 5        # every 7-bit value with every shift from -16 to 15
@@ -29,3 +31,23 @@ def test_rounded_right_shift_is_rshift_round_exhaustively():
     sim.add_testbench(bench)
     sim.run()
     assert wrong == [], f"(value, shift, got, expected): {wrong[:5]}"
+
+
+@pytest.mark.parametrize("helper", [bit_length, bit_length_tree])
+@pytest.mark.parametrize("width", [1, 7, 11])
+def test_bit_length_exhaustively(helper, width):
+    m = Module()
+    value = Signal(width)
+    result = helper(m, value, "length")
+    wrong = []
+
+    async def bench(ctx):
+        for v in range(1 << width):
+            ctx.set(value, v)
+            if ctx.get(result) != v.bit_length():
+                wrong.append((v, ctx.get(result)))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert wrong == [], f"(value, got): {wrong[:5]}"
