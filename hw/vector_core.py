@@ -5,20 +5,22 @@
 
 :func:`assemble` numbers a program's registers (``names``, or in order of first use) and encodes
 each instruction as an :func:`instruction_layout` word; an END word follows the last. A run
-(``start`` while idle) goes from the first word to END, one instruction at a time:
+(``start`` while idle) goes from the first word to END, in order:
 
 * a scalar operation goes to the scalar unit and is waited for;
 * a pass reads its four register operands from the scalar unit's file, two a cycle (its shift
   amounts' registers, REGISTER's b and RSUB's minuend), resolves them as
-  :func:`~hw.vector_lane.config_of` does, issues the pass and waits for its result, which a
-  reduction writes into its register.
-
+  :func:`~hw.vector_lane.config_of` does and is issued; the instructions after it go on while it
+  runs, until one needs it: a pass or a call, a LOAD or STORE (the scratchpad), or a scalar
+  operation that reads or writes the register its reduction writes. Its result is written into
+  that register in a cycle the scalar unit is idle;
 * a :class:`~hw.vector_isa.Call` offers its index (into ``Program.calls``) on ``call`` and
   waits for ``resume``; meanwhile the caller has the scratchpad and the registers (below): the
   array writes its product of a matrix there, a testbench reads a trace.
 
 An error — a pass or an operation the machine refuses (a ProgramError), or a register operand
-outside its port — stops the run with ``error`` set and ``pc`` at the instruction. ``done`` is
+outside its port — stops the run with ``error`` set and ``pc`` at the instruction (scalar
+operations issued while a failing pass ran may have run). ``done`` is
 high while idle after a run that reached END. While idle or called, ``access`` / ``access_data`` reach the
 scratchpad and ``register`` / ``register_data`` the register file (the caller's inputs, before a
 run, and its results after). :meth:`VectorCore.cycles` gives a program's cycles from ``start`` to
@@ -35,7 +37,7 @@ from model import numerics as nx
 from .arith import check_integers
 from .scalar_unit import ScalarUnit, register_layout, scalar_layout, scalar_payload
 from .vector_isa import (A_BITS, B_BITS, ELEMENT_BITS, REGISTER_BITS, BSource, Call, Function, Pre, Round,
-                         VectorOp)
+                         ScalarKind, VectorOp)
 from .vector_lane import SHIFT_BITS, Saturate, fits, saturate_of
 from .vector_unit import Reduction, VectorUnit, pass_layout, reduction_of
 
@@ -75,17 +77,19 @@ class Program:
     def __init__(self, program, *, registers: int, depth: int, names=()):
         self.ops = list(program)
         self.calls = [op for op in self.ops if isinstance(op, Call)]      # a CALL word holds its index
-        self.number = {name: k for k, name in enumerate(dict.fromkeys(names))}
+        # register 0 is no register: an operand field a word does not use holds 0, so the core's
+        # check of an instruction against the pass in flight never matches it
+        self.number = {name: k + 1 for k, name in enumerate(dict.fromkeys(names))}
         for op in self.ops:
             reads = op.registers
             writes = (tuple(name for _, name in op.reduce) if isinstance(op, VectorOp) else
                       () if isinstance(op, Call) else (op.result,))
             for name in (*reads, *writes):
                 if name and name not in self.number:
-                    self.number[name] = len(self.number)
-        if len(self.number) > registers:
+                    self.number[name] = len(self.number) + 1
+        if len(self.number) + 1 > registers:
             raise ValueError(f"the program names {len(self.number)} registers; a core of {registers} holds "
-                             f"it with registers={len(self.number)} or more")
+                             f"it with registers={len(self.number) + 1} or more (register 0 is none)")
         self.registers, self.depth = registers, depth
         layout = self.layout = instruction_layout(registers, depth, len(self.calls))
         self.words = [layout.const(self.encode(op)).as_value().value for op in self.ops]
@@ -152,18 +156,45 @@ class VectorCore(wiring.Component):
 
     def cycles(self) -> int:
         """Clock edges from ``start`` taken to ``done``, for a program that runs without error
-        and calls answered at once."""
-        return self.START + sum(self.cycles_of(op, self._lanes) for op in self._program.ops)
+        and calls answered at once: the core's timing, instruction by instruction (a pass goes
+        on in the background until an instruction needs it)."""
+        return self.timeline(self._program.ops, self._lanes)
 
     @classmethod
-    def cycles_of(cls, op, lanes: int) -> int:
-        """One instruction's cycles on a core of ``lanes`` lanes, from its start to the next's (a
-        call: answered at once)."""
-        if isinstance(op, Call):
-            return 2                               # offered, then resumed
-        if isinstance(op, VectorOp):
-            return cls.OPERANDS + VectorUnit.cycles_of(lanes, op.n, op.a % lanes) + 1
-        return ScalarUnit.cycles_of(op.kind) + 1
+    def timeline(cls, ops, lanes: int) -> int:
+        """:meth:`cycles` for the instructions ``ops`` on ``lanes`` lanes. Cycle ``c`` lies between edges ``c``
+        and ``c + 1`` (edge 1 takes ``start``); ``now`` is the cycle an instruction's first state
+        begins. A pass in flight offers its result from cycle ``offer`` on, taken at the end of
+        the first cycle from then in which the scalar unit is idle."""
+        now, offer, busy_until = cls.START, None, 0     # busy_until: the scalar unit's last busy cycle
+        reduced = None                                  # the register the pass in flight writes
+
+        def taken():                # the edge that takes the pass's result (nothing runs meanwhile)
+            return max(offer, busy_until + 1) + 1
+
+        for op in ops:
+            if isinstance(op, VectorOp):
+                start = max(now, taken()) if offer is not None else now
+                issue = start + cls.OPERANDS + 1
+                offer, now = issue + VectorUnit.cycles_of(lanes, op.n, op.a % lanes) - 1, issue
+                reduced = op.reduce[0][1] if op.reduce else None
+            elif isinstance(op, Call):
+                if offer is not None:
+                    now, offer = max(now, taken()), None
+                now += 2                                # offered, then resumed
+            else:
+                names = [name for name in (op.a, op.b, op.exp.register, op.result) if name]
+                pending = offer is not None and (
+                    op.kind in (ScalarKind.LOAD, ScalarKind.STORE) or reduced in names)
+                if pending:
+                    now, offer = max(now, taken()), None
+                elif offer is not None and offer <= now:        # taken while this one is offered
+                    offer = None
+                busy_until = now + ScalarUnit.cycles_of(op.kind)
+                now = busy_until + 1
+        if offer is not None:
+            now = max(now, taken())
+        return now + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -177,9 +208,8 @@ class VectorCore(wiring.Component):
         fetch = rom.read_port()
         word = Signal(layout)
         pc = Signal(range(len(program.words)))
-        # the next word is read while an instruction runs (the address pc + 1, stable from its
-        # first cycle), so finishing one dispatches the next at once; idle, the first word waits
-        m.d.comb += self.pc.eq(pc)
+        failed_pc = Signal.like(pc)          # where a pass that failed was issued
+        pass_failed = Signal()
         pass_ = word.op.vector
 
         idle = Signal()
@@ -243,6 +273,28 @@ class VectorCore(wiring.Component):
 
         ran = Signal()
 
+        # a pass in flight: issued, its result not yet taken; the next instructions go on unless
+        # they read or write its reduction's register, touch the scratchpad or are a pass
+        pending = Signal()
+        pending_result = Signal(range(registers))       # its reduction's register, 0 if none
+        pending_pc = Signal.like(pc)
+        stopping = Signal()                             # it failed: stop at the next boundary
+        take = Signal()
+        m.d.comb += take.eq(pending & vector.o.valid & ~scalar.busy)
+        with m.If(take):      # its result into the register file while the scalar unit is idle
+            m.d.comb += [vector.o.ready.eq(1), scalar.write.addr.eq(pending_result),
+                         scalar.write.data.value.eq(vector.o.payload.value),
+                         scalar.write.en.eq(~vector.o.payload.error & (pending_result != 0))]
+            m.d.sync += pending.eq(0)
+            with m.If(vector.o.payload.error):
+                m.d.sync += [stopping.eq(1), self.error.eq(1), failed_pc.eq(pending_pc), pass_failed.eq(1)]
+        op = word.op.scalar
+        touches = 0
+        for field in (op.a, op.b, op.exp_register, op.result):
+            touches |= field == pending_result
+        hazard = pending & ((touches & (pending_result != 0)) | (op.kind == ScalarKind.LOAD)
+                            | (op.kind == ScalarKind.STORE))
+
         def dispatch():
             """Start the word the ROM holds (the next one), or stop at END."""
             m.d.sync += [word.eq(fetch.data), operand.eq(0)]
@@ -254,47 +306,59 @@ class VectorCore(wiring.Component):
                 with m.Case(Kind.CALL):
                     m.next = "CALL"
                 with m.Default():
-                    m.next = "IDLE"
+                    m.next = "DRAIN"
 
         def finish(error):
-            """The instruction is done: stop with ``error`` set where it failed, else start the next."""
-            with m.If(error):
+            """The instruction is done: stop with ``error`` set where it failed (or where a pass
+            in flight failed), else start the next."""
+            with m.If(error | stopping):
                 m.d.sync += self.error.eq(1)
-                m.next = "IDLE"
+                m.next = "DRAIN"
             with m.Else():
                 m.d.sync += pc.eq(pc + 1)
                 dispatch()
 
-        m.d.comb += fetch.addr.eq(Mux(idle, 0, pc + 1))
+        # the next word is read while an instruction runs (the address pc + 1, stable from its
+        # first cycle), so finishing one dispatches the next at once; idle, the first word waits
+        m.d.comb += [fetch.addr.eq(Mux(idle, 0, pc + 1)), self.pc.eq(Mux(pass_failed, failed_pc, pc))]
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [idle.eq(1), self.done.eq(ran & ~self.error)]
                 with m.If(self.start):
-                    m.d.sync += [pc.eq(0), self.error.eq(0), ran.eq(1)]
+                    m.d.sync += [pc.eq(0), self.error.eq(0), ran.eq(1), stopping.eq(0), pass_failed.eq(0)]
                     m.next = "START"
             with m.State("START"):          # the first word read (the ROM's address was 0)
                 dispatch()
             with m.State("SCALAR"):
-                m.d.comb += scalar.i.valid.eq(1)
-                with m.If(scalar.i.ready):
-                    m.next = "SCALAR_WAIT"
+                with m.If(stopping):
+                    m.next = "DRAIN"
+                with m.Elif(~hazard):
+                    m.d.comb += scalar.i.valid.eq(1)
+                    with m.If(scalar.i.ready):
+                        m.next = "SCALAR_WAIT"
             with m.State("SCALAR_WAIT"):
                 m.d.comb += scalar.o.ready.eq(1)
                 with m.If(scalar.o.valid):
                     finish(scalar.o.payload.error)
             with m.State("CALL"):
-                m.d.comb += self.call.valid.eq(1)
-                with m.If(self.call.ready):
-                    m.next = "CALLED"
+                with m.If(stopping):
+                    m.next = "DRAIN"
+                with m.Elif(~pending):
+                    m.d.comb += self.call.valid.eq(1)
+                    with m.If(self.call.ready):
+                        m.next = "CALLED"
             with m.State("CALLED"):
                 m.d.comb += called.eq(1)
                 with m.If(self.resume):
                     finish(0)
-            with m.State("OPERANDS"):
-                m.d.comb += reading.eq(1)
-                m.d.sync += operand.eq(operand + 1)
-                with m.If(operand == len(reads)):
-                    m.next = "FORM"
+            with m.State("OPERANDS"):     # after the pass in flight: the register file is settled
+                with m.If(stopping):
+                    m.next = "DRAIN"
+                with m.Elif(~pending):
+                    m.d.comb += reading.eq(1)
+                    m.d.sync += operand.eq(operand + 1)
+                    with m.If(operand == len(reads)):
+                        m.next = "FORM"
             with m.State("FORM"):
                 m.d.comb += form.eq(1)
                 m.next = "PASS"
@@ -304,11 +368,10 @@ class VectorCore(wiring.Component):
                 with m.Else():
                     m.d.comb += vector.i.valid.eq(1)
                     with m.If(vector.i.ready):
-                        m.next = "PASS_WAIT"
-            with m.State("PASS_WAIT"):
-                m.d.comb += vector.o.ready.eq(1)
-                with m.If(vector.o.valid):
-                    m.d.comb += [scalar.write.addr.eq(pass_.result), scalar.write.data.value.eq(vector.o.payload.value),
-                                 scalar.write.en.eq(~vector.o.payload.error & (pass_.reduce != Reduction.NONE))]
-                    finish(vector.o.payload.error)
+                        m.d.sync += [pending.eq(1), pending_pc.eq(pc),
+                                     pending_result.eq(Mux(pass_.reduce == Reduction.NONE, 0, pass_.result))]
+                        finish(0)
+            with m.State("DRAIN"):        # the pass in flight, if any, finishes
+                with m.If(~pending):
+                    m.next = "IDLE"
         return m

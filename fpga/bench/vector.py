@@ -5,8 +5,9 @@ vector-unit programs
 (``hw.vector_programs.ProgramModel``, bit for bit the integer model: ``--check`` compares every
 position's logits); each pass is counted at :meth:`hw.vector_unit.VectorUnit.cycles` (the unit as
 built: one pass at a time), each scalar operation at :meth:`hw.scalar_unit.ScalarUnit.cycles_of`,
-and the whole program at :meth:`hw.vector_core.VectorCore.cycles_of` (the core as built: one
-instruction at a time, fetched and its operands read). The ternary matmuls (the array's work) are
+and the whole program at :meth:`hw.vector_core.VectorCore.timeline` (the core as built: the
+instructions in order, a pass going on while the scalar operations after it that do not need it
+run). The ternary matmuls (the array's work) are
 not counted. Writes its section of docs/benchmarks.md.
 """
 
@@ -81,9 +82,9 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
     def counted(program, serve=None):
         counted_ops = [op for op in program if not isinstance(op, Call)]    # not the array's work, traces
         ops.extend(counted_ops)
+        for lanes in lanes_list:
+            core[lanes] += VectorCore.timeline(counted_ops, lanes)
         for op in counted_ops:
-            for lanes in lanes_list:
-                core[lanes] += VectorCore.cycles_of(op, lanes)
             if isinstance(op, VectorOp):
                 step = (op.note or "other").split(":")[0]
                 passes[step] += 1
@@ -118,8 +119,8 @@ def markdown(results: list[dict]) -> str:
              "equal to the integer model's logits at every position); a pass at `VectorUnit.cycles` "
              "(one pass at a time, as built), a scalar operation at `ScalarUnit.cycles_of` (as built); "
              "the ternary matmuls are not counted. Means per token. The row *on the VectorCore* is the "
-             "program run as `hw/vector_core.py` runs it (one instruction at a time: fetched, its "
-             "register operands read, issued and waited for; `VectorCore.cycles`, checked in simulation). "
+             "program run as `hw/vector_core.py` runs it (in order, a pass running while the scalar "
+             "operations after it that do not need it run; `VectorCore.timeline`, checked in simulation). "
              "The last row puts the same instructions on a timeline where a pass "
              "starts once the unit's rows are free and its registers and elements are ready, the scalar "
              "operations running beside it: a schedule for a core that overlaps independent instructions, "

@@ -154,8 +154,9 @@ def test_errors_stop_the_run():
 
 
 def test_register_count_is_checked():
-    with pytest.raises(ValueError, match="names 3 registers; a core of 2 holds it with registers=3 or more"):
-        Program([ScalarOp(S.MAX, "a", "b", "c")], registers=2, depth=16)
+    with pytest.raises(ValueError, match=r"names 3 registers; a core of 3 holds it with registers=4 or more "
+                                         r"\(register 0 is none\)"):
+        Program([ScalarOp(S.MAX, "a", "b", "c")], registers=3, depth=16)
 
 
 @pytest.mark.parametrize("lanes", [2])
@@ -173,7 +174,7 @@ def test_whole_tokens_of_the_small_model(lanes):
     core = VectorCore(Program(program, registers=256, depth=depth, names=programs.registers), lanes=lanes)
     programs._trace = lambda layer, step, **values: got.append((layer, step, values))
     result = run_core(core, programs.memory, programs.registers, programs.serve, limit=2_000_000, read_back=False)
-    assert result["done"] and not result["error"]
+    assert result["done"] and not result["error"] and result["cycles"] == core.cycles()
     assert [(layer, step) for layer, step, _ in got] == [(layer, step) for layer, step, _ in want]
     for (layer, step, values), (_, _, expected) in zip(got, want):
         for name, value in expected.items():
