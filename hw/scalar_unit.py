@@ -26,7 +26,7 @@ shifts: a carry chain at most), computes, and writes its result as it answers.
 ``read`` (two ports) and ``write`` give the sequencer the register file while the unit is idle
 (its passes' shift amounts and operands; their reductions' results); ``read_data`` are the
 registers at the addresses of the cycle before. ``access`` / ``access_data`` go to the vector unit's port of the
-same names.
+same names; a LOAD waits for ``access_ready`` (the vector unit's ``access_free``).
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed
@@ -95,6 +95,7 @@ class ScalarUnit(wiring.Component):
             "access": Out(data.StructLayout({"addr": range(depth), "data": signed(ELEMENT_BITS),
                                              "write": 1})),
             "access_data": In(signed(ELEMENT_BITS)),
+            "access_ready": In(1, init=1),
             "busy": Out(1),
         })
 
@@ -267,9 +268,10 @@ class ScalarUnit(wiring.Component):
                                      remainder.eq((1 << (nx.RECIP_SHIFT - QUOTIENT_BITS)) - 1),
                                      error.eq(a.value[-1] | (a.value != 0) & (code_bitlen != bitlen))]
                         m.next = "DIVIDE"
-                    with m.Case(ScalarKind.LOAD):
+                    with m.Case(ScalarKind.LOAD):      # its address read once the port is free
                         m.d.comb += self.access.addr.eq(op.address)
-                        m.next = "LOADED"
+                        with m.If(self.access_ready):
+                            m.next = "LOADED"
                     with m.Case(ScalarKind.STORE):
                         m.d.comb += [self.access.addr.eq(op.address), self.access.data.eq(a.value),
                                      self.access.write.eq(fits(a.value, ELEMENT_BITS))]

@@ -11,9 +11,10 @@ each instruction as an :func:`instruction_layout` word; an END word follows the 
 * a pass reads its four register operands from the scalar unit's file, two a cycle (its shift
   amounts' registers, REGISTER's b and RSUB's minuend), resolves them as
   :func:`~hw.vector_lane.config_of` does and is issued; the instructions after it go on while it
-  runs, until one needs it: a pass or a call, a LOAD or STORE (the scratchpad), or a scalar
-  operation that reads or writes the register its reduction writes. Its result is written into
-  that register in a cycle the scalar unit is idle;
+  runs, until one needs it: a pass or a call, a STORE, a LOAD of an element it writes, or a
+  scalar operation that reads or writes the register its reduction writes. Its result is written
+  into that register in a cycle the scalar unit is idle; another LOAD reads the scratchpad in a
+  cycle the pass is not reading its rows;
 * a :class:`~hw.vector_isa.Call` offers its index (into ``Program.calls``) on ``call`` and
   waits for ``resume``; meanwhile the caller has the scratchpad and the registers (below): the
   array writes its product of a matrix there, a testbench reads a trace.
@@ -38,7 +39,7 @@ from .arith import check_integers
 from .scalar_unit import ScalarUnit, register_layout, scalar_layout, scalar_payload
 from .vector_isa import (A_BITS, B_BITS, ELEMENT_BITS, REGISTER_BITS, BSource, Call, Function, Pre, Round,
                          ScalarKind, VectorOp)
-from .vector_lane import SHIFT_BITS, Saturate, fits, saturate_of
+from .vector_lane import SHIFT_BITS, PassDecoder, Saturate, fits, saturate_of
 from .vector_unit import Reduction, VectorUnit, pass_layout, reduction_of
 
 
@@ -167,7 +168,8 @@ class VectorCore(wiring.Component):
         begins. A pass in flight offers its result from cycle ``offer`` on, taken at the end of
         the first cycle from then in which the scalar unit is idle."""
         now, offer, busy_until = cls.START, None, 0     # busy_until: the scalar unit's last busy cycle
-        reduced = None                                  # the register the pass in flight writes
+        reduced, writes, reading = None, range(0), range(0)   # the pass in flight: its register,
+        #                                                       elements written, cycles reading rows
 
         def taken():                # the edge that takes the pass's result (nothing runs meanwhile)
             return max(offer, busy_until + 1) + 1
@@ -178,6 +180,9 @@ class VectorCore(wiring.Component):
                 issue = start + cls.OPERANDS + 1
                 offer, now = issue + VectorUnit.cycles_of(lanes, op.n, op.a % lanes) - 1, issue
                 reduced = op.reduce[0][1] if op.reduce else None
+                writes = range(op.dst, op.dst + op.n) if op.dst is not None else range(0)
+                rows = -(-(op.a % lanes + op.n) // lanes) if op.n else 0
+                reading = range(issue + PassDecoder.LATENCY, issue + PassDecoder.LATENCY + rows)
             elif isinstance(op, Call):
                 if offer is not None:
                     now, offer = max(now, taken()), None
@@ -185,12 +190,17 @@ class VectorCore(wiring.Component):
             else:
                 names = [name for name in (op.a, op.b, op.exp.register, op.result) if name]
                 pending = offer is not None and (
-                    op.kind in (ScalarKind.LOAD, ScalarKind.STORE) or reduced in names)
+                    op.kind is ScalarKind.STORE or op.kind is ScalarKind.LOAD and op.address in writes
+                    or reduced in names)
                 if pending:
                     now, offer = max(now, taken()), None
                 elif offer is not None and offer <= now:        # taken while this one is offered
                     offer = None
-                busy_until = now + ScalarUnit.cycles_of(op.kind)
+                cycles = ScalarUnit.cycles_of(op.kind)
+                if op.kind is ScalarKind.LOAD and offer is not None:
+                    execute = now + 3                   # its address: after its operands' two cycles
+                    cycles += (reading.stop - execute) if execute in reading else 0
+                busy_until = now + cycles
                 now = busy_until + 1
         if offer is not None:
             now = max(now, taken())
@@ -221,6 +231,7 @@ class VectorCore(wiring.Component):
         with m.Else():
             m.d.comb += vector.access.eq(scalar.access)
         m.d.comb += [scalar.access_data.eq(vector.access_data), self.access_data.eq(vector.access_data),
+                     scalar.access_ready.eq(vector.access_free),
                      self.register_data.eq(scalar.read_data[0])]
 
         # a pass's register operands: read two a cycle through the scalar unit's two read ports
@@ -292,7 +303,11 @@ class VectorCore(wiring.Component):
         touches = 0
         for field in (op.a, op.b, op.exp_register, op.result):
             touches |= field == pending_result
-        hazard = pending & ((touches & (pending_result != 0)) | (op.kind == ScalarKind.LOAD)
+        pending_dst = Signal(range(depth))
+        pending_n = Signal(range(depth + 1))           # elements it writes (0 if none)
+        written = Signal()                              # a LOAD's element is among them
+        m.d.comb += written.eq((op.address >= pending_dst) & (op.address - pending_dst < pending_n))
+        hazard = pending & ((touches & (pending_result != 0)) | (op.kind == ScalarKind.LOAD) & written
                             | (op.kind == ScalarKind.STORE))
 
         def dispatch():
@@ -369,7 +384,8 @@ class VectorCore(wiring.Component):
                     m.d.comb += vector.i.valid.eq(1)
                     with m.If(vector.i.ready):
                         m.d.sync += [pending.eq(1), pending_pc.eq(pc),
-                                     pending_result.eq(Mux(pass_.reduce == Reduction.NONE, 0, pass_.result))]
+                                     pending_result.eq(Mux(pass_.reduce == Reduction.NONE, 0, pass_.result)),
+                                     pending_dst.eq(pass_.dst), pending_n.eq(Mux(pass_.write, pass_.n, 0))]
                         finish(0)
             with m.State("DRAIN"):        # the pass in flight, if any, finishes
                 with m.If(~pending):

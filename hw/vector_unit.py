@@ -20,7 +20,8 @@ b port, operands not congruent, MAX, SUM or ARGMAX of an empty pass). :meth:`cyc
 pass's cycles from its transfer on ``i`` to its result's offer on ``o``.
 
 ``access`` reads and writes one element while the unit is idle (``busy`` low): the sequencer's
-loads and stores; ``access_data`` is the element at the address of the cycle before.
+loads and stores; ``access_data`` is the element at the address of the cycle before. A read also
+works while a pass runs, in any cycle ``access_free`` is high (the pass is not reading its rows).
 """
 
 from amaranth import Cat, Module, Mux, Signal, signed
@@ -81,6 +82,7 @@ class VectorUnit(wiring.Component):
             "access": In(data.StructLayout({"addr": range(depth), "data": signed(ELEMENT_BITS),
                                             "write": 1})),
             "access_data": Out(signed(ELEMENT_BITS)),
+            "access_free": Out(1),
             "busy": Out(1),
         })
 
@@ -138,6 +140,7 @@ class VectorUnit(wiring.Component):
             index = (row << shift) + k                     # the element's index + offset
             m.d.comb += mask[k].eq((index >= offset) & (index < op.n + offset))
         m.d.sync += [issued.eq(issue), issued_mask.eq(mask)]
+        m.d.comb += self.access_free.eq(~issue)
         b_misfit = Signal()
         for k, ((ra, rb, rc, _), lane) in enumerate(zip(banks, units)):
             b = rb.data
