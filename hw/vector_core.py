@@ -3,8 +3,9 @@
 :class:`~hw.vector_unit.VectorUnit` and a :class:`~hw.scalar_unit.ScalarUnit`, exactly as
 :class:`~hw.vector_isa.VectorMachine` runs it (issue 18).
 
-:func:`assemble` numbers a program's registers (``names``, or in order of first use) and encodes
-each instruction as an :func:`instruction_layout` word; an END word follows the last. A run
+:class:`Program` numbers a program's registers from 1 (``names`` first, then in order of first use;
+register 0 is no register) and encodes each instruction as an :func:`instruction_layout` word; an
+END word follows the last. A run
 (``start`` while idle) goes from the first word to END, in order:
 
 * a scalar operation goes to the scalar unit and is waited for;
@@ -21,11 +22,10 @@ each instruction as an :func:`instruction_layout` word; an END word follows the 
 
 An error — a pass or an operation the machine refuses (a ProgramError), or a register operand
 outside its port — stops the run with ``error`` set and ``pc`` at the instruction (scalar
-operations issued while a failing pass ran may have run). ``done`` is
-high while idle after a run that reached END. While idle or called, ``access`` / ``access_data`` reach the
-scratchpad and ``register`` / ``register_data`` the register file (the caller's inputs, before a
-run, and its results after). :meth:`VectorCore.cycles` gives a program's cycles from ``start`` to
-``done``.
+operations issued while a failing pass ran may have run). ``done`` is high while idle after a run
+that reached END. While idle or called, ``access`` / ``access_data`` reach the scratchpad and
+``register`` / ``register_data`` the register file (the caller's inputs, before a run, and its
+results after). :meth:`VectorCore.cycles` gives a program's cycles from ``start`` to ``done``.
 """
 
 from amaranth import Module, Mux, Signal, signed
