@@ -25,8 +25,8 @@ register) in the cycle it is taken, registers them, prepares them (the amount, `
 shifts: a carry chain at most), computes, and writes its result as it answers.
 ``read`` (two ports) and ``write`` give the sequencer the register file while the unit is idle
 (its passes' shift amounts and operands; their reductions' results); ``read_data`` are the
-registers at the addresses of the cycle before. ``access`` / ``access_data`` go to the vector unit's port of the
-same names; a LOAD waits for ``access_ready`` (the vector unit's ``access_free``).
+registers at the addresses of the cycle before. ``access`` / ``access_data`` go to the vector
+unit's port of the same names; a LOAD waits for ``access_ready`` (the vector unit's ``access_free``).
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed
@@ -106,7 +106,8 @@ class ScalarUnit(wiring.Component):
     def cycles_of(kind: ScalarKind) -> int:
         """Clock edges from the edge that takes an operation to the first its answer is offered."""
         base = 1 + ScalarUnit.OPERANDS + ScalarUnit.ANSWER - 1
-        scale = {ScalarKind.MUL: ScaleOp.MUL, ScalarKind.ADD: ScaleOp.ADD, ScalarKind.FROM_INT: ScaleOp.FROM_INT,
+        scale = {ScalarKind.MUL: ScaleOp.MUL, ScalarKind.ADD: ScaleOp.ADD,
+                 ScalarKind.FROM_INT: ScaleOp.FROM_INT,
                  ScalarKind.RECIP: ScaleOp.RECIP, ScalarKind.RSQRT: ScaleOp.RSQRT}
         if kind in scale:
             return base + 1 + ScaleUnit.cycles_of(scale[kind])
@@ -221,7 +222,8 @@ class ScalarUnit(wiring.Component):
         for k in scale_op:
             uses_scale |= kind == k
         command = scale_unit.i.payload
-        m.d.comb += [command.a.mant.eq(a.value), command.a.exp.eq(Mux(kind == ScalarKind.FROM_INT, amount, a.exp)),
+        m.d.comb += [command.a.mant.eq(a.value),
+                     command.a.exp.eq(Mux(kind == ScalarKind.FROM_INT, amount, a.exp)),
                      command.b.mant.eq(b.value), command.b.exp.eq(b.exp), command.n.eq(a.value)]
         with m.Switch(kind):
             for k, code in scale_op.items():
@@ -287,12 +289,14 @@ class ScalarUnit(wiring.Component):
             with m.State("SCALE_RESULT"):
                 m.d.comb += [self.busy.eq(1), scale_unit.o.ready.eq(1)]
                 with m.If(scale_unit.o.valid):
-                    m.d.sync += [result.value.eq(scale_unit.o.payload.mant), result.exp.eq(scale_unit.o.payload.exp),
+                    m.d.sync += [result.value.eq(scale_unit.o.payload.mant),
+                                 result.exp.eq(scale_unit.o.payload.exp),
                                  error.eq(scale_unit.o.payload.invalid)]
                     m.next = "WRITE"
             with m.State("PRODUCT"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [result.value.eq(product), error.eq(product_error | ~fits(product, REGISTER_BITS))]
+                m.d.sync += [result.value.eq(product),
+                             error.eq(product_error | ~fits(product, REGISTER_BITS))]
                 m.next = "WRITE"
             with m.State("DIVIDE"):
                 # the dividend 2^33 − 1, a bit a cycle: its top 15 bits are below m_n (>= 2^16), so
@@ -312,7 +316,8 @@ class ScalarUnit(wiring.Component):
                 m.next = "WRITE"
             with m.State("WRITE"):           # written, and answered (held in ANSWER until taken)
                 m.d.comb += [self.busy.eq(1), port_w.addr.eq(op.result), port_w.data.eq(result),
-                             port_w.en.eq(writes & ~error), self.o.valid.eq(1), self.o.payload.error.eq(error)]
+                             port_w.en.eq(writes & ~error), self.o.valid.eq(1),
+                             self.o.payload.error.eq(error)]
                 with m.If(self.o.ready):
                     m.next = "IDLE"
                 with m.Else():

@@ -52,7 +52,8 @@ class Kind(enum.Enum, shape=2):
 
 def amount_layout(registers: int) -> data.StructLayout:
     """A shift amount ``offset + sign · register`` (``sign`` 0: the offset alone)."""
-    return data.StructLayout({"register": range(registers), "sign": signed(3), "offset": signed(SHIFT_BITS + 2)})
+    return data.StructLayout({"register": range(registers), "sign": signed(3),
+                              "offset": signed(SHIFT_BITS + 2)})
 
 
 def vector_layout(registers: int, depth: int) -> data.StructLayout:
@@ -110,7 +111,8 @@ class Program:
             return {"kind": Kind.SCALAR, "op": {"scalar": scalar_payload(op, self.number)}}
         for address in (op.a, op.b if op.b_source is BSource.VECTOR else 0, op.c or 0, op.dst or 0):
             if not 0 <= address < self.depth or not 0 <= op.n <= self.depth - op.a:
-                raise ValueError(f"pass {op.note or op} reaches outside the scratchpad's {self.depth} elements")
+                raise ValueError(f"pass {op.note or op} reaches outside the scratchpad's "
+                                 f"{self.depth} elements")
         number = self.number
         return {"kind": Kind.VECTOR, "op": {"vector": {
             "function": op.function, "b_source": op.b_source, "pre": op.pre, "round": op.round,
@@ -119,7 +121,8 @@ class Program:
             "c_vector": int(op.c is not None), "write": int(op.dst is not None), "reduce": reduction_of(op),
             "a_shift": self._amount(op.a_shift), "shift": self._amount(op.shift),
             "b_register": number.get(op.b, 0) if op.b_source is BSource.REGISTER else 0,
-            "pre_register": number.get(op.pre_register, 0), "result": number[op.reduce[0][1]] if op.reduce else 0}}}
+            "pre_register": number.get(op.pre_register, 0),
+            "result": number[op.reduce[0][1]] if op.reduce else 0}}}
 
 
 class VectorCore(wiring.Component):
@@ -149,7 +152,8 @@ class VectorCore(wiring.Component):
             "pc": Out(range(len(program.words))),
             "access": In(data.StructLayout({"addr": range(depth), "data": signed(ELEMENT_BITS), "write": 1})),
             "access_data": Out(signed(ELEMENT_BITS)),
-            "register": In(data.StructLayout({"addr": range(registers), "data": register_layout(), "write": 1})),
+            "register": In(data.StructLayout({"addr": range(registers), "data": register_layout(),
+                                              "write": 1})),
             "register_data": Out(register_layout()),
         })
 
@@ -163,8 +167,8 @@ class VectorCore(wiring.Component):
 
     @classmethod
     def timeline(cls, ops, lanes: int) -> int:
-        """:meth:`cycles` for the instructions ``ops`` on ``lanes`` lanes. Cycle ``c`` lies between edges ``c``
-        and ``c + 1`` (edge 1 takes ``start``); ``now`` is the cycle an instruction's first state
+        """:meth:`cycles` for the instructions ``ops`` on ``lanes`` lanes. Cycle ``c`` lies between
+        edges ``c`` and ``c + 1`` (edge 1 takes ``start``); ``now`` is the cycle an instruction's first state
         begins. A pass in flight offers its result from cycle ``offer`` on, taken at the end of
         the first cycle from then in which the scalar unit is idle."""
         now, offer, busy_until = cls.START, None, 0     # busy_until: the scalar unit's last busy cycle
@@ -268,9 +272,10 @@ class VectorCore(wiring.Component):
         form = Signal()
         with m.If(form):
             m.d.sync += [
-                config.function.eq(pass_.function), config.b_source.eq(pass_.b_source), config.pre.eq(pass_.pre),
-                config.round.eq(pass_.round), config.negate.eq(pass_.negate), config.saturate.eq(pass_.saturate),
-                config.a_shift.eq(resolved(pass_.a_shift, values[0])), config.shift.eq(resolved(pass_.shift, values[1])),
+                config.function.eq(pass_.function), config.b_source.eq(pass_.b_source),
+                config.pre.eq(pass_.pre), config.round.eq(pass_.round), config.negate.eq(pass_.negate),
+                config.saturate.eq(pass_.saturate), config.a_shift.eq(resolved(pass_.a_shift, values[0])),
+                config.shift.eq(resolved(pass_.shift, values[1])),
                 config.b.eq(Mux(code, 0, b_value)), config.code.eq(Mux(code, b_value * nx.ACT_MAX, 0)),
                 config.pre_register.eq(pre_value),
                 issue.n.eq(pass_.n), issue.a.eq(pass_.a), issue.b.eq(pass_.b), issue.c.eq(pass_.c),
@@ -279,7 +284,8 @@ class VectorCore(wiring.Component):
                 # REGISTER's b must fit the b port, CODE's b·127 the a port, RSUB's minuend an element
                 operand_error.eq((((pass_.b_source == BSource.REGISTER) & ~code & ~fits(b_value, B_BITS))
                                   | (code & ~fits(b_value * nx.ACT_MAX, A_BITS))
-                                  | ((pass_.pre == Pre.RSUB) & ~fits(pre_value, ELEMENT_BITS))) & (pass_.n != 0))]
+                                  | ((pass_.pre == Pre.RSUB) & ~fits(pre_value, ELEMENT_BITS)))
+                                 & (pass_.n != 0))]
         m.d.comb += [vector.i.payload.eq(issue), scalar.i.payload.eq(word.op.scalar)]
 
         ran = Signal()

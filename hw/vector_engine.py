@@ -42,7 +42,8 @@ class VectorEngine(wiring.Component):
     """
 
     def __init__(self, model, program: Program, *, rows: int, simd: int, lanes: int):
-        self._linear = TernaryLinear([getattr(layer, name).codes for layer in model.layers for name in MATRICES],
+        self._linear = TernaryLinear([getattr(layer, name).codes
+                                      for layer in model.layers for name in MATRICES],
                                      rows=rows, simd=simd)
         self._core = VectorCore(program, lanes=lanes)
         self._program, self._simd = program, simd
@@ -133,7 +134,8 @@ class VectorEngine(wiring.Component):
                 with m.If(~issue & ~reading):
                     m.next = "BEAT"
             with m.State("BEAT"):
-                m.d.comb += [serving.eq(1), linear.x.payload.data.eq(beat), linear.x.payload.last.eq(index == job.n),
+                m.d.comb += [serving.eq(1), linear.x.payload.data.eq(beat),
+                             linear.x.payload.last.eq(index == job.n),
                              linear.x.valid.eq(1)]
                 with m.If(linear.x.ready):
                     m.d.sync += [beat.eq(0), issued.eq(0), captured.eq(0)]

@@ -405,7 +405,8 @@ class VectorMachine:
             if isinstance(value, tuple):
                 _check_scale(value, op)
             elif not _fits(value, REGISTER_BITS):
-                raise ProgramError(f"{kind.name} result {value} does not fit a register's {REGISTER_BITS} bits")
+                raise ProgramError(f"{kind.name} result {value} does not fit a register's "
+                                   f"{REGISTER_BITS} bits")
             self.registers[op.result] = value
         self.scalar_ops += 1
 
@@ -467,7 +468,8 @@ class VectorMachine:
         normalized = _truncate(value, int(reg(op.b)))
         if value < 0 or normalized.bit_length() != nx.NORM_MAX_BITLEN:
             raise ProgramError(f"CODE_RECIP of {value} shifted by {int(reg(op.b))} is {normalized}, not "
-                               f"in [2^{nx.NORM_MAX_BITLEN - 1}, 2^{nx.NORM_MAX_BITLEN}) (shift by its CODE_SHIFT)")
+                               f"in [2^{nx.NORM_MAX_BITLEN - 1}, 2^{nx.NORM_MAX_BITLEN}) "
+                               "(shift by its CODE_SHIFT)")
         return nx.codes_reciprocal(normalized)
 
 

@@ -327,7 +327,8 @@ class ProgramModel:
                     lay.add(f"{part}_exp.{i}.{g}", positions)
         self.gains["norm"] = (lay.add("gain.norm", hidden), model.norm)
         self.memory = {lay["embed"]: model.embed.codes, lay["lm_table"]: model.lm_head.codes,
-                       lay["lm_rows"]: model.lm_head.rows, lay["cos"]: model.rope_cos, lay["sin"]: model.rope_sin}
+                       lay["lm_rows"]: model.lm_head.rows, lay["cos"]: model.rope_cos,
+                       lay["sin"]: model.rope_sin}
         for address, gain in self.gains.values():
             self.memory[address] = gain.values
         constant = VectorMachine(1)
@@ -351,10 +352,12 @@ class ProgramModel:
 
     def _norm(self, key, x: int, n: int, x_scale: str, dst: int, result: str) -> list:
         address, gain = self.gains[key]
-        return rms_quantize(x, n, x_scale, address, gain.exp, f"inv_len.{key}", "eps", self.layout["u"], dst, result)
+        return rms_quantize(x, n, x_scale, address, gain.exp, f"inv_len.{key}", "eps", self.layout["u"],
+                            dst, result)
 
     def _linear(self, layer: int, matrix: str, n: int, dst: str, scale: str) -> list:
-        """The array's product of the codes in x into region ``dst`` (a call); its scale D·γ into ``scale``."""
+        """The array's product of the codes in x into region ``dst`` (a call); its scale D·γ into
+        ``scale``."""
         lay = self.layout
         return [Call("matmul", (layer, matrix, lay[dst]), memory=((lay["x"], n),)),
                 ScalarOp(S.MUL, scale, "norm_scale", f"gamma.{layer}.{matrix}")]
@@ -398,13 +401,15 @@ class ProgramModel:
         program = embed(lay["embed"] + token * hidden, hidden, row, self.model.embed.exp, lay["h"])
         program.append(trace(0, "embed", h=(lay["h"], hidden)))
         for i in range(len(self.model.layers)):
-            program += self._norm((i, "input_layernorm"), lay["h"], hidden, "res_unit", lay["x"], "norm_scale")
+            program += self._norm((i, "input_layernorm"), lay["h"], hidden, "res_unit", lay["x"],
+                                  "norm_scale")
             program.append(trace(i, "input_layernorm", codes=(lay["x"], hidden), scale="norm_scale"))
             for matrix, count in (("q_proj", heads), ("k_proj", kv), ("v_proj", kv)):
                 program += self._linear(i, matrix, hidden, "acc", "acc_scale")
                 source = lay["acc"]
                 if matrix != "v_proj":
-                    program += rope(source, count, d, lay["cos"] + position * half, lay["sin"] + position * half,
+                    program += rope(source, count, d, lay["cos"] + position * half,
+                                    lay["sin"] + position * half,
                                     lay["scratch"], lay["rotated"])
                     source = lay["rotated"]
                 target = lay["q"] if matrix == "q_proj" else lay["scratch"]
@@ -413,7 +418,8 @@ class ProgramModel:
                 program.append(trace(i, matrix, head_codes=(target, count * d), head_scales=scales))
                 if matrix != "q_proj":
                     for g in range(kv):
-                        program += cache_entry(target + g * d, d, scales[g], lay[f"{matrix[0]}.{i}.{g}"] + position * d,
+                        program += cache_entry(target + g * d, d, scales[g],
+                                               lay[f"{matrix[0]}.{i}.{g}"] + position * d,
                                                lay[f"{matrix[0]}_mant.{i}.{g}"] + position,
                                                lay[f"{matrix[0]}_exp.{i}.{g}"] + position)
             for h in range(heads):
@@ -422,7 +428,8 @@ class ProgramModel:
                                   lay[f"k_mant.{i}.{g}"], lay[f"k_exp.{i}.{g}"], lay[f"v.{i}.{g}"],
                                   lay[f"v_mant.{i}.{g}"], lay[f"v_exp.{i}.{g}"], position + 1, "score_coef",
                                   lay["z"], lay["p"], lay["out"] + h * d)
-            program += self._norm((i, "attn_sub_norm"), lay["out"], heads * d, "res_unit", lay["x"], "norm_scale")
+            program += self._norm((i, "attn_sub_norm"), lay["out"], heads * d, "res_unit", lay["x"],
+                                  "norm_scale")
             program.append(trace(i, "attn_sub_norm", input=(lay["out"], heads * d), codes=(lay["x"], hidden),
                                  scale="norm_scale"))
             program += self._linear(i, "o_proj", heads * d, "acc", "acc_scale")
@@ -435,14 +442,16 @@ class ProgramModel:
             program += self._linear(i, "up_proj", hidden, "acc2", "up_scale")
             program += gated(lay["acc"], lay["acc2"], inter, "gate_scale", "up_scale", cfg.hidden_act,
                              lay["scratch"], lay["gated"], "hidden_scale")
-            program += self._norm((i, "ffn_sub_norm"), lay["gated"], inter, "hidden_scale", lay["x"], "norm_scale")
+            program += self._norm((i, "ffn_sub_norm"), lay["gated"], inter, "hidden_scale", lay["x"],
+                                  "norm_scale")
             program.append(trace(i, "ffn_sub_norm", input=(lay["gated"], inter), codes=(lay["x"], inter),
                                  scale="norm_scale"))
             program += self._linear(i, "down_proj", inter, "acc", "acc_scale")
             program += dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"])
             program.append(trace(i, "down_proj", h=(lay["h"], hidden)))
         program += self._norm("norm", lay["h"], hidden, "res_unit", lay["x"], "norm_scale")
-        program += lm_head(lay["lm_table"], lay["lm_rows"], cfg.vocab_size, hidden, lay["x"], lay["logits"], "token")
+        program += lm_head(lay["lm_table"], lay["lm_rows"], cfg.vocab_size, hidden, lay["x"], lay["logits"],
+                           "token")
         program.append(trace(0, "norm", codes=(lay["x"], hidden), scale="norm_scale",
                              logits=(lay["logits"], cfg.vocab_size)))
         return program
@@ -461,4 +470,5 @@ class ProgramModel:
         finally:
             self._trace = None
         m = self.machine
-        return m.read(self.layout["logits"], self.config.vocab_size), self.logit_scale(m.registers["norm_scale"])
+        logits = m.read(self.layout["logits"], self.config.vocab_size)
+        return logits, self.logit_scale(m.registers["norm_scale"])

@@ -71,7 +71,8 @@ def blocks(model: str) -> list[tuple[str, str, object]]:
             ScalarUnit, registers=VECTOR_REGISTERS, depth=VECTOR_DEPTH)),
         ("VectorCore (issue 18)", f"1 lane, {VECTOR_DEPTH} elements, {VECTOR_REGISTERS} registers, a norm's "
          f"program ({ffn} long)", functools.partial(VectorCore, Program(
-             vector_programs.constants() + vector_programs.rms_quantize(0, ffn, "x_scale", ffn, 0, "inv_len", "eps",
+             vector_programs.constants() + vector_programs.rms_quantize(0, ffn, "x_scale", ffn, 0, "inv_len",
+                                                                       "eps",
                                                                         2 * ffn, 3 * ffn, "scale"),
              registers=VECTOR_REGISTERS, depth=VECTOR_DEPTH), lanes=1)),
     ]

@@ -27,7 +27,8 @@ def with_scratchpad(unit: ScalarUnit, memory: list) -> tuple[Module, Memory]:
     m.submodules.memory = scratchpad = Memory(shape=unit.access.data.shape(), depth=unit.depth, init=memory)
     read, write = scratchpad.read_port(), scratchpad.write_port()
     m.d.comb += [read.addr.eq(unit.access.addr), unit.access_data.eq(read.data),
-                 write.addr.eq(unit.access.addr), write.data.eq(unit.access.data), write.en.eq(unit.access.write)]
+                 write.addr.eq(unit.access.addr), write.data.eq(unit.access.data),
+                 write.en.eq(unit.access.write)]
     return m, scratchpad
 
 
@@ -93,7 +94,8 @@ def run(program, registers: dict, memory: list | None = None) -> dict:
 def test_cycles_as_documented():
     scale, small = (40000, -20), 5
     program = [ScalarOp(S.MUL, "m", "s", "s"), ScalarOp(S.ADD, "m", "m", "s"), ScalarOp(S.FROM_INT, "f", "n"),
-               ScalarOp(S.RECIP, "r", "s"), ScalarOp(S.RSQRT, "q", "s"), ScalarOp(S.INT, "i", exp=Amount(offset=3)),
+               ScalarOp(S.RECIP, "r", "s"), ScalarOp(S.RSQRT, "q", "s"),
+               ScalarOp(S.INT, "i", exp=Amount(offset=3)),
                ScalarOp(S.MUL_INT, "p", "n", "n"), ScalarOp(S.CODE_SHIFT, "e", "peak"),
                ScalarOp(S.CODE_RECIP, "c", "peak", "e"), ScalarOp(S.STORE, a="n", address=3),
                ScalarOp(S.LOAD, "l", address=3)]
@@ -102,7 +104,8 @@ def test_cycles_as_documented():
         assert counts == {ScalarUnit.cycles_of(kind)}, kind
 
 
-SCALES, INTEGERS, SHIFTS = ("s0", "s1", "s2", "s3", "s4"), ("i0", "i1", "i2", "i3", "i4", "i5"), ("e0", "e1", "e2")
+SCALES, INTEGERS, SHIFTS = (("s0", "s1", "s2", "s3", "s4"), ("i0", "i1", "i2", "i3", "i4", "i5"),
+                            ("e0", "e1", "e2"))
 
 
 def signed_value(rng: random.Random, bits: int) -> int:
@@ -129,7 +132,14 @@ def random_op(rng: random.Random) -> ScalarOp:
     """A well-typed operation (scales in s*, integers in i*, shift amounts in e*) that may still
     overflow a width: those are the error cases."""
     kind = rng.choice(list(S))
-    scale, integer, shift = (lambda: rng.choice(SCALES)), (lambda: rng.choice(INTEGERS)), (lambda: rng.choice(SHIFTS))
+    def scale():
+        return rng.choice(SCALES)
+
+    def integer():
+        return rng.choice(INTEGERS)
+
+    def shift():
+        return rng.choice(SHIFTS)
     if kind in (S.MUL, S.ADD):
         return ScalarOp(kind, scale(), scale(), scale())
     if kind in (S.RECIP, S.RSQRT):

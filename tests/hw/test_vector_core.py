@@ -9,7 +9,8 @@ from amaranth.sim import Simulator
 
 from hw.vector_core import Program, VectorCore
 from hw.vector_programs import ProgramModel
-from hw.vector_isa import Amount, BSource, Function, ProgramError, ScalarKind as S, ScalarOp, VectorMachine, VectorOp
+from hw.vector_isa import (Amount, BSource, Function, ProgramError, ScalarKind as S, ScalarOp, VectorMachine,
+                           VectorOp)
 from model import paths
 from model.integer import IntegerModel
 from tests.hw.test_vector_unit import PROGRAM_CASES
@@ -39,7 +40,8 @@ async def load_and_start(ctx, dut, number: dict, memory: dict, registers: dict) 
     for address, values in memory.items():
         await write_memory(ctx, dut, address, values)
     for name, value in registers.items():
-        data = {"value": value[0], "exp": value[1]} if isinstance(value, tuple) else {"value": value, "exp": 0}
+        data = ({"value": value[0], "exp": value[1]} if isinstance(value, tuple)
+                else {"value": value, "exp": 0})
         ctx.set(dut.register, {"addr": number[name], "data": data, "write": 1})
         await ctx.tick()
     ctx.set(dut.register.write, 0)
@@ -149,7 +151,8 @@ def test_errors_stop_the_run():
         VectorOp(4, 0, 8, Function.MUL, BSource.REGISTER, "wide"), ScalarOp(S.STORE, a="x", address=9)])
     assert got["error"] and got["pc"] == 3
     got = check_core(1, {}, {}, first + [ScalarOp(S.INT, "big", exp=Amount(offset=(1 << 35) - 1)),
-                                         ScalarOp(S.MUL_INT, "p", "big", "x"), ScalarOp(S.MUL_INT, "p", "big", "wide")])
+                                         ScalarOp(S.MUL_INT, "p", "big", "x"),
+                                         ScalarOp(S.MUL_INT, "p", "big", "wide")])
     assert got["error"] and got["pc"] == 5
 
 
@@ -173,14 +176,16 @@ def test_whole_tokens_of_the_small_model(lanes):
     depth = -(-programs.layout.size // lanes) * lanes
     core = VectorCore(Program(program, registers=256, depth=depth, names=programs.registers), lanes=lanes)
     programs._trace = lambda layer, step, **values: got.append((layer, step, values))
-    result = run_core(core, programs.memory, programs.registers, programs.serve, limit=2_000_000, read_back=False)
+    result = run_core(core, programs.memory, programs.registers, programs.serve, limit=2_000_000,
+                      read_back=False)
     assert result["done"] and not result["error"] and result["cycles"] == core.cycles()
     assert [(layer, step) for layer, step, _ in got] == [(layer, step) for layer, step, _ in want]
     for (layer, step, values), (_, _, expected) in zip(got, want):
         for name, value in expected.items():
             have = values[name]
             if isinstance(value, tuple):
-                assert [np.asarray(v).tolist() for v in have] == [np.asarray(v).tolist() for v in value], (layer, step)
+                assert [np.asarray(v).tolist() for v in have] == [np.asarray(v).tolist() for v in value], \
+                    (layer, step)
             else:
                 assert np.array_equal(have, value), (layer, step, name)
     print(f"{len(tokens)} tokens, {result['cycles']:,} cycles at {lanes} lanes (calls not counted)")
