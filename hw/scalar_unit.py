@@ -12,17 +12,19 @@ written. The operations, and their cycles from taken to answered (:meth:`ScalarU
 ==========================================  =============================================  ===========
 kind                                        how                                            cycles
 ==========================================  =============================================  ===========
-MUL, ADD, FROM_INT, RECIP, RSQRT            the :class:`~hw.scale_unit.ScaleUnit`           5 + its own
-INT, ADD_INT, MAX, IS_ZERO, SELECT, MANT,   one ALU stage                                  4
-EXP, SCALE, SHR, NORM_SHIFT, CODE_SHIFT
-MUL_INT                                     a registered 36 × 18 product                   5
+MUL, ADD, RECIP, RSQRT; FROM_INT            the :class:`~hw.scale_unit.ScaleUnit`           4; 5 + its own
+MAX, IS_ZERO, SELECT, MANT, EXP             one ALU stage                                  3
+INT, ADD_INT, SCALE, SHR, NORM_SHIFT,       one ALU stage, on prepared operands            4
+CODE_SHIFT
+MUL_INT                                     a registered 36 × 18 product                   4
 CODE_RECIP                                  ``ceil(2^33 / m_n)``, a quotient bit a cycle   5 + 18
-LOAD, STORE                                 the scratchpad's access port                   5, 4
+LOAD, STORE                                 the scratchpad's access port                   4, 3
 ==========================================  =============================================  ===========
 
 Every operation reads its operands from the register file (three read ports: a, b and the amount's
-register) in the cycle it is taken, registers them, prepares them (the amount, ``|a|``, the
-shifts: a carry chain at most), computes, and writes its result as it answers.
+register) in the cycle it is taken, registers them, prepares them where its kind needs it
+(``PREPARED``: the amount, ``|a|``, the shifts; a carry chain at most), computes, and writes its
+result as it answers.
 ``read`` (two ports) and ``write`` give the sequencer the register file while the unit is idle
 (its passes' shift amounts and operands; their reductions' results); ``read_data`` are the
 registers at the addresses of the cycle before. ``access`` / ``access_data`` go to the vector
@@ -44,6 +46,9 @@ from .vector_lane import fits
 SHIFT_LIMIT = 62                     # SHR's shift, clamped as the machine clamps it
 LEFT_LIMIT = nx.NORM_MAX_BITLEN      # CODE_RECIP's left shift (a peak below 2^17) is at most this
 QUOTIENT_BITS = nx.RECIP_SHIFT - nx.NORM_MAX_BITLEN + 2   # floor((2^33 − 1) / m_n) + 1 <= 2^17
+# the kinds that use a prepared operand (the amount, |a| or the shifts): a cycle more
+PREPARED = (ScalarKind.INT, ScalarKind.ADD_INT, ScalarKind.FROM_INT, ScalarKind.SCALE, ScalarKind.SHR,
+            ScalarKind.NORM_SHIFT, ScalarKind.CODE_SHIFT, ScalarKind.CODE_RECIP)
 
 
 def register_layout(exp_bits: int = nx.SCALE_EXP_BITS) -> data.StructLayout:
@@ -79,7 +84,7 @@ class ScalarUnit(wiring.Component):
         The scratchpad's elements (the vector unit's ``depth``).
     """
 
-    OPERANDS = 2          # the taken operation's registers read, then prepared
+    OPERANDS = 1          # the taken operation's registers read (then prepared: PREPARED's kinds)
     ANSWER = 2            # the result computed, then written and answered
 
     def __init__(self, *, registers: int, depth: int):
@@ -105,7 +110,7 @@ class ScalarUnit(wiring.Component):
     @staticmethod
     def cycles_of(kind: ScalarKind) -> int:
         """Clock edges from the edge that takes an operation to the first its answer is offered."""
-        base = 1 + ScalarUnit.OPERANDS + ScalarUnit.ANSWER - 1
+        base = ScalarUnit.OPERANDS + ScalarUnit.ANSWER + (kind in PREPARED)
         scale = {ScalarKind.MUL: ScaleOp.MUL, ScalarKind.ADD: ScaleOp.ADD,
                  ScalarKind.FROM_INT: ScaleOp.FROM_INT,
                  ScalarKind.RECIP: ScaleOp.RECIP, ScalarKind.RSQRT: ScaleOp.RSQRT}
@@ -248,7 +253,11 @@ class ScalarUnit(wiring.Component):
                     m.next = "OPERANDS"
             with m.State("OPERANDS"):
                 m.d.comb += [self.busy.eq(1), load_operands.eq(1)]
-                m.next = "PREPARE"
+                with m.Switch(kind):
+                    with m.Case(*PREPARED):
+                        m.next = "PREPARE"
+                    with m.Default():
+                        m.next = "EXECUTE"
             with m.State("PREPARE"):
                 m.d.comb += [self.busy.eq(1), prepare.eq(1)]
                 m.next = "EXECUTE"

@@ -202,7 +202,7 @@ class VectorCore(wiring.Component):
                     offer = None
                 cycles = ScalarUnit.cycles_of(op.kind)
                 if op.kind is ScalarKind.LOAD and offer is not None:
-                    execute = now + 3                   # its address: after its operands' two cycles
+                    execute = now + 1 + ScalarUnit.OPERANDS        # its address: after its operands
                     cycles += (reading.stop - execute) if execute in reading else 0
                 busy_until = now + cycles
                 now = busy_until + 1
