@@ -12,8 +12,9 @@ END word follows the last. A run
 * a pass reads its four register operands from the scalar unit's file, two a cycle (its shift
   amounts' registers, REGISTER's b and RSUB's minuend), resolves them as
   :func:`~hw.vector_lane.config_of` does and is issued; the instructions after it go on while it
-  runs, until one needs it: a pass or a call, a STORE, a LOAD of an element it writes, or a
-  scalar operation that reads or writes the register its reduction writes. Its result is written
+  runs, until one needs it: a call, a STORE, a LOAD of an element it writes, or an instruction
+  that reads or writes the register its reduction writes (the next pass reads its operands
+  meanwhile, and is issued once the unit is free). Its result is written
   into that register in a cycle the scalar unit is idle; another LOAD reads the scratchpad in a
   cycle the pass is not reading its rows;
 * a :class:`~hw.vector_isa.Call` offers its index (into ``Program.calls``) on ``call`` and
@@ -180,8 +181,9 @@ class VectorCore(wiring.Component):
 
         for op in ops:
             if isinstance(op, VectorOp):
-                start = max(now, taken()) if offer is not None else now
-                issue = start + cls.OPERANDS + 1
+                waits = offer is not None and reduced in op.registers
+                start = max(now, taken()) if waits else now
+                issue = max(start + cls.OPERANDS, taken() if offer is not None else 0) + 1
                 offer, now = issue + VectorUnit.cycles_of(lanes, op.n, op.a % lanes) - 1, issue
                 reduced = op.reduce[0][1] if op.reduce else None
                 writes = range(op.dst, op.dst + op.n) if op.dst is not None else range(0)
@@ -316,6 +318,12 @@ class VectorCore(wiring.Component):
         hazard = pending & ((touches & (pending_result != 0)) | (op.kind == ScalarKind.LOAD) & written
                             | (op.kind == ScalarKind.STORE))
 
+        reads_pending = Signal()        # a pass reads the register the pass in flight writes
+        touched = 0
+        for field in (pass_.a_shift.register, pass_.shift.register, pass_.b_register, pass_.pre_register):
+            touched |= field == pending_result
+        m.d.comb += reads_pending.eq(touched & (pending_result != 0))
+
         def dispatch():
             """Start the word the ROM holds (the next one), or stop at END."""
             m.d.sync += [word.eq(fetch.data), operand.eq(0)]
@@ -372,10 +380,10 @@ class VectorCore(wiring.Component):
                 m.d.comb += called.eq(1)
                 with m.If(self.resume):
                     finish(0)
-            with m.State("OPERANDS"):     # after the pass in flight: the register file is settled
+            with m.State("OPERANDS"):     # once no register it reads waits for the pass in flight
                 with m.If(stopping):
                     m.next = "DRAIN"
-                with m.Elif(~pending):
+                with m.Elif(~pending | ~reads_pending):
                     m.d.comb += reading.eq(1)
                     m.d.sync += operand.eq(operand + 1)
                     with m.If(operand == len(reads)):
@@ -383,9 +391,11 @@ class VectorCore(wiring.Component):
             with m.State("FORM"):
                 m.d.comb += form.eq(1)
                 m.next = "PASS"
-            with m.State("PASS"):
+            with m.State("PASS"):         # issued once the unit has given the last pass's result
                 with m.If(operand_error):
                     finish(1)
+                with m.Elif(stopping):
+                    m.next = "DRAIN"
                 with m.Else():
                     m.d.comb += vector.i.valid.eq(1)
                     with m.If(vector.i.ready):
