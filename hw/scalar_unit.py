@@ -25,9 +25,9 @@ Every operation reads its operands from the register file (three read ports: a, 
 register) in the cycle it is taken, registers them, prepares them where its kind needs it
 (``PREPARED``: the amount, ``|a|``, the shifts; a carry chain at most), computes, and writes its
 result as it answers.
-``read`` (two ports) and ``write`` give the sequencer the register file while the unit is idle
-(its passes' shift amounts and operands; their reductions' results); ``read_data`` are the
-registers at the addresses of the cycle before. ``access`` / ``access_data`` go to the vector
+``read`` (two ports, with ``read_select`` high) and ``write`` give the sequencer the register file
+while the unit is idle (its passes' shift amounts and operands; their reductions' results);
+``read_data`` are the registers at the addresses of the cycle before. ``access`` / ``access_data`` go to the vector
 unit's port of the same names; a LOAD waits for ``access_ready`` (the vector unit's ``access_free``).
 """
 
@@ -95,6 +95,7 @@ class ScalarUnit(wiring.Component):
             "i": In(stream.Signature(scalar_layout(registers, depth))),
             "o": Out(stream.Signature(data.StructLayout({"error": 1}))),
             "read": In(data.ArrayLayout(range(registers), 2)),
+            "read_select": In(1),
             "read_data": Out(data.ArrayLayout(reg, 2)),
             "write": In(data.StructLayout({"addr": range(registers), "data": reg, "en": 1})),
             "access": Out(data.StructLayout({"addr": range(depth), "data": signed(ELEMENT_BITS),
@@ -130,11 +131,11 @@ class ScalarUnit(wiring.Component):
 
         op = Signal(scalar_layout(self._registers, self._depth))
         idle = Signal()
-        taking = Signal()
-        m.d.comb += taking.eq(self.i.valid & self.i.ready)
-        source = Mux(taking, self.i.payload.as_value(), op.as_value())
+        # idle, the read ports take the offered operation's registers (or the sequencer's, with
+        # ``read_select``) whether or not it is taken: no path from ``i.valid`` to the addresses
+        source = Mux(idle, self.i.payload.as_value(), op.as_value())
         fields = scalar_layout(self._registers, self._depth)(source)
-        free = idle & ~self.i.valid                  # the sequencer's reads
+        free = idle & self.read_select
         m.d.comb += [port_a.addr.eq(Mux(free, self.read[0], fields.a)),
                      port_b.addr.eq(Mux(free, self.read[1], fields.b)), port_e.addr.eq(fields.exp_register),
                      self.read_data[0].eq(port_a.data), self.read_data[1].eq(port_b.data)]

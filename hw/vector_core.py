@@ -249,6 +249,7 @@ class VectorCore(wiring.Component):
             for k, pair in enumerate(reads):
                 with m.Case(k):
                     m.d.comb += [scalar.read[0].eq(pair[0]), scalar.read[1].eq(pair[1])]
+        m.d.comb += scalar.read_select.eq(reading | idle | called)
         with m.If(idle | called):
             m.d.comb += [scalar.read[0].eq(self.register.addr), scalar.write.addr.eq(self.register.addr),
                          scalar.write.data.eq(self.register.data), scalar.write.en.eq(self.register.write)]
@@ -312,9 +313,9 @@ class VectorCore(wiring.Component):
         for field in (op.a, op.b, op.exp_register, op.result):
             touches |= field == pending_result
         pending_dst = Signal(range(depth))
-        pending_n = Signal(range(depth + 1))           # elements it writes (0 if none)
+        pending_end = Signal(range(2 * depth + 1))      # the elements it writes: dst to end (dst if none)
         written = Signal()                              # a LOAD's element is among them
-        m.d.comb += written.eq((op.address >= pending_dst) & (op.address - pending_dst < pending_n))
+        m.d.comb += written.eq((op.address >= pending_dst) & (op.address < pending_end))
         hazard = pending & ((touches & (pending_result != 0)) | (op.kind == ScalarKind.LOAD) & written
                             | (op.kind == ScalarKind.STORE))
 
@@ -401,7 +402,8 @@ class VectorCore(wiring.Component):
                     with m.If(vector.i.ready):
                         m.d.sync += [pending.eq(1), pending_pc.eq(pc),
                                      pending_result.eq(Mux(pass_.reduce == Reduction.NONE, 0, pass_.result)),
-                                     pending_dst.eq(pass_.dst), pending_n.eq(Mux(pass_.write, pass_.n, 0))]
+                                     pending_dst.eq(pass_.dst),
+                                     pending_end.eq(pass_.dst + Mux(pass_.write, pass_.n, 0))]
                         finish(0)
             with m.State("DRAIN"):        # the pass in flight, if any, finishes
                 with m.If(~pending):

@@ -72,6 +72,7 @@ def run(program, registers: dict, memory: list | None = None) -> dict:
             [answer] = await stream_get(ctx, unit.o, 1)
             errors.append(answer.error)
             cycles.setdefault(op.kind, set()).add(count)
+        ctx.set(unit.read_select, 1)
         for name in names:
             ctx.set(unit.read[0], number[name])
             await ctx.tick()
