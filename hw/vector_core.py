@@ -338,6 +338,16 @@ class VectorCore(wiring.Component):
                 with m.Default():
                     m.next = "DRAIN"
 
+        def offer(port, blocked, then):
+            """Offer the instruction on stream ``port`` once nothing ``blocked`` holds it back (or stop
+            after a pass that failed); ``then`` once it is taken."""
+            with m.If(stopping):
+                m.next = "DRAIN"
+            with m.Elif(~blocked):
+                m.d.comb += port.valid.eq(1)
+                with m.If(port.ready):
+                    m.next = then
+
         def finish(error):
             """The instruction is done: stop with ``error`` set where it failed (or where a pass
             in flight failed), else start the next."""
@@ -360,23 +370,13 @@ class VectorCore(wiring.Component):
             with m.State("START"):          # the first word read (the ROM's address was 0)
                 dispatch()
             with m.State("SCALAR"):
-                with m.If(stopping):
-                    m.next = "DRAIN"
-                with m.Elif(~hazard):
-                    m.d.comb += scalar.i.valid.eq(1)
-                    with m.If(scalar.i.ready):
-                        m.next = "SCALAR_WAIT"
+                offer(scalar.i, hazard, "SCALAR_WAIT")
             with m.State("SCALAR_WAIT"):
                 m.d.comb += scalar.o.ready.eq(1)
                 with m.If(scalar.o.valid):
                     finish(scalar.o.payload.error)
             with m.State("CALL"):
-                with m.If(stopping):
-                    m.next = "DRAIN"
-                with m.Elif(~pending):
-                    m.d.comb += self.call.valid.eq(1)
-                    with m.If(self.call.ready):
-                        m.next = "CALLED"
+                offer(self.call, pending, "CALLED")
             with m.State("CALLED"):
                 m.d.comb += called.eq(1)
                 with m.If(self.resume):
