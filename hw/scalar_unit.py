@@ -27,8 +27,9 @@ register) in the cycle it is taken, registers them, prepares them where its kind
 result as it answers.
 ``read`` (two ports, with ``read_select`` high) and ``write`` give the sequencer the register file
 while the unit is idle (its passes' shift amounts and operands; their reductions' results);
-``read_data`` are the registers at the addresses of the cycle before. ``access`` / ``access_data`` go to the vector
-unit's port of the same names; a LOAD waits for ``access_ready`` (the vector unit's ``access_free``).
+``read_data`` are the registers at the addresses of the cycle before. ``access`` /
+``access_data`` go to the vector unit's port of the same names; a LOAD waits for ``access_ready``
+(the vector unit's ``access_free``).
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed
@@ -39,13 +40,15 @@ from amaranth.lib.wiring import In, Out
 from model import numerics as nx
 
 from .arith import bit_length_tree, check_integers
+from .quantizer import QUOTIENT_BITS
 from .scale_unit import ScaleOp, ScaleUnit
-from .vector_isa import A_BITS, B_BITS, ELEMENT_BITS, REGISTER_BITS, ScalarKind
+from .vector_isa import A_BITS, B_BITS, ELEMENT_BITS, REGISTER_BITS, SHR_LIMIT, ScalarKind
 from .vector_lane import fits
 
-SHIFT_LIMIT = 62                     # SHR's shift, clamped as the machine clamps it
 LEFT_LIMIT = nx.NORM_MAX_BITLEN      # CODE_RECIP's left shift (a peak below 2^17) is at most this
-QUOTIENT_BITS = nx.RECIP_SHIFT - nx.NORM_MAX_BITLEN + 2   # floor((2^33 − 1) / m_n) + 1 <= 2^17
+# the kinds the ScaleUnit computes, and its operation for each
+SCALE_OPS = {ScalarKind.MUL: ScaleOp.MUL, ScalarKind.ADD: ScaleOp.ADD, ScalarKind.FROM_INT: ScaleOp.FROM_INT,
+             ScalarKind.RECIP: ScaleOp.RECIP, ScalarKind.RSQRT: ScaleOp.RSQRT}
 # the kinds that use a prepared operand (the amount, |a| or the shifts): a cycle more
 PREPARED = (ScalarKind.INT, ScalarKind.ADD_INT, ScalarKind.FROM_INT, ScalarKind.SCALE, ScalarKind.SHR,
             ScalarKind.NORM_SHIFT, ScalarKind.CODE_SHIFT, ScalarKind.CODE_RECIP)
@@ -62,6 +65,19 @@ def scalar_layout(registers: int, depth: int) -> data.StructLayout:
         "kind": ScalarKind, "result": range(registers), "a": range(registers), "b": range(registers),
         "exp_register": range(registers), "exp_sign": signed(3), "exp_offset": signed(REGISTER_BITS),
         "address": range(depth)})
+
+
+def amount_value(offset, sign, register):
+    """An amount ``offset + sign · register`` for a ``sign`` of -2, -1, 1 or 2 (0: the offset
+    alone): a negation and a doubling at most, no multiplier."""
+    scaled = Mux(sign[-1], -register, register)
+    scaled = Mux((sign == 2) | (sign == -2), scaled << 1, scaled)
+    return offset + Mux(sign == 0, 0, scaled)
+
+
+def mantissa_fits(value):
+    """``value`` is a scale's mantissa: in [0, 2^16)."""
+    return ~value[-1] & (value >> nx.SCALE_BITS == 0)
 
 
 def scalar_payload(op, number: dict) -> dict:
@@ -112,11 +128,8 @@ class ScalarUnit(wiring.Component):
     def cycles_of(kind: ScalarKind) -> int:
         """Clock edges from the edge that takes an operation to the first its answer is offered."""
         base = ScalarUnit.OPERANDS + ScalarUnit.ANSWER + (kind in PREPARED)
-        scale = {ScalarKind.MUL: ScaleOp.MUL, ScalarKind.ADD: ScaleOp.ADD,
-                 ScalarKind.FROM_INT: ScaleOp.FROM_INT,
-                 ScalarKind.RECIP: ScaleOp.RECIP, ScalarKind.RSQRT: ScaleOp.RSQRT}
-        if kind in scale:
-            return base + 1 + ScaleUnit.cycles_of(scale[kind])
+        if kind in SCALE_OPS:
+            return base + 1 + ScaleUnit.cycles_of(SCALE_OPS[kind])
         return base + {ScalarKind.MUL_INT: 1, ScalarKind.CODE_RECIP: 1 + QUOTIENT_BITS,
                        ScalarKind.LOAD: 1}.get(kind, 0)
 
@@ -147,17 +160,14 @@ class ScalarUnit(wiring.Component):
             m.d.sync += [a.eq(port_a.data), b.eq(port_b.data), selector.eq(port_e.data)]
         amount = Signal(signed(REGISTER_BITS + 3))          # offset + sign · register
         magnitude = Signal(REGISTER_BITS)                   # |a|
-        right = Signal(range(SHIFT_LIMIT + 1))              # SHR's shift: b clamped to [0, 62]
+        right = Signal(range(SHR_LIMIT + 1))                # SHR's shift: b clamped to [0, 62]
         left = Signal(range(LEFT_LIMIT + 1))                # CODE_RECIP's left shift, -b
         code_bitlen = Signal(signed(REGISTER_BITS + 1))     # CODE_RECIP's bitlen(a) must be b + 17
-        e = selector.value
-        scaled = Mux(op.exp_sign[-1], -e, e)
-        scaled = Mux((op.exp_sign == 2) | (op.exp_sign == -2), scaled << 1, scaled)
         prepare = Signal()
         with m.If(prepare):
-            m.d.sync += [amount.eq(op.exp_offset + Mux(op.exp_sign == 0, 0, scaled)),
+            m.d.sync += [amount.eq(amount_value(op.exp_offset, op.exp_sign, selector.value)),
                          magnitude.eq(Mux(a.value[-1], -a.value, a.value)),
-                         right.eq(Mux(b.value[-1], 0, Mux(b.value > SHIFT_LIMIT, SHIFT_LIMIT, b.value))),
+                         right.eq(Mux(b.value[-1], 0, Mux(b.value > SHR_LIMIT, SHR_LIMIT, b.value))),
                          left.eq(Mux(b.value[-1] & (b.value >= -LEFT_LIMIT), -b.value, 0)),
                          code_bitlen.eq(b.value + nx.NORM_MAX_BITLEN)]
 
@@ -169,9 +179,6 @@ class ScalarUnit(wiring.Component):
         shifted = Signal(signed(REGISTER_BITS + LEFT_LIMIT))
         m.d.comb += shifted.eq(Mux(b.value[-1], a.value << left, a.value >> right))
         is_scale = Signal()          # a scale result: (value, exp) checked as a scale
-
-        def scale_fits(register):
-            return ~register.value[-1] & (register.value >> nx.SCALE_BITS == 0)
 
         alu = Signal(reg)
         alu_error = Signal()
@@ -186,9 +193,9 @@ class ScalarUnit(wiring.Component):
             with m.Case(ScalarKind.IS_ZERO):
                 m.d.comb += value.eq(a.value == 0)
             with m.Case(ScalarKind.MANT):
-                m.d.comb += [value.eq(a.value), alu_error.eq(~scale_fits(a))]
+                m.d.comb += [value.eq(a.value), alu_error.eq(~mantissa_fits(a.value))]
             with m.Case(ScalarKind.EXP):
-                m.d.comb += [value.eq(a.exp), alu_error.eq(~scale_fits(a))]
+                m.d.comb += [value.eq(a.exp), alu_error.eq(~mantissa_fits(a.value))]
             with m.Case(ScalarKind.SHR):
                 m.d.comb += value.eq(a.value >> right)
             with m.Case(ScalarKind.NORM_SHIFT):
@@ -203,7 +210,7 @@ class ScalarUnit(wiring.Component):
                              alu.exp.eq(Mux(selector.value != 0, b.exp, a.exp))]
         m.d.comb += alu.value.eq(value)
         m.d.comb += alu_checks.eq(alu_error | ~fits(value, REGISTER_BITS)
-                                  | is_scale & (value[-1] | (value >> nx.SCALE_BITS != 0)))
+                                  | is_scale & ~mantissa_fits(value))
 
         # MUL_INT: a 36 × 18 product, registered
         product = Signal(signed(A_BITS + B_BITS))
@@ -221,27 +228,21 @@ class ScalarUnit(wiring.Component):
 
         # -- the operation ---------------------------------------------------------------------
         kind = op.kind
-        scale_op = {ScalarKind.MUL: ScaleOp.MUL, ScalarKind.ADD: ScaleOp.ADD,
-                    ScalarKind.FROM_INT: ScaleOp.FROM_INT, ScalarKind.RECIP: ScaleOp.RECIP,
-                    ScalarKind.RSQRT: ScaleOp.RSQRT}
-        uses_scale = 0
-        for k in scale_op:
-            uses_scale |= kind == k
         command = scale_unit.i.payload
         m.d.comb += [command.a.mant.eq(a.value),
                      command.a.exp.eq(Mux(kind == ScalarKind.FROM_INT, amount, a.exp)),
                      command.b.mant.eq(b.value), command.b.exp.eq(b.exp), command.n.eq(a.value)]
         with m.Switch(kind):
-            for k, code in scale_op.items():
+            for k, code in SCALE_OPS.items():
                 with m.Case(k):
                     m.d.comb += command.op.eq(code)
         scale_error = Signal()
         with m.Switch(kind):
             with m.Case(ScalarKind.MUL, ScalarKind.ADD):
-                m.d.comb += scale_error.eq(~scale_fits(a) | ~fits(a.exp, exp_bits)
-                                           | ~scale_fits(b) | ~fits(b.exp, exp_bits))
+                m.d.comb += scale_error.eq(~mantissa_fits(a.value) | ~fits(a.exp, exp_bits)
+                                           | ~mantissa_fits(b.value) | ~fits(b.exp, exp_bits))
             with m.Case(ScalarKind.RECIP, ScalarKind.RSQRT):
-                m.d.comb += scale_error.eq(~scale_fits(a) | (a.value == 0))
+                m.d.comb += scale_error.eq(~mantissa_fits(a.value) | (a.value == 0))
             with m.Case(ScalarKind.FROM_INT):
                 m.d.comb += scale_error.eq(a.value[-1] | (a.value != 0) & ~fits(amount, exp_bits))
 
@@ -266,8 +267,7 @@ class ScalarUnit(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [writes.eq(1), error.eq(0)]
                 with m.Switch(kind):
-                    with m.Case(ScalarKind.MUL, ScalarKind.ADD, ScalarKind.FROM_INT, ScalarKind.RECIP,
-                                ScalarKind.RSQRT):
+                    with m.Case(*SCALE_OPS):
                         with m.If(scale_error):
                             m.d.sync += error.eq(1)
                             m.next = "WRITE"
@@ -320,8 +320,8 @@ class ScalarUnit(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += result.value.eq(Mux(a.value == 0, 0, quotient + 1))
                 m.next = "WRITE"
-            with m.State("LOADED"):
-                m.d.comb += [self.busy.eq(1), self.access.addr.eq(op.address)]
+            with m.State("LOADED"):         # the element of the address EXECUTE gave
+                m.d.comb += self.busy.eq(1)
                 m.d.sync += [result.value.eq(self.access_data), result.exp.eq(0)]
                 m.next = "WRITE"
             with m.State("WRITE"):           # written, and answered (held in ANSWER until taken)

@@ -37,7 +37,7 @@ from amaranth.lib.wiring import In, Out
 from model import numerics as nx
 
 from .arith import check_integers
-from .scalar_unit import ScalarUnit, register_layout, scalar_layout, scalar_payload
+from .scalar_unit import ScalarUnit, amount_value, register_layout, scalar_layout, scalar_payload
 from .vector_isa import (A_BITS, B_BITS, ELEMENT_BITS, REGISTER_BITS, BSource, Call, Function, Pre, Round,
                          ScalarKind, VectorOp)
 from .vector_lane import SHIFT_BITS, PassDecoder, Saturate, fits, saturate_of
@@ -169,9 +169,9 @@ class VectorCore(wiring.Component):
     @classmethod
     def timeline(cls, ops, lanes: int) -> int:
         """:meth:`cycles` for the instructions ``ops`` on ``lanes`` lanes. Cycle ``c`` lies between
-        edges ``c`` and ``c + 1`` (edge 1 takes ``start``); ``now`` is the cycle an instruction's first state
-        begins. A pass in flight offers its result from cycle ``offer`` on, taken at the end of
-        the first cycle from then in which the scalar unit is idle."""
+        edges ``c`` and ``c + 1`` (edge 1 takes ``start``); ``now`` is the cycle an instruction's
+        first state begins. A pass in flight offers its result from cycle ``offer`` on, taken at the
+        end of the first cycle from then in which the scalar unit is idle."""
         now, offer, busy_until = cls.START, None, 0     # busy_until: the scalar unit's last busy cycle
         reduced, writes, reading = None, range(0), range(0)   # the pass in flight: its register,
         #                                                       elements written, cycles reading rows
@@ -260,10 +260,8 @@ class VectorCore(wiring.Component):
 
         def resolved(amount, register_value):
             """``offset + sign · register``, clamped to SHIFT_BITS as config_of clamps it."""
-            scaled = Mux(amount.sign[-1], -register_value, register_value)
-            scaled = Mux((amount.sign == 2) | (amount.sign == -2), scaled << 1, scaled)
             total = Signal(signed(REGISTER_BITS + 3))
-            m.d.comb += total.eq(amount.offset + Mux(amount.sign == 0, 0, scaled))
+            m.d.comb += total.eq(amount_value(amount.offset, amount.sign, register_value))
             low, high = -(1 << (SHIFT_BITS - 1)), (1 << (SHIFT_BITS - 1)) - 1
             return Mux(total < low, low, Mux(total > high, high, total))
 
@@ -294,7 +292,8 @@ class VectorCore(wiring.Component):
         ran = Signal()
 
         # a pass in flight: issued, its result not yet taken; the next instructions go on unless
-        # they read or write its reduction's register, touch the scratchpad or are a pass
+        # they name its reduction's register, are a call or a STORE, or LOAD an element it writes
+        # (a next pass reads its operands meanwhile, and is issued once the unit is free)
         pending = Signal()
         pending_result = Signal(range(registers))       # its reduction's register, 0 if none
         pending_pc = Signal.like(pc)
@@ -308,22 +307,23 @@ class VectorCore(wiring.Component):
             m.d.sync += pending.eq(0)
             with m.If(vector.o.payload.error):
                 m.d.sync += [stopping.eq(1), self.error.eq(1), failed_pc.eq(pending_pc), pass_failed.eq(1)]
+
+        def names_pending(fields):
+            """One of these register fields is the pass in flight's reduction register."""
+            named = 0
+            for field in fields:
+                named |= field == pending_result
+            return named & (pending_result != 0)
+
         op = word.op.scalar
-        touches = 0
-        for field in (op.a, op.b, op.exp_register, op.result):
-            touches |= field == pending_result
         pending_dst = Signal(range(depth))
         pending_end = Signal(range(2 * depth + 1))      # the elements it writes: dst to end (dst if none)
         written = Signal()                              # a LOAD's element is among them
         m.d.comb += written.eq((op.address >= pending_dst) & (op.address < pending_end))
-        hazard = pending & ((touches & (pending_result != 0)) | (op.kind == ScalarKind.LOAD) & written
-                            | (op.kind == ScalarKind.STORE))
-
+        hazard = pending & (names_pending((op.a, op.b, op.exp_register, op.result))
+                            | (op.kind == ScalarKind.LOAD) & written | (op.kind == ScalarKind.STORE))
         reads_pending = Signal()        # a pass reads the register the pass in flight writes
-        touched = 0
-        for field in (pass_.a_shift.register, pass_.shift.register, pass_.b_register, pass_.pre_register):
-            touched |= field == pending_result
-        m.d.comb += reads_pending.eq(touched & (pending_result != 0))
+        m.d.comb += reads_pending.eq(names_pending([field for pair in reads for field in pair]))
 
         def dispatch():
             """Start the word the ROM holds (the next one), or stop at END."""

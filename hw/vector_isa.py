@@ -51,6 +51,7 @@ A_BITS = 36            # the multiplier's a port, signed: a whole element (ECP5:
 B_BITS = 18            # the multiplier's b port, signed (MULT18X18D's)
 P_BITS = 54            # the product and the post-adder, signed (ECP5's ALU54)
 SUM_BITS = 48          # the SUM reduction's accumulator, signed
+SHR_LIMIT = 62         # SHR's shift is clamped to [0, SHR_LIMIT]
 REGISTER_BITS = SUM_BITS   # an integer register, signed (a scale register: a 16-bit mantissa and an
 #                            exponent of nx.SCALE_EXP_BITS)
 
@@ -457,7 +458,7 @@ class VectorMachine:
                 raise ProgramError(f"MUL_INT takes a of {A_BITS} bits and b of {B_BITS}, not {value} and {b}")
             return value * b
         if kind is ScalarKind.SHR:
-            return value >> min(max(int(reg(op.b)), 0), 62)
+            return value >> min(max(int(reg(op.b)), 0), SHR_LIMIT)
         if kind is ScalarKind.NORM_SHIFT:
             return max(0, abs(value).bit_length() - nx.NORM_MAX_BITLEN)
         if kind is ScalarKind.CODE_SHIFT:

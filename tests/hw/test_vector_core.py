@@ -13,25 +13,10 @@ from hw.vector_isa import (Amount, BSource, Function, ProgramError, ScalarKind a
                            VectorOp)
 from model import paths
 from model.integer import IntegerModel
-from tests.hw.test_vector_unit import PROGRAM_CASES
+from tests.hw.test_scalar_unit import register_value
+from tests.hw.test_vector_unit import PROGRAM_CASES, read_memory, write_memory
 
 DEPTH, REGISTERS = 512, 64
-
-
-async def write_memory(ctx, core: VectorCore, address: int, values) -> None:
-    for offset, value in enumerate(np.asarray(values).ravel()):
-        ctx.set(core.access, {"addr": address + offset, "data": int(value), "write": 1})
-        await ctx.tick()
-    ctx.set(core.access.write, 0)
-
-
-async def read_memory(ctx, core: VectorCore, address: int, n: int) -> np.ndarray:
-    values = []
-    for offset in range(n):
-        ctx.set(core.access.addr, address + offset)
-        await ctx.tick()
-        values.append(ctx.get(core.access_data))
-    return np.array(values, dtype=np.int64)
 
 
 async def load_and_start(ctx, dut, number: dict, memory: dict, registers: dict) -> None:
@@ -40,9 +25,7 @@ async def load_and_start(ctx, dut, number: dict, memory: dict, registers: dict) 
     for address, values in memory.items():
         await write_memory(ctx, dut, address, values)
     for name, value in registers.items():
-        data = ({"value": value[0], "exp": value[1]} if isinstance(value, tuple)
-                else {"value": value, "exp": 0})
-        ctx.set(dut.register, {"addr": number[name], "data": data, "write": 1})
+        ctx.set(dut.register, {"addr": number[name], "data": register_value(value), "write": 1})
         await ctx.tick()
     ctx.set(dut.register.write, 0)
     ctx.set(dut.start, 1)

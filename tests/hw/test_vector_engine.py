@@ -12,7 +12,8 @@ from hw.vector_isa import Function, VectorOp
 from hw.vector_programs import ProgramModel
 from model import paths
 from model.integer import IntegerModel
-from tests.hw.test_vector_core import load_and_start, read_memory
+from tests.hw.test_vector_core import load_and_start
+from tests.hw.test_vector_unit import read_memory
 
 
 @pytest.mark.parametrize("rows, simd, lanes", [(4, 8, 1), (8, 16, 2)])

@@ -28,26 +28,34 @@ def pass_payload(op: VectorOp, registers: dict) -> dict:
             "c_vector": op.c is not None, "write": op.dst is not None, "reduce": reduction_of(op)}
 
 
+async def write_memory(ctx, dut, address: int, values) -> None:
+    """``values`` into the scratchpad from ``address``, through ``dut``'s ``access`` port (a
+    VectorUnit's, a VectorCore's or a VectorEngine's)."""
+    for offset, value in enumerate(np.asarray(values).ravel()):
+        ctx.set(dut.access, {"addr": address + offset, "data": int(value), "write": 1})
+        await ctx.tick()
+    ctx.set(dut.access.write, 0)
+
+
+async def read_memory(ctx, dut, address: int, n: int) -> np.ndarray:
+    """``n`` elements of the scratchpad from ``address``, through ``dut``'s ``access`` port."""
+    values = []
+    for offset in range(n):
+        ctx.set(dut.access.addr, address + offset)
+        await ctx.tick()
+        values.append(ctx.get(dut.access_data))
+    return np.array(values, dtype=np.int64)
+
+
 def run_on_unit(unit: VectorUnit, memory: dict, registers: dict, program) -> tuple[list, dict]:
     """The program on the unit after ``memory`` ({address: values}) is written; returns the
     scratchpad and the registers."""
     shadow = VectorMachine(unit.depth)
     shadow.registers = dict(registers)
 
-    async def write(ctx, address, value):
-        ctx.set(unit.access, {"addr": address, "data": value, "write": 1})
-        await ctx.tick()
-        ctx.set(unit.access.write, 0)
-
-    async def read(ctx, address):
-        ctx.set(unit.access.addr, address)
-        await ctx.tick()
-        return ctx.get(unit.access_data)
-
     async def testbench(ctx):
         for address, values in memory.items():
-            for offset, value in enumerate(np.asarray(values).ravel()):
-                await write(ctx, address + offset, int(value))
+            await write_memory(ctx, unit, address, values)
         for op in program:
             if isinstance(op, VectorOp):
                 await stream_put(ctx, unit.i, [pass_payload(op, shadow.registers)])
@@ -57,12 +65,12 @@ def run_on_unit(unit: VectorUnit, memory: dict, registers: dict, program) -> tup
                 if op.reduce:
                     shadow.registers[op.reduce[0][1]] = result.value
             elif op.kind is ScalarKind.STORE:
-                await write(ctx, op.address, int(shadow.registers[op.a]))
+                await write_memory(ctx, unit, op.address, [shadow.registers[op.a]])
             elif op.kind is ScalarKind.LOAD:
-                shadow.registers[op.result] = await read(ctx, op.address)
+                shadow.registers[op.result] = int((await read_memory(ctx, unit, op.address, 1))[0])
             else:
                 shadow.run([op])
-        shadow.memory = [await read(ctx, address) for address in range(unit.depth)]
+        shadow.memory = (await read_memory(ctx, unit, 0, unit.depth)).tolist()
 
     sim = Simulator(unit)
     sim.add_clock(1e-6)
