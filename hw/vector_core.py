@@ -86,7 +86,7 @@ class Program:
         for op in self.ops:
             reads = op.registers
             writes = (tuple(name for _, name in op.reduce) if isinstance(op, VectorOp) else
-                      () if isinstance(op, Call) else (op.result,))
+                      op.writes if isinstance(op, Call) else (op.result,))
             for name in (*reads, *writes):
                 if name and name not in self.number:
                     self.number[name] = len(self.number) + 1

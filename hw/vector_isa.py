@@ -192,13 +192,15 @@ class ScalarOp:
 @dataclasses.dataclass(frozen=True)
 class Call:
     """The program hands the scratchpad and the registers to its caller and waits: for the
-    array's product of a matrix, or for a look at the values (a trace). ``memory`` lists the
-    regions ``(address, n)`` and ``reads`` the registers the caller is given; the caller answers
-    with the elements it writes (``VectorMachine.run``'s ``serve``)."""
+    array's product of a matrix, for the attention unit, or for a look at the values (a trace).
+    ``memory`` lists the regions ``(address, n)`` and ``reads`` the registers the caller is given;
+    the caller answers with the elements it writes and the registers it sets, of ``writes``
+    (``VectorMachine.run``'s ``serve``)."""
     kind: str
     args: tuple = ()
     memory: tuple = ()
     reads: tuple = ()
+    writes: tuple = ()
 
     @property
     def registers(self) -> tuple:
@@ -338,7 +340,8 @@ class VectorMachine:
     def run(self, program, serve=None) -> None:
         """Each instruction in order; a :class:`Call` is answered by ``serve(call, regions,
         registers)`` (the regions' elements as arrays, the registers by name), which returns the
-        ``(address, values)`` to write."""
+        ``(address, values)`` to write and the ``(register, value)`` to set (of the call's
+        ``writes``)."""
         for op in program:
             if isinstance(op, VectorOp):
                 self._vector(op)
@@ -346,8 +349,13 @@ class VectorMachine:
                 if serve is None:
                     raise ProgramError(f"a {op.kind} call with no caller to serve it")
                 regions = [self.read(address, n) for address, n in op.memory]
-                for address, values in serve(op, regions, {name: self._register(name) for name in op.reads}):
-                    self.write(address, values)
+                for target, values in serve(op, regions, {name: self._register(name) for name in op.reads}):
+                    if isinstance(target, str):
+                        if target not in op.writes:
+                            raise ProgramError(f"a {op.kind} call sets {target!r}, not one of its writes")
+                        self.registers[target] = values
+                    else:
+                        self.write(target, values)
                 self.calls += 1
             else:
                 self._scalar(op)

@@ -16,6 +16,7 @@ program                   model.integer / model.numerics             passes (of 
 :func:`cache_entry`       a head's codes and scale into the KV cache  1
 :func:`gated`             ``gated_activation``                       4 (relu²) or 5 (SiLU)
 :func:`attend`            ``attend``                                 3 a position, 2 of T, 1
+:func:`attend_call`       ``attend`` on the attention unit            1 (and a call)
 :func:`lm_head`           ``lm_head_logits`` and greedy ``sample``   1 a vocabulary entry, 1
 ========================  =========================================  ==============================
 
@@ -28,7 +29,7 @@ on a multiple of ``align``.
 import numpy as np
 
 from model import numerics as nx
-from model.integer import ternary_matmul
+from model.integer import attend_sums, ternary_matmul
 
 from .sequencer import MATRICES, NORMS
 from .vector_isa import (Amount, BSource, Call, Function, Pre, Reduce, Round, ScalarKind as S, ScalarOp,
@@ -235,11 +236,33 @@ def attend(q: int, d: int, q_scale: str, keys: int, key_mant: int, key_exp: int,
         ScalarOp(S.FROM_INT, "att.p_total", "att.p_sum", exp=Amount(offset=-nx.EXP_FRAC)),
         ScalarOp(S.RECIP, "att.p_total", "att.p_total"),
         ScalarOp(S.MUL, "att.row_scale", "att.row_scale", "att.p_total"),
-        ScalarOp(S.MANT, "att.row_mant", "att.row_scale"),
-        ScalarOp(S.EXP, "att.row_exp", "att.row_scale"),
-        VectorOp(d, dst, dst, Function.MUL, BSource.REGISTER, "att.row_mant",
-                 shift=apply_scale_amount("att.row_exp", nx.RES_FRAC), saturate=nx.RES_BITS,
-                 note="attend: out · row scale")]
+        *_row_scaled(d, dst)]
+
+
+def attend_call(q: int, d: int, q_scale: str, layer: int, kv_head: int, positions: int, dst: int) -> list:
+    """``attend`` for one head on the attention unit (a call): int8 q[d] against the first
+    ``positions`` entries of kv head ``kv_head``'s cache in ``layer`` (:func:`cache_call`'s); the
+    unit writes ``attend_sums``' value sums to dst and their row scale to a register, and one pass
+    makes the head's output (Q15.16) in dst[d]."""
+    return [Call("attend", (layer, kv_head, positions, dst), memory=((q, d),), reads=(q_scale,),
+                 writes=("att.row_scale",)),
+            *_row_scaled(d, dst)]
+
+
+def _row_scaled(d: int, dst: int) -> list:
+    """The head's output ``saturate(apply_scale(sums, row scale, RES_FRAC))`` from its value sums
+    in dst[d] and the row scale in register ``att.row_scale``."""
+    return [ScalarOp(S.MANT, "att.row_mant", "att.row_scale"),
+            ScalarOp(S.EXP, "att.row_exp", "att.row_scale"),
+            VectorOp(d, dst, dst, Function.MUL, BSource.REGISTER, "att.row_mant",
+                     shift=apply_scale_amount("att.row_exp", nx.RES_FRAC), saturate=nx.RES_BITS,
+                     note="attend: out · row scale")]
+
+
+def cache_call(codes: int, d: int, scale: str, layer: int, part: str, kv_head: int, position: int) -> Call:
+    """A head's codes[d] and its scale into the attention unit's KV cache (``part`` "k" or "v",
+    ``layer``, ``kv_head``, ``position``): a call."""
+    return Call("cache", (layer, part, kv_head, position), memory=((codes, d),), reads=(scale,))
 
 
 def _weight(j: int, p: int, value_mant: int, value_exp: int) -> list:
@@ -299,10 +322,17 @@ class ProgramModel:
     trace points. ``step`` returns what ``IntegerModel.step`` does, so the programs can be checked
     against the contract a whole token at a time, on :class:`~hw.vector_isa.VectorMachine` here and
     on the gateware (``tests/hw/test_vector_core.py``).
+
+    With ``attention_unit``, attention runs on an attention unit beside the vector unit
+    (:class:`~hw.attention.AttentionHead`, as :class:`~hw.vector_engine.VectorEngine` has it): the
+    KV cache is the unit's, not in the scratchpad, and the program writes it and attends through
+    calls (:func:`cache_call`, :func:`attend_call`), which :meth:`serve` answers with
+    ``attend_sums``.
     """
 
-    def __init__(self, model):
-        self.model = model
+    def __init__(self, model, attention_unit: bool = False):
+        self.model, self.attention_unit = model, attention_unit
+        self.kv = {}            # the attention unit's cache: (layer, part, kv head, position): (codes, scale)
         cfg = self.config = model.config
         d, heads, kv = cfg.dim_per_head, cfg.num_attention_heads, cfg.num_key_value_heads
         hidden, inter, positions = cfg.hidden_size, cfg.intermediate_size, cfg.max_position_embeddings
@@ -320,7 +350,7 @@ class ProgramModel:
             for norm in NORMS:
                 gain = getattr(layer, norm)
                 self.gains[i, norm] = (lay.add(f"gain.{i}.{norm}", gain.values.size), gain)
-            for part in ("k", "v"):
+            for part in ("k", "v") if not attention_unit else ():
                 for g in range(kv):
                     lay.add(f"{part}.{i}.{g}", positions * d)
                     lay.add(f"{part}_mant.{i}.{g}", positions)
@@ -373,10 +403,21 @@ class ProgramModel:
         return Call("trace", (layer, step, kinds), memory=memory, reads=reads)
 
     def serve(self, call: Call, regions: list, registers: dict) -> list:
-        """A call's answer: the array's product (the elements to write), or a trace (none)."""
+        """A call's answer: the array's product (the elements to write); a cache entry kept (none);
+        an attention head's value sums and row scale; or a trace (none)."""
         if call.kind == "matmul":
             layer, matrix, dst = call.args
             return [(dst, ternary_matmul(getattr(self.model.layers[layer], matrix).codes, regions[0]))]
+        if call.kind == "cache":
+            self.kv[call.args] = (regions[0], registers[call.reads[0]])
+            return []
+        if call.kind == "attend":
+            layer, kv_head, positions, dst = call.args
+            (keys, key_scales), (values, value_scales) = (
+                self._cached(layer, part, kv_head, positions) for part in ("k", "v"))
+            sums, row_scale = attend_sums(regions[0], registers[call.reads[0]], keys, key_scales, values,
+                                          value_scales, self.model.score_coef)
+            return [(dst, sums), (call.writes[0], (int(row_scale[0]), int(row_scale[1])))]
         layer, step, kinds = call.args
         regions, names, values = iter(regions), iter(call.reads), {}
         for name, kind in kinds:
@@ -390,6 +431,12 @@ class ProgramModel:
         if self._trace:
             self._trace(layer, step, **values)
         return []
+
+    def _cached(self, layer: int, part: str, kv_head: int, positions: int) -> tuple:
+        """The attention unit's cache entries 0 … positions − 1: codes [T, d] and scales ([T], [T])."""
+        entries = [self.kv[layer, part, kv_head, j] for j in range(positions)]
+        return (np.stack([codes for codes, _ in entries]),
+                (np.array([s[0] for _, s in entries]), np.array([s[1] for _, s in entries])))
 
     def token_program(self, token: int, position: int) -> list:
         """One token's instructions at ``position`` (the KV cache holds the positions before it);
@@ -418,12 +465,19 @@ class ProgramModel:
                 program.append(trace(i, matrix, head_codes=(target, count * d), head_scales=scales))
                 if matrix != "q_proj":
                     for g in range(kv):
+                        if self.attention_unit:
+                            program.append(cache_call(target + g * d, d, scales[g], i, matrix[0], g, position))
+                            continue
                         program += cache_entry(target + g * d, d, scales[g],
                                                lay[f"{matrix[0]}.{i}.{g}"] + position * d,
                                                lay[f"{matrix[0]}_mant.{i}.{g}"] + position,
                                                lay[f"{matrix[0]}_exp.{i}.{g}"] + position)
             for h in range(heads):
                 g = h // group
+                if self.attention_unit:
+                    program += attend_call(lay["q"] + h * d, d, f"q_proj_scale{h}", i, g, position + 1,
+                                           lay["out"] + h * d)
+                    continue
                 program += attend(lay["q"] + h * d, d, f"q_proj_scale{h}", lay[f"k.{i}.{g}"],
                                   lay[f"k_mant.{i}.{g}"], lay[f"k_exp.{i}.{g}"], lay[f"v.{i}.{g}"],
                                   lay[f"v_mant.{i}.{g}"], lay[f"v_exp.{i}.{g}"], position + 1, "score_coef",

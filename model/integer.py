@@ -130,7 +130,17 @@ def attend(q: np.ndarray, q_scale, keys: np.ndarray, key_scales, values: np.ndar
            value_scales, score_coef) -> np.ndarray:
     """One head over the cache: int8 q [d], keys/values [T, d] with per-position scales (§6).
 
-    Returns the head output in the residual format (Q15.16, saturated to int32).
+    Returns the head output in the residual format (Q15.16, saturated to int32): the sums of
+    :func:`attend_sums` times their row scale.
+    """
+    out, row_scale = attend_sums(q, q_scale, keys, key_scales, values, value_scales, score_coef)
+    return nx.saturate(nx.apply_scale(out, row_scale, nx.RES_FRAC), nx.RES_BITS)
+
+
+def attend_sums(q: np.ndarray, q_scale, keys: np.ndarray, key_scales, values: np.ndarray,
+                value_scales, score_coef) -> tuple[np.ndarray, tuple]:
+    """``attend`` before its last step: the weighted value sums [d] and their row scale.
+
     Scores z_j = (q·k_j) * q_scale * k_scale_j * log2(e)/sqrt(d) in Q.8; softmax in base 2 with the
     exp2 table; the value sum uses each weight p_j * v_scale_j on the row's largest exponent; one
     reciprocal of sum(p) per row.
@@ -143,10 +153,9 @@ def attend(q: np.ndarray, q_scale, keys: np.ndarray, key_scales, values: np.ndar
     live = weights[0] > 0
     top = int(weights[1][live].max())
     aligned = np.where(live, weights[0] >> np.clip(top - weights[1], 0, 62), 0)
-    out = aligned @ values
     row_scale = nx.scale_mul((np.int64(1 << (nx.SCALE_BITS - 1)), np.int64(top - nx.SCALE_BITS + 1)),
                              nx.scale_recip(nx.scale_from_int(int(p.sum()), -nx.EXP_FRAC)))
-    return nx.saturate(nx.apply_scale(out, row_scale, nx.RES_FRAC), nx.RES_BITS)
+    return aligned @ values, row_scale
 
 
 def gated_activation(gate: np.ndarray, gate_scale, up: np.ndarray, up_scale,

@@ -1,6 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """VectorEngine in the Amaranth simulator: tokens of the shipped small model, every step in
-gateware (the vector core's programs, the array's matmuls), logits equal to IntegerModel.step."""
+gateware (the vector core's programs, the array's matmuls, attention on the vector unit or on the
+attention unit), logits equal to IntegerModel.step."""
 
 import numpy as np
 import pytest
@@ -16,12 +17,14 @@ from tests.hw.test_vector_core import load_and_start
 from tests.hw.test_vector_unit import read_memory
 
 
-@pytest.mark.parametrize("rows, simd, lanes", [(4, 8, 1), (8, 16, 2)])
-def test_tokens_of_the_small_model(rows, simd, lanes):
+@pytest.mark.parametrize("rows, simd, lanes, attention_lanes", [(4, 8, 1, None), (8, 16, 2, None),
+                                                                 (4, 8, 1, 1), (8, 16, 2, 4)])
+def test_tokens_of_the_small_model(rows, simd, lanes, attention_lanes):
+    """``attention_lanes`` None: attention as vector-unit programs; else on the attention unit."""
     model = IntegerModel.from_checkpoint(paths.MODELS / "small")
     tokens = [18, 43] if lanes == 1 else [7, 30]
     vocab = model.config.vocab_size
-    programs, cache = ProgramModel(model), model.new_cache()
+    programs, cache = ProgramModel(model, attention_unit=attention_lanes is not None), model.new_cache()
     pitch = -(-vocab // programs.layout.align) * programs.layout.align
     saved = programs.layout.add("saved logits", len(tokens) * pitch)
     program = []
@@ -30,7 +33,7 @@ def test_tokens_of_the_small_model(rows, simd, lanes):
         program.append(VectorOp(vocab, programs.layout["logits"], saved + position * pitch, Function.ADD))
     depth = -(-programs.layout.size // lanes) * lanes
     engine = VectorEngine(model, Program(program, registers=256, depth=depth, names=programs.registers),
-                          rows=rows, simd=simd, lanes=lanes)
+                          rows=rows, simd=simd, lanes=lanes, attention_lanes=attention_lanes or 1)
     number = engine.core.program.number
     got = {}
 
@@ -53,4 +56,6 @@ def test_tokens_of_the_small_model(rows, simd, lanes):
     for position, token in enumerate(tokens):
         logits, _ = model.step(token, cache)
         assert np.array_equal(got["logits"][position], logits), position
-    print(f"{len(tokens)} tokens in {got['cycles']:,} cycles ({rows}×{simd} array, {lanes} lanes)")
+    where = f"the attention unit at {attention_lanes} lanes" if attention_lanes else "the vector unit"
+    print(f"{len(tokens)} tokens in {got['cycles']:,} cycles ({rows}×{simd} array, {lanes} lanes, "
+          f"attention on {where})")
