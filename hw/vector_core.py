@@ -159,6 +159,7 @@ class VectorCore(wiring.Component):
         })
 
     program = property(lambda self: self._program)
+    lanes = property(lambda self: self._lanes)
 
     def cycles(self) -> int:
         """Clock edges from ``start`` taken to ``done``, for a program that runs without error
@@ -167,11 +168,12 @@ class VectorCore(wiring.Component):
         return self.timeline(self._program.ops, self._lanes)
 
     @classmethod
-    def timeline(cls, ops, lanes: int) -> int:
+    def timeline(cls, ops, lanes: int, call_cycles=None) -> int:
         """:meth:`cycles` for the instructions ``ops`` on ``lanes`` lanes. Cycle ``c`` lies between
         edges ``c`` and ``c + 1`` (edge 1 takes ``start``); ``now`` is the cycle an instruction's
         first state begins. A pass in flight offers its result from cycle ``offer`` on, taken at the
-        end of the first cycle from then in which the scalar unit is idle."""
+        end of the first cycle from then in which the scalar unit is idle. ``call_cycles(call)``
+        is the cycles from a call's transfer to its ``resume`` (1 if not given: answered at once)."""
         now, offer, busy_until = cls.START, None, 0     # busy_until: the scalar unit's last busy cycle
         reduced, writes, reading = None, range(0), range(0)   # the pass in flight: its register,
         #                                                       elements written, cycles reading rows
@@ -192,7 +194,7 @@ class VectorCore(wiring.Component):
             elif isinstance(op, Call):
                 if offer is not None:
                     now, offer = max(now, taken()), None
-                now += 2                                # offered, then resumed
+                now += 1 + (call_cycles(op) if call_cycles else 1)     # offered, then resumed
             else:
                 names = [name for name in (op.a, op.b, op.exp.register, op.result) if name]
                 pending = offer is not None and (

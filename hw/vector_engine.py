@@ -125,6 +125,29 @@ class VectorEngine(wiring.Component):
     linear = property(lambda self: self._linear)
     core = property(lambda self: self._core)
 
+    def cycles(self) -> int:
+        """Clock edges from ``start`` to ``done``, for a program that runs without error: the core's
+        timeline with each call's :meth:`call_cycles`."""
+        return self._core.timeline(self._program.ops, self._core.lanes, self.call_cycles)
+
+    def call_cycles(self, call) -> int:
+        """Cycles from a call's transfer to the core's ``resume``: the job read (2), its scale
+        register read (1) and the codes read, a beat at a time (``n`` reads, then 3 cycles a beat
+        to take the last and hand the beat on); then the matrix product's cycles, or the cache
+        entry's scale, or the attention head's cycles and its ``d`` sums written."""
+        if call.kind not in ("matmul", "cache", "attend"):
+            return 2
+        (_, n), = call.memory
+
+        def load(width):
+            return n + 3 * -(-n // width)
+        if call.kind == "matmul":
+            layer, matrix, _ = call.args
+            return 5 + load(self._simd) + self._linear.cycles(layer * len(MATRICES) + MATRICES.index(matrix))
+        if call.kind == "cache":
+            return 5 + load(self._attention_lanes)
+        return 3 + load(self._attention_lanes) + self._attention.cycles(call.args[2]) + n
+
     def elaborate(self, platform):
         m = Module()
         m.submodules.core = core = self._core

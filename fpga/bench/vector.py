@@ -7,8 +7,11 @@ position's logits); each pass is counted at :meth:`hw.vector_unit.VectorUnit.cyc
 built: one pass at a time), each scalar operation at :meth:`hw.scalar_unit.ScalarUnit.cycles_of`,
 and the whole program at :meth:`hw.vector_core.VectorCore.timeline` (the core as built: the
 instructions in order, a pass going on while the scalar operations after it that do not need it
-run). The ternary matmuls (the array's work) are
-not counted. Writes its section of docs/benchmarks.md.
+run). The ternary matmuls (the array's work) are not counted there; the whole token, matmuls
+included, is counted on :class:`hw.vector_engine.VectorEngine` (:meth:`~hw.vector_engine.VectorEngine.cycles`:
+the core's timeline with each call's cycles, both checked in simulation) at the board's sizes, with
+attention as vector-unit programs and on the attention unit, beside today's engine at the same
+sizes and positions (``fpga.perf.cycle_model``). Writes its section of docs/benchmarks.md.
 """
 
 import collections
@@ -21,6 +24,7 @@ from . import provenance, write_section
 from .boards import PROMPT
 
 MODELS = ("ulx3s", "small")
+ATTENTION = ("vector unit", "attention unit")     # where the VectorEngine's attention runs
 LANES = (1, 4, 8)
 POSITIONS = 8          # the prompt's first positions (attention's cost grows with the position)
 
@@ -64,7 +68,10 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
     """Per step (a pass's note up to its colon): passes and cycles a token at each lane count, and
     the scalar operations' cycles; means over the first ``positions`` of the prompt."""
     from hw.scalar_unit import ScalarUnit
-    from hw.vector_core import VectorCore
+    from fpga.boards.ulx3s import ENGINE_85F, ENGINE_SMALL
+    from fpga.perf.cycle_model import mean_cycles
+    from hw.vector_core import Program, VectorCore
+    from hw.vector_engine import VectorEngine
     from hw.vector_isa import Call, VectorOp
     from hw.vector_programs import ProgramModel
     from hw.vector_unit import VectorUnit
@@ -72,14 +79,27 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
     from model.tokenizer import encode_text, load_tokenizer
 
     model = IntegerModel.from_checkpoint(paths.MODELS / name)
+    sizes = {"ulx3s": ENGINE_85F, "small": ENGINE_SMALL}[name]
     tokens = encode_text(load_tokenizer(paths.MODELS / name), PROMPT)
     tokens = (tokens + model.generate(tokens, max(1, positions - len(tokens))))[:positions]
     programs, cache = ProgramModel(model), model.new_cache()
     passes, cycles, scalar = collections.Counter(), collections.Counter(), collections.Counter()
     core = collections.Counter()        # lanes: cycles on the VectorCore as built
+    engine = collections.Counter()      # (attention, lanes): a whole token on the VectorEngine
     run, ops = programs.machine.run, []
+    engines = {}                        # attention: a VectorEngine at the board's sizes, for its call cycles
+
+    def on_engine(attention, program_model, program):
+        if attention not in engines:
+            engines[attention] = VectorEngine(model, Program(program, registers=256, depth=program_model.layout.size,
+                                                             names=program_model.registers),
+                                              rows=sizes.rows, simd=sizes.simd, lanes=1,
+                                              attention_lanes=sizes.attention_lanes)
+        for lanes in lanes_list:
+            engine[attention, lanes] += VectorCore.timeline(program, lanes, engines[attention].call_cycles)
 
     def counted(program, serve=None):
+        on_engine(ATTENTION[0], programs, program)
         counted_ops = [op for op in program if not isinstance(op, Call)]    # not the array's work, traces
         ops.extend(counted_ops)
         for lanes in lanes_list:
@@ -95,10 +115,19 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
         run(program, serve)
 
     programs.machine.run = counted
+    unit_programs = ProgramModel(model, attention_unit=True)
+    unit_run = unit_programs.machine.run
+
+    def unit_counted(program, serve=None):
+        on_engine(ATTENTION[1], unit_programs, program)
+        unit_run(program, serve)
+
+    unit_programs.machine.run = unit_counted
     for position, token in enumerate(tokens):
         logits, _ = programs.step(int(token), position)
+        unit_logits, _ = unit_programs.step(int(token), position)
         want, _ = model.step(int(token), cache)
-        if not np.array_equal(logits, want):
+        if not (np.array_equal(logits, want) and np.array_equal(unit_logits, want)):
             raise AssertionError(f"{name}: the programs' logits differ from the integer model's "
                                  f"at position {position}")
     count = len(tokens)
@@ -109,6 +138,9 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
             "scalar_ops": sum(scalar.values()) / count,
             "scalar_cycles": sum(ScalarUnit.cycles_of(k) * n for k, n in scalar.items()) / count,
             "core": {lanes: core[lanes] / count for lanes in lanes_list},
+            "sizes": sizes, "today": mean_cycles(model.config, sizes.as_dict(), range(count))["cycles"],
+            "engine": {attention: {lanes: engine[attention, lanes] / count for lanes in lanes_list}
+                       for attention in ATTENTION},
             "overlapped": {lanes: overlapped_cycles(ops, lanes) / count for lanes in lanes_list}}
 
 
@@ -141,6 +173,17 @@ def markdown(results: list[dict]) -> str:
                   + " | ".join(f"**{r['core'][lanes]:,.0f}**" for lanes in r["lanes"]) + " |",
                   "| passes and scalar operations overlapped where the data allow | | "
                   + " | ".join(f"{r['overlapped'][lanes]:,.0f}" for lanes in r["lanes"]) + " |", ""]
+        sizes = r["sizes"]
+        lines += [f"A whole token of **{r['model']}**, matmuls included, at the board's array "
+                  f"({sizes.rows}×{sizes.simd}) and attention lanes ({sizes.attention_lanes}): "
+                  f"today's engine (its {sizes.lanes} vector lanes) and the VectorEngine at each lane count.", "",
+                  f"| engine | {head} |", "|---|" + "---|" * len(r["lanes"]),
+                  f"| today's engine (`fpga/perf/cycle_model.py`, {sizes.lanes} lanes) | "
+                  + " | ".join(f"{r['today']:,.0f}" for _ in r["lanes"]) + " |"]
+        for attention in ATTENTION:
+            lines.append(f"| VectorEngine, attention on the {attention} | "
+                         + " | ".join(f"{r['engine'][attention][lanes]:,.0f}" for lanes in r["lanes"]) + " |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -157,13 +200,12 @@ def bench_vector(docs=paths.DOCS, say=None) -> list[dict]:
 def table(results: list[dict]):
     from rich.table import Table
 
-    result = Table(title="a token on the shared vector unit (passes, scalar operations; no matmuls)")
-    for column in ("model", "passes", *(f"cycles at {lanes}" for lanes in LANES), "scalar cycles",
-                   *(f"core at {lanes}" for lanes in LANES), *(f"overlapped at {lanes}" for lanes in LANES)):
+    result = Table(title="a token on the shared vector unit (core: no matmuls; engine: the whole token)")
+    for column in ("model", "passes", *(f"core at {lanes}" for lanes in LANES), "today's engine",
+                   *(f"engine at {lanes}, attention unit" for lanes in LANES)):
         result.add_column(column)
     for r in results:
         result.add_row(r["model"], f"{sum(s['passes'] for s in r['steps']):,.0f}",
-                       *(f"{sum(s['cycles'][lanes] for s in r['steps']):,.0f}" for lanes in r["lanes"]),
-                       f"{r['scalar_cycles']:,.0f}", *(f"{r['core'][lanes]:,.0f}" for lanes in r["lanes"]),
-                       *(f"{r['overlapped'][lanes]:,.0f}" for lanes in r["lanes"]))
+                       *(f"{r['core'][lanes]:,.0f}" for lanes in r["lanes"]), f"{r['today']:,.0f}",
+                       *(f"{r['engine'][ATTENTION[1]][lanes]:,.0f}" for lanes in r["lanes"]))
     return result

@@ -1,7 +1,7 @@
 # amaranth: UnusedElaboratable=no
 """VectorEngine in the Amaranth simulator: tokens of the shipped small model, every step in
 gateware (the vector core's programs, the array's matmuls, attention on the vector unit or on the
-attention unit), logits equal to IntegerModel.step."""
+attention unit), logits equal to IntegerModel.step, cycles equal to VectorEngine.cycles."""
 
 import numpy as np
 import pytest
@@ -52,7 +52,7 @@ def test_tokens_of_the_small_model(rows, simd, lanes, attention_lanes):
     sim.add_clock(1e-6)
     sim.add_testbench(testbench)
     sim.run()
-    assert got["done"] and not got["error"]
+    assert got["done"] and not got["error"] and got["cycles"] == engine.cycles()
     for position, token in enumerate(tokens):
         logits, _ = model.step(token, cache)
         assert np.array_equal(got["logits"][position], logits), position
