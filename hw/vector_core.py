@@ -24,7 +24,8 @@ END word follows the last. A run
 An error — a pass or an operation the machine refuses (a ProgramError), or a register operand
 outside its port — stops the run with ``error`` set and ``pc`` at the instruction (scalar
 operations issued while a failing pass ran may have run). ``done`` is high while idle after a run
-that reached END. While idle or called, ``access`` / ``access_data`` reach the scratchpad and
+that reached END. While idle or called, ``access`` / ``access_data`` (and ``access_row``, the
+element's whole row of ``lanes``) reach the scratchpad and
 ``register`` / ``register_data`` the register file (the caller's inputs, before a run, and its
 results after). :meth:`VectorCore.cycles` gives a program's cycles from ``start`` to ``done``.
 """
@@ -153,6 +154,7 @@ class VectorCore(wiring.Component):
             "pc": Out(range(len(program.words))),
             "access": In(data.StructLayout({"addr": range(depth), "data": signed(ELEMENT_BITS), "write": 1})),
             "access_data": Out(signed(ELEMENT_BITS)),
+            "access_row": Out(data.ArrayLayout(signed(ELEMENT_BITS), lanes)),
             "register": In(data.StructLayout({"addr": range(registers), "data": register_layout(),
                                               "write": 1})),
             "register_data": Out(register_layout()),
@@ -239,6 +241,7 @@ class VectorCore(wiring.Component):
         with m.Else():
             m.d.comb += vector.access.eq(scalar.access)
         m.d.comb += [scalar.access_data.eq(vector.access_data), self.access_data.eq(vector.access_data),
+                     self.access_row.eq(vector.access_row),
                      scalar.access_ready.eq(vector.access_free),
                      self.register_data.eq(scalar.read_data[0])]
 

@@ -25,6 +25,8 @@ registers, as the core's own ports do (the caller's inputs before a run, its res
 ``error`` is the core's, or the attention head's ``invalid`` (a scale it cannot take).
 """
 
+import math
+
 from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
@@ -78,6 +80,9 @@ class VectorEngine(wiring.Component):
                                      rows=rows, simd=simd)
         self._core = VectorCore(program, lanes=lanes)
         self._model, self._program, self._simd, self._attention_lanes = model, program, simd, attention_lanes
+        # elements read a cycle into a beat: a part of a scratchpad row that fits the beat
+        self._chunks = {Job.MATMUL: math.gcd(lanes, simd), Job.CACHE: math.gcd(lanes, attention_lanes),
+                        Job.ATTEND: math.gcd(lanes, attention_lanes)}
         number = program.number
         jobs = []
         for call in program.calls:
@@ -97,6 +102,9 @@ class VectorEngine(wiring.Component):
                 (x, n), = call.memory
                 job = {"kind": Job.ATTEND, "layer": layer, "kv_head": kv_head, "position": positions, "x": x,
                        "n": n, "dst": dst, "read": number[call.reads[0]], "write": number[call.writes[0]]}
+            if job["kind"] is not Job.TRACE and job["x"] % self._chunks[job["kind"]]:
+                raise ValueError(f"a {call.kind} call reads x at {job['x']}, where it must start on a multiple "
+                                 f"of {self._chunks[job['kind']]} (its codes are read that many a cycle)")
             jobs.append(job)
         self._jobs = jobs
         self._attends = any(job["kind"] in (Job.CACHE, Job.ATTEND) for job in jobs)
@@ -132,21 +140,25 @@ class VectorEngine(wiring.Component):
 
     def call_cycles(self, call) -> int:
         """Cycles from a call's transfer to the core's ``resume``: the job read (2), its scale
-        register read (1) and the codes read, a beat at a time (``n`` reads, then 3 cycles a beat
-        to take the last and hand the beat on); then the matrix product's cycles, or the cache
-        entry's scale, or the attention head's cycles and its ``d`` sums written."""
+        register read (1) and the codes read, a beat at a time (a part of a scratchpad row a
+        cycle, then 3 cycles to take the last and hand the beat on); then the matrix product's
+        cycles, or the cache entry's scale, or the attention head's cycles and its ``d`` sums
+        written."""
         if call.kind not in ("matmul", "cache", "attend"):
             return 2
         (_, n), = call.memory
 
-        def load(width):
-            return n + 3 * -(-n // width)
+        def load(kind, width):
+            """A beat of k elements: its reads, ``chunk`` elements each, then 3 cycles."""
+            chunk = self._chunks[kind]
+            return sum(-(-min(width, n - first) // chunk) + 3 for first in range(0, n, width))
         if call.kind == "matmul":
             layer, matrix, _ = call.args
-            return 5 + load(self._simd) + self._linear.cycles(layer * len(MATRICES) + MATRICES.index(matrix))
+            return 5 + load(Job.MATMUL, self._simd) + self._linear.cycles(layer * len(MATRICES)
+                                                                         + MATRICES.index(matrix))
         if call.kind == "cache":
-            return 5 + load(self._attention_lanes)
-        return 3 + load(self._attention_lanes) + self._attention.cycles(call.args[2]) + n
+            return 5 + load(Job.CACHE, self._attention_lanes)
+        return 3 + load(Job.ATTEND, self._attention_lanes) + self._attention.cycles(call.args[2]) + n
 
     def elaborate(self, platform):
         m = Module()
@@ -198,13 +210,31 @@ class VectorEngine(wiring.Component):
         width = max(simd, att_lanes)
         beat_width = Signal(range(width + 1))  # a beat's elements: simd for the array, else the unit's
         m.d.comb += beat_width.eq(Mux(job.kind == Job.MATMUL, simd, att_lanes))
-        index = Signal(range(depth + 1))       # x elements read so far
-        issued = Signal(range(width + 1))      # reads issued for the beat being packed
+        lanes = self._core.lanes
+        index = Signal(range(depth + width + 1))   # x elements read so far
+        issued = Signal(range(width + 1))      # elements issued for the beat being packed
         captured = Signal(range(width + 1))    # elements in it
-        reading = Signal()                     # a read issued the cycle before: its element is here
+        reading = Signal()                     # a read issued the cycle before: its row is here
+        read_index = Signal.like(index)        # the first element it reads
+        read_lane = Signal(range(lanes))       # that element's place in its row
         beat = Signal(data.ArrayLayout(signed(ACT_BITS), width))
         written = Signal(range(depth + 1))
-        last = index == job.n
+        last = index >= job.n
+
+        def capture(kind, beat_width):
+            """The row read the cycle before into the beat: its ``chunk`` elements from read_lane
+            into the beat from ``captured`` on (those past x's end as 0)."""
+            chunk = self._chunks[kind]
+            row = core.access_row
+            for slot in range(beat_width // chunk):
+                with m.If(captured == slot * chunk):
+                    for t in range(chunk):
+                        with m.Switch(read_lane // chunk if chunk < lanes else 0):
+                            for place in range(lanes // chunk):
+                                with m.Case(place):
+                                    m.d.sync += beat[slot * chunk + t].eq(
+                                        Mux(read_index + t < job.n, row[place * chunk + t][:ACT_BITS].as_signed(), 0))
+            m.d.sync += captured.eq(captured + chunk)
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += core.call.ready.eq(1)
@@ -229,17 +259,21 @@ class VectorEngine(wiring.Component):
                                  scale.exp.eq(core.register_data.exp)]
                 m.next = "LOAD"
             with m.State("LOAD"):
-                # a beat's x elements read one a cycle (each arrives the cycle after), the last
-                # beat's missing lanes left at zero
-                issue = Signal()
+                # a beat's x elements read a part of a row a cycle (it arrives the cycle after),
+                # the last beat's missing lanes left at zero
+                issue, step = Signal(), Signal(range(width + 1))
                 m.d.comb += [serving.eq(1), port.addr.eq(job.x + index),
-                             issue.eq((issued < beat_width) & (index < job.n))]
-                m.d.sync += reading.eq(issue)
+                             issue.eq((issued < beat_width) & (index < job.n)),
+                             step.eq(Mux(job.kind == Job.MATMUL, self._chunks[Job.MATMUL],
+                                         self._chunks[Job.ATTEND]))]
+                m.d.sync += [reading.eq(issue), read_index.eq(index), read_lane.eq((job.x + index) % lanes)]
                 with m.If(issue):
-                    m.d.sync += [index.eq(index + 1), issued.eq(issued + 1)]
+                    m.d.sync += [index.eq(index + step), issued.eq(issued + step)]
                 with m.If(reading):
-                    m.d.sync += [beat[captured].eq(core.access_data[:ACT_BITS].as_signed()),
-                                 captured.eq(captured + 1)]
+                    with m.If(job.kind == Job.MATMUL):
+                        capture(Job.MATMUL, simd)
+                    with m.Else():
+                        capture(Job.ATTEND, att_lanes)
                 with m.If(~issue & ~reading):
                     m.next = "BEAT"
             with m.State("BEAT"):              # the beat to the array, the attention head or the cache

@@ -20,8 +20,9 @@ b port, operands not congruent, MAX, SUM or ARGMAX of an empty pass). :meth:`cyc
 pass's cycles from its transfer on ``i`` to its result's offer on ``o``.
 
 ``access`` reads and writes one element while the unit is idle (``busy`` low): the sequencer's
-loads and stores; ``access_data`` is the element at the address of the cycle before. A read also
-works while a pass runs, in any cycle ``access_free`` is high (the pass is not reading its rows).
+loads and stores; ``access_data`` is the element at the address of the cycle before, and
+``access_row`` the whole row that holds it (``lanes`` elements). A read also works while a pass
+runs, in any cycle ``access_free`` is high (the pass is not reading its rows).
 """
 
 from amaranth import Cat, Module, Mux, Signal, signed
@@ -82,6 +83,7 @@ class VectorUnit(wiring.Component):
             "access": In(data.StructLayout({"addr": range(depth), "data": signed(ELEMENT_BITS),
                                             "write": 1})),
             "access_data": Out(signed(ELEMENT_BITS)),
+            "access_row": Out(data.ArrayLayout(signed(ELEMENT_BITS), lanes)),
             "access_free": Out(1),
             "busy": Out(1),
         })
@@ -223,7 +225,8 @@ class VectorUnit(wiring.Component):
         access_lane = Signal(range(lanes))
         m.d.sync += access_lane.eq(self.access.addr[:shift] if shift else 0)
         words = Cat(*(ports[0].data for ports in banks))
-        m.d.comb += self.access_data.eq(words.word_select(access_lane, ELEMENT_BITS).as_signed())
+        m.d.comb += [self.access_data.eq(words.word_select(access_lane, ELEMENT_BITS).as_signed()),
+                     self.access_row.eq(words)]
 
         # -- the pass -----------------------------------------------------------------------------
         drain = Signal(range(VectorLane.LATENCY + depth_of_tree + 4))

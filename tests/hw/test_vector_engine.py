@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 
 from hw.vector_core import Program
 from hw.vector_engine import VectorEngine
-from hw.vector_isa import Function, VectorOp
+from hw.vector_isa import Call, Function, VectorOp
 from hw.vector_programs import ProgramModel
 from model import paths
 from model.integer import IntegerModel
@@ -18,7 +18,7 @@ from tests.hw.test_vector_unit import read_memory
 
 
 @pytest.mark.parametrize("rows, simd, lanes, attention_lanes", [(4, 8, 1, None), (8, 16, 2, None),
-                                                                 (4, 8, 1, 1), (8, 16, 2, 4)])
+                                                                 (4, 8, 1, 1), (8, 16, 4, 2)])
 def test_tokens_of_the_small_model(rows, simd, lanes, attention_lanes):
     """``attention_lanes`` None: attention as vector-unit programs; else on the attention unit."""
     model = IntegerModel.from_checkpoint(paths.MODELS / "small")
@@ -59,3 +59,13 @@ def test_tokens_of_the_small_model(rows, simd, lanes, attention_lanes):
     where = f"the attention unit at {attention_lanes} lanes" if attention_lanes else "the vector unit"
     print(f"{len(tokens)} tokens in {got['cycles']:,} cycles ({rows}×{simd} array, {lanes} lanes, "
           f"attention on {where})")
+
+
+def test_codes_must_start_on_a_readable_row_part():
+    model = IntegerModel.from_checkpoint(paths.MODELS / "small")
+    program = Program([Call("matmul", (0, "q_proj", 128), memory=((2, model.config.hidden_size),))],
+                      registers=8, depth=256)
+    with pytest.raises(ValueError, match="a matmul call reads x at 2, where it must start on a multiple of 4"):
+        VectorEngine(model, program, rows=4, simd=8, lanes=4)
+    with pytest.raises(ValueError, match=r"attention_lanes must divide the head size 16, not 3; \[1, 2, 4, 8, 16\]"):
+        VectorEngine(model, program, rows=4, simd=8, lanes=4, attention_lanes=3)
