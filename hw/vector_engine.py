@@ -1,28 +1,36 @@
 """The engine rebuilt on the shared vector unit (issue 18, in progress): a
 :class:`~hw.vector_core.VectorCore` running a token's program, its calls served in gateware by a
-:class:`~hw.linear.TernaryLinear` (the ternary array and its weight ROM) and, for a program made
-with ``ProgramModel(attention_unit=True)``, an attention unit: an
-:class:`~hw.attention.AttentionHead` over a :class:`~hw.kv_cache.KvCache` of int8 codes.
+:class:`~hw.linear.TernaryLinear` (the ternary array and its weight ROM) and, as the program
+calls for them (``hw.vector_programs.ProgramModel``'s ``attention_unit`` and ``token_table``), an
+attention unit (an :class:`~hw.attention.AttentionHead` over a :class:`~hw.kv_cache.KvCache` of
+int8 codes) and the token table (:class:`~hw.token_table.TokenTable`: the embedding's rows and
+the LM head, int8 codes in ROM; one table for a tied model, two for an untied one).
 
 Each :class:`~hw.vector_isa.Call` has a job in a table (its kind, addresses, the registers it
 reads and writes); while the core waits for it:
 
 * ``matmul`` ``(layer, matrix, dst)``, reading ``x[n]``: the int8 codes are read from the
-  scratchpad, ``simd`` to a beat, into the array's activation buffer; the product of matrix
+  scratchpad into the array's activation buffer, ``simd`` to a beat; the product of matrix
   ``layer · 7 + index`` starts; its ``N`` accumulators are written to ``dst`` as they leave the
-  array (one a cycle, the scratchpad's access port being free by then).
+  array (one a cycle).
 * ``cache`` ``(layer, part, kv head, position)``, reading a head's codes and its scale register:
   the codes go into the KV cache's ``part`` (k or v), ``attention_lanes`` to a word, then the scale.
 * ``attend`` ``(layer, kv head, positions, dst)``, reading q's codes and its scale register: the
   codes go to the attention head, ``attention_lanes`` to a beat, which attends over the first
   ``positions`` entries of the kv head's cache; its value sums are written to ``dst`` one a cycle
   as they leave and their row scale into the call's register (``attend_sums``).
+* ``embed`` ``(token, dst)``: the token's row of int8 codes into ``dst``, one a cycle.
+* ``lm_head`` ``(dst,)``, reading ``x[hidden]``: the codes go to the LM head, ``head_lanes`` to a
+  beat; the integer logits are written to ``dst`` one a cycle as they leave.
 * any other call (a trace) resumes the core at once.
 
-A scale register is read in the cycle after the job (the register file's port has one cycle of
-latency). While the core is idle, ``access`` and ``register`` reach the scratchpad and the
-registers, as the core's own ports do (the caller's inputs before a run, its results after).
-``error`` is the core's, or the attention head's ``invalid`` (a scale it cannot take).
+A beat's codes are read a part of a scratchpad row a cycle (``access_row``; the part is the
+largest that divides both the row and the beat, and a call's codes must start on it). A scale
+register is read in the cycle after the job (the register file's port has one cycle of latency).
+While the core is idle, ``access`` and ``register`` reach the scratchpad and the registers, as
+the core's own ports do (the caller's inputs before a run, its results after). ``error`` is the
+core's, the attention head's ``invalid`` (a scale it cannot take) or a logit that does not fit a
+scratchpad element (where ``VectorMachine`` raises).
 """
 
 import math
@@ -40,21 +48,26 @@ from .kv_cache import KvCache
 from .linear import TernaryLinear
 from .scalar_unit import register_layout
 from .sequencer import MATRICES
+from .token_table import TokenTable
 from .vector_core import Program, VectorCore
 from .vector_isa import ELEMENT_BITS
+from .vector_lane import fits
 
 
-class Job(enum.Enum, shape=2):
+class Job(enum.Enum, shape=3):
     TRACE = 0
     MATMUL = 1
     CACHE = 2
     ATTEND = 3
+    EMBED = 4
+    LM_HEAD = 5
 
 
 class VectorEngine(wiring.Component):
     """``program`` (a :class:`~hw.vector_core.Program` of ``model``'s token programs) on a core of
     ``lanes`` lanes, its matmuls on a ``rows`` × ``simd`` array over ``model``'s matrices, its
-    attention (if it calls for it) on an attention head of ``attention_lanes`` lanes.
+    attention (if it calls for it) on an attention head of ``attention_lanes`` lanes, its LM head
+    (if it calls for it) on a token table of ``head_lanes`` lanes.
 
     Parameters
     ----------
@@ -66,61 +79,57 @@ class VectorEngine(wiring.Component):
         The array's output channels and K-lanes; the vector unit's lanes.
     attention_lanes : int
         Elements the attention head takes a cycle, and a KV cache word's (divides the head size).
+    head_lanes : int
+        Products the LM head makes a cycle (divides the hidden size).
     """
 
-    def __init__(self, model, program: Program, *, rows: int, simd: int, lanes: int, attention_lanes: int = 1):
+    def __init__(self, model, program: Program, *, rows: int, simd: int, lanes: int, attention_lanes: int = 1,
+                 head_lanes: int = 1):
         cfg = model.config
-        d = cfg.dim_per_head
-        check_integers((("attention_lanes", attention_lanes, 1, d),))
-        if d % attention_lanes:
-            raise ValueError(f"attention_lanes must divide the head size {d}, not {attention_lanes}; "
-                             f"{divisors(d)} would")
+        d, hidden = cfg.dim_per_head, cfg.hidden_size
+        check_integers((("attention_lanes", attention_lanes, 1, d), ("head_lanes", head_lanes, 1, hidden)))
+        for name, value, whole, what in (("attention_lanes", attention_lanes, d, "head size"),
+                                         ("head_lanes", head_lanes, hidden, "hidden size")):
+            if whole % value:
+                raise ValueError(f"{name} must divide the {what} {whole}, not {value}; {divisors(whole)} would")
         self._linear = TernaryLinear([getattr(layer, name).codes
                                       for layer in model.layers for name in MATRICES],
                                      rows=rows, simd=simd)
         self._core = VectorCore(program, lanes=lanes)
-        self._model, self._program, self._simd, self._attention_lanes = model, program, simd, attention_lanes
-        # elements read a cycle into a beat: a part of a scratchpad row that fits the beat
-        self._chunks = {Job.MATMUL: math.gcd(lanes, simd), Job.CACHE: math.gcd(lanes, attention_lanes),
-                        Job.ATTEND: math.gcd(lanes, attention_lanes)}
-        number = program.number
-        jobs = []
-        for call in program.calls:
-            job = {"kind": Job.TRACE}
-            if call.kind == "matmul":
-                layer, matrix, dst = call.args
-                (x, n), = call.memory
-                job = {"kind": Job.MATMUL, "matrix": layer * len(MATRICES) + MATRICES.index(matrix), "x": x,
-                       "n": n, "dst": dst}
-            elif call.kind == "cache":
-                layer, part, kv_head, position = call.args
-                (x, n), = call.memory
-                job = {"kind": Job.CACHE, "layer": layer, "value": int(part == "v"), "kv_head": kv_head,
-                       "position": position, "x": x, "n": n, "read": number[call.reads[0]]}
-            elif call.kind == "attend":
-                layer, kv_head, positions, dst = call.args
-                (x, n), = call.memory
-                job = {"kind": Job.ATTEND, "layer": layer, "kv_head": kv_head, "position": positions, "x": x,
-                       "n": n, "dst": dst, "read": number[call.reads[0]], "write": number[call.writes[0]]}
-            if job["kind"] is not Job.TRACE and job["x"] % self._chunks[job["kind"]]:
+        self._model, self._program = model, program
+        # per kind of job that reads codes: the beat's width, and the elements read a cycle into
+        # it (the largest part of a scratchpad row that fits the beat)
+        self._beats = {kind: (width, math.gcd(lanes, width)) for kind, width in (
+            (Job.MATMUL, simd), (Job.CACHE, attention_lanes), (Job.ATTEND, attention_lanes),
+            (Job.LM_HEAD, head_lanes))}
+        jobs = [self._job(call, program.number) for call in program.calls]
+        for call, job in zip(program.calls, jobs):
+            if job["kind"] in self._beats and job["x"] % self._beats[job["kind"]][1]:
                 raise ValueError(f"a {call.kind} call reads x at {job['x']}, where it must start on a multiple "
-                                 f"of {self._chunks[job['kind']]} (its codes are read that many a cycle)")
-            jobs.append(job)
+                                 f"of {self._beats[job['kind']][1]} (its codes are read that many a cycle)")
         self._jobs = jobs
-        self._attends = any(job["kind"] in (Job.CACHE, Job.ATTEND) for job in jobs)
+        kinds = {job["kind"] for job in jobs}
         context = cfg.max_position_embeddings
-        if self._attends:
-            self._attention = AttentionHead(head_dim=d, lanes=attention_lanes, out_lanes=1,
-                                            max_positions=context)
+        self._attention = None
+        if kinds & {Job.CACHE, Job.ATTEND}:
+            self._attention = AttentionHead(head_dim=d, lanes=attention_lanes, out_lanes=1, max_positions=context)
             if self._attention.out_bits > ELEMENT_BITS:
                 raise ValueError(f"an attention head's sums take {self._attention.out_bits} bits over "
                                  f"{context} positions, more than a scratchpad element's {ELEMENT_BITS}")
+        # the token tables: (embedding, LM head); one table for both uses where the model ties them
+        embeds, heads = Job.EMBED in kinds, Job.LM_HEAD in kinds
+        if embeds and heads and model.lm_head is model.embed:
+            table = TokenTable(model.embed, lanes=head_lanes, embedding_lanes=1)
+            self._tables = (table, table)
+        else:
+            self._tables = (TokenTable(model.embed, lanes=1, lm_head=False) if embeds else None,
+                            TokenTable(model.lm_head, lanes=head_lanes, embedding=False) if heads else None)
         depth = program.depth
         self._job_layout = data.StructLayout({
             "kind": Job, "matrix": range(len(MATRICES) * len(model.layers)), "x": range(depth),
             "n": range(depth + 1), "dst": range(depth), "layer": range(len(model.layers)), "value": 1,
             "kv_head": range(cfg.num_key_value_heads), "position": range(context + 1),
-            "read": range(program.registers), "write": range(program.registers)})
+            "token": range(cfg.vocab_size), "read": range(program.registers), "write": range(program.registers)})
         super().__init__({
             "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1),
             "access": In(data.StructLayout({"addr": range(depth), "data": signed(ELEMENT_BITS), "write": 1})),
@@ -129,6 +138,29 @@ class VectorEngine(wiring.Component):
                                               "write": 1})),
             "register_data": Out(register_layout()),
         })
+
+    @staticmethod
+    def _job(call, number: dict) -> dict:
+        """A call's entry in the job table."""
+        if call.kind == "embed":
+            token, dst = call.args
+            return {"kind": Job.EMBED, "token": token, "dst": dst}
+        if call.kind not in ("matmul", "cache", "attend", "lm_head"):
+            return {"kind": Job.TRACE}
+        (x, n), = call.memory
+        if call.kind == "matmul":
+            layer, matrix, dst = call.args
+            return {"kind": Job.MATMUL, "matrix": layer * len(MATRICES) + MATRICES.index(matrix), "x": x, "n": n,
+                    "dst": dst}
+        if call.kind == "lm_head":
+            return {"kind": Job.LM_HEAD, "x": x, "n": n, "dst": call.args[0]}
+        if call.kind == "cache":
+            layer, part, kv_head, position = call.args
+            return {"kind": Job.CACHE, "layer": layer, "value": int(part == "v"), "kv_head": kv_head,
+                    "position": position, "x": x, "n": n, "read": number[call.reads[0]]}
+        layer, kv_head, positions, dst = call.args
+        return {"kind": Job.ATTEND, "layer": layer, "kv_head": kv_head, "position": positions, "x": x, "n": n,
+                "dst": dst, "read": number[call.reads[0]], "write": number[call.writes[0]]}
 
     linear = property(lambda self: self._linear)
     core = property(lambda self: self._core)
@@ -139,36 +171,39 @@ class VectorEngine(wiring.Component):
         return self._core.timeline(self._program.ops, self._core.lanes, self.call_cycles)
 
     def call_cycles(self, call) -> int:
-        """Cycles from a call's transfer to the core's ``resume``: the job read (2), its scale
-        register read (1) and the codes read, a beat at a time (a part of a scratchpad row a
-        cycle, then 3 cycles to take the last and hand the beat on); then the matrix product's
-        cycles, or the cache entry's scale, or the attention head's cycles and its ``d`` sums
-        written."""
-        if call.kind not in ("matmul", "cache", "attend"):
+        """Cycles from a call's transfer to the core's ``resume``: the job read (2); for a call
+        that reads codes, its scale register read (1) and the codes, a beat at a time (a part of
+        a scratchpad row a cycle, then 3 cycles to take the last and hand the beat on); then the
+        matrix product's cycles, the cache entry's scale, the attention head's cycles and its
+        ``d`` sums, or the LM head's cycles; or the token offered (2) and the embedding row's."""
+        kind = self._job(call, self._program.number)["kind"]
+        if kind is Job.TRACE:
             return 2
+        if kind is Job.EMBED:
+            return 4 + self._tables[0].row_cycles()
         (_, n), = call.memory
-
-        def load(kind, width):
-            """A beat of k elements: its reads, ``chunk`` elements each, then 3 cycles."""
-            chunk = self._chunks[kind]
-            return sum(-(-min(width, n - first) // chunk) + 3 for first in range(0, n, width))
-        if call.kind == "matmul":
+        width, chunk = self._beats[kind]
+        load = sum(-(-min(width, n - first) // chunk) + 3 for first in range(0, n, width))
+        if kind is Job.MATMUL:
             layer, matrix, _ = call.args
-            return 5 + load(Job.MATMUL, self._simd) + self._linear.cycles(layer * len(MATRICES)
-                                                                         + MATRICES.index(matrix))
-        if call.kind == "cache":
-            return 5 + load(Job.CACHE, self._attention_lanes)
-        return 3 + load(Job.ATTEND, self._attention_lanes) + self._attention.cycles(call.args[2]) + n
+            return 5 + load + self._linear.cycles(layer * len(MATRICES) + MATRICES.index(matrix))
+        if kind is Job.CACHE:
+            return 5 + load
+        if kind is Job.ATTEND:
+            return 3 + load + self._attention.cycles(call.args[2]) + n
+        return 4 + load + self._tables[1].logit_cycles()
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.core = core = self._core
         m.submodules.linear = linear = self._linear
-        simd, att_lanes, cfg = self._simd, self._attention_lanes, self._model.config
-        attention_error = Signal()
+        cfg = self._model.config
+        served_error = Signal()             # the attention head's invalid, or a logit too wide
         m.d.comb += [core.start.eq(self.start), self.busy.eq(core.busy), self.done.eq(core.done),
-                     self.error.eq(core.error | attention_error), self.register_data.eq(core.register_data),
+                     self.error.eq(core.error | served_error), self.register_data.eq(core.register_data),
                      self.access_data.eq(core.access_data)]
+        with m.If(self.start):
+            m.d.sync += served_error.eq(0)
 
         layout = self._job_layout
         m.submodules.jobs = jobs = Memory(shape=layout.size, depth=max(len(self._jobs), 1), init=[
@@ -184,11 +219,13 @@ class VectorEngine(wiring.Component):
         with m.If(~serving):
             m.d.comb += [port.eq(self.access), register.eq(self.register)]
 
-        if self._attends:
+        attention = self._attention
+        scale = None
+        if attention is not None:
             m.submodules.cache = cache = KvCache(layers=len(self._model.layers), kv_heads=cfg.num_key_value_heads,
                                                  head_dim=cfg.dim_per_head, positions=cfg.max_position_embeddings,
-                                                 lanes=att_lanes)
-            m.submodules.attention = attention = self._attention
+                                                 lanes=attention.lanes)
+            m.submodules.attention = attention
             for name in ("keys", "values", "key_scales", "value_scales"):
                 wiring.connect(m, getattr(attention, name), getattr(cache, name))
             scale_layout = attention.q_scale.shape()
@@ -203,14 +240,29 @@ class VectorEngine(wiring.Component):
                          cache.value_scales_head.eq(job.kv_head)]
             for stream_ in (cache.k_scale, cache.v_scale):
                 m.d.comb += [stream_.payload.mant.eq(scale.mant), stream_.payload.exp.eq(scale.exp)]
-            with m.If(self.start):
-                m.d.sync += attention_error.eq(0)
+        embedding, lm_head = self._tables
+        if embedding is not None:
+            m.submodules.embedding = embedding
+        if lm_head is not None and lm_head is not embedding:
+            m.submodules.lm_head = lm_head
+
+        # where a beat of codes goes: (kind, its stream's payload fields, valid, ready, its last)
+        sinks = [(Job.MATMUL, linear.x, True)]
+        if attention is not None:
+            sinks += [(Job.ATTEND, attention.q, False), (Job.CACHE, (cache.k, cache.v), True)]
+        if lm_head is not None:
+            sinks.append((Job.LM_HEAD, lm_head.x, True))
 
         depth = self._program.depth
-        width = max(simd, att_lanes)
-        beat_width = Signal(range(width + 1))  # a beat's elements: simd for the array, else the unit's
-        m.d.comb += beat_width.eq(Mux(job.kind == Job.MATMUL, simd, att_lanes))
+        beats = {kind: self._beats[kind] for kind, _, _ in sinks}
+        width = max(w for w, _ in beats.values())
         lanes = self._core.lanes
+        beat_width = Signal(range(width + 1))  # this job's beat and the elements read a cycle into it
+        step = Signal(range(width + 1))
+        with m.Switch(job.kind):
+            for kind, (w, chunk) in beats.items():
+                with m.Case(kind):
+                    m.d.comb += [beat_width.eq(w), step.eq(chunk)]
         index = Signal(range(depth + width + 1))   # x elements read so far
         issued = Signal(range(width + 1))      # elements issued for the beat being packed
         captured = Signal(range(width + 1))    # elements in it
@@ -221,10 +273,9 @@ class VectorEngine(wiring.Component):
         written = Signal(range(depth + 1))
         last = index >= job.n
 
-        def capture(kind, beat_width):
+        def capture(beat_width, chunk):
             """The row read the cycle before into the beat: its ``chunk`` elements from read_lane
             into the beat from ``captured`` on (those past x's end as 0)."""
-            chunk = self._chunks[kind]
             row = core.access_row
             for slot in range(beat_width // chunk):
                 with m.If(captured == slot * chunk):
@@ -235,6 +286,13 @@ class VectorEngine(wiring.Component):
                                     m.d.sync += beat[slot * chunk + t].eq(
                                         Mux(read_index + t < job.n, row[place * chunk + t][:ACT_BITS].as_signed(), 0))
             m.d.sync += captured.eq(captured + chunk)
+
+        def write_out(valid, value):
+            """A served result into the scratchpad, from dst on, one a cycle."""
+            m.d.comb += [port.addr.eq(job.dst + written), port.data.eq(value), port.write.eq(valid)]
+            with m.If(valid):
+                m.d.sync += written.eq(written + 1)
+
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += core.call.ready.eq(1)
@@ -250,89 +308,102 @@ class VectorEngine(wiring.Component):
                 with m.If(job.kind == Job.TRACE):
                     m.d.comb += core.resume.eq(1)
                     m.next = "IDLE"
+                if embedding is not None:
+                    with m.Elif(job.kind == Job.EMBED):
+                        m.next = "TOKEN"
                 with m.Else():
                     m.next = "SCALE"
             with m.State("SCALE"):
                 m.d.comb += serving.eq(1)
-                if self._attends:
+                if scale is not None:
                     m.d.sync += [scale.mant.eq(core.register_data.value[:SCALE_BITS]),
                                  scale.exp.eq(core.register_data.exp)]
                 m.next = "LOAD"
             with m.State("LOAD"):
                 # a beat's x elements read a part of a row a cycle (it arrives the cycle after),
                 # the last beat's missing lanes left at zero
-                issue, step = Signal(), Signal(range(width + 1))
+                issue = Signal()
                 m.d.comb += [serving.eq(1), port.addr.eq(job.x + index),
-                             issue.eq((issued < beat_width) & (index < job.n)),
-                             step.eq(Mux(job.kind == Job.MATMUL, self._chunks[Job.MATMUL],
-                                         self._chunks[Job.ATTEND]))]
+                             issue.eq((issued < beat_width) & (index < job.n))]
                 m.d.sync += [reading.eq(issue), read_index.eq(index), read_lane.eq((job.x + index) % lanes)]
                 with m.If(issue):
                     m.d.sync += [index.eq(index + step), issued.eq(issued + step)]
                 with m.If(reading):
-                    with m.If(job.kind == Job.MATMUL):
-                        capture(Job.MATMUL, simd)
-                    with m.Else():
-                        capture(Job.ATTEND, att_lanes)
+                    with m.Switch(job.kind):
+                        for kind, (w, chunk) in beats.items():
+                            with m.Case(kind):
+                                capture(w, chunk)
                 with m.If(~issue & ~reading):
                     m.next = "BEAT"
-            with m.State("BEAT"):              # the beat to the array, the attention head or the cache
+            with m.State("BEAT"):              # the beat to the array, the attention head, the cache or the LM head
                 m.d.comb += serving.eq(1)
                 taken = Signal()
                 with m.Switch(job.kind):
-                    with m.Case(Job.MATMUL):
-                        m.d.comb += [linear.x.payload.data.eq(beat[:simd]), linear.x.payload.last.eq(last),
-                                     linear.x.valid.eq(1), taken.eq(linear.x.ready)]
-                    if self._attends:
-                        with m.Case(Job.ATTEND):
-                            m.d.comb += [attention.q.payload.eq(beat[:att_lanes]), attention.q.valid.eq(1),
-                                         taken.eq(attention.q.ready)]
-                        with m.Case(Job.CACHE):
-                            for part, codes in ((0, cache.k), (1, cache.v)):
-                                with m.If(job.value == part):
-                                    m.d.comb += [codes.payload.data.eq(beat[:att_lanes]),
-                                                 codes.payload.last.eq(last), codes.valid.eq(1),
-                                                 taken.eq(codes.ready)]
+                    for kind, sink, has_last in sinks:
+                        w = beats[kind][0]
+                        with m.Case(kind):
+                            for part, stream_ in enumerate(sink if isinstance(sink, tuple) else (sink,)):
+                                with m.If(job.value == part if isinstance(sink, tuple) else 1):
+                                    payload = stream_.payload.data if has_last else stream_.payload
+                                    m.d.comb += [payload.eq(beat[:w]), stream_.valid.eq(1),
+                                                 taken.eq(stream_.ready)]
+                                    if has_last:
+                                        m.d.comb += stream_.payload.last.eq(last)
                 with m.If(taken):
                     m.d.sync += [beat.eq(0), issued.eq(0), captured.eq(0)]
                     with m.If(~last):
                         m.next = "LOAD"
-                    with m.Elif(job.kind == Job.MATMUL):
-                        m.next = "START"
-                    if self._attends:
-                        with m.Elif(job.kind == Job.ATTEND):
-                            m.next = "SUMS"
-                        with m.Else():
-                            m.next = "ENTRY_SCALE"
+                    with m.Else():
+                        with m.Switch(job.kind):
+                            for kind, then in ((Job.MATMUL, "START"), (Job.ATTEND, "SUMS"), (Job.CACHE, "ENTRY_SCALE"),
+                                               (Job.LM_HEAD, "LOGITS")):
+                                if kind in beats:
+                                    with m.Case(kind):
+                                        m.next = then
             with m.State("START"):
                 m.d.comb += [serving.eq(1), linear.start.valid.eq(1), linear.start.payload.eq(job.matrix)]
                 with m.If(linear.start.ready):
                     m.next = "RESULTS"
             with m.State("RESULTS"):
-                m.d.comb += [serving.eq(1), linear.o.ready.eq(1), port.addr.eq(job.dst + written),
-                             port.data.eq(linear.o.payload.data), port.write.eq(linear.o.valid)]
-                with m.If(linear.o.valid):
-                    m.d.sync += written.eq(written + 1)
-                    with m.If(linear.o.payload.last):
-                        m.next = "RESUME"
-            if self._attends:
+                m.d.comb += [serving.eq(1), linear.o.ready.eq(1)]
+                write_out(linear.o.valid, linear.o.payload.data)
+                with m.If(linear.o.valid & linear.o.payload.last):
+                    m.next = "RESUME"
+            if attention is not None:
                 with m.State("ENTRY_SCALE"):   # the cache entry's scale, after its codes
                     m.d.comb += [serving.eq(1), cache.k_scale.valid.eq(~job.value),
                                  cache.v_scale.valid.eq(job.value)]
                     m.next = "RESUME"
                 with m.State("SUMS"):          # the head's value sums as they leave, then the row scale
                     o = attention.o.payload
-                    m.d.comb += [serving.eq(1), attention.o.ready.eq(1), port.addr.eq(job.dst + written),
-                                 port.data.eq(o.data[0]), port.write.eq(attention.o.valid),
+                    m.d.comb += [serving.eq(1), attention.o.ready.eq(1),
                                  register.addr.eq(job.write), register.data.value.eq(o.scale.mant),
-                                 register.data.exp.eq(o.scale.exp),
-                                 register.write.eq(attention.o.valid & o.last)]
-                    with m.If(attention.o.valid):
-                        m.d.sync += written.eq(written + 1)
-                        with m.If(o.invalid):
-                            m.d.sync += attention_error.eq(1)
-                        with m.If(o.last):
-                            m.next = "RESUME"
+                                 register.data.exp.eq(o.scale.exp), register.write.eq(attention.o.valid & o.last)]
+                    write_out(attention.o.valid, o.data[0])
+                    with m.If(attention.o.valid & o.invalid):
+                        m.d.sync += served_error.eq(1)
+                    with m.If(attention.o.valid & o.last):
+                        m.next = "RESUME"
+            if embedding is not None:
+                with m.State("TOKEN"):
+                    m.d.comb += [serving.eq(1), embedding.token.valid.eq(1), embedding.token.payload.eq(job.token)]
+                    with m.If(embedding.token.ready):
+                        m.next = "ROW"
+                with m.State("ROW"):           # the row's codes as they leave the table
+                    row = embedding.embedding
+                    m.d.comb += [serving.eq(1), row.ready.eq(1)]
+                    write_out(row.valid, row.payload.data[0])
+                    with m.If(row.valid & row.payload.last):
+                        m.next = "RESUME"
+            if lm_head is not None:
+                with m.State("LOGITS"):        # the logits as they leave the LM head
+                    logits = lm_head.logits
+                    m.d.comb += [serving.eq(1), logits.ready.eq(1)]
+                    write_out(logits.valid, logits.payload.logit)
+                    with m.If(logits.valid & ~fits(logits.payload.logit, ELEMENT_BITS)):
+                        m.d.sync += served_error.eq(1)
+                    with m.If(logits.valid & logits.payload.last):
+                        m.next = "RESUME"
             with m.State("RESUME"):
                 m.d.comb += [serving.eq(1), core.resume.eq(1)]
                 m.next = "IDLE"

@@ -12,12 +12,13 @@ program                   model.integer / model.numerics             passes (of 
 :func:`quantize_heads`    ``quantize_heads``                         2 a head
 :func:`rope`              ``numerics.rope_rotate``                   4 a head (of d/2)
 :func:`dequantize_add`    ``h + apply_scale(acc, s, RES_FRAC)``      2
-:func:`embed`             ``IntegerModel.embed_token``               1
+:func:`embed`             ``IntegerModel.embed_token``               1 (with :func:`embed_call`: and a call)
 :func:`cache_entry`       a head's codes and scale into the KV cache  1
 :func:`gated`             ``gated_activation``                       4 (relu²) or 5 (SiLU)
 :func:`attend`            ``attend``                                 3 a position, 2 of T, 1
 :func:`attend_call`       ``attend`` on the attention unit            1 (and a call)
 :func:`lm_head`           ``lm_head_logits`` and greedy ``sample``   1 a vocabulary entry, 1
+:func:`lm_head_call`      the same on the token table                1 (and a call)
 ========================  =========================================  ==============================
 
 Programs are straight-line: ``attend`` and ``lm_head`` are unrolled over the positions and the
@@ -29,7 +30,7 @@ on a multiple of ``align``.
 import numpy as np
 
 from model import numerics as nx
-from model.integer import attend_sums, ternary_matmul
+from model.integer import attend_sums, lm_head_logits, ternary_matmul
 
 from .sequencer import MATRICES, NORMS
 from .vector_isa import (Amount, BSource, Call, Function, Pre, Reduce, Round, ScalarKind as S, ScalarOp,
@@ -151,6 +152,11 @@ def embed(row: int, n: int, row_mant: int, table_exp: int, h: int) -> list:
             VectorOp(n, row, h, Function.MUL, BSource.REGISTER, "embed_mant",
                      shift=apply_scale_amount("embed_exp", nx.RES_FRAC), saturate=nx.RES_BITS,
                      note="embed: codes · row scale")]
+
+
+def embed_call(token: int, n: int, dst: int) -> Call:
+    """The token table's row of ``token`` (its n int8 codes) into dst: a call."""
+    return Call("embed", (token, dst), writes=())
 
 
 def gated(gate: int, up: int, n: int, gate_scale: str, up_scale: str, kind: str, square: int,
@@ -277,6 +283,17 @@ def _weight(j: int, p: int, value_mant: int, value_exp: int) -> list:
             ScalarOp(S.EXP, "att.w_exp", "att.w")]
 
 
+def lm_head_call(vocab: int, n: int, x: int, logits: int, result: str) -> list:
+    """``lm_head_logits`` of the int8 codes x[n] on the token table (a call) into logits[vocab];
+    greedy ``sample``'s token into register ``result``."""
+    return [Call("lm_head", (logits,), memory=((x, n),)), _first_largest(vocab, logits, result)]
+
+
+def _first_largest(vocab: int, logits: int, result: str) -> VectorOp:
+    return VectorOp(vocab, logits, function=Function.ADD, reduce=((Reduce.ARGMAX, result),),
+                    note="sample: the first largest logit")
+
+
 def lm_head(table: int, rows: int, vocab: int, n: int, x: int, logits: int, result: str) -> list:
     """``lm_head_logits`` of the int8 codes x[n] against the table (codes [vocab, n] at ``table``,
     row mantissas [vocab] at ``rows``) into logits[vocab]; greedy ``sample``'s token into register
@@ -288,8 +305,7 @@ def lm_head(table: int, rows: int, vocab: int, n: int, x: int, logits: int, resu
                     ScalarOp(S.LOAD, "lm.row", address=rows + v),
                     ScalarOp(S.MUL_INT, "lm.logit", "lm.dot", "lm.row"),
                     ScalarOp(S.STORE, a="lm.logit", address=logits + v)]
-    return program + [VectorOp(vocab, logits, function=Function.ADD, reduce=((Reduce.ARGMAX, result),),
-                               note="sample: the first largest logit")]
+    return program + [_first_largest(vocab, logits, result)]
 
 
 class Layout:
@@ -323,6 +339,10 @@ class ProgramModel:
     against the contract a whole token at a time, on :class:`~hw.vector_isa.VectorMachine` here and
     on the gateware (``tests/hw/test_vector_core.py``).
 
+    With ``token_table``, the embedding's row and the LM head's logits come from the token table
+    (:class:`~hw.token_table.TokenTable`, int8 codes in a ROM beside the vector unit) through calls
+    (:func:`embed_call`, :func:`lm_head_call`), not from the scratchpad.
+
     With ``attention_unit``, attention runs on an attention unit beside the vector unit
     (:class:`~hw.attention.AttentionHead`, as :class:`~hw.vector_engine.VectorEngine` has it): the
     KV cache is the unit's, not in the scratchpad, and the program writes it and attends through
@@ -330,8 +350,8 @@ class ProgramModel:
     ``attend_sums``.
     """
 
-    def __init__(self, model, attention_unit: bool = False):
-        self.model, self.attention_unit = model, attention_unit
+    def __init__(self, model, attention_unit: bool = False, token_table: bool = False):
+        self.model, self.attention_unit, self.token_table = model, attention_unit, token_table
         self.kv = {}            # the attention unit's cache: (layer, part, kv head, position): (codes, scale)
         cfg = self.config = model.config
         d, heads, kv = cfg.dim_per_head, cfg.num_attention_heads, cfg.num_key_value_heads
@@ -342,9 +362,12 @@ class ProgramModel:
                         ("scratch", widest), ("gated", widest), ("rotated", heads * d), ("q", heads * d),
                         ("out", heads * d), ("z", positions), ("p", positions),
                         ("cos", positions * (d // 2)), ("sin", positions * (d // 2)),
-                        ("logits", cfg.vocab_size), ("embed", cfg.vocab_size * hidden),
-                        ("lm_table", cfg.vocab_size * hidden), ("lm_rows", cfg.vocab_size)):
+                        ("logits", cfg.vocab_size)):
             lay.add(name, n)
+        if not token_table:
+            for name, n in (("embed", cfg.vocab_size * hidden), ("lm_table", cfg.vocab_size * hidden),
+                            ("lm_rows", cfg.vocab_size)):
+                lay.add(name, n)
         self.gains = {}
         for i, layer in enumerate(model.layers):
             for norm in NORMS:
@@ -356,9 +379,10 @@ class ProgramModel:
                     lay.add(f"{part}_mant.{i}.{g}", positions)
                     lay.add(f"{part}_exp.{i}.{g}", positions)
         self.gains["norm"] = (lay.add("gain.norm", hidden), model.norm)
-        self.memory = {lay["embed"]: model.embed.codes, lay["lm_table"]: model.lm_head.codes,
-                       lay["lm_rows"]: model.lm_head.rows, lay["cos"]: model.rope_cos,
-                       lay["sin"]: model.rope_sin}
+        self.memory = {lay["cos"]: model.rope_cos, lay["sin"]: model.rope_sin}
+        if not token_table:
+            self.memory.update({lay["embed"]: model.embed.codes, lay["lm_table"]: model.lm_head.codes,
+                                lay["lm_rows"]: model.lm_head.rows})
         for address, gain in self.gains.values():
             self.memory[address] = gain.values
         constant = VectorMachine(1)
@@ -404,10 +428,16 @@ class ProgramModel:
 
     def serve(self, call: Call, regions: list, registers: dict) -> list:
         """A call's answer: the array's product (the elements to write); a cache entry kept (none);
-        an attention head's value sums and row scale; or a trace (none)."""
+        an attention head's value sums and row scale; the token table's row or logits; or a trace
+        (none)."""
         if call.kind == "matmul":
             layer, matrix, dst = call.args
             return [(dst, ternary_matmul(getattr(self.model.layers[layer], matrix).codes, regions[0]))]
+        if call.kind == "embed":
+            token, dst = call.args
+            return [(dst, self.model.embed.codes[token])]
+        if call.kind == "lm_head":
+            return [(call.args[0], lm_head_logits(self.model.lm_head, regions[0]))]
         if call.kind == "cache":
             self.kv[call.args] = (regions[0], registers[call.reads[0]])
             return []
@@ -445,7 +475,9 @@ class ProgramModel:
         d, heads, kv = cfg.dim_per_head, cfg.num_attention_heads, cfg.num_key_value_heads
         hidden, inter, group, half = cfg.hidden_size, cfg.intermediate_size, heads // kv, d // 2
         row = int(self.model.embed.rows[token])
-        program = embed(lay["embed"] + token * hidden, hidden, row, self.model.embed.exp, lay["h"])
+        codes = lay["embed"] + token * hidden if not self.token_table else lay["scratch"]
+        program = [embed_call(token, hidden, codes)] if self.token_table else []
+        program += embed(codes, hidden, row, self.model.embed.exp, lay["h"])
         program.append(trace(0, "embed", h=(lay["h"], hidden)))
         for i in range(len(self.model.layers)):
             program += self._norm((i, "input_layernorm"), lay["h"], hidden, "res_unit", lay["x"],
@@ -504,8 +536,11 @@ class ProgramModel:
             program += dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"])
             program.append(trace(i, "down_proj", h=(lay["h"], hidden)))
         program += self._norm("norm", lay["h"], hidden, "res_unit", lay["x"], "norm_scale")
-        program += lm_head(lay["lm_table"], lay["lm_rows"], cfg.vocab_size, hidden, lay["x"], lay["logits"],
-                           "token")
+        if self.token_table:
+            program += lm_head_call(cfg.vocab_size, hidden, lay["x"], lay["logits"], "token")
+        else:
+            program += lm_head(lay["lm_table"], lay["lm_rows"], cfg.vocab_size, hidden, lay["x"], lay["logits"],
+                               "token")
         program.append(trace(0, "norm", codes=(lay["x"], hidden), scale="norm_scale",
                              logits=(lay["logits"], cfg.vocab_size)))
         return program

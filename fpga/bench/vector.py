@@ -10,8 +10,9 @@ instructions in order, a pass going on while the scalar operations after it that
 run). The ternary matmuls (the array's work) are not counted there; the whole token, matmuls
 included, is counted on :class:`hw.vector_engine.VectorEngine` (:meth:`~hw.vector_engine.VectorEngine.cycles`:
 the core's timeline with each call's cycles, both checked in simulation) at the board's sizes, with
-attention as vector-unit programs and on the attention unit, beside today's engine at the same
-sizes and positions (``fpga.perf.cycle_model``). Writes its section of docs/benchmarks.md.
+attention and the LM head as vector-unit programs or on their units (:data:`VARIANTS`), beside
+today's engine at the same sizes and positions (``fpga.perf.cycle_model``). Writes its section of
+docs/benchmarks.md.
 """
 
 import collections
@@ -24,7 +25,11 @@ from . import provenance, write_section
 from .boards import PROMPT
 
 MODELS = ("ulx3s", "small")
-ATTENTION = ("vector unit", "attention unit")     # where the VectorEngine's attention runs
+# where the VectorEngine runs attention and the LM head: ProgramModel's flags
+VARIANTS = {"attention and LM head on the vector unit": {},
+            "attention on the attention unit": {"attention_unit": True},
+            "attention on the attention unit, LM head on the token table": {"attention_unit": True,
+                                                                             "token_table": True}}
 LANES = (1, 4, 8)
 POSITIONS = 8          # the prompt's first positions (attention's cost grows with the position)
 
@@ -82,24 +87,26 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
     sizes = {"ulx3s": ENGINE_85F, "small": ENGINE_SMALL}[name]
     tokens = encode_text(load_tokenizer(paths.MODELS / name), PROMPT)
     tokens = (tokens + model.generate(tokens, max(1, positions - len(tokens))))[:positions]
-    programs, cache = ProgramModel(model), model.new_cache()
+    variants = {variant: ProgramModel(model, **flags) for variant, flags in VARIANTS.items()}
+    programs, cache = variants[next(iter(VARIANTS))], model.new_cache()
     passes, cycles, scalar = collections.Counter(), collections.Counter(), collections.Counter()
     core = collections.Counter()        # lanes: cycles on the VectorCore as built
-    engine = collections.Counter()      # (attention, lanes): a whole token on the VectorEngine
-    run, ops = programs.machine.run, []
-    engines = {}                        # attention: a VectorEngine at the board's sizes, for its call cycles
+    engine = collections.Counter()      # (variant, lanes): a whole token on the VectorEngine
+    runs, ops = {variant: p.machine.run for variant, p in variants.items()}, []
+    engines = {}                        # (variant, lanes): a VectorEngine at the board's sizes, for its call cycles
 
-    def on_engine(attention, program_model, program):
-        if attention not in engines:
-            engines[attention] = VectorEngine(model, Program(program, registers=256, depth=program_model.layout.size,
-                                                             names=program_model.registers),
-                                              rows=sizes.rows, simd=sizes.simd, lanes=1,
-                                              attention_lanes=sizes.attention_lanes)
+    def on_engine(variant, program):
         for lanes in lanes_list:
-            engine[attention, lanes] += VectorCore.timeline(program, lanes, engines[attention].call_cycles)
+            if (variant, lanes) not in engines:
+                program_model = variants[variant]
+                depth = -(-program_model.layout.size // lanes) * lanes
+                engines[variant, lanes] = VectorEngine(
+                    model, Program(program, registers=256, depth=depth, names=program_model.registers),
+                    rows=sizes.rows, simd=sizes.simd, lanes=lanes, attention_lanes=sizes.attention_lanes,
+                    head_lanes=sizes.head_lanes)
+            engine[variant, lanes] += VectorCore.timeline(program, lanes, engines[variant, lanes].call_cycles)
 
     def counted(program, serve=None):
-        on_engine(ATTENTION[0], programs, program)
         counted_ops = [op for op in program if not isinstance(op, Call)]    # not the array's work, traces
         ops.extend(counted_ops)
         for lanes in lanes_list:
@@ -112,24 +119,24 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
                     cycles[step, lanes] += VectorUnit.cycles_of(lanes, op.n, op.a % lanes)
             else:
                 scalar[op.kind] += 1
-        run(program, serve)
 
-    programs.machine.run = counted
-    unit_programs = ProgramModel(model, attention_unit=True)
-    unit_run = unit_programs.machine.run
+    def hooked(variant):
+        def run(program, serve=None):
+            on_engine(variant, program)
+            if variant == next(iter(VARIANTS)):
+                counted(program)
+            runs[variant](program, serve)
+        return run
 
-    def unit_counted(program, serve=None):
-        on_engine(ATTENTION[1], unit_programs, program)
-        unit_run(program, serve)
-
-    unit_programs.machine.run = unit_counted
+    for variant, program_model in variants.items():
+        program_model.machine.run = hooked(variant)
     for position, token in enumerate(tokens):
-        logits, _ = programs.step(int(token), position)
-        unit_logits, _ = unit_programs.step(int(token), position)
         want, _ = model.step(int(token), cache)
-        if not (np.array_equal(logits, want) and np.array_equal(unit_logits, want)):
-            raise AssertionError(f"{name}: the programs' logits differ from the integer model's "
-                                 f"at position {position}")
+        for variant, program_model in variants.items():
+            logits, _ = program_model.step(int(token), position)
+            if not np.array_equal(logits, want):
+                raise AssertionError(f"{name}: the programs' logits ({variant}) differ from the integer "
+                                     f"model's at position {position}")
     count = len(tokens)
     steps = sorted(passes, key=lambda s: -cycles[s, lanes_list[0]])
     return {"model": name, "positions": count, "lanes": list(lanes_list),
@@ -139,8 +146,8 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
             "scalar_cycles": sum(ScalarUnit.cycles_of(k) * n for k, n in scalar.items()) / count,
             "core": {lanes: core[lanes] / count for lanes in lanes_list},
             "sizes": sizes, "today": mean_cycles(model.config, sizes.as_dict(), range(count))["cycles"],
-            "engine": {attention: {lanes: engine[attention, lanes] / count for lanes in lanes_list}
-                       for attention in ATTENTION},
+            "engine": {variant: {lanes: engine[variant, lanes] / count for lanes in lanes_list}
+                       for variant in VARIANTS},
             "overlapped": {lanes: overlapped_cycles(ops, lanes) / count for lanes in lanes_list}}
 
 
@@ -175,14 +182,15 @@ def markdown(results: list[dict]) -> str:
                   + " | ".join(f"{r['overlapped'][lanes]:,.0f}" for lanes in r["lanes"]) + " |", ""]
         sizes = r["sizes"]
         lines += [f"A whole token of **{r['model']}**, matmuls included, at the board's array "
-                  f"({sizes.rows}×{sizes.simd}) and attention lanes ({sizes.attention_lanes}): "
+                  f"({sizes.rows}×{sizes.simd}), attention lanes ({sizes.attention_lanes}) and LM head "
+                  f"lanes ({sizes.head_lanes}): "
                   f"today's engine (its {sizes.lanes} vector lanes) and the VectorEngine at each lane count.", "",
                   f"| engine | {head} |", "|---|" + "---|" * len(r["lanes"]),
                   f"| today's engine (`fpga/perf/cycle_model.py`, {sizes.lanes} lanes) | "
                   + " | ".join(f"{r['today']:,.0f}" for _ in r["lanes"]) + " |"]
-        for attention in ATTENTION:
-            lines.append(f"| VectorEngine, attention on the {attention} | "
-                         + " | ".join(f"{r['engine'][attention][lanes]:,.0f}" for lanes in r["lanes"]) + " |")
+        for variant in VARIANTS:
+            lines.append(f"| VectorEngine, {variant} | "
+                         + " | ".join(f"{r['engine'][variant][lanes]:,.0f}" for lanes in r["lanes"]) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -202,10 +210,10 @@ def table(results: list[dict]):
 
     result = Table(title="a token on the shared vector unit (core: no matmuls; engine: the whole token)")
     for column in ("model", "passes", *(f"core at {lanes}" for lanes in LANES), "today's engine",
-                   *(f"engine at {lanes}, attention unit" for lanes in LANES)):
+                   *(f"engine at {lanes}, units" for lanes in LANES)):
         result.add_column(column)
     for r in results:
         result.add_row(r["model"], f"{sum(s['passes'] for s in r['steps']):,.0f}",
                        *(f"{r['core'][lanes]:,.0f}" for lanes in r["lanes"]), f"{r['today']:,.0f}",
-                       *(f"{r['engine'][ATTENTION[1]][lanes]:,.0f}" for lanes in r["lanes"]))
+                       *(f"{r['engine'][list(VARIANTS)[-1]][lanes]:,.0f}" for lanes in r["lanes"]))
     return result

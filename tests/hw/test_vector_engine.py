@@ -12,19 +12,33 @@ from hw.vector_engine import VectorEngine
 from hw.vector_isa import Call, Function, VectorOp
 from hw.vector_programs import ProgramModel
 from model import paths
-from model.integer import IntegerModel
+from model.integer import IntegerModel, tiny_model
 from tests.hw.test_vector_core import load_and_start
 from tests.hw.test_vector_unit import read_memory
 
 
-@pytest.mark.parametrize("rows, simd, lanes, attention_lanes", [(4, 8, 1, None), (8, 16, 2, None),
-                                                                 (4, 8, 1, 1), (8, 16, 4, 2)])
-def test_tokens_of_the_small_model(rows, simd, lanes, attention_lanes):
-    """``attention_lanes`` None: attention as vector-unit programs; else on the attention unit."""
+@pytest.mark.parametrize("rows, simd, lanes, attention_lanes, head_lanes", [
+    (4, 8, 1, None, None), (8, 16, 2, None, None), (4, 8, 1, 1, 1), (8, 16, 4, 2, 8)])
+def test_tokens_of_the_small_model(rows, simd, lanes, attention_lanes, head_lanes):
+    """``attention_lanes`` None: attention and the LM head as vector-unit programs; else on the
+    attention unit and the token table (the small model's is tied: one table for both uses)."""
     model = IntegerModel.from_checkpoint(paths.MODELS / "small")
-    tokens = [18, 43] if lanes == 1 else [7, 30]
+    check_tokens(model, [18, 43] if lanes == 1 else [7, 30], rows, simd, lanes, attention_lanes, head_lanes)
+
+
+def test_tokens_of_an_untied_model(tmp_path):
+    """A random untied model (two token tables: the embedding's and the LM head's), 3 kv heads."""
+    model = tiny_model(tmp_path, 3, hidden_size=24, intermediate_size=40, num_attention_heads=3,
+                       num_key_value_heads=3, num_hidden_layers=2, tie_word_embeddings=False)
+    check_tokens(model, [5, 9], 4, 8, 2, 2, 4)
+
+
+def check_tokens(model, tokens, rows, simd, lanes, attention_lanes, head_lanes):
+    """The tokens as one run of the engine: each token's logits == IntegerModel.step's, and the
+    run's cycles == VectorEngine.cycles."""
     vocab = model.config.vocab_size
-    programs, cache = ProgramModel(model, attention_unit=attention_lanes is not None), model.new_cache()
+    units = attention_lanes is not None
+    programs, cache = ProgramModel(model, attention_unit=units, token_table=units), model.new_cache()
     pitch = -(-vocab // programs.layout.align) * programs.layout.align
     saved = programs.layout.add("saved logits", len(tokens) * pitch)
     program = []
@@ -33,7 +47,8 @@ def test_tokens_of_the_small_model(rows, simd, lanes, attention_lanes):
         program.append(VectorOp(vocab, programs.layout["logits"], saved + position * pitch, Function.ADD))
     depth = -(-programs.layout.size // lanes) * lanes
     engine = VectorEngine(model, Program(program, registers=256, depth=depth, names=programs.registers),
-                          rows=rows, simd=simd, lanes=lanes, attention_lanes=attention_lanes or 1)
+                          rows=rows, simd=simd, lanes=lanes, attention_lanes=attention_lanes or 1,
+                          head_lanes=head_lanes or 1)
     number = engine.core.program.number
     got = {}
 
@@ -56,9 +71,10 @@ def test_tokens_of_the_small_model(rows, simd, lanes, attention_lanes):
     for position, token in enumerate(tokens):
         logits, _ = model.step(token, cache)
         assert np.array_equal(got["logits"][position], logits), position
-    where = f"the attention unit at {attention_lanes} lanes" if attention_lanes else "the vector unit"
+    where = (f"the attention unit ({attention_lanes} lanes) and the token table ({head_lanes})" if units
+             else "the vector unit")
     print(f"{len(tokens)} tokens in {got['cycles']:,} cycles ({rows}×{simd} array, {lanes} lanes, "
-          f"attention on {where})")
+          f"attention and LM head on {where})")
 
 
 def test_codes_must_start_on_a_readable_row_part():

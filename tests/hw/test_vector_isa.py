@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from hw import vector_programs as vp
-from hw.vector_isa import (Amount, BSource, Function, ProgramError, Reduce, ScalarKind, ScalarOp,
+from hw.vector_isa import (Amount, BSource, Call, Function, ProgramError, Reduce, ScalarKind, ScalarOp,
                            VectorMachine, VectorOp)
 from model import integer, numerics as nx
 from model.integer import Gain, IntegerModel, RowScaledInt8, tiny_model
@@ -157,6 +157,18 @@ def test_attend(seed):
              for scales in (key_scales, value_scales)]
     assert np.array_equal(m.read(3800, d), integer.attend(q, q_scale, keys, split[0], values, split[1], coef))
 
+    def attention_unit(call, regions, registers):         # what the attention unit answers
+        sums, row_scale = integer.attend_sums(regions[0], registers["qs"], keys, split[0], values, split[1], coef)
+        return [(call.args[3], sums), (call.writes[0], (int(row_scale[0]), int(row_scale[1])))]
+    m.run(vp.attend_call(0, d, "qs", 0, 0, positions, 3900), attention_unit)
+    assert np.array_equal(m.read(3900, d), m.read(3800, d))
+
+
+def test_a_call_sets_only_its_registers():
+    m = machine()
+    with pytest.raises(ProgramError, match="a trace call sets 'x', not one of its writes"):
+        m.run([Call("trace", writes=("y",))], lambda call, regions, registers: [("x", 1)])
+
 
 @pytest.mark.parametrize("seed", range(3))
 def test_lm_head_and_greedy_sample(seed):
@@ -197,9 +209,10 @@ def test_widths_are_checked():
     assert m.registers["peak"] == 1 << 20 and m.registers["e"] == 21 - nx.NORM_MAX_BITLEN
 
 
-def compare_steps(model, tokens):
-    """ProgramModel.step against IntegerModel.step: logits, scale and every trace entry."""
-    programs, cache = vp.ProgramModel(model), model.new_cache()
+def compare_steps(model, tokens, units=False):
+    """ProgramModel.step against IntegerModel.step: logits, scale and every trace entry (``units``:
+    attention on the attention unit and the LM head on the token table, served by calls)."""
+    programs, cache = vp.ProgramModel(model, attention_unit=units, token_table=units), model.new_cache()
     for position, token in enumerate(tokens):
         want, got = {}, {}
         logits, scale = model.step(token, cache, lambda layer, step, **v: want.setdefault((layer, step), v))
@@ -224,18 +237,20 @@ def compare_steps(model, tokens):
     (3, {"hidden_size": 24, "intermediate_size": 40, "num_attention_heads": 3, "num_key_value_heads": 3,
          "num_hidden_layers": 2, "tie_word_embeddings": False}),
 ])
-def test_whole_tokens_of_random_models(tmp_path, seed, overrides):
+@pytest.mark.parametrize("units", [False, True])
+def test_whole_tokens_of_random_models(tmp_path, seed, overrides, units):
     print(f"seed {seed}")
     model = tiny_model(tmp_path, seed, **overrides)
     tokens = np.random.default_rng(seed).integers(0, model.config.vocab_size, 8)
-    compare_steps(model, [int(t) for t in tokens])
+    compare_steps(model, [int(t) for t in tokens], units)
 
 
 @pytest.mark.parametrize("name", ["small", "ulx3s"])
-def test_whole_tokens_of_shipped_models(name):
+@pytest.mark.parametrize("units", [False, True])
+def test_whole_tokens_of_shipped_models(name, units):
     model = IntegerModel.from_checkpoint(f"models/{name}")
-    m = compare_steps(model, [18, 43, 1])
-    assert m.passes > 0 and m.scalar_ops > 0
+    m = compare_steps(model, [18, 43, 1], units)
+    assert m.passes > 0 and m.scalar_ops > 0 and m.calls > 0
 
 
 def test_layout_aligns_regions():
