@@ -30,6 +30,12 @@ while the unit is idle (its passes' shift amounts and operands; their reductions
 ``read_data`` are the registers at the addresses of the cycle before. ``access`` /
 ``access_data`` go to the vector unit's port of the same names; a LOAD waits for ``access_ready``
 (the vector unit's ``access_free``).
+
+With ``lend_bits``, the ScaleUnit is lent: a ``lent_scale`` port (a ScaleUnit's, FROM_INT operands of
+``lend_bits``) lets another block run its scale programs on it (a
+:class:`~hw.scale_unit.SharedScaleUnit`, the scalar unit's own operations first), so an engine
+whose sequencer waits while that block works needs no ScaleUnit of its own there. No cycle is
+added while the lent port is idle.
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed
@@ -41,7 +47,7 @@ from model import numerics as nx
 
 from .arith import bit_length_tree, check_integers
 from .quantizer import QUOTIENT_BITS
-from .scale_unit import ScaleOp, ScaleUnit
+from .scale_unit import ScaleOp, ScaleUnit, SharedScaleUnit, scale_unit_signature
 from .vector_isa import A_BITS, B_BITS, ELEMENT_BITS, REGISTER_BITS, SHR_LIMIT, ScalarKind
 from .vector_lane import fits
 
@@ -98,15 +104,20 @@ class ScalarUnit(wiring.Component):
         Registers in the file (2 to 1024).
     depth : int
         The scratchpad's elements (the vector unit's ``depth``).
+    lend_bits : int or None
+        Lend the ScaleUnit through ``lent_scale``, whose FROM_INT operands are this wide.
     """
 
     OPERANDS = 1          # the taken operation's registers read (then prepared: PREPARED's kinds)
     ANSWER = 2            # the result computed, then written and answered
 
-    def __init__(self, *, registers: int, depth: int):
+    def __init__(self, *, registers: int, depth: int, lend_bits: int | None = None):
         check_integers((("registers", registers, 2, 1024), ("depth", depth, 1, 1 << 20)))
-        self._registers, self._depth = registers, depth
+        if lend_bits is not None:
+            check_integers((("lend_bits", lend_bits, 1, REGISTER_BITS - 1),))
+        self._registers, self._depth, self._lend_bits = registers, depth, lend_bits
         reg = register_layout()
+        lent = ({"lent_scale": Out(scale_unit_signature(nx.SCALE_EXP_BITS, lend_bits))} if lend_bits else {})
         super().__init__({
             "i": In(stream.Signature(scalar_layout(registers, depth))),
             "o": Out(stream.Signature(data.StructLayout({"error": 1}))),
@@ -119,6 +130,7 @@ class ScalarUnit(wiring.Component):
             "access_data": In(signed(ELEMENT_BITS)),
             "access_ready": In(1, init=1),
             "busy": Out(1),
+            **lent,
         })
 
     registers = property(lambda self: self._registers)
@@ -140,7 +152,13 @@ class ScalarUnit(wiring.Component):
         m.submodules.file = file = Memory(shape=reg, depth=self._registers, init=[])
         port_a, port_b, port_e = file.read_port(), file.read_port(), file.read_port()
         port_w = file.write_port()
-        m.submodules.scale_unit = scale_unit = ScaleUnit(exp_bits=exp_bits, int_bits=REGISTER_BITS - 1)
+        if self._lend_bits:
+            m.submodules.shared_scale = shared = SharedScaleUnit(
+                {"scalar": REGISTER_BITS - 1, "lent": self._lend_bits}, exp_bits=exp_bits)
+            scale_unit = shared.scalar
+            wiring.connect(m, wiring.flipped(self.lent_scale), shared.lent)
+        else:
+            m.submodules.scale_unit = scale_unit = ScaleUnit(exp_bits=exp_bits, int_bits=REGISTER_BITS - 1)
 
         op = Signal(scalar_layout(self._registers, self._depth))
         idle = Signal()

@@ -28,6 +28,8 @@ that reached END. While idle or called, ``access`` / ``access_data`` (and ``acce
 element's whole row of ``lanes``) reach the scratchpad and
 ``register`` / ``register_data`` the register file (the caller's inputs, before a run, and its
 results after). :meth:`VectorCore.cycles` gives a program's cycles from ``start`` to ``done``.
+With ``lend_bits``, ``lent_scale`` is the scalar unit's ScaleUnit lent (:class:`~hw.scalar_unit.ScalarUnit`):
+a caller's block may run its scale programs on it while the core waits for a call.
 """
 
 from amaranth import Module, Mux, Signal, signed
@@ -39,6 +41,7 @@ from model import numerics as nx
 
 from .arith import check_integers
 from .scalar_unit import ScalarUnit, amount_value, register_layout, scalar_layout, scalar_payload
+from .scale_unit import scale_unit_signature
 from .vector_isa import (A_BITS, B_BITS, ELEMENT_BITS, REGISTER_BITS, BSource, Call, Function, Pre, Round,
                          ScalarKind, VectorOp)
 from .vector_lane import SHIFT_BITS, PassDecoder, Saturate, fits, saturate_of
@@ -138,16 +141,21 @@ class VectorCore(wiring.Component):
         The vector unit's lanes (a power of two).
     exp2, sigmoid : bool
         The lanes' tables.
+    lend_bits : int or None
+        Lend the scalar unit's ScaleUnit through ``lent_scale`` (FROM_INT operands this wide).
     """
 
     START = 2          # a run's start taken and its first word read; each next word is read while
     #                    an instruction runs, so finishing one starts the next
     OPERANDS = 4       # a pass's four register reads, two a cycle (3), and its config formed (1)
 
-    def __init__(self, program: Program, *, lanes: int, exp2: bool = True, sigmoid: bool = False):
+    def __init__(self, program: Program, *, lanes: int, exp2: bool = True, sigmoid: bool = False,
+                 lend_bits: int | None = None):
         check_integers((("lanes", lanes, 1, 64),))
         self._program, self._lanes, self._exp2, self._sigmoid = program, lanes, exp2, sigmoid
+        self._lend_bits = lend_bits
         depth, registers = program.depth, program.registers
+        lent = ({"lent_scale": Out(scale_unit_signature(nx.SCALE_EXP_BITS, lend_bits))} if lend_bits else {})
         super().__init__({
             "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1),
             "call": Out(stream.Signature(range(max(len(program.calls), 1)))), "resume": In(1),
@@ -158,6 +166,7 @@ class VectorCore(wiring.Component):
             "register": In(data.StructLayout({"addr": range(registers), "data": register_layout(),
                                               "write": 1})),
             "register_data": Out(register_layout()),
+            **lent,
         })
 
     program = property(lambda self: self._program)
@@ -222,7 +231,9 @@ class VectorCore(wiring.Component):
         registers, depth = program.registers, program.depth
         m.submodules.vector = vector = VectorUnit(lanes=self._lanes, depth=depth, exp2=self._exp2,
                                                   sigmoid=self._sigmoid)
-        m.submodules.scalar = scalar = ScalarUnit(registers=registers, depth=depth)
+        m.submodules.scalar = scalar = ScalarUnit(registers=registers, depth=depth, lend_bits=self._lend_bits)
+        if self._lend_bits:
+            wiring.connect(m, wiring.flipped(self.lent_scale), scalar.lent_scale)
         layout = program.layout
         m.submodules.rom = rom = Memory(shape=layout.size, depth=len(program.words), init=program.words)
         fetch = rom.read_port()

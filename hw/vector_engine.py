@@ -3,7 +3,8 @@
 :class:`~hw.linear.TernaryLinear` (the ternary array and its weight ROM) and, as the program
 calls for them (``hw.vector_programs.ProgramModel``'s ``attention_unit`` and ``token_table``), an
 attention unit (an :class:`~hw.attention.AttentionHead` over a :class:`~hw.kv_cache.KvCache` of
-int8 codes) and the token table (:class:`~hw.token_table.TokenTable`: the embedding's rows and
+int8 codes, its row scale computed on the scalar unit's ScaleUnit, lent while the core waits for
+the call) and the token table (:class:`~hw.token_table.TokenTable`: the embedding's rows and
 the LM head, int8 codes in ROM; one table for a tied model, two for an untied one).
 
 Each :class:`~hw.vector_isa.Call` has a job in a table (its kind, addresses, the registers it
@@ -95,7 +96,6 @@ class VectorEngine(wiring.Component):
         self._linear = TernaryLinear([getattr(layer, name).codes
                                       for layer in model.layers for name in MATRICES],
                                      rows=rows, simd=simd)
-        self._core = VectorCore(program, lanes=lanes)
         self._model, self._program = model, program
         # per kind of job that reads codes: the beat's width, and the elements read a cycle into
         # it (the largest part of a scratchpad row that fits the beat)
@@ -112,10 +112,14 @@ class VectorEngine(wiring.Component):
         context = cfg.max_position_embeddings
         self._attention = None
         if kinds & {Job.CACHE, Job.ATTEND}:
-            self._attention = AttentionHead(head_dim=d, lanes=attention_lanes, out_lanes=1, max_positions=context)
+            # its row scale on the scalar unit's ScaleUnit, idle while the core waits for the call
+            self._attention = AttentionHead(head_dim=d, lanes=attention_lanes, out_lanes=1, max_positions=context,
+                                            shared_scale=True)
             if self._attention.out_bits > ELEMENT_BITS:
                 raise ValueError(f"an attention head's sums take {self._attention.out_bits} bits over "
                                  f"{context} positions, more than a scratchpad element's {ELEMENT_BITS}")
+        self._core = VectorCore(program, lanes=lanes,
+                                lend_bits=self._attention.p_sum_bits if self._attention else None)
         # the token tables: (embedding, LM head); one table for both uses where the model ties them
         embeds, heads = Job.EMBED in kinds, Job.LM_HEAD in kinds
         if embeds and heads and model.lm_head is model.embed:
@@ -228,6 +232,7 @@ class VectorEngine(wiring.Component):
             m.submodules.attention = attention
             for name in ("keys", "values", "key_scales", "value_scales"):
                 wiring.connect(m, getattr(attention, name), getattr(cache, name))
+            wiring.connect(m, core.lent_scale, attention.scale_unit)
             scale_layout = attention.q_scale.shape()
             scale = Signal(scale_layout)        # the call's scale register (q's, or the entry's)
             coef = self._model.score_coef
