@@ -1,11 +1,13 @@
 """The engine rebuilt on the shared vector unit (issue 18, in progress): a
 :class:`~hw.vector_core.VectorCore` running a token's program, its calls served in gateware by a
 :class:`~hw.linear.TernaryLinear` (the ternary array and its weight ROM) and, as the program
-calls for them (``hw.vector_programs.ProgramModel``'s ``attention_unit`` and ``token_table``), an
+calls for them (``hw.vector_programs.ProgramModel(units=True)``'s program, one for every token), an
 attention unit (an :class:`~hw.attention.AttentionHead` over a :class:`~hw.kv_cache.KvCache` of
 int8 codes, its row scale computed on the scalar unit's ScaleUnit, lent while the core waits for
 the call) and the token table (:class:`~hw.token_table.TokenTable`: the embedding's rows and
-the LM head, int8 codes in ROM; one table for a tied model, two for an untied one).
+the LM head, int8 codes in ROM; one table for a tied model, two for an untied one) and RoPE's
+table (each position's cos and sin rows, Q1.14, in ROM). A run (``start``) computes one token:
+``token`` and ``position`` are held while it runs, and the KV cache holds the positions before.
 
 Each :class:`~hw.vector_isa.Call` has a job in a table (its kind, addresses, the registers it
 reads and writes); while the core waits for it:
@@ -14,13 +16,16 @@ reads and writes); while the core waits for it:
   scratchpad into the array's activation buffer, ``simd`` to a beat; the product of matrix
   ``layer · 7 + index`` starts; its ``N`` accumulators are written to ``dst`` as they leave the
   array (one a cycle).
-* ``cache`` ``(layer, part, kv head, position)``, reading a head's codes and its scale register:
-  the codes go into the KV cache's ``part`` (k or v), ``attention_lanes`` to a word, then the scale.
-* ``attend`` ``(layer, kv head, positions, dst)``, reading q's codes and its scale register: the
-  codes go to the attention head, ``attention_lanes`` to a beat, which attends over the first
-  ``positions`` entries of the kv head's cache; its value sums are written to ``dst`` one a cycle
-  as they leave and their row scale into the call's register (``attend_sums``).
-* ``embed`` ``(token, dst)``: the token's row of int8 codes into ``dst``, one a cycle.
+* ``cache`` ``(layer, part, kv head)``, reading a head's codes and its scale register: the codes
+  go into the KV cache's ``part`` (k or v) at ``position``, ``attention_lanes`` to a word, then
+  the scale.
+* ``attend`` ``(layer, kv head, dst)``, reading q's codes and its scale register: the codes go to
+  the attention head, ``attention_lanes`` to a beat, which attends over the kv head's cache up to
+  ``position``; its value sums are written to ``dst`` one a cycle as they leave and their row
+  scale into the call's register (``attend_sums``).
+* ``embed`` ``(dst,)``: ``token``'s row of int8 codes into ``dst``, one a cycle, and its row
+  mantissa into the call's register.
+* ``rope`` ``(dst,)``: ``position``'s cos and sin rows (``d/2`` each) into ``dst``, one a cycle.
 * ``lm_head`` ``(dst,)``, reading ``x[hidden]``: the codes go to the LM head, ``head_lanes`` to a
   beat; the integer logits are written to ``dst`` one a cycle as they leave.
 * any other call (a trace) resumes the core at once.
@@ -41,7 +46,7 @@ from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from model.numerics import ACT_BITS, SCALE_BITS
+from model.numerics import ACT_BITS, ROPE_FRAC, SCALE_BITS
 
 from .arith import check_integers, divisors
 from .attention import AttentionHead
@@ -55,6 +60,9 @@ from .vector_isa import ELEMENT_BITS
 from .vector_lane import fits
 
 
+ROPE_BITS = ROPE_FRAC + 2      # a Q1.14 cos or sin entry, signed (±1 included)
+
+
 class Job(enum.Enum, shape=3):
     TRACE = 0
     MATMUL = 1
@@ -62,6 +70,7 @@ class Job(enum.Enum, shape=3):
     ATTEND = 3
     EMBED = 4
     LM_HEAD = 5
+    ROPE = 6
 
 
 class VectorEngine(wiring.Component):
@@ -132,10 +141,11 @@ class VectorEngine(wiring.Component):
         self._job_layout = data.StructLayout({
             "kind": Job, "matrix": range(len(MATRICES) * len(model.layers)), "x": range(depth),
             "n": range(depth + 1), "dst": range(depth), "layer": range(len(model.layers)), "value": 1,
-            "kv_head": range(cfg.num_key_value_heads), "position": range(context + 1),
-            "token": range(cfg.vocab_size), "read": range(program.registers), "write": range(program.registers)})
+            "kv_head": range(cfg.num_key_value_heads), "read": range(program.registers),
+            "write": range(program.registers)})
         super().__init__({
             "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1),
+            "token": In(range(cfg.vocab_size)), "position": In(range(context)),
             "access": In(data.StructLayout({"addr": range(depth), "data": signed(ELEMENT_BITS), "write": 1})),
             "access_data": Out(signed(ELEMENT_BITS)),
             "register": In(data.StructLayout({"addr": range(program.registers), "data": register_layout(),
@@ -147,8 +157,9 @@ class VectorEngine(wiring.Component):
     def _job(call, number: dict) -> dict:
         """A call's entry in the job table."""
         if call.kind == "embed":
-            token, dst = call.args
-            return {"kind": Job.EMBED, "token": token, "dst": dst}
+            return {"kind": Job.EMBED, "dst": call.args[0], "write": number[call.writes[0]]}
+        if call.kind == "rope":
+            return {"kind": Job.ROPE, "dst": call.args[0]}
         if call.kind not in ("matmul", "cache", "attend", "lm_head"):
             return {"kind": Job.TRACE}
         (x, n), = call.memory
@@ -159,32 +170,36 @@ class VectorEngine(wiring.Component):
         if call.kind == "lm_head":
             return {"kind": Job.LM_HEAD, "x": x, "n": n, "dst": call.args[0]}
         if call.kind == "cache":
-            layer, part, kv_head, position = call.args
-            return {"kind": Job.CACHE, "layer": layer, "value": int(part == "v"), "kv_head": kv_head,
-                    "position": position, "x": x, "n": n, "read": number[call.reads[0]]}
-        layer, kv_head, positions, dst = call.args
-        return {"kind": Job.ATTEND, "layer": layer, "kv_head": kv_head, "position": positions, "x": x, "n": n,
-                "dst": dst, "read": number[call.reads[0]], "write": number[call.writes[0]]}
+            layer, part, kv_head = call.args
+            return {"kind": Job.CACHE, "layer": layer, "value": int(part == "v"), "kv_head": kv_head, "x": x,
+                    "n": n, "read": number[call.reads[0]]}
+        layer, kv_head, dst = call.args
+        return {"kind": Job.ATTEND, "layer": layer, "kv_head": kv_head, "x": x, "n": n, "dst": dst,
+                "read": number[call.reads[0]], "write": number[call.writes[0]]}
 
     linear = property(lambda self: self._linear)
     core = property(lambda self: self._core)
 
-    def cycles(self) -> int:
-        """Clock edges from ``start`` to ``done``, for a program that runs without error: the core's
-        timeline with each call's :meth:`call_cycles`."""
-        return self._core.timeline(self._program.ops, self._core.lanes, self.call_cycles)
+    def cycles(self, position: int = 0) -> int:
+        """Clock edges from ``start`` to ``done`` of a run at ``position``, for a program that
+        runs without error: the core's timeline with each call's :meth:`call_cycles`."""
+        return self._core.timeline(self._program.ops, self._core.lanes,
+                                   lambda call: self.call_cycles(call, position))
 
-    def call_cycles(self, call) -> int:
+    def call_cycles(self, call, position: int = 0) -> int:
         """Cycles from a call's transfer to the core's ``resume``: the job read (2); for a call
         that reads codes, its scale register read (1) and the codes, a beat at a time (a part of
         a scratchpad row a cycle, then 3 cycles to take the last and hand the beat on); then the
         matrix product's cycles, the cache entry's scale, the attention head's cycles and its
-        ``d`` sums, or the LM head's cycles; or the token offered (2) and the embedding row's."""
+        ``d`` sums, or the LM head's cycles; or the token offered (2) and the embedding row's;
+        or RoPE's rows read and written (``d`` and 2)."""
         kind = self._job(call, self._program.number)["kind"]
         if kind is Job.TRACE:
             return 2
         if kind is Job.EMBED:
             return 4 + self._tables[0].row_cycles()
+        if kind is Job.ROPE:
+            return 4 + self._model.config.dim_per_head
         (_, n), = call.memory
         width, chunk = self._beats[kind]
         load = sum(-(-min(width, n - first) // chunk) + 3 for first in range(0, n, width))
@@ -194,7 +209,7 @@ class VectorEngine(wiring.Component):
         if kind is Job.CACHE:
             return 5 + load
         if kind is Job.ATTEND:
-            return 3 + load + self._attention.cycles(call.args[2]) + n
+            return 3 + load + self._attention.cycles(position + 1) + n
         return 4 + load + self._tables[1].logit_cycles()
 
     def elaborate(self, platform):
@@ -238,13 +253,20 @@ class VectorEngine(wiring.Component):
             coef = self._model.score_coef
             m.d.comb += [attention.q_scale.eq(scale),
                          attention.score_coef.eq(scale_layout.const({"mant": int(coef[0]), "exp": int(coef[1])})),
-                         attention.length.eq(job.position),
+                         attention.length.eq(self.position + 1),
                          cache.write_layer.eq(job.layer), cache.write_head.eq(job.kv_head),
-                         cache.write_position.eq(job.position), cache.read_layer.eq(job.layer),
+                         cache.write_position.eq(self.position), cache.read_layer.eq(job.layer),
                          cache.read_head.eq(job.kv_head), cache.values_head.eq(job.kv_head),
                          cache.value_scales_head.eq(job.kv_head)]
             for stream_ in (cache.k_scale, cache.v_scale):
                 m.d.comb += [stream_.payload.mant.eq(scale.mant), stream_.payload.exp.eq(scale.exp)]
+        d = cfg.dim_per_head
+        rope = rope_read = None
+        if any(job["kind"] is Job.ROPE for job in self._jobs):     # a position's cos row, then its sin row
+            rows = [int(v) for position in range(cfg.max_position_embeddings)
+                    for table in (self._model.rope_cos, self._model.rope_sin) for v in table[position]]
+            m.submodules.rope = rope = Memory(shape=signed(ROPE_BITS), depth=len(rows), init=rows)
+            rope_read = rope.read_port()
         embedding, lm_head = self._tables
         if embedding is not None:
             m.submodules.embedding = embedding
@@ -316,6 +338,9 @@ class VectorEngine(wiring.Component):
                 if embedding is not None:
                     with m.Elif(job.kind == Job.EMBED):
                         m.next = "TOKEN"
+                if rope is not None:
+                    with m.Elif(job.kind == Job.ROPE):
+                        m.next = "ROPE"
                 with m.Else():
                     m.next = "SCALE"
             with m.State("SCALE"):
@@ -391,12 +416,14 @@ class VectorEngine(wiring.Component):
                         m.next = "RESUME"
             if embedding is not None:
                 with m.State("TOKEN"):
-                    m.d.comb += [serving.eq(1), embedding.token.valid.eq(1), embedding.token.payload.eq(job.token)]
+                    m.d.comb += [serving.eq(1), embedding.token.valid.eq(1), embedding.token.payload.eq(self.token)]
                     with m.If(embedding.token.ready):
                         m.next = "ROW"
                 with m.State("ROW"):           # the row's codes as they leave the table
                     row = embedding.embedding
-                    m.d.comb += [serving.eq(1), row.ready.eq(1)]
+                    m.d.comb += [serving.eq(1), row.ready.eq(1), register.addr.eq(job.write),
+                                 register.data.value.eq(row.payload.scale.mant),
+                                 register.write.eq(row.valid & row.payload.last)]
                     write_out(row.valid, row.payload.data[0])
                     with m.If(row.valid & row.payload.last):
                         m.next = "RESUME"
@@ -408,6 +435,13 @@ class VectorEngine(wiring.Component):
                     with m.If(logits.valid & ~fits(logits.payload.logit, ELEMENT_BITS)):
                         m.d.sync += served_error.eq(1)
                     with m.If(logits.valid & logits.payload.last):
+                        m.next = "RESUME"
+            if rope is not None:
+                with m.State("ROPE"):          # the position's cos and sin rows, an element a cycle
+                    m.d.comb += [serving.eq(1), rope_read.addr.eq(self.position * d + index)]
+                    m.d.sync += [index.eq(index + 1), reading.eq(index < d)]
+                    write_out(reading, rope_read.data)
+                    with m.If(written == d - 1):
                         m.next = "RESUME"
             with m.State("RESUME"):
                 m.d.comb += [serving.eq(1), core.resume.eq(1)]

@@ -13,6 +13,7 @@ program                   model.integer / model.numerics             passes (of 
 :func:`rope`              ``numerics.rope_rotate``                   4 a head (of d/2)
 :func:`dequantize_add`    ``h + apply_scale(acc, s, RES_FRAC)``      2
 :func:`embed`             ``IntegerModel.embed_token``               1 (with :func:`embed_call`: and a call)
+:func:`rope_call`         a position's cos and sin rows               a call
 :func:`cache_entry`       a head's codes and scale into the KV cache  1
 :func:`gated`             ``gated_activation``                       4 (relu²) or 5 (SiLU)
 :func:`attend`            ``attend``                                 3 a position, 2 of T, 1
@@ -142,10 +143,10 @@ def dequantize_add(acc: int, n: int, scale: str, h: int, scratch: int) -> list:
             VectorOp(n, scratch, h, Function.ADD, c=h, saturate=nx.RES_BITS, note="residual: h + y")]
 
 
-def embed(row: int, n: int, row_mant: int, table_exp: int, h: int) -> list:
+def embed(row: int, n: int, row_mant: int | None, table_exp: int, h: int) -> list:
     """``embed_token``: the int8 row at ``row`` times its row scale ``row_mant · 2^table_exp``,
-    into h[n]."""
-    return [ScalarOp(S.INT, "embed_row", exp=Amount(offset=row_mant)),
+    into h[n] (``row_mant`` None: register ``embed_row`` holds it, as :func:`embed_call` sets it)."""
+    return [*([ScalarOp(S.INT, "embed_row", exp=Amount(offset=row_mant))] if row_mant is not None else []),
             ScalarOp(S.FROM_INT, "embed_scale", "embed_row", exp=Amount(offset=table_exp)),
             ScalarOp(S.MANT, "embed_mant", "embed_scale"),
             ScalarOp(S.EXP, "embed_exp", "embed_scale"),
@@ -154,9 +155,15 @@ def embed(row: int, n: int, row_mant: int, table_exp: int, h: int) -> list:
                      note="embed: codes · row scale")]
 
 
-def embed_call(token: int, n: int, dst: int) -> Call:
-    """The token table's row of ``token`` (its n int8 codes) into dst: a call."""
-    return Call("embed", (token, dst), writes=())
+def embed_call(dst: int) -> Call:
+    """The token table's row of the token being run (its int8 codes) into dst and its row
+    mantissa into register ``embed_row``: a call."""
+    return Call("embed", (dst,), writes=("embed_row",))
+
+
+def rope_call(dst: int) -> Call:
+    """RoPE's cos and sin rows of the position being run (d/2 each, Q1.14) into dst[d]: a call."""
+    return Call("rope", (dst,))
 
 
 def gated(gate: int, up: int, n: int, gate_scale: str, up_scale: str, kind: str, square: int,
@@ -245,12 +252,12 @@ def attend(q: int, d: int, q_scale: str, keys: int, key_mant: int, key_exp: int,
         *_row_scaled(d, dst)]
 
 
-def attend_call(q: int, d: int, q_scale: str, layer: int, kv_head: int, positions: int, dst: int) -> list:
-    """``attend`` for one head on the attention unit (a call): int8 q[d] against the first
-    ``positions`` entries of kv head ``kv_head``'s cache in ``layer`` (:func:`cache_call`'s); the
+def attend_call(q: int, d: int, q_scale: str, layer: int, kv_head: int, dst: int) -> list:
+    """``attend`` for one head on the attention unit (a call): int8 q[d] against kv head
+    ``kv_head``'s cache in ``layer`` (:func:`cache_call`'s), up to the position being run; the
     unit writes ``attend_sums``' value sums to dst and their row scale to a register, and one pass
     makes the head's output (Q15.16) in dst[d]."""
-    return [Call("attend", (layer, kv_head, positions, dst), memory=((q, d),), reads=(q_scale,),
+    return [Call("attend", (layer, kv_head, dst), memory=((q, d),), reads=(q_scale,),
                  writes=("att.row_scale",)),
             *_row_scaled(d, dst)]
 
@@ -265,10 +272,10 @@ def _row_scaled(d: int, dst: int) -> list:
                      note="attend: out · row scale")]
 
 
-def cache_call(codes: int, d: int, scale: str, layer: int, part: str, kv_head: int, position: int) -> Call:
+def cache_call(codes: int, d: int, scale: str, layer: int, part: str, kv_head: int) -> Call:
     """A head's codes[d] and its scale into the attention unit's KV cache (``part`` "k" or "v",
-    ``layer``, ``kv_head``, ``position``): a call."""
-    return Call("cache", (layer, part, kv_head, position), memory=((codes, d),), reads=(scale,))
+    ``layer``, ``kv_head``) at the position being run: a call."""
+    return Call("cache", (layer, part, kv_head), memory=((codes, d),), reads=(scale,))
 
 
 def _weight(j: int, p: int, value_mant: int, value_exp: int) -> list:
@@ -339,20 +346,20 @@ class ProgramModel:
     against the contract a whole token at a time, on :class:`~hw.vector_isa.VectorMachine` here and
     on the gateware (``tests/hw/test_vector_core.py``).
 
-    With ``token_table``, the embedding's row and the LM head's logits come from the token table
-    (:class:`~hw.token_table.TokenTable`, int8 codes in a ROM beside the vector unit) through calls
-    (:func:`embed_call`, :func:`lm_head_call`), not from the scratchpad.
-
-    With ``attention_unit``, attention runs on an attention unit beside the vector unit
-    (:class:`~hw.attention.AttentionHead`, as :class:`~hw.vector_engine.VectorEngine` has it): the
-    KV cache is the unit's, not in the scratchpad, and the program writes it and attends through
-    calls (:func:`cache_call`, :func:`attend_call`), which :meth:`serve` answers with
-    ``attend_sums``.
+    With ``units``, the program is :class:`~hw.vector_engine.VectorEngine`'s, the same instructions
+    for every token and position (the engine's inputs): attention runs on the attention unit
+    (:class:`~hw.attention.AttentionHead`; the KV cache is the unit's, written and read through
+    :func:`cache_call` and :func:`attend_call`, which :meth:`serve` answers with ``attend_sums``);
+    the embedding's row and the LM head's logits come from the token table
+    (:class:`~hw.token_table.TokenTable`; :func:`embed_call`, :func:`lm_head_call`); RoPE's rows
+    for the position from a table (:func:`rope_call`). The scratchpad then holds the working
+    vectors and the gains only.
     """
 
-    def __init__(self, model, attention_unit: bool = False, token_table: bool = False):
-        self.model, self.attention_unit, self.token_table = model, attention_unit, token_table
+    def __init__(self, model, units: bool = False):
+        self.model, self.units = model, units
         self.kv = {}            # the attention unit's cache: (layer, part, kv head, position): (codes, scale)
+        self.token = self.position = 0      # what the calls are served for (token_program's)
         cfg = self.config = model.config
         d, heads, kv = cfg.dim_per_head, cfg.num_attention_heads, cfg.num_key_value_heads
         hidden, inter, positions = cfg.hidden_size, cfg.intermediate_size, cfg.max_position_embeddings
@@ -360,11 +367,13 @@ class ProgramModel:
         lay = self.layout = Layout()
         for name, n in (("h", hidden), ("acc", widest), ("acc2", widest), ("x", widest), ("u", widest),
                         ("scratch", widest), ("gated", widest), ("rotated", heads * d), ("q", heads * d),
-                        ("out", heads * d), ("z", positions), ("p", positions),
-                        ("cos", positions * (d // 2)), ("sin", positions * (d // 2)),
-                        ("logits", cfg.vocab_size)):
+                        ("out", heads * d), ("z", positions), ("p", positions), ("logits", cfg.vocab_size)):
             lay.add(name, n)
-        if not token_table:
+        if units:
+            lay.add("rope_row", d)                  # cos and sin of the position being run
+        else:
+            lay.add("cos", positions * (d // 2))
+            lay.add("sin", positions * (d // 2))
             for name, n in (("embed", cfg.vocab_size * hidden), ("lm_table", cfg.vocab_size * hidden),
                             ("lm_rows", cfg.vocab_size)):
                 lay.add(name, n)
@@ -373,15 +382,16 @@ class ProgramModel:
             for norm in NORMS:
                 gain = getattr(layer, norm)
                 self.gains[i, norm] = (lay.add(f"gain.{i}.{norm}", gain.values.size), gain)
-            for part in ("k", "v") if not attention_unit else ():
+            for part in ("k", "v") if not units else ():
                 for g in range(kv):
                     lay.add(f"{part}.{i}.{g}", positions * d)
                     lay.add(f"{part}_mant.{i}.{g}", positions)
                     lay.add(f"{part}_exp.{i}.{g}", positions)
         self.gains["norm"] = (lay.add("gain.norm", hidden), model.norm)
-        self.memory = {lay["cos"]: model.rope_cos, lay["sin"]: model.rope_sin}
-        if not token_table:
-            self.memory.update({lay["embed"]: model.embed.codes, lay["lm_table"]: model.lm_head.codes,
+        self.memory = {}
+        if not units:
+            self.memory.update({lay["cos"]: model.rope_cos, lay["sin"]: model.rope_sin,
+                                lay["embed"]: model.embed.codes, lay["lm_table"]: model.lm_head.codes,
                                 lay["lm_rows"]: model.lm_head.rows})
         for address, gain in self.gains.values():
             self.memory[address] = gain.values
@@ -434,17 +444,20 @@ class ProgramModel:
             layer, matrix, dst = call.args
             return [(dst, ternary_matmul(getattr(self.model.layers[layer], matrix).codes, regions[0]))]
         if call.kind == "embed":
-            token, dst = call.args
-            return [(dst, self.model.embed.codes[token])]
+            return [(call.args[0], self.model.embed.codes[self.token]),
+                    ("embed_row", int(self.model.embed.rows[self.token]))]
+        if call.kind == "rope":
+            return [(call.args[0], np.concatenate([self.model.rope_cos[self.position],
+                                                   self.model.rope_sin[self.position]]))]
         if call.kind == "lm_head":
             return [(call.args[0], lm_head_logits(self.model.lm_head, regions[0]))]
         if call.kind == "cache":
-            self.kv[call.args] = (regions[0], registers[call.reads[0]])
+            self.kv[(*call.args, self.position)] = (regions[0], registers[call.reads[0]])
             return []
         if call.kind == "attend":
-            layer, kv_head, positions, dst = call.args
+            layer, kv_head, dst = call.args
             (keys, key_scales), (values, value_scales) = (
-                self._cached(layer, part, kv_head, positions) for part in ("k", "v"))
+                self._cached(layer, part, kv_head, self.position + 1) for part in ("k", "v"))
             sums, row_scale = attend_sums(regions[0], registers[call.reads[0]], keys, key_scales, values,
                                           value_scales, self.model.score_coef)
             return [(dst, sums), (call.writes[0], (int(row_scale[0]), int(row_scale[1])))]
@@ -470,14 +483,21 @@ class ProgramModel:
 
     def token_program(self, token: int, position: int) -> list:
         """One token's instructions at ``position`` (the KV cache holds the positions before it);
-        its logits end in region ``logits``, their scale's D in register ``norm_scale``."""
+        its logits end in region ``logits``, their scale's D in register ``norm_scale``. With
+        ``units`` they are the same for every token and position; :meth:`serve` then answers
+        the calls for this token and position."""
+        self.token, self.position = token, position
         cfg, lay, trace = self.config, self.layout, self._trace_point
         d, heads, kv = cfg.dim_per_head, cfg.num_attention_heads, cfg.num_key_value_heads
         hidden, inter, group, half = cfg.hidden_size, cfg.intermediate_size, heads // kv, d // 2
-        row = int(self.model.embed.rows[token])
-        codes = lay["embed"] + token * hidden if not self.token_table else lay["scratch"]
-        program = [embed_call(token, hidden, codes)] if self.token_table else []
-        program += embed(codes, hidden, row, self.model.embed.exp, lay["h"])
+        if self.units:
+            program = [embed_call(lay["scratch"]), rope_call(lay["rope_row"]),
+                       *embed(lay["scratch"], hidden, None, self.model.embed.exp, lay["h"])]
+            cos, sin = lay["rope_row"], lay["rope_row"] + half
+        else:
+            program = embed(lay["embed"] + token * hidden, hidden, int(self.model.embed.rows[token]),
+                            self.model.embed.exp, lay["h"])
+            cos, sin = lay["cos"] + position * half, lay["sin"] + position * half
         program.append(trace(0, "embed", h=(lay["h"], hidden)))
         for i in range(len(self.model.layers)):
             program += self._norm((i, "input_layernorm"), lay["h"], hidden, "res_unit", lay["x"],
@@ -487,9 +507,7 @@ class ProgramModel:
                 program += self._linear(i, matrix, hidden, "acc", "acc_scale")
                 source = lay["acc"]
                 if matrix != "v_proj":
-                    program += rope(source, count, d, lay["cos"] + position * half,
-                                    lay["sin"] + position * half,
-                                    lay["scratch"], lay["rotated"])
+                    program += rope(source, count, d, cos, sin, lay["scratch"], lay["rotated"])
                     source = lay["rotated"]
                 target = lay["q"] if matrix == "q_proj" else lay["scratch"]
                 program += quantize_heads(source, count, d, "acc_scale", target, f"{matrix}_scale")
@@ -497,8 +515,8 @@ class ProgramModel:
                 program.append(trace(i, matrix, head_codes=(target, count * d), head_scales=scales))
                 if matrix != "q_proj":
                     for g in range(kv):
-                        if self.attention_unit:
-                            program.append(cache_call(target + g * d, d, scales[g], i, matrix[0], g, position))
+                        if self.units:
+                            program.append(cache_call(target + g * d, d, scales[g], i, matrix[0], g))
                             continue
                         program += cache_entry(target + g * d, d, scales[g],
                                                lay[f"{matrix[0]}.{i}.{g}"] + position * d,
@@ -506,9 +524,8 @@ class ProgramModel:
                                                lay[f"{matrix[0]}_exp.{i}.{g}"] + position)
             for h in range(heads):
                 g = h // group
-                if self.attention_unit:
-                    program += attend_call(lay["q"] + h * d, d, f"q_proj_scale{h}", i, g, position + 1,
-                                           lay["out"] + h * d)
+                if self.units:
+                    program += attend_call(lay["q"] + h * d, d, f"q_proj_scale{h}", i, g, lay["out"] + h * d)
                     continue
                 program += attend(lay["q"] + h * d, d, f"q_proj_scale{h}", lay[f"k.{i}.{g}"],
                                   lay[f"k_mant.{i}.{g}"], lay[f"k_exp.{i}.{g}"], lay[f"v.{i}.{g}"],
@@ -536,7 +553,7 @@ class ProgramModel:
             program += dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"])
             program.append(trace(i, "down_proj", h=(lay["h"], hidden)))
         program += self._norm("norm", lay["h"], hidden, "res_unit", lay["x"], "norm_scale")
-        if self.token_table:
+        if self.units:
             program += lm_head_call(cfg.vocab_size, hidden, lay["x"], lay["logits"], "token")
         else:
             program += lm_head(lay["lm_table"], lay["lm_rows"], cfg.vocab_size, hidden, lay["x"], lay["logits"],

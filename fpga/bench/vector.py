@@ -25,11 +25,9 @@ from . import provenance, write_section
 from .boards import PROMPT
 
 MODELS = ("ulx3s", "small")
-# where the VectorEngine runs attention and the LM head: ProgramModel's flags
-VARIANTS = {"attention and LM head on the vector unit": {},
-            "attention on the attention unit": {"attention_unit": True},
-            "attention on the attention unit, LM head on the token table": {"attention_unit": True,
-                                                                             "token_table": True}}
+# where the VectorEngine runs attention, the LM head and RoPE's tables: ProgramModel's units
+VARIANTS = {"attention and LM head on the vector unit": False,
+            "attention, LM head and RoPE's rows on their units (one program for every token)": True}
 LANES = (1, 4, 8)
 POSITIONS = 8          # the prompt's first positions (attention's cost grows with the position)
 
@@ -87,7 +85,7 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
     sizes = {"ulx3s": ENGINE_85F, "small": ENGINE_SMALL}[name]
     tokens = encode_text(load_tokenizer(paths.MODELS / name), PROMPT)
     tokens = (tokens + model.generate(tokens, max(1, positions - len(tokens))))[:positions]
-    variants = {variant: ProgramModel(model, **flags) for variant, flags in VARIANTS.items()}
+    variants = {variant: ProgramModel(model, units) for variant, units in VARIANTS.items()}
     programs, cache = variants[next(iter(VARIANTS))], model.new_cache()
     passes, cycles, scalar = collections.Counter(), collections.Counter(), collections.Counter()
     core = collections.Counter()        # lanes: cycles on the VectorCore as built
@@ -104,7 +102,8 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
                     model, Program(program, registers=256, depth=depth, names=program_model.registers),
                     rows=sizes.rows, simd=sizes.simd, lanes=lanes, attention_lanes=sizes.attention_lanes,
                     head_lanes=sizes.head_lanes)
-            engine[variant, lanes] += VectorCore.timeline(program, lanes, engines[variant, lanes].call_cycles)
+            position, call_cycles = variants[variant].position, engines[variant, lanes].call_cycles
+            engine[variant, lanes] += VectorCore.timeline(program, lanes, lambda call: call_cycles(call, position))
 
     def counted(program, serve=None):
         counted_ops = [op for op in program if not isinstance(op, Call)]    # not the array's work, traces

@@ -30,50 +30,68 @@ def test_tokens_of_an_untied_model(tmp_path):
     """A random untied model (two token tables: the embedding's and the LM head's), 3 kv heads."""
     model = tiny_model(tmp_path, 3, hidden_size=24, intermediate_size=40, num_attention_heads=3,
                        num_key_value_heads=3, num_hidden_layers=2, tie_word_embeddings=False)
-    check_tokens(model, [5, 9], 4, 8, 2, 2, 4)
+    check_tokens(model, [5, 9, 2], 4, 8, 2, 2, 4)
 
 
 def check_tokens(model, tokens, rows, simd, lanes, attention_lanes, head_lanes):
-    """The tokens as one run of the engine: each token's logits == IntegerModel.step's, and the
-    run's cycles == VectorEngine.cycles."""
+    """The tokens on the engine, each token's logits == IntegerModel.step's and each run's cycles
+    == VectorEngine.cycles: on the attention unit and the token table (``attention_lanes`` given),
+    one run a token of the one program, ``token`` and ``position`` its inputs; else the tokens'
+    programs as one run."""
     vocab = model.config.vocab_size
     units = attention_lanes is not None
-    programs, cache = ProgramModel(model, attention_unit=units, token_table=units), model.new_cache()
-    pitch = -(-vocab // programs.layout.align) * programs.layout.align
-    saved = programs.layout.add("saved logits", len(tokens) * pitch)
-    program = []
-    for position, token in enumerate(tokens):     # each token's logits kept where the next leaves them
-        program += programs.token_program(token, position)
-        program.append(VectorOp(vocab, programs.layout["logits"], saved + position * pitch, Function.ADD))
+    programs, cache = ProgramModel(model, units=units), model.new_cache()
+    if units:
+        program, runs = programs.token_program(0, 0), [(token, position) for position, token in enumerate(tokens)]
+        logits_at = [programs.layout["logits"]] * len(tokens)
+    else:
+        pitch = -(-vocab // programs.layout.align) * programs.layout.align
+        saved = programs.layout.add("saved logits", len(tokens) * pitch)
+        program, runs = [], [(0, 0)]
+        for position, token in enumerate(tokens):     # each token's logits kept where the next leaves them
+            program += programs.token_program(token, position)
+            program.append(VectorOp(vocab, programs.layout["logits"], saved + position * pitch, Function.ADD))
+        logits_at = [saved + position * pitch for position in range(len(tokens))]
     depth = -(-programs.layout.size // lanes) * lanes
     engine = VectorEngine(model, Program(program, registers=256, depth=depth, names=programs.registers),
                           rows=rows, simd=simd, lanes=lanes, attention_lanes=attention_lanes or 1,
                           head_lanes=head_lanes or 1)
     number = engine.core.program.number
-    got = {}
+    got = {"cycles": [], "logits": []}
 
     async def testbench(ctx):
-        await load_and_start(ctx, engine, number, programs.memory, programs.registers)
-        cycles = 1
-        while ctx.get(engine.busy):
-            await ctx.tick()
-            cycles += 1
-            assert cycles < 3_000_000, "the engine did not finish"
-        got.update(cycles=cycles, error=ctx.get(engine.error), done=ctx.get(engine.done))
-        got["logits"] = [await read_memory(ctx, engine, saved + position * pitch, vocab)
-                         for position in range(len(tokens))]
+        for run, (token, position) in enumerate(runs):
+            ctx.set(engine.token, token)
+            ctx.set(engine.position, position)
+            if run == 0:
+                await load_and_start(ctx, engine, number, programs.memory, programs.registers)
+            else:
+                ctx.set(engine.start, 1)
+                await ctx.tick()
+                ctx.set(engine.start, 0)
+            cycles = 1
+            while ctx.get(engine.busy):
+                await ctx.tick()
+                cycles += 1
+                assert cycles < 3_000_000, "the engine did not finish"
+            assert ctx.get(engine.done) and not ctx.get(engine.error), run
+            got["cycles"].append(cycles)
+            if units:
+                got["logits"].append(await read_memory(ctx, engine, logits_at[run], vocab))
+        if not units:
+            got["logits"] = [await read_memory(ctx, engine, address, vocab) for address in logits_at]
 
     sim = Simulator(engine)
     sim.add_clock(1e-6)
     sim.add_testbench(testbench)
     sim.run()
-    assert got["done"] and not got["error"] and got["cycles"] == engine.cycles()
+    assert got["cycles"] == [engine.cycles(position) for _, position in runs]
     for position, token in enumerate(tokens):
         logits, _ = model.step(token, cache)
         assert np.array_equal(got["logits"][position], logits), position
     where = (f"the attention unit ({attention_lanes} lanes) and the token table ({head_lanes})" if units
              else "the vector unit")
-    print(f"{len(tokens)} tokens in {got['cycles']:,} cycles ({rows}×{simd} array, {lanes} lanes, "
+    print(f"{len(tokens)} tokens in {sum(got['cycles']):,} cycles ({rows}×{simd} array, {lanes} lanes, "
           f"attention and LM head on {where})")
 
 

@@ -159,8 +159,8 @@ def test_attend(seed):
 
     def attention_unit(call, regions, registers):         # what the attention unit answers
         sums, row_scale = integer.attend_sums(regions[0], registers["qs"], keys, split[0], values, split[1], coef)
-        return [(call.args[3], sums), (call.writes[0], (int(row_scale[0]), int(row_scale[1])))]
-    m.run(vp.attend_call(0, d, "qs", 0, 0, positions, 3900), attention_unit)
+        return [(call.args[2], sums), (call.writes[0], (int(row_scale[0]), int(row_scale[1])))]
+    m.run(vp.attend_call(0, d, "qs", 0, 0, 3900), attention_unit)
     assert np.array_equal(m.read(3900, d), m.read(3800, d))
 
 
@@ -212,7 +212,7 @@ def test_widths_are_checked():
 def compare_steps(model, tokens, units=False):
     """ProgramModel.step against IntegerModel.step: logits, scale and every trace entry (``units``:
     attention on the attention unit and the LM head on the token table, served by calls)."""
-    programs, cache = vp.ProgramModel(model, attention_unit=units, token_table=units), model.new_cache()
+    programs, cache = vp.ProgramModel(model, units), model.new_cache()
     for position, token in enumerate(tokens):
         want, got = {}, {}
         logits, scale = model.step(token, cache, lambda layer, step, **v: want.setdefault((layer, step), v))
@@ -251,6 +251,9 @@ def test_whole_tokens_of_shipped_models(name, units):
     model = IntegerModel.from_checkpoint(f"models/{name}")
     m = compare_steps(model, [18, 43, 1], units)
     assert m.passes > 0 and m.scalar_ops > 0 and m.calls > 0
+    if units:       # the engine's program: one for every token and position
+        programs = vp.ProgramModel(model, units)
+        assert programs.token_program(18, 0) == programs.token_program(43, 5)
 
 
 def test_layout_aligns_regions():
