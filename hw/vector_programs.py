@@ -8,7 +8,7 @@ instruction fields or registers the caller sets once (:func:`constants`).
 ========================  =========================================  ==============================
 program                   model.integer / model.numerics             passes (of n elements)
 ========================  =========================================  ==============================
-:func:`rms_quantize`      ``rms_quantize``                           4
+:func:`rms_quantize`      ``rms_quantize``                           4 (3 given max |x|)
 :func:`quantize_heads`    ``quantize_heads``                         2 a head
 :func:`rope`              ``numerics.rope_rotate``                   4 a head (of d/2)
 :func:`dequantize_add`    ``h + apply_scale(acc, s, RES_FRAC)``      2
@@ -69,14 +69,16 @@ def codes(u: int, n: int, dst: int, peak: str, tag: str, step: str) -> list:
 
 
 def rms_quantize(x: int, n: int, x_scale: str, gain: int, gain_exp: int, inv_len: str, eps: str,
-                 u: int, dst: int, result: str) -> list:
+                 u: int, dst: int, result: str, peak: str | None = None) -> list:
     """``rms_quantize``: codes of x[n] (real value x · x_scale) with gains at ``gain`` into dst;
-    the dequant scale into register ``result``. ``u`` is n elements of scratch."""
+    the dequant scale into register ``result``. ``u`` is n elements of scratch. ``peak`` names a
+    register that already holds max |x| (the pass that wrote x reduced it): then no pass finds it."""
     t = result
+    first = [] if peak else [VectorOp(n, x, function=Function.ADD, reduce=_peak(f"{t}_peak_x"),
+                                      note="norm: max |x|")]
     return [
-        VectorOp(n, x, function=Function.ADD, reduce=((Reduce.MAXABS, f"{t}_peak_x"),),
-                 note="norm: max |x|"),
-        ScalarOp(S.NORM_SHIFT, f"{t}_e", f"{t}_peak_x"),
+        *first,
+        ScalarOp(S.NORM_SHIFT, f"{t}_e", peak or f"{t}_peak_x"),
         VectorOp(n, x, function=Function.MUL, b_source=BSource.SELF, a_shift=Amount(f"{t}_e"),
                  reduce=((Reduce.SUM, f"{t}_squares"),), note="norm: Σ x_n²"),
         VectorOp(n, x, u, Function.MUL, BSource.VECTOR, gain, a_shift=Amount(f"{t}_e"),
@@ -132,27 +134,35 @@ def cache_entry(codes: int, d: int, scale: str, dst: int, mant: int, exp: int) -
             ScalarOp(S.EXP, f"{scale}_exp", scale), ScalarOp(S.STORE, a=f"{scale}_exp", address=exp)]
 
 
-def dequantize_add(acc: int, n: int, scale: str, h: int, scratch: int) -> list:
-    """``h = saturate(h + apply_scale(acc, scale, RES_FRAC))`` for acc[n] into h[n]. The product
-    saturates to a scratchpad element first, which cannot change the saturated sum (|h| < 2^31)."""
+def _peak(register: str | None) -> tuple:
+    """A pass's reduction of max |y| into ``register`` (none for None)."""
+    return ((Reduce.MAXABS, register),) if register else ()
+
+
+def dequantize_add(acc: int, n: int, scale: str, h: int, scratch: int, peak: str | None = None) -> list:
+    """``h = saturate(h + apply_scale(acc, scale, RES_FRAC))`` for acc[n] into h[n] (max |h| into
+    register ``peak``). The product saturates to a scratchpad element first, which cannot change
+    the saturated sum (|h| < 2^31)."""
     return [ScalarOp(S.MANT, f"{scale}_mant", scale),
             ScalarOp(S.EXP, f"{scale}_exp", scale),
             VectorOp(n, acc, scratch, Function.MUL, BSource.REGISTER, f"{scale}_mant",
                      shift=apply_scale_amount(f"{scale}_exp", nx.RES_FRAC), saturate=36,
                      note="residual: acc · scale"),
-            VectorOp(n, scratch, h, Function.ADD, c=h, saturate=nx.RES_BITS, note="residual: h + y")]
+            VectorOp(n, scratch, h, Function.ADD, c=h, saturate=nx.RES_BITS, reduce=_peak(peak),
+                     note="residual: h + y")]
 
 
-def embed(row: int, n: int, row_mant: int | None, table_exp: int, h: int) -> list:
+def embed(row: int, n: int, row_mant: int | None, table_exp: int, h: int, peak: str | None = None) -> list:
     """``embed_token``: the int8 row at ``row`` times its row scale ``row_mant · 2^table_exp``,
-    into h[n] (``row_mant`` None: register ``embed_row`` holds it, as :func:`embed_call` sets it)."""
+    into h[n] (``row_mant`` None: register ``embed_row`` holds it, as :func:`embed_call` sets it);
+    max |h| into register ``peak``."""
     return [*([ScalarOp(S.INT, "embed_row", exp=Amount(offset=row_mant))] if row_mant is not None else []),
             ScalarOp(S.FROM_INT, "embed_scale", "embed_row", exp=Amount(offset=table_exp)),
             ScalarOp(S.MANT, "embed_mant", "embed_scale"),
             ScalarOp(S.EXP, "embed_exp", "embed_scale"),
             VectorOp(n, row, h, Function.MUL, BSource.REGISTER, "embed_mant",
                      shift=apply_scale_amount("embed_exp", nx.RES_FRAC), saturate=nx.RES_BITS,
-                     note="embed: codes · row scale")]
+                     reduce=_peak(peak), note="embed: codes · row scale")]
 
 
 def embed_call(dst: int) -> Call:
@@ -167,9 +177,9 @@ def rope_call(dst: int) -> Call:
 
 
 def gated(gate: int, up: int, n: int, gate_scale: str, up_scale: str, kind: str, square: int,
-          dst: int, result: str) -> list:
-    """``gated_activation`` of gate[n] and up[n] into dst; its scale into register ``result``.
-    ``square`` holds n elements of scratch."""
+          dst: int, result: str, peak: str | None = None) -> list:
+    """``gated_activation`` of gate[n] and up[n] into dst (max |dst| into register ``peak``); its
+    scale into register ``result``. ``square`` holds n elements of scratch."""
     t = result
     program = [VectorOp(n, up, function=Function.ADD, reduce=((Reduce.MAXABS, f"{t}_peak_up"),),
                         note="gated: max |up|"),
@@ -200,7 +210,7 @@ def gated(gate: int, up: int, n: int, gate_scale: str, up_scale: str, kind: str,
         raise ValueError(f"hidden_act must be 'relu2' or 'silu', not {kind!r}")
     return program + [
         VectorOp(n, up, dst, Function.MUL, BSource.VECTOR, square, a_shift=Amount(f"{t}_e_up"),
-                 note="gated: act · up_n"),
+                 reduce=_peak(peak), note="gated: act · up_n"),
         ScalarOp(S.FROM_INT, f"{t}_norm_up", ONE, exp=Amount(f"{t}_e_up")),
         ScalarOp(S.MUL, f"{t}_up", up_scale, f"{t}_norm_up"),
         ScalarOp(S.MUL, result, f"{t}_act", f"{t}_up")]
@@ -208,10 +218,11 @@ def gated(gate: int, up: int, n: int, gate_scale: str, up_scale: str, kind: str,
 
 def attend(q: int, d: int, q_scale: str, keys: int, key_mant: int, key_exp: int, values: int,
            value_mant: int, value_exp: int, positions: int, score_coef: str, z: int, p: int,
-           dst: int) -> list:
+           dst: int, peak: str | None = None) -> list:
     """``attend`` for one head: int8 q[d] against ``positions`` cached keys and values ([T, d]
     from ``keys`` / ``values``, their scales' mantissas and exponents [T] at the given addresses);
-    the head's output (Q15.16) into dst[d]. z and p hold ``positions`` elements of scratch."""
+    the head's output (Q15.16) into dst[d], its max |·| into register ``peak``. z and p hold
+    ``positions`` elements of scratch."""
     program = []
     for j in range(positions):
         program += [
@@ -249,27 +260,27 @@ def attend(q: int, d: int, q_scale: str, keys: int, key_mant: int, key_exp: int,
         ScalarOp(S.FROM_INT, "att.p_total", "att.p_sum", exp=Amount(offset=-nx.EXP_FRAC)),
         ScalarOp(S.RECIP, "att.p_total", "att.p_total"),
         ScalarOp(S.MUL, "att.row_scale", "att.row_scale", "att.p_total"),
-        *_row_scaled(d, dst)]
+        *_row_scaled(d, dst, peak)]
 
 
-def attend_call(q: int, d: int, q_scale: str, layer: int, kv_head: int, dst: int) -> list:
+def attend_call(q: int, d: int, q_scale: str, layer: int, kv_head: int, dst: int, peak: str | None = None) -> list:
     """``attend`` for one head on the attention unit (a call): int8 q[d] against kv head
     ``kv_head``'s cache in ``layer`` (:func:`cache_call`'s), up to the position being run; the
     unit writes ``attend_sums``' value sums to dst and their row scale to a register, and one pass
-    makes the head's output (Q15.16) in dst[d]."""
+    makes the head's output (Q15.16) in dst[d] (its max |·| into register ``peak``)."""
     return [Call("attend", (layer, kv_head, dst), memory=((q, d),), reads=(q_scale,),
                  writes=("att.row_scale",)),
-            *_row_scaled(d, dst)]
+            *_row_scaled(d, dst, peak)]
 
 
-def _row_scaled(d: int, dst: int) -> list:
+def _row_scaled(d: int, dst: int, peak: str | None) -> list:
     """The head's output ``saturate(apply_scale(sums, row scale, RES_FRAC))`` from its value sums
-    in dst[d] and the row scale in register ``att.row_scale``."""
+    in dst[d] and the row scale in register ``att.row_scale``; its max |·| into ``peak``."""
     return [ScalarOp(S.MANT, "att.row_mant", "att.row_scale"),
             ScalarOp(S.EXP, "att.row_exp", "att.row_scale"),
             VectorOp(d, dst, dst, Function.MUL, BSource.REGISTER, "att.row_mant",
                      shift=apply_scale_amount("att.row_exp", nx.RES_FRAC), saturate=nx.RES_BITS,
-                     note="attend: out · row scale")]
+                     reduce=_peak(peak), note="attend: out · row scale")]
 
 
 def cache_call(codes: int, d: int, scale: str, layer: int, part: str, kv_head: int) -> Call:
@@ -414,10 +425,11 @@ class ProgramModel:
     def _set_scale(self, name: str, scale) -> None:
         self.registers[name] = (int(scale[0]), int(scale[1]))
 
-    def _norm(self, key, x: int, n: int, x_scale: str, dst: int, result: str) -> list:
+    def _norm(self, key, x: int, n: int, x_scale: str, dst: int, result: str, peak: str) -> list:
+        """The norm ``key`` of x[n], whose max |x| the pass that wrote it left in register ``peak``."""
         address, gain = self.gains[key]
         return rms_quantize(x, n, x_scale, address, gain.exp, f"inv_len.{key}", "eps", self.layout["u"],
-                            dst, result)
+                            dst, result, peak)
 
     def _linear(self, layer: int, matrix: str, n: int, dst: str, scale: str) -> list:
         """The array's product of the codes in x into region ``dst`` (a call); its scale D·γ into
@@ -492,16 +504,16 @@ class ProgramModel:
         hidden, inter, group, half = cfg.hidden_size, cfg.intermediate_size, heads // kv, d // 2
         if self.units:
             program = [embed_call(lay["scratch"]), rope_call(lay["rope_row"]),
-                       *embed(lay["scratch"], hidden, None, self.model.embed.exp, lay["h"])]
+                       *embed(lay["scratch"], hidden, None, self.model.embed.exp, lay["h"], "h_peak")]
             cos, sin = lay["rope_row"], lay["rope_row"] + half
         else:
             program = embed(lay["embed"] + token * hidden, hidden, int(self.model.embed.rows[token]),
-                            self.model.embed.exp, lay["h"])
+                            self.model.embed.exp, lay["h"], "h_peak")
             cos, sin = lay["cos"] + position * half, lay["sin"] + position * half
         program.append(trace(0, "embed", h=(lay["h"], hidden)))
         for i in range(len(self.model.layers)):
             program += self._norm((i, "input_layernorm"), lay["h"], hidden, "res_unit", lay["x"],
-                                  "norm_scale")
+                                  "norm_scale", "h_peak")
             program.append(trace(i, "input_layernorm", codes=(lay["x"], hidden), scale="norm_scale"))
             for matrix, count in (("q_proj", heads), ("k_proj", kv), ("v_proj", kv)):
                 program += self._linear(i, matrix, hidden, "acc", "acc_scale")
@@ -525,34 +537,37 @@ class ProgramModel:
             for h in range(heads):
                 g = h // group
                 if self.units:
-                    program += attend_call(lay["q"] + h * d, d, f"q_proj_scale{h}", i, g, lay["out"] + h * d)
-                    continue
-                program += attend(lay["q"] + h * d, d, f"q_proj_scale{h}", lay[f"k.{i}.{g}"],
-                                  lay[f"k_mant.{i}.{g}"], lay[f"k_exp.{i}.{g}"], lay[f"v.{i}.{g}"],
-                                  lay[f"v_mant.{i}.{g}"], lay[f"v_exp.{i}.{g}"], position + 1, "score_coef",
-                                  lay["z"], lay["p"], lay["out"] + h * d)
+                    program += attend_call(lay["q"] + h * d, d, f"q_proj_scale{h}", i, g, lay["out"] + h * d,
+                                           f"att.peak{h}")
+                else:
+                    program += attend(lay["q"] + h * d, d, f"q_proj_scale{h}", lay[f"k.{i}.{g}"],
+                                      lay[f"k_mant.{i}.{g}"], lay[f"k_exp.{i}.{g}"], lay[f"v.{i}.{g}"],
+                                      lay[f"v_mant.{i}.{g}"], lay[f"v_exp.{i}.{g}"], position + 1, "score_coef",
+                                      lay["z"], lay["p"], lay["out"] + h * d, f"att.peak{h}")
+                if h:           # the heads' peaks: the output's
+                    program.append(ScalarOp(S.MAX, "out_peak", "out_peak" if h > 1 else "att.peak0", f"att.peak{h}"))
             program += self._norm((i, "attn_sub_norm"), lay["out"], heads * d, "res_unit", lay["x"],
-                                  "norm_scale")
+                                  "norm_scale", "out_peak" if heads > 1 else "att.peak0")
             program.append(trace(i, "attn_sub_norm", input=(lay["out"], heads * d), codes=(lay["x"], hidden),
                                  scale="norm_scale"))
             program += self._linear(i, "o_proj", heads * d, "acc", "acc_scale")
-            program += dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"])
+            program += dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"], "h_peak")
             program.append(trace(i, "o_proj", h=(lay["h"], hidden)))
             program += self._norm((i, "post_attention_layernorm"), lay["h"], hidden, "res_unit", lay["x"],
-                                  "norm_scale")
+                                  "norm_scale", "h_peak")
             program.append(trace(i, "post_attention_layernorm", codes=(lay["x"], hidden), scale="norm_scale"))
             program += self._linear(i, "gate_proj", hidden, "acc", "gate_scale")
             program += self._linear(i, "up_proj", hidden, "acc2", "up_scale")
             program += gated(lay["acc"], lay["acc2"], inter, "gate_scale", "up_scale", cfg.hidden_act,
-                             lay["scratch"], lay["gated"], "hidden_scale")
+                             lay["scratch"], lay["gated"], "hidden_scale", "gated_peak")
             program += self._norm((i, "ffn_sub_norm"), lay["gated"], inter, "hidden_scale", lay["x"],
-                                  "norm_scale")
+                                  "norm_scale", "gated_peak")
             program.append(trace(i, "ffn_sub_norm", input=(lay["gated"], inter), codes=(lay["x"], inter),
                                  scale="norm_scale"))
             program += self._linear(i, "down_proj", inter, "acc", "acc_scale")
-            program += dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"])
+            program += dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"], "h_peak")
             program.append(trace(i, "down_proj", h=(lay["h"], hidden)))
-        program += self._norm("norm", lay["h"], hidden, "res_unit", lay["x"], "norm_scale")
+        program += self._norm("norm", lay["h"], hidden, "res_unit", lay["x"], "norm_scale", "h_peak")
         if self.units:
             program += lm_head_call(cfg.vocab_size, hidden, lay["x"], lay["logits"], "token")
         else:
