@@ -9,7 +9,7 @@ instruction fields or registers the caller sets once (:func:`constants`).
 program                   model.integer / model.numerics             passes (of n elements)
 ========================  =========================================  ==============================
 :func:`rms_quantize`      ``rms_quantize``                           4 (3 given max |x|)
-:func:`quantize_heads`    ``quantize_heads``                         2 a head
+:func:`quantize_heads`    ``quantize_heads``                         2 a head (1 given its peaks)
 :func:`rope`              ``numerics.rope_rotate``                   4 a head (of d/2)
 :func:`dequantize_add`    ``h + apply_scale(acc, s, RES_FRAC)``      2
 :func:`embed`             ``IntegerModel.embed_token``               1 (with :func:`embed_call`: and a call)
@@ -97,33 +97,40 @@ def rms_quantize(x: int, n: int, x_scale: str, gain: int, gain_exp: int, inv_len
     ]
 
 
-def quantize_heads(acc: int, heads: int, d: int, acc_scale: str, dst: int, result: str) -> list:
+def quantize_heads(acc: int, heads: int, d: int, acc_scale: str, dst: int, result: str,
+                   peaks: str | None = None) -> list:
     """``quantize_heads``: per-head codes of acc[heads·d] into dst; head h's scale into register
-    ``f"{result}{h}"``."""
+    ``f"{result}{h}"``. ``peaks``: head h's max |acc| is already in register ``f"{peaks}{h}"``
+    (:func:`rope` left it), so no pass finds it."""
     program = []
     for h in range(heads):
         t = f"{result}{h}"
-        program += [VectorOp(d, acc + h * d, function=Function.ADD,
-                             reduce=((Reduce.MAXABS, f"{t}_peak"),), note="heads: max |acc|"),
-                    *codes(acc + h * d, d, dst + h * d, f"{t}_peak", t, "heads"),
-                    ScalarOp(S.FROM_INT, t, f"{t}_peak"),
+        peak = f"{peaks}{h}" if peaks else f"{t}_peak"
+        if not peaks:
+            program.append(VectorOp(d, acc + h * d, function=Function.ADD, reduce=_peak(peak),
+                                    note="heads: max |acc|"))
+        program += [*codes(acc + h * d, d, dst + h * d, peak, t, "heads"),
+                    ScalarOp(S.FROM_INT, t, peak),
                     ScalarOp(S.MUL, t, t, acc_scale),
                     ScalarOp(S.MUL, t, t, INV_ACT_MAX)]
     return program
 
 
-def rope(x: int, heads: int, d: int, cos: int, sin: int, scratch: int, dst: int) -> list:
+def rope(x: int, heads: int, d: int, cos: int, sin: int, scratch: int, dst: int, peaks: str | None = None) -> list:
     """``rope_rotate`` of each head of x[heads·d] by one position's cos/sin[d/2] into dst; scratch
-    holds d/2 elements."""
+    holds d/2 elements. ``peaks``: head h's max |·| into register ``f"{peaks}{h}"``."""
     half, program = d // 2, []
     for h in range(heads):
         a, b = x + h * d, x + h * d + half
-        for out, first, second, negate in ((dst + h * d, a, b, True), (dst + h * d + half, b, a, False)):
+        for k, (out, first, second, negate) in enumerate(((dst + h * d, a, b, True),
+                                                          (dst + h * d + half, b, a, False))):
             program += [VectorOp(half, first, scratch, Function.MUL, BSource.VECTOR, cos,
                                  note="rope: x·cos"),
                         VectorOp(half, second, out, Function.MUL, BSource.VECTOR, sin, c=scratch,
                                  negate=negate, shift=Amount(offset=nx.ROPE_FRAC),
-                                 note="rope: x·cos ∓ y·sin")]
+                                 reduce=_peak(f"{peaks}{h}_{k}" if peaks else None), note="rope: x·cos ∓ y·sin")]
+        if peaks:
+            program.append(ScalarOp(S.MAX, f"{peaks}{h}", f"{peaks}{h}_0", f"{peaks}{h}_1"))
     return program
 
 
@@ -517,12 +524,13 @@ class ProgramModel:
             program.append(trace(i, "input_layernorm", codes=(lay["x"], hidden), scale="norm_scale"))
             for matrix, count in (("q_proj", heads), ("k_proj", kv), ("v_proj", kv)):
                 program += self._linear(i, matrix, hidden, "acc", "acc_scale")
-                source = lay["acc"]
+                source, peaks = lay["acc"], None
                 if matrix != "v_proj":
-                    program += rope(source, count, d, cos, sin, lay["scratch"], lay["rotated"])
+                    peaks = f"{matrix}_peak"
+                    program += rope(source, count, d, cos, sin, lay["scratch"], lay["rotated"], peaks)
                     source = lay["rotated"]
                 target = lay["q"] if matrix == "q_proj" else lay["scratch"]
-                program += quantize_heads(source, count, d, "acc_scale", target, f"{matrix}_scale")
+                program += quantize_heads(source, count, d, "acc_scale", target, f"{matrix}_scale", peaks)
                 scales = tuple(f"{matrix}_scale{h}" for h in range(count))
                 program.append(trace(i, matrix, head_codes=(target, count * d), head_scales=scales))
                 if matrix != "q_proj":
