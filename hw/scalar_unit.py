@@ -64,6 +64,11 @@ def register_layout(exp_bits: int = nx.SCALE_EXP_BITS) -> data.StructLayout:
     return data.StructLayout({"value": signed(REGISTER_BITS), "exp": signed(exp_bits)})
 
 
+def register_value(value) -> dict:
+    """A :func:`register_layout` value: an integer, or a scale ``(mant, exp)``."""
+    return {"value": value[0], "exp": value[1]} if isinstance(value, tuple) else {"value": value, "exp": 0}
+
+
 def scalar_layout(registers: int, depth: int) -> data.StructLayout:
     """One operation: its kind, register numbers, its amount ``offset + sign · exp_register``
     (``sign`` 0: the offset alone) and LOAD's or STORE's scratchpad address."""
@@ -106,16 +111,21 @@ class ScalarUnit(wiring.Component):
         The scratchpad's elements (the vector unit's ``depth``).
     lend_bits : int or None
         Lend the ScaleUnit through ``lent_scale``, whose FROM_INT operands are this wide.
+    init : dict
+        The registers' values after configuration: {register: integer or (mant, exp)}, the rest 0.
     """
 
     OPERANDS = 1          # the taken operation's registers read (then prepared: PREPARED's kinds)
     ANSWER = 2            # the result computed, then written and answered
 
-    def __init__(self, *, registers: int, depth: int, lend_bits: int | None = None):
+    def __init__(self, *, registers: int, depth: int, lend_bits: int | None = None, init=None):
         check_integers((("registers", registers, 2, 1024), ("depth", depth, 1, 1 << 20)))
         if lend_bits is not None:
             check_integers((("lend_bits", lend_bits, 1, REGISTER_BITS - 1),))
         self._registers, self._depth, self._lend_bits = registers, depth, lend_bits
+        self._init = dict(init or {})
+        if any(not 0 < number < registers for number in self._init):
+            raise ValueError(f"initial values name registers outside 1 … {registers - 1}")
         reg = register_layout()
         lent = ({"lent_scale": Out(scale_unit_signature(nx.SCALE_EXP_BITS, lend_bits))} if lend_bits else {})
         super().__init__({
@@ -149,7 +159,8 @@ class ScalarUnit(wiring.Component):
         m = Module()
         reg = register_layout()
         exp_bits = nx.SCALE_EXP_BITS
-        m.submodules.file = file = Memory(shape=reg, depth=self._registers, init=[])
+        m.submodules.file = file = Memory(shape=reg, depth=self._registers, init=[
+            register_value(self._init.get(number, 0)) for number in range(self._registers)])
         port_a, port_b, port_e = file.read_port(), file.read_port(), file.read_port()
         port_w = file.write_port()
         if self._lend_bits:

@@ -143,6 +143,9 @@ class VectorCore(wiring.Component):
         The lanes' tables.
     lend_bits : int or None
         Lend the scalar unit's ScaleUnit through ``lent_scale`` (FROM_INT operands this wide).
+    memory, registers : dict
+        The scratchpad's contents ({address: values}) and the registers' values ({name: integer
+        or (mant, exp)}) after configuration; a caller may also write them through the ports.
     """
 
     START = 2          # a run's start taken and its first word read; each next word is read while
@@ -150,10 +153,12 @@ class VectorCore(wiring.Component):
     OPERANDS = 4       # a pass's four register reads, two a cycle (3), and its config formed (1)
 
     def __init__(self, program: Program, *, lanes: int, exp2: bool = True, sigmoid: bool = False,
-                 lend_bits: int | None = None):
+                 lend_bits: int | None = None, memory=None, registers=None):
         check_integers((("lanes", lanes, 1, 64),))
         self._program, self._lanes, self._exp2, self._sigmoid = program, lanes, exp2, sigmoid
         self._lend_bits = lend_bits
+        self._memory_init = memory
+        self._register_init = {program.number[name]: value for name, value in (registers or {}).items()}
         depth, registers = program.depth, program.registers
         lent = ({"lent_scale": Out(scale_unit_signature(nx.SCALE_EXP_BITS, lend_bits))} if lend_bits else {})
         super().__init__({
@@ -230,8 +235,9 @@ class VectorCore(wiring.Component):
         program = self._program
         registers, depth = program.registers, program.depth
         m.submodules.vector = vector = VectorUnit(lanes=self._lanes, depth=depth, exp2=self._exp2,
-                                                  sigmoid=self._sigmoid)
-        m.submodules.scalar = scalar = ScalarUnit(registers=registers, depth=depth, lend_bits=self._lend_bits)
+                                                  sigmoid=self._sigmoid, init=self._memory_init)
+        m.submodules.scalar = scalar = ScalarUnit(registers=registers, depth=depth, lend_bits=self._lend_bits,
+                                                  init=self._register_init)
         if self._lend_bits:
             wiring.connect(m, wiring.flipped(self.lent_scale), scalar.lent_scale)
         layout = program.layout

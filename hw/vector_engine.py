@@ -91,10 +91,12 @@ class VectorEngine(wiring.Component):
         Elements the attention head takes a cycle, and a KV cache word's (divides the head size).
     head_lanes : int
         Products the LM head makes a cycle (divides the hidden size).
+    memory, registers : dict
+        The scratchpad's contents and the registers' values after configuration (the core's).
     """
 
     def __init__(self, model, program: Program, *, rows: int, simd: int, lanes: int, attention_lanes: int = 1,
-                 head_lanes: int = 1):
+                 head_lanes: int = 1, memory=None, registers=None):
         cfg = model.config
         d, hidden = cfg.dim_per_head, cfg.hidden_size
         check_integers((("attention_lanes", attention_lanes, 1, d), ("head_lanes", head_lanes, 1, hidden)))
@@ -127,8 +129,8 @@ class VectorEngine(wiring.Component):
             if self._attention.out_bits > ELEMENT_BITS:
                 raise ValueError(f"an attention head's sums take {self._attention.out_bits} bits over "
                                  f"{context} positions, more than a scratchpad element's {ELEMENT_BITS}")
-        self._core = VectorCore(program, lanes=lanes,
-                                lend_bits=self._attention.p_sum_bits if self._attention else None)
+        self._core = VectorCore(program, lanes=lanes, lend_bits=self._attention.p_sum_bits if self._attention else None,
+                                memory=memory, registers=registers)
         # the token tables: (embedding, LM head); one table for both uses where the model ties them
         embeds, heads = Job.EMBED in kinds, Job.LM_HEAD in kinds
         if embeds and heads and model.lm_head is model.embed:

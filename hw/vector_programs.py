@@ -371,7 +371,8 @@ class ProgramModel:
     the embedding's row and the LM head's logits come from the token table
     (:class:`~hw.token_table.TokenTable`; :func:`embed_call`, :func:`lm_head_call`); RoPE's rows
     for the position from a table (:func:`rope_call`). The scratchpad then holds the working
-    vectors and the gains only.
+    vectors and the gains only. The program ends with the logits' scale (:meth:`logit_scale`) in
+    register ``logit_scale``, for a sampler.
     """
 
     def __init__(self, model, units: bool = False):
@@ -423,6 +424,8 @@ class ProgramModel:
                 self._set_scale(f"gamma.{i}.{matrix}", getattr(layer, matrix).gamma)
         for key, (_, gain) in self.gains.items():
             self._set_scale(f"inv_len.{key}", gain.inv_len)
+        if units:           # the logits' scale is D · lm_unit (logit_scale)
+            self._set_scale("lm_unit", nx.scale_from_int(1, model.lm_head.exp))
         self.machine = machine = VectorMachine(lay.size)
         for address, values in self.memory.items():
             machine.write(address, values)
@@ -578,6 +581,7 @@ class ProgramModel:
         program += self._norm("norm", lay["h"], hidden, "res_unit", lay["x"], "norm_scale", "h_peak")
         if self.units:
             program += lm_head_call(cfg.vocab_size, hidden, lay["x"], lay["logits"], "token")
+            program.append(ScalarOp(S.MUL, "logit_scale", "norm_scale", "lm_unit"))
         else:
             program += lm_head(lay["lm_table"], lay["lm_rows"], cfg.vocab_size, hidden, lay["x"], lay["logits"],
                                "token")

@@ -25,6 +25,7 @@ loads and stores; ``access_data`` is the element at the address of the cycle bef
 runs, in any cycle ``access_free`` is high (the pass is not reading its rows).
 """
 
+import numpy as np
 from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
@@ -65,9 +66,11 @@ class VectorUnit(wiring.Component):
         Scratchpad elements (a multiple of ``lanes``).
     exp2, sigmoid : bool
         The lanes' tables (:class:`~hw.vector_lane.VectorLane`).
+    init : dict
+        The scratchpad's contents after configuration: {address: values}, the rest 0.
     """
 
-    def __init__(self, *, lanes: int, depth: int, exp2: bool = True, sigmoid: bool = False):
+    def __init__(self, *, lanes: int, depth: int, exp2: bool = True, sigmoid: bool = False, init=None):
         check_integers((("lanes", lanes, 1, 64), ("depth", depth, lanes, 1 << 20)))
         if lanes & (lanes - 1):
             raise ValueError(f"lanes must be a power of two, not {lanes}; "
@@ -76,6 +79,12 @@ class VectorUnit(wiring.Component):
             raise ValueError(f"depth must be a multiple of lanes {lanes}, not {depth}; "
                              f"{depth + lanes - depth % lanes} would")
         self._lanes, self._depth, self._exp2, self._sigmoid = lanes, depth, exp2, sigmoid
+        self._init = [0] * depth
+        for address, values in (init or {}).items():
+            values = [int(v) for v in np.asarray(values).ravel()]
+            if address < 0 or address + len(values) > depth:
+                raise ValueError(f"{len(values)} initial elements at {address} do not fit a scratchpad of {depth}")
+            self._init[address:address + len(values)] = values
         super().__init__({
             "i": In(stream.Signature(pass_layout(depth))),
             "o": Out(stream.Signature(data.StructLayout({
@@ -110,7 +119,8 @@ class VectorUnit(wiring.Component):
 
         banks = []
         for k in range(lanes):
-            m.submodules[f"bank{k}"] = bank = Memory(shape=signed(ELEMENT_BITS), depth=rows, init=[])
+            m.submodules[f"bank{k}"] = bank = Memory(shape=signed(ELEMENT_BITS), depth=rows,
+                                                     init=self._init[k::lanes])
             banks.append((bank.read_port(), bank.read_port(), bank.read_port(), bank.write_port()))
         m.submodules.decoder = decoder = PassDecoder()
         units = []

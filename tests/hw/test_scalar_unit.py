@@ -10,7 +10,7 @@ from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 from hw import vector_programs as vp
-from hw.scalar_unit import ScalarUnit, scalar_payload
+from hw.scalar_unit import ScalarUnit, register_value, scalar_payload
 from hw.testing import stream_get, stream_put
 from hw.vector_isa import ELEMENT_BITS, Amount, ProgramError, ScalarKind as S, ScalarOp, VectorMachine
 from model import numerics as nx
@@ -30,10 +30,6 @@ def with_scratchpad(unit: ScalarUnit, memory: list) -> tuple[Module, Memory]:
                  write.addr.eq(unit.access.addr), write.data.eq(unit.access.data),
                  write.en.eq(unit.access.write)]
     return m, scratchpad
-
-
-def register_value(value) -> dict:
-    return {"value": value[0], "exp": value[1]} if isinstance(value, tuple) else {"value": value, "exp": 0}
 
 
 def run(program, registers: dict, memory: list | None = None) -> dict:

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
+from hw.scalar_unit import register_value
 from hw.vector_core import Program, VectorCore
 from hw.vector_programs import ProgramModel
 from hw.vector_isa import (Amount, BSource, Function, ProgramError, ScalarKind as S, ScalarOp, VectorMachine,
                            VectorOp)
 from model import paths
 from model.integer import IntegerModel
-from tests.hw.test_scalar_unit import register_value
 from tests.hw.test_vector_unit import PROGRAM_CASES, read_memory, write_memory
 
 DEPTH, REGISTERS = 512, 64
