@@ -208,6 +208,8 @@ def cmd_chat(args) -> int:
         console.print(f"{board.name}: using {describe(port)} (--port chooses another)")
     if args.check and args.prompt is None:
         raise ValueError("--check needs --prompt (one turn from an empty context)")
+    if args.engine == "vector" and (not args.sim or args.netlist):
+        raise ValueError("--engine vector runs in simulation only: it needs --sim (and no --netlist)")
     netlist = None
     if args.netlist:
         from fpga.flow.netlist import Netlist
@@ -228,7 +230,12 @@ def cmd_chat(args) -> int:
         if args.sim:
             from fpga.host.virtual import open_board, soc_params
 
-            params = soc_params(model_dir, board.engine_parameters(), board.clock_mhz * 1e6)
+            engine = board.engine_parameters()
+            if args.engine == "vector":
+                engine = {name: engine[name] for name in ("rows", "simd", "lanes", "attention_lanes",
+                                                          "head_lanes", "k_max") if name in engine}
+                engine["vector"] = True
+            params = soc_params(model_dir, engine, board.clock_mhz * 1e6)
             with status(console) as say:
                 link = stack.enter_context(open_board(params, timeout=args.timeout, status=say,
                                                       netlist=netlist))
@@ -490,6 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "plugged in with the board's USB bridge)")
     p.add_argument("--baud", type=int, help="default: the board's")
     p.add_argument("--sim", action="store_true", help="the SoC in Verilator behind a pseudo-terminal")
+    p.add_argument("--engine", choices=("blocks", "vector"), default="blocks",
+                   help="with --sim: the engine of per-step blocks (the boards', default) or the one on the "
+                        "shared vector unit (issue 18, at the board's sizes)")
     p.add_argument("--netlist", action="store_true", help="with --sim: the gate-level netlist Yosys makes "
                    "of the SoC for the board, with the FPGA's cell models (slower to build and run)")
     p.add_argument("--model", type=Path, help="checkpoint directory (default: the board's model)")

@@ -46,13 +46,24 @@ class Soc(wiring.Component):
     baud : int
         The UART's rate; ``clock_hz / baud`` must be within 2% of an integer of at least 4.
     engine : dict
-        :class:`~hw.engine.Engine`'s keyword arguments (rows, simd, lanes, ...).
+        :class:`~hw.engine.Engine`'s keyword arguments (rows, simd, lanes, ...); with
+        ``vector=True``, :class:`~hw.vector_generator.VectorGenerator`'s instead (the engine on the
+        shared vector unit, issue 18: its sizes and ``k_max``).
     """
 
     def __init__(self, model: IntegerModel, *, clock_hz: float, baud: int, engine: dict | None = None):
         self._divisor = divisor_for(clock_hz, baud)
         self._clock_hz, self._baud = clock_hz, baud
-        self._engine = Engine(model, **(engine or {}))
+        engine = dict(engine or {})
+        if engine.pop("vector", False):
+            from .vector_generator import VectorGenerator
+            unknown = set(engine) - {"rows", "simd", "lanes", "attention_lanes", "head_lanes", "k_max"}
+            if unknown:
+                raise ValueError(f"the vector engine takes its sizes and k_max, not {', '.join(sorted(unknown))} "
+                                 "(its weights are in ROM)")
+            self._engine = VectorGenerator(model, **engine)
+        else:
+            self._engine = Engine(model, **engine)
         timeout = TIMEOUT_BYTES * FRAME_BITS * self._divisor
         self._link = HostLink(model.config, k_max=self._engine.k_max, timeout=timeout)
         members = {"rx": In(1, init=1), "tx": Out(1, init=1), "leds": Out(LEDS)}

@@ -114,7 +114,7 @@ class VectorGenerator(wiring.Component):
                                 m.next = "RUN"
                         with m.Case(Command.GENERATE):
                             m.d.sync += [request.eq(payload), remaining.eq(payload.count), tokens.eq(0),
-                                         stopping.eq(0), cycles.eq(0)]
+                                         stopping.eq(0)]
                             m.d.comb += sampler.seed_load.eq(1)
                             m.d.comb += sampler.seed.eq(payload.seed)
                             with m.If(payload.count != 0):

@@ -254,3 +254,8 @@ def test_a_plain_bench_writes_its_section(tmp_path, capsys):
     """The benches with nothing but --docs share one dispatch: vector writes its section there."""
     assert main(["bench", "vector", "--docs", str(tmp_path)]) == 0
     assert "<!-- bench:vector -->" in (tmp_path / "benchmarks.md").read_text()
+
+
+def test_the_vector_engine_runs_in_simulation_only(capsys):
+    assert main(["chat", "--engine", "vector", "--board", "ulx3s-45f", "--prompt", "A", "--port", "/dev/null"]) == 2
+    assert "--engine vector runs in simulation only: it needs --sim (and no --netlist)" in capsys.readouterr().err

@@ -54,6 +54,15 @@ def test_chat_sim_generates_the_integer_models_tokens(capfd):
 
 
 @pytest.mark.skipif("verilator" not in available_simulators(), reason="no Verilator")
+def test_chat_sim_on_the_vector_engine(capfd):
+    """The SoC with the engine on the shared vector unit (issue 18) at the 45F's sizes: sampled
+    tokens over the byte protocol, checked against the integer model (--check)."""
+    assert main(["chat", "--sim", "--engine", "vector", "--board", "ulx3s-45f", "--prompt", "ROMEO:", "-n", "6",
+                 "--temperature", "0.8", "--top-k", "5", "--seed", "3", "--check"]) == 0
+    assert "the same tokens as the integer model" in capfd.readouterr().out
+
+
+@pytest.mark.skipif("verilator" not in available_simulators(), reason="no Verilator")
 def test_conversation_continues_the_context():
     """Two turns on the virtual board: the second continues the first (its last token and the new
     text), exactly as the integer model would on the whole sequence; then a reset when it fills."""
