@@ -74,7 +74,7 @@ class VectorGenerator(wiring.Component):
         m = Module()
         m.submodules.engine = engine = self._engine
         m.submodules.sampler = sampler = self._sampler
-        m.submodules.coef = coef_mul = NormalizedScaleMultiplier()
+        m.submodules.coef_product = coef_mul = NormalizedScaleMultiplier()
         cfg, status = self._config, self.status
         vocab, context = cfg.vocab_size, cfg.max_position_embeddings
 
