@@ -550,8 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "over 10,000 frames)")
     p.add_argument("--seed", type=int, default=1, help="fuzz: the bursts' seed")
     p.add_argument("--engine", choices=("blocks", "vector"), default="blocks",
-                   help="breakdown: the engine of per-step blocks (the boards') or the one on the shared vector "
-                        "unit (issue 18)")
+                   help="breakdown: the engine of per-step blocks (the boards') or the one on the shared "
+                        "vector unit (issue 18)")
     p.add_argument("--docs", type=Path, default=paths.DOCS,
                    help="where benchmarks.md and the plot go")
     p.set_defaults(func=cmd_bench)

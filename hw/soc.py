@@ -59,8 +59,8 @@ class Soc(wiring.Component):
             from .vector_generator import VectorGenerator
             unknown = set(engine) - {"rows", "simd", "lanes", "attention_lanes", "head_lanes", "k_max"}
             if unknown:
-                raise ValueError(f"the vector engine takes its sizes and k_max, not {', '.join(sorted(unknown))} "
-                                 "(its weights are in ROM)")
+                raise ValueError(f"the vector engine takes its sizes and k_max, not "
+                                 f"{', '.join(sorted(unknown))} (its weights are in ROM)")
             self._engine = VectorGenerator(model, **engine)
         else:
             self._engine = Engine(model, **engine)

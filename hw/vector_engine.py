@@ -103,7 +103,8 @@ class VectorEngine(wiring.Component):
         for name, value, whole, what in (("attention_lanes", attention_lanes, d, "head size"),
                                          ("head_lanes", head_lanes, hidden, "hidden size")):
             if whole % value:
-                raise ValueError(f"{name} must divide the {what} {whole}, not {value}; {divisors(whole)} would")
+                raise ValueError(f"{name} must divide the {what} {whole}, not {value}; "
+                                 f"{divisors(whole)} would")
         self._linear = TernaryLinear([getattr(layer, name).codes
                                       for layer in model.layers for name in MATRICES],
                                      rows=rows, simd=simd)
@@ -116,21 +117,22 @@ class VectorEngine(wiring.Component):
         jobs = [self._job(call, program.number) for call in program.calls]
         for call, job in zip(program.calls, jobs):
             if job["kind"] in self._beats and job["x"] % self._beats[job["kind"]][1]:
-                raise ValueError(f"a {call.kind} call reads x at {job['x']}, where it must start on a multiple "
-                                 f"of {self._beats[job['kind']][1]} (its codes are read that many a cycle)")
+                raise ValueError(f"a {call.kind} call reads x at {job['x']}, where it must start on a "
+                                 f"multiple of {self._beats[job['kind']][1]} (its codes are read that many "
+                                 "a cycle)")
         self._jobs = jobs
         kinds = {job["kind"] for job in jobs}
         context = cfg.max_position_embeddings
         self._attention = None
         if kinds & {Job.CACHE, Job.ATTEND}:
             # its row scale on the scalar unit's ScaleUnit, idle while the core waits for the call
-            self._attention = AttentionHead(head_dim=d, lanes=attention_lanes, out_lanes=1, max_positions=context,
-                                            shared_scale=True)
+            self._attention = AttentionHead(head_dim=d, lanes=attention_lanes, out_lanes=1,
+                                            max_positions=context, shared_scale=True)
             if self._attention.out_bits > ELEMENT_BITS:
                 raise ValueError(f"an attention head's sums take {self._attention.out_bits} bits over "
                                  f"{context} positions, more than a scratchpad element's {ELEMENT_BITS}")
-        self._core = VectorCore(program, lanes=lanes, lend_bits=self._attention.p_sum_bits if self._attention else None,
-                                memory=memory, registers=registers)
+        self._core = VectorCore(program, lanes=lanes, memory=memory, registers=registers,
+                                lend_bits=self._attention.p_sum_bits if self._attention else None)
         # the token tables: (embedding, LM head); one table for both uses where the model ties them
         embeds, heads = Job.EMBED in kinds, Job.LM_HEAD in kinds
         if embeds and heads and model.lm_head is model.embed:
@@ -167,8 +169,8 @@ class VectorEngine(wiring.Component):
         (x, n), = call.memory
         if call.kind == "matmul":
             layer, matrix, dst = call.args
-            return {"kind": Job.MATMUL, "matrix": layer * len(MATRICES) + MATRICES.index(matrix), "x": x, "n": n,
-                    "dst": dst}
+            return {"kind": Job.MATMUL, "matrix": layer * len(MATRICES) + MATRICES.index(matrix), "x": x,
+                    "n": n, "dst": dst}
         if call.kind == "lm_head":
             return {"kind": Job.LM_HEAD, "x": x, "n": n, "dst": call.args[0]}
         if call.kind == "cache":
@@ -243,9 +245,9 @@ class VectorEngine(wiring.Component):
         attention = self._attention
         scale = None
         if attention is not None:
-            m.submodules.cache = cache = KvCache(layers=len(self._model.layers), kv_heads=cfg.num_key_value_heads,
-                                                 head_dim=cfg.dim_per_head, positions=cfg.max_position_embeddings,
-                                                 lanes=attention.lanes)
+            m.submodules.cache = cache = KvCache(
+                layers=len(self._model.layers), kv_heads=cfg.num_key_value_heads, head_dim=cfg.dim_per_head,
+                positions=cfg.max_position_embeddings, lanes=attention.lanes)
             m.submodules.attention = attention
             for name in ("keys", "values", "key_scales", "value_scales"):
                 wiring.connect(m, getattr(attention, name), getattr(cache, name))
@@ -254,7 +256,8 @@ class VectorEngine(wiring.Component):
             scale = Signal(scale_layout)        # the call's scale register (q's, or the entry's)
             coef = self._model.score_coef
             m.d.comb += [attention.q_scale.eq(scale),
-                         attention.score_coef.eq(scale_layout.const({"mant": int(coef[0]), "exp": int(coef[1])})),
+                         attention.score_coef.eq(scale_layout.const({"mant": int(coef[0]),
+                                                                     "exp": int(coef[1])})),
                          attention.length.eq(self.position + 1),
                          cache.write_layer.eq(job.layer), cache.write_head.eq(job.kv_head),
                          cache.write_position.eq(self.position), cache.read_layer.eq(job.layer),
@@ -312,8 +315,9 @@ class VectorEngine(wiring.Component):
                         with m.Switch(read_lane // chunk if chunk < lanes else 0):
                             for place in range(lanes // chunk):
                                 with m.Case(place):
-                                    m.d.sync += beat[slot * chunk + t].eq(
-                                        Mux(read_index + t < job.n, row[place * chunk + t][:ACT_BITS].as_signed(), 0))
+                                    code = row[place * chunk + t][:ACT_BITS].as_signed()
+                                    inside = read_index + t < job.n
+                                    m.d.sync += beat[slot * chunk + t].eq(Mux(inside, code, 0))
             m.d.sync += captured.eq(captured + chunk)
 
         def write_out(valid, value):
@@ -367,7 +371,7 @@ class VectorEngine(wiring.Component):
                                 capture(w, chunk)
                 with m.If(~issue & ~reading):
                     m.next = "BEAT"
-            with m.State("BEAT"):              # the beat to the array, the attention head, the cache or the LM head
+            with m.State("BEAT"):              # the beat to the array, the attention head, cache or LM head
                 m.d.comb += serving.eq(1)
                 taken = Signal()
                 with m.Switch(job.kind):
@@ -387,8 +391,8 @@ class VectorEngine(wiring.Component):
                         m.next = "LOAD"
                     with m.Else():
                         with m.Switch(job.kind):
-                            for kind, then in ((Job.MATMUL, "START"), (Job.ATTEND, "SUMS"), (Job.CACHE, "ENTRY_SCALE"),
-                                               (Job.LM_HEAD, "LOGITS")):
+                            for kind, then in ((Job.MATMUL, "START"), (Job.ATTEND, "SUMS"),
+                                               (Job.CACHE, "ENTRY_SCALE"), (Job.LM_HEAD, "LOGITS")):
                                 if kind in beats:
                                     with m.Case(kind):
                                         m.next = then
@@ -410,7 +414,8 @@ class VectorEngine(wiring.Component):
                     o = attention.o.payload
                     m.d.comb += [serving.eq(1), attention.o.ready.eq(1),
                                  register.addr.eq(job.write), register.data.value.eq(o.scale.mant),
-                                 register.data.exp.eq(o.scale.exp), register.write.eq(attention.o.valid & o.last)]
+                                 register.data.exp.eq(o.scale.exp),
+                                 register.write.eq(attention.o.valid & o.last)]
                     write_out(attention.o.valid, o.data[0])
                     with m.If(attention.o.valid & o.invalid):
                         m.d.sync += served_error.eq(1)
@@ -418,7 +423,8 @@ class VectorEngine(wiring.Component):
                         m.next = "RESUME"
             if embedding is not None:
                 with m.State("TOKEN"):
-                    m.d.comb += [serving.eq(1), embedding.token.valid.eq(1), embedding.token.payload.eq(self.token)]
+                    m.d.comb += [serving.eq(1), embedding.token.valid.eq(1),
+                                 embedding.token.payload.eq(self.token)]
                     with m.If(embedding.token.ready):
                         m.next = "ROW"
                 with m.State("ROW"):           # the row's codes as they leave the table

@@ -49,17 +49,19 @@ class VectorGenerator(wiring.Component):
         The largest ``top_k`` the sampler keeps.
     """
 
-    def __init__(self, model, *, rows: int, simd: int, lanes: int, attention_lanes: int = 1, head_lanes: int = 1,
-                 k_max: int = 8):
+    def __init__(self, model, *, rows: int, simd: int, lanes: int, attention_lanes: int = 1,
+                 head_lanes: int = 1, k_max: int = 8):
         cfg = self._config = model.config
         programs = ProgramModel(model, units=True)
         depth = -(-programs.layout.size // lanes) * lanes
-        program = Program(programs.token_program(0, 0), registers=REGISTERS, depth=depth, names=programs.registers)
+        program = Program(programs.token_program(0, 0), registers=REGISTERS, depth=depth,
+                          names=programs.registers)
         self._engine = VectorEngine(model, program, rows=rows, simd=simd, lanes=lanes,
                                     attention_lanes=attention_lanes, head_lanes=head_lanes,
                                     memory=programs.memory, registers=programs.registers)
         self._logits, self._logit_scale = programs.layout["logits"], program.number["logit_scale"]
-        self._sampler = Sampler(logit_width=logit_width(cfg.hidden_size), vocab_max=cfg.vocab_size, k_max=k_max)
+        self._sampler = Sampler(logit_width=logit_width(cfg.hidden_size), vocab_max=cfg.vocab_size,
+                                k_max=k_max)
         self._k_max = k_max
         super().__init__({
             "command": In(stream.Signature(command_layout(cfg, k_max))),
@@ -92,8 +94,8 @@ class VectorGenerator(wiring.Component):
         m.d.comb += [status.busy.eq(~idle), status.full.eq(full), status.error.eq(error),
                      status.position.eq(position), status.tokens.eq(tokens), status.cycles.eq(cycles),
                      engine.token.eq(token), engine.position.eq(position),
-                     sampler.greedy.eq(request.greedy), sampler.coef.eq(coef), sampler.top_k.eq(request.top_k),
-                     sampler.seed.eq(request.seed)]
+                     sampler.greedy.eq(request.greedy), sampler.coef.eq(coef),
+                     sampler.top_k.eq(request.top_k), sampler.seed.eq(request.seed)]
         with m.If(~idle):
             m.d.sync += cycles.eq(cycles + 1)
         with m.If(status.stop):

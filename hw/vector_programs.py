@@ -116,7 +116,8 @@ def quantize_heads(acc: int, heads: int, d: int, acc_scale: str, dst: int, resul
     return program
 
 
-def rope(x: int, heads: int, d: int, cos: int, sin: int, scratch: int, dst: int, peaks: str | None = None) -> list:
+def rope(x: int, heads: int, d: int, cos: int, sin: int, scratch: int, dst: int,
+         peaks: str | None = None) -> list:
     """``rope_rotate`` of each head of x[heads·d] by one position's cos/sin[d/2] into dst; scratch
     holds d/2 elements. ``peaks``: head h's max |·| into register ``f"{peaks}{h}"``."""
     half, program = d // 2, []
@@ -128,7 +129,8 @@ def rope(x: int, heads: int, d: int, cos: int, sin: int, scratch: int, dst: int,
                                  note="rope: x·cos"),
                         VectorOp(half, second, out, Function.MUL, BSource.VECTOR, sin, c=scratch,
                                  negate=negate, shift=Amount(offset=nx.ROPE_FRAC),
-                                 reduce=_peak(f"{peaks}{h}_{k}" if peaks else None), note="rope: x·cos ∓ y·sin")]
+                                 reduce=_peak(f"{peaks}{h}_{k}" if peaks else None),
+                                 note="rope: x·cos ∓ y·sin")]
         if peaks:
             program.append(ScalarOp(S.MAX, f"{peaks}{h}", f"{peaks}{h}_0", f"{peaks}{h}_1"))
     return program
@@ -270,7 +272,8 @@ def attend(q: int, d: int, q_scale: str, keys: int, key_mant: int, key_exp: int,
         *_row_scaled(d, dst, peak)]
 
 
-def attend_call(q: int, d: int, q_scale: str, layer: int, kv_head: int, dst: int, peak: str | None = None) -> list:
+def attend_call(q: int, d: int, q_scale: str, layer: int, kv_head: int, dst: int,
+                peak: str | None = None) -> list:
     """``attend`` for one head on the attention unit (a call): int8 q[d] against kv head
     ``kv_head``'s cache in ``layer`` (:func:`cache_call`'s), up to the position being run; the
     unit writes ``attend_sums``' value sums to dst and their row scale to a register, and one pass
@@ -553,10 +556,11 @@ class ProgramModel:
                 else:
                     program += attend(lay["q"] + h * d, d, f"q_proj_scale{h}", lay[f"k.{i}.{g}"],
                                       lay[f"k_mant.{i}.{g}"], lay[f"k_exp.{i}.{g}"], lay[f"v.{i}.{g}"],
-                                      lay[f"v_mant.{i}.{g}"], lay[f"v_exp.{i}.{g}"], position + 1, "score_coef",
-                                      lay["z"], lay["p"], lay["out"] + h * d, f"att.peak{h}")
+                                      lay[f"v_mant.{i}.{g}"], lay[f"v_exp.{i}.{g}"], position + 1,
+                                      "score_coef", lay["z"], lay["p"], lay["out"] + h * d, f"att.peak{h}")
                 if h:           # the heads' peaks: the output's
-                    program.append(ScalarOp(S.MAX, "out_peak", "out_peak" if h > 1 else "att.peak0", f"att.peak{h}"))
+                    program.append(ScalarOp(S.MAX, "out_peak", "out_peak" if h > 1 else "att.peak0",
+                                            f"att.peak{h}"))
             program += self._norm((i, "attn_sub_norm"), lay["out"], heads * d, "res_unit", lay["x"],
                                   "norm_scale", "out_peak" if heads > 1 else "att.peak0")
             program.append(trace(i, "attn_sub_norm", input=(lay["out"], heads * d), codes=(lay["x"], hidden),
@@ -583,8 +587,8 @@ class ProgramModel:
             program += lm_head_call(cfg.vocab_size, hidden, lay["x"], lay["logits"], "token")
             program.append(ScalarOp(S.MUL, "logit_scale", "norm_scale", "lm_unit"))
         else:
-            program += lm_head(lay["lm_table"], lay["lm_rows"], cfg.vocab_size, hidden, lay["x"], lay["logits"],
-                               "token")
+            program += lm_head(lay["lm_table"], lay["lm_rows"], cfg.vocab_size, hidden, lay["x"],
+                               lay["logits"], "token")
         program.append(trace(0, "norm", codes=(lay["x"], hidden), scale="norm_scale",
                              logits=(lay["logits"], cfg.vocab_size)))
         return program

@@ -83,7 +83,8 @@ class VectorUnit(wiring.Component):
         for address, values in (init or {}).items():
             values = [int(v) for v in np.asarray(values).ravel()]
             if address < 0 or address + len(values) > depth:
-                raise ValueError(f"{len(values)} initial elements at {address} do not fit a scratchpad of {depth}")
+                raise ValueError(f"{len(values)} initial elements at {address} do not fit a scratchpad "
+                                 f"of {depth}")
             self._init[address:address + len(values)] = values
         super().__init__({
             "i": In(stream.Signature(pass_layout(depth))),

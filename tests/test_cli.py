@@ -257,5 +257,7 @@ def test_a_plain_bench_writes_its_section(tmp_path, capsys):
 
 
 def test_the_vector_engine_runs_in_simulation_only(capsys):
-    assert main(["chat", "--engine", "vector", "--board", "ulx3s-45f", "--prompt", "A", "--port", "/dev/null"]) == 2
-    assert "--engine vector runs in simulation only: it needs --sim (and no --netlist)" in capsys.readouterr().err
+    assert main(["chat", "--engine", "vector", "--board", "ulx3s-45f", "--prompt", "A",
+                 "--port", "/dev/null"]) == 2
+    error = capsys.readouterr().err
+    assert "--engine vector runs in simulation only: it needs --sim (and no --netlist)" in error

@@ -115,7 +115,10 @@ def sizes_text(sizes: dict) -> str:
 
 def markdown(results: list[dict]) -> str:
     vector = any(r["vector"] for r in results)
-    lines = ["## Where the logic goes" + (": the engine on the shared vector unit (issue 18)" if vector else ""), "",
+    title = "## Where the logic goes"
+    if vector:
+        title += ": the engine on the shared vector unit (issue 18)"
+    lines = [title, "",
              f"{provenance('tritium bench breakdown')}; yowasp yosys, the board flow's script with the "
              "hierarchy kept. LUT4 equivalents before packing (ECP5: LUT4 + 2 per CCU2C + 6 per "
              "DPR16X4; iCE40: SB_LUT4). **Fixed cost**: the SoC minus `engine.linear` (the ternary "
@@ -135,7 +138,8 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def bench_breakdown(board_names=None, docs: Path = paths.DOCS, status=None, vector: bool = False) -> list[dict]:
+def bench_breakdown(board_names=None, docs: Path = paths.DOCS, status=None,
+                    vector: bool = False) -> list[dict]:
     results = [measure(BOARDS[name], status, vector=vector) for name in (board_names or BOARD_NAMES)]
     write_section("breakdown-vector" if vector else "breakdown", markdown(results), docs / "benchmarks.md")
     return results

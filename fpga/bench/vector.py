@@ -86,12 +86,12 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
     tokens = encode_text(load_tokenizer(paths.MODELS / name), PROMPT)
     tokens = (tokens + model.generate(tokens, max(1, positions - len(tokens))))[:positions]
     variants = {variant: ProgramModel(model, units) for variant, units in VARIANTS.items()}
-    programs, cache = variants[next(iter(VARIANTS))], model.new_cache()
+    cache = model.new_cache()
     passes, cycles, scalar = collections.Counter(), collections.Counter(), collections.Counter()
     core = collections.Counter()        # lanes: cycles on the VectorCore as built
     engine = collections.Counter()      # (variant, lanes): a whole token on the VectorEngine
     runs, ops = {variant: p.machine.run for variant, p in variants.items()}, []
-    engines = {}                        # (variant, lanes): a VectorEngine at the board's sizes, for its call cycles
+    engines = {}                        # (variant, lanes): a VectorEngine at the board's sizes
 
     def on_engine(variant, program):
         for lanes in lanes_list:
@@ -103,7 +103,8 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
                     rows=sizes.rows, simd=sizes.simd, lanes=lanes, attention_lanes=sizes.attention_lanes,
                     head_lanes=sizes.head_lanes)
             position, call_cycles = variants[variant].position, engines[variant, lanes].call_cycles
-            engine[variant, lanes] += VectorCore.timeline(program, lanes, lambda call: call_cycles(call, position))
+            engine[variant, lanes] += VectorCore.timeline(program, lanes,
+                                                          lambda call: call_cycles(call, position))
 
     def counted(program, serve=None):
         counted_ops = [op for op in program if not isinstance(op, Call)]    # not the array's work, traces
@@ -183,7 +184,8 @@ def markdown(results: list[dict]) -> str:
         lines += [f"A whole token of **{r['model']}**, matmuls included, at the board's array "
                   f"({sizes.rows}×{sizes.simd}), attention lanes ({sizes.attention_lanes}) and LM head "
                   f"lanes ({sizes.head_lanes}): "
-                  f"today's engine (its {sizes.lanes} vector lanes) and the VectorEngine at each lane count.", "",
+                  f"today's engine (its {sizes.lanes} vector lanes) and the VectorEngine at each lane "
+                  "count.", "",
                   f"| engine | {head} |", "|---|" + "---|" * len(r["lanes"]),
                   f"| today's engine (`fpga/perf/cycle_model.py`, {sizes.lanes} lanes) | "
                   + " | ".join(f"{r['today']:,.0f}" for _ in r["lanes"]) + " |"]

@@ -42,7 +42,8 @@ def check_tokens(model, tokens, rows, simd, lanes, attention_lanes, head_lanes):
     units = attention_lanes is not None
     programs, cache = ProgramModel(model, units=units), model.new_cache()
     if units:
-        program, runs = programs.token_program(0, 0), [(token, position) for position, token in enumerate(tokens)]
+        program = programs.token_program(0, 0)
+        runs = [(token, position) for position, token in enumerate(tokens)]
         logits_at = [programs.layout["logits"]] * len(tokens)
     else:
         pitch = -(-vocab // programs.layout.align) * programs.layout.align
@@ -99,7 +100,9 @@ def test_codes_must_start_on_a_readable_row_part():
     model = IntegerModel.from_checkpoint(paths.MODELS / "small")
     program = Program([Call("matmul", (0, "q_proj", 128), memory=((2, model.config.hidden_size),))],
                       registers=8, depth=256)
-    with pytest.raises(ValueError, match="a matmul call reads x at 2, where it must start on a multiple of 4"):
+    with pytest.raises(ValueError, match="a matmul call reads x at 2, where it must start on a multiple "
+                                         "of 4"):
         VectorEngine(model, program, rows=4, simd=8, lanes=4)
-    with pytest.raises(ValueError, match=r"attention_lanes must divide the head size 16, not 3; \[1, 2, 4, 8, 16\]"):
+    with pytest.raises(ValueError, match=r"attention_lanes must divide the head size 16, not 3; "
+                                         r"\[1, 2, 4, 8, 16\]"):
         VectorEngine(model, program, rows=4, simd=8, lanes=4, attention_lanes=3)

@@ -57,8 +57,8 @@ def test_chat_sim_generates_the_integer_models_tokens(capfd):
 def test_chat_sim_on_the_vector_engine(capfd):
     """The SoC with the engine on the shared vector unit (issue 18) at the 45F's sizes: sampled
     tokens over the byte protocol, checked against the integer model (--check)."""
-    assert main(["chat", "--sim", "--engine", "vector", "--board", "ulx3s-45f", "--prompt", "ROMEO:", "-n", "6",
-                 "--temperature", "0.8", "--top-k", "5", "--seed", "3", "--check"]) == 0
+    assert main(["chat", "--sim", "--engine", "vector", "--board", "ulx3s-45f", "--prompt", "ROMEO:",
+                 "-n", "6", "--temperature", "0.8", "--top-k", "5", "--seed", "3", "--check"]) == 0
     assert "the same tokens as the integer model" in capfd.readouterr().out
 
 
