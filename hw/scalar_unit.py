@@ -12,7 +12,8 @@ written. The operations, and their cycles from taken to answered (:meth:`ScalarU
 ==========================================  =============================================  ===========
 kind                                        how                                            cycles
 ==========================================  =============================================  ===========
-MUL, ADD, RECIP, RSQRT; FROM_INT            the :class:`~hw.scale_unit.ScaleUnit`           4; 5 + its own
+ADD, RECIP, RSQRT; FROM_INT                 the :class:`~hw.scale_unit.ScaleUnit`           4; 5 + its own
+MUL (normalized scales or 0)                a :class:`~hw.scale_unit.NormalizedScaleMultiplier`  5
 MAX, IS_ZERO, SELECT, MANT, EXP             one ALU stage                                  3
 INT, ADD_INT, SCALE, SHR, NORM_SHIFT,       one ALU stage, on prepared operands            4
 CODE_SHIFT
@@ -47,13 +48,13 @@ from model import numerics as nx
 
 from .arith import bit_length_tree, check_integers
 from .quantizer import QUOTIENT_BITS
-from .scale_unit import ScaleOp, ScaleUnit, SharedScaleUnit, scale_unit_signature
+from .scale_unit import NormalizedScaleMultiplier, ScaleOp, ScaleUnit, SharedScaleUnit, scale_unit_signature
 from .vector_isa import A_BITS, B_BITS, ELEMENT_BITS, REGISTER_BITS, SHR_LIMIT, ScalarKind
 from .vector_lane import fits
 
 LEFT_LIMIT = nx.NORM_MAX_BITLEN      # CODE_RECIP's left shift (a peak below 2^17) is at most this
 # the kinds the ScaleUnit computes, and its operation for each
-SCALE_OPS = {ScalarKind.MUL: ScaleOp.MUL, ScalarKind.ADD: ScaleOp.ADD, ScalarKind.FROM_INT: ScaleOp.FROM_INT,
+SCALE_OPS = {ScalarKind.ADD: ScaleOp.ADD, ScalarKind.FROM_INT: ScaleOp.FROM_INT,
              ScalarKind.RECIP: ScaleOp.RECIP, ScalarKind.RSQRT: ScaleOp.RSQRT}
 # the kinds that use a prepared operand (the amount, |a| or the shifts): a cycle more
 PREPARED = (ScalarKind.INT, ScalarKind.ADD_INT, ScalarKind.FROM_INT, ScalarKind.SCALE, ScalarKind.SHR,
@@ -152,7 +153,8 @@ class ScalarUnit(wiring.Component):
         base = ScalarUnit.OPERANDS + ScalarUnit.ANSWER + (kind in PREPARED)
         if kind in SCALE_OPS:
             return base + 1 + ScaleUnit.cycles_of(SCALE_OPS[kind])
-        return base + {ScalarKind.MUL_INT: 1, ScalarKind.CODE_RECIP: 1 + QUOTIENT_BITS,
+        return base + {ScalarKind.MUL_INT: 1, ScalarKind.MUL: NormalizedScaleMultiplier.latency_of(),
+                       ScalarKind.CODE_RECIP: 1 + QUOTIENT_BITS,
                        ScalarKind.LOAD: 1}.get(kind, 0)
 
     def elaborate(self, platform):
@@ -247,6 +249,12 @@ class ScalarUnit(wiring.Component):
         m.d.sync += [product.eq(a.value[:A_BITS].as_signed() * b.value[:B_BITS].as_signed()),
                      product_error.eq(~fits(a.value, A_BITS) | ~fits(b.value, B_BITS))]
 
+        # MUL: normalized scales (or 0), two pipeline stages from the registered operands
+        m.submodules.multiplier = multiplier = NormalizedScaleMultiplier(exp_bits)
+        m.d.comb += [multiplier.i.a.mant.eq(a.value), multiplier.i.a.exp.eq(a.exp),
+                     multiplier.i.b.mant.eq(b.value), multiplier.i.b.exp.eq(b.exp)]
+        mul_wait = Signal(range(NormalizedScaleMultiplier.latency_of()))
+
         # CODE_RECIP: m_n = a shifted by b, then floor((2^33 − 1) / m_n) + 1 a bit a cycle
         peak = Signal(nx.NORM_MAX_BITLEN)
         remainder = Signal(nx.NORM_MAX_BITLEN + 1)
@@ -304,6 +312,9 @@ class ScalarUnit(wiring.Component):
                             m.next = "SCALE"
                     with m.Case(ScalarKind.MUL_INT):
                         m.next = "PRODUCT"
+                    with m.Case(ScalarKind.MUL):
+                        m.d.sync += [mul_wait.eq(0), error.eq(scale_error)]
+                        m.next = "MUL"
                     with m.Case(ScalarKind.CODE_RECIP):
                         m.d.sync += [peak.eq(shifted), quotient.eq(0), step.eq(QUOTIENT_BITS),
                                      remainder.eq((1 << (nx.RECIP_SHIFT - QUOTIENT_BITS)) - 1),
@@ -331,6 +342,13 @@ class ScalarUnit(wiring.Component):
                     m.d.sync += [result.value.eq(scale_unit.o.payload.mant),
                                  result.exp.eq(scale_unit.o.payload.exp),
                                  error.eq(scale_unit.o.payload.invalid)]
+                    m.next = "WRITE"
+            with m.State("MUL"):         # the operands entered the multiplier in EXECUTE
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += mul_wait.eq(mul_wait + 1)
+                with m.If(mul_wait == NormalizedScaleMultiplier.latency_of() - 1):
+                    m.d.sync += [result.value.eq(multiplier.o.mant), result.exp.eq(multiplier.o.exp),
+                                 error.eq(error | multiplier.o.invalid)]
                     m.next = "WRITE"
             with m.State("PRODUCT"):
                 m.d.comb += self.busy.eq(1)

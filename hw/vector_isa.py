@@ -150,7 +150,7 @@ class VectorOp:
 
 
 class ScalarKind(hdl_enum.Enum, shape=5):
-    MUL = 0            # scale_mul(a, b)
+    MUL = 0            # scale_mul(a, b) of normalized scales (mantissa >= 2^15) or 0
     ADD = 1            # scale_add(a, b)
     FROM_INT = 2       # scale_from_int(a, exp), exp = Amount
     RECIP = 3          # scale_recip(a)
@@ -430,7 +430,11 @@ class VectorMachine:
             _check_scale(value, op)
             return value
         if kind is ScalarKind.MUL:
-            return scale(nx.scale_mul(operand(op.a), operand(op.b)))
+            (ma, _), (mb, _) = operand(op.a), operand(op.b)
+            if 0 < ma * mb < 1 << (2 * nx.SCALE_BITS - 2):
+                raise ProgramError(f"MUL of a scale not normalized (mantissas {ma} and {mb}; a nonzero one is "
+                                   f"at least 2^{nx.SCALE_BITS - 1}) ({op})")
+            return scale(nx.scale_mul(reg(op.a), reg(op.b)))
         if kind is ScalarKind.ADD:
             return scale(nx.scale_add(operand(op.a), operand(op.b)))
         if kind is ScalarKind.RECIP:
