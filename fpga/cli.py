@@ -230,11 +230,8 @@ def cmd_chat(args) -> int:
         if args.sim:
             from fpga.host.virtual import open_board, soc_params
 
-            engine = board.engine_parameters()
-            if args.engine == "vector":
-                engine = {name: engine[name] for name in ("rows", "simd", "lanes", "attention_lanes",
-                                                          "head_lanes", "k_max") if name in engine}
-                engine["vector"] = True
+            engine = (board.vector_engine_parameters() if args.engine == "vector"
+                      else board.engine_parameters())
             params = soc_params(model_dir, engine, board.clock_mhz * 1e6)
             with status(console) as say:
                 link = stack.enter_context(open_board(params, timeout=args.timeout, status=say,

@@ -56,8 +56,8 @@ class Soc(wiring.Component):
         self._clock_hz, self._baud = clock_hz, baud
         engine = dict(engine or {})
         if engine.pop("vector", False):
-            from .vector_generator import VectorGenerator
-            unknown = set(engine) - {"rows", "simd", "lanes", "attention_lanes", "head_lanes", "k_max"}
+            from .vector_generator import PARAMETERS, VectorGenerator
+            unknown = set(engine) - set(PARAMETERS)
             if unknown:
                 raise ValueError(f"the vector engine takes its sizes and k_max, not "
                                  f"{', '.join(sorted(unknown))} (its weights are in ROM)")

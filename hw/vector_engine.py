@@ -53,7 +53,7 @@ from .attention import AttentionHead
 from .kv_cache import KvCache
 from .linear import TernaryLinear
 from .scalar_unit import register_layout
-from .sequencer import MATRICES
+from .sequencer import MATRICES, matrix_index
 from .token_table import TokenTable
 from .vector_core import Program, VectorCore
 from .vector_isa import ELEMENT_BITS
@@ -169,8 +169,7 @@ class VectorEngine(wiring.Component):
         (x, n), = call.memory
         if call.kind == "matmul":
             layer, matrix, dst = call.args
-            return {"kind": Job.MATMUL, "matrix": layer * len(MATRICES) + MATRICES.index(matrix), "x": x,
-                    "n": n, "dst": dst}
+            return {"kind": Job.MATMUL, "matrix": matrix_index(layer, matrix), "x": x, "n": n, "dst": dst}
         if call.kind == "lm_head":
             return {"kind": Job.LM_HEAD, "x": x, "n": n, "dst": call.args[0]}
         if call.kind == "cache":
@@ -197,19 +196,19 @@ class VectorEngine(wiring.Component):
         matrix product's cycles, the cache entry's scale, the attention head's cycles and its
         ``d`` sums, or the LM head's cycles; or the token offered (2) and the embedding row's;
         or RoPE's rows read and written (``d`` and 2)."""
-        kind = self._job(call, self._program.number)["kind"]
+        job = self._job(call, self._program.number)
+        kind = job["kind"]
         if kind is Job.TRACE:
             return 2
         if kind is Job.EMBED:
             return 4 + self._tables[0].row_cycles()
         if kind is Job.ROPE:
             return 4 + self._model.config.dim_per_head
-        (_, n), = call.memory
+        n = job["n"]
         width, chunk = self._beats[kind]
         load = sum(-(-min(width, n - first) // chunk) + 3 for first in range(0, n, width))
         if kind is Job.MATMUL:
-            layer, matrix, _ = call.args
-            return 5 + load + self._linear.cycles(layer * len(MATRICES) + MATRICES.index(matrix))
+            return 5 + load + self._linear.cycles(job["matrix"])
         if kind is Job.CACHE:
             return 5 + load
         if kind is Job.ATTEND:
@@ -236,7 +235,7 @@ class VectorEngine(wiring.Component):
         m.d.comb += job_read.addr.eq(core.call.payload)
 
         # the scratchpad's and the registers' ports: the caller's while the core is idle, the
-        # server's during a call
+        # server's during a call (any state but IDLE)
         serving = Signal()
         port, register = core.access, core.register
         with m.If(~serving):
@@ -278,7 +277,7 @@ class VectorEngine(wiring.Component):
         if lm_head is not None and lm_head is not embedding:
             m.submodules.lm_head = lm_head
 
-        # where a beat of codes goes: (kind, its stream's payload fields, valid, ready, its last)
+        # where a beat of codes goes: (kind, its stream (CACHE: k's and v's), whether it has a last)
         sinks = [(Job.MATMUL, linear.x, True)]
         if attention is not None:
             sinks += [(Job.ATTEND, attention.q, False), (Job.CACHE, (cache.k, cache.v), True)]
@@ -326,18 +325,18 @@ class VectorEngine(wiring.Component):
             with m.If(valid):
                 m.d.sync += written.eq(written + 1)
 
-        with m.FSM():
+        with m.FSM() as fsm:
+            m.d.comb += serving.eq(~fsm.ongoing("IDLE"))
             with m.State("IDLE"):
                 m.d.comb += core.call.ready.eq(1)
                 with m.If(core.call.valid):
                     m.next = "JOB"
             with m.State("JOB"):               # the call's job, read from its table
-                m.d.comb += serving.eq(1)
                 m.d.sync += [job.eq(job_read.data), index.eq(0), issued.eq(0), captured.eq(0), reading.eq(0),
                              beat.eq(0), written.eq(0)]
                 m.next = "CHECK"
             with m.State("CHECK"):             # its scale register read
-                m.d.comb += [serving.eq(1), register.addr.eq(job.read)]
+                m.d.comb += register.addr.eq(job.read)
                 with m.If(job.kind == Job.TRACE):
                     m.d.comb += core.resume.eq(1)
                     m.next = "IDLE"
@@ -350,7 +349,6 @@ class VectorEngine(wiring.Component):
                 with m.Else():
                     m.next = "SCALE"
             with m.State("SCALE"):
-                m.d.comb += serving.eq(1)
                 if scale is not None:
                     m.d.sync += [scale.mant.eq(core.register_data.value[:SCALE_BITS]),
                                  scale.exp.eq(core.register_data.exp)]
@@ -359,7 +357,7 @@ class VectorEngine(wiring.Component):
                 # a beat's x elements read a part of a row a cycle (it arrives the cycle after),
                 # the last beat's missing lanes left at zero
                 issue = Signal()
-                m.d.comb += [serving.eq(1), port.addr.eq(job.x + index),
+                m.d.comb += [port.addr.eq(job.x + index),
                              issue.eq((issued < beat_width) & (index < job.n))]
                 m.d.sync += [reading.eq(issue), read_index.eq(index), read_lane.eq((job.x + index) % lanes)]
                 with m.If(issue):
@@ -372,7 +370,6 @@ class VectorEngine(wiring.Component):
                 with m.If(~issue & ~reading):
                     m.next = "BEAT"
             with m.State("BEAT"):              # the beat to the array, the attention head, cache or LM head
-                m.d.comb += serving.eq(1)
                 taken = Signal()
                 with m.Switch(job.kind):
                     for kind, sink, has_last in sinks:
@@ -397,22 +394,22 @@ class VectorEngine(wiring.Component):
                                     with m.Case(kind):
                                         m.next = then
             with m.State("START"):
-                m.d.comb += [serving.eq(1), linear.start.valid.eq(1), linear.start.payload.eq(job.matrix)]
+                m.d.comb += [linear.start.valid.eq(1), linear.start.payload.eq(job.matrix)]
                 with m.If(linear.start.ready):
                     m.next = "RESULTS"
             with m.State("RESULTS"):
-                m.d.comb += [serving.eq(1), linear.o.ready.eq(1)]
+                m.d.comb += linear.o.ready.eq(1)
                 write_out(linear.o.valid, linear.o.payload.data)
                 with m.If(linear.o.valid & linear.o.payload.last):
                     m.next = "RESUME"
             if attention is not None:
                 with m.State("ENTRY_SCALE"):   # the cache entry's scale, after its codes
-                    m.d.comb += [serving.eq(1), cache.k_scale.valid.eq(~job.value),
+                    m.d.comb += [cache.k_scale.valid.eq(~job.value),
                                  cache.v_scale.valid.eq(job.value)]
                     m.next = "RESUME"
                 with m.State("SUMS"):          # the head's value sums as they leave, then the row scale
                     o = attention.o.payload
-                    m.d.comb += [serving.eq(1), attention.o.ready.eq(1),
+                    m.d.comb += [attention.o.ready.eq(1),
                                  register.addr.eq(job.write), register.data.value.eq(o.scale.mant),
                                  register.data.exp.eq(o.scale.exp),
                                  register.write.eq(attention.o.valid & o.last)]
@@ -423,13 +420,13 @@ class VectorEngine(wiring.Component):
                         m.next = "RESUME"
             if embedding is not None:
                 with m.State("TOKEN"):
-                    m.d.comb += [serving.eq(1), embedding.token.valid.eq(1),
+                    m.d.comb += [embedding.token.valid.eq(1),
                                  embedding.token.payload.eq(self.token)]
                     with m.If(embedding.token.ready):
                         m.next = "ROW"
                 with m.State("ROW"):           # the row's codes as they leave the table
                     row = embedding.embedding
-                    m.d.comb += [serving.eq(1), row.ready.eq(1), register.addr.eq(job.write),
+                    m.d.comb += [row.ready.eq(1), register.addr.eq(job.write),
                                  register.data.value.eq(row.payload.scale.mant),
                                  register.write.eq(row.valid & row.payload.last)]
                     write_out(row.valid, row.payload.data[0])
@@ -438,7 +435,7 @@ class VectorEngine(wiring.Component):
             if lm_head is not None:
                 with m.State("LOGITS"):        # the logits as they leave the LM head
                     logits = lm_head.logits
-                    m.d.comb += [serving.eq(1), logits.ready.eq(1)]
+                    m.d.comb += logits.ready.eq(1)
                     write_out(logits.valid, logits.payload.logit)
                     with m.If(logits.valid & ~fits(logits.payload.logit, ELEMENT_BITS)):
                         m.d.sync += served_error.eq(1)
@@ -446,12 +443,12 @@ class VectorEngine(wiring.Component):
                         m.next = "RESUME"
             if rope is not None:
                 with m.State("ROPE"):          # the position's cos and sin rows, an element a cycle
-                    m.d.comb += [serving.eq(1), rope_read.addr.eq(self.position * d + index)]
+                    m.d.comb += rope_read.addr.eq(self.position * d + index)
                     m.d.sync += [index.eq(index + 1), reading.eq(index < d)]
                     write_out(reading, rope_read.data)
                     with m.If(written == d - 1):
                         m.next = "RESUME"
             with m.State("RESUME"):
-                m.d.comb += [serving.eq(1), core.resume.eq(1)]
+                m.d.comb += core.resume.eq(1)
                 m.next = "IDLE"
         return m

@@ -34,6 +34,8 @@ from .vector_engine import VectorEngine
 from .vector_programs import ProgramModel
 
 REGISTERS = 256         # the register file: a program names fewer (ulx3s: 161)
+# the generator's parameters (``Soc(engine={"vector": True, ...})`` takes these)
+PARAMETERS = ("rows", "simd", "lanes", "attention_lanes", "head_lanes", "k_max")
 
 
 class VectorGenerator(wiring.Component):
@@ -95,7 +97,7 @@ class VectorGenerator(wiring.Component):
                      status.position.eq(position), status.tokens.eq(tokens), status.cycles.eq(cycles),
                      engine.token.eq(token), engine.position.eq(position),
                      sampler.greedy.eq(request.greedy), sampler.coef.eq(coef),
-                     sampler.top_k.eq(request.top_k), sampler.seed.eq(request.seed)]
+                     sampler.top_k.eq(request.top_k), sampler.seed.eq(self.command.payload.seed)]
         with m.If(~idle):
             m.d.sync += cycles.eq(cycles + 1)
         with m.If(status.stop):
@@ -118,7 +120,6 @@ class VectorGenerator(wiring.Component):
                             m.d.sync += [request.eq(payload), remaining.eq(payload.count), tokens.eq(0),
                                          stopping.eq(0)]
                             m.d.comb += sampler.seed_load.eq(1)
-                            m.d.comb += sampler.seed.eq(payload.seed)
                             with m.If(payload.count != 0):
                                 m.next = "SCALE"
                         with m.Case(Command.RESET):
@@ -165,7 +166,7 @@ class VectorGenerator(wiring.Component):
                     with m.If(fed == vocab - 1):
                         m.next = "SAMPLE"
             with m.State("SAMPLE"):            # the token out, then through the layers unless the last
-                last = (remaining == 1) | stopping | (position == context)
+                last = (remaining == 1) | stopping | full
                 m.d.comb += [sampler.o.ready.eq(self.o.ready), self.o.valid.eq(sampler.o.valid),
                              self.o.payload.token.eq(sampler.o.payload.token), self.o.payload.last.eq(last)]
                 with m.If(sampler.o.valid & self.o.ready):

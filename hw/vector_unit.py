@@ -25,14 +25,13 @@ loads and stores; ``access_data`` is the element at the address of the cycle bef
 runs, in any cycle ``access_free`` is high (the pass is not reading its rows).
 """
 
-import numpy as np
 from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .arith import check_integers
-from .vector_isa import B_BITS, ELEMENT_BITS, SUM_BITS, BSource, Function
+from .vector_isa import B_BITS, ELEMENT_BITS, SUM_BITS, BSource, Function, VectorMachine
 from .vector_lane import CONFIG, PassDecoder, VectorLane, fits
 
 
@@ -79,13 +78,10 @@ class VectorUnit(wiring.Component):
             raise ValueError(f"depth must be a multiple of lanes {lanes}, not {depth}; "
                              f"{depth + lanes - depth % lanes} would")
         self._lanes, self._depth, self._exp2, self._sigmoid = lanes, depth, exp2, sigmoid
-        self._init = [0] * depth
+        contents = VectorMachine(depth)         # its checks: inside the scratchpad, an element's width
         for address, values in (init or {}).items():
-            values = [int(v) for v in np.asarray(values).ravel()]
-            if address < 0 or address + len(values) > depth:
-                raise ValueError(f"{len(values)} initial elements at {address} do not fit a scratchpad "
-                                 f"of {depth}")
-            self._init[address:address + len(values)] = values
+            contents.write(address, values)
+        self._init = contents.memory
         super().__init__({
             "i": In(stream.Signature(pass_layout(depth))),
             "o": Out(stream.Signature(data.StructLayout({

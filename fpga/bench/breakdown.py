@@ -58,10 +58,8 @@ def measure(board, status=None, *, model_dir=None, engine: dict | None = None, v
     and the fixed cost; ``modules``: each module's own LUT4 equivalents."""
     from hw.soc import Soc
 
-    params = {**board.engine_parameters(), **(engine or {})}
-    if vector:
-        params = {name: params[name] for name in (*board.engine.as_dict(), "k_max") if name in params}
-        params["vector"] = True
+    board_params = board.vector_engine_parameters() if vector else board.engine_parameters()
+    params = {**board_params, **(engine or {})}
     soc = Soc(board.load_model(model_dir), clock_hz=board.clock_mhz * 1e6, baud=board.baud,
               engine=params)
     with tempfile.TemporaryDirectory() as tmp:

@@ -75,6 +75,14 @@ class Board:
             params.update(flash_offset=self.flash_offset, spram=self.family == "ice40")
         return params
 
+    def vector_engine_parameters(self) -> dict:
+        """hw.soc.Soc's ``engine`` for this board's sizes on the vector engine (issue 18), whose
+        weights are in ROM."""
+        from hw.vector_generator import PARAMETERS
+
+        params = self.engine_parameters()
+        return {**{name: params[name] for name in PARAMETERS if name in params}, "vector": True}
+
 
 class BoardTop(Elaboratable):
     """The whole design for ``board`` running ``model`` (``engine`` overrides the board's engine
