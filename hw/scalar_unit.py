@@ -18,7 +18,8 @@ MAX, IS_ZERO, SELECT, MANT, EXP             one ALU stage                       
 INT, ADD_INT, SCALE, SHR, NORM_SHIFT,       one ALU stage, on prepared operands            4
 CODE_SHIFT
 MUL_INT                                     a registered 36 × 18 product                   4
-CODE_RECIP                                  ``ceil(2^33 / m_n)``, a quotient bit a cycle   5 + 18
+CODE_RECIP                                  ``ceil(2^33 / m_n)``, two quotient bits a      5 + 9
+                                            cycle
 LOAD, STORE                                 the scratchpad's access port                   4, 3
 ==========================================  =============================================  ===========
 
@@ -49,10 +50,11 @@ from model import numerics as nx
 from .arith import bit_length_tree, check_integers
 from .quantizer import QUOTIENT_BITS
 from .scale_unit import NormalizedScaleMultiplier, ScaleOp, ScaleUnit, SharedScaleUnit, scale_unit_signature
-from .vector_isa import A_BITS, B_BITS, ELEMENT_BITS, REGISTER_BITS, SHR_LIMIT, ScalarKind
+from .vector_isa import A_BITS, B_BITS, ELEMENT_BITS, REGISTER_BITS, SHR_LIMIT, Part, ScalarKind
 from .vector_lane import fits
 
 LEFT_LIMIT = nx.NORM_MAX_BITLEN      # CODE_RECIP's left shift (a peak below 2^17) is at most this
+DIVIDE_STEPS = QUOTIENT_BITS // 2    # CODE_RECIP's quotient, two bits a step
 # the kinds the ScaleUnit computes, and its operation for each
 SCALE_OPS = {ScalarKind.ADD: ScaleOp.ADD, ScalarKind.FROM_INT: ScaleOp.FROM_INT,
              ScalarKind.RECIP: ScaleOp.RECIP, ScalarKind.RSQRT: ScaleOp.RSQRT}
@@ -76,12 +78,15 @@ def scalar_layout(registers: int, depth: int) -> data.StructLayout:
     return data.StructLayout({
         "kind": ScalarKind, "result": range(registers), "a": range(registers), "b": range(registers),
         "exp_register": range(registers), "exp_sign": signed(3), "exp_offset": signed(REGISTER_BITS),
+        "exp_part": Part,
         "address": range(depth)})
 
 
-def amount_value(offset, sign, register):
-    """An amount ``offset + sign · register`` for a ``sign`` of -2, -1, 1 or 2 (0: the offset
-    alone): a negation and a doubling at most, no multiplier."""
+def amount_value(offset, sign, register, part):
+    """An amount ``offset + sign · part(register)`` for a ``sign`` of -2, -1, 1 or 2 (0: the offset
+    alone) and a :class:`~hw.vector_isa.Part`: a negation and a doubling at most, no multiplier."""
+    negative = register[-1]
+    register = Mux(((part == Part.POSITIVE) & negative) | ((part == Part.NEGATIVE) & ~negative), 0, register)
     scaled = Mux(sign[-1], -register, register)
     scaled = Mux((sign == 2) | (sign == -2), scaled << 1, scaled)
     return offset + Mux(sign == 0, 0, scaled)
@@ -98,6 +103,7 @@ def scalar_payload(op, number: dict) -> dict:
     return {"kind": op.kind, "result": number.get(op.result, 0), "a": number.get(op.a, 0),
             "b": number.get(op.b, 0), "exp_register": number.get(op.exp.register, 0),
             "exp_sign": op.exp.sign if op.exp.register else 0, "exp_offset": op.exp.offset,
+            "exp_part": op.exp.part,
             "address": op.address or 0}
 
 
@@ -154,7 +160,7 @@ class ScalarUnit(wiring.Component):
         if kind in SCALE_OPS:
             return base + 1 + ScaleUnit.cycles_of(SCALE_OPS[kind])
         return base + {ScalarKind.MUL_INT: 1, ScalarKind.MUL: NormalizedScaleMultiplier.latency_of(),
-                       ScalarKind.CODE_RECIP: 1 + QUOTIENT_BITS,
+                       ScalarKind.CODE_RECIP: 1 + DIVIDE_STEPS,
                        ScalarKind.LOAD: 1}.get(kind, 0)
 
     def elaborate(self, platform):
@@ -196,7 +202,7 @@ class ScalarUnit(wiring.Component):
         code_bitlen = Signal(signed(REGISTER_BITS + 1))     # CODE_RECIP's bitlen(a) must be b + 17
         prepare = Signal()
         with m.If(prepare):
-            m.d.sync += [amount.eq(amount_value(op.exp_offset, op.exp_sign, selector.value)),
+            m.d.sync += [amount.eq(amount_value(op.exp_offset, op.exp_sign, selector.value, op.exp_part)),
                          magnitude.eq(Mux(a.value[-1], -a.value, a.value)),
                          right.eq(Mux(b.value[-1], 0, Mux(b.value > SHR_LIMIT, SHR_LIMIT, b.value))),
                          left.eq(Mux(b.value[-1] & (b.value >= -LEFT_LIMIT), -b.value, 0)),
@@ -255,13 +261,20 @@ class ScalarUnit(wiring.Component):
                      multiplier.i.b.mant.eq(b.value), multiplier.i.b.exp.eq(b.exp)]
         mul_wait = Signal(range(NormalizedScaleMultiplier.latency_of()))
 
-        # CODE_RECIP: m_n = a shifted by b, then floor((2^33 − 1) / m_n) + 1 a bit a cycle
+        # CODE_RECIP: m_n = a shifted by b, then floor((2^33 − 1) / m_n) + 1 two bits a cycle: the
+        # trial less m_n, 2·m_n and 3·m_n side by side (one carry chain each), the largest that fits
         peak = Signal(nx.NORM_MAX_BITLEN)
-        remainder = Signal(nx.NORM_MAX_BITLEN + 1)
+        peak3 = Signal(nx.NORM_MAX_BITLEN + 2)      # 3·m_n, formed in the first step (all ones before)
+        remainder = Signal(nx.NORM_MAX_BITLEN)
         quotient = Signal(QUOTIENT_BITS)
-        step = Signal(range(QUOTIENT_BITS + 1))
-        trial = Cat(Const(1, 1), remainder)        # every dividend bit brought down is a one
-        fits_trial = trial >= peak
+        step = Signal(range(DIVIDE_STEPS + 1))
+        trial = Cat(Const(0b11, 2), remainder)      # every dividend bit brought down is a one
+        differences = [Signal(signed(nx.NORM_MAX_BITLEN + 4), name=f"trial_less_{k}") for k in (1, 2, 3)]
+        m.d.comb += [differences[0].eq(trial - peak), differences[1].eq(trial - (peak << 1)),
+                     differences[2].eq(trial - peak3)]
+        digit = Signal(2)
+        m.d.comb += digit.eq(Mux(~differences[2][-1], 3,
+                                 Mux(~differences[1][-1], 2, Mux(~differences[0][-1], 1, 0))))
 
         # -- the operation ---------------------------------------------------------------------
         kind = op.kind
@@ -316,7 +329,7 @@ class ScalarUnit(wiring.Component):
                         m.d.sync += [mul_wait.eq(0), error.eq(scale_error)]
                         m.next = "MUL"
                     with m.Case(ScalarKind.CODE_RECIP):
-                        m.d.sync += [peak.eq(shifted), quotient.eq(0), step.eq(QUOTIENT_BITS),
+                        m.d.sync += [peak.eq(shifted), peak3.eq(-1), quotient.eq(0), step.eq(DIVIDE_STEPS),
                                      remainder.eq((1 << (nx.RECIP_SHIFT - QUOTIENT_BITS)) - 1),
                                      error.eq(a.value[-1] | (a.value != 0) & (code_bitlen != bitlen))]
                         m.next = "DIVIDE"
@@ -356,11 +369,16 @@ class ScalarUnit(wiring.Component):
                              error.eq(product_error | ~fits(product, REGISTER_BITS))]
                 m.next = "WRITE"
             with m.State("DIVIDE"):
-                # the dividend 2^33 − 1, a bit a cycle: its top 15 bits are below m_n (>= 2^16), so
-                # the remainder starts at them (2^15 − 1) and the quotient's 18 bits take 18 steps
+                # the dividend 2^33 − 1, two bits a cycle: its top 15 bits are below m_n (>= 2^16),
+                # so the remainder starts at them (2^15 − 1) and the quotient's 18 bits take 9
+                # steps; the first step's trial (< 2^17) is below 2·m_n, so 3·m_n is formed meanwhile
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [remainder.eq(Mux(fits_trial, trial - peak, trial)),
-                             quotient.eq(Cat(fits_trial, quotient)), step.eq(step - 1)]
+                with m.Switch(digit):
+                    for value, remaining in enumerate((trial, *differences)):
+                        with m.Case(value):
+                            m.d.sync += remainder.eq(remaining)
+                m.d.sync += [peak3.eq(peak + (peak << 1)), quotient.eq(Cat(digit, quotient)),
+                             step.eq(step - 1)]
                 with m.If(step == 1):
                     m.next = "RECIPROCAL"
             with m.State("RECIPROCAL"):

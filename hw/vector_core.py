@@ -42,9 +42,9 @@ from model import numerics as nx
 from .arith import check_integers
 from .scalar_unit import ScalarUnit, amount_value, register_layout, scalar_layout, scalar_payload
 from .scale_unit import scale_unit_signature
-from .vector_isa import (A_BITS, B_BITS, ELEMENT_BITS, REGISTER_BITS, BSource, Call, Function, Pre, Round,
-                         ScalarKind, VectorOp)
-from .vector_lane import SHIFT_BITS, PassDecoder, Saturate, fits, saturate_of
+from .vector_isa import (A_BITS, B_BITS, ELEMENT_BITS, REGISTER_BITS, BSource, Call, Function, Part, Pre,
+                         Round, ScalarKind, VectorOp)
+from .vector_lane import SHIFT_BITS, Saturate, fits, saturate_of
 from .vector_unit import Reduction, VectorUnit, pass_layout, reduction_of
 
 
@@ -56,9 +56,9 @@ class Kind(enum.Enum, shape=2):
 
 
 def amount_layout(registers: int) -> data.StructLayout:
-    """A shift amount ``offset + sign · register`` (``sign`` 0: the offset alone)."""
+    """A shift amount ``offset + sign · part(register)`` (``sign`` 0: the offset alone)."""
     return data.StructLayout({"register": range(registers), "sign": signed(3),
-                              "offset": signed(SHIFT_BITS + 2)})
+                              "offset": signed(SHIFT_BITS + 2), "part": Part})
 
 
 def vector_layout(registers: int, depth: int) -> data.StructLayout:
@@ -67,6 +67,7 @@ def vector_layout(registers: int, depth: int) -> data.StructLayout:
         "function": Function, "b_source": BSource, "pre": Pre, "round": Round, "negate": 1,
         "saturate": Saturate, "n": range(depth + 1), "a": range(depth), "b": range(depth),
         "c": range(depth), "dst": range(depth), "c_vector": 1, "write": 1, "reduce": Reduction,
+        "b_period": range(depth + 1),
         "a_shift": amount_layout(registers), "shift": amount_layout(registers),
         "b_register": range(registers), "pre_register": range(registers), "result": range(registers)})
 
@@ -107,7 +108,7 @@ class Program:
         if not -limit <= amount.offset < limit:
             raise ValueError(f"a pass's shift offset is {SHIFT_BITS + 2} bits, not {amount.offset}")
         return {"register": self.number.get(amount.register, 0), "offset": amount.offset,
-                "sign": amount.sign if amount.register else 0}
+                "sign": amount.sign if amount.register else 0, "part": amount.part}
 
     def encode(self, op) -> dict:
         if isinstance(op, Call):
@@ -124,6 +125,7 @@ class Program:
             "negate": int(op.negate), "saturate": saturate_of(op.saturate), "n": op.n, "a": op.a,
             "b": op.b if op.b_source is BSource.VECTOR else 0, "c": op.c or 0, "dst": op.dst or 0,
             "c_vector": int(op.c is not None), "write": int(op.dst is not None), "reduce": reduction_of(op),
+            "b_period": op.b_period or 0,
             "a_shift": self._amount(op.a_shift), "shift": self._amount(op.shift),
             "b_register": number.get(op.b, 0) if op.b_source is BSource.REGISTER else 0,
             "pre_register": number.get(op.pre_register, 0),
@@ -202,11 +204,11 @@ class VectorCore(wiring.Component):
                 waits = offer is not None and reduced in op.registers
                 start = max(now, taken()) if waits else now
                 issue = max(start + cls.OPERANDS, taken() if offer is not None else 0) + 1
-                offer, now = issue + VectorUnit.cycles_of(lanes, op.n, op.a % lanes) - 1, issue
+                offer, now = issue + VectorUnit.op_cycles(lanes, op) - 1, issue
                 reduced = op.reduce[0][1] if op.reduce else None
                 writes = range(op.dst, op.dst + op.n) if op.dst is not None else range(0)
                 rows = -(-(op.a % lanes + op.n) // lanes) if op.n else 0
-                reading = range(issue + PassDecoder.LATENCY, issue + PassDecoder.LATENCY + rows)
+                reading = range(issue, issue + rows)
             elif isinstance(op, Call):
                 if offer is not None:
                     now, offer = max(now, taken()), None
@@ -283,7 +285,7 @@ class VectorCore(wiring.Component):
         def resolved(amount, register_value):
             """``offset + sign · register``, clamped to SHIFT_BITS as config_of clamps it."""
             total = Signal(signed(REGISTER_BITS + 3))
-            m.d.comb += total.eq(amount_value(amount.offset, amount.sign, register_value))
+            m.d.comb += total.eq(amount_value(amount.offset, amount.sign, register_value, amount.part))
             low, high = -(1 << (SHIFT_BITS - 1)), (1 << (SHIFT_BITS - 1)) - 1
             return Mux(total < low, low, Mux(total > high, high, total))
 
@@ -303,7 +305,7 @@ class VectorCore(wiring.Component):
                 config.pre_register.eq(pre_value),
                 issue.n.eq(pass_.n), issue.a.eq(pass_.a), issue.b.eq(pass_.b), issue.c.eq(pass_.c),
                 issue.dst.eq(pass_.dst), issue.c_vector.eq(pass_.c_vector), issue.write.eq(pass_.write),
-                issue.reduce.eq(pass_.reduce),
+                issue.reduce.eq(pass_.reduce), issue.b_period.eq(pass_.b_period),
                 # REGISTER's b must fit the b port, CODE's b·127 the a port, RSUB's minuend an element
                 operand_error.eq((((pass_.b_source == BSource.REGISTER) & ~code & ~fits(b_value, B_BITS))
                                   | (code & ~fits(b_value * nx.ACT_MAX, A_BITS))

@@ -90,19 +90,34 @@ class Reduce(enum.Enum):
     ARGMAX = 3         # the first index of max y
 
 
+class Part(hdl_enum.Enum, shape=2):
+    ALL = 0            # the register's value
+    POSITIVE = 1       # max(register, 0)
+    NEGATIVE = 2       # min(register, 0)
+
+
 @dataclasses.dataclass(frozen=True)
 class Amount:
-    """A shift amount: ``offset + sign · register`` (``register`` None: the offset alone)."""
+    """A shift amount: ``offset + sign · part(register)`` (``register`` None: the offset alone),
+    ``part`` the register's value or its positive or negative part."""
     register: str | None = None
     sign: int = 1
     offset: int = 0
+    part: Part = Part.ALL
 
     def __post_init__(self):
         if self.sign not in (-2, -1, 1, 2):
             raise ValueError(f"an amount's sign is -2, -1, 1 or 2 (a register times it), not {self.sign}")
 
     def value(self, registers: dict) -> int:
-        return self.offset + (self.sign * int(registers[self.register]) if self.register else 0)
+        if not self.register:
+            return self.offset
+        value = int(registers[self.register])
+        if self.part is Part.POSITIVE:
+            value = max(value, 0)
+        elif self.part is Part.NEGATIVE:
+            value = min(value, 0)
+        return self.offset + self.sign * value
 
 
 ZERO = Amount()
@@ -117,6 +132,7 @@ class VectorOp:
     function: Function = Function.MUL
     b_source: BSource = BSource.NONE
     b: int | str | None = None          # VECTOR: an address; REGISTER: a register name
+    b_period: int | None = None         # VECTOR: b's elements repeat every b_period (b[i mod b_period])
     c: int | None = None
     negate: bool = False                # p = c - product
     pre: Pre = Pre.NONE
@@ -138,6 +154,9 @@ class VectorOp:
         if len(self.reduce) > 1:
             raise ValueError(f"a pass makes at most one reduction, not {len(self.reduce)} "
                              f"({self.note or 'vector op'})")
+        if self.b_period is not None and (self.b_source is not BSource.VECTOR or self.b_period < 1):
+            raise ValueError(f"b_period repeats a VECTOR b of 1 element or more, not {self.b_period} with "
+                             f"{self.b_source.name} b ({self.note or 'vector op'})")
         if self.pre is Pre.RSUB and self.pre_register is None:
             raise ValueError("Pre.RSUB needs pre_register, the register a is subtracted from")
 
@@ -365,7 +384,10 @@ class VectorMachine:
     def _vector(self, op: VectorOp) -> None:
         pass_ = PassConfig.of(op, {name: self._register(name) for name in op.registers})
         raw = self.read(op.a, op.n).tolist()
-        b_vector = self.read(op.b, op.n).tolist() if op.b_source is BSource.VECTOR else [0] * op.n
+        b_vector = [0] * op.n
+        if op.b_source is BSource.VECTOR:
+            period = op.b_period or op.n
+            b_vector = (self.read(op.b, period).tolist() * -(-op.n // period))[:op.n] if op.n else []
         c_vector = self.read(op.c, op.n).tolist() if op.c is not None else [0] * op.n
         out = []
         for a, b, c in zip(raw, b_vector, c_vector):

@@ -10,7 +10,7 @@ program                   model.integer / model.numerics             passes (of 
 ========================  =========================================  ==============================
 :func:`rms_quantize`      ``rms_quantize``                           4 (3 given max |x|)
 :func:`quantize_heads`    ``quantize_heads``                         2 a head (1 given its peaks)
-:func:`rope`              ``numerics.rope_rotate``                   4 a head (of d/2)
+:func:`rope`              ``numerics.rope_rotate``                   1, and 2 a head (of d/2)
 :func:`dequantize_add`    ``h + apply_scale(acc, s, RES_FRAC)``      2
 :func:`embed`             ``IntegerModel.embed_token``               1 (with :func:`embed_call`: and a call)
 :func:`rope_call`         a position's cos and sin rows               a call
@@ -34,8 +34,8 @@ from model import numerics as nx
 from model.integer import attend_sums, lm_head_logits, ternary_matmul
 
 from .sequencer import MATRICES, NORMS
-from .vector_isa import (Amount, BSource, Call, Function, Pre, Reduce, Round, ScalarKind as S, ScalarOp,
-                         VectorMachine, VectorOp)
+from .vector_isa import (Amount, BSource, Call, Function, Part, Pre, Reduce, Round, ScalarKind as S,
+                         ScalarOp, VectorMachine, VectorOp)
 
 ZERO, ONE, INV_ACT_MAX, EXP_ONE = "zero", "one", "inv_act_max", "exp_one"
 
@@ -58,13 +58,13 @@ def codes(u: int, n: int, dst: int, peak: str, tag: str, step: str) -> list:
 
     Its shift e brings the peak to 17 bits; a left shift (a small peak, e < 0) is exact, so it
     moves into the rounding instead: ``rshift_round(|u << k|·R·127, 33)`` is
-    ``rshift_round(|u|·R·127, 33 − k)``, and a' shifts right only."""
+    ``rshift_round(|u|·R·127, 33 − k)``, and a' shifts right only: by e's positive part, the
+    rounding by 33 plus e's negative part."""
     return [ScalarOp(S.CODE_SHIFT, f"{tag}_shift", peak),
             ScalarOp(S.CODE_RECIP, f"{tag}_recip", peak, f"{tag}_shift"),
-            ScalarOp(S.MAX, f"{tag}_right", f"{tag}_shift", ZERO),
-            ScalarOp(S.ADD_INT, f"{tag}_left", f"{tag}_shift", exp=Amount(f"{tag}_right", -1)),
             VectorOp(n, u, dst, Function.CODE, BSource.REGISTER, f"{tag}_recip",
-                     a_shift=Amount(f"{tag}_right"), shift=Amount(f"{tag}_left", 1, nx.RECIP_SHIFT),
+                     a_shift=Amount(f"{tag}_shift", part=Part.POSITIVE),
+                     shift=Amount(f"{tag}_shift", 1, nx.RECIP_SHIFT, Part.NEGATIVE),
                      round=Round.MAGNITUDE, note=f"{step}: int8 codes")]
 
 
@@ -119,18 +119,22 @@ def quantize_heads(acc: int, heads: int, d: int, acc_scale: str, dst: int, resul
 def rope(x: int, heads: int, d: int, cos: int, sin: int, scratch: int, dst: int,
          peaks: str | None = None) -> list:
     """``rope_rotate`` of each head of x[heads·d] by one position's cos/sin[d/2] into dst; scratch
-    holds d/2 elements. ``peaks``: head h's max |·| into register ``f"{peaks}{h}"``."""
-    half, program = d // 2, []
+    holds heads·d elements. ``peaks``: head h's max |·| into register ``f"{peaks}{h}"``.
+
+    One pass makes x·cos for every element of every head (cos repeated, ``b_period``); then each
+    half of each head adds its partner's product with sin, ∓ x_partner·sin, and rounds."""
+    half = d // 2
+    program = [VectorOp(heads * d, x, scratch, Function.MUL, BSource.VECTOR, cos, b_period=half,
+                        note="rope: x·cos")]
     for h in range(heads):
-        a, b = x + h * d, x + h * d + half
-        for k, (out, first, second, negate) in enumerate(((dst + h * d, a, b, True),
-                                                          (dst + h * d + half, b, a, False))):
-            program += [VectorOp(half, first, scratch, Function.MUL, BSource.VECTOR, cos,
-                                 note="rope: x·cos"),
-                        VectorOp(half, second, out, Function.MUL, BSource.VECTOR, sin, c=scratch,
-                                 negate=negate, shift=Amount(offset=nx.ROPE_FRAC),
-                                 reduce=_peak(f"{peaks}{h}_{k}" if peaks else None),
-                                 note="rope: x·cos ∓ y·sin")]
+        first, second = x + h * d, x + h * d + half
+        for k, (out, partner, negate) in enumerate(((dst + h * d, second, True),
+                                                    (dst + h * d + half, first, False))):
+            program.append(VectorOp(half, partner, out, Function.MUL, BSource.VECTOR, sin,
+                                    c=scratch + h * d + k * half, negate=negate,
+                                    shift=Amount(offset=nx.ROPE_FRAC),
+                                    reduce=_peak(f"{peaks}{h}_{k}" if peaks else None),
+                                    note="rope: x·cos ∓ y·sin"))
         if peaks:
             program.append(ScalarOp(S.MAX, f"{peaks}{h}", f"{peaks}{h}_0", f"{peaks}{h}_1"))
     return program

@@ -7,17 +7,20 @@ The scratchpad holds ``depth`` signed elements of ``ELEMENT_BITS`` in ``lanes`` 
 destination where it has them) must be congruent modulo ``lanes`` (a region laid out on a
 multiple of ``lanes`` and offsets the same in each); then every element of a pass stays in one
 lane, and a group of ``lanes`` elements — one row of each bank — goes in each cycle, the lanes
-outside the pass masked at its first and last row. Each bank has three read ports (a, b, c: three
+outside the pass masked at its first and last row. A repeated b (``b_period``) starts on a row's
+first lane, as a does, and repeats whole rows. Each bank has three read ports (a, b, c: three
 copies of a block RAM where a family's block RAM has one read port) and one write port.
 
 A pass (``i``: its resolved operation :data:`~hw.vector_lane.CONFIG`, length, addresses and
-reduction) is taken when the unit is idle; its :class:`~hw.vector_lane.PassDecoder` takes its
-``LATENCY`` cycles, its rows issue one a cycle, each result is written back as it leaves its lane, and each
+reduction) is taken when the unit is idle; its rows issue one a cycle from the next cycle on (its
+:class:`~hw.vector_lane.PassDecoder` forms the lanes' constants meanwhile: a row reaches the first
+stage that uses them as they arrive), each result is written back as it leaves its lane, and each
 row's results are reduced by a registered tree (one comparator or adder a level) into the pass's
 running result. Then ``o`` offers the reduction's value (ARGMAX: the index) and ``error``, set where
 :class:`~hw.vector_isa.VectorMachine` raises (a value outside its port, a b element outside the
-b port, operands not congruent, MAX, SUM or ARGMAX of an empty pass). :meth:`cycles` gives a
-pass's cycles from its transfer on ``i`` to its result's offer on ``o``.
+b port, operands not congruent, MAX, SUM or ARGMAX of an empty pass); a pass with no reduction
+offers once its last result is written. :meth:`cycles` gives a pass's cycles from its transfer on
+``i`` to its result's offer on ``o``.
 
 ``access`` reads and writes one element while the unit is idle (``busy`` low): the sequencer's
 loads and stores; ``access_data`` is the element at the address of the cycle before, and
@@ -51,7 +54,8 @@ def reduction_of(op) -> Reduction:
 def pass_layout(depth: int) -> data.StructLayout:
     return data.StructLayout({
         "config": CONFIG, "n": range(depth + 1), "a": range(depth), "b": range(depth),
-        "c": range(depth), "dst": range(depth), "c_vector": 1, "write": 1, "reduce": Reduction})
+        "c": range(depth), "dst": range(depth), "c_vector": 1, "write": 1, "reduce": Reduction,
+        "b_period": range(depth + 1)})      # b's elements repeat every b_period (0: none)
 
 
 class VectorUnit(wiring.Component):
@@ -97,17 +101,22 @@ class VectorUnit(wiring.Component):
     lanes = property(lambda self: self._lanes)
     depth = property(lambda self: self._depth)
 
-    def cycles(self, n: int, offset: int = 0) -> int:
+    def cycles(self, n: int, offset: int = 0, reduces: bool = True) -> int:
         """Clock edges from a pass of ``n`` elements (``offset`` = a mod lanes) taken to its result
-        offered: the decoder, its rows, the lanes' latency, the reduction's leaves, tree and running
-        result."""
-        return self.cycles_of(self._lanes, n, offset)
+        offered: its rows (one cycle at least), the lanes' latency and the write, then for a pass
+        that ``reduces`` the reduction's leaves, tree and running result."""
+        return self.cycles_of(self._lanes, n, offset, reduces)
 
     @staticmethod
-    def cycles_of(lanes: int, n: int, offset: int = 0) -> int:
+    def cycles_of(lanes: int, n: int, offset: int = 0, reduces: bool = True) -> int:
         """:meth:`cycles` without a unit."""
         rows = -(-(offset + n) // lanes) if n else 0
-        return 1 + PassDecoder.LATENCY + rows + 1 + VectorLane.LATENCY + (lanes - 1).bit_length() + 3
+        return max(rows, 1) + VectorLane.LATENCY + 2 + ((lanes - 1).bit_length() + 1 if reduces else 0)
+
+    @staticmethod
+    def op_cycles(lanes: int, op) -> int:
+        """:meth:`cycles_of` for a :class:`~hw.vector_isa.VectorOp`."""
+        return VectorUnit.cycles_of(lanes, op.n, op.a % lanes, bool(op.reduce))
 
     def elaborate(self, platform):
         m = Module()
@@ -131,6 +140,8 @@ class VectorUnit(wiring.Component):
         offset = op.a[:shift] if shift else 0
         b_vector = (op.config.b_source == BSource.VECTOR)
         row = Signal(range(rows + 1))                       # the row being issued, from a's first
+        b_row = Signal(range(rows + 1))                     # b's row: row, modulo b_period's rows
+        period_rows = op.b_period >> shift
         row_count = Signal(range(rows + 2))
         m.d.comb += row_count.eq((op.n + offset + lanes - 1) >> shift)
         error = Signal()
@@ -143,7 +154,7 @@ class VectorUnit(wiring.Component):
         issued_mask = Signal(lanes)
         for k, (ra, rb, rc, _) in enumerate(banks):
             m.d.comb += [ra.addr.eq(Mux(issue, (op.a >> shift) + row, self.access.addr >> shift)),
-                         rb.addr.eq((op.b >> shift) + row), rc.addr.eq((op.c >> shift) + row)]
+                         rb.addr.eq((op.b >> shift) + b_row), rc.addr.eq((op.c >> shift) + row)]
         mask = Signal(lanes)
         for k in range(lanes):
             index = (row << shift) + k                     # the element's index + offset
@@ -178,7 +189,7 @@ class VectorUnit(wiring.Component):
                                      ~self.busy & self.access.write & (self.access.addr[:shift] == k
                                                                        if shift else 1)))]
             leaf = Signal(node_layout, name=f"leaf{k}")
-            m.d.sync += [leaf.valid.eq(lane.o.valid),
+            m.d.sync += [leaf.valid.eq(lane.o.valid & (reduce != Reduction.NONE)),
                          leaf.value.eq(Mux((reduce == Reduction.MAXABS) & y[-1], -y, y)), leaf.lane.eq(k)]
             leaves.append(leaf)
             with m.If(collecting & lane.o.valid & lane.o.error):
@@ -237,6 +248,9 @@ class VectorUnit(wiring.Component):
 
         # -- the pass -----------------------------------------------------------------------------
         drain = Signal(range(VectorLane.LATENCY + depth_of_tree + 4))
+        # the last row's results are written LATENCY + 1 cycles after it issues, then reduced by
+        # the leaves, the tree and the running result (a pass with no reduction has only its errors)
+        last_write = VectorLane.LATENCY
         with m.FSM():
             with m.State("IDLE"):
                 m.d.comb += [self.i.ready.eq(1), clear.eq(1)]
@@ -247,25 +261,22 @@ class VectorUnit(wiring.Component):
                     congruent = 1
                     for address, used in same if shift else ():
                         congruent &= (address[:shift] == payload.a[:shift]) | ~used
-                    m.d.sync += [op.eq(payload), row.eq(0), written.eq(0), error.eq(~congruent),
+                    if shift:           # a repeated b: whole rows, from a row's first lane
+                        congruent &= (payload.b_period == 0) | ((payload.b_period[:shift] == 0)
+                                                                 & (payload.a[:shift] == 0))
+                    m.d.sync += [op.eq(payload), row.eq(0), b_row.eq(0), written.eq(0), error.eq(~congruent),
                                  drain.eq(0)]
-                    m.next = "DECODE"
-            with m.State("DECODE"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += drain.eq(drain + 1)
-                with m.If(drain == PassDecoder.LATENCY - 1):
                     m.next = "ISSUE"
             with m.State("ISSUE"):
                 m.d.comb += [self.busy.eq(1), collecting.eq(1), issue.eq(row < row_count)]
-                with m.If(row < row_count):
-                    m.d.sync += row.eq(row + 1)
-                with m.Else():
-                    m.d.sync += drain.eq(0)
+                m.d.sync += [row.eq(row + 1),
+                             b_row.eq(Mux((period_rows != 0) & (b_row + 1 == period_rows), 0, b_row + 1))]
+                with m.If(row + 1 >= row_count):
                     m.next = "DRAIN"
             with m.State("DRAIN"):       # the lanes, the leaves, the tree and the running result
                 m.d.comb += [self.busy.eq(1), collecting.eq(1)]
                 m.d.sync += drain.eq(drain + 1)
-                with m.If(drain == VectorLane.LATENCY + depth_of_tree + 2):
+                with m.If(drain == Mux(reduce == Reduction.NONE, last_write, last_write + depth_of_tree + 1)):
                     m.next = "RESULT"
             with m.State("RESULT"):
                 m.d.comb += [self.busy.eq(1), self.o.valid.eq(1),

@@ -52,7 +52,7 @@ def overlapped_cycles(ops: list, lanes: int) -> int:
                         + ([elements_ready(op.b, op.n)] if op.b_source is BSource.VECTOR else [])
                         + ([elements_ready(op.c, op.n)] if op.c is not None else []))
             rows_free = start + max(-(-(op.a % lanes + op.n) // lanes), 1)
-            done = start + VectorUnit.cycles_of(lanes, op.n, op.a % lanes)
+            done = start + VectorUnit.op_cycles(lanes, op)
             if op.dst is not None:
                 written.append((op.dst, op.dst + op.n, done))
             ready.update({name: done for _, name in op.reduce})
@@ -116,7 +116,7 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
                 step = (op.note or "other").split(":")[0]
                 passes[step] += 1
                 for lanes in lanes_list:
-                    cycles[step, lanes] += VectorUnit.cycles_of(lanes, op.n, op.a % lanes)
+                    cycles[step, lanes] += VectorUnit.op_cycles(lanes, op)
             else:
                 scalar[op.kind] += 1
 

@@ -208,6 +208,8 @@ def test_widths_are_checked():
     m.run([VectorOp(2, 0, 2, Function.ADD, reduce=((Reduce.MAXABS, "peak"),)),
            ScalarOp(ScalarKind.NORM_SHIFT, "e", "peak")])
     assert m.registers["peak"] == 1 << 20 and m.registers["e"] == 21 - nx.NORM_MAX_BITLEN
+    with pytest.raises(ValueError, match="b_period repeats a VECTOR b of 1 element or more, not 2 with REG"):
+        VectorOp(2, 0, 2, Function.MUL, BSource.REGISTER, "wide", b_period=2)
 
 
 def compare_steps(model, tokens, units=False):

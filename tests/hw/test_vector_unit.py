@@ -25,7 +25,8 @@ def pass_payload(op: VectorOp, registers: dict) -> dict:
     config = PassConfig.of(op, registers)
     return {"config": config_of(op, config), "n": op.n, "a": op.a,
             "b": op.b if op.b_source is BSource.VECTOR else 0, "c": op.c or 0, "dst": op.dst or 0,
-            "c_vector": op.c is not None, "write": op.dst is not None, "reduce": reduction_of(op)}
+            "c_vector": op.c is not None, "write": op.dst is not None, "reduce": reduction_of(op),
+            "b_period": op.b_period or 0}
 
 
 async def write_memory(ctx, dut, address: int, values) -> None:
@@ -178,6 +179,24 @@ def test_flags_what_the_machine_refuses():
             run_on_unit(unit, {4: [1 << 20]}, {}, [op])
 
 
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_repeated_b(lanes):
+    """A b_period pass reads b[i mod b_period], whole rows at a time; a period or an a that does
+    not start on a row's first lane is flagged."""
+    seed = 70 + lanes
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    memory = {0: rng.integers(-(1 << 20), 1 << 20, 24), 64: rng.integers(-(1 << 15), 1 << 15, 8)}
+    check_program(lanes, memory, {}, [
+        VectorOp(24, 0, 32, Function.MUL, BSource.VECTOR, 64, b_period=8, reduce=((Reduce.SUM, "s"),)),
+        VectorOp(20, 4, 36, Function.MUL, BSource.VECTOR, 68, b_period=4, c=0)])
+    if lanes > 1:
+        for op in (VectorOp(6, 0, 32, Function.MUL, BSource.VECTOR, 64, b_period=6),
+                   VectorOp(6, 1, 33, Function.MUL, BSource.VECTOR, 65, b_period=4)):
+            with pytest.raises(ProgramError, match="the unit flags"):
+                run_on_unit(VectorUnit(lanes=lanes, depth=DEPTH), memory, {}, [op])
+
+
 def test_parameters_are_checked():
     with pytest.raises(ValueError, match="lanes must be a power of two, not 3; 2 or 4 would"):
         VectorUnit(lanes=3, depth=48)
@@ -226,4 +245,4 @@ def test_cycles(lanes):
     sim.add_clock(1e-6)
     sim.add_testbench(testbench)
     sim.run()
-    assert measured == [unit.cycles(op.n, op.a % lanes) for op in passes]
+    assert measured == [unit.op_cycles(lanes, op) for op in passes]
