@@ -12,8 +12,10 @@ written. The operations, and their cycles from taken to answered (:meth:`ScalarU
 ==========================================  =============================================  ===========
 kind                                        how                                            cycles
 ==========================================  =============================================  ===========
-ADD, RECIP, RSQRT; FROM_INT                 the :class:`~hw.scale_unit.ScaleUnit`           4; 5 + its own
+ADD, RECIP, RSQRT                           the :class:`~hw.scale_unit.ScaleUnit`           4 + its own
 MUL (normalized scales or 0)                a :class:`~hw.scale_unit.NormalizedScaleMultiplier`  5
+FROM_INT                                    the bit length, the shift to 17 bits, then     6
+                                            the rounding and the exponent
 MAX, IS_ZERO, SELECT, MANT, EXP             one ALU stage                                  3
 INT, ADD_INT, SCALE, SHR, NORM_SHIFT,       one ALU stage, on prepared operands            4
 CODE_SHIFT
@@ -56,7 +58,7 @@ from .vector_lane import fits
 LEFT_LIMIT = nx.NORM_MAX_BITLEN      # CODE_RECIP's left shift (a peak below 2^17) is at most this
 DIVIDE_STEPS = QUOTIENT_BITS // 2    # CODE_RECIP's quotient, two bits a step
 # the kinds the ScaleUnit computes, and its operation for each
-SCALE_OPS = {ScalarKind.ADD: ScaleOp.ADD, ScalarKind.FROM_INT: ScaleOp.FROM_INT,
+SCALE_OPS = {ScalarKind.ADD: ScaleOp.ADD,
              ScalarKind.RECIP: ScaleOp.RECIP, ScalarKind.RSQRT: ScaleOp.RSQRT}
 # the kinds that use a prepared operand (the amount, |a| or the shifts): a cycle more
 PREPARED = (ScalarKind.INT, ScalarKind.ADD_INT, ScalarKind.FROM_INT, ScalarKind.SCALE, ScalarKind.SHR,
@@ -84,9 +86,12 @@ def scalar_layout(registers: int, depth: int) -> data.StructLayout:
 
 def amount_value(offset, sign, register, part):
     """An amount ``offset + sign · part(register)`` for a ``sign`` of -2, -1, 1 or 2 (0: the offset
-    alone) and a :class:`~hw.vector_isa.Part`: a negation and a doubling at most, no multiplier."""
-    negative = register[-1]
-    register = Mux(((part == Part.POSITIVE) & negative) | ((part == Part.NEGATIVE) & ~negative), 0, register)
+    alone) and a :class:`~hw.vector_isa.Part` of a :func:`register_layout` value: a negation and a
+    doubling at most, no multiplier."""
+    value = register.value
+    negative = value[-1]
+    dropped = ((part == Part.POSITIVE) & negative) | ((part == Part.NEGATIVE) & ~negative)
+    register = Mux(part == Part.EXPONENT, register.exp, Mux(dropped, 0, value))
     scaled = Mux(sign[-1], -register, register)
     scaled = Mux((sign == 2) | (sign == -2), scaled << 1, scaled)
     return offset + Mux(sign == 0, 0, scaled)
@@ -160,7 +165,7 @@ class ScalarUnit(wiring.Component):
         if kind in SCALE_OPS:
             return base + 1 + ScaleUnit.cycles_of(SCALE_OPS[kind])
         return base + {ScalarKind.MUL_INT: 1, ScalarKind.MUL: NormalizedScaleMultiplier.latency_of(),
-                       ScalarKind.CODE_RECIP: 1 + DIVIDE_STEPS,
+                       ScalarKind.CODE_RECIP: 1 + DIVIDE_STEPS, ScalarKind.FROM_INT: 2,
                        ScalarKind.LOAD: 1}.get(kind, 0)
 
     def elaborate(self, platform):
@@ -173,11 +178,11 @@ class ScalarUnit(wiring.Component):
         port_w = file.write_port()
         if self._lend_bits:
             m.submodules.shared_scale = shared = SharedScaleUnit(
-                {"scalar": REGISTER_BITS - 1, "lent": self._lend_bits}, exp_bits=exp_bits)
+                {"scalar": 1, "lent": self._lend_bits}, exp_bits=exp_bits)      # no FROM_INT of its own
             scale_unit = shared.scalar
             wiring.connect(m, wiring.flipped(self.lent_scale), shared.lent)
         else:
-            m.submodules.scale_unit = scale_unit = ScaleUnit(exp_bits=exp_bits, int_bits=REGISTER_BITS - 1)
+            m.submodules.scale_unit = scale_unit = ScaleUnit(exp_bits=exp_bits, int_bits=1)
 
         op = Signal(scalar_layout(self._registers, self._depth))
         idle = Signal()
@@ -202,7 +207,7 @@ class ScalarUnit(wiring.Component):
         code_bitlen = Signal(signed(REGISTER_BITS + 1))     # CODE_RECIP's bitlen(a) must be b + 17
         prepare = Signal()
         with m.If(prepare):
-            m.d.sync += [amount.eq(amount_value(op.exp_offset, op.exp_sign, selector.value, op.exp_part)),
+            m.d.sync += [amount.eq(amount_value(op.exp_offset, op.exp_sign, selector, op.exp_part)),
                          magnitude.eq(Mux(a.value[-1], -a.value, a.value)),
                          right.eq(Mux(b.value[-1], 0, Mux(b.value > SHR_LIMIT, SHR_LIMIT, b.value))),
                          left.eq(Mux(b.value[-1] & (b.value >= -LEFT_LIMIT), -b.value, 0)),
@@ -276,12 +281,22 @@ class ScalarUnit(wiring.Component):
         m.d.comb += digit.eq(Mux(~differences[2][-1], 3,
                                  Mux(~differences[1][-1], 2, Mux(~differences[0][-1], 1, 0))))
 
+        # FROM_INT (scale_from_int): the shift s = bitlen(n) − 16 (EXECUTE), t = n shifted to 17
+        # bits, right by s − 1 or left by 1 − s, and the exponent before the rounding's carry
+        # (NORMALIZE), then the mantissa (t + 1) >> 1, one bit less where that carries to 2^16 (ROUND)
+        from_shift = Signal(signed(8))
+        t = Signal(nx.SCALE_BITS + 1)
+        from_exp = Signal(signed(REGISTER_BITS + 4))
+        rounded = Signal(nx.SCALE_BITS + 1)
+        m.d.comb += rounded.eq((t + 1) >> 1)
+        carry = rounded[nx.SCALE_BITS]
+
         # -- the operation ---------------------------------------------------------------------
         kind = op.kind
         command = scale_unit.i.payload
         m.d.comb += [command.a.mant.eq(a.value),
-                     command.a.exp.eq(Mux(kind == ScalarKind.FROM_INT, amount, a.exp)),
-                     command.b.mant.eq(b.value), command.b.exp.eq(b.exp), command.n.eq(a.value)]
+                     command.a.exp.eq(a.exp),
+                     command.b.mant.eq(b.value), command.b.exp.eq(b.exp)]
         with m.Switch(kind):
             for k, code in SCALE_OPS.items():
                 with m.Case(k):
@@ -293,8 +308,6 @@ class ScalarUnit(wiring.Component):
                                            | ~mantissa_fits(b.value) | ~fits(b.exp, exp_bits))
             with m.Case(ScalarKind.RECIP, ScalarKind.RSQRT):
                 m.d.comb += scale_error.eq(~mantissa_fits(a.value) | (a.value == 0))
-            with m.Case(ScalarKind.FROM_INT):
-                m.d.comb += scale_error.eq(a.value[-1] | (a.value != 0) & ~fits(amount, exp_bits))
 
         writes = Signal()
         with m.FSM():
@@ -325,6 +338,9 @@ class ScalarUnit(wiring.Component):
                             m.next = "SCALE"
                     with m.Case(ScalarKind.MUL_INT):
                         m.next = "PRODUCT"
+                    with m.Case(ScalarKind.FROM_INT):
+                        m.d.sync += [from_shift.eq(bitlen - nx.SCALE_BITS), error.eq(a.value[-1])]
+                        m.next = "NORMALIZE"
                     with m.Case(ScalarKind.MUL):
                         m.d.sync += [mul_wait.eq(0), error.eq(scale_error)]
                         m.next = "MUL"
@@ -363,6 +379,22 @@ class ScalarUnit(wiring.Component):
                     m.d.sync += [result.value.eq(multiplier.o.mant), result.exp.eq(multiplier.o.exp),
                                  error.eq(error | multiplier.o.invalid)]
                     m.next = "WRITE"
+            with m.State("NORMALIZE"):
+                m.d.comb += self.busy.eq(1)
+                # s in [-16, 31]: left by 1 − s in [1, 17], or right by s − 1 in [0, 30]
+                left_by, right_by = (1 - from_shift)[:5], (from_shift - 1)[:5]
+                m.d.sync += [t.eq(Mux(from_shift[-1] | (from_shift == 0), magnitude << left_by,
+                                      magnitude >> right_by)),
+                             from_exp.eq(amount + from_shift)]
+                m.next = "ROUND"
+            with m.State("ROUND"):
+                m.d.comb += self.busy.eq(1)
+                exponent = from_exp + carry
+                zero = magnitude == 0
+                m.d.sync += [result.value.eq(Mux(zero, 0, Mux(carry, rounded >> 1, rounded))),
+                             result.exp.eq(Mux(zero, 0, exponent)),
+                             error.eq(error | ~zero & ~fits(exponent, exp_bits))]
+                m.next = "WRITE"
             with m.State("PRODUCT"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [result.value.eq(product),

@@ -45,7 +45,7 @@ from .scale_unit import scale_unit_signature
 from .vector_isa import (A_BITS, B_BITS, ELEMENT_BITS, REGISTER_BITS, BSource, Call, Function, Part, Pre,
                          Round, ScalarKind, VectorOp)
 from .vector_lane import SHIFT_BITS, Saturate, fits, saturate_of
-from .vector_unit import Reduction, VectorUnit, pass_layout, reduction_of
+from .vector_unit import Reduction, VectorUnit, access_layout, pass_layout, reduction_of
 
 
 class Kind(enum.Enum, shape=2):
@@ -167,7 +167,7 @@ class VectorCore(wiring.Component):
             "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1),
             "call": Out(stream.Signature(range(max(len(program.calls), 1)))), "resume": In(1),
             "pc": Out(range(len(program.words))),
-            "access": In(data.StructLayout({"addr": range(depth), "data": signed(ELEMENT_BITS), "write": 1})),
+            "access": In(access_layout(depth, lanes)),
             "access_data": Out(signed(ELEMENT_BITS)),
             "access_row": Out(data.ArrayLayout(signed(ELEMENT_BITS), lanes)),
             "register": In(data.StructLayout({"addr": range(registers), "data": register_layout(),
@@ -258,7 +258,8 @@ class VectorCore(wiring.Component):
         with m.If(idle | called):
             m.d.comb += vector.access.eq(self.access)
         with m.Else():
-            m.d.comb += vector.access.eq(scalar.access)
+            m.d.comb += [vector.access.addr.eq(scalar.access.addr), vector.access.data.eq(scalar.access.data),
+                         vector.access.write.eq(scalar.access.write)]
         m.d.comb += [scalar.access_data.eq(vector.access_data), self.access_data.eq(vector.access_data),
                      self.access_row.eq(vector.access_row),
                      scalar.access_ready.eq(vector.access_free),
@@ -267,7 +268,7 @@ class VectorCore(wiring.Component):
         # a pass's register operands: read two a cycle through the scalar unit's two read ports
         reads = [(pass_.a_shift.register, pass_.shift.register), (pass_.b_register, pass_.pre_register)]
         operand = Signal(range(len(reads) + 1))
-        values = [Signal(signed(REGISTER_BITS), name=f"operand{k}") for k in range(2 * len(reads))]
+        values = [Signal(register_layout(), name=f"operand{k}") for k in range(2 * len(reads))]
         reading = Signal()
         with m.Switch(operand):
             for k, pair in enumerate(reads):
@@ -279,13 +280,12 @@ class VectorCore(wiring.Component):
                          scalar.write.data.eq(self.register.data), scalar.write.en.eq(self.register.write)]
         for k in range(len(reads)):
             with m.If(reading & (operand == k + 1)):
-                m.d.sync += [values[2 * k].eq(scalar.read_data[0].value),
-                             values[2 * k + 1].eq(scalar.read_data[1].value)]
+                m.d.sync += [values[2 * k].eq(scalar.read_data[0]), values[2 * k + 1].eq(scalar.read_data[1])]
 
-        def resolved(amount, register_value):
-            """``offset + sign · register``, clamped to SHIFT_BITS as config_of clamps it."""
+        def resolved(amount, register):
+            """``offset + sign · part(register)``, clamped to SHIFT_BITS as config_of clamps it."""
             total = Signal(signed(REGISTER_BITS + 3))
-            m.d.comb += total.eq(amount_value(amount.offset, amount.sign, register_value, amount.part))
+            m.d.comb += total.eq(amount_value(amount.offset, amount.sign, register, amount.part))
             low, high = -(1 << (SHIFT_BITS - 1)), (1 << (SHIFT_BITS - 1)) - 1
             return Mux(total < low, low, Mux(total > high, high, total))
 
@@ -293,7 +293,7 @@ class VectorCore(wiring.Component):
         operand_error = Signal()
         config = issue.config
         code = pass_.function == Function.CODE
-        b_value, pre_value = values[2], values[3]
+        b_value, pre_value = values[2].value, values[3].value
         form = Signal()
         with m.If(form):
             m.d.sync += [

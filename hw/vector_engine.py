@@ -13,7 +13,9 @@ Each :class:`~hw.vector_isa.Call` has a job in a table (its kind, addresses, the
 reads and writes); while the core waits for it:
 
 * ``matmul`` ``(layer, matrix, dst)``, reading ``x[n]``: the int8 codes are read from the
-  scratchpad into the array's activation buffer, ``simd`` to a beat; the product of matrix
+  scratchpad into the array's activation buffer, ``simd`` to a beat, unless the buffer holds them
+  (the matmul before read the same region and no instruction wrote into it since: k and v after
+  q, up after gate: the job table marks them); the product of matrix
   ``layer · 7 + index`` starts; its ``N`` accumulators are written to ``dst`` as they leave the
   array (one a cycle).
 * ``cache`` ``(layer, part, kv head)``, reading a head's codes and its scale register: the codes
@@ -31,7 +33,8 @@ reads and writes); while the core waits for it:
 * any other call (a trace) resumes the core at once.
 
 A beat's codes are read a part of a scratchpad row a cycle (``access_row``; the part is the
-largest that divides both the row and the beat, and a call's codes must start on it). A scale
+largest that divides both the row and the beat, and a call's codes must start on it); the cycle
+that hands a beat on reads the next beat's first part. A scale
 register is read in the cycle after the job (the register file's port has one cycle of latency).
 While the core is idle, ``access`` and ``register`` reach the scratchpad and the registers, as
 the core's own ports do (the caller's inputs before a run, its results after). ``error`` is the
@@ -56,7 +59,7 @@ from .scalar_unit import register_layout
 from .sequencer import MATRICES, matrix_index
 from .token_table import TokenTable
 from .vector_core import Program, VectorCore
-from .vector_isa import ELEMENT_BITS
+from .vector_isa import ELEMENT_BITS, Call, ScalarKind, ScalarOp, VectorOp
 from .vector_lane import fits
 
 
@@ -114,19 +117,30 @@ class VectorEngine(wiring.Component):
         self._beats = {kind: (width, math.gcd(lanes, width)) for kind, width in (
             (Job.MATMUL, simd), (Job.CACHE, attention_lanes), (Job.ATTEND, attention_lanes),
             (Job.LM_HEAD, head_lanes))}
+        # the results written a cycle: the attention head's sums and the embedding's codes a part
+        # of a scratchpad row at once (the largest that divides both the row and the unit's beat)
+        self._parts = {Job.ATTEND: math.gcd(lanes, attention_lanes),
+                       Job.EMBED: math.gcd(lanes, head_lanes if self._tied(model, program) else hidden)}
         jobs = [self._job(call, program.number) for call in program.calls]
         for call, job in zip(program.calls, jobs):
             if job["kind"] in self._beats and job["x"] % self._beats[job["kind"]][1]:
                 raise ValueError(f"a {call.kind} call reads x at {job['x']}, where it must start on a "
                                  f"multiple of {self._beats[job['kind']][1]} (its codes are read that many "
                                  "a cycle)")
+            if job["kind"] in self._parts and job["dst"] % self._parts[job["kind"]]:
+                raise ValueError(f"a {call.kind} call writes at {job['dst']}, where it must start on a "
+                                 f"multiple of {self._parts[job['kind']]} (its results are written that "
+                                 "many a cycle)")
+        self._mark_loaded(program.ops, jobs)
         self._jobs = jobs
+        self._call_index = {id(call): k for k, call in enumerate(program.calls)}
         kinds = {job["kind"] for job in jobs}
         context = cfg.max_position_embeddings
         self._attention = None
         if kinds & {Job.CACHE, Job.ATTEND}:
             # its row scale on the scalar unit's ScaleUnit, idle while the core waits for the call
-            self._attention = AttentionHead(head_dim=d, lanes=attention_lanes, out_lanes=1,
+            self._attention = AttentionHead(head_dim=d, lanes=attention_lanes,
+                                            out_lanes=self._parts[Job.ATTEND],
                                             max_positions=context, shared_scale=True)
             if self._attention.out_bits > ELEMENT_BITS:
                 raise ValueError(f"an attention head's sums take {self._attention.out_bits} bits over "
@@ -135,18 +149,19 @@ class VectorEngine(wiring.Component):
                                 lend_bits=self._attention.p_sum_bits if self._attention else None)
         # the token tables: (embedding, LM head); one table for both uses where the model ties them
         embeds, heads = Job.EMBED in kinds, Job.LM_HEAD in kinds
-        if embeds and heads and model.lm_head is model.embed:
-            table = TokenTable(model.embed, lanes=head_lanes, embedding_lanes=1)
+        part = self._parts[Job.EMBED]
+        if self._tied(model, program):
+            table = TokenTable(model.embed, lanes=head_lanes, embedding_lanes=part)
             self._tables = (table, table)
         else:
-            self._tables = (TokenTable(model.embed, lanes=1, lm_head=False) if embeds else None,
+            self._tables = (TokenTable(model.embed, lanes=part, lm_head=False) if embeds else None,
                             TokenTable(model.lm_head, lanes=head_lanes, embedding=False) if heads else None)
         depth = program.depth
         self._job_layout = data.StructLayout({
             "kind": Job, "matrix": range(len(MATRICES) * len(model.layers)), "x": range(depth),
             "n": range(depth + 1), "dst": range(depth), "layer": range(len(model.layers)), "value": 1,
             "kv_head": range(cfg.num_key_value_heads), "read": range(program.registers),
-            "write": range(program.registers)})
+            "write": range(program.registers), "loaded": 1})
         super().__init__({
             "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1),
             "token": In(range(cfg.vocab_size)), "position": In(range(context)),
@@ -180,6 +195,41 @@ class VectorEngine(wiring.Component):
         return {"kind": Job.ATTEND, "layer": layer, "kv_head": kv_head, "x": x, "n": n, "dst": dst,
                 "read": number[call.reads[0]], "write": number[call.writes[0]]}
 
+    @staticmethod
+    def _tied(model, program) -> bool:
+        """One token table serves the embedding and the LM head."""
+        kinds = {call.kind for call in program.calls}
+        return {"embed", "lm_head"} <= kinds and model.lm_head is model.embed
+
+    def _mark_loaded(self, ops, jobs) -> None:
+        """Mark each matmul whose codes are already in the array's activation buffer: the last
+        matmul read the same region, and nothing has written into it since (q, k and v share
+        their codes, as do gate and up)."""
+        calls = iter(jobs)
+        loaded = None                   # the region (x, n) in the activation buffer
+        for op in ops:
+            job = next(calls) if isinstance(op, Call) else None
+            if job is not None and job["kind"] is Job.MATMUL:
+                job["loaded"] = int(loaded == (job["x"], job["n"]))
+                loaded = (job["x"], job["n"])
+            if loaded is not None and any(written.start < loaded[0] + loaded[1] and loaded[0] < written.stop
+                                          for written in self._writes(op)):
+                loaded = None
+
+    def _writes(self, op) -> list:
+        """The scratchpad elements an instruction writes, as ranges."""
+        if isinstance(op, VectorOp):
+            return [range(op.dst, op.dst + op.n)] if op.dst is not None else []
+        if isinstance(op, ScalarOp):
+            return [range(op.address, op.address + 1)] if op.kind is ScalarKind.STORE else []
+        cfg = self._model.config
+        if op.kind == "matmul":
+            layer, matrix, dst = op.args
+            return [range(dst, dst + getattr(self._model.layers[layer], matrix).codes.shape[0])]
+        n = {"attend": cfg.dim_per_head, "rope": cfg.dim_per_head, "embed": cfg.hidden_size,
+             "lm_head": cfg.vocab_size}.get(op.kind)
+        return [range(op.args[-1], op.args[-1] + n)] if n else []
+
     linear = property(lambda self: self._linear)
     core = property(lambda self: self._core)
 
@@ -191,12 +241,13 @@ class VectorEngine(wiring.Component):
 
     def call_cycles(self, call, position: int = 0) -> int:
         """Cycles from a call's transfer to the core's ``resume``: the job read (2); for a call
-        that reads codes, its scale register read (1) and the codes, a beat at a time (a part of
-        a scratchpad row a cycle, then 3 cycles to take the last and hand the beat on); then the
-        matrix product's cycles, the cache entry's scale, the attention head's cycles and its
+        that reads codes (but a matmul whose codes the array's buffer holds), its scale register
+        read (1) and the codes, a beat at a time (a part of a scratchpad row a cycle, the last
+        part's capture, and a cycle to hand the beat on, which reads the next beat's first part);
+        then the matrix product's cycles, the cache entry's scale, the attention head's cycles and its
         ``d`` sums, or the LM head's cycles; or the token offered (2) and the embedding row's;
         or RoPE's rows read and written (``d`` and 2)."""
-        job = self._job(call, self._program.number)
+        job = self._jobs[self._call_index[id(call)]]
         kind = job["kind"]
         if kind is Job.TRACE:
             return 2
@@ -206,13 +257,13 @@ class VectorEngine(wiring.Component):
             return 4 + self._model.config.dim_per_head
         n = job["n"]
         width, chunk = self._beats[kind]
-        load = sum(-(-min(width, n - first) // chunk) + 3 for first in range(0, n, width))
+        load = sum(-(-min(width, n - first) // chunk) + 1 for first in range(0, n, width)) + 1
         if kind is Job.MATMUL:
-            return 5 + load + self._linear.cycles(job["matrix"])
+            return (4 if job.get("loaded") else 5 + load) + self._linear.cycles(job["matrix"])
         if kind is Job.CACHE:
             return 5 + load
         if kind is Job.ATTEND:
-            return 3 + load + self._attention.cycles(position + 1) + n
+            return 3 + load + self._attention.cycles(position + 1) + n // self._parts[Job.ATTEND]
         return 4 + load + self._tables[1].logit_cycles()
 
     def elaborate(self, platform):
@@ -239,7 +290,8 @@ class VectorEngine(wiring.Component):
         serving = Signal()
         port, register = core.access, core.register
         with m.If(~serving):
-            m.d.comb += [port.eq(self.access), register.eq(self.register)]
+            m.d.comb += [port.addr.eq(self.access.addr), port.data.eq(self.access.data),
+                         port.write.eq(self.access.write), register.eq(self.register)]
 
         attention = self._attention
         scale = None
@@ -319,11 +371,31 @@ class VectorEngine(wiring.Component):
                                     m.d.sync += beat[slot * chunk + t].eq(Mux(inside, code, 0))
             m.d.sync += captured.eq(captured + chunk)
 
-        def write_out(valid, value):
-            """A served result into the scratchpad, from dst on, one a cycle."""
-            m.d.comb += [port.addr.eq(job.dst + written), port.data.eq(value), port.write.eq(valid)]
+        def read(issue):
+            """The next part of x read from the scratchpad where ``issue`` is high (it arrives, and is
+            captured, the cycle after)."""
+            m.d.comb += port.addr.eq(job.x + index)
+            m.d.sync += [reading.eq(issue), read_index.eq(index), read_lane.eq((job.x + index) % lanes)]
+            with m.If(issue):
+                m.d.sync += [index.eq(index + step), issued.eq(issued + step)]
+
+        def write_out(valid, values):
+            """A served result into the scratchpad, from dst on, one a cycle; or ``values``, a part of a
+            row (aligned to its size) a cycle."""
+            values = values if isinstance(values, list) else [values]
+            address = job.dst + written
+            m.d.comb += [port.addr.eq(address), port.write.eq(valid)]
+            if len(values) == 1:
+                m.d.comb += port.data.eq(values[0])
+            else:
+                part = len(values)
+                m.d.comb += [port.row[k].eq(values[k % part]) for k in range(lanes)]
+                with m.Switch(address % lanes // part):
+                    for place in range(lanes // part):
+                        with m.Case(place):
+                            m.d.comb += port.mask.eq(Mux(valid, ((1 << part) - 1) << (place * part), 0))
             with m.If(valid):
-                m.d.sync += written.eq(written + 1)
+                m.d.sync += written.eq(written + len(values))
 
         with m.FSM() as fsm:
             m.d.comb += serving.eq(~fsm.ongoing("IDLE"))
@@ -346,6 +418,8 @@ class VectorEngine(wiring.Component):
                 if rope is not None:
                     with m.Elif(job.kind == Job.ROPE):
                         m.next = "ROPE"
+                with m.Elif(job.loaded):       # the codes are in the array's buffer
+                    m.next = "START"
                 with m.Else():
                     m.next = "SCALE"
             with m.State("SCALE"):
@@ -355,19 +429,16 @@ class VectorEngine(wiring.Component):
                 m.next = "LOAD"
             with m.State("LOAD"):
                 # a beat's x elements read a part of a row a cycle (it arrives the cycle after),
-                # the last beat's missing lanes left at zero
+                # the last beat's missing lanes left at zero; the last part's capture ends it
                 issue = Signal()
-                m.d.comb += [port.addr.eq(job.x + index),
-                             issue.eq((issued < beat_width) & (index < job.n))]
-                m.d.sync += [reading.eq(issue), read_index.eq(index), read_lane.eq((job.x + index) % lanes)]
-                with m.If(issue):
-                    m.d.sync += [index.eq(index + step), issued.eq(issued + step)]
+                m.d.comb += issue.eq((issued < beat_width) & (index < job.n))
+                read(issue)
                 with m.If(reading):
                     with m.Switch(job.kind):
                         for kind, (w, chunk) in beats.items():
                             with m.Case(kind):
                                 capture(w, chunk)
-                with m.If(~issue & ~reading):
+                with m.If(~issue):
                     m.next = "BEAT"
             with m.State("BEAT"):              # the beat to the array, the attention head, cache or LM head
                 taken = Signal()
@@ -384,7 +455,9 @@ class VectorEngine(wiring.Component):
                                         m.d.comb += stream_.payload.last.eq(last)
                 with m.If(taken):
                     m.d.sync += [beat.eq(0), issued.eq(0), captured.eq(0)]
-                    with m.If(~last):
+                    with m.If(~last):          # the next beat's first part read at once
+                        read(1)
+                        m.d.sync += issued.eq(step)
                         m.next = "LOAD"
                     with m.Else():
                         with m.Switch(job.kind):
@@ -413,7 +486,7 @@ class VectorEngine(wiring.Component):
                                  register.addr.eq(job.write), register.data.value.eq(o.scale.mant),
                                  register.data.exp.eq(o.scale.exp),
                                  register.write.eq(attention.o.valid & o.last)]
-                    write_out(attention.o.valid, o.data[0])
+                    write_out(attention.o.valid, list(o.data))
                     with m.If(attention.o.valid & o.invalid):
                         m.d.sync += served_error.eq(1)
                     with m.If(attention.o.valid & o.last):
@@ -429,7 +502,7 @@ class VectorEngine(wiring.Component):
                     m.d.comb += [row.ready.eq(1), register.addr.eq(job.write),
                                  register.data.value.eq(row.payload.scale.mant),
                                  register.write.eq(row.valid & row.payload.last)]
-                    write_out(row.valid, row.payload.data[0])
+                    write_out(row.valid, list(row.payload.data))
                     with m.If(row.valid & row.payload.last):
                         m.next = "RESUME"
             if lm_head is not None:

@@ -65,7 +65,7 @@ class Pre(hdl_enum.Enum, shape=2):
 class BSource(hdl_enum.Enum, shape=3):
     NONE = 0           # no product (EXP2, ADD)
     VECTOR = 1         # scratchpad[b + i]
-    REGISTER = 2       # register b, the same for every element
+    REGISTER = 2       # register b (a scale register: its mantissa), the same for every element
     SELF = 3           # a' (a square)
     SIGMOID = 4        # model.numerics.SIGMOID_TABLE at SiLU's index of a'
 
@@ -91,15 +91,17 @@ class Reduce(enum.Enum):
 
 
 class Part(hdl_enum.Enum, shape=2):
-    ALL = 0            # the register's value
+    ALL = 0            # an integer register's value
     POSITIVE = 1       # max(register, 0)
     NEGATIVE = 2       # min(register, 0)
+    EXPONENT = 3       # a scale register's exponent
 
 
 @dataclasses.dataclass(frozen=True)
 class Amount:
     """A shift amount: ``offset + sign · part(register)`` (``register`` None: the offset alone),
-    ``part`` the register's value or its positive or negative part."""
+    ``part`` an integer register's value or its positive or negative part, or a scale register's
+    exponent."""
     register: str | None = None
     sign: int = 1
     offset: int = 0
@@ -112,7 +114,11 @@ class Amount:
     def value(self, registers: dict) -> int:
         if not self.register:
             return self.offset
-        value = int(registers[self.register])
+        value = registers[self.register]
+        if isinstance(value, tuple) != (self.part is Part.EXPONENT):
+            raise ProgramError(f"an amount of part {self.part.name} of register {self.register!r}, which "
+                               f"holds {'a scale' if isinstance(value, tuple) else 'an integer'}")
+        value = int(value[1] if self.part is Part.EXPONENT else value)
         if self.part is Part.POSITIVE:
             value = max(value, 0)
         elif self.part is Part.NEGATIVE:
@@ -256,13 +262,15 @@ class PassConfig:
     """A pass's register operands, resolved: what the unit holds in its lanes for the whole pass."""
     a_shift: int = 0
     shift: int = 0
-    b: int = 0              # REGISTER's b; CODE's reciprocal (b·127 goes on the a port)
+    b: int = 0              # REGISTER's b (a scale register's: its mantissa); CODE's reciprocal
+    #                         (b·127 goes on the a port)
     pre: int = 0            # RSUB's minuend
 
     @classmethod
     def of(cls, op: VectorOp, registers: dict) -> "PassConfig":
+        b = registers[op.b] if op.b_source is BSource.REGISTER else 0
         return cls(op.a_shift.value(registers), op.shift.value(registers),
-                   int(registers[op.b]) if op.b_source is BSource.REGISTER else 0,
+                   int(b[0] if isinstance(b, tuple) else b),
                    int(registers[op.pre_register]) if op.pre is Pre.RSUB else 0)
 
 

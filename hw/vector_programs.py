@@ -48,9 +48,10 @@ def constants() -> list:
             ScalarOp(S.INT, EXP_ONE, exp=Amount(offset=1 << (nx.SCALE_BITS - 1)))]
 
 
-def apply_scale_amount(exp: str, frac: int) -> Amount:
-    """The shift of ``apply_scale(x, s, frac)``, ``-(exp + frac)``, from a register holding ``exp``."""
-    return Amount(exp, -1, -frac)
+def apply_scale_amount(scale: str, frac: int) -> Amount:
+    """The shift of ``apply_scale(x, s, frac)``, ``-(exp + frac)``, from the scale register ``scale``
+    (a pass's REGISTER b of it is its mantissa)."""
+    return Amount(scale, -1, -frac, Part.EXPONENT)
 
 
 def codes(u: int, n: int, dst: int, peak: str, tag: str, step: str) -> list:
@@ -76,20 +77,22 @@ def rms_quantize(x: int, n: int, x_scale: str, gain: int, gain_exp: int, inv_len
     t = result
     first = [] if peak else [VectorOp(n, x, function=Function.ADD, reduce=_peak(f"{t}_peak_x"),
                                       note="norm: max |x|")]
+    # the scale arithmetic that needs only Σ x_n² runs while the pass making u goes on, the rest
+    # while the codes' pass does
     return [
         *first,
         ScalarOp(S.NORM_SHIFT, f"{t}_e", peak or f"{t}_peak_x"),
         VectorOp(n, x, function=Function.MUL, b_source=BSource.SELF, a_shift=Amount(f"{t}_e"),
                  reduce=((Reduce.SUM, f"{t}_squares"),), note="norm: Σ x_n²"),
+        ScalarOp(S.MUL, f"{t}_xx", x_scale, x_scale),
         VectorOp(n, x, u, Function.MUL, BSource.VECTOR, gain, a_shift=Amount(f"{t}_e"),
                  reduce=((Reduce.MAXABS, f"{t}_peak"),), note="norm: u = x_n · g"),
-        *codes(u, n, dst, f"{t}_peak", t, "norm"),
         ScalarOp(S.FROM_INT, f"{t}_ms", f"{t}_squares", exp=Amount(f"{t}_e", 2)),
         ScalarOp(S.MUL, f"{t}_ms", f"{t}_ms", inv_len),
-        ScalarOp(S.MUL, f"{t}_xx", x_scale, x_scale),
         ScalarOp(S.MUL, f"{t}_ms", f"{t}_ms", f"{t}_xx"),
         ScalarOp(S.ADD, f"{t}_ms", f"{t}_ms", eps),
         ScalarOp(S.RSQRT, f"{t}_inv_rms", f"{t}_ms"),
+        *codes(u, n, dst, f"{t}_peak", t, "norm"),
         ScalarOp(S.FROM_INT, f"{t}_top", f"{t}_peak", exp=Amount(f"{t}_e", 1, -gain_exp)),
         ScalarOp(S.MUL, f"{t}_top", f"{t}_top", x_scale),
         ScalarOp(S.MUL, f"{t}_top", f"{t}_top", f"{t}_inv_rms"),
@@ -156,10 +159,8 @@ def dequantize_add(acc: int, n: int, scale: str, h: int, scratch: int, peak: str
     """``h = saturate(h + apply_scale(acc, scale, RES_FRAC))`` for acc[n] into h[n] (max |h| into
     register ``peak``). The product saturates to a scratchpad element first, which cannot change
     the saturated sum (|h| < 2^31)."""
-    return [ScalarOp(S.MANT, f"{scale}_mant", scale),
-            ScalarOp(S.EXP, f"{scale}_exp", scale),
-            VectorOp(n, acc, scratch, Function.MUL, BSource.REGISTER, f"{scale}_mant",
-                     shift=apply_scale_amount(f"{scale}_exp", nx.RES_FRAC), saturate=36,
+    return [VectorOp(n, acc, scratch, Function.MUL, BSource.REGISTER, scale,
+                     shift=apply_scale_amount(scale, nx.RES_FRAC), saturate=36,
                      note="residual: acc · scale"),
             VectorOp(n, scratch, h, Function.ADD, c=h, saturate=nx.RES_BITS, reduce=_peak(peak),
                      note="residual: h + y")]
@@ -171,10 +172,8 @@ def embed(row: int, n: int, row_mant: int | None, table_exp: int, h: int, peak: 
     max |h| into register ``peak``."""
     return [*([ScalarOp(S.INT, "embed_row", exp=Amount(offset=row_mant))] if row_mant is not None else []),
             ScalarOp(S.FROM_INT, "embed_scale", "embed_row", exp=Amount(offset=table_exp)),
-            ScalarOp(S.MANT, "embed_mant", "embed_scale"),
-            ScalarOp(S.EXP, "embed_exp", "embed_scale"),
-            VectorOp(n, row, h, Function.MUL, BSource.REGISTER, "embed_mant",
-                     shift=apply_scale_amount("embed_exp", nx.RES_FRAC), saturate=nx.RES_BITS,
+            VectorOp(n, row, h, Function.MUL, BSource.REGISTER, "embed_scale",
+                     shift=apply_scale_amount("embed_scale", nx.RES_FRAC), saturate=nx.RES_BITS,
                      reduce=_peak(peak), note="embed: codes · row scale")]
 
 
@@ -209,10 +208,8 @@ def gated(gate: int, up: int, n: int, gate_scale: str, up_scale: str, kind: str,
             ScalarOp(S.MUL, f"{t}_act", f"{t}_act", f"{t}_norm")]
     elif kind == "silu":
         program += [
-            ScalarOp(S.MANT, f"{t}_gate_mant", gate_scale),
-            ScalarOp(S.EXP, f"{t}_gate_exp", gate_scale),
-            VectorOp(n, gate, square, Function.MUL, BSource.REGISTER, f"{t}_gate_mant",
-                     shift=apply_scale_amount(f"{t}_gate_exp", nx.SILU_FRAC), note="gated: gate in Q.10"),
+            VectorOp(n, gate, square, Function.MUL, BSource.REGISTER, gate_scale,
+                     shift=apply_scale_amount(gate_scale, nx.SILU_FRAC), note="gated: gate in Q.10"),
             VectorOp(n, square, square, Function.MUL, BSource.SIGMOID, shift=Amount(offset=nx.SIGMOID_FRAC),
                      reduce=((Reduce.MAXABS, f"{t}_peak_sq"),), note="gated: silu"),
             ScalarOp(S.NORM_SHIFT, f"{t}_e_sq", f"{t}_peak_sq"),
@@ -246,11 +243,9 @@ def attend(q: int, d: int, q_scale: str, keys: int, key_mant: int, key_exp: int,
             ScalarOp(S.SCALE, "att.coef", "att.k_mant", exp=Amount("att.k_exp")),
             ScalarOp(S.MUL, "att.coef", "att.coef", q_scale),
             ScalarOp(S.MUL, "att.coef", "att.coef", score_coef),
-            ScalarOp(S.MANT, "att.coef_mant", "att.coef"),
-            ScalarOp(S.EXP, "att.coef_exp", "att.coef"),
             ScalarOp(S.STORE, a="att.dot", address=z + j),
-            VectorOp(1, z + j, z + j, Function.MUL, BSource.REGISTER, "att.coef_mant",
-                     shift=apply_scale_amount("att.coef_exp", nx.SCORE_FRAC), note="attend: z_j")]
+            VectorOp(1, z + j, z + j, Function.MUL, BSource.REGISTER, "att.coef",
+                     shift=apply_scale_amount("att.coef", nx.SCORE_FRAC), note="attend: z_j")]
     program += [
         VectorOp(positions, z, function=Function.ADD, reduce=((Reduce.MAX, "att.z_max"),),
                  note="attend: max z"),
@@ -290,10 +285,8 @@ def attend_call(q: int, d: int, q_scale: str, layer: int, kv_head: int, dst: int
 def _row_scaled(d: int, dst: int, peak: str | None) -> list:
     """The head's output ``saturate(apply_scale(sums, row scale, RES_FRAC))`` from its value sums
     in dst[d] and the row scale in register ``att.row_scale``; its max |·| into ``peak``."""
-    return [ScalarOp(S.MANT, "att.row_mant", "att.row_scale"),
-            ScalarOp(S.EXP, "att.row_exp", "att.row_scale"),
-            VectorOp(d, dst, dst, Function.MUL, BSource.REGISTER, "att.row_mant",
-                     shift=apply_scale_amount("att.row_exp", nx.RES_FRAC), saturate=nx.RES_BITS,
+    return [VectorOp(d, dst, dst, Function.MUL, BSource.REGISTER, "att.row_scale",
+                     shift=apply_scale_amount("att.row_scale", nx.RES_FRAC), saturate=nx.RES_BITS,
                      reduce=_peak(peak), note="attend: out · row scale")]
 
 

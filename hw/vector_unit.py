@@ -23,7 +23,9 @@ offers once its last result is written. :meth:`cycles` gives a pass's cycles fro
 ``i`` to its result's offer on ``o``.
 
 ``access`` reads and writes one element while the unit is idle (``busy`` low): the sequencer's
-loads and stores; ``access_data`` is the element at the address of the cycle before, and
+loads and stores; or writes a part of a row at once (a nonzero ``mask``: a unit beside the core
+handing on several results a cycle); ``access_data`` is the element at the address of the cycle
+before, and
 ``access_row`` the whole row that holds it (``lanes`` elements). A read also works while a pass
 runs, in any cycle ``access_free`` is high (the pass is not reading its rows).
 """
@@ -49,6 +51,13 @@ class Reduction(enum.Enum, shape=3):
 def reduction_of(op) -> Reduction:
     """The unit's Reduction for a :class:`~hw.vector_isa.VectorOp`'s ``reduce``."""
     return Reduction[op.reduce[0][0].name] if op.reduce else Reduction.NONE
+
+
+def access_layout(depth: int, lanes: int) -> data.StructLayout:
+    """The scratchpad's port: the element at ``addr`` read (and ``data`` written with ``write``);
+    or, with a nonzero ``mask``, ``row[k]`` written to the lanes ``k`` of ``mask`` in ``addr``'s row."""
+    return data.StructLayout({"addr": range(depth), "data": signed(ELEMENT_BITS), "write": 1,
+                              "mask": lanes, "row": data.ArrayLayout(signed(ELEMENT_BITS), lanes)})
 
 
 def pass_layout(depth: int) -> data.StructLayout:
@@ -90,8 +99,7 @@ class VectorUnit(wiring.Component):
             "i": In(stream.Signature(pass_layout(depth))),
             "o": Out(stream.Signature(data.StructLayout({
                 "value": signed(SUM_BITS), "error": 1}))),
-            "access": In(data.StructLayout({"addr": range(depth), "data": signed(ELEMENT_BITS),
-                                            "write": 1})),
+            "access": In(access_layout(depth, lanes)),
             "access_data": Out(signed(ELEMENT_BITS)),
             "access_row": Out(data.ArrayLayout(signed(ELEMENT_BITS), lanes)),
             "access_free": Out(1),
@@ -181,13 +189,15 @@ class VectorUnit(wiring.Component):
         reduce = op.reduce
         node_layout = data.StructLayout({"valid": 1, "value": signed(SUM_BITS), "lane": range(lanes)})
         leaves = []
+        wide = self.access.mask.any()                      # a part of a row written at once
         for k, ((_, _, _, w), lane) in enumerate(zip(banks, units)):
             y = lane.o.y
             m.d.comb += [w.addr.eq(Mux(out_valid, (op.dst >> shift) + written, self.access.addr >> shift)),
-                         w.data.eq(Mux(out_valid, y, self.access.data)),
+                         w.data.eq(Mux(out_valid, y, Mux(wide, self.access.row[k], self.access.data))),
                          w.en.eq(Mux(out_valid, lane.o.valid & op.write,
-                                     ~self.busy & self.access.write & (self.access.addr[:shift] == k
-                                                                       if shift else 1)))]
+                                     ~self.busy & self.access.write
+                                     & Mux(wide, self.access.mask[k],
+                                           (self.access.addr[:shift] == k) if shift else 1)))]
             leaf = Signal(node_layout, name=f"leaf{k}")
             m.d.sync += [leaf.valid.eq(lane.o.valid & (reduce != Reduction.NONE)),
                          leaf.value.eq(Mux((reduce == Reduction.MAXABS) & y[-1], -y, y)), leaf.lane.eq(k)]

@@ -122,7 +122,10 @@ def random_amount(rng: random.Random) -> Amount:
     offset = rng.choice([0, rng.randint(-40, 40), signed_value(rng, 40)])
     if rng.random() < 0.3:
         return Amount(offset=offset)
-    return Amount(rng.choice(SHIFTS), rng.choice([-2, -1, 1, 2]), offset, rng.choice(list(Part)))
+    sign = rng.choice([-2, -1, 1, 2])
+    if rng.random() < 0.2:          # a scale's exponent
+        return Amount(rng.choice(SCALES), sign, offset, Part.EXPONENT)
+    return Amount(rng.choice(SHIFTS), sign, offset, rng.choice([Part.ALL, Part.POSITIVE, Part.NEGATIVE]))
 
 
 def random_op(rng: random.Random) -> ScalarOp:
@@ -181,6 +184,16 @@ def test_random_operations(seed):
             program.append(ScalarOp(S.CODE_SHIFT, op.b, op.a))
         program.append(op)
     run(program, registers, memory)
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, (1 << 16) - 1, 1 << 16, (1 << 17) - 1, (1 << 17) + 1, 0x2FFFF,
+                               (1 << 46) + (1 << 30) - 1, (1 << 47) - 1, -1])
+@pytest.mark.parametrize("exp", [0, -40, 200, -(1 << 20)])
+def test_from_int_edges(n, exp):
+    """FROM_INT of the edges: zero, the rounding's carry to 2^16, left and right shifts, the widest
+    integer, a negative one (an error) and exponents that overflow the scale's."""
+    run([ScalarOp(S.FROM_INT, "f", "n", exp=Amount(offset=exp)),
+         ScalarOp(S.FROM_INT, "g", "n", exp=Amount("e"))], {"n": n, "e": exp})
 
 
 @pytest.mark.parametrize("peak", [0, 1, 5, 127, (1 << 16) - 1, 1 << 16, (1 << 17) - 1, 1 << 17, 3_000_000,
