@@ -133,7 +133,7 @@ class VectorEngine(wiring.Component):
                                  "many a cycle)")
         self._mark_loaded(program.ops, jobs)
         self._jobs = jobs
-        self._call_index = {id(call): k for k, call in enumerate(program.calls)}
+        self._call_index = {call: k for k, call in enumerate(program.calls)}    # (a token's calls are alike)
         kinds = {job["kind"] for job in jobs}
         context = cfg.max_position_embeddings
         self._attention = None
@@ -247,7 +247,8 @@ class VectorEngine(wiring.Component):
         then the matrix product's cycles, the cache entry's scale, the attention head's cycles and its
         ``d`` sums, or the LM head's cycles; or the token offered (2) and the embedding row's;
         or RoPE's rows read and written (``d`` and 2)."""
-        job = self._jobs[self._call_index[id(call)]]
+        index = self._call_index.get(call)
+        job = self._jobs[index] if index is not None else self._job(call, self._program.number)
         kind = job["kind"]
         if kind is Job.TRACE:
             return 2
