@@ -152,7 +152,8 @@ class VectorCore(wiring.Component):
 
     START = 2          # a run's start taken and its first word read; each next word is read while
     #                    an instruction runs, so finishing one starts the next
-    OPERANDS = 4       # a pass's four register reads, two a cycle (3), and its config formed (1)
+    OPERANDS = 4       # a pass's four register reads, two a cycle (3), and its config formed (1):
+    #                    a cycle less for each pair of them it does not use (operand_cycles)
 
     def __init__(self, program: Program, *, lanes: int, exp2: bool = True, sigmoid: bool = False,
                  lend_bits: int | None = None, memory=None, registers=None):
@@ -186,6 +187,14 @@ class VectorCore(wiring.Component):
         return self.timeline(self._program.ops, self._lanes)
 
     @classmethod
+    def operand_cycles(cls, op) -> int:
+        """A pass's cycles from its word to its config formed: a cycle a pair of register operands
+        it reads (its shifts' registers; REGISTER's b and RSUB's minuend), two more."""
+        pairs = ((op.a_shift.register, op.shift.register),
+                 (op.b if op.b_source is BSource.REGISTER else None, op.pre_register))
+        return cls.OPERANDS - sum(not any(pair) for pair in pairs)
+
+    @classmethod
     def timeline(cls, ops, lanes: int, call_cycles=None) -> int:
         """:meth:`cycles` for the instructions ``ops`` on ``lanes`` lanes. Cycle ``c`` lies between
         edges ``c`` and ``c + 1`` (edge 1 takes ``start``); ``now`` is the cycle an instruction's
@@ -203,7 +212,7 @@ class VectorCore(wiring.Component):
             if isinstance(op, VectorOp):
                 waits = offer is not None and reduced in op.registers
                 start = max(now, taken()) if waits else now
-                issue = max(start + cls.OPERANDS, taken() if offer is not None else 0) + 1
+                issue = max(start + cls.operand_cycles(op), taken() if offer is not None else 0) + 1
                 offer, now = issue + VectorUnit.op_cycles(lanes, op) - 1, issue
                 reduced = op.reduce[0][1] if op.reduce else None
                 writes = range(op.dst, op.dst + op.n) if op.dst is not None else range(0)
@@ -267,6 +276,12 @@ class VectorCore(wiring.Component):
 
         # a pass's register operands: read two a cycle through the scalar unit's two read ports
         reads = [(pass_.a_shift.register, pass_.shift.register), (pass_.b_register, pass_.pre_register)]
+
+        def uses(fields, pair):
+            """A pass reads registers in this pair of its operand fields (a pair it does not use is
+            not read: a cycle less)."""
+            names = ((fields.a_shift.register, fields.shift.register), (fields.b_register, fields.pre_register))
+            return (names[pair][0] != 0) | (names[pair][1] != 0)
         operand = Signal(range(len(reads) + 1))
         values = [Signal(register_layout(), name=f"operand{k}") for k in range(2 * len(reads))]
         reading = Signal()
@@ -351,7 +366,8 @@ class VectorCore(wiring.Component):
 
         def dispatch():
             """Start the word the ROM holds (the next one), or stop at END."""
-            m.d.sync += [word.eq(fetch.data), operand.eq(0)]
+            upcoming = layout(fetch.data).op.vector
+            m.d.sync += [word.eq(fetch.data), operand.eq(~uses(upcoming, 0))]
             with m.Switch(layout(fetch.data).kind):
                 with m.Case(Kind.SCALAR):
                     m.next = "SCALAR"
@@ -411,7 +427,7 @@ class VectorCore(wiring.Component):
                 with m.Elif(~pending | ~reads_pending):
                     m.d.comb += reading.eq(1)
                     m.d.sync += operand.eq(operand + 1)
-                    with m.If(operand == len(reads)):
+                    with m.If(operand == Mux(uses(pass_, 1), 2, 1)):
                         m.next = "FORM"
             with m.State("FORM"):
                 m.d.comb += form.eq(1)

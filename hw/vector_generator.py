@@ -31,6 +31,7 @@ from .scale_unit import NormalizedScaleMultiplier, scale_layout
 from .token_table import logit_width
 from .vector_core import Program
 from .vector_engine import VectorEngine
+from .vector_isa import Call
 from .vector_programs import ProgramModel
 
 REGISTERS = 256         # the register file: a program names fewer (ulx3s: 161)
@@ -56,8 +57,9 @@ class VectorGenerator(wiring.Component):
         cfg = self._config = model.config
         programs = ProgramModel(model, units=True)
         depth = -(-programs.layout.size // lanes) * lanes
-        program = Program(programs.token_program(0, 0), registers=REGISTERS, depth=depth,
-                          names=programs.registers)
+        # no trace points: nothing looks at them here, and each waits for the pass before it
+        ops = [op for op in programs.token_program(0, 0) if not (isinstance(op, Call) and op.kind == "trace")]
+        program = Program(ops, registers=REGISTERS, depth=depth, names=programs.registers)
         self._engine = VectorEngine(model, program, rows=rows, simd=simd, lanes=lanes,
                                     attention_lanes=attention_lanes, head_lanes=head_lanes,
                                     memory=programs.memory, registers=programs.registers)

@@ -78,7 +78,7 @@ def rms_quantize(x: int, n: int, x_scale: str, gain: int, gain_exp: int, inv_len
     first = [] if peak else [VectorOp(n, x, function=Function.ADD, reduce=_peak(f"{t}_peak_x"),
                                       note="norm: max |x|")]
     # the scale arithmetic that needs only Σ x_n² runs while the pass making u goes on, the rest
-    # while the codes' pass does
+    # (its 55-cycle RSQRT first) while the codes' pass does
     return [
         *first,
         ScalarOp(S.NORM_SHIFT, f"{t}_e", peak or f"{t}_peak_x"),
@@ -91,8 +91,8 @@ def rms_quantize(x: int, n: int, x_scale: str, gain: int, gain_exp: int, inv_len
         ScalarOp(S.MUL, f"{t}_ms", f"{t}_ms", inv_len),
         ScalarOp(S.MUL, f"{t}_ms", f"{t}_ms", f"{t}_xx"),
         ScalarOp(S.ADD, f"{t}_ms", f"{t}_ms", eps),
-        ScalarOp(S.RSQRT, f"{t}_inv_rms", f"{t}_ms"),
         *codes(u, n, dst, f"{t}_peak", t, "norm"),
+        ScalarOp(S.RSQRT, f"{t}_inv_rms", f"{t}_ms"),
         ScalarOp(S.FROM_INT, f"{t}_top", f"{t}_peak", exp=Amount(f"{t}_e", 1, -gain_exp)),
         ScalarOp(S.MUL, f"{t}_top", f"{t}_top", x_scale),
         ScalarOp(S.MUL, f"{t}_top", f"{t}_top", f"{t}_inv_rms"),
