@@ -84,14 +84,19 @@ def scalar_layout(registers: int, depth: int) -> data.StructLayout:
         "address": range(depth)})
 
 
-def amount_value(offset, sign, register, part):
+def amount_value(offset, sign, register, part, bits: int | None = None):
     """An amount ``offset + sign · part(register)`` for a ``sign`` of -2, -1, 1 or 2 (0: the offset
     alone) and a :class:`~hw.vector_isa.Part` of a :func:`register_layout` value: a negation and a
-    doubling at most, no multiplier."""
+    doubling at most, no multiplier. With ``bits``, the part saturates to that many signed bits
+    first (for an amount that is clamped anyway, where the offset is well inside them)."""
     value = register.value
     negative = value[-1]
     dropped = ((part == Part.POSITIVE) & negative) | ((part == Part.NEGATIVE) & ~negative)
     register = Mux(part == Part.EXPONENT, register.exp, Mux(dropped, 0, value))
+    if bits is not None:
+        limit = (1 << (bits - 1)) - 1
+        register = Mux(fits(register, bits), register[:bits].as_signed(),
+                       Mux(register[-1], -limit - 1, limit))
     scaled = Mux(sign[-1], -register, register)
     scaled = Mux((sign == 2) | (sign == -2), scaled << 1, scaled)
     return offset + Mux(sign == 0, 0, scaled)

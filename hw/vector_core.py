@@ -42,8 +42,8 @@ from model import numerics as nx
 from .arith import check_integers
 from .scalar_unit import ScalarUnit, amount_value, register_layout, scalar_layout, scalar_payload
 from .scale_unit import scale_unit_signature
-from .vector_isa import (A_BITS, B_BITS, ELEMENT_BITS, REGISTER_BITS, BSource, Call, Function, Part, Pre,
-                         Round, ScalarKind, VectorOp)
+from .vector_isa import (A_BITS, B_BITS, ELEMENT_BITS, BSource, Call, Function, Part, Pre, Round, ScalarKind,
+                         VectorOp)
 from .vector_lane import SHIFT_BITS, Saturate, fits, saturate_of
 from .vector_unit import Reduction, VectorUnit, access_layout, pass_layout, reduction_of
 
@@ -62,10 +62,11 @@ def amount_layout(registers: int) -> data.StructLayout:
 
 
 def vector_layout(registers: int, depth: int) -> data.StructLayout:
-    """A pass: its fixed fields, its vector operands and the registers it reads and writes."""
+    """A pass: its fixed fields, its vector operands (a in the scratchpad or, ``a_results``, the
+    results memory) and the registers it reads and writes."""
     return data.StructLayout({
         "function": Function, "b_source": BSource, "pre": Pre, "round": Round, "negate": 1,
-        "saturate": Saturate, "n": range(depth + 1), "a": range(depth), "b": range(depth),
+        "saturate": Saturate, "n": range(depth + 1), "a": range(depth), "a_results": 1, "b": range(depth),
         "c": range(depth), "dst": range(depth), "c_vector": 1, "write": 1, "reduce": Reduction,
         "b_period": range(depth + 1),
         "a_shift": amount_layout(registers), "shift": amount_layout(registers),
@@ -80,9 +81,12 @@ def instruction_layout(registers: int, depth: int, calls: int = 1) -> data.Struc
 
 class Program:
     """A program assembled for a core of ``registers`` registers and a ``depth``-element
-    scratchpad: ``number`` maps each register name to its register, ``words`` are the ROM's."""
+    scratchpad: ``number`` maps each register name to its register, ``words`` are the ROM's.
 
-    def __init__(self, program, *, registers: int, depth: int, names=()):
+    With ``results``, the addresses from ``depth`` on are a memory of that many elements of their
+    own, which the array's products land in and only a pass's a reads (the core's results memory)."""
+
+    def __init__(self, program, *, registers: int, depth: int, results: int = 0, names=()):
         self.ops = list(program)
         self.calls = [op for op in self.ops if isinstance(op, Call)]      # a CALL word holds its index
         # register 0 is no register: an operand field a word does not use holds 0, so the core's
@@ -98,7 +102,9 @@ class Program:
         if len(self.number) + 1 > registers:
             raise ValueError(f"the program names {len(self.number)} registers; a core of {registers} holds "
                              f"it with registers={len(self.number) + 1} or more (register 0 is none)")
-        self.registers, self.depth = registers, depth
+        if not 0 <= results <= depth:
+            raise ValueError(f"a results memory of {results} elements: at most the scratchpad's {depth}")
+        self.registers, self.depth, self.results = registers, depth, results
         layout = self.layout = instruction_layout(registers, depth, len(self.calls))
         self.words = [layout.const(self.encode(op)).as_value().value for op in self.ops]
         self.words.append(layout.const({"kind": Kind.END}).as_value().value)
@@ -115,14 +121,20 @@ class Program:
             return {"kind": Kind.CALL, "op": {"call": next(k for k, c in enumerate(self.calls) if c is op)}}
         if not isinstance(op, VectorOp):
             return {"kind": Kind.SCALAR, "op": {"scalar": scalar_payload(op, self.number)}}
-        for address in (op.a, op.b if op.b_source is BSource.VECTOR else 0, op.c or 0, op.dst or 0):
-            if not 0 <= address < self.depth or not 0 <= op.n <= self.depth - op.a:
+        a_results = self.depth <= op.a < self.depth + self.results
+        a = op.a - self.depth if a_results else op.a
+        for address in (op.b if op.b_source is BSource.VECTOR else 0, op.c or 0, op.dst or 0):
+            if not 0 <= address < self.depth:
                 raise ValueError(f"pass {op.note or op} reaches outside the scratchpad's "
-                                 f"{self.depth} elements")
+                                 f"{self.depth} elements (only its a may read the results memory)")
+        if not 0 <= op.n <= (self.results if a_results else self.depth) - a:
+            where = f"results memory's {self.results}" if a_results else f"scratchpad's {self.depth}"
+            raise ValueError(f"pass {op.note or op} reads a outside the {where} elements")
         number = self.number
         return {"kind": Kind.VECTOR, "op": {"vector": {
             "function": op.function, "b_source": op.b_source, "pre": op.pre, "round": op.round,
-            "negate": int(op.negate), "saturate": saturate_of(op.saturate), "n": op.n, "a": op.a,
+            "negate": int(op.negate), "saturate": saturate_of(op.saturate), "n": op.n, "a": a,
+            "a_results": int(a_results),
             "b": op.b if op.b_source is BSource.VECTOR else 0, "c": op.c or 0, "dst": op.dst or 0,
             "c_vector": int(op.c is not None), "write": int(op.dst is not None), "reduce": reduction_of(op),
             "b_period": op.b_period or 0,
@@ -175,6 +187,8 @@ class VectorCore(wiring.Component):
                                               "write": 1})),
             "register_data": Out(register_layout()),
             **lent,
+            **({"results": In(data.StructLayout({"addr": range(program.results), "data": signed(ELEMENT_BITS),
+                                                 "write": 1}))} if program.results else {}),
         })
 
     program = property(lambda self: self._program)
@@ -200,8 +214,11 @@ class VectorCore(wiring.Component):
         edges ``c`` and ``c + 1`` (edge 1 takes ``start``); ``now`` is the cycle an instruction's
         first state begins. A pass in flight offers its result from cycle ``offer`` on, taken at the
         end of the first cycle from then in which the scalar unit is idle. ``call_cycles(call)``
-        is the cycles from a call's transfer to its ``resume`` (1 if not given: answered at once)."""
+        is the cycles from a call's transfer to its ``resume`` (1 if not given: answered at once),
+        or for a detached call those and the cycles from its transfer until the caller takes the
+        next call."""
         now, offer, busy_until = cls.START, None, 0     # busy_until: the scalar unit's last busy cycle
+        caller_free = 0                                 # the cycle the caller takes a call again
         reduced, writes, reading = None, range(0), range(0)   # the pass in flight: its register,
         #                                                       elements written, cycles reading rows
 
@@ -221,7 +238,11 @@ class VectorCore(wiring.Component):
             elif isinstance(op, Call):
                 if offer is not None:
                     now, offer = max(now, taken()), None
-                now += 1 + (call_cycles(op) if call_cycles else 1)     # offered, then resumed
+                cycles = call_cycles(op) if call_cycles else 1
+                resume, busy = cycles if isinstance(cycles, tuple) else (cycles, None)
+                now = max(now, caller_free)                         # taken once the caller is free
+                caller_free = now + 1 + busy if busy is not None else 0
+                now += 1 + resume                                   # offered, then resumed
             else:
                 names = [name for name in (op.a, op.b, op.exp.register, op.result) if name]
                 pending = offer is not None and (
@@ -246,7 +267,10 @@ class VectorCore(wiring.Component):
         program = self._program
         registers, depth = program.registers, program.depth
         m.submodules.vector = vector = VectorUnit(lanes=self._lanes, depth=depth, exp2=self._exp2,
-                                                  sigmoid=self._sigmoid, init=self._memory_init)
+                                                  sigmoid=self._sigmoid, init=self._memory_init,
+                                                  results=program.results)
+        if program.results:         # the caller's results into the results memory, at any time
+            m.d.comb += vector.results.eq(self.results)
         m.submodules.scalar = scalar = ScalarUnit(registers=registers, depth=depth, lend_bits=self._lend_bits,
                                                   init=self._register_init)
         if self._lend_bits:
@@ -278,9 +302,10 @@ class VectorCore(wiring.Component):
         reads = [(pass_.a_shift.register, pass_.shift.register), (pass_.b_register, pass_.pre_register)]
 
         def uses(fields, pair):
-            """A pass reads registers in this pair of its operand fields (a pair it does not use is
-            not read: a cycle less)."""
-            names = ((fields.a_shift.register, fields.shift.register), (fields.b_register, fields.pre_register))
+            """A pass reads registers in this pair of its operand fields (a pair it does not use
+            is not read: a cycle less)."""
+            names = ((fields.a_shift.register, fields.shift.register),
+                     (fields.b_register, fields.pre_register))
             return (names[pair][0] != 0) | (names[pair][1] != 0)
         operand = Signal(range(len(reads) + 1))
         values = [Signal(register_layout(), name=f"operand{k}") for k in range(2 * len(reads))]
@@ -298,9 +323,12 @@ class VectorCore(wiring.Component):
                 m.d.sync += [values[2 * k].eq(scalar.read_data[0]), values[2 * k + 1].eq(scalar.read_data[1])]
 
         def resolved(amount, register):
-            """``offset + sign · part(register)``, clamped to SHIFT_BITS as config_of clamps it."""
-            total = Signal(signed(REGISTER_BITS + 3))
-            m.d.comb += total.eq(amount_value(amount.offset, amount.sign, register, amount.part))
+            """``offset + sign · part(register)``, clamped to SHIFT_BITS as config_of clamps it (the
+            register's part saturated to SHIFT_BITS + 4 bits first: beyond them, as beyond an
+            offset's SHIFT_BITS + 2, the total clamps alike)."""
+            total = Signal(signed(SHIFT_BITS + 7))
+            m.d.comb += total.eq(amount_value(amount.offset, amount.sign, register, amount.part,
+                                              bits=SHIFT_BITS + 4))
             low, high = -(1 << (SHIFT_BITS - 1)), (1 << (SHIFT_BITS - 1)) - 1
             return Mux(total < low, low, Mux(total > high, high, total))
 
@@ -318,7 +346,8 @@ class VectorCore(wiring.Component):
                 config.shift.eq(resolved(pass_.shift, values[1])),
                 config.b.eq(Mux(code, 0, b_value)), config.code.eq(Mux(code, b_value * nx.ACT_MAX, 0)),
                 config.pre_register.eq(pre_value),
-                issue.n.eq(pass_.n), issue.a.eq(pass_.a), issue.b.eq(pass_.b), issue.c.eq(pass_.c),
+                issue.n.eq(pass_.n), issue.a.eq(pass_.a), issue.a_results.eq(pass_.a_results),
+                issue.b.eq(pass_.b), issue.c.eq(pass_.c),
                 issue.dst.eq(pass_.dst), issue.c_vector.eq(pass_.c_vector), issue.write.eq(pass_.write),
                 issue.reduce.eq(pass_.reduce), issue.b_period.eq(pass_.b_period),
                 # REGISTER's b must fit the b port, CODE's b·127 the a port, RSUB's minuend an element

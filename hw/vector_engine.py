@@ -131,6 +131,11 @@ class VectorEngine(wiring.Component):
                 raise ValueError(f"a {call.kind} call writes at {job['dst']}, where it must start on a "
                                  f"multiple of {self._parts[job['kind']]} (its results are written that "
                                  "many a cycle)")
+            if job["kind"] is Job.MATMUL and program.results and not program.depth <= job["dst"]:
+                raise ValueError(f"a matmul call writes at {job['dst']}, outside the results memory (from "
+                                 f"{program.depth}), where its products land")
+            if not program.results:     # nowhere to land while the core goes on: the call waits
+                job["detach"] = 0
         self._mark_loaded(program.ops, jobs)
         self._jobs = jobs
         self._call_index = {call: k for k, call in enumerate(program.calls)}    # (a token's calls are alike)
@@ -161,7 +166,7 @@ class VectorEngine(wiring.Component):
             "kind": Job, "matrix": range(len(MATRICES) * len(model.layers)), "x": range(depth),
             "n": range(depth + 1), "dst": range(depth), "layer": range(len(model.layers)), "value": 1,
             "kv_head": range(cfg.num_key_value_heads), "read": range(program.registers),
-            "write": range(program.registers), "loaded": 1})
+            "write": range(program.registers), "loaded": 1, "detach": 1})
         super().__init__({
             "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1),
             "token": In(range(cfg.vocab_size)), "position": In(range(context)),
@@ -184,7 +189,8 @@ class VectorEngine(wiring.Component):
         (x, n), = call.memory
         if call.kind == "matmul":
             layer, matrix, dst = call.args
-            return {"kind": Job.MATMUL, "matrix": matrix_index(layer, matrix), "x": x, "n": n, "dst": dst}
+            return {"kind": Job.MATMUL, "matrix": matrix_index(layer, matrix), "x": x, "n": n, "dst": dst,
+                    "detach": int(call.detach)}
         if call.kind == "lm_head":
             return {"kind": Job.LM_HEAD, "x": x, "n": n, "dst": call.args[0]}
         if call.kind == "cache":
@@ -239,8 +245,10 @@ class VectorEngine(wiring.Component):
         return self._core.timeline(self._program.ops, self._core.lanes,
                                    lambda call: self.call_cycles(call, position))
 
-    def call_cycles(self, call, position: int = 0) -> int:
-        """Cycles from a call's transfer to the core's ``resume``: the job read (2); for a call
+    def call_cycles(self, call, position: int = 0):
+        """Cycles from a call's transfer to the core's ``resume``; for a detached matmul, that and
+        the cycles from its transfer until the engine takes the next call (its products landed).
+        The job read (2); for a call
         that reads codes (but a matmul whose codes the array's buffer holds), its scale register
         read (1) and the codes, a beat at a time (a part of a scratchpad row a cycle, the last
         part's capture, and a cycle to hand the beat on, which reads the next beat's first part);
@@ -260,7 +268,10 @@ class VectorEngine(wiring.Component):
         width, chunk = self._beats[kind]
         load = sum(-(-min(width, n - first) // chunk) + 1 for first in range(0, n, width)) + 1
         if kind is Job.MATMUL:
-            return (4 if job.get("loaded") else 5 + load) + self._linear.cycles(job["matrix"])
+            started = 3 if job.get("loaded") else 4 + load        # the start taken
+            if job.get("detach"):
+                return started, started + self._linear.cycles(job["matrix"])
+            return started + 1 + self._linear.cycles(job["matrix"])
         if kind is Job.CACHE:
             return 5 + load
         if kind is Job.ATTEND:
@@ -470,12 +481,23 @@ class VectorEngine(wiring.Component):
             with m.State("START"):
                 m.d.comb += [linear.start.valid.eq(1), linear.start.payload.eq(job.matrix)]
                 with m.If(linear.start.ready):
+                    m.d.comb += core.resume.eq(job.detach)     # a detached call: the core goes on
                     m.next = "RESULTS"
             with m.State("RESULTS"):
                 m.d.comb += linear.o.ready.eq(1)
-                write_out(linear.o.valid, linear.o.payload.data)
+                if self._program.results:      # into the results memory, whatever the core is doing
+                    m.d.comb += [core.results.addr.eq(job.dst - self._program.depth + written),
+                                 core.results.data.eq(linear.o.payload.data),
+                                 core.results.write.eq(linear.o.valid)]
+                    with m.If(linear.o.valid):
+                        m.d.sync += written.eq(written + 1)
+                else:
+                    write_out(linear.o.valid, linear.o.payload.data)
                 with m.If(linear.o.valid & linear.o.payload.last):
-                    m.next = "RESUME"
+                    with m.If(job.detach):
+                        m.next = "IDLE"
+                    with m.Else():
+                        m.next = "RESUME"
             if attention is not None:
                 with m.State("ENTRY_SCALE"):   # the cache entry's scale, after its codes
                     m.d.comb += [cache.k_scale.valid.eq(~job.value),

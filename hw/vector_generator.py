@@ -56,10 +56,9 @@ class VectorGenerator(wiring.Component):
                  head_lanes: int = 1, k_max: int = 8):
         cfg = self._config = model.config
         programs = ProgramModel(model, units=True)
-        depth = -(-programs.layout.size // lanes) * lanes
         # no trace points: nothing looks at them here, and each waits for the pass before it
         ops = [op for op in programs.token_program(0, 0) if not (isinstance(op, Call) and op.kind == "trace")]
-        program = Program(ops, registers=REGISTERS, depth=depth, names=programs.registers)
+        program = Program(ops, registers=REGISTERS, names=programs.registers, **programs.memories(lanes))
         self._engine = VectorEngine(model, program, rows=rows, simd=simd, lanes=lanes,
                                     attention_lanes=attention_lanes, head_lanes=head_lanes,
                                     memory=programs.memory, registers=programs.registers)

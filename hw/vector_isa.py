@@ -52,6 +52,7 @@ B_BITS = 18            # the multiplier's b port, signed (MULT18X18D's)
 P_BITS = 54            # the product and the post-adder, signed (ECP5's ALU54)
 SUM_BITS = 48          # the SUM reduction's accumulator, signed
 SHR_LIMIT = 62         # SHR's shift is clamped to [0, SHR_LIMIT]
+SHIFT_CLAMP = 2 * P_BITS   # a pass's shifts beyond this give what this gives (0 right; left, no fit)
 REGISTER_BITS = SUM_BITS   # an integer register, signed (a scale register: a 16-bit mantissa and an
 #                            exponent of nx.SCALE_EXP_BITS)
 
@@ -220,12 +221,17 @@ class Call:
     array's product of a matrix, for the attention unit, or for a look at the values (a trace).
     ``memory`` lists the regions ``(address, n)`` and ``reads`` the registers the caller is given;
     the caller answers with the elements it writes and the registers it sets, of ``writes``
-    (``VectorMachine.run``'s ``serve``)."""
+    (``VectorMachine.run``'s ``serve``).
+
+    A ``detach``\ ed call hands the program back once the caller has taken what it reads; its
+    elements land while the program goes on, so no instruction may touch them before the program's
+    next call (which waits for the caller), and it sets no registers."""
     kind: str
     args: tuple = ()
     memory: tuple = ()
     reads: tuple = ()
     writes: tuple = ()
+    detach: bool = False
 
     @property
     def registers(self) -> tuple:
@@ -290,7 +296,7 @@ def element(op: VectorOp, config: PassConfig, a: int, b: int, c: int) -> tuple[i
         a = min(max(config.pre - a, a_low), a_high - 1)
     if config.a_shift < 0:
         return 0, f"a_shift {config.a_shift} < 0 (a' shifts right only)"
-    a = _truncate(a, config.a_shift)
+    a = _truncate(a, min(config.a_shift, SHIFT_CLAMP))
     if op.function is not Function.ADD and not a_low <= a < a_high:
         return 0, f"a' {a} outside the a port's {A_BITS} bits"
     if op.b_source is BSource.REGISTER:
@@ -314,12 +320,13 @@ def element(op: VectorOp, config: PassConfig, a: int, b: int, c: int) -> tuple[i
     p = c - p if op.negate else c + p
     if not -(1 << (P_BITS - 1)) <= p < 1 << (P_BITS - 1):
         return 0, f"p {p} outside the post-adder's {P_BITS} bits"
+    shift = max(min(config.shift, SHIFT_CLAMP), -SHIFT_CLAMP)
     if op.round is Round.HALF_UP:
-        y = _rshift_round(p, config.shift)
+        y = _rshift_round(p, shift)
     elif op.round is Round.TRUNCATE:
-        y = _truncate(p, config.shift)
+        y = _truncate(p, shift)
     else:
-        y = -_rshift_round(-p, config.shift) if p < 0 else _rshift_round(p, config.shift)
+        y = -_rshift_round(-p, shift) if p < 0 else _rshift_round(p, shift)
     if op.saturate:
         y = _saturate(y, op.saturate)
     if not -(1 << (ELEMENT_BITS - 1)) <= y < 1 << (ELEMENT_BITS - 1):
@@ -340,6 +347,7 @@ class VectorMachine:
         self.memory = [0] * size
         self.registers: dict = {}
         self.passes = self.elements = self.scalar_ops = self.calls = 0
+        self._landing = []      # (range, call kind): elements a detached call writes, until the next call
 
     def write(self, address: int, values) -> None:
         values = [int(v) for v in np.asarray(values).ravel()]
@@ -371,21 +379,47 @@ class VectorMachine:
         ``writes``)."""
         for op in program:
             if isinstance(op, VectorOp):
+                self._touch(op)
                 self._vector(op)
             elif isinstance(op, Call):
                 if serve is None:
                     raise ProgramError(f"a {op.kind} call with no caller to serve it")
+                self._landing = []
                 regions = [self.read(address, n) for address, n in op.memory]
                 for target, values in serve(op, regions, {name: self._register(name) for name in op.reads}):
                     if isinstance(target, str):
-                        if target not in op.writes:
-                            raise ProgramError(f"a {op.kind} call sets {target!r}, not one of its writes")
+                        if target not in op.writes or op.detach:
+                            raise ProgramError(f"a {op.kind} call sets {target!r}, not one of its writes"
+                                               + (" (a detached call sets none)" if op.detach else ""))
                         self.registers[target] = values
                     else:
                         self.write(target, values)
+                        if op.detach:
+                            self._landing.append((range(target, target + len(np.asarray(values).ravel())),
+                                                  op.kind))
                 self.calls += 1
             else:
+                self._touch(op)
                 self._scalar(op)
+        if self._landing:
+            raise ProgramError(f"the program ends while a detached {self._landing[0][1]} call's results land "
+                               "(end it with a call)")
+
+    def _touch(self, op) -> None:
+        """Refuse an instruction that reads or writes elements a detached call is still writing."""
+        if not self._landing:
+            return
+        if isinstance(op, VectorOp):
+            spans = [(op.a, op.n), (op.dst, op.n), (op.c, op.n),
+                     (op.b, op.b_period or op.n) if op.b_source is BSource.VECTOR else (None, 0)]
+        else:
+            spans = [(op.address, 1)] if op.kind in (ScalarKind.LOAD, ScalarKind.STORE) else []
+        for address, n in spans:
+            for landing, kind in self._landing:
+                if address is not None and n and address < landing.stop and landing.start < address + n:
+                    raise ProgramError(f"{getattr(op, 'note', '') or op} touches elements {landing.start}–"
+                                       f"{landing.stop - 1}, which a detached {kind} call writes until the "
+                                       "program's next call")
 
     # -- the vector pass ------------------------------------------------------------------------
 

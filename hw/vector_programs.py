@@ -189,13 +189,12 @@ def rope_call(dst: int) -> Call:
 
 
 def gated(gate: int, up: int, n: int, gate_scale: str, up_scale: str, kind: str, square: int,
-          dst: int, result: str, peak: str | None = None) -> list:
+          dst: int, result: str, peak: str | None = None, between=()) -> list:
     """``gated_activation`` of gate[n] and up[n] into dst (max |dst| into register ``peak``); its
-    scale into register ``result``. ``square`` holds n elements of scratch."""
+    scale into register ``result``. ``square`` holds n elements of scratch. The activation of gate
+    comes first, then the instructions ``between`` (a call that waits for up, say), then up's part."""
     t = result
-    program = [VectorOp(n, up, function=Function.ADD, reduce=((Reduce.MAXABS, f"{t}_peak_up"),),
-                        note="gated: max |up|"),
-               ScalarOp(S.NORM_SHIFT, f"{t}_e_up", f"{t}_peak_up")]
+    program = []
     if kind == "relu2":
         program += [
             VectorOp(n, gate, function=Function.MUL, b_source=BSource.SELF, pre=Pre.RELU,
@@ -219,6 +218,10 @@ def gated(gate: int, up: int, n: int, gate_scale: str, up_scale: str, kind: str,
     else:
         raise ValueError(f"hidden_act must be 'relu2' or 'silu', not {kind!r}")
     return program + [
+        *between,
+        VectorOp(n, up, function=Function.ADD, reduce=((Reduce.MAXABS, f"{t}_peak_up"),),
+                 note="gated: max |up|"),
+        ScalarOp(S.NORM_SHIFT, f"{t}_e_up", f"{t}_peak_up"),
         VectorOp(n, up, dst, Function.MUL, BSource.VECTOR, square, a_shift=Amount(f"{t}_e_up"),
                  reduce=_peak(peak), note="gated: act · up_n"),
         ScalarOp(S.FROM_INT, f"{t}_norm_up", ONE, exp=Amount(f"{t}_e_up")),
@@ -333,6 +336,12 @@ def lm_head(table: int, rows: int, vocab: int, n: int, x: int, logits: int, resu
     return program + [_first_largest(vocab, logits, result)]
 
 
+def _detached(program) -> bool:
+    """The program's last call is a detached one: its results are not there yet."""
+    calls = [op for op in program if isinstance(op, Call)]
+    return bool(calls) and calls[-1].detach
+
+
 class Layout:
     """Named regions of the scratchpad, allocated in order, each on a multiple of ``align``."""
 
@@ -384,7 +393,7 @@ class ProgramModel:
         hidden, inter, positions = cfg.hidden_size, cfg.intermediate_size, cfg.max_position_embeddings
         widest = max(hidden, inter, heads * d)
         lay = self.layout = Layout()
-        for name, n in (("h", hidden), ("acc", widest), ("acc2", widest), ("x", widest), ("u", widest),
+        for name, n in (("h", hidden), ("x", widest), ("u", widest),
                         ("scratch", widest), ("gated", widest), ("rotated", heads * d), ("q", heads * d),
                         ("out", heads * d), ("z", positions), ("p", positions), ("logits", cfg.vocab_size)):
             lay.add(name, n)
@@ -407,6 +416,9 @@ class ProgramModel:
                     lay.add(f"{part}_mant.{i}.{g}", positions)
                     lay.add(f"{part}_exp.{i}.{g}", positions)
         self.gains["norm"] = (lay.add("gain.norm", hidden), model.norm)
+        # last, the matmuls' results: only a pass's a reads them, so they may be a memory of their own
+        self.results = lay.add("acc", widest)
+        lay.add("acc2", widest)
         self.memory = {}
         if not units:
             self.memory.update({lay["cos"]: model.rope_cos, lay["sin"]: model.rope_sin,
@@ -432,6 +444,11 @@ class ProgramModel:
         machine.registers = dict(self.registers)
         self._trace = None
 
+    def memories(self, lanes: int) -> dict:
+        """A core's ``Program`` sizes for the layout on ``lanes`` lanes: the scratchpad's ``depth``
+        and the ``results`` memory (the matmuls' results, from ``self.results`` on)."""
+        return {"depth": self.results, "results": -(-(self.layout.size - self.results) // lanes) * lanes}
+
     def _set_scale(self, name: str, scale) -> None:
         self.registers[name] = (int(scale[0]), int(scale[1]))
 
@@ -441,11 +458,11 @@ class ProgramModel:
         return rms_quantize(x, n, x_scale, address, gain.exp, f"inv_len.{key}", "eps", self.layout["u"],
                             dst, result, peak)
 
-    def _linear(self, layer: int, matrix: str, n: int, dst: str, scale: str) -> list:
-        """The array's product of the codes in x into region ``dst`` (a call); its scale D·γ into
-        ``scale``."""
+    def _linear(self, layer: int, matrix: str, n: int, dst: str, scale: str, detach: bool = False) -> list:
+        """The array's product of the codes in x into region ``dst`` (a call; ``detach``: the program
+        goes on while it lands); its scale D·γ into ``scale``."""
         lay = self.layout
-        return [Call("matmul", (layer, matrix, lay[dst]), memory=((lay["x"], n),)),
+        return [Call("matmul", (layer, matrix, lay[dst]), memory=((lay["x"], n),), detach=detach),
                 ScalarOp(S.MUL, scale, "norm_scale", f"gamma.{layer}.{matrix}")]
 
     def _trace_point(self, layer: int, step: str, **fields) -> Call:
@@ -462,6 +479,8 @@ class ProgramModel:
         """A call's answer: the array's product (the elements to write); a cache entry kept (none);
         an attention head's value sums and row scale; the token table's row or logits; or a trace
         (none)."""
+        if call.kind == "wait":
+            return []
         if call.kind == "matmul":
             layer, matrix, dst = call.args
             return [(dst, ternary_matmul(getattr(self.model.layers[layer], matrix).codes, regions[0]))]
@@ -525,15 +544,24 @@ class ProgramModel:
             program += self._norm((i, "input_layernorm"), lay["h"], hidden, "res_unit", lay["x"],
                                   "norm_scale", "h_peak")
             program.append(trace(i, "input_layernorm", codes=(lay["x"], hidden), scale="norm_scale"))
-            for matrix, count in (("q_proj", heads), ("k_proj", kv), ("v_proj", kv)):
-                program += self._linear(i, matrix, hidden, "acc", "acc_scale")
-                source, peaks = lay["acc"], None
+            # q's product first; k's lands in acc2 while q's heads are made, v's in acc while k's are
+            program += self._linear(i, "q_proj", hidden, "acc", "q_proj_acc_scale")
+            for matrix, count, results, after in (("q_proj", heads, "acc", ("k_proj", "acc2")),
+                                                  ("k_proj", kv, "acc2", ("v_proj", "acc")),
+                                                  ("v_proj", kv, "acc", None)):
+                if after:
+                    program += self._linear(i, after[0], hidden, after[1], f"{after[0]}_acc_scale",
+                                            detach=True)
+                source, peaks = lay[results], None
                 if matrix != "v_proj":
                     peaks = f"{matrix}_peak"
                     program += rope(source, count, d, cos, sin, lay["scratch"], lay["rotated"], peaks)
                     source = lay["rotated"]
                 target = lay["q"] if matrix == "q_proj" else lay["scratch"]
-                program += quantize_heads(source, count, d, "acc_scale", target, f"{matrix}_scale", peaks)
+                if matrix == "v_proj" and _detached(program):
+                    program.append(Call("wait"))
+                program += quantize_heads(source, count, d, f"{matrix}_acc_scale", target, f"{matrix}_scale",
+                                          peaks)
                 scales = tuple(f"{matrix}_scale{h}" for h in range(count))
                 program.append(trace(i, matrix, head_codes=(target, count * d), head_scales=scales))
                 if matrix != "q_proj":
@@ -569,9 +597,10 @@ class ProgramModel:
                                   "norm_scale", "h_peak")
             program.append(trace(i, "post_attention_layernorm", codes=(lay["x"], hidden), scale="norm_scale"))
             program += self._linear(i, "gate_proj", hidden, "acc", "gate_scale")
-            program += self._linear(i, "up_proj", hidden, "acc2", "up_scale")
+            program += self._linear(i, "up_proj", hidden, "acc2", "up_scale", detach=True)
             program += gated(lay["acc"], lay["acc2"], inter, "gate_scale", "up_scale", cfg.hidden_act,
-                             lay["scratch"], lay["gated"], "hidden_scale", "gated_peak")
+                             lay["scratch"], lay["gated"], "hidden_scale", "gated_peak",
+                             between=[Call("wait")])    # up's products landed
             program += self._norm((i, "ffn_sub_norm"), lay["gated"], inter, "hidden_scale", lay["x"],
                                   "norm_scale", "gated_peak")
             program.append(trace(i, "ffn_sub_norm", input=(lay["gated"], inter), codes=(lay["x"], inter),

@@ -62,7 +62,7 @@ def access_layout(depth: int, lanes: int) -> data.StructLayout:
 
 def pass_layout(depth: int) -> data.StructLayout:
     return data.StructLayout({
-        "config": CONFIG, "n": range(depth + 1), "a": range(depth), "b": range(depth),
+        "config": CONFIG, "n": range(depth + 1), "a": range(depth), "a_results": 1, "b": range(depth),
         "c": range(depth), "dst": range(depth), "c_vector": 1, "write": 1, "reduce": Reduction,
         "b_period": range(depth + 1)})      # b's elements repeat every b_period (0: none)
 
@@ -80,10 +80,20 @@ class VectorUnit(wiring.Component):
         The lanes' tables (:class:`~hw.vector_lane.VectorLane`).
     init : dict
         The scratchpad's contents after configuration: {address: values}, the rest 0.
+    results : int
+        Elements of the results memory (0: none; a multiple of ``lanes``, at most ``depth``): banked
+        as the scratchpad is, written by ``results`` (a unit beside the core), read by a pass's a
+        where ``a_results`` is set.
     """
 
-    def __init__(self, *, lanes: int, depth: int, exp2: bool = True, sigmoid: bool = False, init=None):
-        check_integers((("lanes", lanes, 1, 64), ("depth", depth, lanes, 1 << 20)))
+    def __init__(self, *, lanes: int, depth: int, exp2: bool = True, sigmoid: bool = False, init=None,
+                 results: int = 0):
+        check_integers((("lanes", lanes, 1, 64), ("depth", depth, lanes, 1 << 20),
+                        ("results", results, 0, depth)))
+        if results % lanes:
+            raise ValueError(f"results must be a multiple of lanes {lanes}, not {results}; "
+                             f"{results + lanes - results % lanes} would")
+        self._results = results
         if lanes & (lanes - 1):
             raise ValueError(f"lanes must be a power of two, not {lanes}; "
                              f"{1 << (lanes.bit_length() - 1)} or {1 << lanes.bit_length()} would")
@@ -104,6 +114,8 @@ class VectorUnit(wiring.Component):
             "access_row": Out(data.ArrayLayout(signed(ELEMENT_BITS), lanes)),
             "access_free": Out(1),
             "busy": Out(1),
+            **({"results": In(data.StructLayout({"addr": range(results), "data": signed(ELEMENT_BITS),
+                                                 "write": 1}))} if results else {}),
         })
 
     lanes = property(lambda self: self._lanes)
@@ -136,6 +148,15 @@ class VectorUnit(wiring.Component):
             m.submodules[f"bank{k}"] = bank = Memory(shape=signed(ELEMENT_BITS), depth=rows,
                                                      init=self._init[k::lanes])
             banks.append((bank.read_port(), bank.read_port(), bank.read_port(), bank.write_port()))
+        results = []                        # the results memory's banks: (a's read port, write port)
+        for k in range(lanes if self._results else 0):
+            m.submodules[f"results{k}"] = bank = Memory(shape=signed(ELEMENT_BITS),
+                                                        depth=self._results // lanes, init=[])
+            read, write = bank.read_port(), bank.write_port()
+            port = self.results
+            m.d.comb += [write.addr.eq(port.addr >> shift), write.data.eq(port.data),
+                         write.en.eq(port.write & ((port.addr[:shift] == k) if shift else 1))]
+            results.append(read)
         m.submodules.decoder = decoder = PassDecoder()
         units = []
         for k in range(lanes):
@@ -161,6 +182,8 @@ class VectorUnit(wiring.Component):
         issued = Signal()                                  # the read data of the cycle before
         issued_mask = Signal(lanes)
         for k, (ra, rb, rc, _) in enumerate(banks):
+            if results:
+                m.d.comb += results[k].addr.eq((op.a >> shift) + row)
             m.d.comb += [ra.addr.eq(Mux(issue, (op.a >> shift) + row, self.access.addr >> shift)),
                          rb.addr.eq((op.b >> shift) + b_row), rc.addr.eq((op.c >> shift) + row)]
         mask = Signal(lanes)
@@ -172,7 +195,8 @@ class VectorUnit(wiring.Component):
         b_misfit = Signal()
         for k, ((ra, rb, rc, _), lane) in enumerate(zip(banks, units)):
             b = rb.data
-            m.d.comb += [lane.i.valid.eq(issued & issued_mask[k]), lane.i.a.eq(ra.data),
+            a = Mux(op.a_results, results[k].data, ra.data) if results else ra.data
+            m.d.comb += [lane.i.valid.eq(issued & issued_mask[k]), lane.i.a.eq(a),
                          lane.i.b.eq(b[:B_BITS]), lane.i.c.eq(Mux(op.c_vector, rc.data, 0))]
             with m.If(issued & issued_mask[k] & b_vector & (op.config.function != Function.CODE)
                       & ~fits(b, B_BITS)):

@@ -97,9 +97,9 @@ def measure(name: str, lanes_list=LANES, positions: int = POSITIONS) -> dict:
         for lanes in lanes_list:
             if (variant, lanes) not in engines:
                 program_model = variants[variant]
-                depth = -(-program_model.layout.size // lanes) * lanes
                 engines[variant, lanes] = VectorEngine(
-                    model, Program(program, registers=256, depth=depth, names=program_model.registers),
+                    model, Program(program, registers=256, names=program_model.registers,
+                                   **program_model.memories(lanes)),
                     rows=sizes.rows, simd=sizes.simd, lanes=lanes, attention_lanes=sizes.attention_lanes,
                     head_lanes=sizes.head_lanes)
             position, call_cycles = variants[variant].position, engines[variant, lanes].call_cycles

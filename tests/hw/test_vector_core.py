@@ -10,8 +10,8 @@ from amaranth.sim import Simulator
 from hw.scalar_unit import register_value
 from hw.vector_core import Program, VectorCore
 from hw.vector_programs import ProgramModel
-from hw.vector_isa import (Amount, BSource, Function, ProgramError, ScalarKind as S, ScalarOp, VectorMachine,
-                           VectorOp)
+from hw.vector_isa import (Amount, BSource, Function, Part, ProgramError, ScalarKind as S, ScalarOp,
+                           VectorMachine, VectorOp)
 from model import paths
 from model.integer import IntegerModel
 from tests.hw.test_vector_unit import PROGRAM_CASES, read_memory, write_memory
@@ -139,10 +139,38 @@ def test_errors_stop_the_run():
     assert got["error"] and got["pc"] == 5
 
 
+@pytest.mark.parametrize("far", [(1 << 16) + 5, -(1 << 16), (1 << 11) + 1, -(1 << 11) - 1, 100, -9])
+def test_shift_amounts_of_every_part(far):
+    """A pass's shifts from a register's value, its positive or negative part, or a scale's
+    exponent, the register far outside any shift or near the edge of what the core keeps of it:
+    the same as the machine (a pass that fails stops the run at it)."""
+    registers = {"far": far, "s": (40000, -20), "one": 1}
+    program = [VectorOp(4, 0, 8, Function.ADD, shift=Amount("far", sign, offset, part))
+               for sign, offset, part in ((1, -3, Part.ALL), (-1, 5, Part.ALL), (2, 0, Part.POSITIVE),
+                                          (-2, 1, Part.NEGATIVE))]
+    program.append(VectorOp(4, 0, 12, Function.MUL, BSource.REGISTER, "s",
+                            shift=Amount("s", -1, -25, Part.EXPONENT)))
+    for op in program:
+        check_core(2, {0: [1 << 10, -(1 << 10), 3, -3]}, registers, [op])
+
+
 def test_register_count_is_checked():
     with pytest.raises(ValueError, match=r"names 3 registers; a core of 3 holds it with registers=4 or more "
                                          r"\(register 0 is none\)"):
         Program([ScalarOp(S.MAX, "a", "b", "c")], registers=3, depth=16)
+
+
+def test_only_a_pass_a_reads_the_results_memory():
+    """Addresses from depth on are the results memory: a pass's a may read there, nothing else."""
+    Program([VectorOp(8, 16, 0, Function.ADD)], registers=2, depth=16, results=8)
+    for op in (VectorOp(4, 0, 18, Function.ADD), VectorOp(4, 0, 0, Function.MUL, BSource.VECTOR, 16),
+               VectorOp(4, 0, 0, Function.ADD, c=20)):
+        with pytest.raises(ValueError, match="outside the scratchpad's 16 elements \\(only its a may"):
+            Program([op], registers=2, depth=16, results=8)
+    with pytest.raises(ValueError, match="reads a outside the results memory's 8 elements"):
+        Program([VectorOp(4, 22, 0, Function.ADD)], registers=2, depth=16, results=8)
+    with pytest.raises(ValueError, match="a results memory of 32 elements: at most the scratchpad's 16"):
+        Program([], registers=2, depth=16, results=32)
 
 
 @pytest.mark.parametrize("lanes", [2])

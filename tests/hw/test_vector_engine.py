@@ -53,8 +53,10 @@ def check_tokens(model, tokens, rows, simd, lanes, attention_lanes, head_lanes):
             program += programs.token_program(token, position)
             program.append(VectorOp(vocab, programs.layout["logits"], saved + position * pitch, Function.ADD))
         logits_at = [saved + position * pitch for position in range(len(tokens))]
-    depth = -(-programs.layout.size // lanes) * lanes
-    engine = VectorEngine(model, Program(program, registers=256, depth=depth, names=programs.registers),
+    # one program for every token: the matmuls' results in a memory of their own, the detached ones
+    # landing while the core goes on; the all-vector programs: one scratchpad, every call waited for
+    sizes = programs.memories(lanes) if units else {"depth": -(-programs.layout.size // lanes) * lanes}
+    engine = VectorEngine(model, Program(program, registers=256, names=programs.registers, **sizes),
                           rows=rows, simd=simd, lanes=lanes, attention_lanes=attention_lanes or 1,
                           head_lanes=head_lanes or 1)
     number = engine.core.program.number

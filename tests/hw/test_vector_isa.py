@@ -171,6 +171,27 @@ def test_a_call_sets_only_its_registers():
         m.run([Call("trace", writes=("y",))], lambda call, regions, registers: [("x", 1)])
 
 
+def test_a_detached_calls_results_are_left_alone_until_the_next_call():
+    """Elements a detached call writes may not be read or written before the program's next
+    call; the program may not end before one, and a detached call sets no registers."""
+    def serve(call, regions, registers):
+        return [(100, [7] * 8)] if call.kind == "product" else []
+
+    detached = Call("product", detach=True)
+    for touching in (VectorOp(4, 104, 0, Function.ADD), VectorOp(4, 0, 102, Function.ADD),
+                     VectorOp(2, 0, 0, Function.MUL, BSource.VECTOR, 96, b_period=8),
+                     ScalarOp(ScalarKind.LOAD, "x", address=107)):
+        with pytest.raises(ProgramError, match="touches elements 100–107, which a detached product call"):
+            machine().run([detached, touching], serve)
+    with pytest.raises(ProgramError, match="the program ends while a detached product call's results land"):
+        machine().run([detached, VectorOp(4, 0, 8, Function.ADD)], serve)
+    with pytest.raises(ProgramError, match="a detached call sets none"):
+        machine().run([Call("product", writes=("x",), detach=True)], lambda *_: [("x", 1)])
+    m = machine()
+    m.run([detached, VectorOp(4, 0, 8, Function.ADD), Call("wait"), VectorOp(8, 100, 0, Function.ADD)], serve)
+    assert list(m.read(0, 8)) == [7] * 8
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_lm_head_and_greedy_sample(seed):
     print(f"seed {seed}")

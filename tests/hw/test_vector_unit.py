@@ -197,6 +197,39 @@ def test_repeated_b(lanes):
                 run_on_unit(VectorUnit(lanes=lanes, depth=DEPTH), memory, {}, [op])
 
 
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_results_memory(lanes):
+    """Elements written to the results memory (while a pass runs) are what a pass's a reads there."""
+    seed = 80 + lanes
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    values, gains = rng.integers(-(1 << 19), 1 << 19, 12), rng.integers(-(1 << 15), 1 << 15, 12)
+    unit = VectorUnit(lanes=lanes, depth=64, results=16)
+    op = VectorOp(12, 4, 36, Function.MUL, BSource.VECTOR, 20, reduce=((Reduce.SUM, "s"),))
+    got = {}
+
+    async def testbench(ctx):
+        await write_memory(ctx, unit, 20, gains)
+        await stream_put(ctx, unit.i, [{**pass_payload(VectorOp(8, 0, function=Function.ADD), {})}])
+        for address, value in enumerate(values):          # as the pass runs, then after
+            ctx.set(unit.results, {"addr": 4 + address, "data": int(value), "write": 1})
+            await ctx.tick()
+        ctx.set(unit.results.write, 0)
+        await stream_get(ctx, unit.o, 1)
+        await stream_put(ctx, unit.i, [{**pass_payload(op, {}), "a_results": 1}])
+        [result] = await stream_get(ctx, unit.o, 1)
+        got["sum"], got["error"] = result.value, result.error
+        got["out"] = list(await read_memory(ctx, unit, 36, 12))
+
+    sim = Simulator(unit)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert not got["error"]
+    assert got["out"] == [int(v) * int(g) for v, g in zip(values, gains)]
+    assert got["sum"] == sum(got["out"])
+
+
 def test_parameters_are_checked():
     with pytest.raises(ValueError, match="lanes must be a power of two, not 3; 2 or 4 would"):
         VectorUnit(lanes=3, depth=48)
