@@ -45,7 +45,7 @@ from .scale_unit import scale_unit_signature
 from .vector_isa import (A_BITS, B_BITS, ELEMENT_BITS, BSource, Call, Function, Part, Pre, Round, ScalarKind,
                          VectorOp)
 from .vector_lane import SHIFT_BITS, Saturate, fits, saturate_of
-from .vector_unit import Reduction, VectorUnit, access_layout, pass_layout, reduction_of
+from .vector_unit import Reduction, VectorUnit, pass_layout, reduction_of, results_layout
 
 
 class Kind(enum.Enum, shape=2):
@@ -180,15 +180,14 @@ class VectorCore(wiring.Component):
             "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1),
             "call": Out(stream.Signature(range(max(len(program.calls), 1)))), "resume": In(1),
             "pc": Out(range(len(program.words))),
-            "access": In(access_layout(depth, lanes)),
+            "access": In(data.StructLayout({"addr": range(depth), "data": signed(ELEMENT_BITS), "write": 1})),
             "access_data": Out(signed(ELEMENT_BITS)),
             "access_row": Out(data.ArrayLayout(signed(ELEMENT_BITS), lanes)),
             "register": In(data.StructLayout({"addr": range(registers), "data": register_layout(),
                                               "write": 1})),
             "register_data": Out(register_layout()),
             **lent,
-            **({"results": In(data.StructLayout({"addr": range(program.results), "data": signed(ELEMENT_BITS),
-                                                 "write": 1}))} if program.results else {}),
+            **({"results": In(results_layout(program.results, lanes))} if program.results else {}),
         })
 
     program = property(lambda self: self._program)
@@ -291,8 +290,7 @@ class VectorCore(wiring.Component):
         with m.If(idle | called):
             m.d.comb += vector.access.eq(self.access)
         with m.Else():
-            m.d.comb += [vector.access.addr.eq(scalar.access.addr), vector.access.data.eq(scalar.access.data),
-                         vector.access.write.eq(scalar.access.write)]
+            m.d.comb += vector.access.eq(scalar.access)
         m.d.comb += [scalar.access_data.eq(vector.access_data), self.access_data.eq(vector.access_data),
                      self.access_row.eq(vector.access_row),
                      scalar.access_ready.eq(vector.access_free),

@@ -131,9 +131,12 @@ class VectorEngine(wiring.Component):
                 raise ValueError(f"a {call.kind} call writes at {job['dst']}, where it must start on a "
                                  f"multiple of {self._parts[job['kind']]} (its results are written that "
                                  "many a cycle)")
-            if job["kind"] is Job.MATMUL and program.results and not program.depth <= job["dst"]:
-                raise ValueError(f"a matmul call writes at {job['dst']}, outside the results memory (from "
-                                 f"{program.depth}), where its products land")
+            # where results land: the matmul's (with a results memory), the attention sums' and
+            # the embedding's codes (always) in the results memory, a part of a row a cycle
+            lands = job["kind"] in self._parts or job["kind"] is Job.MATMUL and program.results
+            if lands and not program.depth <= job["dst"] < program.depth + program.results:
+                raise ValueError(f"a {call.kind} call writes at {job['dst']}, outside the results memory "
+                                 f"({program.depth} on, {program.results} elements), where its results land")
             if not program.results:     # nowhere to land while the core goes on: the call waits
                 job["detach"] = 0
         self._mark_loaded(program.ops, jobs)
@@ -391,23 +394,25 @@ class VectorEngine(wiring.Component):
             with m.If(issue):
                 m.d.sync += [index.eq(index + step), issued.eq(issued + step)]
 
-        def write_out(valid, values):
-            """A served result into the scratchpad, from dst on, one a cycle; or ``values``, a part of a
-            row (aligned to its size) a cycle."""
-            values = values if isinstance(values, list) else [values]
-            address = job.dst + written
-            m.d.comb += [port.addr.eq(address), port.write.eq(valid)]
-            if len(values) == 1:
-                m.d.comb += port.data.eq(values[0])
-            else:
-                part = len(values)
-                m.d.comb += [port.row[k].eq(values[k % part]) for k in range(lanes)]
-                with m.Switch(address % lanes // part):
-                    for place in range(lanes // part):
-                        with m.Case(place):
-                            m.d.comb += port.mask.eq(Mux(valid, ((1 << part) - 1) << (place * part), 0))
+        def write_out(valid, value):
+            """A served result into the scratchpad, from dst on, one a cycle."""
+            m.d.comb += [port.addr.eq(job.dst + written), port.data.eq(value), port.write.eq(valid)]
             with m.If(valid):
-                m.d.sync += written.eq(written + len(values))
+                m.d.sync += written.eq(written + 1)
+
+        def land(valid, values):
+            """Served results into the results memory, from dst on: ``values``, a part of a row
+            (aligned to its size), a cycle."""
+            part, results = len(values), core.results
+            address = job.dst - self._program.depth + written
+            m.d.comb += results.addr.eq(address)
+            m.d.comb += [results.row[k].eq(values[k % part]) for k in range(lanes)]
+            with m.Switch(address % lanes // part):
+                for place in range(lanes // part):
+                    with m.Case(place):
+                        m.d.comb += results.mask.eq(Mux(valid, ((1 << part) - 1) << (place * part), 0))
+            with m.If(valid):
+                m.d.sync += written.eq(written + part)
 
         with m.FSM() as fsm:
             m.d.comb += serving.eq(~fsm.ongoing("IDLE"))
@@ -486,11 +491,7 @@ class VectorEngine(wiring.Component):
             with m.State("RESULTS"):
                 m.d.comb += linear.o.ready.eq(1)
                 if self._program.results:      # into the results memory, whatever the core is doing
-                    m.d.comb += [core.results.addr.eq(job.dst - self._program.depth + written),
-                                 core.results.data.eq(linear.o.payload.data),
-                                 core.results.write.eq(linear.o.valid)]
-                    with m.If(linear.o.valid):
-                        m.d.sync += written.eq(written + 1)
+                    land(linear.o.valid, [linear.o.payload.data])
                 else:
                     write_out(linear.o.valid, linear.o.payload.data)
                 with m.If(linear.o.valid & linear.o.payload.last):
@@ -509,7 +510,7 @@ class VectorEngine(wiring.Component):
                                  register.addr.eq(job.write), register.data.value.eq(o.scale.mant),
                                  register.data.exp.eq(o.scale.exp),
                                  register.write.eq(attention.o.valid & o.last)]
-                    write_out(attention.o.valid, list(o.data))
+                    land(attention.o.valid, list(o.data))
                     with m.If(attention.o.valid & o.invalid):
                         m.d.sync += served_error.eq(1)
                     with m.If(attention.o.valid & o.last):
@@ -525,7 +526,7 @@ class VectorEngine(wiring.Component):
                     m.d.comb += [row.ready.eq(1), register.addr.eq(job.write),
                                  register.data.value.eq(row.payload.scale.mant),
                                  register.write.eq(row.valid & row.payload.last)]
-                    write_out(row.valid, list(row.payload.data))
+                    land(row.valid, list(row.payload.data))
                     with m.If(row.valid & row.payload.last):
                         m.next = "RESUME"
             if lm_head is not None:

@@ -271,24 +271,24 @@ def attend(q: int, d: int, q_scale: str, keys: int, key_mant: int, key_exp: int,
         ScalarOp(S.FROM_INT, "att.p_total", "att.p_sum", exp=Amount(offset=-nx.EXP_FRAC)),
         ScalarOp(S.RECIP, "att.p_total", "att.p_total"),
         ScalarOp(S.MUL, "att.row_scale", "att.row_scale", "att.p_total"),
-        *_row_scaled(d, dst, peak)]
+        *_row_scaled(d, dst, dst, peak)]
 
 
-def attend_call(q: int, d: int, q_scale: str, layer: int, kv_head: int, dst: int,
+def attend_call(q: int, d: int, q_scale: str, layer: int, kv_head: int, sums: int, dst: int,
                 peak: str | None = None) -> list:
     """``attend`` for one head on the attention unit (a call): int8 q[d] against kv head
     ``kv_head``'s cache in ``layer`` (:func:`cache_call`'s), up to the position being run; the
-    unit writes ``attend_sums``' value sums to dst and their row scale to a register, and one pass
-    makes the head's output (Q15.16) in dst[d] (its max |·| into register ``peak``)."""
-    return [Call("attend", (layer, kv_head, dst), memory=((q, d),), reads=(q_scale,),
+    unit writes ``attend_sums``' value sums to sums[d] and their row scale to a register, and one
+    pass makes the head's output (Q15.16) in dst[d] (its max |·| into register ``peak``)."""
+    return [Call("attend", (layer, kv_head, sums), memory=((q, d),), reads=(q_scale,),
                  writes=("att.row_scale",)),
-            *_row_scaled(d, dst, peak)]
+            *_row_scaled(d, sums, dst, peak)]
 
 
-def _row_scaled(d: int, dst: int, peak: str | None) -> list:
-    """The head's output ``saturate(apply_scale(sums, row scale, RES_FRAC))`` from its value sums
-    in dst[d] and the row scale in register ``att.row_scale``; its max |·| into ``peak``."""
-    return [VectorOp(d, dst, dst, Function.MUL, BSource.REGISTER, "att.row_scale",
+def _row_scaled(d: int, sums: int, dst: int, peak: str | None) -> list:
+    """The head's output ``saturate(apply_scale(sums, row scale, RES_FRAC))`` into dst[d] from its
+    value sums in sums[d] and the row scale in register ``att.row_scale``; its max |·| into ``peak``."""
+    return [VectorOp(d, sums, dst, Function.MUL, BSource.REGISTER, "att.row_scale",
                      shift=apply_scale_amount("att.row_scale", nx.RES_FRAC), saturate=nx.RES_BITS,
                      reduce=_peak(peak), note="attend: out · row scale")]
 
@@ -416,9 +416,14 @@ class ProgramModel:
                     lay.add(f"{part}_mant.{i}.{g}", positions)
                     lay.add(f"{part}_exp.{i}.{g}", positions)
         self.gains["norm"] = (lay.add("gain.norm", hidden), model.norm)
-        # last, the matmuls' results: only a pass's a reads them, so they may be a memory of their own
+        # last, what the units beside the core write: the matmuls' products, and (one program for
+        # every token) the attention heads' sums and the embedding's row. Only a pass's a reads
+        # them, so they may be a memory of their own
         self.results = lay.add("acc", widest)
         lay.add("acc2", widest)
+        if units:
+            lay.add("sums", heads * d)
+            lay.add("embedded", hidden)
         self.memory = {}
         if not units:
             self.memory.update({lay["cos"]: model.rope_cos, lay["sin"]: model.rope_sin,
@@ -532,8 +537,8 @@ class ProgramModel:
         d, heads, kv = cfg.dim_per_head, cfg.num_attention_heads, cfg.num_key_value_heads
         hidden, inter, group, half = cfg.hidden_size, cfg.intermediate_size, heads // kv, d // 2
         if self.units:
-            program = [embed_call(lay["scratch"]), rope_call(lay["rope_row"]),
-                       *embed(lay["scratch"], hidden, None, self.model.embed.exp, lay["h"], "h_peak")]
+            program = [embed_call(lay["embedded"]), rope_call(lay["rope_row"]),
+                       *embed(lay["embedded"], hidden, None, self.model.embed.exp, lay["h"], "h_peak")]
             cos, sin = lay["rope_row"], lay["rope_row"] + half
         else:
             program = embed(lay["embed"] + token * hidden, hidden, int(self.model.embed.rows[token]),
@@ -576,8 +581,8 @@ class ProgramModel:
             for h in range(heads):
                 g = h // group
                 if self.units:
-                    program += attend_call(lay["q"] + h * d, d, f"q_proj_scale{h}", i, g, lay["out"] + h * d,
-                                           f"att.peak{h}")
+                    program += attend_call(lay["q"] + h * d, d, f"q_proj_scale{h}", i, g, lay["sums"] + h * d,
+                                           lay["out"] + h * d, f"att.peak{h}")
                 else:
                     program += attend(lay["q"] + h * d, d, f"q_proj_scale{h}", lay[f"k.{i}.{g}"],
                                       lay[f"k_mant.{i}.{g}"], lay[f"k_exp.{i}.{g}"], lay[f"v.{i}.{g}"],

@@ -23,9 +23,7 @@ offers once its last result is written. :meth:`cycles` gives a pass's cycles fro
 ``i`` to its result's offer on ``o``.
 
 ``access`` reads and writes one element while the unit is idle (``busy`` low): the sequencer's
-loads and stores; or writes a part of a row at once (a nonzero ``mask``: a unit beside the core
-handing on several results a cycle); ``access_data`` is the element at the address of the cycle
-before, and
+loads and stores; ``access_data`` is the element at the address of the cycle before, and
 ``access_row`` the whole row that holds it (``lanes`` elements). A read also works while a pass
 runs, in any cycle ``access_free`` is high (the pass is not reading its rows).
 """
@@ -53,11 +51,11 @@ def reduction_of(op) -> Reduction:
     return Reduction[op.reduce[0][0].name] if op.reduce else Reduction.NONE
 
 
-def access_layout(depth: int, lanes: int) -> data.StructLayout:
-    """The scratchpad's port: the element at ``addr`` read (and ``data`` written with ``write``);
-    or, with a nonzero ``mask``, ``row[k]`` written to the lanes ``k`` of ``mask`` in ``addr``'s row."""
-    return data.StructLayout({"addr": range(depth), "data": signed(ELEMENT_BITS), "write": 1,
-                              "mask": lanes, "row": data.ArrayLayout(signed(ELEMENT_BITS), lanes)})
+def results_layout(results: int, lanes: int) -> data.StructLayout:
+    """The results memory's write port: ``row[k]`` into the lanes ``k`` of ``mask`` in ``addr``'s
+    row (an element: its lane's bit, its value in every ``row[k]``)."""
+    return data.StructLayout({"addr": range(max(results, 1)), "mask": lanes,
+                              "row": data.ArrayLayout(signed(ELEMENT_BITS), lanes)})
 
 
 def pass_layout(depth: int) -> data.StructLayout:
@@ -82,8 +80,8 @@ class VectorUnit(wiring.Component):
         The scratchpad's contents after configuration: {address: values}, the rest 0.
     results : int
         Elements of the results memory (0: none; a multiple of ``lanes``, at most ``depth``): banked
-        as the scratchpad is, written by ``results`` (a unit beside the core), read by a pass's a
-        where ``a_results`` is set.
+        as the scratchpad is, written by ``results`` (units beside the core; a row part a cycle),
+        read by a pass's a where ``a_results`` is set.
     """
 
     def __init__(self, *, lanes: int, depth: int, exp2: bool = True, sigmoid: bool = False, init=None,
@@ -109,13 +107,13 @@ class VectorUnit(wiring.Component):
             "i": In(stream.Signature(pass_layout(depth))),
             "o": Out(stream.Signature(data.StructLayout({
                 "value": signed(SUM_BITS), "error": 1}))),
-            "access": In(access_layout(depth, lanes)),
+            "access": In(data.StructLayout({"addr": range(depth), "data": signed(ELEMENT_BITS),
+                                            "write": 1})),
             "access_data": Out(signed(ELEMENT_BITS)),
             "access_row": Out(data.ArrayLayout(signed(ELEMENT_BITS), lanes)),
             "access_free": Out(1),
             "busy": Out(1),
-            **({"results": In(data.StructLayout({"addr": range(results), "data": signed(ELEMENT_BITS),
-                                                 "write": 1}))} if results else {}),
+            **({"results": In(results_layout(results, lanes))} if results else {}),
         })
 
     lanes = property(lambda self: self._lanes)
@@ -154,8 +152,8 @@ class VectorUnit(wiring.Component):
                                                         depth=self._results // lanes, init=[])
             read, write = bank.read_port(), bank.write_port()
             port = self.results
-            m.d.comb += [write.addr.eq(port.addr >> shift), write.data.eq(port.data),
-                         write.en.eq(port.write & ((port.addr[:shift] == k) if shift else 1))]
+            m.d.comb += [write.addr.eq(port.addr >> shift), write.data.eq(port.row[k]),
+                         write.en.eq(port.mask[k])]
             results.append(read)
         m.submodules.decoder = decoder = PassDecoder()
         units = []
@@ -213,15 +211,13 @@ class VectorUnit(wiring.Component):
         reduce = op.reduce
         node_layout = data.StructLayout({"valid": 1, "value": signed(SUM_BITS), "lane": range(lanes)})
         leaves = []
-        wide = self.access.mask.any()                      # a part of a row written at once
         for k, ((_, _, _, w), lane) in enumerate(zip(banks, units)):
             y = lane.o.y
             m.d.comb += [w.addr.eq(Mux(out_valid, (op.dst >> shift) + written, self.access.addr >> shift)),
-                         w.data.eq(Mux(out_valid, y, Mux(wide, self.access.row[k], self.access.data))),
+                         w.data.eq(Mux(out_valid, y, self.access.data)),
                          w.en.eq(Mux(out_valid, lane.o.valid & op.write,
-                                     ~self.busy & self.access.write
-                                     & Mux(wide, self.access.mask[k],
-                                           (self.access.addr[:shift] == k) if shift else 1)))]
+                                     ~self.busy & self.access.write & (self.access.addr[:shift] == k
+                                                                       if shift else 1)))]
             leaf = Signal(node_layout, name=f"leaf{k}")
             m.d.sync += [leaf.valid.eq(lane.o.valid & (reduce != Reduction.NONE)),
                          leaf.value.eq(Mux((reduce == Reduction.MAXABS) & y[-1], -y, y)), leaf.lane.eq(k)]

@@ -199,7 +199,8 @@ def test_repeated_b(lanes):
 
 @pytest.mark.parametrize("lanes", [1, 4])
 def test_results_memory(lanes):
-    """Elements written to the results memory (while a pass runs) are what a pass's a reads there."""
+    """Elements written to the results memory (while a pass runs; one a cycle, then a row part) are
+    what a pass's a reads there."""
     seed = 80 + lanes
     print(f"seed {seed}")
     rng = np.random.default_rng(seed)
@@ -211,10 +212,16 @@ def test_results_memory(lanes):
     async def testbench(ctx):
         await write_memory(ctx, unit, 20, gains)
         await stream_put(ctx, unit.i, [{**pass_payload(VectorOp(8, 0, function=Function.ADD), {})}])
-        for address, value in enumerate(values):          # as the pass runs, then after
-            ctx.set(unit.results, {"addr": 4 + address, "data": int(value), "write": 1})
+        for address, value in enumerate(values[:8]):      # as the pass runs, then after
+            ctx.set(unit.results, {"addr": 4 + address, "mask": 1 << ((4 + address) % lanes),
+                                   "row": [int(value)] * lanes})
             await ctx.tick()
-        ctx.set(unit.results.write, 0)
+        part = min(lanes, 4)                                # the rest a row part a cycle
+        for first in range(8, 12, part):
+            ctx.set(unit.results, {"addr": 4 + first, "mask": ((1 << part) - 1) << ((4 + first) % lanes),
+                                   "row": [int(values[first + k % part]) for k in range(lanes)]})
+            await ctx.tick()
+        ctx.set(unit.results.mask, 0)
         await stream_get(ctx, unit.o, 1)
         await stream_put(ctx, unit.i, [{**pass_payload(op, {}), "a_results": 1}])
         [result] = await stream_get(ctx, unit.o, 1)
