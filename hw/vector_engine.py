@@ -17,16 +17,18 @@ reads and writes); while the core waits for it:
   (the matmul before read the same region and no instruction wrote into it since: k and v after
   q, up after gate: the job table marks them); the product of matrix
   ``layer · 7 + index`` starts; its ``N`` accumulators are written to ``dst`` as they leave the
-  array (one a cycle).
+  array (one a cycle), in the core's results memory where the program has one. There a
+  ``detach``\ ed call resumes the core as the product starts, its accumulators landing while the
+  core goes on; the next call is taken once the last has landed.
 * ``cache`` ``(layer, part, kv head)``, reading a head's codes and its scale register: the codes
   go into the KV cache's ``part`` (k or v) at ``position``, ``attention_lanes`` to a word, then
   the scale.
 * ``attend`` ``(layer, kv head, dst)``, reading q's codes and its scale register: the codes go to
   the attention head, ``attention_lanes`` to a beat, which attends over the kv head's cache up to
-  ``position``; its value sums are written to ``dst`` one a cycle as they leave and their row
-  scale into the call's register (``attend_sums``).
-* ``embed`` ``(dst,)``: ``token``'s row of int8 codes into ``dst``, one a cycle, and its row
-  mantissa into the call's register.
+  ``position``; its value sums are written to ``dst`` in the results memory as they leave, a part
+  of a row a cycle, and their row scale into the call's register (``attend_sums``).
+* ``embed`` ``(dst,)``: ``token``'s row of int8 codes into ``dst`` in the results memory, a part of
+  a row a cycle, and its row mantissa into the call's register.
 * ``rope`` ``(dst,)``: ``position``'s cos and sin rows (``d/2`` each) into ``dst``, one a cycle.
 * ``lm_head`` ``(dst,)``, reading ``x[hidden]``: the codes go to the LM head, ``head_lanes`` to a
   beat; the integer logits are written to ``dst`` one a cycle as they leave.
@@ -118,7 +120,7 @@ class VectorEngine(wiring.Component):
             (Job.MATMUL, simd), (Job.CACHE, attention_lanes), (Job.ATTEND, attention_lanes),
             (Job.LM_HEAD, head_lanes))}
         # the results written a cycle: the attention head's sums and the embedding's codes a part
-        # of a scratchpad row at once (the largest that divides both the row and the unit's beat)
+        # of a results-memory row at once (the largest that divides both the row and the unit's beat)
         self._parts = {Job.ATTEND: math.gcd(lanes, attention_lanes),
                        Job.EMBED: math.gcd(lanes, head_lanes if self._tied(model, program) else hidden)}
         jobs = [self._job(call, program.number) for call in program.calls]
@@ -251,13 +253,13 @@ class VectorEngine(wiring.Component):
     def call_cycles(self, call, position: int = 0):
         """Cycles from a call's transfer to the core's ``resume``; for a detached matmul, that and
         the cycles from its transfer until the engine takes the next call (its products landed).
-        The job read (2); for a call
-        that reads codes (but a matmul whose codes the array's buffer holds), its scale register
-        read (1) and the codes, a beat at a time (a part of a scratchpad row a cycle, the last
-        part's capture, and a cycle to hand the beat on, which reads the next beat's first part);
-        then the matrix product's cycles, the cache entry's scale, the attention head's cycles and its
-        ``d`` sums, or the LM head's cycles; or the token offered (2) and the embedding row's;
-        or RoPE's rows read and written (``d`` and 2)."""
+        The job read (2); for a call that reads codes (but a matmul whose codes the array's buffer
+        holds), its scale register read (1) and the codes, a beat at a time (a part of a scratchpad
+        row a cycle, the last part's capture, and a cycle to hand the beat on, which reads the next
+        beat's first part); then the matrix product's cycles, the cache entry's scale, the
+        attention head's cycles and its ``d`` sums (a row part a cycle), or the LM head's cycles;
+        or the token offered (2) and the embedding row's; or RoPE's rows read and written (``d``
+        and 2)."""
         index = self._call_index.get(call)
         job = self._jobs[index] if index is not None else self._job(call, self._program.number)
         kind = job["kind"]

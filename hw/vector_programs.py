@@ -382,6 +382,11 @@ class ProgramModel:
     for the position from a table (:func:`rope_call`). The scratchpad then holds the working
     vectors and the gains only. The program ends with the logits' scale (:meth:`logit_scale`) in
     register ``logit_scale``, for a sampler.
+
+    The layout ends with what the units write and only a pass's a reads (from ``results`` on: the
+    matmuls' products, the heads' sums, the embedding's row), so a core may keep them in a memory of
+    their own (:meth:`memories`); k's, v's and up's products are detached calls, landing while q's,
+    k's and gate's own steps run.
     """
 
     def __init__(self, model, units: bool = False):
