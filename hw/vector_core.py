@@ -297,14 +297,18 @@ class VectorCore(wiring.Component):
                      self.register_data.eq(scalar.read_data[0])]
 
         # a pass's register operands: read two a cycle through the scalar unit's two read ports
-        reads = [(pass_.a_shift.register, pass_.shift.register), (pass_.b_register, pass_.pre_register)]
+        def register_pairs(fields):
+            """A pass word's register operands, in the pairs read together."""
+            return [(fields.a_shift.register, fields.shift.register),
+                    (fields.b_register, fields.pre_register)]
 
         def uses(fields, pair):
             """A pass reads registers in this pair of its operand fields (a pair it does not use
             is not read: a cycle less)."""
-            names = ((fields.a_shift.register, fields.shift.register),
-                     (fields.b_register, fields.pre_register))
-            return (names[pair][0] != 0) | (names[pair][1] != 0)
+            first, second = register_pairs(fields)[pair]
+            return (first != 0) | (second != 0)
+
+        reads = register_pairs(pass_)
         operand = Signal(range(len(reads) + 1))
         values = [Signal(register_layout(), name=f"operand{k}") for k in range(2 * len(reads))]
         reading = Signal()

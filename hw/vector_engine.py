@@ -121,8 +121,10 @@ class VectorEngine(wiring.Component):
             (Job.LM_HEAD, head_lanes))}
         # the results written a cycle: the attention head's sums and the embedding's codes a part
         # of a results-memory row at once (the largest that divides both the row and the unit's beat)
+        # one token table serves the embedding and the LM head where the model ties them
+        tied = {"embed", "lm_head"} <= {call.kind for call in program.calls} and model.lm_head is model.embed
         self._parts = {Job.ATTEND: math.gcd(lanes, attention_lanes),
-                       Job.EMBED: math.gcd(lanes, head_lanes if self._tied(model, program) else hidden)}
+                       Job.EMBED: math.gcd(lanes, head_lanes if tied else hidden)}
         jobs = [self._job(call, program.number) for call in program.calls]
         for call, job in zip(program.calls, jobs):
             if job["kind"] in self._beats and job["x"] % self._beats[job["kind"]][1]:
@@ -157,10 +159,10 @@ class VectorEngine(wiring.Component):
                                  f"{context} positions, more than a scratchpad element's {ELEMENT_BITS}")
         self._core = VectorCore(program, lanes=lanes, memory=memory, registers=registers,
                                 lend_bits=self._attention.p_sum_bits if self._attention else None)
-        # the token tables: (embedding, LM head); one table for both uses where the model ties them
+        # the token tables: (embedding, LM head)
         embeds, heads = Job.EMBED in kinds, Job.LM_HEAD in kinds
         part = self._parts[Job.EMBED]
-        if self._tied(model, program):
+        if tied:
             table = TokenTable(model.embed, lanes=head_lanes, embedding_lanes=part)
             self._tables = (table, table)
         else:
@@ -205,12 +207,6 @@ class VectorEngine(wiring.Component):
         layer, kv_head, dst = call.args
         return {"kind": Job.ATTEND, "layer": layer, "kv_head": kv_head, "x": x, "n": n, "dst": dst,
                 "read": number[call.reads[0]], "write": number[call.writes[0]]}
-
-    @staticmethod
-    def _tied(model, program) -> bool:
-        """One token table serves the embedding and the LM head."""
-        kinds = {call.kind for call in program.calls}
-        return {"embed", "lm_head"} <= kinds and model.lm_head is model.embed
 
     def _mark_loaded(self, ops, jobs) -> None:
         """Mark each matmul whose codes are already in the array's activation buffer: the last
@@ -260,8 +256,7 @@ class VectorEngine(wiring.Component):
         attention head's cycles and its ``d`` sums (a row part a cycle), or the LM head's cycles;
         or the token offered (2) and the embedding row's; or RoPE's rows read and written (``d``
         and 2)."""
-        index = self._call_index.get(call)
-        job = self._jobs[index] if index is not None else self._job(call, self._program.number)
+        job = self._jobs[self._call_index[call]]
         kind = job["kind"]
         if kind is Job.TRACE:
             return 2

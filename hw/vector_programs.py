@@ -555,12 +555,12 @@ class ProgramModel:
                                   "norm_scale", "h_peak")
             program.append(trace(i, "input_layernorm", codes=(lay["x"], hidden), scale="norm_scale"))
             # q's product first; k's lands in acc2 while q's heads are made, v's in acc while k's are
+            products = (("q_proj", heads, "acc"), ("k_proj", kv, "acc2"), ("v_proj", kv, "acc"))
             program += self._linear(i, "q_proj", hidden, "acc", "q_proj_acc_scale")
-            for matrix, count, results, after in (("q_proj", heads, "acc", ("k_proj", "acc2")),
-                                                  ("k_proj", kv, "acc2", ("v_proj", "acc")),
-                                                  ("v_proj", kv, "acc", None)):
-                if after:
-                    program += self._linear(i, after[0], hidden, after[1], f"{after[0]}_acc_scale",
+            for j, (matrix, count, results) in enumerate(products):
+                if j + 1 < len(products):
+                    following, _, region = products[j + 1]
+                    program += self._linear(i, following, hidden, region, f"{following}_acc_scale",
                                             detach=True)
                 source, peaks = lay[results], None
                 if matrix != "v_proj":

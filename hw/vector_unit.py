@@ -179,10 +179,11 @@ class VectorUnit(wiring.Component):
         issue = Signal()
         issued = Signal()                                  # the read data of the cycle before
         issued_mask = Signal(lanes)
+        a_row = (op.a >> shift) + row                      # a's row, in the scratchpad or the results
         for k, (ra, rb, rc, _) in enumerate(banks):
             if results:
-                m.d.comb += results[k].addr.eq((op.a >> shift) + row)
-            m.d.comb += [ra.addr.eq(Mux(issue, (op.a >> shift) + row, self.access.addr >> shift)),
+                m.d.comb += results[k].addr.eq(a_row)
+            m.d.comb += [ra.addr.eq(Mux(issue, a_row, self.access.addr >> shift)),
                          rb.addr.eq((op.b >> shift) + b_row), rc.addr.eq((op.c >> shift) + row)]
         mask = Signal(lanes)
         for k in range(lanes):
