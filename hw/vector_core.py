@@ -153,8 +153,8 @@ class VectorCore(wiring.Component):
         The instructions and the register numbering.
     lanes : int
         The vector unit's lanes (a power of two).
-    exp2, sigmoid : bool
-        The lanes' tables.
+    exp2, sigmoid : bool or None
+        The lanes' tables (EXP2's and SIGMOID's); None: a table where the program uses it.
     lend_bits : int or None
         Lend the scalar unit's ScaleUnit through ``lent_scale`` (FROM_INT operands this wide).
     memory, registers : dict
@@ -167,9 +167,14 @@ class VectorCore(wiring.Component):
     OPERANDS = 4       # a pass's four register reads, two a cycle (3), and its config formed (1):
     #                    a cycle less for each pair of them it does not use (operand_cycles)
 
-    def __init__(self, program: Program, *, lanes: int, exp2: bool = True, sigmoid: bool = False,
+    def __init__(self, program: Program, *, lanes: int, exp2: bool | None = None, sigmoid: bool | None = None,
                  lend_bits: int | None = None, memory=None, registers=None):
         check_integers((("lanes", lanes, 1, 64),))
+        passes = [op for op in program.ops if isinstance(op, VectorOp)]
+        if exp2 is None:
+            exp2 = any(op.function is Function.EXP2 for op in passes)
+        if sigmoid is None:
+            sigmoid = any(op.b_source is BSource.SIGMOID for op in passes)
         self._program, self._lanes, self._exp2, self._sigmoid = program, lanes, exp2, sigmoid
         self._lend_bits = lend_bits
         self._memory_init = memory

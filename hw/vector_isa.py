@@ -223,7 +223,7 @@ class Call:
     the caller answers with the elements it writes and the registers it sets, of ``writes``
     (``VectorMachine.run``'s ``serve``).
 
-    A ``detach``\ ed call hands the program back once the caller has taken what it reads; its
+    A detached call (``detach``) hands the program back once the caller has taken what it reads; its
     elements land while the program goes on, so no instruction may touch them before the program's
     next call (which waits for the caller), and it sets no registers."""
     kind: str

@@ -21,7 +21,8 @@ Stages (each ends in registers):
 7. ``p``: the partial products' sum, EXP2's entry shifted by the whole part, or ADD's raw element;
 8. ``c ± p`` (one adder: ``c + (p ^ −negate) + negate``);
 9. the rounding constant for the value's sign added (right shifts);
-10. the shift to a 37-bit window, right or left, and whether the value left the window;
+10. the shift to a 37-bit window, right or left (one funnel shift: the rounded sum, WINDOW − 1
+    bits up, shifted right), and whether the value left the window;
 11. saturation to the op's width, or the check that the result fits an element.
 
 **Latency** :attr:`VectorLane.LATENCY` cycles from an element in (``i.valid``) to its result out
@@ -30,7 +31,7 @@ Stages (each ends in registers):
 error in a lane without).
 """
 
-from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -45,6 +46,7 @@ SUM_BITS = P_BITS + 1       # c ± p
 RIGHT_LIMIT = SUM_BITS      # a right shift this far leaves any rounded sum at 0 (larger ones clamp)
 ROUNDED_BITS = SUM_BITS + 2  # c ± p plus a rounding constant below 2^RIGHT_LIMIT
 WINDOW = ELEMENT_BITS + 1   # the shifted value's bits kept: an element and one more for saturation
+FUNNEL_LIMIT = WINDOW - 1 + RIGHT_LIMIT     # the rounded sum WINDOW − 1 bits up is shifted right this far
 
 
 class Saturate(enum.Enum, shape=2):
@@ -77,13 +79,10 @@ LANE_CONFIG = data.StructLayout({
     "a_right": range(A_BITS + 1),         # a_shift clamped to [0, A_BITS]
     "a_mask": A_BITS,                     # the bits a_right shifts out
     "a_error": 1,                         # a_shift < 0: a program error
-    "left": 1,                            # shift < 0
-    "s_right": range(RIGHT_LIMIT + 1),    # shift clamped to [0, RIGHT_LIMIT]
-    "s_left": range(WINDOW),              # -shift clamped to [0, WINDOW - 1] (further: no value fits)
+    "funnel": range(FUNNEL_LIMIT + 1),    # the window's shift: WINDOW − 1 + shift, clamped
     "round_positive": unsigned(ROUNDED_BITS),   # the rounding constants for c ± p >= 0 and < 0
     "round_negative": unsigned(ROUNDED_BITS),
-    "right_over": ROUNDED_BITS,           # the rounded sum's bits that must be sign bits to fit WINDOW
-    "left_over": SUM_BITS,                # c ± p's bits that must be sign bits to fit WINDOW after <<
+    "over": ROUNDED_BITS,                 # the rounded sum's bits that must be sign bits to fit WINDOW
 })
 
 
@@ -123,12 +122,14 @@ class PassDecoder(wiring.Component):
                                      Round.TRUNCATE: (0, Mux(s_right == 0, 0, (half << 1) - 1))}.items():
                 with m.Case(mode):
                     m.d.sync += [lane.round_positive.eq(up), lane.round_negative.eq(down)]
+        # a left shift's rounding constants are 0 (s_right is), so its rounded sum is c ± p
         top = Const(-1, signed(ROUNDED_BITS + WINDOW + 1))
         m.d.sync += [lane.a_right.eq(a_right), lane.a_mask.eq(~(Const(-1, signed(A_BITS)) << a_right)),
-                     lane.a_error.eq(fields.a_shift[-1]), lane.left.eq(fields.shift[-1]),
-                     lane.s_right.eq(s_right), lane.s_left.eq(s_left),
-                     lane.right_over.eq((top << (s_right + (WINDOW - 1)))[:ROUNDED_BITS]),
-                     lane.left_over.eq((top << (WINDOW - 1))[:SUM_BITS + WINDOW] >> s_left)]
+                     lane.a_error.eq(fields.a_shift[-1]),
+                     lane.funnel.eq(WINDOW - 1 + s_right - s_left),
+                     lane.over.eq(Mux(fields.shift[-1],
+                                      (top << (WINDOW - 1))[:ROUNDED_BITS + WINDOW] >> s_left,
+                                      (top << (s_right + (WINDOW - 1)))[:ROUNDED_BITS]))]
         return m
 
 
@@ -295,16 +296,14 @@ class VectorLane(wiring.Component):
         # 9: the rounding constant for the sign
         rounded9 = stage("rounded9", q8 + Mux(q8[-1], cfg.round_negative, cfg.round_positive),
                          signed(ROUNDED_BITS))
-        q9, error9 = stage("q9", q8), stage("error9", error8)
+        error9 = stage("error9", error8)
 
-        # 10: the shift into the window, and whether the value left it
-        right = rounded9 >> cfg.s_right
-        right_out = ((rounded9 ^ -rounded9[-1]).as_unsigned() & cfg.right_over).any()
-        left = (q9 << cfg.s_left)[:WINDOW]
-        left_out = ((q9 ^ -q9[-1]).as_unsigned() & cfg.left_over).any()
-        window10 = stage("window10", Mux(cfg.left, left, right[:WINDOW]), signed(WINDOW))
-        out10 = stage("out10", Mux(cfg.left, left_out, right_out))
-        negative10 = stage("negative10", Mux(cfg.left, q9[-1], rounded9[-1]))
+        # 10: the shift into the window (right, or left by WINDOW − 1 − funnel), and whether the
+        # value left it
+        raised = Cat(Const(0, WINDOW - 1), rounded9).as_signed()
+        window10 = stage("window10", (raised >> cfg.funnel)[:WINDOW], signed(WINDOW))
+        out10 = stage("out10", ((rounded9 ^ -rounded9[-1]).as_unsigned() & cfg.over).any())
+        negative10 = stage("negative10", rounded9[-1])
         error10 = stage("error10", error9)
         valid10 = carried("valid", valid1, 9)
 

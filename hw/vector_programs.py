@@ -398,13 +398,16 @@ class ProgramModel:
         hidden, inter, positions = cfg.hidden_size, cfg.intermediate_size, cfg.max_position_embeddings
         widest = max(hidden, inter, heads * d)
         lay = self.layout = Layout()
-        for name, n in (("h", hidden), ("x", widest), ("u", widest),
-                        ("scratch", widest), ("gated", widest), ("rotated", heads * d), ("q", heads * d),
-                        ("out", heads * d), ("z", positions), ("p", positions), ("logits", cfg.vocab_size)):
+        # scratch: a step's temporary (a norm's u, the residual's product, RoPE's, the gated
+        # activation's square, k's and v's head codes until their cache calls)
+        for name, n in (("h", hidden), ("x", widest), ("scratch", widest), ("gated", widest),
+                        ("rotated", heads * d), ("q", heads * d), ("out", heads * d), ("logits", cfg.vocab_size)):
             lay.add(name, n)
         if units:
             lay.add("rope_row", d)                  # cos and sin of the position being run
         else:
+            lay.add("z", positions)                 # attention's scores and weights
+            lay.add("p", positions)
             lay.add("cos", positions * (d // 2))
             lay.add("sin", positions * (d // 2))
             for name, n in (("embed", cfg.vocab_size * hidden), ("lm_table", cfg.vocab_size * hidden),
@@ -465,7 +468,7 @@ class ProgramModel:
     def _norm(self, key, x: int, n: int, x_scale: str, dst: int, result: str, peak: str) -> list:
         """The norm ``key`` of x[n], whose max |x| the pass that wrote it left in register ``peak``."""
         address, gain = self.gains[key]
-        return rms_quantize(x, n, x_scale, address, gain.exp, f"inv_len.{key}", "eps", self.layout["u"],
+        return rms_quantize(x, n, x_scale, address, gain.exp, f"inv_len.{key}", "eps", self.layout["scratch"],
                             dst, result, peak)
 
     def _linear(self, layer: int, matrix: str, n: int, dst: str, scale: str, detach: bool = False) -> list:
