@@ -13,6 +13,11 @@ A ``start`` transfer names the matrix; ``o`` then carries its ``N`` accumulators
 on the final one; padded rows are dropped). One product at a time: ``start`` is taken again once
 the previous product's last result is out.
 
+With ``x_part``, the buffer has no ``x`` stream: ``x_copy`` writes ``x_part`` codes of a word at
+any time (its ``word``, the ``part`` of it and a ``mask`` of the codes), so a caller may keep a copy
+of its codes there as it makes them; a product uses whatever the buffer holds when it starts, and
+a caller must not write the buffer while a product runs.
+
 With ``loaded=True`` the weight memory is a RAM filled after reset from the ``load`` stream, for
 boards whose block RAM the bitstream cannot initialise (the iCE40 UP5K's SPRAM): an
 :class:`~hw.flash_loader.FlashLoader` reads the words from SPI flash.
@@ -29,7 +34,7 @@ path (13 ns of routing).
 from collections.abc import Sequence
 
 import numpy as np
-from amaranth import Module, Mux, Signal, Value, signed
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -64,10 +69,12 @@ class TernaryLinear(wiring.Component):
         words of :meth:`weight_words`, in order); ``start`` waits for it.
     spram : bool
         With ``loaded``: the RAM is the iCE40 UP5K's SPRAM (:class:`~hw.spram.Ice40Spram`).
+    x_part : int
+        Codes a write through ``x_copy`` (a divisor of ``simd``); 0: the ``x`` stream loads the buffer.
     """
 
     def __init__(self, matrices: Sequence[np.ndarray], *, rows: int, simd: int,
-                 loaded: bool = False, spram: bool = False):
+                 loaded: bool = False, spram: bool = False, x_part: int = 0):
         if not matrices:
             raise ValueError("at least one matrix is needed")
         shapes = []
@@ -87,12 +94,20 @@ class TernaryLinear(wiring.Component):
         if spram and not loaded:
             raise ValueError("spram needs loaded=True: the bitstream cannot initialise SPRAM")
         self._loaded, self._spram = loaded, spram
+        if x_part and (x_part < 0 or simd % x_part):
+            raise ValueError(f"x_part must divide simd {simd}, not {x_part}")
+        self._x_part = x_part
         members = {"load": In(stream.Signature(self._array.w_layout)),
                    "ready": Out(1)} if loaded else {}
+        x_port = In(stream.Signature(data.StructLayout({
+            "data": data.ArrayLayout(signed(ACT_BITS), simd), "last": 1})))
+        if x_part:
+            x_port = In(data.StructLayout({
+                "word": range(max(self._k_words)), "part": range(simd // x_part), "mask": x_part,
+                "data": data.ArrayLayout(signed(ACT_BITS), x_part)}))
         super().__init__({
             **members,
-            "x": In(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(signed(ACT_BITS), simd), "last": 1}))),
+            "x_copy" if x_part else "x": x_port,
             "start": In(stream.Signature(range(len(matrices)))),
             "o": Out(stream.Signature(data.StructLayout({
                 "data": signed(self._array.acc_width), "last": 1}))),
@@ -189,11 +204,22 @@ class TernaryLinear(wiring.Component):
         w_read_data = self._weight_memory(m, address, read_en, loading)
         m.submodules.x_buffer = x_buffer = memory.Memory(
             shape=data.ArrayLayout(signed(ACT_BITS), simd), depth=max(self._k_words), init=[])
-        x_read, x_write = x_buffer.read_port(), x_buffer.write_port()
+        x_read = x_buffer.read_port()
+        x_write = x_buffer.write_port(granularity=1 if self._x_part else None)    # a code an enable
 
-        # -- x: load the activation vector ---------------------------------------------------
+        # -- x: load the activation vector, or take the caller's copy ---------------------------
         x_addr = Signal(range(max(self._k_words) + 1))
-        m.d.comb += [x_write.addr.eq(x_addr), x_write.data.eq(self.x.payload.data)]
+        x_part = self._x_part
+        if x_part:
+            copy = self.x_copy
+            m.d.comb += [x_write.addr.eq(copy.word),
+                         x_write.data.eq(Cat(copy.data for _ in range(simd // x_part)))]
+            with m.Switch(copy.part):
+                for part in range(simd // x_part):
+                    with m.Case(part):
+                        m.d.comb += x_write.en.eq(copy.mask << (part * x_part))
+        else:
+            m.d.comb += [x_write.addr.eq(x_addr), x_write.data.eq(self.x.payload.data)]
 
         # -- the product's constants, chosen by the matrix index and registered in LOOKUP (they
         # feed the array's output ready and the feed's issue logic) ---------------------------------
@@ -265,13 +291,16 @@ class TernaryLinear(wiring.Component):
         with m.FSM() as fsm:
             m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))
             with m.State("IDLE"):
-                m.d.comb += [self.x.ready.eq(1), self.start.ready.eq(~self.x.valid & ~loading)]
-                with m.If(self.x.valid):
-                    m.d.comb += x_write.en.eq(x_addr < max(self._k_words))
-                    m.d.sync += x_addr.eq(x_addr + 1)
-                    with m.If(self.x.payload.last):
-                        m.d.sync += x_addr.eq(0)
-                with m.Elif(self.start.valid):
+                beat = Const(0) if x_part else self.x.valid     # an x beat first, then a start
+                m.d.comb += self.start.ready.eq(~beat & ~loading)
+                if not x_part:
+                    m.d.comb += self.x.ready.eq(1)
+                    with m.If(self.x.valid):
+                        m.d.comb += x_write.en.eq(x_addr < max(self._k_words))
+                        m.d.sync += x_addr.eq(x_addr + 1)
+                        with m.If(self.x.payload.last):
+                            m.d.sync += x_addr.eq(0)
+                with m.If(self.start.valid & self.start.ready):
                     m.d.sync += [matrix.eq(self.start.payload), tile.eq(0), word.eq(0),
                                  produced.eq(0)]
                     m.next = "LOOKUP"

@@ -27,7 +27,7 @@ operations issued while a failing pass ran may have run). ``done`` is high while
 that reached END. While idle or called, ``access`` / ``access_data`` (and ``access_row``, the
 element's whole row of ``lanes``) reach the scratchpad and
 ``register`` / ``register_data`` the register file (the caller's inputs, before a run, and its
-results after). :meth:`VectorCore.cycles` gives a program's cycles from ``start`` to ``done``.
+results after). ``written`` shows every write into the scratchpad (the vector unit's). :meth:`VectorCore.cycles` gives a program's cycles from ``start`` to ``done``.
 With ``lend_bits``, ``lent_scale`` is the scalar unit's ScaleUnit lent (:class:`~hw.scalar_unit.ScalarUnit`):
 a caller's block may run its scale programs on it while the core waits for a call.
 """
@@ -45,7 +45,7 @@ from .scale_unit import scale_unit_signature
 from .vector_isa import (A_BITS, B_BITS, ELEMENT_BITS, BSource, Call, Function, Part, Pre, Round, ScalarKind,
                          VectorOp)
 from .vector_lane import SHIFT_BITS, Saturate, fits, saturate_of
-from .vector_unit import Reduction, VectorUnit, pass_layout, reduction_of, results_layout
+from .vector_unit import Reduction, VectorUnit, pass_layout, reduction_of, results_layout, written_layout
 
 
 class Kind(enum.Enum, shape=2):
@@ -188,6 +188,7 @@ class VectorCore(wiring.Component):
             "access": In(data.StructLayout({"addr": range(depth), "data": signed(ELEMENT_BITS), "write": 1})),
             "access_data": Out(signed(ELEMENT_BITS)),
             "access_row": Out(data.ArrayLayout(signed(ELEMENT_BITS), lanes)),
+            "written": Out(written_layout(depth, lanes)),
             "register": In(data.StructLayout({"addr": range(registers), "data": register_layout(),
                                               "write": 1})),
             "register_data": Out(register_layout()),
@@ -297,7 +298,7 @@ class VectorCore(wiring.Component):
         with m.Else():
             m.d.comb += vector.access.eq(scalar.access)
         m.d.comb += [scalar.access_data.eq(vector.access_data), self.access_data.eq(vector.access_data),
-                     self.access_row.eq(vector.access_row),
+                     self.access_row.eq(vector.access_row), self.written.eq(vector.written),
                      scalar.access_ready.eq(vector.access_free),
                      self.register_data.eq(scalar.read_data[0])]
 

@@ -12,10 +12,14 @@ table (each position's cos and sin rows, Q1.14, in ROM). A run (``start``) compu
 Each :class:`~hw.vector_isa.Call` has a job in a table (its kind, addresses, the registers it
 reads and writes); while the core waits for it:
 
-* ``matmul`` ``(layer, matrix, dst)``, reading ``x[n]``: the int8 codes are read from the
-  scratchpad into the array's activation buffer, ``simd`` to a beat, unless the buffer holds them
+* ``matmul`` ``(layer, matrix, dst)``, reading ``x[n]``: where every matmul reads one region
+  (on a scratchpad row, with ``simd`` a power-of-two multiple of ``lanes``), the array's activation
+  buffer is a copy of it: every write into the region (the core's ``written``) goes into the
+  buffer a cycle later, so the codes are there as the pass that makes them ends (a detached call's
+  codes are left alone until the next call: ``VectorMachine`` checks it). Else the int8 codes
+  are read from the scratchpad into the buffer, ``simd`` to a beat, unless the buffer holds them
   (the matmul before read the same region and no instruction wrote into it since: k and v after
-  q, up after gate: the job table marks them); the product of matrix
+  q, up after gate: the job table marks them). Then the product of matrix
   ``layer · 7 + index`` starts; its ``N`` accumulators are written to ``dst`` as they leave the
   array (one a cycle), in the core's results memory where the program has one. There a
   ``detach``\ ed call resumes the core as the product starts, its accumulators landing while the
@@ -110,9 +114,7 @@ class VectorEngine(wiring.Component):
             if whole % value:
                 raise ValueError(f"{name} must divide the {what} {whole}, not {value}; "
                                  f"{divisors(whole)} would")
-        self._linear = TernaryLinear([getattr(layer, name).codes
-                                      for layer in model.layers for name in MATRICES],
-                                     rows=rows, simd=simd)
+        matrices = [getattr(layer, name).codes for layer in model.layers for name in MATRICES]
         self._model, self._program = model, program
         # per kind of job that reads codes: the beat's width, and the elements read a cycle into
         # it (the largest part of a scratchpad row that fits the beat)
@@ -143,6 +145,14 @@ class VectorEngine(wiring.Component):
                                  f"({program.depth} on, {program.results} elements), where its results land")
             if not program.results:     # nowhere to land while the core goes on: the call waits
                 job["detach"] = 0
+        # the array's activation buffer a copy of the codes' region, where every matmul reads one
+        # region on a row boundary and a beat holds whole rows, a power of two of them
+        regions = {job["x"] for job in jobs if job["kind"] is Job.MATMUL}
+        per_beat = simd // lanes
+        self._copied = None         # the codes' region the buffer copies
+        if len(regions) == 1 and not simd % lanes and not per_beat & (per_beat - 1) and not min(regions) % lanes:
+            self._copied = min(regions)
+        self._linear = TernaryLinear(matrices, rows=rows, simd=simd, x_part=lanes if self._copied is not None else 0)
         self._mark_loaded(program.ops, jobs)
         self._jobs = jobs
         self._call_index = {call: k for k, call in enumerate(program.calls)}    # (a token's calls are alike)
@@ -209,9 +219,14 @@ class VectorEngine(wiring.Component):
                 "read": number[call.reads[0]], "write": number[call.writes[0]]}
 
     def _mark_loaded(self, ops, jobs) -> None:
-        """Mark each matmul whose codes are already in the array's activation buffer: the last
-        matmul read the same region, and nothing has written into it since (q, k and v share
-        their codes, as do gate and up)."""
+        """Mark each matmul whose codes are already in the array's activation buffer: every one
+        where the buffer copies their region; else where the last matmul read the same region
+        and nothing has written into it since (q, k and v share their codes, as do gate and up)."""
+        if self._copied is not None:
+            for job in jobs:
+                if job["kind"] is Job.MATMUL:
+                    job["loaded"] = 1
+            return
         calls = iter(jobs)
         loaded = None                   # the region (x, n) in the activation buffer
         for op in ops:
@@ -342,7 +357,21 @@ class VectorEngine(wiring.Component):
             m.submodules.lm_head = lm_head
 
         # where a beat of codes goes: (kind, its stream (CACHE: k's and v's), whether it has a last)
-        sinks = [(Job.MATMUL, linear.x, True)]
+        sinks = [] if self._copied is not None else [(Job.MATMUL, linear.x, True)]
+        if self._copied is not None:
+            # every scratchpad write into the codes' region, into the array's buffer a cycle later
+            # (a row of the scratchpad is a part of a beat)
+            lanes, written, copy = self._core.lanes, core.written, linear.x_copy
+            per_beat = linear.simd // lanes             # a power of two
+            first = self._copied // lanes
+            count = max(-(-k // linear.simd) for _, k in linear.shapes) * per_beat
+            row = Signal(range(count))
+            bits = per_beat.bit_length() - 1
+            m.d.comb += row.eq(written.row - first)
+            m.d.sync += [copy.word.eq(row >> bits), copy.part.eq(row[:bits] if bits else 0),
+                         copy.mask.eq(Mux((written.row >= first) & (written.row < first + count),
+                                          written.mask, 0))]
+            m.d.sync += [copy.data[k].eq(written.data[k][:ACT_BITS]) for k in range(lanes)]
         if attention is not None:
             sinks += [(Job.ATTEND, attention.q, False), (Job.CACHE, (cache.k, cache.v), True)]
         if lm_head is not None:
@@ -350,7 +379,7 @@ class VectorEngine(wiring.Component):
 
         depth = self._program.depth
         beats = {kind: self._beats[kind] for kind, _, _ in sinks}
-        width = max(w for w, _ in beats.values())
+        width = max((w for w, _ in beats.values()), default=1)
         lanes = self._core.lanes
         beat_width = Signal(range(width + 1))  # this job's beat and the elements read a cycle into it
         step = Signal(range(width + 1))

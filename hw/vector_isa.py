@@ -223,9 +223,10 @@ class Call:
     the caller answers with the elements it writes and the registers it sets, of ``writes``
     (``VectorMachine.run``'s ``serve``).
 
-    A detached call (``detach``) hands the program back once the caller has taken what it reads; its
-    elements land while the program goes on, so no instruction may touch them before the program's
-    next call (which waits for the caller), and it sets no registers."""
+    A detached call (``detach``) hands the program back once the caller has started; its elements
+    land while the program goes on, so no instruction may touch them before the program's next call
+    (which waits for the caller), nor write into the regions it reads (the caller may read them
+    until then), and it sets no registers."""
     kind: str
     args: tuple = ()
     memory: tuple = ()
@@ -348,6 +349,7 @@ class VectorMachine:
         self.registers: dict = {}
         self.passes = self.elements = self.scalar_ops = self.calls = 0
         self._landing = []      # (range, call kind): elements a detached call writes, until the next call
+        self._reading = []      # (range, call kind): elements it reads, until then
 
     def write(self, address: int, values) -> None:
         values = [int(v) for v in np.asarray(values).ravel()]
@@ -385,6 +387,8 @@ class VectorMachine:
                 if serve is None:
                     raise ProgramError(f"a {op.kind} call with no caller to serve it")
                 self._landing = []
+                self._reading = [(range(address, address + n), op.kind) for address, n in op.memory
+                                 if op.detach]
                 regions = [self.read(address, n) for address, n in op.memory]
                 for target, values in serve(op, regions, {name: self._register(name) for name in op.reads}):
                     if isinstance(target, str):
@@ -406,20 +410,25 @@ class VectorMachine:
                                "(end it with a call)")
 
     def _touch(self, op) -> None:
-        """Refuse an instruction that reads or writes elements a detached call is still writing."""
-        if not self._landing:
+        """Refuse an instruction that reads or writes elements a detached call is still writing,
+        or writes elements it may still read."""
+        if not self._landing and not self._reading:
             return
         if isinstance(op, VectorOp):
-            spans = [(op.a, op.n), (op.dst, op.n), (op.c, op.n),
+            writes = [(op.dst, op.n)]
+            spans = [*writes, (op.a, op.n), (op.c, op.n),
                      (op.b, op.b_period or op.n) if op.b_source is BSource.VECTOR else (None, 0)]
         else:
             spans = [(op.address, 1)] if op.kind in (ScalarKind.LOAD, ScalarKind.STORE) else []
-        for address, n in spans:
-            for landing, kind in self._landing:
-                if address is not None and n and address < landing.stop and landing.start < address + n:
-                    raise ProgramError(f"{getattr(op, 'note', '') or op} touches elements {landing.start}–"
-                                       f"{landing.stop - 1}, which a detached {kind} call writes until the "
-                                       "program's next call")
+            writes = spans if op.kind is ScalarKind.STORE else []
+        for regions, touches, does in ((self._landing, spans, "writes"), (self._reading, writes, "reads")):
+            for address, n in touches:
+                for region, kind in regions:
+                    if address is not None and n and address < region.stop and region.start < address + n:
+                        raise ProgramError(f"{getattr(op, 'note', '') or op} "
+                                           f"{'touches' if does == 'writes' else 'writes'} elements "
+                                           f"{region.start}–{region.stop - 1}, which a detached {kind} call "
+                                           f"{does} until the program's next call")
 
     # -- the vector pass ------------------------------------------------------------------------
 

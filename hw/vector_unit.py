@@ -26,6 +26,10 @@ offers once its last result is written. :meth:`cycles` gives a pass's cycles fro
 loads and stores; ``access_data`` is the element at the address of the cycle before, and
 ``access_row`` the whole row that holds it (``lanes`` elements). A read also works while a pass
 runs, in any cycle ``access_free`` is high (the pass is not reading its rows).
+
+``written`` shows every write into the scratchpad as the banks take it (a pass's results and
+``access``'s): the row, the banks written (``mask``) and what each is written, so a unit beside the
+core may keep a copy of a region.
 """
 
 from amaranth import Cat, Module, Mux, Signal, signed
@@ -56,6 +60,13 @@ def results_layout(results: int, lanes: int) -> data.StructLayout:
     row (an element: its lane's bit, its value in every ``row[k]``)."""
     return data.StructLayout({"addr": range(max(results, 1)), "mask": lanes,
                               "row": data.ArrayLayout(signed(ELEMENT_BITS), lanes)})
+
+
+def written_layout(depth: int, lanes: int) -> data.StructLayout:
+    """A write into the scratchpad: ``row[k]`` into bank ``k`` of ``row``'s row, for each bank of
+    ``mask``."""
+    return data.StructLayout({"row": range(max(depth // lanes, 1)), "mask": lanes,
+                              "data": data.ArrayLayout(signed(ELEMENT_BITS), lanes)})
 
 
 def pass_layout(depth: int) -> data.StructLayout:
@@ -113,6 +124,7 @@ class VectorUnit(wiring.Component):
             "access_row": Out(data.ArrayLayout(signed(ELEMENT_BITS), lanes)),
             "access_free": Out(1),
             "busy": Out(1),
+            "written": Out(written_layout(depth, lanes)),
             **({"results": In(results_layout(results, lanes))} if results else {}),
         })
 
@@ -219,6 +231,9 @@ class VectorUnit(wiring.Component):
                          w.en.eq(Mux(out_valid, lane.o.valid & op.write,
                                      ~self.busy & self.access.write & (self.access.addr[:shift] == k
                                                                        if shift else 1)))]
+            m.d.comb += [self.written.mask[k].eq(w.en), self.written.data[k].eq(w.data)]
+            if k == 0:          # every bank writes the same row
+                m.d.comb += self.written.row.eq(w.addr)
             leaf = Signal(node_layout, name=f"leaf{k}")
             m.d.sync += [leaf.valid.eq(lane.o.valid & (reduce != Reduction.NONE)),
                          leaf.value.eq(Mux((reduce == Reduction.MAXABS) & y[-1], -y, y)), leaf.lane.eq(k)]

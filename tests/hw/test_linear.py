@@ -34,8 +34,21 @@ def run_products(dut, jobs, seed, gap=0.0, stall=0.0):
                 padded = np.zeros(words * dut.simd, dtype=np.int64)
                 padded[:len(x)] = x
                 rows = padded.reshape(words, dut.simd)
-                await stream_put(ctx, dut.x, [{"data": r.tolist(), "last": i == words - 1}
-                                              for i, r in enumerate(rows)], rng, gap)
+                if hasattr(dut, "x_copy"):          # a part at a time, each in two writes of a random mask,
+                    part = len(dut.x_copy.data)     # once the product before has finished
+                    while ctx.get(dut.busy):
+                        await ctx.tick()
+                    for word, row in enumerate(rows):
+                        for place in rng.sample(range(dut.simd // part), dut.simd // part):
+                            codes = row[place * part:(place + 1) * part].tolist()
+                            first = rng.getrandbits(part)
+                            for mask in (first, ~first & ((1 << part) - 1)):
+                                ctx.set(dut.x_copy, {"word": word, "part": place, "mask": mask, "data": codes})
+                                await ctx.tick()
+                    ctx.set(dut.x_copy.mask, 0)
+                else:
+                    await stream_put(ctx, dut.x, [{"data": r.tolist(), "last": i == words - 1}
+                                                  for i, r in enumerate(rows)], rng, gap)
             await stream_put(ctx, dut.start, [matrix], rng, gap)
 
     async def get(ctx):
@@ -59,14 +72,16 @@ def expected(matrices, jobs):
     return out
 
 
-@pytest.mark.parametrize("rows, simd, seed", [(4, 8, 1), (3, 4, 2), (8, 16, 3)])
-def test_products_with_shared_activations_and_backpressure(rows, simd, seed):
-    """Shapes as in a layer (q, k, v share x) and odd ones: N, K not multiples of rows, simd."""
+@pytest.mark.parametrize("rows, simd, x_part, seed", [(4, 8, 0, 1), (3, 4, 0, 2), (8, 16, 0, 3), (4, 8, 2, 4),
+                                                      (3, 4, 4, 5)])
+def test_products_with_shared_activations_and_backpressure(rows, simd, x_part, seed):
+    """Shapes as in a layer (q, k, v share x) and odd ones: N, K not multiples of rows, simd; the
+    buffer loaded from the x stream, or written a part of a word at a time (``x_part``)."""
     print(f"seed {seed}")
     rng = np.random.default_rng(seed)
     shapes = [(24, 40), (8, 40), (8, 40), (40, 24), (5, 7), (1, 1), (33, 65)]
     matrices = [rng.integers(-1, 2, shape) for shape in shapes]
-    dut = TernaryLinear(matrices, rows=rows, simd=simd)
+    dut = TernaryLinear(matrices, rows=rows, simd=simd, x_part=x_part)
     x40, x24, x7, x1, x65 = (rng.integers(-127, 128, k) for k in (40, 24, 7, 1, 65))
     jobs = [(x40, 0), (None, 1), (None, 2), (x24, 3), (x7, 4), (x1, 5), (x65, 6), (None, 6)]
     got, _ = run_products(dut, jobs, seed, gap=0.3, stall=0.3)

@@ -192,6 +192,22 @@ def test_a_detached_calls_results_are_left_alone_until_the_next_call():
     assert list(m.read(0, 8)) == [7] * 8
 
 
+def test_a_detached_calls_inputs_are_not_written_until_the_next_call():
+    """The regions a detached call reads may be read, but not written, before the next call (its
+    caller may still be reading them)."""
+    def serve(call, regions, registers):
+        return [(100, [int(v) for v in regions[0]])] if call.kind == "product" else []
+
+    detached = Call("product", memory=((40, 8),), detach=True)
+    for writing in (VectorOp(4, 0, 44, Function.ADD), ScalarOp(ScalarKind.STORE, a="x", address=47)):
+        with pytest.raises(ProgramError, match="writes elements 40–47, which a detached product call reads"):
+            machine().run([ScalarOp(ScalarKind.INT, "x"), detached, writing], serve)
+    m = machine()
+    m.write(40, list(range(8)))
+    m.run([detached, VectorOp(8, 40, 0, Function.ADD), Call("wait"), VectorOp(8, 0, 40, Function.ADD)], serve)
+    assert list(m.read(100, 8)) == list(range(8))
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_lm_head_and_greedy_sample(seed):
     print(f"seed {seed}")
