@@ -27,7 +27,8 @@ operations issued while a failing pass ran may have run). ``done`` is high while
 that reached END. While idle or called, ``access`` / ``access_data`` (and ``access_row``, the
 element's whole row of ``lanes``) reach the scratchpad and
 ``register`` / ``register_data`` the register file (the caller's inputs, before a run, and its
-results after). ``written`` shows every write into the scratchpad (the vector unit's). :meth:`VectorCore.cycles` gives a program's cycles from ``start`` to ``done``.
+results after). ``written`` shows every write into the scratchpad (the vector unit's).
+:meth:`VectorCore.cycles` gives a program's cycles from ``start`` to ``done``.
 With ``lend_bits``, ``lent_scale`` is the scalar unit's ScaleUnit lent (:class:`~hw.scalar_unit.ScalarUnit`):
 a caller's block may run its scale programs on it while the core waits for a call.
 """

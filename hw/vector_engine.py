@@ -150,9 +150,11 @@ class VectorEngine(wiring.Component):
         regions = {job["x"] for job in jobs if job["kind"] is Job.MATMUL}
         per_beat = simd // lanes
         self._copied = None         # the codes' region the buffer copies
-        if len(regions) == 1 and not simd % lanes and not per_beat & (per_beat - 1) and not min(regions) % lanes:
+        if (len(regions) == 1 and not simd % lanes and not per_beat & (per_beat - 1)
+                and not min(regions) % lanes):
             self._copied = min(regions)
-        self._linear = TernaryLinear(matrices, rows=rows, simd=simd, x_part=lanes if self._copied is not None else 0)
+        self._linear = TernaryLinear(matrices, rows=rows, simd=simd,
+                                     x_part=lanes if self._copied is not None else 0)
         self._mark_loaded(program.ops, jobs)
         self._jobs = jobs
         self._call_index = {call: k for k, call in enumerate(program.calls)}    # (a token's calls are alike)

@@ -401,7 +401,8 @@ class ProgramModel:
         # scratch: a step's temporary (a norm's u, the residual's product, RoPE's, the gated
         # activation's square, k's and v's head codes until their cache calls)
         for name, n in (("h", hidden), ("x", widest), ("scratch", widest), ("gated", widest),
-                        ("rotated", heads * d), ("q", heads * d), ("out", heads * d), ("logits", cfg.vocab_size)):
+                        ("rotated", heads * d), ("q", heads * d), ("out", heads * d),
+                        ("logits", cfg.vocab_size)):
             lay.add(name, n)
         if units:
             lay.add("rope_row", d)                  # cos and sin of the position being run

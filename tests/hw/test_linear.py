@@ -43,7 +43,8 @@ def run_products(dut, jobs, seed, gap=0.0, stall=0.0):
                             codes = row[place * part:(place + 1) * part].tolist()
                             first = rng.getrandbits(part)
                             for mask in (first, ~first & ((1 << part) - 1)):
-                                ctx.set(dut.x_copy, {"word": word, "part": place, "mask": mask, "data": codes})
+                                ctx.set(dut.x_copy, {"word": word, "part": place, "mask": mask,
+                                                     "data": codes})
                                 await ctx.tick()
                     ctx.set(dut.x_copy.mask, 0)
                 else:
