@@ -191,6 +191,10 @@ class TernaryLinear(wiring.Component):
         n, k = self._shapes[index]
         return self.latency + self._array.cycles(n, k, 1) - (self._tiles[index] * self._rows - n)
 
+    def result_cycles(self, index: int) -> list[int]:
+        """:meth:`cycles` to each result of matrix ``index`` in turn (the last: :meth:`cycles`)."""
+        return [self.latency + c for c in self._array.output_cycles(*self._shapes[index])]
+
     def elaborate(self, platform):
         m = Module()
         rows, simd = self._rows, self._simd

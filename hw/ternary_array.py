@@ -150,6 +150,13 @@ class TernaryArray(wiring.Component):
         chunks = -(-k // self._simd)
         return (tiles - 1) * max(chunks, self._rows) + chunks + self.latency + self._rows - 1
 
+    def output_cycles(self, n: int, k: int) -> list[int]:
+        """:meth:`cycles` to each of one column's ``n`` outputs in turn (tile by tile, a row a
+        cycle), the last :meth:`cycles` less the last tile's padded rows."""
+        period, chunks = max(-(-k // self._simd), self._rows), -(-k // self._simd)
+        return [tile * period + chunks + self.latency + row
+                for tile, row in (divmod(j, self._rows) for j in range(n))]
+
     def elaborate(self, platform):
         m = Module()
         rows, cols, simd, levels = self._rows, self._cols, self._simd, self.tree_levels

@@ -16,7 +16,8 @@ END word follows the last. A run
   that reads or writes the register its reduction writes (the next pass reads its operands
   meanwhile, and is issued once the unit is free). Its result is written
   into that register in a cycle the scalar unit is idle; another LOAD reads the scratchpad in a
-  cycle the pass is not reading its rows;
+  cycle the pass is not reading its rows. A pass that ``follows`` a detached call reads each row
+  of a once ``landed`` (the caller's count of the results it has landed) covers it;
 * a :class:`~hw.vector_isa.Call` offers its index (into ``Program.calls``) on ``call`` and
   waits for ``resume``; meanwhile the caller has the scratchpad and the registers (below): the
   array writes its product of a matrix there, a testbench reads a trace.
@@ -69,7 +70,7 @@ def vector_layout(registers: int, depth: int) -> data.StructLayout:
         "function": Function, "b_source": BSource, "pre": Pre, "round": Round, "negate": 1,
         "saturate": Saturate, "n": range(depth + 1), "a": range(depth), "a_results": 1, "b": range(depth),
         "c": range(depth), "dst": range(depth), "c_vector": 1, "write": 1, "reduce": Reduction,
-        "b_period": range(depth + 1),
+        "b_period": range(depth + 1), "follows": 1,
         "a_shift": amount_layout(registers), "shift": amount_layout(registers),
         "b_register": range(registers), "pre_register": range(registers), "result": range(registers)})
 
@@ -138,7 +139,7 @@ class Program:
             "a_results": int(a_results),
             "b": op.b if op.b_source is BSource.VECTOR else 0, "c": op.c or 0, "dst": op.dst or 0,
             "c_vector": int(op.c is not None), "write": int(op.dst is not None), "reduce": reduction_of(op),
-            "b_period": op.b_period or 0,
+            "b_period": op.b_period or 0, "follows": int(op.follows),
             "a_shift": self._amount(op.a_shift), "shift": self._amount(op.shift),
             "b_register": number.get(op.b, 0) if op.b_source is BSource.REGISTER else 0,
             "pre_register": number.get(op.pre_register, 0),
@@ -194,7 +195,8 @@ class VectorCore(wiring.Component):
                                               "write": 1})),
             "register_data": Out(register_layout()),
             **lent,
-            **({"results": In(results_layout(program.results, lanes))} if program.results else {}),
+            **({"results": In(results_layout(program.results, lanes)),
+                "landed": In(range(program.results + 1))} if program.results else {}),
         })
 
     program = property(lambda self: self._program)
@@ -221,10 +223,12 @@ class VectorCore(wiring.Component):
         first state begins. A pass in flight offers its result from cycle ``offer`` on, taken at the
         end of the first cycle from then in which the scalar unit is idle. ``call_cycles(call)``
         is the cycles from a call's transfer to its ``resume`` (1 if not given: answered at once),
-        or for a detached call those and the cycles from its transfer until the caller takes the
-        next call."""
+        or for a detached call those, the cycles from its transfer until the caller takes the
+        next call and, for a call a pass may follow, the cycles from its transfer to each result's
+        landing (the cycle it is written), in order."""
         now, offer, busy_until = cls.START, None, 0     # busy_until: the scalar unit's last busy cycle
         caller_free = 0                                 # the cycle the caller takes a call again
+        landing = []                                    # the cycle each of a detached call's results lands
         reduced, writes, reading = None, range(0), range(0)   # the pass in flight: its register,
         #                                                       elements written, cycles reading rows
 
@@ -236,18 +240,26 @@ class VectorCore(wiring.Component):
                 waits = offer is not None and reduced in op.registers
                 start = max(now, taken()) if waits else now
                 issue = max(start + cls.operand_cycles(op), taken() if offer is not None else 0) + 1
-                offer, now = issue + VectorUnit.op_cycles(lanes, op) - 1, issue
+                rows = -(-(op.a % lanes + op.n) // lanes) if op.n else 0
+                reading = list(range(issue, issue + rows))
+                if op.follows and landing:      # a row once its last element has landed
+                    for row in range(rows):
+                        last = min((row + 1) * lanes - op.a % lanes, op.n) - 1
+                        reading[row] = max(reading[row - 1] + 1 if row else issue, landing[last] + 1)
+                    landing = []
+                last_row = reading[-1] if rows else issue
+                offer = last_row + VectorUnit.op_cycles(lanes, op) - max(rows, 1)
+                now = issue
                 reduced = op.reduce[0][1] if op.reduce else None
                 writes = range(op.dst, op.dst + op.n) if op.dst is not None else range(0)
-                rows = -(-(op.a % lanes + op.n) // lanes) if op.n else 0
-                reading = range(issue, issue + rows)
             elif isinstance(op, Call):
                 if offer is not None:
                     now, offer = max(now, taken()), None
                 cycles = call_cycles(op) if call_cycles else 1
-                resume, busy = cycles if isinstance(cycles, tuple) else (cycles, None)
+                resume, busy, lands = (*cycles, ())[:3] if isinstance(cycles, tuple) else (cycles, None, ())
                 now = max(now, caller_free)                         # taken once the caller is free
                 caller_free = now + 1 + busy if busy is not None else 0
+                landing = [now + cycle for cycle in lands]
                 now += 1 + resume                                   # offered, then resumed
             else:
                 names = [name for name in (op.a, op.b, op.exp.register, op.result) if name]
@@ -260,8 +272,10 @@ class VectorCore(wiring.Component):
                     offer = None
                 cycles = ScalarUnit.cycles_of(op.kind)
                 if op.kind is ScalarKind.LOAD and offer is not None:
-                    execute = now + 1 + ScalarUnit.OPERANDS        # its address: after its operands
-                    cycles += (reading.stop - execute) if execute in reading else 0
+                    execute = waited = now + 1 + ScalarUnit.OPERANDS   # its address: after its operands
+                    while waited in reading:                        # a cycle the pass reads a row
+                        waited += 1
+                    cycles += waited - execute
                 busy_until = now + cycles
                 now = busy_until + 1
         if offer is not None:
@@ -276,7 +290,7 @@ class VectorCore(wiring.Component):
                                                   sigmoid=self._sigmoid, init=self._memory_init,
                                                   results=program.results)
         if program.results:         # the caller's results into the results memory, at any time
-            m.d.comb += vector.results.eq(self.results)
+            m.d.comb += [vector.results.eq(self.results), vector.landed.eq(self.landed)]
         m.submodules.scalar = scalar = ScalarUnit(registers=registers, depth=depth, lend_bits=self._lend_bits,
                                                   init=self._register_init)
         if self._lend_bits:
@@ -359,6 +373,7 @@ class VectorCore(wiring.Component):
                 issue.b.eq(pass_.b), issue.c.eq(pass_.c),
                 issue.dst.eq(pass_.dst), issue.c_vector.eq(pass_.c_vector), issue.write.eq(pass_.write),
                 issue.reduce.eq(pass_.reduce), issue.b_period.eq(pass_.b_period),
+                issue.follows.eq(pass_.follows),
                 # REGISTER's b must fit the b port, CODE's b·127 the a port, RSUB's minuend an element
                 operand_error.eq((((pass_.b_source == BSource.REGISTER) & ~code & ~fits(b_value, B_BITS))
                                   | (code & ~fits(b_value * nx.ACT_MAX, A_BITS))

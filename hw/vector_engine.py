@@ -264,8 +264,9 @@ class VectorEngine(wiring.Component):
                                    lambda call: self.call_cycles(call, position))
 
     def call_cycles(self, call, position: int = 0):
-        """Cycles from a call's transfer to the core's ``resume``; for a detached matmul, that and
-        the cycles from its transfer until the engine takes the next call (its products landed).
+        """Cycles from a call's transfer to the core's ``resume``; for a detached matmul, that, the
+        cycles from its transfer until the engine takes the next call (its products landed) and
+        those to each product's landing (a pass may follow it).
         The job read (2); for a call that reads codes (but a matmul whose codes the array's buffer
         holds), its scale register read (1) and the codes, a beat at a time (a part of a scratchpad
         row a cycle, the last part's capture, and a cycle to hand the beat on, which reads the next
@@ -287,7 +288,8 @@ class VectorEngine(wiring.Component):
         if kind is Job.MATMUL:
             started = 3 if job.get("loaded") else 4 + load        # the start taken
             if job.get("detach"):
-                return started, started + self._linear.cycles(job["matrix"])
+                return (started, started + self._linear.cycles(job["matrix"]),
+                        [started + cycle for cycle in self._linear.result_cycles(job["matrix"])])
             return started + 1 + self._linear.cycles(job["matrix"])
         if kind is Job.CACHE:
             return 5 + load
@@ -397,6 +399,8 @@ class VectorEngine(wiring.Component):
         read_lane = Signal(range(lanes))       # that element's place in its row
         beat = Signal(data.ArrayLayout(signed(ACT_BITS), width))
         written = Signal(range(depth + 1))
+        if self._program.results:       # a pass that follows a detached matmul reads what has landed
+            m.d.comb += core.landed.eq(written)
         last = index >= job.n
 
         def capture(beat_width, chunk):

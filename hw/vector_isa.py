@@ -149,6 +149,8 @@ class VectorOp:
     round: Round = Round.HALF_UP
     saturate: int | None = None
     reduce: tuple = ()                  # ((Reduce, register name),): at most one reduction a pass
+    follows: bool = False               # a is all of the landing detached call's results, read as
+    #                                     they land; the pass ends the call as a next call would
     note: str = ""                      # what the pass computes, for traces and errors
 
     def __post_init__(self):
@@ -225,8 +227,9 @@ class Call:
 
     A detached call (``detach``) hands the program back once the caller has started; its elements
     land while the program goes on, so no instruction may touch them before the program's next call
-    (which waits for the caller), nor write into the regions it reads (the caller may read them
-    until then), and it sets no registers."""
+    (which waits for the caller) or a pass that ``follows`` the call (its a is all of the call's
+    results, each row read once it has landed), nor write into the regions it reads (the caller
+    may read them until then), and it sets no registers."""
     kind: str
     args: tuple = ()
     memory: tuple = ()
@@ -382,6 +385,8 @@ class VectorMachine:
         for op in program:
             if isinstance(op, VectorOp):
                 self._touch(op)
+                if op.follows:
+                    self._landing = self._reading = []      # the call is over once the pass has read it
                 self._vector(op)
             elif isinstance(op, Call):
                 if serve is None:
@@ -412,11 +417,17 @@ class VectorMachine:
     def _touch(self, op) -> None:
         """Refuse an instruction that reads or writes elements a detached call is still writing,
         or writes elements it may still read."""
+        if isinstance(op, VectorOp) and op.follows:
+            landing = [region for region, _ in self._landing]
+            if landing != [range(op.a, op.a + op.n)]:
+                where = f"elements {landing[0].start}–{landing[-1].stop - 1}" if landing else "none"
+                raise ProgramError(f"{op.note or op} follows a detached call, so its a is all of that "
+                                   f"call's results as they land ({where} now)")
         if not self._landing and not self._reading:
             return
         if isinstance(op, VectorOp):
             writes = [(op.dst, op.n)]
-            spans = [*writes, (op.a, op.n), (op.c, op.n),
+            spans = [*writes, (None if op.follows else op.a, op.n), (op.c, op.n),
                      (op.b, op.b_period or op.n) if op.b_source is BSource.VECTOR else (None, 0)]
         else:
             spans = [(op.address, 1)] if op.kind in (ScalarKind.LOAD, ScalarKind.STORE) else []

@@ -120,15 +120,16 @@ def quantize_heads(acc: int, heads: int, d: int, acc_scale: str, dst: int, resul
 
 
 def rope(x: int, heads: int, d: int, cos: int, sin: int, scratch: int, dst: int,
-         peaks: str | None = None) -> list:
+         peaks: str | None = None, follows: bool = False, between=()) -> list:
     """``rope_rotate`` of each head of x[heads·d] by one position's cos/sin[d/2] into dst; scratch
     holds heads·d elements. ``peaks``: head h's max |·| into register ``f"{peaks}{h}"``.
 
-    One pass makes x·cos for every element of every head (cos repeated, ``b_period``); then each
+    One pass makes x·cos for every element of every head (cos repeated, ``b_period``; it
+    ``follows`` the call landing x where asked), the instructions ``between`` come next; then each
     half of each head adds its partner's product with sin, ∓ x_partner·sin, and rounds."""
     half = d // 2
     program = [VectorOp(heads * d, x, scratch, Function.MUL, BSource.VECTOR, cos, b_period=half,
-                        note="rope: x·cos")]
+                        follows=follows, note="rope: x·cos"), *between]
     for h in range(heads):
         first, second = x + h * d, x + h * d + half
         for k, (out, partner, negate) in enumerate(((dst + h * d, second, True),
@@ -155,12 +156,13 @@ def _peak(register: str | None) -> tuple:
     return ((Reduce.MAXABS, register),) if register else ()
 
 
-def dequantize_add(acc: int, n: int, scale: str, h: int, scratch: int, peak: str | None = None) -> list:
+def dequantize_add(acc: int, n: int, scale: str, h: int, scratch: int, peak: str | None = None,
+                   follows: bool = False) -> list:
     """``h = saturate(h + apply_scale(acc, scale, RES_FRAC))`` for acc[n] into h[n] (max |h| into
     register ``peak``). The product saturates to a scratchpad element first, which cannot change
-    the saturated sum (|h| < 2^31)."""
+    the saturated sum (|h| < 2^31). ``follows``: the first pass reads acc as the call before lands it."""
     return [VectorOp(n, acc, scratch, Function.MUL, BSource.REGISTER, scale,
-                     shift=apply_scale_amount(scale, nx.RES_FRAC), saturate=36,
+                     shift=apply_scale_amount(scale, nx.RES_FRAC), saturate=36, follows=follows,
                      note="residual: acc · scale"),
             VectorOp(n, scratch, h, Function.ADD, c=h, saturate=nx.RES_BITS, reduce=_peak(peak),
                      note="residual: h + y")]
@@ -189,16 +191,20 @@ def rope_call(dst: int) -> Call:
 
 
 def gated(gate: int, up: int, n: int, gate_scale: str, up_scale: str, kind: str, square: int,
-          dst: int, result: str, peak: str | None = None, between=()) -> list:
+          dst: int, result: str, peak: str | None = None, between=(), follows: bool = False) -> list:
     """``gated_activation`` of gate[n] and up[n] into dst (max |dst| into register ``peak``); its
-    scale into register ``result``. ``square`` holds n elements of scratch. The activation of gate
-    comes first, then the instructions ``between`` (a call that waits for up, say), then up's part."""
+    scale into register ``result``. ``square`` holds n elements of scratch. The activation's first
+    pass over gate comes first, then the instructions ``between`` (the call that makes up, say),
+    then the rest of the activation and up's part. ``follows``: gate's first pass reads gate as
+    the call before lands it, and up's first pass reads up as the last call in ``between`` does."""
     t = result
     program = []
     if kind == "relu2":
         program += [
             VectorOp(n, gate, function=Function.MUL, b_source=BSource.SELF, pre=Pre.RELU,
-                     reduce=((Reduce.MAXABS, f"{t}_peak_sq"),), note="gated: max relu(gate)²"),
+                     reduce=((Reduce.MAXABS, f"{t}_peak_sq"),), follows=follows,
+                     note="gated: max relu(gate)²"),
+            *between,
             ScalarOp(S.NORM_SHIFT, f"{t}_e_sq", f"{t}_peak_sq"),
             VectorOp(n, gate, square, Function.MUL, BSource.SELF, pre=Pre.RELU,
                      shift=Amount(f"{t}_e_sq"), round=Round.TRUNCATE, note="gated: relu(gate)², normalized"),
@@ -208,7 +214,9 @@ def gated(gate: int, up: int, n: int, gate_scale: str, up_scale: str, kind: str,
     elif kind == "silu":
         program += [
             VectorOp(n, gate, square, Function.MUL, BSource.REGISTER, gate_scale,
-                     shift=apply_scale_amount(gate_scale, nx.SILU_FRAC), note="gated: gate in Q.10"),
+                     shift=apply_scale_amount(gate_scale, nx.SILU_FRAC), follows=follows,
+                     note="gated: gate in Q.10"),
+            *between,
             VectorOp(n, square, square, Function.MUL, BSource.SIGMOID, shift=Amount(offset=nx.SIGMOID_FRAC),
                      reduce=((Reduce.MAXABS, f"{t}_peak_sq"),), note="gated: silu"),
             ScalarOp(S.NORM_SHIFT, f"{t}_e_sq", f"{t}_peak_sq"),
@@ -218,8 +226,7 @@ def gated(gate: int, up: int, n: int, gate_scale: str, up_scale: str, kind: str,
     else:
         raise ValueError(f"hidden_act must be 'relu2' or 'silu', not {kind!r}")
     return program + [
-        *between,
-        VectorOp(n, up, function=Function.ADD, reduce=((Reduce.MAXABS, f"{t}_peak_up"),),
+        VectorOp(n, up, function=Function.ADD, reduce=((Reduce.MAXABS, f"{t}_peak_up"),), follows=follows,
                  note="gated: max |up|"),
         ScalarOp(S.NORM_SHIFT, f"{t}_e_up", f"{t}_peak_up"),
         VectorOp(n, up, dst, Function.MUL, BSource.VECTOR, square, a_shift=Amount(f"{t}_e_up"),
@@ -558,19 +565,23 @@ class ProgramModel:
             program += self._norm((i, "input_layernorm"), lay["h"], hidden, "res_unit", lay["x"],
                                   "norm_scale", "h_peak")
             program.append(trace(i, "input_layernorm", codes=(lay["x"], hidden), scale="norm_scale"))
-            # q's product first; k's lands in acc2 while q's heads are made, v's in acc while k's are
+            # q's product first, RoPE's first pass reading it as it lands; k's lands in acc2 while
+            # q's heads are made, v's in acc while k's are
             products = (("q_proj", heads, "acc"), ("k_proj", kv, "acc2"), ("v_proj", kv, "acc"))
-            program += self._linear(i, "q_proj", hidden, "acc", "q_proj_acc_scale")
+            program += self._linear(i, "q_proj", hidden, "acc", "q_proj_acc_scale", detach=True)
             for j, (matrix, count, results) in enumerate(products):
+                following = []
                 if j + 1 < len(products):
-                    following, _, region = products[j + 1]
-                    program += self._linear(i, following, hidden, region, f"{following}_acc_scale",
-                                            detach=True)
+                    name, _, region = products[j + 1]
+                    following = self._linear(i, name, hidden, region, f"{name}_acc_scale", detach=True)
                 source, peaks = lay[results], None
                 if matrix != "v_proj":
                     peaks = f"{matrix}_peak"
-                    program += rope(source, count, d, cos, sin, lay["scratch"], lay["rotated"], peaks)
+                    program += rope(source, count, d, cos, sin, lay["scratch"], lay["rotated"], peaks,
+                                    follows=matrix == "q_proj", between=following)
                     source = lay["rotated"]
+                else:
+                    program += following
                 target = lay["q"] if matrix == "q_proj" else lay["scratch"]
                 if matrix == "v_proj" and _detached(program):
                     program.append(Call("wait"))
@@ -604,23 +615,27 @@ class ProgramModel:
                                   "norm_scale", "out_peak" if heads > 1 else "att.peak0")
             program.append(trace(i, "attn_sub_norm", input=(lay["out"], heads * d), codes=(lay["x"], hidden),
                                  scale="norm_scale"))
-            program += self._linear(i, "o_proj", heads * d, "acc", "acc_scale")
-            program += dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"], "h_peak")
+            program += self._linear(i, "o_proj", heads * d, "acc", "acc_scale", detach=True)
+            program += dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"], "h_peak",
+                                      follows=True)
             program.append(trace(i, "o_proj", h=(lay["h"], hidden)))
             program += self._norm((i, "post_attention_layernorm"), lay["h"], hidden, "res_unit", lay["x"],
                                   "norm_scale", "h_peak")
             program.append(trace(i, "post_attention_layernorm", codes=(lay["x"], hidden), scale="norm_scale"))
-            program += self._linear(i, "gate_proj", hidden, "acc", "gate_scale")
-            program += self._linear(i, "up_proj", hidden, "acc2", "up_scale", detach=True)
+            # gate's product, then up's (landing while gate's activation is made); each's first
+            # pass reads it as it lands
+            program += self._linear(i, "gate_proj", hidden, "acc", "gate_scale", detach=True)
             program += gated(lay["acc"], lay["acc2"], inter, "gate_scale", "up_scale", cfg.hidden_act,
                              lay["scratch"], lay["gated"], "hidden_scale", "gated_peak",
-                             between=[Call("wait")])    # up's products landed
+                             between=self._linear(i, "up_proj", hidden, "acc2", "up_scale", detach=True),
+                             follows=True)
             program += self._norm((i, "ffn_sub_norm"), lay["gated"], inter, "hidden_scale", lay["x"],
                                   "norm_scale", "gated_peak")
             program.append(trace(i, "ffn_sub_norm", input=(lay["gated"], inter), codes=(lay["x"], inter),
                                  scale="norm_scale"))
-            program += self._linear(i, "down_proj", inter, "acc", "acc_scale")
-            program += dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"], "h_peak")
+            program += self._linear(i, "down_proj", inter, "acc", "acc_scale", detach=True)
+            program += dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"], "h_peak",
+                                      follows=True)
             program.append(trace(i, "down_proj", h=(lay["h"], hidden)))
         program += self._norm("norm", lay["h"], hidden, "res_unit", lay["x"], "norm_scale", "h_peak")
         if self.units:

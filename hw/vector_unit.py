@@ -27,6 +27,9 @@ loads and stores; ``access_data`` is the element at the address of the cycle bef
 ``access_row`` the whole row that holds it (``lanes`` elements). A read also works while a pass
 runs, in any cycle ``access_free`` is high (the pass is not reading its rows).
 
+A pass that ``follows`` a call reads a from the results memory as the call lands it: its row
+issues once ``landed`` (the elements landed from a's first on) covers the row's elements.
+
 ``written`` shows every write into the scratchpad as the banks take it (a pass's results and
 ``access``'s): the row, the banks written (``mask``) and what each is written, so a unit beside the
 core may keep a copy of a region.
@@ -73,7 +76,8 @@ def pass_layout(depth: int) -> data.StructLayout:
     return data.StructLayout({
         "config": CONFIG, "n": range(depth + 1), "a": range(depth), "a_results": 1, "b": range(depth),
         "c": range(depth), "dst": range(depth), "c_vector": 1, "write": 1, "reduce": Reduction,
-        "b_period": range(depth + 1)})      # b's elements repeat every b_period (0: none)
+        "b_period": range(depth + 1),       # b's elements repeat every b_period (0: none)
+        "follows": 1})                      # a row issues once ``landed`` covers it
 
 
 class VectorUnit(wiring.Component):
@@ -125,7 +129,8 @@ class VectorUnit(wiring.Component):
             "access_free": Out(1),
             "busy": Out(1),
             "written": Out(written_layout(depth, lanes)),
-            **({"results": In(results_layout(results, lanes))} if results else {}),
+            **({"results": In(results_layout(results, lanes)), "landed": In(range(results + 1))}
+               if results else {}),
         })
 
     lanes = property(lambda self: self._lanes)
@@ -314,11 +319,21 @@ class VectorUnit(wiring.Component):
                                  drain.eq(0)]
                     m.next = "ISSUE"
             with m.State("ISSUE"):
-                m.d.comb += [self.busy.eq(1), collecting.eq(1), issue.eq(row < row_count)]
-                m.d.sync += [row.eq(row + 1),
-                             b_row.eq(Mux((period_rows != 0) & (b_row + 1 == period_rows), 0, b_row + 1))]
-                with m.If(row + 1 >= row_count):
-                    m.next = "DRAIN"
+                # a row issues a cycle; a pass that follows a call, once the call has landed it
+                go = Signal()
+                if self._results:
+                    need = Signal(range(depth + lanes + 1))         # a's elements up to this row's end
+                    end = ((row + 1) << shift) - offset
+                    m.d.comb += [need.eq(Mux(end < op.n, end, op.n)),
+                                 go.eq(~op.follows | (self.landed >= need) | (row >= row_count))]
+                else:
+                    m.d.comb += go.eq(1)
+                m.d.comb += [self.busy.eq(1), collecting.eq(1), issue.eq((row < row_count) & go)]
+                with m.If(go):
+                    m.d.sync += [row.eq(row + 1),
+                                 b_row.eq(Mux((period_rows != 0) & (b_row + 1 == period_rows), 0, b_row + 1))]
+                    with m.If(row + 1 >= row_count):
+                        m.next = "DRAIN"
             with m.State("DRAIN"):       # the lanes, the leaves, the tree and the running result
                 m.d.comb += [self.busy.eq(1), collecting.eq(1)]
                 m.d.sync += drain.eq(drain + 1)

@@ -15,7 +15,7 @@ def run_products(dut, jobs, seed, gap=0.0, stall=0.0):
     """Each job is (x [K] or None to keep the loaded one, matrix index); returns the results and,
     per job, the edges of its start transfer and of its last result's transfer."""
     rng = random.Random(seed)
-    results, edges = [], {"start": [], "end": []}
+    results, edges = [], {"start": [], "end": [], "each": []}
 
     async def count(ctx):
         edge = 0
@@ -23,6 +23,9 @@ def run_products(dut, jobs, seed, gap=0.0, stall=0.0):
                 dut.start.valid, dut.start.ready, dut.o.valid, dut.o.ready, dut.o.payload.last):
             if sv and sr:
                 edges["start"].append(edge)
+                edges["each"].append([])
+            if ov and orr:
+                edges["each"][-1].append(edge)
             if ov and orr and last:
                 edges["end"].append(edge)
             edge += 1
@@ -109,6 +112,8 @@ def test_cycles_are_the_arrays():
     for g, want in zip(got, expected(matrices, jobs)):
         assert np.array_equal(g, want)
     assert [e - s for s, e in zip(edges["start"], edges["end"])] == [dut.cycles(0), dut.cycles(1)]
+    assert [[e - s for e in each] for s, each in zip(edges["start"], edges["each"])] == [
+        dut.result_cycles(0), dut.result_cycles(1)]
 
 
 @pytest.mark.parametrize("matrices, message", [

@@ -26,7 +26,7 @@ def pass_payload(op: VectorOp, registers: dict) -> dict:
     return {"config": config_of(op, config), "n": op.n, "a": op.a,
             "b": op.b if op.b_source is BSource.VECTOR else 0, "c": op.c or 0, "dst": op.dst or 0,
             "c_vector": op.c is not None, "write": op.dst is not None, "reduce": reduction_of(op),
-            "b_period": op.b_period or 0}
+            "b_period": op.b_period or 0, "follows": int(op.follows)}
 
 
 async def write_memory(ctx, dut, address: int, values) -> None:
@@ -233,6 +233,49 @@ def test_results_memory(lanes):
     sim.add_testbench(testbench)
     sim.run()
     assert not got["error"]
+    assert got["out"] == [int(v) * int(g) for v, g in zip(values, gains)]
+    assert got["sum"] == sum(got["out"])
+
+
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_a_following_pass_reads_each_row_once_it_has_landed(lanes):
+    """A pass that follows a call starts before the call's results land (one now and then, the
+    count in ``landed`` the cycle after each); each row waits for its elements, so the pass reads
+    what landed, and offers its result only after the last has."""
+    seed = 90 + lanes
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    values, gains = rng.integers(-(1 << 19), 1 << 19, 11), rng.integers(-(1 << 15), 1 << 15, 11)
+    unit = VectorUnit(lanes=lanes, depth=64, results=16)
+    op = VectorOp(11, 4, 36, Function.MUL, BSource.VECTOR, 20, reduce=((Reduce.SUM, "s"),), follows=True)
+    got = {}
+
+    async def land(ctx):
+        await ctx.tick().until(unit.busy)       # the pass taken
+        for address, value in enumerate(values):
+            for _ in range(int(rng.integers(0, 4))):
+                await ctx.tick()
+            ctx.set(unit.results, {"addr": 4 + address, "mask": 1 << ((4 + address) % lanes),
+                                   "row": [int(value)] * lanes})
+            await ctx.tick()
+            ctx.set(unit.results.mask, 0)
+            ctx.set(unit.landed, address + 1)
+        got["landed"] = True
+
+    async def testbench(ctx):
+        await write_memory(ctx, unit, 20, gains)
+        await stream_put(ctx, unit.i, [{**pass_payload(op, {}), "a_results": 1}])
+        [result] = await stream_get(ctx, unit.o, 1)
+        got["after"] = got.get("landed", False)
+        got["sum"], got["error"] = result.value, result.error
+        got["out"] = list(await read_memory(ctx, unit, 36, 11))
+
+    sim = Simulator(unit)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.add_testbench(land)
+    sim.run()
+    assert got["after"] and not got["error"]
     assert got["out"] == [int(v) * int(g) for v, g in zip(values, gains)]
     assert got["sum"] == sum(got["out"])
 
