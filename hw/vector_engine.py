@@ -399,8 +399,9 @@ class VectorEngine(wiring.Component):
         read_lane = Signal(range(lanes))       # that element's place in its row
         beat = Signal(data.ArrayLayout(signed(ACT_BITS), width))
         written = Signal(range(depth + 1))
-        if self._program.results:       # a pass that follows a detached matmul reads what has landed
-            m.d.comb += core.landed.eq(written)
+        landing = Signal()                  # a detached matmul's products landing
+        if self._program.results:           # a pass that follows one reads what has landed (all, else)
+            m.d.comb += core.landed.eq(Mux(landing, written, self._program.results))
         last = index >= job.n
 
         def capture(beat_width, chunk):
@@ -521,7 +522,7 @@ class VectorEngine(wiring.Component):
                     m.d.comb += core.resume.eq(job.detach)     # a detached call: the core goes on
                     m.next = "RESULTS"
             with m.State("RESULTS"):
-                m.d.comb += linear.o.ready.eq(1)
+                m.d.comb += [linear.o.ready.eq(1), landing.eq(job.detach)]
                 if self._program.results:      # into the results memory, whatever the core is doing
                     land(linear.o.valid, [linear.o.payload.data])
                 else:

@@ -150,7 +150,8 @@ class VectorOp:
     saturate: int | None = None
     reduce: tuple = ()                  # ((Reduce, register name),): at most one reduction a pass
     follows: bool = False               # a is all of the landing detached call's results, read as
-    #                                     they land; the pass ends the call as a next call would
+    #                                     they land; the pass ends the call as a next call would (with
+    #                                     no call landing, an ordinary pass)
     note: str = ""                      # what the pass computes, for traces and errors
 
     def __post_init__(self):
@@ -417,12 +418,12 @@ class VectorMachine:
     def _touch(self, op) -> None:
         """Refuse an instruction that reads or writes elements a detached call is still writing,
         or writes elements it may still read."""
-        if isinstance(op, VectorOp) and op.follows:
+        if isinstance(op, VectorOp) and op.follows and self._landing:
             landing = [region for region, _ in self._landing]
             if landing != [range(op.a, op.a + op.n)]:
-                where = f"elements {landing[0].start}–{landing[-1].stop - 1}" if landing else "none"
                 raise ProgramError(f"{op.note or op} follows a detached call, so its a is all of that "
-                                   f"call's results as they land ({where} now)")
+                                   f"call's results as they land (elements {landing[0].start}–"
+                                   f"{landing[-1].stop - 1})")
         if not self._landing and not self._reading:
             return
         if isinstance(op, VectorOp):

@@ -54,15 +54,22 @@ def apply_scale_amount(scale: str, frac: int) -> Amount:
     return Amount(scale, -1, -frac, Part.EXPONENT)
 
 
-def codes(u: int, n: int, dst: int, peak: str, tag: str, step: str) -> list:
-    """``absmax_quantize``'s codes of u[n] into dst, given ``peak`` = max |u| in a register.
+def code_scalars(peak: str, tag: str) -> list:
+    """The shift and reciprocal :func:`codes` needs, from ``peak`` (registers ``{tag}_shift``,
+    ``{tag}_recip``)."""
+    return [ScalarOp(S.CODE_SHIFT, f"{tag}_shift", peak),
+            ScalarOp(S.CODE_RECIP, f"{tag}_recip", peak, f"{tag}_shift")]
+
+
+def codes(u: int, n: int, dst: int, peak: str, tag: str, step: str, prepared: bool = False) -> list:
+    """``absmax_quantize``'s codes of u[n] into dst, given ``peak`` = max |u| in a register
+    (``prepared``: :func:`code_scalars` has run).
 
     Its shift e brings the peak to 17 bits; a left shift (a small peak, e < 0) is exact, so it
     moves into the rounding instead: ``rshift_round(|u << k|·R·127, 33)`` is
     ``rshift_round(|u|·R·127, 33 − k)``, and a' shifts right only: by e's positive part, the
     rounding by 33 plus e's negative part."""
-    return [ScalarOp(S.CODE_SHIFT, f"{tag}_shift", peak),
-            ScalarOp(S.CODE_RECIP, f"{tag}_recip", peak, f"{tag}_shift"),
+    return [*([] if prepared else code_scalars(peak, tag)),
             VectorOp(n, u, dst, Function.CODE, BSource.REGISTER, f"{tag}_recip",
                      a_shift=Amount(f"{tag}_shift", part=Part.POSITIVE),
                      shift=Amount(f"{tag}_shift", 1, nx.RECIP_SHIFT, Part.NEGATIVE),
@@ -70,49 +77,61 @@ def codes(u: int, n: int, dst: int, peak: str, tag: str, step: str) -> list:
 
 
 def rms_quantize(x: int, n: int, x_scale: str, gain: int, gain_exp: int, inv_len: str, eps: str,
-                 u: int, dst: int, result: str, peak: str | None = None) -> list:
+                 u: int, dst: int, result: str, peak: str | None = None, between=(), overlap=()) -> list:
     """``rms_quantize``: codes of x[n] (real value x · x_scale) with gains at ``gain`` into dst;
     the dequant scale into register ``result``. ``u`` is n elements of scratch. ``peak`` names a
-    register that already holds max |x| (the pass that wrote x reduced it): then no pass finds it."""
+    register that already holds max |x| (the pass that wrote x reduced it): then no pass finds it.
+
+    The codes need only u's peak, so they come first, then the instructions ``between`` (the
+    matmul that reads the codes, say, detached), the pass making Σ x_n², the instructions
+    ``overlap`` (a pass reading the matmul's products as they land, say: the scale's arithmetic
+    runs beside it) and the scale."""
     t = result
     first = [] if peak else [VectorOp(n, x, function=Function.ADD, reduce=_peak(f"{t}_peak_x"),
                                       note="norm: max |x|")]
-    # the scale arithmetic that needs only Σ x_n² runs while the pass making u goes on, the rest
-    # (its 55-cycle RSQRT first) while the codes' pass does
     return [
         *first,
         ScalarOp(S.NORM_SHIFT, f"{t}_e", peak or f"{t}_peak_x"),
-        VectorOp(n, x, function=Function.MUL, b_source=BSource.SELF, a_shift=Amount(f"{t}_e"),
-                 reduce=((Reduce.SUM, f"{t}_squares"),), note="norm: Σ x_n²"),
-        ScalarOp(S.MUL, f"{t}_xx", x_scale, x_scale),
         VectorOp(n, x, u, Function.MUL, BSource.VECTOR, gain, a_shift=Amount(f"{t}_e"),
                  reduce=((Reduce.MAXABS, f"{t}_peak"),), note="norm: u = x_n · g"),
+        ScalarOp(S.MUL, f"{t}_xx", x_scale, x_scale),
+        *codes(u, n, dst, f"{t}_peak", t, "norm"),
+        *between,
+        VectorOp(n, x, function=Function.MUL, b_source=BSource.SELF, a_shift=Amount(f"{t}_e"),
+                 reduce=((Reduce.SUM, f"{t}_squares"),), note="norm: Σ x_n²"),
+        *overlap,
+        ScalarOp(S.FROM_INT, f"{t}_top", f"{t}_peak", exp=Amount(f"{t}_e", 1, -gain_exp)),
+        ScalarOp(S.MUL, f"{t}_top", f"{t}_top", x_scale),
         ScalarOp(S.FROM_INT, f"{t}_ms", f"{t}_squares", exp=Amount(f"{t}_e", 2)),
         ScalarOp(S.MUL, f"{t}_ms", f"{t}_ms", inv_len),
         ScalarOp(S.MUL, f"{t}_ms", f"{t}_ms", f"{t}_xx"),
         ScalarOp(S.ADD, f"{t}_ms", f"{t}_ms", eps),
-        *codes(u, n, dst, f"{t}_peak", t, "norm"),
         ScalarOp(S.RSQRT, f"{t}_inv_rms", f"{t}_ms"),
-        ScalarOp(S.FROM_INT, f"{t}_top", f"{t}_peak", exp=Amount(f"{t}_e", 1, -gain_exp)),
-        ScalarOp(S.MUL, f"{t}_top", f"{t}_top", x_scale),
         ScalarOp(S.MUL, f"{t}_top", f"{t}_top", f"{t}_inv_rms"),
         ScalarOp(S.MUL, result, f"{t}_top", INV_ACT_MAX),
     ]
 
 
+def head_scalars(peaks: str, result: str):
+    """What :func:`quantize_heads` needs of head h's peak before its codes (a function of h), for
+    :func:`rope`'s ``then_peak``."""
+    return lambda h: code_scalars(f"{peaks}{h}", f"{result}{h}")
+
+
 def quantize_heads(acc: int, heads: int, d: int, acc_scale: str, dst: int, result: str,
-                   peaks: str | None = None) -> list:
+                   peaks: str | None = None, prepared: bool = False) -> list:
     """``quantize_heads``: per-head codes of acc[heads·d] into dst; head h's scale into register
     ``f"{result}{h}"``. ``peaks``: head h's max |acc| is already in register ``f"{peaks}{h}"``
-    (:func:`rope` left it), so no pass finds it."""
+    (:func:`rope` left it), so no pass finds it; ``prepared``: and :func:`head_scalars` has run.
+    Else the heads' peaks are found first, each pass running beside the scalar work before it."""
     program = []
+    if not peaks:
+        program += [VectorOp(d, acc + h * d, function=Function.ADD, reduce=_peak(f"{result}{h}_peak"),
+                             note="heads: max |acc|") for h in range(heads)]
     for h in range(heads):
         t = f"{result}{h}"
         peak = f"{peaks}{h}" if peaks else f"{t}_peak"
-        if not peaks:
-            program.append(VectorOp(d, acc + h * d, function=Function.ADD, reduce=_peak(peak),
-                                    note="heads: max |acc|"))
-        program += [*codes(acc + h * d, d, dst + h * d, peak, t, "heads"),
+        program += [*codes(acc + h * d, d, dst + h * d, peak, t, "heads", prepared),
                     ScalarOp(S.FROM_INT, t, peak),
                     ScalarOp(S.MUL, t, t, acc_scale),
                     ScalarOp(S.MUL, t, t, INV_ACT_MAX)]
@@ -120,9 +139,10 @@ def quantize_heads(acc: int, heads: int, d: int, acc_scale: str, dst: int, resul
 
 
 def rope(x: int, heads: int, d: int, cos: int, sin: int, scratch: int, dst: int,
-         peaks: str | None = None, follows: bool = False, between=()) -> list:
+         peaks: str | None = None, follows: bool = False, between=(), then_peak=None) -> list:
     """``rope_rotate`` of each head of x[heads·d] by one position's cos/sin[d/2] into dst; scratch
-    holds heads·d elements. ``peaks``: head h's max |·| into register ``f"{peaks}{h}"``.
+    holds heads·d elements. ``peaks``: head h's max |·| into register ``f"{peaks}{h}"``, then the
+    instructions ``then_peak(h)`` (a function of h), which run beside the next head's first pass.
 
     One pass makes x·cos for every element of every head (cos repeated, ``b_period``; it
     ``follows`` the call landing x where asked), the instructions ``between`` come next; then each
@@ -130,6 +150,13 @@ def rope(x: int, heads: int, d: int, cos: int, sin: int, scratch: int, dst: int,
     half = d // 2
     program = [VectorOp(heads * d, x, scratch, Function.MUL, BSource.VECTOR, cos, b_period=half,
                         follows=follows, note="rope: x·cos"), *between]
+
+    def peak_of(h):
+        if not peaks:
+            return []
+        return [ScalarOp(S.MAX, f"{peaks}{h}", f"{peaks}{h}_0", f"{peaks}{h}_1"),
+                *(then_peak(h) if then_peak else [])]
+
     for h in range(heads):
         first, second = x + h * d, x + h * d + half
         for k, (out, partner, negate) in enumerate(((dst + h * d, second, True),
@@ -139,9 +166,9 @@ def rope(x: int, heads: int, d: int, cos: int, sin: int, scratch: int, dst: int,
                                     shift=Amount(offset=nx.ROPE_FRAC),
                                     reduce=_peak(f"{peaks}{h}_{k}" if peaks else None),
                                     note="rope: x·cos ∓ y·sin"))
-        if peaks:
-            program.append(ScalarOp(S.MAX, f"{peaks}{h}", f"{peaks}{h}_0", f"{peaks}{h}_1"))
-    return program
+            if k == 0 and h:        # the head before's peak is made while this pass runs
+                program += peak_of(h - 1)
+    return program + peak_of(heads - 1)
 
 
 def cache_entry(codes: int, d: int, scale: str, dst: int, mant: int, exp: int) -> list:
@@ -473,18 +500,49 @@ class ProgramModel:
     def _set_scale(self, name: str, scale) -> None:
         self.registers[name] = (int(scale[0]), int(scale[1]))
 
-    def _norm(self, key, x: int, n: int, x_scale: str, dst: int, result: str, peak: str) -> list:
-        """The norm ``key`` of x[n], whose max |x| the pass that wrote it left in register ``peak``."""
+    def _norm(self, key, x: int, n: int, x_scale: str, dst: int, result: str, peak: str, between=(),
+              then=()) -> tuple[list, list]:
+        """The norm ``key`` of x[n], whose max |x| the pass that wrote it left in register ``peak``,
+        with the instructions ``between`` once its codes are made (the matmul that reads them); and
+        what is left of ``then`` (the next step's instructions): its first, if it reads no register
+        (a pass reading the matmul's products as they land), runs beside the norm's scale arithmetic
+        (rms_quantize's ``overlap``)."""
         address, gain = self.gains[key]
-        return rms_quantize(x, n, x_scale, address, gain.exp, f"inv_len.{key}", "eps", self.layout["scratch"],
-                            dst, result, peak)
+        then = list(then)
+        overlap = then[:1] if then and isinstance(then[0], VectorOp) and not then[0].registers else []
+        norm = rms_quantize(x, n, x_scale, address, gain.exp, f"inv_len.{key}", "eps", self.layout["scratch"],
+                            dst, result, peak, between, overlap)
+        return norm, then[len(overlap):]
+
+    SCALES = {"q_proj": "q_proj_acc_scale", "o_proj": "acc_scale", "gate_proj": "gate_scale",
+              "down_proj": "acc_scale"}      # the register of each matmul's scale after a norm
+
+    def _norm_product(self, layer: int, key: str, x: int, n: int, x_scale: str, peak: str, matrix: str,
+                      dst: str, trace_fields: dict, then) -> list:
+        """The norm ``key`` of x[n] (its codes into region x, its scale into ``norm_scale``), the
+        matmul of ``matrix`` on the codes into region ``dst`` (detached, started once the codes are
+        made), its trace, the matmul's scale, and the next step's instructions ``then``, the first
+        of which may run beside the norm's scale (:meth:`_norm`)."""
+        k = getattr(self.model.layers[layer], matrix).codes.shape[1]
+        norm, rest = self._norm((layer, key), x, n, x_scale, self.layout["x"], "norm_scale", peak,
+                                between=[self._product(layer, matrix, k, dst)], then=then)
+        trace = self._trace_point(layer, key, **trace_fields, codes=(self.layout["x"], k), scale="norm_scale")
+        return [*norm, trace, self._product_scale(layer, matrix, self.SCALES[matrix]), *rest]
 
     def _linear(self, layer: int, matrix: str, n: int, dst: str, scale: str, detach: bool = False) -> list:
         """The array's product of the codes in x into region ``dst`` (a call; ``detach``: the program
         goes on while it lands); its scale D·γ into ``scale``."""
+        return [self._product(layer, matrix, n, dst, detach), self._product_scale(layer, matrix, scale)]
+
+    def _product(self, layer: int, matrix: str, n: int, dst: str, detach: bool = True) -> Call:
+        """:meth:`_linear`'s call."""
         lay = self.layout
-        return [Call("matmul", (layer, matrix, lay[dst]), memory=((lay["x"], n),), detach=detach),
-                ScalarOp(S.MUL, scale, "norm_scale", f"gamma.{layer}.{matrix}")]
+        return Call("matmul", (layer, matrix, lay[dst]), memory=((lay["x"], n),), detach=detach)
+
+    @staticmethod
+    def _product_scale(layer: int, matrix: str, scale: str) -> ScalarOp:
+        """:meth:`_linear`'s scale, once the norm's scale is made."""
+        return ScalarOp(S.MUL, scale, "norm_scale", f"gamma.{layer}.{matrix}")
 
     def _trace_point(self, layer: int, step: str, **fields) -> Call:
         """A trace call: each field a region (address, n), a register name (a scale) or a tuple of
@@ -562,13 +620,9 @@ class ProgramModel:
             cos, sin = lay["cos"] + position * half, lay["sin"] + position * half
         program.append(trace(0, "embed", h=(lay["h"], hidden)))
         for i in range(len(self.model.layers)):
-            program += self._norm((i, "input_layernorm"), lay["h"], hidden, "res_unit", lay["x"],
-                                  "norm_scale", "h_peak")
-            program.append(trace(i, "input_layernorm", codes=(lay["x"], hidden), scale="norm_scale"))
             # q's product first, RoPE's first pass reading it as it lands; k's lands in acc2 while
             # q's heads are made, v's in acc while k's are
             products = (("q_proj", heads, "acc"), ("k_proj", kv, "acc2"), ("v_proj", kv, "acc"))
-            program += self._linear(i, "q_proj", hidden, "acc", "q_proj_acc_scale", detach=True)
             for j, (matrix, count, results) in enumerate(products):
                 following = []
                 if j + 1 < len(products):
@@ -577,8 +631,13 @@ class ProgramModel:
                 source, peaks = lay[results], None
                 if matrix != "v_proj":
                     peaks = f"{matrix}_peak"
-                    program += rope(source, count, d, cos, sin, lay["scratch"], lay["rotated"], peaks,
-                                    follows=matrix == "q_proj", between=following)
+                    steps = rope(source, count, d, cos, sin, lay["scratch"], lay["rotated"], peaks,
+                                 follows=matrix == "q_proj", between=following,
+                                 then_peak=head_scalars(peaks, f"{matrix}_scale"))
+                    if matrix == "q_proj":
+                        steps = self._norm_product(i, "input_layernorm", lay["h"], hidden, "res_unit",
+                                                   "h_peak", matrix, "acc", {}, steps)
+                    program += steps
                     source = lay["rotated"]
                 else:
                     program += following
@@ -586,7 +645,7 @@ class ProgramModel:
                 if matrix == "v_proj" and _detached(program):
                     program.append(Call("wait"))
                 program += quantize_heads(source, count, d, f"{matrix}_acc_scale", target, f"{matrix}_scale",
-                                          peaks)
+                                          peaks, prepared=peaks is not None)
                 scales = tuple(f"{matrix}_scale{h}" for h in range(count))
                 program.append(trace(i, matrix, head_codes=(target, count * d), head_scales=scales))
                 if matrix != "q_proj":
@@ -611,33 +670,27 @@ class ProgramModel:
                 if h:           # the heads' peaks: the output's
                     program.append(ScalarOp(S.MAX, "out_peak", "out_peak" if h > 1 else "att.peak0",
                                             f"att.peak{h}"))
-            program += self._norm((i, "attn_sub_norm"), lay["out"], heads * d, "res_unit", lay["x"],
-                                  "norm_scale", "out_peak" if heads > 1 else "att.peak0")
-            program.append(trace(i, "attn_sub_norm", input=(lay["out"], heads * d), codes=(lay["x"], hidden),
-                                 scale="norm_scale"))
-            program += self._linear(i, "o_proj", heads * d, "acc", "acc_scale", detach=True)
-            program += dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"], "h_peak",
+            residual = dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"], "h_peak",
                                       follows=True)
+            program += self._norm_product(i, "attn_sub_norm", lay["out"], heads * d, "res_unit",
+                                          "out_peak" if heads > 1 else "att.peak0", "o_proj", "acc",
+                                          {"input": (lay["out"], heads * d)}, residual)
             program.append(trace(i, "o_proj", h=(lay["h"], hidden)))
-            program += self._norm((i, "post_attention_layernorm"), lay["h"], hidden, "res_unit", lay["x"],
-                                  "norm_scale", "h_peak")
-            program.append(trace(i, "post_attention_layernorm", codes=(lay["x"], hidden), scale="norm_scale"))
             # gate's product, then up's (landing while gate's activation is made); each's first
             # pass reads it as it lands
-            program += self._linear(i, "gate_proj", hidden, "acc", "gate_scale", detach=True)
-            program += gated(lay["acc"], lay["acc2"], inter, "gate_scale", "up_scale", cfg.hidden_act,
-                             lay["scratch"], lay["gated"], "hidden_scale", "gated_peak",
-                             between=self._linear(i, "up_proj", hidden, "acc2", "up_scale", detach=True),
-                             follows=True)
-            program += self._norm((i, "ffn_sub_norm"), lay["gated"], inter, "hidden_scale", lay["x"],
-                                  "norm_scale", "gated_peak")
-            program.append(trace(i, "ffn_sub_norm", input=(lay["gated"], inter), codes=(lay["x"], inter),
-                                 scale="norm_scale"))
-            program += self._linear(i, "down_proj", inter, "acc", "acc_scale", detach=True)
-            program += dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"], "h_peak",
+            up = self._linear(i, "up_proj", hidden, "acc2", "up_scale", detach=True)
+            activation = gated(lay["acc"], lay["acc2"], inter, "gate_scale", "up_scale", cfg.hidden_act,
+                               lay["scratch"], lay["gated"], "hidden_scale", "gated_peak", between=up,
+                               follows=True)
+            program += self._norm_product(i, "post_attention_layernorm", lay["h"], hidden, "res_unit",
+                                          "h_peak", "gate_proj", "acc", {}, activation)
+            residual = dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"], "h_peak",
                                       follows=True)
+            program += self._norm_product(i, "ffn_sub_norm", lay["gated"], inter, "hidden_scale",
+                                          "gated_peak", "down_proj", "acc", {"input": (lay["gated"], inter)},
+                                          residual)
             program.append(trace(i, "down_proj", h=(lay["h"], hidden)))
-        program += self._norm("norm", lay["h"], hidden, "res_unit", lay["x"], "norm_scale", "h_peak")
+        program += self._norm("norm", lay["h"], hidden, "res_unit", lay["x"], "norm_scale", "h_peak")[0]
         if self.units:
             program += lm_head_call(cfg.vocab_size, hidden, lay["x"], lay["logits"], "token")
             program.append(ScalarOp(S.MUL, "logit_scale", "norm_scale", "lm_unit"))
