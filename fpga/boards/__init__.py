@@ -45,6 +45,8 @@ class Board:
     # nextpnr's placer: "heap" (its default) or "static" (electrostatic; the ULX3S-85F's SoC routes
     # with it where heap's placements left router2 stalled on congestion)
     placer: str = "heap"
+    # the vector engine's lanes (issue 18; None: the engine's ``lanes``)
+    vector_lanes: int | None = None
 
     def __post_init__(self):
         placers = ("heap", "sa") if self.family == "gowin" else ("heap", "sa", "static")
@@ -81,6 +83,8 @@ class Board:
         from hw.vector_generator import PARAMETERS
 
         params = self.engine_parameters()
+        if self.vector_lanes is not None:
+            params["lanes"] = self.vector_lanes
         return {**{name: params[name] for name in PARAMETERS if name in params}, "vector": True}
 
 

@@ -29,11 +29,12 @@ BOARDS = [
     # command skid, the registered gate peak and the skid's clock enable; the engine before the
     # two-lane head quantizer and Dequantizer: 64.70 MHz with seed 3, 57.15 and 53.84 with seeds 1
     # and 2). With heap's placements router2 stalled on congestion on every engine since the shared
-    # Dequantizer (docs/boards.md)
+    # Dequantizer (docs/boards.md). The vector engine at 8 lanes: 1.11× fewer cycles than at 4
+    # (tritium bench vector), the LUTs the chip has room for, and the fixed-cost target's lanes
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "models/ulx3s",
           ENGINE_85F, clock_mhz=60.0, baud=1_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=("gated/buffer",), placer="static",
-          placer_seed=5),
+          placer_seed=5, vector_lanes=8),
     # 61.22 MHz post-route asking 60 MHz with nextpnr's static placer and seed 3 (2026-12-05, 18,581
     # LUTs, 162 s; 72.30 and 68.09 on the two engines before; 59.67 before the engine's scale
     # products were registered). Earlier: 70.26 with seed 3 (18,722 LUTs), 65.92 with seed 2;
