@@ -154,14 +154,17 @@ class AttentionHead(wiring.Component):
                 "row_scale": ScaleProgram.cycles(ROW_PROGRAM) + 1}
 
     @staticmethod
-    def period_of(length: int, words: int, lanes: int, out_beats: int) -> int:
+    def period_of(length: int, words: int, lanes: int, out_beats: int, intake: int | None = None) -> int:
         """Clock edges from one query's first ``q`` beat to the next query's, queries offered
         back to back over ``length`` positions and the output taken at once: the longest of the
         query and scores passes, the weights pass, and the values pass or row scale (whichever is
-        longer) with the output (``out_beats``) (each hands its query on in a cycle of its own)."""
+        longer) with the output (``out_beats``) (each hands its query on in a cycle of its own).
+        ``intake``: the query's beats take this long instead of ``words`` (a caller that hands each
+        beat on some cycles after the one before: ``words − 1`` times that many)."""
         passes = AttentionHead.passes_of(length, words, lanes)
         output = max(passes["values"], passes["row_scale"]) + out_beats
-        return max(words + passes["scores"] + 1, passes["weights"] + 2, output + 1)
+        return max((words if intake is None else intake) + passes["scores"] + 1, passes["weights"] + 2,
+                   output + 1)
 
     @staticmethod
     def stages_of(lanes: int) -> dict:

@@ -27,10 +27,13 @@ reads and writes); while the core waits for it:
 * ``cache`` ``(layer, part, kv head)``, reading a head's codes and its scale register: the codes
   go into the KV cache's ``part`` (k or v) at ``position``, ``attention_lanes`` to a word, then
   the scale.
-* ``attend`` ``(layer, kv head, dst)``, reading q's codes and its scale register: the codes go to
-  the attention head, ``attention_lanes`` to a beat, which attends over the kv head's cache up to
-  ``position``; its value sums are written to ``dst`` in the results memory as they leave, a part
-  of a row a cycle, and their row scale into the call's register (``attend_sums``).
+* ``attend`` ``(layer, kv head, dst)``, reading the codes of the queries that share the kv head
+  and their scale registers (read first, one a cycle): the codes go to the attention head,
+  ``attention_lanes`` to a beat, which attends over the kv head's cache up to ``position``, up to
+  three queries in flight (each query's scale given to the head until it starts weighing it,
+  ``AttentionHead.weights_start``); each query's value sums are written to ``dst`` on in the
+  results memory as they leave, a part of a row a cycle, while the later queries are still
+  handed on, and their row scale into the query's register (``attend_sums``).
 * ``embed`` ``(dst,)``: ``token``'s row of int8 codes into ``dst`` in the results memory, a part of
   a row a cycle, and its row mantissa into the call's register.
 * ``rope`` ``(dst,)``: ``position``'s cos and sin rows (``d/2`` each) into ``dst``, one a cycle.
@@ -128,6 +131,12 @@ class VectorEngine(wiring.Component):
         self._parts = {Job.ATTEND: math.gcd(lanes, attention_lanes),
                        Job.EMBED: math.gcd(lanes, head_lanes if tied else hidden)}
         jobs = [self._job(call, program.number) for call in program.calls]
+        # an attend call's queries: the heads that share a kv head, in flight together
+        self._slots = max([1] + [len(job.get("reads", ())) for job in jobs])
+        for job in jobs:
+            job["count"] = job.get("count", 1)
+            for key in ("reads", "writes"):
+                job[key] = job.get(key, []) + [0] * (self._slots - len(job.get(key, [])))
         for call, job in zip(program.calls, jobs):
             if job["kind"] in self._beats and job["x"] % self._beats[job["kind"]][1]:
                 raise ValueError(f"a {call.kind} call reads x at {job['x']}, where it must start on a "
@@ -184,8 +193,9 @@ class VectorEngine(wiring.Component):
         self._job_layout = data.StructLayout({
             "kind": Job, "matrix": range(len(MATRICES) * len(model.layers)), "x": range(depth),
             "n": range(depth + 1), "dst": range(depth), "layer": range(len(model.layers)), "value": 1,
-            "kv_head": range(cfg.num_key_value_heads), "read": range(program.registers),
-            "write": range(program.registers), "loaded": 1, "detach": 1})
+            "kv_head": range(cfg.num_key_value_heads), "count": range(self._slots + 1),
+            "reads": data.ArrayLayout(range(program.registers), self._slots),
+            "writes": data.ArrayLayout(range(program.registers), self._slots), "loaded": 1, "detach": 1})
         super().__init__({
             "start": In(1), "busy": Out(1), "done": Out(1), "error": Out(1),
             "token": In(range(cfg.vocab_size)), "position": In(range(context)),
@@ -200,7 +210,7 @@ class VectorEngine(wiring.Component):
     def _job(call, number: dict) -> dict:
         """A call's entry in the job table."""
         if call.kind == "embed":
-            return {"kind": Job.EMBED, "dst": call.args[0], "write": number[call.writes[0]]}
+            return {"kind": Job.EMBED, "dst": call.args[0], "writes": [number[call.writes[0]]]}
         if call.kind == "rope":
             return {"kind": Job.ROPE, "dst": call.args[0]}
         if call.kind not in ("matmul", "cache", "attend", "lm_head"):
@@ -215,10 +225,11 @@ class VectorEngine(wiring.Component):
         if call.kind == "cache":
             layer, part, kv_head = call.args
             return {"kind": Job.CACHE, "layer": layer, "value": int(part == "v"), "kv_head": kv_head, "x": x,
-                    "n": n, "read": number[call.reads[0]]}
+                    "n": n, "reads": [number[call.reads[0]]]}
         layer, kv_head, dst = call.args
         return {"kind": Job.ATTEND, "layer": layer, "kv_head": kv_head, "x": x, "n": n, "dst": dst,
-                "read": number[call.reads[0]], "write": number[call.writes[0]]}
+                "count": len(call.reads), "reads": [number[name] for name in call.reads],
+                "writes": [number[name] for name in call.writes]}
 
     def _mark_loaded(self, ops, jobs) -> None:
         """Mark each matmul whose codes are already in the array's activation buffer: every one
@@ -282,7 +293,7 @@ class VectorEngine(wiring.Component):
             return 4 + self._tables[0].row_cycles()
         if kind is Job.ROPE:
             return 4 + self._model.config.dim_per_head
-        n = job["n"]
+        n = job["n"] // job["count"] if kind is Job.ATTEND else job["n"]      # (an attend call's first query)
         width, chunk = self._beats[kind]
         load = sum(-(-min(width, n - first) // chunk) + 1 for first in range(0, n, width)) + 1
         if kind is Job.MATMUL:
@@ -293,8 +304,12 @@ class VectorEngine(wiring.Component):
             return started + 1 + self._linear.cycles(job["matrix"])
         if kind is Job.CACHE:
             return 5 + load
-        if kind is Job.ATTEND:
-            return 3 + load + self._attention.cycles(position + 1) + n // self._parts[Job.ATTEND]
+        if kind is Job.ATTEND:    # the later queries every period, their beats a beat's reads and one apart
+            attention, count = self._attention, job["count"]
+            period = attention.period_of(position + 1, attention.words, attention.lanes, attention.out_beats,
+                                         intake=(attention.words - 1) * (-(-width // chunk) + 1))
+            return (2 + count + load + attention.cycles(position + 1) + n // self._parts[Job.ATTEND]
+                    + (count - 1) * period)
         return 4 + load + self._tables[1].logit_cycles()
 
     def elaborate(self, platform):
@@ -325,7 +340,9 @@ class VectorEngine(wiring.Component):
                          port.write.eq(self.access.write), register.eq(self.register)]
 
         attention = self._attention
-        scale = None
+        scales = None
+        fetched = Signal(range(self._slots + 1))      # the call's scale registers read so far
+        outs = Signal(range(self._slots + 1))         # an attend call's queries whose sums have left
         if attention is not None:
             m.submodules.cache = cache = KvCache(
                 layers=len(self._model.layers), kv_heads=cfg.num_key_value_heads, head_dim=cfg.dim_per_head,
@@ -335,9 +352,16 @@ class VectorEngine(wiring.Component):
                 wiring.connect(m, getattr(attention, name), getattr(cache, name))
             wiring.connect(m, core.lent_scale, attention.scale_unit)
             scale_layout = attention.q_scale.shape()
-            scale = Signal(scale_layout)        # the call's scale register (q's, or the entry's)
+            # the call's scale registers (its queries', or the cache entry's); a query's until the
+            # head starts weighing it (AttentionHead.weights_start), then the next one's
+            scales = Signal(data.ArrayLayout(scale_layout, self._slots))
+            weighed = Signal(range(self._slots + 1))
+            with m.If(~serving):
+                m.d.sync += weighed.eq(0)
+            with m.Elif(attention.weights_start):
+                m.d.sync += weighed.eq(weighed + 1)
             coef = self._model.score_coef
-            m.d.comb += [attention.q_scale.eq(scale),
+            m.d.comb += [attention.q_scale.eq(scales[weighed]),
                          attention.score_coef.eq(scale_layout.const({"mant": int(coef[0]),
                                                                      "exp": int(coef[1])})),
                          attention.length.eq(self.position + 1),
@@ -346,7 +370,7 @@ class VectorEngine(wiring.Component):
                          cache.read_head.eq(job.kv_head), cache.values_head.eq(job.kv_head),
                          cache.value_scales_head.eq(job.kv_head)]
             for stream_ in (cache.k_scale, cache.v_scale):
-                m.d.comb += [stream_.payload.mant.eq(scale.mant), stream_.payload.exp.eq(scale.exp)]
+                m.d.comb += [stream_.payload.mant.eq(scales[0].mant), stream_.payload.exp.eq(scales[0].exp)]
         d = cfg.dim_per_head
         rope = rope_read = None
         if any(job["kind"] is Job.ROPE for job in self._jobs):     # a position's cos row, then its sin row
@@ -455,10 +479,10 @@ class VectorEngine(wiring.Component):
                     m.next = "JOB"
             with m.State("JOB"):               # the call's job, read from its table
                 m.d.sync += [job.eq(job_read.data), index.eq(0), issued.eq(0), captured.eq(0), reading.eq(0),
-                             beat.eq(0), written.eq(0)]
+                             beat.eq(0), written.eq(0), fetched.eq(0), outs.eq(0)]
                 m.next = "CHECK"
-            with m.State("CHECK"):             # its scale register read
-                m.d.comb += register.addr.eq(job.read)
+            with m.State("CHECK"):             # its first scale register read
+                m.d.comb += register.addr.eq(job.reads[0])
                 with m.If(job.kind == Job.TRACE):
                     m.d.comb += core.resume.eq(1)
                     m.next = "IDLE"
@@ -472,11 +496,15 @@ class VectorEngine(wiring.Component):
                     m.next = "START"
                 with m.Else():
                     m.next = "SCALE"
-            with m.State("SCALE"):
-                if scale is not None:
-                    m.d.sync += [scale.mant.eq(core.register_data.value[:SCALE_BITS]),
-                                 scale.exp.eq(core.register_data.exp)]
-                m.next = "LOAD"
+            with m.State("SCALE"):             # its scale registers, one a cycle
+                if scales is not None:
+                    m.d.sync += [scales[fetched].mant.eq(core.register_data.value[:SCALE_BITS]),
+                                 scales[fetched].exp.eq(core.register_data.exp)]
+                if self._slots > 1:
+                    m.d.comb += register.addr.eq(job.reads[fetched + 1])
+                m.d.sync += fetched.eq(fetched + 1)
+                with m.If(fetched + 1 >= job.count):
+                    m.next = "LOAD"
             with m.State("LOAD"):
                 # a beat's x elements read a part of a row a cycle (it arrives the cycle after),
                 # the last beat's missing lanes left at zero; the last part's capture ends it
@@ -537,16 +565,9 @@ class VectorEngine(wiring.Component):
                     m.d.comb += [cache.k_scale.valid.eq(~job.value),
                                  cache.v_scale.valid.eq(job.value)]
                     m.next = "RESUME"
-                with m.State("SUMS"):          # the head's value sums as they leave, then the row scale
-                    o = attention.o.payload
-                    m.d.comb += [attention.o.ready.eq(1),
-                                 register.addr.eq(job.write), register.data.value.eq(o.scale.mant),
-                                 register.data.exp.eq(o.scale.exp),
-                                 register.write.eq(attention.o.valid & o.last)]
-                    land(attention.o.valid, list(o.data))
-                    with m.If(attention.o.valid & o.invalid):
-                        m.d.sync += served_error.eq(1)
-                    with m.If(attention.o.valid & o.last):
+                with m.State("SUMS"):          # until the last query's sums have left
+                    with m.If((outs == job.count) | attention.o.valid & attention.o.payload.last
+                              & (outs + 1 == job.count)):
                         m.next = "RESUME"
             if embedding is not None:
                 with m.State("TOKEN"):
@@ -556,7 +577,7 @@ class VectorEngine(wiring.Component):
                         m.next = "ROW"
                 with m.State("ROW"):           # the row's codes as they leave the table
                     row = embedding.embedding
-                    m.d.comb += [row.ready.eq(1), register.addr.eq(job.write),
+                    m.d.comb += [row.ready.eq(1), register.addr.eq(job.writes[0]),
                                  register.data.value.eq(row.payload.scale.mant),
                                  register.write.eq(row.valid & row.payload.last)]
                     land(row.valid, list(row.payload.data))
@@ -581,4 +602,19 @@ class VectorEngine(wiring.Component):
             with m.State("RESUME"):
                 m.d.comb += core.resume.eq(1)
                 m.next = "IDLE"
+
+        if attention is not None:
+            # an attend call's value sums as they leave, while its later queries are still read and
+            # handed on: each query's into the results memory a row part a cycle, then its row scale
+            # into its register
+            o = attention.o.payload
+            with m.If(serving & (job.kind == Job.ATTEND)):
+                m.d.comb += attention.o.ready.eq(1)
+                land(attention.o.valid, list(o.data))
+                with m.If(attention.o.valid & o.invalid):
+                    m.d.sync += served_error.eq(1)
+                with m.If(attention.o.valid & o.last):
+                    m.d.comb += [register.addr.eq(job.writes[outs]), register.data.value.eq(o.scale.mant),
+                                 register.data.exp.eq(o.scale.exp), register.write.eq(1)]
+                    m.d.sync += outs.eq(outs + 1)
         return m

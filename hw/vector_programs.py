@@ -17,7 +17,7 @@ program                   model.integer / model.numerics             passes (of 
 :func:`cache_entry`       a head's codes and scale into the KV cache  1
 :func:`gated`             ``gated_activation``                       4 (relu²) or 5 (SiLU)
 :func:`attend`            ``attend``                                 3 a position, 2 of T, 1
-:func:`attend_call`       ``attend`` on the attention unit            1 (and a call)
+:func:`attend_call`       ``attend`` on the attention unit            1 a head (and a call a kv head)
 :func:`lm_head`           ``lm_head_logits`` and greedy ``sample``   1 a vocabulary entry, 1
 :func:`lm_head_call`      the same on the token table                1 (and a call)
 ========================  =========================================  ==============================
@@ -308,22 +308,27 @@ def attend(q: int, d: int, q_scale: str, keys: int, key_mant: int, key_exp: int,
         *_row_scaled(d, dst, dst, peak)]
 
 
-def attend_call(q: int, d: int, q_scale: str, layer: int, kv_head: int, sums: int, dst: int,
-                peak: str | None = None) -> list:
-    """``attend`` for one head on the attention unit (a call): int8 q[d] against kv head
-    ``kv_head``'s cache in ``layer`` (:func:`cache_call`'s), up to the position being run; the
-    unit writes ``attend_sums``' value sums to sums[d] and their row scale to a register, and one
-    pass makes the head's output (Q15.16) in dst[d] (its max |·| into register ``peak``)."""
-    return [Call("attend", (layer, kv_head, sums), memory=((q, d),), reads=(q_scale,),
-                 writes=("att.row_scale",)),
-            *_row_scaled(d, sums, dst, peak)]
+def attend_call(q: int, d: int, q_scales, layer: int, kv_head: int, sums: int, dst: int,
+                peaks=None) -> list:
+    """``attend`` for the heads that share kv head ``kv_head`` on the attention unit (a call, the
+    heads' queries in flight together): int8 q[heads·d] (``q_scales``: each head's scale register)
+    against that kv head's cache in ``layer`` (:func:`cache_call`'s), up to the position being run;
+    the unit writes ``attend_sums``' value sums to sums[heads·d] and each head's row scale to a
+    register, and a pass a head makes its output (Q15.16) in dst[heads·d] (head h's max |·| into
+    register ``peaks[h]``)."""
+    heads = len(q_scales)
+    scales = tuple(f"att.row_scale{h}" for h in range(heads))
+    return [Call("attend", (layer, kv_head, sums), memory=((q, heads * d),), reads=tuple(q_scales),
+                 writes=scales),
+            *(op for h in range(heads)
+              for op in _row_scaled(d, sums + h * d, dst + h * d, peaks[h] if peaks else None, scales[h]))]
 
 
-def _row_scaled(d: int, sums: int, dst: int, peak: str | None) -> list:
+def _row_scaled(d: int, sums: int, dst: int, peak: str | None, row_scale: str = "att.row_scale") -> list:
     """The head's output ``saturate(apply_scale(sums, row scale, RES_FRAC))`` into dst[d] from its
-    value sums in sums[d] and the row scale in register ``att.row_scale``; its max |·| into ``peak``."""
-    return [VectorOp(d, sums, dst, Function.MUL, BSource.REGISTER, "att.row_scale",
-                     shift=apply_scale_amount("att.row_scale", nx.RES_FRAC), saturate=nx.RES_BITS,
+    value sums in sums[d] and the row scale in register ``row_scale``; its max |·| into ``peak``."""
+    return [VectorOp(d, sums, dst, Function.MUL, BSource.REGISTER, row_scale,
+                     shift=apply_scale_amount(row_scale, nx.RES_FRAC), saturate=nx.RES_BITS,
                      reduce=_peak(peak), note="attend: out · row scale")]
 
 
@@ -578,9 +583,13 @@ class ProgramModel:
             layer, kv_head, dst = call.args
             (keys, key_scales), (values, value_scales) = (
                 self._cached(layer, part, kv_head, self.position + 1) for part in ("k", "v"))
-            sums, row_scale = attend_sums(regions[0], registers[call.reads[0]], keys, key_scales, values,
-                                          value_scales, self.model.score_coef)
-            return [(dst, sums), (call.writes[0], (int(row_scale[0]), int(row_scale[1])))]
+            d, answers = self.config.dim_per_head, []
+            for h, (scale, row) in enumerate(zip(call.reads, call.writes)):
+                query = regions[0][h * d:(h + 1) * d]
+                sums, row_scale = attend_sums(query, registers[scale], keys, key_scales, values, value_scales,
+                                              self.model.score_coef)
+                answers += [(dst + h * d, sums), (row, (int(row_scale[0]), int(row_scale[1])))]
+            return answers
         layer, step, kinds = call.args
         regions, names, values = iter(regions), iter(call.reads), {}
         for name, kind in kinds:
@@ -660,8 +669,11 @@ class ProgramModel:
             for h in range(heads):
                 g = h // group
                 if self.units:
-                    program += attend_call(lay["q"] + h * d, d, f"q_proj_scale{h}", i, g, lay["sums"] + h * d,
-                                           lay["out"] + h * d, f"att.peak{h}")
+                    if h % group == 0:          # the kv head's queries, together
+                        members = range(h, h + group)
+                        program += attend_call(lay["q"] + h * d, d, [f"q_proj_scale{m}" for m in members],
+                                               i, g, lay["sums"] + h * d, lay["out"] + h * d,
+                                               [f"att.peak{m}" for m in members])
                 else:
                     program += attend(lay["q"] + h * d, d, f"q_proj_scale{h}", lay[f"k.{i}.{g}"],
                                       lay[f"k_mant.{i}.{g}"], lay[f"k_exp.{i}.{g}"], lay[f"v.{i}.{g}"],

@@ -88,10 +88,10 @@ def check_tokens(model, tokens, rows, simd, lanes, attention_lanes, head_lanes):
     sim.add_clock(1e-6)
     sim.add_testbench(testbench)
     sim.run()
-    assert got["cycles"] == [engine.cycles(position) for _, position in runs]
     for position, token in enumerate(tokens):
         logits, _ = model.step(token, cache)
         assert np.array_equal(got["logits"][position], logits), position
+    assert got["cycles"] == [engine.cycles(position) for _, position in runs]
     where = (f"the attention unit ({attention_lanes} lanes) and the token table ({head_lanes})" if units
              else "the vector unit")
     print(f"{len(tokens)} tokens in {sum(got['cycles']):,} cycles ({rows}×{simd} array, {lanes} lanes, "

@@ -161,7 +161,7 @@ def test_attend(seed):
         sums, row_scale = integer.attend_sums(regions[0], registers["qs"], keys, split[0], values, split[1],
                                               coef)
         return [(call.args[2], sums), (call.writes[0], (int(row_scale[0]), int(row_scale[1])))]
-    m.run(vp.attend_call(0, d, "qs", 0, 0, 3850, 3900), attention_unit)
+    m.run(vp.attend_call(0, d, ["qs"], 0, 0, 3850, 3900), attention_unit)
     assert np.array_equal(m.read(3900, d), m.read(3800, d))
 
 
