@@ -227,7 +227,10 @@ class VectorUnit(wiring.Component):
         for lane in units[1:]:
             out_valid |= lane.o.valid
         reduce = op.reduce
-        node_layout = data.StructLayout({"valid": 1, "value": signed(SUM_BITS), "lane": range(lanes)})
+        def node_layout(bits):          # a tree level's sums need a bit more than the level below
+            return data.StructLayout({"valid": 1, "value": signed(bits), "lane": range(lanes)})
+
+        bits = ELEMENT_BITS + 1         # a leaf: |y| of any element
         leaves = []
         for k, ((_, _, _, w), lane) in enumerate(zip(banks, units)):
             y = lane.o.y
@@ -239,7 +242,7 @@ class VectorUnit(wiring.Component):
             m.d.comb += [self.written.mask[k].eq(w.en), self.written.data[k].eq(w.data)]
             if k == 0:          # every bank writes the same row
                 m.d.comb += self.written.row.eq(w.addr)
-            leaf = Signal(node_layout, name=f"leaf{k}")
+            leaf = Signal(node_layout(bits), name=f"leaf{k}")
             m.d.sync += [leaf.valid.eq(lane.o.valid & (reduce != Reduction.NONE)),
                          leaf.value.eq(Mux((reduce == Reduction.MAXABS) & y[-1], -y, y)), leaf.lane.eq(k)]
             leaves.append(leaf)
@@ -250,13 +253,14 @@ class VectorUnit(wiring.Component):
         row_of = Signal.like(written)                      # the row the leaves hold, then each level
         m.d.sync += row_of.eq(written)
 
-        def reduced(left, right, name):
-            """The left node (lower indices) and the right one reduced: their sum, or the larger
-            (the left on a tie); and whether the right one was taken."""
-            node = Signal(node_layout, name=name)
+        def reduced(left, right, name, bits):
+            """The left node (lower indices) and the right one reduced (into ``bits``): their sum,
+            or the larger (the left on a tie); and whether the right one was taken."""
+            node = Signal(node_layout(bits), name=name)
             take_right = Signal(name=f"{name}_right")
-            m.d.comb += [take_right.eq(right.valid & (~left.valid | (right.value > left.value))),
-                         node.eq(Mux(take_right, right.as_value(), left.as_value()))]
+            m.d.comb += take_right.eq(right.valid & (~left.valid | (right.value > left.value)))
+            m.d.comb += [getattr(node, field).eq(Mux(take_right, getattr(right, field), getattr(left, field)))
+                         for field in ("valid", "value", "lane")]
             with m.If(reduce == Reduction.SUM):
                 m.d.comb += [node.valid.eq(left.valid | right.valid),
                              node.value.eq(Mux(left.valid, left.value, 0) + Mux(right.valid, right.value, 0))]
@@ -265,24 +269,26 @@ class VectorUnit(wiring.Component):
         level, depth_of_tree = leaves, 0
         while len(level) > 1:
             depth_of_tree += 1
+            bits += 1
             registered = []
             for index in range(0, len(level) - 1, 2):
                 name = f"tree{depth_of_tree}_{index // 2}"
-                node = Signal(node_layout, name=name)
-                m.d.sync += node.eq(reduced(level[index], level[index + 1], f"{name}_next")[0])
+                node = Signal(node_layout(bits), name=name)
+                m.d.sync += node.eq(reduced(level[index], level[index + 1], f"{name}_next", bits)[0])
                 registered.append(node)
             if len(level) % 2:
-                carry = Signal(node_layout, name=f"tree{depth_of_tree}_carry")
-                m.d.sync += carry.eq(level[-1])
+                carry = Signal(node_layout(bits), name=f"tree{depth_of_tree}_carry")
+                m.d.sync += [getattr(carry, field).eq(getattr(level[-1], field))
+                             for field in ("valid", "value", "lane")]
                 registered.append(carry)
             level = registered
             row_next = Signal.like(row_of, name=f"row{depth_of_tree}")
             m.d.sync += row_next.eq(row_of)
             row_of = row_next
-        best = Signal(node_layout)
+        best = Signal(node_layout(SUM_BITS))
         best_row = Signal.like(written)
         clear = Signal()
-        merged, newer = reduced(best, level[0], "merged")
+        merged, newer = reduced(best, level[0], "merged", SUM_BITS)
         with m.If(clear):
             m.d.sync += best.valid.eq(0)
         with m.Elif(collecting & level[0].valid):
