@@ -27,11 +27,13 @@ reads and writes); while the core waits for it:
 * ``cache`` ``(layer, part, kv head)``, reading a head's codes and its scale register: the codes
   go into the KV cache's ``part`` (k or v) at ``position``, ``attention_lanes`` to a word, then
   the scale.
-* ``attend`` ``(layer, kv head, dst)``, reading the codes of the queries that share the kv head
-  and their scale registers (read first, one a cycle): the codes go to the attention head,
-  ``attention_lanes`` to a beat, which attends over the kv head's cache up to ``position``, up to
+* ``attend`` ``(layer, kv head, dst)``, reading the codes of a layer's queries and their scale
+  registers (read first, one a cycle): the codes go to the attention head, ``attention_lanes`` to
+  a beat, which attends over the cache up to ``position``, the first group of queries (the heads
+  that share a kv head) over ``kv head``'s and each next group over the next kv head's, up to
   three queries in flight (each query's scale given to the head until it starts weighing it,
-  ``AttentionHead.weights_start``); each query's value sums are written to ``dst`` on in the
+  ``AttentionHead.weights_start``; each pass of the head reads the kv head of the query it
+  started); each query's value sums are written to ``dst`` on in the
   results memory as they leave, a part of a row a cycle, while the later queries are still
   handed on, and their row scale into the query's register (``attend_sums``).
 * ``embed`` ``(dst,)``: ``token``'s row of int8 codes into ``dst`` in the results memory, a part of
@@ -355,20 +357,30 @@ class VectorEngine(wiring.Component):
             # the call's scale registers (its queries', or the cache entry's); a query's until the
             # head starts weighing it (AttentionHead.weights_start), then the next one's
             scales = Signal(data.ArrayLayout(scale_layout, self._slots))
+            # the query scored (the number the head has started weighing), the one weighed and the
+            # one summed: each reads its own kv head's cache (the call's first, then one a group)
             weighed = Signal(range(self._slots + 1))
+            weighing, summing = Signal(range(self._slots + 1)), Signal(range(self._slots + 1))
             with m.If(~serving):
                 m.d.sync += weighed.eq(0)
             with m.Elif(attention.weights_start):
-                m.d.sync += weighed.eq(weighed + 1)
+                m.d.sync += [weighed.eq(weighed + 1), weighing.eq(weighed)]
+            with m.If(attention.values_start):
+                m.d.sync += summing.eq(weighing)
+            group = cfg.num_attention_heads // cfg.num_key_value_heads
+            for query, head in ((weighed, cache.read_head), (weighing, cache.value_scales_head),
+                                (summing, cache.values_head)):
+                with m.Switch(query):
+                    for k in range(self._slots):
+                        with m.Case(k):
+                            m.d.comb += head.eq(job.kv_head + k // group)
             coef = self._model.score_coef
             m.d.comb += [attention.q_scale.eq(scales[weighed]),
                          attention.score_coef.eq(scale_layout.const({"mant": int(coef[0]),
                                                                      "exp": int(coef[1])})),
                          attention.length.eq(self.position + 1),
                          cache.write_layer.eq(job.layer), cache.write_head.eq(job.kv_head),
-                         cache.write_position.eq(self.position), cache.read_layer.eq(job.layer),
-                         cache.read_head.eq(job.kv_head), cache.values_head.eq(job.kv_head),
-                         cache.value_scales_head.eq(job.kv_head)]
+                         cache.write_position.eq(self.position), cache.read_layer.eq(job.layer)]
             for stream_ in (cache.k_scale, cache.v_scale):
                 m.d.comb += [stream_.payload.mant.eq(scales[0].mant), stream_.payload.exp.eq(scales[0].exp)]
         d = cfg.dim_per_head

@@ -310,9 +310,10 @@ def attend(q: int, d: int, q_scale: str, keys: int, key_mant: int, key_exp: int,
 
 def attend_call(q: int, d: int, q_scales, layer: int, kv_head: int, sums: int, dst: int,
                 peaks=None) -> list:
-    """``attend`` for the heads that share kv head ``kv_head`` on the attention unit (a call, the
-    heads' queries in flight together): int8 q[heads·d] (``q_scales``: each head's scale register)
-    against that kv head's cache in ``layer`` (:func:`cache_call`'s), up to the position being run;
+    """``attend`` for heads on the attention unit (a call, the heads' queries in flight together):
+    int8 q[heads·d] (``q_scales``: each head's scale register), the first head's against kv head
+    ``kv_head``'s cache in ``layer`` (:func:`cache_call`'s) and each next group of heads (the
+    model's heads a kv head) against the next kv head's, up to the position being run;
     the unit writes ``attend_sums``' value sums to sums[heads·d] and each head's row scale to a
     register, and a pass a head makes its output (Q15.16) in dst[heads·d] (head h's max |·| into
     register ``peaks[h]``)."""
@@ -580,11 +581,12 @@ class ProgramModel:
             self.kv[(*call.args, self.position)] = (regions[0], registers[call.reads[0]])
             return []
         if call.kind == "attend":
-            layer, kv_head, dst = call.args
-            (keys, key_scales), (values, value_scales) = (
-                self._cached(layer, part, kv_head, self.position + 1) for part in ("k", "v"))
-            d, answers = self.config.dim_per_head, []
+            layer, first, dst = call.args
+            cfg, answers = self.config, []
+            d, group = cfg.dim_per_head, cfg.num_attention_heads // cfg.num_key_value_heads
             for h, (scale, row) in enumerate(zip(call.reads, call.writes)):
+                (keys, key_scales), (values, value_scales) = (
+                    self._cached(layer, part, first + h // group, self.position + 1) for part in ("k", "v"))
                 query = regions[0][h * d:(h + 1) * d]
                 sums, row_scale = attend_sums(query, registers[scale], keys, key_scales, values, value_scales,
                                               self.model.score_coef)
@@ -669,11 +671,9 @@ class ProgramModel:
             for h in range(heads):
                 g = h // group
                 if self.units:
-                    if h % group == 0:          # the kv head's queries, together
-                        members = range(h, h + group)
-                        program += attend_call(lay["q"] + h * d, d, [f"q_proj_scale{m}" for m in members],
-                                               i, g, lay["sums"] + h * d, lay["out"] + h * d,
-                                               [f"att.peak{m}" for m in members])
+                    if h == 0:                  # every head's query, together
+                        program += attend_call(lay["q"], d, [f"q_proj_scale{m}" for m in range(heads)], i,
+                                               0, lay["sums"], lay["out"], [f"att.peak{m}" for m in range(heads)])
                 else:
                     program += attend(lay["q"] + h * d, d, f"q_proj_scale{h}", lay[f"k.{i}.{g}"],
                                       lay[f"k_mant.{i}.{g}"], lay[f"k_exp.{i}.{g}"], lay[f"v.{i}.{g}"],
