@@ -29,7 +29,7 @@ BOARDS = [
     # command skid, the registered gate peak and the skid's clock enable; the engine before the
     # two-lane head quantizer and Dequantizer: 64.70 MHz with seed 3, 57.15 and 53.84 with seeds 1
     # and 2). With heap's placements router2 stalled on congestion on every engine since the shared
-    # Dequantizer (docs/boards.md). The vector engine at 8 lanes: 1.11× fewer cycles than at 4
+    # Dequantizer (docs/boards.md). The vector engine at 8 lanes: 1.13× fewer cycles than at 4
     # (tritium bench vector), the LUTs the chip has room for, and the fixed-cost target's lanes
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "models/ulx3s",
           ENGINE_85F, clock_mhz=60.0, baud=1_000_000, loader_board="ulx3s",
