@@ -133,7 +133,7 @@ class VectorEngine(wiring.Component):
         self._parts = {Job.ATTEND: math.gcd(lanes, attention_lanes),
                        Job.EMBED: math.gcd(lanes, head_lanes if tied else hidden)}
         jobs = [self._job(call, program.number) for call in program.calls]
-        # an attend call's queries: the heads that share a kv head, in flight together
+        # an attend call's queries (a layer's heads, in flight together), their scale registers
         self._slots = max([1] + [len(job.get("reads", ())) for job in jobs])
         for job in jobs:
             job["count"] = job.get("count", 1)

@@ -672,8 +672,9 @@ class ProgramModel:
                 g = h // group
                 if self.units:
                     if h == 0:                  # every head's query, together
-                        program += attend_call(lay["q"], d, [f"q_proj_scale{m}" for m in range(heads)], i,
-                                               0, lay["sums"], lay["out"], [f"att.peak{m}" for m in range(heads)])
+                        program += attend_call(lay["q"], d, [f"q_proj_scale{m}" for m in range(heads)],
+                                               i, 0, lay["sums"], lay["out"],
+                                               [f"att.peak{m}" for m in range(heads)])
                 else:
                     program += attend(lay["q"] + h * d, d, f"q_proj_scale{h}", lay[f"k.{i}.{g}"],
                                       lay[f"k_mant.{i}.{g}"], lay[f"k_exp.{i}.{g}"], lay[f"v.{i}.{g}"],
