@@ -103,7 +103,7 @@ class TernaryLinear(wiring.Component):
             "data": data.ArrayLayout(signed(ACT_BITS), simd), "last": 1})))
         if x_part:
             x_port = In(data.StructLayout({
-                "word": range(max(self._k_words)), "part": range(simd // x_part), "mask": x_part,
+                "word": range(self.x_words), "part": range(simd // x_part), "mask": x_part,
                 "data": data.ArrayLayout(signed(ACT_BITS), x_part)}))
         super().__init__({
             **members,
@@ -118,6 +118,7 @@ class TernaryLinear(wiring.Component):
     rows = property(lambda self: self._rows)
     simd = property(lambda self: self._simd)
     acc_width = property(lambda self: self._array.acc_width)
+    x_words = property(lambda self: max(self._k_words))    # the activation buffer's words of simd codes
     rom_words = property(lambda self: self._bases[-1])
     rom_word_bits = property(lambda self: 2 * self._rows * self._simd)
 
@@ -207,12 +208,12 @@ class TernaryLinear(wiring.Component):
         loading = Signal(init=self._loaded)      # the weight RAM is being filled from ``load``
         w_read_data = self._weight_memory(m, address, read_en, loading)
         m.submodules.x_buffer = x_buffer = memory.Memory(
-            shape=data.ArrayLayout(signed(ACT_BITS), simd), depth=max(self._k_words), init=[])
+            shape=data.ArrayLayout(signed(ACT_BITS), simd), depth=self.x_words, init=[])
         x_read = x_buffer.read_port()
         x_write = x_buffer.write_port(granularity=1 if self._x_part else None)    # a code an enable
 
         # -- x: load the activation vector, or take the caller's copy ---------------------------
-        x_addr = Signal(range(max(self._k_words) + 1))
+        x_addr = Signal(range(self.x_words + 1))
         x_part = self._x_part
         if x_part:
             copy = self.x_copy
@@ -300,7 +301,7 @@ class TernaryLinear(wiring.Component):
                 if not x_part:
                     m.d.comb += self.x.ready.eq(1)
                     with m.If(self.x.valid):
-                        m.d.comb += x_write.en.eq(x_addr < max(self._k_words))
+                        m.d.comb += x_write.en.eq(x_addr < self.x_words)
                         m.d.sync += x_addr.eq(x_addr + 1)
                         with m.If(self.x.payload.last):
                             m.d.sync += x_addr.eq(0)

@@ -153,7 +153,8 @@ class TernaryArray(wiring.Component):
     def output_cycles(self, n: int, k: int) -> list[int]:
         """:meth:`cycles` to each of one column's ``n`` outputs in turn (tile by tile, a row a
         cycle), the last :meth:`cycles` less the last tile's padded rows."""
-        period, chunks = max(-(-k // self._simd), self._rows), -(-k // self._simd)
+        chunks = -(-k // self._simd)
+        period = max(chunks, self._rows)
         return [tile * period + chunks + self.latency + row
                 for tile, row in (divmod(j, self._rows) for j in range(n))]
 

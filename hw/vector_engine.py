@@ -401,17 +401,15 @@ class VectorEngine(wiring.Component):
         if self._copied is not None:
             # every scratchpad write into the codes' region, into the array's buffer a cycle later
             # (a row of the scratchpad is a part of a beat)
-            lanes, written, copy = self._core.lanes, core.written, linear.x_copy
-            per_beat = linear.simd // lanes             # a power of two
-            first = self._copied // lanes
-            count = max(-(-k // linear.simd) for _, k in linear.shapes) * per_beat
+            copy, per_beat = linear.x_copy, linear.simd // self._core.lanes     # a power of two
+            first, count = self._copied // self._core.lanes, linear.x_words * per_beat
             row = Signal(range(count))
             bits = per_beat.bit_length() - 1
-            m.d.comb += row.eq(written.row - first)
+            m.d.comb += row.eq(core.written.row - first)
             m.d.sync += [copy.word.eq(row >> bits), copy.part.eq(row[:bits] if bits else 0),
-                         copy.mask.eq(Mux((written.row >= first) & (written.row < first + count),
-                                          written.mask, 0))]
-            m.d.sync += [copy.data[k].eq(written.data[k][:ACT_BITS]) for k in range(lanes)]
+                         copy.mask.eq(Mux((core.written.row >= first) & (core.written.row < first + count),
+                                          core.written.mask, 0))]
+            m.d.sync += [copy.data[k].eq(core.written.data[k][:ACT_BITS]) for k in range(self._core.lanes)]
         if attention is not None:
             sinks += [(Job.ATTEND, attention.q, False), (Job.CACHE, (cache.k, cache.v), True)]
         if lm_head is not None:

@@ -17,7 +17,7 @@ program                   model.integer / model.numerics             passes (of 
 :func:`cache_entry`       a head's codes and scale into the KV cache  1
 :func:`gated`             ``gated_activation``                       4 (relu²) or 5 (SiLU)
 :func:`attend`            ``attend``                                 3 a position, 2 of T, 1
-:func:`attend_call`       ``attend`` on the attention unit            1 a head (and a call a kv head)
+:func:`attend_call`       ``attend`` on the attention unit            1 a head (and a call)
 :func:`lm_head`           ``lm_head_logits`` and greedy ``sample``   1 a vocabulary entry, 1
 :func:`lm_head_call`      the same on the token table                1 (and a call)
 ========================  =========================================  ==============================
@@ -520,20 +520,17 @@ class ProgramModel:
                             dst, result, peak, between, overlap)
         return norm, then[len(overlap):]
 
-    SCALES = {"q_proj": "q_proj_acc_scale", "o_proj": "acc_scale", "gate_proj": "gate_scale",
-              "down_proj": "acc_scale"}      # the register of each matmul's scale after a norm
-
     def _norm_product(self, layer: int, key: str, x: int, n: int, x_scale: str, peak: str, matrix: str,
-                      dst: str, trace_fields: dict, then) -> list:
+                      dst: str, scale: str, trace_fields: dict, then) -> list:
         """The norm ``key`` of x[n] (its codes into region x, its scale into ``norm_scale``), the
         matmul of ``matrix`` on the codes into region ``dst`` (detached, started once the codes are
-        made), its trace, the matmul's scale, and the next step's instructions ``then``, the first
-        of which may run beside the norm's scale (:meth:`_norm`)."""
+        made), its trace, the matmul's scale into register ``scale``, and the next step's
+        instructions ``then``, the first of which may run beside the norm's scale (:meth:`_norm`)."""
         k = getattr(self.model.layers[layer], matrix).codes.shape[1]
         norm, rest = self._norm((layer, key), x, n, x_scale, self.layout["x"], "norm_scale", peak,
                                 between=[self._product(layer, matrix, k, dst)], then=then)
         trace = self._trace_point(layer, key, **trace_fields, codes=(self.layout["x"], k), scale="norm_scale")
-        return [*norm, trace, self._product_scale(layer, matrix, self.SCALES[matrix]), *rest]
+        return [*norm, trace, self._product_scale(layer, matrix, scale), *rest]
 
     def _linear(self, layer: int, matrix: str, n: int, dst: str, scale: str, detach: bool = False) -> list:
         """The array's product of the codes in x into region ``dst`` (a call; ``detach``: the program
@@ -584,9 +581,13 @@ class ProgramModel:
             layer, first, dst = call.args
             cfg, answers = self.config, []
             d, group = cfg.dim_per_head, cfg.num_attention_heads // cfg.num_key_value_heads
+            caches = {}             # each kv head's, gathered once for its group of heads
             for h, (scale, row) in enumerate(zip(call.reads, call.writes)):
-                (keys, key_scales), (values, value_scales) = (
-                    self._cached(layer, part, first + h // group, self.position + 1) for part in ("k", "v"))
+                kv_head = first + h // group
+                if kv_head not in caches:
+                    caches[kv_head] = [self._cached(layer, part, kv_head, self.position + 1)
+                                       for part in ("k", "v")]
+                (keys, key_scales), (values, value_scales) = caches[kv_head]
                 query = regions[0][h * d:(h + 1) * d]
                 sums, row_scale = attend_sums(query, registers[scale], keys, key_scales, values, value_scales,
                                               self.model.score_coef)
@@ -647,7 +648,7 @@ class ProgramModel:
                                  then_peak=head_scalars(peaks, f"{matrix}_scale"))
                     if matrix == "q_proj":
                         steps = self._norm_product(i, "input_layernorm", lay["h"], hidden, "res_unit",
-                                                   "h_peak", matrix, "acc", {}, steps)
+                                                   "h_peak", matrix, "acc", "q_proj_acc_scale", {}, steps)
                     program += steps
                     source = lay["rotated"]
                 else:
@@ -687,7 +688,7 @@ class ProgramModel:
                                       follows=True)
             program += self._norm_product(i, "attn_sub_norm", lay["out"], heads * d, "res_unit",
                                           "out_peak" if heads > 1 else "att.peak0", "o_proj", "acc",
-                                          {"input": (lay["out"], heads * d)}, residual)
+                                          "acc_scale", {"input": (lay["out"], heads * d)}, residual)
             program.append(trace(i, "o_proj", h=(lay["h"], hidden)))
             # gate's product, then up's (landing while gate's activation is made); each's first
             # pass reads it as it lands
@@ -696,12 +697,12 @@ class ProgramModel:
                                lay["scratch"], lay["gated"], "hidden_scale", "gated_peak", between=up,
                                follows=True)
             program += self._norm_product(i, "post_attention_layernorm", lay["h"], hidden, "res_unit",
-                                          "h_peak", "gate_proj", "acc", {}, activation)
+                                          "h_peak", "gate_proj", "acc", "gate_scale", {}, activation)
             residual = dequantize_add(lay["acc"], hidden, "acc_scale", lay["h"], lay["scratch"], "h_peak",
                                       follows=True)
             program += self._norm_product(i, "ffn_sub_norm", lay["gated"], inter, "hidden_scale",
-                                          "gated_peak", "down_proj", "acc", {"input": (lay["gated"], inter)},
-                                          residual)
+                                          "gated_peak", "down_proj", "acc", "acc_scale",
+                                          {"input": (lay["gated"], inter)}, residual)
             program.append(trace(i, "down_proj", h=(lay["h"], hidden)))
         program += self._norm("norm", lay["h"], hidden, "res_unit", lay["x"], "norm_scale", "h_peak")[0]
         if self.units:
