@@ -521,7 +521,7 @@ class Engine(wiring.Component):
         # Wired by hand, not by connect: the array's payload is a struct around the products, and
         # the read side is routed (through RoPE or not) and held while no matmul runs.
         m.submodules.results = results = fifo.SyncFIFOBuffered(width=acc_width, depth=RESULT_FIFO_DEPTH)
-        m.d.comb += [results.w_data.eq(linear.o.payload.data), results.w_en.eq(linear.o.valid),
+        m.d.comb += [results.w_data.eq(linear.o.payload.data[0]), results.w_en.eq(linear.o.valid),
                      linear.o.ready.eq(results.w_rdy)]
         in_matmul = Signal()
         # D·γ is made while the matmul runs; only the residual add needs it element by element

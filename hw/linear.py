@@ -9,9 +9,10 @@ so the array is fed every cycle.
 
 ``x`` loads the int8 activation vector into a buffer, ``simd`` per beat (``last`` on its final
 beat); it stays there for any number of products (q, k and v share one ``x``; so do gate and up).
-A ``start`` transfer names the matrix; ``o`` then carries its ``N`` accumulators in order (``last``
-on the final one; padded rows are dropped). One product at a time: ``start`` is taken again once
-the previous product's last result is out.
+A ``start`` transfer names the matrix; ``o`` then carries its ``N`` accumulators in order,
+``drain`` a transfer (``mask``: those of the matrix, the last tile's padded rows left out; a
+transfer of padded rows only is dropped; ``last`` on the final one). One product at a time:
+``start`` is taken again once the previous product's last result is out.
 
 With ``x_part``, the buffer has no ``x`` stream: ``x_copy`` writes ``x_part`` codes of a word at
 any time (its ``word``, the ``part`` of it and a ``mask`` of the codes), so a caller may keep a copy
@@ -71,10 +72,12 @@ class TernaryLinear(wiring.Component):
         With ``loaded``: the RAM is the iCE40 UP5K's SPRAM (:class:`~hw.spram.Ice40Spram`).
     x_part : int
         Codes a write through ``x_copy`` (a divisor of ``simd``); 0: the ``x`` stream loads the buffer.
+    drain : int
+        Results a transfer on ``o`` (a divisor of ``rows``: the array's ``drain``).
     """
 
     def __init__(self, matrices: Sequence[np.ndarray], *, rows: int, simd: int,
-                 loaded: bool = False, spram: bool = False, x_part: int = 0):
+                 loaded: bool = False, spram: bool = False, x_part: int = 0, drain: int = 1):
         if not matrices:
             raise ValueError("at least one matrix is needed")
         shapes = []
@@ -84,7 +87,7 @@ class TernaryLinear(wiring.Component):
                 raise ValueError(f"matrix {index} must be a non-empty 2-D array of -1, 0, +1")
             shapes.append(w.shape)
         k_max = max(k for _, k in shapes)
-        self._array = TernaryArray(rows=rows, cols=1, simd=simd, k_max=max(k_max, simd))
+        self._array = TernaryArray(rows=rows, cols=1, simd=simd, k_max=max(k_max, simd), drain=drain)
         self._matrices = [np.asarray(w, dtype=np.int64) for w in matrices]
         self._shapes = shapes
         self._rows, self._simd = rows, simd
@@ -110,13 +113,14 @@ class TernaryLinear(wiring.Component):
             "x_copy" if x_part else "x": x_port,
             "start": In(stream.Signature(range(len(matrices)))),
             "o": Out(stream.Signature(data.StructLayout({
-                "data": signed(self._array.acc_width), "last": 1}))),
+                "data": data.ArrayLayout(signed(self._array.acc_width), drain), "mask": drain, "last": 1}))),
             "busy": Out(1),
         })
 
     shapes = property(lambda self: list(self._shapes))
     rows = property(lambda self: self._rows)
     simd = property(lambda self: self._simd)
+    drain = property(lambda self: self._array.drain)
     acc_width = property(lambda self: self._array.acc_width)
     x_words = property(lambda self: max(self._k_words))    # the activation buffer's words of simd codes
     rom_words = property(lambda self: self._bases[-1])
@@ -188,9 +192,11 @@ class TernaryLinear(wiring.Component):
 
     def cycles(self, index: int) -> int:
         """Clock edges from the ``start`` transfer to the last result's, with ``o`` always ready:
-        :attr:`latency`, the array's cycles, less the padded rows of the last tile (dropped)."""
+        :attr:`latency`, the array's cycles, less the last tile's transfers of padded rows only
+        (dropped)."""
         n, k = self._shapes[index]
-        return self.latency + self._array.cycles(n, k, 1) - (self._tiles[index] * self._rows - n)
+        padded = self._tiles[index] * self._rows - n
+        return self.latency + self._array.cycles(n, k, 1) - padded // self.drain
 
     def result_cycles(self, index: int) -> list[int]:
         """:meth:`cycles` to each result of matrix ``index`` in turn (the last: :meth:`cycles`)."""
@@ -283,15 +289,17 @@ class TernaryLinear(wiring.Component):
                 with m.Else():
                     m.d.sync += word.eq(word + 1)
 
-        # -- results: drop the padded rows --------------------------------------------------------
-        produced = Signal(range(max(t * rows for t in self._tiles) + 1))
+        # -- results: the padded rows masked, and dropped where a transfer has only those ---------
+        drain = self.drain
+        produced = Signal(range(max(t * rows for t in self._tiles) + 1))     # rows before this transfer
         real = produced < n_out
-        m.d.comb += [self.o.payload.data.eq(array.o.payload.data[0]),
-                     self.o.payload.last.eq(produced == n_out - 1),
+        m.d.comb += [*(self.o.payload.data[j].eq(array.o.payload.data[j][0]) for j in range(drain)),
+                     self.o.payload.mask.eq(Cat(produced + j < n_out for j in range(drain))),
+                     self.o.payload.last.eq(produced + drain >= n_out),
                      self.o.valid.eq(array.o.valid & real),
                      array.o.ready.eq(self.o.ready | ~real)]
         with m.If(array.o.valid & array.o.ready):
-            m.d.sync += produced.eq(produced + 1)
+            m.d.sync += produced.eq(produced + drain)
 
         with m.FSM() as fsm:
             m.d.comb += self.busy.eq(~fsm.ongoing("IDLE"))

@@ -97,7 +97,7 @@ def run_matmul(dut, weights, acts, seed, gap=0.0, stall=0.0):
     stalls; return Y and the cycles from the first beat's transfer to the last result's, inclusive."""
     n, t = weights.shape[0], acts.shape[1]
     beats = tile_beats(weights, acts, dut.rows, dut.cols, dut.simd)
-    rows_out = -(-n // dut.rows) * -(-t // dut.cols) * dut.rows
+    transfers = -(-n // dut.rows) * -(-t // dut.cols) * dut.groups
     rng = random.Random(seed)
     outputs, edges = [], {"x": [], "o": []}
 
@@ -119,11 +119,11 @@ def run_matmul(dut, weights, acts, seed, gap=0.0, stall=0.0):
         await stream_put(ctx, dut.x, [{"data": b[1], "last": b[2]} for b in beats], rng, gap)
 
     async def get(ctx):
-        got = await stream_get(ctx, dut.o, rows_out, rng, stall)
-        outputs.extend((int(p.row), [int(v) for v in p.data]) for p in got)
-        assert [bool(p.last) for p in got] == [(i % dut.rows) == dut.rows - 1 for i in range(rows_out)]
+        got = await stream_get(ctx, dut.o, transfers, rng, stall)
+        outputs.extend((int(p.row), [[int(v) for v in row] for row in p.data]) for p in got)
+        assert [bool(p.last) for p in got] == [(i % dut.groups) == dut.groups - 1 for i in range(transfers)]
 
-    run(dut, [put_w, put_x, get], background=[count], max_cycles=20 * (len(beats) + rows_out) + 100,
+    run(dut, [put_w, put_x, get], background=[count], max_cycles=20 * (len(beats) + transfers) + 100,
         vcd_name=f"ternary_array_r{dut.rows}c{dut.cols}s{dut.simd}_{seed}")
     # cycles from the first beat's transfer to the last result's transfer, both included
     return assemble(outputs, n, t, dut.rows, dut.cols), edges["o"][-1] - edges["x"][0] + 1

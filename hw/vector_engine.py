@@ -21,8 +21,10 @@ reads and writes); while the core waits for it:
   (the matmul before read the same region and no instruction wrote into it since: k and v after
   q, up after gate: the job table marks them). Then the product of matrix
   ``layer · 7 + index`` starts; its ``N`` accumulators are written to ``dst`` as they leave the
-  array (one a cycle), in the core's results memory where the program has one. There a
-  ``detach``\ ed call resumes the core as the product starts, its accumulators landing while the
+  array: in the core's results memory where the program has one, a tile's rows a part of a
+  results row a cycle (the part: the largest that divides both ``rows`` and the row), else into
+  the scratchpad one a cycle. There a
+  ``detach``\\ ed call resumes the core as the product starts, its accumulators landing while the
   core goes on; the next call is taken once the last has landed.
 * ``cache`` ``(layer, part, kv head)``, reading a head's codes and its scale register: the codes
   go into the KV cache's ``part`` (k or v) at ``position``, ``attention_lanes`` to a word, then
@@ -132,6 +134,8 @@ class VectorEngine(wiring.Component):
         tied = {"embed", "lm_head"} <= {call.kind for call in program.calls} and model.lm_head is model.embed
         self._parts = {Job.ATTEND: math.gcd(lanes, attention_lanes),
                        Job.EMBED: math.gcd(lanes, head_lanes if tied else hidden)}
+        if program.results:             # a tile's products land a part of a results row a cycle
+            self._parts[Job.MATMUL] = math.gcd(lanes, rows)
         jobs = [self._job(call, program.number) for call in program.calls]
         # an attend call's queries (a layer's heads, in flight together), their scale registers
         self._slots = max([1] + [len(job.get("reads", ())) for job in jobs])
@@ -165,7 +169,8 @@ class VectorEngine(wiring.Component):
                 and not min(regions) % lanes):
             self._copied = min(regions)
         self._linear = TernaryLinear(matrices, rows=rows, simd=simd,
-                                     x_part=lanes if self._copied is not None else 0)
+                                     x_part=lanes if self._copied is not None else 0,
+                                     drain=self._parts.get(Job.MATMUL, 1))
         self._mark_loaded(program.ops, jobs)
         self._jobs = jobs
         self._call_index = {call: k for k, call in enumerate(program.calls)}    # (a token's calls are alike)
@@ -467,9 +472,9 @@ class VectorEngine(wiring.Component):
             with m.If(valid):
                 m.d.sync += written.eq(written + 1)
 
-        def land(valid, values):
+        def land(valid, values, mask=None):
             """Served results into the results memory, from dst on: ``values``, a part of a row
-            (aligned to its size), a cycle."""
+            (aligned to its size), a cycle (those of ``mask``, else all)."""
             part, results = len(values), core.results
             address = job.dst - self._program.depth + written
             m.d.comb += results.addr.eq(address)
@@ -477,7 +482,8 @@ class VectorEngine(wiring.Component):
             with m.Switch(address % lanes // part):
                 for place in range(lanes // part):
                     with m.Case(place):
-                        m.d.comb += results.mask.eq(Mux(valid, ((1 << part) - 1) << (place * part), 0))
+                        m.d.comb += results.mask.eq(Mux(valid, (((1 << part) - 1) if mask is None else mask)
+                                                        << (place * part), 0))
             with m.If(valid):
                 m.d.sync += written.eq(written + part)
 
@@ -562,9 +568,9 @@ class VectorEngine(wiring.Component):
             with m.State("RESULTS"):
                 m.d.comb += [linear.o.ready.eq(1), landing.eq(job.detach)]
                 if self._program.results:      # into the results memory, whatever the core is doing
-                    land(linear.o.valid, [linear.o.payload.data])
+                    land(linear.o.valid, list(linear.o.payload.data), linear.o.payload.mask)
                 else:
-                    write_out(linear.o.valid, linear.o.payload.data)
+                    write_out(linear.o.valid, linear.o.payload.data[0])
                 with m.If(linear.o.valid & linear.o.payload.last):
                     with m.If(job.detach):
                         m.next = "IDLE"

@@ -33,12 +33,12 @@ async def matmul(bench, weights, acts, gap, stall):
     sink.stall = stall
     n, t = weights.shape[0], acts.shape[1]
     beats = tile_beats(weights, acts, array.rows, array.cols, array.simd)
-    rows_out = -(-n // array.rows) * -(-t // array.cols) * array.rows
+    transfers = -(-n // array.rows) * -(-t // array.cols) * array.groups
     cocotb.start_soon(w_src.send([b[0] for b in beats]))
     cocotb.start_soon(x_src.send([{"data": b[1], "last": b[2]} for b in beats]))
-    got = await sink.receive(rows_out)
-    outputs = [(int(p.row), [int(v) for v in p.data]) for p in got]
-    assert [int(p.last) for p in got] == [int(i % array.rows == array.rows - 1) for i in range(rows_out)]
+    got = await sink.receive(transfers)
+    outputs = [(int(p.row), [[int(v) for v in row] for row in p.data]) for p in got]
+    assert [int(p.last) for p in got] == [int(i % array.groups == array.groups - 1) for i in range(transfers)]
     return assemble(outputs, n, t, array.rows, array.cols)
 
 

@@ -284,6 +284,7 @@ def small_table():
 # left out are.
 STREAM_COMPONENTS = {
     "ternary-array": lambda: StreamRuleHarness(TernaryArray(rows=2, cols=1, simd=2, k_max=4)),
+    "ternary-array-drain": lambda: StreamRuleHarness(TernaryArray(rows=2, cols=1, simd=2, k_max=4, drain=2)),
     "quantizer": lambda: StreamRuleHarness(AbsmaxQuantizer(width=6, max_length=3), quantizer_invariants),
     "quantizer-two-banks": lambda: StreamRuleHarness(
         AbsmaxQuantizer(width=6, lanes=2, max_length=4, banks=2), quantizer_invariants),

@@ -13,19 +13,20 @@ from model.integer import ternary_matmul
 
 def run_products(dut, jobs, seed, gap=0.0, stall=0.0):
     """Each job is (x [K] or None to keep the loaded one, matrix index); returns the results and,
-    per job, the edges of its start transfer and of its last result's transfer."""
+    per job, the edges of its start transfer, of its last result's transfer and of each result's."""
     rng = random.Random(seed)
     results, edges = [], {"start": [], "end": [], "each": []}
 
     async def count(ctx):
         edge = 0
-        async for _, _, sv, sr, ov, orr, last in ctx.tick().sample(
-                dut.start.valid, dut.start.ready, dut.o.valid, dut.o.ready, dut.o.payload.last):
+        async for _, _, sv, sr, ov, orr, last, mask in ctx.tick().sample(
+                dut.start.valid, dut.start.ready, dut.o.valid, dut.o.ready, dut.o.payload.last,
+                dut.o.payload.mask):
             if sv and sr:
                 edges["start"].append(edge)
                 edges["each"].append([])
             if ov and orr:
-                edges["each"][-1].append(edge)
+                edges["each"][-1] += [edge] * bin(mask).count("1")
             if ov and orr and last:
                 edges["end"].append(edge)
             edge += 1
@@ -58,9 +59,13 @@ def run_products(dut, jobs, seed, gap=0.0, stall=0.0):
     async def get(ctx):
         for _, matrix in jobs:
             n = dut.shapes[matrix][0]
-            got = await stream_get(ctx, dut.o, n, rng, stall)
-            assert [bool(p.last) for p in got] == [False] * (n - 1) + [True]
-            results.append(np.array([int(p.data) for p in got]))
+            transfers = -(-n // dut.drain)
+            got = await stream_get(ctx, dut.o, transfers, rng, stall)
+            assert [bool(p.last) for p in got] == [False] * (transfers - 1) + [True]
+            assert [int(p.mask) for p in got] == [(1 << min(dut.drain, n - i * dut.drain)) - 1
+                                                  for i in range(transfers)]
+            results.append(np.array([int(p.data[j]) for p in got for j in range(dut.drain)
+                                     if p.mask >> j & 1]))
 
     budget = sum(4 * dut.cycles(m) + 20 * dut.shapes[m][1] for _, m in jobs) + 200
     run(dut, [put, get], background=[count], max_cycles=budget,
@@ -76,16 +81,18 @@ def expected(matrices, jobs):
     return out
 
 
-@pytest.mark.parametrize("rows, simd, x_part, seed", [(4, 8, 0, 1), (3, 4, 0, 2), (8, 16, 0, 3), (4, 8, 2, 4),
-                                                      (3, 4, 4, 5)])
-def test_products_with_shared_activations_and_backpressure(rows, simd, x_part, seed):
+@pytest.mark.parametrize("rows, simd, x_part, drain, seed", [
+    (4, 8, 0, 1, 1), (3, 4, 0, 1, 2), (8, 16, 0, 1, 3), (4, 8, 2, 1, 4), (3, 4, 4, 1, 5), (4, 8, 2, 4, 6),
+    (8, 4, 0, 2, 7)])
+def test_products_with_shared_activations_and_backpressure(rows, simd, x_part, drain, seed):
     """Shapes as in a layer (q, k, v share x) and odd ones: N, K not multiples of rows, simd; the
-    buffer loaded from the x stream, or written a part of a word at a time (``x_part``)."""
+    buffer loaded from the x stream, or written a part of a word at a time (``x_part``); a result
+    a transfer or ``drain``."""
     print(f"seed {seed}")
     rng = np.random.default_rng(seed)
     shapes = [(24, 40), (8, 40), (8, 40), (40, 24), (5, 7), (1, 1), (33, 65)]
     matrices = [rng.integers(-1, 2, shape) for shape in shapes]
-    dut = TernaryLinear(matrices, rows=rows, simd=simd, x_part=x_part)
+    dut = TernaryLinear(matrices, rows=rows, simd=simd, x_part=x_part, drain=drain)
     x40, x24, x7, x1, x65 = (rng.integers(-127, 128, k) for k in (40, 24, 7, 1, 65))
     jobs = [(x40, 0), (None, 1), (None, 2), (x24, 3), (x7, 4), (x1, 5), (x65, 6), (None, 6)]
     got, _ = run_products(dut, jobs, seed, gap=0.3, stall=0.3)
@@ -103,17 +110,18 @@ def test_extremes():
         assert np.array_equal(g, want)
 
 
-def test_cycles_are_the_arrays():
+@pytest.mark.parametrize("drain", [1, 2, 4])
+def test_cycles_are_the_arrays(drain):
     rng = np.random.default_rng(4)
-    matrices = [rng.integers(-1, 2, (16, 64)), rng.integers(-1, 2, (6, 20))]
-    dut = TernaryLinear(matrices, rows=4, simd=8)
-    jobs = [(rng.integers(-127, 128, 64), 0), (rng.integers(-127, 128, 20), 1)]
+    matrices = [rng.integers(-1, 2, (16, 64)), rng.integers(-1, 2, (6, 20)), rng.integers(-1, 2, (9, 8))]
+    dut = TernaryLinear(matrices, rows=4, simd=8, drain=drain)
+    jobs = [(rng.integers(-127, 128, k), index) for index, (_, k) in enumerate(dut.shapes)]
     got, edges = run_products(dut, jobs, seed=0)
     for g, want in zip(got, expected(matrices, jobs)):
         assert np.array_equal(g, want)
-    assert [e - s for s, e in zip(edges["start"], edges["end"])] == [dut.cycles(0), dut.cycles(1)]
+    assert [e - s for s, e in zip(edges["start"], edges["end"])] == [dut.cycles(m) for _, m in jobs]
     assert [[e - s for e in each] for s, each in zip(edges["start"], edges["each"])] == [
-        dut.result_cycles(0), dut.result_cycles(1)]
+        dut.result_cycles(m) for _, m in jobs]
 
 
 @pytest.mark.parametrize("matrices, message", [

@@ -18,6 +18,8 @@ pytestmark = pytest.mark.skipif(not SIMULATORS, reason="no HDL simulator (verila
 DESIGNS = {
     "ternary_array_r4c2s4k64": (TernaryArray, dict(rows=4, cols=2, simd=4, k_max=64), "sim.tb_ternary_array"),
     "ternary_array_r3c1s8k40": (TernaryArray, dict(rows=3, cols=1, simd=8, k_max=40), "sim.tb_ternary_array"),
+    "ternary_array_r4c1s4k32d2": (TernaryArray, dict(rows=4, cols=1, simd=4, k_max=32, drain=2),
+                                  "sim.tb_ternary_array"),
     "quantizer_w20l4": (AbsmaxQuantizer, dict(width=20, lanes=4, max_length=32), "sim.tb_quantizer"),
     "quantizer_w8l1": (AbsmaxQuantizer, dict(width=8, lanes=1, max_length=12), "sim.tb_quantizer"),
 }
