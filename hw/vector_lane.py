@@ -4,7 +4,9 @@ cycle, and the :class:`PassDecoder` that turns a pass's operation into what its 
 The unit holds a pass's operation and its resolved registers (:class:`~hw.vector_isa.PassConfig`)
 for the whole pass; :class:`PassDecoder` turns them, once for all lanes, into the constants a lane
 would otherwise form itself (the truncation's mask, the rounding constants for a negative and a
-non-negative value, the masks that tell whether a shifted value still fits). A lane computes, per
+non-negative value, the masks that tell whether a shifted value still fits). ADD (the element
+itself plus c) reaches the lanes as a MUL by a register b of 1 with no pre and no a_shift: the
+same p, so a lane has no path for the raw element beside its product. A lane computes, per
 element, exactly what ``element`` does, and flags ``error`` where ``element`` names a value that
 does not fit its port (the result is then 0).
 
@@ -18,7 +20,7 @@ Stages (each ends in registers):
 5. the multiplier's operands: a' or CODE's ``b·127``; the b element, the register, a' (SELF,
    CODE), or the sigmoid table at SiLU's index of a'; EXP2's table entry;
 6. two 18×18 partial products, ``a[0:18]·b`` and ``a[18:36]·b`` (the DSPs' output registers);
-7. ``p``: the partial products' sum, EXP2's entry shifted by the whole part, or ADD's raw element;
+7. ``p``: the partial products' sum, or EXP2's entry shifted by the whole part;
 8. ``c ± p`` (one adder: ``c + (p ^ −negate) + negate``);
 9. the rounding constant for the value's sign added (right shifts);
 10. the shift to a 37-bit window, right or left (one funnel shift: the rounded sum, WINDOW − 1
@@ -109,9 +111,13 @@ class PassDecoder(wiring.Component):
         m.d.sync += [a_right.eq(Mux(cfg.a_shift[-1], 0, Mux(cfg.a_shift > A_BITS, A_BITS, cfg.a_shift))),
                      s_right.eq(Mux(s[-1], 0, Mux(s > RIGHT_LIMIT, RIGHT_LIMIT, s))),
                      s_left.eq(Mux(s[-1], Mux(-s >= WINDOW, WINDOW - 1, -s), 0))]
-        # 2: what the lanes share
-        for name in ("function", "b_source", "pre", "negate", "saturate", "b", "code", "pre_register"):
+        # 2: what the lanes share; ADD as a MUL by 1 of the element as it is
+        add = fields.function == Function.ADD
+        for name in ("negate", "saturate", "code", "pre_register"):
             m.d.sync += getattr(lane, name).eq(getattr(fields, name))
+        m.d.sync += [lane.function.eq(Mux(add, Function.MUL, fields.function)),
+                     lane.b_source.eq(Mux(add, BSource.REGISTER, fields.b_source)),
+                     lane.b.eq(Mux(add, 1, fields.b)), lane.pre.eq(Mux(add, Pre.NONE, fields.pre))]
         half = Signal(unsigned(ROUNDED_BITS))          # 2^(s - 1) for s >= 1
         half_at = Signal(range(RIGHT_LIMIT))
         m.d.comb += [half_at.eq(s_right - 1),
@@ -124,7 +130,8 @@ class PassDecoder(wiring.Component):
                     m.d.sync += [lane.round_positive.eq(up), lane.round_negative.eq(down)]
         # a left shift's rounding constants are 0 (s_right is), so its rounded sum is c ± p
         top = Const(-1, signed(ROUNDED_BITS + WINDOW + 1))
-        m.d.sync += [lane.a_right.eq(a_right), lane.a_mask.eq(~(Const(-1, signed(A_BITS)) << a_right)),
+        m.d.sync += [lane.a_right.eq(Mux(add, 0, a_right)),
+                     lane.a_mask.eq(Mux(add, 0, ~(Const(-1, signed(A_BITS)) << a_right))),
                      lane.a_error.eq(fields.a_shift[-1]),
                      lane.funnel.eq(WINDOW - 1 + s_right - s_left),
                      lane.over.eq(Mux(fields.shift[-1],
@@ -217,12 +224,12 @@ class VectorLane(wiring.Component):
         floor = stage("floor", a2 >> cfg.a_right, signed(A_BITS))
         correct = stage("correct", a2[-1] & (a2.as_unsigned() & cfg.a_mask).any())
         error3 = stage("error3", cfg.a_error)
-        raw3, b3, c3 = (carried(name, value, 2) for name, value in (("raw", a1), ("b", b1), ("c", c1)))
+        b3, c3 = (carried(name, value, 2) for name, value in (("b", b1), ("c", c1)))
 
         # 4: a'
         a4 = stage("a4", floor + correct, signed(A_BITS))
         error4 = stage("error4", error3)
-        raw4, b4, c4 = stage("raw4", raw3), stage("b4", b3), stage("c4", c3)
+        b4, c4 = stage("b4", b3), stage("c4", c3)
 
         # 5: the multiplier's operands; EXP2's entry
         a_port = stage("a_port", Mux(cfg.function == Function.CODE, cfg.code, a4), signed(A_BITS))
@@ -265,26 +272,20 @@ class VectorLane(wiring.Component):
             m.d.comb += exp2_error.eq(1)
         exp2_5 = stage("exp2_5", exp2_value)
         error5 = stage("error5", error4 | b_error | exp2_error & (cfg.function == Function.EXP2))
-        raw5, c5 = stage("raw5", raw4), stage("c5", c4)
+        c5 = stage("c5", c4)
 
         # 6: two partial products (the a port in 18-bit halves, the low half unsigned)
         low = stage("product_low", a_port[:PART_BITS].as_unsigned() * b_port, signed(PART_BITS + B_BITS + 1))
         high = stage("product_high", a_port[PART_BITS:].as_signed() * b_port,
                      signed(A_BITS - PART_BITS + B_BITS))
-        exp2_6, error6, raw6, c6 = (stage(f"{name}6", value) for name, value in
-                                    (("exp2", exp2_5), ("error", error5), ("raw", raw5), ("c", c5)))
+        exp2_6, error6, c6 = (stage(f"{name}6", value) for name, value in
+                              (("exp2", exp2_5), ("error", error5), ("c", c5)))
 
         # 7: p
         product = Signal(signed(P_BITS))
         m.d.comb += product.eq(low + (high << PART_BITS))
-        p7 = Signal(signed(P_BITS), name="p7")
-        with m.Switch(cfg.function):
-            with m.Case(Function.MUL, Function.CODE):
-                m.d.sync += p7.eq(product)
-            with m.Case(Function.EXP2):
-                m.d.sync += p7.eq(exp2_6)
-            with m.Default():
-                m.d.sync += p7.eq(raw6)
+        p7 = stage("p7", Mux(cfg.function == Function.EXP2, exp2_6, product) if self._exp2 else product,
+                   signed(P_BITS))
         error7, c7 = stage("error7", error6), stage("c7", c6)
 
         # 8: c ± p
