@@ -214,8 +214,8 @@ class VectorLane(wiring.Component):
             with m.Case(Pre.RELU):
                 m.d.comb += pre.eq(Mux(a1[-1], 0, a1))
             with m.Case(Pre.RSUB):
-                m.d.comb += pre.eq(Mux(difference > a_max, a_max, Mux(difference < -a_max - 1, -a_max - 1,
-                                                                       difference)))
+                m.d.comb += pre.eq(Mux(fits(difference, A_BITS), difference,
+                                       Mux(difference[-1], -a_max - 1, a_max)))
             with m.Default():
                 m.d.comb += pre.eq(a1)
         a2 = stage("a2", pre)
