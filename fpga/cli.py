@@ -120,9 +120,13 @@ def cmd_build(args) -> int:
 
     board = _board(args.board)
     console = _console()
+    if args.time_limit is not None and args.time_limit <= 0:
+        raise ValueError(f"--time-limit is in minutes and must be positive, not {args.time_limit:g}")
+    engine = board.vector_engine_parameters() if args.engine == "vector" else None
     try:
         with status(console, f"{board.name}: ") as say:
-            report = build(board, root=args.root, model_dir=args.model, status=say)
+            report = build(board, root=args.root, model_dir=args.model, engine=engine, status=say,
+                           time_limit=args.time_limit * 60 if args.time_limit else None)
     except BuildError as e:
         console.print(f"[red]tritium build: {e}[/red]")
         return 1
@@ -469,6 +473,11 @@ def build_parser() -> argparse.ArgumentParser:
     _board_argument(p, "--board", required=True, help="the board")
     p.add_argument("--model", type=Path, help="checkpoint directory (default: the board's model)")
     p.add_argument("--root", type=Path, default=Path("build"), help="builds go to ROOT/BOARD")
+    p.add_argument("--engine", choices=("blocks", "vector"), default="blocks",
+                   help="the engine of per-step blocks (the boards', default) or the one on the shared "
+                        "vector unit (issue 18), at the board's sizes")
+    p.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="stop the tools after this long (a report of what nextpnr counted)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("flash", help="program a board with openFPGALoader")

@@ -261,3 +261,11 @@ def test_the_vector_engine_runs_in_simulation_only(capsys):
                  "--port", "/dev/null"]) == 2
     error = capsys.readouterr().err
     assert "--engine vector runs in simulation only: it needs --sim (and no --netlist)" in error
+
+
+def test_a_build_time_limit_must_be_positive(tmp_path, capsys):
+    assert main(["build", "--board", "ulx3s-45f", "--engine", "vector", "--time-limit", "0",
+                 "--root", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == ("tritium build: error: --time-limit is in minutes and must be "
+                                       "positive, not 0\n")
+    assert not any(tmp_path.iterdir())
