@@ -255,15 +255,19 @@ class VectorUnit(wiring.Component):
 
         def reduced(left, right, name, bits):
             """The left node (lower indices) and the right one reduced (into ``bits``): their sum,
-            or the larger (the left on a tie); and whether the right one was taken."""
+            or the larger (the left on a tie); and whether the right one was taken. One carry
+            chain: ``left + right`` for SUM, else ``left − right``, whose sign compares them."""
             node = Signal(node_layout(bits), name=name)
             take_right = Signal(name=f"{name}_right")
-            m.d.comb += take_right.eq(right.valid & (~left.valid | (right.value > left.value)))
+            compare = reduce != Reduction.SUM
+            total = Signal(signed(max(len(left.value), len(right.value)) + 1), name=f"{name}_total")
+            m.d.comb += [total.eq(Mux(left.valid | compare, left.value, 0)
+                                  + (Mux(right.valid | compare, right.value, 0) ^ -compare) + compare),
+                         take_right.eq(right.valid & (~left.valid | total[-1]))]
             m.d.comb += [getattr(node, field).eq(Mux(take_right, getattr(right, field), getattr(left, field)))
                          for field in ("valid", "value", "lane")]
-            with m.If(reduce == Reduction.SUM):
-                m.d.comb += [node.valid.eq(left.valid | right.valid),
-                             node.value.eq(Mux(left.valid, left.value, 0) + Mux(right.valid, right.value, 0))]
+            with m.If(~compare):
+                m.d.comb += [node.valid.eq(left.valid | right.valid), node.value.eq(total)]
             return node, take_right
 
         level, depth_of_tree = leaves, 0
