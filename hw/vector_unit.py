@@ -230,7 +230,10 @@ class VectorUnit(wiring.Component):
         def node_layout(bits):          # a tree level's sums need a bit more than the level below
             return data.StructLayout({"valid": 1, "value": signed(bits), "lane": range(lanes)})
 
-        bits = ELEMENT_BITS + 1         # a leaf: |y| of any element
+        # a leaf: y, or for MAXABS the key 2·|y| − sign(y) < 0 (y's bits, inverted where y is
+        # negative, above its sign bit), which orders as |y| does with no negation; the largest
+        # key k gives back |y| = (k + 1) >> 1
+        bits = key_bits = ELEMENT_BITS + 1
         leaves = []
         for k, ((_, _, _, w), lane) in enumerate(zip(banks, units)):
             y = lane.o.y
@@ -244,7 +247,8 @@ class VectorUnit(wiring.Component):
                 m.d.comb += self.written.row.eq(w.addr)
             leaf = Signal(node_layout(bits), name=f"leaf{k}")
             m.d.sync += [leaf.valid.eq(lane.o.valid & (reduce != Reduction.NONE)),
-                         leaf.value.eq(Mux((reduce == Reduction.MAXABS) & y[-1], -y, y)), leaf.lane.eq(k)]
+                         leaf.value.eq(Mux(reduce == Reduction.MAXABS, Cat(y[-1], y ^ -y[-1]), y)),
+                         leaf.lane.eq(k)]
             leaves.append(leaf)
             with m.If(collecting & lane.o.valid & lane.o.error):
                 m.d.sync += error.eq(1)
@@ -352,7 +356,10 @@ class VectorUnit(wiring.Component):
             with m.State("RESULT"):
                 m.d.comb += [self.busy.eq(1), self.o.valid.eq(1),
                              self.o.payload.value.eq(Mux(reduce == Reduction.ARGMAX, index,
-                                                         Mux(best.valid, best.value, 0))),
+                                                         Mux(~best.valid, 0,
+                                                             Mux(reduce == Reduction.MAXABS,
+                                                                 (best.value[:key_bits] + 1) >> 1,
+                                                                 best.value)))),
                              self.o.payload.error.eq(error | ~best.valid & (reduce != Reduction.NONE)
                                                      & (reduce != Reduction.MAXABS))]
                 with m.If(self.o.ready):

@@ -11,8 +11,8 @@ from amaranth.sim import Simulator
 
 from hw import vector_programs as vp
 from hw.testing import stream_get, stream_put
-from hw.vector_isa import (BSource, Function, PassConfig, ProgramError, Reduce, ScalarKind, VectorMachine,
-                           VectorOp)
+from hw.vector_isa import (ELEMENT_BITS, BSource, Function, PassConfig, ProgramError, Reduce, ScalarKind,
+                           VectorMachine, VectorOp)
 from hw.vector_lane import config_of
 from hw.vector_unit import VectorUnit, reduction_of
 from model import numerics as nx
@@ -298,6 +298,17 @@ def test_reductions_with_ties(lanes, offset):
     program = [VectorOp(len(values), 16 + offset, function=Function.ADD, reduce=((kind, kind.name),))
                for kind in Reduce]
     check_program(lanes, {16 + offset: values}, {}, program)
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 4])
+def test_reductions_at_an_elements_limits(lanes):
+    """MAXABS of the most negative element (its key 2^36 − 1), of −1 against 1 and 0, and MAX, SUM
+    and ARGMAX beside them."""
+    low, high = -(1 << (ELEMENT_BITS - 1)), (1 << (ELEMENT_BITS - 1)) - 1
+    groups = [[low, high, -1, 0], [high, low + 1, 1, -1], [-1, 1, 0], [0, 0], [-1], [low]]
+    program = [VectorOp(len(values), 8 * k, function=Function.ADD, reduce=((kind, f"{kind.name}{k}"),))
+               for k, values in enumerate(groups) for kind in Reduce]
+    check_program(lanes, {8 * k: values for k, values in enumerate(groups)}, {}, program)
 
 
 @pytest.mark.parametrize("lanes", [1, 4])
