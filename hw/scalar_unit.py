@@ -97,9 +97,10 @@ def amount_value(offset, sign, register, part, bits: int | None = None):
         limit = (1 << (bits - 1)) - 1
         register = Mux(fits(register, bits), register[:bits].as_signed(),
                        Mux(register[-1], -limit - 1, limit))
-    scaled = Mux(sign[-1], -register, register)
-    scaled = Mux((sign == 2) | (sign == -2), scaled << 1, scaled)
-    return offset + Mux(sign == 0, 0, scaled)
+    # one carry chain: offset + (x ^ −negative) + negative, x the part doubled or not (0 for a sign 0)
+    scaled = Mux(sign == 0, 0, Mux((sign == 2) | (sign == -2), register << 1, register))
+    negative = sign[-1]
+    return offset + (scaled ^ -negative) + negative
 
 
 def mantissa_fits(value):

@@ -46,7 +46,7 @@ from .scalar_unit import ScalarUnit, amount_value, register_layout, scalar_layou
 from .scale_unit import scale_unit_signature
 from .vector_isa import (A_BITS, B_BITS, ELEMENT_BITS, BSource, Call, Function, Part, Pre, Round, ScalarKind,
                          VectorOp)
-from .vector_lane import SHIFT_BITS, Saturate, fits, saturate_of
+from .vector_lane import AMOUNT_BITS, SHIFT_BITS, Saturate, fits, saturate_of
 from .vector_unit import Reduction, VectorUnit, pass_layout, reduction_of, results_layout, written_layout
 
 
@@ -346,14 +346,13 @@ class VectorCore(wiring.Component):
                 m.d.sync += [values[2 * k].eq(scalar.read_data[0]), values[2 * k + 1].eq(scalar.read_data[1])]
 
         def resolved(amount, register):
-            """``offset + sign · part(register)``, clamped to SHIFT_BITS as config_of clamps it (the
-            register's part saturated to SHIFT_BITS + 4 bits first: beyond them, as beyond an
-            offset's SHIFT_BITS + 2, the total clamps alike)."""
-            total = Signal(signed(SHIFT_BITS + 7))
+            """``offset + sign · part(register)``, the register's part saturated to SHIFT_BITS + 4
+            bits first (beyond them, as beyond an offset's SHIFT_BITS + 2, the amount is past every
+            shift's limit either way): AMOUNT_BITS, which the unit's PassDecoder clamps."""
+            total = Signal(signed(AMOUNT_BITS))
             m.d.comb += total.eq(amount_value(amount.offset, amount.sign, register, amount.part,
                                               bits=SHIFT_BITS + 4))
-            low, high = -(1 << (SHIFT_BITS - 1)), (1 << (SHIFT_BITS - 1)) - 1
-            return Mux(total < low, low, Mux(total > high, high, total))
+            return total
 
         issue = Signal(pass_layout(depth))
         operand_error = Signal()

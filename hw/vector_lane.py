@@ -42,7 +42,9 @@ from model import numerics as nx
 
 from .vector_isa import A_BITS, B_BITS, ELEMENT_BITS, P_BITS, BSource, Function, Pre, Round
 
-SHIFT_BITS = 8              # a pass's shift amounts, signed: right by 0 to 127, left by 1 to 128
+SHIFT_BITS = 8              # a pass's shift offsets: SHIFT_BITS + 2 bits, signed
+AMOUNT_BITS = SHIFT_BITS + 7    # a resolved shift amount, signed: an offset plus twice a register's
+#                                 part saturated to SHIFT_BITS + 4 bits (beyond them all clamp alike)
 PART_BITS = 18              # the a port is split into two 18-bit halves, one partial product each
 SUM_BITS = P_BITS + 1       # c ± p
 RIGHT_LIMIT = SUM_BITS      # a right shift this far leaves any rounded sum at 0 (larger ones clamp)
@@ -60,7 +62,7 @@ class Saturate(enum.Enum, shape=2):
 CONFIG = data.StructLayout({
     "function": Function, "b_source": BSource, "pre": Pre, "round": Round,
     "negate": 1, "saturate": Saturate,
-    "a_shift": signed(SHIFT_BITS), "shift": signed(SHIFT_BITS),
+    "a_shift": signed(AMOUNT_BITS), "shift": signed(AMOUNT_BITS),
     "b": signed(B_BITS),                 # REGISTER's b
     "code": signed(A_BITS),              # CODE's b·127 (the unit forms it)
     "pre_register": signed(ELEMENT_BITS),
@@ -141,9 +143,9 @@ class PassDecoder(wiring.Component):
 
 
 def _clamped(amount: int) -> int:
-    """A shift amount in SHIFT_BITS: any right shift from RIGHT_LIMIT on, and any left shift from
+    """A shift amount in AMOUNT_BITS: any right shift from RIGHT_LIMIT on, and any left shift from
     WINDOW on, give the same result, so clamping keeps the pass's meaning."""
-    return min(max(amount, -(1 << (SHIFT_BITS - 1))), (1 << (SHIFT_BITS - 1)) - 1)
+    return min(max(amount, -(1 << (AMOUNT_BITS - 1))), (1 << (AMOUNT_BITS - 1)) - 1)
 
 
 def config_of(op, config) -> dict:
