@@ -186,8 +186,8 @@ class VectorUnit(wiring.Component):
         row = Signal(range(rows + 1))                       # the row being issued, from a's first
         b_row = Signal(range(rows + 1))                     # b's row: row, modulo b_period's rows
         period_rows = op.b_period >> shift
-        row_count = Signal(range(rows + 2))
-        m.d.comb += row_count.eq((op.n + offset + lanes - 1) >> shift)
+        row_count = Signal(range(rows + 2))                # the pass's rows (registered as it is taken)
+        landing_end = Signal(range(depth + 2 * lanes + 1))   # a's elements up to the end of ``row``
         error = Signal()
         collecting = Signal()          # ISSUE and DRAIN: the only states that flag errors and
         #                                reduce, so the result offered in RESULT holds (the stream rule)
@@ -329,22 +329,22 @@ class VectorUnit(wiring.Component):
                     if shift:           # a repeated b: whole rows, from a row's first lane
                         congruent &= (payload.b_period == 0) | ((payload.b_period[:shift] == 0)
                                                                  & (payload.a[:shift] == 0))
+                    first = payload.a[:shift] if shift else 0
                     m.d.sync += [op.eq(payload), row.eq(0), b_row.eq(0), written.eq(0), error.eq(~congruent),
-                                 drain.eq(0)]
+                                 drain.eq(0), row_count.eq((payload.n + first + lanes - 1) >> shift),
+                                 landing_end.eq(lanes - first)]
                     m.next = "ISSUE"
             with m.State("ISSUE"):
                 # a row issues a cycle; a pass that follows a call, once the call has landed it
                 go = Signal()
-                if self._results:
-                    need = Signal(range(depth + lanes + 1))         # a's elements up to this row's end
-                    end = ((row + 1) << shift) - offset
-                    m.d.comb += [need.eq(Mux(end < op.n, end, op.n)),
-                                 go.eq(~op.follows | (self.landed >= need) | (row >= row_count))]
+                if self._results:           # the row's elements landed: all up to its end, or all n
+                    m.d.comb += go.eq(~op.follows | (self.landed >= landing_end) | (self.landed >= op.n)
+                                      | (row >= row_count))
                 else:
                     m.d.comb += go.eq(1)
                 m.d.comb += [self.busy.eq(1), collecting.eq(1), issue.eq((row < row_count) & go)]
                 with m.If(go):
-                    m.d.sync += [row.eq(row + 1),
+                    m.d.sync += [row.eq(row + 1), landing_end.eq(landing_end + lanes),
                                  b_row.eq(Mux((period_rows != 0) & (b_row + 1 == period_rows), 0, b_row + 1))]
                     with m.If(row + 1 >= row_count):
                         m.next = "DRAIN"
