@@ -359,6 +359,8 @@ class VectorCore(wiring.Component):
         config = issue.config
         code = pass_.function == Function.CODE
         b_value, pre_value = values[2].value, values[3].value
+        # CODE's b·127 fits the a port where b lies between these (compared, not multiplied first)
+        code_low, code_high = -((1 << (A_BITS - 1)) // nx.ACT_MAX), ((1 << (A_BITS - 1)) - 1) // nx.ACT_MAX
         form = Signal()
         with m.If(form):
             m.d.sync += [
@@ -375,7 +377,7 @@ class VectorCore(wiring.Component):
                 issue.follows.eq(pass_.follows),
                 # REGISTER's b must fit the b port, CODE's b·127 the a port, RSUB's minuend an element
                 operand_error.eq((((pass_.b_source == BSource.REGISTER) & ~code & ~fits(b_value, B_BITS))
-                                  | (code & ~fits(b_value * nx.ACT_MAX, A_BITS))
+                                  | (code & ((b_value < code_low) | (b_value > code_high)))
                                   | ((pass_.pre == Pre.RSUB) & ~fits(pre_value, ELEMENT_BITS)))
                                  & (pass_.n != 0))]
         m.d.comb += [vector.i.payload.eq(issue), scalar.i.payload.eq(word.op.scalar)]

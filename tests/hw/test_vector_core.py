@@ -154,6 +154,14 @@ def test_shift_amounts_of_every_part(far):
         check_core(2, {0: [1 << 10, -(1 << 10), 3, -3]}, registers, [op])
 
 
+@pytest.mark.parametrize("b", [270549121, 270549122, -270549121, -270549122])
+def test_code_b_times_127_at_the_a_ports_edge(b):
+    """CODE's b·127 fits the a port's 36 bits up to |b| = 270,549,121 (the core compares b with
+    that bound instead of multiplying): one more and the pass fails, as in the machine."""
+    check_core(1, {0: [1, -1, 0, 2]}, {"r": b},
+               [VectorOp(4, 0, 8, Function.CODE, BSource.REGISTER, "r", shift=Amount(offset=40))])
+
+
 def test_register_count_is_checked():
     with pytest.raises(ValueError, match=r"names 3 registers; a core of 3 holds it with registers=4 or more "
                                          r"\(register 0 is none\)"):
