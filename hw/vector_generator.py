@@ -28,6 +28,7 @@ from amaranth.lib.wiring import In, Out
 from .engine import COUNT_BITS, CYCLE_BITS, Command, command_layout, status_signature, token_layout
 from .sampler import Sampler
 from .scale_unit import NormalizedScaleMultiplier, scale_layout
+from .skid_buffer import SkidBuffer
 from .token_table import logit_width
 from .vector_core import Program
 from .vector_engine import VectorEngine
@@ -79,6 +80,10 @@ class VectorGenerator(wiring.Component):
         m = Module()
         m.submodules.engine = engine = self._engine
         m.submodules.sampler = sampler = self._sampler
+        # the logits reach the sampler through a registered stage: read from the scratchpad's block
+        # RAM, they would otherwise go straight into the sampler's comparison
+        m.submodules.logits_in = logits_in = SkidBuffer(sampler.i.payload.shape())
+        wiring.connect(m, logits_in.o, sampler.i)
         m.submodules.coef_product = coef_mul = NormalizedScaleMultiplier()
         cfg, status = self._config, self.status
         vocab, context = cfg.vocab_size, cfg.max_position_embeddings
@@ -153,16 +158,16 @@ class VectorGenerator(wiring.Component):
                         m.d.sync += error.eq(1)
                     m.next = "LOGITS"
             with m.State("LOGITS"):            # the logits to the sampler, one a cycle
-                hold = reading & ~sampler.i.ready          # the logit on access_data not yet taken
+                hold = reading & ~logits_in.i.ready        # the logit on access_data not yet taken
                 issue = (index < vocab) & ~hold
                 m.d.comb += [engine.access.addr.eq(self._logits + index - hold),
-                             sampler.i.valid.eq(reading), sampler.i.payload.logit.eq(engine.access_data),
-                             sampler.i.payload.last.eq(fed == vocab - 1)]
+                             logits_in.i.valid.eq(reading), logits_in.i.payload.logit.eq(engine.access_data),
+                             logits_in.i.payload.last.eq(fed == vocab - 1)]
                 with m.If(issue):
                     m.d.sync += index.eq(index + 1)
                 with m.If(~hold):
                     m.d.sync += reading.eq(issue)
-                with m.If(reading & sampler.i.ready):
+                with m.If(reading & logits_in.i.ready):
                     m.d.sync += fed.eq(fed + 1)
                     with m.If(fed == vocab - 1):
                         m.next = "SAMPLE"
