@@ -257,8 +257,12 @@ class ScalarUnit(wiring.Component):
                 m.d.comb += [value.eq(Mux(selector.value != 0, b.value, a.value)),
                              alu.exp.eq(Mux(selector.value != 0, b.exp, a.exp))]
         m.d.comb += alu.value.eq(value)
-        m.d.comb += alu_checks.eq(alu_error | ~fits(value, REGISTER_BITS)
-                                  | is_scale & ~mantissa_fits(value))
+        # only INT and ADD_INT can leave a register: their sums are checked apart from the other
+        # kinds' results (no comparison or shift before the check), and SCALE's mantissa is a's
+        summed = Signal(signed(REGISTER_BITS + 4))
+        m.d.comb += summed.eq(Mux(op.kind == ScalarKind.INT, amount, a.value + amount))
+        m.d.comb += alu_checks.eq(alu_error | ((op.kind == ScalarKind.INT) | (op.kind == ScalarKind.ADD_INT))
+                                  & ~fits(summed, REGISTER_BITS) | is_scale & ~mantissa_fits(a.value))
 
         # MUL_INT: a 36 × 18 product, registered
         product = Signal(signed(A_BITS + B_BITS))
