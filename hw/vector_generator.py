@@ -97,6 +97,7 @@ class VectorGenerator(wiring.Component):
         error = Signal()
         request = Signal(command_layout(cfg, self._k_max))    # the GENERATE being served
         coef = Signal(scale_layout(len(request.coef.exp)))    # the sampler's coefficient
+        logit_scale = Signal(coef_mul.i.a.shape())    # the logits' scale, as read
         full = position == context
         idle = Signal()
         m.d.comb += [status.busy.eq(~idle), status.full.eq(full), status.error.eq(error),
@@ -144,11 +145,14 @@ class VectorGenerator(wiring.Component):
                         m.next = "IDLE"
             with m.State("SCALE"):             # the logits' scale, read from its register
                 m.d.comb += engine.register.addr.eq(self._logit_scale)
+                m.next = "READ"
+            with m.State("READ"):              # the register as read, into a register of its own
+                m.d.sync += [logit_scale.mant.eq(engine.register_data.value),
+                             logit_scale.exp.eq(engine.register_data.exp)]
                 m.next = "COEF"
             with m.State("COEF"):              # times log2(e)/T
-                m.d.comb += [coef_mul.i.a.mant.eq(engine.register_data.value),
-                             coef_mul.i.a.exp.eq(engine.register_data.exp),
-                             coef_mul.i.b.eq(request.coef), coef_mul.i.valid.eq(1)]
+                m.d.comb += [coef_mul.i.a.eq(logit_scale), coef_mul.i.b.eq(request.coef),
+                             coef_mul.i.valid.eq(1)]
                 m.next = "PRODUCT"
             with m.State("PRODUCT"):
                 with m.If(coef_mul.o.valid):
