@@ -245,7 +245,8 @@ class VectorCore(wiring.Component):
                 if op.follows and landing:      # a row once its last element has landed
                     for row in range(rows):
                         last = min((row + 1) * lanes - op.a % lanes, op.n) - 1
-                        reading[row] = max(reading[row - 1] + 1 if row else issue, landing[last] + 1)
+                        reading[row] = max(reading[row - 1] + 1 if row else issue,
+                                           landing[last] + VectorUnit.FOLLOW_DELAY)
                     landing = []
                 last_row = reading[-1] if rows else issue
                 offer = last_row + VectorUnit.op_cycles(lanes, op) - max(rows, 1)

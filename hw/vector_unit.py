@@ -28,7 +28,9 @@ loads and stores; ``access_data`` is the element at the address of the cycle bef
 runs, in any cycle ``access_free`` is high (the pass is not reading its rows).
 
 A pass that ``follows`` a call reads a from the results memory as the call lands it: its row
-issues once ``landed`` (the elements landed from a's first on) covers the row's elements.
+issues once ``landed`` (the elements landed from a's first on) covers the row's elements; ``landed``
+is registered as it enters, so a row issues :attr:`VectorUnit.FOLLOW_DELAY` cycles after the
+cycle its last element lands in.
 
 ``written`` shows every write into the scratchpad as the banks take it (a pass's results and
 ``access``'s): the row, the banks written (``mask``) and what each is written, so a unit beside the
@@ -135,6 +137,7 @@ class VectorUnit(wiring.Component):
 
     lanes = property(lambda self: self._lanes)
     depth = property(lambda self: self._depth)
+    FOLLOW_DELAY = 2        # a following pass's row issues this many cycles after its last element lands
 
     def cycles(self, n: int, offset: int = 0, reduces: bool = True) -> int:
         """Clock edges from a pass of ``n`` elements (``offset`` = a mod lanes) taken to its result
@@ -338,7 +341,9 @@ class VectorUnit(wiring.Component):
                 # a row issues a cycle; a pass that follows a call, once the call has landed it
                 go = Signal()
                 if self._results:           # the row's elements landed: all up to its end, or all n
-                    m.d.comb += go.eq(~op.follows | (self.landed >= landing_end) | (self.landed >= op.n)
+                    landed = Signal.like(self.landed)              # (registered: the caller's count
+                    m.d.sync += landed.eq(self.landed)             # comes from its own state)
+                    m.d.comb += go.eq(~op.follows | (landed >= landing_end) | (landed >= op.n)
                                       | (row >= row_count))
                 else:
                     m.d.comb += go.eq(1)
