@@ -203,9 +203,11 @@ class ScalarUnit(wiring.Component):
 
         # -- the operands: registered as read, then prepared (a stage each: one carry chain at most)
         a, b, selector = Signal(reg), Signal(reg), Signal(reg)
+        b_greater = Signal()                                # MAX's comparison, made as they are read
         load_operands = Signal()
         with m.If(load_operands):
-            m.d.sync += [a.eq(port_a.data), b.eq(port_b.data), selector.eq(port_e.data)]
+            m.d.sync += [a.eq(port_a.data), b.eq(port_b.data), selector.eq(port_e.data),
+                         b_greater.eq(port_b.data.value > port_a.data.value)]
         amount = Signal(signed(REGISTER_BITS + 3))          # offset + sign · register
         magnitude = Signal(REGISTER_BITS)                   # |a|
         right = Signal(range(SHR_LIMIT + 1))                # SHR's shift: b clamped to [0, 62]
@@ -237,7 +239,7 @@ class ScalarUnit(wiring.Component):
             with m.Case(ScalarKind.ADD_INT):
                 m.d.comb += value.eq(a.value + amount)
             with m.Case(ScalarKind.MAX):
-                m.d.comb += value.eq(Mux(b.value > a.value, b.value, a.value))
+                m.d.comb += value.eq(Mux(b_greater, b.value, a.value))
             with m.Case(ScalarKind.IS_ZERO):
                 m.d.comb += value.eq(a.value == 0)
             with m.Case(ScalarKind.MANT):
