@@ -16,9 +16,9 @@ ADD, RECIP, RSQRT                           the :class:`~hw.scale_unit.ScaleUnit
 MUL (normalized scales or 0)                a :class:`~hw.scale_unit.NormalizedScaleMultiplier`  5
 FROM_INT                                    the bit length, the shift to 17 bits, then     6
                                             the rounding and the exponent
-MAX, IS_ZERO, SELECT, MANT, EXP             one ALU stage                                  3
-INT, ADD_INT, SCALE, SHR, NORM_SHIFT,       one ALU stage, on prepared operands            4
-CODE_SHIFT
+IS_ZERO, SELECT, MANT, EXP                  one ALU stage                                  3
+INT, ADD_INT, SCALE, SHR, NORM_SHIFT,       one ALU stage, on prepared operands (MAX: its  4
+CODE_SHIFT, MAX                             comparison)
 MUL_INT                                     a registered 36 × 18 product                   4
 CODE_RECIP                                  ``ceil(2^33 / m_n)``, two quotient bits a      5 + 9
                                             cycle
@@ -27,8 +27,8 @@ LOAD, STORE                                 the scratchpad's access port        
 
 Every operation reads its operands from the register file (three read ports: a, b and the amount's
 register) in the cycle it is taken, registers them, prepares them where its kind needs it
-(``PREPARED``: the amount, ``|a|``, the shifts; a carry chain at most), computes, and writes its
-result as it answers.
+(``PREPARED``: the amount, ``|a|``, the shifts, MAX's comparison; a carry chain at most),
+computes, and writes its result as it answers.
 ``read`` (two ports, with ``read_select`` high) and ``write`` give the sequencer the register file
 while the unit is idle (its passes' shift amounts and operands; their reductions' results);
 ``read_data`` are the registers at the addresses of the cycle before. ``access`` /
@@ -62,7 +62,7 @@ SCALE_OPS = {ScalarKind.ADD: ScaleOp.ADD,
              ScalarKind.RECIP: ScaleOp.RECIP, ScalarKind.RSQRT: ScaleOp.RSQRT}
 # the kinds that use a prepared operand (the amount, |a| or the shifts): a cycle more
 PREPARED = (ScalarKind.INT, ScalarKind.ADD_INT, ScalarKind.FROM_INT, ScalarKind.SCALE, ScalarKind.SHR,
-            ScalarKind.NORM_SHIFT, ScalarKind.CODE_SHIFT, ScalarKind.CODE_RECIP)
+            ScalarKind.NORM_SHIFT, ScalarKind.CODE_SHIFT, ScalarKind.CODE_RECIP, ScalarKind.MAX)
 
 
 def register_layout(exp_bits: int = nx.SCALE_EXP_BITS) -> data.StructLayout:
@@ -203,19 +203,19 @@ class ScalarUnit(wiring.Component):
 
         # -- the operands: registered as read, then prepared (a stage each: one carry chain at most)
         a, b, selector = Signal(reg), Signal(reg), Signal(reg)
-        b_greater = Signal()                                # MAX's comparison, made as they are read
         load_operands = Signal()
         with m.If(load_operands):
-            m.d.sync += [a.eq(port_a.data), b.eq(port_b.data), selector.eq(port_e.data),
-                         b_greater.eq(port_b.data.value > port_a.data.value)]
+            m.d.sync += [a.eq(port_a.data), b.eq(port_b.data), selector.eq(port_e.data)]
         amount = Signal(signed(REGISTER_BITS + 3))          # offset + sign · register
         magnitude = Signal(REGISTER_BITS)                   # |a|
         right = Signal(range(SHR_LIMIT + 1))                # SHR's shift: b clamped to [0, 62]
         left = Signal(range(LEFT_LIMIT + 1))                # CODE_RECIP's left shift, -b
         code_bitlen = Signal(signed(REGISTER_BITS + 1))     # CODE_RECIP's bitlen(a) must be b + 17
+        b_greater = Signal()                                # MAX's comparison
         prepare = Signal()
         with m.If(prepare):
-            m.d.sync += [amount.eq(amount_value(op.exp_offset, op.exp_sign, selector, op.exp_part)),
+            m.d.sync += [b_greater.eq(b.value > a.value),
+                         amount.eq(amount_value(op.exp_offset, op.exp_sign, selector, op.exp_part)),
                          magnitude.eq(Mux(a.value[-1], -a.value, a.value)),
                          right.eq(Mux(b.value[-1], 0, Mux(b.value > SHR_LIMIT, SHR_LIMIT, b.value))),
                          left.eq(Mux(b.value[-1] & (b.value >= -LEFT_LIMIT), -b.value, 0)),
