@@ -191,6 +191,9 @@ class VectorUnit(wiring.Component):
         period_rows = op.b_period >> shift
         row_count = Signal(range(rows + 2))                # the pass's rows (registered as it is taken)
         landing_end = Signal(range(depth + 2 * lanes + 1))   # a's elements up to the end of ``row``
+        if self._results:           # the caller's count, registered (it comes from the caller's state)
+            landed = Signal.like(self.landed)
+            m.d.sync += landed.eq(self.landed)
         error = Signal()
         collecting = Signal()          # ISSUE and DRAIN: the only states that flag errors and
         #                                reduce, so the result offered in RESULT holds (the stream rule)
@@ -233,7 +236,7 @@ class VectorUnit(wiring.Component):
         def node_layout(bits):          # a tree level's sums need a bit more than the level below
             return data.StructLayout({"valid": 1, "value": signed(bits), "lane": range(lanes)})
 
-        # a leaf: y, or for MAXABS the key 2·|y| − sign(y) < 0 (y's bits, inverted where y is
+        # a leaf: y, or for MAXABS the key 2·|y| − (1 where y < 0) (y's bits, inverted where y is
         # negative, above its sign bit), which orders as |y| does with no negation; the largest
         # key k gives back |y| = (k + 1) >> 1
         bits = key_bits = ELEMENT_BITS + 1
@@ -341,8 +344,6 @@ class VectorUnit(wiring.Component):
                 # a row issues a cycle; a pass that follows a call, once the call has landed it
                 go = Signal()
                 if self._results:           # the row's elements landed: all up to its end, or all n
-                    landed = Signal.like(self.landed)              # (registered: the caller's count
-                    m.d.sync += landed.eq(self.landed)             # comes from its own state)
                     m.d.comb += go.eq(~op.follows | (landed >= landing_end) | (landed >= op.n)
                                       | (row >= row_count))
                 else:
