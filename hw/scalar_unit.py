@@ -14,13 +14,15 @@ kind                                        how                                 
 ==========================================  =============================================  ===========
 ADD, RECIP, RSQRT                           the :class:`~hw.scale_unit.ScaleUnit`           4 + its own
 MUL (normalized scales or 0)                a :class:`~hw.scale_unit.NormalizedScaleMultiplier`  5
-FROM_INT                                    the bit length, the shift to 17 bits, then     6
+FROM_INT                                    the bit length, the shift to 17 bits, then     7
                                             the rounding and the exponent
 IS_ZERO, SELECT, MANT, EXP                  one ALU stage                                  3
-INT, ADD_INT, SCALE, SHR, NORM_SHIFT,       one ALU stage, on prepared operands (MAX: its  4
-CODE_SHIFT, MAX                             comparison)
+INT, ADD_INT, SCALE, SHR, MAX               one ALU stage, on prepared operands (MAX: its  4
+                                            comparison)
+NORM_SHIFT, CODE_SHIFT                      the bit length of ``|a|`` a stage, then one    5
+                                            ALU stage
 MUL_INT                                     a registered 36 × 18 product                   4
-CODE_RECIP                                  ``ceil(2^33 / m_n)``, two quotient bits a      5 + 9
+CODE_RECIP                                  ``ceil(2^33 / m_n)``, two quotient bits a      6 + 9
                                             cycle
 LOAD, STORE                                 the scratchpad's access port                   4, 3
 ==========================================  =============================================  ===========
@@ -63,6 +65,8 @@ SCALE_OPS = {ScalarKind.ADD: ScaleOp.ADD,
 # the kinds that use a prepared operand (the amount, |a| or the shifts): a cycle more
 PREPARED = (ScalarKind.INT, ScalarKind.ADD_INT, ScalarKind.FROM_INT, ScalarKind.SCALE, ScalarKind.SHR,
             ScalarKind.NORM_SHIFT, ScalarKind.CODE_SHIFT, ScalarKind.CODE_RECIP, ScalarKind.MAX)
+# the prepared kinds that use |a|'s bit length: a cycle more to measure it (a stage of its own)
+MEASURED = (ScalarKind.NORM_SHIFT, ScalarKind.CODE_SHIFT, ScalarKind.FROM_INT, ScalarKind.CODE_RECIP)
 
 
 def register_layout(exp_bits: int = nx.SCALE_EXP_BITS) -> data.StructLayout:
@@ -167,7 +171,7 @@ class ScalarUnit(wiring.Component):
     @staticmethod
     def cycles_of(kind: ScalarKind) -> int:
         """Clock edges from the edge that takes an operation to the first its answer is offered."""
-        base = ScalarUnit.OPERANDS + ScalarUnit.ANSWER + (kind in PREPARED)
+        base = ScalarUnit.OPERANDS + ScalarUnit.ANSWER + (kind in PREPARED) + (kind in MEASURED)
         if kind in SCALE_OPS:
             return base + 1 + ScaleUnit.cycles_of(SCALE_OPS[kind])
         return base + {ScalarKind.MUL_INT: 1, ScalarKind.MUL: NormalizedScaleMultiplier.latency_of(),
@@ -224,7 +228,8 @@ class ScalarUnit(wiring.Component):
         # -- the ALU: one stage from the prepared operands ------------------------------------------
         result, error = Signal(reg), Signal()
         value = Signal(signed(REGISTER_BITS + 4))          # an integer result before its width check
-        bitlen = bit_length_tree(m, magnitude, "bitlen")
+        bitlen = Signal(range(REGISTER_BITS + 1))           # |a|'s bit length, measured (MEASURED)
+        measured = bit_length_tree(m, magnitude, "bitlen")
         # SHR's and CODE_RECIP's shifter: a >> b, or a << -b for CODE_RECIP
         shifted = Signal(signed(REGISTER_BITS + LEFT_LIMIT))
         m.d.comb += shifted.eq(Mux(b.value[-1], a.value << left, a.value >> right))
@@ -337,6 +342,14 @@ class ScalarUnit(wiring.Component):
                         m.next = "EXECUTE"
             with m.State("PREPARE"):
                 m.d.comb += [self.busy.eq(1), prepare.eq(1)]
+                with m.Switch(kind):
+                    with m.Case(*MEASURED):
+                        m.next = "MEASURE"
+                    with m.Default():
+                        m.next = "EXECUTE"
+            with m.State("MEASURE"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += bitlen.eq(measured)
                 m.next = "EXECUTE"
             with m.State("EXECUTE"):
                 m.d.comb += self.busy.eq(1)
