@@ -62,7 +62,7 @@ DIVIDE_STEPS = QUOTIENT_BITS // 2    # CODE_RECIP's quotient, two bits a step
 # the kinds the ScaleUnit computes, and its operation for each
 SCALE_OPS = {ScalarKind.ADD: ScaleOp.ADD,
              ScalarKind.RECIP: ScaleOp.RECIP, ScalarKind.RSQRT: ScaleOp.RSQRT}
-# the kinds that use a prepared operand (the amount, |a| or the shifts): a cycle more
+# the kinds that use a prepared operand (the amount, |a|, the shifts or MAX's comparison): a cycle more
 PREPARED = (ScalarKind.INT, ScalarKind.ADD_INT, ScalarKind.FROM_INT, ScalarKind.SCALE, ScalarKind.SHR,
             ScalarKind.NORM_SHIFT, ScalarKind.CODE_SHIFT, ScalarKind.CODE_RECIP, ScalarKind.MAX)
 # the prepared kinds that use |a|'s bit length: a cycle more to measure it (a stage of its own)
