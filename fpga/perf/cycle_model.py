@@ -282,3 +282,26 @@ def mean_cycles(cfg, params: dict, positions, *, decode: bool = True) -> dict:
 def weight_bound(cfg, params: dict) -> float:
     """The weight-read bound: one position's ternary weights ÷ ``rows · simd`` a cycle."""
     return cfg.ternary_weights / (params["rows"] * params["simd"])
+
+
+def roofline(cfg, params: dict, position: int) -> dict:
+    """The roofline bound of a token at ``position``: for each resource the cycles its work takes
+    at the engine's rate, and ``bound``, the largest (an engine whose resources all worked at once
+    could be no faster):
+
+    - ``weights``: one position's ternary weights ÷ ``rows · simd`` (:func:`weight_bound`);
+    - ``attention``: the attention MACs (each query head's scores and weighted values over the
+      ``position + 1`` cached positions, ``2 · (position + 1) · head_dim`` a head a layer) ÷ the
+      attention unit's ``2 · attention_lanes`` multipliers (a score and a value product a lane);
+    - ``kv``: the KV cache's codes, each kv head's keys and values read once a layer (the query
+      heads that share one reading it together) ÷ its two ports of ``attention_lanes`` codes;
+    - ``lm_head``: the LM head's ``vocab · hidden`` MACs ÷ ``head_lanes``."""
+    length, d, layers = position + 1, cfg.dim_per_head, cfg.num_hidden_layers
+    lanes = params["attention_lanes"]
+    parts = {
+        "weights": weight_bound(cfg, params),
+        "attention": 2 * layers * cfg.num_attention_heads * length * d / (2 * lanes),
+        "kv": 2 * layers * cfg.num_key_value_heads * length * d / (2 * lanes),
+        "lm_head": cfg.vocab_size * cfg.hidden_size / params["head_lanes"],
+    }
+    return {**parts, "bound": max(parts.values())}

@@ -16,7 +16,7 @@ from fpga.perf import explore
 from fpga.bench.explore import (BUILDS, CYCLE_CONFIGS, CYCLE_TOLERANCE, DATA, LUT_TOLERANCE,
                                 compare)
 from fpga.boards import BOARDS
-from fpga.perf.cycle_model import FETCH, mean_cycles, weight_bound
+from fpga.perf.cycle_model import FETCH, mean_cycles, roofline, weight_bound
 from fpga.perf.memory_map import blocks_for, map_memory, soc_memories
 from fpga.perf.projection import BITNET_2B4T, bandwidth_for, project, traffic
 from fpga.perf.resource_model import predict
@@ -188,3 +188,14 @@ def test_parts_match_the_boards():
     config = load_weights(paths.MODELS / "small").config
     small = predict(config, BOARDS["ulx3s-45f"].engine.as_dict(), "ecp5")
     assert small["luts"] < PARTS["LFE5U-45F"].luts and small["ram"] < PARTS["LFE5U-45F"].ram
+
+
+def test_roofline_is_the_slowest_resource_and_below_the_engine():
+    config = load_weights(paths.MODELS / "ulx3s").config         # 3 layers, 6 heads, 2 kv heads, d 32
+    params = BOARDS["ulx3s-85f"].engine.as_dict()                 # 8×32, attention 16, LM head 32
+    first, last = roofline(config, params, 0), roofline(config, params, 255)
+    assert first["weights"] == last["weights"] == 958_464 / 256 == first["bound"]
+    assert last["attention"] == 3 * 6 * 256 * 32 * 2 / 32 == last["bound"]   # scores and values
+    assert last["kv"] == 3 * 2 * 256 * 32 * 2 / 32 and last["lm_head"] == 65 * 192 / 32
+    for position in (0, 16, 128, 255):
+        assert mean_cycles(config, params, [position])["cycles"] > roofline(config, params, position)["bound"]
