@@ -15,6 +15,10 @@ from . import Board
 # pipelined three deep, the head quantizer got two banks and RoPE its early emission). At 8 vector
 # lanes (9,207 cycles): 42,211 LUTs and 131 multipliers, 56.50 MHz asking 60, then no route after
 # two timing fixes (router2's overuse grew past iteration 140; 2026-12-05, docs/boards.md).
+# At 32 attention lanes (a whole head a word): 9,817 cycles a token in the SoC simulation and, by the
+# cycle model, 12,569 over the whole context against 15,267; but 143 multipliers, 36,472 LUTs, 53.7
+# MHz after placement, and router2's overuse grew from 1,494 (iteration 37) to 6,061 (47) before it
+# was stopped (2026-12-06).
 ENGINE_85F = EngineSizes(rows=8, simd=32, lanes=4, attention_lanes=16, head_lanes=32)
 # The explorer's choice for the 45F (tritium explore --board ulx3s-45f; docs/performance.md):
 # 18,581 LUTs, 47 block RAMs, 58 multipliers, fmax 61.22 MHz (2026-12-05; 22,477 LUTs and 42
@@ -22,7 +26,11 @@ ENGINE_85F = EngineSizes(rows=8, simd=32, lanes=4, attention_lanes=16, head_lane
 # 4×8 with lanes 2/4/4 before it)
 ENGINE_SMALL = EngineSizes(rows=2, simd=32, lanes=2, attention_lanes=4, head_lanes=16)
 
+# Both ULX3S boards talk at 3 Mbaud, the FT231X's top rate (300 baud to 3 Mbaud in its datasheet):
+# 20 clock cycles a bit at 60 MHz. At 6 bytes a TOKEN frame that delivers up to 50,000 tokens a
+# second (1 Mbaud: 16,667, below issue 19's target).
 BOARDS = [
+    # 67.54 MHz post-route asking 60 MHz with the UART at 3 Mbaud (2026-12-06, 33,849 LUTs). At 1 Mbaud:
     # 65.93 MHz post-route asking 60 MHz with nextpnr's static placer and seed 5 (2026-12-05, 33,754
     # LUTs, 207 block RAMs with the norm's buffer, 111 multipliers, 475 s; seeds 1, 3 and 4: 58.91,
     # 59.89, 63.60). Before: 62.20 MHz with seed 3 (35,780 LUTs, 498 s); 60.02 MHz before the
@@ -32,9 +40,10 @@ BOARDS = [
     # Dequantizer (docs/boards.md). The vector engine at 8 lanes: 1.13× fewer cycles than at 4
     # (tritium bench vector), the LUTs the chip has room for, and the fixed-cost target's lanes
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "models/ulx3s",
-          ENGINE_85F, clock_mhz=60.0, baud=1_000_000, loader_board="ulx3s",
+          ENGINE_85F, clock_mhz=60.0, baud=3_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=("gated/buffer",), placer="static",
           placer_seed=5, vector_lanes=8),
+    # 62.32 MHz post-route asking 60 MHz with the UART at 3 Mbaud (2026-12-06, 18,555 LUTs). At 1 Mbaud:
     # 61.22 MHz post-route asking 60 MHz with nextpnr's static placer and seed 3 (2026-12-05, 18,581
     # LUTs, 162 s; 72.30 and 68.09 on the two engines before; 59.67 before the engine's scale
     # products were registered). Earlier: 70.26 with seed 3 (18,722 LUTs), 65.92 with seed 2;
@@ -45,6 +54,6 @@ BOARDS = [
     # asking 60 and 61.2 asking 50, placement deciding the last few MHz (the slowest paths are
     # registers through a MULT18X18D to registers, most of their delay routing)
     Board("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "models/small",
-          ENGINE_SMALL, clock_mhz=60.0, baud=1_000_000, loader_board="ulx3s",
+          ENGINE_SMALL, clock_mhz=60.0, baud=3_000_000, loader_board="ulx3s",
           reset_button="button_pwr", placer="static", placer_seed=3),
 ]
