@@ -16,9 +16,10 @@ from . import Board
 # lanes (9,207 cycles): 42,211 LUTs and 131 multipliers, 56.50 MHz asking 60, then no route after
 # two timing fixes (router2's overuse grew past iteration 140; 2026-12-05, docs/boards.md).
 # At 32 attention lanes (a whole head a word): 9,817 cycles a token in the SoC simulation and, by the
-# cycle model, 12,569 over the whole context against 15,267; but 143 multipliers, 36,472 LUTs, 53.7
-# MHz after placement, and router2's overuse grew from 1,494 (iteration 37) to 6,061 (47) before it
-# was stopped (2026-12-06).
+# cycle model, 12,569 over the whole context against 15,267; but 143 multipliers and 36,472 LUTs:
+# with seed 5 router2's overuse grew from 1,494 (iteration 37) to 6,061 (47) before it was stopped;
+# seed 3 routed at 44.6 MHz, the slowest path the values pass's aligned weight register fanned out to
+# 32 multipliers (18 ns of it routing; 2026-12-06).
 ENGINE_85F = EngineSizes(rows=8, simd=32, lanes=4, attention_lanes=16, head_lanes=32)
 # The explorer's choice for the 45F (tritium explore --board ulx3s-45f; docs/performance.md):
 # 18,581 LUTs, 47 block RAMs, 58 multipliers, fmax 61.22 MHz (2026-12-05; 22,477 LUTs and 42
