@@ -22,10 +22,12 @@ from . import Board
 # 32 multipliers (18 ns of it routing; 2026-12-06).
 ENGINE_85F = EngineSizes(rows=8, simd=32, lanes=4, attention_lanes=16, head_lanes=32)
 # The explorer's choice for the 45F (tritium explore --board ulx3s-45f; docs/performance.md):
-# 18,581 LUTs, 47 block RAMs, 58 multipliers, fmax 61.22 MHz (2026-12-05; 22,477 LUTs and 42
+# 24,449 LUTs, 44 block RAMs, 68 multipliers, fmax 66.02 MHz; 5,984 cycles a token in the SoC
+# simulation, 10,026 tok/s at 60 MHz (2026-12-06). Before it 2×32 with lanes 2/4/16: 18,555 LUTs,
+# 47 block RAMs, 58 multipliers, 62.32 MHz, 7,030 cycles, 8,535 tok/s (22,477 LUTs and 42
 # multipliers with the int8 products in the fabric, 34,720 LUTs and 22.4 MHz with the first blocks;
 # 4×8 with lanes 2/4/4 before it)
-ENGINE_SMALL = EngineSizes(rows=2, simd=32, lanes=2, attention_lanes=4, head_lanes=16)
+ENGINE_SMALL = EngineSizes(rows=4, simd=32, lanes=4, attention_lanes=8, head_lanes=8)
 
 # Both ULX3S boards talk at 3 Mbaud, the FT231X's top rate (300 baud to 3 Mbaud in its datasheet):
 # 20 clock cycles a bit at 60 MHz. At 6 bytes a TOKEN frame that delivers up to 50,000 tokens a
@@ -44,9 +46,10 @@ BOARDS = [
           ENGINE_85F, clock_mhz=60.0, baud=3_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=("gated/buffer",), placer="static",
           placer_seed=5, vector_lanes=8),
-    # 62.32 MHz post-route asking 60 MHz with the UART at 3 Mbaud (2026-12-06, 18,555 LUTs). At 1 Mbaud:
-    # 61.22 MHz post-route asking 60 MHz with nextpnr's static placer and seed 3 (2026-12-05, 18,581
-    # LUTs, 162 s; 72.30 and 68.09 on the two engines before; 59.67 before the engine's scale
+    # 66.02 MHz post-route asking 60 MHz with nextpnr's static placer and seed 3 (4×32, 4/8/8,
+    # 2026-12-06, 24,449 LUTs, 467 s). At 2×32 2/4/16: 62.32 MHz with the UART at 3 Mbaud (18,555
+    # LUTs); at 1 Mbaud 61.22 MHz with the same placer and seed (2026-12-05, 18,581 LUTs, 162 s;
+    # 72.30 and 68.09 on the two engines before; 59.67 before the engine's scale
     # products were registered). Earlier: 70.26 with seed 3 (18,722 LUTs), 65.92 with seed 2;
     # heap's placement with seed 2 routed that netlist at 57.83 (its slowest path the norm's output
     # skid through the quantizer's stall into its state). Before: 63.1 MHz with heap and seed 2
