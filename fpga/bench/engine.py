@@ -60,7 +60,7 @@ def measure(name: str, status=None) -> dict:
     return {
         "model": name, "board": board, "params": params, "bound": bound, "context": context,
         "short": per_token_counters(short_run), "short_positions": short_positions,
-        "short_roofline": float(np.mean([bound["bound"] for bound in short_rooflines])),
+        "short_roofline": float(np.mean([roof["bound"] for roof in short_rooflines])),
         "short_limit": _limit(short_rooflines[-1]),
         "rooflines": {label: roofline(weights.config, params, p) for label, p in positions.items()},
         "at": {label: (p, int(per_token[p])) for label, p in positions.items()},
