@@ -56,6 +56,8 @@ from .scale_unit import (NormalizedScaleMultiplier, ScaleOp, ScaleProgram, scale
                          scale_unit_members, scale_unit_of)
 
 ACT_MAX_SQUARE = ACT_MAX ** 2
+# lanes a copy of the values pass's aligned weight feeds (its multipliers), for routing
+LANES_PER_ALIGNED = 16
 # 1/Σp; the row scale scale_from_int(1, E) · 1/Σp is then only an exponent sum: a normalized
 # mantissa times 2^15 renormalizes to itself (and a reciprocal's mantissa is normalized).
 ROW_PROGRAM = (
@@ -381,13 +383,20 @@ class AttentionHead(wiring.Component):
         distance, weight_zero, weight_mant = Signal(unsigned(exp_bits + 1)), Signal(), Signal(SCALE_BITS)
         m.d.sync += [distance.eq(row_top - weight.exp), weight_zero.eq(weight.mant == 0),
                      weight_mant.eq(weight.mant)]
-        aligned = Signal(SCALE_BITS)       # 0 between words, so the products are 0 then
-        m.d.sync += aligned.eq(Mux(~u_valids[2] | weight_zero | (distance >= SCALE_BITS), 0,
-                                   weight_mant >> distance[:4]))
+        # the aligned weight (0 between words, so the products are 0 then), a copy a group of
+        # LANES_PER_ALIGNED lanes: one register feeding 32 multipliers was the slowest path on the
+        # ULX3S-85F (18 of its 22 ns routing). `keep` tells the board flow to keep the copies apart
+        # (fpga/flow/synth.py, KEEP_COPIES), where Yosys would merge them back into one.
+        copies = -(-lanes // LANES_PER_ALIGNED)
+        aligned = [Signal(SCALE_BITS, name=f"aligned{c}", attrs={"keep": 1} if copies > 1 else {})
+                   for c in range(copies)]
+        m.d.sync += [copy.eq(Mux(~u_valids[2] | weight_zero | (distance >= SCALE_BITS), 0,
+                                 weight_mant >> distance[:4])) for copy in aligned]
         value_at = delay_line(m, value_word, 2, "value_word")[-1]
         value_products = [Signal(signed(SCALE_BITS + ACT_BITS + 1), name=f"value_product{lane}")
                           for lane in range(lanes)]
-        m.d.sync += [value_products[lane].eq(aligned * value_at[lane]) for lane in range(lanes)]
+        m.d.sync += [value_products[lane].eq(aligned[lane // LANES_PER_ALIGNED] * value_at[lane])
+                     for lane in range(lanes)]
         # the ring: its first word is summed (or output) and goes to the back; a word output goes
         # back as 0, so every query's sums start from 0 (as they do after reset). The back word's
         # clear and the domain's reset are one synchronous reset, so its flip-flops' own reset

@@ -70,7 +70,7 @@ from .head_quantizer import HeadQuantizer
 from .kv_cache import KvCache
 from .flash_loader import FlashLoader, SpiSignature, flash_image
 from .linear import TernaryLinear
-from .packing import Packer
+from .packing import Packer, Unpacker
 from .rms_quantizer import RmsQuantizer
 from .rope import Rope
 from .sampler import Sampler
@@ -96,6 +96,16 @@ def narrow_lanes(lanes: int) -> int:
     :data:`NARROW_LANES` or fewer, dividing ``lanes`` (so also the head dimension and the
     attention lanes)."""
     return math.gcd(lanes, NARROW_LANES)
+
+
+def result_drain(rows: int, lanes: int, outputs) -> int:
+    """Matmul results a cycle out of the array (its ``drain``) and through the result FIFO, for
+    matrices of ``outputs`` rows each: :func:`narrow_lanes`, the rate at which the Dequantizer adds
+    the residual's sums (the gate buffer and the gated activation take as many), where it divides
+    ``rows`` and every matrix's rows (so no transfer is part padding); else 1. The heads (q, k, v)
+    still go one a cycle, RoPE's rate, through an Unpacker."""
+    drain = narrow_lanes(lanes)
+    return drain if rows % drain == 0 and all(n % drain == 0 for n in outputs) else 1
 
 
 class Command(enum.IntEnum):
@@ -269,9 +279,10 @@ class Engine(wiring.Component):
         self._attention_lanes, self._head_lanes = attention_lanes, head_lanes
         self._program = program(cfg)
         self._taps = taps
-        self._linear = TernaryLinear([getattr(layer, name).codes for layer in model.layers
-                                      for name in MATRICES], rows=rows, simd=simd,
-                                     loaded=flash_offset is not None, spram=spram)
+        matrices = [getattr(layer, name).codes for layer in model.layers for name in MATRICES]
+        self._linear = TernaryLinear(matrices, rows=rows, simd=simd, loaded=flash_offset is not None,
+                                     spram=spram,
+                                     drain=result_drain(rows, lanes, [len(m) for m in matrices]))
         self._loader = None if flash_offset is None else FlashLoader(
             offset=flash_offset, words=self._linear.rom_words, word_bits=self._linear.rom_word_bits)
         # One table for both uses when they are tied (its ROM words as wide as the LM head's lanes,
@@ -369,7 +380,8 @@ class Engine(wiring.Component):
         m.submodules.head_code_packer = head_code_packer = Packer(signed(ACT_BITS), qkv_lanes,
                                                                   att_lanes // qkv_lanes)
         head_codes = head_code_packer.o
-        m.submodules.vector_packer = vector_packer = Packer(signed(acc_width + 1), 1, lanes)
+        drain = linear.drain            # results a transfer out of the array (result_drain)
+        m.submodules.vector_packer = vector_packer = Packer(signed(acc_width + 1), drain, lanes // drain)
         m.submodules.code_packer = code_packer = Packer(signed(ACT_BITS), lanes, self._simd // lanes)
         m.submodules.lm_packer = lm_packer = Packer(signed(ACT_BITS), lanes, self._head_lanes // lanes)
         for port in ("keys", "values", "key_scales", "value_scales"):
@@ -520,9 +532,11 @@ class Engine(wiring.Component):
         # norm's D comes after its codes) and while the output path is slower than the array.
         # Wired by hand, not by connect: the array's payload is a struct around the products, and
         # the read side is routed (through RoPE or not) and held while no matmul runs.
-        m.submodules.results = results = fifo.SyncFIFOBuffered(width=acc_width, depth=RESULT_FIFO_DEPTH)
-        m.d.comb += [results.w_data.eq(linear.o.payload.data[0]), results.w_en.eq(linear.o.valid),
+        m.submodules.results = results = fifo.SyncFIFOBuffered(width=drain * acc_width,
+                                                               depth=RESULT_FIFO_DEPTH)
+        m.d.comb += [results.w_data.eq(linear.o.payload.data.as_value()), results.w_en.eq(linear.o.valid),
                      linear.o.ready.eq(results.w_rdy)]
+        result_words = data.ArrayLayout(signed(acc_width), drain)(results.r_data)
         in_matmul = Signal()
         # D·γ is made while the matmul runs; only the residual add needs it element by element
         # (the head quantizer and the gated activation need it for their scales, after a vector's
@@ -534,29 +548,34 @@ class Engine(wiring.Component):
         group = Mux(route <= Route.V, d, Mux(route == Route.RESIDUAL, hidden, ffn))
         element = Signal(range(max(hidden, ffn) + 1))
         element_last = Signal()          # element == group - 1, kept in a register
-        m.d.comb += [rope.position.eq(position[:len(rope.position)]),
-                     rope.i.payload.eq(results.r_data.as_signed())]
-        # One accumulator a cycle (through RoPE for q and k) into a packer: heads for the head
-        # quantizer (attention lanes), vectors for the residual, gate and up paths (lanes).
+        # The heads one result a cycle (RoPE's rate; the head quantizer's input), unpacked from
+        # the FIFO's words of ``drain``; the vectors (residual add, gate, up) a word a cycle.
+        m.submodules.result_unpacker = unpacker = Unpacker(signed(acc_width), 1, drain)
+        to_heads = route <= Route.V
+        m.d.comb += [unpacker.i.payload.data.eq(results.r_data), unpacker.i.valid.eq(
+                         results.r_rdy & draining & to_heads),
+                     results.r_en.eq(draining & Mux(to_heads, unpacker.i.ready, vector_packer.i.ready)),
+                     rope.position.eq(position[:len(rope.position)]),
+                     rope.i.payload.eq(unpacker.o.payload.data[0])]
+        # A head's accumulators (through RoPE for q and k) into a packer to the head quantizer.
         out_valid, out_ready = Signal(), Signal()
         out_data = Signal(signed(acc_width + 1))
         with m.If(head_route):
-            m.d.comb += [rope.i.valid.eq(results.r_rdy & draining),
-                         results.r_en.eq(rope.i.ready & draining),
+            m.d.comb += [rope.i.valid.eq(unpacker.o.valid), unpacker.o.ready.eq(rope.i.ready),
                          out_valid.eq(rope_out.o.valid), rope_out.o.ready.eq(out_ready),
                          out_data.eq(rope_out.o.payload.data)]
         with m.Else():
-            m.d.comb += [out_valid.eq(results.r_rdy & draining),
-                         results.r_en.eq(out_ready & draining), out_data.eq(results.r_data.as_signed())]
-        to_heads = route <= Route.V
-        for packer, here in ((head_packer, to_heads), (vector_packer, ~to_heads)):
-            m.d.comb += [packer.i.valid.eq(out_valid & here), packer.i.payload.data[0].eq(out_data),
-                         packer.i.payload.last.eq(element_last)]
-            with m.If(here):
-                m.d.comb += out_ready.eq(packer.i.ready)
-        with m.If(out_valid & out_ready):
-            next_element = Mux(element_last, 0, element + 1)
-            m.d.sync += [element.eq(next_element), element_last.eq(next_element == group - 1)]
+            m.d.comb += [out_valid.eq(unpacker.o.valid), unpacker.o.ready.eq(out_ready),
+                         out_data.eq(unpacker.o.payload.data[0])]
+        vector_valid = results.r_rdy & draining & ~to_heads
+        m.d.comb += [head_packer.i.valid.eq(out_valid & to_heads), head_packer.i.payload.data[0].eq(out_data),
+                     head_packer.i.payload.last.eq(element_last), out_ready.eq(head_packer.i.ready),
+                     vector_packer.i.valid.eq(vector_valid), vector_packer.i.payload.last.eq(element_last)]
+        m.d.comb += [vector_packer.i.payload.data[j].eq(result_words[j]) for j in range(drain)]
+        step = Mux(to_heads, 1, drain)       # results a transfer into the packer
+        with m.If((out_valid & out_ready & to_heads) | (vector_valid & vector_packer.i.ready)):
+            next_element = Mux(element_last, 0, element + step)
+            m.d.sync += [element.eq(next_element), element_last.eq(next_element == group - step)]
         head_packed, packed = head_packer.o, vector_packer.o
 
         # Q, K, V: per-head int8 codes and scales. A head's scale is taken after its last code,
@@ -910,8 +929,16 @@ class Engine(wiring.Component):
                         m.next = "IDLE"
                     with m.Else():
                         fetch(0)
-        with m.If(self.status.stop & (remaining > 1)):
-            m.d.sync += remaining.eq(1)
+        # stop: the next token out is the last. A token on offer keeps its ``last`` (the stream
+        # rule: a payload holds until taken), so the stop waits for it to be taken.
+        stop_pending = Signal()
+        stopping = self.status.stop | stop_pending
+        with m.If(stopping & self.o.valid & ~self.o.ready):
+            m.d.sync += stop_pending.eq(1)
+        with m.Elif(stopping):
+            m.d.sync += stop_pending.eq(0)
+            with m.If(remaining > 1):
+                m.d.sync += remaining.eq(1)
 
         # -- status --------------------------------------------------------------------------
         # busy until every block is done: a greedy LM head's D comes after the token

@@ -107,8 +107,13 @@ class VectorGenerator(wiring.Component):
                      sampler.top_k.eq(request.top_k), sampler.seed.eq(self.command.payload.seed)]
         with m.If(~idle):
             m.d.sync += cycles.eq(cycles + 1)
-        with m.If(status.stop):
-            m.d.sync += stopping.eq(1)
+        # a stop makes the next token out the last; one on offer keeps its ``last`` (a payload
+        # holds until taken), so the stop waits for it to be taken
+        stop_pending = Signal()
+        with m.If((status.stop | stop_pending) & self.o.valid & ~self.o.ready):
+            m.d.sync += stop_pending.eq(1)
+        with m.Elif(status.stop | stop_pending):
+            m.d.sync += [stopping.eq(1), stop_pending.eq(0)]
 
         index = Signal(range(vocab + 1))        # logits read
         fed = Signal(range(vocab + 1))          # logits offered to the sampler and taken

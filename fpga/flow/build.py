@@ -17,7 +17,7 @@ from pathlib import Path
 
 from fpga.boards import Board, BoardTop
 
-from .synth import ECP5_LUT_MAPPING, FAMILIES
+from .synth import ECP5_LUT_MAPPING, FAMILIES, KEEP_COPIES
 from .tools import TOOLS, find_loader, tool
 
 # Yosys's netlist, the first stage's output, by family.
@@ -122,8 +122,7 @@ def build_options(board: Board) -> dict:
                "ice40": {"synth_opts": "-dsp", "nextpnr_opts": nextpnr},
                # nextpnr's Gowin flow has no clock constraint from Amaranth: the board's clock
                "gowin": {"nextpnr_opts": nextpnr + f" --freq {board.clock_mhz:g}"}}[board.family]
-    if board.distributed_ram:
-        options["script_after_read"] = distributed_ram_script(board)
+    options["script_after_read"] = "\n".join(filter(None, [KEEP_COPIES, distributed_ram_script(board)]))
     return options
 
 

@@ -18,6 +18,12 @@ from amaranth.back import verilog
 
 from .tools import tool
 
+# Copies of a register that the gateware makes on purpose, each for a share of a large fanout,
+# have `keep` on their signal (e.g. the attention head's aligned weight). Yosys would merge them
+# back into one (opt_merge) unless their flip-flop cells carry it too: this gives it to every
+# flip-flop driving a `keep` signal. It runs after the design is read (Verilog: after proc, which
+# makes the flip-flops; Amaranth's RTLIL has them already).
+KEEP_COPIES = "setattr -set keep 1 w:* a:keep %i %ci1:+$dff[Q] t:$dff %i"
 # Yosys scripts per family ({top} and {flatten} filled in). ECP5: synth_ecp5 always maps LUTs
 # with ABC9, and yowasp's ABC9 exits silently with an error on some of our designs; the script runs
 # synth_ecp5 up to its LUT mapping, maps with the classic ``abc -lut 4`` instead, and resumes.
@@ -26,11 +32,15 @@ abc -lut 4
 clean
 """
 ECP5_SCRIPT = """read_verilog {source}
+proc
+""" + KEEP_COPIES + """
 synth_ecp5 -top {top} {flatten} -run :map_luts
 """ + ECP5_LUT_MAPPING + """synth_ecp5 -top {top} {flatten} -run map_cells:
 """
 # iCE40: -dsp maps multipliers to SB_MAC16, as the board flow does (fpga/flow/build.py).
 ICE40_SCRIPT = """read_verilog {source}
+proc
+""" + KEEP_COPIES + """
 synth_ice40 -dsp -top {top} {flatten}
 """
 

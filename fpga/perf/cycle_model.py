@@ -20,7 +20,7 @@ import functools
 
 from hw.attention import AttentionHead
 from hw.dequantizer import Dequantizer
-from hw.engine import RESULT_FIFO_DEPTH, EngineSizes, Phase, narrow_lanes
+from hw.engine import RESULT_FIFO_DEPTH, EngineSizes, Phase, narrow_lanes, result_drain
 from hw.gated_activation import GatedActivation
 from hw.head_quantizer import HeadQuantizer
 from hw.linear import TernaryLinear
@@ -55,23 +55,25 @@ def add(total: dict, part: dict) -> dict:
 
 # -- the matmul and its output path -------------------------------------------------------------
 
-def _produced(n: int, k: int, rows: int, simd: int) -> list[int]:
-    """When each of the ``n`` results leaves the array (from the start transfer), no stalls."""
+def _produced(n: int, k: int, rows: int, simd: int, drain: int) -> list[int]:
+    """When each of the ``n`` results leaves the array (from the start transfer), ``drain`` a
+    transfer, no stalls."""
     chunks = -(-k // simd)
-    period = max(chunks, rows)
+    period = max(chunks, rows // drain)
     latency = TernaryArray.latency_of(simd)
-    return [LOOKUP + (i // rows) * period + chunks + latency + i % rows - 1 for i in range(n)]
+    return [LOOKUP + (i // rows) * period + chunks + latency + (i % rows) // drain - 1 for i in range(n)]
 
 
 @functools.lru_cache(maxsize=None)
 def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
-                head_dim: int) -> tuple[int, int]:
-    """(array busy, the MATMUL instruction's cycles) from the start transfer: results queue in the
-    FIFO and leave one a cycle as the route takes them; ``D·γ`` is made once the norm's D is out
-    (``d_wait`` cycles after the start) while they do. The residual add waits for it from its
+                head_dim: int, drain: int = 1) -> tuple[int, int]:
+    """(array busy, the MATMUL instruction's cycles) from the start transfer: results leave the
+    array ``drain`` a transfer (:func:`hw.engine.result_drain`) into the FIFO, and leave it a word
+    a cycle as a vector route takes them, one result a cycle to the heads; ``D·γ`` is made once
+    the norm's D is out (``d_wait`` cycles after the start) while they do. The residual add waits for it from its
     first element, the head quantizer and the gated activation at a vector's last beat; the
     instruction ends when the route's last write is done and ``D·γ`` is made."""
-    produced = _produced(n, k, sizes.rows, sizes.simd)
+    produced = _produced(n, k, sizes.rows, sizes.simd, drain)
     enabled = max(d_wait, 0) + SCALE_PRODUCT
     heads = route in (Route.Q, Route.K, Route.V)
     lanes = narrow_lanes(sizes.lanes)
@@ -84,19 +86,22 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
     codes_free = 0              # its codes side is free (the previous head's codes are out)
     scale_taken = 0             # the previous head's scale taken (the next one latches after)
     reload = AbsmaxQuantizer.reload_of(lanes)
-    out = -1                    # the previous element's FIFO read
-    queued = []                 # FIFO reads, to stall the array when it is full
+    out = -1                    # the previous element's (a vector's: word's) FIFO read
+    reads = []                  # each FIFO word's read, to stall the array when it is full
     delay = 0
     busy_end = 0
     end = 0
     for i, ready in enumerate(produced):
-        if i >= RESULT_FIFO_DEPTH:                    # the array stalls on a full FIFO
-            delay = max(delay, queued[i - RESULT_FIFO_DEPTH] + 1 - ready)
+        word, part = divmod(i, drain)
+        if part == 0 and word >= RESULT_FIFO_DEPTH:      # the array stalls on a full FIFO
+            delay = max(delay, reads[word - RESULT_FIFO_DEPTH] + 1 - ready)
         ready += delay
         busy_end = ready
+        if not heads and part:              # a vector's word is read whole
+            continue
         t = max(ready + 1, out + 1)
         held = ((route == Route.V and i % head_dim == head_dim - 1)     # a last beat waits for D·γ
-                or (route == Route.UP and i == n - 1))
+                or (route == Route.UP and i + drain >= n))
         if route == Route.RESIDUAL or held:
             t = max(t, enabled)
         if heads and i % head_dim == 0:
@@ -106,7 +111,8 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
             else:
                 t = max(t, quantizer_free - lanes + 1)
         out = t
-        queued.append(t)
+        if not heads or part == drain - 1:     # (the heads' Unpacker takes a word with its last part)
+            reads.append(t)
         if heads and i % head_dim == head_dim // 2:
             first_b = t
         if heads and i % head_dim == head_dim - 1:
@@ -214,6 +220,7 @@ def body_cycles(cfg, sizes: EngineSizes, position: int) -> dict:
     """Cycles by phase of the layers at ``position`` (EMBED to STEP: a prompt token)."""
     steps = program(cfg)
     shapes = dict(zip(MATRICES, cfg.linear_shapes().values()))
+    drain = result_drain(sizes.rows, sizes.lanes, [n for n, _ in shapes.values()])
     total = phases()
     d_wait = 0              # cycles from the end of the latest NORM to its D
     previous = None
@@ -243,7 +250,7 @@ def body_cycles(cfg, sizes: EngineSizes, position: int) -> dict:
         elif step.op == Op.MATMUL:
             n, k = shapes[step.name]
             busy, end = output_path(n, k, step.route, d_wait - FETCH - START, sizes,
-                                    cfg.dim_per_head)
+                                    cfg.dim_per_head, drain)
             add(total, phases(control=FETCH + START, matmul=busy, vector=max(0, end - busy)))
             d_wait = 0
         previous = step

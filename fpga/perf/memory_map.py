@@ -10,7 +10,7 @@ none), small ROMs to logic, the rest to block RAM in the aspect ratio that needs
 import dataclasses
 import functools
 
-from hw.engine import RESULT_FIFO_DEPTH, narrow_lanes
+from hw.engine import RESULT_FIFO_DEPTH, narrow_lanes, result_drain
 from hw.linear import weight_columns
 from hw.protocol import MAX_PAYLOAD, TOKEN_BYTES
 from hw.gated_activation import GatedActivation
@@ -68,6 +68,7 @@ def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
                                   cfg.num_key_value_heads, cfg.max_position_embeddings)
     vocab, longest = cfg.vocab_size, max(hidden, ffn)
     narrow = narrow_lanes(lanes)                  # the head quantizer's lanes
+    drain = result_drain(rows, lanes, [n for n, _ in cfg.linear_shapes().values()])
     acc = acc_bits(longest)                       # TernaryLinear's accumulators
     gated_act = GatedActivation.act_bits_of(cfg.hidden_act, acc)
     rms_width = max(RES_BITS, GatedActivation.out_bits_of(cfg.hidden_act))     # as the engine's
@@ -114,7 +115,7 @@ def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
         Memory("q_scales", SCALE_WORD, heads),
         Memory("gains", GAIN_BITS * lanes, (layers * (3 * hidden + ffn) + hidden) // lanes,
                rom=True),
-        Memory("results/storage", acc, RESULT_FIFO_DEPTH - 1),
+        Memory("results/storage", acc * drain, RESULT_FIFO_DEPTH - 1),      # words of `drain` results
     ]
     if cfg.hidden_act == "silu":
         mems.append(Memory("gated/sigmoid", SIGMOID_FRAC, SIGMOID_TABLE.size, rom=True))

@@ -2,7 +2,11 @@
 """The synthesis flow behind ``tritium bench array`` (one small place-and-route), and the writer of
 docs/benchmarks.md sections."""
 
+import json
+
 import pytest
+from amaranth import Cat, Elaboratable, Module, Signal
+from amaranth.back import verilog
 
 from fpga.bench import array as array_bench, write_section
 from fpga.flow import synth
@@ -21,6 +25,33 @@ def test_small_array_places_and_routes_on_ice40(tmp_path):
     assert array_bench.pnr_cells(dict(pnr_luts=result.pnr_luts, pnr_ffs=None)) == f"{result.pnr_luts} LC"
     assert 1 < result.fmax_mhz < 1000
     assert (tmp_path / "report.json").exists()
+
+
+class RegisterCopies(Elaboratable):
+    """One register's input into two registers (marked ``keep`` when ``keep``), each to an output."""
+
+    def __init__(self, keep):
+        self.keep = keep
+        self.d, self.o = Signal(4), Signal(8)
+
+    def elaborate(self, platform):
+        m = Module()
+        copies = [Signal(4, name=f"copy{c}", attrs={"keep": 1} if self.keep else {}) for c in range(2)]
+        m.d.sync += [copy.eq(self.d) for copy in copies]
+        m.d.comb += self.o.eq(Cat(*copies))
+        return m
+
+
+@pytest.mark.parametrize("keep, flip_flops", [(True, 8), (False, 4)])
+def test_register_copies_marked_keep_stay_apart(tmp_path, keep, flip_flops):
+    """KEEP_COPIES: copies of a register marked ``keep`` (to share out a fanout) survive ECP5
+    synthesis; unmarked, Yosys merges them into one."""
+    design = RegisterCopies(keep)
+    (tmp_path / "block.v").write_text(verilog.convert(design, name="block", ports=[design.d, design.o]))
+    synth.run_yosys(synth.ECP5_SCRIPT.format(source="block.v", top="block", flatten="")
+                    + "tee -q -o stat.json stat -json\n", tmp_path)
+    cells = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
+    assert cells.get("TRELLIS_FF") == flip_flops
 
 
 def test_benchmark_sections_are_replaced_not_duplicated(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from amaranth import Elaboratable, Module, signed
 from amaranth.lib import data, memory, wiring
 
-from hw.attention import AttentionHead
+from hw.attention import LANES_PER_ALIGNED, AttentionHead
 from hw.scale_unit import scale_layout
 from hw.testing import dequantized, run, stream_get, stream_put
 from model import numerics as nx
@@ -206,11 +206,13 @@ def test_next_query_while_the_previous_output_is_made(lanes, stall):
 
 def test_deep_adder_tree():
     """33 lanes: the adder tree outlasts the score coefficient's products, so the coefficient waits
-    for the dot product; results and cycles as documented."""
+    for the dot product, and the values pass's aligned weight has three copies (one a
+    ``LANES_PER_ALIGNED`` lanes, the last for one lane); results and cycles as documented."""
     print("seed 7")
     d = 33
     dut = AttentionHead(head_dim=d, lanes=d, max_positions=3)
     assert AttentionHead.stages_of(d)["product"] > AttentionHead.stages_of(d)["coef"]
+    assert -(-d // LANES_PER_ALIGNED) == 3
     check_results_and_cycles(dut, np.random.default_rng(7), 3, 2, seed=7)
 
 

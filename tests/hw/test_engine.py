@@ -83,6 +83,47 @@ def test_engine_matches_integer_model(tmp_path, seed, overrides, params, tempera
     assert tokens == expected
 
 
+def test_stop_waits_for_the_token_on_offer(tmp_path):
+    """``stop`` while a token waits to be taken: that token keeps ``last`` low (a payload holds
+    until it is taken) and the next one is the last; the generation ends there."""
+    model = tiny_model(tmp_path, 1)
+    engine = Engine(model, rows=2, simd=8, lanes=2, k_max=4)
+    expected = model.generate([3], 2)
+    got = []
+
+    async def drive(ctx):
+        for payload in (command(Command.RESET), command(Command.TOKEN, token=3),
+                        command(Command.GENERATE, count=5)):
+            ctx.set(engine.command.payload, payload)
+            ctx.set(engine.command.valid, 1)
+            await ctx.tick().until(engine.command.ready)
+            ctx.set(engine.command.valid, 0)
+            await ctx.tick()
+            await ctx.tick().until(~engine.status.busy)
+
+    async def collect(ctx):
+        await ctx.tick().until(engine.o.valid)
+        for _ in range(3):
+            await ctx.tick()                              # the token waits
+        ctx.set(engine.status.stop, 1)
+        await ctx.tick()
+        ctx.set(engine.status.stop, 0)
+        for _ in range(3):
+            assert (ctx.get(engine.o.valid), ctx.get(engine.o.payload.last)) == (1, 0)
+            await ctx.tick()
+        while len(got) < 2:
+            ctx.set(engine.o.ready, 1)
+            _, _, valid, payload = await ctx.tick().sample(engine.o.valid, engine.o.payload)
+            if valid:
+                got.append((int(payload.token), int(payload.last)))
+        ctx.set(engine.o.ready, 0)
+        await ctx.tick().until(~engine.status.busy)
+        assert ctx.get(engine.status.tokens) == 2
+
+    run(engine, [drive, collect], max_cycles=100_000, vcd_name="engine_stop")
+    assert got == [(expected[0], 0), (expected[1], 1)]
+
+
 def test_engine_loads_its_weights_from_spi_flash(tmp_path):
     """The UP5K way: weights in a RAM filled from (a model of) SPI flash at boot."""
     model = tiny_model(tmp_path, 4)
