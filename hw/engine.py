@@ -461,6 +461,10 @@ class Engine(wiring.Component):
         # A residual add followed by a NORM of H forwards its sums into the RmsQuantizer as they
         # are written (``forward``, that norm's ``forward_index``): the NORM then has no read pass.
         forward, forward_index = Signal(), Signal(range(len(gains)))
+        # EMBED and NORM decoded into registers of their own: they steer the Dequantizer's input
+        # and H's writes, where ``op`` through a comparison was the ULX3S-85F's slowest path
+        # (op's register to the Dequantizer's offset adder, 13 of 17 ns routing)
+        op_embed, op_norm = Signal(init=op.init == Op.EMBED), Signal(init=op.init == Op.NORM)
         with m.Switch(pc):
             for i, step in enumerate(steps):
                 following = steps[i + 1] if i + 1 < len(steps) else None
@@ -468,7 +472,8 @@ class Engine(wiring.Component):
                             and following is not None and following.op == Op.NORM
                             and following.source == Source.H)
                 with m.Case(i):
-                    m.d.sync += [op.eq(step.op), layer.eq(step.layer), index.eq(step.index),
+                    m.d.sync += [op.eq(step.op), op_embed.eq(step.op == Op.EMBED),
+                                 op_norm.eq(step.op == Op.NORM), layer.eq(step.layer), index.eq(step.index),
                                  source.eq(step.source), sink.eq(step.sink), route.eq(step.route),
                                  forward.eq(forwards), forward_index.eq(following.index if forwards else 0)]
 
@@ -663,7 +668,7 @@ class Engine(wiring.Component):
         # The Dequantizer's input: the embedding row (EMBED), the attention output (NORM: only the
         # attn_sub_norm's has one) or the residual's sums (MATMUL); its output into H, or into the
         # norm for the attention.
-        to_norm = op == Op.NORM
+        to_norm = op_norm
 
         def dequantize(source):
             """``source`` (data, scale, last; no addend) into the Dequantizer, element by element
@@ -673,7 +678,7 @@ class Engine(wiring.Component):
                          deq.i.payload.last.eq(source.payload.last)]
             m.d.comb += [deq.i.payload.data[e].eq(source.payload.data[e]) for e in range(lanes)]
 
-        with m.If(op == Op.EMBED):
+        with m.If(op_embed):
             dequantize(table.embedding)
         with m.Elif(to_norm):
             dequantize(attention_out.o)
@@ -704,8 +709,8 @@ class Engine(wiring.Component):
             m.d.sync += forwarded.eq(1)
         with m.If(in_norm & (source == Source.H) & ~forwarded):
             read_pass(m, reading, read_addr, hidden // lanes, read_advance, (read_valid,))
-        m.d.comb += [h_read.addr.eq(Mux(op == Op.NORM, read_addr, join_addr)),
-                     h_read.en.eq(Mux(op == Op.NORM, read_advance, join_advance))]
+        m.d.comb += [h_read.addr.eq(Mux(op_norm, read_addr, join_addr)),
+                     h_read.en.eq(Mux(op_norm, read_advance, join_advance))]
         with m.If(read_advance):
             m.d.sync += [read_valid.eq(reading), read_last.eq(read_addr == hidden // lanes - 1)]
 
