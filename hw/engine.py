@@ -552,7 +552,7 @@ class Engine(wiring.Component):
         head_route = (route == Route.Q) | (route == Route.K)
         group = Mux(route <= Route.V, d, Mux(route == Route.RESIDUAL, hidden, ffn))
         element = Signal(range(max(hidden, ffn) + 1))
-        element_last = Signal()          # element == group - 1, kept in a register
+        element_last = Signal()          # the transfer into the packer ends the group, kept in a register
         # The heads one result a cycle (RoPE's rate; the head quantizer's input), unpacked from
         # the FIFO's words of ``drain``; the vectors (residual add, gate, up) a word a cycle.
         m.submodules.result_unpacker = unpacker = Unpacker(signed(acc_width), 1, drain)

@@ -22,8 +22,9 @@ from . import Board
 # 32 multipliers (18 ns of it routing; 2026-12-06).
 ENGINE_85F = EngineSizes(rows=8, simd=32, lanes=4, attention_lanes=16, head_lanes=32)
 # The explorer's choice for the 45F (tritium explore --board ulx3s-45f; docs/performance.md):
-# 24,449 LUTs, 44 block RAMs, 68 multipliers, fmax 66.02 MHz; 5,984 cycles a token in the SoC
-# simulation, 10,026 tok/s at 60 MHz (2026-12-06). Before it 2×32 with lanes 2/4/16: 18,555 LUTs,
+# with the matmul's results two a cycle (hw.engine.result_drain) 24,530 LUTs, 44 block RAMs, 68
+# multipliers, fmax 62.87 MHz; 5,368 cycles a token in the SoC simulation, 11,177 tok/s at 60 MHz
+# (2026-12-06). One a cycle: 24,449 LUTs, 66.02 MHz, 5,984 cycles, 10,026 tok/s. Before it 2×32 with lanes 2/4/16: 18,555 LUTs,
 # 47 block RAMs, 58 multipliers, 62.32 MHz, 7,030 cycles, 8,535 tok/s (22,477 LUTs and 42
 # multipliers with the int8 products in the fabric, 34,720 LUTs and 22.4 MHz with the first blocks;
 # 4×8 with lanes 2/4/4 before it)
@@ -46,8 +47,9 @@ BOARDS = [
           ENGINE_85F, clock_mhz=60.0, baud=3_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=("gated/buffer",), placer="static",
           placer_seed=5, vector_lanes=8),
-    # 66.02 MHz post-route asking 60 MHz with nextpnr's static placer and seed 3 (4×32, 4/8/8,
-    # 2026-12-06, 24,449 LUTs, 467 s). At 2×32 2/4/16: 62.32 MHz with the UART at 3 Mbaud (18,555
+    # 62.87 MHz post-route asking 60 MHz with nextpnr's static placer and seed 3 (4×32, 4/8/8,
+    # results two a cycle, 2026-12-06, 24,530 LUTs, 844 s with other jobs running); one a cycle
+    # 66.02 MHz (24,449 LUTs, 467 s). At 2×32 2/4/16: 62.32 MHz with the UART at 3 Mbaud (18,555
     # LUTs); at 1 Mbaud 61.22 MHz with the same placer and seed (2026-12-05, 18,581 LUTs, 162 s;
     # 72.30 and 68.09 on the two engines before; 59.67 before the engine's scale
     # products were registered). Earlier: 70.26 with seed 3 (18,722 LUTs), 65.92 with seed 2;
