@@ -465,6 +465,11 @@ class Engine(wiring.Component):
         # and H's writes, where ``op`` through a comparison was the ULX3S-85F's slowest path
         # (op's register to the Dequantizer's offset adder, 13 of 17 ns routing)
         op_embed, op_norm = Signal(init=op.init == Op.EMBED), Signal(init=op.init == Op.NORM)
+        # and the route likewise, one register a route (and the heads', and RoPE's): they steer the
+        # output path, where ``route`` through comparisons to the result FIFO's read enable was the
+        # slowest path (56.6 MHz at 32 attention lanes)
+        routes = {r: Signal(name=f"route_{r.name.lower()}", init=route.init == r) for r in Route}
+        route_heads, route_rope = Signal(init=route.init <= Route.V), Signal(init=route.init <= Route.K)
         with m.Switch(pc):
             for i, step in enumerate(steps):
                 following = steps[i + 1] if i + 1 < len(steps) else None
@@ -475,7 +480,9 @@ class Engine(wiring.Component):
                     m.d.sync += [op.eq(step.op), op_embed.eq(step.op == Op.EMBED),
                                  op_norm.eq(step.op == Op.NORM), layer.eq(step.layer), index.eq(step.index),
                                  source.eq(step.source), sink.eq(step.sink), route.eq(step.route),
-                                 forward.eq(forwards), forward_index.eq(following.index if forwards else 0)]
+                                 forward.eq(forwards), forward_index.eq(following.index if forwards else 0),
+                                 route_heads.eq(step.route <= Route.V), route_rope.eq(step.route <= Route.K)]
+                    m.d.sync += [flag.eq(step.route == r) for r, flag in routes.items()]
 
         # Per-matrix and per-norm constants.
         gamma = Signal(scale)
@@ -548,15 +555,15 @@ class Engine(wiring.Component):
         # last beat, which waits for it)
         acc_issued, acc_valid = Signal(), Signal()
         draining = Signal()
-        m.d.comb += draining.eq(in_matmul & (acc_valid | (route != Route.RESIDUAL)))
-        head_route = (route == Route.Q) | (route == Route.K)
-        group = Mux(route <= Route.V, d, Mux(route == Route.RESIDUAL, hidden, ffn))
+        m.d.comb += draining.eq(in_matmul & (acc_valid | ~routes[Route.RESIDUAL]))
+        head_route = route_rope
+        group = Mux(route_heads, d, Mux(routes[Route.RESIDUAL], hidden, ffn))
         element = Signal(range(max(hidden, ffn) + 1))
         element_last = Signal()          # the transfer into the packer ends the group, kept in a register
         # The heads one result a cycle (RoPE's rate; the head quantizer's input), unpacked from
         # the FIFO's words of ``drain``; the vectors (residual add, gate, up) a word a cycle.
         m.submodules.result_unpacker = unpacker = Unpacker(signed(acc_width), 1, drain)
-        to_heads = route <= Route.V
+        to_heads = route_heads
         m.d.comb += [unpacker.i.payload.data.eq(results.r_data), unpacker.i.valid.eq(
                          results.r_rdy & draining & to_heads),
                      results.r_en.eq(draining & Mux(to_heads, unpacker.i.ready, vector_packer.i.ready)),
@@ -616,7 +623,7 @@ class Engine(wiring.Component):
                     (Route.Q, None, None, q_write.en, q_scale_write.en),
                     (Route.K, kv.k, kv.k_scale, None, None),
                     (Route.V, kv.v, kv.v_scale, None, None)):
-                here = route == r
+                here = routes[r]
                 if codes_in is not None:
                     m.d.comb += [codes_in.valid.eq(code_taken & here),
                                  codes_in.payload.data.eq(head_codes.payload.data),
@@ -631,7 +638,7 @@ class Engine(wiring.Component):
         gate_addr = Signal(range(ffn // lanes + 1))
         m.d.comb += gate_write.addr.eq(gate_addr)
         m.d.comb += [gate_write.data[e].eq(packed.payload.data[e]) for e in range(lanes)]
-        with m.If(route == Route.GATE):
+        with m.If(routes[Route.GATE]):
             m.d.comb += [packed.ready.eq(1), gate_write.en.eq(packed.valid)]
             with m.If(packed.valid):
                 m.d.sync += gate_addr.eq(gate_addr + 1)
@@ -641,14 +648,14 @@ class Engine(wiring.Component):
         join_valid, join_last = Signal(), Signal()
         join_data = Signal(data.ArrayLayout(signed(acc_width), lanes))
         join_addr = Signal(range(max(hidden, ffn) // lanes + 1))
-        joins = (route == Route.RESIDUAL) | (route == Route.UP)
+        joins = routes[Route.RESIDUAL] | routes[Route.UP]
         up_hold = join_last & ~acc_valid
-        join_ready = Mux(route == Route.RESIDUAL, deq_in.i.ready, gated_in.i.ready & ~up_hold)
+        join_ready = Mux(routes[Route.RESIDUAL], deq_in.i.ready, gated_in.i.ready & ~up_hold)
         join_advance = ~join_valid | join_ready
-        m.d.comb += [deq_in.i.valid.eq(join_valid & (route == Route.RESIDUAL)),
+        m.d.comb += [deq_in.i.valid.eq(join_valid & routes[Route.RESIDUAL]),
                      deq_in.i.payload.addend.eq(h_read.data),
                      deq_in.i.payload.last.eq(join_last), deq_in.i.payload.scale.eq(acc_scale),
-                     gated_in.i.valid.eq(join_valid & (route == Route.UP) & ~up_hold),
+                     gated_in.i.valid.eq(join_valid & routes[Route.UP] & ~up_hold),
                      gated_in.i.payload.gate.eq(gate_read.data), gated_in.i.payload.up.eq(join_data),
                      gated_in.i.payload.last.eq(join_last),
                      gated.gate_scale.eq(gate_scale), gated.up_scale.eq(acc_scale),
