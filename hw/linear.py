@@ -116,10 +116,20 @@ class TernaryLinear(wiring.Component):
                 "data": data.ArrayLayout(signed(self._array.acc_width), drain), "mask": drain, "last": 1}))),
             "busy": Out(1),
         })
+        # The product's progress (for the proofs: tests/hw/test_formal.py): its tiles and the tiles
+        # whose words were issued, the array's output rows taken, and the feed's read (s1) and skid
+        # stages' valid and ``last`` flags (a tile's last word). (Named as they were: the first of
+        # each pair unnamed, so the netlist is unchanged.)
+        tile_range = range(max(self._tiles) + 1)
+        self.tiles, self.tile = Signal(tile_range), Signal(tile_range, name="tile")
+        self.produced = Signal(range(max(t * rows for t in self._tiles) + 1), name="produced")
+        self.s1_valid, self.s1_last = Signal(), Signal(name="s1_last")
+        self.skid_valid, self.skid_last = Signal(), Signal(name="skid_last")
 
     shapes = property(lambda self: list(self._shapes))
     rows = property(lambda self: self._rows)
     simd = property(lambda self: self._simd)
+    array = property(lambda self: self._array)             # its TernaryArray (for the proofs)
     drain = property(lambda self: self._array.drain)
     acc_width = property(lambda self: self._array.acc_width)
     x_words = property(lambda self: max(self._k_words))    # the activation buffer's words of simd codes
@@ -237,7 +247,7 @@ class TernaryLinear(wiring.Component):
         matrix = Signal(range(len(self._shapes)))
         base = Signal(range(self.rom_words + 1))
         k_words, k_words_of = Signal(range(max(self._k_words) + 1)), Signal(range(max(self._k_words) + 1))
-        tiles, tiles_of = Signal(range(max(self._tiles) + 1)), Signal(range(max(self._tiles) + 1))
+        tiles, tiles_of = self.tiles, Signal(range(max(self._tiles) + 1))
         n_max = max(n for n, _ in self._shapes)
         n_out, n_out_of = Signal(range(n_max + 1)), Signal(range(n_max + 1))
         with m.Switch(matrix):
@@ -250,12 +260,12 @@ class TernaryLinear(wiring.Component):
         # The ROM's read enable (a clock enable on every block RAM of the matrix) comes from one
         # register, never from the array's ready: a beat the array does not take waits in the skid
         # register while the read behind it completes, and the reads stop until it has left.
-        tile = Signal(range(max(self._tiles) + 1))
+        tile = self.tile
         word = Signal(range(max(self._k_words) + 1))
         issue = Signal()
         advance = Signal()
-        s1_valid, s1_last = Signal(), Signal()
-        skid_valid, skid_last = Signal(), Signal()
+        s1_valid, s1_last = self.s1_valid, self.s1_last
+        skid_valid, skid_last = self.skid_valid, self.skid_last
         skid_w = Signal(len(Value.cast(w_read_data)), reset_less=True)    # (data: not reset, as the
         skid_x = Signal(len(Value.cast(x_read.data)), reset_less=True)    # array's datapath)
         taken = array.w.valid & array.w.ready
@@ -291,7 +301,7 @@ class TernaryLinear(wiring.Component):
 
         # -- results: the padded rows masked, and dropped where a transfer has only those ---------
         drain = self.drain
-        produced = Signal(range(max(t * rows for t in self._tiles) + 1))     # rows before this transfer
+        produced = self.produced                  # rows before this transfer
         real = produced < n_out
         m.d.comb += [*(self.o.payload.data[j].eq(array.o.payload.data[j][0]) for j in range(drain)),
                      self.o.payload.mask.eq(Cat(produced + j < n_out for j in range(drain))),

@@ -88,6 +88,15 @@ class AbsmaxQuantizer(wiring.Component):
         })
         # in EMIT, and a beat in the emit pipeline (for the proofs: tests/hw/test_formal.py)
         self.emitting, self.in_flight = Signal(), Signal()
+        # and for a client's proofs (the RmsQuantizer's, with no bank): the load side holds a whole
+        # token, the divider's step, the token's beats, the second pass's beats taken and its last
+        # beat taken; ``fsm`` once elaborated (its ``state`` register and ``encoding``)
+        self.load_done = Signal(name="load_done")
+        self.step = Signal(range(QUOTIENT_BITS), name="step")
+        self.length = Signal(range(self._depth + 1), name="length")
+        self.read_addr = Signal(range(self._depth + 1), name="read_addr")
+        self.replayed = Signal(name="replayed")
+        self.fsm = None
 
     width = property(lambda self: self._width)
     lanes = property(lambda self: self._lanes)
@@ -130,9 +139,9 @@ class AbsmaxQuantizer(wiring.Component):
         # the token being stored (load side) and the one being divided and emitted
         load_peak, peak = Signal(unsigned(width)), Signal(unsigned(width))
         load_length = Signal(range(self._depth + 1))   # beats stored
-        length = Signal(range(self._depth + 1))
+        length = self.length
         load_overflowed = Signal()
-        load_done = Signal()                      # the load side holds a whole token
+        load_done = self.load_done                # the load side holds a whole token
         load_bank, bank = Signal(), Signal()      # (with one bank both stay 0)
         idle = Signal()                           # nothing is being divided or emitted
         shift = Signal(range(field + 1))          # left shift that puts peak's leading one at field-1
@@ -140,10 +149,10 @@ class AbsmaxQuantizer(wiring.Component):
         quotient = Signal(QUOTIENT_BITS)          # floor((2^33 − 1) / m_n)
         recip = Signal(QUOTIENT_BITS)             # R = quotient + 1
         remainder = Signal(NORM_MAX_BITLEN + 1)
-        step = Signal(range(QUOTIENT_BITS))       # quotient bit made next (two a cycle, down to 0)
-        read_addr = Signal(range(self._depth + 1))   # (no bank: the second pass's beats taken)
+        step = self.step                          # quotient bit made next (two a cycle, down to 0)
+        read_addr = self.read_addr                # (no bank: the second pass's beats taken)
         emitting = self.emitting                  # in EMIT (no bank: ``i`` carries the second pass)
-        replayed = Signal()                       # no bank: the second pass's last beat was taken
+        replayed = self.replayed                  # no bank: the second pass's last beat was taken
 
         def normalize(v):
             """|v| (unsigned, ``width`` bits) with the current shift, top 17 bits kept."""
@@ -221,7 +230,7 @@ class AbsmaxQuantizer(wiring.Component):
             m.d.comb += self.i.ready.eq(~load_done & (idle if self._banks == 1 else 1))
         with m.If(load_take & self.i.payload.last):
             m.d.sync += load_done.eq(1)
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("NORMALIZE"):
                 # the stored token moves over (its bank, peak and length), the load side is free
                 m.d.comb += idle.eq(1)
@@ -259,5 +268,6 @@ class AbsmaxQuantizer(wiring.Component):
                     drained = read_pass(m, issue, read_addr, length, advance, [v for v, _ in stages])
                 with m.If(drained):
                     m.next = "NORMALIZE"
+        self.fsm = fsm
         m.d.comb += self.o.payload.peak.eq(peak)
         return m

@@ -116,6 +116,18 @@ class RmsQuantizer(wiring.Component):
             "overflow": Out(1),
             **scale_unit_members(shared_scale, exp_bits, self.scale_int_bits),
         })
+        # The AbsmaxQuantizer, and what ties the feed and the scale program to it (for the proofs:
+        # tests/hw/test_formal.py): its first code still to come (``peak_pending``), the first pass
+        # in it (``second``), the read passes left to issue, the feed's valid and ``last`` flags (read,
+        # register, normalize; the multiply's are the AbsmaxQuantizer's ``i``), and ``fsm`` once
+        # elaborated (its ``state`` register and ``encoding``).
+        self.quantizer = AbsmaxQuantizer(width=self.product_bits, lanes=lanes,
+                                         max_length=self._depth * lanes, banks=0)
+        self.peak_pending, self.second = Signal(name="peak_pending"), Signal(name="second")
+        self.passes = Signal(range(3), name="passes")
+        self.feed_valid = [Signal(name=f"s{n}_valid") for n in (1, 2, 3)]
+        self.feed_last = [Signal(name=f"s{n}_last") for n in (1, 2, 3)]
+        self.fsm = None
 
     width = property(lambda self: self._width)
     lanes = property(lambda self: self._lanes)
@@ -141,8 +153,7 @@ class RmsQuantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         width, lanes = self._width, self._lanes
-        m.submodules.quantizer = quantizer = AbsmaxQuantizer(
-            width=self.product_bits, lanes=lanes, max_length=self._depth * lanes, banks=0)
+        m.submodules.quantizer = quantizer = self.quantizer
         unit = scale_unit_of(m, self, exp_bits=len(self.gain_exp), int_bits=self.scale_int_bits)
         entry = sign_magnitude(width)
         m.submodules.buffer = buffer = memory.Memory(
@@ -160,10 +171,10 @@ class RmsQuantizer(wiring.Component):
         e = Signal(range(max(width - NORM_MAX_BITLEN, 0) + 1))
         sum_sq = Signal(self._sum_bits)
         u_peak = Signal(self.product_bits)
-        peak_pending = Signal()                      # u_peak is the next code's peak
+        peak_pending = self.peak_pending             # u_peak is the next code's peak
         peak_zero = Signal()
-        passes = Signal(range(3))                    # read passes of the token left to issue
-        second = Signal()                            # the first pass is in the AbsmaxQuantizer
+        passes = self.passes                         # read passes of the token left to issue
+        second = self.second                         # the first pass is in the AbsmaxQuantizer
 
         # -- load: magnitudes and signs (register), then the buffer write and OR of |x| ------------
         in_beat, in_valid = register_sign_magnitude(m, self.i, width, lanes)
@@ -191,8 +202,7 @@ class RmsQuantizer(wiring.Component):
         first_pass_in = Signal()                     # the first pass's last product is taken
         m.d.comb += first_pass_in.eq(quantizer.i.valid & quantizer.i.ready & quantizer.i.payload.last
                                      & ~second)
-        s1_valid, s1_last, s2_valid, s2_last, s3_valid, s3_last = (
-            Signal(name=f"s{n}_{kind}") for n in (1, 2, 3) for kind in ("valid", "last"))
+        (s1_valid, s2_valid, s3_valid), (s1_last, s2_last, s3_last) = self.feed_valid, self.feed_last
         m.d.comb += [rd.addr.eq(read_addr), rd.en.eq(advance),
                      self.gain.addr.eq(read_addr), self.gain.en.eq(advance)]
         stored = Signal(data.ArrayLayout(entry, lanes))
@@ -229,7 +239,7 @@ class RmsQuantizer(wiring.Component):
         integers = {"sum_sq": (sum_sq, 2 * e), "peak": (u_peak, e - self.gain_exp)}
         dequant = program.results["dequant"]
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("LOAD"):
                 m.d.comb += self.i.ready.eq(1)
                 with m.If(self.i.valid):
@@ -261,4 +271,5 @@ class RmsQuantizer(wiring.Component):
                 with m.If(passes == 0):
                     m.d.sync += [length.eq(0), x_bits.eq(0), overflowed.eq(0)]
                     m.next = "LOAD"
+        self.fsm = fsm
         return m

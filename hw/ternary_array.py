@@ -98,6 +98,17 @@ class TernaryArray(wiring.Component):
             "x": In(stream.Signature(self.x_layout)),
             "o": Out(stream.Signature(self.o_layout)),
         })
+        # Where a tile is (for the proofs: tests/hw/test_formal.py): the registered beat's valid flag
+        # (and the beat: its ``last``), each adder-tree stage's valid and last flags, the banks' full
+        # flags, the bank the next tile finishes into and ``o``'s bank, and ``o``'s group of rows in
+        # it. (``fill`` unnamed, as it was: the netlist is unchanged.)
+        self.x_valid = Signal(name="x_valid")
+        self.x_in = Signal(self.x_layout, reset_less=True, name="x_in")
+        self.stage_valid = [Signal(name=f"valid_s{s}") for s in range(self.tree_stages)]
+        self.stage_last = [Signal(name=f"last_s{s}") for s in range(self.tree_stages)]
+        self.full = [Signal(name=f"full{b}") for b in range(2)]
+        self.fill, self.read = Signal(), Signal(name="read")
+        self.group = Signal(range(self.groups), name="group")
 
     rows = property(lambda self: self._rows)
     cols = property(lambda self: self._cols)
@@ -183,16 +194,15 @@ class TernaryArray(wiring.Component):
         # the adder tree, the accumulators and results) are not reset: their valid flags are, and
         # the reset net, left to reach thousands of them across the die, was the ULX3S-85F's slowest
         # path (17.9 ns of routing).
-        x_in = Signal(self.x_layout, reset_less=True)
+        x_in = self.x_in
         w_in = Signal(self.w_layout, reset_less=True)
-        x_valid = Signal()
+        x_valid = self.x_valid
         with m.If(advance):
             m.d.sync += [x_in.eq(self.x.payload), w_in.eq(self.w.payload), x_valid.eq(beat)]
 
         # The beat's progress through the adder tree: one valid and last flag for all rows.
         stages = self.tree_stages
-        valid = [Signal(name=f"valid_s{s}") for s in range(stages)]
-        last = [Signal(name=f"last_s{s}") for s in range(stages)]
+        valid, last = self.stage_valid, self.stage_last
         with m.If(advance):
             m.d.sync += [valid[0].eq(x_valid), last[0].eq(x_in.last)]
             m.d.sync += [valid[s].eq(valid[s - 1]) for s in range(1, stages)]
@@ -204,9 +214,9 @@ class TernaryArray(wiring.Component):
         # ``drain`` rows a transfer.
         result = [[Signal(data.ArrayLayout(signed(self._acc_width), cols), name=f"result{b}_row{r}",
                           reset_less=True) for r in range(rows)] for b in range(2)]
-        full = [Signal(name=f"full{b}") for b in range(2)]
-        fill, read = Signal(), Signal()          # the bank the next tile finishes into; o's bank
-        group = Signal(range(groups))            # o's group of rows in its bank
+        full = self.full
+        fill, read = self.fill, self.read        # the bank the next tile finishes into; o's bank
+        group = self.group                       # o's group of rows in its bank
         take = Signal()
         emptied = Signal()                       # o takes its bank's last group this cycle
         m.d.comb += [take.eq(self.o.valid & self.o.ready), emptied.eq(take & (group == groups - 1))]

@@ -11,8 +11,8 @@ component, where it must fail."""
 
 import numpy as np
 import pytest
-from amaranth import Elaboratable, Module, Mux, ResetSignal, Signal, Value, unsigned
-from amaranth.hdl import Assert, Assume
+from amaranth import Cat, Elaboratable, Module, Mux, ResetSignal, Signal, Value, unsigned
+from amaranth.hdl import Assert, Assume, Fragment
 from amaranth.lib import stream
 from amaranth.lib.wiring import Out
 
@@ -255,7 +255,8 @@ class StreamRuleHarness(Elaboratable):
     """Every input stream of ``dut`` keeps the stream rule (assumed); then every output stream does
     (asserted) but those named in ``unproved``, with ``invariants(dut)`` (asserted too: what makes
     the proof inductive). ``depth``: the k-induction's, deeper where an unreachable state breaks
-    the rule only after a pipeline of more than ``depth`` cycles has drained."""
+    the rule only after a pipeline of more than ``depth`` cycles has drained. ``dut`` is elaborated
+    first, so the invariants may read an FSM it exposes (``fsm``: :func:`ongoing`)."""
 
     def __init__(self, dut, invariants=None, unproved=(), depth=3):
         self.dut, self.invariants, self.unproved = dut, invariants, set(unproved)
@@ -263,7 +264,8 @@ class StreamRuleHarness(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.dut = dut = self.dut
+        dut = self.dut
+        m.submodules.dut = Fragment.get(dut, platform)
         checked = 0
         for name, port, out in stream_ports(dut):
             if not (out and name in self.unproved):
@@ -288,10 +290,91 @@ def host_link_invariants(dut):
     return [Assert(~(prompting & dut.rx.ready), "a token offered while the decoder writes the buffer")]
 
 
+def ongoing(fsm, *states):
+    """Whether ``fsm`` (an elaborated component's ``fsm``) is in one of ``states``."""
+    return Cat(fsm.state == fsm.encoding[state] for state in states).any()
+
+
+def rms_quantizer_invariants(dut):
+    """``scale`` changes in DONE only if the AbsmaxQuantizer's first code, whose peak it waits for
+    (``peak_pending``), comes while DONE waits. The peak becomes pending only at the first pass's
+    end, the scale program's 134 cycles before DONE, so it has been pending for all of the depth's
+    20 cycles before; the AbsmaxQuantizer's first code leaves at most 19 cycles (its latency) after
+    the first pass's end, or never: the invariants rule out the unreachable states from which it
+    would wait longer and still come, by keeping the feed's passes and the AbsmaxQuantizer in step.
+    Before the first pass's end (``second`` low) the AbsmaxQuantizer holds no token (it waits in
+    NORMALIZE, or still emits the last token's codes, its second pass all taken); in FEED the two
+    passes' last beats are in the feed or still to issue, and otherwise (after reset) the feed is
+    empty. After it, the second pass's last beat is in the feed or still to issue until the
+    AbsmaxQuantizer has taken it (or is done with the token), once; and no beat in the feed is
+    past the second pass's last. The AbsmaxQuantizer's load side holds a whole token only in
+    NORMALIZE; its divider's step is odd, at most 17, in DIVIDE (two quotient bits a cycle down to
+    1, where it ends); and while the peak is pending in EMIT, the code is on ``o``, a beat is in its
+    pipeline, or the second pass's next beat is still to come and it will issue it (its last not
+    yet taken, fewer beats taken than the token has)."""
+    q, second, passes = dut.quantizer, dut.second, dut.passes
+    normalize, divide, emit = (ongoing(q.fsm, state) for state in ("NORMALIZE", "DIVIDE", "EMIT"))
+    feeding = ongoing(dut.fsm, "FEED")
+    # the feed's beats, oldest first: the AbsmaxQuantizer's input, then the feed's stages 3, 2, 1
+    slots = [(q.i.valid, q.i.payload.last), *reversed(list(zip(dut.feed_valid, dut.feed_last)))]
+    ends = [valid & last for valid, last in slots]          # a pass's last beat
+    lasts = sum(end.as_unsigned() for end in ends)
+    coming = Cat(valid for valid, _ in slots).any() | (passes != 0)
+    done = (emit & q.replayed) | (normalize & ~q.load_done)    # all of the second pass taken
+    return [
+        Assert(second | (~q.load_done & (normalize | (emit & q.replayed))),
+               "a token in the AbsmaxQuantizer before the first pass's end"),
+        Assert(second | ~feeding | (passes + lasts == 2), "FEED without both passes' last beats to come"),
+        Assert(second | feeding | ~coming, "a beat in the feed before the first pass"),
+        Assert(~second | (passes + lasts + done == 1), "the second pass's last beat lost or doubled"),
+        *(Assert(~valid | (second + sum(end.as_unsigned() for end in ends[:k]) <= 1),
+                 "a beat past the second pass's last") for k, (valid, _) in enumerate(slots)),
+        Assert(normalize | ~q.load_done, "a whole token on the load side outside NORMALIZE"),
+        Assert(~divide | (q.step[0] & (q.step <= 17)), "a divider step it never ends from"),
+        Assert(~(dut.peak_pending & emit) | q.o.valid | q.in_flight
+               | (~q.replayed & (q.read_addr < q.length) & coming),
+               "EMIT with the peak pending and no code to come"),
+    ]
+
+
+def linear_invariants(dut):
+    """Outside a product (``busy`` low) the array holds no tile: no bank full, no tile's last word
+    in the feed or the array's pipeline (words that end no tile may be there: they only add to the
+    accumulators). During one, the rows the array gave out (``produced``) and those it holds are
+    those of the tiles issued (``tile``, never more than the product has): ``rows`` for each tile
+    whose last word is in the feed (its read or skid stage) or the array's pipeline or whose bank
+    is full, less the groups ``o`` took from the bank it reads (``group``, 0 while that bank is
+    empty). So a product ends (``produced`` at all its tiles' rows) only with the array empty, and a
+    ``start``, which restarts the row count (so ``last`` and ``mask``), is never taken while the
+    array offers a result. A product's first cycle (LOOKUP, not told apart from FEED here) follows
+    the IDLE that cleared ``tile`` and ``produced``, and the array's stall register is the stall
+    its state a cycle before needs: the depth of 3 covers both."""
+    array = dut.array
+    ends = [dut.s1_valid & dut.s1_last, dut.skid_valid & dut.skid_last,
+            array.x_valid & array.x_in.last,
+            *(valid & last for valid, last in zip(array.stage_valid, array.stage_last)), *array.full]
+    held = sum(end.as_unsigned() for end in ends)          # tiles the feed and the array hold
+    read_full = Mux(array.read, array.full[1], array.full[0])
+    return [
+        Assert((array.group == 0) | read_full, "o's group moved on in an empty bank"),
+        Assert(dut.busy | (held == 0), "the array holds a tile outside a product"),
+        Assert(~dut.busy | (dut.tile <= dut.tiles), "more tiles issued than the product has"),
+        Assert(~dut.busy
+               | (dut.produced + dut.rows * held == dut.rows * dut.tile + array.drain * array.group),
+               "rows given and held != rows of the tiles issued"),
+    ]
+
+
 def tiny_config():
     """The smallest model the HostLink's constructor allows: a two-token vocabulary, one position."""
     return BitNetConfig(vocab_size=2, hidden_size=2, intermediate_size=1, num_hidden_layers=1,
                         num_attention_heads=1, num_key_value_heads=1, max_position_embeddings=1)
+
+
+def two_row_matrices():
+    """A matrix of three output rows (two tiles of two rows, K = 1: the second tile's padded row is
+    dropped) and one of two (one tile, K = 2: a tile of two words)."""
+    return [np.ones((3, 1), dtype=int), np.array([[1, -1], [0, 1]])]
 
 
 def one_row_matrices():
@@ -307,24 +390,18 @@ def small_table():
 
 # A small instance of each component with stream ports whose output streams are proved to keep the
 # stream rule (k-induction, depth 3 unless given), with the invariants that needs; docs/gateware.md
-# lists the same. Left out, and why:
-# - the RmsQuantizer's ``scale`` (k-induction fails from a state reset cannot reach): in the scale
-#   program's states such a state may still await the AbsmaxQuantizer's first code
-#   (``peak_pending``), whose peak then changes ``scale`` in DONE. Reset rules it out by latency
-#   (the code leaves 19 cycles after the first pass, the program reads the peak 99 cycles in:
-#   PEAK_STEP), so the proof needs a depth past the program's 134 cycles (depth 20 already takes
-#   11 s, and fails) or an invariant tying ``peak_pending`` to the program's step and the
-#   AbsmaxQuantizer's state, all locals of ``elaborate``.
-# - a TernaryLinear with matrices of more than one row (likewise): a ``start`` taken while the array
-#   offers a result (in IDLE, unreachable: a product ends once all its results are out) restarts
-#   the row count, so ``last`` and ``mask`` change, and the array may wait there for ever, so no
-#   depth helps. The invariant (outside a product the array holds no tile; within one, the results
-#   in its pipeline and banks are those of the tiles fed and not yet given) needs the array's bank
-#   and pipeline flags, locals of its ``elaborate``. With one-row matrices, proved below, a restart
-#   leaves ``last`` and ``mask`` as they were.
-# - the Engine's ``o``: it holds the TernaryLinear and the RmsQuantizer above. (Trying it found a
-#   ``status.stop`` pulse setting ``last`` on a token on offer; the stop now waits for that token
-#   to be taken: tests/hw/test_engine.py.)
+# lists the same. Two needed internal state exposed for their invariants: the RmsQuantizer's
+# ``scale`` (a state reset cannot reach, in the scale program with the AbsmaxQuantizer's first code
+# still to come, changes ``scale`` in DONE when it comes; reset rules it out by latency, the code
+# 19 cycles after the first pass, DONE 134: the depth covers the first, the invariants tie the feed
+# to the AbsmaxQuantizer so no unreachable state delays the code past it) and the TernaryLinear's
+# ``o`` with matrices of more than one row (a ``start`` taken while the array offers a result, in
+# IDLE, restarts the row count, so ``last`` and ``mask`` change; the invariants tie the array's
+# banks and pipeline to the tiles issued). Left out, and why:
+# - the Engine's ``o``: it holds the TernaryLinear and the RmsQuantizer, and would need their
+#   invariants and its own; not tried. (Trying it without found a ``status.stop`` pulse setting
+#   ``last`` on a token on offer; the stop now waits for that token to be taken:
+#   tests/hw/test_engine.py.)
 STREAM_COMPONENTS = {
     "ternary-array": lambda: StreamRuleHarness(TernaryArray(rows=2, cols=1, simd=2, k_max=4)),
     "ternary-array-drain": lambda: StreamRuleHarness(TernaryArray(rows=2, cols=1, simd=2, k_max=4, drain=2)),
@@ -333,8 +410,11 @@ STREAM_COMPONENTS = {
         AbsmaxQuantizer(width=6, lanes=2, max_length=4, banks=2), quantizer_invariants),
     "quantizer-replay": lambda: StreamRuleHarness(AbsmaxQuantizer(width=6, max_length=3, banks=0),
                                                   quantizer_invariants),
+    # ``scale``: one cycle past the AbsmaxQuantizer's latency, the longest its first code can take
+    # once the peak it waits for is pending (rms_quantizer_invariants).
     "rms-quantizer": lambda: StreamRuleHarness(RmsQuantizer(width=8, max_length=2, exp_bits=6),
-                                               unproved={"scale"}),
+                                               rms_quantizer_invariants,
+                                               depth=RmsQuantizer.codes_latency_of(1) + 1),
     "scale-unit": lambda: StreamRuleHarness(ScaleUnit(exp_bits=6, int_bits=8)),
     "dequantizer": lambda: StreamRuleHarness(Dequantizer(width=8, lanes=2, exp_bits=6)),
     "head-quantizer": lambda: StreamRuleHarness(HeadQuantizer(width=8, lanes=1, head_dim=2, exp_bits=6)),
@@ -351,6 +431,8 @@ STREAM_COMPONENTS = {
     "vector-core": lambda: StreamRuleHarness(VectorCore(Program(
         [Call("a"), VectorOp(2, 0, 2, Function.ADD, reduce=((Reduce.SUM, "s"),)), Call("b")],
         registers=2, depth=4), lanes=1, exp2=False)),
+    "ternary-linear": lambda: StreamRuleHarness(TernaryLinear(two_row_matrices(), rows=2, simd=1),
+                                                linear_invariants),
     "ternary-linear-one-row-matrices": lambda: StreamRuleHarness(
         TernaryLinear(one_row_matrices(), rows=2, simd=1)),
     # An unreachable state may have the values pass still summing into the accumulators while the
