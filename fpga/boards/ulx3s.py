@@ -9,7 +9,8 @@ from hw.engine import EngineSizes
 from . import Board
 
 
-# 8×32 with lanes 4/16/32: 10,169 cycles a token in the SoC simulation (10,080 before the ScaleUnit's
+# 8×32 with lanes 4/16/32: 9,309 cycles a token in the SoC simulation with the matmul's results two a
+# cycle (2026-12-06); 10,169 with one a cycle (10,080 before the ScaleUnit's
 # extra normalizer cycle and the registered scale products; 9,917 before the head
 # quantizer and Dequantizer went to two lanes a cycle; 11,333 before the attention heads were
 # pipelined three deep, the head quantizer got two banks and RoPE its early emission). At 8 vector
@@ -19,7 +20,12 @@ from . import Board
 # cycle model, 12,569 over the whole context against 15,267; but 143 multipliers and 36,472 LUTs:
 # with seed 5 router2's overuse grew from 1,494 (iteration 37) to 6,061 (47) before it was stopped;
 # seed 3 routed at 44.6 MHz, the slowest path the values pass's aligned weight register fanned out to
-# 32 multipliers (18 ns of it routing; 2026-12-06).
+# 32 multipliers (18 ns of it routing; 2026-12-06). With a copy of it per 16 lanes (seed 5): 58.63 MHz,
+# the slowest path then the instruction's op into the Dequantizer's input; with EMBED and NORM decoded
+# into registers and the results two a cycle, 56.59 (the route into the result FIFO's read enable);
+# with the route decoded likewise, 54.91: an aligned copy at one side of the die, its multiplier
+# at the other (8.6 ns of routing) and the product's register further (5.2 ns). Next: a register
+# stage by each group of multipliers (a cycle more in the values pass).
 ENGINE_85F = EngineSizes(rows=8, simd=32, lanes=4, attention_lanes=16, head_lanes=32)
 # The explorer's choice for the 45F (tritium explore --board ulx3s-45f; docs/performance.md):
 # with the matmul's results two a cycle (hw.engine.result_drain) 24,530 LUTs, 44 block RAMs, 68
@@ -34,7 +40,10 @@ ENGINE_SMALL = EngineSizes(rows=4, simd=32, lanes=4, attention_lanes=8, head_lan
 # 20 clock cycles a bit at 60 MHz. At 6 bytes a TOKEN frame that delivers up to 50,000 tokens a
 # second (1 Mbaud: 16,667, below issue 19's target).
 BOARDS = [
-    # 67.54 MHz post-route asking 60 MHz with the UART at 3 Mbaud (2026-12-06, 33,849 LUTs). At 1 Mbaud:
+    # 65.77 MHz post-route asking 60 MHz with seed 1 and the matmul's results two a cycle
+    # (2026-12-06, 33,919 LUTs, 872 s with other jobs running; seed 5 routed at 57.42, its slowest
+    # path the engine's busy into the HostLink's frame logic across the die; seed 3 was placed at
+    # an estimated 54.77 and stopped). One a cycle: 67.54 MHz with seed 5 and the UART at 3 Mbaud (33,849 LUTs). At 1 Mbaud:
     # 65.93 MHz post-route asking 60 MHz with nextpnr's static placer and seed 5 (2026-12-05, 33,754
     # LUTs, 207 block RAMs with the norm's buffer, 111 multipliers, 475 s; seeds 1, 3 and 4: 58.91,
     # 59.89, 63.60). Before: 62.20 MHz with seed 3 (35,780 LUTs, 498 s); 60.02 MHz before the
@@ -46,7 +55,7 @@ BOARDS = [
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "models/ulx3s",
           ENGINE_85F, clock_mhz=60.0, baud=3_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=("gated/buffer",), placer="static",
-          placer_seed=5, vector_lanes=8),
+          placer_seed=1, vector_lanes=8),
     # 62.87 MHz post-route asking 60 MHz with nextpnr's static placer and seed 3 (4×32, 4/8/8,
     # results two a cycle, 2026-12-06, 24,530 LUTs, 844 s with other jobs running); one a cycle
     # 66.02 MHz (24,449 LUTs, 467 s). At 2×32 2/4/16: 62.32 MHz with the UART at 3 Mbaud (18,555
