@@ -15,10 +15,8 @@ from sim.engine_trace import compare, group_taps, model_trace
 from sim.spi_flash import SpiFlashModel
 
 
-def run_engine(engine, commands, expect_tokens, max_cycles, top=None):
-    """Send ``commands`` (to ``engine`` inside ``top``, if given); return (generated tokens, taps)."""
-    tokens, taps = [], []
-
+def command_driver(engine, commands):
+    """A testbench process that sends ``commands`` one at a time, each once the engine is idle."""
     async def drive(ctx):
         for payload in commands:
             ctx.set(engine.command.payload, payload)
@@ -27,6 +25,13 @@ def run_engine(engine, commands, expect_tokens, max_cycles, top=None):
             ctx.set(engine.command.valid, 0)
             await ctx.tick()
             await ctx.tick().until(~engine.status.busy)
+    return drive
+
+
+def run_engine(engine, commands, expect_tokens, max_cycles, top=None):
+    """Send ``commands`` (to ``engine`` inside ``top``, if given); return (generated tokens, taps)."""
+    tokens, taps = [], []
+    drive = command_driver(engine, commands)
 
     async def collect(ctx):
         ctx.set(engine.o.ready, 1)
@@ -91,15 +96,8 @@ def test_stop_waits_for_the_token_on_offer(tmp_path):
     expected = model.generate([3], 2)
     got = []
 
-    async def drive(ctx):
-        for payload in (command(Command.RESET), command(Command.TOKEN, token=3),
-                        command(Command.GENERATE, count=5)):
-            ctx.set(engine.command.payload, payload)
-            ctx.set(engine.command.valid, 1)
-            await ctx.tick().until(engine.command.ready)
-            ctx.set(engine.command.valid, 0)
-            await ctx.tick()
-            await ctx.tick().until(~engine.status.busy)
+    drive = command_driver(engine, [command(Command.RESET), command(Command.TOKEN, token=3),
+                                    command(Command.GENERATE, count=5)])
 
     async def collect(ctx):
         await ctx.tick().until(engine.o.valid)
