@@ -70,9 +70,9 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
     """(array busy, the MATMUL instruction's cycles) from the start transfer: results leave the
     array ``drain`` a transfer (:func:`hw.engine.result_drain`) into the FIFO, and leave it a word
     a cycle as a vector route takes them, one result a cycle to the heads; ``D·γ`` is made once
-    the norm's D is out (``d_wait`` cycles after the start) while they do. The residual add waits for it from its
-    first element, the head quantizer and the gated activation at a vector's last beat; the
-    instruction ends when the route's last write is done and ``D·γ`` is made."""
+    the norm's D is out (``d_wait`` cycles after the start) while they do. The residual add waits
+    for it from its first element, the head quantizer and the gated activation at a vector's last
+    beat; the instruction ends when the route's last write is done and ``D·γ`` is made."""
     produced = _produced(n, k, sizes.rows, sizes.simd, drain)
     enabled = max(d_wait, 0) + SCALE_PRODUCT
     heads = route in (Route.Q, Route.K, Route.V)
