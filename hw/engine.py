@@ -162,6 +162,17 @@ def status_signature(config) -> wiring.Signature:
         "tokens": Out(COUNT_BITS), "cycles": Out(CYCLE_BITS)})
 
 
+def stop_request(m, stop, o):
+    """When a generator acts on ``stop`` (a pulse: the next token out is the last): at once, or,
+    while a token is on offer on the stream ``o`` and not taken, once it is taken (the token keeps
+    its ``last``: a payload holds until taken)."""
+    pending = Signal(name="stop_pending")
+    wanted = stop | pending
+    held = o.valid & ~o.ready
+    m.d.sync += pending.eq(wanted & held)
+    return wanted & ~held
+
+
 @dataclasses.dataclass(frozen=True)
 class EngineSizes:
     """How wide the engine is built: the array's ``rows × simd`` and the vector ``lanes``, the
@@ -556,38 +567,37 @@ class Engine(wiring.Component):
         acc_issued, acc_valid = Signal(), Signal()
         draining = Signal()
         m.d.comb += draining.eq(in_matmul & (acc_valid | ~routes[Route.RESIDUAL]))
-        head_route = route_rope
         group = Mux(route_heads, d, Mux(routes[Route.RESIDUAL], hidden, ffn))
         element = Signal(range(max(hidden, ffn) + 1))
         element_last = Signal()          # the transfer into the packer ends the group, kept in a register
         # The heads one result a cycle (RoPE's rate; the head quantizer's input), unpacked from
         # the FIFO's words of ``drain``; the vectors (residual add, gate, up) a word a cycle.
         m.submodules.result_unpacker = unpacker = Unpacker(signed(acc_width), 1, drain)
-        to_heads = route_heads
         m.d.comb += [unpacker.i.payload.data.eq(results.r_data), unpacker.i.valid.eq(
-                         results.r_rdy & draining & to_heads),
-                     results.r_en.eq(draining & Mux(to_heads, unpacker.i.ready, vector_packer.i.ready)),
+                         results.r_rdy & draining & route_heads),
+                     results.r_en.eq(draining & Mux(route_heads, unpacker.i.ready, vector_packer.i.ready)),
                      rope.position.eq(position[:len(rope.position)]),
                      rope.i.payload.eq(unpacker.o.payload.data[0])]
         # A head's accumulators (through RoPE for q and k) into a packer to the head quantizer.
         out_valid, out_ready = Signal(), Signal()
         out_data = Signal(signed(acc_width + 1))
-        with m.If(head_route):
+        with m.If(route_rope):
             m.d.comb += [rope.i.valid.eq(unpacker.o.valid), unpacker.o.ready.eq(rope.i.ready),
                          out_valid.eq(rope_out.o.valid), rope_out.o.ready.eq(out_ready),
                          out_data.eq(rope_out.o.payload.data)]
         with m.Else():
             m.d.comb += [out_valid.eq(unpacker.o.valid), unpacker.o.ready.eq(out_ready),
                          out_data.eq(unpacker.o.payload.data[0])]
-        vector_valid = results.r_rdy & draining & ~to_heads
-        m.d.comb += [head_packer.i.valid.eq(out_valid & to_heads), head_packer.i.payload.data[0].eq(out_data),
+        vector_valid = results.r_rdy & draining & ~route_heads
+        m.d.comb += [head_packer.i.valid.eq(out_valid & route_heads),
+                     head_packer.i.payload.data[0].eq(out_data),
                      head_packer.i.payload.last.eq(element_last), out_ready.eq(head_packer.i.ready),
                      vector_packer.i.valid.eq(vector_valid), vector_packer.i.payload.last.eq(element_last)]
         m.d.comb += [vector_packer.i.payload.data[j].eq(result_words[j]) for j in range(drain)]
-        step = Mux(to_heads, 1, drain)       # results a transfer into the packer
-        with m.If((out_valid & out_ready & to_heads) | (vector_valid & vector_packer.i.ready)):
-            next_element = Mux(element_last, 0, element + step)
-            m.d.sync += [element.eq(next_element), element_last.eq(next_element == group - step)]
+        per_transfer = Mux(route_heads, 1, drain)       # results a transfer into the packer
+        with m.If((out_valid & out_ready & route_heads) | (vector_valid & vector_packer.i.ready)):
+            next_element = Mux(element_last, 0, element + per_transfer)
+            m.d.sync += [element.eq(next_element), element_last.eq(next_element == group - per_transfer)]
         head_packed, packed = head_packer.o, vector_packer.o
 
         # Q, K, V: per-head int8 codes and scales. A head's scale is taken after its last code,
@@ -600,7 +610,7 @@ class Engine(wiring.Component):
         m.d.comb += [headq_in.i.payload.data[e].eq(head_packed.payload.data[e])
                      for e in range(qkv_lanes)]
         head_beat = Signal(range(d // att_lanes + 1))
-        with m.If(to_heads):
+        with m.If(route_heads):
             head_hold = head_packed.payload.last & ~acc_valid
             m.d.comb += [headq_in.i.valid.eq(head_packed.valid & ~head_hold),
                          head_packed.ready.eq(headq_in.i.ready & ~head_hold),
@@ -941,16 +951,8 @@ class Engine(wiring.Component):
                         m.next = "IDLE"
                     with m.Else():
                         fetch(0)
-        # stop: the next token out is the last. A token on offer keeps its ``last`` (the stream
-        # rule: a payload holds until taken), so the stop waits for it to be taken.
-        stop_pending = Signal()
-        stopping = self.status.stop | stop_pending
-        with m.If(stopping & self.o.valid & ~self.o.ready):
-            m.d.sync += stop_pending.eq(1)
-        with m.Elif(stopping):
-            m.d.sync += stop_pending.eq(0)
-            with m.If(remaining > 1):
-                m.d.sync += remaining.eq(1)
+        with m.If(stop_request(m, self.status.stop, self.o) & (remaining > 1)):
+            m.d.sync += remaining.eq(1)
 
         # -- status --------------------------------------------------------------------------
         # busy until every block is done: a greedy LM head's D comes after the token

@@ -25,7 +25,8 @@ from amaranth import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .engine import COUNT_BITS, CYCLE_BITS, Command, command_layout, status_signature, token_layout
+from .engine import (COUNT_BITS, CYCLE_BITS, Command, command_layout, status_signature, stop_request,
+                     token_layout)
 from .sampler import Sampler
 from .scale_unit import NormalizedScaleMultiplier, scale_layout
 from .skid_buffer import SkidBuffer
@@ -107,13 +108,8 @@ class VectorGenerator(wiring.Component):
                      sampler.top_k.eq(request.top_k), sampler.seed.eq(self.command.payload.seed)]
         with m.If(~idle):
             m.d.sync += cycles.eq(cycles + 1)
-        # a stop makes the next token out the last; one on offer keeps its ``last`` (a payload
-        # holds until taken), so the stop waits for it to be taken
-        stop_pending = Signal()
-        with m.If((status.stop | stop_pending) & self.o.valid & ~self.o.ready):
-            m.d.sync += stop_pending.eq(1)
-        with m.Elif(status.stop | stop_pending):
-            m.d.sync += [stopping.eq(1), stop_pending.eq(0)]
+        with m.If(stop_request(m, status.stop, self.o)):
+            m.d.sync += stopping.eq(1)
 
         index = Signal(range(vocab + 1))        # logits read
         fed = Signal(range(vocab + 1))          # logits offered to the sampler and taken
