@@ -56,8 +56,11 @@ from .scale_unit import (NormalizedScaleMultiplier, ScaleOp, ScaleProgram, scale
                          scale_unit_members, scale_unit_of)
 
 ACT_MAX_SQUARE = ACT_MAX ** 2
-# lanes a copy of the values pass's aligned weight feeds (its multipliers), for routing
+# lanes a copy of the values pass's aligned weight feeds (its multipliers), for routing; above
+# that many lanes each copy feeds registers of its own beside every LANES_PER_NEAR multipliers
+# (a stage more: the copies and the multipliers they feed lie across the die)
 LANES_PER_ALIGNED = 16
+LANES_PER_NEAR = 4
 # 1/Σp; the row scale scale_from_int(1, E) · 1/Σp is then only an exponent sum: a normalized
 # mantissa times 2^15 renormalizes to itself (and a reciprocal's mantissa is normalized).
 ROW_PROGRAM = (
@@ -180,13 +183,14 @@ class AttentionHead(wiring.Component):
         scale products; z_j = dot_j · coef_j, shifted, rounded. Weights: 1 z_j, 2 registered, 3
         delta, 4 the table's entry, 5 registered, 6 p_j and its scale, then the product. Values:
         1 the weight and value word, 2 registered, 3 the exponent distance, 4 the aligned weight,
-        5 the products, summed in 5."""
+        5 the products, summed in 5; above ``LANES_PER_ALIGNED`` lanes the aligned weight is
+        registered again beside its multipliers in 5, the products in 6, summed in 6."""
         scale_product = NormalizedScaleMultiplier.latency_of()
         dot = 4 + (lanes - 1).bit_length() // 2
         coef = 2 + 2 * scale_product
         product = max(dot, coef)
         return {"dot": dot, "coef": coef, "product": product, "z": product + 2,
-                "weight": 6 + scale_product, "accumulate": 5}
+                "weight": 6 + scale_product, "accumulate": 5 + (lanes > LANES_PER_ALIGNED)}
 
     def elaborate(self, platform):
         m = Module()
@@ -392,11 +396,20 @@ class AttentionHead(wiring.Component):
                    for c in range(copies)]
         m.d.sync += [copy.eq(Mux(~u_valids[2] | weight_zero | (distance >= SCALE_BITS), 0,
                                  weight_mant >> distance[:4])) for copy in aligned]
-        value_at = delay_line(m, value_word, 2, "value_word")[-1]
+        # beyond LANES_PER_ALIGNED lanes, each copy again beside every LANES_PER_NEAR multipliers
+        # (the 85F at 32 lanes: a copy at one side of the die, its multipliers over all of it,
+        # 8.6 ns of routing before the product), a stage more (stages_of)
+        near = stages["accumulate"] - 5
+        feeds = [aligned[lane // LANES_PER_ALIGNED] for lane in range(lanes)]
+        if near:
+            groups = -(-lanes // LANES_PER_NEAR)
+            nearby = [Signal(SCALE_BITS, name=f"aligned_near{g}", attrs={"keep": 1}) for g in range(groups)]
+            m.d.sync += [nearby[g].eq(feeds[g * LANES_PER_NEAR]) for g in range(groups)]
+            feeds = [nearby[lane // LANES_PER_NEAR] for lane in range(lanes)]
+        value_at = delay_line(m, value_word, 2 + near, "value_word")[-1]
         value_products = [Signal(signed(SCALE_BITS + ACT_BITS + 1), name=f"value_product{lane}")
                           for lane in range(lanes)]
-        m.d.sync += [value_products[lane].eq(aligned[lane // LANES_PER_ALIGNED] * value_at[lane])
-                     for lane in range(lanes)]
+        m.d.sync += [value_products[lane].eq(feeds[lane] * value_at[lane]) for lane in range(lanes)]
         # the ring: its first word is summed (or output) and goes to the back; a word output goes
         # back as 0, so every query's sums start from 0 (as they do after reset). The back word's
         # clear and the domain's reset are one synchronous reset, so its flip-flops' own reset

@@ -217,7 +217,8 @@ def test_deep_adder_tree():
 
 
 @pytest.mark.parametrize("d, lanes, out_lanes, length", [(8, 1, 1, 12), (16, 4, 2, 20), (8, 4, 4, 3),
-                                                         (8, 8, 8, 1), (32, 16, 4, 23)])
+                                                         (8, 8, 8, 1), (32, 16, 4, 23),
+                                                         (32, 32, 2, 9)])
 def test_queries_back_to_back_come_every_period(d, lanes, out_lanes, length):
     """Three queries in flight (one scored, one weighed, one summed and output): queries offered
     back to back leave every ``period_of`` cycles (the query and scores bound the first and the
