@@ -1,13 +1,16 @@
 # amaranth: UnusedElaboratable=no
 """Formal checks of the gateware's stream rule, counts and bounds (SymbiYosys). Unbounded proofs
 (k-induction): the stream rule on the output streams of each component in ``STREAM_COMPONENTS``
-(those left out, and why, are listed above it); beats in against beats out for
+(every component with an output stream, the Engine and the VectorGenerator whole); beats in against beats out for
 ``COUNTED_COMPONENTS``; the SkidBuffer's, Packer's and Unpacker's beats and the SharedScaleUnit's
 results, their registers tied to a reference record of what was taken so the properties are
 inductive. Bounded (BMC: every input sequence up to the depth): the array's row count and
 accumulator bound and the quantizer's code range, whose k-induction needs invariants about the
 in-flight pipeline that are not written. Each kind of check is run once more on a broken copy of a
 component, where it must fail."""
+
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +22,7 @@ from amaranth.lib.wiring import Out
 from fpga.flow import formal
 from hw.attention import AttentionHead
 from hw.dequantizer import Dequantizer
-from hw.engine import Command
+from hw.engine import Command, Engine
 from hw.flash_loader import FlashLoader
 from hw.gated_activation import GatedActivation
 from hw.head_quantizer import HeadQuantizer
@@ -37,10 +40,11 @@ from hw.token_table import TokenTable
 from hw.uart import UartRx
 from hw.scalar_unit import ScalarUnit
 from hw.vector_core import Program, VectorCore
+from hw.vector_generator import VectorGenerator
 from hw.vector_isa import Call, Function, Reduce, VectorOp
 from hw.vector_unit import VectorUnit
 from model.config import BitNetConfig
-from model.integer import RowScaledInt8
+from model.integer import RowScaledInt8, tiny_model
 from model.numerics import ACT_MAX
 
 pytestmark = pytest.mark.skipif(not formal.available(), reason="yowasp-sby / yices not installed")
@@ -371,6 +375,14 @@ def tiny_config():
                         num_attention_heads=1, num_key_value_heads=1, max_position_embeddings=1)
 
 
+def tiny_model_of_one_position():
+    """The smallest random model the Engine and the VectorGenerator take: two tokens, a hidden
+    size of 2, one position."""
+    with tempfile.TemporaryDirectory() as directory:
+        return tiny_model(Path(directory), 1, vocab_size=2, hidden_size=2, intermediate_size=2,
+                          num_attention_heads=1, num_key_value_heads=1, max_position_embeddings=1)
+
+
 def two_row_matrices():
     """A matrix of three output rows (two tiles of two rows, K = 1: the second tile's padded row is
     dropped) and one of two (one tile, K = 2: a tile of two words)."""
@@ -397,11 +409,11 @@ def small_table():
 # to the AbsmaxQuantizer so no unreachable state delays the code past it) and the TernaryLinear's
 # ``o`` with matrices of more than one row (a ``start`` taken while the array offers a result, in
 # IDLE, restarts the row count, so ``last`` and ``mask`` change; the invariants tie the array's
-# banks and pipeline to the tiles issued). Left out, and why:
-# - the Engine's ``o``: it holds the TernaryLinear and the RmsQuantizer, and would need their
-#   invariants and its own; not tried. (Trying it without found a ``status.stop`` pulse setting
-#   ``last`` on a token on offer; the stop now waits for that token to be taken:
-#   tests/hw/test_engine.py.)
+# banks and pipeline to the tiles issued). The Engine's ``o`` (the whole engine of a tiny model) is
+# the Sampler's token in SAMPLE, which the sequencer leaves only once it is taken, with ``last``
+# from the tokens remaining, which a ``status.stop`` changes only once the token on offer is taken
+# (``stop_request``: a stop that set ``last`` at once broke the rule, and this proof finds it);
+# the VectorGenerator's likewise.
 STREAM_COMPONENTS = {
     "ternary-array": lambda: StreamRuleHarness(TernaryArray(rows=2, cols=1, simd=2, k_max=4)),
     "ternary-array-drain": lambda: StreamRuleHarness(TernaryArray(rows=2, cols=1, simd=2, k_max=4, drain=2)),
@@ -442,6 +454,10 @@ STREAM_COMPONENTS = {
     "attention-head-shared-scale": lambda: StreamRuleHarness(
         AttentionHead(head_dim=1, lanes=1, max_positions=1, exp_bits=6, shared_scale=True), depth=7),
     "host-link": lambda: StreamRuleHarness(HostLink(tiny_config(), k_max=1, timeout=1), host_link_invariants),
+    "engine": lambda: StreamRuleHarness(Engine(tiny_model_of_one_position(), rows=1, simd=2, lanes=1,
+                                               attention_lanes=1, head_lanes=1, k_max=1)),
+    "vector-generator": lambda: StreamRuleHarness(VectorGenerator(
+        tiny_model_of_one_position(), rows=1, simd=2, lanes=1, attention_lanes=1, head_lanes=1, k_max=1)),
 }
 
 
