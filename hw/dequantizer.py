@@ -101,7 +101,7 @@ class Dequantizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        lanes, out_bits = self._lanes, self._out_bits
+        out_bits = self._out_bits
         product_bits = self._width + SCALE_BITS + 1       # x · mant, doubled for an even r
         window_bits = out_bits + 2
         # v's window starts at bit r = out_bits + 1 + n of x · mant · 2^(out_bits + 2). The

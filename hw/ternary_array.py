@@ -101,7 +101,8 @@ class TernaryArray(wiring.Component):
         # Where a tile is (for the proofs: tests/hw/test_formal.py): the registered beat's valid flag
         # (and the beat: its ``last``), each adder-tree stage's valid and last flags, the banks' full
         # flags, the bank the next tile finishes into and ``o``'s bank, and ``o``'s group of rows in
-        # it. (``fill`` unnamed, as it was: the netlist is unchanged.)
+        # it; whether the pipeline moves (``advance``); once elaborated, the ``accumulators``.
+        # (``fill`` unnamed, as it was: the netlist is unchanged.)
         self.x_valid = Signal(name="x_valid")
         self.x_in = Signal(self.x_layout, reset_less=True, name="x_in")
         self.stage_valid = [Signal(name=f"valid_s{s}") for s in range(self.tree_stages)]
@@ -109,6 +110,7 @@ class TernaryArray(wiring.Component):
         self.full = [Signal(name=f"full{b}") for b in range(2)]
         self.fill, self.read = Signal(), Signal(name="read")
         self.group = Signal(range(self.groups), name="group")
+        self.advance = Signal(init=1)
 
     rows = property(lambda self: self._rows)
     cols = property(lambda self: self._cols)
@@ -182,7 +184,7 @@ class TernaryArray(wiring.Component):
         rows, cols, simd, levels = self._rows, self._cols, self._simd, self.tree_levels
         groups, drain = self.groups, self._drain
 
-        advance = Signal(init=1)    # every pipeline register moves this cycle (a register)
+        advance = self.advance      # every pipeline register moves this cycle (a register)
         beat = Signal()             # a joined w/x beat enters this cycle
         m.d.comb += [
             self.w.ready.eq(advance & self.x.valid),
@@ -221,6 +223,10 @@ class TernaryArray(wiring.Component):
         emptied = Signal()                       # o takes its bank's last group this cycle
         m.d.comb += [take.eq(self.o.valid & self.o.ready), emptied.eq(take & (group == groups - 1))]
 
+        # each row's and column's accumulator, by row then column (for the proofs; made here, at
+        # the width the array has when elaborated)
+        self.accumulators = [[Signal(signed(self._acc_width), name=f"acc_r{r}_c{c}") for c in range(cols)]
+                             for r in range(rows)]
         for r in range(rows):
             # Products need no carry chain: a -1 lane contributes ~a (= -a - 1), a 0 lane (or the
             # unused code 3) contributes 0, and the row adds its count of -1 lanes once, for all
@@ -260,7 +266,7 @@ class TernaryArray(wiring.Component):
                 total = level[0] + count[-1]
 
                 # Accumulate; on a tile's last beat hand the total to the filling bank.
-                acc = Signal(signed(self._acc_width), name=f"acc_r{r}_c{c}")
+                acc = self.accumulators[r][c]
                 if self._assertions:
                     checked = Signal(signed(self._acc_width + 1), name=f"total_r{r}_c{c}")
                     limit = 1 << (self._acc_width - 1)

@@ -5,7 +5,6 @@ docs/benchmarks.md.
 """
 
 import functools
-import os
 import re
 import tempfile
 from pathlib import Path

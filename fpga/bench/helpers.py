@@ -6,7 +6,7 @@ section of docs/benchmarks.md.
 
 from pathlib import Path
 
-from amaranth import Module, Signal, signed, unsigned
+from amaranth import Module, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 

@@ -1,12 +1,11 @@
 # amaranth: UnusedElaboratable=no
 """Formal checks of the gateware's stream rule, counts and bounds (SymbiYosys). Unbounded proofs
 (k-induction): the stream rule on the output streams of each component in ``STREAM_COMPONENTS``
-(every component with an output stream, the Engine and the VectorGenerator whole); beats in against beats out for
-``COUNTED_COMPONENTS``; the SkidBuffer's, Packer's and Unpacker's beats and the SharedScaleUnit's
-results, their registers tied to a reference record of what was taken so the properties are
-inductive. Bounded (BMC: every input sequence up to the depth): the array's row count and
-accumulator bound and the quantizer's code range, whose k-induction needs invariants about the
-in-flight pipeline that are not written. Each kind of check is run once more on a broken copy of a
+(every component with an output stream, the Engine and the VectorGenerator whole); beats in
+against beats out for ``COUNTED_COMPONENTS``; the SkidBuffer's, Packer's and Unpacker's beats and
+the SharedScaleUnit's results, their registers tied to a reference record of what was taken so the
+properties are inductive; the array's row count and accumulator bound and the quantizer's code range, with
+invariants on their pipelines. Each kind of check is run once more on a broken copy of a
 component, where it must fail."""
 
 import tempfile
@@ -64,7 +63,9 @@ def stream_holds(m, stream, name, check=Assert):
 
 
 class ArrayHarness(Elaboratable):
-    """Free inputs, within the array's contract: at most ceil(k_max/simd) beats per tile."""
+    """Free inputs, within the array's contract: at most ceil(k_max/simd) beats per tile. Asserted:
+    no output row without its tile, and no accumulator overflow (the array's own assertion); with
+    invariants that make them inductive (:meth:`invariants`)."""
 
     def __init__(self, narrow_accumulator=False):
         self.dut = TernaryArray(rows=3, cols=1, simd=2, k_max=4, assertions=True)
@@ -73,11 +74,12 @@ class ArrayHarness(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.dut = dut = self.dut
+        dut = self.dut
+        m.submodules.dut = Fragment.get(dut, platform)      # (its accumulators, for the invariants)
         m.d.comb += Assume(~ResetSignal())     # registers start at their reset values
         stream_holds(m, dut.o, "o")
         beats_max = -(-dut.k_max // dut.simd)
-        beats = Signal(range(beats_max + 1))
+        beats = Signal(range(beats_max + 1))   # the tile coming in: its beats taken
         transfer = dut.x.valid & dut.x.ready
         m.d.comb += Assume(~(transfer & (beats == beats_max - 1) & ~dut.x.payload.last))
         with m.If(transfer):
@@ -91,7 +93,44 @@ class ArrayHarness(Elaboratable):
             m.d.sync += emitted.eq(emitted + 1)
         m.d.comb += Assume(tiles < 60)
         m.d.comb += Assert(emitted <= tiles * dut.rows, "more output rows than tiles accepted")
+        # the tile being accumulated: its beats summed so far
+        summed = Signal(range(beats_max + 1))
+        with m.If(dut.advance & dut.stage_valid[-1]):
+            m.d.sync += summed.eq(Mux(dut.stage_last[-1], 0, summed + 1))
+        m.d.comb += self.invariants(dut, beats, summed, tiles, emitted)
         return m
+
+    @staticmethod
+    def invariants(dut, beats, summed, tiles, emitted):
+        """The beats in the pipeline, oldest first, with those summed: each tile has at most
+        ``beats_max``, and the beats after the newest ``last`` are those of the tile coming in
+        (``beats``); every accumulator holds at most its ``summed`` beats' worth, each beat at most
+        ``simd · 2^(act_width − 1)`` in magnitude plus ``simd`` (what the adder tree's last sums and
+        the −1 lanes' count can hold); the tiles taken are those given out (whole, or ``group`` of
+        ``o``'s bank), in the banks and in the pipeline, whose stall register is the one its state
+        a cycle before needs (the depth of 3 covers it)."""
+        beats_max = -(-dut.k_max // dut.simd)
+        slots = [*reversed(list(zip(dut.stage_valid, dut.stage_last))), (dut.x_valid, dut.x_in.last)]
+        checks = [Assert(summed < beats_max, "a tile summed past its beats"),
+                  Assert(beats < beats_max, "a tile coming in past its beats")]
+        running = summed
+        for valid, last in slots:
+            checks.append(Assert(~(valid & last) | (running + 1 <= beats_max), "a tile of too many beats"))
+            running = Mux(valid & last, 0, running + valid)
+        checks.append(Assert(running == beats, "the beats coming in are not those in the pipeline"))
+        per_beat = dut.simd * (1 << (dut.act_width - 1)) + dut.simd
+        for row in dut.accumulators:
+            for acc in row:
+                bound = summed * per_beat
+                checks.append(Assert((acc <= bound) & (acc >= -bound), "an accumulator past its beats"))
+        ends = [valid & last for valid, last in slots] + list(dut.full)
+        held = sum(end.as_unsigned() for end in ends)
+        read_full = Mux(dut.read, dut.full[1], dut.full[0])
+        checks += [Assert(dut.group < dut.groups, "o's group past the bank's"),
+                   Assert((dut.group == 0) | read_full, "o's group moved on in an empty bank"),
+                   Assert(emitted * dut.drain + dut.rows * held == dut.rows * tiles + dut.drain * dut.group,
+                          "rows given and held != rows of the tiles taken")]
+        return checks
 
 
 class QuantizerHarness(Elaboratable):
@@ -106,6 +145,7 @@ class QuantizerHarness(Elaboratable):
         with m.If(dut.o.valid):
             code = dut.o.payload.data[0]
             m.d.comb += Assert((code <= ACT_MAX) & (code >= -ACT_MAX), "code outside [-127, 127]")
+        m.d.comb += quantizer_invariants(dut)
         return m
 
 
@@ -569,8 +609,9 @@ def port_values(dut):
 
 
 def test_array_output_stream_count_and_accumulator_bound(tmp_path):
-    harness = ArrayHarness()        # 24 cycles: several whole tiles of up to 2 beats, 3 rows
-    ok, log = formal.prove(harness, port_values(harness.dut), workdir=tmp_path, mode="bmc", depth=24)
+    """k-induction: the stream rule, no output row without its tile, no accumulator overflow."""
+    harness = ArrayHarness()
+    ok, log = formal.prove(harness, port_values(harness.dut), workdir=tmp_path, mode="prove", depth=3)
     assert ok, log[-3000:]
 
 
@@ -583,8 +624,10 @@ def test_accumulator_check_finds_a_one_bit_short_accumulator(tmp_path):
 
 
 def test_quantizer_output_stream_and_code_range(tmp_path):
-    harness = QuantizerHarness()    # 40 cycles: a full 3-element token through load, divide, emit
-    ok, log = formal.prove(harness, port_values(harness.dut), workdir=tmp_path, mode="bmc", depth=40)
+    """k-induction: codes leave in [−127, 127] (a 7-bit magnitude and its sign), with the stream
+    rule and the quantizer's invariants."""
+    harness = QuantizerHarness()
+    ok, log = formal.prove(harness, port_values(harness.dut), workdir=tmp_path, mode="prove", depth=3)
     assert ok, log[-3000:]
 
 
