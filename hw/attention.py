@@ -392,8 +392,10 @@ class AttentionHead(wiring.Component):
         # ULX3S-85F (18 of its 22 ns routing). `keep` tells the board flow to keep the copies apart
         # (fpga/flow/synth.py, KEEP_COPIES), where Yosys would merge them back into one.
         copies = -(-lanes // LANES_PER_ALIGNED)
-        aligned = [Signal(SCALE_BITS, name=f"aligned{c}", attrs={"keep": 1} if copies > 1 else {})
-                   for c in range(copies)]
+        # (the datapath's registers from here on are not reset: u_valids say when they count, and
+        # the reset net through their input logic was the 85F's slowest path at 32 lanes, 11.6 ns)
+        aligned = [Signal(SCALE_BITS, name=f"aligned{c}", attrs={"keep": 1} if copies > 1 else {},
+                          reset_less=True) for c in range(copies)]
         m.d.sync += [copy.eq(Mux(~u_valids[2] | weight_zero | (distance >= SCALE_BITS), 0,
                                  weight_mant >> distance[:4])) for copy in aligned]
         # beyond LANES_PER_ALIGNED lanes, each copy again beside every LANES_PER_NEAR multipliers
@@ -403,12 +405,13 @@ class AttentionHead(wiring.Component):
         feeds = [aligned[lane // LANES_PER_ALIGNED] for lane in range(lanes)]
         if near:
             groups = -(-lanes // LANES_PER_NEAR)
-            nearby = [Signal(SCALE_BITS, name=f"aligned_near{g}", attrs={"keep": 1}) for g in range(groups)]
+            nearby = [Signal(SCALE_BITS, name=f"aligned_near{g}", attrs={"keep": 1}, reset_less=True)
+                      for g in range(groups)]
             m.d.sync += [nearby[g].eq(feeds[g * LANES_PER_NEAR]) for g in range(groups)]
             feeds = [nearby[lane // LANES_PER_NEAR] for lane in range(lanes)]
         value_at = delay_line(m, value_word, 2 + near, "value_word")[-1]
-        value_products = [Signal(signed(SCALE_BITS + ACT_BITS + 1), name=f"value_product{lane}")
-                          for lane in range(lanes)]
+        value_products = [Signal(signed(SCALE_BITS + ACT_BITS + 1), name=f"value_product{lane}",
+                                 reset_less=True) for lane in range(lanes)]
         m.d.sync += [value_products[lane].eq(feeds[lane] * value_at[lane]) for lane in range(lanes)]
         # the ring: its first word is summed (or output) and goes to the back; a word output goes
         # back as 0, so every query's sums start from 0 (as they do after reset). The back word's
