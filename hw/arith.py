@@ -28,7 +28,7 @@ def register_sign_magnitude(m, i, width: int, lanes: int, take=None):
     """The beat stream ``i`` transfers (``lanes`` signed values; those where ``take`` is high if
     given), registered as magnitudes and signs: ``(beat, valid)`` one cycle later, ``beat`` an
     array of :func:`sign_magnitude`."""
-    beat = Signal(data.ArrayLayout(sign_magnitude(width), lanes))
+    beat = Signal(data.ArrayLayout(sign_magnitude(width), lanes), reset_less=True)   # (valid says)
     valid = Signal()
     m.d.sync += [valid.eq(i.valid & i.ready if take is None else take),
                  beat.eq(sign_magnitude_beat(m, i.payload.data, width, lanes))]

@@ -147,20 +147,22 @@ class Dequantizer(wiring.Component):
             with m.If(s2_valid):
                 m.d.sync += gathered.eq(Mux(s2_final, 0, gathered + 1))
             for lane in range(units):
-                x = Signal(signed(self._width), name=f"x{lane}")
-                addend0 = Signal(signed(out_bits), name=f"addend0_{lane}")
+                # (the lanes' registers are not reset: the stages' flags are)
+                x = Signal(signed(self._width), name=f"x{lane}", reset_less=True)
+                addend0 = Signal(signed(out_bits), name=f"addend0_{lane}", reset_less=True)
                 for p in range(parts):
                     with m.If(part == p):
                         m.d.sync += [x.eq(self.i.payload.data[p * units + lane]),
                                      addend0.eq(self.i.payload.addend[p * units + lane])]
 
-                product = Signal(signed(product_bits), name=f"product{lane}")
-                addend1 = Signal(signed(out_bits), name=f"addend1_{lane}")
+                product = Signal(signed(product_bits), name=f"product{lane}", reset_less=True)
+                addend1 = Signal(signed(out_bits), name=f"addend1_{lane}", reset_less=True)
                 m.d.sync += [product.eq(x * mant), addend1.eq(addend0)]
 
-                v = Signal(signed(window_bits), name=f"v{lane}")
-                overflow, negative = Signal(name=f"overflow{lane}"), Signal(name=f"negative{lane}")
-                addend2 = Signal(signed(out_bits), name=f"addend2_{lane}")
+                v = Signal(signed(window_bits), name=f"v{lane}", reset_less=True)
+                overflow = Signal(name=f"overflow{lane}", reset_less=True)
+                negative = Signal(name=f"negative{lane}", reset_less=True)
+                addend2 = Signal(signed(out_bits), name=f"addend2_{lane}", reset_less=True)
                 shifted = Cat(Const(0, window_bits - 1), product).as_signed() >> Cat(Const(0, 1), half1)
                 not_sign = product.as_unsigned() ^ product[-1].replicate(product_bits)
                 m.d.sync += [v.eq(shifted[:window_bits]), overflow.eq((not_sign & above).any()),

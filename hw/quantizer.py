@@ -185,11 +185,13 @@ class AbsmaxQuantizer(wiring.Component):
         m.d.comb += advance.eq(~self.o.valid | self.o.ready)
         stages = [(Signal(name=f"s{n}_valid"), Signal(name=f"s{n}_last"))
                   for n in range(2 if replay else 1, 6)]
-        s2_entry = Signal(data.ArrayLayout(entry, lanes))
-        s3_mag = [Signal(NORM_MAX_BITLEN, name=f"s3_mag{lane}") for lane in range(lanes)]
-        s4_prod = [Signal(NORM_MAX_BITLEN + QUOTIENT_BITS, name=f"s4_prod{lane}") for lane in range(lanes)]
-        s5_code = [Signal(ACT_BITS - 1, name=f"s5_code{lane}") for lane in range(lanes)]
-        negs = [[Signal(name=f"s{n}_neg{lane}") for lane in range(lanes)] for n in (3, 4, 5)]
+        # (the emit pipeline's data registers are not reset: its stages' flags are)
+        s2_entry = Signal(data.ArrayLayout(entry, lanes), reset_less=True)
+        s3_mag = [Signal(NORM_MAX_BITLEN, name=f"s3_mag{lane}", reset_less=True) for lane in range(lanes)]
+        s4_prod = [Signal(NORM_MAX_BITLEN + QUOTIENT_BITS, name=f"s4_prod{lane}", reset_less=True)
+                   for lane in range(lanes)]
+        s5_code = [Signal(ACT_BITS - 1, name=f"s5_code{lane}", reset_less=True) for lane in range(lanes)]
+        negs = [[Signal(name=f"s{n}_neg{lane}", reset_less=True) for lane in range(lanes)] for n in (3, 4, 5)]
         m.d.comb += self.in_flight.eq(Cat(valid for valid, _ in stages).any())
         issue = Signal()
         if replay:

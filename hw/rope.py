@@ -105,9 +105,10 @@ class Rope(wiring.Component):
         s2_valid, s2_second, s2_last = Signal(), Signal(), Signal()
         s3_valid, s3_second, s3_last = Signal(), Signal(), Signal()
         product_bits = width + ROPE_BITS
-        a1, b1 = Signal(signed(width)), Signal(signed(width))
-        cos1, sin1 = Signal(signed(ROPE_BITS)), Signal(signed(ROPE_BITS))
-        a_cos, b_sin, b_cos, a_sin = (Signal(signed(product_bits), name=n)
+        # (the data registers are not reset: the stages' flags are)
+        a1, b1 = Signal(signed(width), reset_less=True), Signal(signed(width), reset_less=True)
+        cos1, sin1 = Signal(signed(ROPE_BITS), reset_less=True), Signal(signed(ROPE_BITS), reset_less=True)
+        a_cos, b_sin, b_cos, a_sin = (Signal(signed(product_bits), name=n, reset_less=True)
                                       for n in ("a_cos", "b_sin", "b_cos", "a_sin"))
         with m.If(advance):
             m.d.sync += [s1_valid.eq(issue), s1_second.eq(emit >= half),
