@@ -4,9 +4,9 @@
 (every component with an output stream, the Engine and the VectorGenerator whole); beats in
 against beats out for ``COUNTED_COMPONENTS``; the SkidBuffer's, Packer's and Unpacker's beats and
 the SharedScaleUnit's results, their registers tied to a reference record of what was taken so the
-properties are inductive; the array's row count and accumulator bound and the quantizer's code range, with
-invariants on their pipelines. Each kind of check is run once more on a broken copy of a
-component, where it must fail."""
+properties are inductive; the array's row count and accumulator bound and the quantizer's code
+range, with invariants on their pipelines. Each kind of check is run once more on a broken copy of
+a component, where it must fail."""
 
 import tempfile
 from pathlib import Path
