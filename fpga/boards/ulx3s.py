@@ -24,8 +24,9 @@ from . import Board
 # the slowest path then the instruction's op into the Dequantizer's input; with EMBED and NORM decoded
 # into registers and the results two a cycle, 56.59 (the route into the result FIFO's read enable);
 # with the route decoded likewise, 54.91: an aligned copy at one side of the die, its multiplier
-# at the other (8.6 ns of routing) and the product's register further (5.2 ns). Next: a register
-# stage by each group of multipliers (a cycle more in the values pass).
+# at the other (8.6 ns of routing) and the product's register further (5.2 ns). With the aligned
+# weight registered again beside every 4 multipliers (a cycle more in the values pass): 56.53 MHz
+# with seed 1, the reset net then the slowest path (docs/benchmarks.md, *32 attention lanes*).
 ENGINE_85F = EngineSizes(rows=8, simd=32, lanes=4, attention_lanes=16, head_lanes=32)
 # The explorer's choice for the 45F (tritium explore --board ulx3s-45f; docs/performance.md):
 # with the matmul's results two a cycle (hw.engine.result_drain) 24,530 LUTs, 44 block RAMs, 68
