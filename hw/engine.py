@@ -555,11 +555,10 @@ class Engine(wiring.Component):
         # norm's D comes after its codes) and while the output path is slower than the array.
         # Wired by hand, not by connect: the array's payload is a struct around the products, and
         # the read side is routed (through RoPE or not) and held while no matmul runs.
-        m.submodules.results = results = fifo.SyncFIFOBuffered(width=drain * acc_width,
-                                                               depth=RESULT_FIFO_DEPTH)
-        m.d.comb += [results.w_data.eq(linear.o.payload.data.as_value()), results.w_en.eq(linear.o.valid),
-                     linear.o.ready.eq(results.w_rdy)]
-        result_words = data.ArrayLayout(signed(acc_width), drain)(results.r_data)
+        m.submodules.queued_results = queued = fifo.SyncFIFOBuffered(width=drain * acc_width,
+                                                                     depth=RESULT_FIFO_DEPTH)
+        m.d.comb += [queued.w_data.eq(linear.o.payload.data.as_value()), queued.w_en.eq(linear.o.valid),
+                     linear.o.ready.eq(queued.w_rdy)]
         in_matmul = Signal()
         # D·γ is made while the matmul runs; only the residual add needs it element by element
         # (the head quantizer and the gated activation need it for their scales, after a vector's
@@ -567,6 +566,13 @@ class Engine(wiring.Component):
         acc_issued, acc_valid = Signal(), Signal()
         draining = Signal()
         m.d.comb += draining.eq(in_matmul & (acc_valid | ~routes[Route.RESIDUAL]))
+        # Two words staged in registers between the queue and the output path: the queue's read
+        # enable then comes from registers (the stage's level), not from the unpacker's count and
+        # the ready of RoPE or a packer, the 85F's slowest path at 62.5 MHz (docs/benchmarks.md).
+        m.submodules.results = results = fifo.SyncFIFO(width=drain * acc_width, depth=2)
+        m.d.comb += [results.w_data.eq(queued.r_data), results.w_en.eq(queued.r_rdy & draining),
+                     queued.r_en.eq(results.w_rdy & draining)]
+        result_words = data.ArrayLayout(signed(acc_width), drain)(results.r_data)
         group = Mux(route_heads, d, Mux(routes[Route.RESIDUAL], hidden, ffn))
         element = Signal(range(max(hidden, ffn) + 1))
         element_last = Signal()          # the transfer into the packer ends the group, kept in a register
