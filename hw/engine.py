@@ -83,6 +83,7 @@ TAP_BITS = 48            # wide enough for every tapped value (logits: logit_wid
 COUNT_BITS = 16          # GENERATE's count
 CYCLE_BITS = 40
 RESULT_FIFO_DEPTH = 128  # matmul results queued ahead of the output path (> a norm's D latency)
+RESULT_STAGE_DEPTH = 2   # of them staged in registers after the queue (its read enable from a level)
 # The blocks the output path feeds one accumulator a cycle compute at most NARROW_LANES lanes a
 # cycle, whatever the vector lanes: the head quantizer (with its two banks a head's codes leave
 # while the next head arrives) and the Dequantizer (the residual's sums; it also takes the
@@ -566,10 +567,11 @@ class Engine(wiring.Component):
         acc_issued, acc_valid = Signal(), Signal()
         draining = Signal()
         m.d.comb += draining.eq(in_matmul & (acc_valid | ~routes[Route.RESIDUAL]))
-        # Two words staged in registers between the queue and the output path: the queue's read
-        # enable then comes from registers (the stage's level), not from the unpacker's count and
-        # the ready of RoPE or a packer, the 85F's slowest path at 62.5 MHz (docs/benchmarks.md).
-        m.submodules.results = results = fifo.SyncFIFO(width=drain * acc_width, depth=2)
+        # Words staged in registers (RESULT_STAGE_DEPTH) between the queue and the output path: the
+        # queue's read enable then comes from registers (the stage's level), not from the unpacker's
+        # count and the ready of RoPE or a packer, the 85F's slowest path at 62.5 MHz
+        # (docs/benchmarks.md).
+        m.submodules.results = results = fifo.SyncFIFO(width=drain * acc_width, depth=RESULT_STAGE_DEPTH)
         m.d.comb += [results.w_data.eq(queued.r_data), results.w_en.eq(queued.r_rdy & draining),
                      queued.r_en.eq(results.w_rdy & draining)]
         result_words = data.ArrayLayout(signed(acc_width), drain)(results.r_data)

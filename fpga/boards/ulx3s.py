@@ -44,7 +44,8 @@ BOARDS = [
     # 62.77 MHz post-route asking 62.5 MHz (the PLL's next step above 60.71) with seed 1, the
     # matmul's results staged in two registered words before the output path (2026-12-07, 1,505 s
     # with the test suite running; before the stage 62.14, the heads' route through the result
-    # unpacker's count into the result FIFO's read enable; 52.96 asking 65). Asking 60: 65.77 MHz with seed 1 and the matmul's results two a cycle
+    # unpacker's count into the result FIFO's read enable; 52.96 asking 65). Asking 60: 65.77 MHz
+    # with seed 1 and the matmul's results two a cycle
     # (2026-12-06, 33,919 LUTs, 872 s with other jobs running; seed 5 routed at 57.42, its slowest
     # path the engine's busy into the HostLink's frame logic across the die; seed 3 was placed at
     # an estimated 54.77 and stopped). One a cycle: 67.54 MHz with seed 5 and the UART at 3 Mbaud (33,849 LUTs). At 1 Mbaud:

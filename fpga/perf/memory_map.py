@@ -10,7 +10,7 @@ none), small ROMs to logic, the rest to block RAM in the aspect ratio that needs
 import dataclasses
 import functools
 
-from hw.engine import RESULT_FIFO_DEPTH, narrow_lanes, result_drain
+from hw.engine import RESULT_FIFO_DEPTH, RESULT_STAGE_DEPTH, narrow_lanes, result_drain
 from hw.linear import weight_columns
 from hw.protocol import MAX_PAYLOAD, TOKEN_BYTES
 from hw.gated_activation import GatedActivation
@@ -115,7 +115,10 @@ def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
         Memory("q_scales", SCALE_WORD, heads),
         Memory("gains", GAIN_BITS * lanes, (layers * (3 * hidden + ffn) + hidden) // lanes,
                rom=True),
-        Memory("results/storage", acc * drain, RESULT_FIFO_DEPTH - 1),      # words of `drain` results
+        # words of `drain` results: the queue (its last word the buffered FIFO's output register),
+        # then the words staged before the output path
+        Memory("queued_results/storage", acc * drain, RESULT_FIFO_DEPTH - 1),
+        Memory("results/storage", acc * drain, RESULT_STAGE_DEPTH),
     ]
     if cfg.hidden_act == "silu":
         mems.append(Memory("gated/sigmoid", SIGMOID_FRAC, SIGMOID_TABLE.size, rom=True))

@@ -73,7 +73,9 @@ def test_shallow_memories_go_to_lut_ram():
     model = load_weights(paths.MODELS / "small").config
     params = dict(rows=2, simd=8, lanes=1, attention_lanes=2, head_lanes=2)
     lut_rams = sum(map_memory(m, "ecp5").lut_rams for m in soc_memories(model, params))
-    assert lut_rams == 83       # Yosys's TRELLIS_DPR16X4 count for this SoC (synth_ecp5 of the small-2x8 SoC)
+    # Yosys's TRELLIS_DPR16X4 count for this SoC (synth_ecp5 of the small-2x8 SoC): 83, and since
+    # 2026-12-07 4 more for the staged results (the 85F build maps them so: 9 for its 36 bits)
+    assert lut_rams == 87
 
 
 @pytest.fixture(scope="module")

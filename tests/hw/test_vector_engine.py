@@ -20,10 +20,13 @@ from tests.hw.test_vector_unit import read_memory
 @pytest.mark.parametrize("rows, simd, lanes, attention_lanes, head_lanes", [
     (8, 16, 2, None, None), (4, 8, 1, 1, 1), (8, 16, 4, 2, 8)])
 def test_tokens_of_the_small_model(rows, simd, lanes, attention_lanes, head_lanes):
-    """``attention_lanes`` None: attention and the LM head as vector-unit programs; else on the
-    attention unit and the token table (the small model's is tied: one table for both uses)."""
+    """``attention_lanes`` None: attention and the LM head as vector-unit programs (one token: the
+    same instructions over more positions are the VectorMachine's, tests/hw/test_vector_isa.py);
+    else on the attention unit and the token table (the small model's is tied: one table for both
+    uses), two tokens."""
     model = IntegerModel.from_checkpoint(paths.MODELS / "small")
-    check_tokens(model, [18, 43] if lanes == 1 else [7, 30], rows, simd, lanes, attention_lanes, head_lanes)
+    tokens = [7] if attention_lanes is None else [18, 43] if lanes == 1 else [7, 30]
+    check_tokens(model, tokens, rows, simd, lanes, attention_lanes, head_lanes)
 
 
 def test_tokens_of_an_untied_model(tmp_path):

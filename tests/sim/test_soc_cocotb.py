@@ -7,6 +7,7 @@ import os
 import pytest
 
 from model import paths
+from fpga.boards import BOARDS
 from fpga.cli import main
 from model.checkpoint import load_weights
 from model.integer import IntegerModel
@@ -71,7 +72,8 @@ def test_conversation_continues_the_context():
 
     model_dir = paths.MODELS / "small"
     model, tokenizer = IntegerModel(load_weights(model_dir)), load_tokenizer(model_dir)
-    params = soc_params(model_dir, dict(rows=4, simd=8, lanes=2, attention_lanes=4, head_lanes=4))
+    board = BOARDS["ulx3s-45f"]        # the SoC chat --sim builds for it: one cached Verilator build
+    params = soc_params(model_dir, board.engine_parameters(), board.clock_mhz * 1e6)
     with open_board(params, timeout=120) as link:
         assert link.status()["context"] == model.config.max_position_embeddings == 128
         chat = Conversation(link, tokenizer, 128)
