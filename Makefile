@@ -62,7 +62,7 @@ models: $(VENV)/.installed-test
 	$(BIN)/tritium report models
 
 test: prerequisites $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n 2 --dist worksteal -p no:cacheprovider
+	$(BIN)/python -m pytest -n 2 -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) build
