@@ -232,11 +232,9 @@ def cmd_chat(args) -> int:
         check_model = load_model(model_dir, integer=True)
     with contextlib.ExitStack() as stack:
         if args.sim:
-            from fpga.host.virtual import open_board, soc_params
+            from fpga.host.virtual import board_soc_params, open_board
 
-            engine = (board.vector_engine_parameters() if args.engine == "vector"
-                      else board.engine_parameters())
-            params = soc_params(model_dir, engine, board.clock_mhz * 1e6)
+            params = board_soc_params(board, model_dir, vector=args.engine == "vector")
             with status(console) as say:
                 link = stack.enter_context(open_board(params, timeout=args.timeout, status=say,
                                                       netlist=netlist))

@@ -15,6 +15,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -25,6 +26,11 @@ from model import paths
 
 BUILD_ROOT = paths.BUILD / "sim"
 TIMESCALE = ("1ns", "1ps")   # Amaranth emits no `timescale
+# cocotb's runner makes every signal of a Verilator model public (--public-flat-rw): none can be
+# optimized away, and each is in a symbol table. The benches drive and read the top's ports only, so
+# only they are public (a configuration file, :func:`_public_ports`): the small model's engine
+# builds in 47 s instead of 68 and runs its tokens in 22 s instead of 30 (2026-12-07, this machine).
+PORTS_ONLY = ["--no-public-flat-rw"]
 
 # cocotb's own Icarus dump module declares a SystemVerilog ``string``, which -g2005 rejects; this one
 # is Verilog-2005 and takes the file from ``+waves=PATH``, so each run of a shared build has its own.
@@ -68,6 +74,20 @@ def waves_requested() -> bool:
     return os.environ.get("TRITIUM_WAVES", "") not in ("", "0")
 
 
+def _public_ports(verilog_text: str, design: str, build_dir: Path) -> Path:
+    """A Verilator configuration file that makes the ports of ``design`` (its module in
+    ``verilog_text``, Amaranth's) public, for cocotb to drive and read."""
+    header = re.search(rf"^module {re.escape(design)}\((.*?)\);", verilog_text, re.MULTILINE | re.DOTALL)
+    if header is None:
+        raise ValueError(f"no module {design} in its Verilog")
+    path = build_dir / "ports.vlt"
+    lines = [f'public_flat_rw -module "{design}" -var "{port.strip()}"' for port in header[1].split(",")]
+    text = "\n".join(["`verilator_config", *lines, ""])
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
 def build(component_factory, params: dict, *, design: str, simulator: str, log_file=None,
           extra_sources=(), status=None, label=None, netlist=None):
     """Generate Verilog for ``component_factory(**params)`` and build it for ``simulator`` with
@@ -100,6 +120,8 @@ def build(component_factory, params: dict, *, design: str, simulator: str, log_f
     if netlist is not None:
         args = netlist.build_args(simulator)
         extra_sources = [*extra_sources, *netlist.sources()]
+    if simulator == "verilator":
+        args = [*args, *PORTS_ONLY]
     extra_sources = [Path(f).resolve() for f in extra_sources]     # e.g. primitive models
     key = hashlib.sha256(json.dumps([design, params, waves, args, [f.read_text() for f in extra_sources],
                                      netlist and netlist.key()], sort_keys=True).encode())
@@ -119,6 +141,8 @@ def build(component_factory, params: dict, *, design: str, simulator: str, log_f
                 status(f"synthesizing {label or design} for {netlist.family} (Yosys)")
             source = netlist.synthesize(source, design, build_dir)
         sources = [source, *extra_sources]
+        if simulator == "verilator":     # first: cocotb takes the last source's language for the top's
+            sources.insert(0, _public_ports(text, design, build_dir))
         if simulator == "icarus" and waves:
             dump = build_dir / "tritium_waves.v"
             dump.write_text(ICARUS_DUMP.format(top=design))

@@ -45,11 +45,10 @@ def simulated_cycles(board, status=None) -> dict:
     """Cycles per generated token of the board's SoC (Verilator), greedy, from PROMPT."""
     from fpga.host.chat import Conversation
     from model.tokenizer import load_tokenizer
-    from fpga.host.virtual import open_board, soc_params
+    from fpga.host.virtual import board_soc_params, open_board
 
     model_dir = paths.REPO / board.model
-    params = soc_params(model_dir, board.engine_parameters(), board.clock_mhz * 1e6)
-    with open_board(params, timeout=600, status=status) as link:
+    with open_board(board_soc_params(board, model_dir), timeout=600, status=status) as link:
         conversation = Conversation(link, load_tokenizer(model_dir), link.status()["context"])
         if status:
             status(f"{board.name}: generating {TOKENS} tokens in simulation")

@@ -8,7 +8,15 @@ from sim.virtual_board import BoardStartError, VirtualBoard, soc_params
 
 from .link import LinkError, serial_link
 
-__all__ = ["open_board", "soc_params"]
+__all__ = ["board_soc_params", "open_board", "soc_params"]
+
+
+def board_soc_params(board, model_dir, *, vector: bool = False) -> dict:
+    """The SoC that simulates ``board`` (a :class:`fpga.boards.Board`) with the model at
+    ``model_dir``: the board's engine sizes (on the shared vector unit if ``vector``) and its clock,
+    which sets the UART's divisor as on the board."""
+    engine = board.vector_engine_parameters() if vector else board.engine_parameters()
+    return soc_params(model_dir, engine, board.clock_mhz * 1e6)
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ from model.checkpoint import load_weights
 from model.integer import IntegerModel
 from model.tokenizer import load_tokenizer
 from sim.harness import available_simulators, run
-from sim.virtual_board import soc_factory, soc_params, tiny_soc_params
+from sim.virtual_board import soc_factory, tiny_soc_params
 
 SEED = int(os.environ.get("TRITIUM_SEED", "5"))
 
@@ -68,13 +68,12 @@ def test_conversation_continues_the_context():
     """Two turns on the virtual board: the second continues the first (its last token and the new
     text), exactly as the integer model would on the whole sequence; then a reset when it fills."""
     from fpga.host.chat import Conversation
-    from fpga.host.virtual import open_board
+    from fpga.host.virtual import board_soc_params, open_board
 
     model_dir = paths.MODELS / "small"
     model, tokenizer = IntegerModel(load_weights(model_dir)), load_tokenizer(model_dir)
-    board = BOARDS["ulx3s-45f"]        # the SoC chat --sim builds for it: one cached Verilator build
-    params = soc_params(model_dir, board.engine_parameters(), board.clock_mhz * 1e6)
-    with open_board(params, timeout=120) as link:
+    # the SoC chat --sim builds for the 45F: one cached Verilator build
+    with open_board(board_soc_params(BOARDS["ulx3s-45f"], model_dir), timeout=120) as link:
         assert link.status()["context"] == model.config.max_position_embeddings == 128
         chat = Conversation(link, tokenizer, 128)
         first = chat.turn("KING:", 10, temperature=0.7, top_k=4, seed=9)
