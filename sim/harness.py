@@ -74,6 +74,21 @@ def waves_requested() -> bool:
     return os.environ.get("TRITIUM_WAVES", "") not in ("", "0")
 
 
+def _objcache() -> Path:
+    """The command make runs each C++ compile through (:mod:`sim.objcache`: the Verilator and cocotb
+    runtime's objects compiled once, not once a design)."""
+    wrapper = BUILD_ROOT / "objcache"
+    text = (f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).with_name("objcache.py")}" '
+            f'"{BUILD_ROOT / "objects"}" "$@"\n')
+    if not wrapper.exists() or wrapper.read_text() != text:
+        BUILD_ROOT.mkdir(parents=True, exist_ok=True)
+        temporary = wrapper.with_suffix(f".{os.getpid()}")
+        temporary.write_text(text)
+        temporary.chmod(0o755)
+        os.replace(temporary, wrapper)
+    return wrapper
+
+
 def _public_ports(verilog_text: str, design: str, build_dir: Path) -> Path:
     """A Verilator configuration file that makes the ports of ``design`` (its module in
     ``verilog_text``, Amaranth's) public, for cocotb to drive and read."""
@@ -154,7 +169,7 @@ def build(component_factory, params: dict, *, design: str, simulator: str, log_f
         # runs its includer (designs in one C++ file) with `python`, which Debian lacks (only
         # python3): this Python runs it. A gate-level netlist adds its own (Netlist.make_variables).
         flags = os.environ.get("MAKEFLAGS")
-        variables = {"CFG_CXXFLAGS_PCH_I": "-include", "PYTHON3": sys.executable,
+        variables = {"CFG_CXXFLAGS_PCH_I": "-include", "PYTHON3": sys.executable, "OBJCACHE": _objcache(),
                      **(netlist.make_variables if netlist is not None else {})}
         os.environ["MAKEFLAGS"] = " ".join([flags or "", *(f"{name}={value}" for name, value
                                                            in variables.items())]).strip()

@@ -1,9 +1,9 @@
-"""cocotb bench: one memory and two multipliers (:class:`CellProbe`), for checking what a board's
+"""cocotb bench: memories and two multipliers (:class:`CellProbe`), for checking what a board's
 synthesis maps them to (ECP5: DP16KD in each data width, MULT18X18D signed and unsigned) in the
 gate-level netlist against Python: random initial contents (the INITVAL layout), random writes and
 reads (a read gives the word before a write to it in the same cycle) and random products, seeded.
 
-``TB_PARAMS`` (JSON): :class:`CellProbe`'s ``width`` and ``depth``.
+``TB_PARAMS`` (JSON): :class:`CellProbe`'s ``shapes``.
 """
 
 import json
@@ -23,62 +23,92 @@ CYCLES = 3000
 
 
 def initial_words(width: int, depth: int) -> list[int]:
-    """The memory's initial contents: random words, so that the netlist's INITVAL layout is checked."""
+    """A memory's initial contents: random words, so that the netlist's INITVAL layout is checked."""
     rng = random.Random(width * depth)
     return [rng.randrange(1 << width) for _ in range(depth)]
 
 
 class CellProbe(wiring.Component):
-    """A ``width`` × ``depth`` memory (initial contents :func:`initial_words`) with a write port and
-    a synchronous read port, and the registered products of two signed and two unsigned 18-bit
-    operands."""
+    """A memory of each (width, depth) of ``shapes`` (initial contents :func:`initial_words`), each
+    with a write port and a synchronous read port (ports ``w{width}_en``, ``_addr``, ``_data``,
+    ``r{width}_addr``, ``_data``), and the registered products of two signed and two unsigned
+    18-bit operands. One design for every shape: one simulator build."""
 
-    def __init__(self, width: int, depth: int):
-        self._width, self._depth = width, depth
-        super().__init__({
-            "w_en": In(1), "w_addr": In(range(depth)), "w_data": In(width),
-            "r_addr": In(range(depth)), "r_data": Out(width),
-            "a": In(signed(18)), "b": In(signed(18)), "signed_product": Out(signed(36)),
-            "c": In(unsigned(18)), "d": In(unsigned(18)), "unsigned_product": Out(unsigned(36)),
-        })
+    def __init__(self, shapes):
+        self._shapes = [tuple(shape) for shape in shapes]
+        widths = [width for width, _ in self._shapes]
+        if len(set(widths)) != len(widths):
+            raise ValueError(f"one memory per width: {widths} repeats one")
+        ports = {"a": In(signed(18)), "b": In(signed(18)), "signed_product": Out(signed(36)),
+                 "c": In(unsigned(18)), "d": In(unsigned(18)), "unsigned_product": Out(unsigned(36))}
+        for width, depth in self._shapes:
+            ports.update({f"w{width}_en": In(1), f"w{width}_addr": In(range(depth)),
+                          f"w{width}_data": In(width), f"r{width}_addr": In(range(depth)),
+                          f"r{width}_data": Out(width)})
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.words = words = memory.Memory(shape=self._width, depth=self._depth,
-                                                   init=initial_words(self._width, self._depth))
-        write, read = words.write_port(), words.read_port()
-        m.d.comb += [write.en.eq(self.w_en), write.addr.eq(self.w_addr), write.data.eq(self.w_data),
-                     read.addr.eq(self.r_addr), self.r_data.eq(read.data)]
+        for width, depth in self._shapes:
+            m.submodules[f"words{width}"] = words = memory.Memory(shape=width, depth=depth,
+                                                                  init=initial_words(width, depth))
+            write, read = words.write_port(), words.read_port()
+            port = {name: getattr(self, f"{name[0]}{width}_{name[2:]}")
+                    for name in ("w_en", "w_addr", "w_data", "r_addr", "r_data")}
+            m.d.comb += [write.en.eq(port["w_en"]), write.addr.eq(port["w_addr"]),
+                         write.data.eq(port["w_data"]), read.addr.eq(port["r_addr"]),
+                         port["r_data"].eq(read.data)]
         m.d.sync += [self.signed_product.eq(self.a * self.b), self.unsigned_product.eq(self.c * self.d)]
         return m
 
 
+class MemoryStimulus:
+    """Random writes and reads of one of the probe's memories, and the word each read must give."""
+
+    def __init__(self, dut, width: int, depth: int, rng: random.Random):
+        self.width, self.depth, self.rng = width, depth, rng
+        self.w_en, self.w_addr, self.w_data, self.r_addr, self.r_data = (
+            getattr(dut, f"{name[0]}{width}_{name[2:]}")
+            for name in ("w_en", "w_addr", "w_data", "r_addr", "r_data"))
+        self.words = initial_words(width, depth)
+
+    def drive(self) -> int:
+        """Set this cycle's ports; the word the read will give."""
+        rng = self.rng
+        # a few addresses often (reads of fresh writes), any address sometimes
+        w_addr = rng.randrange(self.depth) if rng.random() < 0.5 else rng.randrange(4)
+        r_addr = w_addr if rng.random() < 0.2 else rng.randrange(self.depth)
+        w_en, w_data = rng.random() < 0.3, rng.randrange(1 << self.width)
+        self.w_en.value, self.w_addr.value, self.w_data.value = int(w_en), w_addr, w_data
+        self.r_addr.value = r_addr
+        expected = self.words[r_addr]
+        if w_en:
+            self.words[w_addr] = w_data
+        return expected
+
+
 @cocotb.test()
 async def random_words_and_products(dut):
-    params = json.loads(os.environ["TB_PARAMS"])
-    width, depth = params["width"], params["depth"]
+    shapes = json.loads(os.environ["TB_PARAMS"])["shapes"]
     rng = random.Random(cocotb.RANDOM_SEED)
     dut._log.info(f"seed {cocotb.RANDOM_SEED}")
-    for name in ("w_en", "w_addr", "w_data", "r_addr", "a", "b", "c", "d"):
+    memories = [MemoryStimulus(dut, width, depth, rng) for width, depth in shapes]
+    for name in ("a", "b", "c", "d"):
         getattr(dut, name).value = 0
+    for stimulus in memories:
+        for port in (stimulus.w_en, stimulus.w_addr, stimulus.w_data, stimulus.r_addr):
+            port.value = 0
     Clock(dut.clk, 10, unit="ns").start()
     await reset(dut)
-    words = initial_words(width, depth)
     expected = None
     for cycle in range(CYCLES):
-        # a few addresses often (reads of fresh writes), any address sometimes
-        w_addr = rng.randrange(depth) if rng.random() < 0.5 else rng.randrange(4)
-        r_addr = w_addr if rng.random() < 0.2 else rng.randrange(depth)
-        w_en, w_data = rng.random() < 0.3, rng.randrange(1 << width)
+        words = [stimulus.drive() for stimulus in memories]
         a, b = rng.randint(-(1 << 17), (1 << 17) - 1), rng.randint(-(1 << 17), (1 << 17) - 1)
         c, d = rng.randrange(1 << 18), rng.randrange(1 << 18)
-        dut.w_en.value, dut.w_addr.value, dut.w_data.value = int(w_en), w_addr, w_data
-        dut.r_addr.value, dut.a.value, dut.b.value, dut.c.value, dut.d.value = r_addr, a, b, c, d
+        dut.a.value, dut.b.value, dut.c.value, dut.d.value = a, b, c, d
         await RisingEdge(dut.clk)
         if expected is not None:
-            got = (int(dut.r_data.value), dut.signed_product.value.to_signed(),
-                   int(dut.unsigned_product.value))
+            got = ([int(stimulus.r_data.value) for stimulus in memories],
+                   dut.signed_product.value.to_signed(), int(dut.unsigned_product.value))
             assert got == expected, f"cycle {cycle} (seed {cocotb.RANDOM_SEED}): {got} != {expected}"
-        expected = (words[r_addr], a * b, c * d)
-        if w_en:
-            words[w_addr] = w_data
+        expected = (words, a * b, c * d)

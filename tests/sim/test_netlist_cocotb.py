@@ -14,6 +14,7 @@ from sim.tb_cells import CellProbe
 from sim.virtual_board import soc_factory, soc_params, tiny_model
 
 SEED = int(os.environ.get("TRITIUM_SEED", "5"))
+CELL_SHAPES = [(4, 4096), (9, 2048), (18, 1024), (36, 512)]      # (width, depth): one DP16KD each
 
 
 @pytest.mark.skipif("verilator" not in available_simulators(), reason="no Verilator")
@@ -24,15 +25,13 @@ def test_ecp5_netlist_generates_the_integer_models_tokens(tmp_path):
 
 
 @pytest.mark.skipif("verilator" not in available_simulators(), reason="no Verilator")
-@pytest.mark.parametrize("width, depth", [(4, 4096), (9, 2048), (18, 1024), (36, 512)])
 @pytest.mark.parametrize("netlist", [False, True], ids=["rtl", "ecp5-netlist"])
-def test_block_ram_and_multipliers_as_mapped(width, depth, netlist, tmp_path):
-    """One block RAM in each width Yosys maps the boards' memories to (DP16KD 4/9/18 bits, and 36
+def test_block_ram_and_multipliers_as_mapped(netlist, tmp_path):
+    """A block RAM in each width Yosys maps the boards' memories to (DP16KD 4/9/18 bits, and 36
     as a pseudo-dual-port), and a signed and an unsigned MULT18X18D: random words and products
     equal Python's, on the Verilog (the bench itself) and on the ECP5 netlist (the cell models)."""
-    run(CellProbe, dict(width=width, depth=depth), design=f"cells_w{width}", bench="sim.tb_cells",
-        simulator="verilator", seed=SEED, test_dir=tmp_path,
-        netlist=Netlist(BOARDS["ulx3s-45f"]) if netlist else None)
+    run(CellProbe, dict(shapes=CELL_SHAPES), design="cells", bench="sim.tb_cells", simulator="verilator",
+        seed=SEED, test_dir=tmp_path, netlist=Netlist(BOARDS["ulx3s-45f"]) if netlist else None)
 
 
 def test_a_family_without_cell_models_is_refused():
