@@ -1,16 +1,18 @@
 """A compiler cache for the runtime of every Verilator model: verilated.mk runs each C++ compile as
 ``$(OBJCACHE) $(CXX) ... -c -o OBJECT SOURCE``, and :mod:`sim.harness` sets ``OBJCACHE`` to this
-script. Verilator's and cocotb's own sources (``verilated.cpp``, ``verilated_vpi.cpp``, cocotb's
-``verilator.cpp``: an absolute path outside the build directory) compile the same in every build,
-about 20 s of CPU each time; their objects are kept under ``CACHE`` by the whole command line and
-the source's size and time, and copied into the next build that compiles them the same way. A
-design's own files (relative paths in its build directory) always compile.
+script. Verilator's own sources (``verilated.cpp``, ``verilated_vpi.cpp``, ...) compile the same in
+every build, about 20 s of CPU each time; their objects are kept under ``CACHE`` by the whole
+command line, with the size and time of each file they were compiled from (``-MMD``'s list), and
+copied into the next build that compiles them the same way from the same files. What includes a
+file of the build directory (a design's own files, and cocotb's ``verilator.cpp``, which includes
+the design's model header) always compiles.
 
 Usage (by make, through the wrapper :func:`sim.harness` writes): ``python sim/objcache.py CACHE
 COMPILER ARGUMENTS...``
 """
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -19,32 +21,52 @@ import tempfile
 from pathlib import Path
 
 
+def dependencies(depend_file: Path) -> list[str]:
+    """The files ``-MMD`` says an object was compiled from (its make rule's prerequisites)."""
+    rule = depend_file.read_text().replace("\\\n", " ")
+    return rule.split(":", 1)[1].split() if ":" in rule else []
+
+
+def stats(paths) -> list:
+    return [[path, os.stat(path).st_size, os.stat(path).st_mtime_ns] for path in paths]
+
+
 def cached_compile(cache: Path, command: list[str]) -> int:
     """Run ``command`` (a compiler's), or copy its object (and ``-MMD``'s dependency file) from
-    ``cache`` where the same command compiled the same runtime source before."""
-    if "-c" not in command or "-o" not in command:
+    ``cache`` where the same command compiled the same files before. Only an object compiled from
+    files outside the build directory alone is kept: cocotb's ``verilator.cpp`` includes the
+    design's own model header, so its object is the design's."""
+    if "-c" not in command or "-o" not in command or "-MMD" not in command:
         return subprocess.call(command)
     output = Path(command[command.index("-o") + 1])
     source = Path(command[-1])
-    if not source.is_absolute() or Path.cwd() in source.parents or not source.is_file():
+    if not source.is_absolute() or Path.cwd() in source.parents:
         return subprocess.call(command)
-    state = source.stat()
-    key = hashlib.sha256(repr([command, state.st_size, state.st_mtime_ns]).encode()).hexdigest()[:24]
-    kept = [(cache / f"{key}.o", output), (cache / f"{key}.d", output.with_suffix(".d"))]
-    if kept[0][0].is_file():
-        for stored, target in kept:
-            if stored.is_file():
-                shutil.copyfile(stored, target)
-        return 0
+    key = hashlib.sha256(repr(command).encode()).hexdigest()[:24]
+    depend = output.with_suffix(".d")
+    stored_object, stored_depend, manifest = (cache / f"{key}{suffix}" for suffix in (".o", ".d", ".json"))
+    try:
+        kept = json.loads(manifest.read_text())
+        if stats(path for path, _, _ in kept) == kept:
+            shutil.copyfile(stored_object, output)
+            shutil.copyfile(stored_depend, depend)
+            return 0
+    except (OSError, ValueError):
+        pass                            # not kept yet, or a file it was compiled from changed
     status = subprocess.call(command)
-    if status == 0:
-        cache.mkdir(parents=True, exist_ok=True)
-        for stored, target in reversed(kept):     # the object last: it marks the entry complete
-            if target.is_file():
-                with tempfile.NamedTemporaryFile(dir=cache, delete=False) as temporary:
-                    shutil.copyfileobj(target.open("rb"), temporary)
-                os.chmod(temporary.name, 0o644)
-                os.replace(temporary.name, stored)
+    if status != 0 or not depend.is_file():
+        return status
+    paths = dependencies(depend)
+    if not paths or any(not Path(path).is_absolute() or Path.cwd() in Path(path).parents for path in paths):
+        return status
+    cache.mkdir(parents=True, exist_ok=True)
+    # the manifest last: it marks the entry complete
+    for stored, content in ((stored_object, output.read_bytes()), (stored_depend, depend.read_bytes()),
+                            (manifest, json.dumps(stats(paths)).encode())):
+        with tempfile.NamedTemporaryFile(dir=cache, delete=False) as temporary:
+            temporary.write(content)
+        os.chmod(temporary.name, 0o644)
+        os.replace(temporary.name, stored)
     return status
 
 
