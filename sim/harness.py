@@ -75,8 +75,8 @@ def waves_requested() -> bool:
 
 
 def _objcache() -> Path:
-    """The command make runs each C++ compile through (:mod:`sim.objcache`: the Verilator and cocotb
-    runtime's objects compiled once, not once a design)."""
+    """The command make runs each C++ compile through (:mod:`sim.objcache`: the Verilator runtime's
+    objects compiled once, not once a design)."""
     wrapper = BUILD_ROOT / "objcache"
     text = (f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).with_name("objcache.py")}" '
             f'"{BUILD_ROOT / "objects"}" "$@"\n')
