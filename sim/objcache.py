@@ -28,7 +28,13 @@ def dependencies(depend_file: Path) -> list[str]:
 
 
 def stats(paths) -> list:
-    return [[path, os.stat(path).st_size, os.stat(path).st_mtime_ns] for path in paths]
+    """[path, size, modification time] of each of ``paths``."""
+    return [[path, state.st_size, state.st_mtime_ns] for path in paths for state in [os.stat(path)]]
+
+
+def outside_the_build(path: str) -> bool:
+    """Whether ``path`` is a file of no build (absolute, not under the build directory, make's)."""
+    return Path(path).is_absolute() and Path.cwd() not in Path(path).parents
 
 
 def cached_compile(cache: Path, command: list[str]) -> int:
@@ -39,8 +45,7 @@ def cached_compile(cache: Path, command: list[str]) -> int:
     if "-c" not in command or "-o" not in command or "-MMD" not in command:
         return subprocess.call(command)
     output = Path(command[command.index("-o") + 1])
-    source = Path(command[-1])
-    if not source.is_absolute() or Path.cwd() in source.parents:
+    if not outside_the_build(command[-1]):
         return subprocess.call(command)
     key = hashlib.sha256(repr(command).encode()).hexdigest()[:24]
     depend = output.with_suffix(".d")
@@ -57,7 +62,7 @@ def cached_compile(cache: Path, command: list[str]) -> int:
     if status != 0 or not depend.is_file():
         return status
     paths = dependencies(depend)
-    if not paths or any(not Path(path).is_absolute() or Path.cwd() in Path(path).parents for path in paths):
+    if not paths or not all(outside_the_build(path) for path in paths):
         return status
     cache.mkdir(parents=True, exist_ok=True)
     # the manifest last: it marks the entry complete

@@ -28,6 +28,15 @@ def initial_words(width: int, depth: int) -> list[int]:
     return [rng.randrange(1 << width) for _ in range(depth)]
 
 
+MEMORY_PORTS = ("w_en", "w_addr", "w_data", "r_addr", "r_data")
+
+
+def memory_ports(owner, width: int) -> dict:
+    """The ports of the probe's memory of ``width`` on ``owner`` (the probe, or the bench's handle
+    of it) by their names in MEMORY_PORTS: ``w_en`` is ``owner.w{width}_en``."""
+    return {name: getattr(owner, f"{name[0]}{width}_{name[2:]}") for name in MEMORY_PORTS}
+
+
 class CellProbe(wiring.Component):
     """A memory of each (width, depth) of ``shapes`` (initial contents :func:`initial_words`), each
     with a write port and a synchronous read port (ports ``w{width}_en``, ``_addr``, ``_data``,
@@ -53,8 +62,7 @@ class CellProbe(wiring.Component):
             m.submodules[f"words{width}"] = words = memory.Memory(shape=width, depth=depth,
                                                                   init=initial_words(width, depth))
             write, read = words.write_port(), words.read_port()
-            port = {name: getattr(self, f"{name[0]}{width}_{name[2:]}")
-                    for name in ("w_en", "w_addr", "w_data", "r_addr", "r_data")}
+            port = memory_ports(self, width)
             m.d.comb += [write.en.eq(port["w_en"]), write.addr.eq(port["w_addr"]),
                          write.data.eq(port["w_data"]), read.addr.eq(port["r_addr"]),
                          port["r_data"].eq(read.data)]
@@ -67,9 +75,7 @@ class MemoryStimulus:
 
     def __init__(self, dut, width: int, depth: int, rng: random.Random):
         self.width, self.depth, self.rng = width, depth, rng
-        self.w_en, self.w_addr, self.w_data, self.r_addr, self.r_data = (
-            getattr(dut, f"{name[0]}{width}_{name[2:]}")
-            for name in ("w_en", "w_addr", "w_data", "r_addr", "r_data"))
+        self.w_en, self.w_addr, self.w_data, self.r_addr, self.r_data = memory_ports(dut, width).values()
         self.words = initial_words(width, depth)
 
     def drive(self) -> int:
