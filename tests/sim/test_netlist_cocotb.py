@@ -17,6 +17,7 @@ SEED = int(os.environ.get("TRITIUM_SEED", "5"))
 CELL_SHAPES = [(4, 4096), (9, 2048), (18, 1024), (36, 512)]      # (width, depth): one DP16KD each
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("verilator" not in available_simulators(), reason="no Verilator")
 def test_ecp5_netlist_generates_the_integer_models_tokens(tmp_path):
     params = soc_params(tiny_model(), dict(rows=2, simd=4, lanes=1), clock_hz=8e6)

@@ -54,6 +54,7 @@ def test_chat_sim_generates_the_integer_models_tokens(capfd):
     assert "$finish" not in out, out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("verilator" not in available_simulators(), reason="no Verilator")
 def test_chat_sim_on_the_vector_engine(capfd):
     """The SoC with the engine on the shared vector unit (issue 18) at the 45F's sizes: sampled
@@ -63,6 +64,7 @@ def test_chat_sim_on_the_vector_engine(capfd):
     assert "the same tokens as the integer model" in capfd.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("verilator" not in available_simulators(), reason="no Verilator")
 def test_conversation_continues_the_context():
     """Two turns on the virtual board: the second continues the first (its last token and the new
