@@ -61,11 +61,8 @@ models: $(VENV)/.installed-test
 		$(BIN)/tritium train --config $$m --precision $$p --restart || exit 1; done; done
 	$(BIN)/tritium report models
 
-# --maxschedchunk 1: pytest-xdist hands tests out one or two at a time (not a quarter of the suite
-# to each worker at the start), so the slow tests, collected first (tests/conftest.py), spread
-# over both workers and neither is left with a queue of its own at the end
 test: prerequisites $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n 2 --maxschedchunk 1 -p no:cacheprovider
+	$(BIN)/python -m pytest -n 2 -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) build

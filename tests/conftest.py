@@ -22,13 +22,6 @@ CONFIGS = {
 }
 
 
-def pytest_collection_modifyitems(items):
-    """The tests marked slow first, the rest in their order. pytest-xdist hands tests out in this
-    order, so the long ones start at once and the short ones fill in around them: no worker is left
-    alone with a long test at the end while the other has nothing to do."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
-
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory):
     """Packed random checkpoints, one per CONFIGS entry, written once per session."""
