@@ -47,12 +47,19 @@ class Board:
     placer: str = "heap"
     # the vector engine's lanes (issue 18; None: the engine's ``lanes``)
     vector_lanes: int | None = None
+    # HeAP's spreading target (nextpnr's --placer-heap-beta; None: its default, 0.9): the share of a
+    # region's sites its cells may fill before they are spread further. Lower leaves the strict
+    # legalisation less to do on a nearly full part (the Tang Primer 20K's HeAP stalled in it at 0.9)
+    heap_beta: float | None = None
 
     def __post_init__(self):
         placers = ("heap", "sa") if self.family == "gowin" else ("heap", "sa", "static")
         if self.placer not in placers:
             raise ValueError(f"{self.name}: nextpnr-{self.family} has no placer {self.placer!r}; "
                              f"one of {', '.join(placers)}")
+        if self.heap_beta is not None and (self.placer != "heap" or not 0 < self.heap_beta < 1):
+            raise ValueError(f"{self.name}: heap_beta {self.heap_beta} needs the heap placer and a "
+                             f"value between 0 and 1 (nextpnr's default is 0.9)")
 
     def platform_class(self):
         module, name = self.platform.split(":")

@@ -6,12 +6,11 @@ from hw.engine import EngineSizes
 from . import Board
 
 BOARDS = [
+    # Placed, routed and packed on 2026-12-07 with HeAP's spreading target at 0.75 (seed 1, 27 MHz):
+    # 14,947 LUT4 and 3,410 ALU (18,357 of 20,736 LUT sites), 41 of 46 block RAMs, 24 of 48
+    # multipliers; post-route fmax 125.3 MHz; HeAP 1,001 s, its annealing 148 s, router1 407 s.
+    # At nextpnr's default (0.9) HeAP's strict legalisation stopped progressing (seeds 1-3).
     Board("tang-primer-20k", "amaranth_boards.tang_primer_20k:TangPrimer20kDockPlatform", "gowin",
           "models/small", EngineSizes(rows=4, simd=8, lanes=1, attention_lanes=1, head_lanes=1),
-          clock_mhz=27.0, baud=1_000_000, loader_board="tangprimer20k",
-          note="not placed: the small model's SoC at one vector lane takes 17,058 of the GW2A-18's "
-               "20,736 LUT sites (13,654 LUT4s, 3,404 ALUs) and 41 of 46 block RAMs, and "
-               "nextpnr-himbaechel's placers stop progressing on it (HeAP's legalisation, seeds 1-3; "
-               "SA's initial placement); a tiny model's SoC (15,989 LUT sites) places, routes at "
-               "128.9 MHz and packs (2026-12-05)"),
+          clock_mhz=27.0, baud=1_000_000, loader_board="tangprimer20k", heap_beta=0.75),
 ]

@@ -110,7 +110,8 @@ def tool_environment(family: str) -> dict:
 
 def build_options(board: Board) -> dict:
     nextpnr = (f"--report nextpnr.json --timing-allow-fail --seed {board.placer_seed}"
-               f" --placer {board.placer}")
+               f" --placer {board.placer}"
+               + (f" --placer-heap-beta {board.heap_beta:g}" if board.heap_beta is not None else ""))
     # ECP5: synth_ecp5 maps LUTs with ABC9 only, and yowasp's ABC9 fails on some of our designs
     # (an assertion in abc_ops reintegration on the ulx3s-85f SoC): stop before its LUT mapping,
     # map with the classic ABC, resume (as fpga/flow/synth.py does). router2: router1 still had 127,796

@@ -4,6 +4,7 @@ run); ``tritium flash`` runs openFPGALoader as it should (a fake one records its
 whole SoC bitstream is built with the yowasp tools (a tiny model: the smallest design that goes
 through the full flow)."""
 
+import dataclasses
 import json
 import stat
 import time
@@ -35,10 +36,20 @@ def test_board_elaborates(name, tmp_path):
     script = plan.files["build_top.sh"]
     script = script if isinstance(script, str) else script.decode()
     assert f"--seed {board.placer_seed} --placer {board.placer} " in script
+    assert ("--placer-heap-beta" in script) == (board.heap_beta is not None)
     if board.family == "gowin":     # placed by himbaechel, its chip database named by the platform
         assert "NEXTPNR_HIMBAECHEL" in script and "NEXTPNR_GOWIN" not in script
         assert f"--vopt family={platform._chipdb_device}" in script
 
+
+
+def test_a_boards_placer_settings_are_checked():
+    gowin = BOARDS["tang-nano-9k"]
+    with pytest.raises(ValueError, match="nextpnr-gowin has no placer 'static'; one of heap, sa"):
+        dataclasses.replace(gowin, placer="static")
+    for beta, placer in [(1.2, "heap"), (0.0, "heap"), (0.75, "sa")]:
+        with pytest.raises(ValueError, match=f"heap_beta {beta} needs the heap placer and a value between"):
+            dataclasses.replace(gowin, placer=placer, heap_beta=beta)
 
 @pytest.fixture
 def fake_loader(tmp_path, monkeypatch):
