@@ -42,7 +42,6 @@ def test_board_elaborates(name, tmp_path):
         assert f"--vopt family={platform._chipdb_device}" in script
 
 
-
 def test_a_boards_placer_settings_are_checked():
     gowin = BOARDS["tang-nano-9k"]
     with pytest.raises(ValueError, match="nextpnr-gowin has no placer 'static'; one of heap, sa"):
@@ -50,6 +49,7 @@ def test_a_boards_placer_settings_are_checked():
     for beta, placer in [(1.2, "heap"), (0.0, "heap"), (0.75, "sa")]:
         with pytest.raises(ValueError, match=f"heap_beta {beta} needs the heap placer and a value between"):
             dataclasses.replace(gowin, placer=placer, heap_beta=beta)
+
 
 @pytest.fixture
 def fake_loader(tmp_path, monkeypatch):
