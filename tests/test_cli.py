@@ -218,11 +218,9 @@ def test_board_choices_come_from_the_boards(monkeypatch, capsys):
     assert "invalid choice: 'ulx3s-25f'" in capsys.readouterr().err
 
 
-def test_a_netlist_needs_the_simulator_and_cell_models(capsys):
+def test_a_netlist_needs_the_simulator(capsys):
     assert main(["chat", "--netlist", "--board", "ulx3s-45f", "--prompt", "A", "--port", "/dev/null"]) == 2
     assert "--netlist simulates the board's netlist: it needs --sim" in capsys.readouterr().err
-    assert main(["chat", "--sim", "--netlist", "--board", "tang-nano-9k", "--prompt", "A"]) == 2
-    assert "no gate-level simulation of gowin netlists" in capsys.readouterr().err
 
 
 def test_fuzzing_needs_a_burst(capsys):

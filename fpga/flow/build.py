@@ -17,13 +17,13 @@ from pathlib import Path
 
 from fpga.boards import Board, BoardTop
 
-from .synth import ECP5_LUT_MAPPING, FAMILIES, KEEP_COPIES
+from .synth import ECP5_LUT_MAPPING, ECP5_SCRIPT, GOWIN_SCRIPT, ICE40_SCRIPT, KEEP_COPIES
 from .tools import TOOLS, find_loader, tool
 
 # Yosys's netlist, the first stage's output, by family.
 NETLISTS = {"ecp5": "top.json", "ice40": "top.json", "gowin": "top.syn.json"}
-# fpga.flow.synth.FAMILIES' script for each board family
-SYNTH_PART = {"ecp5": "ecp5-85f", "ice40": "ice40-up5k"}
+# The Yosys script that synthesizes a board's SoC alone (soc_script), by family.
+SOC_SCRIPTS = {"ecp5": ECP5_SCRIPT, "ice40": ICE40_SCRIPT, "gowin": GOWIN_SCRIPT}
 BITSTREAMS = {"ecp5": "top.bit", "ice40": "top.bin", "gowin": "top.fs"}
 # nextpnr's utilization names: LUTs, flip-flops, block RAMs, DSPs (by family). A tuple adds up cells
 # that share one kind of site, the first giving the sites available.
@@ -144,12 +144,9 @@ def yosys_path(name: str, soc: str = "top.soc") -> str:
 def soc_script(board: Board, *, source: str, top: str, flatten: str = "") -> str:
     """Yosys commands that synthesize the SoC alone (Verilog ``source``, module ``top``) as
     ``board``'s build synthesizes it, without the board's own top (PLL, I/O buffers): its LUT-RAM
-    memories, ECP5's classic LUT mapping, iCE40's multipliers on SB_MAC16. ``flatten``: e.g.
-    ``-noflatten`` to keep the hierarchy."""
-    if board.family not in SYNTH_PART:
-        raise ValueError(f"{board.name}: no synthesis of the SoC alone for {board.family} boards "
-                         f"(only {' and '.join(SYNTH_PART)})")
-    script = FAMILIES[SYNTH_PART[board.family]][0]
+    memories, ECP5's classic LUT mapping, iCE40's multipliers on SB_MAC16, Gowin's synth_gowin.
+    ``flatten``: e.g. ``-noflatten`` to keep the hierarchy."""
+    script = SOC_SCRIPTS[board.family]
     flags = flatten + ("" if board.family == "ecp5" else f" {build_options(board).get('synth_opts', '')}")
     read, _, rest = script.format(source=source, top=top, flatten=flags.strip()).partition("\n")
     return f"{read}\n{distributed_ram_script(board, top)}\n{rest}"

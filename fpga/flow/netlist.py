@@ -9,8 +9,9 @@ inference, DSP mapping and LUT mapping are the board build's) and writes the map
 (``netlist.v``). Then it replaces every cell it ships a simulation model of
 (``share/<family>/cells_sim.v``) by that model, flattens the design, folds the constants (each LUT's
 truth table) and writes it again (``simulated.v``): Verilator reads that with our models of the
-cells Yosys ships only blackboxes of (ECP5's DP16KD and MULT18X18D, in sim/). Left out: the
-board's top (PLL, I/O buffers), and placement and routing (timing is nextpnr's report's).
+cells Yosys ships only blackboxes of (in sim/: ECP5's DP16KD and MULT18X18D, Gowin's block RAMs and
+multipliers). Left out: the board's top (PLL, I/O buffers), and placement and routing (timing is
+nextpnr's report's).
 """
 
 import hashlib
@@ -28,6 +29,7 @@ from .synth import run_yosys
 MODELS = {
     "ecp5": {"share": "+/ecp5/cells_sim.v", "own": ("DP16KD.v", "MULT18X18D.v")},
     "ice40": {"share": "+/ice40/cells_sim.v", "own": ()},
+    "gowin": {"share": "+/gowin/cells_sim.v", "own": ("gowin_bsram.v", "gowin_mult.v")},
 }
 # After synthesis: the mapped netlist, then every cell Yosys has a model of replaced by it,
 # flattened, constants folded and names dropped (a smaller C++ model for Verilator: 6 minutes to
@@ -64,9 +66,6 @@ class Netlist:
     """``board``'s gate-level netlist of a design, for ``sim.harness.build``."""
 
     def __init__(self, board: Board):
-        if board.family not in MODELS:
-            raise ValueError(f"{board.name}: no gate-level simulation of {board.family} netlists "
-                             f"(there is for {' and '.join(MODELS)} boards)")
         self.board, self.family = board, board.family
         self._models = MODELS[board.family]
 

