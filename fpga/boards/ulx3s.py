@@ -61,8 +61,11 @@ BOARDS = [
           ENGINE_85F, clock_mhz=62.5, baud=3_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=("gated/buffer",), placer="static",
           placer_seed=1, vector_lanes=8),
-    # 62.87 MHz post-route asking 60 MHz with nextpnr's static placer and seed 3 (4×32, 4/8/8,
-    # results two a cycle, 2026-12-06, 24,530 LUTs, 844 s with other jobs running); one a cycle
+    # 64.87 MHz post-route asking 60 MHz with nextpnr's static placer and seed 3 (4×32, 4/8/8,
+    # 2026-12-07, 24,571 LUTs, 439 s with other jobs running), the LM head's dot copied beside the
+    # logit's multipliers; with the matmul's result stage and without that copy 57.62 (the dot's
+    # 6.8 ns route to the multipliers the slowest path). 62.87 MHz with
+    # results two a cycle (2026-12-06, 24,530 LUTs, 844 s with other jobs running); one a cycle
     # 66.02 MHz (24,449 LUTs, 467 s). At 2×32 2/4/16: 62.32 MHz with the UART at 3 Mbaud (18,555
     # LUTs); at 1 Mbaud 61.22 MHz with the same placer and seed (2026-12-05, 18,581 LUTs, 162 s;
     # 72.30 and 68.09 on the two engines before; 59.67 before the engine's scale
