@@ -223,140 +223,84 @@ module tritium_gowin_bsram #(
     end endgenerate
 endmodule
 
-module SP(DO, DI, BLKSEL, AD, WRE, CLK, CE, OCE, RESET);
-    parameter READ_MODE = 1'b0;
-    parameter WRITE_MODE = 2'b00;
-    parameter BIT_WIDTH = 32;
-    parameter BLK_SEL = 3'b000;
-    parameter RESET_MODE = "SYNC";
-    `TRITIUM_INIT_RAM_PARAMETERS(256)
-    output [31:0] DO;
-    input [31:0] DI;
-    input [2:0] BLKSEL;
-    input [13:0] AD;
-    input WRE, CLK, CE, OCE, RESET;
-    wire [35:0] out;
-    assign DO = out[31:0];
-    tritium_gowin_bsram #(.BYTE(8), .INIT(`TRITIUM_INIT_RAM), .WIDTH_A(BIT_WIDTH), .WIDTH_B(BIT_WIDTH),
-        .WRITE_MODE_A(WRITE_MODE), .READ_MODE_A(READ_MODE), .BLK_SEL_A(BLK_SEL), .RESET_MODE(RESET_MODE)
-    ) block(.CLKA(CLK), .CEA(CE), .OCEA(OCE), .RESETA(RESET), .WREA(WRE), .BLKSELA(BLKSEL), .ADA(AD),
-        .DIA({4'b0, DI}), .DOA(out), .CLKB(1'b0), .CEB(1'b0), .OCEB(1'b0), .RESETB(1'b0),
-        .WREB(1'b0), .BLKSELB(3'b0), .ADB(14'b0), .DIB(36'b0), .DOB());
+// The primitives, each a macro over its X9 and 8-bit forms: (name, bits a byte, data bits, INIT_RAM bits).
+`define TRITIUM_GOWIN_SP(NAME, BYTE_BITS, BITS, INIT_BITS) \
+module NAME(DO, DI, BLKSEL, AD, WRE, CLK, CE, OCE, RESET); \
+    parameter READ_MODE = 1'b0; \
+    parameter WRITE_MODE = 2'b00; \
+    parameter BIT_WIDTH = BITS; \
+    parameter BLK_SEL = 3'b000; \
+    parameter RESET_MODE = "SYNC"; \
+    `TRITIUM_INIT_RAM_PARAMETERS(INIT_BITS) \
+    output [BITS-1:0] DO; \
+    input [BITS-1:0] DI; \
+    input [2:0] BLKSEL; \
+    input [13:0] AD; \
+    input WRE, CLK, CE, OCE, RESET; \
+    wire [35:0] out; \
+    assign DO = out[BITS-1:0]; \
+    tritium_gowin_bsram #(.BYTE(BYTE_BITS), .INIT(`TRITIUM_INIT_RAM), .WIDTH_A(BIT_WIDTH), .WIDTH_B(BIT_WIDTH), \
+        .WRITE_MODE_A(WRITE_MODE), .READ_MODE_A(READ_MODE), .BLK_SEL_A(BLK_SEL), .RESET_MODE(RESET_MODE) \
+    ) block(.CLKA(CLK), .CEA(CE), .OCEA(OCE), .RESETA(RESET), .WREA(WRE), .BLKSELA(BLKSEL), .ADA(AD), \
+        .DIA({{(36-BITS){1'b0}}, DI}), .DOA(out), .CLKB(1'b0), .CEB(1'b0), .OCEB(1'b0), .RESETB(1'b0), \
+        .WREB(1'b0), .BLKSELB(3'b0), .ADB(14'b0), .DIB(36'b0), .DOB()); \
 endmodule
 
-module SPX9(DO, DI, BLKSEL, AD, WRE, CLK, CE, OCE, RESET);
-    parameter READ_MODE = 1'b0;
-    parameter WRITE_MODE = 2'b00;
-    parameter BIT_WIDTH = 36;
-    parameter BLK_SEL = 3'b000;
-    parameter RESET_MODE = "SYNC";
-    `TRITIUM_INIT_RAM_PARAMETERS(288)
-    output [35:0] DO;
-    input [35:0] DI;
-    input [2:0] BLKSEL;
-    input [13:0] AD;
-    input WRE, CLK, CE, OCE, RESET;
-    tritium_gowin_bsram #(.BYTE(9), .INIT(`TRITIUM_INIT_RAM), .WIDTH_A(BIT_WIDTH), .WIDTH_B(BIT_WIDTH),
-        .WRITE_MODE_A(WRITE_MODE), .READ_MODE_A(READ_MODE), .BLK_SEL_A(BLK_SEL), .RESET_MODE(RESET_MODE)
-    ) block(.CLKA(CLK), .CEA(CE), .OCEA(OCE), .RESETA(RESET), .WREA(WRE), .BLKSELA(BLKSEL), .ADA(AD),
-        .DIA(DI), .DOA(DO), .CLKB(1'b0), .CEB(1'b0), .OCEB(1'b0), .RESETB(1'b0), .WREB(1'b0),
-        .BLKSELB(3'b0), .ADB(14'b0), .DIB(36'b0), .DOB());
+`define TRITIUM_GOWIN_SDP(NAME, BYTE_BITS, BITS, INIT_BITS) \
+module NAME(CLKA, CEA, CLKB, CEB, OCE, RESETA, RESETB, ADA, ADB, DI, BLKSELA, BLKSELB, DO); \
+    parameter READ_MODE = 1'b0; \
+    parameter BIT_WIDTH_0 = BITS; \
+    parameter BIT_WIDTH_1 = BITS; \
+    parameter BLK_SEL_0 = 3'b000; \
+    parameter BLK_SEL_1 = 3'b000; \
+    parameter RESET_MODE = "SYNC"; \
+    `TRITIUM_INIT_RAM_PARAMETERS(INIT_BITS) \
+    input CLKA, CEA, CLKB, CEB, OCE, RESETA, RESETB; \
+    input [13:0] ADA, ADB; \
+    input [BITS-1:0] DI; \
+    input [2:0] BLKSELA, BLKSELB; \
+    output [BITS-1:0] DO; \
+    wire [35:0] out; \
+    assign DO = out[BITS-1:0]; \
+    tritium_gowin_bsram #(.BYTE(BYTE_BITS), .INIT(`TRITIUM_INIT_RAM), .WIDTH_A(BIT_WIDTH_0), .WIDTH_B(BIT_WIDTH_1), \
+        .READ_MODE_B(READ_MODE), .BLK_SEL_A(BLK_SEL_0), .BLK_SEL_B(BLK_SEL_1), .RESET_MODE(RESET_MODE) \
+    ) block(.CLKA(CLKA), .CEA(CEA), .OCEA(1'b0), .RESETA(RESETA), .WREA(1'b1), .BLKSELA(BLKSELA), .ADA(ADA), \
+        .DIA({{(36-BITS){1'b0}}, DI}), .DOA(), .CLKB(CLKB), .CEB(CEB), .OCEB(OCE), .RESETB(RESETB), .WREB(1'b0), \
+        .BLKSELB(BLKSELB), .ADB(ADB), .DIB(36'b0), .DOB(out)); \
 endmodule
 
-module SDPB(CLKA, CEA, CLKB, CEB, OCE, RESETA, RESETB, ADA, ADB, DI, BLKSELA, BLKSELB, DO);
-    parameter READ_MODE = 1'b0;
-    parameter BIT_WIDTH_0 = 32;
-    parameter BIT_WIDTH_1 = 32;
-    parameter BLK_SEL_0 = 3'b000;
-    parameter BLK_SEL_1 = 3'b000;
-    parameter RESET_MODE = "SYNC";
-    `TRITIUM_INIT_RAM_PARAMETERS(256)
-    input CLKA, CEA, CLKB, CEB, OCE, RESETA, RESETB;
-    input [13:0] ADA, ADB;
-    input [31:0] DI;
-    input [2:0] BLKSELA, BLKSELB;
-    output [31:0] DO;
-    wire [35:0] out;
-    assign DO = out[31:0];
-    tritium_gowin_bsram #(.BYTE(8), .INIT(`TRITIUM_INIT_RAM), .WIDTH_A(BIT_WIDTH_0), .WIDTH_B(BIT_WIDTH_1),
-        .READ_MODE_B(READ_MODE), .BLK_SEL_A(BLK_SEL_0), .BLK_SEL_B(BLK_SEL_1), .RESET_MODE(RESET_MODE)
-    ) block(.CLKA(CLKA), .CEA(CEA), .OCEA(1'b0), .RESETA(RESETA), .WREA(1'b1), .BLKSELA(BLKSELA), .ADA(ADA),
-        .DIA({4'b0, DI}), .DOA(), .CLKB(CLKB), .CEB(CEB), .OCEB(OCE), .RESETB(RESETB), .WREB(1'b0),
-        .BLKSELB(BLKSELB), .ADB(ADB), .DIB(36'b0), .DOB(out));
+`define TRITIUM_GOWIN_DP(NAME, BYTE_BITS, BITS, INIT_BITS) \
+module NAME(DOA, DOB, DIA, DIB, BLKSELA, BLKSELB, ADA, ADB, WREA, WREB, CLKA, CLKB, CEA, CEB, OCEA, OCEB, \
+            RESETA, RESETB); \
+    parameter READ_MODE0 = 1'b0; \
+    parameter READ_MODE1 = 1'b0; \
+    parameter WRITE_MODE0 = 2'b00; \
+    parameter WRITE_MODE1 = 2'b00; \
+    parameter BIT_WIDTH_0 = BITS; \
+    parameter BIT_WIDTH_1 = BITS; \
+    parameter BLK_SEL_0 = 3'b000; \
+    parameter BLK_SEL_1 = 3'b000; \
+    parameter RESET_MODE = "SYNC"; \
+    `TRITIUM_INIT_RAM_PARAMETERS(INIT_BITS) \
+    output [BITS-1:0] DOA, DOB; \
+    input [BITS-1:0] DIA, DIB; \
+    input [2:0] BLKSELA, BLKSELB; \
+    input [13:0] ADA, ADB; \
+    input WREA, WREB, CLKA, CLKB, CEA, CEB, OCEA, OCEB, RESETA, RESETB; \
+    wire [35:0] out_a, out_b; \
+    assign DOA = out_a[BITS-1:0]; \
+    assign DOB = out_b[BITS-1:0]; \
+    tritium_gowin_bsram #(.BYTE(BYTE_BITS), .INIT(`TRITIUM_INIT_RAM), .WIDTH_A(BIT_WIDTH_0), .WIDTH_B(BIT_WIDTH_1), \
+        .WRITE_MODE_A(WRITE_MODE0), .WRITE_MODE_B(WRITE_MODE1), .READ_MODE_A(READ_MODE0), \
+        .READ_MODE_B(READ_MODE1), .BLK_SEL_A(BLK_SEL_0), .BLK_SEL_B(BLK_SEL_1), .RESET_MODE(RESET_MODE) \
+    ) block(.CLKA(CLKA), .CEA(CEA), .OCEA(OCEA), .RESETA(RESETA), .WREA(WREA), .BLKSELA(BLKSELA), .ADA(ADA), \
+        .DIA({{(36-BITS){1'b0}}, DIA}), .DOA(out_a), .CLKB(CLKB), .CEB(CEB), .OCEB(OCEB), .RESETB(RESETB), \
+        .WREB(WREB), .BLKSELB(BLKSELB), .ADB(ADB), .DIB({{(36-BITS){1'b0}}, DIB}), .DOB(out_b)); \
 endmodule
 
-module SDPX9B(CLKA, CEA, CLKB, CEB, OCE, RESETA, RESETB, ADA, ADB, BLKSELA, BLKSELB, DI, DO);
-    parameter READ_MODE = 1'b0;
-    parameter BIT_WIDTH_0 = 36;
-    parameter BIT_WIDTH_1 = 36;
-    parameter BLK_SEL_0 = 3'b000;
-    parameter BLK_SEL_1 = 3'b000;
-    parameter RESET_MODE = "SYNC";
-    `TRITIUM_INIT_RAM_PARAMETERS(288)
-    input CLKA, CEA, CLKB, CEB, OCE, RESETA, RESETB;
-    input [13:0] ADA, ADB;
-    input [2:0] BLKSELA, BLKSELB;
-    input [35:0] DI;
-    output [35:0] DO;
-    tritium_gowin_bsram #(.BYTE(9), .INIT(`TRITIUM_INIT_RAM), .WIDTH_A(BIT_WIDTH_0), .WIDTH_B(BIT_WIDTH_1),
-        .READ_MODE_B(READ_MODE), .BLK_SEL_A(BLK_SEL_0), .BLK_SEL_B(BLK_SEL_1), .RESET_MODE(RESET_MODE)
-    ) block(.CLKA(CLKA), .CEA(CEA), .OCEA(1'b0), .RESETA(RESETA), .WREA(1'b1), .BLKSELA(BLKSELA), .ADA(ADA),
-        .DIA(DI), .DOA(), .CLKB(CLKB), .CEB(CEB), .OCEB(OCE), .RESETB(RESETB), .WREB(1'b0),
-        .BLKSELB(BLKSELB), .ADB(ADB), .DIB(36'b0), .DOB(DO));
-endmodule
-
-module DPB(DOA, DOB, DIA, DIB, BLKSELA, BLKSELB, ADA, ADB, WREA, WREB, CLKA, CLKB, CEA, CEB, OCEA, OCEB,
-           RESETA, RESETB);
-    parameter READ_MODE0 = 1'b0;
-    parameter READ_MODE1 = 1'b0;
-    parameter WRITE_MODE0 = 2'b00;
-    parameter WRITE_MODE1 = 2'b00;
-    parameter BIT_WIDTH_0 = 16;
-    parameter BIT_WIDTH_1 = 16;
-    parameter BLK_SEL_0 = 3'b000;
-    parameter BLK_SEL_1 = 3'b000;
-    parameter RESET_MODE = "SYNC";
-    `TRITIUM_INIT_RAM_PARAMETERS(256)
-    output [15:0] DOA, DOB;
-    input [15:0] DIA, DIB;
-    input [2:0] BLKSELA, BLKSELB;
-    input [13:0] ADA, ADB;
-    input WREA, WREB, CLKA, CLKB, CEA, CEB, OCEA, OCEB, RESETA, RESETB;
-    wire [35:0] out_a, out_b;
-    assign DOA = out_a[15:0];
-    assign DOB = out_b[15:0];
-    tritium_gowin_bsram #(.BYTE(8), .INIT(`TRITIUM_INIT_RAM), .WIDTH_A(BIT_WIDTH_0), .WIDTH_B(BIT_WIDTH_1),
-        .WRITE_MODE_A(WRITE_MODE0), .WRITE_MODE_B(WRITE_MODE1), .READ_MODE_A(READ_MODE0),
-        .READ_MODE_B(READ_MODE1), .BLK_SEL_A(BLK_SEL_0), .BLK_SEL_B(BLK_SEL_1), .RESET_MODE(RESET_MODE)
-    ) block(.CLKA(CLKA), .CEA(CEA), .OCEA(OCEA), .RESETA(RESETA), .WREA(WREA), .BLKSELA(BLKSELA), .ADA(ADA),
-        .DIA({20'b0, DIA}), .DOA(out_a), .CLKB(CLKB), .CEB(CEB), .OCEB(OCEB),
-        .RESETB(RESETB), .WREB(WREB), .BLKSELB(BLKSELB), .ADB(ADB), .DIB({20'b0, DIB}), .DOB(out_b));
-endmodule
-
-module DPX9B(DOA, DOB, DIA, DIB, BLKSELA, BLKSELB, ADA, ADB, WREA, WREB, CLKA, CLKB, CEA, CEB, OCEA, OCEB,
-             RESETA, RESETB);
-    parameter READ_MODE0 = 1'b0;
-    parameter READ_MODE1 = 1'b0;
-    parameter WRITE_MODE0 = 2'b00;
-    parameter WRITE_MODE1 = 2'b00;
-    parameter BIT_WIDTH_0 = 18;
-    parameter BIT_WIDTH_1 = 18;
-    parameter BLK_SEL_0 = 3'b000;
-    parameter BLK_SEL_1 = 3'b000;
-    parameter RESET_MODE = "SYNC";
-    `TRITIUM_INIT_RAM_PARAMETERS(288)
-    output [17:0] DOA, DOB;
-    input [17:0] DIA, DIB;
-    input [2:0] BLKSELA, BLKSELB;
-    input [13:0] ADA, ADB;
-    input WREA, WREB, CLKA, CLKB, CEA, CEB, OCEA, OCEB, RESETA, RESETB;
-    wire [35:0] out_a, out_b;
-    assign DOA = out_a[17:0];
-    assign DOB = out_b[17:0];
-    tritium_gowin_bsram #(.BYTE(9), .INIT(`TRITIUM_INIT_RAM), .WIDTH_A(BIT_WIDTH_0), .WIDTH_B(BIT_WIDTH_1),
-        .WRITE_MODE_A(WRITE_MODE0), .WRITE_MODE_B(WRITE_MODE1), .READ_MODE_A(READ_MODE0),
-        .READ_MODE_B(READ_MODE1), .BLK_SEL_A(BLK_SEL_0), .BLK_SEL_B(BLK_SEL_1), .RESET_MODE(RESET_MODE)
-    ) block(.CLKA(CLKA), .CEA(CEA), .OCEA(OCEA), .RESETA(RESETA), .WREA(WREA), .BLKSELA(BLKSELA), .ADA(ADA),
-        .DIA({18'b0, DIA}), .DOA(out_a), .CLKB(CLKB), .CEB(CEB), .OCEB(OCEB),
-        .RESETB(RESETB), .WREB(WREB), .BLKSELB(BLKSELB), .ADB(ADB), .DIB({18'b0, DIB}), .DOB(out_b));
-endmodule
+`TRITIUM_GOWIN_SP(SP, 8, 32, 256)
+`TRITIUM_GOWIN_SP(SPX9, 9, 36, 288)
+`TRITIUM_GOWIN_SDP(SDPB, 8, 32, 256)
+`TRITIUM_GOWIN_SDP(SDPX9B, 9, 36, 288)
+`TRITIUM_GOWIN_DP(DPB, 8, 16, 256)
+`TRITIUM_GOWIN_DP(DPX9B, 9, 18, 288)
