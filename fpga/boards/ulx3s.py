@@ -41,6 +41,8 @@ ENGINE_SMALL = EngineSizes(rows=4, simd=32, lanes=4, attention_lanes=8, head_lan
 # 20 clock cycles a bit at 60 MHz. At 6 bytes a TOKEN frame that delivers up to 50,000 tokens a
 # second (1 Mbaud: 16,667, below issue 19's target).
 BOARDS = [
+    # 64.88 MHz post-route asking 62.5 MHz with seed 1 and the LM head's dot copied beside the
+    # logit's multipliers (2026-12-07, 33,984 LUTs, 896 s). Before that copy:
     # 62.77 MHz post-route asking 62.5 MHz (the PLL's next step above 60.71) with seed 1, the
     # matmul's results staged in two registered words before the output path (2026-12-07, 1,505 s
     # with the test suite running; before the stage 62.14, the heads' route through the result
