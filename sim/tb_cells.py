@@ -1,9 +1,10 @@
-"""cocotb bench: memories and two multipliers (:class:`CellProbe`), for checking what a board's
-synthesis maps them to (ECP5: DP16KD in each data width, MULT18X18D signed and unsigned) in the
-gate-level netlist against Python: random initial contents (the INITVAL layout), random writes and
-reads (a read gives the word before a write to it in the same cycle) and random products, seeded.
+"""cocotb bench: memories, ROMs and two multipliers (:class:`CellProbe`), for checking what a
+board's synthesis maps them to (ECP5: DP16KD in each data width, MULT18X18D signed and unsigned;
+Gowin: its block RAMs, single-port for the ROMs, and MULT18X18) in the gate-level netlist against
+Python: random initial contents (the INITVAL / INIT_RAM layout), random writes and reads (a read
+gives the word before a write to it in the same cycle), random ROM reads and random products, seeded.
 
-``TB_PARAMS`` (JSON): :class:`CellProbe`'s ``shapes``.
+``TB_PARAMS`` (JSON): :class:`CellProbe`'s ``shapes`` and ``roms``.
 """
 
 import json
@@ -22,9 +23,10 @@ from sim.streams import reset
 CYCLES = 3000
 
 
-def initial_words(width: int, depth: int) -> list[int]:
-    """A memory's initial contents: random words, so that the netlist's INITVAL layout is checked."""
-    rng = random.Random(width * depth)
+def initial_words(width: int, depth: int, salt: str = "") -> list[int]:
+    """A memory's initial contents: random words, so that the netlist's INITVAL layout is checked
+    (``salt``: another memory of the same shape, another draw)."""
+    rng = random.Random(f"{width}x{depth}{salt}")
     return [rng.randrange(1 << width) for _ in range(depth)]
 
 
@@ -40,20 +42,25 @@ def memory_ports(owner, width: int) -> dict:
 class CellProbe(wiring.Component):
     """A memory of each (width, depth) of ``shapes`` (initial contents :func:`initial_words`), each
     with a write port and a synchronous read port (ports ``w{width}_en``, ``_addr``, ``_data``,
-    ``r{width}_addr``, ``_data``), and the registered products of two signed and two unsigned
+    ``r{width}_addr``, ``_data``), a ROM of each of ``roms`` with a synchronous read port
+    (``rom{width}_addr``, ``_data``), and the registered products of two signed and two unsigned
     18-bit operands. One design for every shape: one simulator build."""
 
-    def __init__(self, shapes):
+    def __init__(self, shapes, roms=()):
         self._shapes = [tuple(shape) for shape in shapes]
-        widths = [width for width, _ in self._shapes]
-        if len(set(widths)) != len(widths):
-            raise ValueError(f"one memory per width: {widths} repeats one")
+        self._roms = [tuple(shape) for shape in roms]
+        for kind, shapes_of_kind in (("memory", self._shapes), ("ROM", self._roms)):
+            widths = [width for width, _ in shapes_of_kind]
+            if len(set(widths)) != len(widths):
+                raise ValueError(f"one {kind} per width: {widths} repeats one")
         ports = {"a": In(signed(18)), "b": In(signed(18)), "signed_product": Out(signed(36)),
                  "c": In(unsigned(18)), "d": In(unsigned(18)), "unsigned_product": Out(unsigned(36))}
         for width, depth in self._shapes:
             ports.update({f"w{width}_en": In(1), f"w{width}_addr": In(range(depth)),
                           f"w{width}_data": In(width), f"r{width}_addr": In(range(depth)),
                           f"r{width}_data": Out(width)})
+        for width, depth in self._roms:
+            ports.update({f"rom{width}_addr": In(range(depth)), f"rom{width}_data": Out(width)})
         super().__init__(ports)
 
     def elaborate(self, platform):
@@ -66,6 +73,12 @@ class CellProbe(wiring.Component):
             m.d.comb += [write.en.eq(port["w_en"]), write.addr.eq(port["w_addr"]),
                          write.data.eq(port["w_data"]), read.addr.eq(port["r_addr"]),
                          port["r_data"].eq(read.data)]
+        for width, depth in self._roms:
+            m.submodules[f"rom{width}"] = rom = memory.Memory(shape=width, depth=depth,
+                                                             init=initial_words(width, depth, "rom"))
+            read = rom.read_port()
+            m.d.comb += [read.addr.eq(getattr(self, f"rom{width}_addr")),
+                         getattr(self, f"rom{width}_data").eq(read.data)]
         m.d.sync += [self.signed_product.eq(self.a * self.b), self.unsigned_product.eq(self.c * self.d)]
         return m
 
@@ -95,12 +108,17 @@ class MemoryStimulus:
 
 @cocotb.test()
 async def random_words_and_products(dut):
-    shapes = json.loads(os.environ["TB_PARAMS"])["shapes"]
+    params = json.loads(os.environ["TB_PARAMS"])
+    shapes, roms = params["shapes"], params.get("roms", [])
     rng = random.Random(cocotb.RANDOM_SEED)
     dut._log.info(f"seed {cocotb.RANDOM_SEED}")
     memories = [MemoryStimulus(dut, width, depth, rng) for width, depth in shapes]
+    rom_ports = [(getattr(dut, f"rom{width}_addr"), getattr(dut, f"rom{width}_data"), depth,
+                  initial_words(width, depth, "rom")) for width, depth in roms]
     for name in ("a", "b", "c", "d"):
         getattr(dut, name).value = 0
+    for address, *_ in rom_ports:
+        address.value = 0
     for stimulus in memories:
         for port in (stimulus.w_en, stimulus.w_addr, stimulus.w_data, stimulus.r_addr):
             port.value = 0
@@ -109,12 +127,16 @@ async def random_words_and_products(dut):
     expected = None
     for cycle in range(CYCLES):
         words = [stimulus.drive() for stimulus in memories]
+        addresses = [rng.randrange(depth) for _, _, depth, _ in rom_ports]
+        for (address, *_), at in zip(rom_ports, addresses):
+            address.value = at
         a, b = rng.randint(-(1 << 17), (1 << 17) - 1), rng.randint(-(1 << 17), (1 << 17) - 1)
         c, d = rng.randrange(1 << 18), rng.randrange(1 << 18)
         dut.a.value, dut.b.value, dut.c.value, dut.d.value = a, b, c, d
         await RisingEdge(dut.clk)
         if expected is not None:
             got = ([int(stimulus.r_data.value) for stimulus in memories],
+                   [int(data.value) for _, data, _, _ in rom_ports],
                    dut.signed_product.value.to_signed(), int(dut.unsigned_product.value))
             assert got == expected, f"cycle {cycle} (seed {cocotb.RANDOM_SEED}): {got} != {expected}"
-        expected = (words, a * b, c * d)
+        expected = (words, [contents[at] for (*_, contents), at in zip(rom_ports, addresses)], a * b, c * d)

@@ -15,6 +15,7 @@ from sim.virtual_board import soc_factory, soc_params, tiny_model
 
 SEED = int(os.environ.get("TRITIUM_SEED", "5"))
 CELL_SHAPES = [(4, 4096), (9, 2048), (18, 1024), (36, 512)]      # (width, depth): one DP16KD each
+ROM_SHAPES = [(4, 4096), (18, 1024)]          # single-port: Gowin's SP and SPX9
 
 
 @pytest.mark.slow
@@ -30,11 +31,13 @@ def test_ecp5_netlist_generates_the_integer_models_tokens(tmp_path):
                          ids=["rtl", "ecp5-netlist", "gowin-netlist"])
 def test_block_ram_and_multipliers_as_mapped(board, tmp_path):
     """A block RAM in each width Yosys maps the boards' memories to (ECP5: DP16KD 4/9/18 bits, and 36
-    as a pseudo-dual-port; Gowin: DPB at 4 bits, DPX9B at 9 and 18, SDPX9B at 36), and a signed and an
-    unsigned multiplier (MULT18X18D, MULT18X18): random words and products equal Python's, on the
-    Verilog (the bench itself) and on each family's netlist (the cell models)."""
-    run(CellProbe, dict(shapes=CELL_SHAPES), design="cells", bench="sim.tb_cells", simulator="verilator",
-        seed=SEED, test_dir=tmp_path, netlist=Netlist(BOARDS[board]) if board else None)
+    as a pseudo-dual-port; Gowin: DPB at 4 bits, DPX9B at 9 and 18, SDPX9B at 36), two ROMs (Gowin:
+    SP, SPX9) and a signed and an unsigned multiplier (MULT18X18D, MULT18X18): random words and
+    products equal Python's, on the Verilog (the bench itself) and on each family's netlist (the
+    cell models)."""
+    run(CellProbe, dict(shapes=CELL_SHAPES, roms=ROM_SHAPES), design="cells", bench="sim.tb_cells",
+        simulator="verilator", seed=SEED, test_dir=tmp_path,
+        netlist=Netlist(BOARDS[board]) if board else None)
 
 
 def test_every_family_has_cell_models_for_verilator():
