@@ -39,6 +39,17 @@ def memory_ports(owner, width: int) -> dict:
     return {name: getattr(owner, f"{name[0]}{width}_{name[2:]}") for name in MEMORY_PORTS}
 
 
+def rom_ports(owner, width: int) -> tuple:
+    """The address and data ports of the probe's ROM of ``width`` on ``owner`` (the probe, or the
+    bench's handle of it): ``owner.rom{width}_addr``, ``owner.rom{width}_data``."""
+    return getattr(owner, f"rom{width}_addr"), getattr(owner, f"rom{width}_data")
+
+
+def rom_words(width: int, depth: int) -> list[int]:
+    """A ROM's contents: :func:`initial_words` drawn apart from a memory of the same shape."""
+    return initial_words(width, depth, "rom")
+
+
 class CellProbe(wiring.Component):
     """A memory of each (width, depth) of ``shapes`` (initial contents :func:`initial_words`), each
     with a write port and a synchronous read port (ports ``w{width}_en``, ``_addr``, ``_data``,
@@ -75,10 +86,10 @@ class CellProbe(wiring.Component):
                          port["r_data"].eq(read.data)]
         for width, depth in self._roms:
             m.submodules[f"rom{width}"] = rom = memory.Memory(shape=width, depth=depth,
-                                                             init=initial_words(width, depth, "rom"))
+                                                             init=rom_words(width, depth))
             read = rom.read_port()
-            m.d.comb += [read.addr.eq(getattr(self, f"rom{width}_addr")),
-                         getattr(self, f"rom{width}_data").eq(read.data)]
+            address, data = rom_ports(self, width)
+            m.d.comb += [read.addr.eq(address), data.eq(read.data)]
         m.d.sync += [self.signed_product.eq(self.a * self.b), self.unsigned_product.eq(self.c * self.d)]
         return m
 
@@ -113,11 +124,10 @@ async def random_words_and_products(dut):
     rng = random.Random(cocotb.RANDOM_SEED)
     dut._log.info(f"seed {cocotb.RANDOM_SEED}")
     memories = [MemoryStimulus(dut, width, depth, rng) for width, depth in shapes]
-    rom_ports = [(getattr(dut, f"rom{width}_addr"), getattr(dut, f"rom{width}_data"), depth,
-                  initial_words(width, depth, "rom")) for width, depth in roms]
+    rom_reads = [(*rom_ports(dut, width), depth, rom_words(width, depth)) for width, depth in roms]
     for name in ("a", "b", "c", "d"):
         getattr(dut, name).value = 0
-    for address, *_ in rom_ports:
+    for address, *_ in rom_reads:
         address.value = 0
     for stimulus in memories:
         for port in (stimulus.w_en, stimulus.w_addr, stimulus.w_data, stimulus.r_addr):
@@ -127,8 +137,8 @@ async def random_words_and_products(dut):
     expected = None
     for cycle in range(CYCLES):
         words = [stimulus.drive() for stimulus in memories]
-        addresses = [rng.randrange(depth) for _, _, depth, _ in rom_ports]
-        for (address, *_), at in zip(rom_ports, addresses):
+        addresses = [rng.randrange(depth) for _, _, depth, _ in rom_reads]
+        for (address, *_), at in zip(rom_reads, addresses):
             address.value = at
         a, b = rng.randint(-(1 << 17), (1 << 17) - 1), rng.randint(-(1 << 17), (1 << 17) - 1)
         c, d = rng.randrange(1 << 18), rng.randrange(1 << 18)
@@ -136,7 +146,7 @@ async def random_words_and_products(dut):
         await RisingEdge(dut.clk)
         if expected is not None:
             got = ([int(stimulus.r_data.value) for stimulus in memories],
-                   [int(data.value) for _, data, _, _ in rom_ports],
+                   [int(data.value) for _, data, _, _ in rom_reads],
                    dut.signed_product.value.to_signed(), int(dut.unsigned_product.value))
             assert got == expected, f"cycle {cycle} (seed {cocotb.RANDOM_SEED}): {got} != {expected}"
-        expected = (words, [contents[at] for (*_, contents), at in zip(rom_ports, addresses)], a * b, c * d)
+        expected = (words, [contents[at] for (*_, contents), at in zip(rom_reads, addresses)], a * b, c * d)
