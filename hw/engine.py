@@ -264,6 +264,11 @@ class Engine(wiring.Component):
     attention_lanes, head_lanes : int
         Elements per beat of the attention heads (and KV-cache words) and of the LM head
         (multiples of ``lanes``; default ``lanes``).
+    norm_ratio : int
+        Vector beats a word of the RmsQuantizer's buffer (1, 2 or 4): a norm's two passes and its
+        codes run ``lanes · norm_ratio`` elements a cycle (:attr:`norm_lanes`, which must divide
+        ``simd``, ``head_lanes`` and the hidden and intermediate sizes), at three multipliers an
+        element.
     flash_offset : int or None
         Where the weights are: ``None`` builds them into the design (ECP5, Gowin block RAM);
         a byte address makes them a RAM (iCE40 SPRAM) filled after reset from SPI flash at that
@@ -276,19 +281,28 @@ class Engine(wiring.Component):
 
     def __init__(self, model: IntegerModel, *, rows: int = 4, simd: int = 8, lanes: int = 4,
                  attention_lanes: int | None = None, head_lanes: int | None = None,
-                 k_max: int = 8, flash_offset: int | None = None, spram: bool = False,
-                 taps: bool = False):
+                 norm_ratio: int = 1, k_max: int = 8, flash_offset: int | None = None,
+                 spram: bool = False, taps: bool = False):
         attention_lanes = attention_lanes or lanes
         head_lanes = head_lanes or lanes
         cfg = model.config
         problem = EngineSizes(rows, simd, lanes, attention_lanes, head_lanes).problem(cfg)
         if problem:
             raise ValueError(problem)
+        sizes = {"simd": simd, "head_lanes": head_lanes, "hidden_size": cfg.hidden_size,
+                 "intermediate_size": cfg.intermediate_size}
+        fits = [r for r in RmsQuantizer.RATIOS if lanes * r <= RmsQuantizer.MAX_LANES
+                and not any(size % (lanes * r) for size in sizes.values())]
+        if norm_ratio not in fits:
+            raise ValueError(f"norm_ratio must be one of {fits} at {lanes} lanes (lanes · norm_ratio "
+                             f"divides {', '.join(f'{name} {size}' for name, size in sizes.items())}), "
+                             f"not {norm_ratio!r}")
         if not isinstance(k_max, int) or k_max < 1:
             raise ValueError(f"k_max must be a positive integer, not {k_max!r}")
         self._model, self._config = model, cfg
         self._rows, self._simd, self._lanes, self._k_max = rows, simd, lanes, k_max
         self._attention_lanes, self._head_lanes = attention_lanes, head_lanes
+        self._norm_ratio = norm_ratio
         self._program = program(cfg)
         self._taps = taps
         matrices = [getattr(layer, name).codes for layer in model.layers for name in MATRICES]
@@ -315,7 +329,7 @@ class Engine(wiring.Component):
         if taps:
             members["tap"] = Out(stream.Signature(data.StructLayout({
                 "pc": range(len(self._program)), "kind": 3,
-                "data": data.ArrayLayout(signed(TAP_BITS), max(lanes, attention_lanes)),
+                "data": data.ArrayLayout(signed(TAP_BITS), max(lanes * norm_ratio, attention_lanes)),
                 "mant": 16, "exp": signed(SCALE_EXP_BITS)})))
         super().__init__(members)
 
@@ -326,6 +340,8 @@ class Engine(wiring.Component):
     k_max = property(lambda self: self._k_max)
     attention_lanes = property(lambda self: self._attention_lanes)
     head_lanes = property(lambda self: self._head_lanes)
+    norm_ratio = property(lambda self: self._norm_ratio)
+    norm_lanes = property(lambda self: self._lanes * self._norm_ratio)   # a norm's codes a beat
     linear = property(lambda self: self._linear)
 
     def flash_image(self) -> bytes:
@@ -360,8 +376,10 @@ class Engine(wiring.Component):
         lm_table = self._lm_table
         m.submodules.gated = gated = GatedActivation(width=acc_width, lanes=lanes, max_length=ffn,
                                                      kind=cfg.hidden_act, shared_scale=True)
+        norm_lanes = self.norm_lanes
         m.submodules.rms = rms = RmsQuantizer(width=max(RES_BITS, gated.out_bits), lanes=lanes,
-                                              max_length=max(hidden, ffn), shared_scale=True)
+                                              ratio=self._norm_ratio, max_length=max(hidden, ffn),
+                                              shared_scale=True)
         m.submodules.rope = rope = Rope(width=acc_width, head_dim=d, positions=context,
                                         theta=cfg.rope_theta)
         # The head quantizer at narrow_lanes (results come one a cycle; its codes are packed
@@ -394,8 +412,10 @@ class Engine(wiring.Component):
         head_codes = head_code_packer.o
         drain = linear.drain            # results a transfer out of the array (result_drain)
         m.submodules.vector_packer = vector_packer = Packer(signed(acc_width + 1), drain, lanes // drain)
-        m.submodules.code_packer = code_packer = Packer(signed(ACT_BITS), lanes, self._simd // lanes)
-        m.submodules.lm_packer = lm_packer = Packer(signed(ACT_BITS), lanes, self._head_lanes // lanes)
+        m.submodules.code_packer = code_packer = Packer(signed(ACT_BITS), norm_lanes,
+                                                        self._simd // norm_lanes)
+        m.submodules.lm_packer = lm_packer = Packer(signed(ACT_BITS), norm_lanes,
+                                                    self._head_lanes // norm_lanes)
         for port in ("keys", "values", "key_scales", "value_scales"):
             wiring.connect(m, getattr(attention, port), getattr(kv, port))
         # Skid buffers at the boundaries where a ready/valid chain would otherwise run through
@@ -439,9 +459,9 @@ class Engine(wiring.Component):
         q_buf = buffer("q_buffer", data.ArrayLayout(signed(ACT_BITS), att_lanes), heads * d // att_lanes)
         q_scales = buffer("q_scales", scale, heads)
         gains = [getattr(layer, name) for layer in model.layers for name in NORMS] + [model.norm]
-        gain_bases = np.cumsum([0] + [len(g.values) // lanes for g in gains]).tolist()
-        gain_words = np.concatenate([g.values for g in gains]).reshape(-1, lanes).tolist()
-        gain_mem = buffer("gains", data.ArrayLayout(signed(GAIN_BITS), lanes), len(gain_words),
+        gain_bases = np.cumsum([0] + [len(g.values) // norm_lanes for g in gains]).tolist()
+        gain_words = np.concatenate([g.values for g in gains]).reshape(-1, norm_lanes).tolist()
+        gain_mem = buffer("gains", data.ArrayLayout(signed(GAIN_BITS), norm_lanes), len(gain_words),
                           gain_words)
         h_read, h_write = h_buf.read_port(), h_buf.write_port()
         gate_read, gate_write = gate_buf.read_port(), gate_buf.write_port()
@@ -1006,7 +1026,7 @@ class Engine(wiring.Component):
         with m.If(h_valid):
             event(Tap.H, words(h_source))
         with m.Elif(codes_out):
-            event(Tap.CODES, words(codes.payload.data))
+            event(Tap.CODES, [codes.payload.data[e] for e in range(self.norm_lanes)])
         with m.Elif(rms.scale.valid & rms.scale.ready):
             event(Tap.SCALE, scale=rms.scale.payload)
             m.d.comb += tap.payload.pc.eq(norm_pc)        # D may come during the next matmul

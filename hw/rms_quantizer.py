@@ -2,19 +2,24 @@
 (docs/numerics.md §4).
 
 A token ``x`` (integers whose real value is ``x · x_scale``) arrives on ``i`` as beats of ``lanes``
-signed ``width``-bit values, ``last`` on its final beat. Then:
+signed ``width``-bit values, ``last`` on its final beat. The buffer holds ``ratio`` beats a word,
+and the feed and the codes run a word a cycle (``feed_lanes = lanes · ratio`` elements): the two
+passes take ``ceil(b / ratio)`` cycles for a token of ``b`` beats. Then:
 
-1. **Load**: each beat's magnitudes and signs are registered, then stored while their OR is tracked
-   (its bit length is ``max|x|``'s); ``e = max(0, bitlen(max|x|) − 17)``.
-2. **Feed**, twice: the token is read back with its gains (``gain``: a read port on the engine's
-   gain memory, address = beat index, one cycle read latency) into registers, then
+1. **Load**: each beat's magnitudes and signs are registered, then stored (in its part of a word)
+   while their OR is tracked (its bit length is ``max|x|``'s); ``e = max(0, bitlen(max|x|) − 17)``.
+2. **Feed**, twice: the token is read back a word a cycle with its gains (``gain``: a read port on
+   the engine's gain memory, ``feed_lanes`` gains a word, address = word index, one cycle read
+   latency) into registers, then
    ``|x_n| = |x| >> e`` and ``G`` negated where ``x < 0`` are registered, and ``u = x_n ⊙ G``
    (``|x_n|`` times the signed gain) goes to an :class:`~hw.quantizer.AbsmaxQuantizer` with no buffer
    of its own (``banks=0``) one beat per cycle from the product registers. The first pass is
    measured (its peak, while ``S = Σ |x_n|²`` accumulates from registered squares); the second
    follows it at once and waits in the feed until the AbsmaxQuantizer's reciprocal is ready, then is
    quantized on its way through. Replaying the token from this block's buffer saves the
-   AbsmaxQuantizer a buffer of its own (as wide as ``u``).
+   AbsmaxQuantizer a buffer of its own (as wide as ``u``). A token of ``b`` beats that is not a
+   whole number of words ends in a word whose missing beats count as zeros: its last code beat
+   ends in ``feed_lanes − lanes·(b mod ratio)`` zero codes.
 3. **Scale**: a :class:`~hw.scale_unit.ScaleUnit` runs the ten-command program :data:`PROGRAM`
    for ``D = m·2^(e − gain_exp)·x_scale · rsqrt(S·2^(2e)·inv_len·x_scale² + eps) · (1/127)``
    (``D = 0`` when ``m = 0``) from the first pass's end, which goes out on ``scale`` (with
@@ -28,21 +33,23 @@ the multipliers' operands and products are registered.
 ``x_scale``, ``gain_exp``, ``inv_len`` (the scale 1/n) and ``eps`` are per-norm constants from the
 sequencer; they must hold from a token's first beat until its ``scale`` is taken.
 
-Cycles per token of ``b`` beats with no stalls: ``b + 1`` (load, the last beat's store) ``+ b + 5``
-(the first pass: read, register, normalize, multiply) and then, in parallel, the AbsmaxQuantizer's
-``latency + b`` for the codes (:meth:`codes_latency_of`; the second pass) and :data:`PROGRAM`'s
+Cycles per token of ``b`` beats (``w = ceil(b / ratio)`` words) with no stalls: ``b + 1`` (load, the
+last beat's store) ``+ w + 5`` (the first pass: read, register, normalize, multiply) and then, in
+parallel, the AbsmaxQuantizer's ``latency + w`` for the codes (:meth:`codes_latency_of`; the second
+pass) and :data:`PROGRAM`'s
 ``ScaleProgram.cycles`` for ``D`` (:meth:`cycles`). The next token is loaded once ``D`` is taken and
 the second pass has been read (``DRAIN``; D's program is usually the longer).
 """
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.utils import exact_log2
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.numerics import (ACT_BITS, GAIN_BITS, INV_ACT_MAX, NORM_BITS, NORM_MAX_BITLEN,
                             SCALE_EXP_BITS)
 
-from .arith import bit_length, check_integers, or_all, register_sign_magnitude, sign_magnitude, store_beat
+from .arith import bit_length, check_integers, or_all, register_sign_magnitude, sign_magnitude
 from .quantizer import MAX_LANES, AbsmaxQuantizer
 from .scale_unit import ScaleOp, ScaleProgram, scale_layout, scale_unit_members, scale_unit_of
 
@@ -64,6 +71,8 @@ PROGRAM = (
 
 # u's peak m is latched from the AbsmaxQuantizer's first code, which leaves it (``latency`` cycles after
 # the first pass) before the program reads m (its first FROM_INT of "peak" comes after the rsqrt).
+RATIOS = (1, 2, 4)        # input beats a buffer word (a power of two: a beat's part is length's low bits)
+
 PEAK_STEP = next(index for index, row in enumerate(PROGRAM) if row[4] == "peak")
 assert AbsmaxQuantizer.latency_of(MAX_LANES, banks=0) < ScaleProgram.cycles(PROGRAM[:PEAK_STEP])
 
@@ -79,9 +88,12 @@ class RmsQuantizer(wiring.Component):
     width : int
         Signed input width (2 to 48 bits; 32 for the Q15.16 residual stream).
     lanes : int
-        Elements per beat (1 to 64).
+        Elements per input beat (1 to 64).
+    ratio : int
+        Input beats a buffer word: the passes and the codes run ``lanes · ratio`` elements a
+        cycle (1, 2 or 4; at most 64 elements).
     max_length : int
-        Longest token in elements (``ceil(max_length / lanes)`` beats are buffered).
+        Longest token in elements (``ceil(max_length / (lanes · ratio))`` words are buffered).
     exp_bits : int
         Exponent width of the scales (ScaleUnit).
     shared_scale : bool
@@ -89,13 +101,17 @@ class RmsQuantizer(wiring.Component):
         ``scale_unit`` port instead of a ScaleUnit of its own.
     """
 
-    def __init__(self, *, width: int = 32, lanes: int = 1, max_length: int, exp_bits: int = SCALE_EXP_BITS,
-                 shared_scale: bool = False):
+    def __init__(self, *, width: int = 32, lanes: int = 1, ratio: int = 1, max_length: int,
+                 exp_bits: int = SCALE_EXP_BITS, shared_scale: bool = False):
         check_integers((("width", width), ("lanes", lanes, 1, MAX_LANES), ("max_length", max_length)))
         if not 2 <= width <= 48:
             raise ValueError(f"width must be between 2 and 48 bits, not {width}")
-        self._width, self._lanes = width, lanes
-        self._depth = -(-max_length // lanes)
+        if ratio not in RATIOS or lanes * ratio > MAX_LANES:
+            fits = [r for r in RATIOS if lanes * r <= MAX_LANES]
+            raise ValueError(f"ratio must be one of {fits} at {lanes} lanes (at most {MAX_LANES} "
+                             f"elements a word), not {ratio!r}")
+        self._width, self._lanes, self._ratio = width, lanes, ratio
+        self._depth = -(-max_length // (lanes * ratio))
         self._sum_bits = 2 * NORM_MAX_BITLEN + max_length.bit_length()
         if self._sum_bits > 64:
             raise ValueError(f"max_length {max_length} is too long for a 64-bit sum of squares; "
@@ -106,9 +122,9 @@ class RmsQuantizer(wiring.Component):
                 "data": data.ArrayLayout(signed(width), lanes), "last": 1}))),
             "gain": Out(memory.ReadPort.Signature(
                 addr_width=max(1, (self._depth - 1).bit_length()),
-                shape=data.ArrayLayout(signed(GAIN_BITS), lanes)).flip()),
+                shape=data.ArrayLayout(signed(GAIN_BITS), self.feed_lanes)).flip()),
             "o": Out(stream.Signature(data.StructLayout({
-                "data": data.ArrayLayout(signed(ACT_BITS), lanes), "last": 1}))),
+                "data": data.ArrayLayout(signed(ACT_BITS), self.feed_lanes), "last": 1}))),
             "scale": Out(stream.Signature(data.StructLayout({
                 "mant": unsigned(16), "exp": signed(exp_bits), "invalid": 1}))),
             "x_scale": In(scale), "inv_len": In(scale), "eps": In(scale),
@@ -121,51 +137,58 @@ class RmsQuantizer(wiring.Component):
         # in it (``second``), the read passes left to issue, the feed's valid and ``last`` flags (read,
         # register, normalize; the multiply's are the AbsmaxQuantizer's ``i``), and ``fsm`` once
         # elaborated (its ``state`` register and ``encoding``).
-        self.quantizer = AbsmaxQuantizer(width=self.product_bits, lanes=lanes,
-                                         max_length=self._depth * lanes, banks=0)
+        self.quantizer = AbsmaxQuantizer(width=self.product_bits, lanes=self.feed_lanes,
+                                         max_length=self._depth * self.feed_lanes, banks=0)
         self.peak_pending, self.second = Signal(name="peak_pending"), Signal(name="second")
         self.passes = Signal(range(3), name="passes")
         self.feed_valid = [Signal(name=f"s{n}_valid") for n in (1, 2, 3)]
         self.feed_last = [Signal(name=f"s{n}_last") for n in (1, 2, 3)]
         self.fsm = None
 
+    RATIOS, MAX_LANES = RATIOS, MAX_LANES
     width = property(lambda self: self._width)
     lanes = property(lambda self: self._lanes)
-    depth = property(lambda self: self._depth)
+    ratio = property(lambda self: self._ratio)
+    feed_lanes = property(lambda self: self._lanes * self._ratio)   # elements a word (feed, codes)
+    depth = property(lambda self: self._depth)                      # words
     product_bits = NORM_BITS + GAIN_BITS - 1     # |x_n · G| < 2^17 · 2^15
     scale_int_bits = property(lambda self: max(self._sum_bits, self.product_bits))   # FROM_INT's
 
     def cycles(self, beats: int) -> int:
         """Clock edges from a token's first input transfer to its ``scale`` being valid, no stalls."""
-        return self.cycles_of(beats)
+        return self.cycles_of(beats, self._ratio)
 
     @staticmethod
-    def cycles_of(beats: int) -> int:
+    def cycles_of(beats: int, ratio: int = 1) -> int:
         """:meth:`cycles` without a unit (it does not depend on the widths)."""
-        return 2 * beats + 6 + ScaleProgram.cycles(PROGRAM)
+        return beats + 1 + -(-beats // ratio) + 5 + ScaleProgram.cycles(PROGRAM)
 
     @staticmethod
-    def codes_latency_of(lanes: int) -> int:
+    def codes_latency_of(feed_lanes: int) -> int:
         """Cycles from the first pass's last product into the AbsmaxQuantizer to the first code
-        (the second pass already waiting in the feed)."""
-        return AbsmaxQuantizer.latency_of(lanes, banks=0)
+        (the second pass already waiting in the feed), at ``feed_lanes`` elements a word."""
+        return AbsmaxQuantizer.latency_of(feed_lanes, banks=0)
 
     def elaborate(self, platform):
         m = Module()
-        width, lanes = self._width, self._lanes
+        width, lanes, ratio, feed_lanes = self._width, self._lanes, self._ratio, self.feed_lanes
         m.submodules.quantizer = quantizer = self.quantizer
         unit = scale_unit_of(m, self, exp_bits=len(self.gain_exp), int_bits=self.scale_int_bits)
         entry = sign_magnitude(width)
         m.submodules.buffer = buffer = memory.Memory(
-            shape=data.ArrayLayout(entry, lanes), depth=self._depth, init=[])
-        wr, rd = buffer.write_port(), buffer.read_port()
+            shape=data.ArrayLayout(entry, feed_lanes), depth=self._depth, init=[])
+        # a beat is written into its part of a word (an enable a beat: granularity in elements)
+        wr = buffer.write_port(granularity=lanes if ratio > 1 else None)
+        rd = buffer.read_port()
 
         # Codes go straight out of the AbsmaxQuantizer; its peak m is latched from its first code.
         m.d.comb += [self.o.payload.data.eq(quantizer.o.payload.data),
                      self.o.payload.last.eq(quantizer.o.payload.last),
                      self.o.valid.eq(quantizer.o.valid), quantizer.o.ready.eq(self.o.ready)]
 
-        length = Signal(range(self._depth + 1))      # beats stored
+        length = Signal(range(self._depth * ratio + 1))    # beats stored
+        part_bits = exact_log2(ratio)
+        last_word = Signal(range(self._depth))      # the token's last word (set for the feed)
         overflowed = Signal()
         x_bits = Signal(width)                       # OR of |x|: its bit length is max|x|'s
         e = Signal(range(max(width - NORM_MAX_BITLEN, 0) + 1))
@@ -180,9 +203,12 @@ class RmsQuantizer(wiring.Component):
         in_beat, in_valid = register_sign_magnitude(m, self.i, width, lanes)
         beat_bits = or_all(in_beat[lane].mag for lane in range(lanes))
         with m.If(in_valid):
-            store_beat(m, wr, length, self._depth, in_beat, overflowed)
-            with m.If(length < self._depth):
-                m.d.sync += x_bits.eq(x_bits | beat_bits)
+            with m.If(length < self._depth * ratio):
+                m.d.comb += [wr.addr.eq(length >> part_bits), wr.data.eq(Cat(in_beat for _ in range(ratio))),
+                             wr.en.eq(Cat(length[:part_bits] == part for part in range(ratio)))]
+                m.d.sync += [length.eq(length + 1), x_bits.eq(x_bits | beat_bits)]
+            with m.Else():
+                m.d.sync += overflowed.eq(1)
         bitlen = bit_length(m, x_bits, "bitlen")
 
         # -- feed: read (memory) -> register -> normalize -> multiply (the quantizer's input) -----
@@ -195,7 +221,7 @@ class RmsQuantizer(wiring.Component):
         issue = Signal()
         m.d.comb += issue.eq(passes != 0)
         with m.If(advance & issue):
-            with m.If(read_addr == length - 1):
+            with m.If(read_addr == last_word):
                 m.d.sync += [read_addr.eq(0), passes.eq(passes - 1)]
             with m.Else():
                 m.d.sync += read_addr.eq(read_addr + 1)
@@ -205,22 +231,36 @@ class RmsQuantizer(wiring.Component):
         (s1_valid, s2_valid, s3_valid), (s1_last, s2_last, s3_last) = self.feed_valid, self.feed_last
         m.d.comb += [rd.addr.eq(read_addr), rd.en.eq(advance),
                      self.gain.addr.eq(read_addr), self.gain.en.eq(advance)]
-        stored = Signal(data.ArrayLayout(entry, lanes))
-        gains = [Signal.like(self.gain.data[lane], name=f"gain{lane}") for lane in range(lanes)]
-        x_mag = [Signal(NORM_MAX_BITLEN, name=f"x_mag{lane}") for lane in range(lanes)]
-        signed_gains = [Signal(signed(GAIN_BITS + 1), name=f"signed_gain{lane}") for lane in range(lanes)]
-        squares = [Signal(2 * NORM_MAX_BITLEN, name=f"square{lane}") for lane in range(lanes)]
+        stored = Signal(data.ArrayLayout(entry, feed_lanes))
+        gains = [Signal.like(self.gain.data[lane], name=f"gain{lane}") for lane in range(feed_lanes)]
+        x_mag = [Signal(NORM_MAX_BITLEN, name=f"x_mag{lane}") for lane in range(feed_lanes)]
+        signed_gains = [Signal(signed(GAIN_BITS + 1), name=f"signed_gain{lane}")
+                        for lane in range(feed_lanes)]
+        squares = [Signal(2 * NORM_MAX_BITLEN, name=f"square{lane}") for lane in range(feed_lanes)]
+        # The beats of a word a token does not fill (only its last word's: parts at or past
+        # ``length mod ratio``, where that is not 0) are read as zeros; a flag a part, with the
+        # read and then its data.
+        tail = length[:part_bits] if ratio > 1 else Const(0)
+        s1_parts = Signal(ratio, init=(1 << ratio) - 1)
+        s2_parts = Signal(ratio, init=(1 << ratio) - 1)
 
         with m.If(advance):
-            m.d.sync += [s1_valid.eq(issue), s1_last.eq(read_addr == length - 1),
+            m.d.sync += [s1_valid.eq(issue), s1_last.eq(read_addr == last_word),
                          s2_valid.eq(s1_valid), s2_last.eq(s1_last),
                          s3_valid.eq(s2_valid), s3_last.eq(s2_last),
                          quantizer.i.valid.eq(s3_valid), quantizer.i.payload.last.eq(s3_last),
                          stored.eq(rd.data)]
-            for lane in range(lanes):
+            if ratio > 1:
+                # part p is filled where tail is 0 or above p (the first always; the last only at 0)
+                filled = Cat(1, *((tail == 0) | (tail > part) for part in range(1, ratio - 1)), tail == 0)
+                m.d.sync += [s1_parts.eq(Mux(read_addr == last_word, filled, (1 << ratio) - 1)),
+                             s2_parts.eq(s1_parts)]
+            for lane in range(feed_lanes):
                 gain = gains[lane]
+                magnitude = (stored[lane].mag >> e)[:NORM_MAX_BITLEN]
                 m.d.sync += [gain.eq(self.gain.data[lane]),
-                             x_mag[lane].eq((stored[lane].mag >> e)[:NORM_MAX_BITLEN]),
+                             x_mag[lane].eq(magnitude if ratio == 1
+                                            else Mux(s2_parts[lane // lanes], magnitude, 0)),
                              signed_gains[lane].eq(Mux(stored[lane].neg, -gain, gain)),
                              quantizer.i.payload.data[lane].eq(x_mag[lane] * signed_gains[lane]),
                              squares[lane].eq(x_mag[lane] * x_mag[lane])]
@@ -251,7 +291,8 @@ class RmsQuantizer(wiring.Component):
                 # (once the previous token's second pass has left the feed: e is its shift)
                 with m.If(~in_valid & ~s1_valid & ~s2_valid & ~s3_valid & ~quantizer.i.valid):
                     m.d.sync += [e.eq(Mux(bitlen > NORM_MAX_BITLEN, bitlen - NORM_MAX_BITLEN, 0)),
-                                 read_addr.eq(0), passes.eq(2), second.eq(0), sum_sq.eq(0),
+                                 last_word.eq((length - 1) >> part_bits), read_addr.eq(0),
+                                 passes.eq(2), second.eq(0), sum_sq.eq(0),
                                  self.overflow.eq(overflowed)]
                     m.next = "FEED"
             with m.State("FEED"):

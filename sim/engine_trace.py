@@ -39,7 +39,7 @@ def group_taps(engine, taps) -> list[dict]:
     with an EMBED step's first tap). Logits count for the LM head's norm step (they stream while
     the sequencer is on to SAMPLE)."""
     program = engine.program
-    widths = {Tap.HEAD_CODES: engine.attention_lanes, Tap.LOGIT: 1}
+    widths = {Tap.HEAD_CODES: engine.attention_lanes, Tap.CODES: engine.norm_lanes, Tap.LOGIT: 1}
     head_norm = next(s for s in program if s.op == Op.NORM and s.layer == 0 and s.name == "norm")
     positions = []
     previous_pc = None

@@ -47,6 +47,9 @@ class Board:
     placer: str = "heap"
     # the vector engine's lanes (issue 18; None: the engine's ``lanes``)
     vector_lanes: int | None = None
+    # the engine's norm_ratio: vector beats a word of the RmsQuantizer (its passes and codes run
+    # lanes · norm_ratio wide, at three multipliers an element)
+    norm_ratio: int = 1
     # HeAP's spreading target (nextpnr's --placer-heap-beta; None: its default, 0.9): the share of a
     # region's sites its cells may fill before they are spread further. Lower leaves the strict
     # legalisation less to do on a nearly full part (the Tang Primer 20K's HeAP stalled in it at 0.9)
@@ -80,6 +83,8 @@ class Board:
         params = self.engine.as_dict()
         if self.k_max is not None:
             params["k_max"] = self.k_max
+        if self.norm_ratio != 1:
+            params["norm_ratio"] = self.norm_ratio
         if self.flash_offset is not None:
             params.update(flash_offset=self.flash_offset, spram=self.family == "ice40")
         return params

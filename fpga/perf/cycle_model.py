@@ -148,36 +148,38 @@ def dequantizer_parts(sizes: EngineSizes) -> int:
 
 # -- the vector steps ---------------------------------------------------------------------------
 
-def feed_and_codes(beats: int, lanes: int) -> int:
-    """From a NORM's last input beat into the RmsQuantizer to its last code: the feed's first pass
-    (read, normalize, multiply), the AbsmaxQuantizer's latency to the first code of the second
-    pass, the codes out, and the instruction seeing them done (the codes pass the engine's skid to
-    their sinks). The first pass is ``beats + 7``: the last beat stored, the shift ``e`` made, then
-    per beat a read, the registered read data and gains, the registered normalized magnitudes and
-    signed gains, and the products registered into the AbsmaxQuantizer."""
-    return (beats + 7) + RmsQuantizer.codes_latency_of(lanes) + SkidBuffer.latency + beats + 1
+def feed_and_codes(beats: int, lanes: int, ratio: int = 1) -> int:
+    """From a NORM's last input beat into the RmsQuantizer to its last code, at ``ratio`` beats a
+    word (the engine's ``norm_ratio``): the feed's first pass (read, normalize, multiply), the
+    AbsmaxQuantizer's latency to the first code of the second pass, the codes out, and the
+    instruction seeing them done (the codes pass the engine's skid to their sinks). The first pass
+    is ``words + 7``: the last beat stored, the shift ``e`` made, then per word a read, the
+    registered read data and gains, the registered normalized magnitudes and signed gains, and the
+    products registered into the AbsmaxQuantizer."""
+    words = -(-beats // ratio)
+    return (words + 7) + RmsQuantizer.codes_latency_of(lanes * ratio) + SkidBuffer.latency + words + 1
 
 
-def norm_from_buffer(beats: int, lanes: int) -> int:
+def norm_from_buffer(beats: int, lanes: int, ratio: int = 1) -> int:
     """A NORM of ``beats`` beats already in a buffer: the read pass loading the RmsQuantizer, then
     :func:`feed_and_codes` (the instruction ends with the last code)."""
-    return 1 + beats + feed_and_codes(beats, lanes)
+    return 1 + beats + feed_and_codes(beats, lanes, ratio)
 
 
-def forwarded_norm(beats: int, lanes: int) -> int:
+def forwarded_norm(beats: int, lanes: int, ratio: int = 1) -> int:
     """A NORM of H right after the residual add that wrote it: the sums went into the RmsQuantizer
     as they were written, the last one ``1 + FETCH`` cycles before the NORM began (the residual's
     end and this instruction's fetch), so only the rest of :func:`feed_and_codes` is left."""
-    return max(0, feed_and_codes(beats, lanes) - 1 - FETCH)
+    return max(0, feed_and_codes(beats, lanes, ratio) - 1 - FETCH)
 
 
-def norm_scale_after_codes(beats: int, lanes: int) -> int:
+def norm_scale_after_codes(beats: int, lanes: int, ratio: int = 1) -> int:
     """How long after a NORM's last code its scale D is out (``RmsQuantizer.cycles`` from the first
     beat, which the read pass offers one cycle in)."""
-    return 1 + RmsQuantizer.cycles_of(beats) - norm_from_buffer(beats, lanes)
+    return 1 + RmsQuantizer.cycles_of(beats, ratio) - norm_from_buffer(beats, lanes, ratio)
 
 
-def attention_cycles(cfg, sizes: EngineSizes, length: int) -> int:
+def attention_cycles(cfg, sizes: EngineSizes, length: int, ratio: int = 1) -> int:
     """The attn_sub_norm NORM: every query head through the AttentionHead over ``length``
     positions, the last head's output into the RmsQuantizer, its feed, latency and codes. Three
     heads are in flight (one scored, one weighed, one summed and output), ``AttentionHead.period_of``
@@ -190,34 +192,35 @@ def attention_cycles(cfg, sizes: EngineSizes, length: int) -> int:
             + max(passes["values"], passes["row_scale"]) + Dequantizer.latency_of() + out_beats
             + 2 * SkidBuffer.latency)             # the engine's skids after the head and the Dequantizer
     beats = cfg.hidden_size // sizes.lanes
-    return 2 + (cfg.num_attention_heads - 1) * period + last + feed_and_codes(beats, sizes.lanes)
+    return 2 + (cfg.num_attention_heads - 1) * period + last + feed_and_codes(beats, sizes.lanes, ratio)
 
 
-def gated_norm_cycles(cfg, sizes: EngineSizes) -> int:
+def gated_norm_cycles(cfg, sizes: EngineSizes, ratio: int = 1) -> int:
     """The ffn_sub_norm NORM: the gated activation's scale and emit pass (its input came with
     up_proj) through the engine's skid into the RmsQuantizer, then its feed, latency and codes."""
     beats = cfg.intermediate_size // sizes.lanes
     emit = GatedActivation.cycles_of(cfg.hidden_act, beats, sizes.lanes) - beats   # last input to last out
-    return 1 + emit + SkidBuffer.latency + feed_and_codes(beats, sizes.lanes)
+    return 1 + emit + SkidBuffer.latency + feed_and_codes(beats, sizes.lanes, ratio)
 
 
-def lm_head_cycles(cfg, sizes: EngineSizes, greedy: bool = GREEDY) -> int:
+def lm_head_cycles(cfg, sizes: EngineSizes, greedy: bool = GREEDY, ratio: int = 1) -> int:
     """The final NORM into the LM head and the SAMPLE: the norm's codes, the logits of every row
     (``TokenTable.logit_cycles``), the sampler (greedy: 2; sampled: the scale products first and
     ``Sampler.cycles`` for a token in the middle of the vocabulary)."""
     beats = cfg.hidden_size // sizes.lanes
     logits = TokenTable.logit_cycles_of(cfg.vocab_size, cfg.hidden_size // sizes.head_lanes)
-    cycles = norm_from_buffer(beats, sizes.lanes) + logits
+    cycles = norm_from_buffer(beats, sizes.lanes, ratio) + logits
     if greedy:
         return cycles + Sampler.cycles_of(cfg.vocab_size, 0, True)
-    return (cycles + max(0, norm_scale_after_codes(beats, sizes.lanes)) + 2 * SCALE_PRODUCT
+    return (cycles + max(0, norm_scale_after_codes(beats, sizes.lanes, ratio)) + 2 * SCALE_PRODUCT
             + Sampler.cycles_of(cfg.vocab_size, cfg.vocab_size // 2, False))
 
 
 # -- a position --------------------------------------------------------------------------------
 
-def body_cycles(cfg, sizes: EngineSizes, position: int) -> dict:
-    """Cycles by phase of the layers at ``position`` (EMBED to STEP: a prompt token)."""
+def body_cycles(cfg, sizes: EngineSizes, position: int, ratio: int = 1) -> dict:
+    """Cycles by phase of the layers at ``position`` (EMBED to STEP: a prompt token), the norms at
+    ``ratio`` beats a word (the engine's ``norm_ratio``)."""
     steps = program(cfg)
     shapes = dict(zip(MATRICES, cfg.linear_shapes().values()))
     drain = result_drain(sizes.rows, sizes.lanes, [n for n, _ in shapes.values()])
@@ -238,15 +241,15 @@ def body_cycles(cfg, sizes: EngineSizes, position: int) -> dict:
             beats = cfg.hidden_size // sizes.lanes
             if step.source == Source.ATTENTION:
                 add(total, phases(control=FETCH,
-                                  attention=attention_cycles(cfg, sizes, position + 1)))
+                                  attention=attention_cycles(cfg, sizes, position + 1, ratio)))
             elif step.source == Source.GATED:
                 beats = cfg.intermediate_size // sizes.lanes
-                add(total, phases(control=FETCH, vector=gated_norm_cycles(cfg, sizes)))
+                add(total, phases(control=FETCH, vector=gated_norm_cycles(cfg, sizes, ratio)))
             elif previous is not None and previous.route == Route.RESIDUAL:
-                add(total, phases(control=FETCH, vector=forwarded_norm(beats, sizes.lanes)))
+                add(total, phases(control=FETCH, vector=forwarded_norm(beats, sizes.lanes, ratio)))
             else:
-                add(total, phases(control=FETCH, vector=norm_from_buffer(beats, sizes.lanes)))
-            d_wait = norm_scale_after_codes(beats, sizes.lanes)
+                add(total, phases(control=FETCH, vector=norm_from_buffer(beats, sizes.lanes, ratio)))
+            d_wait = norm_scale_after_codes(beats, sizes.lanes, ratio)
         elif step.op == Op.MATMUL:
             n, k = shapes[step.name]
             busy, end = output_path(n, k, step.route, d_wait - FETCH - START, sizes,
@@ -257,19 +260,19 @@ def body_cycles(cfg, sizes: EngineSizes, position: int) -> dict:
     return total
 
 
-def head_cycles(cfg, sizes: EngineSizes, greedy: bool = GREEDY) -> dict:
+def head_cycles(cfg, sizes: EngineSizes, greedy: bool = GREEDY, ratio: int = 1) -> dict:
     """The final norm, LM head and sample of a generated token."""
-    return phases(control=2 * FETCH, head=lm_head_cycles(cfg, sizes, greedy))
+    return phases(control=2 * FETCH, head=lm_head_cycles(cfg, sizes, greedy, ratio))
 
 
 def token_cycles(cfg, params: dict, position: int, *, decode: bool = True,
                  greedy: bool = GREEDY) -> dict:
     """Predicted cycles by phase (and ``cycles``) of one token at ``position``: prefill (a prompt
     token, the layers only) or decode (the layers and an LM head and sample)."""
-    sizes = EngineSizes.of(params)
-    total = body_cycles(cfg, sizes, position)
+    sizes, ratio = EngineSizes.of(params), params.get("norm_ratio", 1)
+    total = body_cycles(cfg, sizes, position, ratio)
     if decode:
-        add(total, head_cycles(cfg, sizes, greedy))
+        add(total, head_cycles(cfg, sizes, greedy, ratio))
     total["cycles"] = sum(total[p.name.lower()] for p in Phase)
     return total
 
@@ -278,9 +281,9 @@ def mean_cycles(cfg, params: dict, positions, *, decode: bool = True) -> dict:
     """The mean of :func:`token_cycles` over ``positions`` (only attention depends on the
     position: the rest is computed once)."""
     positions = list(positions)
-    sizes = EngineSizes.of(params)
+    sizes, ratio = EngineSizes.of(params), params.get("norm_ratio", 1)
     total = token_cycles(cfg, params, 0, decode=decode)
-    attention = (sum(attention_cycles(cfg, sizes, p + 1) for p in positions) / len(positions)
+    attention = (sum(attention_cycles(cfg, sizes, p + 1, ratio) for p in positions) / len(positions)
                  * cfg.num_hidden_layers)
     shift = attention - total["attention"]
     return {**total, "attention": attention, "cycles": total["cycles"] + shift}

@@ -63,6 +63,7 @@ def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
     ``loaded``: the weights are a RAM filled from flash (not in the list when they are SPRAM)."""
     rows, simd, lanes = params["rows"], params["simd"], params["lanes"]
     att, head = params["attention_lanes"], params["head_lanes"]
+    norm = lanes * params.get("norm_ratio", 1)   # the RmsQuantizer's word (Engine.norm_lanes)
     hidden, ffn, d = cfg.hidden_size, cfg.intermediate_size, cfg.dim_per_head
     layers, heads, kv, context = (cfg.num_hidden_layers, cfg.num_attention_heads,
                                   cfg.num_key_value_heads, cfg.max_position_embeddings)
@@ -94,7 +95,7 @@ def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
         Memory("gated/buffer", (gated_act + acc) * lanes, ffn // lanes),
         # the buffers hold a magnitude and a sign a lane (the RmsQuantizer's AbsmaxQuantizer has
         # none: its token is read from rms/buffer twice)
-        Memory("rms/buffer", (rms_width + 1) * lanes, longest // lanes),
+        Memory("rms/buffer", (rms_width + 1) * norm, longest // norm),
         Memory("rope/cos_table", ROPE_BITS, context * d // 2, rom=True),
         Memory("rope/sin_table", ROPE_BITS, context * d // 2, rom=True),
         Memory("rope/a_buffer", acc, d),
@@ -113,7 +114,7 @@ def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
         Memory("gate_buffer", acc * lanes, ffn // lanes),
         Memory("q_buffer", ACT_BITS * att, heads * d // att),
         Memory("q_scales", SCALE_WORD, heads),
-        Memory("gains", GAIN_BITS * lanes, (layers * (3 * hidden + ffn) + hidden) // lanes,
+        Memory("gains", GAIN_BITS * norm, (layers * (3 * hidden + ffn) + hidden) // norm,
                rom=True),
         # words of `drain` results: the queue (its last word the buffered FIFO's output register),
         # then the words staged before the output path

@@ -15,19 +15,20 @@ from model.integer import Gain, rms_quantize
 
 
 class WithGainMemory(Elaboratable):
-    """The quantizer with its gain vector in a memory on the ``gain`` read port."""
+    """The quantizer with its gain vector in a memory on the ``gain`` read port (a word of
+    ``feed_lanes`` gains)."""
 
     def __init__(self, dut: RmsQuantizer, gains: np.ndarray):
         self.dut = dut
-        rows = np.zeros(dut.depth * dut.lanes, dtype=np.int64)
+        rows = np.zeros(dut.depth * dut.feed_lanes, dtype=np.int64)
         rows[:len(gains)] = gains
-        self.rows = rows.reshape(dut.depth, dut.lanes).tolist()
+        self.rows = rows.reshape(dut.depth, dut.feed_lanes).tolist()
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.dut = self.dut
         m.submodules.gains = gains = memory.Memory(
-            shape=data.ArrayLayout(signed(16), self.dut.lanes), depth=self.dut.depth, init=self.rows)
+            shape=data.ArrayLayout(signed(16), self.dut.feed_lanes), depth=self.dut.depth, init=self.rows)
         wiring.connect(m, self.dut.gain, gains.read_port())
         return m
 
@@ -39,13 +40,15 @@ def as_scale(s):
 def run_tokens(dut, gain: Gain, x_scale, eps, tokens, seed, gap=0.0, stall=0.0, scale_stall=None):
     """Quantize each token (a multiple of lanes long); return per token (codes, (mant, exp, invalid))
     and the edges of each token's first input transfer and of its scale becoming valid. ``stall``
-    drops ``o.ready`` on random cycles, ``scale_stall`` (``stall`` unless given) ``scale.ready``."""
+    drops ``o.ready`` on random cycles, ``scale_stall`` (``stall`` unless given) ``scale.ready``.
+    A token's codes come a word at a time (``ratio`` beats); those past its end must be 0."""
     lanes = dut.lanes
-    beats, sizes = [], []
+    beats, sizes, lengths = [], [], []
     for token in tokens:
         rows = np.asarray(token).reshape(-1, lanes)
         beats.append([{"data": r.tolist(), "last": i == len(rows) - 1} for i, r in enumerate(rows)])
-        sizes.append(len(rows))
+        sizes.append(-(-len(rows) // dut.ratio))
+        lengths.append(len(token))
     rng = random.Random(seed)
     codes, scales, edges = [], [], {"i": [], "scale": []}
 
@@ -71,10 +74,12 @@ def run_tokens(dut, gain: Gain, x_scale, eps, tokens, seed, gap=0.0, stall=0.0, 
     async def get_codes(ctx):
         got = await stream_get(ctx, dut.o, sum(sizes), rng, stall)
         start = 0
-        for size in sizes:
+        for size, length in zip(sizes, lengths):
             part = got[start:start + size]
             assert [bool(p.last) for p in part] == [False] * (size - 1) + [True]
-            codes.append(np.array([[int(v) for v in p.data] for p in part]).reshape(-1))
+            words = np.array([[int(v) for v in p.data] for p in part]).reshape(-1)
+            assert not words[length:].any(), "a code past the token's end is not 0"
+            codes.append(words[:length])
             start += size
 
     async def get_scales(ctx):
@@ -83,8 +88,8 @@ def run_tokens(dut, gain: Gain, x_scale, eps, tokens, seed, gap=0.0, stall=0.0, 
 
     harness = WithGainMemory(dut, gain.values)
     run(harness, [put, get_codes, get_scales], background=[count],
-        max_cycles=sum(dut.cycles(n) + 60 * n for n in sizes) + 200,
-        vcd_name=f"rms_quantizer_w{dut.width}_l{lanes}_{seed}")
+        max_cycles=sum(dut.cycles(len(b)) + 60 * len(b) for b in beats) + 200,
+        vcd_name=f"rms_quantizer_w{dut.width}_l{lanes}_r{dut.ratio}_{seed}")
     return list(zip(codes, scales)), edges
 
 
@@ -106,16 +111,37 @@ def random_token(rng, n, width):
     return x
 
 
-@pytest.mark.parametrize("lanes, n, seed", [(1, 24, 1), (2, 40, 2), (4, 64, 3)])
-def test_random_tokens_with_backpressure(lanes, n, seed):
+@pytest.mark.parametrize("lanes, ratio, n, seed", [(1, 1, 24, 1), (2, 1, 40, 2), (4, 1, 64, 3),
+                                                   (4, 2, 64, 10), (2, 4, 40, 11)])
+def test_random_tokens_with_backpressure(lanes, ratio, n, seed):
     print(f"seed {seed}")
     rng = np.random.default_rng(seed)
     gain = Gain.from_float(rng.uniform(-2.0, 3.0, n))
     eps = nx.scale_from_float(1e-5)
-    dut = RmsQuantizer(width=32, lanes=lanes, max_length=n)
+    dut = RmsQuantizer(width=32, lanes=lanes, ratio=ratio, max_length=n)
     tokens = [random_token(rng, n, 32) for _ in range(6)]
     results, _ = run_tokens(dut, gain, nx.RES_UNIT, eps, tokens, seed, gap=0.3, stall=0.3)
     check(results, tokens, gain, nx.RES_UNIT, eps)
+
+
+@pytest.mark.parametrize("ratio, seed", [(2, 12), (4, 13)])
+def test_tokens_that_end_inside_a_word(ratio, seed):
+    """Tokens of every length (in beats) up to a few words, each after a whole-length one, at 2
+    lanes and ``ratio`` beats a word, in one run: the short token's last word holds the long one's
+    beats past its end, which must count as zeros whatever their gains (the token is checked with
+    the first gains and the run's 1/n), and their codes must be 0."""
+    print(f"seed {seed}")
+    lanes, n = 2, 2 * 4 * 3
+    rng = np.random.default_rng(seed)
+    eps = nx.scale_from_float(1e-5)
+    gain = Gain.from_float(rng.uniform(-2.0, 3.0, n))
+    dut = RmsQuantizer(width=32, lanes=lanes, ratio=ratio, max_length=n)
+    tokens = [token for length in range(n - lanes, 0, -lanes)
+              for token in (random_token(rng, n, 32), random_token(rng, length, 32))]
+    results, _ = run_tokens(dut, gain, nx.RES_UNIT, eps, tokens, seed, gap=0.2, stall=0.2)
+    for result, token in zip(results, tokens):
+        first = Gain(gain.values[:len(token)], gain.exp, gain.inv_len)
+        check([result], [token], first, nx.RES_UNIT, eps)
 
 
 def test_edge_cases():
@@ -139,12 +165,12 @@ def test_edge_cases():
     check(results, tokens[1:3], zero_gain, nx.RES_UNIT, eps)
 
 
-@pytest.mark.parametrize("lanes, n", [(1, 12), (4, 32)])
-def test_cycles(lanes, n):
+@pytest.mark.parametrize("lanes, ratio, n", [(1, 1, 12), (4, 1, 32), (2, 2, 24), (1, 4, 12)])
+def test_cycles(lanes, ratio, n):
     """From a token's first input transfer to its scale being valid: RmsQuantizer.cycles(beats)."""
     rng = np.random.default_rng(5)
     gain = Gain.from_float(rng.uniform(0.5, 1.5, n))
-    dut = RmsQuantizer(width=32, lanes=lanes, max_length=n)
+    dut = RmsQuantizer(width=32, lanes=lanes, ratio=ratio, max_length=n)
     tokens = [rng.integers(-(1 << 20), 1 << 20, n) for _ in range(2)]
     results, edges = run_tokens(dut, gain, nx.RES_UNIT, nx.scale_from_float(1e-5), tokens, seed=0)
     check(results, tokens, gain, nx.RES_UNIT, nx.scale_from_float(1e-5))
@@ -155,6 +181,8 @@ def test_cycles(lanes, n):
     ({"width": 64, "max_length": 8}, "width must be between 2 and 48 bits, not 64"),
     ({"max_length": 0}, "max_length must be a positive integer, not 0"),
     ({"max_length": 1 << 40}, "too long for a 64-bit sum of squares; at most 1073741823 would fit"),
+    ({"max_length": 8, "ratio": 3}, r"ratio must be one of \[1, 2, 4\] at 1 lanes .* not 3"),
+    ({"max_length": 64, "lanes": 32, "ratio": 4}, r"ratio must be one of \[1, 2\] at 32 lanes"),
 ])
 def test_parameters_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
