@@ -36,7 +36,6 @@ class Board:
     reset_button: str | None = None     # a platform resource that resets the SoC while pressed
     flash_offset: int | None = None     # weights in SPI flash at this byte offset (else built in)
     k_max: int | None = None   # the sampler's largest top-k (None: the Engine's default)
-    note: str = ""              # what does not fit, with numbers (docs/boards.md)
     # engine memories (paths inside the Engine, e.g. "rms/buffer"; hw.engine.SHALLOW_BUFFERS) put
     # in LUT RAM rather than block RAM: shallow, wide buffers whose block RAMs the weights need
     distributed_ram: tuple = ()

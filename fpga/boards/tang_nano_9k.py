@@ -8,7 +8,6 @@ from . import Board
 BOARDS = [
     Board("tang-nano-9k", "amaranth_boards.tang_nano_9k:TangNano9kPlatform", "gowin", "models/small",
           EngineSizes(rows=4, simd=8, lanes=1, attention_lanes=1, head_lanes=1), k_max=4,
-          clock_mhz=27.0, baud=1_000_000, loader_board="tangnano9k",
-          note="does not fit: the small model's SoC at one vector lane packs into 27,506 slices of "
-               "the GW1NR-9's 8,640 (tritium build, 2026-11-24)"),
+          # does not fit yet: docs/boards.md has what the SoC takes and the chip holds
+          clock_mhz=27.0, baud=1_000_000, loader_board="tangnano9k"),
 ]
