@@ -13,7 +13,8 @@ passes take ``ceil(b / ratio)`` cycles for a token of ``b`` beats. Then:
    latency) into registers, then
    ``|x_n| = |x| >> e`` and ``G`` negated where ``x < 0`` are registered, and ``u = x_n ⊙ G``
    (``|x_n|`` times the signed gain) goes to an :class:`~hw.quantizer.AbsmaxQuantizer` with no buffer
-   of its own (``banks=0``) one beat per cycle from the product registers. The first pass is
+   of its own (``banks=0``) one beat per cycle from the product registers, through a skid buffer
+   (:class:`~hw.skid_buffer.SkidBuffer`). The first pass is
    measured (its peak, while ``S = Σ |x_n|²`` accumulates from registered squares); the second
    follows it at once and waits in the feed until the AbsmaxQuantizer's reciprocal is ready, then is
    quantized on its way through. Replaying the token from this block's buffer saves the
@@ -28,16 +29,19 @@ passes take ``ceil(b / ratio)`` cycles for a token of ``b`` beats. Then:
    program reads it.
 
 Every stage holds at most one carry chain (ECP5 timing discipline): the block RAM's read data and
-the multipliers' operands and products are registered.
+the multipliers' operands and products are registered. The feed stalls on the skid buffer's
+registered ready, not on the codes' ready through the AbsmaxQuantizer: its clock enable fans out
+to every lane's registers and the memories' read enables, across the die (on the ULX3S-85F at two
+beats a word, 60.9 MHz with the ready chain, the slowest path of the SoC).
 
 ``x_scale``, ``gain_exp``, ``inv_len`` (the scale 1/n) and ``eps`` are per-norm constants from the
 sequencer; they must hold from a token's first beat until its ``scale`` is taken.
 
 Cycles per token of ``b`` beats (``w = ceil(b / ratio)`` words) with no stalls: ``b + 1`` (load, the
-last beat's store) ``+ w + 5`` (the first pass: read, register, normalize, multiply) and then, in
-parallel, the AbsmaxQuantizer's ``latency + w`` for the codes (:meth:`codes_latency_of`; the second
-pass) and :data:`PROGRAM`'s
-``ScaleProgram.cycles`` for ``D`` (:meth:`cycles`). The next token is loaded once ``D`` is taken and
+last beat's store) ``+ w + 6`` (the first pass: read, register, normalize, multiply, skid) and
+then, in parallel, the AbsmaxQuantizer's ``latency + w`` for the codes (:meth:`codes_latency_of`
+counts the skid too; the second pass) and :data:`PROGRAM`'s ``ScaleProgram.cycles`` for ``D``
+(:meth:`cycles`). The next token is loaded once ``D`` is taken and
 the second pass has been read (``DRAIN``; D's program is usually the longer).
 """
 
@@ -51,6 +55,7 @@ from model.numerics import (ACT_BITS, GAIN_BITS, INV_ACT_MAX, NORM_BITS, NORM_MA
 
 from .arith import bit_length, check_integers, or_all, register_sign_magnitude, sign_magnitude
 from .quantizer import MAX_LANES, AbsmaxQuantizer
+from .skid_buffer import SkidBuffer
 from .scale_unit import ScaleOp, ScaleProgram, scale_layout, scale_unit_members, scale_unit_of
 
 # The dequant scale as ScaleUnit commands (hw.scale_unit.ScaleProgram): (result, op, a, b, integer).
@@ -141,8 +146,10 @@ class RmsQuantizer(wiring.Component):
                                          max_length=self._depth * self.feed_lanes, banks=0)
         self.peak_pending, self.second = Signal(name="peak_pending"), Signal(name="second")
         self.passes = Signal(range(3), name="passes")
-        self.feed_valid = [Signal(name=f"s{n}_valid") for n in (1, 2, 3)]
-        self.feed_last = [Signal(name=f"s{n}_last") for n in (1, 2, 3)]
+        self.feed_valid = [Signal(name=f"s{n}_valid") for n in (1, 2, 3, 4)]
+        self.feed_last = [Signal(name=f"s{n}_last") for n in (1, 2, 3, 4)]
+        # the products' skid buffer into the AbsmaxQuantizer (the feed's last slots)
+        self.feed_skid = SkidBuffer(self.quantizer.i.payload.shape())
         self.fsm = None
 
     RATIOS, MAX_LANES = RATIOS, MAX_LANES
@@ -161,13 +168,14 @@ class RmsQuantizer(wiring.Component):
     @staticmethod
     def cycles_of(beats: int, ratio: int = 1) -> int:
         """:meth:`cycles` without a unit (it does not depend on the widths)."""
-        return beats + 1 + -(-beats // ratio) + 5 + ScaleProgram.cycles(PROGRAM)
+        return beats + 1 + -(-beats // ratio) + 5 + SkidBuffer.latency + ScaleProgram.cycles(PROGRAM)
 
     @staticmethod
     def codes_latency_of(feed_lanes: int) -> int:
-        """Cycles from the first pass's last product into the AbsmaxQuantizer to the first code
-        (the second pass already waiting in the feed), at ``feed_lanes`` elements a word."""
-        return AbsmaxQuantizer.latency_of(feed_lanes, banks=0)
+        """Cycles from the first pass's last product registered to the first code (the second
+        pass already waiting in the feed), at ``feed_lanes`` elements a word: the products' skid
+        buffer and the AbsmaxQuantizer's latency."""
+        return SkidBuffer.latency + AbsmaxQuantizer.latency_of(feed_lanes, banks=0)
 
     def elaborate(self, platform):
         m = Module()
@@ -211,12 +219,17 @@ class RmsQuantizer(wiring.Component):
                 m.d.sync += overflowed.eq(1)
         bitlen = bit_length(m, x_bits, "bitlen")
 
-        # -- feed: read (memory) -> register -> normalize -> multiply (the quantizer's input) -----
+        # -- feed: read (memory) -> register -> normalize -> multiply -> skid -> quantizer -------
         # Two passes over the token, back to back; the second stalls in the pipeline until the
         # AbsmaxQuantizer takes it. x_n · G is |x_n| times G negated where x < 0; S sums |x_n|² of
-        # the first pass, products registered first.
+        # the first pass (a flag a stage says which pass a beat is of), products registered first.
+        # The products go through a skid buffer, so the feed's stall (the clock enable of every
+        # lane's registers and the memories' read enables) comes from two registers, not from
+        # the codes' ready through the AbsmaxQuantizer.
+        m.submodules.feed_skid = skid = self.feed_skid
+        wiring.connect(m, skid.o, quantizer.i)
         advance = Signal()
-        m.d.comb += advance.eq(~quantizer.i.valid | quantizer.i.ready)
+        m.d.comb += advance.eq(~skid.i.valid | skid.i.ready)
         read_addr = Signal(range(self._depth))
         issue = Signal()
         m.d.comb += issue.eq(passes != 0)
@@ -228,7 +241,10 @@ class RmsQuantizer(wiring.Component):
         first_pass_in = Signal()                     # the first pass's last product is taken
         m.d.comb += first_pass_in.eq(quantizer.i.valid & quantizer.i.ready & quantizer.i.payload.last
                                      & ~second)
-        (s1_valid, s2_valid, s3_valid), (s1_last, s2_last, s3_last) = self.feed_valid, self.feed_last
+        (s1_valid, s2_valid, s3_valid, s4_valid), (s1_last, s2_last, s3_last, s4_last) = \
+            self.feed_valid, self.feed_last
+        s1_first, s2_first, s3_first, s4_first = (Signal(name=f"s{n}_first") for n in (1, 2, 3, 4))
+        m.d.comb += [skid.i.valid.eq(s4_valid), skid.i.payload.last.eq(s4_last)]
         m.d.comb += [rd.addr.eq(read_addr), rd.en.eq(advance),
                      self.gain.addr.eq(read_addr), self.gain.en.eq(advance)]
         stored = Signal(data.ArrayLayout(entry, feed_lanes))
@@ -248,8 +264,9 @@ class RmsQuantizer(wiring.Component):
             m.d.sync += [s1_valid.eq(issue), s1_last.eq(read_addr == last_word),
                          s2_valid.eq(s1_valid), s2_last.eq(s1_last),
                          s3_valid.eq(s2_valid), s3_last.eq(s2_last),
-                         quantizer.i.valid.eq(s3_valid), quantizer.i.payload.last.eq(s3_last),
-                         stored.eq(rd.data)]
+                         s4_valid.eq(s3_valid), s4_last.eq(s3_last),
+                         s1_first.eq(passes == 2), s2_first.eq(s1_first), s3_first.eq(s2_first),
+                         s4_first.eq(s3_first), stored.eq(rd.data)]
             if ratio > 1:
                 # part p is filled where tail is 0 or above p (the first always; the last only at 0)
                 filled = Cat(1, *((tail == 0) | (tail > part) for part in range(1, ratio - 1)), tail == 0)
@@ -262,9 +279,9 @@ class RmsQuantizer(wiring.Component):
                              x_mag[lane].eq(magnitude if ratio == 1
                                             else Mux(s2_parts[lane // lanes], magnitude, 0)),
                              signed_gains[lane].eq(Mux(stored[lane].neg, -gain, gain)),
-                             quantizer.i.payload.data[lane].eq(x_mag[lane] * signed_gains[lane]),
+                             skid.i.payload.data[lane].eq(x_mag[lane] * signed_gains[lane]),
                              squares[lane].eq(x_mag[lane] * x_mag[lane])]
-            with m.If(quantizer.i.valid & ~second):
+            with m.If(s4_valid & s4_first):
                 m.d.sync += sum_sq.eq(sum_sq + sum(squares))
 
         with m.If(peak_pending & quantizer.o.valid):
@@ -289,7 +306,8 @@ class RmsQuantizer(wiring.Component):
                         m.next = "SHIFT"
             with m.State("SHIFT"):
                 # (once the previous token's second pass has left the feed: e is its shift)
-                with m.If(~in_valid & ~s1_valid & ~s2_valid & ~s3_valid & ~quantizer.i.valid):
+                with m.If(~in_valid & ~s1_valid & ~s2_valid & ~s3_valid & ~s4_valid & ~skid.skid_valid
+                          & ~quantizer.i.valid):
                     m.d.sync += [e.eq(Mux(bitlen > NORM_MAX_BITLEN, bitlen - NORM_MAX_BITLEN, 0)),
                                  last_word.eq((length - 1) >> part_bits), read_addr.eq(0),
                                  passes.eq(2), second.eq(0), sum_sq.eq(0),

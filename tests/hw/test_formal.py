@@ -359,8 +359,11 @@ def rms_quantizer_invariants(dut):
     q, second, passes = dut.quantizer, dut.second, dut.passes
     normalize, divide, emit = (ongoing(q.fsm, state) for state in ("NORMALIZE", "DIVIDE", "EMIT"))
     feeding = ongoing(dut.fsm, "FEED")
-    # the feed's beats, oldest first: the AbsmaxQuantizer's input, then the feed's stages 3, 2, 1
-    slots = [(q.i.valid, q.i.payload.last), *reversed(list(zip(dut.feed_valid, dut.feed_last)))]
+    # the feed's beats, oldest first: the AbsmaxQuantizer's input (the skid buffer's output), the
+    # skid buffer's second register, then the feed's stages 4 (the products: the skid's input), 3, 2, 1
+    skid = dut.feed_skid
+    slots = [(q.i.valid, q.i.payload.last), (skid.skid_valid, skid.skid.last),
+             *reversed(list(zip(dut.feed_valid, dut.feed_last)))]
     ends = [valid & last for valid, last in slots]          # a pass's last beat
     lasts = sum(end.as_unsigned() for end in ends)
     coming = Cat(valid for valid, _ in slots).any() | (passes != 0)
