@@ -114,7 +114,7 @@ def render(rows) -> str:
         f"(prompt {PROMPT!r}, {TOKENS} greedy tokens, the engine's busy cycles over STATUS). "
         "Each row was measured on the date in its last column (`--boards` benches some and keeps "
         "the others' rows, docs/bench-boards.json); the engine column gives the sizes built then "
-        "(rows×simd, lanes/attention/LM head).",
+        "(rows×simd, lanes/attention/LM head; a norm's word of beats, where more than one).",
         "tok/s = clock ÷ cycles per token (the design's clock; at the post-route fmax in brackets). "
         f"The UART limit is baud ÷ ({FRAME_BITS} bits × {TOKEN_FRAME_BYTES} bytes a TOKEN frame).",
         "",
@@ -136,6 +136,7 @@ def render(rows) -> str:
         target = TARGETS.get(r["board"])
         e = r["engine"]
         engine = (f"{e['rows']}×{e['simd']}, {e['lanes']}/{e['attention_lanes']}/{e['head_lanes']}"
+                  + (f", norm ×{e['norm_ratio']}" if e.get("norm_ratio", 1) != 1 else "")
                   if e.get("rows") else "—")
         cells = [r["board"], Path(r["model"]).name, engine, *_resources(rep),
                  (f"{fmax:.1f}" if timing_met(r) else f"**{fmax:.1f}** (< clock)") if fmax else "—",
