@@ -155,7 +155,7 @@ def feed_and_codes(beats: int, lanes: int, ratio: int = 1) -> int:
     instruction seeing them done (the codes pass the engine's skid to their sinks). The first pass
     is ``words + 7``: the last beat stored, the shift ``e`` made, then per word a read, the
     registered read data and gains, the registered normalized magnitudes and signed gains, and the
-    products registered into the AbsmaxQuantizer."""
+    products registered (their skid buffer into the AbsmaxQuantizer is in ``codes_latency_of``)."""
     words = -(-beats // ratio)
     return (words + 7) + RmsQuantizer.codes_latency_of(lanes * ratio) + SkidBuffer.latency + words + 1
 
