@@ -28,7 +28,8 @@ def design_name(params: dict) -> str:
     name = "".join(c if c.isalnum() else "_" for c in Path(params["model"]).name)
     return (f"engine_{name}_r{params['rows']}s{params['simd']}l{params['lanes']}"
             f"a{params['attention_lanes']}h{params['head_lanes']}"
-            + (f"n{params['norm_ratio']}" if params.get("norm_ratio", 1) != 1 else ""))
+            + (f"n{params['norm_ratio']}" if params.get("norm_ratio", 1) != 1 else "")
+            + (f"d{params['dequantizer_units']}" if params.get("dequantizer_units") else ""))
 
 
 def build_engine(params: dict, status=None) -> tuple:

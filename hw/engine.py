@@ -269,6 +269,9 @@ class Engine(wiring.Component):
         codes run ``lanes · norm_ratio`` elements a cycle (:attr:`norm_lanes`, which must divide
         ``simd``, ``head_lanes`` and the hidden and intermediate sizes), at three multipliers an
         element.
+    dequantizer_units : int or None
+        Elements a cycle of the shared Dequantizer (the embedding row, an attention head's output,
+        the residual add), a multiplier each; divides ``lanes`` (default :func:`narrow_lanes`).
     flash_offset : int or None
         Where the weights are: ``None`` builds them into the design (ECP5, Gowin block RAM);
         a byte address makes them a RAM (iCE40 SPRAM) filled after reset from SPI flash at that
@@ -281,8 +284,8 @@ class Engine(wiring.Component):
 
     def __init__(self, model: IntegerModel, *, rows: int = 4, simd: int = 8, lanes: int = 4,
                  attention_lanes: int | None = None, head_lanes: int | None = None,
-                 norm_ratio: int = 1, k_max: int = 8, flash_offset: int | None = None,
-                 spram: bool = False, taps: bool = False):
+                 norm_ratio: int = 1, dequantizer_units: int | None = None, k_max: int = 8,
+                 flash_offset: int | None = None, spram: bool = False, taps: bool = False):
         attention_lanes = attention_lanes or lanes
         head_lanes = head_lanes or lanes
         cfg = model.config
@@ -297,12 +300,16 @@ class Engine(wiring.Component):
             raise ValueError(f"norm_ratio must be one of {fits} at {lanes} lanes (lanes · norm_ratio "
                              f"divides {', '.join(f'{name} {size}' for name, size in sizes.items())}), "
                              f"not {norm_ratio!r}")
+        units = narrow_lanes(lanes) if dequantizer_units is None else dequantizer_units
+        if not isinstance(units, int) or units < 1 or lanes % units:
+            raise ValueError(f"dequantizer_units must divide lanes {lanes}, not {units!r}; "
+                             f"{divisors(lanes)} would")
         if not isinstance(k_max, int) or k_max < 1:
             raise ValueError(f"k_max must be a positive integer, not {k_max!r}")
         self._model, self._config = model, cfg
         self._rows, self._simd, self._lanes, self._k_max = rows, simd, lanes, k_max
         self._attention_lanes, self._head_lanes = attention_lanes, head_lanes
-        self._norm_ratio = norm_ratio
+        self._norm_ratio, self._dequantizer_units = norm_ratio, units
         self._program = program(cfg)
         self._taps = taps
         matrices = [getattr(layer, name).codes for layer in model.layers for name in MATRICES]
@@ -342,6 +349,7 @@ class Engine(wiring.Component):
     head_lanes = property(lambda self: self._head_lanes)
     norm_ratio = property(lambda self: self._norm_ratio)
     norm_lanes = property(lambda self: self._lanes * self._norm_ratio)   # a norm's codes a beat
+    dequantizer_units = property(lambda self: self._dequantizer_units)
     linear = property(lambda self: self._linear)
 
     def flash_image(self) -> bytes:
@@ -395,7 +403,7 @@ class Engine(wiring.Component):
         # attention head's output (the attn_sub_norm NORM), the o_proj / down_proj sums added into
         # H (their MATMULs). Each beat carries its scale.
         m.submodules.dequantizer = deq = Dequantizer(width=max(acc_width, attention.out_bits), lanes=lanes,
-                                                     units=narrow_lanes(lanes))
+                                                     units=self._dequantizer_units)
         m.submodules.sampler = sampler = Sampler(logit_width=lm_table.logit_width,
                                                  vocab_max=cfg.vocab_size, k_max=self._k_max)
         # One ScaleUnit for the engine's own scale products and every block's scale program.

@@ -42,7 +42,8 @@ def measure(name: str, status=None) -> dict:
 
     model_dir, board = paths.MODELS / name, MODELS[name]
     params = engine_params(model_dir, **BOARDS[board].engine.as_dict(),
-                           norm_ratio=BOARDS[board].norm_ratio)
+                           norm_ratio=BOARDS[board].norm_ratio,
+                           dequantizer_units=BOARDS[board].dequantizer_units)
     weights = load_weights(model_dir)
     context = weights.config.max_position_embeddings
     encode = load_tokenizer(model_dir).encode

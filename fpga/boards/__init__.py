@@ -49,6 +49,8 @@ class Board:
     # the engine's norm_ratio: vector beats a word of the RmsQuantizer (its passes and codes run
     # lanes · norm_ratio wide, at three multipliers an element)
     norm_ratio: int = 1
+    # the engine's dequantizer_units: elements a cycle of its Dequantizer (None: the engine's default)
+    dequantizer_units: int | None = None
     # HeAP's spreading target (nextpnr's --placer-heap-beta; None: its default, 0.9): the share of a
     # region's sites its cells may fill before they are spread further. Lower leaves the strict
     # legalisation less to do on a nearly full part (the Tang Primer 20K's HeAP stalled in it at 0.9)
@@ -84,6 +86,8 @@ class Board:
             params["k_max"] = self.k_max
         if self.norm_ratio != 1:
             params["norm_ratio"] = self.norm_ratio
+        if self.dequantizer_units is not None:
+            params["dequantizer_units"] = self.dequantizer_units
         if self.flash_offset is not None:
             params.update(flash_offset=self.flash_offset, spram=self.family == "ice40")
         return params

@@ -66,7 +66,7 @@ def _produced(n: int, k: int, rows: int, simd: int, drain: int) -> list[int]:
 
 @functools.lru_cache(maxsize=None)
 def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
-                head_dim: int, drain: int = 1) -> tuple[int, int]:
+                head_dim: int, drain: int = 1, units: int | None = None) -> tuple[int, int]:
     """(array busy, the MATMUL instruction's cycles) from the start transfer: results leave the
     array ``drain`` a transfer (:func:`hw.engine.result_drain`) into the FIFO, and leave it a word
     a cycle as a vector route takes them, one result a cycle to the heads; ``D·γ`` is made once
@@ -135,15 +135,17 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
             end = scale_taken
     if not heads:
         # (the residual's last beat is taken with its last part, dequantizer_parts − 1 cycles on)
-        tail = {Route.RESIDUAL: dequantizer_parts(sizes) + Dequantizer.latency_of() + SkidBuffer.latency + 1,
+        tail = {Route.RESIDUAL: (dequantizer_parts(sizes, units) + Dequantizer.latency_of()
+                                 + SkidBuffer.latency + 1),
                 Route.GATE: 1, Route.UP: 2}[route]
         end = out + tail
     return busy_end, max(end, enabled + 1)
 
 
-def dequantizer_parts(sizes: EngineSizes) -> int:
-    """Cycles the engine's Dequantizer takes a beat in (it computes ``narrow_lanes`` a cycle)."""
-    return sizes.lanes // narrow_lanes(sizes.lanes)
+def dequantizer_parts(sizes: EngineSizes, units: int | None = None) -> int:
+    """Cycles the engine's Dequantizer takes a beat in: it computes ``units`` a cycle (the
+    engine's ``dequantizer_units``; ``narrow_lanes`` unless given)."""
+    return sizes.lanes // (units or narrow_lanes(sizes.lanes))
 
 
 # -- the vector steps ---------------------------------------------------------------------------
@@ -179,14 +181,14 @@ def norm_scale_after_codes(beats: int, lanes: int, ratio: int = 1) -> int:
     return 1 + RmsQuantizer.cycles_of(beats, ratio) - norm_from_buffer(beats, lanes, ratio)
 
 
-def attention_cycles(cfg, sizes: EngineSizes, length: int, ratio: int = 1) -> int:
+def attention_cycles(cfg, sizes: EngineSizes, length: int, ratio: int = 1, units: int | None = None) -> int:
     """The attn_sub_norm NORM: every query head through the AttentionHead over ``length``
     positions, the last head's output into the RmsQuantizer, its feed, latency and codes. Three
     heads are in flight (one scored, one weighed, one summed and output), ``AttentionHead.period_of``
     apart; the last head's weights, values, row scale and output follow its scores."""
     words = cfg.dim_per_head // sizes.attention_lanes
     passes = AttentionHead.passes_of(length, words, sizes.attention_lanes)
-    out_beats = cfg.dim_per_head // narrow_lanes(sizes.lanes)   # a head's output, as the Dequantizer takes it
+    out_beats = cfg.dim_per_head // (units or narrow_lanes(sizes.lanes))   # as the Dequantizer takes it
     period = AttentionHead.period_of(length, words, sizes.attention_lanes, out_beats)
     last = (words + passes["scores"] + 1 + passes["weights"] + 1
             + max(passes["values"], passes["row_scale"]) + Dequantizer.latency_of() + out_beats
@@ -218,9 +220,10 @@ def lm_head_cycles(cfg, sizes: EngineSizes, greedy: bool = GREEDY, ratio: int = 
 
 # -- a position --------------------------------------------------------------------------------
 
-def body_cycles(cfg, sizes: EngineSizes, position: int, ratio: int = 1) -> dict:
+def body_cycles(cfg, sizes: EngineSizes, position: int, ratio: int = 1, units: int | None = None) -> dict:
     """Cycles by phase of the layers at ``position`` (EMBED to STEP: a prompt token), the norms at
-    ``ratio`` beats a word (the engine's ``norm_ratio``)."""
+    ``ratio`` beats a word (the engine's ``norm_ratio``), the Dequantizer at ``units`` elements a
+    cycle (its ``dequantizer_units``)."""
     steps = program(cfg)
     shapes = dict(zip(MATRICES, cfg.linear_shapes().values()))
     drain = result_drain(sizes.rows, sizes.lanes, [n for n, _ in shapes.values()])
@@ -235,13 +238,13 @@ def body_cycles(cfg, sizes: EngineSizes, position: int, ratio: int = 1) -> dict:
             # the row through the engine's Dequantizer into H
             words = cfg.hidden_size // sizes.lanes      # taken by the Dequantizer a beat in its parts
             add(total, phases(control=FETCH, vector=TokenTable.row_cycles_of(words)
-                              + words * (dequantizer_parts(sizes) - 1)
+                              + words * (dequantizer_parts(sizes, units) - 1)
                               + Dequantizer.latency_of() + SkidBuffer.latency))
         elif step.op == Op.NORM:
             beats = cfg.hidden_size // sizes.lanes
             if step.source == Source.ATTENTION:
                 add(total, phases(control=FETCH,
-                                  attention=attention_cycles(cfg, sizes, position + 1, ratio)))
+                                  attention=attention_cycles(cfg, sizes, position + 1, ratio, units)))
             elif step.source == Source.GATED:
                 beats = cfg.intermediate_size // sizes.lanes
                 add(total, phases(control=FETCH, vector=gated_norm_cycles(cfg, sizes, ratio)))
@@ -253,7 +256,7 @@ def body_cycles(cfg, sizes: EngineSizes, position: int, ratio: int = 1) -> dict:
         elif step.op == Op.MATMUL:
             n, k = shapes[step.name]
             busy, end = output_path(n, k, step.route, d_wait - FETCH - START, sizes,
-                                    cfg.dim_per_head, drain)
+                                    cfg.dim_per_head, drain, units)
             add(total, phases(control=FETCH + START, matmul=busy, vector=max(0, end - busy)))
             d_wait = 0
         previous = step
@@ -269,8 +272,8 @@ def token_cycles(cfg, params: dict, position: int, *, decode: bool = True,
                  greedy: bool = GREEDY) -> dict:
     """Predicted cycles by phase (and ``cycles``) of one token at ``position``: prefill (a prompt
     token, the layers only) or decode (the layers and an LM head and sample)."""
-    sizes, ratio = EngineSizes.of(params), params.get("norm_ratio", 1)
-    total = body_cycles(cfg, sizes, position, ratio)
+    sizes, ratio, units = EngineSizes.of(params), params.get("norm_ratio", 1), params.get("dequantizer_units")
+    total = body_cycles(cfg, sizes, position, ratio, units)
     if decode:
         add(total, head_cycles(cfg, sizes, greedy, ratio))
     total["cycles"] = sum(total[p.name.lower()] for p in Phase)
@@ -281,9 +284,9 @@ def mean_cycles(cfg, params: dict, positions, *, decode: bool = True) -> dict:
     """The mean of :func:`token_cycles` over ``positions`` (only attention depends on the
     position: the rest is computed once)."""
     positions = list(positions)
-    sizes, ratio = EngineSizes.of(params), params.get("norm_ratio", 1)
+    sizes, ratio, units = EngineSizes.of(params), params.get("norm_ratio", 1), params.get("dequantizer_units")
     total = token_cycles(cfg, params, 0, decode=decode)
-    attention = (sum(attention_cycles(cfg, sizes, p + 1, ratio) for p in positions) / len(positions)
+    attention = (sum(attention_cycles(cfg, sizes, p + 1, ratio, units) for p in positions) / len(positions)
                  * cfg.num_hidden_layers)
     shift = attention - total["attention"]
     return {**total, "attention": attention, "cycles": total["cycles"] + shift}

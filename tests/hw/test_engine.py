@@ -70,7 +70,8 @@ def check_taps(engine, model, prompt, generated, taps):
     (2, dict(hidden_act="silu", tie_word_embeddings=False, num_attention_heads=4,
              num_key_value_heads=2, num_hidden_layers=2), dict(rows=3, simd=4, lanes=2), 0.8, 3),
     (3, dict(num_attention_heads=4, num_key_value_heads=4, intermediate_size=32),
-     dict(rows=4, simd=16, lanes=4, attention_lanes=4, head_lanes=16, norm_ratio=2), 1.0, None),
+     dict(rows=4, simd=16, lanes=4, attention_lanes=4, head_lanes=16, norm_ratio=2, dequantizer_units=4),
+     1.0, None),
 ])
 def test_engine_matches_integer_model(tmp_path, seed, overrides, params, temperature, top_k):
     print(f"seed {seed}")
@@ -147,7 +148,10 @@ def test_engine_loads_its_weights_from_spi_flash(tmp_path):
     (dict(rows=4, simd=4, lanes=2, head_lanes=4, norm_ratio=4),
      r"^norm_ratio must be one of \[1, 2\] at 2 lanes \(lanes · norm_ratio divides simd 4, head_lanes 4, "
      r"hidden_size 16, intermediate_size 24\), not 4$"),
-], ids=["rows_zero", "simd_not_dividing", "attention_lanes_not_dividing", "norm_ratio_not_dividing"])
+    (dict(rows=4, simd=8, lanes=4, dequantizer_units=3),
+     r"^dequantizer_units must divide lanes 4, not 3; \[1, 2, 4\] would$"),
+], ids=["rows_zero", "simd_not_dividing", "attention_lanes_not_dividing", "norm_ratio_not_dividing",
+        "dequantizer_units_not_dividing"])
 def test_engine_sizes_refused_in_one_line(tmp_path, sizes, message):
     model = tiny_model(tmp_path, 1)
     with pytest.raises(ValueError, match=message):
