@@ -822,11 +822,7 @@ class Engine(wiring.Component):
                 # for: a forwarded beat is always taken)
                 m.d.comb += [rms_in.i.valid.eq(Mux(forwarding, h_valid, read_valid)),
                              rms_in.i.payload.last.eq(Mux(forwarding, h_last, read_last))]
-                # the data chosen by the instruction's register alone (a NORM reads H; a forwarding
-                # residual add's sums come in a MATMUL): valid is low whenever it would differ from
-                # ``forwarding``'s choice; through the FSM's state, that choice fanned out over every
-                # lane's bits was the ULX3S-85F's slowest path (56.7 MHz)
-                m.d.comb += [rms_in.i.payload.data[e].eq(Mux(op_norm, h_read.data[e], h_source[e]))
+                m.d.comb += [rms_in.i.payload.data[e].eq(Mux(forwarding, h_source[e], h_read.data[e]))
                              for e in range(lanes)]
             with m.Case(Source.ATTENTION):
                 # the attention output, lanes a beat; the last head's last beat ends the vector
