@@ -168,8 +168,7 @@ def test_rms_chain_matches_numerics():
 
 
 @pytest.mark.parametrize("op, a", [(op, (0xC000, -3)) for op in ScaleOp]
-                         + [(ScaleOp.RECIP, (0x4000, -3)), (ScaleOp.MUL, (0x4000, -3)),
-                            (ScaleOp.MUL, (0, 5))])
+                         + [(ScaleOp.RECIP, (0x4000, -3)), (ScaleOp.MUL, (0x4000, -3)), (ScaleOp.MUL, (0, 5))])
 def test_cycles(op, a):
     """Clock edges from accepting a command to its result being valid: ScaleUnit.cycles(op), and
     for an unnormalized mantissa (not 0) the quotient's leading bits more (RECIP) or the whole
