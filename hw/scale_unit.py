@@ -8,7 +8,7 @@ one sum and one rsqrt), so one small sequential unit serves the whole engine:
 =========  ===================================  ===========================  ==================
 op         result                               numerics function            cycles (accept→out)
 =========  ===================================  ===========================  ==================
-MUL        a · b                                ``scale_mul(a, b)``          ``MULTIPLY + NARROW + 2``
+MUL        a · b                                ``scale_mul(a, b)``          ``MULTIPLY + NORMALIZE + 2``
 ADD        a + b                                ``scale_add(a, b)``          ``ALIGN + NORMALIZE + 2``
 FROM_INT   n · 2^a.exp                          ``scale_from_int(n, a.exp)`` ``NORMALIZE + 2``
 RECIP      1 / a                                ``scale_recip(a)``           ``DIVIDE + NORMALIZE + 2``
@@ -20,11 +20,7 @@ result goes through one normalizer (``scale_from_int``), a pipeline of four cycl
 leading nonzero byte; shift the leading one into the top byte by whole bytes; keep the 17 bits
 from the leading one; round half up (``((v >> (s - 1)) + 1) >> 1``, a carry out renormalizes).
 MUL multiplies the registered mantissas (its one 16×16 product, the unit's only multiplier) into
-the normalizer's operand register. Where both operands are normalized or 0 (every scale the
-engine makes, and its constants) the product's leading one is at bit 30 or 31, so the normalizer's
-byte search and coarse shift are skipped: a choice of two shifts, then the rounding (``NARROW``,
-two cycles instead of four); an operand whose mantissa is below 2^15 takes the whole normalizer
-(two cycles more). ADD takes a cycle to order the operands by exponent, one to
+the normalizer's operand register; ADD takes a cycle to order the operands by exponent, one to
 shift the smaller into place and one to add.
 RECIP divides the constant 2^31 by the mantissa with a restoring divider, one quotient bit per
 cycle: 17 for a normalized mantissa (the quotient is at most 2^16; the engine's scales are all
@@ -35,7 +31,7 @@ normalizes it and takes its reciprocal. Divider and square root share one trial 
 not fit ``exp_bits``: RECIP or RSQRT of the scale 0, or a result exponent out of range.
 The unit takes one command at a time (``i.ready`` is low while it works); ``cycles(op)`` is the
 number of clock edges from the edge that accepts a command to the first edge its result is valid
-(for MUL and RECIP of normalized mantissas: MUL of an unnormalized one takes 2 more, RECIP 15).
+(for RECIP of a normalized mantissa: 15 more for an unnormalized one).
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -111,7 +107,6 @@ class ScaleUnit(wiring.Component):
 
     DECODE = 1                     # the registered command's op
     NORMALIZE = 4                  # leading byte found, shifted; leading bit; rounding
-    NARROW = 2                     # a normalized product: one of two shifts; rounding
     MULTIPLY = 1                   # the registered operands' product
     ALIGN = 3                      # order by exponent, shift, add
     DIVIDE = NORMALIZED_QUOTIENT_BITS   # one quotient bit a cycle (QUOTIENT_BITS unnormalized)
@@ -131,14 +126,14 @@ class ScaleUnit(wiring.Component):
 
     def cycles(self, op: ScaleOp) -> int:
         """Clock edges from the edge that accepts an ``op`` command to the first its result is valid
-        (MUL and RECIP: of normalized mantissas)."""
+        (RECIP: of a normalized mantissa)."""
         return self.cycles_of(op)
 
     @staticmethod
     def cycles_of(op: ScaleOp) -> int:
         """:meth:`cycles` without a unit (the unit's timing does not depend on its widths)."""
         unit = ScaleUnit
-        return unit.DECODE + {ScaleOp.MUL: unit.MULTIPLY + unit.NARROW + 1,
+        return unit.DECODE + {ScaleOp.MUL: unit.MULTIPLY + unit.NORMALIZE + 1,
                               ScaleOp.ADD: unit.ALIGN + unit.NORMALIZE + 1,
                               ScaleOp.FROM_INT: unit.NORMALIZE + 1,
                               ScaleOp.RECIP: unit.DIVIDE + unit.NORMALIZE + 1,
@@ -159,7 +154,6 @@ class ScaleUnit(wiring.Component):
         distance = Signal(6)                # ADD: how far the smaller operand is shifted right
         invalid = Signal()
         second_pass = Signal()              # RSQRT: the root is normalized, the reciprocal is next
-        narrow = Signal()                   # MUL: both mantissas normalized or 0 (NARROW, not LEAD)
 
         # One trial subtraction a cycle serves the restoring divider (floor(2^31 / mant), a quotient
         # bit a cycle) and the square root (isqrt(radicand · 2^30), a root bit a cycle); both shift
@@ -196,8 +190,6 @@ class ScaleUnit(wiring.Component):
                 short = (op == ScaleOp.RECIP) & mant[SCALE_BITS - 1]   # a normalized divisor
                 m.d.sync += [invalid.eq(((op == ScaleOp.RECIP) | (op == ScaleOp.RSQRT))
                                         & (mant[:SCALE_BITS] == 0)),
-                             narrow.eq((mant[SCALE_BITS - 1] | (mant[:SCALE_BITS] == 0))
-                                       & (b_mant[SCALE_BITS - 1] | (b_mant == 0))),
                              radicand.eq(Mux(exp[0], mant[:SCALE_BITS] << 1, mant[:SCALE_BITS])),
                              remainder.eq(Mux(short, NORMALIZED_REMAINDER, 0)), first_divide.eq(1),
                              step.eq(Mux(op == ScaleOp.RSQRT, ROOT_BITS - 1,
@@ -222,20 +214,7 @@ class ScaleUnit(wiring.Component):
             with m.State("MULTIPLY"):
                 m.d.comb += exp_addend.eq(b_exp)
                 m.d.sync += [value.eq(mant[:SCALE_BITS] * b_mant), exp.eq(exp_sum)]
-                with m.If(narrow):
-                    m.next = "NARROW"
-                with m.Else():
-                    m.next = "LEAD"
-            with m.State("NARROW"):
-                # A product of normalized mantissas (or 0): its leading one is at bit 31 or 30, so
-                # the 17 bits from it are one of two slices (FINE's form: the value is
-                # mant · 2^(exp − 1)), rounded next.
-                top = value[2 * SCALE_BITS - 1]
-                m.d.sync += [mant.eq(Mux(top, value[SCALE_BITS - 1:2 * SCALE_BITS],
-                                         value[SCALE_BITS - 2:2 * SCALE_BITS - 1])),
-                             exp.eq(exp_sum)]
-                m.d.comb += exp_addend.eq(Mux(top, SCALE_BITS, SCALE_BITS - 1))
-                m.next = "ROUND"
+                m.next = "LEAD"
 
             with m.State("ORDER"):
                 # A zero operand takes the other's exponent: the larger operand goes to mant, the
