@@ -43,9 +43,11 @@ ENGINE_SMALL = EngineSizes(rows=4, simd=32, lanes=4, attention_lanes=8, head_lan
 BOARDS = [
     # 63.75 MHz post-route asking 62.5 MHz with seed 1 and the norms a word of two beats a cycle
     # (norm_ratio 2; 2026-12-07, 38,931 LUTs, 203 block RAMs, 123 multipliers, 1,084 s with the
-    # test suite running): 8,722 cycles a token against 9,330. Without the skid buffer before the
+    # test suite running): 8,735 cycles a token against 9,330. Without the skid buffer before the
     # norm's AbsmaxQuantizer 60.86 MHz (its feed's clock enable from the codes' ready). At four
-    # beats a word (147 multipliers) placement estimated 46.19 MHz, not routed.
+    # beats a word (147 multipliers) placement estimated 46.19 MHz, not routed. With the Dequantizer
+    # at 4 units (dequantizer_units) and a faster ScaleUnit MUL: 8,433 cycles, but 49.86-61.89 MHz
+    # with seeds 1, 3 and 5 (docs/benchmarks.md), not kept.
     # 64.88 MHz post-route asking 62.5 MHz with seed 1 and the LM head's dot copied beside the
     # logit's multipliers (2026-12-07, 33,984 LUTs, 896 s). Before that copy:
     # 62.77 MHz post-route asking 62.5 MHz (the PLL's next step above 60.71) with seed 1, the
