@@ -1,6 +1,7 @@
 """Small combinational helpers shared by the blocks."""
 
-from amaranth import Mux, Signal, signed, unsigned
+from amaranth import Cat, Mux, Signal, signed, unsigned
+from amaranth.utils import exact_log2
 from amaranth.lib import data
 
 
@@ -75,14 +76,21 @@ def bank_address(bank, depth: int, address):
     return Mux(bank, address + depth, address)
 
 
-def store_beat(m, port, length, depth: int, data, overflowed=None, bank=0):
+def store_beat(m, port, length, depth: int, data, overflowed=None, bank=0, parts: int = 1):
     """In the current (accepting) state: write ``data`` to ``port`` at ``length`` (in ``bank`` of
     two ``depth``-deep banks; no write with ``port`` None, the beat only counted) and count it;
-    beats beyond ``depth`` are dropped and set ``overflowed``."""
-    with m.If(length < depth):
+    beats beyond ``depth`` words are dropped and set ``overflowed``. With ``parts`` beats a word (a
+    power of two; ``port`` with a write enable a part) ``length`` counts beats and a beat goes into
+    its part of word ``length // parts``."""
+    part_bits = exact_log2(parts)
+    with m.If(length < depth * parts):
         if port is not None:
-            m.d.comb += [port.addr.eq(bank_address(bank, depth, length)), port.data.eq(data),
-                         port.en.eq(1)]
+            m.d.comb += port.addr.eq(bank_address(bank, depth, length >> part_bits))
+            if parts == 1:
+                m.d.comb += [port.data.eq(data), port.en.eq(1)]
+            else:
+                m.d.comb += [port.data.eq(Cat(data for _ in range(parts))),
+                             port.en.eq(Cat(length[:part_bits] == part for part in range(parts)))]
         m.d.sync += length.eq(length + 1)
     if overflowed is not None:
         with m.Else():

@@ -71,7 +71,8 @@ from .kv_cache import KvCache
 from .flash_loader import FlashLoader, SpiSignature, flash_image
 from .linear import TernaryLinear
 from .packing import Packer, Unpacker
-from .rms_quantizer import RmsQuantizer
+from .quantizer import MAX_LANES
+from .rms_quantizer import RATIOS, RmsQuantizer
 from .rope import Rope
 from .sampler import Sampler
 from .scale_unit import ScaleOp, SharedScaleUnit, scale_layout
@@ -294,7 +295,7 @@ class Engine(wiring.Component):
             raise ValueError(problem)
         sizes = {"simd": simd, "head_lanes": head_lanes, "hidden_size": cfg.hidden_size,
                  "intermediate_size": cfg.intermediate_size}
-        fits = [r for r in RmsQuantizer.RATIOS if lanes * r <= RmsQuantizer.MAX_LANES
+        fits = [r for r in RATIOS if lanes * r <= MAX_LANES
                 and not any(size % (lanes * r) for size in sizes.values())]
         if norm_ratio not in fits:
             raise ValueError(f"norm_ratio must be one of {fits} at {lanes} lanes (lanes · norm_ratio "

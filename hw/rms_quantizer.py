@@ -45,7 +45,7 @@ counts the skid too; the second pass) and :data:`PROGRAM`'s ``ScaleProgram.cycle
 the second pass has been read (``DRAIN``; D's program is usually the longer).
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.utils import exact_log2
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -53,7 +53,7 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import (ACT_BITS, GAIN_BITS, INV_ACT_MAX, NORM_BITS, NORM_MAX_BITLEN,
                             SCALE_EXP_BITS)
 
-from .arith import bit_length, check_integers, or_all, register_sign_magnitude, sign_magnitude
+from .arith import bit_length, check_integers, or_all, register_sign_magnitude, sign_magnitude, store_beat
 from .quantizer import MAX_LANES, AbsmaxQuantizer
 from .skid_buffer import SkidBuffer
 from .scale_unit import ScaleOp, ScaleProgram, scale_layout, scale_unit_members, scale_unit_of
@@ -152,7 +152,6 @@ class RmsQuantizer(wiring.Component):
         self.feed_skid = SkidBuffer(self.quantizer.i.payload.shape())
         self.fsm = None
 
-    RATIOS, MAX_LANES = RATIOS, MAX_LANES
     width = property(lambda self: self._width)
     lanes = property(lambda self: self._lanes)
     ratio = property(lambda self: self._ratio)
@@ -211,12 +210,9 @@ class RmsQuantizer(wiring.Component):
         in_beat, in_valid = register_sign_magnitude(m, self.i, width, lanes)
         beat_bits = or_all(in_beat[lane].mag for lane in range(lanes))
         with m.If(in_valid):
+            store_beat(m, wr, length, self._depth, in_beat, overflowed, parts=ratio)
             with m.If(length < self._depth * ratio):
-                m.d.comb += [wr.addr.eq(length >> part_bits), wr.data.eq(Cat(in_beat for _ in range(ratio))),
-                             wr.en.eq(Cat(length[:part_bits] == part for part in range(ratio)))]
-                m.d.sync += [length.eq(length + 1), x_bits.eq(x_bits | beat_bits)]
-            with m.Else():
-                m.d.sync += overflowed.eq(1)
+                m.d.sync += x_bits.eq(x_bits | beat_bits)
         bitlen = bit_length(m, x_bits, "bitlen")
 
         # -- feed: read (memory) -> register -> normalize -> multiply -> skid -> quantizer -------
@@ -256,7 +252,6 @@ class RmsQuantizer(wiring.Component):
         # The beats of a word a token does not fill (only its last word's: parts at or past
         # ``length mod ratio``, where that is not 0) are read as zeros; a flag a part, with the
         # read and then its data.
-        tail = length[:part_bits] if ratio > 1 else Const(0)
         s1_parts = Signal(ratio, init=(1 << ratio) - 1)
         s2_parts = Signal(ratio, init=(1 << ratio) - 1)
 
@@ -269,6 +264,7 @@ class RmsQuantizer(wiring.Component):
                          s4_first.eq(s3_first), stored.eq(rd.data)]
             if ratio > 1:
                 # part p is filled where tail is 0 or above p (the first always; the last only at 0)
+                tail = length[:part_bits]
                 filled = Cat(1, *((tail == 0) | (tail > part) for part in range(1, ratio - 1)), tail == 0)
                 m.d.sync += [s1_parts.eq(Mux(read_addr == last_word, filled, (1 << ratio) - 1)),
                              s2_parts.eq(s1_parts)]

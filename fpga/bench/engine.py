@@ -41,9 +41,7 @@ def measure(name: str, status=None) -> dict:
     from model.tokenizer import load_tokenizer
 
     model_dir, board = paths.MODELS / name, MODELS[name]
-    params = engine_params(model_dir, **BOARDS[board].engine.as_dict(),
-                           norm_ratio=BOARDS[board].norm_ratio,
-                           dequantizer_units=BOARDS[board].dequantizer_units)
+    params = engine_params(model_dir, **BOARDS[board].engine_parameters())
     weights = load_weights(model_dir)
     context = weights.config.max_position_embeddings
     encode = load_tokenizer(model_dir).encode
