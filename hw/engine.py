@@ -70,7 +70,7 @@ from .head_quantizer import HeadQuantizer
 from .kv_cache import KvCache
 from .flash_loader import FlashLoader, SpiSignature, flash_image
 from .linear import TernaryLinear
-from .packing import Packer, Unpacker
+from .packing import Packer
 from .quantizer import MAX_LANES
 from .rms_quantizer import RATIOS, RmsQuantizer
 from .rope import Rope
@@ -100,14 +100,15 @@ def narrow_lanes(lanes: int) -> int:
     return math.gcd(lanes, NARROW_LANES)
 
 
-def result_drain(rows: int, lanes: int, outputs) -> int:
+def result_drain(rows: int, lanes: int, outputs, head_dim: int) -> int:
     """Matmul results a cycle out of the array (its ``drain``) and through the result FIFO, for
     matrices of ``outputs`` rows each: :func:`narrow_lanes`, the rate at which the Dequantizer adds
     the residual's sums (the gate buffer and the gated activation take as many), where it divides
-    ``rows`` and every matrix's rows (so no transfer is part padding); else 1. The heads (q, k, v)
-    still go one a cycle, RoPE's rate, through an Unpacker."""
+    ``rows``, every matrix's rows and half the head dimension (so no transfer is part padding, and
+    RoPE takes the heads as many a cycle); else 1."""
     drain = narrow_lanes(lanes)
-    return drain if rows % drain == 0 and all(n % drain == 0 for n in outputs) else 1
+    fits = rows % drain == 0 and all(n % drain == 0 for n in outputs) and (head_dim // 2) % drain == 0
+    return drain if fits else 1
 
 
 class Command(enum.IntEnum):
@@ -316,7 +317,7 @@ class Engine(wiring.Component):
         matrices = [getattr(layer, name).codes for layer in model.layers for name in MATRICES]
         self._linear = TernaryLinear(matrices, rows=rows, simd=simd, loaded=flash_offset is not None,
                                      spram=spram,
-                                     drain=result_drain(rows, lanes, [len(m) for m in matrices]))
+                                     drain=result_drain(rows, lanes, [len(m) for m in matrices], cfg.dim_per_head))
         self._loader = None if flash_offset is None else FlashLoader(
             offset=flash_offset, words=self._linear.rom_words, word_bits=self._linear.rom_word_bits)
         # One table for both uses when they are tied (its ROM words as wide as the LM head's lanes,
@@ -389,13 +390,15 @@ class Engine(wiring.Component):
         m.submodules.rms = rms = RmsQuantizer(width=max(RES_BITS, gated.out_bits), lanes=lanes,
                                               ratio=self._norm_ratio, max_length=max(hidden, ffn),
                                               shared_scale=True)
+        drain = linear.drain            # results a transfer out of the array (result_drain)
+        # The heads through RoPE as they leave the array, ``drain`` a cycle, into the head
+        # quantizer at narrow_lanes (its two AbsmaxQuantizers take the heads in turn, so it keeps
+        # up); its codes are packed to the attention lanes of the query buffer and the KV cache.
         m.submodules.rope = rope = Rope(width=acc_width, head_dim=d, positions=context,
-                                        theta=cfg.rope_theta)
-        # The head quantizer at narrow_lanes (results come one a cycle; its codes are packed
-        # to the attention lanes of the query buffer and the KV cache).
+                                        theta=cfg.rope_theta, lanes=drain)
         qkv_lanes = narrow_lanes(lanes)
         m.submodules.head_quantizer = headq = HeadQuantizer(width=acc_width + 1, lanes=qkv_lanes,
-                                                            head_dim=d, shared_scale=True)
+                                                            head_dim=d, quantizers=2)
         m.submodules.kv_cache = kv = KvCache(layers=cfg.num_hidden_layers, kv_heads=kv_heads,
                                              head_dim=d, positions=context, lanes=att_lanes)
         m.submodules.attention = attention = AttentionHead(head_dim=d, lanes=att_lanes, out_lanes=lanes,
@@ -409,17 +412,16 @@ class Engine(wiring.Component):
                                                  vocab_max=cfg.vocab_size, k_max=self._k_max)
         # One ScaleUnit for the engine's own scale products and every block's scale program.
         # The engine first (its products hold up the sequencer), then the blocks.
-        clients = {"rms": rms, "head_quantizer": headq, "attention": attention, "gated": gated}
+        clients = {"rms": rms, "attention": attention, "gated": gated}
         m.submodules.scale_unit = shared_scale = SharedScaleUnit(
             {"engine": 1, **{name: len(block.scale_unit.i.payload.n) for name, block in clients.items()}})
         for name, block in clients.items():
             wiring.connect(m, block.scale_unit, getattr(shared_scale, name))
         scale_unit = shared_scale.engine     # the engine's products: MUL only
-        m.submodules.head_packer = head_packer = Packer(signed(acc_width + 1), 1, qkv_lanes)
+        m.submodules.head_packer = head_packer = Packer(signed(acc_width + 1), drain, qkv_lanes // drain)
         m.submodules.head_code_packer = head_code_packer = Packer(signed(ACT_BITS), qkv_lanes,
                                                                   att_lanes // qkv_lanes)
         head_codes = head_code_packer.o
-        drain = linear.drain            # results a transfer out of the array (result_drain)
         m.submodules.vector_packer = vector_packer = Packer(signed(acc_width + 1), drain, lanes // drain)
         m.submodules.code_packer = code_packer = Packer(signed(ACT_BITS), norm_lanes,
                                                         self._simd // norm_lanes)
@@ -502,6 +504,10 @@ class Engine(wiring.Component):
         # A residual add followed by a NORM of H forwards its sums into the RmsQuantizer as they
         # are written (``forward``, that norm's ``forward_index``): the NORM then has no read pass.
         forward, forward_index = Signal(), Signal(range(len(gains)))
+        # A MATMUL followed by another of the same codes (q, k, v; gate, up) starts the next
+        # product (``chain_index``) once the array is free, its results queued behind this one's
+        # while this one's output path finishes (``prestarted``: the next MATMUL has no START).
+        chain, chain_index, prestarted = Signal(), Signal(range(len(linear.shapes))), Signal()
         # EMBED and NORM decoded into registers of their own: they steer the Dequantizer's input
         # and H's writes, where ``op`` through a comparison was the ULX3S-85F's slowest path
         # (op's register to the Dequantizer's offset adder, 13 of 17 ns routing)
@@ -517,11 +523,13 @@ class Engine(wiring.Component):
                 forwards = (step.op == Op.MATMUL and step.route == Route.RESIDUAL
                             and following is not None and following.op == Op.NORM
                             and following.source == Source.H)
+                chains = step.op == Op.MATMUL and following is not None and following.op == Op.MATMUL
                 with m.Case(i):
                     m.d.sync += [op.eq(step.op), op_embed.eq(step.op == Op.EMBED),
                                  op_norm.eq(step.op == Op.NORM), layer.eq(step.layer), index.eq(step.index),
                                  source.eq(step.source), sink.eq(step.sink), route.eq(step.route),
                                  forward.eq(forwards), forward_index.eq(following.index if forwards else 0),
+                                 chain.eq(chains), chain_index.eq(following.index if chains else 0),
                                  route_heads.eq(step.route <= Route.V), route_rope.eq(step.route <= Route.K)]
                     m.d.sync += [flag.eq(step.route == r) for r, flag in routes.items()]
 
@@ -597,44 +605,48 @@ class Engine(wiring.Component):
         draining = Signal()
         m.d.comb += draining.eq(in_matmul & (acc_valid | ~routes[Route.RESIDUAL]))
         # Words staged in registers (RESULT_STAGE_DEPTH) between the queue and the output path: the
-        # queue's read enable then comes from registers (the stage's level), not from the unpacker's
-        # count and the ready of RoPE or a packer, the 85F's slowest path at 62.5 MHz
+        # queue's read enable then comes from registers (the stage's level), not from the ready of
+        # RoPE or a packer, the 85F's slowest path at 62.5 MHz
         # (docs/benchmarks.md).
         m.submodules.results = results = fifo.SyncFIFO(width=drain * acc_width, depth=RESULT_STAGE_DEPTH)
-        m.d.comb += [results.w_data.eq(queued.r_data), results.w_en.eq(queued.r_rdy & draining),
-                     queued.r_en.eq(results.w_rdy & draining)]
+        # Only this MATMUL's words move on (a prestarted product's queue behind them): those left
+        # are counted down from the route's vector, set at FETCH.
+        words_left = Signal(range(max(hidden, ffn, heads * d) // drain + 1))
+        route_words = Mux(routes[Route.Q], heads * d, Mux(routes[Route.K] | routes[Route.V], kv_heads * d,
+                                                          Mux(routes[Route.RESIDUAL], hidden, ffn))) // drain
+        moving = Signal()
+        m.d.comb += [moving.eq(draining & (words_left != 0)),
+                     results.w_data.eq(queued.r_data), results.w_en.eq(queued.r_rdy & moving),
+                     queued.r_en.eq(results.w_rdy & moving)]
+        with m.If(queued.r_rdy & results.w_rdy & moving):
+            m.d.sync += words_left.eq(words_left - 1)
         result_words = data.ArrayLayout(signed(acc_width), drain)(results.r_data)
         group = Mux(route_heads, d, Mux(routes[Route.RESIDUAL], hidden, ffn))
         element = Signal(range(max(hidden, ffn) + 1))
         element_last = Signal()          # the transfer into the packer ends the group, kept in a register
-        # The heads one result a cycle (RoPE's rate; the head quantizer's input), unpacked from
-        # the FIFO's words of ``drain``; the vectors (residual add, gate, up) a word a cycle.
-        m.submodules.result_unpacker = unpacker = Unpacker(signed(acc_width), 1, drain)
-        m.d.comb += [unpacker.i.payload.data.eq(results.r_data), unpacker.i.valid.eq(
-                         results.r_rdy & draining & route_heads),
-                     results.r_en.eq(draining & Mux(route_heads, unpacker.i.ready, vector_packer.i.ready)),
-                     rope.position.eq(position[:len(rope.position)]),
-                     rope.i.payload.eq(unpacker.o.payload.data[0])]
-        # A head's accumulators (through RoPE for q and k) into a packer to the head quantizer.
+        # The heads (through RoPE for q and k) and the vectors (residual add, gate, up) a word of
+        # ``drain`` a cycle, into the head packer (to the head quantizer) or the vectors' packer.
         out_valid, out_ready = Signal(), Signal()
-        out_data = Signal(signed(acc_width + 1))
+        out_data = Signal(data.ArrayLayout(signed(acc_width + 1), drain))
+        head_word_valid = results.r_rdy & draining & route_heads
+        m.d.comb += [results.r_en.eq(draining & Mux(route_heads, Mux(route_rope, rope.i.ready, out_ready),
+                                                    vector_packer.i.ready)),
+                     rope.position.eq(position[:len(rope.position)]), rope.i.payload.eq(result_words)]
         with m.If(route_rope):
-            m.d.comb += [rope.i.valid.eq(unpacker.o.valid), unpacker.o.ready.eq(rope.i.ready),
+            m.d.comb += [rope.i.valid.eq(head_word_valid),
                          out_valid.eq(rope_out.o.valid), rope_out.o.ready.eq(out_ready),
                          out_data.eq(rope_out.o.payload.data)]
         with m.Else():
-            m.d.comb += [out_valid.eq(unpacker.o.valid), unpacker.o.ready.eq(out_ready),
-                         out_data.eq(unpacker.o.payload.data[0])]
+            m.d.comb += out_valid.eq(head_word_valid)
+            m.d.comb += [out_data[j].eq(result_words[j]) for j in range(drain)]
         vector_valid = results.r_rdy & draining & ~route_heads
-        m.d.comb += [head_packer.i.valid.eq(out_valid & route_heads),
-                     head_packer.i.payload.data[0].eq(out_data),
+        m.d.comb += [head_packer.i.valid.eq(out_valid & route_heads), head_packer.i.payload.data.eq(out_data),
                      head_packer.i.payload.last.eq(element_last), out_ready.eq(head_packer.i.ready),
                      vector_packer.i.valid.eq(vector_valid), vector_packer.i.payload.last.eq(element_last)]
         m.d.comb += [vector_packer.i.payload.data[j].eq(result_words[j]) for j in range(drain)]
-        per_transfer = Mux(route_heads, 1, drain)       # results a transfer into the packer
         with m.If((out_valid & out_ready & route_heads) | (vector_valid & vector_packer.i.ready)):
-            next_element = Mux(element_last, 0, element + per_transfer)
-            m.d.sync += [element.eq(next_element), element_last.eq(next_element == group - per_transfer)]
+            next_element = Mux(element_last, 0, element + drain)
+            m.d.sync += [element.eq(next_element), element_last.eq(next_element == group - drain)]
         head_packed, packed = head_packer.o, vector_packer.o
 
         # Q, K, V: per-head int8 codes and scales. A head's scale is taken after its last code,
@@ -902,7 +914,7 @@ class Engine(wiring.Component):
                 m.d.sync += [h_addr.eq(0), read_addr.eq(0), gate_addr.eq(0), join_addr.eq(0),
                              joined.eq(0), element.eq(0), head.eq(0), codes_done.eq(0),
                              element_last.eq(0),
-                             acc_issued.eq(0), acc_valid.eq(0),
+                             acc_issued.eq(0), acc_valid.eq(0), words_left.eq(route_words),
                              q_head.eq(0), q_addr.eq(0), out_head.eq(0)]
                 with m.Switch(op):
                     with m.Case(Op.EMBED):
@@ -921,7 +933,11 @@ class Engine(wiring.Component):
                         with m.Else():
                             m.next = "FETCH"
                     with m.Case(Op.MATMUL):
-                        m.next = "START"
+                        m.d.sync += prestarted.eq(0)
+                        with m.If(prestarted):
+                            m.next = "MATMUL"
+                        with m.Else():
+                            m.next = "START"
                     with m.Case(Op.STEP):
                         m.d.sync += position.eq(position + 1)
                         with m.If(generating):
@@ -958,6 +974,10 @@ class Engine(wiring.Component):
                     m.next = "MATMUL"
             with m.State("MATMUL"):
                 m.d.comb += in_matmul.eq(1)
+                with m.If(chain & ~prestarted):
+                    m.d.comb += [linear.start.valid.eq(1), linear.start.payload.eq(chain_index)]
+                    with m.If(linear.start.ready):
+                        m.d.sync += prestarted.eq(1)
                 with m.If(forwarding):          # the previous norm is done: the next one's constants
                     m.d.sync += [norm_index.eq(forward_index), norm_gated.eq(0)]
                 with m.If(~acc_issued):             # D·γ, once the norm's D is out

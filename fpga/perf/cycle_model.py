@@ -226,7 +226,7 @@ def body_cycles(cfg, sizes: EngineSizes, position: int, ratio: int = 1, units: i
     cycle (its ``dequantizer_units``)."""
     steps = program(cfg)
     shapes = dict(zip(MATRICES, cfg.linear_shapes().values()))
-    drain = result_drain(sizes.rows, sizes.lanes, [n for n, _ in shapes.values()])
+    drain = result_drain(sizes.rows, sizes.lanes, [n for n, _ in shapes.values()], cfg.dim_per_head)
     total = phases()
     d_wait = 0              # cycles from the end of the latest NORM to its D
     previous = None

@@ -476,10 +476,13 @@ STREAM_COMPONENTS = {
     "scale-unit": lambda: StreamRuleHarness(ScaleUnit(exp_bits=6, int_bits=8)),
     "dequantizer": lambda: StreamRuleHarness(Dequantizer(width=8, lanes=2, exp_bits=6)),
     "head-quantizer": lambda: StreamRuleHarness(HeadQuantizer(width=8, lanes=1, head_dim=2, exp_bits=6)),
+    "head-quantizer-in-turn": lambda: StreamRuleHarness(
+        HeadQuantizer(width=8, lanes=2, head_dim=4, exp_bits=6, quantizers=2)),
     "gated-activation": lambda: StreamRuleHarness(GatedActivation(width=8, max_length=2, exp_bits=6)),
     "gated-activation-silu": lambda: StreamRuleHarness(
         GatedActivation(width=8, max_length=2, kind="silu", exp_bits=6)),
     "rope": lambda: StreamRuleHarness(Rope(width=8, head_dim=4, positions=4, theta=10000.0)),
+    "rope-two-lanes": lambda: StreamRuleHarness(Rope(width=8, head_dim=8, positions=2, theta=10000.0, lanes=2)),
     "token-table": lambda: StreamRuleHarness(TokenTable(small_table(), lanes=2, embedding_lanes=1)),
     "sampler": lambda: StreamRuleHarness(Sampler(logit_width=8, vocab_max=4, k_max=2, exp_bits=6)),
     "flash-loader": lambda: StreamRuleHarness(FlashLoader(offset=3, words=2, word_bits=8)),
