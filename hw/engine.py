@@ -385,7 +385,7 @@ class Engine(wiring.Component):
             m.submodules.lm_table = self._lm_table
         lm_table = self._lm_table
         m.submodules.gated = gated = GatedActivation(width=acc_width, lanes=lanes, max_length=ffn,
-                                                     kind=cfg.hidden_act, shared_scale=True)
+                                                     kind=cfg.hidden_act)
         norm_lanes = self.norm_lanes
         m.submodules.rms = rms = RmsQuantizer(width=max(RES_BITS, gated.out_bits), lanes=lanes,
                                               ratio=self._norm_ratio, max_length=max(hidden, ffn),
@@ -410,9 +410,9 @@ class Engine(wiring.Component):
                                                      units=self._dequantizer_units)
         m.submodules.sampler = sampler = Sampler(logit_width=lm_table.logit_width,
                                                  vocab_max=cfg.vocab_size, k_max=self._k_max)
-        # One ScaleUnit for the engine's own scale products and every block's scale program.
+        # One ScaleUnit for the engine's own scale products and the norm's and attention's scale programs.
         # The engine first (its products hold up the sequencer), then the blocks.
-        clients = {"rms": rms, "attention": attention, "gated": gated}
+        clients = {"rms": rms, "attention": attention}
         m.submodules.scale_unit = shared_scale = SharedScaleUnit(
             {"engine": 1, **{name: len(block.scale_unit.i.payload.n) for name, block in clients.items()}})
         for name, block in clients.items():

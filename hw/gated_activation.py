@@ -13,9 +13,15 @@
    (up's and SiLU's, each beat's registered a cycle before the running OR takes it); relu² needs
    ``max(gate, 0)`` itself, each beat's from a comparator tree with a register after every level
    (:func:`~hw.arith.pipelined_max`), and squares it once the last beat has left the tree.
-2. **Scale**: a :class:`~hw.scale_unit.ScaleUnit` runs the activation's program (:data:`PROGRAMS`)
-   for the result's scale, which goes out on ``scale``: relu² ``gate_scale² · 2^e_act · up_scale ·
-   2^e_up``, SiLU ``2^(e_act − 10) · up_scale · 2^e_up``.
+2. **Scale**: the result's scale, which goes out on ``scale``: relu² ``gate_scale² · 2^e_act ·
+   up_scale · 2^e_up``, SiLU ``2^(e_act − 10) · up_scale · 2^e_up``, each product rounded as
+   ``scale_mul`` (``model.integer.gated_activation``: ``scale_mul`` by ``scale_from_int(1, e)``). The
+   scales are normalized (mantissa in [2^15, 2^16), or zero), as every scale the engine makes is,
+   so a product by a power of two is exact, an exponent sum: ``gate_scale²`` (a
+   :class:`~hw.scale_unit.NormalizedScaleMultiplier`, while the vector loads), the two exponent sums
+   (a register), the last product (a second multiplier): :data:`SCALE_CYCLES` cycles once the
+   shifts are known. An exponent out of range on the way, or an unnormalized scale, makes it
+   ``invalid``.
 3. **Emit**: once the scale is taken, ``o`` carries ``(act >> e_act) · (up >> e_up)`` (magnitudes
    truncated, as ``normalize``), one beat per cycle: ``out_bits``-bit signed products, the input of
    the FFN sub-norm's :class:`~hw.rms_quantizer.RmsQuantizer`; :attr:`~GatedActivation.EMIT`
@@ -37,19 +43,11 @@ from model.numerics import (NORM_BITS, NORM_MAX_BITLEN, SCALE_EXP_BITS, SIGMOID_
 
 from .arith import (bit_length, check_integers, magnitude, or_all, pipelined_max, read_pass, store_beat,
                     tree_stages)
-from .scale_unit import ScaleOp, ScaleProgram, scale_layout, scale_unit_members, scale_unit_of
+from .scale_unit import NormalizedScaleMultiplier, scale_layout
 
-UP_PROGRAM = (
-    ("up_unit", ScaleOp.FROM_INT, None, None, "up_shift"),
-    ("up", ScaleOp.MUL, "up_scale", "up_unit", None),
-    ("product", ScaleOp.MUL, "act", "up", None),
-)
-PROGRAMS = {
-    "relu2": (("gate_sq", ScaleOp.MUL, "gate_scale", "gate_scale", None),
-              ("act_unit", ScaleOp.FROM_INT, None, None, "act_shift"),
-              ("act", ScaleOp.MUL, "gate_sq", "act_unit", None)) + UP_PROGRAM,
-    "silu": (("act", ScaleOp.FROM_INT, None, None, "act_shift"),) + UP_PROGRAM,
-}
+KINDS = ("relu2", "silu")
+# the shifts registered, the exponent sums, the last product, the scale registered
+SCALE_CYCLES = 2 + NormalizedScaleMultiplier.latency_of() + 1
 
 
 class GatedActivation(wiring.Component):
@@ -68,9 +66,6 @@ class GatedActivation(wiring.Component):
         ``"relu2"`` or ``"silu"``.
     exp_bits : int
         Exponent width of the scales.
-    shared_scale : bool
-        Run the scale program on a :class:`~hw.scale_unit.SharedScaleUnit` through the
-        ``scale_unit`` port instead of a ScaleUnit of its own.
     """
 
     FRONT = 7      # SiLU on the way in: product, shift, round, table read, its register, product, round
@@ -78,11 +73,11 @@ class GatedActivation(wiring.Component):
     EMIT = {"relu2": 6, "silu": 5}
 
     def __init__(self, *, width: int, lanes: int = 1, max_length: int, kind: str = "relu2",
-                 exp_bits: int = SCALE_EXP_BITS, shared_scale: bool = False):
+                 exp_bits: int = SCALE_EXP_BITS):
         check_integers((("width", width, 2, 32), ("lanes", lanes, 1, 1024),
                         ("max_length", max_length, 1, 1 << 20)))
-        if kind not in PROGRAMS:
-            raise ValueError(f"kind must be one of {sorted(PROGRAMS)}, not {kind!r}")
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
         self._width, self._lanes, self._kind = width, lanes, kind
         self._depth = -(-max_length // lanes)
         scale = scale_layout(exp_bits)
@@ -95,7 +90,6 @@ class GatedActivation(wiring.Component):
                 "mant": unsigned(16), "exp": signed(exp_bits), "invalid": 1}))),
             "o": Out(stream.Signature(data.StructLayout({
                 "data": data.ArrayLayout(signed(self.out_bits), lanes), "last": 1}))),
-            **scale_unit_members(shared_scale, exp_bits, 1),
         })
 
     width = property(lambda self: self._width)
@@ -130,14 +124,13 @@ class GatedActivation(wiring.Component):
         # to a product out and a product a cycle
         unit = GatedActivation
         load = beats + 1 + (unit.FRONT if kind == "silu" else tree_stages(lanes))
-        return load + 1 + ScaleProgram.cycles(PROGRAMS[kind]) + 1 + unit.EMIT[kind] + beats - 1
+        return load + SCALE_CYCLES + 1 + unit.EMIT[kind] + beats - 1
 
     def elaborate(self, platform):
         m = Module()
         width, lanes, silu = self._width, self._lanes, self._kind == "silu"
         act_bits = self.act_bits
         exp_bits = len(self.scale.payload.exp)
-        unit = scale_unit_of(m, self, exp_bits=exp_bits, int_bits=1)
         pair = data.StructLayout({"act": data.ArrayLayout(signed(act_bits), lanes),
                                   "up": data.ArrayLayout(signed(width), lanes)})
         m.submodules.buffer = buffer = memory.Memory(shape=pair, depth=self._depth, init=[])
@@ -193,10 +186,38 @@ class GatedActivation(wiring.Component):
         e_act_next = bit_length(m, act_extreme[NORM_MAX_BITLEN:], "e_act_bitlen")
         e_up_next = bit_length(m, up_bits[NORM_MAX_BITLEN:], "e_up_bitlen")
 
-        program = ScaleProgram(PROGRAMS[self._kind], exp_bits)
-        sources = {"gate_scale": self.gate_scale, "up_scale": self.up_scale}
-        integers = {"act_shift": (1, e_act - SILU_FRAC if silu else e_act), "up_shift": (1, e_up)}
-        result = program.results["product"]
+        # -- the scale: act (relu²: gate_scale² · 2^e_act; SiLU: 2^(e_act − 10)), up_scale · 2^e_up
+        # (exponent sums: the scales are normalized), then their product --------------------------
+        scale = scale_layout(exp_bits)
+        limit = 1 << (exp_bits - 1)
+        wide = signed(exp_bits + 2)
+
+        def normalized(value):
+            return (value.mant == 0) | value.mant[-1]
+
+        def times_power(value, exp, mant_zero):
+            """``value · 2^exp`` (normalized ``value``): its exponent plus ``exp``; zero stays (0, 0)."""
+            total = Signal(wide)
+            m.d.comb += total.eq(value.exp + exp)
+            return (Mux(mant_zero, 0, value.mant), Mux(mant_zero, 0, total),
+                    ~mant_zero & ((total < -limit) | (total >= limit)))
+
+        m.submodules.square = square_mul = NormalizedScaleMultiplier(exp_bits)
+        m.submodules.product = product_mul = NormalizedScaleMultiplier(exp_bits)
+        act_scale, up_scaled, sums_invalid = Signal(scale), Signal(scale), Signal()
+        sums_valid = Signal()
+        m.d.comb += [square_mul.i.a.eq(self.gate_scale), square_mul.i.b.eq(self.gate_scale)]
+        if silu:     # scale_from_int(1, e_act − 10): 2^15 · 2^(e_act − 10 − 15)
+            act_mant, act_exp, act_bad = times_power(
+                scale.const({"mant": 1 << 15, "exp": 0}), e_act - SILU_FRAC - 15, Const(0))
+            act_bad |= ~normalized(self.gate_scale)      # (SiLU's front reads gate_scale)
+        else:
+            act_mant, act_exp, act_bad = times_power(square_mul.o, e_act, square_mul.o.mant == 0)
+            act_bad |= square_mul.o.invalid
+        up_mant, up_exp, up_bad = times_power(self.up_scale, e_up, self.up_scale.mant == 0)
+        up_bad |= ~normalized(self.up_scale)
+        m.d.comb += [product_mul.i.a.eq(act_scale), product_mul.i.b.eq(up_scaled),
+                     product_mul.i.valid.eq(sums_valid)]
 
         # -- emit: read (memory) -> its register -> relu or magnitudes -> the square (relu²) ->
         # act_n and up_n (shifted) -> product (output register) ----------------------------------
@@ -261,13 +282,22 @@ class GatedActivation(wiring.Component):
                     with m.If(~Cat(*peak_stages).any()):
                         m.next = "SHIFTS"
             with m.State("SHIFTS"):
-                m.d.sync += [e_act.eq(e_act_next), e_up.eq(e_up_next)] + program.start()
-                m.next = "ISSUE"
-            program.states(m, unit, sources, integers, "ISSUE", "RESULT", "SCALE")
+                m.d.sync += [e_act.eq(e_act_next), e_up.eq(e_up_next)]
+                m.next = "SUMS"
+            with m.State("SUMS"):
+                m.d.sync += [act_scale.mant.eq(act_mant), act_scale.exp.eq(act_exp),
+                             up_scaled.mant.eq(up_mant), up_scaled.exp.eq(up_exp),
+                             sums_invalid.eq(act_bad | up_bad), sums_valid.eq(1)]
+                m.next = "PRODUCT"
+            with m.State("PRODUCT"):
+                m.d.sync += sums_valid.eq(0)
+                with m.If(product_mul.o.valid):
+                    m.d.sync += [self.scale.payload.mant.eq(product_mul.o.mant),
+                                 self.scale.payload.exp.eq(product_mul.o.exp),
+                                 self.scale.payload.invalid.eq(product_mul.o.invalid | sums_invalid | invalid)]
+                    m.next = "SCALE"
             with m.State("SCALE"):
-                m.d.comb += [self.scale.valid.eq(1), self.scale.payload.mant.eq(result.mant),
-                             self.scale.payload.exp.eq(result.exp),
-                             self.scale.payload.invalid.eq(program.invalid | invalid)]
+                m.d.comb += self.scale.valid.eq(1)
                 with m.If(self.scale.ready):
                     m.d.sync += read_addr.eq(0)
                     m.next = "EMIT"

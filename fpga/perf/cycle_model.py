@@ -9,7 +9,8 @@ Every term is a block's documented timing, read through the static twin of its `
 put together the way :class:`hw.engine.Engine`'s sequencer runs the program of
 :func:`hw.sequencer.program`: one instruction after another, a matmul's results queued in the
 result FIFO while its output path (RoPE, the per-head quantizer, the residual add, the gated
-activation) drains them one a cycle. Nothing here is fitted to a simulation; the validation
+activation) drains them a word a cycle, the next product of the same codes started once the array
+is free. Nothing here is fitted to a simulation; the validation
 (``tritium bench explore``) sets these predictions beside Verilator's counts.
 
 Cycles are split by the engine's own :class:`hw.engine.Phase` rules (the array busy first, then
@@ -66,72 +67,74 @@ def _produced(n: int, k: int, rows: int, simd: int, drain: int) -> list[int]:
 
 @functools.lru_cache(maxsize=None)
 def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
-                head_dim: int, drain: int = 1, units: int | None = None) -> tuple[int, int]:
-    """(array busy, the MATMUL instruction's cycles) from the start transfer: results leave the
-    array ``drain`` a transfer (:func:`hw.engine.result_drain`) into the FIFO, and leave it a word
-    a cycle as a vector route takes them, one result a cycle to the heads; ``D·γ`` is made once
-    the norm's D is out (``d_wait`` cycles after the start) while they do. The residual add waits
-    for it from its first element, the head quantizer and the gated activation at a vector's last
-    beat; the instruction ends when the route's last write is done and ``D·γ`` is made."""
-    produced = _produced(n, k, sizes.rows, sizes.simd, drain)
+                head_dim: int, drain: int = 1, units: int | None = None, lead: int = 0) -> tuple[int, int]:
+    """(the array's last result, the MATMUL instruction's cycles) from its first cycle: results leave
+    the array ``drain`` a transfer (:func:`hw.engine.result_drain`) into the FIFO and leave it a
+    word a cycle as the route takes them (the heads through RoPE at ``drain`` lanes into the head
+    quantizer, whose two AbsmaxQuantizers take the heads in turn). The product started ``lead``
+    cycles before the instruction did (a MATMUL after one of the same codes: the previous one
+    started it once the array was free); else it starts here. ``D·γ`` is made once the norm's D
+    is out (``d_wait`` cycles after the start) while they leave. The residual add waits for it
+    from its first element, the head quantizer and the gated activation at a vector's last beat;
+    the instruction ends when the route's last write is done and ``D·γ`` is made."""
+    produced = [t - lead for t in _produced(n, k, sizes.rows, sizes.simd, drain)]
     enabled = max(d_wait, 0) + SCALE_PRODUCT
     heads = route in (Route.Q, Route.K, Route.V)
-    lanes = narrow_lanes(sizes.lanes)
+    lanes = narrow_lanes(sizes.lanes)     # the head quantizer's
     words = head_dim // lanes             # the head quantizer's beats a head
-    # per head: the RoPE bank's emission end and the head quantizer's state
+    beats = head_dim // drain             # RoPE's (and the FIFO's words) a head
+    # per head: RoPE's banks and emission; each AbsmaxQuantizer's load side and codes side
     rope_free = [0, 0]          # each of RoPE's two banks: free from this cycle
     rope_emitted = -2           # RoPE's previous head emitted (the next starts two cycles on)
-    first_b = 0                 # the head's first b element (rotate_half) into RoPE
-    quantizer_free = 0          # the quantizer takes a new head's input from this cycle
-    codes_free = 0              # its codes side is free (the previous head's codes are out)
+    first_b = 0                 # the head's first b word into RoPE
+    quantizer_free = [0, 0]     # each AbsmaxQuantizer takes a new head's input from this cycle
+    codes_free = [0, 0]         # its codes side is free (its previous head's codes are out)
     scale_taken = 0             # the previous head's scale taken (the next one latches after)
     reload = AbsmaxQuantizer.reload_of(lanes)
-    out = -1                    # the previous element's (a vector's: word's) FIFO read
+    out = -1                    # the previous word's FIFO read
     reads = []                  # each FIFO word's read, to stall the array when it is full
     delay = 0
     busy_end = 0
     end = 0
-    for i, ready in enumerate(produced):
-        word, part = divmod(i, drain)
-        if part == 0 and word >= RESULT_FIFO_DEPTH:      # the array stalls on a full FIFO
+    for word in range(n // drain):
+        ready = produced[word * drain]
+        if word >= RESULT_FIFO_DEPTH:                   # the array stalls on a full FIFO
             delay = max(delay, reads[word - RESULT_FIFO_DEPTH] + 1 - ready)
         ready += delay
         busy_end = ready
-        if not heads and part:              # a vector's word is read whole
-            continue
         t = max(ready + 1, out + 1)
-        held = ((route == Route.V and i % head_dim == head_dim - 1)     # a last beat waits for D·γ
-                or (route == Route.UP and i + drain >= n))
+        last = word == n // drain - 1
+        held = (route == Route.V and word % beats == beats - 1) or (route == Route.UP and last)
         if route == Route.RESIDUAL or held:
             t = max(t, enabled)
-        if heads and i % head_dim == 0:
-            bank = (i // head_dim) % 2
+        head, beat = divmod(word, beats)
+        quantizer = head % 2
+        if heads and beat == 0:
             if route != Route.V:
-                t = max(t, rope_free[bank])
+                t = max(t, rope_free[head % 2])
             else:
-                t = max(t, quantizer_free - lanes + 1)
+                t = max(t, quantizer_free[quantizer] - 1)
         out = t
-        if not heads or part == drain - 1:     # (the heads' Unpacker takes a word with its last part)
-            reads.append(t)
-        if heads and i % head_dim == head_dim // 2:
+        reads.append(t)
+        if heads and beat == beats // 2:
             first_b = t
-        if heads and i % head_dim == head_dim - 1:
+        if heads and beat == beats - 1:
             last_in = t
             if route != Route.V:             # RoPE emits a'_j once b_j is in, then the b'_j
-                emit = max(first_b + Rope.latency_of(), quantizer_free - lanes + 1,
-                           rope_emitted + 2)
-                rope_emitted = max(emit + head_dim - 1, last_in + Rope.latency_of() + head_dim // 2)
-                rope_free[(i // head_dim) % 2] = rope_emitted + 1
+                emit = max(first_b + Rope.latency_of(), quantizer_free[quantizer] - 1, rope_emitted + 2)
+                rope_emitted = max(emit + beats - 1, last_in + Rope.latency_of() + beats // 2)
+                rope_free[head % 2] = rope_emitted + 1
                 last_in = max(rope_emitted + SkidBuffer.latency, enabled)   # through a skid
-            # the quantizer's two banks: the head moves on to its division once its peak is in
-            # and the previous head's codes are out; the next head is taken from then
-            handoff = max(last_in + reload - 1, codes_free)
+            # the head's AbsmaxQuantizer (two banks): the head moves on to its division once its
+            # peak is in and that quantizer's previous head's codes are out; the codes leave in
+            # head order, each head's after the previous head's scale is taken
+            handoff = max(last_in + reload - 1, codes_free[quantizer])
             latch = max(handoff + HeadQuantizer.latency_of(lanes) - reload + 1, scale_taken + 1)
             codes_end = latch + words
             scale_valid = latch + HeadQuantizer.scale_cycles_of() + 1
             scale_taken = max(codes_end + SkidBuffer.latency + 1, scale_valid) + 1   # codes via a skid
-            quantizer_free = handoff + 1
-            codes_free = codes_end + 1
+            quantizer_free[quantizer] = handoff + 1
+            codes_free[quantizer] = codes_end + 1
             end = scale_taken
     if not heads:
         # (the residual's last beat is taken with its last part, dequantizer_parts − 1 cycles on)
@@ -229,8 +232,9 @@ def body_cycles(cfg, sizes: EngineSizes, position: int, ratio: int = 1, units: i
     drain = result_drain(sizes.rows, sizes.lanes, [n for n, _ in shapes.values()], cfg.dim_per_head)
     total = phases()
     d_wait = 0              # cycles from the end of the latest NORM to its D
+    lead = 0                # a MATMUL's product started this long before it (by the previous one)
     previous = None
-    for step in steps:
+    for i, step in enumerate(steps):
         if step.op == Op.STEP:
             add(total, phases(control=FETCH))
             break
@@ -254,10 +258,24 @@ def body_cycles(cfg, sizes: EngineSizes, position: int, ratio: int = 1, units: i
                 add(total, phases(control=FETCH, vector=norm_from_buffer(beats, sizes.lanes, ratio)))
             d_wait = norm_scale_after_codes(beats, sizes.lanes, ratio)
         elif step.op == Op.MATMUL:
+            # after a MATMUL of the same codes the product was started by it (no START here):
+            # ``lead`` cycles ago, once the array was free
+            chained = previous is not None and previous.op == Op.MATMUL
+            start = 0 if chained else START
             n, k = shapes[step.name]
-            busy, end = output_path(n, k, step.route, d_wait - FETCH - START, sizes,
-                                    cfg.dim_per_head, drain, units)
-            add(total, phases(control=FETCH + START, matmul=busy, vector=max(0, end - busy)))
+            busy, end = output_path(n, k, step.route, d_wait - FETCH - start, sizes,
+                                    cfg.dim_per_head, drain, units, lead)
+            # the array busy (the engine counts it first): this product's part in this
+            # instruction, and the next one's from its start here to the end (or its last result)
+            matmul = max(0, busy)
+            following = steps[i + 1]
+            if following.op == Op.MATMUL:
+                next_busy = _produced(*shapes[following.name], sizes.rows, sizes.simd, drain)[-1]
+                lead = end + FETCH - (busy + 1)
+                matmul += max(0, min(end, busy + 1 + next_busy) - (busy + 1))
+            else:
+                lead = 0
+            add(total, phases(control=FETCH + start, matmul=matmul, vector=max(0, end - matmul)))
             d_wait = 0
         previous = step
     return total

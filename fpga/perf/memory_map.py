@@ -96,11 +96,13 @@ def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
         # the buffers hold a magnitude and a sign a lane (the RmsQuantizer's AbsmaxQuantizer has
         # none: its token is read from rms/buffer twice)
         Memory("rms/buffer", (rms_width + 1) * norm, longest // norm),
-        Memory("rope/cos_table", ROPE_BITS, context * d // 2, rom=True),
-        Memory("rope/sin_table", ROPE_BITS, context * d // 2, rom=True),
-        Memory("rope/a_buffer", acc, d),
-        Memory("rope/b_buffer", acc, d),
-        Memory("head_quantizer/quantizer/buffer", (acc + 2) * narrow, 2 * d // narrow),   # two banks
+        # RoPE's words of ``drain`` (the heads come as many a cycle), two banks of a half head
+        Memory("rope/cos_table", ROPE_BITS * drain, context * d // 2 // drain, rom=True),
+        Memory("rope/sin_table", ROPE_BITS * drain, context * d // 2 // drain, rom=True),
+        Memory("rope/a_buffer", acc * drain, d // drain),
+        Memory("rope/b_buffer", acc * drain, d // drain),
+        # two AbsmaxQuantizers taking heads in turn, two banks each
+        *(Memory(f"head_quantizer/quantizer{n}/buffer", (acc + 2) * narrow, 2 * d // narrow) for n in range(2)),
         Memory("kv_cache/k_codes", ACT_BITS * att, layers * kv * context * d // att),
         Memory("kv_cache/k_scales", SCALE_WORD, layers * kv * context),
         Memory("kv_cache/v_codes", ACT_BITS * att, layers * kv * context * d // att),

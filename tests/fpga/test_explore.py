@@ -74,8 +74,9 @@ def test_shallow_memories_go_to_lut_ram():
     params = dict(rows=2, simd=8, lanes=1, attention_lanes=2, head_lanes=2)
     lut_rams = sum(map_memory(m, "ecp5").lut_rams for m in soc_memories(model, params))
     # Yosys's TRELLIS_DPR16X4 count for this SoC (synth_ecp5 of the small-2x8 SoC): 83, and since
-    # 2026-12-07 4 more for the staged results (the 85F build maps them so: 9 for its 36 bits)
-    assert lut_rams == 87
+    # 2026-12-07 4 more for the staged results (the 85F build maps them so: 9 for its 36 bits), then
+    # 10 more for the head quantizer's second AbsmaxQuantizer's buffer (97, synth_ecp5 2026-12-07)
+    assert lut_rams == 97
 
 
 @pytest.fixture(scope="module")

@@ -103,6 +103,21 @@ def test_edge_cases():
     check(results, vectors)
 
 
+@pytest.mark.parametrize("kind, gate_scale, up_scale", [
+    ("relu2", (1 << 14, -30), (1 << 15, -30)),      # unnormalized: the sums would not be exact
+    ("relu2", (1 << 15, -30), (3 << 13, -30)),
+    ("silu", (1 << 14, -12), (1 << 15, -30)),
+    ("relu2", (1 << 15, -2000), (1 << 15, -30)),    # gate_scale² under the exponent's range
+    ("relu2", (1 << 15, -30), (1 << 15, 2046)),     # up_scale · 2^e_up over it (e_up 3)
+])
+def test_scales_out_of_the_contract_are_invalid(kind, gate_scale, up_scale):
+    n = 4
+    vectors = [(np.arange(n) * 40000 + 1, np.full(n, 1 << 19), gate_scale, up_scale)]
+    dut = GatedActivation(width=21, lanes=2, max_length=n, kind=kind)
+    ((_, (_, _, invalid)),), _ = run_vectors(dut, vectors, seed=0)
+    assert invalid
+
+
 @pytest.mark.parametrize("kind, lanes", [("relu2", 4), ("silu", 2)])
 def test_beats_past_max_length_are_dropped(kind, lanes):
     """Beats past ``max_length`` are dropped and do not count towards the shifts (the last one has
