@@ -649,49 +649,72 @@ class Engine(wiring.Component):
             m.d.sync += [element.eq(next_element), element_last.eq(next_element == group - drain)]
         head_packed, packed = head_packer.o, vector_packer.o
 
-        # Q, K, V: per-head int8 codes and scales. A head's scale is taken after its last code,
-        # and the next head's codes after that, so both land at ``head``.
+        # Q, K, V: per-head int8 codes and scales. The heads leave the head quantizer in order,
+        # q's, k's, then v's: each is written where its own route (``sinks``, which moves on after
+        # a route's last head) says, so a MATMUL of q or k ends once its heads are in the head
+        # quantizer (``heads_in``) and the next one's heads follow them in while they leave; v's
+        # waits for every head to be out (``pending``), as attention reads them next. Each route's
+        # D·γ is kept for its heads' scales (``head_scales``). A head's scale is taken after its
+        # last code, and the next head's codes after that, so both land at ``head``.
+        head_routes = (Route.Q, Route.K, Route.V)
+        sinks = {r: Signal(name=f"sink_{r.name.lower()}", init=r == Route.Q) for r in head_routes}
+        head_scales = {r: Signal(scale, name=f"head_scale_{r.name.lower()}") for r in head_routes}
         head = Signal(range(heads + 1))
         codes_done = Signal()
-        m.d.comb += [headq.acc_scale.eq(acc_scale), headq_in.i.payload.last.eq(head_packed.payload.last),
+        heads_in = Signal(range(heads + 1))              # this MATMUL's heads into the head quantizer
+        pending = Signal(range(2 * heads + 1))           # heads in the head quantizer, scale not taken
+        m.d.comb += [headq.acc_scale.eq(Mux(sinks[Route.Q], head_scales[Route.Q],
+                                            Mux(sinks[Route.K], head_scales[Route.K], head_scales[Route.V]))),
+                     headq_in.i.payload.last.eq(head_packed.payload.last),
                      kv.write_layer.eq(layer), kv.write_head.eq(head[:len(kv.write_head)]),
                      kv.write_position.eq(position[:len(kv.write_position)])]
         m.d.comb += [headq_in.i.payload.data[e].eq(head_packed.payload.data[e])
                      for e in range(qkv_lanes)]
-        head_beat = Signal(range(d // att_lanes + 1))
+        for r in head_routes:
+            with m.If(in_matmul & routes[r] & acc_valid):
+                m.d.sync += head_scales[r].eq(acc_scale)
+        head_in = headq_in.i.valid & headq_in.i.ready & headq_in.i.payload.last
         with m.If(route_heads):
             head_hold = head_packed.payload.last & ~acc_valid
             m.d.comb += [headq_in.i.valid.eq(head_packed.valid & ~head_hold),
-                         head_packed.ready.eq(headq_in.i.ready & ~head_hold),
-                         head_codes.ready.eq(in_matmul & ~codes_done),
-                         headq.scale.ready.eq(in_matmul & codes_done)]
-            code_taken = head_codes.valid & head_codes.ready
-            with m.If(code_taken):
-                m.d.sync += head_beat.eq(Mux(head_codes.payload.last, 0, head_beat + 1))
-                with m.If(head_codes.payload.last):
-                    m.d.sync += codes_done.eq(1)
-            with m.If(headq.scale.valid & headq.scale.ready):
-                m.d.sync += [codes_done.eq(0), head.eq(head + 1)]
-                with m.If(headq.scale.payload.invalid):
-                    m.d.sync += error.eq(1)
-            m.d.comb += [q_write.addr.eq(head * (d // att_lanes) + head_beat),
-                         q_write.data.eq(head_codes.payload.data),
-                         q_scale_write.addr.eq(head), q_scale_write.data.mant.eq(headq.scale.payload.mant),
-                         q_scale_write.data.exp.eq(headq.scale.payload.exp)]
-            for r, codes_in, scale_in, codes_en, scale_en in (
-                    (Route.Q, None, None, q_write.en, q_scale_write.en),
-                    (Route.K, kv.k, kv.k_scale, None, None),
-                    (Route.V, kv.v, kv.v_scale, None, None)):
-                here = routes[r]
-                if codes_in is not None:
-                    m.d.comb += [codes_in.valid.eq(code_taken & here),
-                                 codes_in.payload.data.eq(head_codes.payload.data),
-                                 codes_in.payload.last.eq(head_codes.payload.last),
-                                 scale_in.valid.eq(headq.scale.valid & headq.scale.ready & here),
-                                 scale_in.payload.eq(headq.scale.payload)]
-                else:
-                    m.d.comb += [codes_en.eq(code_taken & here),
-                                 scale_en.eq(headq.scale.valid & headq.scale.ready & here)]
+                         head_packed.ready.eq(headq_in.i.ready & ~head_hold)]
+            with m.If(head_in):
+                m.d.sync += heads_in.eq(heads_in + 1)
+        m.d.comb += [head_codes.ready.eq(~codes_done), headq.scale.ready.eq(codes_done)]
+        code_taken = head_codes.valid & head_codes.ready
+        scale_taken = headq.scale.valid & headq.scale.ready
+        m.d.sync += pending.eq(pending + head_in - scale_taken)
+        head_beat = Signal(range(d // att_lanes + 1))
+        with m.If(code_taken):
+            m.d.sync += head_beat.eq(Mux(head_codes.payload.last, 0, head_beat + 1))
+            with m.If(head_codes.payload.last):
+                m.d.sync += codes_done.eq(1)
+        with m.If(scale_taken):
+            m.d.sync += codes_done.eq(0)
+            with m.If(head == Mux(sinks[Route.Q], heads - 1, kv_heads - 1)):
+                m.d.sync += [head.eq(0), sinks[Route.Q].eq(sinks[Route.V]), sinks[Route.K].eq(sinks[Route.Q]),
+                             sinks[Route.V].eq(sinks[Route.K])]
+            with m.Else():
+                m.d.sync += head.eq(head + 1)
+            with m.If(headq.scale.payload.invalid):
+                m.d.sync += error.eq(1)
+        m.d.comb += [q_write.addr.eq(head * (d // att_lanes) + head_beat),
+                     q_write.data.eq(head_codes.payload.data),
+                     q_scale_write.addr.eq(head), q_scale_write.data.mant.eq(headq.scale.payload.mant),
+                     q_scale_write.data.exp.eq(headq.scale.payload.exp)]
+        for r, codes_in, scale_in, codes_en, scale_en in (
+                (Route.Q, None, None, q_write.en, q_scale_write.en),
+                (Route.K, kv.k, kv.k_scale, None, None),
+                (Route.V, kv.v, kv.v_scale, None, None)):
+            here = sinks[r]
+            if codes_in is not None:
+                m.d.comb += [codes_in.valid.eq(code_taken & here),
+                             codes_in.payload.data.eq(head_codes.payload.data),
+                             codes_in.payload.last.eq(head_codes.payload.last),
+                             scale_in.valid.eq(scale_taken & here),
+                             scale_in.payload.eq(headq.scale.payload)]
+            else:
+                m.d.comb += [codes_en.eq(code_taken & here), scale_en.eq(scale_taken & here)]
 
         # GATE: packed accumulators into the gate buffer.
         gate_addr = Signal(range(ffn // lanes + 1))
@@ -857,6 +880,7 @@ class Engine(wiring.Component):
         norm_codes_done, d_valid = Signal(), Signal()     # of the latest NORM
         first_norm = Signal(init=1)                         # no NORM since reset
         norm_pc = Signal(range(len(steps)))
+        q_pc = Signal(range(len(steps)))                    # the latest q_proj's (the heads' taps)
         code_last = rms_out.o.payload.last
         to_lm = sink == Sink.LM_HEAD
         m.d.comb += [code_packer.i.payload.eq(rms_out.o.payload), lm_packer.i.payload.eq(rms_out.o.payload)]
@@ -912,7 +936,7 @@ class Engine(wiring.Component):
                 m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.sync += [h_addr.eq(0), read_addr.eq(0), gate_addr.eq(0), join_addr.eq(0),
-                             joined.eq(0), element.eq(0), head.eq(0), codes_done.eq(0),
+                             joined.eq(0), element.eq(0), heads_in.eq(0),
                              element_last.eq(0),
                              acc_issued.eq(0), acc_valid.eq(0), words_left.eq(route_words),
                              q_head.eq(0), q_addr.eq(0), out_head.eq(0)]
@@ -934,6 +958,8 @@ class Engine(wiring.Component):
                             m.next = "FETCH"
                     with m.Case(Op.MATMUL):
                         m.d.sync += prestarted.eq(0)
+                        with m.If(routes[Route.Q]):
+                            m.d.sync += q_pc.eq(pc)
                         with m.If(prestarted):
                             m.next = "MATMUL"
                         with m.Else():
@@ -992,8 +1018,9 @@ class Engine(wiring.Component):
                         m.d.sync += acc_valid.eq(1)
                 with m.If(route == Route.GATE):
                     m.d.sync += gate_scale.eq(acc_scale)
+                # q and k: their heads in the head quantizer; v: every head out of it
                 heads_here = Mux(route == Route.Q, heads, kv_heads)
-                done = Mux(route <= Route.V, head == heads_here,
+                done = Mux(route <= Route.V, (heads_in == heads_here) & (chain | (pending == 0)),
                            Mux(route == Route.GATE, gate_addr == ffn // lanes,
                                Mux(route == Route.UP, joined == ffn // lanes,
                                    h_addr == hidden // lanes)))
@@ -1035,11 +1062,13 @@ class Engine(wiring.Component):
                         m.d.sync += self.phase_cycles[p].eq(self.phase_cycles[p] + 1)
 
         if self._taps:
-            self._tap(m, pc, norm_pc, h_valid, h_source, codes_out, rms_out.o, rms, headq,
+            # a head's codes and scale belong to its route's MATMUL (q's, then k's and v's after it)
+            heads_pc = q_pc + Mux(sinks[Route.K], 1, Mux(sinks[Route.V], 2, 0))
+            self._tap(m, pc, norm_pc, heads_pc, h_valid, h_source, codes_out, rms_out.o, rms, headq,
                       head_codes, code_taken, in_norm, source, lm_table)
         return m
 
-    def _tap(self, m, pc, norm_pc, h_valid, h_source, codes_out, codes, rms, headq, head_codes,
+    def _tap(self, m, pc, norm_pc, heads_pc, h_valid, h_source, codes_out, codes, rms, headq, head_codes,
              code_taken, in_norm, source, lm_table):
         tap, lanes = self.tap, self._lanes
         att_lanes = self._attention_lanes
@@ -1061,8 +1090,10 @@ class Engine(wiring.Component):
             m.d.comb += tap.payload.pc.eq(norm_pc)        # D may come during the next matmul
         with m.Elif(code_taken):
             event(Tap.HEAD_CODES, [head_codes.payload.data[e] for e in range(att_lanes)])
+            m.d.comb += tap.payload.pc.eq(heads_pc)
         with m.Elif(headq.scale.valid & headq.scale.ready):
             event(Tap.HEAD_SCALE, scale=headq.scale.payload)
+            m.d.comb += tap.payload.pc.eq(heads_pc)
         with m.Elif(in_norm & (source != Source.H) & rms.i.valid & rms.i.ready):
             event(Tap.INPUT, words(rms.i.payload.data))
         with m.Elif(lm_table.logits.valid & lm_table.logits.ready):

@@ -67,8 +67,10 @@ def _produced(n: int, k: int, rows: int, simd: int, drain: int) -> list[int]:
 
 @functools.lru_cache(maxsize=None)
 def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
-                head_dim: int, drain: int = 1, units: int | None = None, lead: int = 0) -> tuple[int, int]:
-    """(the array's last result, the MATMUL instruction's cycles) from its first cycle: results leave
+                head_dim: int, drain: int = 1, units: int | None = None, lead: int = 0,
+                heads_state: tuple = (0, 0, 0, 0, 0, 0)) -> tuple[int, int, tuple]:
+    """(the array's last result, the MATMUL instruction's cycles, the head quantizer's state after
+    it) from its first cycle: results leave
     the array ``drain`` a transfer (:func:`hw.engine.result_drain`) into the FIFO and leave it a
     word a cycle as the route takes them (the heads through RoPE at ``drain`` lanes into the head
     quantizer, whose two AbsmaxQuantizers take the heads in turn). The product started ``lead``
@@ -76,7 +78,10 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
     started it once the array was free); else it starts here. ``D·γ`` is made once the norm's D
     is out (``d_wait`` cycles after the start) while they leave. The residual add waits for it
     from its first element, the head quantizer and the gated activation at a vector's last beat;
-    the instruction ends when the route's last write is done and ``D·γ`` is made."""
+    the instruction ends when the route's last write is done and ``D·γ`` is made, q's and k's once
+    their last head is in the head quantizer: its state (each AbsmaxQuantizer's input and codes
+    free, the latest scale taken, relative to this instruction's start, and the AbsmaxQuantizer
+    the next head goes to) comes in as ``heads_state`` and goes on to the next heads' MATMUL."""
     produced = [t - lead for t in _produced(n, k, sizes.rows, sizes.simd, drain)]
     enabled = max(d_wait, 0) + SCALE_PRODUCT
     heads = route in (Route.Q, Route.K, Route.V)
@@ -87,9 +92,11 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
     rope_free = [0, 0]          # each of RoPE's two banks: free from this cycle
     rope_emitted = -2           # RoPE's previous head emitted (the next starts two cycles on)
     first_b = 0                 # the head's first b word into RoPE
-    quantizer_free = [0, 0]     # each AbsmaxQuantizer takes a new head's input from this cycle
-    codes_free = [0, 0]         # its codes side is free (its previous head's codes are out)
-    scale_taken = 0             # the previous head's scale taken (the next one latches after)
+    # each AbsmaxQuantizer takes a new head's input from quantizer_free, its codes side is free
+    # (its previous head's codes are out) from codes_free; the previous head's scale taken (the
+    # next one latches after); the AbsmaxQuantizer the first head goes to
+    quantizer_free, codes_free = list(heads_state[0:2]), list(heads_state[2:4])
+    scale_taken, turn = heads_state[4:]
     reload = AbsmaxQuantizer.reload_of(lanes)
     out = -1                    # the previous word's FIFO read
     reads = []                  # each FIFO word's read, to stall the array when it is full
@@ -108,7 +115,7 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
         if route == Route.RESIDUAL or held:
             t = max(t, enabled)
         head, beat = divmod(word, beats)
-        quantizer = head % 2
+        quantizer = (head + turn) % 2
         if heads and beat == 0:
             if route != Route.V:
                 t = max(t, rope_free[head % 2])
@@ -135,14 +142,16 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
             scale_taken = max(codes_end + SkidBuffer.latency + 1, scale_valid) + 1   # codes via a skid
             quantizer_free[quantizer] = handoff + 1
             codes_free[quantizer] = codes_end + 1
-            end = scale_taken
+            # q and k end with their last head in; v once its last scale is taken
+            end = last_in + 1 if route != Route.V else scale_taken
     if not heads:
         # (the residual's last beat is taken with its last part, dequantizer_parts − 1 cycles on)
         tail = {Route.RESIDUAL: (dequantizer_parts(sizes, units) + Dequantizer.latency_of()
                                  + SkidBuffer.latency + 1),
                 Route.GATE: 1, Route.UP: 2}[route]
         end = out + tail
-    return busy_end, max(end, enabled + 1)
+    state = (*quantizer_free, *codes_free, scale_taken, (n // beats + turn) % 2) if heads else heads_state
+    return busy_end, max(end, enabled + 1), state
 
 
 def dequantizer_parts(sizes: EngineSizes, units: int | None = None) -> int:
@@ -233,6 +242,7 @@ def body_cycles(cfg, sizes: EngineSizes, position: int, ratio: int = 1, units: i
     total = phases()
     d_wait = 0              # cycles from the end of the latest NORM to its D
     lead = 0                # a MATMUL's product started this long before it (by the previous one)
+    heads_state = (0, 0, 0, 0, 0, 0)  # the head quantizer's (output_path)
     previous = None
     for i, step in enumerate(steps):
         if step.op == Op.STEP:
@@ -263,8 +273,10 @@ def body_cycles(cfg, sizes: EngineSizes, position: int, ratio: int = 1, units: i
             chained = previous is not None and previous.op == Op.MATMUL
             start = 0 if chained else START
             n, k = shapes[step.name]
-            busy, end = output_path(n, k, step.route, d_wait - FETCH - start, sizes,
-                                    cfg.dim_per_head, drain, units, lead)
+            busy, end, heads_state = output_path(n, k, step.route, d_wait - FETCH - start, sizes,
+                                                 cfg.dim_per_head, drain, units, lead, heads_state)
+            # (the head quantizer's state in the next instruction's cycles)
+            heads_state = (*(t - end - FETCH for t in heads_state[:5]), heads_state[5])
             # the array busy (the engine counts it first): this product's part in this
             # instruction, and the next one's from its start here to the end (or its last result)
             matmul = max(0, busy)
