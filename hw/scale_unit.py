@@ -514,19 +514,28 @@ class NormalizedScaleMultiplier(wiring.Component):
         m = Module()
         exp_bits = len(self.o.exp)
         product = Signal(2 * SCALE_BITS)
-        exp_sum = Signal(signed(exp_bits + 1))
         valid = Signal()
-        m.d.sync += [product.eq(self.i.a.mant * self.i.b.mant),
-                     exp_sum.eq(self.i.a.exp + self.i.b.exp), valid.eq(self.i.valid)]
+        # the result's exponent is the sum plus 15, 16 or 17 (the leading one at bit 30 or 31, and
+        # the rounding's carry): all three and whether each is in range are made beside the
+        # product, so the second stage only chooses (its rounding add the one carry chain)
+        limit = 1 << (exp_bits - 1)
+        exps = [Signal(signed(exp_bits + 2), name=f"exp{offset}") for offset in (15, 16, 17)]
+        out_of_range = [Signal(name=f"out_of_range{offset}") for offset in (15, 16, 17)]
+        exp_sum = self.i.a.exp + self.i.b.exp
+        m.d.sync += [product.eq(self.i.a.mant * self.i.b.mant), valid.eq(self.i.valid)]
+        for offset, exp, outside in zip((15, 16, 17), exps, out_of_range):
+            m.d.sync += [exp.eq(exp_sum + offset),
+                         outside.eq((exp_sum + offset < -limit) | (exp_sum + offset >= limit))]
         top = product[2 * SCALE_BITS - 1]
         rounded = Signal(SCALE_BITS + 1)
         m.d.comb += rounded.eq(Mux(top, (product + (1 << (SCALE_BITS - 1))) >> SCALE_BITS,
                                    (product + (1 << (SCALE_BITS - 2))) >> (SCALE_BITS - 1)))
         carry = rounded[SCALE_BITS]
-        exp = exp_sum + Mux(top, SCALE_BITS, SCALE_BITS - 1) + carry
+        def chosen(by_offset):          # 15 + top + carry
+            return Mux(top, Mux(carry, by_offset[2], by_offset[1]), Mux(carry, by_offset[1], by_offset[0]))
+        exp, outside = chosen(exps), chosen(out_of_range)
         zero = product == 0
-        limit = 1 << (exp_bits - 1)
-        bad = ~zero & ((~top & ~product[2 * SCALE_BITS - 2]) | (exp < -limit) | (exp >= limit))
+        bad = ~zero & ((~top & ~product[2 * SCALE_BITS - 2]) | outside)
         m.d.sync += [self.o.mant.eq(Mux(zero | bad, 0, Mux(carry, rounded >> 1, rounded))),
                      self.o.exp.eq(Mux(zero | bad, 0, exp)), self.o.invalid.eq(bad),
                      self.o.valid.eq(valid)]
