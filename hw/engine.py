@@ -315,9 +315,9 @@ class Engine(wiring.Component):
         self._program = program(cfg)
         self._taps = taps
         matrices = [getattr(layer, name).codes for layer in model.layers for name in MATRICES]
+        drain = result_drain(rows, lanes, [len(m) for m in matrices], cfg.dim_per_head)
         self._linear = TernaryLinear(matrices, rows=rows, simd=simd, loaded=flash_offset is not None,
-                                     spram=spram,
-                                     drain=result_drain(rows, lanes, [len(m) for m in matrices], cfg.dim_per_head))
+                                     spram=spram, drain=drain)
         self._loader = None if flash_offset is None else FlashLoader(
             offset=flash_offset, words=self._linear.rom_words, word_bits=self._linear.rom_word_bits)
         # One table for both uses when they are tied (its ROM words as wide as the LM head's lanes,

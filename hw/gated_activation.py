@@ -294,7 +294,8 @@ class GatedActivation(wiring.Component):
                 with m.If(product_mul.o.valid):
                     m.d.sync += [self.scale.payload.mant.eq(product_mul.o.mant),
                                  self.scale.payload.exp.eq(product_mul.o.exp),
-                                 self.scale.payload.invalid.eq(product_mul.o.invalid | sums_invalid | invalid)]
+                                 self.scale.payload.invalid.eq(
+                                     product_mul.o.invalid | sums_invalid | invalid)]
                     m.next = "SCALE"
             with m.State("SCALE"):
                 m.d.comb += self.scale.valid.eq(1)

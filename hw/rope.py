@@ -131,7 +131,8 @@ class Rope(wiring.Component):
             with m.If(advance):
                 m.d.sync += [a1.eq(a_read.data[lane]), b1.eq(b_read.data[lane]),
                              cos1.eq(cos_read.data[lane]), sin1.eq(sin_read.data[lane]),
-                             a_cos.eq(a1 * cos1), b_sin.eq(b1 * sin1), b_cos.eq(b1 * cos1), a_sin.eq(a1 * sin1)]
+                             a_cos.eq(a1 * cos1), b_sin.eq(b1 * sin1),
+                             b_cos.eq(b1 * cos1), a_sin.eq(a1 * sin1)]
                 total = Mux(s3_second, b_cos + a_sin, a_cos - b_sin) + (1 << (ROPE_FRAC - 1))
                 m.d.sync += self.o.payload.data[lane].eq(total >> ROPE_FRAC)
 

@@ -102,7 +102,8 @@ def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
         Memory("rope/a_buffer", acc * drain, d // drain),
         Memory("rope/b_buffer", acc * drain, d // drain),
         # two AbsmaxQuantizers taking heads in turn, two banks each
-        *(Memory(f"head_quantizer/quantizer{n}/buffer", (acc + 2) * narrow, 2 * d // narrow) for n in range(2)),
+        *(Memory(f"head_quantizer/quantizer{n}/buffer", (acc + 2) * narrow, 2 * d // narrow)
+          for n in range(2)),
         Memory("kv_cache/k_codes", ACT_BITS * att, layers * kv * context * d // att),
         Memory("kv_cache/k_scales", SCALE_WORD, layers * kv * context),
         Memory("kv_cache/v_codes", ACT_BITS * att, layers * kv * context * d // att),

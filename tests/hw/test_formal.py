@@ -482,7 +482,8 @@ STREAM_COMPONENTS = {
     "gated-activation-silu": lambda: StreamRuleHarness(
         GatedActivation(width=8, max_length=2, kind="silu", exp_bits=6)),
     "rope": lambda: StreamRuleHarness(Rope(width=8, head_dim=4, positions=4, theta=10000.0)),
-    "rope-two-lanes": lambda: StreamRuleHarness(Rope(width=8, head_dim=8, positions=2, theta=10000.0, lanes=2)),
+    "rope-two-lanes": lambda: StreamRuleHarness(
+        Rope(width=8, head_dim=8, positions=2, theta=10000.0, lanes=2)),
     "token-table": lambda: StreamRuleHarness(TokenTable(small_table(), lanes=2, embedding_lanes=1)),
     "sampler": lambda: StreamRuleHarness(Sampler(logit_width=8, vocab_max=4, k_max=2, exp_bits=6)),
     "flash-loader": lambda: StreamRuleHarness(FlashLoader(offset=3, words=2, word_bits=8)),
