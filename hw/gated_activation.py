@@ -41,7 +41,7 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import (NORM_BITS, NORM_MAX_BITLEN, SCALE_EXP_BITS, SIGMOID_FRAC, SIGMOID_RANGE,
                             SIGMOID_STEP_BITS, SIGMOID_TABLE, SILU_FRAC)
 
-from .arith import (bit_length, check_integers, magnitude, or_all, pipelined_max, read_pass, store_beat,
+from .arith import (bit_length, check_integers, magnitude, or_all, pipelined_max, read_pass,
                     tree_stages)
 from .scale_unit import NormalizedScaleMultiplier, scale_layout
 
@@ -162,6 +162,14 @@ class GatedActivation(wiring.Component):
         m.d.sync += [beat_valid.eq(stored_valid), beat_last.eq(stored_last),
                      beat_up_bits.eq(or_all(magnitude(u)[:width] for u in stored_up)),
                      beat.eq(Cat(*(v for v in stored_act), *(v for v in stored_up)))]
+        # A beat past max_length is dropped and not measured: whether it is kept is known as it is
+        # registered, once the beat before it (if any) has been counted, and the buffer's write
+        # enable is that register (the LUT RAM's write enable spans the die: from the LOAD state's
+        # decoding it was the ULX3S-85F's slowest path).
+        kept, beat_kept = Signal(), Signal()
+        m.d.comb += kept.eq(stored_valid & (length + (beat_valid & (length < self._depth)) < self._depth))
+        m.d.sync += beat_kept.eq(kept)
+        m.d.comb += [wr.addr.eq(length), wr.data.eq(beat), wr.en.eq(beat_kept)]
         peak_stages = []                   # relu²: the comparator tree holds a beat
         if silu:
             beat_act_bits = Signal(act_bits)
@@ -170,10 +178,6 @@ class GatedActivation(wiring.Component):
             relus = [Signal(act_bits, name=f"relu_in{lane}") for lane in range(lanes)]
             m.d.comb += [relu.eq(Mux(v > 0, v, 0).as_unsigned()[:act_bits])
                          for relu, v in zip(relus, stored_act)]
-            # a beat past max_length is dropped and not measured: it is stored a cycle later, once
-            # the beat before it (if any) has been counted
-            kept = Signal()
-            m.d.comb += kept.eq(stored_valid & (length + (beat_valid & (length < self._depth)) < self._depth))
             beat_max, beat_max_valid, peak_stages = pipelined_max(m, relus, kept, "act_max")
             with m.If(beat_max_valid & (beat_max > act_peak)):
                 m.d.sync += act_peak.eq(beat_max)
@@ -266,12 +270,11 @@ class GatedActivation(wiring.Component):
                 m.d.comb += [self.i.ready.eq(~closing), take.eq(self.i.valid & ~closing)]
                 with m.If(take & self.i.payload.last):
                     m.d.sync += closing.eq(1)
+                with m.If(beat_kept):                       # (a stored beat)
+                    m.d.sync += [length.eq(length + 1), up_bits.eq(up_bits | beat_up_bits)]
+                    if silu:
+                        m.d.sync += act_peak.eq(act_peak | beat_act_bits)
                 with m.If(beat_valid):
-                    with m.If(length < self._depth):       # (a stored beat)
-                        m.d.sync += up_bits.eq(up_bits | beat_up_bits)
-                        if silu:
-                            m.d.sync += act_peak.eq(act_peak | beat_act_bits)
-                    store_beat(m, wr, length, self._depth, beat)
                     with m.If(beat_last):
                         m.d.sync += closing.eq(0)
                         m.next = "SHIFTS" if silu else "SQUARE"
