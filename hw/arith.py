@@ -145,7 +145,8 @@ def bit_length_tree(m, value, name: str):
         high_length, high_any = tree(bits[half:])
         return Mux(high_any, high_length + half, low_length), low_any | high_any
     result = Signal(range(len(value) + 1), name=name)
-    m.d.comb += result.eq(tree(value)[0])
+    if len(value):                   # (an empty value's bit length is 0)
+        m.d.comb += result.eq(tree(value)[0])
     return result
 
 

@@ -41,7 +41,7 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import (NORM_BITS, NORM_MAX_BITLEN, SCALE_EXP_BITS, SIGMOID_FRAC, SIGMOID_RANGE,
                             SIGMOID_STEP_BITS, SIGMOID_TABLE, SILU_FRAC)
 
-from .arith import (bit_length, check_integers, magnitude, or_all, pipelined_max, read_pass,
+from .arith import (bit_length_tree, check_integers, magnitude, or_all, pipelined_max, read_pass,
                     tree_stages)
 from .scale_unit import NormalizedScaleMultiplier, scale_layout
 
@@ -187,8 +187,8 @@ class GatedActivation(wiring.Component):
         act_extreme = act_peak if silu else Signal(2 * act_bits)
         e_act = Signal(range(max(len(act_extreme) - NORM_MAX_BITLEN, 0) + 1))
         e_up = Signal(range(max(width - NORM_MAX_BITLEN, 0) + 1))
-        e_act_next = bit_length(m, act_extreme[NORM_MAX_BITLEN:], "e_act_bitlen")
-        e_up_next = bit_length(m, up_bits[NORM_MAX_BITLEN:], "e_up_bitlen")
+        e_act_next = bit_length_tree(m, act_extreme[NORM_MAX_BITLEN:], "e_act_bitlen")
+        e_up_next = bit_length_tree(m, up_bits[NORM_MAX_BITLEN:], "e_up_bitlen")
 
         # -- the scale: act (relu²: gate_scale² · 2^e_act; SiLU: 2^(e_act − 10)), up_scale · 2^e_up
         # (exponent sums: the scales are normalized), then their product --------------------------

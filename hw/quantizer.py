@@ -42,7 +42,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import ACT_BITS, NORM_MAX_BITLEN, RECIP_SHIFT
 
-from .arith import (bank_address, bit_length, check_integers, pipeline_drained, pipelined_max, read_pass,
+from .arith import (bank_address, bit_length_tree, check_integers, pipeline_drained, pipelined_max, read_pass,
                     register_sign_magnitude, sign_magnitude, sign_magnitude_beat, store_beat, tree_stages)
 
 QUOTIENT_BITS = RECIP_SHIFT - NORM_MAX_BITLEN + 2   # R = floor((2^33 − 1) / m_n) + 1 <= 2^17: 18 bits
@@ -176,8 +176,8 @@ class AbsmaxQuantizer(wiring.Component):
         for valid in tree_valid:
             loaded &= ~valid
 
-        # Priority encoder: bit length of the stored token's peak.
-        bitlen = bit_length(m, load_peak, "bitlen")
+        # Bit length of the stored token's peak (a tree of halves: logarithmic depth).
+        bitlen = bit_length_tree(m, load_peak, "bitlen")
 
         # Emit pipeline: read (memory), register, normalize, multiply, round, sign; ``advance``
         # moves all of it. With no bank the second pass's beats enter it at the register.

@@ -53,7 +53,8 @@ from amaranth.lib.wiring import In, Out
 from model.numerics import (ACT_BITS, GAIN_BITS, INV_ACT_MAX, NORM_BITS, NORM_MAX_BITLEN,
                             SCALE_EXP_BITS)
 
-from .arith import bit_length, check_integers, or_all, register_sign_magnitude, sign_magnitude, store_beat
+from .arith import (bit_length_tree, check_integers, or_all, register_sign_magnitude, sign_magnitude,
+                    store_beat)
 from .quantizer import MAX_LANES, AbsmaxQuantizer
 from .skid_buffer import SkidBuffer
 from .scale_unit import ScaleOp, ScaleProgram, scale_layout, scale_unit_members, scale_unit_of
@@ -213,7 +214,7 @@ class RmsQuantizer(wiring.Component):
             store_beat(m, wr, length, self._depth, in_beat, overflowed, parts=ratio)
             with m.If(length < self._depth * ratio):
                 m.d.sync += x_bits.eq(x_bits | beat_bits)
-        bitlen = bit_length(m, x_bits, "bitlen")
+        bitlen = bit_length_tree(m, x_bits, "bitlen")
 
         # -- feed: read (memory) -> register -> normalize -> multiply -> skid -> quantizer -------
         # Two passes over the token, back to back; the second stalls in the pipeline until the
