@@ -27,9 +27,10 @@ logits stay equal. ``seed_load`` (while idle) sets the state from ``seed``: its 
 those are 0. ``greedy``, ``coef`` and ``top_k`` must hold from a position's first logit to its token.
 
 Cycles from the last logit's transfer to the token being valid (:meth:`cycles`): 2 for greedy;
-for sampling ``4`` (the last z through pass 1's pipeline) ``+ (V + 5)`` (pass 2 through the read,
-δ, table and k-th's table stages) ``+ (v + 5)`` (pass 3, issued while the sum and threshold form, up
-to the chosen ``v``'s p and the token), that is ``V + v + 14``.
+for sampling ``5`` (the last z through pass 1's pipeline: operands, the product's two parts,
+their sum, the shift) ``+ (V + 5)`` (pass 2 through the read, δ, table and k-th's table stages)
+``+ (v + 5)`` (pass 3, issued while the sum and threshold form, up to the chosen ``v``'s p and the
+token), that is ``V + v + 15``.
 """
 
 from amaranth import Cat, Module, Mux, Signal, signed, unsigned
@@ -96,7 +97,7 @@ class Sampler(wiring.Component):
     @staticmethod
     def cycles_of(vocab: int, token: int, greedy: bool) -> int:
         """:meth:`cycles` without a sampler (it does not depend on the widths)."""
-        return 2 if greedy else vocab + token + 14
+        return 2 if greedy else vocab + token + 15
 
     def elaborate(self, platform):
         m = Module()
@@ -129,10 +130,20 @@ class Sampler(wiring.Component):
         mul_logit, mul_mant = Signal.like(logit), Signal.like(self.coef.mant)
         m.d.sync += [mul_valid.eq(taken), mul_index.eq(count), mul_best.eq(new_best),
                      mul_logit.eq(logit), mul_mant.eq(self.coef.mant)]
+        # the product in two registered parts (the logit's low 17 bits and the rest, each times the
+        # mantissa: a multiplier block or two each), then their sum: one product and its adders in
+        # one stage was the ULX3S-85F's slowest path
+        part_valid, part_index, part_best = Signal(), Signal(range(vocab_max)), Signal()
+        low = min(17, len(mul_logit) - 1)
+        low_part = Signal(low + len(mul_mant))
+        high_part = Signal(signed(len(mul_logit) - low + len(mul_mant) + 1))
+        m.d.sync += [part_valid.eq(mul_valid), part_index.eq(mul_index), part_best.eq(mul_best),
+                     low_part.eq(mul_logit[:low] * mul_mant),
+                     high_part.eq(mul_logit[low:].as_signed() * mul_mant)]
         product_valid, product_index, product_best = Signal(), Signal(range(vocab_max)), Signal()
         product = Signal(signed(self._logit_width + 17))
-        m.d.sync += [product_valid.eq(mul_valid), product_index.eq(mul_index), product_best.eq(mul_best),
-                     product.eq(mul_logit * mul_mant)]
+        m.d.sync += [product_valid.eq(part_valid), product_index.eq(part_index), product_best.eq(part_best),
+                     product.eq((high_part << low) + low_part)]
         # rshift_round(product, shift) for shift = −(exp + 8) > 0 is ((product >> (shift − 1)) + 1) >> 1,
         # with the barrel shift clamped one bit past the product (hw.arith.rounded_right_shift, here
         # in two stages), that is ((2·product >> shift) + 1) >> 1, which with no shift (shift ≤ 0) is
@@ -242,7 +253,7 @@ class Sampler(wiring.Component):
                 m.d.sync += token.eq(best_index)
                 m.next = "DONE"
             with m.State("FLUSH"):
-                with m.If(~mul_valid & ~product_valid):   # the last z is written, z_max final
+                with m.If(~mul_valid & ~part_valid & ~product_valid):   # the last z is written, z_max final
                     m.next = "SUM"
             with m.State("SUM"):
                 issue()

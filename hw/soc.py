@@ -96,7 +96,12 @@ class Soc(wiring.Component):
             source, sink = ((engine.status, link.status) if member.flow == Out
                             else (link.status, engine.status))
             m.d.comb += getattr(sink, name).eq(getattr(source, name))
-        m.d.comb += link.status.busy.eq(engine.status.busy | command_skid.o.valid)
+        # (the engine's busy through a register: its sequencer's state to the HostLink was the
+        # ULX3S-85F's slowest path; the command taken the cycle before covers the register's lag)
+        engine_busy, command_taken = Signal(), Signal()
+        m.d.sync += [engine_busy.eq(engine.status.busy),
+                     command_taken.eq(engine.command.valid & engine.command.ready)]
+        m.d.comb += link.status.busy.eq(engine_busy | command_taken | command_skid.o.valid)
         if "flash" in engine.signature.members:
             connect(m, wiring.flipped(self.flash), engine.flash)
 
@@ -106,6 +111,6 @@ class Soc(wiring.Component):
             m.d.sync += [heartbeat.eq(half_second - 1), blink.eq(~blink)]
         with m.Else():
             m.d.sync += heartbeat.eq(heartbeat - 1)
-        m.d.comb += self.leds.eq(Cat(blink, engine.status.busy, link.generating,
+        m.d.comb += self.leds.eq(Cat(blink, engine_busy, link.generating,
                                      link.fault | engine.status.error, engine.status.full))
         return m
