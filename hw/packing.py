@@ -1,8 +1,9 @@
 """Width converters between streams of vectors: :class:`Packer` gathers ``ratio`` beats of ``n``
 elements into one of ``n·ratio``; :class:`Unpacker` splits one beat of ``n·ratio`` into ``ratio`` of
 ``n``. Both are combinational on the data path (no added latency): the engine uses them between
-blocks of different lane counts (matmul results one a cycle into heads or vectors; codes into the
-array's ``simd``-wide words; the AttentionHead's accumulator words into its ``out_lanes``).
+blocks of different lane counts (matmul results a word of ``drain`` into the head quantizer's or
+the vector lanes; codes into the array's ``simd``-wide words; the AttentionHead's accumulator words
+into its ``out_lanes``).
 """
 
 from amaranth import Module, Mux, Signal
