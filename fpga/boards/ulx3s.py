@@ -47,7 +47,9 @@ BOARDS = [
     # the slowest paths the attention head's coef_mul, the gated buffer's write enable, the norm's
     # bit length, the sampler's product, the engine's busy to the HostLink, each then fixed, and
     # last a multiplier of the attention's values pass placed across the die: docs/benchmarks.md),
-    # so 7,741 cycles at 60 MHz (7,751 tok/s) against 8,735 at 62.5 (7,155). Before:
+    # so 7,741 cycles at 60 MHz (7,751 tok/s) against 8,735 at 62.5 (7,155) -- but asking 60 MHz the
+    # builds routed at 50.9 and 55.4 MHz (seeds 3 and 1): this engine does not meet 60 MHz yet
+    # (the multipliers, 131 of 156, placed across the die from their operands). Before:
     # 63.75 MHz post-route asking 62.5 MHz with seed 1 and the norms a word of two beats a cycle
     # (norm_ratio 2; 2026-12-07, 38,931 LUTs, 203 block RAMs, 123 multipliers, 1,084 s with the
     # test suite running): 8,735 cycles a token against 9,330. Without the skid buffer before the
