@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sim.engine_trace import engine_factory
 from sim.harness import build
+from sim.virtual_board import extra_sources
 
 
 def engine_params(model_dir: Path, k_max: int = 8, **sizes) -> dict:
@@ -38,6 +39,7 @@ def build_engine(params: dict, status=None) -> tuple:
     started = time.perf_counter()
     runner, build_dir = build(engine_factory, params, design=design_name(params),
                               simulator="verilator", log_file=log, status=status,
+                              extra_sources=extra_sources(params),
                               label=f"the engine of {Path(params['model']).name}")
     return runner, build_dir, time.perf_counter() - started
 

@@ -51,16 +51,16 @@ from model.numerics import (ACT_BITS, ACT_MAX, EXP2_TABLE, EXP_FRAC, EXP_TABLE_B
                             SCALE_BITS, SCALE_EXP_BITS, SCORE_FRAC)
 
 from .arith import bank_address, check_integers, divisors
+from .multiplier import PRIMITIVES as MULTIPLIER_PRIMITIVES, RegisteredMultiplier
 from .packing import Unpacker
 from .scale_unit import (NormalizedScaleMultiplier, ScaleOp, ScaleProgram, scale_layout,
                          scale_unit_members, scale_unit_of)
 
 ACT_MAX_SQUARE = ACT_MAX ** 2
-# lanes a copy of the values pass's aligned weight feeds (its multipliers), for routing; above
-# that many lanes each copy feeds registers of its own beside every LANES_PER_NEAR multipliers
-# (a stage more: the copies and the multipliers they feed lie across the die)
+# lanes a copy of the values pass's aligned weight feeds: up to that many the multipliers' own
+# operand registers take it; above, a registered copy a group of that many lanes (a stage more:
+# the multipliers lie across the die)
 LANES_PER_ALIGNED = 16
-LANES_PER_NEAR = 4
 # 1/Σp; the row scale scale_from_int(1, E) · 1/Σp is then only an exponent sum: a normalized
 # mantissa times 2^15 renormalizes to itself (and a reciprocal's mantissa is normalized).
 ROW_PROGRAM = (
@@ -89,10 +89,14 @@ class AttentionHead(wiring.Component):
     shared_scale : bool
         Run the scale program on a :class:`~hw.scale_unit.SharedScaleUnit` through the
         ``scale_unit`` port instead of a ScaleUnit of its own.
+    multiplier : str or None
+        The primitive of the key and value products (:class:`~hw.multiplier.RegisteredMultiplier`:
+        ``"MULT18X18D"`` on ECP5), or None for fabric registers around an inferred multiply.
     """
 
     def __init__(self, *, head_dim: int, lanes: int = 1, out_lanes: int | None = None,
-                 max_positions: int, exp_bits: int = SCALE_EXP_BITS, shared_scale: bool = False):
+                 max_positions: int, exp_bits: int = SCALE_EXP_BITS, shared_scale: bool = False,
+                 multiplier: str | None = None):
         check_integers((("head_dim", head_dim, 1, 1024), ("lanes", lanes, 1, 1024),
                         ("max_positions", max_positions, 1, 1 << 16)))
         if head_dim % lanes:
@@ -106,6 +110,9 @@ class AttentionHead(wiring.Component):
         self._head_dim, self._lanes, self._max_positions = head_dim, lanes, max_positions
         self._out_lanes = out_lanes
         self._words = head_dim // lanes
+        if multiplier not in MULTIPLIER_PRIMITIVES:
+            raise ValueError(f"multiplier must be one of {MULTIPLIER_PRIMITIVES}, not {multiplier!r}")
+        self._multiplier = multiplier
         scale = scale_layout(exp_bits)
         word = data.ArrayLayout(signed(ACT_BITS), lanes)
         cache_words = max(1, (max_positions * self._words - 1).bit_length())
@@ -182,9 +189,10 @@ class AttentionHead(wiring.Component):
         levels a stage, the accumulation into dot last); the key scale registered in 2, then two
         scale products; z_j = dot_j · coef_j, shifted, rounded. Weights: 1 z_j, 2 registered, 3
         delta, 4 the table's entry, 5 registered, 6 p_j and its scale, then the product. Values:
-        1 the weight and value word, 2 registered, 3 the exponent distance, 4 the aligned weight,
-        5 the products, summed in 5; above ``LANES_PER_ALIGNED`` lanes the aligned weight is
-        registered again beside its multipliers in 5, the products in 6, summed in 6."""
+        1 the weight and value word, 2 registered, 3 the exponent distance, 4 the aligned weight
+        (in the multipliers' operand registers), 5 the products, summed in 5; above
+        ``LANES_PER_ALIGNED`` lanes the aligned weight is registered in copies in 4, in the
+        multipliers in 5, the products in 6, summed in 6."""
         scale_product = NormalizedScaleMultiplier.latency_of()
         dot = 4 + (lanes - 1).bit_length() // 2
         coef = 2 + 2 * scale_product
@@ -261,14 +269,16 @@ class AttentionHead(wiring.Component):
         s_valids = delay_line(m, s_valid, stages["dot"] - 2, "s_valid")
         s_firsts = delay_line(m, s_first, stages["dot"] - 2, "s_first")
         s_lasts = delay_line(m, s_last, stages["dot"] - 2, "s_last")
-        key_word, key_scale = Signal(word), Signal(scale)
-        m.d.sync += [key_word.eq(self.keys.data), key_scale.eq(self.key_scales.data)]
+        key_scale = Signal(scale)
+        m.d.sync += key_scale.eq(self.key_scales.data)
         m.d.comb += q_turn.eq(s_valids[1])
+        # the key word registered in 2 in the multipliers (the query word is a register already)
         terms = []
         for lane in range(lanes):
-            product = Signal(signed(2 * ACT_BITS), name=f"key_product{lane}")
-            m.d.sync += product.eq(key_word[lane] * q_words[0][lane])
-            terms.append(product)
+            m.submodules[f"key_product{lane}"] = product = RegisteredMultiplier(
+                signed(ACT_BITS), signed(ACT_BITS), registered_b=False, primitive=self._multiplier)
+            m.d.comb += [product.a.eq(self.keys.data[lane]), product.b.eq(q_words[0][lane])]
+            terms.append(product.p)
         levels = (lanes - 1).bit_length()
         for level in range(1, levels + 1):
             domain = m.d.sync if (levels + 1 - level) % 2 == 0 else m.d.comb
@@ -387,32 +397,32 @@ class AttentionHead(wiring.Component):
         distance, weight_zero, weight_mant = Signal(unsigned(exp_bits + 1)), Signal(), Signal(SCALE_BITS)
         m.d.sync += [distance.eq(row_top - weight.exp), weight_zero.eq(weight.mant == 0),
                      weight_mant.eq(weight.mant)]
-        # the aligned weight (0 between words, so the products are 0 then), a copy a group of
-        # LANES_PER_ALIGNED lanes: one register feeding 32 multipliers was the slowest path on the
-        # ULX3S-85F (18 of its 22 ns routing). `keep` tells the board flow to keep the copies apart
-        # (fpga/flow/synth.py, KEEP_COPIES), where Yosys would merge them back into one.
-        copies = -(-lanes // LANES_PER_ALIGNED)
-        # (the datapath's registers from here on are not reset: u_valids say when they count, and
-        # the reset net through their input logic was the 85F's slowest path at 32 lanes, 11.6 ns)
-        aligned = [Signal(SCALE_BITS, name=f"aligned{c}", attrs={"keep": 1} if copies > 1 else {},
-                          reset_less=True) for c in range(copies)]
-        m.d.sync += [copy.eq(Mux(~u_valids[2] | weight_zero | (distance >= SCALE_BITS), 0,
-                                 weight_mant >> distance[:4])) for copy in aligned]
-        # beyond LANES_PER_ALIGNED lanes, each copy again beside every LANES_PER_NEAR multipliers
-        # (the 85F at 32 lanes: a copy at one side of the die, its multipliers over all of it,
-        # 8.6 ns of routing before the product), a stage more (stages_of)
+        # the aligned weight (0 between words, so the products are 0 then) into every lane's
+        # multiplier, which registers it (and the value word) beside itself: one register feeding
+        # 32 multipliers was the ULX3S-85F's slowest path (18 of its 22 ns routing), then a
+        # multiplier placed across the die from its operand (7.2 + 4.9 ns of routing around the
+        # block). Above LANES_PER_ALIGNED lanes, a registered copy a group of that many lanes first,
+        # marked `keep` so that the board flow keeps the copies apart (fpga/flow/synth.py,
+        # KEEP_COPIES), where Yosys would merge them back into one. The datapath's registers from
+        # here on are not reset: u_valids say when they count (the reset net through their input
+        # logic was the 85F's slowest path at 32 lanes, 11.6 ns).
+        aligned = Signal(SCALE_BITS)
+        m.d.comb += aligned.eq(Mux(~u_valids[2] | weight_zero | (distance >= SCALE_BITS), 0,
+                                   weight_mant >> distance[:4]))
         near = stages["accumulate"] - 5
-        feeds = [aligned[lane // LANES_PER_ALIGNED] for lane in range(lanes)]
+        feeds = [aligned] * lanes
         if near:
-            groups = -(-lanes // LANES_PER_NEAR)
-            nearby = [Signal(SCALE_BITS, name=f"aligned_near{g}", attrs={"keep": 1}, reset_less=True)
-                      for g in range(groups)]
-            m.d.sync += [nearby[g].eq(feeds[g * LANES_PER_NEAR]) for g in range(groups)]
-            feeds = [nearby[lane // LANES_PER_NEAR] for lane in range(lanes)]
-        value_at = delay_line(m, value_word, 2 + near, "value_word")[-1]
-        value_products = [Signal(signed(SCALE_BITS + ACT_BITS + 1), name=f"value_product{lane}",
-                                 reset_less=True) for lane in range(lanes)]
-        m.d.sync += [value_products[lane].eq(feeds[lane] * value_at[lane]) for lane in range(lanes)]
+            copies = [Signal(SCALE_BITS, name=f"aligned{c}", attrs={"keep": 1}, reset_less=True)
+                      for c in range(-(-lanes // LANES_PER_ALIGNED))]
+            m.d.sync += [copy.eq(aligned) for copy in copies]
+            feeds = [copies[lane // LANES_PER_ALIGNED] for lane in range(lanes)]
+        value_in = delay_line(m, value_word, 1 + near, "value_word")[-1]
+        value_products = []
+        for lane in range(lanes):
+            m.submodules[f"value_product{lane}"] = product = RegisteredMultiplier(
+                unsigned(SCALE_BITS), signed(ACT_BITS), primitive=self._multiplier)
+            m.d.comb += [product.a.eq(feeds[lane]), product.b.eq(value_in[lane])]
+            value_products.append(product.p)
         # the ring: its first word is summed (or output) and goes to the back; a word output goes
         # back as 0, so every query's sums start from 0 (as they do after reset). The back word's
         # clear and the domain's reset are one synchronous reset, so its flip-flops' own reset

@@ -70,6 +70,7 @@ from .head_quantizer import HeadQuantizer
 from .kv_cache import KvCache
 from .flash_loader import FlashLoader, SpiSignature, flash_image
 from .linear import TernaryLinear
+from .multiplier import PRIMITIVES as MULTIPLIER_PRIMITIVES
 from .packing import Packer
 from .quantizer import MAX_LANES
 from .rms_quantizer import RATIOS, RmsQuantizer
@@ -280,6 +281,10 @@ class Engine(wiring.Component):
         offset (:meth:`flash_image`) through the ``flash`` port; commands wait for it.
     spram : bool
         With ``flash_offset``: that RAM is the iCE40 UP5K's SPRAM (instantiated primitives).
+    multiplier : str or None
+        The attention head's key and value products on that primitive (``"MULT18X18D"``: ECP5's
+        multiplier blocks with their operand and product registers, :mod:`hw.multiplier`), or None
+        for inferred multiplies between fabric registers.
     taps : bool
         Build the ``tap`` debug port.
     """
@@ -287,7 +292,8 @@ class Engine(wiring.Component):
     def __init__(self, model: IntegerModel, *, rows: int = 4, simd: int = 8, lanes: int = 4,
                  attention_lanes: int | None = None, head_lanes: int | None = None,
                  norm_ratio: int = 1, dequantizer_units: int | None = None, k_max: int = 8,
-                 flash_offset: int | None = None, spram: bool = False, taps: bool = False):
+                 flash_offset: int | None = None, spram: bool = False, multiplier: str | None = None,
+                 taps: bool = False):
         attention_lanes = attention_lanes or lanes
         head_lanes = head_lanes or lanes
         cfg = model.config
@@ -306,6 +312,8 @@ class Engine(wiring.Component):
         if not isinstance(units, int) or units < 1 or lanes % units:
             raise ValueError(f"dequantizer_units must divide lanes {lanes}, not {units!r}; "
                              f"{divisors(lanes)} would")
+        if multiplier not in MULTIPLIER_PRIMITIVES:
+            raise ValueError(f"multiplier must be one of {MULTIPLIER_PRIMITIVES}, not {multiplier!r}")
         if not isinstance(k_max, int) or k_max < 1:
             raise ValueError(f"k_max must be a positive integer, not {k_max!r}")
         self._model, self._config = model, cfg
@@ -314,6 +322,7 @@ class Engine(wiring.Component):
         self._norm_ratio, self._dequantizer_units = norm_ratio, units
         self._program = program(cfg)
         self._taps = taps
+        self._multiplier = multiplier
         matrices = [getattr(layer, name).codes for layer in model.layers for name in MATRICES]
         drain = result_drain(rows, lanes, [len(m) for m in matrices], cfg.dim_per_head)
         self._linear = TernaryLinear(matrices, rows=rows, simd=simd, loaded=flash_offset is not None,
@@ -402,7 +411,8 @@ class Engine(wiring.Component):
         m.submodules.kv_cache = kv = KvCache(layers=cfg.num_hidden_layers, kv_heads=kv_heads,
                                              head_dim=d, positions=context, lanes=att_lanes)
         m.submodules.attention = attention = AttentionHead(head_dim=d, lanes=att_lanes, out_lanes=lanes,
-                                                           max_positions=context, shared_scale=True)
+                                                           max_positions=context, shared_scale=True,
+                                                           multiplier=self._multiplier)
         # One Dequantizer for the three uses, which never overlap: the embedding row (EMBED), an
         # attention head's output (the attn_sub_norm NORM), the o_proj / down_proj sums added into
         # H (their MATMULs). Each beat carries its scale.

@@ -55,8 +55,10 @@ class SocWithFlash(wiring.Component):
 
 
 def extra_sources(engine: dict) -> list:
-    """Verilog models of the primitives the design instantiates (the iCE40 SPRAM)."""
-    return [Path(__file__).parent / "SB_SPRAM256KA.v"] if engine.get("spram") else []
+    """Verilog models of the primitives an engine of these parameters instantiates (the iCE40
+    SPRAM, ECP5's multiplier blocks)."""
+    return ([Path(__file__).parent / "SB_SPRAM256KA.v"] if engine.get("spram") else []) + (
+        [Path(__file__).parent / f"{engine['multiplier']}.v"] if engine.get("multiplier") else [])
 
 
 def tiny_model() -> Path:

@@ -21,6 +21,9 @@ from model.checkpoint import load_weights
 from model.integer import IntegerModel
 from model.memory import PARTS, Part
 
+# Per family, the multiplier primitive the engine's attention products are built on, with its own
+# operand and product registers (hw/multiplier.py); a family not here gets inferred multiplies.
+MULTIPLIERS = {"ecp5": "MULT18X18D"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +93,8 @@ class Board:
             params["dequantizer_units"] = self.dequantizer_units
         if self.flash_offset is not None:
             params.update(flash_offset=self.flash_offset, spram=self.family == "ice40")
+        if self.family in MULTIPLIERS:
+            params["multiplier"] = MULTIPLIERS[self.family]
         return params
 
     def vector_engine_parameters(self) -> dict:

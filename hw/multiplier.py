@@ -1,0 +1,93 @@
+"""A registered multiplier: ``p`` is ``a · b`` of the operands presented ``LATENCY`` = 2 cycles
+earlier (each operand registered, then the product), or one cycle earlier for an operand declared
+already registered by its producer (``registered_b=False``: ``b`` goes straight into the product).
+
+On ECP5 (``primitive="MULT18X18D"``) the multiplier block is instantiated with its input and output
+registers in use, so that the routes into the block and out of it are each a whole clock period:
+Yosys never packs fabric registers into MULT18X18D (../shared/TOOLCHAIN.md), and a multiplier
+placed far from its operands put its routes in and out of the block, with the block's own delay
+between them, on one path (the ULX3S-85F's slowest, 7.2 + 4.9 ns of routing around the block).
+The registers are on CLK0, CE0 = 1 and RST0 = 0, as nextpnr times them; they are never reset (the
+products' users say when a product counts). Without a primitive the same registers are fabric
+flip-flops and the product an inferred multiply: the same cycle-for-cycle behaviour, which
+``sim/MULT18X18D.v`` models for the simulators (``tests/hw/test_multiplier.py`` checks the two
+against each other).
+"""
+
+from amaranth import ClockSignal, Const, Instance, Module, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+PRIMITIVES = (None, "MULT18X18D")
+PORT_BITS = 18          # MULT18X18D's operands (each signed or unsigned as a whole)
+LATENCY = 2
+
+
+class RegisteredMultiplier(wiring.Component):
+    """``p`` = ``a · b`` ``LATENCY`` cycles after ``a`` (and ``b``, where ``registered_b``) were
+    presented; ``b`` one cycle after, where it is not registered here."""
+
+    def __init__(self, a_shape, b_shape, *, registered_b: bool = True, primitive: str | None = None):
+        a_shape, b_shape = (unsigned(s) if isinstance(s, int) else s for s in (a_shape, b_shape))
+        if primitive not in PRIMITIVES:
+            raise ValueError(f"primitive must be one of {PRIMITIVES}, not {primitive!r}")
+        if primitive is not None:
+            for name, shape in (("a", a_shape), ("b", b_shape)):
+                if shape.width > PORT_BITS:
+                    raise ValueError(f"{primitive}'s operands are at most {PORT_BITS} bits, "
+                                     f"{name} is {shape.width}: split the product or build it without "
+                                     f"a primitive")
+        self._a_shape, self._b_shape = a_shape, b_shape
+        self._registered_b, self._primitive = registered_b, primitive
+        width = a_shape.width + b_shape.width
+        product = signed(width) if a_shape.signed or b_shape.signed else unsigned(width)
+        super().__init__({"a": In(a_shape), "b": In(b_shape), "p": Out(product)})
+
+    registered_b = property(lambda self: self._registered_b)
+
+    def elaborate(self, platform):
+        m = Module()
+        if self._primitive is None:
+            a = Signal(self._a_shape, reset_less=True)
+            m.d.sync += a.eq(self.a)
+            b = self.b
+            if self._registered_b:
+                b = Signal(self._b_shape, reset_less=True)
+                m.d.sync += b.eq(self.b)
+            p = Signal(self.p.shape(), reset_less=True)
+            m.d.sync += p.eq(a * b)
+            m.d.comb += self.p.eq(p)
+            return m
+
+        ports = {}
+        for name, value in (("A", self.a), ("B", self.b)):
+            # each operand extended to the port's 18 bits, wired bit by bit (TOOLCHAIN.md)
+            extended = Signal(PORT_BITS, name=f"port_{name.lower()}")
+            m.d.comb += extended.eq(value.as_signed() if value.shape().signed else value)
+            for bit in range(PORT_BITS):
+                ports[f"i_{name}{bit}"] = extended[bit]
+        product = Signal(2 * PORT_BITS, name="port_p")
+        for bit in range(2 * PORT_BITS):
+            ports[f"o_P{bit}"] = product[bit]
+        # every other pin tied off (C, the other clocks, the shift chains) or left to an unused net
+        unused = Signal(5 * PORT_BITS + 1, name="unused")
+        for bit in range(PORT_BITS):
+            ports.update({f"i_{name}{bit}": Const(0, 1) for name in ("C", "SRIA", "SRIB")})
+            for index, name in enumerate(("ROA", "ROB", "ROC", "SROA", "SROB")):
+                ports[f"o_{name}{bit}"] = unused[index * PORT_BITS + bit]
+        ports["o_SIGNEDP"] = unused[-1]
+        for index in (1, 2, 3):
+            ports.update({f"i_CLK{index}": Const(0, 1), f"i_CE{index}": Const(0, 1),
+                          f"i_RST{index}": Const(0, 1)})
+        m.d.comb += self.p.eq(product[:len(self.p)])
+        m.submodules.block = Instance(
+            "MULT18X18D",
+            p_REG_INPUTA_CLK="CLK0", p_REG_INPUTB_CLK="CLK0" if self._registered_b else "NONE",
+            p_REG_OUTPUT_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTB_CE="CE0",
+            p_REG_OUTPUT_CE="CE0", p_REG_INPUTA_RST="RST0", p_REG_INPUTB_RST="RST0",
+            p_REG_OUTPUT_RST="RST0", p_GSR="DISABLED", p_RESETMODE="SYNC",
+            i_SIGNEDA=Const(int(self._a_shape.signed), 1), i_SIGNEDB=Const(int(self._b_shape.signed), 1),
+            i_SOURCEA=Const(0, 1), i_SOURCEB=Const(0, 1),
+            i_CLK0=ClockSignal(), i_CE0=Const(1, 1), i_RST0=Const(0, 1),
+            **ports)
+        return m
