@@ -237,6 +237,9 @@ class AttentionHead(wiring.Component):
         with m.If(q_load | q_turn):
             m.d.sync += [q_words[k].eq(q_words[k + 1]) for k in range(words - 1)]
             m.d.sync += q_words[-1].eq(Mux(q_load, self.q.payload, q_words[0]))
+        q_next = Signal(word)          # q_words[0] in the next cycle, for the key products' registers
+        m.d.comb += q_next.eq(Mux(q_load | q_turn, q_words[1], q_words[0]) if words > 1
+                              else Mux(q_load, self.q.payload, q_words[0]))
         invalid = Signal()
 
         # -- pass counters (issue side), one set a pass as the passes run side by side: the
@@ -272,12 +275,12 @@ class AttentionHead(wiring.Component):
         key_scale = Signal(scale)
         m.d.sync += key_scale.eq(self.key_scales.data)
         m.d.comb += q_turn.eq(s_valids[1])
-        # the key word registered in 2 in the multipliers (the query word is a register already)
+        # the key word registered in 2 in the multipliers, with a copy of the query word in use
         terms = []
         for lane in range(lanes):
             m.submodules[f"key_product{lane}"] = product = RegisteredMultiplier(
-                signed(ACT_BITS), signed(ACT_BITS), registered_b=False, primitive=self._multiplier)
-            m.d.comb += [product.a.eq(self.keys.data[lane]), product.b.eq(q_words[0][lane])]
+                signed(ACT_BITS), signed(ACT_BITS), primitive=self._multiplier)
+            m.d.comb += [product.a.eq(self.keys.data[lane]), product.b.eq(q_next[lane])]
             terms.append(product.p)
         levels = (lanes - 1).bit_length()
         for level in range(1, levels + 1):

@@ -1,13 +1,13 @@
 """A registered multiplier: ``p`` is ``a · b`` of the operands presented ``LATENCY`` = 2 cycles
-earlier (each operand registered, then the product), or one cycle earlier for an operand declared
-already registered by its producer (``registered_b=False``: ``b`` goes straight into the product).
+earlier (each operand registered, then the product).
 
 On ECP5 (``primitive="MULT18X18D"``) the multiplier block is instantiated with its input and output
 registers in use, so that the routes into the block and out of it are each a whole clock period:
 Yosys never packs fabric registers into MULT18X18D (../shared/TOOLCHAIN.md), and a multiplier
 placed far from its operands put its routes in and out of the block, with the block's own delay
 between them, on one path (the ULX3S-85F's slowest, 7.2 + 4.9 ns of routing around the block).
-The registers are on CLK0, CE0 = 1 and RST0 = 0, as nextpnr times them; they are never reset (the
+The registers are on CLK0, CE0 = 1 and RST0 = 0, as nextpnr times them (both operands registered:
+nextpnr times a block with one of them unregistered as if neither were); they are never reset (the
 products' users say when a product counts). Without a primitive the same registers are fabric
 flip-flops and the product an inferred multiply: the same cycle-for-cycle behaviour, which
 ``sim/MULT18X18D.v`` models for the simulators (``tests/hw/test_multiplier.py`` checks the two
@@ -23,11 +23,16 @@ PORT_BITS = 18          # MULT18X18D's operands (each signed or unsigned as a wh
 LATENCY = 2
 
 
-class RegisteredMultiplier(wiring.Component):
-    """``p`` = ``a · b`` ``LATENCY`` cycles after ``a`` (and ``b``, where ``registered_b``) were
-    presented; ``b`` one cycle after, where it is not registered here."""
+def product_shape(a_shape, b_shape):
+    """The shape that holds every product of ``a_shape`` and ``b_shape`` (both Amaranth shapes)."""
+    width = a_shape.width + b_shape.width
+    return signed(width) if a_shape.signed or b_shape.signed else unsigned(width)
 
-    def __init__(self, a_shape, b_shape, *, registered_b: bool = True, primitive: str | None = None):
+
+class RegisteredMultiplier(wiring.Component):
+    """``p`` = ``a · b`` ``LATENCY`` cycles after ``a`` and ``b`` were presented."""
+
+    def __init__(self, a_shape, b_shape, *, primitive: str | None = None):
         a_shape, b_shape = (unsigned(s) if isinstance(s, int) else s for s in (a_shape, b_shape))
         if primitive not in PRIMITIVES:
             raise ValueError(f"primitive must be one of {PRIMITIVES}, not {primitive!r}")
@@ -38,22 +43,14 @@ class RegisteredMultiplier(wiring.Component):
                                      f"{name} is {shape.width}: split the product or build it without "
                                      f"a primitive")
         self._a_shape, self._b_shape = a_shape, b_shape
-        self._registered_b, self._primitive = registered_b, primitive
-        width = a_shape.width + b_shape.width
-        product = signed(width) if a_shape.signed or b_shape.signed else unsigned(width)
-        super().__init__({"a": In(a_shape), "b": In(b_shape), "p": Out(product)})
-
-    registered_b = property(lambda self: self._registered_b)
+        self._primitive = primitive
+        super().__init__({"a": In(a_shape), "b": In(b_shape), "p": Out(product_shape(a_shape, b_shape))})
 
     def elaborate(self, platform):
         m = Module()
         if self._primitive is None:
-            a = Signal(self._a_shape, reset_less=True)
-            m.d.sync += a.eq(self.a)
-            b = self.b
-            if self._registered_b:
-                b = Signal(self._b_shape, reset_less=True)
-                m.d.sync += b.eq(self.b)
+            a, b = Signal(self._a_shape, reset_less=True), Signal(self._b_shape, reset_less=True)
+            m.d.sync += [a.eq(self.a), b.eq(self.b)]
             p = Signal(self.p.shape(), reset_less=True)
             m.d.sync += p.eq(a * b)
             m.d.comb += self.p.eq(p)
@@ -82,7 +79,7 @@ class RegisteredMultiplier(wiring.Component):
         m.d.comb += self.p.eq(product[:len(self.p)])
         m.submodules.block = Instance(
             "MULT18X18D",
-            p_REG_INPUTA_CLK="CLK0", p_REG_INPUTB_CLK="CLK0" if self._registered_b else "NONE",
+            p_REG_INPUTA_CLK="CLK0", p_REG_INPUTB_CLK="CLK0",
             p_REG_OUTPUT_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTB_CE="CE0",
             p_REG_OUTPUT_CE="CE0", p_REG_INPUTA_RST="RST0", p_REG_INPUTB_RST="RST0",
             p_REG_OUTPUT_RST="RST0", p_GSR="DISABLED", p_RESETMODE="SYNC",

@@ -1,7 +1,8 @@
 """cocotb bench: :class:`hw.multiplier.RegisteredMultiplier` instantiated as ECP5 MULT18X18D blocks
-(``sim/MULT18X18D.v`` models them) in each way the engine uses them, beside the same multipliers
-built without the primitive: random operands every cycle, each product equal to Python's of the
-operands presented its latency earlier, on both builds (:class:`MultiplierProbe`), seeded.
+(``sim/MULT18X18D.v`` models them) in the operand shapes the engine uses, beside the same
+multipliers built without the primitive: random operands every cycle, each product equal to
+Python's of the operands presented its latency earlier, on both builds (:class:`MultiplierProbe`),
+seeded.
 
 ``TB_PARAMS`` (JSON): :class:`MultiplierProbe`'s ``shapes``.
 """
@@ -18,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
 
-from hw.multiplier import LATENCY, RegisteredMultiplier
+from hw.multiplier import LATENCY, RegisteredMultiplier, product_shape
 from sim.streams import reset
 
 CYCLES = 2000
@@ -31,25 +32,25 @@ def shape_of(width: int) -> object:
 
 
 class MultiplierProbe(wiring.Component):
-    """For each ``(a_width, b_width, registered_b)`` of ``shapes`` (a negative width is signed), a
+    """For each ``(a_width, b_width)`` of ``shapes`` (a negative width is signed), a
     RegisteredMultiplier on MULT18X18D and one without it: ports ``a{i}``, ``b{i}`` (shared),
     ``p{i}_primitive`` and ``p{i}_fabric``."""
 
     def __init__(self, shapes):
         self._shapes = [tuple(shape) for shape in shapes]
         ports = {}
-        for index, (a_width, b_width, registered_b) in enumerate(self._shapes):
-            product = RegisteredMultiplier(shape_of(a_width), shape_of(b_width)).p.shape()
+        for index, (a_width, b_width) in enumerate(self._shapes):
+            product = product_shape(shape_of(a_width), shape_of(b_width))
             ports.update({f"a{index}": In(shape_of(a_width)), f"b{index}": In(shape_of(b_width)),
                           **{f"p{index}_{kind}": Out(product) for kind in KINDS}})
         super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
-        for index, (a_width, b_width, registered_b) in enumerate(self._shapes):
+        for index, (a_width, b_width) in enumerate(self._shapes):
             for kind, primitive in KINDS.items():
                 m.submodules[f"multiplier{index}_{kind}"] = multiplier = RegisteredMultiplier(
-                    shape_of(a_width), shape_of(b_width), registered_b=registered_b, primitive=primitive)
+                    shape_of(a_width), shape_of(b_width), primitive=primitive)
                 m.d.comb += [multiplier.a.eq(getattr(self, f"a{index}")),
                              multiplier.b.eq(getattr(self, f"b{index}")),
                              getattr(self, f"p{index}_{kind}").eq(multiplier.p)]
@@ -74,17 +75,15 @@ async def random_products(dut):
     Clock(dut.clk, 10, unit="ns").start()
     await reset(dut)
     for cycle in range(CYCLES):
-        for index, (a_width, b_width, _) in enumerate(shapes):
+        for index, (a_width, b_width) in enumerate(shapes):
             a, b = draw(rng, a_width), draw(rng, b_width)
             getattr(dut, f"a{index}").value, getattr(dut, f"b{index}").value = a, b
             history[index].append((a, b))
         await RisingEdge(dut.clk)
         if cycle < LATENCY:
             continue
-        for index, (a_width, b_width, registered_b) in enumerate(shapes):
-            # the operands of LATENCY cycles ago (b of one cycle ago where it is not registered)
-            a = history[index][-1 - LATENCY][0]
-            b = history[index][-LATENCY if not registered_b else -1 - LATENCY][1]
+        for index, (a_width, b_width) in enumerate(shapes):
+            a, b = history[index][-1 - LATENCY]           # the operands of LATENCY cycles ago
             for kind in KINDS:
                 port = getattr(dut, f"p{index}_{kind}").value
                 got = port.to_signed() if a_width < 0 or b_width < 0 else int(port)
