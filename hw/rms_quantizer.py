@@ -38,7 +38,8 @@ beats a word, 60.9 MHz with the ready chain, the slowest path of the SoC).
 sequencer; they must hold from a token's first beat until its ``scale`` is taken.
 
 Cycles per token of ``b`` beats (``w = ceil(b / ratio)`` words) with no stalls: ``b + 1`` (load, the
-last beat's store) ``+ w + 6`` (the first pass: read, register, normalize, multiply, skid) and
+last beat's store) ``+ w + 7`` (the first pass: read, register, normalize, multiply, skid, its
+last product's transfer registered) and
 then, in parallel, the AbsmaxQuantizer's ``latency + w`` for the codes (:meth:`codes_latency_of`
 counts the skid too; the second pass) and :data:`PROGRAM`'s ``ScaleProgram.cycles`` for ``D``
 (:meth:`cycles`). The next token is loaded once ``D`` is taken and
@@ -168,7 +169,7 @@ class RmsQuantizer(wiring.Component):
     @staticmethod
     def cycles_of(beats: int, ratio: int = 1) -> int:
         """:meth:`cycles` without a unit (it does not depend on the widths)."""
-        return beats + 1 + -(-beats // ratio) + 5 + SkidBuffer.latency + ScaleProgram.cycles(PROGRAM)
+        return beats + 1 + -(-beats // ratio) + 6 + SkidBuffer.latency + ScaleProgram.cycles(PROGRAM)
 
     @staticmethod
     def codes_latency_of(feed_lanes: int) -> int:
@@ -235,8 +236,10 @@ class RmsQuantizer(wiring.Component):
                 m.d.sync += [read_addr.eq(0), passes.eq(passes - 1)]
             with m.Else():
                 m.d.sync += read_addr.eq(read_addr + 1)
-        first_pass_in = Signal()                     # the first pass's last product is taken
-        m.d.comb += first_pass_in.eq(quantizer.i.valid & quantizer.i.ready & quantizer.i.payload.last
+        # the first pass's last product taken, registered: the codes' ready through the
+        # AbsmaxQuantizer into the scale program's start was the ULX3S-85F's slowest path
+        first_pass_in = Signal()
+        m.d.sync += first_pass_in.eq(quantizer.i.valid & quantizer.i.ready & quantizer.i.payload.last
                                      & ~second)
         (s1_valid, s2_valid, s3_valid, s4_valid), (s1_last, s2_last, s3_last, s4_last) = \
             self.feed_valid, self.feed_last
