@@ -66,16 +66,10 @@ class RegisteredMultiplier(wiring.Component):
         product = Signal(2 * PORT_BITS, name="port_p")
         for bit in range(2 * PORT_BITS):
             ports[f"o_P{bit}"] = product[bit]
-        # every other pin tied off (C, the other clocks, the shift chains) or left to an unused net
-        unused = Signal(5 * PORT_BITS + 1, name="unused")
-        for bit in range(PORT_BITS):
-            ports.update({f"i_{name}{bit}": Const(0, 1) for name in ("C", "SRIA", "SRIB")})
-            for index, name in enumerate(("ROA", "ROB", "ROC", "SROA", "SROB")):
-                ports[f"o_{name}{bit}"] = unused[index * PORT_BITS + bit]
-        ports["o_SIGNEDP"] = unused[-1]
-        for index in (1, 2, 3):
-            ports.update({f"i_CLK{index}": Const(0, 1), f"i_CE{index}": Const(0, 1),
-                          f"i_RST{index}": Const(0, 1)})
+        # C tied to 0 as Yosys's own mapping does (+/lattice/dsp_map_18x18.v); the other clocks and
+        # the shift chains left unconnected: SRIA/SRIB are the neighbouring block's cascade, which
+        # nextpnr cannot route a constant to
+        ports.update({f"i_C{bit}": Const(0, 1) for bit in range(PORT_BITS)})
         m.d.comb += self.p.eq(product[:len(self.p)])
         m.submodules.block = Instance(
             "MULT18X18D",

@@ -125,9 +125,11 @@ def build(component_factory, params: dict, *, design: str, simulator: str, log_f
         # register whose unused encodings have no case; arithmetic relies on Verilog's
         # implicit (sign-)extension; zero tests are `!value` and bit selects are shifts; unused
         # zero-width wires are declared `[-1:0]`; a constant-zero part of a payload is an
-        # `always @*` block with nothing to read (Verilator's initial 0 is that value).
+        # `always @*` block with nothing to read (Verilator's initial 0 is that value). A vendor
+        # primitive's instance connects only the pins the design uses (MULT18X18D's cascade pins
+        # must stay unconnected for nextpnr, hw/multiplier.py).
         args = ["-Wno-CASEINCOMPLETE", "-Wno-WIDTHEXPAND", "-Wno-WIDTHTRUNC", "-Wno-ASCRANGE",
-                "-Wno-ALWNEVER"]
+                "-Wno-ALWNEVER", "-Wno-PINMISSING"]
     else:
         # Icarus in its default -g2012 mode leaves Amaranth's combinational blocks unevaluated
         # at time 0 (their trigger is an initialized reg): outputs read X. -g2005 runs them.
