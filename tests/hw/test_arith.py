@@ -34,7 +34,7 @@ def test_rounded_right_shift_is_rshift_round_exhaustively():
 
 
 @pytest.mark.parametrize("helper", [bit_length, bit_length_tree])
-@pytest.mark.parametrize("width", [1, 7, 11])
+@pytest.mark.parametrize("width", [1, 7, 8, 11])
 def test_bit_length_exhaustively(helper, width):
     m = Module()
     value = Signal(width)
