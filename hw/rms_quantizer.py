@@ -141,12 +141,13 @@ class RmsQuantizer(wiring.Component):
         })
         # The AbsmaxQuantizer, and what ties the feed and the scale program to it (for the proofs:
         # tests/hw/test_formal.py): its first code still to come (``peak_pending``), the first pass
-        # in it (``second``), the read passes left to issue, the feed's valid and ``last`` flags (read,
+        # in it (``first_pass_taken`` a cycle, then ``second``), the read passes left to issue, the feed's valid and ``last`` flags (read,
         # register, normalize; the multiply's are the AbsmaxQuantizer's ``i``), and ``fsm`` once
         # elaborated (its ``state`` register and ``encoding``).
         self.quantizer = AbsmaxQuantizer(width=self.product_bits, lanes=self.feed_lanes,
                                          max_length=self._depth * self.feed_lanes, banks=0)
         self.peak_pending, self.second = Signal(name="peak_pending"), Signal(name="second")
+        self.first_pass_taken = Signal(name="first_pass_taken")   # its last beat taken, a cycle ago
         self.passes = Signal(range(3), name="passes")
         self.feed_valid = [Signal(name=f"s{n}_valid") for n in (1, 2, 3, 4)]
         self.feed_last = [Signal(name=f"s{n}_last") for n in (1, 2, 3, 4)]
@@ -238,7 +239,7 @@ class RmsQuantizer(wiring.Component):
                 m.d.sync += read_addr.eq(read_addr + 1)
         # the first pass's last product taken, registered: the codes' ready through the
         # AbsmaxQuantizer into the scale program's start was the ULX3S-85F's slowest path
-        first_pass_in = Signal()
+        first_pass_in = self.first_pass_taken
         m.d.sync += first_pass_in.eq(quantizer.i.valid & quantizer.i.ready & quantizer.i.payload.last
                                      & ~second)
         (s1_valid, s2_valid, s3_valid, s4_valid), (s1_last, s2_last, s3_last, s4_last) = \

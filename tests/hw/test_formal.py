@@ -356,7 +356,8 @@ def rms_quantizer_invariants(dut):
     1, where it ends); and while the peak is pending in EMIT, the code is on ``o``, a beat is in its
     pipeline, or the second pass's next beat is still to come and it will issue it (its last not
     yet taken, fewer beats taken than the token has)."""
-    q, second, passes = dut.quantizer, dut.second, dut.passes
+    q, passes = dut.quantizer, dut.passes
+    second = dut.second | dut.first_pass_taken      # the first pass's end (registered, then second)
     normalize, divide, emit = (ongoing(q.fsm, state) for state in ("NORMALIZE", "DIVIDE", "EMIT"))
     feeding = ongoing(dut.fsm, "FEED")
     # the feed's beats, oldest first: the AbsmaxQuantizer's input (the skid buffer's output), the
