@@ -36,6 +36,7 @@ from model.numerics import ACT_BITS, ACT_MAX, SCALE_BITS, SCALE_EXP_BITS
 
 from .arith import divisors
 from .scale_unit import scale_layout
+from .skid_buffer import SkidBuffer
 
 
 def logit_width(hidden: int) -> int:
@@ -188,8 +189,14 @@ class TokenTable(wiring.Component):
         address = Signal(range(vocab * words))         # the table word: v · words + word
         v, word = Signal(range(vocab + 1)), Signal(range(words))
         issue = Signal()
+        # The logits leave through a skid buffer, and the pipeline advances on its registered
+        # ready, not on the logits' ready: that stall, one LUT after the engine's skid fanned out
+        # to every stage's clock enable across the die, was the ULX3S-85F's slowest path (59.5 MHz
+        # asking 60, 10.7 ns of its routing). The skid's output register is the logit's stage 8.
+        m.submodules.logit_skid = logit_skid = SkidBuffer(self.logits.payload.shape())
+        wiring.connect(m, logit_skid.o, wiring.flipped(self.logits))
         advance = Signal()
-        m.d.comb += advance.eq(~self.logits.valid | self.logits.ready)
+        m.d.comb += advance.eq(logit_skid.i.ready)
         m.d.comb += [x_write.addr.eq(taken), x_write.data.eq(self.x.payload.data),
                      x_read.addr.eq(word), x_read.en.eq(advance),
                      code_read.addr.eq(address), code_read.en.eq(advance),
@@ -238,10 +245,10 @@ class TokenTable(wiring.Component):
                          lane_sum_reg.eq(lane_sum)]
             with m.If(s5["valid"]):
                 m.d.sync += dot.eq(Mux(s5["first"], 0, dot) + lane_sum_reg)
-            m.d.sync += [dot_copy.eq(dot),
-                         self.logits.valid.eq(s7["valid"] & s7["last_word"]),
-                         self.logits.payload.last.eq(s7["last_v"]),
-                         self.logits.payload.logit.eq(dot_copy * rows[-1])]
+            m.d.sync += dot_copy.eq(dot)
+        m.d.comb += [logit_skid.i.valid.eq(s7["valid"] & s7["last_word"]),
+                     logit_skid.i.payload.last.eq(s7["last_v"]),
+                     logit_skid.i.payload.logit.eq(dot_copy * rows[-1])]
         with m.FSM(name="lm_head_fsm"):
             with m.State("TAKE"):
                 m.d.comb += [self.x.ready.eq(1), x_write.en.eq(self.x.valid)]
