@@ -51,7 +51,7 @@ from model.numerics import (ACT_BITS, ACT_MAX, EXP2_TABLE, EXP_FRAC, EXP_TABLE_B
                             SCALE_BITS, SCALE_EXP_BITS, SCORE_FRAC)
 
 from .arith import bank_address, check_integers, divisors
-from .multiplier import PRIMITIVES as MULTIPLIER_PRIMITIVES, RegisteredMultiplier
+from .multiplier import RegisteredMultiplier, check_primitive
 from .packing import Unpacker
 from .scale_unit import (NormalizedScaleMultiplier, ScaleOp, ScaleProgram, scale_layout,
                          scale_unit_members, scale_unit_of)
@@ -110,8 +110,7 @@ class AttentionHead(wiring.Component):
         self._head_dim, self._lanes, self._max_positions = head_dim, lanes, max_positions
         self._out_lanes = out_lanes
         self._words = head_dim // lanes
-        if multiplier not in MULTIPLIER_PRIMITIVES:
-            raise ValueError(f"multiplier must be one of {MULTIPLIER_PRIMITIVES}, not {multiplier!r}")
+        check_primitive("multiplier", multiplier)
         self._multiplier = multiplier
         scale = scale_layout(exp_bits)
         word = data.ArrayLayout(signed(ACT_BITS), lanes)

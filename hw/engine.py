@@ -70,7 +70,7 @@ from .head_quantizer import HeadQuantizer
 from .kv_cache import KvCache
 from .flash_loader import FlashLoader, SpiSignature, flash_image
 from .linear import TernaryLinear
-from .multiplier import PRIMITIVES as MULTIPLIER_PRIMITIVES
+from .multiplier import check_primitive
 from .packing import Packer
 from .quantizer import MAX_LANES
 from .rms_quantizer import RATIOS, RmsQuantizer
@@ -312,8 +312,7 @@ class Engine(wiring.Component):
         if not isinstance(units, int) or units < 1 or lanes % units:
             raise ValueError(f"dequantizer_units must divide lanes {lanes}, not {units!r}; "
                              f"{divisors(lanes)} would")
-        if multiplier not in MULTIPLIER_PRIMITIVES:
-            raise ValueError(f"multiplier must be one of {MULTIPLIER_PRIMITIVES}, not {multiplier!r}")
+        check_primitive("multiplier", multiplier)
         if not isinstance(k_max, int) or k_max < 1:
             raise ValueError(f"k_max must be a positive integer, not {k_max!r}")
         self._model, self._config = model, cfg

@@ -23,6 +23,12 @@ PORT_BITS = 18          # MULT18X18D's operands (each signed or unsigned as a wh
 LATENCY = 2
 
 
+def check_primitive(name: str, primitive):
+    """Raise unless ``primitive`` (the parameter ``name``) is one of :data:`PRIMITIVES`."""
+    if primitive not in PRIMITIVES:
+        raise ValueError(f"{name} must be one of {PRIMITIVES}, not {primitive!r}")
+
+
 def product_shape(a_shape, b_shape):
     """The shape that holds every product of ``a_shape`` and ``b_shape`` (both Amaranth shapes)."""
     width = a_shape.width + b_shape.width
@@ -34,8 +40,7 @@ class RegisteredMultiplier(wiring.Component):
 
     def __init__(self, a_shape, b_shape, *, primitive: str | None = None):
         a_shape, b_shape = (unsigned(s) if isinstance(s, int) else s for s in (a_shape, b_shape))
-        if primitive not in PRIMITIVES:
-            raise ValueError(f"primitive must be one of {PRIMITIVES}, not {primitive!r}")
+        check_primitive("primitive", primitive)
         if primitive is not None:
             for name, shape in (("a", a_shape), ("b", b_shape)):
                 if shape.width > PORT_BITS:

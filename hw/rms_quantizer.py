@@ -141,9 +141,10 @@ class RmsQuantizer(wiring.Component):
         })
         # The AbsmaxQuantizer, and what ties the feed and the scale program to it (for the proofs:
         # tests/hw/test_formal.py): its first code still to come (``peak_pending``), the first pass
-        # in it (``first_pass_taken`` a cycle, then ``second``), the read passes left to issue, the feed's valid and ``last`` flags (read,
-        # register, normalize; the multiply's are the AbsmaxQuantizer's ``i``), and ``fsm`` once
-        # elaborated (its ``state`` register and ``encoding``).
+        # in it (``first_pass_taken`` a cycle, then ``second``), the read passes left to issue, the
+        # feed's valid and ``last`` flags (read, register, normalize; the multiply's are the
+        # AbsmaxQuantizer's ``i``), and ``fsm`` once elaborated (its ``state`` register and
+        # ``encoding``).
         self.quantizer = AbsmaxQuantizer(width=self.product_bits, lanes=self.feed_lanes,
                                          max_length=self._depth * self.feed_lanes, banks=0)
         self.peak_pending, self.second = Signal(name="peak_pending"), Signal(name="second")
