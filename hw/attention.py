@@ -184,8 +184,8 @@ class AttentionHead(wiring.Component):
         products), ``product`` (dot_j · coef_j, where the two meet), ``z`` (z_j written), ``weight``
         (w_j written) and ``accumulate`` (a value word summed).
 
-        Scores: 1 the key word, 2 registered, 3 its products, then the adder tree (two adder
-        levels a stage, the accumulation into dot last); the key scale registered in 2, then two
+        Scores: 1 the key word, 2 registered, 3 in the multipliers, 4 its products, then the adder
+        tree (two adder levels a stage, the accumulation into dot last); the key scale registered in 2, then two
         scale products; z_j = dot_j · coef_j, shifted, rounded. Weights: 1 z_j, 2 registered, 3
         delta, 4 the table's entry, 5 registered, 6 p_j and its scale, then the product. Values:
         1 the weight and value word, 2 registered, 3 the exponent distance, 4 the aligned weight
@@ -193,7 +193,7 @@ class AttentionHead(wiring.Component):
         ``LANES_PER_ALIGNED`` lanes the aligned weight is registered in copies in 4, in the
         multipliers in 5, the products in 6, summed in 6."""
         scale_product = NormalizedScaleMultiplier.latency_of()
-        dot = 4 + (lanes - 1).bit_length() // 2
+        dot = 5 + (lanes - 1).bit_length() // 2
         coef = 2 + 2 * scale_product
         product = max(dot, coef)
         return {"dot": dot, "coef": coef, "product": product, "z": product + 2,
@@ -236,9 +236,6 @@ class AttentionHead(wiring.Component):
         with m.If(q_load | q_turn):
             m.d.sync += [q_words[k].eq(q_words[k + 1]) for k in range(words - 1)]
             m.d.sync += q_words[-1].eq(Mux(q_load, self.q.payload, q_words[0]))
-        q_next = Signal(word)          # q_words[0] in the next cycle, for the key products' registers
-        m.d.comb += q_next.eq(Mux(q_load | q_turn, q_words[1], q_words[0]) if words > 1
-                              else Mux(q_load, self.q.payload, q_words[0]))
         invalid = Signal()
 
         # -- pass counters (issue side), one set a pass as the passes run side by side: the
@@ -274,12 +271,15 @@ class AttentionHead(wiring.Component):
         key_scale = Signal(scale)
         m.d.sync += key_scale.eq(self.key_scales.data)
         m.d.comb += q_turn.eq(s_valids[1])
-        # the key word registered in 2 in the multipliers, with a copy of the query word in use
+        # the key word registered in 2 in the fabric (the cache's block-RAM read and read
+        # multiplexer a cycle of their own), then in 3 in the multipliers with the query word in use
+        key_word = Signal(word)
+        m.d.sync += key_word.eq(self.keys.data)
         terms = []
         for lane in range(lanes):
             m.submodules[f"key_product{lane}"] = product = RegisteredMultiplier(
                 signed(ACT_BITS), signed(ACT_BITS), primitive=self._multiplier)
-            m.d.comb += [product.a.eq(self.keys.data[lane]), product.b.eq(q_next[lane])]
+            m.d.comb += [product.a.eq(key_word[lane]), product.b.eq(q_words[0][lane])]
             terms.append(product.p)
         levels = (lanes - 1).bit_length()
         for level in range(1, levels + 1):
