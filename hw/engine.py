@@ -445,7 +445,6 @@ class Engine(wiring.Component):
             return buffer
         codes_skid = skid("codes_skid", code_packer.o.payload.shape())
         lm_codes_skid = skid("lm_codes_skid", lm_packer.o.payload.shape())
-        logits_skid = skid("logits_skid", lm_table.logits.payload.shape())
         rms_in = skid("rms_in", rms.i.payload.shape())
         headq_in = skid("headq_in", headq.i.payload.shape())
         deq_in = skid("deq_in", deq.i.payload.shape())
@@ -460,14 +459,16 @@ class Engine(wiring.Component):
         rms_out = skid("rms_out", rms.o.payload.shape())     # the norm's codes, to their sinks
         # (the other four are fed below, from the output path and the norm sources)
         for source_port, buffer in ((code_packer.o, codes_skid), (lm_packer.o, lm_codes_skid),
-                                    (lm_table.logits, logits_skid), (attention.o, attention_out),
+                                    (attention.o, attention_out),
                                     (gated.o, gated_out), (rms.o, rms_out), (rope.o, rope_out),
                                     (headq.o, headq_out)):
             wiring.connect(m, source_port, buffer.i)
         for buffer, sink_port in ((codes_skid, linear.x), (lm_codes_skid, lm_table.x),
-                                  (logits_skid, sampler.i), (rms_in, rms.i), (headq_in, headq.i),
+                                  (rms_in, rms.i), (headq_in, headq.i),
                                   (gated_in, gated.i), (headq_out, head_code_packer.i)):
             wiring.connect(m, buffer.o, sink_port)
+        # the LM head's logits leave through its own skid buffer
+        wiring.connect(m, lm_table.logits, sampler.i)
 
         # -- buffers -------------------------------------------------------------------------
         def buffer(name, shape, depth, init=()):

@@ -190,9 +190,10 @@ class TokenTable(wiring.Component):
         v, word = Signal(range(vocab + 1)), Signal(range(words))
         issue = Signal()
         # The logits leave through a skid buffer, and the pipeline advances on its registered
-        # ready, not on the logits' ready: that stall, one LUT after the engine's skid fanned out
-        # to every stage's clock enable across the die, was the ULX3S-85F's slowest path (59.5 MHz
-        # asking 60, 10.7 ns of its routing). The skid's output register is the logit's stage 8.
+        # ready, not on the logits' ready: that stall, one LUT after the sampler's ready fanned
+        # out to every stage's clock enable across the die, was the ULX3S-85F's slowest path
+        # (59.5 MHz asking 60, 10.7 ns of its routing). The skid's output register is the logit's
+        # stage 8, and the logits go to the sampler from it (the engine adds no skid of its own).
         m.submodules.logit_skid = logit_skid = SkidBuffer(self.logits.payload.shape())
         wiring.connect(m, logit_skid.o, wiring.flipped(self.logits))
         advance = Signal()
