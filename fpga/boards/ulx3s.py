@@ -27,7 +27,10 @@ from . import Board
 # at the other (8.6 ns of routing) and the product's register further (5.2 ns). With the aligned
 # weight registered again beside every 4 multipliers (a cycle more in the values pass): 56.53 MHz
 # with seed 1, the reset net then the slowest path (docs/benchmarks.md, *32 attention lanes*).
-ENGINE_85F = EngineSizes(rows=8, simd=32, lanes=4, attention_lanes=16, head_lanes=32)
+# 16×32 (2026-12-07, later): 6,810 cycles a token in the SoC simulation against 7,749 at 8×32 (the
+# weight-read bound 1,872 against 3,744); 48,057 LUTs, 203 block RAMs, 133 multipliers, 60.75 MHz
+# asking 59.375 with seed 5, the head quantizer's normalizing shift then the slowest path.
+ENGINE_85F = EngineSizes(rows=16, simd=32, lanes=4, attention_lanes=16, head_lanes=32)
 # The explorer's choice for the 45F (tritium explore --board ulx3s-45f; docs/performance.md):
 # with the matmul's results two a cycle (hw.engine.result_drain) 24,530 LUTs, 44 block RAMs, 68
 # multipliers, fmax 62.87 MHz; 5,368 cycles a token in the SoC simulation, 11,177 tok/s at 60 MHz

@@ -48,7 +48,8 @@ def check(heads, acc_scale, codes, scales):
 
 
 @pytest.mark.parametrize("width, lanes, head_dim, quantizers, seed", [
-    (18, 1, 8, 1, 1), (24, 4, 16, 1, 2), (20, 1, 1, 1, 3), (23, 2, 32, 2, 4), (18, 1, 4, 2, 5)])
+    (18, 1, 8, 1, 1), (24, 4, 16, 1, 2), (20, 1, 1, 1, 3), (23, 2, 32, 2, 4), (18, 1, 4, 2, 5),
+    (8, 2, 8, 1, 6), (40, 2, 8, 1, 7)])
 def test_random_heads_with_backpressure(width, lanes, head_dim, quantizers, seed):
     print(f"seed {seed}")
     rng = np.random.default_rng(seed)
