@@ -30,6 +30,7 @@ def design_name(params: dict) -> str:
     return (f"engine_{name}_r{params['rows']}s{params['simd']}l{params['lanes']}"
             f"a{params['attention_lanes']}h{params['head_lanes']}"
             + (f"n{params['norm_ratio']}" if params.get("norm_ratio", 1) != 1 else "")
+            + (f"o{params['output_lanes']}" if params.get("output_lanes") else "")
             + (f"d{params['dequantizer_units']}" if params.get("dequantizer_units") else ""))
 
 

@@ -86,28 +86,29 @@ COUNT_BITS = 16          # GENERATE's count
 CYCLE_BITS = 40
 RESULT_FIFO_DEPTH = 128  # matmul results queued ahead of the output path (> a norm's D latency)
 RESULT_STAGE_DEPTH = 2   # of them staged in registers after the queue (its read enable from a level)
-# The blocks the output path feeds one accumulator a cycle compute at most NARROW_LANES lanes a
-# cycle, whatever the vector lanes: the head quantizer (with its two banks a head's codes leave
-# while the next head arrives) and the Dequantizer (the residual's sums; it also takes the
-# embedding row and the attention heads' outputs, a beat in lanes / 2 cycles). More would only
-# shorten a vector's tail, at a multiplier and ~300–400 LUT4 a lane.
+# The blocks the output path feeds compute NARROW_LANES lanes a cycle unless the engine's
+# ``output_lanes`` says otherwise: the array's drain, RoPE, the head quantizer (with its two banks
+# a head's codes leave while the next head arrives) and the Dequantizer (the residual's sums; it
+# also takes the embedding row and the attention heads' outputs, a beat in lanes / 2 cycles).
+# More shortens a vector's tail, at a multiplier and ~300–400 LUT4 a lane.
 NARROW_LANES = 2
 
 
-def narrow_lanes(lanes: int) -> int:
+def narrow_lanes(lanes: int, output_lanes: int | None = None) -> int:
     """Lanes a cycle of the head quantizer and the Dequantizer at ``lanes`` vector lanes:
+    ``output_lanes`` where given (the Engine's parameter, which divides ``lanes``), else
     :data:`NARROW_LANES` or fewer, dividing ``lanes`` (so also the head dimension and the
     attention lanes)."""
-    return math.gcd(lanes, NARROW_LANES)
+    return output_lanes or math.gcd(lanes, NARROW_LANES)
 
 
-def result_drain(rows: int, lanes: int, outputs, head_dim: int) -> int:
+def result_drain(rows: int, lanes: int, outputs, head_dim: int, output_lanes: int | None = None) -> int:
     """Matmul results a cycle out of the array (its ``drain``) and through the result FIFO, for
     matrices of ``outputs`` rows each: :func:`narrow_lanes`, the rate at which the Dequantizer adds
     the residual's sums (the gate buffer and the gated activation take as many), where it divides
     ``rows``, every matrix's rows and half the head dimension (so no transfer is part padding, and
     RoPE takes the heads as many a cycle); else 1."""
-    drain = narrow_lanes(lanes)
+    drain = narrow_lanes(lanes, output_lanes)
     fits = rows % drain == 0 and all(n % drain == 0 for n in outputs) and (head_dim // 2) % drain == 0
     return drain if fits else 1
 
@@ -272,9 +273,14 @@ class Engine(wiring.Component):
         codes run ``lanes · norm_ratio`` elements a cycle (:attr:`norm_lanes`, which must divide
         ``simd``, ``head_lanes`` and the hidden and intermediate sizes), at three multipliers an
         element.
+    output_lanes : int or None
+        Matmul results a cycle through the output path: out of the array (:func:`result_drain`),
+        through RoPE and the head quantizer, and (unless ``dequantizer_units``) the Dequantizer's
+        elements a cycle; divides ``lanes`` (default :func:`narrow_lanes`: 2 where it divides
+        ``lanes``). The array's tiles leave in ``rows / output_lanes`` cycles.
     dequantizer_units : int or None
         Elements a cycle of the shared Dequantizer (the embedding row, an attention head's output,
-        the residual add), a multiplier each; divides ``lanes`` (default :func:`narrow_lanes`).
+        the residual add), a multiplier each; divides ``lanes`` (default: the output lanes).
     flash_offset : int or None
         Where the weights are: ``None`` builds them into the design (ECP5, Gowin block RAM);
         a byte address makes them a RAM (iCE40 SPRAM) filled after reset from SPI flash at that
@@ -291,7 +297,8 @@ class Engine(wiring.Component):
 
     def __init__(self, model: IntegerModel, *, rows: int = 4, simd: int = 8, lanes: int = 4,
                  attention_lanes: int | None = None, head_lanes: int | None = None,
-                 norm_ratio: int = 1, dequantizer_units: int | None = None, k_max: int = 8,
+                 norm_ratio: int = 1, output_lanes: int | None = None,
+                 dequantizer_units: int | None = None, k_max: int = 8,
                  flash_offset: int | None = None, spram: bool = False, multiplier: str | None = None,
                  taps: bool = False):
         attention_lanes = attention_lanes or lanes
@@ -308,7 +315,12 @@ class Engine(wiring.Component):
             raise ValueError(f"norm_ratio must be one of {fits} at {lanes} lanes (lanes · norm_ratio "
                              f"divides {', '.join(f'{name} {size}' for name, size in sizes.items())}), "
                              f"not {norm_ratio!r}")
-        units = narrow_lanes(lanes) if dequantizer_units is None else dequantizer_units
+        if output_lanes is not None and (not isinstance(output_lanes, int) or output_lanes < 1
+                                         or lanes % output_lanes):
+            raise ValueError(f"output_lanes must divide lanes {lanes}, not {output_lanes!r}; "
+                             f"{divisors(lanes)} would")
+        narrow = narrow_lanes(lanes, output_lanes)
+        units = narrow if dequantizer_units is None else dequantizer_units
         if not isinstance(units, int) or units < 1 or lanes % units:
             raise ValueError(f"dequantizer_units must divide lanes {lanes}, not {units!r}; "
                              f"{divisors(lanes)} would")
@@ -318,12 +330,12 @@ class Engine(wiring.Component):
         self._model, self._config = model, cfg
         self._rows, self._simd, self._lanes, self._k_max = rows, simd, lanes, k_max
         self._attention_lanes, self._head_lanes = attention_lanes, head_lanes
-        self._norm_ratio, self._dequantizer_units = norm_ratio, units
+        self._norm_ratio, self._dequantizer_units, self._output_lanes = norm_ratio, units, narrow
         self._program = program(cfg)
         self._taps = taps
         self._multiplier = multiplier
         matrices = [getattr(layer, name).codes for layer in model.layers for name in MATRICES]
-        drain = result_drain(rows, lanes, [len(m) for m in matrices], cfg.dim_per_head)
+        drain = result_drain(rows, lanes, [len(m) for m in matrices], cfg.dim_per_head, narrow)
         self._linear = TernaryLinear(matrices, rows=rows, simd=simd, loaded=flash_offset is not None,
                                      spram=spram, drain=drain)
         self._loader = None if flash_offset is None else FlashLoader(
@@ -360,6 +372,7 @@ class Engine(wiring.Component):
     norm_ratio = property(lambda self: self._norm_ratio)
     norm_lanes = property(lambda self: self._lanes * self._norm_ratio)   # a norm's codes a beat
     dequantizer_units = property(lambda self: self._dequantizer_units)
+    output_lanes = property(lambda self: self._output_lanes)
     linear = property(lambda self: self._linear)
 
     def flash_image(self) -> bytes:
@@ -400,11 +413,11 @@ class Engine(wiring.Component):
                                               shared_scale=True)
         drain = linear.drain            # results a transfer out of the array (result_drain)
         # The heads through RoPE as they leave the array, ``drain`` a cycle, into the head
-        # quantizer at narrow_lanes (its two AbsmaxQuantizers take the heads in turn, so it keeps
+        # quantizer at the output lanes (its two AbsmaxQuantizers take the heads in turn, so it keeps
         # up); its codes are packed to the attention lanes of the query buffer and the KV cache.
         m.submodules.rope = rope = Rope(width=acc_width, head_dim=d, positions=context,
                                         theta=cfg.rope_theta, lanes=drain)
-        qkv_lanes = narrow_lanes(lanes)
+        qkv_lanes = self._output_lanes
         m.submodules.head_quantizer = headq = HeadQuantizer(width=acc_width + 1, lanes=qkv_lanes,
                                                             head_dim=d, quantizers=2)
         m.submodules.kv_cache = kv = KvCache(layers=cfg.num_hidden_layers, kv_heads=kv_heads,

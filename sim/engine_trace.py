@@ -84,7 +84,8 @@ def compare(engine_steps: dict, model_steps: dict, position: int) -> list[str]:
 
 
 def engine_factory(model: str, rows: int, simd: int, lanes: int, attention_lanes: int | None = None,
-                   head_lanes: int | None = None, norm_ratio: int = 1, dequantizer_units: int | None = None,
+                   head_lanes: int | None = None, norm_ratio: int = 1, output_lanes: int | None = None,
+                   dequantizer_units: int | None = None,
                    k_max: int = 8, taps: bool = False, flash_offset: int | None = None, spram: bool = False,
                    multiplier: str | None = None, with_model: bool = False):
     """The Engine for the checkpoint directory ``model`` (JSON-able parameters, for the cocotb
@@ -96,7 +97,8 @@ def engine_factory(model: str, rows: int, simd: int, lanes: int, attention_lanes
 
     integer = IntegerModel(load_weights(model))
     engine = Engine(integer, rows=rows, simd=simd, lanes=lanes, attention_lanes=attention_lanes,
-                    head_lanes=head_lanes, norm_ratio=norm_ratio, dequantizer_units=dequantizer_units,
+                    head_lanes=head_lanes, norm_ratio=norm_ratio, output_lanes=output_lanes,
+                    dequantizer_units=dequantizer_units,
                     k_max=k_max, taps=taps, flash_offset=flash_offset, spram=spram, multiplier=multiplier)
     if with_model:
         return engine, integer

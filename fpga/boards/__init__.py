@@ -52,6 +52,9 @@ class Board:
     # the engine's norm_ratio: vector beats a word of the RmsQuantizer (its passes and codes run
     # lanes · norm_ratio wide, at three multipliers an element)
     norm_ratio: int = 1
+    # the engine's output_lanes: matmul results a cycle through its output path (None: the engine's
+    # default, 2)
+    output_lanes: int | None = None
     # the engine's dequantizer_units: elements a cycle of its Dequantizer (None: the engine's default)
     dequantizer_units: int | None = None
     # HeAP's spreading target (nextpnr's --placer-heap-beta; None: its default, 0.9): the share of a
@@ -89,6 +92,8 @@ class Board:
             params["k_max"] = self.k_max
         if self.norm_ratio != 1:
             params["norm_ratio"] = self.norm_ratio
+        if self.output_lanes is not None:
+            params["output_lanes"] = self.output_lanes
         if self.dequantizer_units is not None:
             params["dequantizer_units"] = self.dequantizer_units
         if self.flash_offset is not None:

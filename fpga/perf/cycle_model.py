@@ -68,7 +68,7 @@ def _produced(n: int, k: int, rows: int, simd: int, drain: int) -> list[int]:
 @functools.lru_cache(maxsize=None)
 def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
                 head_dim: int, drain: int = 1, units: int | None = None, lead: int = 0,
-                heads_state: tuple = (0, 0, 0, 0, 0, 0)) -> tuple[int, int, tuple]:
+                heads_state: tuple = (0, 0, 0, 0, 0, 0), narrow: int | None = None) -> tuple[int, int, tuple]:
     """(the array's last result, the MATMUL instruction's cycles, the head quantizer's state after
     it) from its first cycle: results leave
     the array ``drain`` a transfer (:func:`hw.engine.result_drain`) into the FIFO and leave it a
@@ -81,11 +81,12 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
     the instruction ends when the route's last write is done and ``D·γ`` is made, q's and k's once
     their last head is in the head quantizer: its state (each AbsmaxQuantizer's input and codes
     free, the latest scale taken, relative to this instruction's start, and the AbsmaxQuantizer
-    the next head goes to) comes in as ``heads_state`` and goes on to the next heads' MATMUL."""
+    the next head goes to) comes in as ``heads_state`` and goes on to the next heads' MATMUL.
+    ``narrow``: the engine's output lanes (:func:`hw.engine.narrow_lanes` unless given)."""
     produced = [t - lead for t in _produced(n, k, sizes.rows, sizes.simd, drain)]
     enabled = max(d_wait, 0) + SCALE_PRODUCT
     heads = route in (Route.Q, Route.K, Route.V)
-    lanes = narrow_lanes(sizes.lanes)     # the head quantizer's
+    lanes = narrow or narrow_lanes(sizes.lanes)     # the head quantizer's
     words = head_dim // lanes             # the head quantizer's beats a head
     beats = head_dim // drain             # RoPE's (and the FIFO's words) a head
     # per head: RoPE's banks and emission; each AbsmaxQuantizer's load side and codes side
@@ -232,13 +233,17 @@ def lm_head_cycles(cfg, sizes: EngineSizes, greedy: bool = GREEDY, ratio: int = 
 
 # -- a position --------------------------------------------------------------------------------
 
-def body_cycles(cfg, sizes: EngineSizes, position: int, ratio: int = 1, units: int | None = None) -> dict:
+def body_cycles(cfg, sizes: EngineSizes, position: int, ratio: int = 1, units: int | None = None,
+                narrow: int | None = None) -> dict:
     """Cycles by phase of the layers at ``position`` (EMBED to STEP: a prompt token), the norms at
     ``ratio`` beats a word (the engine's ``norm_ratio``), the Dequantizer at ``units`` elements a
-    cycle (its ``dequantizer_units``)."""
+    cycle (its ``dequantizer_units``), the output path ``narrow`` results a cycle (its
+    ``output_lanes``)."""
     steps = program(cfg)
     shapes = dict(zip(MATRICES, cfg.linear_shapes().values()))
-    drain = result_drain(sizes.rows, sizes.lanes, [n for n, _ in shapes.values()], cfg.dim_per_head)
+    narrow = narrow_lanes(sizes.lanes, narrow)
+    units = units or narrow
+    drain = result_drain(sizes.rows, sizes.lanes, [n for n, _ in shapes.values()], cfg.dim_per_head, narrow)
     total = phases()
     d_wait = 0              # cycles from the end of the latest NORM to its D
     lead = 0                # a MATMUL's product started this long before it (by the previous one)
@@ -274,7 +279,7 @@ def body_cycles(cfg, sizes: EngineSizes, position: int, ratio: int = 1, units: i
             start = 0 if chained else START
             n, k = shapes[step.name]
             busy, end, heads_state = output_path(n, k, step.route, d_wait - FETCH - start, sizes,
-                                                 cfg.dim_per_head, drain, units, lead, heads_state)
+                                                 cfg.dim_per_head, drain, units, lead, heads_state, narrow)
             # (the head quantizer's state in the next instruction's cycles)
             heads_state = (*(t - end - FETCH for t in heads_state[:5]), heads_state[5])
             # the array busy (the engine counts it first): this product's part in this
@@ -298,12 +303,17 @@ def head_cycles(cfg, sizes: EngineSizes, greedy: bool = GREEDY, ratio: int = 1) 
     return phases(control=2 * FETCH, head=lm_head_cycles(cfg, sizes, greedy, ratio))
 
 
+def engine_units(params: dict) -> int:
+    """The Dequantizer's elements a cycle of an engine of ``params`` (Engine's keywords)."""
+    return params.get("dequantizer_units") or narrow_lanes(params["lanes"], params.get("output_lanes"))
+
+
 def token_cycles(cfg, params: dict, position: int, *, decode: bool = True,
                  greedy: bool = GREEDY) -> dict:
     """Predicted cycles by phase (and ``cycles``) of one token at ``position``: prefill (a prompt
     token, the layers only) or decode (the layers and an LM head and sample)."""
-    sizes, ratio, units = EngineSizes.of(params), params.get("norm_ratio", 1), params.get("dequantizer_units")
-    total = body_cycles(cfg, sizes, position, ratio, units)
+    sizes, ratio, units = EngineSizes.of(params), params.get("norm_ratio", 1), engine_units(params)
+    total = body_cycles(cfg, sizes, position, ratio, units, params.get("output_lanes"))
     if decode:
         add(total, head_cycles(cfg, sizes, greedy, ratio))
     total["cycles"] = sum(total[p.name.lower()] for p in Phase)
@@ -314,7 +324,7 @@ def mean_cycles(cfg, params: dict, positions, *, decode: bool = True) -> dict:
     """The mean of :func:`token_cycles` over ``positions`` (only attention depends on the
     position: the rest is computed once)."""
     positions = list(positions)
-    sizes, ratio, units = EngineSizes.of(params), params.get("norm_ratio", 1), params.get("dequantizer_units")
+    sizes, ratio, units = EngineSizes.of(params), params.get("norm_ratio", 1), engine_units(params)
     total = token_cycles(cfg, params, 0, decode=decode)
     attention = (sum(attention_cycles(cfg, sizes, p + 1, ratio, units) for p in positions) / len(positions)
                  * cfg.num_hidden_layers)

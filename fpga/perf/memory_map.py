@@ -68,8 +68,9 @@ def engine_memories(cfg, params: dict, *, loaded: bool = False) -> list[Memory]:
     layers, heads, kv, context = (cfg.num_hidden_layers, cfg.num_attention_heads,
                                   cfg.num_key_value_heads, cfg.max_position_embeddings)
     vocab, longest = cfg.vocab_size, max(hidden, ffn)
-    narrow = narrow_lanes(lanes)                  # the head quantizer's lanes
-    drain = result_drain(rows, lanes, [n for n, _ in cfg.linear_shapes().values()], cfg.dim_per_head)
+    narrow = narrow_lanes(lanes, params.get("output_lanes"))     # the head quantizer's lanes
+    drain = result_drain(rows, lanes, [n for n, _ in cfg.linear_shapes().values()], cfg.dim_per_head,
+                         narrow)
     acc = acc_bits(longest)                       # TernaryLinear's accumulators
     gated_act = GatedActivation.act_bits_of(cfg.hidden_act, acc)
     rms_width = max(RES_BITS, GatedActivation.out_bits_of(cfg.hidden_act))     # as the engine's

@@ -195,9 +195,9 @@ def test_parts_match_the_boards():
 
 def test_roofline_is_the_slowest_resource_and_below_the_engine():
     config = load_weights(paths.MODELS / "ulx3s").config         # 3 layers, 6 heads, 2 kv heads, d 32
-    params = BOARDS["ulx3s-85f"].engine.as_dict()                 # 8×32, attention 16, LM head 32
+    params = BOARDS["ulx3s-85f"].engine.as_dict()                 # 16×32, attention 16, LM head 32
     first, last = roofline(config, params, 0), roofline(config, params, 255)
-    assert first["weights"] == last["weights"] == 958_464 / 256 == first["bound"]
+    assert first["weights"] == last["weights"] == 958_464 / 512 == first["bound"]
     assert last["attention"] == 3 * 6 * 256 * 32 * 2 / 32 == last["bound"]   # scores and values
     assert last["kv"] == 3 * 2 * 256 * 32 * 2 / 32 and last["lm_head"] == 65 * 192 / 32
     for position in (0, 16, 128, 255):

@@ -72,6 +72,11 @@ def check_taps(engine, model, prompt, generated, taps):
     (3, dict(num_attention_heads=4, num_key_value_heads=4, intermediate_size=32),
      dict(rows=4, simd=16, lanes=4, attention_lanes=4, head_lanes=16, norm_ratio=2, dequantizer_units=4),
      1.0, None),
+    # the results four a cycle out of the array, through RoPE and the head quantizer, into a
+    # Dequantizer of two units (head_dim 8: four divides its half)
+    (4, dict(num_attention_heads=2, num_key_value_heads=2, intermediate_size=32),
+     dict(rows=4, simd=16, lanes=4, attention_lanes=4, head_lanes=16, output_lanes=4, dequantizer_units=2),
+     0.0, None),
 ])
 def test_engine_matches_integer_model(tmp_path, seed, overrides, params, temperature, top_k):
     print(f"seed {seed}")
@@ -81,6 +86,9 @@ def test_engine_matches_integer_model(tmp_path, seed, overrides, params, tempera
     count = 4
     expected = model.generate(prompt, count, temperature=temperature, seed=seed, top_k=top_k)
     engine = Engine(model, taps=True, k_max=4, **params)
+    assert engine.output_lanes == params.get("output_lanes", 2)
+    if "output_lanes" in params:       # the array's tiles leave that many results a cycle
+        assert engine.linear.drain == params["output_lanes"]
     commands = ([command(Command.RESET)] + [command(Command.TOKEN, token=t) for t in prompt]
                 + [command(Command.GENERATE, count=count, temperature=temperature, top_k=top_k,
                            seed=seed)])
@@ -150,8 +158,10 @@ def test_engine_loads_its_weights_from_spi_flash(tmp_path):
      r"hidden_size 16, intermediate_size 24\), not 4$"),
     (dict(rows=4, simd=8, lanes=4, dequantizer_units=3),
      r"^dequantizer_units must divide lanes 4, not 3; \[1, 2, 4\] would$"),
+    (dict(rows=4, simd=8, lanes=2, output_lanes=4),
+     r"^output_lanes must divide lanes 2, not 4; \[1, 2\] would$"),
 ], ids=["rows_zero", "simd_not_dividing", "attention_lanes_not_dividing", "norm_ratio_not_dividing",
-        "dequantizer_units_not_dividing"])
+        "dequantizer_units_not_dividing", "output_lanes_not_dividing"])
 def test_engine_sizes_refused_in_one_line(tmp_path, sizes, message):
     model = tiny_model(tmp_path, 1)
     with pytest.raises(ValueError, match=message):
