@@ -80,7 +80,7 @@ BOARDS = [
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "models/ulx3s",
           ENGINE_85F, clock_mhz=59.375, baud=3_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=("gated/buffer", "rms/buffer"), placer="static",
-          placer_seed=5, vector_lanes=8, norm_ratio=2),
+          placer_seed=5, vector_lanes=8, norm_ratio=2, output_lanes=4),
     # 64.87 MHz post-route asking 60 MHz with nextpnr's static placer and seed 3 (4×32, 4/8/8,
     # 2026-12-07, 24,571 LUTs, 439 s with other jobs running), the LM head's dot copied beside the
     # logit's multipliers; with the matmul's result stage and without that copy 57.62 (the dot's
