@@ -780,23 +780,28 @@ class Engine(wiring.Component):
         # The Dequantizer's input: the embedding row (EMBED), the attention output (NORM: only the
         # attn_sub_norm's has one) or the residual's sums (MATMUL); its output into H, or into the
         # norm for the attention.
+        # They reach it through a skid buffer of its own, so the Dequantizer's ready (its advance)
+        # goes no further than that skid: through the source's choice into the attention output's
+        # skid, whose registers span the die, it was the 85F's slowest path at 16×32 (49.3 MHz).
         to_norm = op_norm
+        deq_feed = skid("deq_feed", deq.i.payload.shape())
+        wiring.connect(m, deq_feed.o, deq.i)
 
         def dequantize(source):
             """``source`` (data, scale, last; no addend) into the Dequantizer, element by element
             (its values are narrower than the Dequantizer's)."""
-            m.d.comb += [deq.i.valid.eq(source.valid), source.ready.eq(deq.i.ready),
-                         deq.i.payload.scale.eq(source.payload.scale),
-                         deq.i.payload.last.eq(source.payload.last)]
-            m.d.comb += [deq.i.payload.data[e].eq(source.payload.data[e]) for e in range(lanes)]
+            m.d.comb += [deq_feed.i.valid.eq(source.valid), source.ready.eq(deq_feed.i.ready),
+                         deq_feed.i.payload.scale.eq(source.payload.scale),
+                         deq_feed.i.payload.last.eq(source.payload.last)]
+            m.d.comb += [deq_feed.i.payload.data[e].eq(source.payload.data[e]) for e in range(lanes)]
 
         with m.If(op_embed):
             dequantize(table.embedding)
         with m.Elif(to_norm):
             dequantize(attention_out.o)
         with m.Else():
-            m.d.comb += [deq.i.valid.eq(deq_in.o.valid), deq_in.o.ready.eq(deq.i.ready),
-                         deq.i.payload.eq(deq_in.o.payload)]
+            m.d.comb += [deq_feed.i.valid.eq(deq_in.o.valid), deq_in.o.ready.eq(deq_feed.i.ready),
+                         deq_feed.i.payload.eq(deq_in.o.payload)]
 
         # H writes: the embedding row, or the residual's sums.
         h_addr = Signal(range(hidden // lanes + 1))

@@ -148,7 +148,7 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
     if not heads:
         # (the residual's last beat is taken with its last part, dequantizer_parts − 1 cycles on)
         tail = {Route.RESIDUAL: (dequantizer_parts(sizes, units) + Dequantizer.latency_of()
-                                 + SkidBuffer.latency + 1),
+                                 + 2 * SkidBuffer.latency + 1),      # (its feed's skid, its output's)
                 Route.GATE: 1, Route.UP: 2}[route]
         end = out + tail
     state = (*quantizer_free, *codes_free, scale_taken, (n // beats + turn) % 2) if heads else heads_state
@@ -205,7 +205,7 @@ def attention_cycles(cfg, sizes: EngineSizes, length: int, ratio: int = 1, units
     period = AttentionHead.period_of(length, words, sizes.attention_lanes, out_beats)
     last = (words + passes["scores"] + 1 + passes["weights"] + 1
             + max(passes["values"], passes["row_scale"]) + Dequantizer.latency_of() + out_beats
-            + 2 * SkidBuffer.latency)             # the engine's skids after the head and the Dequantizer
+            + 3 * SkidBuffer.latency)   # the engine's skids after the head, into and after the Dequantizer
     beats = cfg.hidden_size // sizes.lanes
     return 2 + (cfg.num_attention_heads - 1) * period + last + feed_and_codes(beats, sizes.lanes, ratio)
 
@@ -258,7 +258,7 @@ def body_cycles(cfg, sizes: EngineSizes, position: int, ratio: int = 1, units: i
             words = cfg.hidden_size // sizes.lanes      # taken by the Dequantizer a beat in its parts
             add(total, phases(control=FETCH, vector=TokenTable.row_cycles_of(words)
                               + words * (dequantizer_parts(sizes, units) - 1)
-                              + Dequantizer.latency_of() + SkidBuffer.latency))
+                              + Dequantizer.latency_of() + 2 * SkidBuffer.latency))
         elif step.op == Op.NORM:
             beats = cfg.hidden_size // sizes.lanes
             if step.source == Source.ATTENTION:
