@@ -57,9 +57,6 @@ class Board:
     output_lanes: int | None = None
     # the engine's dequantizer_units: elements a cycle of its Dequantizer (None: the engine's default)
     dequantizer_units: int | None = None
-    # the attention's products on the family's multiplier primitive (MULTIPLIERS) with its registers;
-    # False: inferred multiplies, which Yosys maps as it sees fit
-    multiplier_blocks: bool = True
     # HeAP's spreading target (nextpnr's --placer-heap-beta; None: its default, 0.9): the share of a
     # region's sites its cells may fill before they are spread further. Lower leaves the strict
     # legalisation less to do on a nearly full part (the Tang Primer 20K's HeAP stalled in it at 0.9)
@@ -101,7 +98,7 @@ class Board:
             params["dequantizer_units"] = self.dequantizer_units
         if self.flash_offset is not None:
             params.update(flash_offset=self.flash_offset, spram=self.family == "ice40")
-        if self.family in MULTIPLIERS and self.multiplier_blocks:
+        if self.family in MULTIPLIERS:
             params["multiplier"] = MULTIPLIERS[self.family]
         return params
 
