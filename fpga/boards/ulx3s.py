@@ -47,7 +47,7 @@ BOARDS = [
     # 57.143 MHz (25 × 16 / 7, the PLL's next step below 59.375 that keeps 3 Mbaud within 2%) since
     # 2026-12-08 at 16×32 with the matmul's results four a cycle through the output path
     # (output_lanes 4): 5,965 cycles a token against 6,820 at two, 9,580 tok/s against 8,706 at
-    # 59.375 MHz. That engine routed at 57.37 MHz asking 59.375 (seed 5, 50,299 LUTs, 204 block RAMs,
+    # 59.375 MHz. That engine routed at 57.37 MHz asking 59.375 (seed 5, 50,304 LUTs, 204 block RAMs,
     # 149 multipliers; its slowest path the norm's bit length into its shift); at two output lanes
     # 59.43 asking 59.375.
     # 60.68 MHz post-route asking 59.375 MHz (the PLL's step below 60) with nextpnr's static placer
