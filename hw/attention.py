@@ -185,8 +185,8 @@ class AttentionHead(wiring.Component):
         (w_j written) and ``accumulate`` (a value word summed).
 
         Scores: 1 the key word, 2 registered, 3 in the multipliers, 4 its products, then the adder
-        tree (two adder levels a stage, the accumulation into dot last); the key scale registered in 2, then two
-        scale products; z_j = dot_j · coef_j, shifted, rounded. Weights: 1 z_j, 2 registered, 3
+        tree (two adder levels a stage, the accumulation into dot last); the key scale registered
+        in 2, then two scale products; z_j = dot_j · coef_j, shifted, rounded. Weights: 1 z_j, 2 registered, 3
         delta, 4 the table's entry, 5 registered, 6 p_j and its scale, then the product. Values:
         1 the weight and value word, 2 registered, 3 the exponent distance, 4 the aligned weight
         (in the multipliers' operand registers), 5 the products, summed in 5; above
