@@ -86,7 +86,7 @@ def output_path(n: int, k: int, route: Route, d_wait: int, sizes: EngineSizes,
     produced = [t - lead for t in _produced(n, k, sizes.rows, sizes.simd, drain)]
     enabled = max(d_wait, 0) + SCALE_PRODUCT
     heads = route in (Route.Q, Route.K, Route.V)
-    lanes = narrow or narrow_lanes(sizes.lanes)     # the head quantizer's
+    lanes = narrow_lanes(sizes.lanes, narrow)     # the head quantizer's
     words = head_dim // lanes             # the head quantizer's beats a head
     beats = head_dim // drain             # RoPE's (and the FIFO's words) a head
     # per head: RoPE's banks and emission; each AbsmaxQuantizer's load side and codes side
