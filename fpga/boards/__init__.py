@@ -42,6 +42,10 @@ class Board:
     # engine memories (paths inside the Engine, e.g. "rms/buffer"; hw.engine.SHALLOW_BUFFERS) put
     # in LUT RAM rather than block RAM: shallow, wide buffers whose block RAMs the weights need
     distributed_ram: tuple = ()
+    # engine blocks (e.g. "table", "attention/key_product0") whose small multiplies (products of at
+    # most fpga.flow.build.FABRIC_PRODUCT_BITS bits) are built from LUTs (Yosys' booth), not
+    # multiplier blocks: a part with LUTs to spare and too few multipliers
+    fabric_multipliers: tuple = ()
     # nextpnr's placement seed: placement (and so whether router2 converges) changes with it
     placer_seed: int = 1
     # nextpnr's placer: "heap" (its default) or "static" (electrostatic; the ULX3S-85F's SoC routes

@@ -104,5 +104,5 @@ BOARDS = [
     # registers through a MULT18X18D to registers, most of their delay routing)
     Board("ulx3s-45f", "amaranth_boards.ulx3s:ULX3S_45F_Platform", "ecp5", "models/small",
           ENGINE_SMALL, clock_mhz=60.0, baud=3_000_000, loader_board="ulx3s",
-          reset_button="button_pwr", placer="static", placer_seed=3),
+          reset_button="button_pwr", placer="static", placer_seed=3, fabric_multipliers=("table",)),
 ]

@@ -27,6 +27,10 @@ SOC_SCRIPTS = {"ecp5": ECP5_SCRIPT, "ice40": ICE40_SCRIPT, "gowin": GOWIN_SCRIPT
 BITSTREAMS = {"ecp5": "top.bit", "ice40": "top.bin", "gowin": "top.fs"}
 # nextpnr's utilization names: LUTs, flip-flops, block RAMs, DSPs (by family). A tuple adds up cells
 # that share one kind of site, the first giving the sites available.
+# the widest product of a multiply a board's ``fabric_multipliers`` builds from LUTs: a MULT18X18D
+# (36-bit product) spent on a 9 × 9 product does a quarter of the work it could, and ECP5's 9 × 9
+# halves of it are not placed by nextpnr
+FABRIC_PRODUCT_BITS = 18
 RESOURCES = {
     "ecp5": {"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "ram": "DP16KD", "dsp": "MULT18X18D"},
     "ice40": {"luts": "ICESTORM_LC", "ffs": None, "ram": "ICESTORM_RAM", "dsp": "ICESTORM_DSP",
@@ -123,7 +127,8 @@ def build_options(board: Board) -> dict:
                "ice40": {"synth_opts": "-dsp", "nextpnr_opts": nextpnr},
                # nextpnr's Gowin flow has no clock constraint from Amaranth: the board's clock
                "gowin": {"nextpnr_opts": nextpnr + f" --freq {board.clock_mhz:g}"}}[board.family]
-    options["script_after_read"] = "\n".join(filter(None, [KEEP_COPIES, distributed_ram_script(board)]))
+    options["script_after_read"] = "\n".join(filter(None, [KEEP_COPIES, distributed_ram_script(board),
+                                                            fabric_multiplier_script(board)]))
     return options
 
 
@@ -132,6 +137,20 @@ def distributed_ram_script(board: Board, soc: str = "top.soc") -> str:
     module is ``soc``."""
     paths = " ".join(yosys_path(name, soc) for name in board.distributed_ram)
     return f'setattr -set ram_style "distributed" {paths}' if paths else ""
+
+
+def fabric_multiplier_script(board: Board, soc: str = "top.soc") -> str:
+    """The Yosys commands that build the small multiplies (products of at most
+    :data:`FABRIC_PRODUCT_BITS` bits) of ``board.fabric_multipliers`` (engine blocks, each with
+    the blocks inside it) from LUTs, in a design whose SoC module is ``soc``."""
+    if not board.fabric_multipliers:
+        return ""
+    # a block and the modules inside it (Amaranth names them "block.child")
+    modules = [pattern for name in board.fabric_multipliers
+               for block in [f"{soc}.engine.{name.replace('/', '.')}"] for pattern in (block, f"{block}.*")]
+    cells = " ".join(f"{module}/t:$mul" for module in modules) + " %u" * (len(modules) - 1)
+    # (booth passes over a module with processes: proc first, as synthesis does)
+    return f"proc {' '.join(modules)}\nbooth {cells} r:Y_WIDTH<={FABRIC_PRODUCT_BITS} %i"
 
 
 def yosys_path(name: str, soc: str = "top.soc") -> str:
@@ -149,7 +168,7 @@ def soc_script(board: Board, *, source: str, top: str, flatten: str = "") -> str
     script = SOC_SCRIPTS[board.family]
     flags = flatten + ("" if board.family == "ecp5" else f" {build_options(board).get('synth_opts', '')}")
     read, _, rest = script.format(source=source, top=top, flatten=flags.strip()).partition("\n")
-    return f"{read}\n{distributed_ram_script(board, top)}\n{rest}"
+    return "\n".join([read, distributed_ram_script(board, top), fabric_multiplier_script(board, top), rest])
 
 
 def read_report(family: str, path: Path) -> dict:

