@@ -19,7 +19,7 @@ from hw.protocol import TOKEN_BYTES, Response, frame
 from hw.uart import FRAME_BITS
 
 PROMPT, TOKENS = "ROMEO:", 32
-TARGETS = {"ulx3s-85f": 10_000, "icebreaker": 1_000}
+TARGETS = {"ulx3s-85f": 20_000, "ulx3s-45f": 10_000, "icebreaker": 2_000}   # issue 19's, tok/s
 ZYBOGPT = ("ZyboGPT (Zybo Z7-20, Vivado)", "115 K parameters", 3_072)
 TOKEN_FRAME_BYTES = len(frame(Response.TOKEN, bytes(TOKEN_BYTES)))   # SYNC, kind, length, token, CRC
 BUILD_TIME_LIMIT = 40 * 60    # seconds: a build still placing or routing then is stopped and reported
@@ -183,7 +183,7 @@ def plot(rows, path: Path):
             ax.hlines(target, i - 0.4, i + 0.4, colors="tab:red", linestyles="dashed")
     ax.set_ylabel("tokens / s (dashed: target)")
     ax.set_yscale("log")
-    ax.set_ylim(100, 20_000)
+    ax.set_ylim(100, 2 * max(TARGETS.values()))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

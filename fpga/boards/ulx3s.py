@@ -87,6 +87,9 @@ BOARDS = [
           ENGINE_85F, clock_mhz=57.143, baud=3_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=("gated/buffer", "rms/buffer"), placer="static",
           placer_seed=5, vector_lanes=8, norm_ratio=2, output_lanes=4),
+    # 63.50 MHz post-route asking 60 MHz with nextpnr's static placer and seed 3 (2026-12-08, 27,664
+    # LUTs, 71 of 72 multipliers, 767 s; 4,618 cycles a token, 12,992 tok/s): the LM head's int8
+    # products from LUTs (fabric_multipliers), without which the engine takes 79 multipliers. Before:
     # 64.87 MHz post-route asking 60 MHz with nextpnr's static placer and seed 3 (4×32, 4/8/8,
     # 2026-12-07, 24,571 LUTs, 439 s with other jobs running), the LM head's dot copied beside the
     # logit's multipliers; with the matmul's result stage and without that copy 57.62 (the dot's
