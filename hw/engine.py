@@ -1109,13 +1109,17 @@ class Engine(wiring.Component):
                 m.d.comb += [tap.payload.mant.eq(scale.mant), tap.payload.exp.eq(scale.exp)]
 
         words = lambda payload: [payload[e] for e in range(lanes)]   # noqa: E731
+        # a norm's D, held until the port is free (it may come while that norm's codes leave)
+        scale_pending = Signal()
+        scale_value, scale_pc = Signal.like(rms.scale.payload), Signal.like(norm_pc)
         with m.If(h_valid):
             event(Tap.H, words(h_source))
         with m.Elif(codes_out):
             event(Tap.CODES, [codes.payload.data[e] for e in range(self.norm_lanes)])
-        with m.Elif(rms.scale.valid & rms.scale.ready):
-            event(Tap.SCALE, scale=rms.scale.payload)
-            m.d.comb += tap.payload.pc.eq(norm_pc)        # D may come during the next matmul
+        with m.Elif(scale_pending):
+            event(Tap.SCALE, scale=scale_value)
+            m.d.comb += tap.payload.pc.eq(scale_pc)       # D may come during the next matmul
+            m.d.sync += scale_pending.eq(0)
         with m.Elif(code_taken):
             event(Tap.HEAD_CODES, [head_codes.payload.data[e] for e in range(att_lanes)])
             m.d.comb += tap.payload.pc.eq(heads_pc)
@@ -1126,6 +1130,8 @@ class Engine(wiring.Component):
             event(Tap.INPUT, words(rms.i.payload.data))
         with m.Elif(lm_table.logits.valid & lm_table.logits.ready):
             event(Tap.LOGIT, [lm_table.logits.payload.logit])
+        with m.If(rms.scale.valid & rms.scale.ready):
+            m.d.sync += [scale_pending.eq(1), scale_value.eq(rms.scale.payload), scale_pc.eq(norm_pc)]
 
 
 def command(op: Command, *, token: int = 0, count: int = 0, temperature: float = 0.0,

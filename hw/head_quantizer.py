@@ -16,15 +16,15 @@ engine makes is; a product out of the exponent's range, or of an unnormalized ``
 out ``invalid``.
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Const, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from model.numerics import ACT_BITS, INV_ACT_MAX, SCALE_BITS, SCALE_EXP_BITS
 
-from .arith import check_integers, top_bit_tree
+from .arith import check_integers
 from .quantizer import MAX_LANES, AbsmaxQuantizer
-from .scale_unit import NormalizedScaleMultiplier, scale_layout
+from .scale_unit import NormalizedScaleMultiplier, from_int_stages, scale_layout
 
 QUANTIZERS = (1, 2)
 
@@ -133,25 +133,9 @@ class HeadQuantizer(wiring.Component):
         # 1: the peak and its bit length L (exp = L − 16)
         peak, peak_valid = Signal(self._width), Signal()
         m.d.sync += [peak.eq(codes.payload.peak), peak_valid.eq(start)]
-        # 2: the top 17 bits (leading one at bit 16, truncated), the exponent L − 16. The peak is
-        # normalized in a field of a power of two bits, 2^n, by its top bit's index inverted
-        # (2^n − 1 − index, n bits) so that no adder lies between the index and the shift (with
-        # L and 2^n − L, two carry chains, it was the ULX3S-85F's slowest path at 60.7 MHz)
-        index, _ = top_bit_tree(peak)              # (a zero peak: top is 0, and so is the scale)
-        n = max(len(index), SCALE_BITS.bit_length())   # 2^n >= the peak's width and 17
-        field = 1 << n
-        top, top_exp, top_valid = Signal(SCALE_BITS + 1), Signal(signed(exp_bits)), Signal()
-        wide, shift = Signal(field), Signal(n)
-        m.d.comb += [wide.eq(peak), shift.eq(~Cat(index, Const(0, n - len(index))))]
-        m.d.sync += [top.eq((wide << shift)[field - SCALE_BITS - 1:field]),
-                     top_exp.eq(index + 1 - SCALE_BITS), top_valid.eq(peak_valid)]
-        # 3: rounded half up to 16 bits, a carry to 2^16 renormalized (0 stays (0, 0))
-        rounded = Signal(SCALE_BITS + 1)
-        m.d.comb += rounded.eq((top + 1) >> 1)
-        carry = rounded[SCALE_BITS]
-        peak_scale, peak_scale_valid = Signal(scale_layout(exp_bits)), Signal()
-        m.d.sync += [peak_scale.mant.eq(Mux(carry, rounded >> 1, rounded)),
-                     peak_scale.exp.eq(Mux(top == 0, 0, top_exp + carry)), peak_scale_valid.eq(top_valid)]
+        # 2: the top 17 bits, the exponent L − 16; 3: rounded to 16 bits (hw.scale_unit.from_int_stages)
+        peak_scale, _, peak_scale_valid = from_int_stages(m, peak, peak_valid, Const(0, 1), exp_bits,
+                                                          "peak_scale")
         # 4, 5: · acc_scale; 6, 7: · (1/127)
         m.submodules.acc_mul = acc_mul = NormalizedScaleMultiplier(exp_bits)
         m.submodules.inv_mul = inv_mul = NormalizedScaleMultiplier(exp_bits)

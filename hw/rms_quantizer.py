@@ -21,12 +21,16 @@ passes take ``ceil(b / ratio)`` cycles for a token of ``b`` beats. Then:
    AbsmaxQuantizer a buffer of its own (as wide as ``u``). A token of ``b`` beats that is not a
    whole number of words ends in a word whose missing beats count as zeros: its last code beat
    ends in ``feed_lanes − lanes·(b mod ratio)`` zero codes.
-3. **Scale**: a :class:`~hw.scale_unit.ScaleUnit` runs the ten-command program :data:`PROGRAM`
-   for ``D = m·2^(e − gain_exp)·x_scale · rsqrt(S·2^(2e)·inv_len·x_scale² + eps) · (1/127)``
-   (``D = 0`` when ``m = 0``) from the first pass's end, which goes out on ``scale`` (with
-   ``invalid`` if an exponent left the range); meanwhile the codes leave the AbsmaxQuantizer on
-   ``o``, and ``m = max|u|`` is latched from its first code (the AbsmaxQuantizer's peak) before the
-   program reads it.
+3. **Scale**: ``D = m·2^(e − gain_exp)·x_scale · rsqrt(S·2^(2e)·inv_len·x_scale² + eps) · (1/127)``
+   (``D = 0`` when ``m = 0``), from the first pass's end, goes out on ``scale`` (with ``invalid``
+   if an exponent left the range): the :class:`~hw.scale_unit.ScaleUnit` makes S's scale
+   (:data:`SUM_PROGRAM`) and, after two products, the sum with eps and its rsqrt
+   (:data:`ROOT_PROGRAM`); the six products (:data:`PRODUCTS`) are this block's own, one at a time on
+   a :class:`~hw.scale_unit.NormalizedScaleMultiplier` (``x_scale²`` during the first pass), and
+   ``m``'s scale is made by :func:`~hw.scale_unit.from_int_stages` once ``m = max|u|`` is latched from
+   the AbsmaxQuantizer's first code (its peak). The same operations in the same order as the
+   model's: 92 cycles where the ten on the unit took 134. Meanwhile the codes leave the
+   AbsmaxQuantizer on ``o``.
 
 Every stage holds at most one carry chain (ECP5 timing discipline): the block RAM's read data and
 the multipliers' operands and products are registered. The feed stalls on the skid buffer's
@@ -41,47 +45,55 @@ Cycles per token of ``b`` beats (``w = ceil(b / ratio)`` words) with no stalls: 
 last beat's store) ``+ w + 7`` (the first pass: read, register, normalize, multiply, skid, its
 last product's transfer registered) and
 then, in parallel, the AbsmaxQuantizer's ``latency + w`` for the codes (:meth:`codes_latency_of`
-counts the skid too; the second pass) and :data:`PROGRAM`'s ``ScaleProgram.cycles`` for ``D``
-(:meth:`cycles`). The next token is loaded once ``D`` is taken and
-the second pass has been read (``DRAIN``; D's program is usually the longer).
+counts the skid too; the second pass) and :meth:`scale_cycles` for ``D`` (:meth:`cycles`). The
+next token is loaded once ``D`` is taken and the second pass has been read (``DRAIN``; D is
+usually the later).
 """
 
 from amaranth import Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.utils import exact_log2
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
+from amaranth.utils import exact_log2
 
-from model.numerics import (ACT_BITS, GAIN_BITS, INV_ACT_MAX, NORM_BITS, NORM_MAX_BITLEN,
-                            SCALE_EXP_BITS)
+from model.numerics import ACT_BITS, GAIN_BITS, INV_ACT_MAX, NORM_BITS, NORM_MAX_BITLEN, SCALE_EXP_BITS
 
-from .arith import (bit_length_tree, check_integers, or_all, register_sign_magnitude, sign_magnitude,
-                    store_beat)
+from .arith import (
+    bit_length_tree,
+    check_integers,
+    or_all,
+    register_sign_magnitude,
+    sign_magnitude,
+    store_beat,
+)
 from .quantizer import MAX_LANES, AbsmaxQuantizer
+from .scale_unit import (
+    NormalizedScaleMultiplier,
+    ScaleOp,
+    ScaleProgram,
+    from_int_stages,
+    scale_layout,
+    scale_unit_members,
+    scale_unit_of,
+)
 from .skid_buffer import SkidBuffer
-from .scale_unit import ScaleOp, ScaleProgram, scale_layout, scale_unit_members, scale_unit_of
 
-# The dequant scale as ScaleUnit commands (hw.scale_unit.ScaleProgram): (result, op, a, b, integer).
-# Operands name earlier results or the inputs x_scale, inv_len, eps, inv_act_max; FROM_INT's integer
-# is sum_sq · 2^(2e) or peak · 2^(e - gain_exp).
-PROGRAM = (
-    ("square_sum", ScaleOp.FROM_INT, None, None, "sum_sq"),
-    ("mean_sum", ScaleOp.MUL, "square_sum", "inv_len", None),
-    ("x_scale_sq", ScaleOp.MUL, "x_scale", "x_scale", None),
-    ("mean_square", ScaleOp.MUL, "mean_sum", "x_scale_sq", None),
+# The dequant scale D (model.integer.rms_quantize), its ScaleUnit commands
+# (hw.scale_unit.ScaleProgram: (result, op, a, b, integer)) and its products, each on this block's
+# NormalizedScaleMultiplier (4 cycles where the unit's MUL takes 9): S's scale, FROM_INT of
+# sum_sq · 2^(2e); then mean_sum = S · inv_len and mean_square = mean_sum · x_scale² (x_scale² made
+# during the first pass); then the sum with eps and its rsqrt; then peak = scale_from_int(m,
+# e − gain_exp) · x_scale (that scale made by from_int_stages once m is latched), peak_rms = peak ·
+# inv_rms, D = peak_rms · (1/127). The same operations on the same operands as the model's, in
+# the same order: only where they run differs.
+SUM_PROGRAM = (("square_sum", ScaleOp.FROM_INT, None, None, "sum_sq"),)
+ROOT_PROGRAM = (
     ("with_eps", ScaleOp.ADD, "mean_square", "eps", None),
     ("inv_rms", ScaleOp.RSQRT, "with_eps", None, None),
-    ("peak_int", ScaleOp.FROM_INT, None, None, "peak"),
-    ("peak", ScaleOp.MUL, "peak_int", "x_scale", None),
-    ("peak_rms", ScaleOp.MUL, "peak", "inv_rms", None),
-    ("dequant", ScaleOp.MUL, "peak_rms", "inv_act_max", None),
 )
+PRODUCTS = ("x_scale_sq", "mean_sum", "mean_square", "peak", "peak_rms", "dequant")   # (D: registered apart)
+PRODUCT_CYCLES = 2 + NormalizedScaleMultiplier.latency_of()    # operands registered, product, taken
 
-# u's peak m is latched from the AbsmaxQuantizer's first code, which leaves it (``latency`` cycles after
-# the first pass) before the program reads m (its first FROM_INT of "peak" comes after the rsqrt).
 RATIOS = (1, 2, 4)        # input beats a buffer word (a power of two: a beat's part is length's low bits)
-
-PEAK_STEP = next(index for index, row in enumerate(PROGRAM) if row[4] == "peak")
-assert AbsmaxQuantizer.latency_of(MAX_LANES, banks=0) < ScaleProgram.cycles(PROGRAM[:PEAK_STEP])
 
 
 class RmsQuantizer(wiring.Component):
@@ -171,7 +183,14 @@ class RmsQuantizer(wiring.Component):
     @staticmethod
     def cycles_of(beats: int, ratio: int = 1) -> int:
         """:meth:`cycles` without a unit (it does not depend on the widths)."""
-        return beats + 1 + -(-beats // ratio) + 6 + SkidBuffer.latency + ScaleProgram.cycles(PROGRAM)
+        return beats + 1 + -(-beats // ratio) + 6 + SkidBuffer.latency + RmsQuantizer.scale_cycles()
+
+    @staticmethod
+    def scale_cycles() -> int:
+        """Clock edges from the first pass's end to ``scale`` valid: S's scale on the unit, two
+        products, the sum and rsqrt on the unit, three products (the peak's scale made by then)."""
+        return (ScaleProgram.cycles(SUM_PROGRAM) + 2 * PRODUCT_CYCLES + ScaleProgram.cycles(ROOT_PROGRAM)
+                + 3 * PRODUCT_CYCLES)
 
     @staticmethod
     def codes_latency_of(feed_lanes: int) -> int:
@@ -288,17 +307,54 @@ class RmsQuantizer(wiring.Component):
             with m.If(s4_valid & s4_first):
                 m.d.sync += sum_sq.eq(sum_sq + sum(squares))
 
+        peak_in = Signal()                           # u_peak latched a cycle ago
+        m.d.sync += peak_in.eq(peak_pending & quantizer.o.valid)
         with m.If(peak_pending & quantizer.o.valid):
             m.d.sync += [u_peak.eq(quantizer.o.payload.peak), peak_zero.eq(quantizer.o.payload.peak == 0),
                          peak_pending.eq(0)]
 
-        # -- scale program --------------------------------------------------------------------
-        scale = scale_layout(len(self.gain_exp))
-        program = ScaleProgram(PROGRAM, len(self.gain_exp))
-        sources = {"x_scale": self.x_scale, "inv_len": self.inv_len, "eps": self.eps,
-                   "inv_act_max": scale.const({"mant": INV_ACT_MAX[0], "exp": INV_ACT_MAX[1]})}
-        integers = {"sum_sq": (sum_sq, 2 * e), "peak": (u_peak, e - self.gain_exp)}
-        dequant = program.results["dequant"]
+        # -- D: S's scale, the sum with eps and its rsqrt on the unit; the products here ----------
+        exp_bits = len(self.gain_exp)
+        scale = scale_layout(exp_bits)
+        sum_program, root_program = ScaleProgram(SUM_PROGRAM, exp_bits), ScaleProgram(ROOT_PROGRAM, exp_bits)
+        products = {name: Signal(scale, name=name) for name in PRODUCTS}
+        inv_act_max = scale.const({"mant": INV_ACT_MAX[0], "exp": INV_ACT_MAX[1]})
+        sources = {"eps": self.eps, "mean_square": products["mean_square"]}
+        integers = {"sum_sq": (sum_sq, 2 * e)}
+        # m's scale, scale_from_int(m, e − gain_exp), two stages after m is latched
+        peak_int, peak_int_invalid, peak_int_valid = from_int_stages(m, u_peak, peak_in, e - self.gain_exp,
+                                                                     exp_bits, "peak_int")
+        peak_int_ready, peak_int_bad = Signal(), Signal()
+        with m.If(peak_int_valid):
+            m.d.sync += [peak_int_ready.eq(1), peak_int_bad.eq(peak_int_invalid)]
+        # the products, one at a time: operands registered, the multiplier's two stages, then stored
+        m.submodules.scale_mul = mul = NormalizedScaleMultiplier(exp_bits)
+        mul_a, mul_b = Signal(scale, name="mul_a"), Signal(scale, name="mul_b")
+        mul_go, mul_busy, mul_to = Signal(), Signal(), Signal(range(len(PRODUCTS)))
+        products_invalid = Signal()
+        m.d.sync += mul_go.eq(0)
+        m.d.comb += [mul.i.a.eq(mul_a), mul.i.b.eq(mul_b), mul.i.valid.eq(mul_go)]
+        with m.If(mul.o.valid):
+            m.d.sync += [mul_busy.eq(0), products_invalid.eq(products_invalid | mul.o.invalid)]
+            with m.Switch(mul_to):
+                for index, name in enumerate(PRODUCTS):
+                    with m.Case(index):
+                        m.d.sync += [products[name].mant.eq(mul.o.mant), products[name].exp.eq(mul.o.exp)]
+
+        def issue(name, a, b):
+            return [mul_a.eq(a), mul_b.eq(b), mul_go.eq(1), mul_busy.eq(1), mul_to.eq(PRODUCTS.index(name))]
+
+        def product_state(state, name, a, b, then, ready=1, starting=()):
+            """State ``state``: ``name = a · b`` (issued once ``ready``), then state ``then``."""
+            with m.State(state):
+                with m.If(~mul_busy & ready):
+                    m.d.sync += issue(name, a, b)
+                with m.If(mul.o.valid):
+                    m.d.sync += list(starting)
+                    m.next = then
+
+        d_scale, d_invalid = Signal(scale, name="d_scale"), Signal(name="d_invalid")
+        invalid = sum_program.invalid | root_program.invalid | products_invalid | peak_int_bad
 
         with m.FSM() as fsm:
             with m.State("LOAD"):
@@ -314,19 +370,30 @@ class RmsQuantizer(wiring.Component):
                           & ~quantizer.i.valid):
                     m.d.sync += [e.eq(e_next),
                                  last_word.eq((length - 1) >> part_bits), read_addr.eq(0),
-                                 passes.eq(2), second.eq(0), sum_sq.eq(0),
-                                 self.overflow.eq(overflowed)]
+                                 passes.eq(2), second.eq(0), sum_sq.eq(0), peak_int_ready.eq(0),
+                                 products_invalid.eq(0), self.overflow.eq(overflowed),
+                                 # x_scale² while the first pass runs (at least 7 cycles)
+                                 *issue("x_scale_sq", self.x_scale, self.x_scale)]
                     m.next = "FEED"
             with m.State("FEED"):
                 with m.If(first_pass_in):
-                    m.d.sync += [second.eq(1), peak_pending.eq(1)] + program.start()
-                    m.next = "ISSUE"
-            program.states(m, unit, sources, integers, "ISSUE", "RESULT", "DONE")
+                    m.d.sync += [second.eq(1), peak_pending.eq(1)] + sum_program.start()
+                    m.next = "SUM"
+            sum_program.states(m, unit, sources, integers, "SUM", "SUM_RESULT", "MEAN_SUM")
+            product_state("MEAN_SUM", "mean_sum", sum_program.results["square_sum"], self.inv_len, "MEAN_SQUARE")
+            product_state("MEAN_SQUARE", "mean_square", products["mean_sum"], products["x_scale_sq"], "ROOT",
+                          starting=root_program.start())
+            root_program.states(m, unit, sources, integers, "ROOT", "ROOT_RESULT", "PEAK")
+            product_state("PEAK", "peak", peak_int, self.x_scale, "PEAK_RMS", ready=peak_int_ready)
+            product_state("PEAK_RMS", "peak_rms", products["peak"], root_program.results["inv_rms"], "DEQUANT")
+            # D registered as it is made (0 where m = 0), so that nothing changes it in DONE
+            product_state("DEQUANT", "dequant", products["peak_rms"], inv_act_max, "DONE",
+                          starting=[d_scale.mant.eq(Mux(peak_zero, 0, mul.o.mant)),
+                                    d_scale.exp.eq(Mux(peak_zero, 0, mul.o.exp)),
+                                    d_invalid.eq((invalid | mul.o.invalid) & ~peak_zero)])
             with m.State("DONE"):
-                m.d.comb += [self.scale.valid.eq(1),
-                             self.scale.payload.mant.eq(Mux(peak_zero, 0, dequant.mant)),
-                             self.scale.payload.exp.eq(Mux(peak_zero, 0, dequant.exp)),
-                             self.scale.payload.invalid.eq(program.invalid & ~peak_zero)]
+                m.d.comb += [self.scale.valid.eq(1), self.scale.payload.mant.eq(d_scale.mant),
+                             self.scale.payload.exp.eq(d_scale.exp), self.scale.payload.invalid.eq(d_invalid)]
                 with m.If(self.scale.ready):
                     m.next = "DRAIN"
             with m.State("DRAIN"):

@@ -40,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 
 from model.numerics import SCALE_ALIGN_BITS, SCALE_BITS, SCALE_EXP_BITS
 
-from .arith import check_integers
+from .arith import check_integers, top_bit_tree
 
 RECIP_DIVIDEND_SHIFT = 2 * SCALE_BITS - 1   # 1/a = floor(2^31 / mant) · 2^(-31 - exp)
 RSQRT_SHIFT = 30                            # isqrt(mant · 2^(30 + odd)): a 23-bit root
@@ -64,6 +64,45 @@ class ScaleOp(enum.Enum, shape=3):
 
 def scale_layout(exp_bits: int) -> data.StructLayout:
     return data.StructLayout({"mant": unsigned(SCALE_BITS), "exp": signed(exp_bits)})
+
+
+def from_int_stages(m: Module, value, valid, exp, exp_bits: int, name: str):
+    """``scale_from_int(value, exp)`` (``model.numerics``) in two pipeline stages after ``value``
+    (unsigned, the caller's register, valid with ``valid``; ``exp`` signed, holding through the
+    first stage); returns the registered ``(scale, invalid, valid)``.
+
+    1. The top 17 bits (the leading one at bit 16, truncated) and the exponent ``L − 16 + exp``:
+       the value is normalized in a field of a power of two bits, 2^n, by its top bit's index
+       inverted (2^n − 1 − index, n bits), so that no adder lies between the index and the shift
+       (with ``L`` and ``2^n − L``, two carry chains, it was the ULX3S-85F's slowest path at 60.7 MHz);
+       the exponent's range is checked beside it for a carry of 0 and of 1.
+    2. Rounded half up to 16 bits, a carry to 2^16 renormalized; 0 stays (0, 0), and an exponent out
+       of ``exp_bits`` gives (0, 0) and ``invalid``, as the ScaleUnit's FROM_INT."""
+    index, _ = top_bit_tree(value)               # (a zero value: top is 0, and so is the scale)
+    n = max(len(index), SCALE_BITS.bit_length())   # 2^n >= the value's width and 17
+    field = 1 << n
+    limit = 1 << (exp_bits - 1)
+    top, top_valid = Signal(SCALE_BITS + 1, name=f"{name}_top"), Signal(name=f"{name}_top_valid")
+    top_exp = Signal(signed(exp_bits + 2), name=f"{name}_top_exp")
+    outside = [Signal(name=f"{name}_outside{carry}") for carry in (0, 1)]
+    wide, shift = Signal(field), Signal(n)
+    exponent = Signal(signed(max(len(exp), n + 1) + 2), name=f"{name}_exponent")
+    m.d.comb += [wide.eq(value), shift.eq(~Cat(index, Const(0, n - len(index)))),
+                 exponent.eq(index + 1 - SCALE_BITS + exp)]
+    m.d.sync += [top.eq((wide << shift)[field - SCALE_BITS - 1:field]), top_exp.eq(exponent),
+                 top_valid.eq(valid),
+                 *(flag.eq((exponent + carry < -limit) | (exponent + carry >= limit))
+                   for carry, flag in enumerate(outside))]
+    rounded = Signal(SCALE_BITS + 1, name=f"{name}_rounded")
+    m.d.comb += rounded.eq((top + 1) >> 1)
+    carry = rounded[SCALE_BITS]
+    bad = (top != 0) & Mux(carry, outside[1], outside[0])
+    scale, invalid, out_valid = (Signal(scale_layout(exp_bits), name=name), Signal(name=f"{name}_invalid"),
+                                 Signal(name=f"{name}_valid"))
+    m.d.sync += [scale.mant.eq(Mux((top == 0) | bad, 0, Mux(carry, rounded >> 1, rounded))),
+                 scale.exp.eq(Mux((top == 0) | bad, 0, top_exp + carry)), invalid.eq(bad),
+                 out_valid.eq(top_valid)]
+    return scale, invalid, out_valid
 
 
 def scale_unit_signature(exp_bits: int, int_bits: int) -> wiring.Signature:

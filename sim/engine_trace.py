@@ -47,7 +47,8 @@ def group_taps(engine, taps) -> list[dict]:
         step = program[pc]
         if step.op == Op.EMBED and previous_pc != pc:
             positions.append({})
-        previous_pc = pc
+        if kind != Tap.SCALE:           # (a norm's D, held until the port is free, may come between
+            previous_pc = pc            # an EMBED's taps: it names its norm's step)
         if kind == Tap.LOGIT:
             step = head_norm
         position = positions[-1]

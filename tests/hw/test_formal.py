@@ -342,7 +342,7 @@ def ongoing(fsm, *states):
 def rms_quantizer_invariants(dut):
     """``scale`` changes in DONE only if the AbsmaxQuantizer's first code, whose peak it waits for
     (``peak_pending``), comes while DONE waits. The peak becomes pending only at the first pass's
-    end, the scale program's 134 cycles before DONE, so it has been pending for all of the depth's
+    end, 92 cycles (``RmsQuantizer.scale_cycles``) before DONE, so it has been pending for all of the depth's
     20 cycles before; the AbsmaxQuantizer's first code leaves at most 19 cycles (its latency) after
     the first pass's end, or never: the invariants rule out the unreachable states from which it
     would wait longer and still come, by keeping the feed's passes and the AbsmaxQuantizer in step.

@@ -313,7 +313,23 @@ def test_shared_unit_parameters_are_checked(clients, message):
         SharedScaleUnit(clients)
 
 
-@pytest.mark.parametrize("program", [rms_quantizer.PROGRAM, attention.ROW_PROGRAM])
+# A program whose results die early: D of rms_quantize as ten commands on one unit (the RmsQuantizer
+# ran it so before its products moved to a multiplier of its own).
+NORM_PROGRAM = (
+    ("square_sum", ScaleOp.FROM_INT, None, None, "sum_sq"),
+    ("mean_sum", ScaleOp.MUL, "square_sum", "inv_len", None),
+    ("x_scale_sq", ScaleOp.MUL, "x_scale", "x_scale", None),
+    ("mean_square", ScaleOp.MUL, "mean_sum", "x_scale_sq", None),
+    ("with_eps", ScaleOp.ADD, "mean_square", "eps", None),
+    ("inv_rms", ScaleOp.RSQRT, "with_eps", None, None),
+    ("peak_int", ScaleOp.FROM_INT, None, None, "peak"),
+    ("peak", ScaleOp.MUL, "peak_int", "x_scale", None),
+    ("peak_rms", ScaleOp.MUL, "peak", "inv_rms", None),
+    ("dequant", ScaleOp.MUL, "peak_rms", "inv_act_max", None),
+)
+
+
+@pytest.mark.parametrize("program", [NORM_PROGRAM, rms_quantizer.ROOT_PROGRAM, attention.ROW_PROGRAM])
 def test_program_registers_are_shared_only_between_dead_results(program):
     """Replaying the program on its register assignment: every operand still holds the result it
     names when read, and the caller's result (read by no command) is never written by another."""
@@ -330,4 +346,4 @@ def test_program_registers_are_shared_only_between_dead_results(program):
 
 
 def test_norm_program_needs_three_registers():
-    assert max(ScaleProgram.registers_of(rms_quantizer.PROGRAM).values()) + 1 == 3
+    assert max(ScaleProgram.registers_of(NORM_PROGRAM).values()) + 1 == 3
