@@ -57,24 +57,11 @@ from amaranth.utils import exact_log2
 
 from model.numerics import ACT_BITS, GAIN_BITS, INV_ACT_MAX, NORM_BITS, NORM_MAX_BITLEN, SCALE_EXP_BITS
 
-from .arith import (
-    bit_length_tree,
-    check_integers,
-    or_all,
-    register_sign_magnitude,
-    sign_magnitude,
-    store_beat,
-)
+from .arith import (bit_length_tree, check_integers, or_all, register_sign_magnitude, sign_magnitude,
+                    store_beat)
 from .quantizer import MAX_LANES, AbsmaxQuantizer
-from .scale_unit import (
-    NormalizedScaleMultiplier,
-    ScaleOp,
-    ScaleProgram,
-    from_int_stages,
-    scale_layout,
-    scale_unit_members,
-    scale_unit_of,
-)
+from .scale_unit import (NormalizedScaleMultiplier, ScaleOp, ScaleProgram, from_int_stages, scale_layout,
+                         scale_unit_members, scale_unit_of)
 from .skid_buffer import SkidBuffer
 
 # The dequant scale D (model.integer.rms_quantize), its ScaleUnit commands

@@ -9,8 +9,7 @@ import pytest
 from amaranth import Cat, Elaboratable, Module, Signal, signed
 from amaranth.back import verilog
 
-from fpga.bench import array as array_bench
-from fpga.bench import write_section
+from fpga.bench import array as array_bench, write_section
 from fpga.boards import BOARDS
 from fpga.flow import synth
 from fpga.flow.build import soc_script
