@@ -47,8 +47,9 @@ BOARDS = [
     # 57.143 MHz (25 × 16 / 7, the PLL's next step below 59.375 that keeps 3 Mbaud within 2%) since
     # 2026-12-08 at 16×32 with the matmul's results four a cycle through the output path
     # (output_lanes 4): 5,965 cycles a token against 6,820 at two, 9,580 tok/s against 8,706 at
-    # 59.375 MHz; 5,721 cycles (9,988 tok/s) with the norm's D in 92 cycles, whose one build so far
-    # (seed 5) routed at 52.11 MHz (the attention's aligned weight into a value product's block). That engine routed at 57.37 MHz asking 59.375 (seed 5, 50,304 LUTs, 204 block RAMs,
+    # 59.375 MHz; 5,721 cycles (9,988 tok/s) with the norm's D in 92 cycles: 57.72 MHz post-route
+    # with seed 1 (50,807 LUTs, 150 multipliers, 1,565 s); seed 5 52.11 (the attention's aligned
+    # weight into a value product's block across the die). That engine routed at 57.37 MHz asking 59.375 (seed 5, 50,304 LUTs, 204 block RAMs,
     # 149 multipliers; its slowest path the norm's bit length into its shift); at two output lanes
     # 59.43 asking 59.375.
     # 60.68 MHz post-route asking 59.375 MHz (the PLL's step below 60) with nextpnr's static placer
@@ -87,7 +88,7 @@ BOARDS = [
     Board("ulx3s-85f", "amaranth_boards.ulx3s:ULX3S_85F_Platform", "ecp5", "models/ulx3s",
           ENGINE_85F, clock_mhz=57.143, baud=3_000_000, loader_board="ulx3s",
           reset_button="button_pwr", distributed_ram=("gated/buffer", "rms/buffer"), placer="static",
-          placer_seed=5, vector_lanes=8, norm_ratio=2, output_lanes=4),
+          placer_seed=1, vector_lanes=8, norm_ratio=2, output_lanes=4),
     # 60.65 MHz post-route asking 60 MHz with nextpnr's static placer and seed 5 (2026-12-08, 28,197
     # LUTs, 72 of 72 multipliers with the norm's own scale multiplier, 840 s; 4,302 cycles a token,
     # 13,948 tok/s; seed 3: 55.76 MHz, the sampler's threshold product split over two blocks far
