@@ -49,9 +49,9 @@ BOARDS = [
     # (output_lanes 4): 5,965 cycles a token against 6,820 at two, 9,580 tok/s against 8,706 at
     # 59.375 MHz; 5,721 cycles (9,988 tok/s) with the norm's D in 92 cycles: 57.72 MHz post-route
     # with seed 1 (50,807 LUTs, 150 multipliers, 1,565 s); seed 5 52.11 (the attention's aligned
-    # weight into a value product's block across the die). That engine routed at 57.37 MHz asking 59.375 (seed 5, 50,304 LUTs, 204 block RAMs,
-    # 149 multipliers; its slowest path the norm's bit length into its shift); at two output lanes
-    # 59.43 asking 59.375.
+    # weight into a value product's block across the die). The engine before that change routed at
+    # 57.37 MHz asking 59.375 (seed 5, 50,304 LUTs, 204 block RAMs, 149 multipliers; its slowest
+    # path the norm's bit length into its shift); at two output lanes 59.43 asking 59.375.
     # 60.68 MHz post-route asking 59.375 MHz (the PLL's step below 60) with nextpnr's static placer
     # and seed 5 (2026-12-07, 40,877 LUTs, 203 block RAMs, 133 multipliers, 1,344 s with another
     # build running): 7,747 cycles a token, 7,665 tok/s against 7,155 (8,735 at 62.5).
